@@ -1,0 +1,209 @@
+//! Where the device's memory was when the allocation failed: held for live
+//! tensors, cached but free, used outside the framework in this process,
+//! held by other processes, free; and the request against what was free.
+//!
+//! Figures a message does not state stay unknown. When the message cannot
+//! tell this process's non-framework memory from other processes (PyTorch
+//! 1.x), the two are one "outside the framework" segment.
+
+use crate::oom::{DeviceKind, OomEvent, ProcessMemory};
+use crate::size::format_size;
+
+/// A part of the device's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SegmentKind {
+    /// Held by the framework's allocator for live tensors.
+    Allocated,
+    /// Held by the framework's allocator but free (cached).
+    CachedFree,
+    /// This process, outside the framework's allocator (CUDA context, cuBLAS/cuDNN/NCCL).
+    NonFramework,
+    /// Other processes on the device.
+    OtherProcesses,
+    /// Used outside the framework's allocator, by this process or others.
+    OutsideFramework,
+    /// Free on the device.
+    Free,
+}
+
+impl SegmentKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            SegmentKind::Allocated => "allocated (live tensors)",
+            SegmentKind::CachedFree => "cached but free",
+            SegmentKind::NonFramework => "non-framework (this process)",
+            SegmentKind::OtherProcesses => "other processes",
+            SegmentKind::OutsideFramework => "outside the framework",
+            SegmentKind::Free => "free",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment {
+    pub kind: SegmentKind,
+    pub bytes: u64,
+}
+
+/// The memory picture of one event.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Accounting {
+    /// The extent the bar spans: the device's total, else a configured cap.
+    pub extent: Option<u64>,
+    /// True when `extent` is a cap (MPS watermark), not the device's size.
+    pub extent_is_cap: bool,
+    pub segments: Vec<Segment>,
+    pub requested: Option<u64>,
+    /// Request minus free memory: how much was missing (negative: the
+    /// request would have fit the free memory).
+    pub shortfall: Option<i128>,
+    /// A `Process N has` clause that is this process itself (in a container
+    /// PyTorch cannot match its own pid).
+    pub self_process: Option<ProcessMemory>,
+    /// Other processes, the self process removed.
+    pub others: Vec<ProcessMemory>,
+    /// What the framework could have used: what it held plus what was free.
+    pub framework_budget: Option<u64>,
+}
+
+/// The CUDA context and library handles of one process rarely exceed this;
+/// a `Process N has` clause within this of the framework's reserved memory is
+/// taken for the process itself. (A CUDA context is ~300-600 MiB on recent
+/// GPUs, cuBLAS/cuDNN workspaces add a few hundred MiB: PyTorch docs, "CUDA
+/// semantics", memory management notes.)
+const CONTEXT_SLACK: u64 = 2 << 30;
+
+impl Accounting {
+    pub fn of(event: &OomEvent) -> Accounting {
+        let m = &event.memory;
+        let mut acc = Accounting {
+            requested: m.requested_bytes,
+            ..Accounting::default()
+        };
+        let listed = m.other_processes.clone().unwrap_or_default();
+        let mut process = m.process_bytes;
+        let mut others = listed.clone();
+        if process.is_none() {
+            if let (Some(reserved), [only]) = (m.reserved_bytes, listed.as_slice()) {
+                if only.bytes >= reserved && only.bytes - reserved <= CONTEXT_SLACK {
+                    acc.self_process = Some(*only);
+                    process = Some(only.bytes);
+                    others.clear();
+                }
+            }
+        }
+        acc.others = others;
+        let others_sum: u64 = acc.others.iter().map(|p| p.bytes).sum();
+
+        let (extent, is_cap) = match (m.total_bytes, m.allowed_bytes) {
+            (Some(t), _) => (Some(t), false),
+            (None, Some(cap)) => (Some(cap), true),
+            _ => (None, false),
+        };
+        acc.extent = extent;
+        acc.extent_is_cap = is_cap;
+        let mut segments: Vec<Segment> = Vec::new();
+        let mut push = |kind, bytes: Option<u64>| {
+            if let Some(b) = bytes {
+                segments.push(Segment { kind, bytes: b });
+            }
+        };
+        push(SegmentKind::Allocated, m.allocated_bytes);
+        push(SegmentKind::CachedFree, m.reserved_unallocated_bytes);
+        let non_framework = m
+            .non_framework_bytes
+            .or_else(|| Some(process?.saturating_sub(m.reserved_bytes?)));
+        if event.device.kind == DeviceKind::Mps {
+            // MPS "other allocations": everything Metal holds beyond the
+            // allocator's live tensors, for this process and the system.
+            push(SegmentKind::NonFramework, non_framework);
+        } else if let Some(nf) = non_framework {
+            push(SegmentKind::NonFramework, Some(nf));
+            if others_sum > 0 {
+                push(SegmentKind::OtherProcesses, Some(others_sum));
+            } else if let (Some(t), Some(f), Some(p)) = (m.total_bytes, m.free_bytes, process) {
+                let rest = t.saturating_sub(f).saturating_sub(p);
+                if rest > 0 {
+                    push(SegmentKind::OtherProcesses, Some(rest));
+                }
+            }
+        } else if let (Some(t), Some(f), Some(r)) = (m.total_bytes, m.free_bytes, m.reserved_bytes)
+        {
+            if others_sum > 0 {
+                push(SegmentKind::OtherProcesses, Some(others_sum));
+            }
+            let outside = t
+                .saturating_sub(f)
+                .saturating_sub(r)
+                .saturating_sub(others_sum);
+            push(SegmentKind::OutsideFramework, Some(outside));
+        } else if others_sum > 0 {
+            push(SegmentKind::OtherProcesses, Some(others_sum));
+        }
+        let used: u64 = segments.iter().map(|s| s.bytes).sum();
+        let free = m.free_bytes.or_else(|| {
+            if is_cap {
+                Some(extent?.saturating_sub(used))
+            } else {
+                None
+            }
+        });
+        if let Some(f) = free {
+            segments.push(Segment {
+                kind: SegmentKind::Free,
+                bytes: f,
+            });
+        }
+        acc.segments = segments;
+        acc.shortfall = match (m.requested_bytes, free) {
+            (Some(q), Some(f)) => Some(q as i128 - f as i128),
+            _ => None,
+        };
+        acc.framework_budget = match (m.reserved_bytes, free) {
+            (Some(r), Some(f)) => Some(r + f),
+            (None, Some(f)) => m.allocated_bytes.map(|a| a + f),
+            _ => None,
+        };
+        acc
+    }
+
+    /// Bytes of one kind of segment, when the message told it.
+    pub fn bytes(&self, kind: SegmentKind) -> Option<u64> {
+        self.segments
+            .iter()
+            .find(|s| s.kind == kind)
+            .map(|s| s.bytes)
+    }
+}
+
+/// One sentence saying what failed.
+pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
+    let who = event.framework.display_name();
+    let dev = match event.device.index {
+        Some(i) => format!("{} {i}", event.device.kind.display_name()),
+        None => event.device.kind.display_name().to_string(),
+    };
+    match (acc.requested, acc.bytes(SegmentKind::Free), acc.extent) {
+        (Some(q), Some(f), Some(t)) => format!(
+            "{who} asked for {} on {dev} during {}; only {} of the {} {} was free.",
+            format_size(q),
+            event.phase.describe(),
+            format_size(f),
+            format_size(t),
+            if acc.extent_is_cap {
+                "allowed"
+            } else {
+                "device"
+            },
+        ),
+        (Some(q), _, _) => format!(
+            "{who} could not allocate {} on {dev} during {}.",
+            format_size(q),
+            event.phase.describe()
+        ),
+        _ => format!(
+            "{who} ran out of memory on {dev} during {}; the message gives no figures.",
+            event.phase.describe()
+        ),
+    }
+}

@@ -1,0 +1,580 @@
+//! Ranking the causes of one event from its figures, its phase and its
+//! framework. Each rule adds a cause with a score and the numbers behind it;
+//! a cause added twice keeps its highest score. The rules read the figures,
+//! never the source of a particular message.
+
+use super::accounting::{Accounting, SegmentKind};
+use super::{Cause, CauseId};
+use crate::oom::{DeviceKind, Framework, OomEvent, Phase, VllmCheck};
+use crate::size::format_size as fs;
+
+const GIB: u64 = 1 << 30;
+
+struct Ranking(Vec<Cause>);
+
+impl Ranking {
+    fn add(&mut self, id: CauseId, score: f64, evidence: impl Into<String>) {
+        let score = (score.clamp(0.0, 1.0) * 100.0).round() / 100.0;
+        match self.0.iter_mut().find(|c| c.id == id) {
+            Some(c) if c.score >= score => {}
+            Some(c) => {
+                c.score = score;
+                c.evidence = evidence.into();
+            }
+            None => self.0.push(Cause {
+                id,
+                score,
+                evidence: evidence.into(),
+            }),
+        }
+    }
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "n/a".into();
+    }
+    format!("{:.0}%", part as f64 * 100.0 / whole as f64)
+}
+
+pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
+    let mut r = Ranking(Vec::new());
+    let m = &event.memory;
+    if event.facts.absurd_request {
+        r.add(
+            CauseId::InvalidSize,
+            0.95,
+            "the request is over 1 EB: a negative or overflowed size computed upstream, not a capacity problem",
+        );
+    }
+    if let Some(check) = &event.facts.vllm {
+        vllm(&mut r, check, event);
+    }
+    if event.facts.oom_killer || event.device.kind == DeviceKind::Cpu {
+        host(&mut r, event);
+    }
+    match event.framework {
+        Framework::Cublas | Framework::Cudnn | Framework::Nccl => library(&mut r, event),
+        Framework::LlamaCpp => llama(&mut r, event),
+        _ => {}
+    }
+    figures(&mut r, event, acc);
+    by_phase(&mut r, event, acc);
+    if r.0.is_empty() {
+        // A bare "out of memory" with no figures and no phase.
+        r.add(
+            CauseId::BatchTooLarge,
+            0.45,
+            "the message gives no figures; the batch (or sequence/image size) is the most common cause",
+        );
+        r.add(
+            CauseId::OtherProcesses,
+            0.3,
+            "check with nvidia-smi whether other processes hold memory on the device",
+        );
+        if m.requested_bytes.is_none() {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.25,
+                "if it fails on the first step at any batch size, the model itself does not fit",
+            );
+        }
+    }
+    r.0
+}
+
+fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
+    match check {
+        VllmCheck::NoCacheBlocks => {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.6,
+                "after loading the weights and profiling one batch, nothing was left within gpu_memory_utilization for the KV cache",
+            );
+            r.add(
+                CauseId::MemoryCap,
+                0.5,
+                "gpu_memory_utilization caps what vLLM may use of the GPU",
+            );
+            r.add(
+                CauseId::KvCache,
+                0.4,
+                "the KV cache gets only what the weights and activations leave",
+            );
+        }
+        VllmCheck::MaxLenExceedsKvCache {
+            max_model_len,
+            kv_tokens,
+            needed_bytes,
+            available_bytes,
+            ..
+        } => {
+            let evidence = match (max_model_len, kv_tokens, needed_bytes, available_bytes) {
+                (Some(len), Some(tok), _, _) => {
+                    format!("one sequence of max_model_len {len} tokens needs more KV cache than the {tok} tokens that fit")
+                }
+                (Some(len), _, Some(n), Some(a)) => format!(
+                    "one sequence of {len} tokens needs {} of KV cache; {} is available",
+                    fs(*n),
+                    fs(*a)
+                ),
+                _ => "the model's maximum length needs more KV cache than is available".into(),
+            };
+            r.add(CauseId::KvCache, 0.85, evidence);
+            r.add(
+                CauseId::MemoryCap,
+                0.45,
+                "gpu_memory_utilization limits the memory left for the KV cache",
+            );
+        }
+        VllmCheck::FreeBelowUtilization { utilization } => {
+            let m = &event.memory;
+            let evidence = match (m.free_bytes, m.total_bytes, m.allowed_bytes) {
+                (Some(f), Some(t), Some(a)) => format!(
+                    "only {} of {} was free at start-up; gpu_memory_utilization asks for {}: {} is held by other processes (or a previous engine)",
+                    fs(f),
+                    fs(t),
+                    fs(a),
+                    fs(t.saturating_sub(f))
+                ),
+                _ => "free memory at start-up is below what gpu_memory_utilization asks for".into(),
+            };
+            r.add(CauseId::OtherProcesses, 0.8, evidence);
+            r.add(
+                CauseId::MemoryCap,
+                0.5,
+                format!(
+                    "gpu_memory_utilization {} is a share of the whole GPU, not of its free memory",
+                    utilization.map_or("n/a".into(), |u| u.to_string())
+                ),
+            );
+        }
+    }
+}
+
+fn host(r: &mut Ranking, event: &OomEvent) {
+    let evidence = if event.facts.oom_killer {
+        format!(
+            "the kernel's OOM killer ended {}",
+            event.facts.call.as_deref().unwrap_or("the process")
+        )
+    } else {
+        match event.memory.requested_bytes {
+            Some(q) => format!("the CPU allocator could not get {} of host RAM", fs(q)),
+            None => "the CPU allocator ran out of host RAM".into(),
+        }
+    };
+    r.add(CauseId::HostMemory, 0.85, evidence);
+    r.add(
+        CauseId::BatchTooLarge,
+        0.4,
+        "a smaller batch, fewer DataLoader workers or memory-mapped data lower host memory",
+    );
+}
+
+fn library(r: &mut Ranking, event: &OomEvent) {
+    match event.framework {
+        Framework::Cublas => {
+            let call = event.facts.call.as_deref().unwrap_or("a cuBLAS call");
+            r.add(
+                CauseId::NonFrameworkMemory,
+                0.5,
+                format!("{call} needs memory outside the framework's cache (handle and workspace); the GPU was already full"),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.4,
+                "the framework's tensors filled the GPU before cuBLAS could get its workspace",
+            );
+            r.add(
+                CauseId::NotMemory,
+                0.3,
+                "the same status appears with a mismatched CUDA toolkit and driver, or a wrong device index",
+            );
+        }
+        Framework::Cudnn => {
+            let handle = event.message.contains("handle");
+            if handle {
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.7,
+                    "cuDNN could not create its handle: the framework's allocator had already taken the GPU (TensorFlow reserves nearly all of it by default)",
+                );
+            } else if event.message.contains("ALLOC_FAILED") {
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.6,
+                    "cuDNN could not allocate its workspace outside the framework's cache",
+                );
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.45,
+                    "the framework's tensors filled the GPU before cuDNN's workspace",
+                );
+            } else {
+                r.add(
+                    CauseId::NotMemory,
+                    0.5,
+                    "CUDNN_STATUS_NOT_INITIALIZED is often a cuDNN/CUDA/driver mismatch; it is also what cuDNN reports when it cannot allocate at initialization",
+                );
+                r.add(CauseId::NonFrameworkMemory, 0.45, "cuDNN initializes lazily, at the first convolution: the GPU may already be full then");
+            }
+            r.add(
+                CauseId::OtherProcesses,
+                0.3,
+                "another process may hold the memory cuDNN needs",
+            );
+        }
+        Framework::Nccl => {
+            let what = match event.memory.requested_bytes {
+                Some(q) => format!("NCCL could not allocate {} for its buffers", fs(q)),
+                None => "NCCL could not allocate device memory for its buffers".into(),
+            };
+            r.add(
+                CauseId::NonFrameworkMemory,
+                0.6,
+                format!("{what}, outside the framework's cache"),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.35,
+                "the framework's tensors left no room for communication buffers",
+            );
+        }
+        _ => {}
+    }
+}
+
+fn llama(r: &mut Ranking, event: &OomEvent) {
+    let q = event.memory.requested_bytes;
+    if event.phase == Phase::ModelLoad {
+        r.add(
+            CauseId::ModelTooLarge,
+            0.8,
+            match q {
+                Some(q) => format!(
+                    "the weights offloaded to the GPU need {} in one buffer",
+                    fs(q)
+                ),
+                None => "the layers offloaded to the GPU do not fit".into(),
+            },
+        );
+    } else {
+        r.add(
+            CauseId::KvCache,
+            0.6,
+            "the context (KV cache) and compute buffers do not fit next to the weights",
+        );
+        r.add(
+            CauseId::ModelTooLarge,
+            0.4,
+            "fewer offloaded layers leave room for the context",
+        );
+    }
+}
+
+/// Rules over the figures any framework may state.
+fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    let m = &event.memory;
+    let q = m.requested_bytes;
+    let total = m.total_bytes;
+    // A single tensor larger than the whole device.
+    if let (Some(q), Some(t)) = (q, total) {
+        if q > t && !event.facts.absurd_request {
+            let ratio = q as f64 / t as f64;
+            let ev = format!(
+                "one request of {} is {:.1}x the device's {}: it can never fit",
+                fs(q),
+                ratio,
+                fs(t)
+            );
+            if ratio <= 4.0 {
+                r.add(CauseId::BatchTooLarge, 0.85, ev.clone());
+                r.add(
+                    CauseId::InvalidSize,
+                    0.5,
+                    format!("{ev}; check the tensor's shape"),
+                );
+            } else {
+                r.add(CauseId::InvalidSize, 0.85, format!("{ev}; a shape this far off is usually a bug (wrong dimension, unbounded sequence or image size)"));
+                r.add(CauseId::BatchTooLarge, 0.5, ev);
+            }
+            return;
+        }
+    }
+    let cached_free = acc.bytes(SegmentKind::CachedFree);
+    let free = acc.bytes(SegmentKind::Free);
+    // Fragmentation: the cache holds enough free bytes, but not in one block.
+    if let (Some(cf), Some(q)) = (cached_free, q) {
+        let reserved = m.reserved_bytes.unwrap_or(0);
+        if cf >= q && cf > 0 {
+            r.add(
+                CauseId::Fragmentation,
+                0.8,
+                format!(
+                    "{} is cached by the allocator but free, more than the {} requested: it is split into pieces too small for one block",
+                    fs(cf),
+                    fs(q)
+                ),
+            );
+        } else if reserved > 0 && cf * 4 >= reserved && cf >= 256 << 20 {
+            r.add(
+                CauseId::Fragmentation,
+                0.4,
+                format!(
+                    "{} of the {} the allocator holds is cached but free ({})",
+                    fs(cf),
+                    fs(reserved),
+                    pct(cf, reserved)
+                ),
+            );
+        }
+    }
+    // Memory outside the framework: other processes or this one.
+    if let Some(t) = total {
+        let others: u64 = acc.others.iter().map(|p| p.bytes).sum();
+        if others > 0 && others * 5 >= t {
+            let list: Vec<String> = acc
+                .others
+                .iter()
+                .map(|p| format!("pid {} holds {}", p.pid, fs(p.bytes)))
+                .collect();
+            r.add(
+                CauseId::OtherProcesses,
+                0.85,
+                format!("{} ({} of the device)", list.join(", "), pct(others, t)),
+            );
+        }
+        if let Some(outside) = acc.bytes(SegmentKind::OutsideFramework) {
+            if outside * 4 >= t && outside >= GIB {
+                r.add(
+                    CauseId::OtherProcesses,
+                    0.75,
+                    format!(
+                        "{} of the {} device ({}) is used outside the framework's allocator: far more than a CUDA context, so another process (or another framework in this one) holds it",
+                        fs(outside),
+                        fs(t),
+                        pct(outside, t)
+                    ),
+                );
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.35,
+                    "if no other process runs on the GPU, this process holds it outside the framework (another framework, a second model, cuDNN/NCCL buffers)",
+                );
+            }
+        }
+        if let Some(nf) = acc.bytes(SegmentKind::NonFramework) {
+            if event.device.kind != DeviceKind::Mps && nf >= (3 * GIB) / 2 && nf * 10 >= t {
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.7,
+                    format!(
+                        "this process holds {} outside the framework's allocator ({} of the device): more than a CUDA context needs",
+                        fs(nf),
+                        pct(nf, t)
+                    ),
+                );
+            }
+        }
+    }
+    // MPS: "other allocations" and the watermark cap.
+    if event.device.kind == DeviceKind::Mps {
+        if let (Some(a), Some(nf), Some(cap)) =
+            (m.allocated_bytes, m.non_framework_bytes, m.allowed_bytes)
+        {
+            let q = q.unwrap_or(0);
+            if nf > a {
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.7,
+                    format!("other allocations hold {} against {} of PyTorch tensors, within a cap of {}", fs(nf), fs(a), fs(cap)),
+                );
+            }
+            if a + nf + q > cap {
+                r.add(
+                    CauseId::MemoryCap,
+                    0.6,
+                    format!(
+                        "{} allocated + {} other + {} requested exceeds the {} high-watermark cap",
+                        fs(a),
+                        fs(nf),
+                        fs(q),
+                        fs(cap)
+                    ),
+                );
+            }
+        }
+    } else if let (Some(cap), Some(q)) = (m.allowed_bytes, q) {
+        let reserved = m.reserved_bytes.unwrap_or(0);
+        if reserved + q > cap {
+            r.add(
+                CauseId::MemoryCap,
+                0.8,
+                format!(
+                    "a cap of {} is set (set_per_process_memory_fraction); {} reserved + {} requested exceeds it",
+                    fs(cap),
+                    fs(reserved),
+                    fs(q)
+                ),
+            );
+        }
+    }
+    // The request would have fit the free memory: the limit lies elsewhere.
+    if let (Some(q), Some(f)) = (q, free) {
+        if f >= q && event.device.kind != DeviceKind::Mps && m.allowed_bytes.is_none() {
+            let cap_note = if event.device.kind == DeviceKind::Xpu {
+                " (Intel GPUs limit one allocation to a share of memory unless large allocations are enabled)"
+            } else {
+                ""
+            };
+            r.add(
+                CauseId::MemoryCap,
+                0.6,
+                format!("{} was free, enough for the {} request: a per-allocation or driver limit refused it{cap_note}", fs(f), fs(q)),
+            );
+            r.add(
+                CauseId::Fragmentation,
+                0.35,
+                "free device memory may be scattered in pieces none of which holds the request",
+            );
+            r.add(CauseId::NotMemory, 0.3, "an allocation that fits the free memory and still fails can be a driver or runtime problem");
+        }
+    }
+    // Windows (WDDM) lets allocations spill over into shared system memory.
+    if let (Some(a), Some(t)) = (m.allocated_bytes, total) {
+        if a > t {
+            r.add(
+                CauseId::BatchTooLarge,
+                0.7,
+                format!(
+                    "{} allocated exceeds the device's {}: the Windows driver spilled into shared system memory before failing",
+                    fs(a),
+                    fs(t)
+                ),
+            );
+        }
+    }
+}
+
+/// Rules that read the phase and how much the framework held for tensors.
+fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    let m = &event.memory;
+    if matches!(event.framework, Framework::Vllm | Framework::LlamaCpp) || event.facts.oom_killer {
+        return;
+    }
+    let share = match (m.allocated_bytes, acc.framework_budget) {
+        (Some(a), Some(b)) if b > 0 => Some(a as f64 / b as f64),
+        _ => None,
+    };
+    let held = match (m.allocated_bytes, acc.extent) {
+        (Some(a), Some(t)) => format!(
+            "live tensors hold {} of the {} device ({})",
+            fs(a),
+            fs(t),
+            pct(a, t)
+        ),
+        (Some(a), None) => format!("live tensors hold {}", fs(a)),
+        _ => String::new(),
+    };
+    // Tensor memory dominates what the framework could use: the workload.
+    let dominant = share.is_none_or(|s| s >= 0.5);
+    let weight = share.map_or(0.5, |s| 0.3 + 0.35 * s.min(1.0));
+    let with = |s: &str| {
+        if held.is_empty() {
+            s.to_string()
+        } else {
+            format!("{held}; {s}")
+        }
+    };
+    match event.phase {
+        Phase::ModelLoad => {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.8,
+                with("it failed while loading the weights, before any batch ran"),
+            );
+            r.add(CauseId::MultipleModels, 0.3, "a model already loaded on the device (a previous cell or a second model) leaves less room");
+        }
+        Phase::OptimizerStep => {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.65,
+                with("it failed creating optimizer states (AdamW keeps two fp32 copies per parameter): full fine-tuning of this model needs more memory"),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.3,
+                "activations freed by then; the batch matters less at this step",
+            );
+        }
+        Phase::Generation => {
+            r.add(
+                CauseId::KvCache,
+                0.6,
+                with("generation grows the KV cache with every token, batch x length"),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                weight.min(0.55),
+                with("fewer sequences at once shrink the KV cache and logits"),
+            );
+        }
+        Phase::Evaluation => {
+            r.add(
+                CauseId::LeftoverTensors,
+                0.5,
+                with("evaluation without torch.no_grad() keeps activations for a backward that never comes; training tensors (optimizer states, gradients) may still be alive"),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                weight,
+                with("the evaluation batch may be larger than the training batch"),
+            );
+        }
+        Phase::Startup => {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.5,
+                with("it failed at start-up, sizing memory for the model"),
+            );
+        }
+        Phase::DataLoading => {
+            r.add(
+                CauseId::BatchTooLarge,
+                0.6,
+                with("the batch itself is too large to move to the device"),
+            );
+        }
+        Phase::Forward | Phase::Backward | Phase::Unknown => {
+            if m.allocated_bytes.is_some() && dominant {
+                let what = if event.phase == Phase::Backward {
+                    "the backward pass needs the activations of the whole batch plus their gradients"
+                } else {
+                    "activations grow with batch x sequence length (x image size)"
+                };
+                r.add(CauseId::BatchTooLarge, weight, with(what));
+                r.add(
+                    CauseId::LeftoverTensors,
+                    0.15,
+                    "if memory climbs step after step, tensors from earlier steps are kept alive (a loss kept with its graph, outputs in a list)",
+                );
+            } else if m.allocated_bytes.is_some() {
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.3,
+                    with("the framework's own tensors are a small part of the device"),
+                );
+            } else if matches!(event.phase, Phase::Forward | Phase::Backward) {
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.5,
+                    format!(
+                        "it failed in {}, which scales with the batch",
+                        event.phase.describe()
+                    ),
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! Fixes for the ranked causes, with concrete values: the batch size that fits
+//! the figures, the allocator variable spelled as that PyTorch version reads
+//! it, the pid to stop, vLLM's `gpu_memory_utilization` and `max_model_len`,
+//! TensorFlow's memory growth, JAX's preallocation, llama.cpp's offloaded
+//! layers.
+
+use super::accounting::Accounting;
+use super::{Cause, CauseId, DiagnoseContext, Fix};
+use crate::oom::{DeviceKind, Framework, OomEvent, Phase, PyTorchEra, VllmCheck};
+use crate::size::format_size as fs;
+use std::collections::BTreeMap;
+
+/// Share of the measured budget a suggested batch may fill: the failing
+/// allocation is not always the last one before the peak, and the fixed part
+/// of memory (weights) does not shrink with the batch, so a straight
+/// proportion overshoots.
+const BATCH_SAFETY: f64 = 0.85;
+
+fn env1(k: &str, v: &str) -> Option<BTreeMap<String, String>> {
+    Some(BTreeMap::from([(k.to_string(), v.to_string())]))
+}
+
+fn fix(
+    id: &'static str,
+    title: impl Into<String>,
+    detail: impl Into<String>,
+    code: Option<String>,
+) -> Fix {
+    Fix {
+        id,
+        title: title.into(),
+        detail: detail.into(),
+        code,
+        env: None,
+    }
+}
+
+/// The batch that keeps what the failing run needed within what the framework
+/// could use, scaled with a safety margin; `None` without the figures.
+pub(crate) fn batch_that_fits(event: &OomEvent, acc: &Accounting, batch: u64) -> Option<u64> {
+    let m = &event.memory;
+    let need = m.allocated_bytes? as f64 + m.requested_bytes? as f64;
+    let budget = acc.framework_budget? as f64;
+    if need <= 0.0 || budget <= 0.0 {
+        return None;
+    }
+    let b = (batch as f64 * budget / need * BATCH_SAFETY).floor() as u64;
+    Some(b.clamp(1, batch.saturating_sub(1).max(1)))
+}
+
+pub(super) fn propose(
+    event: &OomEvent,
+    acc: &Accounting,
+    causes: &[Cause],
+    ctx: &DiagnoseContext,
+) -> (Vec<Fix>, Option<u64>) {
+    let mut fixes: Vec<Fix> = Vec::new();
+    let mut suggested = None;
+    for cause in causes {
+        let new = match cause.id {
+            CauseId::BatchTooLarge => {
+                let (f, s) = reduce_batch(event, acc, ctx);
+                suggested = suggested.or(s);
+                f
+            }
+            CauseId::Fragmentation => fragmentation(event),
+            CauseId::OtherProcesses => other_processes(event, acc),
+            CauseId::ModelTooLarge => model_too_large(event),
+            CauseId::NonFrameworkMemory => non_framework(event),
+            CauseId::MemoryCap => memory_cap(event),
+            CauseId::KvCache => kv_cache(event),
+            CauseId::LeftoverTensors => leftovers(),
+            CauseId::MultipleModels => vec![fix(
+                "one_model_per_device",
+                "Load one model per GPU, or free the previous one",
+                "Delete the previous model and clear the cache before loading the next, or place each model on its own device.",
+                Some("del old_model\nimport gc; gc.collect()\ntorch.cuda.empty_cache()".into()),
+            )],
+            CauseId::HostMemory => host_memory(event),
+            CauseId::InvalidSize => invalid_size(event),
+            CauseId::NotMemory => not_memory(event),
+        };
+        for f in new {
+            if !fixes.iter().any(|g| g.id == f.id) {
+                fixes.push(f);
+            }
+        }
+    }
+    (fixes, suggested)
+}
+
+fn reduce_batch(
+    event: &OomEvent,
+    acc: &Accounting,
+    ctx: &DiagnoseContext,
+) -> (Vec<Fix>, Option<u64>) {
+    let mut out = Vec::new();
+    let fitting = ctx
+        .batch
+        .and_then(|b| batch_that_fits(event, acc, b).map(|n| (b, n)));
+    let suggested = match (ctx.batch, fitting) {
+        (_, Some((b, n))) => {
+            // Same effective batch: the fewest accumulation steps whose
+            // micro-batch fits.
+            let accum = b.div_ceil(n);
+            let micro = b.div_ceil(accum);
+            let m = &event.memory;
+            let detail = format!(
+                "At batch {b} the framework needed at least {} (live tensors {} + the failed request {}) and could use at most {} (what it held + what was free). Batch {n} scales that need to {:.0}% of what it could use, leaving room for the weights, which do not shrink with the batch. To keep the effective batch of {b}: {micro} x {accum} accumulation steps.",
+                fs(m.allocated_bytes.unwrap_or(0) + m.requested_bytes.unwrap_or(0)),
+                fs(m.allocated_bytes.unwrap_or(0)),
+                fs(m.requested_bytes.unwrap_or(0)),
+                fs(acc.framework_budget.unwrap_or(0)),
+                BATCH_SAFETY * 100.0,
+            );
+            let code = format!(
+                "loader = DataLoader(dataset, batch_size={n})\n# same effective batch with the Hugging Face Trainer:\nTrainingArguments(per_device_train_batch_size={micro}, gradient_accumulation_steps={accum})"
+            );
+            let code = if matches!(event.framework, Framework::TensorFlow | Framework::Jax) {
+                batch_code(event, n, accum)
+            } else {
+                code
+            };
+            out.push(fix(
+                "reduce_batch",
+                format!("Reduce the batch from {b} to {n}"),
+                detail,
+                Some(code),
+            ));
+            Some(n)
+        }
+        (Some(b), None) => {
+            let n = (b / 2).max(1);
+            out.push(fix(
+                "reduce_batch",
+                format!("Halve the batch from {b} to {n}"),
+                "The message does not give the figures to size the batch exactly; halve it and keep the effective batch with gradient accumulation.",
+                Some(batch_code(event, n, b.div_ceil(n))),
+            ));
+            Some(n)
+        }
+        (None, _) => {
+            let ratio = match (
+                event.memory.allocated_bytes,
+                event.memory.requested_bytes,
+                acc.framework_budget,
+            ) {
+                (Some(a), Some(q), Some(b)) if a + q > 0 => {
+                    Some(b as f64 / (a + q) as f64 * BATCH_SAFETY)
+                }
+                _ => None,
+            };
+            let detail = match ratio {
+                Some(r) if r < 1.0 => format!(
+                    "The figures say the batch must shrink to about {:.0}% of its current size (pass --batch N for an exact number); keep the effective batch with gradient accumulation.",
+                    r * 100.0
+                ),
+                _ => "Pass --batch N (the failing batch size) for a size computed from the figures; keep the effective batch with gradient accumulation.".into(),
+            };
+            out.push(fix(
+                "reduce_batch",
+                "Reduce the batch size",
+                detail,
+                Some(batch_code(event, 0, 0)),
+            ));
+            None
+        }
+    };
+    if matches!(event.framework, Framework::PyTorch) && event.phase != Phase::Generation {
+        out.push(fix(
+            "mixed_precision_checkpointing",
+            "Use bf16/fp16 activations and gradient checkpointing",
+            "Autocast halves activation memory; checkpointing keeps only layer boundaries and recomputes the rest in the backward pass (about 30% more compute).",
+            Some("model.gradient_checkpointing_enable()  # Hugging Face models\nwith torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(**batch).loss".into()),
+        ));
+    }
+    (out, suggested)
+}
+
+fn batch_code(event: &OomEvent, n: u64, accum: u64) -> String {
+    let (n, accum) = if n == 0 {
+        ("N".to_string(), "K".to_string())
+    } else {
+        (n.to_string(), accum.to_string())
+    };
+    match event.framework {
+        Framework::TensorFlow => format!("model.fit(x, y, batch_size={n})"),
+        Framework::Jax => format!("batch_size = {n}  # and accumulate gradients over {accum} steps (optax.MultiSteps)"),
+        _ => format!(
+            "loader = DataLoader(dataset, batch_size={n})\n# Hugging Face Trainer:\nTrainingArguments(per_device_train_batch_size={n}, gradient_accumulation_steps={accum})"
+        ),
+    }
+}
+
+fn alloc_var(event: &OomEvent) -> String {
+    if let Some(v) = &event.facts.alloc_conf_var {
+        return v.clone();
+    }
+    if event.device.kind == DeviceKind::Rocm {
+        "PYTORCH_HIP_ALLOC_CONF".into()
+    } else {
+        "PYTORCH_CUDA_ALLOC_CONF".into()
+    }
+}
+
+fn fragmentation(event: &OomEvent) -> Vec<Fix> {
+    let var = alloc_var(event);
+    match event.framework {
+        Framework::PyTorch => match event.facts.pytorch_era {
+            Some(PyTorchEra::Cached | PyTorchEra::ReservedInTotal) => vec![fix(
+                "upgrade_pytorch",
+                "Upgrade PyTorch (1.10 or later) to tune the allocator",
+                "This PyTorch predates PYTORCH_CUDA_ALLOC_CONF; meanwhile free the cache between phases with torch.cuda.empty_cache().",
+                Some("torch.cuda.empty_cache()".into()),
+            )],
+            Some(PyTorchEra::MaxSplitHint) => {
+                let mb = split_size_mb(event.memory.requested_bytes);
+                let value = format!("max_split_size_mb:{mb}");
+                let mut f = fix(
+                    "allocator_config",
+                    format!("Set {var}={value}"),
+                    format!("Blocks above {mb} MiB are then never split, so large requests find whole blocks; this PyTorch (1.10-2.0) has no expandable segments."),
+                    Some(format!("export {var}={value}")),
+                );
+                f.env = env1(&var, &value);
+                vec![f]
+            }
+            _ => {
+                let value = "expandable_segments:True";
+                let mut f = fix(
+                    "allocator_config",
+                    format!("Set {var}={value}"),
+                    "Segments then grow in place instead of leaving holes between fixed-size blocks; set it before the first CUDA allocation (PyTorch 2.1+).",
+                    Some(format!("export {var}={value}")),
+                );
+                f.env = env1(&var, value);
+                vec![f]
+            }
+        },
+        Framework::TensorFlow => {
+            let mut f = fix(
+                "allocator_config",
+                "Use the CUDA async allocator",
+                "TF_GPU_ALLOCATOR=cuda_malloc_async lets the driver manage fragmentation.",
+                Some("export TF_GPU_ALLOCATOR=cuda_malloc_async".into()),
+            );
+            f.env = env1("TF_GPU_ALLOCATOR", "cuda_malloc_async");
+            vec![f]
+        }
+        _ => vec![fix(
+            "free_cache",
+            "Release cached blocks between phases",
+            "Free memory the framework caches but does not use, between evaluation and training or between models.",
+            None,
+        )],
+    }
+}
+
+/// A `max_split_size_mb` just above the request, so a block of that size is
+/// kept whole: the request in MiB rounded up to a power of two, 128 to 1024.
+fn split_size_mb(requested: Option<u64>) -> u64 {
+    let mib = requested.map_or(128, |q| q.div_ceil(1 << 20));
+    mib.next_power_of_two().clamp(128, 1024)
+}
+
+fn other_processes(event: &OomEvent, acc: &Accounting) -> Vec<Fix> {
+    let target = acc.others.iter().max_by_key(|p| p.bytes);
+    let (title, code) = match target {
+        Some(p) => (
+            format!("Stop process {} ({} on the device)", p.pid, fs(p.bytes)),
+            format!("nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv\nkill {}   # after checking it is yours and idle", p.pid),
+        ),
+        None => (
+            "Find and stop the other processes on the GPU".to_string(),
+            "nvidia-smi --query-compute-apps=pid,process_name,used_memory --format=csv\n# a Jupyter kernel or a crashed run that still holds memory is the usual culprit".to_string(),
+        ),
+    };
+    let mut out = vec![fix(
+        "stop_other_process",
+        title,
+        "Memory another process holds is invisible to this one's allocator; stop it, or pin each job to its own GPU with CUDA_VISIBLE_DEVICES.",
+        Some(code),
+    )];
+    if matches!(event.framework, Framework::Vllm) {
+        out.extend(vllm_utilization(event));
+    }
+    out
+}
+
+fn model_too_large(event: &OomEvent) -> Vec<Fix> {
+    match event.framework {
+        Framework::LlamaCpp => llama_layers(event),
+        Framework::Vllm => {
+            let mut v = vec![fix(
+                "shard_or_quantize",
+                "Shard across GPUs or load a quantized checkpoint",
+                "Tensor parallelism splits the weights; an AWQ/GPTQ/FP8 checkpoint needs a half or a quarter of the memory.",
+                Some("vllm serve MODEL --tensor-parallel-size 2\nvllm serve MODEL --quantization fp8".into()),
+            )];
+            v.extend(vllm_utilization(event));
+            v
+        }
+        _ if event.phase == Phase::OptimizerStep => vec![fix(
+            "lighter_optimizer",
+            "Use an 8-bit optimizer or LoRA, or shard optimizer states",
+            "AdamW keeps 8 bytes of state per parameter; 8-bit AdamW keeps 2, LoRA trains a fraction of the parameters, ZeRO/FSDP split states across GPUs.",
+            Some("TrainingArguments(optim='adamw_bnb_8bit')  # bitsandbytes\n# or LoRA: peft.get_peft_model(model, LoraConfig(r=16, target_modules='all-linear'))".into()),
+        )],
+        _ => vec![fix(
+            "quantize_or_shard",
+            "Load in half precision or quantized, or shard the model",
+            "bf16/fp16 halves the weights, 8-bit quarters fp32, 4-bit NF4 takes an eighth; device_map='auto' spreads layers over GPUs and CPU.",
+            Some("from transformers import AutoModelForCausalLM, BitsAndBytesConfig\nmodel = AutoModelForCausalLM.from_pretrained(\n    name, torch_dtype=torch.bfloat16, device_map='auto',\n    quantization_config=BitsAndBytesConfig(load_in_4bit=True))".into()),
+        )],
+    }
+}
+
+fn non_framework(event: &OomEvent) -> Vec<Fix> {
+    match event.framework {
+        Framework::TensorFlow | Framework::Cudnn if event.message.contains("handle") || event.framework == Framework::TensorFlow => {
+            let mut f = fix(
+                "tf_memory_growth",
+                "Let TensorFlow grow its memory instead of taking it all",
+                "By default TensorFlow maps nearly all GPU memory at start, leaving none for cuDNN or other processes.",
+                Some("for gpu in tf.config.list_physical_devices('GPU'):\n    tf.config.experimental.set_memory_growth(gpu, True)".into()),
+            );
+            f.env = env1("TF_FORCE_GPU_ALLOW_GROWTH", "true");
+            vec![f]
+        }
+        Framework::Jax => jax_prealloc(),
+        Framework::Nccl => {
+            let mut f = fix(
+                "nccl_buffers",
+                "Leave room for NCCL, or shrink its buffers",
+                "NCCL allocates its buffers outside the framework's cache; a smaller NCCL_BUFFSIZE or fewer channels lower it.",
+                Some("export NCCL_BUFFSIZE=2097152".into()),
+            );
+            f.env = env1("NCCL_BUFFSIZE", "2097152");
+            vec![f]
+        }
+        Framework::PyTorch if event.device.kind == DeviceKind::Mps => memory_cap(event),
+        _ => vec![fix(
+            "leave_headroom",
+            "Leave headroom for memory outside the framework",
+            "The CUDA context, cuBLAS/cuDNN workspaces and any second framework in the process live outside the allocator's figures; cap the framework (torch.cuda.set_per_process_memory_fraction) or release its cache before library-heavy calls.",
+            Some("torch.cuda.empty_cache()\n# keep one framework per process; set TF_FORCE_GPU_ALLOW_GROWTH=true if TensorFlow shares it".into()),
+        )],
+    }
+}
+
+fn memory_cap(event: &OomEvent) -> Vec<Fix> {
+    if event.device.kind == DeviceKind::Mps {
+        let mut f = fix(
+            "raise_mps_watermark",
+            "Raise the MPS high-watermark (with care)",
+            "PYTORCH_MPS_HIGH_WATERMARK_RATIO caps MPS memory as a share of the recommended maximum; 0.0 removes the cap and may make the system swap or hang.",
+            Some("export PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0".into()),
+        );
+        f.env = env1("PYTORCH_MPS_HIGH_WATERMARK_RATIO", "0.0");
+        return vec![f];
+    }
+    match event.framework {
+        Framework::Vllm => vllm_utilization(event),
+        Framework::Jax => jax_prealloc(),
+        _ if event.device.kind == DeviceKind::Xpu => vec![fix(
+            "split_allocation",
+            "Split the tensor, or allow large allocations on the XPU",
+            "Intel's driver limits a single allocation; split the operation into chunks (smaller batch or sequence), or use a driver and PyTorch that enable large allocations.",
+            None,
+        )],
+        _ if event.memory.allowed_bytes.is_some() => vec![fix(
+            "raise_memory_fraction",
+            "Raise or remove the per-process memory fraction",
+            format!(
+                "torch.cuda.set_per_process_memory_fraction caps this process at {}.",
+                fs(event.memory.allowed_bytes.unwrap_or(0))
+            ),
+            Some("torch.cuda.set_per_process_memory_fraction(0.95)".into()),
+        )],
+        _ => vec![fix(
+            "check_limits",
+            "Check per-allocation and driver limits",
+            "The request fitted the free memory; look for a memory fraction, a MIG slice or a driver limit, and retry after torch.cuda.empty_cache().",
+            None,
+        )],
+    }
+}
+
+fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
+    let m = &event.memory;
+    let mut out = Vec::new();
+    match &event.facts.vllm {
+        Some(VllmCheck::FreeBelowUtilization { .. }) => {
+            if let (Some(f), Some(t)) = (m.free_bytes, m.total_bytes) {
+                // Leave 0.5 GiB of what is free for the CUDA context and activations headroom.
+                let u = ((f.saturating_sub(512 << 20)) as f64 / t as f64 * 100.0).floor() / 100.0;
+                if u > 0.0 {
+                    out.push(fix(
+                        "vllm_gpu_memory_utilization",
+                        format!("Set gpu_memory_utilization to {u:.2}, or free the GPU first"),
+                        format!("{} of {} is free; vLLM may use at most that share of the whole GPU.", fs(f), fs(t)),
+                        Some(format!("vllm serve MODEL --gpu-memory-utilization {u:.2}")),
+                    ));
+                }
+            }
+        }
+        Some(VllmCheck::MaxLenExceedsKvCache {
+            kv_tokens,
+            estimated_max_len,
+            ..
+        }) => {
+            if let Some(len) = estimated_max_len.or(*kv_tokens) {
+                out.push(fix(
+                    "vllm_max_model_len",
+                    format!("Set max_model_len to {len} or less"),
+                    "That many tokens of one sequence fit the KV cache that is left.",
+                    Some(format!("vllm serve MODEL --max-model-len {len}")),
+                ));
+            }
+            out.push(fix(
+                "vllm_gpu_memory_utilization",
+                "Raise gpu_memory_utilization (default 0.9) if nothing else uses the GPU",
+                "A larger share leaves more for the KV cache after the weights.",
+                Some("vllm serve MODEL --gpu-memory-utilization 0.95".into()),
+            ));
+        }
+        _ => out.push(fix(
+            "vllm_gpu_memory_utilization",
+            "Raise gpu_memory_utilization, or lower max_model_len / max_num_seqs",
+            "After the weights and the profiling batch, the KV cache gets what is left of the utilization share.",
+            Some("vllm serve MODEL --gpu-memory-utilization 0.95 --max-model-len 8192 --max-num-seqs 64".into()),
+        )),
+    }
+    out
+}
+
+fn kv_cache(event: &OomEvent) -> Vec<Fix> {
+    match event.framework {
+        Framework::Vllm => {
+            let mut v = vllm_utilization(event);
+            v.push(fix(
+                "vllm_kv_cache_dtype",
+                "Store the KV cache in fp8",
+                "Halves the KV cache of an fp16/bf16 model.",
+                Some("vllm serve MODEL --kv-cache-dtype fp8".into()),
+            ));
+            v
+        }
+        Framework::LlamaCpp => vec![fix(
+            "llama_ctx_size",
+            "Lower the context size, or quantize the KV cache",
+            "The KV cache grows with --ctx-size; a q8_0 cache halves it.",
+            Some("llama-server -m model.gguf --ctx-size 8192 --cache-type-k q8_0 --cache-type-v q8_0 -fa".into()),
+        )],
+        _ => vec![fix(
+            "shorter_generation",
+            "Generate for fewer sequences at once, or fewer new tokens",
+            "The KV cache grows with batch x (prompt + new tokens); a static or quantized cache bounds it.",
+            Some("model.generate(**inputs, max_new_tokens=256, num_beams=1)".into()),
+        )],
+    }
+}
+
+fn leftovers() -> Vec<Fix> {
+    vec![fix(
+        "free_leftover_tensors",
+        "Drop references to finished tensors; evaluate under no_grad",
+        "Keep losses as numbers (loss.item()), not tensors with their graphs; delete outputs you no longer need before clearing the cache.",
+        Some("with torch.no_grad():\n    outputs = model(**batch)\ntotal_loss += loss.item()   # not total_loss += loss\ndel outputs; gc.collect(); torch.cuda.empty_cache()".into()),
+    )]
+}
+
+fn host_memory(event: &OomEvent) -> Vec<Fix> {
+    let mut v = vec![fix(
+        "reduce_host_memory",
+        "Lower host memory use",
+        "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
+        Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
+    )];
+    if event.facts.oom_killer {
+        v.push(fix(
+            "check_cgroup_limit",
+            "Check the container's memory limit",
+            "In a container the OOM killer fires at the cgroup limit, not at the machine's RAM.",
+            Some("cat /sys/fs/cgroup/memory.max".into()),
+        ));
+    }
+    v
+}
+
+fn invalid_size(event: &OomEvent) -> Vec<Fix> {
+    if event.facts.absurd_request {
+        return vec![fix(
+            "check_versions",
+            "Treat it as a bug upstream: check library versions",
+            "A request over 1 EB comes from a negative or overflowed size (seen with mismatched NCCL, bitsandbytes or CUDA versions); upgrade or pin the library named in the traceback.",
+            Some("python -c \"import torch; print(torch.__version__, torch.version.cuda, torch.cuda.nccl.version())\"".into()),
+        )];
+    }
+    vec![fix(
+        "check_shapes",
+        "Check the shape of the tensor being allocated",
+        "Print the shapes going into the failing line: an unbounded sequence length, an image at full resolution or a wrong dimension gives a request larger than the device.",
+        Some("print({k: v.shape for k, v in batch.items()})".into()),
+    )]
+}
+
+fn not_memory(event: &OomEvent) -> Vec<Fix> {
+    let _ = event;
+    vec![fix(
+        "check_cuda_setup",
+        "Check the CUDA setup, then look for an earlier OOM",
+        "Run once with CUDA_LAUNCH_BLOCKING=1 to see the real failing call, and check that the driver supports the CUDA and cuDNN versions the framework was built with.",
+        Some("CUDA_LAUNCH_BLOCKING=1 python train.py\npython -c \"import torch; print(torch.version.cuda, torch.backends.cudnn.version())\"; nvidia-smi".into()),
+    )]
+}
+
+fn jax_prealloc() -> Vec<Fix> {
+    let mut f = fix(
+        "jax_preallocate",
+        "Stop JAX from preallocating 75% of the GPU",
+        "XLA reserves 75% of GPU memory at start; disable it, or set the fraction it may take.",
+        Some("export XLA_PYTHON_CLIENT_PREALLOCATE=false\n# or: export XLA_PYTHON_CLIENT_MEM_FRACTION=.90".into()),
+    );
+    f.env = env1("XLA_PYTHON_CLIENT_PREALLOCATE", "false");
+    vec![f]
+}
+
+fn llama_layers(event: &OomEvent) -> Vec<Fix> {
+    let detail = match (event.memory.requested_bytes, event.memory.total_bytes) {
+        (Some(q), Some(t)) if q > t => format!(
+            "The offloaded weights need {} but the device has {}: offload about {:.0}% of the layers.",
+            fs(q),
+            fs(t),
+            t as f64 / q as f64 * 90.0
+        ),
+        (Some(q), _) => format!("The offloaded weights need {} in one buffer; offload fewer layers until it fits, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
+        _ => "Offload fewer layers until it fits, or pick a smaller quantization.".into(),
+    };
+    vec![fix(
+        "llama_n_gpu_layers",
+        "Offload fewer layers to the GPU (--n-gpu-layers)",
+        detail,
+        Some("llama-server -m model.gguf --n-gpu-layers 20   # lower until it loads\n# or split across GPUs: --tensor-split 1,1".into()),
+    )]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_size_is_a_power_of_two_within_bounds() {
+        assert_eq!(split_size_mb(Some(216 << 20)), 256);
+        assert_eq!(split_size_mb(Some(10 << 20)), 128);
+        assert_eq!(split_size_mb(Some(8 << 30)), 1024);
+        assert_eq!(split_size_mb(None), 128);
+    }
+}

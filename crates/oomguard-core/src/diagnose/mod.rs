@@ -1,0 +1,131 @@
+//! From one OOM event to what a senior engineer would say about it: where the
+//! device's memory went (the accounting), the likely causes ranked with the
+//! evidence in numbers, and fixes with concrete values and code.
+//!
+//! Nothing here parses text or prints: it reads an [`OomEvent`] and returns a
+//! [`Diagnosis`] value for the binary to render.
+
+mod accounting;
+mod causes;
+mod fixes;
+
+pub use accounting::{Accounting, Segment, SegmentKind};
+
+use crate::oom::OomEvent;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A cause SPEC.md names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseId {
+    BatchTooLarge,
+    ModelTooLarge,
+    Fragmentation,
+    OtherProcesses,
+    LeftoverTensors,
+    MultipleModels,
+    NonFrameworkMemory,
+    MemoryCap,
+    HostMemory,
+    KvCache,
+    InvalidSize,
+    NotMemory,
+}
+
+impl CauseId {
+    /// A short title for human output.
+    pub fn title(self) -> &'static str {
+        match self {
+            CauseId::BatchTooLarge => "batch too large for the memory left",
+            CauseId::ModelTooLarge => "model too large for this device",
+            CauseId::Fragmentation => "fragmentation of the allocator's cache",
+            CauseId::OtherProcesses => "other processes hold the memory",
+            CauseId::LeftoverTensors => "tensors kept alive from earlier steps",
+            CauseId::MultipleModels => "several models on one device",
+            CauseId::NonFrameworkMemory => "memory used outside the framework's allocator",
+            CauseId::MemoryCap => "a configured memory cap",
+            CauseId::HostMemory => "host (CPU) memory exhausted",
+            CauseId::KvCache => "KV cache too large",
+            CauseId::InvalidSize => "an impossible allocation size",
+            CauseId::NotMemory => "probably not a memory problem",
+        }
+    }
+}
+
+/// One ranked cause with the figures that support it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cause {
+    pub id: CauseId,
+    /// How likely, 0 to 1; causes are sorted by it.
+    pub score: f64,
+    pub evidence: String,
+}
+
+/// One fix, best first.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Fix {
+    pub id: &'static str,
+    pub title: String,
+    pub detail: String,
+    pub code: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+}
+
+/// What the user told us beyond the text.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DiagnoseContext {
+    /// The batch size of the failing run (`--batch`).
+    pub batch: Option<u64>,
+}
+
+/// The diagnosis of one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnosis {
+    pub accounting: Accounting,
+    /// One sentence: what failed, in numbers when the message has them.
+    pub summary: String,
+    pub causes: Vec<Cause>,
+    pub fixes: Vec<Fix>,
+    /// The batch size the fixes suggest, when `--batch` was given.
+    pub suggested_batch: Option<u64>,
+}
+
+/// Diagnoses one event.
+pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
+    let accounting = Accounting::of(event);
+    let mut causes = causes::rank(event, &accounting);
+    causes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let (fixes, suggested_batch) = fixes::propose(event, &accounting, &causes, ctx);
+    Diagnosis {
+        summary: accounting::summary(event, &accounting),
+        accounting,
+        causes,
+        fixes,
+        suggested_batch,
+    }
+}
+
+/// An event with its diagnosis, serialized as SPEC.md's EVENT.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainedEvent {
+    #[serde(flatten)]
+    pub event: OomEvent,
+    pub causes: Vec<Cause>,
+    pub fixes: Vec<Fix>,
+    #[serde(skip)]
+    pub diagnosis: Diagnosis,
+}
+
+impl ExplainedEvent {
+    /// Diagnoses `event` and keeps both.
+    pub fn new(event: OomEvent, ctx: &DiagnoseContext) -> ExplainedEvent {
+        let diagnosis = diagnose(&event, ctx);
+        ExplainedEvent {
+            causes: diagnosis.causes.clone(),
+            fixes: diagnosis.fixes.clone(),
+            event,
+            diagnosis,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! oomguard-core: find, parse and diagnose GPU out-of-memory failures.
+//!
+//! The library behind the `oomguard` command. It has no command-line,
+//! terminal or HTTP code: it turns inputs (logs, model files, GPU samples)
+//! into values (events, diagnoses, estimates) that the binary renders.
+//!
+//! - [`size`]: byte sizes as frameworks print them and users type them.
+//! - [`oom`]: finding OOM events in any text, in bounded memory.
+//! - [`diagnose`]: an event's memory accounting, ranked causes and fixes.
+
+pub mod diagnose;
+pub mod oom;
+pub mod size;

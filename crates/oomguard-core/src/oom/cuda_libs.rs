@@ -1,0 +1,100 @@
+//! CUDA libraries and the operating system: cuBLAS and cuDNN handle and
+//! workspace failures, NCCL's CUDA allocation failures, bare CUDA driver and
+//! runtime codes (`CUDA_ERROR_OUT_OF_MEMORY`, `cudaErrorMemoryAllocation`),
+//! and the Linux kernel's OOM killer.
+//!
+//! A cuDNN or cuBLAS failure is listed as an event because it is usually
+//! memory, but it is not always: the diagnosis weighs that.
+
+use super::family::{device_index, find_u64, message_from, re, Parsed};
+use super::{DeviceKind, Framework};
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Patterns {
+    cublas: Regex,
+    cublas_call: Regex,
+    cudnn: Regex,
+    cudnn_handle: Regex,
+    nccl_cuda: Regex,
+    nccl_calloc: Regex,
+    driver: Regex,
+    runtime: Regex,
+    oom_killer: Regex,
+}
+
+static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    cublas: re(r"CUBLAS_STATUS_ALLOC_FAILED"),
+    cublas_call: re(r"when\s*calling\s*`([^`]+)`"),
+    cudnn: re(r"CUDNN_STATUS_(?:NOT_INITIALIZED|ALLOC_FAILED)"),
+    cudnn_handle: re(r"Could\s*not\s*create\s*cudnn\s*handle\s*:\s*CUDNN_STATUS_\w+"),
+    nccl_cuda: re(r"(?:NCCL\s*WARN\s*)?Cuda\s*failure\s*(?:\d+\s*)?'out\s*of\s*memory'"),
+    nccl_calloc: re(r"Failed\s*to\s*CUDA\s*calloc\s*(?:async\s*)?(\d+)\s*bytes"),
+    driver: re(r"CUDA_ERROR_OUT_OF_MEMORY"),
+    runtime: re(r"cudaErrorMemoryAllocation"),
+    oom_killer: re(r"Out\s*of\s*memory\s*:\s*Kill(?:ed)?\s*process\s*(\d+)\s*\(([^)]*)\)"),
+});
+
+/// The libraries whose messages would otherwise be read as a framework's.
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if p.cublas.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::Cublas,
+            DeviceKind::Cuda,
+            message_from(text, &p.cublas),
+        );
+        parsed.device.index = device_index(text);
+        parsed.facts.call = p.cublas_call.captures(text).map(|c| c[1].to_string());
+        return Some(parsed);
+    }
+    let cudnn = if p.cudnn_handle.is_match(text) {
+        Some(&p.cudnn_handle)
+    } else if p.cudnn.is_match(text) {
+        Some(&p.cudnn)
+    } else {
+        None
+    };
+    if let Some(key) = cudnn {
+        let mut parsed = Parsed::new(Framework::Cudnn, DeviceKind::Cuda, message_from(text, key));
+        parsed.device.index = device_index(text);
+        return Some(parsed);
+    }
+    if p.nccl_cuda.is_match(text) || p.nccl_calloc.is_match(text) {
+        let key = if p.nccl_cuda.is_match(text) {
+            &p.nccl_cuda
+        } else {
+            &p.nccl_calloc
+        };
+        let mut parsed = Parsed::new(Framework::Nccl, DeviceKind::Cuda, message_from(text, key));
+        parsed.memory.requested_bytes = find_u64(&p.nccl_calloc, text);
+        return Some(parsed);
+    }
+    None
+}
+
+/// Codes any CUDA program can print, and the kernel's OOM killer: tried
+/// after every framework, so that a framework's own message wins.
+pub(crate) fn parse_generic(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if let Some(c) = p.oom_killer.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::Other,
+            DeviceKind::Cpu,
+            message_from(text, &p.oom_killer),
+        );
+        parsed.facts.oom_killer = true;
+        parsed.facts.call = Some(format!("{} (pid {})", &c[2], &c[1]));
+        return Some(parsed);
+    }
+    let key = if p.driver.is_match(text) {
+        &p.driver
+    } else if p.runtime.is_match(text) {
+        &p.runtime
+    } else {
+        return None;
+    };
+    let mut parsed = Parsed::new(Framework::Other, DeviceKind::Cuda, message_from(text, key));
+    parsed.device.index = device_index(text);
+    Some(parsed)
+}

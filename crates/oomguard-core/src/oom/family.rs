@@ -1,0 +1,168 @@
+//! What every family parser shares: the parsed result, size capture helpers,
+//! the trigger words the scanner looks for, and the dispatch that tries each
+//! family in turn on one logical line.
+
+use super::{Device, DeviceKind, EventFacts, Framework, MemoryFigures, Phase};
+use crate::size::log_figure_to_bytes;
+use regex::{Captures, Regex};
+use std::sync::LazyLock;
+
+/// A size as frameworks print it: number, optional space, unit.
+pub(crate) const SIZE: &str = r"(\d+(?:\.\d+)?)\s*(bytes|[KMGTPE]iB|[KMGTPE]B|[KMGTPEkmg])";
+
+/// Literal substrings, one of which every OOM message family contains. The
+/// scanner looks only for these, so a log without any of them costs one pass
+/// of a multi-pattern search. Keep each specific: a trigger that fires on
+/// ordinary log lines slows the scan, though the parsers still reject them.
+pub(crate) const TRIGGERS: &[&str] = &[
+    "out of memory",
+    "Out of memory",
+    "OUT_OF_MEMORY",
+    "OutOfMemory",
+    "OOM when allocating",
+    "ran out of memory",
+    "RESOURCE_EXHAUSTED",
+    "Failed to allocate",
+    "failed to allocate",
+    "ALLOC_FAILED",
+    "CUDNN_STATUS_NOT_INITIALIZED",
+    "CUDNN_STATUS_INTERNAL_ERROR",
+    "cudaMalloc failed",
+    "not enough memory",
+    "can't allocate memory",
+    "Buy new RAM",
+    "available memory for the cache blocks",
+    "stored in KV cache",
+    "KV cache is needed",
+    "on startup is less than desired",
+    "would exceed allowed memory",
+    "cudaErrorMemoryAllocation",
+    "Failed to CUDA calloc",
+    "unable to allocate",
+    "Tried to allocate",
+];
+
+/// Whether the part is the failure itself or a line that announces it (a
+/// warning printed just before the exception, an allocation log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartKind {
+    Primary,
+    Preliminary,
+}
+
+/// One family parser's reading of one logical line.
+#[derive(Debug, Clone)]
+pub(crate) struct Parsed {
+    pub framework: Framework,
+    pub device: Device,
+    pub message: String,
+    pub memory: MemoryFigures,
+    pub phase_hint: Option<Phase>,
+    pub facts: EventFacts,
+    pub kind: PartKind,
+    /// The request is an exact byte count, not a rounded figure.
+    pub exact_request: bool,
+}
+
+impl Parsed {
+    pub(crate) fn new(framework: Framework, kind: DeviceKind, message: String) -> Parsed {
+        Parsed {
+            framework,
+            device: Device { kind, index: None },
+            message,
+            memory: MemoryFigures::default(),
+            phase_hint: None,
+            facts: EventFacts::default(),
+            kind: PartKind::Primary,
+            exact_request: false,
+        }
+    }
+}
+
+/// Compiles a pattern known at build time; `{SIZE}` expands to [`SIZE`].
+pub(crate) fn re(pattern: &str) -> Regex {
+    Regex::new(&pattern.replace("{SIZE}", SIZE)).expect("built-in pattern compiles")
+}
+
+/// The size in capture groups `n` (value) and `n + 1` (unit).
+pub(crate) fn size_at(caps: &Captures<'_>, n: usize) -> Option<u64> {
+    log_figure_to_bytes(caps.get(n)?.as_str(), caps.get(n + 1)?.as_str())
+}
+
+/// The first size `re` captures in `text` (groups 1 and 2).
+pub(crate) fn find_size(re: &Regex, text: &str) -> Option<u64> {
+    re.captures(text).and_then(|c| size_at(&c, 1))
+}
+
+/// A whole number captured by group 1.
+pub(crate) fn find_u64(re: &Regex, text: &str) -> Option<u64> {
+    re.captures(text)?.get(1)?.as_str().parse().ok()
+}
+
+/// The message as a user would quote it: from the exception class that
+/// announces the key phrase (`torch.OutOfMemoryError: `), or from the start
+/// of the line, to its end. Where the key phrase occurs twice (the `raise`
+/// line of a traceback printed on the same line as the error), the last one
+/// is the error.
+pub(crate) fn message_from(text: &str, key: &Regex) -> String {
+    static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:[A-Za-z_][\w.]*(?:Error|Exception)|\[ONNXRuntimeError\])\s*:\s")
+            .expect("pattern compiles")
+    });
+    let Some(key_at) = key.find_iter(text).last().map(|m| m.start()) else {
+        return text.trim().to_string();
+    };
+    let start = MARKER
+        .find_iter(&text[..key_at])
+        .last()
+        .map(|m| m.start())
+        .unwrap_or(0);
+    let start = if start == 0 { 0 } else { start };
+    let msg = text[start..].trim();
+    // Bound what one message can hold: a 100 MB line stays a short message.
+    truncate_chars(msg, 4096)
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// Tries every family on one logical line, most specific first (a cuBLAS
+/// failure also says "CUDA error", an ONNX Runtime one "out of memory").
+pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
+    super::cuda_libs::parse(text)
+        .or_else(|| super::inference_engines::parse(text))
+        .or_else(|| super::tensorflow_jax::parse(text))
+        .or_else(|| super::pytorch::parse(text))
+        .or_else(|| super::cuda_libs::parse_generic(text))
+}
+
+/// True when the text says the condition is not fatal (TensorFlow's BFC
+/// allocator warns "The caller indicates that this is not a failure").
+pub(crate) fn says_non_fatal(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "this is not a failure",
+        "not a fatal",
+        "non-fatal",
+        "nonfatal",
+        "will retry",
+        "retrying with",
+        "falling back",
+        "skipping batch",
+        "skipping this batch",
+    ];
+    let lower = text.to_ascii_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
+pub(crate) fn device_index(text: &str) -> Option<u32> {
+    static IDX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:\bGPU\s*=?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:GPU:|GPU_)(\d{1,3})\b")
+            .expect("pattern compiles")
+    });
+    IDX.captures(text)?.get(1)?.as_str().parse().ok()
+}

@@ -1,0 +1,233 @@
+//! Inference runtimes and engines: ONNX Runtime's BFC arena and CUDA
+//! provider, candle/cudarc driver errors, llama.cpp/ggml buffer allocation,
+//! and vLLM's start-up memory checks (KV cache blocks, maximum model length,
+//! free memory against `gpu_memory_utilization`).
+
+use super::family::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
+use super::{DeviceKind, Framework, Phase, VllmCheck};
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Patterns {
+    ort_arena: Regex,
+    ort_cuda: Regex,
+    ort_node: Regex,
+    candle: Regex,
+    llama_cuda_malloc: Regex,
+    llama_buffer: Regex,
+    llama_unable: Regex,
+    llama_compute: Regex,
+    vllm_blocks: Regex,
+    vllm_old_len: Regex,
+    vllm_new_len: Regex,
+    vllm_estimated: Regex,
+    vllm_startup: Regex,
+}
+
+static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    ort_arena: re(
+        r"Failed\s*to\s*allocate\s*memory\s*for\s*requested\s*buffer\s*of\s*size\s*(\d+)",
+    ),
+    ort_cuda: re(r"CUDA\s*failure\s*2\s*:\s*out\s*of\s*memory"),
+    ort_node: re(r"running\s*(\w+)\s*node\.\s*Name\s*:\s*'([^']*)'"),
+    candle: re(r"DriverError\s*\(\s*CUDA_ERROR_OUT_OF_MEMORY"),
+    llama_cuda_malloc: re(
+        r"allocating\s*{SIZE}\s*on\s*device\s*(\d+)\s*:\s*cudaMalloc\s*failed\s*:\s*out\s*of\s*memory",
+    ),
+    llama_buffer: re(
+        r"failed\s*to\s*allocate\s*(CUDA|ROCm|Metal|Vulkan|SYCL|CPU)(\d*)\s*buffer\s*of\s*size\s*(\d+)",
+    ),
+    llama_unable: re(r"unable\s*to\s*allocate\s*(CUDA|ROCm|Metal|Vulkan|SYCL|CPU)(\d*)\s*buffer"),
+    llama_compute: re(r"failed\s*to\s*allocate\s*compute\s*(?:pp\s*)?buffers?"),
+    vllm_blocks: re(r"No\s*available\s*memory\s*for\s*the\s*cache\s*blocks"),
+    vllm_old_len: re(
+        r"max\s*seq\s*len\s*\((\d+)\)\s*is\s*larger\s*than\s*the\s*maximum\s*number\s*of\s*tokens\s*that\s*can\s*be\s*stored\s*in\s*KV\s*cache\s*\((\d+)\)",
+    ),
+    vllm_new_len: re(
+        r"max\s*seq\s*len\s*\((\d+)\)\s*,?\s*\(?\s*{SIZE}\s*KV\s*cache\s*is\s*needed,\s*which\s*is\s*larger\s*than\s*the\s*available\s*KV\s*cache\s*memory\s*\({SIZE}\)",
+    ),
+    vllm_estimated: re(r"estimated\s*maximum\s*model\s*length\s*is\s*(\d+)"),
+    vllm_startup: re(
+        r"Free\s*memory\s*on\s*device\s*(?:cuda:(\d+)\s*)?\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*(GiB|GB)\s*\)\s*on\s*startup\s*is\s*less\s*than\s*desired\s*GPU\s*memory\s*utilization\s*\(\s*(\d+(?:\.\d+)?)\s*,\s*{SIZE}\s*\)",
+    ),
+});
+
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    onnxruntime(text)
+        .or_else(|| candle(text))
+        .or_else(|| llama_cpp(text))
+        .or_else(|| vllm(text))
+}
+
+fn onnxruntime(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    let key = if p.ort_arena.is_match(text) {
+        &p.ort_arena
+    } else if p.ort_cuda.is_match(text) {
+        &p.ort_cuda
+    } else {
+        return None;
+    };
+    let mut parsed = Parsed::new(
+        Framework::OnnxRuntime,
+        DeviceKind::Unknown,
+        message_from(text, key),
+    );
+    if let Some(at) = text.find("[ONNXRuntimeError]") {
+        parsed.message = text[at..].trim().chars().take(4096).collect();
+    }
+    parsed.memory.requested_bytes = find_u64(&p.ort_arena, text);
+    if p.ort_cuda.is_match(text) || text.contains("Cuda") || text.contains("CUDA") {
+        parsed.device.kind = DeviceKind::Cuda;
+        static GPU_EQ: LazyLock<Regex> = LazyLock::new(|| re(r"GPU\s*=\s*(\d+)"));
+        parsed.device.index = find_u64(&GPU_EQ, text).map(|i| i as u32);
+    }
+    if let Some(c) = p.ort_node.captures(text) {
+        parsed.facts.op = Some(c[1].to_string());
+    }
+    Some(parsed)
+}
+
+fn candle(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    p.candle.is_match(text).then(|| {
+        let mut parsed = Parsed::new(
+            Framework::Candle,
+            DeviceKind::Cuda,
+            message_from(text, &p.candle),
+        );
+        parsed.device.index = device_index(text);
+        parsed
+    })
+}
+
+fn llama_cpp(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if let Some(c) = p.llama_cuda_malloc.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            DeviceKind::Cuda,
+            message_from(text, &p.llama_cuda_malloc),
+        );
+        parsed.memory.requested_bytes = size_at(&c, 1);
+        parsed.device.index = c[3].parse().ok();
+        parsed.kind = PartKind::Preliminary;
+        parsed.phase_hint = Some(Phase::ModelLoad);
+        return Some(parsed);
+    }
+    if let Some(c) = p.llama_buffer.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            backend_kind(&c[1]),
+            message_from(text, &p.llama_buffer),
+        );
+        parsed.device.index = c[2].parse().ok();
+        parsed.memory.requested_bytes = c[3].parse().ok();
+        parsed.exact_request = true;
+        parsed.kind = PartKind::Preliminary;
+        parsed.phase_hint = Some(if text.contains("gallocr") || text.contains("compute") {
+            Phase::Startup
+        } else {
+            Phase::ModelLoad
+        });
+        return Some(parsed);
+    }
+    if let Some(c) = p.llama_unable.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            backend_kind(&c[1]),
+            message_from(text, &p.llama_unable),
+        );
+        parsed.device.index = c[2].parse().ok();
+        parsed.phase_hint = Some(Phase::ModelLoad);
+        return Some(parsed);
+    }
+    if p.llama_compute.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            DeviceKind::Unknown,
+            message_from(text, &p.llama_compute),
+        );
+        parsed.phase_hint = Some(Phase::Startup);
+        return Some(parsed);
+    }
+    None
+}
+
+fn backend_kind(name: &str) -> DeviceKind {
+    match name {
+        "CUDA" => DeviceKind::Cuda,
+        "ROCm" => DeviceKind::Rocm,
+        "Metal" => DeviceKind::Mps,
+        "SYCL" => DeviceKind::Xpu,
+        "CPU" => DeviceKind::Cpu,
+        _ => DeviceKind::Unknown,
+    }
+}
+
+fn vllm(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if p.vllm_blocks.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::Vllm,
+            DeviceKind::Unknown,
+            message_from(text, &p.vllm_blocks),
+        );
+        parsed.phase_hint = Some(Phase::Startup);
+        parsed.facts.vllm = Some(VllmCheck::NoCacheBlocks);
+        return Some(parsed);
+    }
+    if let Some(c) = p.vllm_new_len.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::Vllm,
+            DeviceKind::Unknown,
+            message_from(text, &p.vllm_new_len),
+        );
+        let needed = size_at(&c, 2);
+        let available = size_at(&c, 4);
+        parsed.memory.requested_bytes = needed;
+        parsed.memory.free_bytes = available;
+        parsed.phase_hint = Some(Phase::Startup);
+        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
+            max_model_len: c[1].parse().ok(),
+            kv_tokens: None,
+            estimated_max_len: find_u64(&p.vllm_estimated, text),
+            needed_bytes: needed,
+            available_bytes: available,
+        });
+        return Some(parsed);
+    }
+    if let Some(c) = p.vllm_old_len.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::Vllm,
+            DeviceKind::Unknown,
+            message_from(text, &p.vllm_old_len),
+        );
+        parsed.phase_hint = Some(Phase::Startup);
+        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
+            max_model_len: c[1].parse().ok(),
+            kv_tokens: c[2].parse().ok(),
+            estimated_max_len: None,
+            needed_bytes: None,
+            available_bytes: None,
+        });
+        return Some(parsed);
+    }
+    if let Some(c) = p.vllm_startup.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::Vllm,
+            DeviceKind::Cuda,
+            message_from(text, &p.vllm_startup),
+        );
+        parsed.device.index = c.get(1).and_then(|m| m.as_str().parse().ok());
+        parsed.memory.free_bytes = crate::size::log_figure_to_bytes(&c[2], &c[4]);
+        parsed.memory.total_bytes = crate::size::log_figure_to_bytes(&c[3], &c[4]);
+        parsed.memory.allowed_bytes = size_at(&c, 6);
+        parsed.phase_hint = Some(Phase::Startup);
+        parsed.facts.vllm = Some(VllmCheck::FreeBelowUtilization {
+            utilization: c[5].parse().ok(),
+        });
+        return Some(parsed);
+    }
+    None
+}

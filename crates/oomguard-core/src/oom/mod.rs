@@ -1,0 +1,294 @@
+//! Finding and parsing out-of-memory events in text.
+//!
+//! [`scan`] reads any stream (a log, a traceback, a pasted issue) in bounded
+//! memory and yields one [`OomEvent`] per failure: the framework, the device,
+//! the figures the message states and the phase its traceback shows. One file
+//! per framework family turns a message into figures; this module holds the
+//! types they share. Deciding *why* the event happened is not done here but in
+//! `crate::diagnose`.
+
+mod cuda_libs;
+mod family;
+mod inference_engines;
+mod phase;
+mod pytorch;
+pub mod scan;
+mod tensorflow_jax;
+pub mod text;
+
+use serde::Serialize;
+
+pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
+
+/// The software that printed the failure, as SPEC.md names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Framework {
+    #[serde(rename = "pytorch")]
+    PyTorch,
+    #[serde(rename = "tensorflow")]
+    TensorFlow,
+    #[serde(rename = "jax")]
+    Jax,
+    #[serde(rename = "onnxruntime")]
+    OnnxRuntime,
+    #[serde(rename = "candle")]
+    Candle,
+    #[serde(rename = "llama.cpp")]
+    LlamaCpp,
+    #[serde(rename = "vllm")]
+    Vllm,
+    #[serde(rename = "nccl")]
+    Nccl,
+    #[serde(rename = "cublas")]
+    Cublas,
+    #[serde(rename = "cudnn")]
+    Cudnn,
+    #[serde(rename = "other")]
+    Other,
+}
+
+impl Framework {
+    /// The name a user knows the framework by.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Framework::PyTorch => "PyTorch",
+            Framework::TensorFlow => "TensorFlow",
+            Framework::Jax => "JAX/XLA",
+            Framework::OnnxRuntime => "ONNX Runtime",
+            Framework::Candle => "candle",
+            Framework::LlamaCpp => "llama.cpp",
+            Framework::Vllm => "vLLM",
+            Framework::Nccl => "NCCL",
+            Framework::Cublas => "cuBLAS",
+            Framework::Cudnn => "cuDNN",
+            Framework::Other => "unknown framework",
+        }
+    }
+}
+
+/// The kind of memory that ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    Cuda,
+    Rocm,
+    Mps,
+    Xpu,
+    Cpu,
+    Unknown,
+}
+
+impl DeviceKind {
+    /// What a user calls the device ("CUDA GPU", "host RAM").
+    pub fn display_name(self) -> &'static str {
+        match self {
+            DeviceKind::Cuda => "CUDA GPU",
+            DeviceKind::Rocm => "ROCm GPU",
+            DeviceKind::Mps => "Apple MPS",
+            DeviceKind::Xpu => "Intel XPU",
+            DeviceKind::Cpu => "host RAM",
+            DeviceKind::Unknown => "device",
+        }
+    }
+}
+
+/// Which device failed; the index is `None` when the text does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub kind: DeviceKind,
+    pub index: Option<u32>,
+}
+
+impl Device {
+    pub const UNKNOWN: Device = Device {
+        kind: DeviceKind::Unknown,
+        index: None,
+    };
+}
+
+/// A process the message says holds memory on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ProcessMemory {
+    pub pid: u32,
+    pub bytes: u64,
+}
+
+/// The figures an OOM message states, in bytes, mapped onto SPEC.md's
+/// meanings whatever the framework's own words. `None` is "the text does not
+/// say", never zero.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryFigures {
+    pub requested_bytes: Option<u64>,
+    pub total_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    /// Held by the framework's allocator for live tensors.
+    pub allocated_bytes: Option<u64>,
+    /// All the framework's allocator holds, allocated included.
+    pub reserved_bytes: Option<u64>,
+    pub reserved_unallocated_bytes: Option<u64>,
+    /// This process in all, as the driver sees it.
+    pub process_bytes: Option<u64>,
+    /// This process outside the framework's allocator.
+    pub non_framework_bytes: Option<u64>,
+    /// One entry per `Process N has M memory in use` clause, as printed.
+    pub other_processes: Option<Vec<ProcessMemory>>,
+    /// A configured cap (memory fraction, MPS watermark, vLLM utilization).
+    pub allowed_bytes: Option<u64>,
+    pub private_pools_bytes: Option<u64>,
+}
+
+impl MemoryFigures {
+    /// Fills the derived fields from the stated ones, without overwriting
+    /// anything stated: reserved = allocated + cached-but-free (and the other
+    /// two ways round), non-framework = process - reserved.
+    pub fn derive(&mut self) {
+        match (
+            self.allocated_bytes,
+            self.reserved_bytes,
+            self.reserved_unallocated_bytes,
+        ) {
+            (Some(a), None, Some(u)) => self.reserved_bytes = Some(a.saturating_add(u)),
+            (Some(a), Some(r), None) => self.reserved_unallocated_bytes = Some(r.saturating_sub(a)),
+            (None, Some(r), Some(u)) => self.allocated_bytes = Some(r.saturating_sub(u)),
+            _ => {}
+        }
+        if let (Some(p), Some(r), None) = (
+            self.process_bytes,
+            self.reserved_bytes,
+            self.non_framework_bytes,
+        ) {
+            self.non_framework_bytes = Some(p.saturating_sub(r));
+        }
+    }
+
+    /// Fills every unknown field of `self` from `other`.
+    pub fn fill_from(&mut self, other: &MemoryFigures) {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f.clone(); } )* };
+        }
+        fill!(
+            requested_bytes,
+            total_bytes,
+            free_bytes,
+            allocated_bytes,
+            reserved_bytes,
+            reserved_unallocated_bytes,
+            process_bytes,
+            non_framework_bytes,
+            other_processes,
+            allowed_bytes,
+            private_pools_bytes
+        );
+    }
+
+    /// True when the message stated no figure at all.
+    pub fn is_empty(&self) -> bool {
+        *self == MemoryFigures::default()
+    }
+}
+
+/// What the program was doing when memory ran out, read from the traceback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    ModelLoad,
+    Forward,
+    Backward,
+    OptimizerStep,
+    Generation,
+    Evaluation,
+    DataLoading,
+    Startup,
+    Unknown,
+}
+
+impl Phase {
+    /// The phase in words, for human output.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Phase::ModelLoad => "loading the model",
+            Phase::Forward => "the forward pass",
+            Phase::Backward => "the backward pass",
+            Phase::OptimizerStep => "the optimizer step",
+            Phase::Generation => "generation",
+            Phase::Evaluation => "evaluation",
+            Phase::DataLoading => "data loading",
+            Phase::Startup => "start-up",
+            Phase::Unknown => "an unknown phase",
+        }
+    }
+}
+
+/// Which generation of PyTorch's message this is: the wording changed, and
+/// so did the allocator settings that version understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PyTorchEra {
+    /// 0.x THC `cuda runtime error (2) : out of memory`.
+    Thc,
+    /// 1.0-1.3: `X cached)`.
+    Cached,
+    /// 1.4-1.9: `reserved in total by PyTorch)`, no allocator settings.
+    ReservedInTotal,
+    /// 1.10-2.0: as above with the `max_split_size_mb` hint.
+    MaxSplitHint,
+    /// 2.1: `total capacty of X of which Y is free`.
+    Capacty,
+    /// 2.2 and later: `total capacity`, `expandable_segments` hint.
+    Modern,
+    /// A message without figures (`CUDA error: out of memory`, MPS, CPU).
+    Unversioned,
+}
+
+/// Facts a message states that are not memory figures but that the diagnosis
+/// needs. Not part of the JSON EVENT.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventFacts {
+    pub pytorch_era: Option<PyTorchEra>,
+    /// The allocator variable the message itself names
+    /// (`PYTORCH_CUDA_ALLOC_CONF`, `PYTORCH_HIP_ALLOC_CONF`, `PYTORCH_ALLOC_CONF`).
+    pub alloc_conf_var: Option<String>,
+    /// The request is larger than any real allocation (the `1EB` guard).
+    pub absurd_request: bool,
+    /// Which vLLM check failed.
+    pub vllm: Option<VllmCheck>,
+    /// TensorFlow/ONNX op or node named in the message.
+    pub op: Option<String>,
+    /// The process was killed by the kernel's OOM killer.
+    pub oom_killer: bool,
+    /// The failing call, when a library names it (`cublasCreate(handle)`).
+    pub call: Option<String>,
+}
+
+/// The checks vLLM makes at start-up that end in a memory error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VllmCheck {
+    /// `No available memory for the cache blocks`.
+    NoCacheBlocks,
+    /// The model's maximum length needs more KV cache than fits.
+    MaxLenExceedsKvCache {
+        max_model_len: Option<u64>,
+        kv_tokens: Option<u64>,
+        estimated_max_len: Option<u64>,
+        needed_bytes: Option<u64>,
+        available_bytes: Option<u64>,
+    },
+    /// Free memory at start-up is below `gpu_memory_utilization` x total.
+    FreeBelowUtilization { utilization: Option<f64> },
+}
+
+/// One out-of-memory failure found in text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OomEvent {
+    /// The path the text came from, or "-" for standard input.
+    pub source: String,
+    /// 1-based line where the event's text starts.
+    pub line: u64,
+    pub framework: Framework,
+    pub device: Device,
+    /// The error text, wrapped lines joined.
+    pub message: String,
+    pub memory: MemoryFigures,
+    pub phase: Phase,
+    #[serde(skip)]
+    pub facts: EventFacts,
+}

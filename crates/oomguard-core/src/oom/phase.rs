@@ -1,0 +1,133 @@
+//! The phase of work an OOM happened in, read from the Python traceback (or
+//! stack of log lines) printed before the error.
+//!
+//! Frames are read innermost last, as Python prints them. A phase that wraps
+//! others wins over the forward pass it calls: generation and evaluation run
+//! forward passes, the backward pass re-runs them under activation
+//! checkpointing, loading a model moves tensors. So the rules are tried in
+//! order of that nesting, not of position.
+
+use super::Phase;
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// (phase, pattern over one frame's text: file path, function and code line).
+static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
+    let rules: &[(Phase, &str)] = &[
+        (
+            Phase::ModelLoad,
+            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()",
+        ),
+        (
+            Phase::DataLoading,
+            r"dataloader\.py|_next_data|collate|pin_memory|data_collator|__getitem__|fetch\.py",
+        ),
+        (
+            Phase::OptimizerStep,
+            r"optimizer\.step|in step\b|torch/optim/|_multi_tensor_adam|_single_tensor_adam|_fused_adam|optimizer_step|bitsandbytes/optim|lr_scheduler",
+        ),
+        (
+            Phase::Backward,
+            r"\.backward\(|in backward\b|autograd/__init__\.py|_engine_run_backward|run_backward|accelerator\.backward|manual_backward|torch/_tensor\.py.*backward",
+        ),
+        (
+            Phase::Generation,
+            r"\.generate\(|in generate\b|generation/utils\.py|in _sample\b|in sample\b|greedy_search|beam_search|in _beam_search|in _greedy_search|sampler\.py|generate_until",
+        ),
+        (
+            Phase::Evaluation,
+            r"evaluation_loop|prediction_step|in evaluate\b|\.evaluate\(|validation_step|in predict\b|\.predict\(|in validate\b|test_step|eval_step",
+        ),
+        (
+            Phase::Startup,
+            r"profile_run|determine_num_available_blocks|determine_available_memory|_initialize_kv_caches|init_device|initialize_cache|capture_model|cuda_graph",
+        ),
+        (
+            Phase::Forward,
+            r"in forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
+        ),
+    ];
+    rules
+        .iter()
+        .map(|(phase, p)| (*phase, Regex::new(p).expect("phase pattern compiles")))
+        .collect()
+});
+
+/// The lines of the traceback that ends just before the error: from the last
+/// `Traceback (most recent call last):` among `before`, else the run of frame
+/// lines immediately above the error.
+fn traceback_lines(before: &[String]) -> &[String] {
+    if let Some(start) = before
+        .iter()
+        .rposition(|l| l.contains("Traceback (most recent call last)"))
+    {
+        return &before[start..];
+    }
+    // No header in the window: take the frames directly above the error.
+    let mut start = before.len();
+    for (i, line) in before.iter().enumerate().rev() {
+        let t = line.trim_start();
+        if t.starts_with("File \"")
+            || t.starts_with("at ")
+            || line.starts_with(' ')
+            || t.starts_with('^')
+            || t.starts_with('~')
+        {
+            start = i;
+        } else {
+            break;
+        }
+    }
+    &before[start..]
+}
+
+/// The phase the traceback shows, `None` when no frame says.
+pub(crate) fn from_traceback(before: &[String]) -> Option<Phase> {
+    let frames = traceback_lines(before);
+    if frames.is_empty() {
+        return None;
+    }
+    RULES
+        .iter()
+        .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
+        .map(|(phase, _)| *phase)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn backward_wins_over_forward_under_checkpointing() {
+        let tb = lines(
+            "Traceback (most recent call last):\n  File \"train.py\", line 10, in <module>\n    loss.backward()\n  File \"/x/torch/utils/checkpoint.py\", line 3, in backward\n  File \"/x/torch/nn/modules/module.py\", line 1, in _call_impl\n    return forward_call(*args)",
+        );
+        assert_eq!(from_traceback(&tb), Some(Phase::Backward));
+    }
+
+    #[test]
+    fn generation_and_forward() {
+        let tb = lines("Traceback (most recent call last):\n  File \"a.py\", line 1, in <module>\n    out = model.generate(**inputs)\n  File \"m.py\", line 2, in forward");
+        assert_eq!(from_traceback(&tb), Some(Phase::Generation));
+        let tb = lines("Traceback (most recent call last):\nFile \"app.py\", line 42, in <module>\noutputs = model(input_tensor)\nFile \"module.py\", line 1190, in _call_impl");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+
+    #[test]
+    fn no_traceback_no_phase() {
+        assert_eq!(
+            from_traceback(&lines("epoch 1 loss 0.3\nepoch 2 loss 0.2")),
+            None
+        );
+    }
+
+    #[test]
+    fn only_the_last_traceback_counts() {
+        let tb = lines("Traceback (most recent call last):\n  File \"a.py\", line 1, in evaluate\nValueError: x\nTraceback (most recent call last):\n  File \"b.py\", line 2, in forward");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+}

@@ -1,0 +1,302 @@
+//! PyTorch's out-of-memory messages, every era and backend: the THC message
+//! of 0.x, the caching allocator's message as it changed from 1.0 to 2.x
+//! (`cached`, `reserved in total by PyTorch`, `allowed`, `total capacty`,
+//! `Process N has`, `private pools`), ROCm/HIP and XPU spellings, the
+//! cudaMallocAsync backend, `CUDA error: out of memory`, MPS and the CPU
+//! allocator.
+//!
+//! Field mapping follows SPEC.md: 1.0's `X cached` is the cached-but-free
+//! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
+
+use super::family::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
+use super::{DeviceKind, EventFacts, Framework, ProcessMemory, PyTorchEra};
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Patterns {
+    key: Regex,
+    mps: Regex,
+    thc: Regex,
+    cuda_error: Regex,
+    cpu: Regex,
+    async_backend: Regex,
+    requested: Regex,
+    absurd: Regex,
+    total_v1: Regex,
+    total_v2: Regex,
+    free_v1: Regex,
+    free_v2: Regex,
+    allocated_v1: Regex,
+    allocated_v2: Regex,
+    cached: Regex,
+    reserved_total: Regex,
+    reserved_unallocated: Regex,
+    allowed: Regex,
+    process_self: Regex,
+    process_other: Regex,
+    private_pools: Regex,
+    alloc_conf: Regex,
+    gpu_index: Regex,
+    cpu_bytes: Regex,
+    async_allocated: Regex,
+    async_requested: Regex,
+    async_limit: Regex,
+    async_free: Regex,
+    async_fraction: Regex,
+}
+
+static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    key: re(r"\b(CUDA|HIP|XPU|MTIA)\s*out\s*of\s*memory"),
+    mps: re(r"MPS\s*backend\s*out\s*of\s*memory"),
+    thc: re(
+        r"(?:cuda\s*runtime\s*error\s*\(2\)\s*:\s*out\s*of\s*memory|THCudaCheck\s*FAIL.*?error=2\s*:\s*out\s*of\s*memory)",
+    ),
+    cuda_error: re(r"\b(CUDA|HIP)\s*error\s*:\s*out\s*of\s*memory"),
+    cpu: re(r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)"),
+    async_backend: re(r"Allocation\s*on\s*device\s*(\d+)\s*would\s*exceed\s*allowed\s*memory"),
+    requested: re(r"Tried\s*to\s*allocate\s*{SIZE}"),
+    absurd: re(r"Tried\s*to\s*allocate\s*more\s*than\s*1\s*EB"),
+    total_v1: re(r"{SIZE}\s*total\s*capac"),
+    total_v2: re(r"total\s*capac\w*\s*of\s*{SIZE}"),
+    free_v1: re(r"{SIZE}\s*free\s*;"),
+    free_v2: re(r"of\s*which\s*{SIZE}\s*is\s*free"),
+    allocated_v1: re(r"{SIZE}\s*already\s*allocated"),
+    allocated_v2: re(r"{SIZE}\s*is\s*allocated\s*by\s*(?:PyTorch|the\s*allocator)"),
+    cached: re(r"{SIZE}\s*cached\s*\)"),
+    reserved_total: re(r"{SIZE}\s*reserved\s*in\s*total\s*by\s*PyTorch"),
+    reserved_unallocated: re(r"{SIZE}\s*is\s*reserved\s*by\s*PyTorch\s*but\s*unallocated"),
+    allowed: re(r"{SIZE}\s*allowed\s*;"),
+    process_self: re(r"this\s*process\s*has\s*{SIZE}\s*memory\s*in\s*use"),
+    process_other: re(r"Process\s*(\d+)\s*has\s*{SIZE}\s*memory\s*in\s*use"),
+    private_pools: re(r"with\s*{SIZE}\s*allocated\s*in\s*private\s*pools"),
+    alloc_conf: re(r"\b(PYTORCH_(?:CUDA_|HIP_)?ALLOC_CONF)\b"),
+    gpu_index: re(r"(?:\(GPU\s*|GPU\s*)(\d+)\s*(?:;|has\s*a\s*total)"),
+    cpu_bytes: re(r"you\s*tried\s*to\s*allocate\s*(\d+)\s*bytes"),
+    async_allocated: re(r"Currently\s*allocated\s*:\s*{SIZE}"),
+    async_requested: re(r"Requested\s*:\s*{SIZE}"),
+    async_limit: re(r"Device\s*limit\s*:\s*{SIZE}"),
+    async_free: re(r"Free\s*\(according\s*to\s*CUDA\)\s*:\s*{SIZE}"),
+    async_fraction: re(
+        r"PyTorch\s*limit\s*\(set\s*by\s*user-supplied\s*memory\s*fraction\)\s*:\s*{SIZE}",
+    ),
+});
+
+/// Parses a PyTorch OOM message; `None` when the text is not one.
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if let Some(c) = p.key.captures(text) {
+        // Without figures, only a message that stands as an error counts:
+        // "CUDA out of memory" inside a help text or a sentence is not one.
+        let has_figures = p.requested.is_match(text) || p.absurd.is_match(text);
+        if !has_figures && !stands_as_error(text, c.get(0)?.start()) {
+            return None;
+        }
+        let kind = match c.get(1)?.as_str() {
+            "HIP" => DeviceKind::Rocm,
+            "XPU" => DeviceKind::Xpu,
+            "MTIA" => DeviceKind::Unknown,
+            _ => DeviceKind::Cuda,
+        };
+        return Some(caching_allocator(text, kind));
+    }
+    // A message quoted from "Tried to allocate" on, without its first words.
+    if p.requested.is_match(text)
+        && p.gpu_index.is_match(text)
+        && (p.total_v1.is_match(text) || p.total_v2.is_match(text))
+    {
+        return Some(caching_allocator(text, DeviceKind::Cuda));
+    }
+    if let Some(c) = p.async_backend.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::PyTorch,
+            DeviceKind::Cuda,
+            message_from(text, &p.async_backend),
+        );
+        parsed.device.index = c.get(1).and_then(|m| m.as_str().parse().ok());
+        let m = &mut parsed.memory;
+        m.allocated_bytes = find_size(&p.async_allocated, text);
+        m.requested_bytes = find_size(&p.async_requested, text);
+        m.total_bytes = find_size(&p.async_limit, text);
+        m.free_bytes = find_size(&p.async_free, text);
+        m.allowed_bytes = find_size(&p.async_fraction, text);
+        parsed.facts.pytorch_era = Some(PyTorchEra::Modern);
+        return Some(parsed);
+    }
+    if p.mps.is_match(text) {
+        return Some(mps(text));
+    }
+    if p.thc.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::PyTorch,
+            DeviceKind::Cuda,
+            message_from(text, &p.thc),
+        );
+        parsed.facts.pytorch_era = Some(PyTorchEra::Thc);
+        return Some(parsed);
+    }
+    if let Some(c) = p.cuda_error.captures(text) {
+        if !stands_as_error(text, c.get(0)?.start()) {
+            return None;
+        }
+        let kind = if &c[1] == "HIP" {
+            DeviceKind::Rocm
+        } else {
+            DeviceKind::Cuda
+        };
+        let mut parsed = Parsed::new(Framework::PyTorch, kind, message_from(text, &p.cuda_error));
+        parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
+        return Some(parsed);
+    }
+    if p.cpu.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::PyTorch,
+            DeviceKind::Cpu,
+            message_from(text, &p.cpu),
+        );
+        parsed.memory.requested_bytes = find_u64(&p.cpu_bytes, text);
+        parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
+        return Some(parsed);
+    }
+    None
+}
+
+/// True when the phrase at `at` is the error itself: the line starts with it,
+/// or an exception class (`RuntimeError:`, `torch.OutOfMemoryError:`)
+/// introduces it.
+fn stands_as_error(text: &str, at: usize) -> bool {
+    static ERR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:Error|Exception|error|ERROR)\s*:\s*$").expect("pattern compiles")
+    });
+    let before = text[..at].trim_end();
+    before.is_empty()
+        || ERR.is_match(&text[..at])
+        || before.ends_with("Error:")
+        || before.ends_with(']')
+}
+
+fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
+    let p = &*P;
+    let key = if p.key.is_match(text) {
+        &p.key
+    } else {
+        &p.requested
+    };
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        kind,
+        trim_after_message(&message_from(text, key)),
+    );
+    parsed.device.index = p
+        .gpu_index
+        .captures(text)
+        .and_then(|c| c.get(1)?.as_str().parse().ok())
+        .or_else(|| device_index(text));
+    let m = &mut parsed.memory;
+    m.requested_bytes = find_size(&p.requested, text);
+    m.total_bytes = find_size(&p.total_v2, text).or_else(|| find_size(&p.total_v1, text));
+    m.free_bytes = find_size(&p.free_v2, text).or_else(|| find_size(&p.free_v1, text));
+    m.allocated_bytes =
+        find_size(&p.allocated_v2, text).or_else(|| find_size(&p.allocated_v1, text));
+    // 1.0: "X cached" is what the cache holds beyond live tensors.
+    m.reserved_unallocated_bytes =
+        find_size(&p.cached, text).or_else(|| find_size(&p.reserved_unallocated, text));
+    m.reserved_bytes = find_size(&p.reserved_total, text);
+    m.allowed_bytes = find_size(&p.allowed, text);
+    m.process_bytes = find_size(&p.process_self, text);
+    m.private_pools_bytes = find_size(&p.private_pools, text);
+    let others: Vec<ProcessMemory> = p
+        .process_other
+        .captures_iter(text)
+        .filter_map(|c| {
+            Some(ProcessMemory {
+                pid: c.get(1)?.as_str().parse().ok()?,
+                bytes: size_at(&c, 2)?,
+            })
+        })
+        .collect();
+    if !others.is_empty() {
+        m.other_processes = Some(others);
+    }
+    m.derive();
+    parsed.facts = EventFacts {
+        pytorch_era: Some(era(text)),
+        alloc_conf_var: p.alloc_conf.captures(text).map(|c| c[1].to_string()),
+        absurd_request: p.absurd.is_match(text),
+        ..EventFacts::default()
+    };
+    parsed
+}
+
+/// Cuts what follows the caching allocator's message on the same logical
+/// line (a web page's next heading, a log's next sentence): the message ends
+/// with the last of the phrases it is known to end with.
+fn trim_after_message(msg: &str) -> String {
+    const ENDS: &[&str] = &[
+        "reserved in total by PyTorch)",
+        "cached)",
+        "is reserved by PyTorch but unallocated.",
+        "to avoid fragmentation.",
+        "PYTORCH_CUDA_ALLOC_CONF",
+        "PYTORCH_HIP_ALLOC_CONF",
+        "PYTORCH_ALLOC_CONF",
+        "#environment-variables)",
+        "unoccupied cached memory.",
+    ];
+    let end = ENDS
+        .iter()
+        .filter_map(|e| msg.rfind(e).map(|at| at + e.len()))
+        .max();
+    match end {
+        // "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True": keep the value.
+        Some(end) => {
+            let rest = &msg[end..];
+            let value = rest
+                .find(|c: char| c.is_whitespace())
+                .filter(|_| rest.starts_with('='))
+                .unwrap_or(if rest.starts_with('=') { rest.len() } else { 0 });
+            msg[..end + value].trim_end().to_string()
+        }
+        None => msg.to_string(),
+    }
+}
+
+fn era(text: &str) -> PyTorchEra {
+    let p = &*P;
+    if p.cached.is_match(text) {
+        PyTorchEra::Cached
+    } else if p.reserved_total.is_match(text) {
+        if text.contains("max_split_size_mb") || text.contains("ALLOC_CONF") {
+            PyTorchEra::MaxSplitHint
+        } else {
+            PyTorchEra::ReservedInTotal
+        }
+    } else if text.contains("total capacty") {
+        PyTorchEra::Capacty
+    } else if p.total_v2.is_match(text) || p.reserved_unallocated.is_match(text) {
+        PyTorchEra::Modern
+    } else {
+        PyTorchEra::Unversioned
+    }
+}
+
+fn mps(text: &str) -> Parsed {
+    static FIG: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"MPS\s*allocated\s*:\s*{SIZE}\s*,\s*other\s*allocations\s*:\s*{SIZE}\s*,\s*max\s*allowed\s*:\s*{SIZE}",
+        )
+    });
+    static REQ: LazyLock<Regex> = LazyLock::new(|| re(r"Tried\s*to\s*allocate\s*{SIZE}"));
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        DeviceKind::Mps,
+        message_from(text, &P.mps),
+    );
+    if let Some(c) = FIG.captures(text) {
+        parsed.memory.allocated_bytes = size_at(&c, 1);
+        parsed.memory.non_framework_bytes = size_at(&c, 3);
+        parsed.memory.allowed_bytes = size_at(&c, 5);
+    }
+    parsed.memory.requested_bytes = find_size(&REQ, text);
+    parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
+    parsed
+}

@@ -1,0 +1,433 @@
+//! The streaming scanner: reads any byte stream (plain or gzip) in fixed-size
+//! chunks, looks for the trigger phrases of every family with one
+//! multi-pattern search, and only around a hit decodes lines, joins wrapped
+//! ones and asks the family parsers. Memory stays bounded whatever the size of
+//! the input or of its longest line.
+//!
+//! Events that are one failure printed several times (by several ranks, by a
+//! chained exception, as a warning followed by the exception) are grouped
+//! into one, keeping where the text first started.
+
+use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
+use super::text::{clean_line, join_continuations, strip_log_prefix};
+use super::{phase, OomEvent, Phase};
+use aho_corasick::{AhoCorasick, MatchKind};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read};
+use std::sync::LazyLock;
+
+/// Bytes read per chunk.
+const CHUNK: usize = 1 << 20;
+/// Bytes kept after a trigger so a message and its wrapped lines are whole.
+const LOOKAHEAD: usize = 32 << 10;
+/// Bytes kept before a trigger for the traceback that explains its phase.
+const CONTEXT_BYTES: usize = 48 << 10;
+/// Lines of traceback looked at before a trigger.
+const CONTEXT_LINES: usize = 120;
+/// Lines after a trigger that can continue its message.
+const CONTINUATION_LINES: usize = 10;
+/// How far one line is read either side of a trigger: a 100 MB line is cut.
+const MAX_LINE_SIDE: usize = 16 << 10;
+
+static FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .match_kind(MatchKind::LeftmostFirst)
+        .build(TRIGGERS)
+        .expect("trigger automaton builds")
+});
+
+/// Knobs of a scan.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Lines within which the same message (digits aside) counts once.
+    pub duplicate_window_lines: u64,
+    /// Lines within which a warning that announces a failure is joined with
+    /// the exception that follows it.
+    pub announce_window_lines: u64,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            duplicate_window_lines: 400,
+            announce_window_lines: 5000,
+        }
+    }
+}
+
+/// What a finished scan read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanSummary {
+    pub bytes: u64,
+    pub lines: u64,
+    pub events: u64,
+}
+
+/// A scan that could not read its input.
+#[derive(Debug)]
+pub struct ScanError {
+    source: String,
+    error: io::Error,
+}
+
+impl fmt::Display for ScanError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot read {}: {}", self.source, self.error)
+    }
+}
+
+impl std::error::Error for ScanError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
+    }
+}
+
+impl ScanError {
+    /// The underlying I/O error.
+    pub fn io_error(&self) -> &io::Error {
+        &self.error
+    }
+}
+
+/// Scans `reader` (gzip-compressed or not: the magic bytes decide) for OOM
+/// events, calling `on_event` with each, in order. `source` names the input in
+/// the events ("-" for standard input).
+pub fn scan_reader<R: Read>(
+    source: &str,
+    reader: R,
+    options: &ScanOptions,
+    mut on_event: impl FnMut(OomEvent),
+) -> Result<ScanSummary, ScanError> {
+    let wrap = |error: io::Error| ScanError {
+        source: source.to_string(),
+        error,
+    };
+    let mut buffered = BufReader::with_capacity(64 << 10, reader);
+    let is_gzip = buffered
+        .fill_buf()
+        .map_err(wrap)?
+        .starts_with(&[0x1f, 0x8b]);
+    let mut grouper = Grouper::new(options.clone());
+    let mut emit = |e: OomEvent| on_event(e);
+    let summary = if is_gzip {
+        let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+        scan_plain(source, decoder, &mut grouper, &mut emit).map_err(wrap)?
+    } else {
+        scan_plain(source, buffered, &mut grouper, &mut emit).map_err(wrap)?
+    };
+    let events = grouper.finish(&mut emit);
+    Ok(ScanSummary { events, ..summary })
+}
+
+/// Reads into `buf` until `want` more bytes or end of input; returns the count.
+fn read_more<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
+    let start = buf.len();
+    buf.resize(start + want, 0);
+    let mut filled = start;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(filled);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(filled);
+    Ok(filled - start)
+}
+
+fn scan_plain<R: Read>(
+    source: &str,
+    mut reader: R,
+    grouper: &mut Grouper,
+    emit: &mut dyn FnMut(OomEvent),
+) -> io::Result<ScanSummary> {
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + CONTEXT_BYTES + LOOKAHEAD);
+    // Line number (1-based) at `counted_pos` in `buf`.
+    let mut counted_line: u64 = 1;
+    let mut counted_pos: usize = 0;
+    let mut search_from: usize = 0;
+    let mut consumed_until: usize = 0;
+    let mut total_bytes: u64 = 0;
+    loop {
+        let n = read_more(&mut reader, &mut buf, CHUNK)?;
+        total_bytes += n as u64;
+        let eof = n == 0 || n < CHUNK;
+        let scan_end = if eof {
+            buf.len()
+        } else {
+            buf.len().saturating_sub(LOOKAHEAD).max(search_from)
+        };
+        for m in FINDER.find_iter(&buf[search_from..]) {
+            let at = search_from + m.start();
+            if at >= scan_end {
+                break;
+            }
+            if at < consumed_until {
+                continue;
+            }
+            let line_start = line_start_of(&buf, at);
+            if line_start >= counted_pos {
+                counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
+                counted_pos = line_start;
+            }
+            let (parsed, end) = read_event_at(&buf, line_start, at);
+            consumed_until = end;
+            if let Some((parsed, before)) = parsed {
+                let phase = parsed
+                    .phase_hint
+                    .or_else(|| phase::from_traceback(&before))
+                    .unwrap_or(Phase::Unknown);
+                grouper.push(source, counted_line, parsed, phase, emit);
+            }
+        }
+        search_from = scan_end;
+        if eof {
+            counted_line += bytecount::count(&buf[counted_pos..], b'\n') as u64;
+            let lines = if buf.is_empty() || buf.ends_with(b"\n") {
+                counted_line - 1
+            } else {
+                counted_line
+            };
+            return Ok(ScanSummary {
+                bytes: total_bytes,
+                lines,
+                events: 0,
+            });
+        }
+        // Keep the unscanned tail and some context before it; drop the rest.
+        let mut keep_from = scan_end.saturating_sub(CONTEXT_BYTES);
+        if let Some(nl) = memchr::memchr(b'\n', &buf[keep_from..scan_end]) {
+            keep_from += nl + 1;
+        }
+        if counted_pos <= keep_from {
+            counted_line += bytecount::count(&buf[counted_pos..keep_from], b'\n') as u64;
+            counted_pos = 0;
+        } else {
+            counted_pos -= keep_from;
+        }
+        buf.drain(..keep_from);
+        search_from -= keep_from;
+        consumed_until = consumed_until.saturating_sub(keep_from);
+    }
+}
+
+/// Start of the line holding `at`, at most [`MAX_LINE_SIDE`] back.
+fn line_start_of(buf: &[u8], at: usize) -> usize {
+    let floor = at.saturating_sub(MAX_LINE_SIDE);
+    memchr::memrchr(b'\n', &buf[floor..at]).map_or(floor, |i| floor + i + 1)
+}
+
+/// End of the line starting at `from` (after its newline), at most
+/// [`MAX_LINE_SIDE`] on.
+fn line_end_of(buf: &[u8], from: usize) -> usize {
+    let ceil = (from + MAX_LINE_SIDE).min(buf.len());
+    memchr::memchr(b'\n', &buf[from..ceil]).map_or(ceil, |i| from + i + 1)
+}
+
+type Found = Option<(Parsed, Vec<String>)>;
+
+/// Reads the logical line around a trigger at `at` (its line starts at
+/// `line_start`) and parses it. Returns the parse, with the cleaned lines
+/// before it, and the end of the bytes it used.
+fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Found, usize) {
+    let line_end = line_end_of(buf, at.max(line_start));
+    let first = clean_line(&buf[line_start..line_end]);
+    // Following lines that may continue the message.
+    let mut after = Vec::new();
+    let mut ends = Vec::new();
+    let mut pos = line_end;
+    while after.len() < CONTINUATION_LINES && pos < buf.len() {
+        let end = line_end_of(buf, pos);
+        after.push(clean_line(&buf[pos..end]));
+        ends.push(end);
+        pos = end;
+    }
+    // Preceding lines: the traceback, and a line this one may continue.
+    let mut before = Vec::new();
+    let floor = line_start.saturating_sub(CONTEXT_BYTES);
+    let mut end = line_start;
+    while before.len() < CONTEXT_LINES && end > floor {
+        let start = line_start_of(buf, end - 1).max(floor);
+        before.push(clean_line(&buf[start..end]));
+        end = start;
+    }
+    before.reverse();
+
+    let stripped = strip_log_prefix(&first).to_string();
+    let (text, taken) = join_continuations(&stripped, &after, CONTINUATION_LINES);
+    let used_end = if taken == 0 {
+        line_end
+    } else {
+        ends[taken - 1]
+    };
+    let text = join_backwards(&before, text);
+    match parse_logical(&text) {
+        Some(parsed) if !says_non_fatal(&text) => (Some((parsed, before)), used_end),
+        _ => (None, used_end),
+    }
+}
+
+/// Prepends the line before when the trigger line continues it (a terminal
+/// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`).
+fn join_backwards(before: &[String], text: String) -> String {
+    let Some(prev) = before.last() else {
+        return text;
+    };
+    let prev = strip_log_prefix(prev);
+    let wrapped = prev.chars().count() >= 60
+        && !prev.ends_with(['.', ')', ':', ']'])
+        && text.starts_with(|c: char| c.is_ascii_lowercase())
+        && prev.ends_with(|c: char| c.is_alphanumeric());
+    if wrapped {
+        format!("{prev}{text}")
+    } else {
+        text
+    }
+}
+
+/// Groups the parts of one failure and drops repeats, holding back the last
+/// event until the next one (or the end) shows whether it continues.
+struct Grouper {
+    options: ScanOptions,
+    pending: Option<(OomEvent, PartKind, String, bool)>,
+    recent: Vec<(String, u64)>,
+    emitted: u64,
+}
+
+impl Grouper {
+    fn new(options: ScanOptions) -> Grouper {
+        Grouper {
+            options,
+            pending: None,
+            recent: Vec::new(),
+            emitted: 0,
+        }
+    }
+
+    fn push(
+        &mut self,
+        source: &str,
+        line: u64,
+        parsed: Parsed,
+        phase: Phase,
+        emit: &mut dyn FnMut(OomEvent),
+    ) {
+        let signature = signature(&parsed);
+        // A repeat of a recent event: the same failure printed again.
+        let window = self.options.duplicate_window_lines;
+        if self
+            .recent
+            .iter()
+            .any(|(sig, at)| *sig == signature && line.saturating_sub(*at) <= window)
+        {
+            if let Some((pending, ..)) = &mut self.pending {
+                if signature_of_event(pending) == signature {
+                    pending.memory.fill_from(&parsed.memory);
+                }
+            }
+            self.remember(signature, line);
+            return;
+        }
+        if let Some((pending, kind, _, exact)) = &mut self.pending {
+            let announce = *kind == PartKind::Preliminary
+                && pending.framework == parsed.framework
+                && line.saturating_sub(pending.line) <= self.options.announce_window_lines;
+            if announce {
+                // The announced failure: keep where it started, take the
+                // exception's words, and fill figures both ways.
+                let earlier = std::mem::take(&mut pending.memory);
+                let earlier_request = earlier.requested_bytes;
+                pending.memory = parsed.memory.clone();
+                pending.memory.fill_from(&earlier);
+                if !parsed.exact_request && *exact && earlier_request.is_some() {
+                    pending.memory.requested_bytes = earlier_request;
+                }
+                *exact |= parsed.exact_request;
+                pending.message = parsed.message;
+                if pending.device.index.is_none() {
+                    pending.device.index = parsed.device.index;
+                }
+                if pending.device.kind == super::DeviceKind::Unknown {
+                    pending.device.kind = parsed.device.kind;
+                }
+                if pending.phase == Phase::Unknown {
+                    pending.phase = phase;
+                }
+                pending.facts = merge_facts(std::mem::take(&mut pending.facts), parsed.facts);
+                *kind = parsed.kind;
+                self.remember(signature, line);
+                return;
+            }
+        }
+        self.flush(emit);
+        let event = OomEvent {
+            source: source.to_string(),
+            line,
+            framework: parsed.framework,
+            device: parsed.device,
+            message: parsed.message,
+            memory: parsed.memory,
+            phase,
+            facts: parsed.facts,
+        };
+        self.remember(signature.clone(), line);
+        self.pending = Some((event, parsed.kind, signature, parsed.exact_request));
+    }
+
+    fn remember(&mut self, signature: String, line: u64) {
+        let window = self.options.duplicate_window_lines;
+        self.recent
+            .retain(|(_, at)| line.saturating_sub(*at) <= window);
+        self.recent.push((signature, line));
+        if self.recent.len() > 64 {
+            self.recent.remove(0);
+        }
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(OomEvent)) {
+        if let Some((event, ..)) = self.pending.take() {
+            self.emitted += 1;
+            emit(event);
+        }
+    }
+
+    fn finish(&mut self, emit: &mut dyn FnMut(OomEvent)) -> u64 {
+        self.flush(emit);
+        self.emitted
+    }
+}
+
+fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFacts {
+    a.pytorch_era = a.pytorch_era.or(b.pytorch_era);
+    a.alloc_conf_var = a.alloc_conf_var.or(b.alloc_conf_var);
+    a.absurd_request |= b.absurd_request;
+    a.vllm = a.vllm.or(b.vllm);
+    a.op = b.op.or(a.op);
+    a.oom_killer |= b.oom_killer;
+    a.call = a.call.or(b.call);
+    a
+}
+
+/// The message with every digit masked: ranks and figures differ between
+/// copies of one failure, the words do not.
+fn mask_digits(framework: super::Framework, message: &str) -> String {
+    let mut s = format!("{framework:?}:");
+    s.extend(
+        message
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '#' } else { c }),
+    );
+    s
+}
+
+fn signature(parsed: &Parsed) -> String {
+    mask_digits(parsed.framework, &parsed.message)
+}
+
+fn signature_of_event(event: &OomEvent) -> String {
+    mask_digits(event.framework, &event.message)
+}

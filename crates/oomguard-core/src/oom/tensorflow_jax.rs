@@ -1,0 +1,195 @@
+//! TensorFlow and JAX/XLA: `OOM when allocating tensor with shape[...] and
+//! type T`, the BFC allocator's `ran out of memory trying to allocate`, the
+//! stream executor's `failed to allocate ... CUDA_ERROR_OUT_OF_MEMORY`, and
+//! XLA's `RESOURCE_EXHAUSTED` messages.
+//!
+//! A tensor shape gives the request exactly: the product of the dimensions
+//! times the size of the dtype (TensorFlow's `DataTypeString` names).
+
+use super::family::{
+    device_index, find_u64, message_from, re, says_non_fatal, size_at, Parsed, PartKind,
+};
+use super::{DeviceKind, Framework, Phase};
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Patterns {
+    oom_tensor: Regex,
+    bfc: Regex,
+    stream_executor: Regex,
+    resource_exhausted: Regex,
+    xla_bytes: Regex,
+    xla_request: Regex,
+    tpu_hbm: Regex,
+    op: Regex,
+    tf_device: Regex,
+}
+
+static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    oom_tensor: re(
+        r"OOM\s*when\s*allocating\s*tensor\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\]\s*and\s*type\s*(\w+)(?:\s*on\s*(\S+))?",
+    ),
+    bfc: re(
+        r"Allocator\s*\((\w+)\)\s*ran\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
+    ),
+    stream_executor: re(
+        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
+    ),
+    resource_exhausted: re(r"RESOURCE_EXHAUSTED"),
+    xla_bytes: re(r"Out\s*of\s*memory\s*while\s*trying\s*to\s*allocate\s*(\d+)\s*bytes"),
+    xla_request: re(
+        r"Failed\s*to\s*allocate\s*request\s*for\s*{SIZE}\s*(?:\((\d+)\s*B\))?(?:\s*on\s*device\s*ordinal\s*(\d+))?",
+    ),
+    tpu_hbm: re(
+        r"Ran\s*out\s*of\s*memory\s*in\s*memory\s*space\s*(\w+)\.?\s*(?:Used\s*{SIZE}\s*of\s*{SIZE})?",
+    ),
+    op: re(r"\[Op:(\w+)\]|node\s+(\w+)|by\s*op\s+(\w+)"),
+    tf_device: re(r"/device:(GPU|CPU|TPU|XLA_GPU):(\d+)"),
+});
+
+/// TensorFlow's dtype names and their sizes in bytes (tensorflow/core/
+/// framework/types.cc `DataTypeStringInternal`).
+fn dtype_bytes(name: &str) -> Option<u64> {
+    Some(match name {
+        "float" | "int32" | "uint32" | "qint32" => 4,
+        "double" | "int64" | "uint64" | "complex64" => 8,
+        "half" | "bfloat16" | "int16" | "uint16" | "qint16" | "quint16" => 2,
+        "int8" | "uint8" | "bool" | "qint8" | "quint8" | "float8_e4m3fn" | "float8_e5m2" => 1,
+        "complex128" => 16,
+        _ => return None,
+    })
+}
+
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if let Some(c) = p.oom_tensor.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::TensorFlow,
+            DeviceKind::Unknown,
+            message_from(text, &p.oom_tensor),
+        );
+        let dims: Option<Vec<u64>> = c[1]
+            .split(',')
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| d.trim().parse::<u64>().ok())
+            .collect();
+        if let (Some(dims), Some(size)) = (dims, dtype_bytes(&c[2])) {
+            parsed.memory.requested_bytes =
+                dims.iter().try_fold(size, |acc, d| acc.checked_mul(*d));
+            parsed.exact_request = true;
+        }
+        tf_device(text, &mut parsed);
+        tf_op(text, &mut parsed);
+        return Some(parsed);
+    }
+    if let Some(c) = p.bfc.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::TensorFlow,
+            DeviceKind::Unknown,
+            message_from(text, &p.bfc),
+        );
+        parsed.memory.requested_bytes = c
+            .get(4)
+            .and_then(|m| m.as_str().parse().ok())
+            .or_else(|| size_at(&c, 2));
+        parsed.exact_request = c.get(4).is_some();
+        let allocator = &c[1];
+        if allocator.starts_with("GPU") {
+            parsed.device.kind = DeviceKind::Cuda;
+            parsed.device.index = device_index(allocator);
+        } else if allocator.to_ascii_lowercase().contains("cpu") {
+            parsed.device.kind = DeviceKind::Cpu;
+        }
+        parsed.kind = PartKind::Preliminary;
+        if says_non_fatal(text) {
+            return None;
+        }
+        tf_op(text, &mut parsed);
+        return Some(parsed);
+    }
+    if let Some(c) = p.stream_executor.captures(text) {
+        let framework = if text.contains("xla") || text.contains("jax") {
+            Framework::Jax
+        } else {
+            Framework::TensorFlow
+        };
+        let mut parsed = Parsed::new(
+            framework,
+            DeviceKind::Cuda,
+            message_from(text, &p.stream_executor),
+        );
+        parsed.memory.requested_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
+        return Some(parsed);
+    }
+    if p.resource_exhausted.is_match(text) || p.xla_request.is_match(text) {
+        let mut parsed = Parsed::new(Framework::Jax, DeviceKind::Unknown, String::new());
+        let key = if p.resource_exhausted.is_match(text) {
+            &p.resource_exhausted
+        } else {
+            &p.xla_request
+        };
+        parsed.message = message_from(text, key);
+        parsed.memory.requested_bytes = find_u64(&p.xla_bytes, text);
+        if let Some(c) = p.xla_request.captures(text) {
+            parsed.memory.requested_bytes = c
+                .get(3)
+                .and_then(|m| m.as_str().parse().ok())
+                .or_else(|| size_at(&c, 1));
+            parsed.device.index = c.get(4).and_then(|m| m.as_str().parse().ok());
+        }
+        // TPU memory: SPEC has no TPU device kind, so the kind stays unknown.
+        if let Some(c) = p.tpu_hbm.captures(text) {
+            parsed.memory.allocated_bytes = size_at(&c, 2);
+            parsed.memory.total_bytes = size_at(&c, 4);
+        }
+        if text.contains("OOM when allocating") || text.contains("tensorflow") {
+            parsed.framework = Framework::TensorFlow;
+        }
+        // A bare RESOURCE_EXHAUSTED may be a quota or rate limit (gRPC uses
+        // the same code): require a memory word.
+        let lower = text.to_ascii_lowercase();
+        if !(lower.contains("memory") || lower.contains("allocate")) {
+            return None;
+        }
+        if text.contains("CUDA") || text.contains("GPU") {
+            parsed.device.kind = DeviceKind::Cuda;
+        }
+        tf_op(text, &mut parsed);
+        return Some(parsed);
+    }
+    None
+}
+
+fn tf_device(text: &str, parsed: &mut Parsed) {
+    if let Some(c) = P.tf_device.captures(text) {
+        parsed.device.kind = match &c[1] {
+            "GPU" | "XLA_GPU" => DeviceKind::Cuda,
+            "CPU" => DeviceKind::Cpu,
+            _ => DeviceKind::Unknown,
+        };
+        parsed.device.index = c[2].parse().ok();
+    } else if let Some(i) = device_index(text) {
+        parsed.device = super::Device {
+            kind: DeviceKind::Cuda,
+            index: Some(i),
+        };
+    }
+}
+
+/// The op TensorFlow names; an op whose name ends in `Grad` runs in the
+/// backward pass.
+fn tf_op(text: &str, parsed: &mut Parsed) {
+    if let Some(c) = P.op.captures(text) {
+        let op = c
+            .get(1)
+            .or(c.get(2))
+            .or(c.get(3))
+            .map(|m| m.as_str().to_string());
+        if let Some(op) = op {
+            if op.contains("Grad") || op.contains("gradient") {
+                parsed.phase_hint = Some(Phase::Backward);
+            }
+            parsed.facts.op = Some(op);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Turning raw log bytes into clean lines: invalid UTF-8 replaced, ANSI colour
+//! codes and carriage returns removed, log prefixes (timestamps, log levels,
+//! `[rank3]:`, `(EngineCore pid=12)`, `service  |`) taken off, and lines a
+//! terminal wrapped joined back into one message.
+//!
+//! Nothing here decides whether a line is an OOM; that is the family parsers'
+//! job. These functions run only around a trigger, never over a whole log.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Decodes one raw line: lossy UTF-8, ANSI escapes removed, `\r` handled as a
+/// terminal would (text after the last carriage return wins, as progress bars
+/// redraw the line), the line end dropped.
+pub fn clean_line(raw: &[u8]) -> String {
+    let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = String::from_utf8_lossy(raw);
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => skip_escape(&mut chars),
+            '\r' => {
+                // A bare carriage return redraws the line; keep what follows
+                // unless nothing does.
+                if chars.peek().is_some() {
+                    out.clear();
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    // Trailing white space is kept: where a terminal wrapped a line, the
+    // space at its end is the one between two words.
+    out
+}
+
+fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
+    match chars.peek() {
+        Some('[') => {
+            chars.next();
+            // CSI: parameters then one final byte in @..~
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        }
+        Some(']') => {
+            // OSC: until BEL or ESC \
+            chars.next();
+            while let Some(c) = chars.next() {
+                if c == '\u{7}' {
+                    break;
+                }
+                if c == '\u{1b}' {
+                    chars.next();
+                    break;
+                }
+            }
+        }
+        Some(_) => {
+            chars.next();
+        }
+        None => {}
+    }
+}
+
+static PREFIXES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    [
+        // docker compose: `service-1  | `
+        r"^[\w.\-]+\s+\|\s?",
+        // torchrun / deepspeed rank tags: `[rank3]:`, `[default0]:`, `[1,0]<stderr>:`
+        r"^\[(?:rank|Rank|default)?\s*\d+\]\s*:?\s*",
+        r"^\[\d+,\d+\]<std(?:out|err)>:\s*",
+        // vLLM / Ray: `(EngineCore_0 pid=123)`, `(RayWorkerWrapper pid=1, ip=10.0.0.1)`
+        r"^\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*",
+        // `srun -l` / mpirun: `0: `
+        r"^\d{1,4}:\s",
+        // ISO-ish timestamps, optionally bracketed, with fractions and zones
+        r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?:?\s*",
+        // syslog / kernel: `Jan 12 10:11:12 host kernel: [123.456] `
+        r"^[A-Z][a-z]{2}\s+\d{1,2} \d{2}:\d{2}:\d{2} \S+ \S+?:\s*",
+        r"^\[\s*\d+\.\d+\]\s*",
+        // glog / absl: `E0612 10:11:12.123456  1234 file.cc:12] `
+        r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]\s*",
+        // vLLM style: `ERROR 06-12 10:11:12 [core.py:123] `, `INFO 06-12 10:11:12 file.py:1] `
+        r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
+        // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
+        r"^\[?(?:DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?(?::[\w.]+:|\s*[:\-]\s*|\s+)",
+        // logging module's `[logger.py:12:func]`
+        r"^\[[\w./]+:\d+(?::\w+)?\]\s*",
+    ]
+    .iter()
+    .map(|p| Regex::new(p).expect("prefix pattern compiles"))
+    .collect()
+});
+
+/// Removes log prefixes and leading white space, repeatedly, so that
+/// `service | [rank0]: 2024-01-01 10:00:00 ERROR torch...` leaves `torch...`.
+pub fn strip_log_prefix(line: &str) -> &str {
+    let mut s = line.trim_start();
+    for _ in 0..8 {
+        let before = s.len();
+        for re in PREFIXES.iter() {
+            if let Some(m) = re.find(s) {
+                s = s[m.end()..].trim_start();
+            }
+        }
+        if s.len() == before {
+            break;
+        }
+    }
+    s
+}
+
+/// True when `line` (prefix stripped) clearly begins a new statement rather
+/// than continuing a wrapped one.
+fn starts_new_statement(line: &str) -> bool {
+    static NEW: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"^(?:Traceback \(most recent call last\)|File |During handling|The above exception|",
+            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\|)"
+        ))
+        .expect("pattern compiles")
+    });
+    line.is_empty() || NEW.is_match(line)
+}
+
+/// Sentences PyTorch and others print after a figure-bearing message that
+/// belong to the same error even when they stand on a line of their own.
+fn is_known_tail(line: &str) -> bool {
+    const TAILS: &[&str] = &[
+        "If reserved",
+        "See documentation",
+        "Including non-PyTorch",
+        "Of the allocated memory",
+        "Please use",
+        "Use PYTORCH_MPS",
+        "Try increasing",
+        "Try decreasing",
+        "Decrease GPU memory",
+        "(https://pytorch.org",
+        "Based on the available memory",
+        "CUDA kernel errors might",
+        "For debugging consider",
+        "Compile with `TORCH_USE_CUDA_DSA`",
+        // cudaMallocAsync backend's multi-line report
+        "Currently allocated",
+        "Requested ",
+        "Device limit",
+        "Free (according to CUDA)",
+        "PyTorch limit",
+        ": ",
+    ];
+    TAILS.iter().any(|t| line.starts_with(t))
+        || (line.starts_with("Process ") && line.contains(" memory in use"))
+}
+
+/// True when the text reads as a finished message: parentheses balanced and
+/// ending on a sentence or a closing bracket.
+fn looks_complete(text: &str) -> bool {
+    let open = text.matches('(').count();
+    let close = text.matches(')').count();
+    open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
+}
+
+/// Joins `first` with as many of `next` as continue it: lines a terminal
+/// wrapped, and the known tail sentences of OOM messages. Returns the joined
+/// text and how many lines of `next` it took. A line break that splits a word
+/// (a letter on both sides after a long line) joins without a space, anything
+/// else with one.
+pub fn join_continuations(first: &str, next: &[String], max_lines: usize) -> (String, usize) {
+    let mut text = first.to_string();
+    let mut prev_len = first.chars().count();
+    let mut taken = 0;
+    for raw in next.iter().take(max_lines) {
+        let line = strip_log_prefix(raw);
+        let tail = is_known_tail(line);
+        if !tail && (starts_new_statement(line) || looks_complete(&text)) {
+            break;
+        }
+        let spaced = text.ends_with(char::is_whitespace) || raw.starts_with(char::is_whitespace);
+        let glue_tight = !spaced
+            && prev_len >= 60
+            && text.ends_with(|c: char| c.is_alphanumeric())
+            && line.starts_with(|c: char| c.is_alphanumeric());
+        if !glue_tight && !text.ends_with(char::is_whitespace) {
+            text.push(' ');
+        }
+        text.push_str(line);
+        prev_len = raw.chars().count();
+        taken += 1;
+        if text.len() > 16 * 1024 {
+            break;
+        }
+    }
+    let end = text.trim_end().len();
+    text.truncate(end);
+    (text, taken)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleans_ansi_crlf_and_invalid_utf8() {
+        assert_eq!(
+            clean_line(b"\x1b[31mRuntimeError\x1b[0m: CUDA out of memory.\r\n"),
+            "RuntimeError: CUDA out of memory."
+        );
+        assert_eq!(clean_line(b"a\xffb"), "a\u{fffd}b");
+        assert_eq!(clean_line(b" 10%|#  \r 50%|#####\n"), " 50%|#####");
+        assert_eq!(clean_line(b"wrapped at a space \n"), "wrapped at a space ");
+        assert_eq!(clean_line(b"\x1b]0;title\x07text"), "text");
+    }
+
+    #[test]
+    fn strips_stacked_prefixes() {
+        assert_eq!(
+            strip_log_prefix(
+                "trainer-1  | [rank0]: 2024-05-01 10:00:00,123 ERROR torch.OutOfMemoryError: x"
+            ),
+            "torch.OutOfMemoryError: x"
+        );
+        assert_eq!(
+            strip_log_prefix(
+                "(EngineCore_0 pid=4242) ERROR 06-12 10:11:12 [core.py:123] ValueError: No"
+            ),
+            "ValueError: No"
+        );
+        assert_eq!(
+            strip_log_prefix("2024-02-20 11:05:31.402118: W tensorflow/x.cc:1] msg"),
+            "W tensorflow/x.cc:1] msg"
+        );
+        assert_eq!(strip_log_prefix("plain text"), "plain text");
+    }
+
+    #[test]
+    fn joins_wrapped_words_and_tails() {
+        let next = vec![
+            "ity; 6.50 GiB already allocated; 256.00 MiB free; 6.70 GiB reserved in total by PyTorch)".to_string(),
+            "If reserved memory is >> allocated memory try setting max_split_size_mb".to_string(),
+            "Traceback (most recent call last):".to_string(),
+        ];
+        let (joined, taken) = join_continuations(
+            "RuntimeError: CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capac",
+            &next,
+            8,
+        );
+        assert_eq!(taken, 2);
+        assert!(joined.contains("total capacity; 6.50 GiB"));
+        assert!(joined.ends_with("max_split_size_mb"));
+    }
+
+    #[test]
+    fn does_not_join_after_a_complete_message() {
+        let next = vec!["Why it happens".to_string()];
+        let (joined, taken) = join_continuations("RuntimeError: CUDA out of memory. (x)", &next, 8);
+        assert_eq!(taken, 0);
+        assert_eq!(joined, "RuntimeError: CUDA out of memory. (x)");
+    }
+}

@@ -1,0 +1,327 @@
+//! `oomguard explain`: reads files or standard input, streams every OOM event
+//! found to stdout as it is found (human text or SPEC.md's JSON), and returns
+//! 0 when an event was found, 1 when none was, 2 when an input could not be
+//! read.
+
+use crate::flags::ExplainArgs;
+use crate::style::{proportional_cells, Style};
+use anyhow::Context;
+use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent, SegmentKind};
+use oomguard_core::oom::{scan_reader, Framework, ScanOptions};
+use oomguard_core::size::{format_signed_size, format_size};
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+const BAR_WIDTH: usize = 50;
+
+pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let ctx = DiagnoseContext { batch: args.batch };
+    let style = Style::detect();
+    let stdout = io::stdout();
+    let mut out = BufWriter::new(stdout.lock());
+    let mut sink = Sink {
+        json: args.json,
+        style,
+        count: 0,
+        write_error: None,
+    };
+    let inputs: Vec<&Path> = if args.paths.is_empty() {
+        vec![Path::new("-")]
+    } else {
+        args.paths.iter().map(|p| p.as_path()).collect()
+    };
+    if args.json {
+        write!(out, "{{\"events\": [")?;
+    }
+    let mut input_errors = 0;
+    for path in &inputs {
+        let result = scan_one(path, &ctx, &mut sink, &mut out);
+        if let Some(e) = sink.write_error.take() {
+            return Err(e).context("cannot write to standard output");
+        }
+        if let Err(err) = result {
+            input_errors += 1;
+            out.flush().ok();
+            eprintln!("oomguard: {err:#}");
+        }
+    }
+    if args.json {
+        writeln!(out, "{}]}}", if sink.count > 0 { "\n" } else { "" })?;
+    } else if sink.count > 1 {
+        writeln!(
+            out,
+            "{}",
+            style.bold(&format!("{} OOM events found.", sink.count))
+        )?;
+    }
+    out.flush()?;
+    if input_errors > 0 {
+        return Ok(ExitCode::from(2));
+    }
+    if sink.count == 0 {
+        let names: Vec<String> = inputs.iter().map(|p| display_name(p)).collect();
+        eprintln!(
+            "oomguard: no out-of-memory event found in {}",
+            names.join(", ")
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn display_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "standard input".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+struct Sink {
+    json: bool,
+    style: Style,
+    count: u64,
+    write_error: Option<io::Error>,
+}
+
+fn scan_one(
+    path: &Path,
+    ctx: &DiagnoseContext,
+    sink: &mut Sink,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let source = if path == Path::new("-") {
+        "-".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let mut on_event = |event| {
+        if sink.write_error.is_some() {
+            return;
+        }
+        let explained = ExplainedEvent::new(event, ctx);
+        sink.count += 1;
+        let result = if sink.json {
+            write_json(out, &explained, sink.count)
+        } else {
+            write_human(out, &explained, sink.count, &sink.style)
+        };
+        if let Err(e) = result {
+            sink.write_error = Some(e);
+        }
+    };
+    let options = ScanOptions::default();
+    if source == "-" {
+        let stdin = io::stdin();
+        scan_reader(&source, stdin.lock(), &options, &mut on_event)?;
+    } else {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            anyhow::bail!(
+                "cannot read {}: it is a directory (give the log files inside it)",
+                path.display()
+            );
+        }
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        scan_reader(&source, file, &options, &mut on_event)?;
+    }
+    Ok(())
+}
+
+fn write_json(out: &mut impl Write, event: &ExplainedEvent, n: u64) -> io::Result<()> {
+    let sep = if n > 1 { ",\n" } else { "\n" };
+    write!(out, "{sep}")?;
+    serde_json::to_writer(&mut *out, event).map_err(io::Error::other)
+}
+
+fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> io::Result<()> {
+    let e = &ev.event;
+    let d = &ev.diagnosis;
+    let device = match e.device.index {
+        Some(i) => format!("{} {i}", e.device.kind.display_name()),
+        None => e.device.kind.display_name().to_string(),
+    };
+    let place = if e.source == "-" {
+        format!("line {}", e.line)
+    } else {
+        format!("{}:{}", e.source, e.line)
+    };
+    writeln!(
+        out,
+        "{}",
+        s.bold(&s.red(&format!("── OOM event {n} · {place} ──")))
+    )?;
+    writeln!(
+        out,
+        "{}",
+        s.dim(&format!(
+            "{} · {} · phase: {}",
+            e.framework.display_name(),
+            device,
+            e.phase.describe()
+        ))
+    )?;
+    writeln!(out, "  {}", e.message)?;
+    writeln!(out)?;
+    writeln!(out, "{}", s.bold("What happened"))?;
+    writeln!(out, "  {}", d.summary)?;
+    write_accounting(out, ev, s)?;
+    writeln!(out)?;
+    writeln!(out, "{}", s.bold("Why (most likely first)"))?;
+    for (i, c) in d.causes.iter().enumerate() {
+        writeln!(
+            out,
+            "  {}. {} {}",
+            i + 1,
+            s.yellow(c.id.title()),
+            s.dim(&format!("[{}, {:.2}]", serde_id(&c.id), c.score))
+        )?;
+        writeln!(out, "     {}", c.evidence)?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", s.bold("Fixes (best first)"))?;
+    for (i, f) in d.fixes.iter().enumerate() {
+        writeln!(out, "  {}. {}", i + 1, s.green(&f.title))?;
+        writeln!(out, "     {}", f.detail)?;
+        if let Some(env) = &f.env {
+            for (k, v) in env {
+                writeln!(
+                    out,
+                    "     {} {}",
+                    s.dim("env:"),
+                    s.cyan(&format!("{k}={v}"))
+                )?;
+            }
+        }
+        if let Some(code) = &f.code {
+            for line in code.lines() {
+                writeln!(out, "     {} {}", s.dim("│"), s.cyan(line))?;
+            }
+        }
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", s.bold("Workaround"))?;
+    writeln!(out, "  {}", workaround(e.framework))?;
+    writeln!(out, "{}", s.bold("Prevention"))?;
+    writeln!(out, "  {}", prevention(e.framework))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn serde_id(id: &oomguard_core::diagnose::CauseId) -> String {
+    serde_json::to_value(id)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn glyph(kind: SegmentKind) -> char {
+    match kind {
+        SegmentKind::Allocated => '█',
+        SegmentKind::CachedFree => '▓',
+        SegmentKind::NonFramework => '▒',
+        SegmentKind::OtherProcesses => '░',
+        SegmentKind::OutsideFramework => '▒',
+        SegmentKind::Free => '·',
+    }
+}
+
+fn write_accounting(out: &mut impl Write, ev: &ExplainedEvent, s: &Style) -> io::Result<()> {
+    let acc = &ev.diagnosis.accounting;
+    if acc.segments.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    let title = match (acc.extent, acc.extent_is_cap) {
+        (Some(t), false) => format!("Memory of the device ({})", format_size(t)),
+        (Some(t), true) => format!("Memory within the cap ({})", format_size(t)),
+        (None, _) => "Memory the message accounts for".to_string(),
+    };
+    writeln!(out, "{}", s.bold(&title))?;
+    let parts: Vec<u64> = acc.segments.iter().map(|seg| seg.bytes).collect();
+    let extent = acc.extent.unwrap_or_else(|| parts.iter().sum());
+    let cells = proportional_cells(&parts, BAR_WIDTH);
+    let bar: String = acc
+        .segments
+        .iter()
+        .zip(&cells)
+        .map(|(seg, &c)| glyph(seg.kind).to_string().repeat(c))
+        .collect();
+    let request = acc
+        .requested
+        .map(|q| format!("  + request {}", format_size(q)))
+        .unwrap_or_default();
+    writeln!(out, "  [{bar}]{}", s.red(&request))?;
+    for seg in &acc.segments {
+        let share = if extent > 0 {
+            format!("{:5.1}%", seg.bytes as f64 * 100.0 / extent as f64)
+        } else {
+            "  n/a".into()
+        };
+        writeln!(
+            out,
+            "   {} {:<30} {:>12} {}",
+            glyph(seg.kind),
+            seg.kind.label(),
+            format_size(seg.bytes),
+            s.dim(&share)
+        )?;
+    }
+    if let Some(p) = acc.self_process {
+        writeln!(
+            out,
+            "   {}",
+            s.dim(&format!(
+                "(process {} is this process itself: in a container PyTorch cannot match its own pid)",
+                p.pid
+            ))
+        )?;
+    }
+    if let (Some(q), Some(short)) = (acc.requested, acc.shortfall) {
+        let line = if short > 0 {
+            format!(
+                "   request {}: {} more than was free",
+                format_size(q),
+                format_signed_size(short)
+            )
+        } else {
+            format!(
+                "   request {}: it fitted the free memory, {} to spare",
+                format_size(q),
+                format_signed_size(-short)
+            )
+        };
+        writeln!(out, "{}", s.red(&line))?;
+    }
+    Ok(())
+}
+
+fn workaround(framework: Framework) -> &'static str {
+    match framework {
+        Framework::PyTorch | Framework::Cublas | Framework::Cudnn | Framework::Nccl => {
+            "Catch torch.cuda.OutOfMemoryError, drop the references (del outputs, loss), gc.collect(), torch.cuda.empty_cache(), and retry the step with a smaller batch (on the CPU as a last resort)."
+        }
+        Framework::TensorFlow => {
+            "Catch tf.errors.ResourceExhaustedError, call tf.keras.backend.clear_session(), and retry with a smaller batch."
+        }
+        Framework::Jax => "Catch the XlaRuntimeError, delete the live arrays (jax.clear_caches()), and retry with a smaller batch.",
+        Framework::Vllm => "Restart the engine with the values above; other processes must release their memory first.",
+        Framework::LlamaCpp => "Retry with fewer GPU layers or a smaller context; llama.cpp runs the rest on the CPU.",
+        _ => "Free what the process holds, and retry smaller.",
+    }
+}
+
+fn prevention(framework: Framework) -> &'static str {
+    match framework {
+        Framework::Vllm => {
+            "Size max_model_len and gpu_memory_utilization to the GPU before serving; keep the GPU to one engine."
+        }
+        Framework::LlamaCpp => "Pick the quantization, --n-gpu-layers and --ctx-size from the GPU's free memory before loading.",
+        _ => {
+            "Size the batch to the GPU before the run, watch memory while it runs (nvidia-smi --query-gpu=memory.used,memory.total --format=csv -l 1), prefer bf16 and gradient checkpointing, and shard (FSDP/ZeRO) models that do not fit one GPU."
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! The `oomguard` command: flags, human rendering and the exit-code contract
+//! of SPEC.md over the `oomguard-core` library. Errors are printed once, as a
+//! chain, with exit code 2; a closed pipe (`oomguard explain big.log | head`)
+//! ends quietly.
+
+mod commands;
+mod flags;
+mod style;
+
+use clap::Parser;
+use std::io::{self, ErrorKind};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = flags::Cli::parse();
+    match commands::dispatch(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("oomguard: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,97 @@
+//! Terminal styling: colour only when stdout is a terminal and `NO_COLOR` is
+//! unset (https://no-color.org), and bars of proportional segments.
+
+use std::io::IsTerminal;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    color: bool,
+}
+
+impl Style {
+    pub fn detect() -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Style {
+            color: !no_color && std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    pub fn bold(&self, t: &str) -> String {
+        self.paint("1", t)
+    }
+    pub fn dim(&self, t: &str) -> String {
+        self.paint("2", t)
+    }
+    pub fn red(&self, t: &str) -> String {
+        self.paint("31", t)
+    }
+    pub fn yellow(&self, t: &str) -> String {
+        self.paint("33", t)
+    }
+    pub fn green(&self, t: &str) -> String {
+        self.paint("32", t)
+    }
+    pub fn cyan(&self, t: &str) -> String {
+        self.paint("36", t)
+    }
+}
+
+/// Splits `width` cells among `parts` in proportion to their values, each
+/// non-zero part getting at least one cell (largest remainders first).
+pub fn proportional_cells(parts: &[u64], width: usize) -> Vec<usize> {
+    let total: u128 = parts.iter().map(|&p| p as u128).sum();
+    if total == 0 || width == 0 {
+        return vec![0; parts.len()];
+    }
+    let mut cells: Vec<usize> = parts
+        .iter()
+        .map(|&p| ((p as u128 * width as u128) / total) as usize)
+        .collect();
+    for (c, &p) in cells.iter_mut().zip(parts) {
+        if p > 0 && *c == 0 {
+            *c = 1;
+        }
+    }
+    let mut used: usize = cells.iter().sum();
+    // Hand out or take back cells on the largest parts until the sum is right.
+    let mut order: Vec<usize> = (0..parts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(parts[i]));
+    let mut k = 0;
+    while used != width && !order.is_empty() {
+        let i = order[k % order.len()];
+        if used < width {
+            cells[i] += 1;
+            used += 1;
+        } else if cells[i] > 1 {
+            cells[i] -= 1;
+            used -= 1;
+        }
+        k += 1;
+        if k > 4 * width + parts.len() {
+            break;
+        }
+    }
+    cells
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_sum_to_width_and_keep_small_parts_visible() {
+        let cells = proportional_cells(&[650, 20, 105, 25], 50);
+        assert_eq!(cells.iter().sum::<usize>(), 50);
+        assert!(cells.iter().all(|&c| c >= 1));
+        assert!(cells[0] > cells[2]);
+        assert_eq!(proportional_cells(&[0, 0], 10), vec![0, 0]);
+    }
+}

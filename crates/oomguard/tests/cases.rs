@@ -1,0 +1,165 @@
+//! The real OOM messages of the fixture files, each checked end to end
+//! through `oomguard explain --json` against the fields its case expects:
+//! figures within 0.1% (printed figures are rounded to two decimals), the
+//! framework, device, phase, and an acceptable top cause.
+
+use crate::util::{fixture, oomguard};
+use serde_json::Value;
+
+/// Checks one case; returns the mismatches found.
+fn check_case(case: &Value) -> Vec<String> {
+    let message = case["message"].as_str().expect("case has a message");
+    let expect = &case["expect"];
+    let out = oomguard(&["explain", "--json"], Some(message.as_bytes()));
+    let mut bad = Vec::new();
+    let events_min = expect["events_min"].as_u64().unwrap_or(1);
+    if events_min == 0 {
+        if out.code != 1 {
+            bad.push(format!(
+                "exit code {} for a text without OOM, want 1",
+                out.code
+            ));
+        }
+        return bad;
+    }
+    if out.code != 0 {
+        bad.push(format!(
+            "exit code {}, stderr: {}",
+            out.code,
+            out.stderr.trim()
+        ));
+        return bad;
+    }
+    let json = out.json();
+    let events = json["events"].as_array().cloned().unwrap_or_default();
+    if (events.len() as u64) < events_min {
+        bad.push(format!(
+            "{} events, want at least {events_min}",
+            events.len()
+        ));
+        return bad;
+    }
+    let ev = &events[0];
+    let mut same = |what: &str, got: &Value, want: &Value| {
+        if !want.is_null() && got != want {
+            bad.push(format!("{what}: got {got}, want {want}"));
+        }
+    };
+    same("framework", &ev["framework"], &expect["framework"]);
+    same("device.kind", &ev["device"]["kind"], &expect["device_kind"]);
+    same(
+        "device.index",
+        &ev["device"]["index"],
+        &expect["device_index"],
+    );
+    same("phase", &ev["phase"], &expect["phase"]);
+    if let Some(memory) = expect["memory"].as_object() {
+        for (field, want) in memory {
+            let got = &ev["memory"][field];
+            if want.is_null() {
+                continue;
+            }
+            if field == "other_processes" {
+                let g = got.as_array().cloned().unwrap_or_default();
+                let w = want.as_array().cloned().unwrap_or_default();
+                let ok = g.len() == w.len()
+                    && g.iter()
+                        .zip(&w)
+                        .all(|(g, w)| g["pid"] == w["pid"] && close(&g["bytes"], &w["bytes"]));
+                if !ok {
+                    bad.push(format!("memory.other_processes: got {got}, want {want}"));
+                }
+            } else if !close(got, want) {
+                bad.push(format!("memory.{field}: got {got}, want {want}"));
+            }
+        }
+    }
+    if let Some(ok) = expect["causes_ok"].as_array() {
+        let top = &ev["causes"][0]["id"];
+        if !ok.contains(top) {
+            bad.push(format!("top cause {top}, want one of {ok:?}"));
+        }
+    }
+    bad
+}
+
+fn close(got: &Value, want: &Value) -> bool {
+    match (got.as_f64(), want.as_f64()) {
+        (Some(g), Some(w)) => (g - w).abs() <= (w.abs() * 0.001).max(1.0),
+        _ => false,
+    }
+}
+
+/// Runs every case of a JSON-lines file and fails with all mismatches.
+fn run_cases(rel: &str) {
+    let text = std::fs::read_to_string(fixture(rel)).expect("fixture file");
+    let mut failures = Vec::new();
+    let mut n = 0;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let case: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{rel}:{}: {e}", i + 1));
+        n += 1;
+        let bad = check_case(&case);
+        if !bad.is_empty() {
+            let id = case["source"]
+                .as_str()
+                .or(case["id"].as_str())
+                .unwrap_or("?");
+            failures.push(format!(
+                "{rel}:{} ({id}):\n    {}",
+                i + 1,
+                bad.join("\n    ")
+            ));
+        }
+    }
+    assert!(n > 0, "{rel} holds no case");
+    assert!(
+        failures.is_empty(),
+        "{} of {n} cases fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+/// Every text of a not-OOM file must give no event (exit 1).
+fn run_not_oom(rel: &str) {
+    let text = std::fs::read_to_string(fixture(rel)).expect("fixture file");
+    let mut failures = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let case: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{rel}:{}: {e}", i + 1));
+        let body = case["text"].as_str().expect("case has text");
+        let out = oomguard(&["explain", "--json"], Some(body.as_bytes()));
+        if out.code != 1 {
+            failures.push(format!(
+                "{rel}:{}: exit {} with {}",
+                i + 1,
+                out.code,
+                out.stdout.trim()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "texts without OOM gave events:\n{}",
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn shared_cases() {
+    run_cases("oom/shared_cases.jsonl");
+}
+
+#[test]
+fn shared_texts_without_oom() {
+    run_not_oom("oom/shared_not_oom.jsonl");
+}

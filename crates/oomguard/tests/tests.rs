@@ -1,0 +1,5 @@
+//! All integration tests, as one test binary (one link on two cores).
+
+mod cases;
+mod explain;
+mod util;
