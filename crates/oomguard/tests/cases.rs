@@ -163,3 +163,62 @@ fn shared_cases() {
 fn shared_texts_without_oom() {
     run_not_oom("oom/shared_not_oom.jsonl");
 }
+
+/// The message formats established from each framework's source, era by era
+/// (`formats.jsonl`): every fatal one must be found with its figures; a
+/// warning that calls itself non-fatal must not be.
+#[test]
+fn formats_from_framework_sources() {
+    let rel = "oom/formats.jsonl";
+    let text = std::fs::read_to_string(fixture(rel)).expect("fixture file");
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let row: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{rel}:{}: {e}", i + 1));
+        let message = row["message"].as_str().expect("row has a message");
+        let fatal = row["fatal"].as_bool().unwrap_or(true);
+        let events_min = if fatal {
+            1
+        } else if message.contains("not a failure") {
+            0
+        } else {
+            continue;
+        };
+        let mut expect = row["expect"].clone();
+        expect["events_min"] = events_min.into();
+        expect["framework"] = row["framework"].clone();
+        let case = serde_json::json!({"message": message, "expect": expect});
+        checked += 1;
+        let bad = check_case(&case);
+        if !bad.is_empty() {
+            failures.push(format!(
+                "{rel}:{} ({}):\n    {}",
+                i + 1,
+                row["id"],
+                bad.join("\n    ")
+            ));
+        }
+    }
+    assert!(checked >= 40, "only {checked} rows checked");
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} formats fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn collected_cases() {
+    run_cases("oom/collected_cases.jsonl");
+}
+
+#[test]
+fn collected_texts_without_oom() {
+    run_not_oom("oom/collected_not_oom.jsonl");
+}

@@ -9,6 +9,15 @@ use crate::oom::{DeviceKind, Framework, OomEvent, Phase, VllmCheck};
 use crate::size::format_size as fs;
 
 const GIB: u64 = 1 << 30;
+/// A request this large (1 PiB) exceeds any single device or host.
+const ABSURD_BYTES: u64 = 1 << 50;
+/// A single host allocation this large (64 GiB) exceeds most machines' RAM
+/// and is more often a size computed wrong than a real need.
+const HOST_SUSPECT_BYTES: u64 = 64 << 30;
+/// Intel GPUs refuse a single allocation above 4 GiB unless the program
+/// opts in (intel/compute-runtime, programmers-guide
+/// ALLOCATIONS_GREATER_THAN_4GB.md).
+const XPU_MAX_SINGLE_ALLOCATION: u64 = 4 << 30;
 
 struct Ranking(Vec<Cause>);
 
@@ -47,6 +56,15 @@ pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
             "the request is over 1 EB: a negative or overflowed size computed upstream, not a capacity problem",
         );
     }
+    // No device or host holds a petabyte: such a request is a size computed
+    // wrong (an overflow, a corrupted shape), not a capacity problem.
+    if m.requested_bytes.is_some_and(|q| q >= ABSURD_BYTES) && !event.facts.absurd_request {
+        r.add(
+            CauseId::InvalidSize,
+            0.95,
+            format!("the request of {} is larger than any device or host: a size computed wrong (overflow, corrupted shape)", fs(m.requested_bytes.unwrap_or(0))),
+        );
+    }
     if let Some(check) = &event.facts.vllm {
         vllm(&mut r, check, event);
     }
@@ -56,6 +74,7 @@ pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
     match event.framework {
         Framework::Cublas | Framework::Cudnn | Framework::Nccl => library(&mut r, event),
         Framework::LlamaCpp => llama(&mut r, event),
+        Framework::TensorFlow | Framework::Jax => tensorflow(&mut r, event),
         _ => {}
     }
     figures(&mut r, event, acc);
@@ -129,6 +148,33 @@ fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
         }
         VllmCheck::FreeBelowUtilization { utilization } => {
             let m = &event.memory;
+            // Missing by a sliver (under 5% of the GPU): the target leaves too
+            // little for this process's own CUDA context and libraries.
+            if let (Some(f), Some(t), Some(a)) = (m.free_bytes, m.total_bytes, m.allowed_bytes) {
+                let short = a.saturating_sub(f);
+                if short * 20 < t {
+                    r.add(
+                        CauseId::MemoryCap,
+                        0.8,
+                        format!(
+                            "gpu_memory_utilization {} asks for {}, only {} short of the {} free: the target leaves too little for the CUDA context and libraries",
+                            utilization.map_or("n/a".into(), |u| u.to_string()),
+                            fs(a),
+                            fs(short),
+                            fs(f)
+                        ),
+                    );
+                    r.add(
+                        CauseId::NonFrameworkMemory,
+                        0.5,
+                        format!(
+                            "{} of the GPU is in use before vLLM starts (CUDA context, libraries)",
+                            fs(t.saturating_sub(f))
+                        ),
+                    );
+                    return;
+                }
+            }
             let evidence = match (m.free_bytes, m.total_bytes, m.allowed_bytes) {
                 (Some(f), Some(t), Some(a)) => format!(
                     "only {} of {} was free at start-up; gpu_memory_utilization asks for {}: {} is held by other processes (or a previous engine)",
@@ -152,6 +198,26 @@ fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
     }
 }
 
+fn tensorflow(r: &mut Ranking, event: &OomEvent) {
+    if event.facts.pool_reservation {
+        r.add(
+            CauseId::OtherProcesses,
+            0.7,
+            match event.memory.requested_bytes {
+                Some(q) => format!("TensorFlow could not reserve its {} memory pool at start: another process (a notebook kernel, a previous run) holds the GPU", fs(q)),
+                None => "TensorFlow could not reserve its memory pool at start: another process holds the GPU".into(),
+            },
+        );
+    }
+    if event.facts.fragmentation_hint {
+        r.add(
+            CauseId::Fragmentation,
+            0.55,
+            "TensorFlow's BFC allocator failed and itself points at fragmentation of its pool",
+        );
+    }
+}
+
 fn host(r: &mut Ranking, event: &OomEvent) {
     let evidence = if event.facts.oom_killer {
         format!(
@@ -165,6 +231,17 @@ fn host(r: &mut Ranking, event: &OomEvent) {
         }
     };
     r.add(CauseId::HostMemory, 0.85, evidence);
+    if let Some(q) = event
+        .memory
+        .requested_bytes
+        .filter(|&q| q >= HOST_SUSPECT_BYTES)
+    {
+        r.add(
+            CauseId::InvalidSize,
+            0.9,
+            format!("one host allocation of {} is more than most machines' RAM: check the size the failing op computed (an overflowed shape, a huge kernel or stride)", fs(q)),
+        );
+    }
     r.add(
         CauseId::BatchTooLarge,
         0.4,
@@ -305,15 +382,26 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let cached_free = acc.bytes(SegmentKind::CachedFree);
     let free = acc.bytes(SegmentKind::Free);
     // Fragmentation: the cache holds enough free bytes, but not in one block.
+    // How much it matters is the cached-but-free share of the device: a few
+    // percent is the allocator's normal slack, a large share is memory the
+    // workload cannot use.
     if let (Some(cf), Some(q)) = (cached_free, q) {
         let reserved = m.reserved_bytes.unwrap_or(0);
+        let share = total.map(|t| cf as f64 / t.max(1) as f64);
         if cf >= q && cf > 0 {
+            let score = match share {
+                Some(s) if s >= 0.15 => 0.8,
+                Some(s) if s >= 0.05 => 0.45,
+                Some(_) => 0.25,
+                None => 0.5,
+            };
             r.add(
                 CauseId::Fragmentation,
-                0.8,
+                score,
                 format!(
-                    "{} is cached by the allocator but free, more than the {} requested: it is split into pieces too small for one block",
+                    "{} is cached by the allocator but free ({} of the device), more than the {} requested: it is split into pieces too small for one block",
                     fs(cf),
+                    total.map_or("n/a".into(), |t| pct(cf, t)),
                     fs(q)
                 ),
             );
@@ -330,10 +418,32 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             );
         }
     }
-    // Memory outside the framework: other processes or this one.
-    if let Some(t) = total {
-        let others: u64 = acc.others.iter().map(|p| p.bytes).sum();
-        if others > 0 && others * 5 >= t {
+    // Memory outside the framework: other processes or this one. It is the
+    // cause only when the request did not fit what was free.
+    let blocked = match (q, free) {
+        (Some(q), Some(f)) => q > f,
+        _ => true,
+    };
+    if let Some(t) = total.filter(|_| blocked) {
+        let listed: u64 = acc.others.iter().map(|p| p.bytes).sum();
+        let others = if listed > 0 {
+            listed
+        } else {
+            acc.bytes(SegmentKind::OtherProcesses).unwrap_or(0)
+        };
+        if listed == 0 && others * 5 >= t {
+            r.add(
+                CauseId::OtherProcesses,
+                0.85,
+                format!(
+                    "{} of the {} device ({}) is used by neither this process nor its framework: other processes hold it",
+                    fs(others),
+                    fs(t),
+                    pct(others, t)
+                ),
+            );
+        }
+        if listed > 0 && others * 5 >= t {
             let list: Vec<String> = acc
                 .others
                 .iter()
@@ -391,7 +501,18 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
                     format!("other allocations hold {} against {} of PyTorch tensors, within a cap of {}", fs(nf), fs(a), fs(cap)),
                 );
             }
-            if a + nf + q > cap {
+            if a + nf >= cap {
+                r.add(
+                    CauseId::MemoryCap,
+                    0.8,
+                    format!(
+                        "{} allocated + {} other already reach the {} high-watermark cap before the request",
+                        fs(a),
+                        fs(nf),
+                        fs(cap)
+                    ),
+                );
+            } else if a + nf + q > cap {
                 r.add(
                     CauseId::MemoryCap,
                     0.6,
@@ -407,7 +528,8 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         }
     } else if let (Some(cap), Some(q)) = (m.allowed_bytes, q) {
         let reserved = m.reserved_bytes.unwrap_or(0);
-        if reserved + q > cap {
+        // Within 2%: the printed figures are rounded to two decimals.
+        if (reserved + q) as f64 >= cap as f64 * 0.98 {
             r.add(
                 CauseId::MemoryCap,
                 0.8,
@@ -423,15 +545,21 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // The request would have fit the free memory: the limit lies elsewhere.
     if let (Some(q), Some(f)) = (q, free) {
         if f >= q && event.device.kind != DeviceKind::Mps && m.allowed_bytes.is_none() {
-            let cap_note = if event.device.kind == DeviceKind::Xpu {
-                " (Intel GPUs limit one allocation to a share of memory unless large allocations are enabled)"
-            } else {
-                ""
-            };
+            if event.device.kind == DeviceKind::Xpu && q > XPU_MAX_SINGLE_ALLOCATION {
+                r.add(
+                    CauseId::MemoryCap,
+                    0.8,
+                    format!(
+                        "{} was free, but one request of {} is above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
+                        fs(f),
+                        fs(q)
+                    ),
+                );
+            }
             r.add(
                 CauseId::MemoryCap,
-                0.6,
-                format!("{} was free, enough for the {} request: a per-allocation or driver limit refused it{cap_note}", fs(f), fs(q)),
+                0.5,
+                format!("{} was free, enough for the {} request: a per-allocation or driver limit refused it", fs(f), fs(q)),
             );
             r.add(
                 CauseId::Fragmentation,
@@ -441,12 +569,28 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             r.add(CauseId::NotMemory, 0.3, "an allocation that fits the free memory and still fails can be a driver or runtime problem");
         }
     }
+    // Nothing held yet and one request takes a large share of the device:
+    // the model (its weights or first layer) is large for this GPU.
+    if let (Some(0), Some(q), Some(t)) = (m.allocated_bytes, q, total) {
+        if m.reserved_bytes.unwrap_or(0) == 0 && q * 4 >= t && q <= t {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.65,
+                format!(
+                    "the framework held nothing yet and its first request takes {} ({}) of the {} device: the model is large for this GPU",
+                    fs(q),
+                    pct(q, t),
+                    fs(t)
+                ),
+            );
+        }
+    }
     // Windows (WDDM) lets allocations spill over into shared system memory.
     if let (Some(a), Some(t)) = (m.allocated_bytes, total) {
         if a > t {
             r.add(
                 CauseId::BatchTooLarge,
-                0.7,
+                0.9,
                 format!(
                     "{} allocated exceeds the device's {}: the Windows driver spilled into shared system memory before failing",
                     fs(a),

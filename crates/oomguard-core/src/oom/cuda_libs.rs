@@ -16,6 +16,9 @@ struct Patterns {
     cublas_call: Regex,
     cudnn: Regex,
     cudnn_handle: Regex,
+    cudnn_algorithm: Regex,
+    memory_usage: Regex,
+    nccl_device: Regex,
     nccl_cuda: Regex,
     nccl_calloc: Regex,
     driver: Regex,
@@ -24,10 +27,13 @@ struct Patterns {
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    cublas: re(r"CUBLAS_STATUS_ALLOC_FAILED"),
+    cublas: re(r"CUBLAS_STATUS_ALLOC_FAILED|CUBLAS_STATUS_NOT_INITIALIZED"),
     cublas_call: re(r"when\s*calling\s*`([^`]+)`"),
     cudnn: re(r"CUDNN_STATUS_(?:NOT_INITIALIZED|ALLOC_FAILED)"),
     cudnn_handle: re(r"Could\s*not\s*create\s*cudnn\s*handle\s*:\s*CUDNN_STATUS_\w+"),
+    cudnn_algorithm: re(r"Unable\s*to\s*find\s*a\s*valid\s*cuDNN\s*algorithm"),
+    memory_usage: re(r"Memory\s*usage\s*:\s*(\d+)\s*bytes\s*free\s*,\s*(\d+)\s*bytes\s*total"),
+    nccl_device: re(r"^\S+:\d+:\d+\s+\[(\d+)\]"),
     nccl_cuda: re(r"(?:NCCL\s*WARN\s*)?Cuda\s*failure\s*(?:\d+\s*)?'out\s*of\s*memory'"),
     nccl_calloc: re(r"Failed\s*to\s*CUDA\s*calloc\s*(?:async\s*)?(\d+)\s*bytes"),
     driver: re(r"CUDA_ERROR_OUT_OF_MEMORY"),
@@ -52,12 +58,19 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         Some(&p.cudnn_handle)
     } else if p.cudnn.is_match(text) {
         Some(&p.cudnn)
+    } else if p.cudnn_algorithm.is_match(text) {
+        Some(&p.cudnn_algorithm)
     } else {
         None
     };
     if let Some(key) = cudnn {
         let mut parsed = Parsed::new(Framework::Cudnn, DeviceKind::Cuda, message_from(text, key));
         parsed.device.index = device_index(text);
+        // TensorFlow prints the device's memory after a failed handle.
+        if let Some(c) = p.memory_usage.captures(text) {
+            parsed.memory.free_bytes = c[1].parse().ok();
+            parsed.memory.total_bytes = c[2].parse().ok();
+        }
         return Some(parsed);
     }
     if p.nccl_cuda.is_match(text) || p.nccl_calloc.is_match(text) {
@@ -68,6 +81,11 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         };
         let mut parsed = Parsed::new(Framework::Nccl, DeviceKind::Cuda, message_from(text, key));
         parsed.memory.requested_bytes = find_u64(&p.nccl_calloc, text);
+        parsed.exact_request = parsed.memory.requested_bytes.is_some();
+        // NCCL's WARN lines precede the error the framework raises.
+        parsed.kind = super::family::PartKind::Preliminary;
+        // NCCL's own log lines start `host:pid:tid [cudaDev]`.
+        parsed.device.index = find_u64(&p.nccl_device, text).map(|i| i as u32);
         return Some(parsed);
     }
     None

@@ -40,6 +40,13 @@ pub(crate) const TRIGGERS: &[&str] = &[
     "Failed to CUDA calloc",
     "unable to allocate",
     "Tried to allocate",
+    "CUBLAS_STATUS_NOT_INITIALIZED",
+    "failed to create cublas handle",
+    "valid cuDNN algorithm",
+    "Resource exhausted",
+    "max seq len",
+    "hipError_t(1002)",
+    "failed to alloc ",
 ];
 
 /// Whether the part is the failure itself or a line that announces it (a

@@ -257,6 +257,12 @@ pub struct EventFacts {
     pub oom_killer: bool,
     /// The failing call, when a library names it (`cublasCreate(handle)`).
     pub call: Option<String>,
+    /// A runtime failed to reserve its device memory pool (TensorFlow's
+    /// stream executor at start-up).
+    pub pool_reservation: bool,
+    /// The allocator's own message points at fragmentation (TensorFlow's
+    /// BFC "If the cause is memory fragmentation ...").
+    pub fragmentation_hint: bool,
 }
 
 /// The checks vLLM makes at start-up that end in a memory error.

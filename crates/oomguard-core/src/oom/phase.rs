@@ -16,11 +16,11 @@ static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
         (
             Phase::ModelLoad,
-            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()",
+            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
         ),
         (
             Phase::DataLoading,
-            r"dataloader\.py|_next_data|collate|pin_memory|data_collator|__getitem__|fetch\.py",
+            r"(?i:dataloader)|_next_data|collate|pin_memory|data_collator|__getitem__|fetch\.py",
         ),
         (
             Phase::OptimizerStep,
@@ -67,7 +67,7 @@ fn traceback_lines(before: &[String]) -> &[String] {
     let mut start = before.len();
     for (i, line) in before.iter().enumerate().rev() {
         let t = line.trim_start();
-        if t.starts_with("File \"")
+        if t.contains("File \"")
             || t.starts_with("at ")
             || line.starts_with(' ')
             || t.starts_with('^')
@@ -79,6 +79,29 @@ fn traceback_lines(before: &[String]) -> &[String] {
         }
     }
     &before[start..]
+}
+
+/// The phase a traceback printed *after* the message shows: Python's when a
+/// log line announced the error first, Rust's backtrace (`   0: crate::fn`)
+/// after a candle error. Only a traceback that starts within three lines
+/// counts.
+pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
+    let start = after.iter().take(3).position(|l| {
+        let t = l.trim_start();
+        t.contains("Traceback (most recent call last)")
+            || t.starts_with("0: ")
+            || t.starts_with("Stack backtrace")
+    })?;
+    let frames: Vec<String> = after[start..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty() || l.is_empty())
+        .take(80)
+        .cloned()
+        .collect();
+    RULES
+        .iter()
+        .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
+        .map(|(phase, _)| *phase)
 }
 
 /// The phase the traceback shows, `None` when no frame says.
@@ -115,6 +138,25 @@ mod tests {
         assert_eq!(from_traceback(&tb), Some(Phase::Generation));
         let tb = lines("Traceback (most recent call last):\nFile \"app.py\", line 42, in <module>\noutputs = model(input_tensor)\nFile \"module.py\", line 1190, in _call_impl");
         assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+
+    #[test]
+    fn frames_without_a_header_still_count() {
+        // A paste that starts mid-traceback, behind a log prefix and a backtick.
+        let tb = lines("`ERROR:  File \"/x/torch/optim/adam.py\", line 505, in _multi_tensor_adam\n    exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)");
+        assert_eq!(from_traceback(&tb), Some(Phase::OptimizerStep));
+    }
+
+    #[test]
+    fn a_backtrace_after_the_message_counts() {
+        let after = lines("   0: candle_core::error::Error::bt\n   5: candle_core::safetensors::MmapedSafetensors::load\n  12: candle_transformers::models::falcon::Falcon::load");
+        assert_eq!(from_following(&after), Some(Phase::ModelLoad));
+        assert_eq!(
+            from_following(&lines(
+                "x\ny\nz\nTraceback (most recent call last):\n  File \"a.py\", line 1, in forward"
+            )),
+            None
+        );
     }
 
     #[test]

@@ -38,6 +38,7 @@ struct Patterns {
     alloc_conf: Regex,
     gpu_index: Regex,
     cpu_bytes: Regex,
+    cpu_gb: Regex,
     async_allocated: Regex,
     async_requested: Regex,
     async_limit: Regex,
@@ -52,7 +53,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?:cuda\s*runtime\s*error\s*\(2\)\s*:\s*out\s*of\s*memory|THCudaCheck\s*FAIL.*?error=2\s*:\s*out\s*of\s*memory)",
     ),
     cuda_error: re(r"\b(CUDA|HIP)\s*error\s*:\s*out\s*of\s*memory"),
-    cpu: re(r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)"),
+    cpu: re(
+        r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)|Torch\s*:\s*not\s*enough\s*memory",
+    ),
     async_backend: re(r"Allocation\s*on\s*device\s*(\d+)\s*would\s*exceed\s*allowed\s*memory"),
     requested: re(r"Tried\s*to\s*allocate\s*{SIZE}"),
     absurd: re(r"Tried\s*to\s*allocate\s*more\s*than\s*1\s*EB"),
@@ -72,6 +75,8 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     alloc_conf: re(r"\b(PYTORCH_(?:CUDA_|HIP_)?ALLOC_CONF)\b"),
     gpu_index: re(r"(?:\(GPU\s*|GPU\s*)(\d+)\s*(?:;|has\s*a\s*total)"),
     cpu_bytes: re(r"you\s*tried\s*to\s*allocate\s*(\d+)\s*bytes"),
+    // TH (0.x/1.0): "you tried to allocate 2GB", whole GiB as printed.
+    cpu_gb: re(r"you\s*tried\s*to\s*allocate\s*(\d+)\s*GB"),
     async_allocated: re(r"Currently\s*allocated\s*:\s*{SIZE}"),
     async_requested: re(r"Requested\s*:\s*{SIZE}"),
     async_limit: re(r"Device\s*limit\s*:\s*{SIZE}"),
@@ -153,7 +158,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             DeviceKind::Cpu,
             message_from(text, &p.cpu),
         );
-        parsed.memory.requested_bytes = find_u64(&p.cpu_bytes, text);
+        parsed.memory.requested_bytes = find_u64(&p.cpu_bytes, text)
+            .or_else(|| find_u64(&p.cpu_gb, text).and_then(|g| g.checked_mul(1 << 30)));
+        parsed.exact_request = find_u64(&p.cpu_bytes, text).is_some();
         parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
         return Some(parsed);
     }

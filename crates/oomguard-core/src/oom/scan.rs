@@ -9,8 +9,8 @@
 //! into one, keeping where the text first started.
 
 use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
-use super::text::{clean_line, join_continuations, strip_log_prefix};
-use super::{phase, OomEvent, Phase};
+use super::text::{clean_line, join_continuations, rank_tag, strip_log_prefix};
+use super::{phase, DeviceKind, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -174,14 +174,10 @@ fn scan_plain<R: Read>(
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
             }
-            let (parsed, end) = read_event_at(&buf, line_start, at);
+            let (found, end) = read_event_at(&buf, line_start, at);
             consumed_until = end;
-            if let Some((parsed, before)) = parsed {
-                let phase = parsed
-                    .phase_hint
-                    .or_else(|| phase::from_traceback(&before))
-                    .unwrap_or(Phase::Unknown);
-                grouper.push(source, counted_line, parsed, phase, emit);
+            if let Some(found) = found {
+                grouper.push(source, counted_line, found, emit);
             }
         }
         search_from = scan_end;
@@ -228,12 +224,26 @@ fn line_end_of(buf: &[u8], from: usize) -> usize {
     memchr::memchr(b'\n', &buf[from..ceil]).map_or(ceil, |i| from + i + 1)
 }
 
-type Found = Option<(Parsed, Vec<String>)>;
+/// One parsed part with what the grouper needs to place it.
+struct Found {
+    parsed: Parsed,
+    phase: Phase,
+    /// The rank tag of the line (`[rank3]:`), when there is one.
+    rank: Option<u32>,
+    /// The lines before it, for chained-exception markers.
+    before: Vec<String>,
+    /// The logical line, prefix removed, as read.
+    text: String,
+}
+
+/// Lines after an event read for a traceback printed after the message
+/// (Rust backtraces, logs that print the error before the Python traceback).
+const FOLLOWING_LINES: usize = 80;
 
 /// Reads the logical line around a trigger at `at` (its line starts at
-/// `line_start`) and parses it. Returns the parse, with the cleaned lines
-/// before it, and the end of the bytes it used.
-fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Found, usize) {
+/// `line_start`) and parses it. Returns the part found, if any, and the end
+/// of the bytes it used.
+fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, usize) {
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
     // Following lines that may continue the message.
@@ -265,10 +275,33 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Found, usize) {
         ends[taken - 1]
     };
     let text = join_backwards(&before, text);
-    match parse_logical(&text) {
-        Some(parsed) if !says_non_fatal(&text) => (Some((parsed, before)), used_end),
-        _ => (None, used_end),
-    }
+    let parsed = match parse_logical(&text) {
+        Some(parsed) if !says_non_fatal(&text) => parsed,
+        _ => return (None, used_end),
+    };
+    let phase = parsed
+        .phase_hint
+        .or_else(|| phase::from_traceback(&before))
+        .or_else(|| {
+            // A traceback printed after the message.
+            let mut following = after[taken..].to_vec();
+            let mut pos = used_end.max(ends.last().copied().unwrap_or(used_end));
+            while following.len() < FOLLOWING_LINES && pos < buf.len() {
+                let end = line_end_of(buf, pos);
+                following.push(clean_line(&buf[pos..end]));
+                pos = end;
+            }
+            phase::from_following(&following)
+        })
+        .unwrap_or(Phase::Unknown);
+    let found = Found {
+        parsed,
+        phase,
+        rank: rank_tag(&first),
+        before,
+        text,
+    };
+    (Some(found), used_end)
 }
 
 /// Prepends the line before when the trigger line continues it (a terminal
@@ -278,24 +311,66 @@ fn join_backwards(before: &[String], text: String) -> String {
         return text;
     };
     let prev = strip_log_prefix(prev);
-    let wrapped = prev.chars().count() >= 60
-        && !prev.ends_with(['.', ')', ':', ']'])
+    let trimmed = prev.trim_end();
+    let open = trimmed.ends_with([',', '(', ';']) && trimmed.chars().count() >= 40;
+    let mid_word = prev.chars().count() >= 60
+        && !trimmed.ends_with(['.', ')', ':', ']'])
         && text.starts_with(|c: char| c.is_ascii_lowercase())
         && prev.ends_with(|c: char| c.is_alphanumeric());
-    if wrapped {
+    if mid_word {
         format!("{prev}{text}")
+    } else if open {
+        format!("{trimmed} {text}")
     } else {
         text
     }
 }
 
+/// An event already seen, as the grouper remembers it.
+struct Seen {
+    line: u64,
+    /// Figures (or, without figures, the words) of the failure.
+    figures: String,
+    /// The words with digits masked: equal across ranks and devices.
+    words: String,
+    rank: Option<u32>,
+    device_index: Option<u32>,
+    message: String,
+    text: String,
+}
+
 /// Groups the parts of one failure and drops repeats, holding back the last
 /// event until the next one (or the end) shows whether it continues.
+///
+/// Parts are the same failure when they are: copies printed by different
+/// ranks (rank tags differ, or devices differ within a few lines); an exact
+/// copy printed again at once (a log handler and stderr) or after a chained
+/// exception; retries of a warning that announces the failure; or a warning
+/// followed by the exception it announces.
 struct Grouper {
     options: ScanOptions,
-    pending: Option<(OomEvent, PartKind, String, bool)>,
-    recent: Vec<(String, u64)>,
+    pending: Option<Pending>,
+    recent: Vec<Seen>,
     emitted: u64,
+}
+
+struct Pending {
+    event: OomEvent,
+    kind: PartKind,
+    exact_request: bool,
+}
+
+/// Lines within which an exact copy is a reprint, not a new failure.
+const REPRINT_LINES: u64 = 4;
+/// Lines within which copies for different devices are one failure of
+/// several ranks.
+const RANK_COPY_LINES: u64 = 60;
+
+fn is_chained(before: &[String], gap: u64) -> bool {
+    before.iter().rev().take(gap as usize).any(|l| {
+        l.contains("During handling of the above exception")
+            || l.contains("The above exception was the direct cause")
+    })
 }
 
 impl Grouper {
@@ -308,58 +383,64 @@ impl Grouper {
         }
     }
 
-    fn push(
-        &mut self,
-        source: &str,
-        line: u64,
-        parsed: Parsed,
-        phase: Phase,
-        emit: &mut dyn FnMut(OomEvent),
-    ) {
-        let signature = signature(&parsed);
-        // A repeat of a recent event: the same failure printed again.
+    fn push(&mut self, source: &str, line: u64, found: Found, emit: &mut dyn FnMut(OomEvent)) {
+        let Found {
+            parsed,
+            phase,
+            rank,
+            before,
+            text,
+        } = found;
+        let seen = Seen {
+            line,
+            figures: figures_signature(&parsed),
+            words: mask_digits(parsed.framework, &parsed.message),
+            rank,
+            device_index: parsed.device.index,
+            message: parsed.message.clone(),
+            text,
+        };
         let window = self.options.duplicate_window_lines;
-        if self
-            .recent
-            .iter()
-            .any(|(sig, at)| *sig == signature && line.saturating_sub(*at) <= window)
-        {
-            if let Some((pending, ..)) = &mut self.pending {
-                if signature_of_event(pending) == signature {
-                    pending.memory.fill_from(&parsed.memory);
+        let pending_is_preliminary = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.kind == PartKind::Preliminary);
+        let copy = self.recent.iter().any(|r| {
+            let gap = line.saturating_sub(r.line);
+            if gap > window || r.words != seen.words && r.figures != seen.figures {
+                return false;
+            }
+            let other_rank = matches!((r.rank, seen.rank), (Some(a), Some(b)) if a != b);
+            let other_device = gap <= RANK_COPY_LINES
+                && r.words == seen.words
+                && matches!((r.device_index, seen.device_index), (Some(a), Some(b)) if a != b);
+            // A reprint: the same figures told in other words (a log line and
+            // the exception), or the same line again behind another prefix.
+            // Equal messages on lines that differ otherwise (a progress bar
+            // after each) are separate failures of the same size.
+            let retold = r.message != seen.message || r.text == seen.text;
+            let reprint = r.figures == seen.figures
+                && (gap <= REPRINT_LINES && retold || is_chained(&before, gap));
+            let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
+            (other_rank && r.words == seen.words) || other_device || reprint || retry
+        });
+        if copy {
+            if let Some(p) = &mut self.pending {
+                p.event.memory.fill_from(&parsed.memory);
+                if p.event.phase == Phase::Unknown {
+                    p.event.phase = phase;
                 }
             }
-            self.remember(signature, line);
+            self.remember(seen);
             return;
         }
-        if let Some((pending, kind, _, exact)) = &mut self.pending {
-            let announce = *kind == PartKind::Preliminary
-                && pending.framework == parsed.framework
-                && line.saturating_sub(pending.line) <= self.options.announce_window_lines;
+        if let Some(p) = &mut self.pending {
+            let announce = p.kind == PartKind::Preliminary
+                && p.event.framework == parsed.framework
+                && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
             if announce {
-                // The announced failure: keep where it started, take the
-                // exception's words, and fill figures both ways.
-                let earlier = std::mem::take(&mut pending.memory);
-                let earlier_request = earlier.requested_bytes;
-                pending.memory = parsed.memory.clone();
-                pending.memory.fill_from(&earlier);
-                if !parsed.exact_request && *exact && earlier_request.is_some() {
-                    pending.memory.requested_bytes = earlier_request;
-                }
-                *exact |= parsed.exact_request;
-                pending.message = parsed.message;
-                if pending.device.index.is_none() {
-                    pending.device.index = parsed.device.index;
-                }
-                if pending.device.kind == super::DeviceKind::Unknown {
-                    pending.device.kind = parsed.device.kind;
-                }
-                if pending.phase == Phase::Unknown {
-                    pending.phase = phase;
-                }
-                pending.facts = merge_facts(std::mem::take(&mut pending.facts), parsed.facts);
-                *kind = parsed.kind;
-                self.remember(signature, line);
+                merge_announced(p, parsed, phase);
+                self.remember(seen);
                 return;
             }
         }
@@ -374,24 +455,29 @@ impl Grouper {
             phase,
             facts: parsed.facts,
         };
-        self.remember(signature.clone(), line);
-        self.pending = Some((event, parsed.kind, signature, parsed.exact_request));
+        self.remember(seen);
+        self.pending = Some(Pending {
+            event,
+            kind: parsed.kind,
+            exact_request: parsed.exact_request,
+        });
     }
 
-    fn remember(&mut self, signature: String, line: u64) {
+    fn remember(&mut self, seen: Seen) {
         let window = self.options.duplicate_window_lines;
+        let line = seen.line;
         self.recent
-            .retain(|(_, at)| line.saturating_sub(*at) <= window);
-        self.recent.push((signature, line));
+            .retain(|r| line.saturating_sub(r.line) <= window);
+        self.recent.push(seen);
         if self.recent.len() > 64 {
             self.recent.remove(0);
         }
     }
 
     fn flush(&mut self, emit: &mut dyn FnMut(OomEvent)) {
-        if let Some((event, ..)) = self.pending.take() {
+        if let Some(p) = self.pending.take() {
             self.emitted += 1;
-            emit(event);
+            emit(p.event);
         }
     }
 
@@ -399,6 +485,37 @@ impl Grouper {
         self.flush(emit);
         self.emitted
     }
+}
+
+/// Joins the failure a warning announced into the warning's event: it keeps
+/// where the text started, takes the exception's words, and fills figures
+/// both ways (an exact byte count wins over a rounded one).
+fn merge_announced(p: &mut Pending, parsed: Parsed, phase: Phase) {
+    let pending = &mut p.event;
+    let earlier = std::mem::take(&mut pending.memory);
+    let earlier_request = earlier.requested_bytes;
+    pending.memory = parsed.memory.clone();
+    pending.memory.fill_from(&earlier);
+    if !parsed.exact_request && p.exact_request && earlier_request.is_some() {
+        pending.memory.requested_bytes = earlier_request;
+    }
+    p.exact_request |= parsed.exact_request;
+    pending.message = parsed.message;
+    if pending.device.index.is_none() {
+        pending.device.index = parsed.device.index;
+    }
+    // A later part can name the device more precisely (llama.cpp's ROCm
+    // build says "cudaMalloc", then "ROCm0 buffer").
+    if !matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cuda)
+        || pending.device.kind == DeviceKind::Unknown
+    {
+        pending.device.kind = parsed.device.kind;
+    }
+    if pending.phase == Phase::Unknown {
+        pending.phase = phase;
+    }
+    pending.facts = merge_facts(std::mem::take(&mut pending.facts), parsed.facts);
+    p.kind = parsed.kind;
 }
 
 fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFacts {
@@ -409,6 +526,8 @@ fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFa
     a.op = b.op.or(a.op);
     a.oom_killer |= b.oom_killer;
     a.call = a.call.or(b.call);
+    a.pool_reservation |= b.pool_reservation;
+    a.fragmentation_hint |= b.fragmentation_hint;
     a
 }
 
@@ -424,10 +543,21 @@ fn mask_digits(framework: super::Framework, message: &str) -> String {
     s
 }
 
-fn signature(parsed: &Parsed) -> String {
-    mask_digits(parsed.framework, &parsed.message)
-}
-
-fn signature_of_event(event: &OomEvent) -> String {
-    mask_digits(event.framework, &event.message)
+/// The figures of a failure, which copies of it share; without figures,
+/// its words.
+fn figures_signature(parsed: &Parsed) -> String {
+    let m = &parsed.memory;
+    if m.requested_bytes.is_none() && m.total_bytes.is_none() && m.allocated_bytes.is_none() {
+        return format!("{:?}:{}", parsed.framework, parsed.message);
+    }
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        parsed.framework,
+        parsed.device,
+        m.requested_bytes,
+        m.total_bytes,
+        m.free_bytes,
+        m.allocated_bytes,
+        m.reserved_bytes
+    )
 }

@@ -17,6 +17,7 @@ struct Patterns {
     oom_tensor: Regex,
     bfc: Regex,
     stream_executor: Regex,
+    host_alloc: Regex,
     resource_exhausted: Regex,
     xla_bytes: Regex,
     xla_request: Regex,
@@ -33,9 +34,12 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"Allocator\s*\((\w+)\)\s*ran\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
     ),
     stream_executor: re(
-        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
+        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
     ),
-    resource_exhausted: re(r"RESOURCE_EXHAUSTED"),
+    host_alloc: re(
+        r"failed\s*to\s*alloc\s*(\d+)\s*bytes\s*on\s*host\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
+    ),
+    resource_exhausted: re(r"RESOURCE_EXHAUSTED|Resource\s*exhausted"),
     xla_bytes: re(r"Out\s*of\s*memory\s*while\s*trying\s*to\s*allocate\s*(\d+)\s*bytes"),
     xla_request: re(
         r"Failed\s*to\s*allocate\s*request\s*for\s*{SIZE}\s*(?:\((\d+)\s*B\))?(?:\s*on\s*device\s*ordinal\s*(\d+))?",
@@ -94,31 +98,50 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             .or_else(|| size_at(&c, 2));
         parsed.exact_request = c.get(4).is_some();
         let allocator = &c[1];
-        if allocator.starts_with("GPU") {
+        if let Some(index) = allocator.strip_prefix("GPU_") {
             parsed.device.kind = DeviceKind::Cuda;
-            parsed.device.index = device_index(allocator);
+            parsed.device.index = index.split('_').next().and_then(|i| i.parse().ok());
         } else if allocator.to_ascii_lowercase().contains("cpu") {
             parsed.device.kind = DeviceKind::Cpu;
         }
         parsed.kind = PartKind::Preliminary;
+        parsed.facts.fragmentation_hint = text.contains("memory fragmentation");
         if says_non_fatal(text) {
             return None;
         }
         tf_op(text, &mut parsed);
         return Some(parsed);
     }
+    // The stream executor's allocation failures: TensorFlow sizing its pool
+    // at start (it retries 10% smaller), or pinned host memory. JAX logs them
+    // from `external/xla/`, TensorFlow from `tensorflow/` or `external/local_xla/`.
+    let framework = if text.contains("jax") || text.contains("external/xla/") {
+        Framework::Jax
+    } else {
+        Framework::TensorFlow
+    };
     if let Some(c) = p.stream_executor.captures(text) {
-        let framework = if text.contains("xla") || text.contains("jax") {
-            Framework::Jax
+        let kind = if c[4].starts_with("hip") {
+            DeviceKind::Rocm
         } else {
-            Framework::TensorFlow
+            DeviceKind::Cuda
         };
+        let mut parsed = Parsed::new(framework, kind, message_from(text, &p.stream_executor));
+        parsed.memory.requested_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
+        parsed.exact_request = true;
+        parsed.kind = PartKind::Preliminary;
+        parsed.facts.pool_reservation = true;
+        return Some(parsed);
+    }
+    if let Some(c) = p.host_alloc.captures(text) {
         let mut parsed = Parsed::new(
             framework,
-            DeviceKind::Cuda,
-            message_from(text, &p.stream_executor),
+            DeviceKind::Cpu,
+            message_from(text, &p.host_alloc),
         );
-        parsed.memory.requested_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.exact_request = true;
+        parsed.kind = PartKind::Preliminary;
         return Some(parsed);
     }
     if p.resource_exhausted.is_match(text) || p.xla_request.is_match(text) {
@@ -136,10 +159,15 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
                 .and_then(|m| m.as_str().parse().ok())
                 .or_else(|| size_at(&c, 1));
             parsed.device.index = c.get(4).and_then(|m| m.as_str().parse().ok());
+            // "device ordinal" is XLA's GPU allocator speaking.
+            if parsed.device.index.is_some() {
+                parsed.device.kind = DeviceKind::Cuda;
+            }
         }
         // TPU memory: SPEC has no TPU device kind, so the kind stays unknown.
         if let Some(c) = p.tpu_hbm.captures(text) {
-            parsed.memory.allocated_bytes = size_at(&c, 2);
+            // "Used X of Y hbm": X is what the program needs.
+            parsed.memory.requested_bytes = size_at(&c, 2);
             parsed.memory.total_bytes = size_at(&c, 4);
         }
         if text.contains("OOM when allocating") || text.contains("tensorflow") {

@@ -85,6 +85,8 @@ static PREFIXES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         r"^\[\s*\d+\.\d+\]\s*",
         // glog / absl: `E0612 10:11:12.123456  1234 file.cc:12] `
         r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]\s*",
+        // TensorFlow after its timestamp: `E tensorflow/core/x.cc:12] `
+        r"^[IWEF] [\w/.\-]+:\d+\]\s*",
         // vLLM style: `ERROR 06-12 10:11:12 [core.py:123] `, `INFO 06-12 10:11:12 file.py:1] `
         r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
         // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
@@ -115,13 +117,26 @@ pub fn strip_log_prefix(line: &str) -> &str {
     s
 }
 
+/// The rank a launcher tagged the line with: `[rank3]:`, `[default3]:`,
+/// `3: ` (srun -l), possibly behind a docker compose prefix.
+pub fn rank_tag(line: &str) -> Option<u32> {
+    static RANK: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?(?:\[(?:rank|Rank|default)\s*(\d+)\]|(\d{1,4}):\s)")
+            .expect("pattern compiles")
+    });
+    let c = RANK.captures(line)?;
+    c.get(1).or(c.get(2))?.as_str().parse().ok()
+}
+
 /// True when `line` (prefix stripped) clearly begins a new statement rather
 /// than continuing a wrapped one.
 fn starts_new_statement(line: &str) -> bool {
     static NEW: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^(?:Traceback \(most recent call last\)|File |During handling|The above exception|",
-            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\|)"
+            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||",
+            // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
+            r"[a-z]+_[a-z0-9_]*:\s)"
         ))
         .expect("pattern compiles")
     });
@@ -151,6 +166,8 @@ fn is_known_tail(line: &str) -> bool {
         "Requested ",
         "Device limit",
         "Free (according to CUDA)",
+        // TensorFlow's line after a failed cuDNN handle
+        "Memory usage:",
         "PyTorch limit",
         ": ",
     ];
@@ -233,7 +250,7 @@ mod tests {
         );
         assert_eq!(
             strip_log_prefix("2024-02-20 11:05:31.402118: W tensorflow/x.cc:1] msg"),
-            "W tensorflow/x.cc:1] msg"
+            "msg"
         );
         assert_eq!(strip_log_prefix("plain text"), "plain text");
     }
