@@ -39,6 +39,9 @@ static FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// Knobs of a scan.
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
+    /// Bytes read per chunk (1 MiB). Smaller values only move the chunk
+    /// boundaries, which the tests use to check that no event depends on them.
+    pub chunk_bytes: usize,
     /// Lines within which the same message (digits aside) counts once.
     pub duplicate_window_lines: u64,
     /// Lines within which a warning that announces a failure is joined with
@@ -49,6 +52,7 @@ pub struct ScanOptions {
 impl Default for ScanOptions {
     fn default() -> Self {
         ScanOptions {
+            chunk_bytes: CHUNK,
             duplicate_window_lines: 400,
             announce_window_lines: 5000,
         }
@@ -111,9 +115,23 @@ pub fn scan_reader<R: Read>(
     let mut emit = |e: OomEvent| on_event(e);
     let summary = if is_gzip {
         let decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        scan_plain(source, decoder, &mut grouper, &mut emit).map_err(wrap)?
+        scan_plain(
+            source,
+            decoder,
+            options.chunk_bytes,
+            &mut grouper,
+            &mut emit,
+        )
+        .map_err(wrap)?
     } else {
-        scan_plain(source, buffered, &mut grouper, &mut emit).map_err(wrap)?
+        scan_plain(
+            source,
+            buffered,
+            options.chunk_bytes,
+            &mut grouper,
+            &mut emit,
+        )
+        .map_err(wrap)?
     };
     let events = grouper.finish(&mut emit);
     Ok(ScanSummary { events, ..summary })
@@ -142,10 +160,12 @@ fn read_more<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Res
 fn scan_plain<R: Read>(
     source: &str,
     mut reader: R,
+    chunk: usize,
     grouper: &mut Grouper,
     emit: &mut dyn FnMut(OomEvent),
 ) -> io::Result<ScanSummary> {
-    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK + CONTEXT_BYTES + LOOKAHEAD);
+    let chunk = chunk.max(1);
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk + CONTEXT_BYTES + LOOKAHEAD);
     // Line number (1-based) at `counted_pos` in `buf`.
     let mut counted_line: u64 = 1;
     let mut counted_pos: usize = 0;
@@ -153,9 +173,9 @@ fn scan_plain<R: Read>(
     let mut consumed_until: usize = 0;
     let mut total_bytes: u64 = 0;
     loop {
-        let n = read_more(&mut reader, &mut buf, CHUNK)?;
+        let n = read_more(&mut reader, &mut buf, chunk)?;
         total_bytes += n as u64;
-        let eof = n == 0 || n < CHUNK;
+        let eof = n < chunk;
         let scan_end = if eof {
             buf.len()
         } else {
