@@ -180,3 +180,114 @@ fn batch_flag_turns_figures_into_a_batch_that_fits() {
     // need = 20.12 + 2.00 GiB, budget = 22.07 + 1.06 GiB: 32 x 23.13 / 22.12 x 0.85 = 28.4
     assert_eq!(ev["fixes"][0]["title"], "Reduce the batch from 32 to 28");
 }
+
+/// The fix ids and env of the first event of `text`.
+fn fixes_of(text: &str) -> (Vec<String>, serde_json::Value) {
+    let out = oomguard(&["explain", "--json"], Some(text.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ev = out.json()["events"][0].clone();
+    let ids = ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap().to_string())
+        .collect();
+    (ids, ev)
+}
+
+#[test]
+fn allocator_variable_is_spelled_as_the_version_reads_it() {
+    // 1.10-2.0: max_split_size_mb, sized just above the 216 MiB request.
+    let (_, ev) = fixes_of("RuntimeError: CUDA out of memory. Tried to allocate 216.00 MiB (GPU 0; 7.92 GiB total capacity; 5.17 GiB already allocated; 24.56 MiB free; 7.86 GiB reserved in total by PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.  See documentation for Memory Management and PYTORCH_CUDA_ALLOC_CONF");
+    assert_eq!(ev["causes"][0]["id"], "fragmentation");
+    let fix = ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "allocator_config")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        fix["env"]["PYTORCH_CUDA_ALLOC_CONF"],
+        "max_split_size_mb:256"
+    );
+    // ROCm 2.x names its own variable in the hint.
+    let (_, ev) = fixes_of("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 63.98 GiB of which 1.00 GiB is free. Of the allocated memory 40.00 GiB is allocated by PyTorch, and 20.00 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_HIP_ALLOC_CONF=expandable_segments:True to avoid fragmentation.");
+    let fix = ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "allocator_config")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        fix["env"]["PYTORCH_HIP_ALLOC_CONF"],
+        "expandable_segments:True"
+    );
+}
+
+#[test]
+fn framework_remedies_carry_values() {
+    let (ids, _) = fixes_of("tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor with shape[128,768] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc [Op:StridedSliceGrad]");
+    assert!(ids.contains(&"tf_memory_growth".to_string()), "{ids:?}");
+    let (ids, _) = fixes_of("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.");
+    assert!(ids.contains(&"jax_preallocate".to_string()), "{ids:?}");
+    // vLLM: a utilization that fits what is free (15.32 GiB - 0.5 GiB) / 22.04 GiB = 0.67.
+    let (_, ev) = fixes_of("(EngineCore pid=17635) ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.");
+    assert_eq!(ev["causes"][0]["id"], "other_processes");
+    let util = ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "vllm_gpu_memory_utilization")
+        .unwrap()
+        .clone();
+    assert!(
+        util["code"]
+            .as_str()
+            .unwrap()
+            .contains("--gpu-memory-utilization 0.67"),
+        "{util}"
+    );
+    let (_, ev) = fixes_of("ValueError: To serve at least one request with the models's max seq len (262144), (24.00 GiB KV cache is needed, which is larger than the available KV cache memory (8.04 GiB). Based on the available memory, the estimated maximum model length is 87808. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.");
+    assert_eq!(ev["causes"][0]["id"], "kv_cache");
+    let len = ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == "vllm_max_model_len")
+        .unwrap()
+        .clone();
+    assert!(
+        len["code"]
+            .as_str()
+            .unwrap()
+            .contains("--max-model-len 87808"),
+        "{len}"
+    );
+    let (ids, ev) = fixes_of("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory\nalloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624\nllama_model_load: error loading model: unable to allocate CUDA0 buffer\n");
+    assert_eq!(ev["memory"]["requested_bytes"], 151851674624u64);
+    assert_eq!(ev["phase"], "model_load");
+    assert_eq!(ids[0], "llama_n_gpu_layers");
+}
+
+#[test]
+fn a_container_s_own_process_is_not_blamed() {
+    // PyTorch in a container lists itself as "Process N"; it holds the
+    // reserved 52.66 GiB plus a 0.5 GiB context.
+    let (_, ev) = fixes_of("CUDA out of memory. Tried to allocate 35.60 GiB. GPU 0 has a total capacity of 79.33 GiB of which 26.16 GiB is free. Process 76883 has 53.16 GiB memory in use. Of the allocated memory 11.97 GiB is allocated by PyTorch, and 40.69 GiB is reserved by PyTorch but unallocated.");
+    let causes: Vec<&str> = ev["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(causes[0], "fragmentation");
+    assert!(!causes.contains(&"other_processes"), "{causes:?}");
+    let out = oomguard(&["explain"], Some(b"CUDA out of memory. Tried to allocate 35.60 GiB. GPU 0 has a total capacity of 79.33 GiB of which 26.16 GiB is free. Process 76883 has 53.16 GiB memory in use. Of the allocated memory 11.97 GiB is allocated by PyTorch, and 40.69 GiB is reserved by PyTorch but unallocated."));
+    assert!(
+        out.stdout.contains("process 76883 is this process itself"),
+        "{}",
+        out.stdout
+    );
+}

@@ -250,6 +250,17 @@ fn host(r: &mut Ranking, event: &OomEvent) {
 }
 
 fn library(r: &mut Ranking, event: &OomEvent) {
+    // With a quarter of the device free, a library that fails to start is
+    // rarely short of memory: versions or the driver are the usual suspects.
+    if let (Some(f), Some(t)) = (event.memory.free_bytes, event.memory.total_bytes) {
+        if f * 4 >= t {
+            r.add(
+                CauseId::NotMemory,
+                0.75,
+                format!("{} of the {} device was free when it failed: check the CUDA, cuDNN and driver versions", fs(f), fs(t)),
+            );
+        }
+    }
     match event.framework {
         Framework::Cublas => {
             let call = event.facts.call.as_deref().unwrap_or("a cuBLAS call");

@@ -86,6 +86,17 @@ pub(super) fn propose(
             }
         }
     }
+    // Each framework's classic remedy, when the causes did not bring it.
+    let classic = match event.framework {
+        Framework::Jax => jax_prealloc(),
+        Framework::TensorFlow => tf_memory_growth(),
+        _ => Vec::new(),
+    };
+    for f in classic {
+        if !fixes.iter().any(|g| g.id == f.id) {
+            fixes.push(f);
+        }
+    }
     (fixes, suggested)
 }
 
@@ -318,14 +329,7 @@ fn model_too_large(event: &OomEvent) -> Vec<Fix> {
 fn non_framework(event: &OomEvent) -> Vec<Fix> {
     match event.framework {
         Framework::TensorFlow | Framework::Cudnn if event.message.contains("handle") || event.framework == Framework::TensorFlow => {
-            let mut f = fix(
-                "tf_memory_growth",
-                "Let TensorFlow grow its memory instead of taking it all",
-                "By default TensorFlow maps nearly all GPU memory at start, leaving none for cuDNN or other processes.",
-                Some("for gpu in tf.config.list_physical_devices('GPU'):\n    tf.config.experimental.set_memory_growth(gpu, True)".into()),
-            );
-            f.env = env1("TF_FORCE_GPU_ALLOW_GROWTH", "true");
-            vec![f]
+            tf_memory_growth()
         }
         Framework::Jax => jax_prealloc(),
         Framework::Nccl => {
@@ -513,6 +517,17 @@ fn not_memory(event: &OomEvent) -> Vec<Fix> {
         "Run once with CUDA_LAUNCH_BLOCKING=1 to see the real failing call, and check that the driver supports the CUDA and cuDNN versions the framework was built with.",
         Some("CUDA_LAUNCH_BLOCKING=1 python train.py\npython -c \"import torch; print(torch.version.cuda, torch.backends.cudnn.version())\"; nvidia-smi".into()),
     )]
+}
+
+fn tf_memory_growth() -> Vec<Fix> {
+    let mut f = fix(
+        "tf_memory_growth",
+        "Let TensorFlow grow its memory instead of taking it all",
+        "By default TensorFlow maps nearly all GPU memory at start, leaving none for cuDNN or other processes.",
+        Some("for gpu in tf.config.list_physical_devices('GPU'):\n    tf.config.experimental.set_memory_growth(gpu, True)".into()),
+    );
+    f.env = env1("TF_FORCE_GPU_ALLOW_GROWTH", "true");
+    vec![f]
 }
 
 fn jax_prealloc() -> Vec<Fix> {

@@ -307,7 +307,7 @@ fn workaround(framework: Framework) -> &'static str {
         Framework::TensorFlow => {
             "Catch tf.errors.ResourceExhaustedError, call tf.keras.backend.clear_session(), and retry with a smaller batch."
         }
-        Framework::Jax => "Catch the XlaRuntimeError, delete the live arrays (jax.clear_caches()), and retry with a smaller batch.",
+        Framework::Jax => "Catch the XlaRuntimeError, drop references to the large arrays (del x, or x.delete()), and retry with a smaller batch.",
         Framework::Vllm => "Restart the engine with the values above; other processes must release their memory first.",
         Framework::LlamaCpp => "Retry with fewer GPU layers or a smaller context; llama.cpp runs the rest on the CPU.",
         _ => "Free what the process holds, and retry smaller.",
