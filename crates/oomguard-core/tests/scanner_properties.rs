@@ -30,15 +30,24 @@ impl Read for Choppy<'_> {
     }
 }
 
-fn scan(data: &[u8], chunk: usize, sizes: Vec<usize>) -> (Vec<OomEvent>, ScanSummary) {
+fn try_scan(
+    data: &[u8],
+    chunk: usize,
+    sizes: Vec<usize>,
+) -> Result<(Vec<OomEvent>, ScanSummary), String> {
     let options = ScanOptions {
         chunk_bytes: chunk,
         ..ScanOptions::default()
     };
     let mut events = Vec::new();
     let reader = Choppy { data, sizes, i: 0 };
-    let summary = scan_reader("-", reader, &options, |e| events.push(e)).expect("in-memory read");
-    (events, summary)
+    let summary = scan_reader("-", reader, &options, |e| events.push(e))
+        .map_err(|e| format!("{e}: {}", e.io_error()))?;
+    Ok((events, summary))
+}
+
+fn scan(data: &[u8], chunk: usize, sizes: Vec<usize>) -> (Vec<OomEvent>, ScanSummary) {
+    try_scan(data, chunk, sizes).expect("in-memory read")
 }
 
 /// Fragments that real logs and OOM messages are made of, so that random
@@ -79,11 +88,19 @@ fn token() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn arbitrary_bytes_never_panic_and_lines_are_counted(data in proptest::collection::vec(any::<u8>(), 0..20_000), chunk in 1usize..5000) {
-        let (_, summary) = scan(&data, chunk, vec![chunk]);
+        let (_, summary) = match try_scan(&data, chunk, vec![chunk]) {
+            Ok(result) => result,
+            // Bytes that start like gzip but are not: a clear error, no panic.
+            Err(e) if data.starts_with(&[0x1f, 0x8b]) => {
+                prop_assert!(e.contains("gzip"), "{}", e);
+                return Ok(());
+            }
+            Err(e) => return Err(TestCaseError::fail(e)),
+        };
         let newlines = data.iter().filter(|&&b| b == b'\n').count() as u64;
         let partial = u64::from(!data.is_empty() && !data.ends_with(b"\n"));
         prop_assert_eq!(summary.lines, newlines + partial);
@@ -123,6 +140,12 @@ proptest! {
         prop_assert_eq!(events[0].memory.requested_bytes, Some(2 << 30));
         prop_assert_eq!(events[0].memory.process_bytes, Some(24_245_090_386));
     }
+}
+
+#[test]
+fn a_broken_gzip_stream_is_a_clear_error() {
+    let e = try_scan(&[0x1f, 0x8b, 0, 1, 2, 3], 1 << 20, vec![1 << 20]).unwrap_err();
+    assert!(e.contains("gzip"), "{e}");
 }
 
 #[test]

@@ -71,12 +71,27 @@ pub struct ScanSummary {
 #[derive(Debug)]
 pub struct ScanError {
     source: String,
+    gzip: bool,
     error: io::Error,
 }
 
+/// Names the input; the I/O error itself is the [`source`](std::error::Error::source),
+/// so that a chain printer shows each once.
 impl fmt::Display for ScanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot read {}: {}", self.source, self.error)
+        let name = if self.source == "-" {
+            "standard input"
+        } else {
+            &self.source
+        };
+        if self.gzip {
+            write!(
+                f,
+                "cannot read {name}: it starts like a gzip file but does not decompress"
+            )
+        } else {
+            write!(f, "cannot read {name}")
+        }
     }
 }
 
@@ -102,15 +117,22 @@ pub fn scan_reader<R: Read>(
     options: &ScanOptions,
     mut on_event: impl FnMut(OomEvent),
 ) -> Result<ScanSummary, ScanError> {
+    let mut buffered = BufReader::with_capacity(64 << 10, reader);
+    let is_gzip = match buffered.fill_buf() {
+        Ok(head) => head.starts_with(&[0x1f, 0x8b]),
+        Err(error) => {
+            return Err(ScanError {
+                source: source.to_string(),
+                gzip: false,
+                error,
+            })
+        }
+    };
     let wrap = |error: io::Error| ScanError {
         source: source.to_string(),
+        gzip: is_gzip,
         error,
     };
-    let mut buffered = BufReader::with_capacity(64 << 10, reader);
-    let is_gzip = buffered
-        .fill_buf()
-        .map_err(wrap)?
-        .starts_with(&[0x1f, 0x8b]);
     let mut grouper = Grouper::new(options.clone());
     let mut emit = |e: OomEvent| on_event(e);
     let summary = if is_gzip {
