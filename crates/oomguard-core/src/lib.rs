@@ -7,7 +7,11 @@
 //! - [`size`]: byte sizes as frameworks print them and users type them.
 //! - [`oom`]: finding OOM events in any text, in bounded memory.
 //! - [`diagnose`]: an event's memory accounting, ranked causes and fixes.
+//! - [`gpu`]: the GPU catalog.
+//! - [`model`]: model shapes from config files, checkpoint headers and catalogs.
 
 pub mod diagnose;
+pub mod gpu;
+pub mod model;
 pub mod oom;
 pub mod size;

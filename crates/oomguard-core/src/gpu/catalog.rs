@@ -1,0 +1,79 @@
+//! The built-in GPU catalog (`data/gpus.json`): each device's memory as
+//! `nvidia-smi` (or `rocm-smi`) reports it, with the source of the figure, so
+//! `--gpu rtx-4090` means the 24564 MiB the driver gives, not the 24 GB on
+//! the box.
+
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+
+/// One GPU as `data/gpus.json` writes it.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct GpuSpec {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub vendor: String,
+    pub memory_bytes: u64,
+    pub memory_source: String,
+    #[serde(default)]
+    pub bf16: bool,
+    #[serde(default)]
+    pub fp8: bool,
+    #[serde(default)]
+    pub architecture: Option<String>,
+}
+
+static GPUS: LazyLock<Vec<GpuSpec>> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../data/gpus.json"))
+        .expect("data/gpus.json is valid (checked by tests)")
+});
+
+/// Every catalog GPU, in file order.
+pub fn gpus() -> &'static [GpuSpec] {
+    &GPUS
+}
+
+fn simplify(s: &str) -> String {
+    s.to_ascii_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect()
+}
+
+/// Finds a GPU by id, nvidia-smi name or alias, ignoring case, spaces and
+/// dashes (`a100-80gb`, `A100 80GB`, `NVIDIA A100-SXM4-80GB`).
+pub fn find(name: &str) -> Option<&'static GpuSpec> {
+    let n = simplify(name);
+    let n_plain = n.strip_prefix("nvidia").unwrap_or(&n).to_string();
+    GPUS.iter().find(|g| {
+        let candidates = std::iter::once(&g.id)
+            .chain(std::iter::once(&g.name))
+            .chain(g.aliases.iter());
+        candidates
+            .map(|c| simplify(c))
+            .any(|c| c == n || c == n_plain || c.strip_prefix("nvidia") == Some(n_plain.as_str()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_has_sourced_sizes() {
+        assert!(gpus().len() >= 30);
+        for g in gpus() {
+            assert!(g.memory_bytes >= 4 << 30, "{}", g.id);
+            assert!(!g.memory_source.is_empty(), "{}", g.id);
+        }
+    }
+
+    #[test]
+    fn names_resolve_in_any_spelling() {
+        assert_eq!(find("rtx-4090").unwrap().memory_bytes, 24564 << 20);
+        assert_eq!(find("V100-16GB").unwrap().id, "v100-16gb");
+        assert_eq!(find("a100-80gb").unwrap().id, "a100-80gb");
+        assert!(find("voodoo-2").is_none());
+    }
+}

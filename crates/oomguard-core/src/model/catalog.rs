@@ -1,0 +1,156 @@
+//! The built-in model catalog: popular models' `config.json` fields, written
+//! down with their sources in `data/models.json` and compiled into the
+//! binary, so `oomguard plan meta-llama/Llama-3.1-8B` works with no file and
+//! no network. Names match case-insensitively, with or without the org.
+
+use super::shape::{from_config, ModelShape};
+use super::{ModelError, ModelErrorKind};
+use serde::Deserialize;
+use std::sync::LazyLock;
+
+/// One catalog entry as `data/models.json` writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogModel {
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub config: serde_json::Value,
+    /// Exact parameter count, when a source publishes it.
+    pub params: Option<u64>,
+    pub params_source: Option<String>,
+    pub config_source: String,
+}
+
+static MODELS: LazyLock<Vec<CatalogModel>> = LazyLock::new(|| {
+    serde_json::from_str(include_str!("../../data/models.json"))
+        .expect("data/models.json is valid (checked by tests)")
+});
+
+/// Every catalog entry, in file order.
+pub fn models() -> &'static [CatalogModel] {
+    &MODELS
+}
+
+fn normalize(name: &str) -> String {
+    name.trim().to_ascii_lowercase()
+}
+
+fn short(id: &str) -> &str {
+    id.rsplit('/').next().unwrap_or(id)
+}
+
+/// Finds a catalog entry by id, short name (without the org) or alias.
+pub fn find(name: &str) -> Option<&'static CatalogModel> {
+    let n = normalize(name);
+    let n_short = short(&n).to_string();
+    MODELS.iter().find(|m| {
+        let id = normalize(&m.id);
+        id == n
+            || short(&id) == n_short
+            || m.aliases
+                .iter()
+                .any(|a| normalize(a) == n || normalize(a) == n_short)
+    })
+}
+
+/// Loads a catalog model's shape.
+pub fn shape(name: &str) -> Result<ModelShape, ModelError> {
+    let entry = find(name).ok_or_else(|| {
+        let near = suggestions(name, 3);
+        let hint = if near.is_empty() {
+            "run `oomguard models` for the list".to_string()
+        } else {
+            format!("did you mean {}? (`oomguard models` lists all)", near.join(", "))
+        };
+        ModelError::new(
+            ModelErrorKind::NotFound,
+            name,
+            format!("not a path, not in the local Hugging Face cache, and not in the built-in catalog; {hint}"),
+        )
+    })?;
+    let mut s = from_config(
+        &entry.id,
+        &entry.config,
+        &format!("catalog entry {}", entry.id),
+    )?;
+    if let Some(p) = entry.params {
+        s.params = p;
+        s.params_exact = true;
+    }
+    Ok(s)
+}
+
+/// Catalog names closest to `name`: those containing it, then by edit
+/// distance of the short names.
+pub fn suggestions(name: &str, n: usize) -> Vec<String> {
+    let q = normalize(short(name));
+    let mut scored: Vec<(usize, &str)> = MODELS
+        .iter()
+        .map(|m| {
+            let s = normalize(short(&m.id));
+            let d = if s.contains(&q) || q.contains(&s) {
+                0
+            } else {
+                edit_distance(&q, &s)
+            };
+            (d, m.id.as_str())
+        })
+        .filter(|(d, _)| *d <= q.len().max(4) / 2)
+        .collect();
+    scored.sort();
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, id)| id.to_string())
+        .collect()
+}
+
+/// Levenshtein distance over bytes (names are ASCII).
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_entry_loads_and_has_a_source() {
+        assert!(models().len() >= 40);
+        for m in models() {
+            let s = shape(&m.id).unwrap_or_else(|e| panic!("{}: {e}", m.id));
+            assert!(s.params > 10_000_000, "{}: {} params", m.id, s.params);
+            assert!(!m.config_source.is_empty(), "{} has no source", m.id);
+        }
+    }
+
+    #[test]
+    fn names_match_without_org_and_case() {
+        assert_eq!(
+            find("bert-large-uncased").unwrap().id,
+            "google-bert/bert-large-uncased"
+        );
+        assert_eq!(
+            find("META-LLAMA/llama-3.1-8b").unwrap().id,
+            "meta-llama/Llama-3.1-8B"
+        );
+        assert!(find("no-such-model").is_none());
+    }
+
+    #[test]
+    fn unknown_names_get_near_suggestions() {
+        let e = shape("llama-3.1-8").unwrap_err();
+        assert!(e.to_string().contains("meta-llama/Llama-3.1-8B"), "{e}");
+    }
+}

@@ -1,0 +1,710 @@
+//! The shape of a model as memory estimation needs it, read from a Hugging
+//! Face `config.json` (any of the key spellings the families use), with the
+//! parameter count computed from that shape when no checkpoint header gives
+//! it exactly.
+//!
+//! Family rules (which projections carry biases, whether the MLP is gated,
+//! whether embeddings are tied, how positions are stored) come from the
+//! families' modeling code in Hugging Face transformers; each rule names its
+//! family. An unknown `model_type` falls back to the generic decoder rule and
+//! says so in `notes`.
+
+use super::ModelError;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Storage type of weights or activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    Fp32,
+    Fp16,
+    Bf16,
+}
+
+impl Dtype {
+    pub fn bytes(self) -> u64 {
+        match self {
+            Dtype::Fp32 => 4,
+            Dtype::Fp16 | Dtype::Bf16 => 2,
+        }
+    }
+
+    /// `torch_dtype` spellings of a config, and safetensors dtypes.
+    pub fn from_name(name: &str) -> Option<Dtype> {
+        match name.to_ascii_lowercase().as_str() {
+            "float32" | "fp32" | "f32" | "float" => Some(Dtype::Fp32),
+            "float16" | "fp16" | "f16" | "half" => Some(Dtype::Fp16),
+            "bfloat16" | "bf16" => Some(Dtype::Bf16),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Fp32 => "fp32",
+            Dtype::Fp16 => "fp16",
+            Dtype::Bf16 => "bf16",
+        }
+    }
+}
+
+/// How the model is built, as far as memory is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelKind {
+    /// GPT-style causal language model: generates, keeps a KV cache.
+    Decoder,
+    /// BERT-style encoder: no generation, no KV cache.
+    Encoder,
+    /// T5-style: an encoder and a decoder with cross-attention.
+    EncoderDecoder,
+    /// ViT: an encoder over image patches; sequence length is fixed.
+    Vision,
+}
+
+/// Mixture-of-experts layout: all experts are held in memory, few are used
+/// per token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MoeShape {
+    pub experts: u64,
+    pub experts_per_token: u64,
+    pub expert_intermediate_size: u64,
+    /// Width of the always-on shared expert MLP(s), 0 when there is none.
+    pub shared_intermediate_size: u64,
+    /// Layers that are dense (DeepSeek-MoE's first layer).
+    pub dense_layers: u64,
+}
+
+/// A model's shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelShape {
+    pub id: String,
+    /// The config's `model_type`.
+    pub architecture: String,
+    pub kind: ModelKind,
+    /// Total parameters (exact from a checkpoint, else computed).
+    pub params: u64,
+    /// Decoder layers (encoder layers for encoders).
+    pub layers: u64,
+    /// Encoder layers of an encoder-decoder model.
+    pub encoder_layers: Option<u64>,
+    pub hidden_size: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub head_dim: u64,
+    pub intermediate_size: u64,
+    pub vocab_size: u64,
+    pub max_position_embeddings: Option<u64>,
+    pub tie_word_embeddings: bool,
+    pub gated_mlp: bool,
+    pub sliding_window: Option<u64>,
+    pub moe: Option<MoeShape>,
+    /// Tokens per image (ViT).
+    pub image_tokens: Option<u64>,
+    /// Weights' dtype as the checkpoint stores them, when known.
+    pub checkpoint_dtype: Option<Dtype>,
+    /// Whether `params` came from a checkpoint header (exact).
+    pub params_exact: bool,
+    /// Parameters held in linear layers (the ones quantization and LoRA act on).
+    pub linear_params: u64,
+    /// Training uses dropout (BERT-era models): masks are kept for backward.
+    pub dropout: bool,
+    pub notes: Vec<String>,
+}
+
+/// Reads `key` from the first of the spellings that is present.
+fn get_u64(cfg: &Value, keys: &[&str]) -> Option<u64> {
+    keys.iter().find_map(|k| {
+        let v = cfg.get(*k)?;
+        v.as_u64().or_else(|| {
+            v.as_f64()
+                .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                .map(|f| f as u64)
+        })
+    })
+}
+
+fn get_bool(cfg: &Value, key: &str) -> Option<bool> {
+    cfg.get(key)?.as_bool()
+}
+
+fn require(cfg: &Value, keys: &[&str], input: &str) -> Result<u64, ModelError> {
+    match get_u64(cfg, keys) {
+        Some(0) => Err(ModelError::malformed(
+            input,
+            format!("config field `{}` is 0", keys[0]),
+        )),
+        Some(v) => Ok(v),
+        None => {
+            let present = keys.iter().find(|k| cfg.get(**k).is_some());
+            Err(ModelError::malformed(
+                input,
+                match present {
+                    Some(k) => format!("config field `{k}` is not a whole number: {}", cfg[*k]),
+                    None => format!("config has no `{}` (nor {})", keys[0], keys[1..].join(", ")),
+                },
+            ))
+        }
+    }
+}
+
+/// Builds a shape from a parsed `config.json`.
+pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, ModelError> {
+    if !cfg.is_object() {
+        return Err(ModelError::malformed(
+            input,
+            "config.json is not a JSON object",
+        ));
+    }
+    // Multimodal wrappers (Gemma 3) keep the language model under text_config.
+    let outer_dtype = cfg
+        .get("torch_dtype")
+        .and_then(Value::as_str)
+        .and_then(Dtype::from_name);
+    let cfg = match cfg.get("text_config") {
+        Some(tc) if tc.is_object() && cfg.get("hidden_size").is_none() => tc,
+        _ => cfg,
+    };
+    let model_type = cfg
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let mut notes = Vec::new();
+    let family = family_of(&model_type);
+    if family == Family::Generic {
+        notes.push(format!(
+            "architecture {:?} is not one oomguard models explicitly: estimated as a generic decoder from the config's sizes",
+            if model_type.is_empty() { "(none)" } else { &model_type }
+        ));
+    }
+    let hidden = require(
+        cfg,
+        &["hidden_size", "n_embd", "d_model", "dim", "n_embed"],
+        input,
+    )?;
+    let layers = require(
+        cfg,
+        &["num_hidden_layers", "n_layer", "num_layers", "n_layers"],
+        input,
+    )?;
+    let heads = require(
+        cfg,
+        &["num_attention_heads", "n_head", "num_heads", "n_heads"],
+        input,
+    )?;
+    let vocab = if family == Family::Vit {
+        0
+    } else {
+        require(cfg, &["vocab_size", "n_vocab", "padded_vocab_size"], input)?
+    };
+    if hidden % heads != 0 && get_u64(cfg, &["head_dim", "d_kv"]).is_none() {
+        return Err(ModelError::malformed(
+            input,
+            format!("hidden size {hidden} is not divisible by {heads} heads and the config gives no head_dim"),
+        ));
+    }
+    let head_dim = get_u64(cfg, &["head_dim", "d_kv"]).unwrap_or(hidden / heads);
+    // Multi-query (StarCoder, Falcon-7B) keeps one K/V head.
+    let multi_query = get_bool(cfg, "multi_query").unwrap_or(false)
+        && !get_bool(cfg, "new_decoder_architecture").unwrap_or(false);
+    let kv_heads = if multi_query {
+        1
+    } else {
+        get_u64(cfg, &["num_key_value_heads", "num_kv_heads", "n_head_kv"]).unwrap_or(heads)
+    };
+    if kv_heads == 0 || kv_heads > heads {
+        return Err(ModelError::malformed(
+            input,
+            format!("config gives {kv_heads} key/value heads for {heads} attention heads"),
+        ));
+    }
+    let intermediate = get_u64(
+        cfg,
+        &[
+            "intermediate_size",
+            "n_inner",
+            "d_ff",
+            "ffn_dim",
+            "hidden_dim",
+            "ffn_hidden_size",
+        ],
+    )
+    .unwrap_or(4 * hidden);
+    let max_pos = get_u64(
+        cfg,
+        &[
+            "max_position_embeddings",
+            "n_positions",
+            "n_ctx",
+            "seq_length",
+            "max_sequence_length",
+        ],
+    );
+    let gated = match family {
+        Family::T5 => cfg
+            .get("feed_forward_proj")
+            .and_then(Value::as_str)
+            .is_some_and(|p| p.starts_with("gated")),
+        f => f.gated_mlp(),
+    };
+    let tie = get_bool(cfg, "tie_word_embeddings").unwrap_or(family.ties_by_default());
+    let sliding_window = match get_bool(cfg, "use_sliding_window") {
+        Some(false) => None,
+        _ => get_u64(cfg, &["sliding_window"]),
+    };
+    let moe = moe_shape(cfg, layers);
+    let checkpoint_dtype = cfg
+        .get("torch_dtype")
+        .or_else(|| cfg.get("dtype"))
+        .and_then(Value::as_str)
+        .and_then(Dtype::from_name)
+        .or(outer_dtype);
+    let (kind, encoder_layers) = match family {
+        Family::Bert | Family::DistilBert => (ModelKind::Encoder, None),
+        Family::Vit => (ModelKind::Vision, None),
+        Family::T5 => (ModelKind::EncoderDecoder, Some(layers)),
+        _ => (ModelKind::Decoder, None),
+    };
+    let decoder_layers = if family == Family::T5 {
+        get_u64(cfg, &["num_decoder_layers"]).unwrap_or(layers)
+    } else {
+        layers
+    };
+    let image_tokens = if family == Family::Vit {
+        let image = get_u64(cfg, &["image_size"]).unwrap_or(224);
+        let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16).max(1);
+        Some((image / patch) * (image / patch) + 1)
+    } else {
+        None
+    };
+    let mut shape = ModelShape {
+        id: id.to_string(),
+        architecture: model_type,
+        kind,
+        params: 0,
+        layers: decoder_layers,
+        encoder_layers,
+        hidden_size: hidden,
+        heads,
+        kv_heads,
+        head_dim,
+        intermediate_size: intermediate,
+        vocab_size: vocab,
+        max_position_embeddings: if family == Family::Vit {
+            image_tokens
+        } else {
+            max_pos
+        },
+        tie_word_embeddings: tie,
+        gated_mlp: gated,
+        sliding_window,
+        moe,
+        image_tokens,
+        checkpoint_dtype,
+        params_exact: false,
+        linear_params: 0,
+        dropout: family.trains_with_dropout(),
+        notes,
+    };
+    let counts = count_params(&shape, family, cfg);
+    shape.params = counts.total;
+    shape.linear_params = counts.linear;
+    Ok(shape)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// BERT, RoBERTa, ELECTRA: post-norm encoder, learned positions, biases.
+    Bert,
+    /// DistilBERT: BERT without token types or pooler.
+    DistilBert,
+    /// GPT-2: learned positions, biases, tied head, 4h GELU MLP.
+    Gpt2,
+    /// GPT-NeoX / Pythia: rotary, biases, untied head.
+    GptNeox,
+    /// StarCoder: GPT-2 layout with multi-query attention.
+    GptBigCode,
+    /// OPT: learned positions (+2 offset), biases, tied head.
+    Opt,
+    /// BLOOM: ALiBi, biases, tied head.
+    Bloom,
+    /// Falcon: no biases, 4h GELU MLP, tied head.
+    Falcon,
+    /// Llama and its descendants: RMSNorm, gated SiLU MLP, no biases.
+    Llama,
+    /// Qwen2: Llama layout with biases on q, k, v.
+    Qwen2,
+    /// Gemma: Llama layout, tied head.
+    Gemma,
+    /// T5: relative positions, encoder-decoder.
+    T5,
+    /// ViT: patch embedding, biases, GELU MLP.
+    Vit,
+    Generic,
+}
+
+impl Family {
+    fn gated_mlp(self) -> bool {
+        matches!(
+            self,
+            Family::Llama | Family::Qwen2 | Family::Gemma | Family::Generic
+        )
+    }
+
+    fn ties_by_default(self) -> bool {
+        // transformers' PretrainedConfig defaults tie_word_embeddings to true;
+        // Llama-family configs set it false unless stated.
+        matches!(
+            self,
+            Family::Bert
+                | Family::DistilBert
+                | Family::Gpt2
+                | Family::GptBigCode
+                | Family::Opt
+                | Family::Bloom
+                | Family::Falcon
+                | Family::Gemma
+                | Family::T5
+        )
+    }
+
+    fn trains_with_dropout(self) -> bool {
+        matches!(
+            self,
+            Family::Bert
+                | Family::DistilBert
+                | Family::Gpt2
+                | Family::GptBigCode
+                | Family::Opt
+                | Family::T5
+                | Family::Vit
+        )
+    }
+}
+
+fn family_of(model_type: &str) -> Family {
+    match model_type {
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "camembert" | "deberta" | "deberta-v2" => {
+            Family::Bert
+        }
+        "distilbert" => Family::DistilBert,
+        "gpt2" => Family::Gpt2,
+        "gpt_neox" | "gpt_neox_japanese" => Family::GptNeox,
+        "gpt_bigcode" => Family::GptBigCode,
+        "opt" => Family::Opt,
+        "bloom" => Family::Bloom,
+        "falcon" | "RefinedWeb" | "RefinedWebModel" => Family::Falcon,
+        "llama" | "mistral" | "mixtral" | "qwen3" | "qwen3_moe" | "phi3" | "deepseek"
+        | "deepseek_v2" | "olmo" | "olmo2" | "granite" | "yi" | "internlm2" | "stablelm"
+        | "cohere" => Family::Llama,
+        "qwen2" | "qwen2_moe" => Family::Qwen2,
+        "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Family::Gemma,
+        "t5" | "mt5" | "umt5" => Family::T5,
+        "vit" | "deit" => Family::Vit,
+        _ => Family::Generic,
+    }
+}
+
+fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
+    let experts = get_u64(
+        cfg,
+        &[
+            "num_local_experts",
+            "num_experts",
+            "n_routed_experts",
+            "moe_num_experts",
+        ],
+    )?;
+    if experts <= 1 {
+        return None;
+    }
+    let per_token = get_u64(cfg, &["num_experts_per_tok", "moe_top_k", "top_k"]).unwrap_or(2);
+    let expert_i = get_u64(cfg, &["moe_intermediate_size", "intermediate_size"]).unwrap_or(0);
+    // Qwen-MoE: one shared expert of `shared_expert_intermediate_size`;
+    // DeepSeek-MoE: `n_shared_experts` of `moe_intermediate_size` each.
+    let shared = get_u64(cfg, &["shared_expert_intermediate_size"])
+        .or_else(|| Some(get_u64(cfg, &["n_shared_experts"])? * expert_i))
+        .unwrap_or(0);
+    let dense_layers = get_u64(cfg, &["first_k_dense_replace"])
+        .unwrap_or(0)
+        .min(layers);
+    Some(MoeShape {
+        experts,
+        experts_per_token: per_token.min(experts),
+        expert_intermediate_size: expert_i,
+        shared_intermediate_size: shared,
+        dense_layers,
+    })
+}
+
+struct ParamCounts {
+    total: u64,
+    linear: u64,
+}
+
+/// Parameter count from the shape, family by family. Checked against the
+/// checkpoints' published totals in the tests below.
+fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
+    let h = s.hidden_size;
+    let i = s.intermediate_size;
+    let d = s.head_dim;
+    let q_out = s.heads * d;
+    let kv_out = s.kv_heads * d;
+    let biased = matches!(
+        family,
+        Family::Bert
+            | Family::DistilBert
+            | Family::Gpt2
+            | Family::GptNeox
+            | Family::GptBigCode
+            | Family::Opt
+            | Family::Bloom
+            | Family::Vit
+    );
+    let b = |n: u64| if biased { n } else { 0 };
+    // Attention: q, k, v, o.
+    let mut attn = h * q_out + 2 * h * kv_out + q_out * h + b(q_out + 2 * kv_out + h);
+    if family == Family::Qwen2 {
+        attn += q_out + 2 * kv_out;
+    }
+    if family == Family::Falcon && get_bool(cfg, "bias").unwrap_or(false) {
+        attn += q_out + 2 * kv_out + h;
+    }
+    let mlp_dense = |width: u64, gated: bool| -> u64 {
+        if gated {
+            3 * h * width
+        } else {
+            2 * h * width + b(width + h)
+        }
+    };
+    // Norms: LayerNorm has weight and bias, RMSNorm a weight.
+    let norm = if matches!(
+        family,
+        Family::Llama | Family::Qwen2 | Family::Gemma | Family::T5 | Family::Generic
+    ) {
+        h
+    } else {
+        2 * h
+    };
+    // Gemma 2/3 norm before and after each block: four per layer. Falcon-7B's
+    // parallel block shares one norm; Falcon-40B's new architecture has two.
+    let falcon_parallel = family == Family::Falcon
+        && get_bool(cfg, "parallel_attn").unwrap_or(true)
+        && !get_bool(cfg, "new_decoder_architecture").unwrap_or(false);
+    let norms_per_layer =
+        if s.architecture.starts_with("gemma2") || s.architecture.starts_with("gemma3") {
+            4
+        } else if falcon_parallel {
+            1
+        } else {
+            2
+        };
+    // Qwen3 and Gemma 3 normalize q and k per head.
+    let qk_norm = if s.architecture.starts_with("qwen3") || s.architecture.starts_with("gemma3") {
+        2 * d
+    } else {
+        0
+    };
+    let (layer_linear, layer_other) = match &s.moe {
+        Some(moe) => {
+            let experts = moe.experts * 3 * h * moe.expert_intermediate_size;
+            let shared = if moe.shared_intermediate_size > 0 {
+                3 * h * moe.shared_intermediate_size
+            } else {
+                0
+            };
+            // Qwen-MoE gates its shared expert with one more h x 1 projection.
+            let shared_gate = if family == Family::Qwen2 && moe.shared_intermediate_size > 0 {
+                h
+            } else {
+                0
+            };
+            let router = moe.experts * h;
+            (
+                attn + experts + shared + shared_gate + router,
+                norms_per_layer * norm + qk_norm,
+            )
+        }
+        None => (
+            attn + mlp_dense(i, s.gated_mlp),
+            norms_per_layer * norm + qk_norm,
+        ),
+    };
+    let mut linear = s.layers * layer_linear;
+    let mut other = s.layers * layer_other;
+    if let Some(moe) = &s.moe {
+        // Dense layers replace the expert MLP with a full-width one.
+        let moe_mlp = moe.experts * 3 * h * moe.expert_intermediate_size
+            + if moe.shared_intermediate_size > 0 {
+                3 * h * moe.shared_intermediate_size
+            } else {
+                0
+            }
+            + moe.experts * h;
+        let dense_mlp = mlp_dense(get_u64(cfg, &["intermediate_size"]).unwrap_or(i), true);
+        linear = linear - moe.dense_layers * moe_mlp + moe.dense_layers * dense_mlp;
+    }
+    let v = s.vocab_size;
+    let mut embed = v * h;
+    match family {
+        Family::Bert => {
+            let types = get_u64(cfg, &["type_vocab_size"]).unwrap_or(2);
+            embed += s.max_position_embeddings.unwrap_or(512) * h + types * h + 2 * h;
+            // Pooler (BertModel's dense + tanh).
+            linear += h * h + h;
+        }
+        Family::DistilBert => embed += s.max_position_embeddings.unwrap_or(512) * h + 2 * h,
+        Family::Gpt2 | Family::GptBigCode => embed += s.max_position_embeddings.unwrap_or(1024) * h,
+        Family::Opt => {
+            let proj = get_u64(cfg, &["word_embed_proj_dim"]).unwrap_or(h);
+            embed = v * proj + (s.max_position_embeddings.unwrap_or(2048) + 2) * h;
+            if proj != h {
+                linear += 2 * proj * h;
+            }
+        }
+        Family::Bloom => embed += 2 * h,
+        Family::T5 => {
+            // Relative attention bias: buckets x heads, in the first layer of
+            // encoder and decoder.
+            let buckets = get_u64(cfg, &["relative_attention_num_buckets"]).unwrap_or(32);
+            embed += 2 * buckets * s.heads;
+            // Encoder layers (no cross-attention) and the decoder's cross-attention.
+            let enc_layers = s.encoder_layers.unwrap_or(0);
+            let self_attn = h * q_out * 4;
+            let ff = mlp_dense(i, s.gated_mlp);
+            linear = enc_layers * (self_attn + ff) + s.layers * (2 * self_attn + ff);
+            other = enc_layers * 2 * h + s.layers * 3 * h + 2 * h;
+        }
+        Family::Vit => {
+            let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16);
+            let channels = get_u64(cfg, &["num_channels"]).unwrap_or(3);
+            embed = channels * patch * patch * h + h + (s.image_tokens.unwrap_or(197) + 1) * h;
+            // Pooler.
+            linear += h * h + h;
+        }
+        _ => {}
+    }
+    // Final norm (post-norm encoders have none; T5's are counted above).
+    other += if matches!(family, Family::T5 | Family::Bert | Family::DistilBert) {
+        0
+    } else {
+        norm
+    };
+    let head = if s.tie_word_embeddings || family == Family::Vit || s.kind == ModelKind::Encoder {
+        0
+    } else {
+        v * h
+    };
+    ParamCounts {
+        total: embed + linear + other + head,
+        linear,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn params(cfg: Value) -> u64 {
+        from_config("m", &cfg, "config.json").unwrap().params
+    }
+
+    #[test]
+    fn llama2_7b_matches_its_checkpoint() {
+        // 6,738,415,616 parameters (safetensors metadata of meta-llama/Llama-2-7b-hf).
+        let p = params(
+            json!({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 32, "intermediate_size": 11008, "vocab_size": 32000, "tie_word_embeddings": false}),
+        );
+        assert_eq!(p, 6_738_415_616);
+    }
+
+    #[test]
+    fn llama31_8b_with_gqa() {
+        // 8,030,261,248 parameters (meta-llama/Llama-3.1-8B safetensors total).
+        let p = params(
+            json!({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "intermediate_size": 14336, "vocab_size": 128256, "tie_word_embeddings": false}),
+        );
+        assert_eq!(p, 8_030_261_248);
+    }
+
+    #[test]
+    fn bert_base_counts_embeddings_and_pooler() {
+        // BertModel bert-base-uncased: 109,482,240 parameters.
+        let p = params(
+            json!({"model_type": "bert", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+            "intermediate_size": 3072, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2}),
+        );
+        assert_eq!(p, 109_482_240);
+    }
+
+    #[test]
+    fn gpt2_small() {
+        // GPT2LMHeadModel (tied): 124,439,808 parameters.
+        let p = params(
+            json!({"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257, "n_positions": 1024}),
+        );
+        assert_eq!(p, 124_439_808);
+    }
+
+    #[test]
+    fn catalog_totals_match_published_checkpoints() {
+        // Totals from the models' safetensors metadata / model cards.
+        for (id, want) in [
+            ("mistralai/Mistral-7B-v0.1", 7_241_732_096u64),
+            ("Qwen/Qwen2.5-7B", 7_615_616_512),
+            ("mistralai/Mixtral-8x7B-v0.1", 46_702_792_704),
+            ("google/gemma-7b", 8_537_680_896),
+            ("Qwen/Qwen3-30B-A3B", 30_532_122_624),
+            ("deepseek-ai/deepseek-moe-16b-base", 16_375_728_128),
+            ("tiiuae/falcon-7b", 6_921_720_704),
+            ("google-t5/t5-base", 222_903_552),
+            ("google/vit-base-patch16-224", 86_389_248),
+        ] {
+            let s = crate::model::catalog::shape(id).unwrap();
+            assert_eq!(s.params, want, "{id}");
+        }
+    }
+
+    #[test]
+    fn missing_and_wrong_fields_are_named() {
+        let e = from_config(
+            "m",
+            &json!({"model_type": "llama", "hidden_size": 4096}),
+            "x/config.json",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("num_hidden_layers"), "{e}");
+        let e = from_config(
+            "m",
+            &json!({"model_type": "llama", "hidden_size": "big", "num_hidden_layers": 2,
+            "num_attention_heads": 2, "vocab_size": 10}),
+            "x/config.json",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`hidden_size` is not a whole number"),
+            "{e}"
+        );
+        let e = from_config("m", &json!([1, 2]), "x/config.json").unwrap_err();
+        assert!(e.to_string().contains("not a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn unknown_architecture_is_estimated_and_says_so() {
+        let s = from_config(
+            "m",
+            &json!({"model_type": "mamba9", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "vocab_size": 100}),
+            "c",
+        )
+        .unwrap();
+        assert!(s.notes[0].contains("generic"), "{:?}", s.notes);
+        assert!(s.params > 0);
+    }
+}
