@@ -7,10 +7,12 @@
 //! - [`size`]: byte sizes as frameworks print them and users type them.
 //! - [`oom`]: finding OOM events in any text, in bounded memory.
 //! - [`diagnose`]: an event's memory accounting, ranked causes and fixes.
+//! - [`estimate`]: a workload's per-GPU memory, and what fits a GPU.
 //! - [`gpu`]: the GPU catalog.
 //! - [`model`]: model shapes from config files, checkpoint headers and catalogs.
 
 pub mod diagnose;
+pub mod estimate;
 pub mod gpu;
 pub mod model;
 pub mod oom;

@@ -26,6 +26,85 @@ and the fixes with values and code.\n\nReads standard input when no PATH is give
 Exit code 0 when an event was found, 1 when none was, 2 on an input error."
     )]
     Explain(ExplainArgs),
+    /// Predict peak GPU memory for a model and workload; say what fits.
+    #[command(
+        long_about = "Predict the peak GPU memory of a model and workload, per GPU: weights, gradients, optimizer \
+states, activations, KV cache, temporaries and the CUDA context; with --gpu, whether it fits, the largest batch \
+and sequence that fit, and the cheapest changes that make it fit.\n\nMODEL is a path (a model folder with \
+config.json, a config.json, a .safetensors file beside its config.json, a .gguf file), a repo id in the local \
+Hugging Face cache, or a name from `oomguard models`. Nothing is downloaded.\n\nExit code 0 when it fits (or \
+no --gpu was given), 1 when it does not fit, 2 on an input error."
+    )]
+    Plan(Box<PlanArgs>),
+    /// List the built-in model catalog.
+    Models(ListArgs),
+    /// List the built-in GPU catalog.
+    Gpus(ListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Model folder, config.json, .safetensors, .gguf, cached repo id, or catalog name.
+    #[arg(value_name = "MODEL")]
+    pub model: String,
+    /// Training (default: inference).
+    #[arg(long)]
+    pub train: bool,
+    /// Sequences per step (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Tokens per sequence, prompt plus generated (default 512, capped at the model's maximum).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub seq: Option<u64>,
+    /// Weights' dtype (default: the checkpoint's, else fp32).
+    #[arg(long, value_name = "DTYPE", value_parser = ["fp32", "fp16", "bf16"])]
+    pub dtype: Option<String>,
+    /// Mixed-precision training: fp32 master weights, half-precision activations.
+    #[arg(long)]
+    pub amp: bool,
+    /// Weight quantization.
+    #[arg(long, value_name = "Q", value_parser = ["int8", "int4", "nf4", "fp8"])]
+    pub quant: Option<String>,
+    /// Optimizer (default adamw).
+    #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
+    pub optimizer: Option<String>,
+    /// Gradient (activation) checkpointing.
+    #[arg(long)]
+    pub grad_checkpointing: bool,
+    /// Train LoRA adapters of this rank.
+    #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lora: Option<u64>,
+    /// Layers LoRA adapts (default qv).
+    #[arg(long, value_name = "T", value_parser = ["qv", "all-linear"], requires = "lora")]
+    pub lora_targets: Option<String>,
+    /// Attention kernel (default sdpa).
+    #[arg(long, value_name = "IMPL", value_parser = ["eager", "sdpa", "flash"])]
+    pub attention: Option<String>,
+    /// GPUs the work is spread over.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub gpus: Option<u64>,
+    /// ZeRO stage over the data-parallel GPUs.
+    #[arg(long, value_name = "STAGE", value_parser = clap::value_parser!(u8).range(0..=3))]
+    pub zero: Option<u8>,
+    /// Fully sharded data parallel (= --zero 3).
+    #[arg(long, conflicts_with = "zero")]
+    pub fsdp: bool,
+    /// Tensor-parallel degree.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tp: Option<u64>,
+    /// The GPU: a catalog name (a100-80gb, rtx-4090, v100-16gb) or a size (24GiB, 80g).
+    #[arg(long, value_name = "NAME|SIZE")]
+    pub gpu: Option<String>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

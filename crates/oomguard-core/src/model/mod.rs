@@ -6,6 +6,7 @@
 pub mod catalog;
 mod error;
 pub mod gguf;
+pub mod resolve;
 pub mod safetensors;
 pub mod shape;
 

@@ -110,6 +110,9 @@ pub struct ModelShape {
     pub linear_params: u64,
     /// Training uses dropout (BERT-era models): masks are kept for backward.
     pub dropout: bool,
+    /// Bytes of the weights as a GGUF file stores them (quantized), when the
+    /// shape came from one.
+    pub gguf_weights_bytes: Option<u64>,
     pub notes: Vec<String>,
 }
 
@@ -306,6 +309,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         params_exact: false,
         linear_params: 0,
         dropout: family.trains_with_dropout(),
+        gguf_weights_bytes: None,
         notes,
     };
     let counts = count_params(&shape, family, cfg);

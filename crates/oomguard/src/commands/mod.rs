@@ -1,7 +1,9 @@
 //! One file per command; each takes its resolved flags and returns the exit
 //! code SPEC.md gives it.
 
+mod catalogs;
 mod explain;
+mod plan;
 
 use crate::flags::{Cli, Command};
 use std::process::ExitCode;
@@ -9,5 +11,8 @@ use std::process::ExitCode;
 pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Explain(args) => explain::run(&args),
+        Command::Plan(args) => plan::run(&args),
+        Command::Models(args) => catalogs::models(&args),
+        Command::Gpus(args) => catalogs::gpus(&args),
     }
 }

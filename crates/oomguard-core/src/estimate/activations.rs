@@ -1,0 +1,116 @@
+//! Activation memory: what training keeps for the backward pass, and what
+//! inference holds at its peak inside one layer, per architecture, attention
+//! kernel and checkpointing choice; and the logits over the vocabulary.
+//!
+//! Training per layer and token follows Korthikanti et al. 2022 ("Reducing
+//! Activation Recomputation in Large Transformer Models", section 4.1):
+//! 34·h bytes + 5·a·s bytes for a GPT block in 16 bits with dropout, which
+//! this module derives tensor by tensor so it holds for gated MLPs, grouped
+//! KV heads, fp32, models without dropout and fused attention kernels (which
+//! keep no a·s score matrix: FlashAttention, Dao et al. 2022).
+
+use super::workload::{Attention, Workload};
+use crate::model::{ModelKind, ModelShape};
+
+/// Bytes one block keeps for backward, per token.
+pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
+    let e = w.activation_bytes();
+    let h = s.hidden_size;
+    let q = s.heads * s.head_dim;
+    let kv = s.kv_heads * s.head_dim;
+    let i = match &s.moe {
+        // Each token passes through its experts and the shared expert.
+        Some(m) => m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size,
+        None => s.intermediate_size,
+    };
+    // Two norms' inputs, the q/k/v projection input, the output projection
+    // input, and q, k, v themselves.
+    let mut elems = 2 * h + h + q + (q + 2 * kv);
+    // MLP input, and inside it: gated keeps gate, activation, up and their
+    // product (4 widths); plain keeps the activation's input and output (2).
+    elems += h + if s.gated_mlp || s.moe.is_some() {
+        4 * i
+    } else {
+        2 * i
+    };
+    let mut bytes = elems * e;
+    if s.dropout {
+        // One-byte masks after attention and after the MLP.
+        bytes += 2 * h;
+    }
+    if w.attention == Attention::Eager {
+        // The softmax output, a row of seq scores per head (and its dropout
+        // mask and output when the model uses attention dropout).
+        let per_head = if s.dropout { 2 * e + 1 } else { e };
+        bytes += s.heads * w.seq * per_head;
+    }
+    bytes
+}
+
+/// Layers that run per token: decoder layers, plus the encoder's.
+fn layers(s: &ModelShape) -> u64 {
+    s.layers + s.encoder_layers.unwrap_or(0)
+}
+
+/// Training activations for the whole batch (without logits).
+pub fn training_activations(s: &ModelShape, w: &Workload) -> u64 {
+    let tokens = w.tokens();
+    let per_layer = training_bytes_per_token_per_layer(s, w);
+    let e = w.activation_bytes();
+    // Embedding output and final norm.
+    let edges = 2 * s.hidden_size * e;
+    let per_token = if w.grad_checkpointing {
+        // Each layer keeps its input; one layer is recomputed at a time.
+        layers(s) * s.hidden_size * e + per_layer + edges
+    } else {
+        layers(s) * per_layer + edges
+    };
+    tokens.saturating_mul(per_token)
+}
+
+/// Logits bytes at the training peak: the head's output, its fp32 copy for
+/// the loss (transformers upcasts logits before cross-entropy), the saved
+/// log-softmax, and the gradient flowing back: (e + 4 + 4 + 4) bytes per
+/// vocabulary entry per token. Classification heads (encoders, ViT) are
+/// negligible.
+pub fn training_logits(s: &ModelShape, w: &Workload) -> u64 {
+    if matches!(s.kind, ModelKind::Encoder | ModelKind::Vision) {
+        return 0;
+    }
+    let e = w.activation_bytes();
+    let upcast = if e == 4 { 0 } else { 4 };
+    w.tokens()
+        .saturating_mul(s.vocab_size)
+        .saturating_mul(e + upcast + 4 + 4)
+}
+
+/// Inference: the largest transient inside one layer over the prompt
+/// (prefill), plus the residual stream, plus the logits of the last token.
+pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
+    let e = w.activation_bytes();
+    let tokens = w.tokens();
+    let h = s.hidden_size;
+    let i = match &s.moe {
+        Some(m) => m.expert_intermediate_size.max(m.shared_intermediate_size),
+        None => s.intermediate_size,
+    };
+    let mlp = if s.gated_mlp || s.moe.is_some() {
+        3 * i
+    } else {
+        2 * i
+    };
+    let attn = match w.attention {
+        // Scores and their softmax, per head and key.
+        Attention::Eager => 2 * s.heads * w.seq + 4 * h,
+        _ => 4 * h,
+    };
+    // Residual stream, normed input, and the larger of the two sub-blocks.
+    let per_token = (2 * h + mlp.max(attn)) * e;
+    let logits = if matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
+        // Generation computes the last position's logits, upcast to fp32.
+        w.batch.saturating_mul(s.vocab_size) * (e + 4)
+    } else {
+        0
+    };
+    tokens.saturating_mul(per_token).saturating_add(logits)
+}

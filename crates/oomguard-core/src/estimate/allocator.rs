@@ -1,0 +1,29 @@
+//! From what tensors need to what the device shows: PyTorch's caching
+//! allocator holds more than is allocated (blocks rounded up, freed blocks
+//! kept, activation churn fragmenting segments), and the process adds its
+//! CUDA context and library handles, which `nvidia-smi` counts but
+//! `torch.cuda.memory_reserved` does not.
+
+/// CUDA context plus cuBLAS/cuDNN handles of one PyTorch process with lazy
+/// module loading (CUDA_MODULE_LOADING=LAZY, the default since PyTorch 2.0
+/// with CUDA >= 11.7): about 0.5 GiB. Without lazy loading it was larger:
+/// the Hugging Face "model memory anatomy" guide measured 1343 MB on a V100.
+pub const CUDA_CONTEXT_BYTES: u64 = 512 << 20;
+
+/// Extra reserve the allocator holds per byte of memory that is allocated
+/// and freed during a step (activations, temporaries, a growing KV cache):
+/// freed blocks stay cached and split blocks cannot be merged. Weights and
+/// optimizer states, allocated once, add none.
+pub const CHURN_OVERHEAD: f64 = 0.2;
+
+/// PyTorch rounds large allocations to 2 MiB (CUDACachingAllocator.cpp,
+/// kRoundLarge).
+pub const ROUND_LARGE: u64 = 2 << 20;
+
+/// `torch.cuda.max_memory_reserved` for an allocated peak of which `churn`
+/// bytes are allocated and freed during a step.
+pub fn reserved_peak(allocated_peak: u64, churn: u64) -> u64 {
+    let reserved = allocated_peak as f64 + churn as f64 * CHURN_OVERHEAD;
+    let reserved = reserved.min(u64::MAX as f64 / 2.0) as u64;
+    reserved.div_ceil(ROUND_LARGE) * ROUND_LARGE
+}

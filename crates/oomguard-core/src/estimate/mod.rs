@@ -1,0 +1,124 @@
+//! From a model's shape and a workload to a per-GPU memory breakdown: weights,
+//! gradients, optimizer states, activations, KV cache, temporaries, CUDA
+//! context; and the three peaks published measurements use
+//! (`torch.cuda.max_memory_allocated`, `max_memory_reserved`, and what
+//! `nvidia-smi` shows). `fit` searches the largest batch and sequence that
+//! fit a GPU and the changes that make a workload fit.
+//!
+//! Each rule is in the file named for what it computes; this module adds
+//! them up and applies sharding over GPUs.
+
+pub mod activations;
+pub mod allocator;
+pub mod fit;
+pub mod kv_cache;
+pub mod linears;
+pub mod training_state;
+pub mod weights;
+pub mod workload;
+
+pub use workload::{Attention, Lora, LoraTargets, Optimizer, Quant, Workload, WorkloadRequest};
+
+use crate::model::ModelShape;
+use serde::Serialize;
+
+/// Per-GPU memory of a workload, in bytes (SPEC.md's `per_gpu`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct MemoryBreakdown {
+    pub weights_bytes: u64,
+    pub gradients_bytes: u64,
+    pub optimizer_bytes: u64,
+    pub activations_bytes: u64,
+    pub kv_cache_bytes: u64,
+    pub temporary_bytes: u64,
+    pub cuda_context_bytes: u64,
+    /// What `torch.cuda.max_memory_allocated` would report.
+    pub allocated_peak_bytes: u64,
+    /// What `torch.cuda.max_memory_reserved` would report.
+    pub reserved_peak_bytes: u64,
+    /// What `nvidia-smi` would show for the process.
+    pub device_used_bytes: u64,
+}
+
+/// Share of a transformer block's activations that tensor parallelism does
+/// not split (norms and the inputs of the first projections): 10 of the
+/// 34·h bytes per token of Korthikanti et al. 2022, section 4.2.1.
+const TP_REPLICATED_ACTIVATIONS: f64 = 10.0 / 34.0;
+
+fn share(bytes: u64, parts: u64) -> u64 {
+    bytes.div_ceil(parts.max(1))
+}
+
+/// Estimates one GPU's memory for `w` on `s`.
+pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
+    let tp = w.tp.max(1);
+    let dp = (w.gpus / tp).max(1);
+    let zero = if dp > 1 { w.zero } else { 0 };
+    let state = training_state::training_state(s, w);
+
+    let mut weights = share(weights::weights_bytes(s, w), tp);
+    if zero >= 3 && w.lora.is_none() {
+        weights = share(weights, dp);
+    }
+    let (mut gradients, mut optimizer, autocast, step_temp) = match &state {
+        Some(t) => (
+            share(t.gradients_bytes, tp),
+            share(t.optimizer_bytes, tp),
+            share(t.autocast_copy_bytes, tp),
+            share(t.step_temporary_bytes, tp),
+        ),
+        None => (0, 0, 0, 0),
+    };
+    if let Some(t) = &state {
+        weights += share(t.adapter_bytes, tp);
+    }
+    if zero >= 1 {
+        optimizer = share(optimizer, dp);
+    }
+    if zero >= 2 {
+        gradients = share(gradients, dp);
+    }
+    let tp_activation = |bytes: u64| -> u64 {
+        if tp == 1 {
+            return bytes;
+        }
+        let f = TP_REPLICATED_ACTIVATIONS + (1.0 - TP_REPLICATED_ACTIVATIONS) / tp as f64;
+        (bytes as f64 * f) as u64
+    };
+    let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
+    let (activations, temporary) = if w.train {
+        let acts = tp_activation(activations::training_activations(s, w))
+            + share(activations::training_logits(s, w), tp);
+        // Backward holds one layer's activation gradients next to the saved
+        // activations; under ZeRO-3 two layers' weights are gathered.
+        let layer_grads = tp_activation(
+            w.tokens()
+                .saturating_mul(activations::training_bytes_per_token_per_layer(s, w)),
+        );
+        let gathered = if zero >= 3 && s.layers > 0 {
+            2 * share(weights::weights_bytes(s, w), tp) / s.layers
+        } else {
+            0
+        };
+        let during_backward = autocast + layer_grads + gathered;
+        // The optimizer step runs after activations are freed.
+        let during_step = step_temp.saturating_sub(acts);
+        (acts, during_backward.max(during_step))
+    } else {
+        (tp_activation(activations::inference_activations(s, w)), 0)
+    };
+    let allocated = weights + gradients + optimizer + activations + kv + temporary;
+    let reserved = allocator::reserved_peak(allocated, activations + temporary + kv);
+    MemoryBreakdown {
+        weights_bytes: weights,
+        gradients_bytes: gradients,
+        optimizer_bytes: optimizer,
+        activations_bytes: activations,
+        kv_cache_bytes: kv,
+        temporary_bytes: temporary,
+        cuda_context_bytes: allocator::CUDA_CONTEXT_BYTES,
+        allocated_peak_bytes: allocated,
+        reserved_peak_bytes: reserved,
+        device_used_bytes: reserved + allocator::CUDA_CONTEXT_BYTES,
+    }
+}

@@ -1,0 +1,98 @@
+//! What training keeps besides weights and activations: gradients, optimizer
+//! states, LoRA adapters and their states, and the half-precision weight
+//! copies autocast makes under mixed precision.
+//!
+//! Bytes per parameter follow the Hugging Face "model memory anatomy" guide
+//! (AdamW: 8 bytes of state per trainable parameter in fp32; mixed precision:
+//! weights 4 + 2 bytes, gradients 4) and the optimizers' own definitions:
+//! torch.optim keeps states in the parameter's dtype, bitsandbytes' 8-bit
+//! AdamW keeps two 1-byte states (Dettmers et al. 2021), Lion and SGD with
+//! momentum one state, Adafactor factored second moments only.
+
+use super::linears::{linears, Role};
+use super::workload::{LoraTargets, Optimizer, Workload};
+use crate::model::{Dtype, ModelShape};
+
+/// The trainable part of a workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrainingState {
+    /// Parameters that receive gradients.
+    pub trainable_params: u64,
+    /// Bytes of the LoRA adapters' own weights (0 without LoRA).
+    pub adapter_bytes: u64,
+    pub gradients_bytes: u64,
+    pub optimizer_bytes: u64,
+    /// Half-precision copies of the weights autocast keeps for backward.
+    pub autocast_copy_bytes: u64,
+    /// The optimizer step's own temporaries (foreach AdamW builds one
+    /// state-sized intermediate).
+    pub step_temporary_bytes: u64,
+}
+
+/// LoRA parameters for `rank` on the chosen targets.
+pub fn lora_params(s: &ModelShape, rank: u64, targets: LoraTargets) -> u64 {
+    linears(s)
+        .iter()
+        .filter(|l| match targets {
+            LoraTargets::Qv => matches!(l.role, Role::Query | Role::Value),
+            LoraTargets::AllLinear => true,
+        })
+        .map(|l| rank * (l.inputs + l.outputs) * l.count)
+        .sum()
+}
+
+/// Bytes of optimizer state per trainable parameter, for states kept in
+/// `state_dtype`. Adafactor's factored moments are a row and a column per
+/// matrix: for the shapes here that is under 1% of the parameters, so it is
+/// taken as 0.04 bytes per parameter.
+fn state_bytes_per_param(opt: Optimizer, state_dtype: Dtype) -> f64 {
+    let b = state_dtype.bytes() as f64;
+    match opt {
+        Optimizer::Adamw => 2.0 * b,
+        Optimizer::Adamw8bit => 2.0,
+        Optimizer::Lion | Optimizer::SgdMomentum => b,
+        Optimizer::Sgd => 0.0,
+        Optimizer::Adafactor => 0.04,
+    }
+}
+
+pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
+    if !w.train {
+        return None;
+    }
+    let opt = w.optimizer.unwrap_or(Optimizer::Adamw);
+    match w.lora {
+        Some(lora) => {
+            // PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever
+            // the base model's dtype.
+            let p = lora_params(s, lora.rank, lora.targets);
+            let states = (p as f64 * state_bytes_per_param(opt, Dtype::Fp32)) as u64;
+            Some(TrainingState {
+                trainable_params: p,
+                adapter_bytes: p * 4,
+                gradients_bytes: p * 4,
+                optimizer_bytes: states,
+                autocast_copy_bytes: 0,
+                step_temporary_bytes: if opt == Optimizer::Adamw { p * 4 } else { 0 },
+            })
+        }
+        None => {
+            let p = s.params;
+            // Master weights: fp32 under AMP, else the weights' own dtype.
+            let master = w.dtype;
+            let states = (p as f64 * state_bytes_per_param(opt, master)) as u64;
+            Some(TrainingState {
+                trainable_params: p,
+                adapter_bytes: 0,
+                gradients_bytes: p * master.bytes(),
+                optimizer_bytes: states,
+                autocast_copy_bytes: if w.amp { s.linear_params * 2 } else { 0 },
+                step_temporary_bytes: if opt == Optimizer::Adamw {
+                    p * master.bytes()
+                } else {
+                    0
+                },
+            })
+        }
+    }
+}

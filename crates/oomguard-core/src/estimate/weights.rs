@@ -1,0 +1,40 @@
+//! Bytes of the weights: every parameter at the workload's dtype, or, with
+//! quantization, the block linears at their quantized size and everything
+//! else (embeddings, norms, output head) left in 16 bits, as bitsandbytes
+//! and the GPTQ/AWQ loaders leave them.
+
+use super::linears::linear_params;
+use super::workload::{Quant, Workload};
+use crate::model::{Dtype, ModelShape};
+
+/// Bytes per quantized linear parameter, scales included.
+///
+/// - NF4 / int4 with blocks of 64 and an fp32 scale each: 4 + 32/64 = 4.5
+///   bits (QLoRA paper, Dettmers et al. 2023, section 3, "blocksize of 64").
+/// - LLM.int8(): 1 byte plus one fp32 scale per output row (negligible here).
+/// - FP8: 1 byte plus per-tensor scales.
+pub fn quantized_bytes_per_param(q: Quant) -> f64 {
+    match q {
+        Quant::Nf4 | Quant::Int4 => 4.5 / 8.0,
+        Quant::Int8 | Quant::Fp8 => 1.0,
+    }
+}
+
+pub fn weights_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    match w.quant {
+        // A GGUF file's weights load as stored.
+        None if s.gguf_weights_bytes.is_some() => s.gguf_weights_bytes.unwrap_or(0),
+        None => s.params.saturating_mul(w.dtype.bytes()),
+        Some(q) => {
+            let quantized = linear_params(s).min(s.params);
+            let rest = s.params - quantized;
+            // The unquantized part stays in 16 bits (fp32 only if asked).
+            let rest_dtype = if w.dtype == Dtype::Fp32 {
+                Dtype::Fp32
+            } else {
+                w.dtype
+            };
+            (quantized as f64 * quantized_bytes_per_param(q)) as u64 + rest * rest_dtype.bytes()
+        }
+    }
+}

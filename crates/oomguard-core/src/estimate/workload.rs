@@ -1,0 +1,228 @@
+//! What the user will run: training or inference, batch, sequence, precision,
+//! quantization, optimizer, checkpointing, LoRA, attention kernel, and how
+//! the work is split over GPUs. `Workload::resolve` fills the defaults SPEC.md
+//! gives from the model (its dtype, its maximum length) and rejects
+//! combinations that cannot run.
+
+use crate::model::{Dtype, ModelKind, ModelShape};
+use serde::Serialize;
+
+/// Weight quantization (`--quant`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Quant {
+    /// bitsandbytes LLM.int8().
+    Int8,
+    /// 4-bit integer (GPTQ/AWQ-style).
+    Int4,
+    /// bitsandbytes 4-bit NormalFloat (QLoRA).
+    Nf4,
+    /// 8-bit floating point (FP8 E4M3).
+    Fp8,
+}
+
+impl Quant {
+    pub fn parse(s: &str) -> Option<Quant> {
+        Some(match s {
+            "int8" => Quant::Int8,
+            "int4" => Quant::Int4,
+            "nf4" => Quant::Nf4,
+            "fp8" => Quant::Fp8,
+            _ => return None,
+        })
+    }
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Optimizer {
+    Adamw,
+    #[serde(rename = "adamw-8bit")]
+    Adamw8bit,
+    Adafactor,
+    Sgd,
+    SgdMomentum,
+    Lion,
+}
+
+impl Optimizer {
+    pub fn parse(s: &str) -> Option<Optimizer> {
+        Some(match s {
+            "adamw" | "adam" => Optimizer::Adamw,
+            "adamw-8bit" | "adamw8bit" | "adamw_bnb_8bit" => Optimizer::Adamw8bit,
+            "adafactor" => Optimizer::Adafactor,
+            "sgd" => Optimizer::Sgd,
+            "sgd-momentum" => Optimizer::SgdMomentum,
+            "lion" => Optimizer::Lion,
+            _ => return None,
+        })
+    }
+}
+
+/// `--attention`: which kernel computes attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Attention {
+    /// Materializes the full score matrix (heads x seq x seq per sequence).
+    Eager,
+    /// PyTorch's scaled_dot_product_attention: a fused kernel, no score matrix.
+    Sdpa,
+    /// FlashAttention-2: no score matrix.
+    Flash,
+}
+
+impl Attention {
+    pub fn parse(s: &str) -> Option<Attention> {
+        Some(match s {
+            "eager" => Attention::Eager,
+            "sdpa" => Attention::Sdpa,
+            "flash" | "flash_attention_2" | "fa2" => Attention::Flash,
+            _ => return None,
+        })
+    }
+}
+
+/// `--lora-targets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoraTargets {
+    /// The query and value projections (PEFT's default for Llama).
+    Qv,
+    /// Every linear layer of every block.
+    AllLinear,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Lora {
+    pub rank: u64,
+    pub targets: LoraTargets,
+}
+
+/// A workload as the user asked for it; `None` is "use the default".
+#[derive(Debug, Clone, Default)]
+pub struct WorkloadRequest {
+    pub train: bool,
+    pub batch: Option<u64>,
+    pub seq: Option<u64>,
+    pub dtype: Option<Dtype>,
+    pub amp: bool,
+    pub quant: Option<Quant>,
+    pub optimizer: Option<Optimizer>,
+    pub grad_checkpointing: bool,
+    pub lora: Option<Lora>,
+    pub attention: Option<Attention>,
+    pub gpus: Option<u64>,
+    pub zero: Option<u8>,
+    pub tp: Option<u64>,
+}
+
+/// A workload with every default resolved: what the estimate computes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Workload {
+    pub train: bool,
+    pub batch: u64,
+    pub seq: u64,
+    pub dtype: Dtype,
+    pub amp: bool,
+    pub quant: Option<Quant>,
+    pub optimizer: Option<Optimizer>,
+    pub grad_checkpointing: bool,
+    pub lora: Option<Lora>,
+    pub attention: Attention,
+    pub gpus: u64,
+    pub zero: u8,
+    pub tp: u64,
+    /// True when the sequence was cut to the model's maximum.
+    #[serde(skip)]
+    pub seq_capped: bool,
+}
+
+/// SPEC.md's default sequence length.
+pub const DEFAULT_SEQ: u64 = 512;
+
+impl Workload {
+    /// Fills defaults from the model and checks the combination.
+    pub fn resolve(req: &WorkloadRequest, model: &ModelShape) -> Result<Workload, String> {
+        let batch = req.batch.unwrap_or(1);
+        if batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        let max = model.max_position_embeddings;
+        let (seq, seq_capped) = match (model.kind, req.seq) {
+            (ModelKind::Vision, _) => (model.image_tokens.unwrap_or(197), false),
+            (_, Some(0)) => return Err("--seq must be at least 1".into()),
+            (_, Some(s)) => match max {
+                Some(m) if s > m => (m, true),
+                _ => (s, false),
+            },
+            (_, None) => match max {
+                Some(m) if m < DEFAULT_SEQ => (m, true),
+                _ => (DEFAULT_SEQ, false),
+            },
+        };
+        let gpus = req.gpus.unwrap_or(1).max(1);
+        let tp = req.tp.unwrap_or(1).max(1);
+        if gpus % tp != 0 {
+            return Err(format!("--gpus {gpus} is not a multiple of --tp {tp}"));
+        }
+        let zero = req.zero.unwrap_or(0);
+        if zero > 3 {
+            return Err(format!("--zero {zero}: ZeRO stages are 0 to 3"));
+        }
+        if req.quant.is_some() && req.train && req.lora.is_none() {
+            return Err("training a quantized model needs adapters: add --lora RANK (QLoRA), or drop --quant".into());
+        }
+        if let Some(l) = req.lora {
+            if l.rank == 0 {
+                return Err("--lora RANK must be at least 1".into());
+            }
+            if !req.train {
+                return Err("--lora describes training: add --train".into());
+            }
+        }
+        if req.amp && !req.train {
+            return Err("--amp describes mixed-precision training: add --train (for half-precision inference use --dtype bf16 or fp16)".into());
+        }
+        let dtype = req.dtype.or(model.checkpoint_dtype).unwrap_or(Dtype::Fp32);
+        if req.amp && dtype != Dtype::Fp32 {
+            return Err(format!(
+                "--amp keeps fp32 master weights; with --dtype {} the weights are already half precision (drop --amp)",
+                dtype.name()
+            ));
+        }
+        Ok(Workload {
+            train: req.train,
+            batch,
+            seq,
+            dtype,
+            amp: req.amp,
+            quant: req.quant,
+            optimizer: if req.train {
+                Some(req.optimizer.unwrap_or(Optimizer::Adamw))
+            } else {
+                None
+            },
+            grad_checkpointing: req.grad_checkpointing && req.train,
+            lora: req.lora,
+            attention: req.attention.unwrap_or(Attention::Sdpa),
+            gpus,
+            zero,
+            tp,
+            seq_capped,
+        })
+    }
+
+    /// Bytes of one activation element: half precision under AMP.
+    pub fn activation_bytes(&self) -> u64 {
+        if self.amp {
+            2
+        } else {
+            self.dtype.bytes()
+        }
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.batch.saturating_mul(self.seq)
+    }
+}
