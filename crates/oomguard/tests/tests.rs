@@ -2,4 +2,5 @@
 
 mod cases;
 mod explain;
+mod plan;
 mod util;

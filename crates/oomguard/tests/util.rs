@@ -24,7 +24,13 @@ impl Output {
 }
 
 pub fn oomguard(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    oomguard_env(args, stdin, &[])
+}
+
+/// Runs oomguard with extra environment variables.
+pub fn oomguard_env(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oomguard"));
+    cmd.envs(env.iter().copied());
     cmd.args(args)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())

@@ -13,8 +13,14 @@ use super::workload::{Attention, Workload};
 use crate::model::{ModelKind, ModelShape};
 
 /// Bytes one block keeps for backward, per token.
+///
+/// Under autocast (AMP) matmul inputs are saved as half-precision copies,
+/// but LayerNorm and softmax run in fp32 (PyTorch's autocast op lists), so
+/// norm inputs and attention probabilities stay 4 bytes, and the eager
+/// attention path saves the fp32 probabilities and their half cast.
 pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     let e = w.activation_bytes();
+    let fp32_ops = if w.amp { 4 } else { e };
     let h = s.hidden_size;
     let q = s.heads * s.head_dim;
     let kv = s.kv_heads * s.head_dim;
@@ -23,9 +29,10 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
         Some(m) => m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size,
         None => s.intermediate_size,
     };
-    // Two norms' inputs, the q/k/v projection input, the output projection
-    // input, and q, k, v themselves.
-    let mut elems = 2 * h + h + q + (q + 2 * kv);
+    // Two norms' inputs.
+    let mut bytes = 2 * h * fp32_ops;
+    // The q/k/v projection input, the output projection input, and q, k, v.
+    let mut elems = h + q + (q + 2 * kv);
     // MLP input, and inside it: gated keeps gate, activation, up and their
     // product (4 widths); plain keeps the activation's input and output (2).
     elems += h + if s.gated_mlp || s.moe.is_some() {
@@ -33,15 +40,21 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     } else {
         2 * i
     };
-    let mut bytes = elems * e;
+    bytes += elems * e;
     if s.dropout {
         // One-byte masks after attention and after the MLP.
         bytes += 2 * h;
     }
     if w.attention == Attention::Eager {
-        // The softmax output, a row of seq scores per head (and its dropout
-        // mask and output when the model uses attention dropout).
-        let per_head = if s.dropout { 2 * e + 1 } else { e };
+        // The softmax output (a row of seq scores per head), then with
+        // attention dropout its mask and output; under AMP the probabilities
+        // are fp32 and the matmul saves a half-precision cast of them.
+        let per_head = match (s.dropout, w.amp) {
+            (true, true) => 4 + 1 + 2,
+            (true, false) => 2 * e + 1,
+            (false, true) => 4 + 2,
+            (false, false) => e,
+        };
         bytes += s.heads * w.seq * per_head;
     }
     bytes

@@ -57,17 +57,18 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     let state = training_state::training_state(s, w);
 
     let mut weights = share(weights::weights_bytes(s, w), tp);
-    if zero >= 3 && w.lora.is_none() {
+    // ZeRO-3 / FSDP shard every parameter, frozen or quantized ones included
+    // (FSDP-QLoRA stores the 4-bit weights sharded).
+    if zero >= 3 {
         weights = share(weights, dp);
     }
-    let (mut gradients, mut optimizer, autocast, step_temp) = match &state {
+    let (mut gradients, mut optimizer, autocast) = match &state {
         Some(t) => (
             share(t.gradients_bytes, tp),
             share(t.optimizer_bytes, tp),
             share(t.autocast_copy_bytes, tp),
-            share(t.step_temporary_bytes, tp),
         ),
-        None => (0, 0, 0, 0),
+        None => (0, 0, 0),
     };
     if let Some(t) = &state {
         weights += share(t.adapter_bytes, tp);
@@ -100,10 +101,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         } else {
             0
         };
-        let during_backward = autocast + layer_grads + gathered;
-        // The optimizer step runs after activations are freed.
-        let during_step = step_temp.saturating_sub(acts);
-        (acts, during_backward.max(during_step))
+        (acts, autocast + layer_grads + gathered)
     } else {
         (tp_activation(activations::inference_activations(s, w)), 0)
     };

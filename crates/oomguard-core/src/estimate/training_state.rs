@@ -7,7 +7,10 @@
 //! weights 4 + 2 bytes, gradients 4) and the optimizers' own definitions:
 //! torch.optim keeps states in the parameter's dtype, bitsandbytes' 8-bit
 //! AdamW keeps two 1-byte states (Dettmers et al. 2021), Lion and SGD with
-//! momentum one state, Adafactor factored second moments only.
+//! momentum one state, Adafactor factored second moments only. AdamW is
+//! taken as the fused kernel (`adamw_torch_fused`, Hugging Face Trainer's
+//! default on recent PyTorch), which has no state-sized temporaries; torch's
+//! foreach AdamW would add one during the step.
 
 use super::linears::{linears, Role};
 use super::workload::{LoraTargets, Optimizer, Workload};
@@ -24,9 +27,6 @@ pub struct TrainingState {
     pub optimizer_bytes: u64,
     /// Half-precision copies of the weights autocast keeps for backward.
     pub autocast_copy_bytes: u64,
-    /// The optimizer step's own temporaries (foreach AdamW builds one
-    /// state-sized intermediate).
-    pub step_temporary_bytes: u64,
 }
 
 /// LoRA parameters for `rank` on the chosen targets.
@@ -73,7 +73,6 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 gradients_bytes: p * 4,
                 optimizer_bytes: states,
                 autocast_copy_bytes: 0,
-                step_temporary_bytes: if opt == Optimizer::Adamw { p * 4 } else { 0 },
             })
         }
         None => {
@@ -87,11 +86,6 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 gradients_bytes: p * master.bytes(),
                 optimizer_bytes: states,
                 autocast_copy_bytes: if w.amp { s.linear_params * 2 } else { 0 },
-                step_temporary_bytes: if opt == Optimizer::Adamw {
-                    p * master.bytes()
-                } else {
-                    0
-                },
             })
         }
     }

@@ -161,8 +161,9 @@ impl Workload {
                 _ => (DEFAULT_SEQ, false),
             },
         };
-        let gpus = req.gpus.unwrap_or(1).max(1);
         let tp = req.tp.unwrap_or(1).max(1);
+        // `--tp N` alone runs on N GPUs.
+        let gpus = req.gpus.unwrap_or(tp).max(1);
         if gpus % tp != 0 {
             return Err(format!("--gpus {gpus} is not a multiple of --tp {tp}"));
         }

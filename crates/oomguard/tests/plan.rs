@@ -1,0 +1,337 @@
+//! `oomguard plan` as a user runs it: catalog names, local folders of
+//! safetensors shards, the Hugging Face cache, GGUF files, bad inputs, exit
+//! codes; and the estimate against published measurements.
+
+use crate::util::{fixture, oomguard, oomguard_env, TempDir};
+use serde_json::Value;
+
+/// Runs every measurement of a validation file; fails with all misses.
+fn validate(rel: &str) -> usize {
+    let text = std::fs::read_to_string(fixture(rel)).expect("validation file");
+    let mut misses = Vec::new();
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let row: Value = serde_json::from_str(line).expect("validation row is JSON");
+        // Rows the model cannot express say why, and are listed in the README.
+        if row["skip"].is_string() {
+            continue;
+        }
+        let mut args = vec!["plan", row["model"].as_str().unwrap(), "--json"];
+        args.extend(row["args"].as_str().unwrap().split_whitespace());
+        let out = oomguard(&args, None);
+        let json = out.json();
+        let metric = row["metric"].as_str().unwrap();
+        let got = if metric == "max_seq" {
+            &json["max_seq"]
+        } else {
+            &json["per_gpu"][metric]
+        };
+        let want = row["expected"].as_f64().unwrap();
+        let tol = row["tol"].as_f64().unwrap();
+        n += 1;
+        match got.as_f64() {
+            Some(g) if ((g - want) / want).abs() <= tol => {}
+            _ => misses.push(format!(
+                "{} ({metric}): got {got}, want {want} ± {:.0}%",
+                row["id"].as_str().unwrap(),
+                tol * 100.0
+            )),
+        }
+    }
+    assert!(
+        misses.is_empty(),
+        "{} of {n} measurements missed:\n{}",
+        misses.len(),
+        misses.join("\n")
+    );
+    n
+}
+
+#[test]
+fn shared_measurements_are_within_tolerance() {
+    assert!(validate("plan/shared_measured.jsonl") >= 7);
+}
+
+#[test]
+fn collected_measurements_are_within_tolerance() {
+    assert!(validate("plan/collected_measured.jsonl") >= 10);
+}
+
+#[test]
+fn the_issue_commands_work_offline() {
+    let out = oomguard(
+        &[
+            "plan",
+            "bert-large-uncased",
+            "--train",
+            "--batch",
+            "4",
+            "--seq",
+            "512",
+            "--gpu",
+            "v100-16gb",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("Fits v100-16gb"), "{}", out.stdout);
+    let out = oomguard(
+        &[
+            "plan",
+            "meta-llama/Llama-3.1-8B",
+            "--gpu",
+            "rtx-4090",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["model"]["params"], 8_030_261_248u64);
+    assert_eq!(json["gpu"]["memory_bytes"], 24564u64 << 20);
+    assert_eq!(json["fits"], true);
+    assert_eq!(json["workload"]["dtype"], "bf16");
+    assert!(json["max_batch"].as_u64().unwrap() > 1);
+}
+
+#[test]
+fn not_fitting_exits_1_with_changes_that_fit() {
+    // Full fine-tuning of an 8B model needs ~65 GiB; a 24 GiB card needs QLoRA.
+    let out = oomguard(
+        &[
+            "plan",
+            "meta-llama/Llama-3.1-8B",
+            "--train",
+            "--batch",
+            "1",
+            "--seq",
+            "512",
+            "--gpu",
+            "rtx-4090",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["fits"], false);
+    let recs = json["recommendations"].as_array().unwrap();
+    assert!(!recs.is_empty());
+    // Fitting changes come first, each with a total within the GPU.
+    assert_eq!(recs[0]["fits"], true);
+    assert!(recs[0]["device_used_bytes"].as_u64().unwrap() <= 24564u64 << 20);
+    assert!(
+        recs.iter()
+            .any(|r| r["change"].as_str().unwrap().contains("--quant nf4")),
+        "{recs:?}"
+    );
+}
+
+/// A safetensors file: the 8-byte header length, the JSON header, and the
+/// data region as a hole (the file is sparse: nothing is written there).
+fn safetensors_file(path: &std::path::Path, tensors: &[(&str, &str, &[u64])]) {
+    let mut offset = 0u64;
+    let mut header = serde_json::Map::new();
+    for (name, dtype, shape) in tensors {
+        let bytes = shape.iter().product::<u64>() * if *dtype == "F32" { 4 } else { 2 };
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+        );
+        offset += bytes;
+    }
+    let text = serde_json::to_vec(&Value::Object(header)).unwrap();
+    let mut data = (text.len() as u64).to_le_bytes().to_vec();
+    data.extend_from_slice(&text);
+    std::fs::write(path, &data).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(data.len() as u64 + offset).unwrap();
+}
+
+const TINY_LLAMA: &str = r#"{"model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 2, "num_attention_heads": 16,
+  "num_key_value_heads": 4, "intermediate_size": 5632, "vocab_size": 32000, "max_position_embeddings": 2048,
+  "torch_dtype": "bfloat16"}"#;
+
+#[test]
+fn a_sharded_folder_gives_exact_params_from_headers() {
+    let dir = TempDir::new();
+    let model = dir.0.join("tiny-llama");
+    std::fs::create_dir(&model).unwrap();
+    std::fs::write(model.join("config.json"), TINY_LLAMA).unwrap();
+    // Two shards of 1 GiB each on disk (sparse) and an index naming them.
+    safetensors_file(
+        &model.join("model-00001-of-00002.safetensors"),
+        &[
+            ("model.embed_tokens.weight", "BF16", &[32000, 2048]),
+            ("pad", "BF16", &[1 << 29]),
+        ],
+    );
+    safetensors_file(
+        &model.join("model-00002-of-00002.safetensors"),
+        &[
+            ("lm_head.weight", "BF16", &[32000, 2048]),
+            ("pad2", "BF16", &[7]),
+        ],
+    );
+    std::fs::write(
+        model.join("model.safetensors.index.json"),
+        r#"{"metadata": {}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",
+            "pad": "model-00001-of-00002.safetensors", "lm_head.weight": "model-00002-of-00002.safetensors",
+            "pad2": "model-00002-of-00002.safetensors"}}"#,
+    )
+    .unwrap();
+    let out = oomguard(&["plan", model.to_str().unwrap(), "--json"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["model"]["params"], 2 * 32000 * 2048 + (1u64 << 29) + 7);
+    assert_eq!(json["model"]["kv_heads"], 4);
+    assert_eq!(json["workload"]["dtype"], "bf16");
+    assert_eq!(
+        json["per_gpu"]["weights_bytes"],
+        2 * (2 * 32000 * 2048 + (1u64 << 29) + 7)
+    );
+}
+
+#[test]
+fn the_hub_cache_is_searched_by_repo_id() {
+    let dir = TempDir::new();
+    let snap = dir.0.join("models--acme--tiny-llama/snapshots/abc123");
+    std::fs::create_dir_all(&snap).unwrap();
+    std::fs::create_dir_all(dir.0.join("models--acme--tiny-llama/refs")).unwrap();
+    std::fs::write(dir.0.join("models--acme--tiny-llama/refs/main"), "abc123").unwrap();
+    std::fs::write(snap.join("config.json"), TINY_LLAMA).unwrap();
+    let cache = dir.0.to_str().unwrap();
+    let out = oomguard_env(
+        &["plan", "acme/tiny-llama", "--json"],
+        None,
+        &[("HF_HUB_CACHE", cache)],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["model"]["id"], "acme/tiny-llama");
+    assert_eq!(out.json()["model"]["layers"], 2);
+    // HF_HOME/hub is the fallback.
+    let home = dir.0.join("home");
+    std::fs::create_dir_all(home.join("hub")).unwrap();
+    std::fs::rename(
+        dir.0.join("models--acme--tiny-llama"),
+        home.join("hub/models--acme--tiny-llama"),
+    )
+    .unwrap();
+    let out = oomguard_env(
+        &["plan", "acme/tiny-llama", "--json"],
+        None,
+        &[("HF_HOME", home.to_str().unwrap()), ("HF_HUB_CACHE", "")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+/// A GGUF v3 file: llama metadata and two tensors (F16 and Q4_K).
+fn gguf_bytes() -> Vec<u8> {
+    fn s(out: &mut Vec<u8>, text: &str) {
+        out.extend((text.len() as u64).to_le_bytes());
+        out.extend(text.as_bytes());
+    }
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(2u64.to_le_bytes()); // tensors
+    let kvs: [(&str, u32); 6] = [
+        ("llama.block_count", 2),
+        ("llama.embedding_length", 256),
+        ("llama.attention.head_count", 4),
+        ("llama.attention.head_count_kv", 2),
+        ("llama.feed_forward_length", 512),
+        ("llama.context_length", 4096),
+    ];
+    b.extend((kvs.len() as u64 + 1).to_le_bytes());
+    s(&mut b, "general.architecture");
+    b.extend(8u32.to_le_bytes());
+    s(&mut b, "llama");
+    for (k, v) in kvs {
+        s(&mut b, k);
+        b.extend(4u32.to_le_bytes());
+        b.extend(v.to_le_bytes());
+    }
+    for (name, dims, ty) in [
+        ("token_embd.weight", [256u64, 1000], 1u32),
+        ("blk.0.ffn_up.weight", [256, 512], 12),
+    ] {
+        s(&mut b, name);
+        b.extend(2u32.to_le_bytes());
+        for d in dims {
+            b.extend(d.to_le_bytes());
+        }
+        b.extend(ty.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn a_gguf_file_is_sized_from_its_quantization() {
+    let dir = TempDir::new();
+    let path = dir.file("tiny.gguf", &gguf_bytes());
+    let out = oomguard(&["plan", &path, "--json"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["model"]["layers"], 2);
+    assert_eq!(json["model"]["kv_heads"], 2);
+    // F16: 256,000 x 2 bytes; Q4_K: 131,072 / 256 blocks x 144 bytes.
+    assert_eq!(
+        json["per_gpu"]["weights_bytes"],
+        256_000 * 2 + 131_072 / 256 * 144
+    );
+}
+
+#[test]
+fn bad_model_inputs_are_clear_errors() {
+    let dir = TempDir::new();
+    let check = |args: &[&str], needle: &str| {
+        let out = oomguard(args, None);
+        assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"));
+    };
+    let cfg = dir.file("config.json", br#"{"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 10}"#);
+    check(&["plan", &cfg], "num_hidden_layers");
+    let truncated = dir.file("trunc.json", br#"{"model_type": "llama", "hidden_si"#);
+    check(&["plan", &truncated], "not valid JSON");
+    let mut absurd = (1u64 << 63).to_le_bytes().to_vec();
+    absurd.extend(b"{}");
+    let st_dir = dir.0.join("st");
+    std::fs::create_dir(&st_dir).unwrap();
+    std::fs::write(st_dir.join("config.json"), TINY_LLAMA).unwrap();
+    std::fs::write(st_dir.join("model.safetensors"), &absurd).unwrap();
+    check(&["plan", st_dir.to_str().unwrap()], "model.safetensors");
+    let gguf = dir.file("bad.gguf", b"GGUF\x03\x00\x00\x00\xff\xff");
+    check(&["plan", &gguf], "bad.gguf");
+    let empty = dir.0.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    check(&["plan", empty.to_str().unwrap()], "no config.json");
+    check(
+        &["plan", "llama-3.1-8"],
+        "did you mean meta-llama/Llama-3.1-8B",
+    );
+    check(&["plan", "bert-base-uncased", "--gpu", "voodoo-5"], "--gpu");
+    check(&["plan", "./missing-folder"], "no such file");
+    check(&["plan", "bert-base-uncased", "--amp"], "--train");
+}
+
+#[test]
+fn catalogs_list_their_sources() {
+    let out = oomguard(&["models", "--json"], None);
+    assert_eq!(out.code, 0);
+    let models = out.json()["models"].as_array().unwrap().len();
+    assert!(models >= 40, "{models}");
+    let out = oomguard(&["gpus", "--json"], None);
+    let gpus = out.json()["gpus"].as_array().unwrap().clone();
+    assert!(gpus.len() >= 30);
+    assert!(gpus
+        .iter()
+        .all(|g| !g["memory_source"].as_str().unwrap().is_empty()));
+    let out = oomguard(&["gpus"], None);
+    assert!(
+        out.stdout.contains("rtx-4090") && out.stdout.contains("23.99 GiB"),
+        "{}",
+        out.stdout
+    );
+}
