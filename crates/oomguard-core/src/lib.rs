@@ -6,6 +6,7 @@
 //!
 //! - [`size`]: byte sizes as frameworks print them and users type them.
 //! - [`oom`]: finding OOM events in any text, in bounded memory.
+//! - [`supervise`]: batch placeholders, restart and search decisions for `run` and `tune`.
 //! - [`diagnose`]: an event's memory accounting, ranked causes and fixes.
 //! - [`estimate`]: a workload's per-GPU memory, and what fits a GPU.
 //! - [`gpu`]: the GPU catalog.
@@ -17,3 +18,4 @@ pub mod gpu;
 pub mod model;
 pub mod oom;
 pub mod size;
+pub mod supervise;

@@ -36,6 +36,26 @@ Hugging Face cache, or a name from `oomguard models`. Nothing is downloaded.\n\n
 no --gpu was given), 1 when it does not fit, 2 on an input error."
     )]
     Plan(Box<PlanArgs>),
+    /// Run a command; on OOM restart it with a batch that fits, and say why.
+    #[command(
+        long_about = "Run COMMAND with {batch} (and {accum}) in its arguments replaced by the current batch size \
+(also exported as OOMGUARD_BATCH, and OOMGUARD_ACCUM). Its output passes through unchanged and live. When it \
+dies of an out-of-memory error, oomguard prints the diagnosis, picks the next batch from the error's figures \
+and restarts it, up to --max-restarts times.\n\nExit code: the last attempt's (128+N for a signal; 127 when \
+the command does not exist).",
+        trailing_var_arg = true
+    )]
+    Run(RunArgs),
+    /// Find the largest batch a command survives, in few trial runs.
+    #[command(
+        long_about = "Run short trials of COMMAND ({batch} replaced, OOMGUARD_BATCH exported) to find the largest \
+batch size with which it exits 0. It learns from each OOM's figures and, when GPU memory can be read \
+(nvidia-smi), fits memory against batch and jumps to the predicted limit, then verifies it and the batch just \
+above. A trial stopped by --trial-timeout without an OOM counts as survived.\n\nExit code 0 when a batch was \
+found, 1 when even --min fails, the failing trial's code when one fails without an OOM, 2 on bad input.",
+        trailing_var_arg = true
+    )]
+    Tune(TuneArgs),
     /// List the built-in model catalog.
     Models(ListArgs),
     /// List the built-in GPU catalog.
@@ -98,6 +118,62 @@ pub struct PlanArgs {
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// First batch size (required when the command uses {batch}).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch: Option<u64>,
+    /// Never go below this batch size.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_batch: u64,
+    /// Restarts after the first attempt, at most.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_restarts: u32,
+    /// Keep batch x accumulation at least N: {accum} becomes ceil(N / batch).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub global_batch: Option<u64>,
+    /// After the minimum batch fails, one more run with CUDA_VISIBLE_DEVICES="".
+    #[arg(long)]
+    pub cpu_fallback: bool,
+    /// Append one JSON line per attempt to this file.
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<PathBuf>,
+    /// A JSON summary on stdout at the end; the command's output goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(value_name = "COMMAND", num_args = 0.., allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// First batch size tried.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..))]
+    pub start: u64,
+    /// Smallest batch size considered.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min: u64,
+    /// Largest batch size considered.
+    #[arg(long, value_name = "N", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max: u64,
+    /// Report the found size times 1 - F.
+    #[arg(long, value_name = "F", default_value_t = 0.0)]
+    pub margin: f64,
+    /// Stop a trial after this many seconds; surviving that long counts as success.
+    #[arg(long, value_name = "SECONDS")]
+    pub trial_timeout: Option<f64>,
+    /// Where trials' peak GPU memory is read.
+    #[arg(long, value_name = "SOURCE", value_parser = ["nvml", "nvidia-smi", "none"])]
+    pub source: Option<String>,
+    /// Machine-readable output on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The command and its arguments (after `--`).
+    #[arg(value_name = "COMMAND", num_args = 0.., allow_hyphen_values = true)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 //! chain, with exit code 2; a closed pipe (`oomguard explain big.log | head`)
 //! ends quietly.
 
+mod child;
 mod commands;
 mod flags;
 mod style;

@@ -3,4 +3,5 @@
 mod cases;
 mod explain;
 mod plan;
+mod supervise;
 mod util;

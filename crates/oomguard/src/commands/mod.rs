@@ -4,6 +4,8 @@
 mod catalogs;
 mod explain;
 mod plan;
+mod run;
+mod tune;
 
 use crate::flags::{Cli, Command};
 use std::process::ExitCode;
@@ -12,6 +14,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Explain(args) => explain::run(&args),
         Command::Plan(args) => plan::run(&args),
+        Command::Run(args) => run::run(&args),
+        Command::Tune(args) => tune::run(&args),
         Command::Models(args) => catalogs::models(&args),
         Command::Gpus(args) => catalogs::gpus(&args),
     }

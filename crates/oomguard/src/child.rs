@@ -1,0 +1,433 @@
+//! Running one attempt of the user's command: in its own process group, its
+//! output passed through as it comes (byte for byte on pipes, through a
+//! pseudo-terminal when oomguard's own output is a terminal, so progress
+//! bars and colours look as they do without oomguard), read for OOM events
+//! on the way in bounded memory, optionally timed out, with SIGINT/SIGTERM
+//! forwarded to the whole group and nothing left running afterwards.
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use oomguard_core::gpu::nvidia_smi;
+use oomguard_core::oom::{scan_reader, OomEvent, ScanOptions};
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Where the child's output goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// stdout to stdout, stderr to stderr.
+    Passthrough,
+    /// Both to oomguard's stderr (stdout carries JSON).
+    ToStderr,
+    /// Kept only as a short tail for error reports (tune's trials).
+    Capture,
+}
+
+/// Signals oomguard received, forwarded to the running child's group.
+#[derive(Clone)]
+pub struct Interrupts {
+    received: Arc<AtomicI32>,
+    child_group: Arc<AtomicI32>,
+}
+
+impl Interrupts {
+    /// Installs the handlers once, for the life of the process.
+    pub fn install() -> io::Result<Interrupts> {
+        let received = Arc::new(AtomicI32::new(0));
+        let child_group = Arc::new(AtomicI32::new(0));
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGHUP,
+        ])?;
+        let (r, g) = (received.clone(), child_group.clone());
+        thread::spawn(move || {
+            for sig in signals.forever() {
+                r.store(sig, Ordering::SeqCst);
+                forward(g.load(Ordering::SeqCst), sig);
+            }
+        });
+        Ok(Interrupts {
+            received,
+            child_group,
+        })
+    }
+
+    /// The signal received, if any (the caller stops starting attempts).
+    pub fn received(&self) -> Option<i32> {
+        Some(self.received.load(Ordering::SeqCst)).filter(|s| *s != 0)
+    }
+}
+
+fn forward(group: i32, sig: i32) {
+    if group > 0 {
+        if let Ok(s) = Signal::try_from(sig) {
+            let _ = killpg(Pid::from_raw(group), s);
+        }
+    }
+}
+
+/// The child's GPU memory as sampled during the attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryTrace {
+    /// Lowest usage after the first allocation: weights before a step.
+    pub baseline_bytes: Option<u64>,
+    pub peak_bytes: Option<u64>,
+    /// The device's total minus the most other processes held.
+    pub capacity_bytes: Option<u64>,
+    pub samples: u32,
+}
+
+/// One attempt to run.
+pub struct Launch<'a> {
+    pub argv: &'a [String],
+    pub env: Vec<(String, String)>,
+    pub output: Output,
+    pub timeout: Option<Duration>,
+    /// Sample GPU memory with this `nvidia-smi` while the child runs.
+    pub nvidia_smi: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub events: Vec<OomEvent>,
+    pub duration: Duration,
+    /// The last lines of output when captured.
+    pub tail: String,
+    pub memory: Option<MemoryTrace>,
+}
+
+impl Finished {
+    /// The exit code a shell would report: the code, or 128 + the signal.
+    pub fn shell_code(&self) -> i32 {
+        self.exit_code.or(self.signal.map(|s| 128 + s)).unwrap_or(1)
+    }
+}
+
+/// Why the command could not start.
+#[derive(Debug)]
+pub enum StartError {
+    NotFound(String),
+    NotExecutable(String),
+    Other(io::Error),
+}
+
+const TAIL_BYTES: usize = 16 << 10;
+const CHUNK: usize = 64 << 10;
+
+/// A `Read` over chunks sent through a channel, for the scanner thread.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Scans what arrives on `rx` for OOM events.
+fn spawn_scanner(rx: Receiver<Vec<u8>>) -> thread::JoinHandle<Vec<OomEvent>> {
+    thread::spawn(move || {
+        let mut events = Vec::new();
+        let reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let _ = scan_reader("-", reader, &ScanOptions::default(), |e| events.push(e));
+        events
+    })
+}
+
+/// Copies `input` to its destination as it arrives and to the scanner.
+fn spawn_pump(
+    mut input: impl Read + Send + 'static,
+    to_stderr: bool,
+    output: Output,
+    tx: SyncSender<Vec<u8>>,
+    tail: Arc<Mutex<Vec<u8>>>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A pseudo-terminal's master reports EIO once the child side closes.
+                Err(_) => break,
+            };
+            let bytes = &buf[..n];
+            match output {
+                Output::Passthrough if !to_stderr => {
+                    let mut out = io::stdout().lock();
+                    let _ = out.write_all(bytes).and_then(|_| out.flush());
+                }
+                Output::Passthrough | Output::ToStderr => {
+                    let mut err = io::stderr().lock();
+                    let _ = err.write_all(bytes).and_then(|_| err.flush());
+                }
+                Output::Capture => {
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    t.extend_from_slice(bytes);
+                    if t.len() > TAIL_BYTES {
+                        let cut = t.len() - TAIL_BYTES;
+                        t.drain(..cut);
+                    }
+                }
+            }
+            if tx.send(bytes.to_vec()).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Pids whose process group is `group` (Linux /proc).
+fn group_members(group: i32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the command name (which may hold spaces).
+                    let rest = &s[s.rfind(')')? + 2..];
+                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                })
+                == Some(group)
+        })
+        .collect()
+}
+
+fn run_nvidia_smi(bin: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Samples the group's GPU memory every `period` until `stop` fires.
+fn spawn_sampler(bin: String, group: i32, stop: Receiver<()>) -> thread::JoinHandle<MemoryTrace> {
+    thread::spawn(move || {
+        let period = Duration::from_millis(20);
+        let mut trace = MemoryTrace::default();
+        let mut seen_nonzero = false;
+        let mut others_max = 0u64;
+        // The device's size does not change: read it once.
+        let total = run_nvidia_smi(
+            &bin,
+            &[
+                "--query-gpu=index,memory.total,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
+        )
+        .and_then(|g| {
+            nvidia_smi::gpu_memory(&g)
+                .first()
+                .and_then(|g| g.total_bytes)
+        });
+        loop {
+            let apps = run_nvidia_smi(
+                &bin,
+                &[
+                    "--query-compute-apps=pid,process_name,used_memory",
+                    "--format=csv,noheader,nounits",
+                ],
+            );
+            if let Some(apps) = apps {
+                let members = group_members(group);
+                let apps = nvidia_smi::compute_apps(&apps);
+                let mine: u64 = apps
+                    .iter()
+                    .filter(|a| members.contains(&a.pid))
+                    .filter_map(|a| a.used_bytes)
+                    .sum();
+                let others: u64 = apps
+                    .iter()
+                    .filter(|a| !members.contains(&a.pid))
+                    .filter_map(|a| a.used_bytes)
+                    .sum();
+                others_max = others_max.max(others);
+                trace.samples += 1;
+                if mine > 0 {
+                    seen_nonzero = true;
+                    trace.peak_bytes = Some(trace.peak_bytes.map_or(mine, |p| p.max(mine)));
+                    trace.baseline_bytes = Some(trace.baseline_bytes.map_or(mine, |b| b.min(mine)));
+                }
+            }
+            match stop.recv_timeout(period) {
+                Err(RecvTimeoutError::Timeout) => continue,
+                _ => break,
+            }
+        }
+        if !seen_nonzero {
+            trace.peak_bytes = None;
+        }
+        trace.capacity_bytes = total.map(|t| t.saturating_sub(others_max));
+        trace
+    })
+}
+
+/// Ends every process left in `group`: SIGTERM, then SIGKILL after a grace.
+fn reap_group(group: i32) {
+    let pg = Pid::from_raw(group);
+    if killpg(pg, None).is_err() {
+        return;
+    }
+    let _ = killpg(pg, Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline {
+        if killpg(pg, None).is_err() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(pg, Signal::SIGKILL);
+}
+
+/// Runs one attempt to its end.
+pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, StartError> {
+    let started = Instant::now();
+    let mut cmd = Command::new(&launch.argv[0]);
+    cmd.args(&launch.argv[1..])
+        .envs(launch.env.iter().cloned())
+        .process_group(0);
+    let use_pty = launch.output == Output::Passthrough && io::stdout().is_terminal();
+    let mut master: Option<File> = None;
+    if use_pty {
+        let size = terminal_size::terminal_size().map(|(w, h)| nix::pty::Winsize {
+            ws_row: h.0,
+            ws_col: w.0,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        });
+        let pty =
+            nix::pty::openpty(size.as_ref(), None).map_err(|e| StartError::Other(e.into()))?;
+        let slave_err = pty.slave.try_clone().map_err(StartError::Other)?;
+        cmd.stdout(Stdio::from(pty.slave))
+            .stderr(Stdio::from(slave_err));
+        master = Some(File::from(pty.master));
+    } else {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => StartError::NotFound(launch.argv[0].clone()),
+        io::ErrorKind::PermissionDenied => StartError::NotExecutable(launch.argv[0].clone()),
+        _ => StartError::Other(e),
+    })?;
+    // The command line's process group is the child's pid (process_group(0)).
+    let group = child.id() as i32;
+    interrupts.child_group.store(group, Ordering::SeqCst);
+    if let Some(sig) = interrupts.received() {
+        forward(group, sig);
+    }
+    drop(cmd); // closes our copies of the pseudo-terminal's child side
+
+    let tail = Arc::new(Mutex::new(Vec::new()));
+    let mut pumps = Vec::new();
+    let mut scanners = Vec::new();
+    let mut streams: Vec<(Box<dyn Read + Send>, bool)> = Vec::new();
+    if let Some(m) = master {
+        streams.push((Box::new(m), false));
+    } else {
+        if let Some(out) = child.stdout.take() {
+            streams.push((Box::new(out), false));
+        }
+        if let Some(err) = child.stderr.take() {
+            streams.push((Box::new(err), true));
+        }
+    }
+    for (stream, is_stderr) in streams {
+        let (tx, rx) = mpsc::sync_channel(64);
+        scanners.push(spawn_scanner(rx));
+        pumps.push(spawn_pump(
+            stream,
+            is_stderr,
+            launch.output,
+            tx,
+            tail.clone(),
+        ));
+    }
+
+    let (stop_sampler, sampler_rx) = mpsc::channel();
+    let sampler = launch
+        .nvidia_smi
+        .clone()
+        .map(|bin| spawn_sampler(bin, group, sampler_rx));
+    let (stop_timer, timer_rx) = mpsc::channel::<()>();
+    let timed_out = Arc::new(AtomicI32::new(0));
+    let timer = launch.timeout.map(|limit| {
+        let flag = timed_out.clone();
+        thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = timer_rx.recv_timeout(limit) {
+                flag.store(1, Ordering::SeqCst);
+                reap_group(group);
+            }
+        })
+    });
+
+    let status = child.wait();
+    let _ = stop_timer.send(());
+    if let Some(t) = timer {
+        let _ = t.join();
+    }
+    interrupts.child_group.store(0, Ordering::SeqCst);
+    // Nothing of the attempt keeps running (torchrun workers, data loaders).
+    reap_group(group);
+    for p in pumps {
+        let _ = p.join();
+    }
+    let mut events = Vec::new();
+    for s in scanners {
+        events.extend(s.join().unwrap_or_default());
+    }
+    let _ = stop_sampler.send(());
+    let memory = sampler.and_then(|s| s.join().ok());
+    let status = status.map_err(StartError::Other)?;
+    let tail =
+        String::from_utf8_lossy(&tail.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
+    Ok(Finished {
+        exit_code: status.code(),
+        signal: status.signal(),
+        timed_out: timed_out.load(Ordering::SeqCst) == 1,
+        events,
+        duration: started.elapsed(),
+        tail,
+        memory,
+    })
+}

@@ -1,0 +1,223 @@
+//! `oomguard tune`: short trials of the command, each in a fresh process, to
+//! find the largest batch it survives; printed as they go, then the answer.
+
+use crate::child::{self, Interrupts, Launch, Output, StartError};
+use crate::flags::TuneArgs;
+use anyhow::{bail, Context};
+use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
+use oomguard_core::size::format_size;
+use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
+use serde::Serialize;
+use std::io::{self, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+struct Trial {
+    batch: u64,
+    ok: bool,
+    duration_s: f64,
+    peak_bytes: Option<u64>,
+    oom: Option<ExplainedEvent>,
+}
+
+/// Which `nvidia-smi` to sample, from `--source` and what the machine has.
+fn memory_source(arg: Option<&str>) -> anyhow::Result<Option<String>> {
+    let on_path = || {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nvidia-smi"))
+                .find(|p| p.is_file())
+                .map(|p| p.display().to_string())
+        })
+    };
+    match arg {
+        Some("none") => Ok(None),
+        Some("nvml") => bail!(
+            "--source nvml: this build reads GPU memory through nvidia-smi only (NVML support comes with `oomguard watch`); use --source nvidia-smi"
+        ),
+        Some("nvidia-smi") => on_path()
+            .map(Some)
+            .ok_or_else(|| anyhow::anyhow!("--source nvidia-smi: no nvidia-smi on PATH")),
+        _ => Ok(on_path()),
+    }
+}
+
+fn say(msg: &str) {
+    let _ = writeln!(io::stderr().lock(), "oomguard: {msg}");
+}
+
+pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
+    let template = CommandTemplate::new(args.command.clone(), true, false)?;
+    if args.min > args.max {
+        bail!("--min {} is above --max {}", args.min, args.max);
+    }
+    if !(0.0..1.0).contains(&args.margin) {
+        bail!("--margin {} must be at least 0 and below 1", args.margin);
+    }
+    let timeout = match args.trial_timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => bail!("--trial-timeout {t}: give a positive number of seconds"),
+        None => None,
+    };
+    let source = memory_source(args.source.as_deref())?;
+    let interrupts = Interrupts::install().context("cannot install signal handlers")?;
+    let mut search = BatchSearch::new(args.start, args.min, args.max);
+    let mut trials: Vec<Trial> = Vec::new();
+    if !args.json {
+        say(&format!(
+            "searching batch sizes {}..{} from {}; GPU memory from {}",
+            args.min,
+            args.max,
+            args.start,
+            source
+                .as_deref()
+                .unwrap_or("nowhere (pass/fail and OOM figures only)")
+        ));
+    }
+    while let Some(batch) = search.next() {
+        if let Some(sig) = interrupts.received() {
+            return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
+        }
+        let argv = template.fill(batch, None);
+        let launch = Launch {
+            argv: &argv,
+            env: vec![("OOMGUARD_BATCH".to_string(), batch.to_string())],
+            output: Output::Capture,
+            timeout,
+            nvidia_smi: source.clone(),
+        };
+        let finished = match child::run(&launch, &interrupts) {
+            Ok(f) => f,
+            Err(StartError::NotFound(cmd)) => {
+                say(&format!("cannot run `{cmd}`: command not found"));
+                return Ok(ExitCode::from(127));
+            }
+            Err(StartError::NotExecutable(cmd)) => {
+                say(&format!("cannot run `{cmd}`: permission denied"));
+                return Ok(ExitCode::from(126));
+            }
+            Err(StartError::Other(e)) => {
+                return Err(e).context(format!("cannot run `{}`", argv[0]))
+            }
+        };
+        if let Some(sig) = interrupts.received() {
+            return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
+        }
+        let memory = finished.memory.unwrap_or_default();
+        let survived =
+            finished.exit_code == Some(0) || (finished.timed_out && finished.events.is_empty());
+        let oom = if survived {
+            None
+        } else {
+            finished
+                .events
+                .last()
+                .cloned()
+                .map(|e| ExplainedEvent::new(e, &DiagnoseContext { batch: Some(batch) }))
+        };
+        let outcome = if survived {
+            TrialOutcome::Succeeded {
+                baseline_bytes: memory.baseline_bytes,
+                peak_bytes: memory.peak_bytes,
+                capacity_bytes: memory.capacity_bytes,
+            }
+        } else if let Some(e) = &oom {
+            TrialOutcome::OutOfMemory {
+                event: Some(Box::new(e.event.clone())),
+            }
+        } else {
+            let code = finished.shell_code();
+            say(&format!(
+                "trial at batch {batch} failed with exit code {code} and no out-of-memory error; stopping. Its last output:\n{}",
+                last_lines(&finished.tail, 15)
+            ));
+            return Ok(ExitCode::from(code.clamp(1, 255) as u8));
+        };
+        search.record(batch, &outcome);
+        let trial = Trial {
+            batch,
+            ok: survived,
+            duration_s: (finished.duration.as_secs_f64() * 1000.0).round() / 1000.0,
+            peak_bytes: memory.peak_bytes,
+            oom,
+        };
+        if !args.json {
+            print_trial(
+                trials.len() + 1,
+                &trial,
+                finished.timed_out,
+                search.predicted(),
+            );
+        }
+        trials.push(trial);
+    }
+    let found = search.answer();
+    let reported =
+        found.map(|b| (((b as f64) * (1.0 - args.margin)).floor() as u64).max(args.min.min(b)));
+    if args.json {
+        let mut out = io::stdout().lock();
+        serde_json::to_writer(
+            &mut out,
+            &serde_json::json!({ "batch": reported, "trials": trials }),
+        )?;
+        writeln!(out)?;
+    } else {
+        let mut out = io::stdout().lock();
+        match (found, reported) {
+            (Some(b), Some(r)) if r != b => writeln!(
+                out,
+                "largest batch: {b}; with --margin {}: {r} ({} trials)",
+                args.margin,
+                trials.len()
+            )?,
+            (Some(b), _) => writeln!(out, "largest batch: {b} ({} trials)", trials.len())?,
+            _ => writeln!(
+                out,
+                "no batch size from {} up survives ({} trials)",
+                args.min,
+                trials.len()
+            )?,
+        }
+    }
+    Ok(if found.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_trial(n: usize, t: &Trial, timed_out: bool, predicted: Option<u64>) {
+    let mut line = format!(
+        "trial {n}: batch {:>6}  {:<4} {:>7.2}s",
+        t.batch,
+        if t.ok { "ok" } else { "OOM" },
+        t.duration_s
+    );
+    if timed_out && t.ok {
+        line.push_str(" (survived the trial timeout)");
+    }
+    if let Some(p) = t.peak_bytes {
+        line.push_str(&format!("  peak {}", format_size(p)));
+    }
+    if let Some(e) = &t.oom {
+        let m = &e.event.memory;
+        if let (Some(a), Some(q)) = (m.allocated_bytes, m.requested_bytes) {
+            line.push_str(&format!(
+                "  needed ≥ {} ({} held + {} asked)",
+                format_size(a + q),
+                format_size(a),
+                format_size(q)
+            ));
+        }
+    }
+    if let Some(p) = predicted {
+        line.push_str(&format!("  memory line predicts {p}"));
+    }
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+fn last_lines(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
