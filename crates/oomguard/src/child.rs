@@ -124,7 +124,10 @@ pub enum StartError {
 }
 
 const TAIL_BYTES: usize = 16 << 10;
-const CHUNK: usize = 64 << 10;
+const CHUNK: usize = 256 << 10;
+/// Pipe capacity asked of the kernel (Linux F_SETPIPE_SZ; the default 64 KiB
+/// makes a fast writer wait on every page).
+const PIPE_BYTES: i32 = 1 << 20;
 
 /// A `Read` over chunks sent through a channel, for the scanner thread.
 struct ChannelReader {
@@ -366,9 +369,17 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
         streams.push((Box::new(m), false));
     } else {
         if let Some(out) = child.stdout.take() {
+            let _ = nix::fcntl::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&out),
+                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES),
+            );
             streams.push((Box::new(out), false));
         }
         if let Some(err) = child.stderr.take() {
+            let _ = nix::fcntl::fcntl(
+                std::os::fd::AsRawFd::as_raw_fd(&err),
+                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES),
+            );
             streams.push((Box::new(err), true));
         }
     }

@@ -423,8 +423,27 @@ fn tune_margin_and_timeout() {
     // process group is killed.
     let dir = TempDir::new();
     let pids = dir.0.join("pids");
-    let script = format!("sleep 30 & echo $! >> {}; sleep 30; echo {{batch}}", pids.display());
-    let out = oomguard(&["tune", "--json", "--source", "none", "--max", "16", "--trial-timeout", "0.5", "--", "sh", "-c", &script], None);
+    let script = format!(
+        "sleep 30 & echo $! >> {}; sleep 30; echo {{batch}}",
+        pids.display()
+    );
+    let out = oomguard(
+        &[
+            "tune",
+            "--json",
+            "--source",
+            "none",
+            "--max",
+            "16",
+            "--trial-timeout",
+            "0.5",
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ],
+        None,
+    );
     let json = out.json();
     assert_eq!(json["batch"], 16, "{}", out.stderr);
     for pid in std::fs::read_to_string(&pids).unwrap().lines() {
@@ -540,4 +559,32 @@ fn the_journal_survives_kill_9_of_oomguard() {
                 .status();
         }
     }
+}
+
+#[test]
+fn on_a_terminal_the_command_sees_a_terminal() {
+    // `script` (util-linux) gives oomguard a pseudo-terminal as its output;
+    // the command then gets one too, so progress bars and colours stay.
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    let inner = format!(
+        "{bin} run -- python3 -c 'import sys; print(sys.stdout.isatty(), sys.stderr.isatty())'"
+    );
+    let out = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("True True"), "{text}");
+    // Through pipes it does not.
+    let out = oomguard(
+        &[
+            "run",
+            "--",
+            "python3",
+            "-c",
+            "import sys; print(sys.stdout.isatty())",
+        ],
+        None,
+    );
+    assert_eq!(out.stdout.trim(), "False");
 }

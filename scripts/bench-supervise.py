@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Benchmark of `oomguard run` and `oomguard tune` on the simulated trainer.
+
+Prints three tables:
+1. trials `tune` needs to find the exact largest batch, without and with a
+   memory source (the stand-in nvidia-smi), next to Lightning's binsearch and
+   accelerate's find_executable_batch_size replayed against the same trainer;
+2. the batch `run` lands on and its restarts, next to blind halving, from
+   starts 1.3x, 3x and 6x too large;
+3. `run`'s passthrough throughput on 1 GiB of child output, as a ratio to
+   `cat` writing the same file.
+
+Usage: scripts/bench-supervise.py
+"""
+import json
+import os
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TRAINER = ROOT / "examples/fake-trainer/fake_trainer.py"
+BIN = ROOT / "target/release/oomguard"
+
+
+def limit_of(opts):
+    out = subprocess.run(["python3", TRAINER, *opts, "--print-max-batch"], capture_output=True, text=True, check=True)
+    return int(out.stdout)
+
+
+def fits(batch, opts):
+    return subprocess.run(["python3", TRAINER, "--batch", str(batch), *opts], capture_output=True).returncode == 0
+
+
+def lightning(limit, start=8):
+    """pytorch_lightning tuner `binsearch`: double until OOM, then bisect."""
+    low, high, size, trials = 1, None, start, 0
+    while True:
+        trials += 1
+        if size <= limit:
+            low = size
+            if high is not None:
+                if high - low <= 1:
+                    break
+                size = (high + low) // 2
+            else:
+                size *= 2
+        else:
+            high = size
+            size = (high + low) // 2
+            if high - low <= 1:
+                break
+    return trials, low
+
+
+def accelerate(limit, start=128):
+    """accelerate.utils.find_executable_batch_size: x0.9 after each OOM; never grows."""
+    size, trials = start, 0
+    while size > 0:
+        trials += 1
+        if size <= limit:
+            return trials, size
+        size = int(size * 0.9)
+    return trials, None
+
+
+def tune(opts, source, env=None, extra=()):
+    args = [BIN, "tune", "--json", "--source", source, "--", "python3", TRAINER, "--batch", "{batch}", *opts, *extra]
+    out = subprocess.run(args, capture_output=True, text=True, env=env)
+    data = json.loads(out.stdout)
+    return len(data["trials"]), data["batch"]
+
+
+def main():
+    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    print("## tune: trials to the exact largest batch\n")
+    print("| limit | oomguard, no source | oomguard, nvidia-smi | Lightning binsearch | accelerate (x0.9 from 128) |")
+    print("|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as gpu_dir:
+        env = dict(os.environ, FAKE_GPU_DIR=gpu_dir, PATH=f"{TRAINER.parent}:{os.environ['PATH']}")
+        for want in (7, 37, 100, 1000, 3000):
+            opts = ["--per-sample-mib", f"{20064 / (want + 0.5):.4f}"]
+            limit = limit_of(opts)
+            plain = tune(opts, "none")
+            mem = tune(opts, "nvidia-smi", env, ["--memory-file", f"{gpu_dir}/t.json", "--load-time", "1", "--step-time", "0.6", "--steps", "3"])
+            lt, lb = lightning(limit)
+            at, ab = accelerate(limit)
+            ok = lambda found: "" if found == limit else f" (found {found})"
+            print(f"| {limit} | {plain[0]}{ok(plain[1])} | {mem[0]}{ok(mem[1])} | {lt}{ok(lb)} | {at} (found {ab}) |")
+
+    print("\n## run: where it lands from a too-large start (true limit in brackets)\n")
+    limit = limit_of([])
+    print(f"| start | oomguard batch | oomguard restarts | halving batch | halving restarts |")
+    print("|---|---|---|---|---|")
+    for factor in (1.3, 3, 6):
+        start = int(limit * factor)
+        out = subprocess.run([BIN, "run", "--json", "--batch", str(start), "--", "python3", TRAINER, "--batch", "{batch}"],
+                             capture_output=True, text=True)
+        data = json.loads(out.stdout)
+        b, halvings = start, 0
+        while b > limit:
+            b //= 2
+            halvings += 1
+        print(f"| {start} ({factor}x of {limit}) | {data['batch']} | {data['restarts']} | {b} | {halvings} |")
+
+    print("\n## run: passthrough of 1 GiB of output\n")
+    big = Path(os.environ.get("TMPDIR", "/tmp")) / "oomguard-bench-1024m.log"
+    if not big.exists():
+        subprocess.run(["python3", ROOT / "scripts/gen-training-log.py", big, "1024", "5"], check=True)
+    subprocess.run(["cat", big], stdout=subprocess.DEVNULL)
+
+    def best(cmd):
+        times = []
+        for _ in range(3):
+            with open(os.devnull, "wb") as sink:
+                t = time.perf_counter()
+                subprocess.run(cmd, stdout=sink, stderr=subprocess.DEVNULL)
+                times.append(time.perf_counter() - t)
+        return min(times)
+
+    cat = best(["cat", big])
+    piped = best(["sh", "-c", f"cat '{big}' | cat"])
+    run = best([BIN, "run", "--", "cat", big])
+    size_mib = big.stat().st_size / 2**20
+    print("| command | seconds | MiB/s | throughput vs cat FILE | vs cat FILE \\| cat |\n|---|---|---|---|---|")
+    print(f"| cat FILE (no pipe) | {cat:.2f} | {size_mib / cat:.0f} | 1.00 | {piped / cat:.2f} |")
+    print(f"| cat FILE \\| cat (the same pipe, no oomguard) | {piped:.2f} | {size_mib / piped:.0f} | {cat / piped:.2f} | 1.00 |")
+    print(f"| oomguard run -- cat FILE | {run:.2f} | {size_mib / run:.0f} | {cat / run:.2f} | {piped / run:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
