@@ -7,6 +7,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
 use oomguard_core::gpu::nvidia_smi;
 use oomguard_core::oom::{scan_reader, OomEvent, ScanOptions};
 use std::fs::File;
@@ -113,6 +114,15 @@ impl Finished {
     pub fn shell_code(&self) -> i32 {
         self.exit_code.or(self.signal.map(|s| 128 + s)).unwrap_or(1)
     }
+
+    /// The OOM event that ended the attempt (the last one it printed),
+    /// diagnosed for the batch it ran with.
+    pub fn last_oom(&self, batch: Option<u64>) -> Option<ExplainedEvent> {
+        self.events
+            .last()
+            .cloned()
+            .map(|e| ExplainedEvent::new(e, &DiagnoseContext { batch }))
+    }
 }
 
 /// Why the command could not start.
@@ -121,6 +131,22 @@ pub enum StartError {
     NotFound(String),
     NotExecutable(String),
     Other(io::Error),
+}
+
+impl StartError {
+    /// Says why on stderr and gives the shell's exit code for it (127 not
+    /// found, 126 not executable); any other failure is an error.
+    pub fn into_exit_code(self) -> anyhow::Result<i32> {
+        let (cmd, code, why) = match self {
+            StartError::NotFound(cmd) => (cmd, 127, "command not found"),
+            StartError::NotExecutable(cmd) => (cmd, 126, "permission denied"),
+            StartError::Other(e) => {
+                return Err(anyhow::Error::new(e).context("cannot start the command"))
+            }
+        };
+        let _ = writeln!(io::stderr().lock(), "oomguard: cannot run `{cmd}`: {why}");
+        Ok(code)
+    }
 }
 
 const TAIL_BYTES: usize = 16 << 10;
@@ -212,7 +238,7 @@ fn spawn_pump(
     })
 }
 
-/// Pids whose process group is `group` (Linux /proc).
+/// Live (not zombie) pids whose process group is `group` (Linux /proc).
 fn group_members(group: i32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -223,11 +249,13 @@ fn group_members(group: i32) -> Vec<u32> {
             std::fs::read_to_string(format!("/proc/{pid}/stat"))
                 .ok()
                 .and_then(|s| {
-                    // Fields after the command name (which may hold spaces).
-                    let rest = &s[s.rfind(')')? + 2..];
-                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                    // Fields after the command name (which may hold spaces):
+                    // state, ppid, pgrp.
+                    let rest: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+                    let live = rest.first()? != &"Z";
+                    Some(live && rest.get(2)?.parse::<i32>().ok()? == group)
                 })
-                == Some(group)
+                .unwrap_or(false)
         })
         .collect()
 }
@@ -306,16 +334,17 @@ fn spawn_sampler(bin: String, group: i32, stop: Receiver<()>) -> thread::JoinHan
     })
 }
 
-/// Ends every process left in `group`: SIGTERM, then SIGKILL after a grace.
+/// Ends every live process left in `group`: SIGTERM, then SIGKILL after a
+/// grace period. The leader is a zombie at this point (waited, not reaped).
 fn reap_group(group: i32) {
-    let pg = Pid::from_raw(group);
-    if killpg(pg, None).is_err() {
+    if group_members(group).is_empty() {
         return;
     }
+    let pg = Pid::from_raw(group);
     let _ = killpg(pg, Signal::SIGTERM);
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline {
-        if killpg(pg, None).is_err() {
+        if group_members(group).is_empty() {
             return;
         }
         thread::sleep(Duration::from_millis(20));
@@ -412,7 +441,13 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
         })
     });
 
-    let status = child.wait();
+    // Wait for the exit without reaping: while the child is a zombie its pid,
+    // and so its group id, cannot be given to another process, so killing
+    // the group below can only reach what the attempt started.
+    let _ = nix::sys::wait::waitid(
+        nix::sys::wait::Id::Pid(Pid::from_raw(group)),
+        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
+    );
     let _ = stop_timer.send(());
     if let Some(t) = timer {
         let _ = t.join();
@@ -420,6 +455,7 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
     interrupts.child_group.store(0, Ordering::SeqCst);
     // Nothing of the attempt keeps running (torchrun workers, data loaders).
     reap_group(group);
+    let status = child.wait();
     for p in pumps {
         let _ = p.join();
     }

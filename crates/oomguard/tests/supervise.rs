@@ -548,14 +548,17 @@ fn the_journal_survives_kill_9_of_oomguard() {
         let v: Value = serde_json::from_str(line).expect("every journal line is whole JSON");
         assert!(v["oom"]["memory"]["requested_bytes"].as_u64().is_some());
     }
-    // The attempt that was running is orphaned by kill -9; end it.
-    if let Ok(m) = std::fs::read_to_string(&mem) {
-        if let Some(pid) = serde_json::from_str::<Value>(&m)
-            .ok()
-            .and_then(|v| v["pid"].as_u64())
-        {
+    // The attempt that was running is orphaned by kill -9; end it (found by
+    // its command line, which names this test's own memory file).
+    let needle = mem.to_string_lossy().into_owned();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&needle) {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
+                .args(["-KILL", &pid.to_string()])
                 .status();
         }
     }

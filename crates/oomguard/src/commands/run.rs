@@ -2,10 +2,10 @@
 //! choose the next batch from the event's figures and restart it; keep a
 //! journal line per attempt, flushed to disk as each attempt ends.
 
-use crate::child::{self, Interrupts, Launch, Output, StartError};
+use crate::child::{self, Interrupts, Launch, Output};
 use crate::flags::RunArgs;
 use anyhow::{bail, Context};
-use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
+use oomguard_core::diagnose::ExplainedEvent;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::command::accumulation;
 use oomguard_core::supervise::journal::rfc3339;
@@ -125,27 +125,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,
-            Err(StartError::NotFound(cmd)) => {
-                say(&format!("cannot run `{cmd}`: command not found"));
-                break 127;
-            }
-            Err(StartError::NotExecutable(cmd)) => {
-                say(&format!("cannot run `{cmd}`: permission denied"));
-                break 126;
-            }
-            Err(StartError::Other(e)) => {
-                return Err(e).context(format!("cannot run `{}`", argv[0]))
-            }
+            Err(e) => break e.into_exit_code()?,
         };
-        let ctx = DiagnoseContext { batch };
         let oom = if finished.exit_code == Some(0) {
             None
         } else {
-            finished
-                .events
-                .last()
-                .cloned()
-                .map(|e| ExplainedEvent::new(e, &ctx))
+            finished.last_oom(batch)
         };
         let record = AttemptRecord {
             attempt,

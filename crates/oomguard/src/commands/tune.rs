@@ -1,10 +1,10 @@
 //! `oomguard tune`: short trials of the command, each in a fresh process, to
 //! find the largest batch it survives; printed as they go, then the answer.
 
-use crate::child::{self, Interrupts, Launch, Output, StartError};
+use crate::child::{self, Interrupts, Launch, Output};
 use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
-use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
+use oomguard_core::diagnose::ExplainedEvent;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
 use serde::Serialize;
@@ -89,17 +89,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,
-            Err(StartError::NotFound(cmd)) => {
-                say(&format!("cannot run `{cmd}`: command not found"));
-                return Ok(ExitCode::from(127));
-            }
-            Err(StartError::NotExecutable(cmd)) => {
-                say(&format!("cannot run `{cmd}`: permission denied"));
-                return Ok(ExitCode::from(126));
-            }
-            Err(StartError::Other(e)) => {
-                return Err(e).context(format!("cannot run `{}`", argv[0]))
-            }
+            Err(e) => return Ok(ExitCode::from(e.into_exit_code()? as u8)),
         };
         if let Some(sig) = interrupts.received() {
             return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
@@ -110,11 +100,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         let oom = if survived {
             None
         } else {
-            finished
-                .events
-                .last()
-                .cloned()
-                .map(|e| ExplainedEvent::new(e, &DiagnoseContext { batch: Some(batch) }))
+            finished.last_oom(Some(batch))
         };
         let outcome = if survived {
             TrialOutcome::Succeeded {
