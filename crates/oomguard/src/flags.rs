@@ -56,6 +56,14 @@ found, 1 when even --min fails, the failing trial's code when one fails without 
         trailing_var_arg = true
     )]
     Tune(TuneArgs),
+    /// Live GPU memory per GPU and process, time to full, alerts, Prometheus metrics.
+    #[command(
+        long_about = "Live GPU memory: per GPU (used/total, bar, time until full when rising) and per process (pid, \
+user, command, bytes). A refreshing view on a terminal; a table per sample otherwise; --json gives one JSON \
+object a sample. Sources: NVML (loaded at run time), nvidia-smi's CSV queries, or a recording (--replay).\n\n\
+Exit code 0; 2 on bad input or when no source can be read (no NVIDIA driver: use --replay)."
+    )]
+    Watch(WatchArgs),
     /// List the built-in model catalog.
     Models(ListArgs),
     /// List the built-in GPU catalog.
@@ -174,6 +182,78 @@ pub struct TuneArgs {
     /// The command and its arguments (after `--`).
     #[arg(value_name = "COMMAND", num_args = 0.., allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Where readings come from (default: NVML, else nvidia-smi when on PATH).
+    #[arg(long, value_name = "SOURCE", value_parser = ["nvml", "nvidia-smi"], conflicts_with = "replay")]
+    pub source: Option<String>,
+    /// Time between samples: 1s, 500ms, 2m, or seconds.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// One sample, then exit.
+    #[arg(long)]
+    pub once: bool,
+    /// One JSON object a sample on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Append every sample to FILE (JSON lines) for --replay.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Play a recording instead of reading GPUs.
+    #[arg(long, value_name = "FILE")]
+    pub replay: Option<PathBuf>,
+    /// Serve Prometheus text at http://ADDR/metrics.
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, default_missing_value = "127.0.0.1:9464")]
+    pub serve: Option<String>,
+    /// Alert when a GPU's memory use reaches PERCENT of its total.
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent)]
+    pub alert: Option<f64>,
+    /// Command run (without a shell) when an alert fires; GPU, used and total bytes and the top process in its environment.
+    #[arg(long, value_name = "COMMAND", requires = "alert")]
+    pub on_alert: Option<String>,
+}
+
+/// Parses `1s`, `500ms`, `2m`, `1h` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (num, mult) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (use 1s, 500ms, 2m)"))?;
+    let secs = v * mult;
+    if !secs.is_finite() || !(0.01..=86_400.0).contains(&secs) {
+        return Err(format!(
+            "{text:?}: the interval must be between 10ms and 24h"
+        ));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let v: f64 = text
+        .trim()
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("{text:?} is not a percentage"))?;
+    if !(0.0..=100.0).contains(&v) || v == 0.0 {
+        return Err(format!(
+            "{text:?}: give a percentage above 0 and at most 100"
+        ));
+    }
+    Ok(v)
 }
 
 #[derive(Debug, Args)]

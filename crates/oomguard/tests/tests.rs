@@ -5,3 +5,4 @@ mod explain;
 mod plan;
 mod supervise;
 mod util;
+mod watch;

@@ -1,7 +1,13 @@
 //! GPUs: the built-in catalog of devices and their memory as the driver
-//! reports it, and live readings from `nvidia-smi`'s CSV queries.
+//! reports it; live readings (`nvidia-smi`'s CSV queries, recordings) as
+//! samples; the time-to-full forecast, alerts and Prometheus text over them.
 
+pub mod alert;
 pub mod catalog;
+pub mod forecast;
+pub mod metrics;
 pub mod nvidia_smi;
+pub mod sample;
+pub mod source;
 
 pub use catalog::{find as find_gpu, gpus, GpuSpec};

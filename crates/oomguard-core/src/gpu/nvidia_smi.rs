@@ -132,3 +132,55 @@ mod tests {
         .is_empty());
     }
 }
+
+#[cfg(test)]
+mod fixture_tests {
+    use super::*;
+
+    // Real outputs from shared/fixtures/nvidia-smi (copied into the binary's
+    // test fixtures); see that folder's README for their sources.
+    const QUERY_GPU: &str =
+        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-gpu.csv");
+    const QUERY_GPU_NOHEADER: &str =
+        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-gpu-noheader.csv");
+    const APPS: &str =
+        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps.csv");
+    const APPS_EMPTY: &str =
+        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps-empty.csv");
+    const APPS_WDDM: &str = include_str!(
+        "../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps-noheader-nounits.csv"
+    );
+
+    #[test]
+    fn the_shared_fixtures_parse() {
+        let rows = parse_rows(
+            QUERY_GPU,
+            &[
+                "index",
+                "name",
+                "memory.total",
+                "memory.used",
+                "memory.free",
+            ],
+        );
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["name"], "NVIDIA L40S");
+        assert_eq!(mib_value(&rows[0]["memory.total"]), Some(46068 << 20));
+        let rows = parse_rows(
+            QUERY_GPU_NOHEADER,
+            &[
+                "utilization.gpu",
+                "temperature.gpu",
+                "memory.total",
+                "memory.used",
+            ],
+        );
+        assert!(!rows.is_empty());
+        assert!(mib_value(&rows[0]["memory.total"]).is_some());
+        assert_eq!(compute_apps(APPS).len(), 2);
+        assert!(compute_apps(APPS_EMPTY).is_empty());
+        let wddm = compute_apps(APPS_WDDM);
+        assert_eq!(wddm.len(), 2);
+        assert_eq!(wddm[1].used_bytes, None);
+    }
+}

@@ -6,6 +6,7 @@ mod explain;
 mod plan;
 mod run;
 mod tune;
+mod watch;
 
 use crate::flags::{Cli, Command};
 use std::process::ExitCode;
@@ -16,6 +17,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plan(args) => plan::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Tune(args) => tune::run(&args),
+        Command::Watch(args) => watch::run(&args),
         Command::Models(args) => catalogs::models(&args),
         Command::Gpus(args) => catalogs::gpus(&args),
     }

@@ -1,0 +1,55 @@
+//! One reading of the GPUs and the processes on them, as every source
+//! (NVML, `nvidia-smi`, a replayed recording) produces it. A recording is
+//! these samples as JSON lines. Values a source could not read are `None`
+//! and print as `n/a`, never 0.
+
+use serde::{Deserialize, Serialize};
+
+/// One GPU at one time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuState {
+    pub index: u32,
+    pub uuid: Option<String>,
+    pub name: Option<String>,
+    pub total_bytes: Option<u64>,
+    pub used_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+}
+
+/// One process holding memory on a GPU.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessState {
+    /// Index of the GPU.
+    pub gpu: u32,
+    pub pid: u32,
+    pub name: Option<String>,
+    pub user: Option<String>,
+    pub used_bytes: Option<u64>,
+}
+
+/// Every GPU and process at one time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GpuSample {
+    /// UNIX time in seconds.
+    pub time: f64,
+    pub gpus: Vec<GpuState>,
+    pub processes: Vec<ProcessState>,
+}
+
+impl GpuState {
+    /// Share of memory in use, 0 to 1.
+    pub fn used_fraction(&self) -> Option<f64> {
+        let (u, t) = (self.used_bytes?, self.total_bytes?);
+        (t > 0).then(|| u as f64 / t as f64)
+    }
+}
+
+impl GpuSample {
+    /// The process holding the most memory on `gpu`.
+    pub fn top_process(&self, gpu: u32) -> Option<&ProcessState> {
+        self.processes
+            .iter()
+            .filter(|p| p.gpu == gpu)
+            .max_by_key(|p| p.used_bytes.unwrap_or(0))
+    }
+}

@@ -1,0 +1,356 @@
+//! Where samples come from, behind one trait: NVML (loaded at run time, so
+//! the binary starts on machines without a driver), `nvidia-smi`'s CSV
+//! queries, or a recording played back. A source must not substitute 0 for a
+//! value it could not read.
+
+use super::nvidia_smi::{mib_value, parse_rows};
+use super::sample::{GpuSample, GpuState, ProcessState};
+use std::collections::HashMap;
+use std::fmt;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a source cannot give samples.
+#[derive(Debug)]
+pub enum SourceError {
+    /// No NVIDIA driver: NVML could not be loaded.
+    NoDriver(String),
+    /// `nvidia-smi` failed or printed something unreadable.
+    NvidiaSmi(String),
+    /// A recording that is truncated or not oomguard's.
+    Replay {
+        path: String,
+        line: usize,
+        detail: String,
+    },
+    Io(String),
+}
+
+impl fmt::Display for SourceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SourceError::NoDriver(d) => write!(
+                f,
+                "no NVIDIA driver on this machine (NVML could not be loaded: {d}); use --replay FILE to play a recording, or --source nvidia-smi"
+            ),
+            SourceError::NvidiaSmi(d) => write!(f, "nvidia-smi: {d}"),
+            SourceError::Replay { path, line, detail } => write!(f, "{path}:{line}: not an oomguard recording: {detail}"),
+            SourceError::Io(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+impl std::error::Error for SourceError {}
+
+/// A source of samples.
+pub trait GpuSource {
+    /// A short name for messages ("NVML", "nvidia-smi", "replay").
+    fn name(&self) -> &'static str;
+    /// The next sample; `None` when a recording has ended.
+    fn sample(&mut self) -> Result<Option<GpuSample>, SourceError>;
+}
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The user owning `pid`, from /proc and /etc/passwd.
+pub fn process_user(pid: u32) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))?
+        .split_whitespace()
+        .nth(1)?
+        .to_string();
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd
+        .lines()
+        .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
+        .and_then(|l| l.split(':').next())
+        .map(str::to_string)
+        .or(Some(uid))
+}
+
+/// The command name of `pid` (/proc/PID/comm).
+fn process_name(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Samples through NVML, loaded at run time.
+pub struct NvmlSource {
+    nvml: nvml_wrapper::Nvml,
+}
+
+impl NvmlSource {
+    pub fn open() -> Result<NvmlSource, SourceError> {
+        nvml_wrapper::Nvml::init()
+            .map(|nvml| NvmlSource { nvml })
+            .map_err(|e| SourceError::NoDriver(e.to_string()))
+    }
+}
+
+impl GpuSource for NvmlSource {
+    fn name(&self) -> &'static str {
+        "NVML"
+    }
+
+    fn sample(&mut self) -> Result<Option<GpuSample>, SourceError> {
+        let count = self
+            .nvml
+            .device_count()
+            .map_err(|e| SourceError::NoDriver(e.to_string()))?;
+        let mut gpus = Vec::new();
+        let mut processes = Vec::new();
+        for index in 0..count {
+            let Ok(device) = self.nvml.device_by_index(index) else {
+                continue;
+            };
+            let memory = device.memory_info().ok();
+            gpus.push(GpuState {
+                index,
+                uuid: device.uuid().ok(),
+                name: device.name().ok(),
+                total_bytes: memory.as_ref().map(|m| m.total),
+                used_bytes: memory.as_ref().map(|m| m.used),
+                free_bytes: memory.as_ref().map(|m| m.free),
+            });
+            let mut seen = std::collections::BTreeSet::new();
+            let compute = device.running_compute_processes().unwrap_or_default();
+            let graphics = device.running_graphics_processes().unwrap_or_default();
+            for p in compute.into_iter().chain(graphics) {
+                if !seen.insert(p.pid) {
+                    continue;
+                }
+                let used = match p.used_gpu_memory {
+                    nvml_wrapper::enums::device::UsedGpuMemory::Used(b) => Some(b),
+                    nvml_wrapper::enums::device::UsedGpuMemory::Unavailable => None,
+                };
+                processes.push(ProcessState {
+                    gpu: index,
+                    pid: p.pid,
+                    name: process_name(p.pid),
+                    user: process_user(p.pid),
+                    used_bytes: used,
+                });
+            }
+        }
+        Ok(Some(GpuSample {
+            time: now(),
+            gpus,
+            processes,
+        }))
+    }
+}
+
+/// Samples through `nvidia-smi --query-gpu` and `--query-compute-apps`.
+pub struct NvidiaSmiSource {
+    bin: PathBuf,
+}
+
+impl NvidiaSmiSource {
+    pub fn new(bin: PathBuf) -> NvidiaSmiSource {
+        NvidiaSmiSource { bin }
+    }
+
+    fn query(&self, args: &[&str]) -> Result<String, SourceError> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| {
+                SourceError::NvidiaSmi(format!("cannot run {}: {e}", self.bin.display()))
+            })?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(if out.stderr.is_empty() {
+                &out.stdout
+            } else {
+                &out.stderr
+            })
+            .trim()
+            .to_string();
+            return Err(SourceError::NvidiaSmi(msg));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// GPUs from `--query-gpu=index,uuid,name,memory.total,memory.used,memory.free`.
+pub fn parse_gpus(text: &str) -> Vec<GpuState> {
+    let unknown = |v: &str| !v.starts_with('[');
+    parse_rows(
+        text,
+        &[
+            "index",
+            "uuid",
+            "name",
+            "memory.total",
+            "memory.used",
+            "memory.free",
+        ],
+    )
+    .into_iter()
+    .filter_map(|r| {
+        Some(GpuState {
+            index: r["index"].parse().ok()?,
+            uuid: Some(r["uuid"].clone()).filter(|v| unknown(v)),
+            name: Some(r["name"].clone()).filter(|v| unknown(v)),
+            total_bytes: mib_value(&r["memory.total"]),
+            used_bytes: mib_value(&r["memory.used"]),
+            free_bytes: mib_value(&r["memory.free"]),
+        })
+    })
+    .collect()
+}
+
+/// Processes from `--query-compute-apps=gpu_uuid,pid,process_name,used_memory`.
+pub fn parse_processes(text: &str, gpus: &[GpuState]) -> Vec<ProcessState> {
+    let by_uuid: HashMap<&str, u32> = gpus
+        .iter()
+        .filter_map(|g| Some((g.uuid.as_deref()?, g.index)))
+        .collect();
+    parse_rows(text, &["gpu_uuid", "pid", "process_name", "used_memory"])
+        .into_iter()
+        .filter_map(|r| {
+            let pid: u32 = r["pid"].parse().ok()?;
+            Some(ProcessState {
+                gpu: *by_uuid.get(r["gpu_uuid"].as_str()).unwrap_or(&0),
+                pid,
+                name: Some(r["process_name"].clone()).filter(|v| !v.starts_with('[')),
+                user: process_user(pid),
+                used_bytes: mib_value(&r["used_memory"]),
+            })
+        })
+        .collect()
+}
+
+impl GpuSource for NvidiaSmiSource {
+    fn name(&self) -> &'static str {
+        "nvidia-smi"
+    }
+
+    fn sample(&mut self) -> Result<Option<GpuSample>, SourceError> {
+        let gpus = parse_gpus(&self.query(&[
+            "--query-gpu=index,uuid,name,memory.total,memory.used,memory.free",
+            "--format=csv,noheader,nounits",
+        ])?);
+        if gpus.is_empty() {
+            return Err(SourceError::NvidiaSmi("it listed no GPU".into()));
+        }
+        let apps = self.query(&[
+            "--query-compute-apps=gpu_uuid,pid,process_name,used_memory",
+            "--format=csv,noheader,nounits",
+        ])?;
+        let processes = parse_processes(&apps, &gpus);
+        Ok(Some(GpuSample {
+            time: now(),
+            gpus,
+            processes,
+        }))
+    }
+}
+
+/// Plays a recording: one JSON sample per line, as `--record` writes them.
+pub struct ReplaySource {
+    path: String,
+    reader: BufReader<std::fs::File>,
+    line: usize,
+}
+
+/// A recorded line longer than this is not a sample.
+const MAX_LINE: u64 = 16 << 20;
+
+impl ReplaySource {
+    pub fn open(path: &Path) -> Result<ReplaySource, SourceError> {
+        let file = std::fs::File::open(path)
+            .map_err(|e| SourceError::Io(format!("cannot read {}: {e}", path.display())))?;
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(SourceError::Io(format!(
+                "cannot read {}: it is a directory",
+                path.display()
+            )));
+        }
+        Ok(ReplaySource {
+            path: path.display().to_string(),
+            reader: BufReader::new(file),
+            line: 0,
+        })
+    }
+}
+
+impl GpuSource for ReplaySource {
+    fn name(&self) -> &'static str {
+        "replay"
+    }
+
+    fn sample(&mut self) -> Result<Option<GpuSample>, SourceError> {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            self.line += 1;
+            let n = std::io::Read::take(&mut self.reader, MAX_LINE)
+                .read_until(b'\n', &mut buf)
+                .map_err(|e| SourceError::Io(format!("cannot read {}: {e}", self.path)))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            if !buf.ends_with(b"\n") && n as u64 >= MAX_LINE {
+                return Err(SourceError::Replay {
+                    path: self.path.clone(),
+                    line: self.line,
+                    detail: "a line over 16 MiB".into(),
+                });
+            }
+            if buf.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return serde_json::from_slice::<GpuSample>(&buf)
+                .map(Some)
+                .map_err(|e| SourceError::Replay {
+                    path: self.path.clone(),
+                    line: self.line,
+                    detail: if buf.ends_with(b"\n") {
+                        e.to_string()
+                    } else {
+                        format!("truncated ({e})")
+                    },
+                });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nvidia_smi_queries_parse_into_samples() {
+        let gpus = parse_gpus("0, GPU-aaaa, NVIDIA L40S, 46068, 9123, 36346\n1, GPU-bbbb, NVIDIA L40S, [N/A], [N/A], [N/A]\n");
+        assert_eq!(gpus[0].total_bytes, Some(46068 << 20));
+        assert_eq!(gpus[1].used_bytes, None);
+        let procs = parse_processes(
+            "GPU-bbbb, 3858903, VLLM::EngineCore, 6265\nGPU-aaaa, 12, python, [N/A]\n",
+            &gpus,
+        );
+        assert_eq!(
+            (procs[0].gpu, procs[0].pid, procs[0].used_bytes),
+            (1, 3858903, Some(6265 << 20))
+        );
+        assert_eq!(procs[1].used_bytes, None);
+    }
+
+    #[test]
+    fn no_driver_names_replay() {
+        // This machine has no NVIDIA driver: the error must say what to do.
+        if let Err(e) = NvmlSource::open() {
+            assert!(e.to_string().contains("--replay"), "{e}");
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `oomguard watch` without a GPU: a recording drives the table, the JSON,
+//! `/metrics` (fetched over loopback and checked against the exposition
+//! format) and the alerts; bad recordings, ports and intervals are clear
+//! errors.
+
+use crate::util::{oomguard, TempDir};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GIB: u64 = 1 << 30;
+
+/// A recording: one GPU of 80 GiB at the given used percentages, two processes.
+fn recording(dir: &TempDir, used_percent: &[u64]) -> String {
+    let mut text = String::new();
+    for (i, pct) in used_percent.iter().enumerate() {
+        let used = 80 * GIB * pct / 100;
+        let sample = json!({
+            "time": 1_700_000_000.0 + i as f64,
+            "gpus": [{"index": 0, "uuid": "GPU-1234", "name": "NVIDIA A100-SXM4-80GB", "total_bytes": 80 * GIB,
+                      "used_bytes": used, "free_bytes": 80 * GIB - used}],
+            "processes": [
+                {"gpu": 0, "pid": 4242, "name": "python", "user": "alice", "used_bytes": used - GIB},
+                {"gpu": 0, "pid": 99, "name": "Xorg \"display\"", "user": null, "used_bytes": null}
+            ]
+        });
+        text.push_str(&sample.to_string());
+        text.push('\n');
+    }
+    dir.file("rec.jsonl", text.as_bytes())
+}
+
+#[test]
+fn a_replay_drives_the_table_and_json() {
+    let dir = TempDir::new();
+    let rec = recording(&dir, &[50, 55, 60, 65]);
+    let out = oomguard(
+        &["watch", "--replay", &rec, "--interval", "10ms", "--json"],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[0]["gpus"][0]["used_bytes"], 80 * GIB / 2);
+    // Rising 5% (4 GiB) a second from 65%: full in 28 GiB / 4 GiB/s = 7 s.
+    let eta = lines[3]["gpus"][0]["seconds_until_full"].as_f64().unwrap();
+    assert!((eta - 7.0).abs() < 0.1, "{eta}");
+    assert!(lines[0]["gpus"][0]["seconds_until_full"].is_null());
+    // Unknown stays unknown.
+    assert!(lines[0]["processes"][1]["used_bytes"].is_null());
+    let out = oomguard(
+        &["watch", "--replay", &rec, "--interval", "10ms", "--once"],
+        None,
+    );
+    assert!(
+        out.stdout.contains("NVIDIA A100-SXM4-80GB"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("40.00 GiB / 80.00 GiB"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("alice") && out.stdout.contains("n/a"),
+        "{}",
+        out.stdout
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+/// Checks Prometheus text format 0.0.4: every sample's metric has HELP and
+/// TYPE lines before it, names and labels are well formed, values are numbers.
+fn check_exposition(text: &str) -> Vec<(String, String, f64)> {
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            typed.insert(parts.next().unwrap().to_string());
+            assert_eq!(parts.next(), Some("gauge"), "{line}");
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        let (series, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{line}"
+        );
+        assert!(typed.contains(name), "sample before its TYPE: {line}");
+        assert!(labels.ends_with('}'), "{line}");
+        samples.push((name.to_string(), labels.to_string(), value));
+    }
+    samples
+}
+
+#[test]
+fn metrics_are_served_on_loopback_in_the_exposition_format() {
+    let dir = TempDir::new();
+    let rec = recording(&dir, &[50, 60]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args([
+            "watch",
+            "--replay",
+            &rec,
+            "--interval",
+            "10ms",
+            "--json",
+            "--serve",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = loop {
+        if let Some(b) =
+            get(port, "/metrics").filter(|b| b.contains("oomguard_gpu_memory_used_bytes{"))
+        {
+            // The replay has only two samples: wait for the last one.
+            if b.contains(&(80 * GIB * 60 / 100).to_string()) {
+                break b;
+            }
+        }
+        assert!(Instant::now() < deadline, "no metrics served");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let not_found = get(port, "/").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+    assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
+    let text = body.split("\r\n\r\n").nth(1).unwrap();
+    let samples = check_exposition(text);
+    let find = |name: &str| samples.iter().find(|s| s.0 == name).unwrap().clone();
+    let total = find("oomguard_gpu_memory_total_bytes");
+    assert_eq!(
+        total.1,
+        r#"gpu="0",uuid="GPU-1234",name="NVIDIA A100-SXM4-80GB"}"#
+    );
+    assert_eq!(total.2, (80 * GIB) as f64);
+    let procs: Vec<_> = samples
+        .iter()
+        .filter(|s| s.0 == "oomguard_process_gpu_memory_bytes")
+        .collect();
+    // The process whose memory is unknown has no series (not a 0).
+    assert_eq!(procs.len(), 1);
+    assert_eq!(procs[0].1, r#"gpu="0",pid="4242",name="python"}"#);
+}
+
+#[test]
+fn the_alert_command_fires_once_per_crossing() {
+    let dir = TempDir::new();
+    let rec = recording(&dir, &[80, 91, 89, 92, 95, 87, 93]);
+    let log = dir.0.join("alerts.log");
+    let script = dir.file("alert.sh", format!("echo \"$OOMGUARD_GPU $OOMGUARD_USED_BYTES $OOMGUARD_TOTAL_BYTES $OOMGUARD_TOP_PID\" >> {}\n", log.display()).as_bytes());
+    let on_alert = format!("sh {script}");
+    let out = oomguard(
+        &[
+            "watch",
+            "--replay",
+            &rec,
+            "--interval",
+            "20ms",
+            "--json",
+            "--alert",
+            "90",
+            "--on-alert",
+            &on_alert,
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    std::thread::sleep(Duration::from_millis(300));
+    let fired = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = fired.lines().collect();
+    assert_eq!(lines.len(), 2, "{fired}");
+    assert_eq!(
+        lines[0],
+        format!("0 {} {} 4242", 80 * GIB * 91 / 100, 80 * GIB)
+    );
+}
+
+#[test]
+fn bad_recordings_ports_and_intervals_are_clear_errors() {
+    let dir = TempDir::new();
+    let rec = recording(&dir, &[50, 60]);
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let truncated = dir.file("trunc.jsonl", &text.as_bytes()[..text.len() - 40]);
+    let out = oomguard(
+        &[
+            "watch",
+            "--replay",
+            &truncated,
+            "--interval",
+            "10ms",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("trunc.jsonl:2") && out.stderr.contains("truncated"),
+        "{}",
+        out.stderr
+    );
+    let foreign = dir.file(
+        "query.csv",
+        b"index, name, memory.total [MiB]\n0, NVIDIA L40S, 46068 MiB\n",
+    );
+    let out = oomguard(&["watch", "--replay", &foreign, "--once"], None);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("query.csv:1: not an oomguard recording"),
+        "{}",
+        out.stderr
+    );
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = oomguard(
+        &["watch", "--replay", &rec, "--once", "--serve", &addr],
+        None,
+    );
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("cannot listen"), "{}", out.stderr);
+    for bad in ["0s", "fast", "-1s"] {
+        let out = oomguard(&["watch", "--replay", &rec, "--interval", bad], None);
+        assert_eq!(out.code, 2, "{bad}");
+        assert!(!out.stderr.contains("panicked"));
+    }
+}
+
+#[test]
+fn without_a_driver_it_says_so_and_names_replay() {
+    let out = crate::util::oomguard_env(&["watch", "--once"], None, &[("PATH", "/nonexistent")]);
+    // This machine has no NVIDIA driver and no nvidia-smi on that PATH.
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("no NVIDIA driver") && out.stderr.contains("--replay"),
+        "{}",
+        out.stderr
+    );
+}
