@@ -8,7 +8,7 @@
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
-use oomguard_core::gpu::nvidia_smi;
+use oomguard_core::gpu::source::{GpuSource, NvidiaSmiSource, NvmlSource};
 use oomguard_core::oom::{scan_reader, OomEvent, ScanOptions};
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
@@ -92,8 +92,8 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     pub output: Output,
     pub timeout: Option<Duration>,
-    /// Sample GPU memory with this `nvidia-smi` while the child runs.
-    pub nvidia_smi: Option<String>,
+    /// Sample the command's GPU memory from here while it runs.
+    pub memory: Option<MemorySource>,
 }
 
 /// How an attempt ended.
@@ -260,74 +260,73 @@ fn group_members(group: i32) -> Vec<u32> {
         .collect()
 }
 
-fn run_nvidia_smi(bin: &str, args: &[&str]) -> Option<String> {
-    let out = Command::new(bin)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+/// Where an attempt's GPU memory is read.
+#[derive(Debug, Clone)]
+pub enum MemorySource {
+    Nvml,
+    NvidiaSmi(std::path::PathBuf),
 }
 
-/// Samples the group's GPU memory every `period` until `stop` fires.
-fn spawn_sampler(bin: String, group: i32, stop: Receiver<()>) -> thread::JoinHandle<MemoryTrace> {
+impl MemorySource {
+    fn open(&self) -> Option<Box<dyn GpuSource + Send>> {
+        match self {
+            MemorySource::Nvml => NvmlSource::open()
+                .ok()
+                .map(|s| Box::new(s) as Box<dyn GpuSource + Send>),
+            MemorySource::NvidiaSmi(bin) => Some(Box::new(NvidiaSmiSource::new(bin.clone()))),
+        }
+    }
+}
+
+/// Samples the group's GPU memory until `stop` fires: its usage on the GPU it
+/// runs on, and what other processes hold there.
+fn spawn_sampler(
+    source: MemorySource,
+    group: i32,
+    stop: Receiver<()>,
+) -> thread::JoinHandle<MemoryTrace> {
     thread::spawn(move || {
         let period = Duration::from_millis(20);
         let mut trace = MemoryTrace::default();
-        let mut seen_nonzero = false;
+        let Some(mut source) = source.open() else {
+            return trace;
+        };
         let mut others_max = 0u64;
-        // The device's size does not change: read it once.
-        let total = run_nvidia_smi(
-            &bin,
-            &[
-                "--query-gpu=index,memory.total,memory.used",
-                "--format=csv,noheader,nounits",
-            ],
-        )
-        .and_then(|g| {
-            nvidia_smi::gpu_memory(&g)
-                .first()
-                .and_then(|g| g.total_bytes)
-        });
+        let mut total = None;
         loop {
-            let apps = run_nvidia_smi(
-                &bin,
-                &[
-                    "--query-compute-apps=pid,process_name,used_memory",
-                    "--format=csv,noheader,nounits",
-                ],
-            );
-            if let Some(apps) = apps {
+            if let Ok(Some(sample)) = source.sample() {
                 let members = group_members(group);
-                let apps = nvidia_smi::compute_apps(&apps);
-                let mine: u64 = apps
-                    .iter()
-                    .filter(|a| members.contains(&a.pid))
-                    .filter_map(|a| a.used_bytes)
-                    .sum();
-                let others: u64 = apps
-                    .iter()
-                    .filter(|a| !members.contains(&a.pid))
-                    .filter_map(|a| a.used_bytes)
-                    .sum();
-                others_max = others_max.max(others);
-                trace.samples += 1;
-                if mine > 0 {
-                    seen_nonzero = true;
-                    trace.peak_bytes = Some(trace.peak_bytes.map_or(mine, |p| p.max(mine)));
-                    trace.baseline_bytes = Some(trace.baseline_bytes.map_or(mine, |b| b.min(mine)));
+                let mine_on = |gpu: u32| -> u64 {
+                    sample
+                        .processes
+                        .iter()
+                        .filter(|p| p.gpu == gpu && members.contains(&p.pid))
+                        .filter_map(|p| p.used_bytes)
+                        .sum()
+                };
+                // The GPU the command uses: where its processes hold most.
+                if let Some(g) = sample.gpus.iter().max_by_key(|g| mine_on(g.index)) {
+                    let mine = mine_on(g.index);
+                    let others: u64 = sample
+                        .processes
+                        .iter()
+                        .filter(|p| p.gpu == g.index && !members.contains(&p.pid))
+                        .filter_map(|p| p.used_bytes)
+                        .sum();
+                    trace.samples += 1;
+                    if mine > 0 {
+                        others_max = others_max.max(others);
+                        total = g.total_bytes.or(total);
+                        trace.peak_bytes = Some(trace.peak_bytes.map_or(mine, |p| p.max(mine)));
+                        trace.baseline_bytes =
+                            Some(trace.baseline_bytes.map_or(mine, |b| b.min(mine)));
+                    }
                 }
             }
             match stop.recv_timeout(period) {
                 Err(RecvTimeoutError::Timeout) => continue,
                 _ => break,
             }
-        }
-        if !seen_nonzero {
-            trace.peak_bytes = None;
         }
         trace.capacity_bytes = total.map(|t| t.saturating_sub(others_max));
         trace
@@ -426,9 +425,9 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
 
     let (stop_sampler, sampler_rx) = mpsc::channel();
     let sampler = launch
-        .nvidia_smi
+        .memory
         .clone()
-        .map(|bin| spawn_sampler(bin, group, sampler_rx));
+        .map(|source| spawn_sampler(source, group, sampler_rx));
     let (stop_timer, timer_rx) = mpsc::channel::<()>();
     let timed_out = Arc::new(AtomicI32::new(0));
     let timer = launch.timeout.map(|limit| {

@@ -121,7 +121,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             env,
             output,
             timeout: None,
-            nvidia_smi: None,
+            memory: None,
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,

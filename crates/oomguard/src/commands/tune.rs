@@ -1,10 +1,11 @@
 //! `oomguard tune`: short trials of the command, each in a fresh process, to
 //! find the largest batch it survives; printed as they go, then the answer.
 
-use crate::child::{self, Interrupts, Launch, Output};
+use crate::child::{self, Interrupts, Launch, MemorySource, Output};
 use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
 use oomguard_core::diagnose::ExplainedEvent;
+use oomguard_core::gpu::source::NvmlSource;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
 use serde::Serialize;
@@ -21,25 +22,38 @@ struct Trial {
     oom: Option<ExplainedEvent>,
 }
 
-/// Which `nvidia-smi` to sample, from `--source` and what the machine has.
-fn memory_source(arg: Option<&str>) -> anyhow::Result<Option<String>> {
+/// Where trials' memory is read: `--source`, else NVML when it loads, else
+/// `nvidia-smi` when it is on PATH, else nowhere.
+fn memory_source(arg: Option<&str>) -> anyhow::Result<Option<MemorySource>> {
     let on_path = || {
         std::env::var_os("PATH").and_then(|paths| {
             std::env::split_paths(&paths)
                 .map(|d| d.join("nvidia-smi"))
                 .find(|p| p.is_file())
-                .map(|p| p.display().to_string())
         })
     };
     match arg {
         Some("none") => Ok(None),
-        Some("nvml") => bail!(
-            "--source nvml: this build reads GPU memory through nvidia-smi only (NVML support comes with `oomguard watch`); use --source nvidia-smi"
-        ),
-        Some("nvidia-smi") => on_path()
-            .map(Some)
+        Some("nvml") => {
+            NvmlSource::open()?;
+            Ok(Some(MemorySource::Nvml))
+        }
+        Some(_) => on_path()
+            .map(|p| Some(MemorySource::NvidiaSmi(p)))
             .ok_or_else(|| anyhow::anyhow!("--source nvidia-smi: no nvidia-smi on PATH")),
-        _ => Ok(on_path()),
+        None => Ok(if NvmlSource::open().is_ok() {
+            Some(MemorySource::Nvml)
+        } else {
+            on_path().map(MemorySource::NvidiaSmi)
+        }),
+    }
+}
+
+fn describe(source: &Option<MemorySource>) -> String {
+    match source {
+        Some(MemorySource::Nvml) => "NVML".into(),
+        Some(MemorySource::NvidiaSmi(p)) => p.display().to_string(),
+        None => "nowhere (pass/fail and OOM figures only)".into(),
     }
 }
 
@@ -70,9 +84,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             args.min,
             args.max,
             args.start,
-            source
-                .as_deref()
-                .unwrap_or("nowhere (pass/fail and OOM figures only)")
+            describe(&source)
         ));
     }
     while let Some(batch) = search.next() {
@@ -85,7 +97,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             env: vec![("OOMGUARD_BATCH".to_string(), batch.to_string())],
             output: Output::Capture,
             timeout,
-            nvidia_smi: source.clone(),
+            memory: source.clone(),
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,
