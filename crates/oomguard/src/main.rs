@@ -7,6 +7,7 @@ mod child;
 mod commands;
 mod flags;
 mod style;
+mod tui;
 
 use clap::Parser;
 use std::io::{self, ErrorKind};

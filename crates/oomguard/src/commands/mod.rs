@@ -6,7 +6,7 @@ mod explain;
 mod plan;
 mod run;
 mod tune;
-mod watch;
+pub mod watch;
 
 use crate::flags::{Cli, Command};
 use std::process::ExitCode;

@@ -131,7 +131,7 @@ fn fire_alert(command: &str, sample: &GpuSample, gpu: u32) {
     }
 }
 
-fn fmt_eta(seconds: Option<f64>) -> String {
+pub fn fmt_eta(seconds: Option<f64>) -> String {
     match seconds {
         None => "n/a".into(),
         Some(s) if s < 60.0 => format!("{s:.0}s"),
@@ -200,49 +200,67 @@ fn table(sample: &GpuSample, etas: &HashMap<u32, Option<f64>>, s: &Style) -> Str
     out
 }
 
-pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
-    let mut source = open_source(args)?;
-    let mut recorder: Option<File> = args
-        .record
-        .as_ref()
-        .map(|p| {
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(p)
-                .with_context(|| format!("--record {}: cannot write", p.display()))
+/// Seconds until full per GPU, when usage rises.
+pub type Etas = HashMap<u32, Option<f64>>;
+
+/// Everything `watch` does with a sample besides showing it: record it,
+/// publish it for /metrics, keep history for the forecast, fire alerts.
+pub struct Watcher<'a> {
+    args: &'a WatchArgs,
+    source: Box<dyn GpuSource>,
+    recorder: Option<File>,
+    latest: Arc<Mutex<String>>,
+    alerts: Option<AlertState>,
+    history: HashMap<u32, VecDeque<(f64, u64)>>,
+}
+
+impl<'a> Watcher<'a> {
+    fn new(args: &'a WatchArgs) -> anyhow::Result<Watcher<'a>> {
+        let source = open_source(args)?;
+        let recorder = args
+            .record
+            .as_ref()
+            .map(|p| {
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("--record {}: cannot write", p.display()))
+            })
+            .transpose()?;
+        let latest = Arc::new(Mutex::new(String::new()));
+        if let Some(addr) = &args.serve {
+            serve(addr, latest.clone())?;
+        }
+        Ok(Watcher {
+            args,
+            source,
+            recorder,
+            latest,
+            alerts: args.alert.map(AlertState::new),
+            history: HashMap::new(),
         })
-        .transpose()?;
-    let latest = Arc::new(Mutex::new(String::new()));
-    if let Some(addr) = &args.serve {
-        serve(addr, latest.clone())?;
     }
-    let style = Style::detect();
-    let live_view = !args.json && !args.once && io::stdout().is_terminal();
-    let mut alerts = args.alert.map(AlertState::new);
-    let mut history: HashMap<u32, VecDeque<(f64, u64)>> = HashMap::new();
-    let mut out = io::stdout().lock();
-    let mut next = Instant::now();
-    loop {
-        let Some(sample) = source.sample()? else {
-            // A recording ended: an exporter keeps serving the last sample.
-            if args.serve.is_some() {
-                loop {
-                    std::thread::sleep(Duration::from_secs(3600));
-                }
-            }
-            break;
+
+    pub fn source_name(&self) -> &'static str {
+        self.source.name()
+    }
+
+    /// The next sample with its forecasts; `None` when a recording ended.
+    pub fn step(&mut self) -> anyhow::Result<Option<(GpuSample, Etas)>> {
+        let Some(sample) = self.source.sample()? else {
+            return Ok(None);
         };
-        if let Some(r) = recorder.as_mut() {
+        if let Some(r) = self.recorder.as_mut() {
             let mut line = serde_json::to_vec(&sample)?;
             line.push(b'\n');
             r.write_all(&line).context("cannot write the recording")?;
         }
-        *latest.lock().unwrap_or_else(|p| p.into_inner()) = metrics::render(&sample);
+        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = metrics::render(&sample);
         let mut etas = HashMap::new();
         for g in &sample.gpus {
             if let Some(u) = g.used_bytes {
-                let h = history.entry(g.index).or_default();
+                let h = self.history.entry(g.index).or_default();
                 h.push_back((sample.time, u));
                 if h.len() > HISTORY {
                     h.pop_front();
@@ -254,7 +272,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                 );
             }
         }
-        if let Some(a) = alerts.as_mut() {
+        if let Some(a) = self.alerts.as_mut() {
             for gpu in a.update(&sample) {
                 let g = sample.gpus.iter().find(|g| g.index == gpu);
                 eprintln!(
@@ -264,11 +282,38 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                     g.and_then(|g| g.total_bytes)
                         .map_or("n/a".into(), format_size)
                 );
-                if let Some(cmd) = &args.on_alert {
+                if let Some(cmd) = &self.args.on_alert {
                     fire_alert(cmd, &sample, gpu);
                 }
             }
         }
+        Ok(Some((sample, etas)))
+    }
+
+    /// After a recording ends, an exporter keeps serving its last sample.
+    fn linger_if_serving(&self) {
+        if self.args.serve.is_some() {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
+}
+
+pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
+    let mut watcher = Watcher::new(args)?;
+    if !args.json && !args.once && io::stdout().is_terminal() {
+        crate::tui::run(&mut watcher, args.interval)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let style = Style::detect();
+    let mut out = io::stdout().lock();
+    let mut next = Instant::now();
+    loop {
+        let Some((sample, etas)) = watcher.step()? else {
+            watcher.linger_if_serving();
+            break;
+        };
         if args.json {
             let gpus: Vec<serde_json::Value> = sample
                 .gpus
@@ -283,18 +328,6 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
             let obj = serde_json::json!({"time": sample.time, "gpus": gpus, "processes": sample.processes});
             serde_json::to_writer(&mut out, &obj)?;
             writeln!(out)?;
-        } else if live_view {
-            // Clear the screen and redraw in place.
-            write!(
-                out,
-                "\x1b[H\x1b[2J{}",
-                style.bold(&format!(
-                    "oomguard watch · {} · every {:?} · Ctrl-C to quit\n\n",
-                    source.name(),
-                    args.interval
-                ))
-            )?;
-            write!(out, "{}", table(&sample, &etas, &style))?;
         } else {
             writeln!(out, "{}", table(&sample, &etas, &style))?;
         }
