@@ -7,6 +7,7 @@
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use oomguard_core::diagnose::trend::classify;
 use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
 use oomguard_core::gpu::source::{GpuSource, NvidiaSmiSource, NvmlSource};
 use oomguard_core::oom::{scan_reader, OomEvent, ScanOptions};
@@ -76,7 +77,7 @@ fn forward(group: i32, sig: i32) {
 }
 
 /// The child's GPU memory as sampled during the attempt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MemoryTrace {
     /// Lowest usage after the first allocation: weights before a step.
     pub baseline_bytes: Option<u64>,
@@ -84,6 +85,8 @@ pub struct MemoryTrace {
     /// The device's total minus the most other processes held.
     pub capacity_bytes: Option<u64>,
     pub samples: u32,
+    /// `(seconds since start, bytes)`, thinned to stay under 1024 points.
+    pub timeline: Vec<(f64, u64)>,
 }
 
 /// One attempt to run.
@@ -94,6 +97,8 @@ pub struct Launch<'a> {
     pub timeout: Option<Duration>,
     /// Sample the command's GPU memory from here while it runs.
     pub memory: Option<MemorySource>,
+    /// How often.
+    pub sample_every: Duration,
 }
 
 /// How an attempt ended.
@@ -116,12 +121,18 @@ impl Finished {
     }
 
     /// The OOM event that ended the attempt (the last one it printed),
-    /// diagnosed for the batch it ran with.
+    /// diagnosed for the batch it ran with and what its memory did.
     pub fn last_oom(&self, batch: Option<u64>) -> Option<ExplainedEvent> {
-        self.events
-            .last()
-            .cloned()
-            .map(|e| ExplainedEvent::new(e, &DiagnoseContext { batch }))
+        let memory_trend = self.memory.as_ref().and_then(|m| classify(&m.timeline));
+        self.events.last().cloned().map(|e| {
+            ExplainedEvent::new(
+                e,
+                &DiagnoseContext {
+                    batch,
+                    memory_trend,
+                },
+            )
+        })
     }
 }
 
@@ -282,11 +293,12 @@ impl MemorySource {
 /// runs on, and what other processes hold there.
 fn spawn_sampler(
     source: MemorySource,
+    period: Duration,
     group: i32,
     stop: Receiver<()>,
 ) -> thread::JoinHandle<MemoryTrace> {
     thread::spawn(move || {
-        let period = Duration::from_millis(20);
+        let started = Instant::now();
         let mut trace = MemoryTrace::default();
         let Some(mut source) = source.open() else {
             return trace;
@@ -314,6 +326,12 @@ fn spawn_sampler(
                         .filter_map(|p| p.used_bytes)
                         .sum();
                     trace.samples += 1;
+                    trace.timeline.push((started.elapsed().as_secs_f64(), mine));
+                    if trace.timeline.len() >= 1024 {
+                        // Keep every other point: bounded memory, whole span.
+                        let thinned = trace.timeline.iter().copied().step_by(2).collect();
+                        trace.timeline = thinned;
+                    }
                     if mine > 0 {
                         others_max = others_max.max(others);
                         total = g.total_bytes.or(total);
@@ -427,7 +445,7 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
     let sampler = launch
         .memory
         .clone()
-        .map(|source| spawn_sampler(source, group, sampler_rx));
+        .map(|source| spawn_sampler(source, launch.sample_every, group, sampler_rx));
     let (stop_timer, timer_rx) = mpsc::channel::<()>();
     let timed_out = Arc::new(AtomicI32::new(0));
     let timer = launch.timeout.map(|limit| {

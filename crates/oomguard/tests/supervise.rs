@@ -591,3 +591,67 @@ fn on_a_terminal_the_command_sees_a_terminal() {
     );
     assert_eq!(out.stdout.trim(), "False");
 }
+
+#[test]
+fn run_journals_the_memory_timeline_and_spots_a_leak() {
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.jsonl");
+    let mem = dir.0.join("mem.json");
+    let path = format!(
+        "{}:{}",
+        trainer_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let gpu_dir = dir.0.to_string_lossy().into_owned();
+    // 1.5 GiB kept alive every step: memory climbs until it runs out.
+    let out = crate::util::oomguard_env(
+        &[
+            "run",
+            "--batch",
+            "60",
+            "--max-restarts",
+            "0",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--",
+            "python3",
+            &trainer(),
+            "--batch",
+            "{batch}",
+            "--leak-mib-per-step",
+            "1500",
+            "--steps",
+            "20",
+            "--step-time",
+            "0.4",
+            "--memory-file",
+            mem.to_str().unwrap(),
+        ],
+        None,
+        &[("PATH", path.as_str()), ("FAKE_GPU_DIR", gpu_dir.as_str())],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record: Value = serde_json::from_str(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let memory = &record["memory"];
+    assert!(
+        memory["timeline"].as_array().unwrap().len() >= 6,
+        "{record}"
+    );
+    assert_eq!(memory["trend"]["kind"], "climbing", "{record}");
+    assert_eq!(
+        record["oom"]["causes"][0]["id"], "leftover_tensors",
+        "{record}"
+    );
+    assert!(
+        out.stderr.contains("a smaller batch only delays the OOM"),
+        "{}",
+        out.stderr
+    );
+}

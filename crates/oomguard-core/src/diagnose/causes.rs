@@ -46,6 +46,33 @@ fn pct(part: u64, whole: u64) -> String {
     format!("{:.0}%", part as f64 * 100.0 / whole as f64)
 }
 
+/// Weighs in what the process's memory did before it failed.
+pub(super) fn from_trend(causes: &mut Vec<Cause>, trend: Option<super::trend::MemoryTrend>) {
+    use super::trend::MemoryTrend;
+    let mut r = Ranking(std::mem::take(causes));
+    match trend {
+        Some(MemoryTrend::Climbing { from_bytes, to_bytes, seconds }) => r.add(
+            CauseId::LeftoverTensors,
+            0.9,
+            format!(
+                "GPU memory climbed from {} to {} over {seconds:.0} s, step after step: tensors from earlier steps stay alive (a smaller batch only delays the OOM)",
+                fs(from_bytes),
+                fs(to_bytes)
+            ),
+        ),
+        Some(MemoryTrend::SpikeAtStart { peak_bytes, seconds_to_peak }) => r.add(
+            CauseId::BatchTooLarge,
+            0.75,
+            format!(
+                "memory reached {} within {seconds_to_peak:.1} s and stayed flat: the first step already needs it all",
+                fs(peak_bytes)
+            ),
+        ),
+        None => {}
+    }
+    *causes = r.0;
+}
+
 pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
     let mut r = Ranking(Vec::new());
     let m = &event.memory;

@@ -8,6 +8,7 @@
 mod accounting;
 mod causes;
 mod fixes;
+pub mod trend;
 
 pub use accounting::{Accounting, Segment, SegmentKind};
 
@@ -77,6 +78,8 @@ pub struct Fix {
 pub struct DiagnoseContext {
     /// The batch size of the failing run (`--batch`).
     pub batch: Option<u64>,
+    /// What the process's GPU memory did before it failed, when sampled.
+    pub memory_trend: Option<trend::MemoryTrend>,
 }
 
 /// The diagnosis of one event.
@@ -95,6 +98,7 @@ pub struct Diagnosis {
 pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
     let accounting = Accounting::of(event);
     let mut causes = causes::rank(event, &accounting);
+    causes::from_trend(&mut causes, ctx.memory_trend);
     causes.sort_by(|a, b| b.score.total_cmp(&a.score));
     let (fixes, suggested_batch) = fixes::propose(event, &accounting, &causes, ctx);
     Diagnosis {

@@ -1,6 +1,7 @@
 //! One journal line per attempt of `run` (SPEC.md): what ran, how it ended,
 //! and the OOM event that ended it.
 
+use crate::diagnose::trend::MemoryTrend;
 use crate::diagnose::ExplainedEvent;
 use serde::Serialize;
 
@@ -18,6 +19,19 @@ pub struct AttemptRecord {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub oom: Option<ExplainedEvent>,
+    /// The command's GPU memory during the attempt, when a source could be
+    /// read (an addition to SPEC.md's fields).
+    pub memory: Option<AttemptMemory>,
+}
+
+/// The command's GPU memory over one attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptMemory {
+    pub baseline_bytes: Option<u64>,
+    pub peak_bytes: Option<u64>,
+    /// `[seconds since start, bytes]`, at most 200 points.
+    pub timeline: Vec<(f64, u64)>,
+    pub trend: Option<MemoryTrend>,
 }
 
 /// Formats a UNIX time as RFC 3339 UTC (`2026-11-23T18:40:00.123Z`).

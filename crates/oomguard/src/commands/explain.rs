@@ -17,7 +17,10 @@ use std::process::ExitCode;
 const BAR_WIDTH: usize = 50;
 
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let ctx = DiagnoseContext { batch: args.batch };
+    let ctx = DiagnoseContext {
+        batch: args.batch,
+        memory_trend: None,
+    };
     let style = Style::detect();
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());

@@ -2,17 +2,21 @@
 //! choose the next batch from the event's figures and restart it; keep a
 //! journal line per attempt, flushed to disk as each attempt ends.
 
-use crate::child::{self, Interrupts, Launch, Output};
+use crate::child::{self, Interrupts, Launch, MemorySource, Output};
 use crate::flags::RunArgs;
 use anyhow::{bail, Context};
+use oomguard_core::diagnose::trend::classify;
 use oomguard_core::diagnose::ExplainedEvent;
+use oomguard_core::gpu::source::NvmlSource;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::command::accumulation;
 use oomguard_core::supervise::journal::rfc3339;
+use oomguard_core::supervise::journal::AttemptMemory;
 use oomguard_core::supervise::{next_batch, AttemptRecord, CommandTemplate};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> f64 {
@@ -78,6 +82,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         Output::Passthrough
     };
+    // The command's GPU memory, when it can be read: NVML, else nvidia-smi.
+    let memory = if NvmlSource::open().is_ok() {
+        Some(MemorySource::Nvml)
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join("nvidia-smi"))
+                .find(|p| p.is_file())
+                .map(MemorySource::NvidiaSmi)
+        })
+    };
 
     let mut batch = args.batch;
     let mut smallest_failed = u64::MAX;
@@ -121,7 +136,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             env,
             output,
             timeout: None,
-            memory: None,
+            memory: memory.clone(),
+            sample_every: Duration::from_millis(250),
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,
@@ -142,6 +158,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             exit_code: finished.exit_code,
             signal: finished.signal,
             oom: oom.clone(),
+            memory: finished.memory.as_ref().map(|m| AttemptMemory {
+                baseline_bytes: m.baseline_bytes,
+                peak_bytes: m.peak_bytes,
+                timeline: thin(&m.timeline, 200),
+                trend: classify(&m.timeline),
+            }),
         };
         if let Some(j) = journal.as_mut() {
             j.append(&record)?;
@@ -193,6 +215,21 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     };
     summarize(args, &records, code)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// At most `n` points of `timeline`, evenly spread, the last one kept.
+fn thin(timeline: &[(f64, u64)], n: usize) -> Vec<(f64, u64)> {
+    if timeline.len() <= n {
+        return timeline.to_vec();
+    }
+    let step = timeline.len().div_ceil(n);
+    let mut out: Vec<(f64, u64)> = timeline.iter().copied().step_by(step).collect();
+    if let Some(last) = timeline.last() {
+        if out.last() != Some(last) {
+            out.push(*last);
+        }
+    }
+    out
 }
 
 fn report(event: &ExplainedEvent, batch: Option<u64>) {

@@ -98,6 +98,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             output: Output::Capture,
             timeout,
             memory: source.clone(),
+            sample_every: Duration::from_millis(20),
         };
         let finished = match child::run(&launch, &interrupts) {
             Ok(f) => f,
@@ -106,7 +107,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         if let Some(sig) = interrupts.received() {
             return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
         }
-        let memory = finished.memory.unwrap_or_default();
+        let memory = finished.memory.clone().unwrap_or_default();
         let survived =
             finished.exit_code == Some(0) || (finished.timed_out && finished.events.is_empty());
         let oom = if survived {
