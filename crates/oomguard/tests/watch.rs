@@ -187,7 +187,14 @@ fn the_alert_command_fires_once_per_crossing() {
     let dir = TempDir::new();
     let rec = recording(&dir, &[80, 91, 89, 92, 95, 87, 93]);
     let log = dir.0.join("alerts.log");
-    let script = dir.file("alert.sh", format!("echo \"$OOMGUARD_GPU $OOMGUARD_USED_BYTES $OOMGUARD_TOTAL_BYTES $OOMGUARD_TOP_PID\" >> {}\n", log.display()).as_bytes());
+    let script = dir.file(
+        "alert.sh",
+        format!(
+            "echo \"$OOMGUARD_ALERT $OOMGUARD_GPU $OOMGUARD_USED_BYTES $OOMGUARD_TOTAL_BYTES $OOMGUARD_TOP_PID\" >> {}\n",
+            log.display()
+        )
+        .as_bytes(),
+    );
     let on_alert = format!("sh {script}");
     let out = oomguard(
         &[
@@ -207,11 +214,19 @@ fn the_alert_command_fires_once_per_crossing() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     std::thread::sleep(Duration::from_millis(300));
     let fired = std::fs::read_to_string(&log).unwrap();
-    let lines: Vec<&str> = fired.lines().collect();
-    assert_eq!(lines.len(), 2, "{fired}");
+    let threshold: Vec<&str> = fired
+        .lines()
+        .filter(|l| l.starts_with("threshold "))
+        .collect();
+    assert_eq!(threshold.len(), 2, "{fired}");
     assert_eq!(
-        lines[0],
-        format!("0 {} {} 4242", 80 * GIB * 91 / 100, 80 * GIB)
+        threshold[0],
+        format!("threshold 0 {} {} 4242", 80 * GIB * 91 / 100, 80 * GIB)
+    );
+    // Usage rising several GiB a second: the forecast alert fires too.
+    assert!(
+        fired.lines().any(|l| l.starts_with("forecast 0 ")),
+        "{fired}"
     );
 }
 

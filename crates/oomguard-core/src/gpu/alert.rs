@@ -1,6 +1,8 @@
 //! Memory alerts that fire once per crossing: a GPU's usage going above the
 //! threshold fires; it re-arms only after usage falls 2 points below, so a
-//! value flapping around the threshold does not fire again and again.
+//! value flapping around the threshold does not fire again and again. A
+//! forecast alert fires, once per crossing too, when the time-to-full
+//! forecast drops under five minutes.
 
 use super::sample::GpuSample;
 use std::collections::BTreeSet;
@@ -8,11 +10,32 @@ use std::collections::BTreeSet;
 /// Points below the threshold usage must fall to re-arm.
 pub const HYSTERESIS: f64 = 0.02;
 
+/// A forecast of full within this many seconds fires the forecast alert; it
+/// re-arms when the forecast goes past twice that, or away.
+pub const FORECAST_HORIZON_S: f64 = 300.0;
+
+/// Why an alert fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertReason {
+    Threshold,
+    Forecast,
+}
+
+impl AlertReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            AlertReason::Threshold => "threshold",
+            AlertReason::Forecast => "forecast",
+        }
+    }
+}
+
 /// Alert state across samples.
 #[derive(Debug, Clone)]
 pub struct AlertState {
     threshold: f64,
     fired: BTreeSet<u32>,
+    forecast_fired: BTreeSet<u32>,
 }
 
 impl AlertState {
@@ -21,7 +44,32 @@ impl AlertState {
         AlertState {
             threshold: percent / 100.0,
             fired: BTreeSet::new(),
+            forecast_fired: BTreeSet::new(),
         }
+    }
+
+    /// The forecast alerts that fire with these forecasts (seconds until
+    /// full per GPU).
+    pub fn update_forecast(
+        &mut self,
+        etas: &std::collections::HashMap<u32, Option<f64>>,
+    ) -> Vec<u32> {
+        let mut firing = Vec::new();
+        for (&gpu, eta) in etas {
+            match eta {
+                Some(s) if *s <= FORECAST_HORIZON_S => {
+                    if self.forecast_fired.insert(gpu) {
+                        firing.push(gpu);
+                    }
+                }
+                Some(s) if *s <= 2.0 * FORECAST_HORIZON_S => {}
+                _ => {
+                    self.forecast_fired.remove(&gpu);
+                }
+            }
+        }
+        firing.sort();
+        firing
     }
 
     /// The GPUs whose alert fires with this sample.
@@ -59,6 +107,25 @@ mod tests {
             }],
             processes: vec![],
         }
+    }
+
+    #[test]
+    fn forecast_fires_once_until_the_trend_eases() {
+        use std::collections::HashMap;
+        let mut a = AlertState::new(90.0);
+        let seq = [
+            Some(900.0),
+            Some(250.0),
+            Some(120.0),
+            Some(400.0),
+            None,
+            Some(200.0),
+        ];
+        let fired: Vec<usize> = seq
+            .iter()
+            .map(|e| a.update_forecast(&HashMap::from([(0, *e)])).len())
+            .collect();
+        assert_eq!(fired, vec![0, 1, 0, 0, 0, 1]);
     }
 
     #[test]

@@ -84,7 +84,9 @@ fn process_name(pid: u32) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Samples through NVML, loaded at run time.
+/// Samples through NVML, loaded at run time. Memory comes from
+/// `nvmlDeviceGetMemoryInfo_v2` (nvml-wrapper 0.13), whose "used" matches
+/// what `nvidia-smi` prints; v1 counts reserved memory as used.
 pub struct NvmlSource {
     nvml: nvml_wrapper::Nvml,
 }

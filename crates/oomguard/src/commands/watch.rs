@@ -6,7 +6,7 @@
 use crate::flags::WatchArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
-use oomguard_core::gpu::alert::AlertState;
+use oomguard_core::gpu::alert::{AlertReason, AlertState};
 use oomguard_core::gpu::forecast::seconds_until_full;
 use oomguard_core::gpu::metrics;
 use oomguard_core::gpu::sample::GpuSample;
@@ -92,7 +92,7 @@ fn answer(stream: TcpStream, latest: &Mutex<String>) -> io::Result<()> {
     }
 }
 
-fn fire_alert(command: &str, sample: &GpuSample, gpu: u32) {
+fn fire_alert(command: &str, sample: &GpuSample, gpu: u32, reason: AlertReason) {
     let mut words = command.split_whitespace();
     let Some(program) = words.next() else { return };
     let g = sample.gpus.iter().find(|g| g.index == gpu);
@@ -101,6 +101,7 @@ fn fire_alert(command: &str, sample: &GpuSample, gpu: u32) {
     cmd.args(words)
         .stdin(Stdio::null())
         .env("OOMGUARD_GPU", gpu.to_string())
+        .env("OOMGUARD_ALERT", reason.name())
         .env(
             "OOMGUARD_GPU_NAME",
             g.and_then(|g| g.name.clone()).unwrap_or_default(),
@@ -273,17 +274,31 @@ impl<'a> Watcher<'a> {
             }
         }
         if let Some(a) = self.alerts.as_mut() {
-            for gpu in a.update(&sample) {
+            let threshold = a
+                .update(&sample)
+                .into_iter()
+                .map(|g| (g, AlertReason::Threshold));
+            let forecast = a
+                .update_forecast(&etas)
+                .into_iter()
+                .map(|g| (g, AlertReason::Forecast));
+            for (gpu, reason) in threshold.chain(forecast).collect::<Vec<_>>() {
                 let g = sample.gpus.iter().find(|g| g.index == gpu);
                 eprintln!(
-                    "oomguard: alert: GPU {gpu} at {} of {}",
+                    "oomguard: alert ({}): GPU {gpu} at {} of {}{}",
+                    reason.name(),
                     g.and_then(|g| g.used_bytes)
                         .map_or("n/a".into(), format_size),
                     g.and_then(|g| g.total_bytes)
-                        .map_or("n/a".into(), format_size)
+                        .map_or("n/a".into(), format_size),
+                    match reason {
+                        AlertReason::Forecast =>
+                            format!(", full in {}", fmt_eta(etas.get(&gpu).copied().flatten())),
+                        AlertReason::Threshold => String::new(),
+                    }
                 );
                 if let Some(cmd) = &self.args.on_alert {
-                    fire_alert(cmd, &sample, gpu);
+                    fire_alert(cmd, &sample, gpu, reason);
                 }
             }
         }
