@@ -623,7 +623,7 @@ fn run_journals_the_memory_timeline_and_spots_a_leak() {
             "--steps",
             "20",
             "--step-time",
-            "0.4",
+            "0.8",
             "--memory-file",
             mem.to_str().unwrap(),
         ],

@@ -139,6 +139,10 @@ impl Accounting {
             push(SegmentKind::OutsideFramework, Some(outside));
         } else if others_sum > 0 {
             push(SegmentKind::OtherProcesses, Some(others_sum));
+        } else if let (Some(t), Some(f), None) = (m.total_bytes, m.free_bytes, m.allocated_bytes) {
+            // Only the device's total and free are known (vLLM's start-up
+            // check): what is used lies outside the framework's figures.
+            push(SegmentKind::OutsideFramework, Some(t.saturating_sub(f)));
         }
         let used: u64 = segments.iter().map(|s| s.bytes).sum();
         let free = m.free_bytes.or_else(|| {
@@ -200,6 +204,13 @@ pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
             "{who} could not allocate {} on {dev} during {}.",
             format_size(q),
             event.phase.describe()
+        ),
+        (None, Some(f), Some(t)) if event.memory.allowed_bytes.is_some() => format!(
+            "{who} wanted {} of the {} {dev} during {}; only {} was free.",
+            format_size(event.memory.allowed_bytes.unwrap_or(0)),
+            format_size(t),
+            event.phase.describe(),
+            format_size(f)
         ),
         _ => format!(
             "{who} ran out of memory on {dev} during {}; the message gives no figures.",

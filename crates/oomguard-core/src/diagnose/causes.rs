@@ -184,21 +184,29 @@ fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
                         CauseId::MemoryCap,
                         0.8,
                         format!(
-                            "gpu_memory_utilization {} asks for {}, only {} short of the {} free: the target leaves too little for the CUDA context and libraries",
+                            "gpu_memory_utilization {} asks for {} of the whole GPU, only {} more than the {} free: a slightly lower target fits",
                             utilization.map_or("n/a".into(), |u| u.to_string()),
                             fs(a),
                             fs(short),
                             fs(f)
                         ),
                     );
-                    r.add(
-                        CauseId::NonFrameworkMemory,
-                        0.5,
-                        format!(
-                            "{} of the GPU is in use before vLLM starts (CUDA context, libraries)",
-                            fs(t.saturating_sub(f))
-                        ),
-                    );
+                    let used = t.saturating_sub(f);
+                    // A few GiB is this process's CUDA context and libraries;
+                    // more is other processes on the GPU.
+                    if used > 4 * GIB {
+                        r.add(
+                            CauseId::OtherProcesses,
+                            0.7,
+                            format!("{} of the GPU is held before vLLM starts: other processes (or a previous engine)", fs(used)),
+                        );
+                    } else {
+                        r.add(
+                            CauseId::NonFrameworkMemory,
+                            0.5,
+                            format!("{} of the GPU is in use before vLLM starts (CUDA context, libraries)", fs(used)),
+                        );
+                    }
                     return;
                 }
             }

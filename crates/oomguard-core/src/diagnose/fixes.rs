@@ -332,6 +332,7 @@ fn non_framework(event: &OomEvent) -> Vec<Fix> {
             tf_memory_growth()
         }
         Framework::Jax => jax_prealloc(),
+        Framework::Vllm => vllm_utilization(event),
         Framework::Nccl => {
             let mut f = fix(
                 "nccl_buffers",

@@ -31,7 +31,7 @@ pub enum MemoryTrend {
 /// quarter of the run and never grew 10% after.
 pub fn classify(points: &[(f64, u64)]) -> Option<MemoryTrend> {
     let nonzero: Vec<(f64, u64)> = points.iter().copied().filter(|p| p.1 > 0).collect();
-    if nonzero.len() < 6 {
+    if nonzero.len() < 4 {
         return None;
     }
     let (t0, t1) = (nonzero[0].0, nonzero[nonzero.len() - 1].0);
