@@ -14,6 +14,22 @@ use std::io::{self, ErrorKind};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A bug must still end as SPEC.md's one-paragraph error with exit 2, not
+    // a panic message and a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        eprintln!("oomguard: internal error{at}: {what}. This is a bug in oomguard; please report it with the command line.");
+        std::process::exit(2);
+    }));
     let cli = flags::Cli::parse();
     match commands::dispatch(cli) {
         Ok(code) => code,

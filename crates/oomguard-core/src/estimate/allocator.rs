@@ -24,6 +24,8 @@ pub const ROUND_LARGE: u64 = 2 << 20;
 /// bytes are allocated and freed during a step.
 pub fn reserved_peak(allocated_peak: u64, churn: u64) -> u64 {
     let reserved = allocated_peak as f64 + churn as f64 * CHURN_OVERHEAD;
-    let reserved = reserved.min(u64::MAX as f64 / 2.0) as u64;
-    reserved.div_ceil(ROUND_LARGE) * ROUND_LARGE
+    if reserved >= (u64::MAX - ROUND_LARGE) as f64 {
+        return u64::MAX;
+    }
+    (reserved as u64).max(allocated_peak).div_ceil(ROUND_LARGE) * ROUND_LARGE
 }

@@ -89,7 +89,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
     let (activations, temporary) = if w.train {
         let acts = tp_activation(activations::training_activations(s, w))
-            + share(activations::training_logits(s, w), tp);
+            .saturating_add(share(activations::training_logits(s, w), tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 two layers' weights are gathered.
         let layer_grads = tp_activation(
@@ -101,12 +101,22 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         } else {
             0
         };
-        (acts, autocast + layer_grads + gathered)
+        (
+            acts,
+            autocast
+                .saturating_add(layer_grads)
+                .saturating_add(gathered),
+        )
     } else {
         (tp_activation(activations::inference_activations(s, w)), 0)
     };
-    let allocated = weights + gradients + optimizer + activations + kv + temporary;
-    let reserved = allocator::reserved_peak(allocated, activations + temporary + kv);
+    // Saturating: an absurd --batch or --seq gives "more than any GPU", not
+    // an overflow.
+    let allocated = [weights, gradients, optimizer, activations, kv, temporary]
+        .iter()
+        .fold(0u64, |a, b| a.saturating_add(*b));
+    let churn = activations.saturating_add(temporary).saturating_add(kv);
+    let reserved = allocator::reserved_peak(allocated, churn);
     MemoryBreakdown {
         weights_bytes: weights,
         gradients_bytes: gradients,
@@ -117,6 +127,53 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         cuda_context_bytes: allocator::CUDA_CONTEXT_BYTES,
         allocated_peak_bytes: allocated,
         reserved_peak_bytes: reserved,
-        device_used_bytes: reserved + allocator::CUDA_CONTEXT_BYTES,
+        device_used_bytes: reserved.saturating_add(allocator::CUDA_CONTEXT_BYTES),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::catalog;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any workload the flags allow, on models of every family, gives an
+        /// estimate without overflow, and the peaks are ordered.
+        #[test]
+        fn every_allowed_workload_estimates(
+            model in prop::sample::select(vec!["gpt2", "bert-large-uncased", "meta-llama/Llama-3.1-8B", "mistralai/Mixtral-8x7B-v0.1", "google-t5/t5-base", "google/vit-base-patch16-224", "Qwen/Qwen3-30B-A3B"]),
+            batch in 1u64..=workload::MAX_BATCH_OR_SEQ,
+            seq in 1u64..=workload::MAX_BATCH_OR_SEQ,
+            train in any::<bool>(),
+            eager in any::<bool>(),
+            checkpointing in any::<bool>(),
+            lora in prop::option::of(1u64..512),
+            quant in prop::option::of(prop::sample::select(vec![Quant::Int8, Quant::Nf4, Quant::Fp8])),
+            tp in prop::sample::select(vec![1u64, 2, 8]),
+            zero in 0u8..=3,
+        ) {
+            let shape = catalog::shape(model).unwrap();
+            let req = WorkloadRequest {
+                train,
+                batch: Some(batch),
+                seq: Some(seq),
+                quant: if train && lora.is_none() { None } else { quant },
+                lora: if train { lora.map(|rank| Lora { rank, targets: LoraTargets::AllLinear }) } else { None },
+                grad_checkpointing: checkpointing,
+                attention: Some(if eager { Attention::Eager } else { Attention::Sdpa }),
+                gpus: Some(8),
+                tp: Some(tp),
+                zero: Some(zero),
+                ..WorkloadRequest::default()
+            };
+            let w = Workload::resolve(&req, &shape).unwrap();
+            let b = estimate(&shape, &w);
+            prop_assert!(b.allocated_peak_bytes >= b.weights_bytes);
+            prop_assert!(b.reserved_peak_bytes >= b.allocated_peak_bytes);
+            prop_assert!(b.device_used_bytes >= b.reserved_peak_bytes);
+        }
     }
 }

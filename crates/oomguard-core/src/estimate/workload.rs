@@ -141,6 +141,10 @@ pub struct Workload {
 /// SPEC.md's default sequence length.
 pub const DEFAULT_SEQ: u64 = 512;
 
+/// The largest batch or sequence accepted (2^24): far beyond any GPU, and
+/// small enough that byte counts cannot overflow.
+pub const MAX_BATCH_OR_SEQ: u64 = 1 << 24;
+
 impl Workload {
     /// Fills defaults from the model and checks the combination.
     pub fn resolve(req: &WorkloadRequest, model: &ModelShape) -> Result<Workload, String> {
@@ -148,12 +152,15 @@ impl Workload {
         if batch == 0 {
             return Err("--batch must be at least 1".into());
         }
+        if batch > MAX_BATCH_OR_SEQ || req.seq.unwrap_or(1) > MAX_BATCH_OR_SEQ {
+            return Err(format!("--batch and --seq go up to {MAX_BATCH_OR_SEQ}"));
+        }
         let max = model.max_position_embeddings;
         let (seq, seq_capped) = match (model.kind, req.seq) {
             (ModelKind::Vision, _) => (model.image_tokens.unwrap_or(197), false),
             (_, Some(0)) => return Err("--seq must be at least 1".into()),
             (_, Some(s)) => match max {
-                Some(m) if s > m => (m, true),
+                Some(m) if s > m => (m.min(MAX_BATCH_OR_SEQ), true),
                 _ => (s, false),
             },
             (_, None) => match max {

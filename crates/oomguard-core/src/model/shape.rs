@@ -208,6 +208,23 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             format!("hidden size {hidden} is not divisible by {heads} heads and the config gives no head_dim"),
         ));
     }
+    // Sizes far beyond any model are a broken config, and would overflow
+    // the parameter arithmetic.
+    for (name, value, limit) in [
+        ("hidden_size", hidden, 1u64 << 17),
+        ("num_hidden_layers", layers, 1 << 12),
+        ("num_attention_heads", heads, 1 << 12),
+        ("vocab_size", vocab, 1 << 23),
+    ] {
+        if value > limit {
+            return Err(ModelError::malformed(
+                input,
+                format!(
+                    "config field `{name}` is {value}, beyond any real model (at most {limit})"
+                ),
+            ));
+        }
+    }
     let head_dim = get_u64(cfg, &["head_dim", "d_kv"]).unwrap_or(hidden / heads);
     // Multi-query (StarCoder, Falcon-7B) keeps one K/V head.
     let multi_query = get_bool(cfg, "multi_query").unwrap_or(false)
@@ -235,6 +252,12 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         ],
     )
     .unwrap_or(4 * hidden);
+    if intermediate > 1 << 20 || head_dim > 1 << 12 {
+        return Err(ModelError::malformed(
+            input,
+            format!("config gives an MLP of {intermediate} or a head of {head_dim}, beyond any real model"),
+        ));
+    }
     let max_pos = get_u64(
         cfg,
         &[
@@ -258,6 +281,20 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         _ => get_u64(cfg, &["sliding_window"]),
     };
     let moe = moe_shape(cfg, layers);
+    if let Some(m) = &moe {
+        if m.experts > 1 << 10
+            || m.expert_intermediate_size > 1 << 20
+            || m.shared_intermediate_size > 1 << 22
+        {
+            return Err(ModelError::malformed(
+                input,
+                format!(
+                    "config gives {} experts of width {}, beyond any real model",
+                    m.experts, m.expert_intermediate_size
+                ),
+            ));
+        }
+    }
     let checkpoint_dtype = cfg
         .get("torch_dtype")
         .or_else(|| cfg.get("dtype"))
@@ -697,6 +734,26 @@ mod tests {
         );
         let e = from_config("m", &json!([1, 2]), "x/config.json").unwrap_err();
         assert!(e.to_string().contains("not a JSON object"), "{e}");
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_not_overflowed() {
+        let e = from_config(
+            "m",
+            &json!({"model_type": "llama", "hidden_size": 1u64 << 40, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "vocab_size": 10}),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("beyond any real model"), "{e}");
+        let e = from_config(
+            "m",
+            &json!({"model_type": "mixtral", "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "vocab_size": 10, "num_local_experts": 1u64 << 30}),
+            "c",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("experts"), "{e}");
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn render(
     let values: Vec<u64> = parts
         .iter()
         .map(|p| p.2)
-        .chain([extent.saturating_sub(b.allocated_peak_bytes + b.cuda_context_bytes)])
+        .chain([extent.saturating_sub(b.allocated_peak_bytes.saturating_add(b.cuda_context_bytes))])
         .collect();
     let cells = proportional_cells(&values, 50);
     let mut bar: String = parts
