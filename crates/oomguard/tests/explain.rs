@@ -195,31 +195,30 @@ fn fixes_of(text: &str) -> (Vec<String>, serde_json::Value) {
     (ids, ev)
 }
 
+/// The fix of `event` with this id.
+fn fix_by_id(event: &serde_json::Value, id: &str) -> serde_json::Value {
+    event["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .unwrap_or_else(|| panic!("no fix {id} in {event}"))
+        .clone()
+}
+
 #[test]
 fn allocator_variable_is_spelled_as_the_version_reads_it() {
     // 1.10-2.0: max_split_size_mb, sized just above the 216 MiB request.
     let (_, ev) = fixes_of("RuntimeError: CUDA out of memory. Tried to allocate 216.00 MiB (GPU 0; 7.92 GiB total capacity; 5.17 GiB already allocated; 24.56 MiB free; 7.86 GiB reserved in total by PyTorch) If reserved memory is >> allocated memory try setting max_split_size_mb to avoid fragmentation.  See documentation for Memory Management and PYTORCH_CUDA_ALLOC_CONF");
     assert_eq!(ev["causes"][0]["id"], "fragmentation");
-    let fix = ev["fixes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "allocator_config")
-        .unwrap()
-        .clone();
+    let fix = fix_by_id(&ev, "allocator_config");
     assert_eq!(
         fix["env"]["PYTORCH_CUDA_ALLOC_CONF"],
         "max_split_size_mb:256"
     );
     // ROCm 2.x names its own variable in the hint.
     let (_, ev) = fixes_of("torch.OutOfMemoryError: HIP out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 63.98 GiB of which 1.00 GiB is free. Of the allocated memory 40.00 GiB is allocated by PyTorch, and 20.00 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_HIP_ALLOC_CONF=expandable_segments:True to avoid fragmentation.");
-    let fix = ev["fixes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "allocator_config")
-        .unwrap()
-        .clone();
+    let fix = fix_by_id(&ev, "allocator_config");
     assert_eq!(
         fix["env"]["PYTORCH_HIP_ALLOC_CONF"],
         "expandable_segments:True"
@@ -235,13 +234,7 @@ fn framework_remedies_carry_values() {
     // vLLM: a utilization that fits what is free (15.32 GiB - 0.5 GiB) / 22.04 GiB = 0.67.
     let (_, ev) = fixes_of("(EngineCore pid=17635) ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.");
     assert_eq!(ev["causes"][0]["id"], "other_processes");
-    let util = ev["fixes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "vllm_gpu_memory_utilization")
-        .unwrap()
-        .clone();
+    let util = fix_by_id(&ev, "vllm_gpu_memory_utilization");
     assert!(
         util["code"]
             .as_str()
@@ -251,13 +244,7 @@ fn framework_remedies_carry_values() {
     );
     let (_, ev) = fixes_of("ValueError: To serve at least one request with the models's max seq len (262144), (24.00 GiB KV cache is needed, which is larger than the available KV cache memory (8.04 GiB). Based on the available memory, the estimated maximum model length is 87808. Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.");
     assert_eq!(ev["causes"][0]["id"], "kv_cache");
-    let len = ev["fixes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["id"] == "vllm_max_model_len")
-        .unwrap()
-        .clone();
+    let len = fix_by_id(&ev, "vllm_max_model_len");
     assert!(
         len["code"]
             .as_str()

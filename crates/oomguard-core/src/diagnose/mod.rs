@@ -82,15 +82,19 @@ pub struct DiagnoseContext {
     pub memory_trend: Option<trend::MemoryTrend>,
 }
 
-/// The diagnosis of one event.
-#[derive(Debug, Clone, PartialEq)]
+/// The diagnosis of one event. Only the causes and fixes are part of the
+/// JSON EVENT; the rest is for human output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnosis {
+    #[serde(skip)]
     pub accounting: Accounting,
     /// One sentence: what failed, in numbers when the message has them.
+    #[serde(skip)]
     pub summary: String,
     pub causes: Vec<Cause>,
     pub fixes: Vec<Fix>,
     /// The batch size the fixes suggest, when `--batch` was given.
+    #[serde(skip)]
     pub suggested_batch: Option<u64>,
 }
 
@@ -110,14 +114,13 @@ pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
     }
 }
 
-/// An event with its diagnosis, serialized as SPEC.md's EVENT.
+/// An event with its diagnosis, serialized as SPEC.md's EVENT (the event's
+/// fields, then `causes` and `fixes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainedEvent {
     #[serde(flatten)]
     pub event: OomEvent,
-    pub causes: Vec<Cause>,
-    pub fixes: Vec<Fix>,
-    #[serde(skip)]
+    #[serde(flatten)]
     pub diagnosis: Diagnosis,
 }
 
@@ -125,11 +128,6 @@ impl ExplainedEvent {
     /// Diagnoses `event` and keeps both.
     pub fn new(event: OomEvent, ctx: &DiagnoseContext) -> ExplainedEvent {
         let diagnosis = diagnose(&event, ctx);
-        ExplainedEvent {
-            causes: diagnosis.causes.clone(),
-            fixes: diagnosis.fixes.clone(),
-            event,
-            diagnosis,
-        }
+        ExplainedEvent { event, diagnosis }
     }
 }

@@ -288,7 +288,10 @@ fn summarize(args: &RunArgs, records: &[AttemptRecord], code: i32) -> anyhow::Re
         for r in records {
             let outcome = match (&r.oom, r.exit_code) {
                 (_, Some(0)) => "ok".to_string(),
-                (Some(e), _) => format!("OOM ({})", e.causes.first().map_or("?", |c| c.id.title())),
+                (Some(e), _) => format!(
+                    "OOM ({})",
+                    e.diagnosis.causes.first().map_or("?", |c| c.id.title())
+                ),
                 (None, _) => "failed".to_string(),
             };
             writeln!(
