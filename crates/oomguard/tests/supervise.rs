@@ -306,7 +306,7 @@ fn tune_finds_exact_limits_in_no_more_trials_than_lightning() {
 }
 
 #[test]
-fn tune_with_a_memory_source_needs_three_trials_or_fewer() {
+fn tune_with_a_memory_source_jumps_to_the_limit() {
     let dir = TempDir::new();
     let path = format!(
         "{}:{}",
@@ -315,7 +315,7 @@ fn tune_with_a_memory_source_needs_three_trials_or_fewer() {
     );
     let gpu_dir = dir.0.to_string_lossy().into_owned();
     let mut total = 0;
-    let limits = [37u64, 100, 1000];
+    let limits = [7u64, 37, 100, 1000];
     for want in limits {
         let per_sample = format!("{:.4}", 20064.0 / (want as f64 + 0.5));
         let mem_file = dir.0.join(format!("trial-{want}.json"));
@@ -359,15 +359,13 @@ fn tune_with_a_memory_source_needs_three_trials_or_fewer() {
         );
         total += trials.len();
     }
-    // The issue asks for 3 on average; measured: 3, 4 and 5 (see README):
-    // the first profile, at batch 8, is inflated by the allocator's 2 MiB
-    // rounding, so the first jump lands short and one more trial refits.
+    // Measured: 2, 3, 4 and 4 (8 fails and its figures point at 7; the
+    // others profile at 8, jump, and verify the limit and the batch above).
+    // The first profile is inflated by the allocator's 2 MiB rounding, so
+    // for 100 and 1000 the first jump lands just short: see
+    // `supervise::search`'s staircase test for why 4 is the least there.
     let lightning: u64 = limits.iter().map(|l| lightning_trials(*l)).sum();
-    assert!(
-        total <= 4 * limits.len(),
-        "{total} trials for {} limits",
-        limits.len()
-    );
+    assert!(total <= 13, "{total} trials for {} limits", limits.len());
     assert!(
         (total as u64) * 2 < lightning,
         "{total} trials, Lightning's rule {lightning}"

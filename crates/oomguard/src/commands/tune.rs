@@ -124,6 +124,7 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         } else if let Some(e) = &oom {
             TrialOutcome::OutOfMemory {
                 event: Some(Box::new(e.event.clone())),
+                baseline_bytes: memory.baseline_bytes,
             }
         } else {
             let code = finished.shell_code();
