@@ -398,6 +398,39 @@ fn tune_stops_on_a_failure_that_is_not_memory() {
 }
 
 #[test]
+fn a_command_without_the_placeholder_is_told_where_its_batch_goes() {
+    // The trainer reads OOMGUARD_BATCH when no --batch is given: the search
+    // still works, and the user is told the batch is not in the arguments.
+    let out = oomguard(
+        &["tune", "--source", "none", "--", "python3", &trainer()],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("largest batch: 133"), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("only as OOMGUARD_BATCH"),
+        "{}",
+        out.stderr
+    );
+    let out = oomguard(
+        &[
+            "tune",
+            "--source",
+            "none",
+            "--max",
+            "16",
+            "--",
+            "python3",
+            &trainer(),
+            "--batch",
+            "{batch}",
+        ],
+        None,
+    );
+    assert!(!out.stderr.contains("OOMGUARD_BATCH"), "{}", out.stderr);
+}
+
+#[test]
 fn tune_margin_and_timeout() {
     let out = oomguard(
         &[

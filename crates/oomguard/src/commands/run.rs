@@ -75,6 +75,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if args.batch.is_some() && !template.uses_batch() {
+        say("the command has no {batch}: each attempt gets its batch size only as OOMGUARD_BATCH in its environment");
+    }
     let mut journal = args.journal.as_deref().map(Journal::open).transpose()?;
     let interrupts = Interrupts::install().context("cannot install signal handlers")?;
     let output = if args.json {

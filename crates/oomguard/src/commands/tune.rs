@@ -75,6 +75,9 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let source = memory_source(args.source.as_deref())?;
+    if !template.uses_batch() {
+        say("the command has no {batch}: each trial gets its batch size only as OOMGUARD_BATCH in its environment");
+    }
     let interrupts = Interrupts::install().context("cannot install signal handlers")?;
     let mut search = BatchSearch::new(args.start, args.min, args.max);
     let mut trials: Vec<Trial> = Vec::new();
