@@ -199,8 +199,13 @@ class CachingAllocator:
     def report(self):
         if not self.memory_file:
             return
-        record = json.dumps({"pid": os.getpid(), "used_mib": self.used_bytes() // MIB,
-                             "total_mib": self.total // MIB})
+        fields = {"pid": os.getpid(), "used_mib": self.used_bytes() // MIB,
+                  "total_mib": self.total // MIB}
+        if self.other:
+            # the simulated other process, for the stand-in nvidia-smi to list
+            fields["other_pid"] = OTHER_PID
+            fields["other_mib"] = self.other // MIB
+        record = json.dumps(fields)
         if record == self.last_record:
             return  # same content: rewriting it would change nothing
         tmp = "%s.tmp.%d" % (self.memory_file, os.getpid())

@@ -82,7 +82,10 @@ pub struct MemoryTrace {
     /// Lowest usage after the first allocation: weights before a step.
     pub baseline_bytes: Option<u64>,
     pub peak_bytes: Option<u64>,
-    /// The device's total minus the most other processes held.
+    /// What the command could reach: the device's total minus the most the
+    /// listed other processes held, and no more than its own memory plus the
+    /// device's free memory at the baseline (that also leaves out what the
+    /// driver reserves and processes NVML does not list, as in a container).
     pub capacity_bytes: Option<u64>,
     pub samples: u32,
     /// `(seconds since start, bytes)`, thinned to stay under 1024 points.
@@ -305,6 +308,9 @@ fn spawn_sampler(
         };
         let mut others_max = 0u64;
         let mut total = None;
+        // Own memory plus the device's free memory, read with the baseline:
+        // before the first step memory is flat, so the two readings agree.
+        let mut reach_at_baseline: Option<u64> = None;
         loop {
             if let Ok(Some(sample)) = source.sample() {
                 let members = group_members(group);
@@ -336,8 +342,22 @@ fn spawn_sampler(
                         others_max = others_max.max(others);
                         total = g.total_bytes.or(total);
                         trace.peak_bytes = Some(trace.peak_bytes.map_or(mine, |p| p.max(mine)));
-                        trace.baseline_bytes =
-                            Some(trace.baseline_bytes.map_or(mine, |b| b.min(mine)));
+                        let reach = g.free_bytes.map(|f| f.saturating_add(mine));
+                        match trace.baseline_bytes {
+                            Some(b) if mine > b => {}
+                            Some(b) if mine == b => {
+                                // Two readings a moment apart: the lowest sum
+                                // is the one no allocation fell between.
+                                reach_at_baseline = match (reach_at_baseline, reach) {
+                                    (Some(a), Some(r)) => Some(a.min(r)),
+                                    (a, r) => a.or(r),
+                                };
+                            }
+                            _ => {
+                                trace.baseline_bytes = Some(mine);
+                                reach_at_baseline = reach;
+                            }
+                        }
                     }
                 }
             }
@@ -346,7 +366,11 @@ fn spawn_sampler(
                 _ => break,
             }
         }
-        trace.capacity_bytes = total.map(|t| t.saturating_sub(others_max));
+        let listed = total.map(|t: u64| t.saturating_sub(others_max));
+        trace.capacity_bytes = match (listed, reach_at_baseline) {
+            (Some(l), Some(r)) => Some(l.min(r)),
+            (l, r) => l.or(r),
+        };
         trace
     })
 }
