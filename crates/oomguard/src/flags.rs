@@ -70,7 +70,10 @@ Exit code 0; 2 on bad input or when no source can be read (no NVIDIA driver: use
     Gpus(ListArgs),
 }
 
+/// A flag given twice takes its last value, so a recommended change can be
+/// appended to the command as it stands (`... --batch 8 --batch 5`).
 #[derive(Debug, Args)]
+#[command(args_override_self = true)]
 pub struct PlanArgs {
     /// Model folder, config.json, .safetensors, .gguf, cached repo id, or catalog name.
     #[arg(value_name = "MODEL")]

@@ -127,6 +127,74 @@ fn not_fitting_exits_1_with_changes_that_fit() {
     );
 }
 
+#[test]
+fn every_recommended_change_appended_to_the_command_gives_its_total() {
+    // A recommendation is flags to append to the command as it stands: run
+    // that way, plan must land on the total and verdict it listed. Where no
+    // single change fits one GPU (Llama 3.1 8B, full fine-tuning on 24 GiB)
+    // or only a smaller batch does (BERT-large in fp32 on 8 GiB, GPT-2
+    // inference in fp32 on 2 GiB), combinations that fit one GPU are listed.
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &[
+                "meta-llama/Llama-3.1-8B",
+                "--train",
+                "--batch",
+                "8",
+                "--gpu",
+                "rtx-4090",
+            ],
+            "--quant nf4 --lora 16 --lora-targets all-linear --grad-checkpointing",
+        ),
+        (
+            &[
+                "bert-large-uncased",
+                "--train",
+                "--batch",
+                "64",
+                "--dtype",
+                "fp32",
+                "--gpu",
+                "8GiB",
+            ],
+            "--grad-checkpointing --amp --optimizer adamw-8bit --batch ",
+        ),
+        (
+            &[
+                "gpt2", "--dtype", "fp32", "--batch", "64", "--seq", "1024", "--gpu", "2GiB",
+            ],
+            "--dtype bf16 --batch ",
+        ),
+    ];
+    for (base, combination) in cases {
+        let mut args = vec!["plan"];
+        args.extend(base);
+        args.push("--json");
+        let out = oomguard(&args, None);
+        assert_eq!(out.code, 1, "{}", out.stderr);
+        let recs = out.json()["recommendations"].as_array().unwrap().clone();
+        assert!(
+            recs.iter().any(
+                |r| r["fits"] == true && r["change"].as_str().unwrap().starts_with(combination)
+            ),
+            "{base:?}: {recs:?}"
+        );
+        for r in &recs {
+            let change = r["change"].as_str().unwrap();
+            let mut again = args.clone();
+            again.extend(change.split_whitespace());
+            let out = oomguard(&again, None);
+            let json = out.json();
+            assert_eq!(
+                json["per_gpu"]["device_used_bytes"], r["device_used_bytes"],
+                "{base:?} + {change}"
+            );
+            assert_eq!(json["fits"], r["fits"], "{base:?} + {change}");
+            assert_eq!(out.code, if r["fits"] == true { 0 } else { 1 }, "{change}");
+        }
+    }
+}
+
 /// A safetensors file: the 8-byte header length, the JSON header, and the
 /// data region as a hole (the file is sparse: nothing is written there).
 fn safetensors_file(path: &std::path::Path, tensors: &[(&str, &str, &[u64])]) {

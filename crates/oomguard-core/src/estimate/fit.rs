@@ -80,6 +80,134 @@ pub fn max_seq(s: &ModelShape, w: &Workload, capacity: u64) -> Option<u64> {
     })
 }
 
+/// A change to a workload: the flags that, appended to the command as it
+/// stands, give the changed workload.
+#[derive(Debug, Clone)]
+struct Change {
+    flags: Vec<String>,
+    workload: Workload,
+}
+
+impl Change {
+    fn from(w: &Workload) -> Change {
+        Change {
+            flags: Vec::new(),
+            workload: w.clone(),
+        }
+    }
+
+    fn flag(mut self, flag: &str, apply: impl FnOnce(&mut Workload)) -> Change {
+        self.flags.push(flag.to_string());
+        apply(&mut self.workload);
+        self
+    }
+
+    fn grad_checkpointing(self) -> Change {
+        if self.workload.grad_checkpointing {
+            return self;
+        }
+        self.flag("--grad-checkpointing", |w| w.grad_checkpointing = true)
+    }
+
+    /// Weights in bf16 where they are fp32 without autocast (adapters,
+    /// quantization and inference are run on half-precision bases).
+    fn half_weights(self) -> Change {
+        if self.workload.dtype != Dtype::Fp32 || self.workload.amp {
+            return self;
+        }
+        self.flag("--dtype bf16", |w| w.dtype = Dtype::Bf16)
+    }
+
+    /// LoRA rank 16 on every linear layer (PEFT's usual choice for memory),
+    /// over `quant` weights when given (QLoRA).
+    fn adapters(self, quant: Option<Quant>) -> Change {
+        let c = match quant {
+            Some(q) => self.flag(&format!("--quant {}", q.name()), |w| w.quant = Some(q)),
+            None => self,
+        };
+        c.flag("--lora 16 --lora-targets all-linear", |w| {
+            w.lora = Some(Lora {
+                rank: 16,
+                targets: LoraTargets::AllLinear,
+            })
+        })
+        .half_weights()
+    }
+
+    fn text(&self) -> String {
+        self.flags.join(" ")
+    }
+}
+
+/// The changes applied alone, in the order a user would try them.
+fn single_changes(w: &Workload) -> Vec<Change> {
+    let mut out = Vec::new();
+    if w.train && !w.grad_checkpointing {
+        out.push(Change::from(w).grad_checkpointing());
+    }
+    if w.dtype == Dtype::Fp32 && w.quant.is_none() {
+        if w.train && !w.amp {
+            out.push(Change::from(w).flag("--amp", |w| w.amp = true));
+        }
+        if !w.train {
+            out.push(Change::from(w).half_weights());
+        }
+    }
+    if w.train && w.lora.is_none() && w.optimizer == Some(Optimizer::Adamw) {
+        out.push(Change::from(w).flag("--optimizer adamw-8bit", |w| {
+            w.optimizer = Some(Optimizer::Adamw8bit)
+        }));
+    }
+    if w.train && w.lora.is_none() && w.quant.is_none() {
+        out.push(Change::from(w).adapters(None));
+        out.push(Change::from(w).adapters(Some(Quant::Nf4)));
+    }
+    if !w.train && w.quant.is_none() {
+        for q in [Quant::Int8, Quant::Nf4] {
+            let c = Change::from(w).flag(&format!("--quant {}", q.name()), |w| w.quant = Some(q));
+            out.push(c.half_weights());
+        }
+    }
+    out
+}
+
+/// When no single change fits one GPU, the combinations people reach for
+/// on it: full fine-tuning with checkpointing, mixed precision and an 8-bit
+/// optimizer; LoRA and QLoRA with checkpointing; checkpointing with the
+/// adapters already there; for inference, 16-, 8- and 4-bit weights.
+fn combinations(w: &Workload) -> Vec<Change> {
+    let mut out = Vec::new();
+    if !w.train {
+        // Half-precision or quantized weights, at a smaller batch.
+        return single_changes(w);
+    }
+    if w.lora.is_some() {
+        out.push(Change::from(w).grad_checkpointing());
+        return out;
+    }
+    let mut full = Change::from(w).grad_checkpointing();
+    if w.dtype == Dtype::Fp32 && w.quant.is_none() && !w.amp {
+        full = full.flag("--amp", |w| w.amp = true);
+    }
+    if w.optimizer == Some(Optimizer::Adamw) {
+        full = full.flag("--optimizer adamw-8bit", |w| {
+            w.optimizer = Some(Optimizer::Adamw8bit)
+        });
+    }
+    if full.flags.len() > 1 {
+        out.push(full);
+    }
+    if w.quant.is_none() {
+        out.push(Change::from(w).adapters(None).grad_checkpointing());
+        out.push(
+            Change::from(w)
+                .adapters(Some(Quant::Nf4))
+                .grad_checkpointing(),
+        );
+    }
+    out
+}
+
 /// One change to a workload and where it lands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
@@ -91,144 +219,70 @@ pub struct Recommendation {
 /// The changes that make `w` fit a GPU of `capacity`, in the order a user
 /// would try them: smaller batch, gradient checkpointing, mixed precision,
 /// 8-bit optimizer, LoRA, QLoRA, ZeRO-3 over more GPUs, a larger GPU. Only
-/// changes that apply to the workload are listed; each is applied alone.
+/// changes that apply to the workload are listed; each is applied alone,
+/// and when none of those fits this GPU but a smaller batch, `combinations`
+/// follow (at the largest batch that fits, when the asked one does not).
+/// Each change is flags to append to the command as it stands.
 pub fn recommendations(
     s: &ModelShape,
     w: &Workload,
     capacity: u64,
     catalog: &[GpuSpec],
 ) -> Vec<Recommendation> {
-    let mut out = Vec::new();
-    let mut push = |change: String, nw: Workload| {
-        let used = estimate(s, &nw).device_used_bytes;
-        out.push(Recommendation {
-            change,
+    let rec = |c: &Change| {
+        let used = estimate(s, &c.workload).device_used_bytes;
+        Recommendation {
+            change: c.text(),
             device_used_bytes: used,
             fits: used <= capacity,
-        });
+        }
     };
+    let mut out = Vec::new();
     if w.batch > 1 {
         if let Some(b) = max_batch(s, w, capacity).filter(|b| *b < w.batch) {
-            push(
-                format!("--batch {b}"),
-                Workload {
-                    batch: b,
-                    ..w.clone()
-                },
-            );
+            out.push(rec(
+                &Change::from(w).flag(&format!("--batch {b}"), |w| w.batch = b)
+            ));
         }
     }
-    if w.train && !w.grad_checkpointing {
-        push(
-            "--grad-checkpointing".into(),
-            Workload {
-                grad_checkpointing: true,
-                ..w.clone()
-            },
-        );
-    }
-    if w.dtype == Dtype::Fp32 && w.quant.is_none() {
-        if w.train && !w.amp {
-            push(
-                "--amp".into(),
-                Workload {
-                    amp: true,
-                    ..w.clone()
-                },
-            );
+    // A smaller batch trains less per step: when it is the only change that
+    // fits, combinations that keep more of the batch follow.
+    let from_batch = out.len();
+    out.extend(single_changes(w).iter().map(rec));
+    if !out[from_batch..].iter().any(|r| r.fits) {
+        for c in combinations(w) {
+            let c = if fits(s, &c.workload, capacity) {
+                c
+            } else {
+                match max_batch(s, &c.workload, capacity).filter(|b| *b < w.batch) {
+                    Some(b) => c.flag(&format!("--batch {b}"), |w| w.batch = b),
+                    None => continue,
+                }
+            };
+            let r = rec(&c);
+            if !out.iter().any(|o| o.change == r.change) {
+                out.push(r);
+            }
         }
-        if !w.train {
-            push(
-                "--dtype bf16".into(),
-                Workload {
-                    dtype: Dtype::Bf16,
-                    ..w.clone()
-                },
-            );
-        }
-    }
-    if w.train && w.lora.is_none() && w.optimizer == Some(Optimizer::Adamw) {
-        push(
-            "--optimizer adamw-8bit".into(),
-            Workload {
-                optimizer: Some(Optimizer::Adamw8bit),
-                ..w.clone()
-            },
-        );
-    }
-    let half = if w.dtype == Dtype::Fp32 {
-        Dtype::Bf16
-    } else {
-        w.dtype
-    };
-    if w.train && w.lora.is_none() {
-        let lora = Some(Lora {
-            rank: 16,
-            targets: LoraTargets::AllLinear,
-        });
-        push(
-            "--lora 16 --lora-targets all-linear".into(),
-            Workload {
-                lora,
-                dtype: half,
-                amp: false,
-                ..w.clone()
-            },
-        );
-        push(
-            "--quant nf4 --lora 16 --lora-targets all-linear (QLoRA)".into(),
-            Workload {
-                lora,
-                quant: Some(Quant::Nf4),
-                dtype: half,
-                amp: false,
-                ..w.clone()
-            },
-        );
-    }
-    if !w.train && w.quant.is_none() {
-        push(
-            "--quant int8".into(),
-            Workload {
-                quant: Some(Quant::Int8),
-                dtype: half,
-                ..w.clone()
-            },
-        );
-        push(
-            "--quant nf4".into(),
-            Workload {
-                quant: Some(Quant::Nf4),
-                dtype: half,
-                ..w.clone()
-            },
-        );
     }
     // Sharding: the fewest GPUs (of 2, 4, 8) that fit.
     for n in [2u64, 4, 8] {
         if n <= w.gpus {
             continue;
         }
-        let nw = if w.train {
-            Workload {
-                gpus: n,
-                zero: 3,
-                ..w.clone()
-            }
+        let c = if w.train {
+            Change::from(w).flag(&format!("--gpus {n} --zero 3"), |w| {
+                w.gpus = n;
+                w.zero = 3;
+            })
         } else {
-            Workload {
-                gpus: n,
-                tp: n,
-                ..w.clone()
-            }
+            Change::from(w).flag(&format!("--gpus {n} --tp {n}"), |w| {
+                w.gpus = n;
+                w.tp = n;
+            })
         };
-        if fits(s, &nw, capacity) || n == 8 {
-            let change = if w.train {
-                format!("--gpus {n} --zero 3")
-            } else {
-                format!("--gpus {n} --tp {n}")
-            };
-            push(change, nw);
+        if fits(s, &c.workload, capacity) || n == 8 {
+            out.push(rec(&c));
             break;
         }
     }

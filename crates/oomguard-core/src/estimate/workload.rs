@@ -31,6 +31,16 @@ impl Quant {
             _ => return None,
         })
     }
+
+    /// The name `--quant` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Quant::Int8 => "int8",
+            Quant::Int4 => "int4",
+            Quant::Nf4 => "nf4",
+            Quant::Fp8 => "fp8",
+        }
+    }
 }
 
 /// `--optimizer`.

@@ -328,6 +328,12 @@ fn render(
     }
     if !plan.recommendations.is_empty() {
         writeln!(out, "\n{}", s.bold("Changes that make it fit"))?;
+        let width = plan
+            .recommendations
+            .iter()
+            .map(|r| r.change.chars().count())
+            .max()
+            .unwrap_or(0);
         for r in &plan.recommendations {
             let mark = if r.fits {
                 s.green("fits")
@@ -336,7 +342,7 @@ fn render(
             };
             writeln!(
                 out,
-                "  {:<58} {:>12}  {}",
+                "  {:<width$} {:>12}  {}",
                 r.change,
                 format_size(r.device_used_bytes),
                 mark
