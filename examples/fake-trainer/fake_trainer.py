@@ -75,6 +75,11 @@ def fixed_bytes(opts):
     return round_up(opts.fixed_mib * MIB)
 
 
+def state_bytes(opts):
+    """Gradients + optimizer states, created in the first step (after the baseline)."""
+    return round_up(opts.state_mib * MIB)
+
+
 def leak_bytes(opts, step):
     """Memory kept alive after `step` steps: ceil(step * leak MiB), rounded up to 2 MiB."""
     return round_up(math.ceil(step * opts.leak_mib_per_step * MIB))
@@ -93,13 +98,14 @@ def available_bytes(opts):
 def peak_need(opts, batch):
     """Peak of allocated + stranded memory over the whole run (the quantity that must fit)."""
     stranded = frag_bytes(opts, opts.layers * layer_bytes(opts, batch)) if opts.steps >= 2 else 0
-    return (fixed_bytes(opts) + leak_bytes(opts, opts.steps) + stranded
+    return (fixed_bytes(opts) + state_bytes(opts) + leak_bytes(opts, opts.steps) + stranded
             + opts.layers * layer_bytes(opts, batch))
 
 
 def max_batch(opts):
     """Largest batch that runs all steps (closed form, see README.md); 0 when none does."""
-    budget = available_bytes(opts) - fixed_bytes(opts) - leak_bytes(opts, opts.steps)
+    budget = (available_bytes(opts) - fixed_bytes(opts) - state_bytes(opts)
+              - leak_bytes(opts, opts.steps))
     if budget < GRAIN:
         return 0
     m = budget // GRAIN  # whole 2 MiB granules left for activations (+ stranded memory)
@@ -247,6 +253,11 @@ class Model:
             self.alloc.malloc(fixed_bytes(self.opts), TO_FRAMES, "main")
         return self
 
+    def create_state(self):
+        """Gradients and AdamW's states: PyTorch creates them in the first step."""
+        if self.alloc is not None and state_bytes(self.opts):
+            self.alloc.malloc(state_bytes(self.opts), [], "train_step")
+
     def retain(self, step):
         """Tensors kept alive across steps (e.g. `losses.append(loss)`), cumulative."""
         target = leak_bytes(self.opts, step)
@@ -272,6 +283,8 @@ def criterion(model, out, step):
 
 
 def train_step(model, step):
+    if step == 1:
+        model.create_state()
     model.retain(step)
     x = 0
     for layer in model.layers:
@@ -409,6 +422,8 @@ def parse_args(argv):
                    help="CUDA context of the process in MiB (default 500)")
     p.add_argument("--fixed-mib", type=count(0), default=4000,
                    help="weights + optimizer states in MiB (default 4000)")
+    p.add_argument("--state-mib", type=count(0), default=0,
+                   help="gradients + optimizer states in MiB, created in the first step (default 0)")
     p.add_argument("--per-sample-mib", type=number(positive=True), default=Fraction(150),
                    metavar="F", help="activation MiB per sample at the peak (default 150.0)")
     p.add_argument("--layers", type=count(1), default=12,

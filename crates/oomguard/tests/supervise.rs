@@ -396,6 +396,26 @@ fn tune_leaves_out_what_another_process_holds() {
 }
 
 #[test]
+fn tune_with_state_created_in_the_first_step_stays_exact() {
+    // Gradients and optimizer states created in the first step, after the
+    // memory before it was read, make the first line aim low; the line
+    // through two peaks corrects it.
+    let dir = TempDir::new();
+    let opts = ["--fixed-mib", "1000", "--state-mib", "3000"];
+    let want = true_limit(&opts);
+    assert_eq!(want, 133);
+    let json = tune_with_stand_in(&dir, "trial.json", &opts, &[]);
+    assert_eq!(json["batch"], want, "{json}");
+    let tried = batches_tried(&json);
+    // Measured: 8, 43, 133, 134.
+    assert!(tried.len() <= 5, "{tried:?}");
+    assert!(
+        tried.len() as u64 * 2 <= lightning_trials(want),
+        "{tried:?}"
+    );
+}
+
+#[test]
 fn tune_stops_on_a_failure_that_is_not_memory() {
     let out = oomguard(
         &[
