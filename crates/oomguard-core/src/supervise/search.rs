@@ -60,6 +60,11 @@ fn device_need(event: &OomEvent) -> Option<(u64, u64)> {
     Some((need, reach))
 }
 
+/// The whole batch at or below `x`, kept far from overflow.
+fn batch_at(x: f64) -> u64 {
+    x.floor().clamp(0.0, u64::MAX as f64 / 2.0) as u64
+}
+
 /// The state of one search.
 #[derive(Debug, Clone)]
 pub struct BatchSearch {
@@ -149,8 +154,7 @@ impl BatchSearch {
         if slope <= 0.0 {
             return None;
         }
-        let b = ((capacity as f64 - intercept) / slope).floor();
-        Some(b.clamp(0.0, u64::MAX as f64 / 2.0) as u64)
+        Some(batch_at((capacity as f64 - intercept) / slope))
     }
 
     /// The line from the baseline through what the smallest failed batch
@@ -162,8 +166,9 @@ impl BatchSearch {
         if need <= base || reach <= base {
             return None;
         }
-        let b = batch as f64 * (reach - base) as f64 / (need - base) as f64;
-        Some(b.floor().clamp(0.0, u64::MAX as f64 / 2.0) as u64)
+        Some(batch_at(
+            batch as f64 * (reach - base) as f64 / (need - base) as f64,
+        ))
     }
 
     /// When a failure contradicts the line through the peaks: the line from
@@ -179,8 +184,7 @@ impl BatchSearch {
             return None;
         }
         let slope = (need - peak) as f64 / (batch - lo) as f64;
-        let b = lo as f64 + ((capacity - peak) as f64 / slope).floor();
-        Some(b.clamp(0.0, u64::MAX as f64 / 2.0) as u64)
+        Some(lo.saturating_add(batch_at((capacity - peak) as f64 / slope)))
     }
 
     /// The next batch to try, or `None` when the answer is known.
