@@ -278,3 +278,143 @@ fn a_container_s_own_process_is_not_blamed() {
         out.stdout
     );
 }
+
+/// The fix ids of one event of `--json` output.
+fn fix_ids(event: &serde_json::Value) -> Vec<String> {
+    event["fixes"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const TRITON_CHAINED: &str = "triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 147456, Hardware limit: 101376. Reducing block sizes or `num_stages` may help.
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File \"train.py\", line 40, in <module>
+    loss = compiled_model(batch).loss
+torch._inductor.exc.InductorError: OutOfResources: out of resource: shared memory, Required: 147456, Hardware limit: 101376. Reducing block sizes or `num_stages` may help.
+";
+
+#[test]
+fn triton_shared_memory_is_one_event_without_device_memory_or_batch_fix() {
+    let out = oomguard(
+        &["explain", "--json", "--batch", "32"],
+        Some(TRITON_CHAINED.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let events = json["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 1, "{}", out.stdout);
+    let ev = &events[0];
+    assert_eq!(ev["framework"], "other");
+    assert_eq!(ev["device"]["kind"], "unknown");
+    for (field, value) in ev["memory"].as_object().expect("memory") {
+        assert!(value.is_null(), "memory.{field} = {value}");
+    }
+    assert_eq!(ev["causes"][0]["id"], "not_memory");
+    let evidence = ev["causes"][0]["evidence"].as_str().unwrap_or_default();
+    assert!(
+        evidence.contains("147456 bytes of shared memory per block"),
+        "{evidence}"
+    );
+    assert!(evidence.contains("RTX 30xx/40xx/50xx"), "{evidence}");
+    let fixes = fix_ids(ev);
+    assert_eq!(
+        fixes.first().map(String::as_str),
+        Some("triton_kernel_config")
+    );
+    assert!(!fixes.iter().any(|f| f.contains("batch")), "{fixes:?}");
+    assert!(!out.stdout.contains("Reduce the batch"), "{}", out.stdout);
+}
+
+#[test]
+fn sglang_pool_check_suggests_a_higher_fraction() {
+    let out = oomguard(
+        &["explain", "--json"],
+        Some(b"RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8\n"),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let ev = &json["events"][0];
+    assert_eq!(ev["framework"], "other");
+    assert_eq!(ev["device"]["kind"], "cuda");
+    assert_eq!(ev["phase"], "startup");
+    assert!(ev["memory"]["allowed_bytes"].is_null());
+    assert_eq!(ev["causes"][0]["id"], "memory_cap");
+    assert_eq!(ev["fixes"][0]["id"], "sglang_mem_fraction_static");
+    let code = ev["fixes"][0]["code"].as_str().unwrap_or_default();
+    assert!(code.contains("--mem-fraction-static 0.85"), "{code}");
+    let fixes = fix_ids(ev);
+    for id in [
+        "sglang_tensor_parallel",
+        "sglang_quantize",
+        "stop_other_process",
+        "sglang_kv_cache_dtype",
+        "sglang_context_length",
+    ] {
+        assert!(fixes.iter().any(|f| f == id), "{id} missing from {fixes:?}");
+    }
+}
+
+#[test]
+fn accelerate_giving_up_stays_its_own_event_after_the_ooms_it_caught() {
+    let oom = |size: &str| {
+        format!("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {size}. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 1.95 GiB is reserved by PyTorch but unallocated.\n")
+    };
+    let log = format!(
+        "{}Decreasing batch size to: 64\n{}Decreasing batch size to: 32\nTraceback (most recent call last):\n  File \"/opt/conda/lib/python3.10/site-packages/accelerate/utils/memory.py\", line 134, in decorator\n    raise RuntimeError(\"No executable batch size found, reached zero.\")\nRuntimeError: No executable batch size found, reached zero.\n",
+        oom("4.00 GiB"),
+        oom("2.00 GiB")
+    );
+    let out = oomguard(&["explain", "--json", "--batch", "8"], Some(log.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let events = json["events"].as_array().cloned().unwrap_or_default();
+    assert_eq!(events.len(), 3, "{}", out.stdout);
+    let last = &events[2];
+    assert_eq!(last["framework"], "pytorch");
+    assert!(last["message"]
+        .as_str()
+        .unwrap_or_default()
+        .starts_with("RuntimeError: No executable batch size found"));
+    assert_eq!(last["causes"][0]["id"], "model_too_large");
+    assert_eq!(last["causes"][1]["id"], "leftover_tensors");
+    let fixes = fix_ids(last);
+    assert!(fixes.iter().any(|f| f == "batch_finder_scope"), "{fixes:?}");
+    assert!(!fixes.iter().any(|f| f == "reduce_batch"), "{fixes:?}");
+}
+
+#[test]
+fn where_a_smaller_retry_cannot_help_the_workaround_says_so() {
+    // The closing Workaround/Prevention lines follow the failure, not only
+    // the framework: none of these three is cured by retrying smaller.
+    let cases = [
+        (TRITON_CHAINED.to_string(), "Triton · "),
+        (
+            "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.\n"
+                .to_string(),
+            "SGLang · ",
+        ),
+        (
+            "RuntimeError: No executable batch size found, reached zero.\n".to_string(),
+            "PyTorch · ",
+        ),
+    ];
+    for (text, header) in cases {
+        let out = oomguard(&["explain"], Some(text.as_bytes()));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.contains(header), "{}", out.stdout);
+        let tail = &out.stdout[out.stdout.find("Workaround").expect("a workaround")..];
+        assert!(!tail.contains("retry smaller"), "{tail}");
+        assert!(
+            !tail.contains("retry the step with a smaller batch"),
+            "{tail}"
+        );
+    }
+}

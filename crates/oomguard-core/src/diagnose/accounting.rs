@@ -6,7 +6,7 @@
 //! tell this process's non-framework memory from other processes (PyTorch
 //! 1.x), the two are one "outside the framework" segment.
 
-use crate::oom::{DeviceKind, OomEvent, ProcessMemory};
+use crate::oom::{DeviceKind, OomEvent, ProcessMemory, SglangCheck};
 use crate::size::format_size;
 
 /// A part of the device's memory.
@@ -182,6 +182,9 @@ impl Accounting {
 
 /// One sentence saying what failed.
 pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
+    if let Some(said) = summary_from_facts(event) {
+        return said;
+    }
     let who = event.framework.display_name();
     let dev = match event.device.index {
         Some(i) => format!("{} {i}", event.device.kind.display_name()),
@@ -217,4 +220,35 @@ pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
             event.phase.describe()
         ),
     }
+}
+
+/// The sentence for messages that are not a failed allocation of device
+/// memory, where the figures-based sentence would mislead.
+fn summary_from_facts(event: &OomEvent) -> Option<String> {
+    let f = &event.facts;
+    if let Some(shm) = &f.shared_memory {
+        return Some(match (shm.required_bytes, shm.limit_bytes) {
+            (Some(need), Some(limit)) => format!(
+                "A Triton kernel needs {need} bytes ({}) of shared memory per thread block; this GPU allows {limit} ({}). GPU memory did not run out: the kernel's configuration does not fit this GPU.",
+                format_size(need),
+                format_size(limit)
+            ),
+            _ => "A Triton kernel needs more shared memory per thread block than this GPU allows. GPU memory did not run out: the kernel's configuration does not fit this GPU.".into(),
+        });
+    }
+    if let Some(SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    }) = &f.sglang
+    {
+        let fraction = mem_fraction_static.map_or("mem_fraction_static".into(), |v| {
+            format!("mem_fraction_static={v}")
+        });
+        return Some(format!(
+            "SGLang found no room for its KV cache at start-up: {fraction} of the GPU's memory, minus the weights, left nothing for a single token."
+        ));
+    }
+    if f.batch_search_exhausted {
+        return Some("accelerate's find_executable_batch_size halved the batch on every out-of-memory error until it reached zero: even batch size 1 did not fit.".into());
+    }
+    None
 }

@@ -5,7 +5,9 @@
 
 use super::accounting::{Accounting, SegmentKind};
 use super::{Cause, CauseId};
-use crate::oom::{DeviceKind, Framework, OomEvent, Phase, VllmCheck};
+use crate::oom::{
+    DeviceKind, Framework, OomEvent, Phase, SglangCheck, SharedMemoryLimit, VllmCheck,
+};
 use crate::size::format_size as fs;
 
 const GIB: u64 = 1 << 30;
@@ -76,6 +78,20 @@ pub(super) fn from_trend(causes: &mut Vec<Cause>, trend: Option<super::trend::Me
 pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
     let mut r = Ranking(Vec::new());
     let m = &event.memory;
+    // Messages whose meaning the facts fix entirely: the phase rules below
+    // would add a batch cause, which is wrong for each of them.
+    if let Some(shm) = &event.facts.shared_memory {
+        shared_memory(&mut r, shm);
+        return r.0;
+    }
+    if let Some(check) = &event.facts.sglang {
+        sglang(&mut r, check);
+        return r.0;
+    }
+    if event.facts.batch_search_exhausted {
+        batch_search_exhausted(&mut r);
+        return r.0;
+    }
     if event.facts.absurd_request {
         r.add(
             CauseId::InvalidSize,
@@ -231,6 +247,98 @@ fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
             );
         }
     }
+}
+
+/// Opt-in shared memory per thread block, in bytes, by the GPU class that
+/// has it (NVIDIA CUDA C Programming Guide, "Technical Specifications per
+/// Compute Capability": maximum shared memory per block, opt-in). AMD
+/// Instinct GPUs (CDNA 1-3) have 64 KiB of LDS per compute unit (AMD CDNA3
+/// ISA reference guide), which Triton reports as the same 65536.
+const SHARED_MEMORY_LIMITS: &[(u64, &str)] = &[
+    (
+        101_376,
+        "compute capability 8.6/8.9/12.0: a consumer or workstation GPU (RTX 30xx/40xx/50xx, A10, L4, L40)",
+    ),
+    (166_912, "compute capability 8.0 (A100, A800)"),
+    (232_448, "compute capability 9.0 (H100, H200)"),
+    (
+        65_536,
+        "compute capability 7.5 (T4, RTX 20xx), or an AMD Instinct GPU's 64 KiB LDS",
+    ),
+    (98_304, "compute capability 7.0 (V100)"),
+];
+
+/// The GPU class a shared-memory limit points at, when it is a known one.
+pub(super) fn shared_memory_gpu_class(limit: u64) -> Option<&'static str> {
+    SHARED_MEMORY_LIMITS
+        .iter()
+        .find(|(bytes, _)| *bytes == limit)
+        .map(|(_, class)| *class)
+}
+
+fn shared_memory(r: &mut Ranking, shm: &SharedMemoryLimit) {
+    let evidence = match (shm.required_bytes, shm.limit_bytes) {
+        (Some(need), Some(limit)) => {
+            let class = shared_memory_gpu_class(limit)
+                .map(|c| format!(" (a limit of {limit} bytes is that of {c})"))
+                .unwrap_or_default();
+            format!(
+                "the kernel needs {need} bytes of shared memory per block, the GPU allows {limit}{class}: this is on-chip memory, not GPU memory; a smaller batch does not help"
+            )
+        }
+        _ => "a Triton kernel needs more shared memory per block than the GPU allows: this is on-chip memory, not GPU memory; a smaller batch does not help".into(),
+    };
+    r.add(CauseId::NotMemory, 0.95, evidence);
+}
+
+fn sglang(r: &mut Ranking, check: &SglangCheck) {
+    let SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    } = check;
+    let fraction = mem_fraction_static.map_or("mem_fraction_static".to_string(), |f| {
+        format!("mem_fraction_static={f}")
+    });
+    // SGLang sizes its KV pool as what is left of mem_fraction_static x the
+    // GPU after the weights (model_runner.py profile_max_num_token): the
+    // check fails when that is nothing. The cap is the direct cause and
+    // raising it the direct fix, so memory_cap leads; when the weights nearly
+    // fill the GPU no cap helps, so model_too_large follows; the KV cache
+    // itself is not too large, it got no room at all, so it comes last.
+    r.add(
+        CauseId::MemoryCap,
+        0.8,
+        format!(
+            "SGLang's static budget ({fraction} of the GPU's memory, for the weights and the KV cache) left no room for a single KV-cache token once the weights were loaded: the fraction is too low for this model on this GPU"
+        ),
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.6,
+        "if a fraction of 0.9 or more still fails (or then runs out of memory while serving), the weights alone nearly fill the GPU: shard or quantize them",
+    );
+    r.add(
+        CauseId::OtherProcesses,
+        0.4,
+        "SGLang measures the memory still free after loading: whatever other processes hold on the GPU comes out of the same budget",
+    );
+    r.add(
+        CauseId::KvCache,
+        0.3,
+        "the KV-cache pool is what got no room: fewer bytes per token (an fp8 KV cache) make a small remainder go further",
+    );
+}
+
+fn batch_search_exhausted(r: &mut Ranking) {
+    r.add(
+        CauseId::ModelTooLarge,
+        0.75,
+        "accelerate's find_executable_batch_size halved the batch on every OOM (from starting_batch_size, 128 by default) until it reached zero: even batch size 1 did not fit, so the batch is not what fills the GPU; the model, its gradients and optimizer states (or one very long sample) do",
+    );
+    r.add(
+        CauseId::LeftoverTensors,
+        0.6,
+        "a known pitfall: a model, optimizer or outputs referenced from outside the decorated function survive every retry, so each smaller batch starts from the memory the failed one left behind and fails too",
+    );
 }
 
 fn tensorflow(r: &mut Ranking, event: &OomEvent) {

@@ -2,11 +2,15 @@
 //! the figures, the allocator variable spelled as that PyTorch version reads
 //! it, the pid to stop, vLLM's `gpu_memory_utilization` and `max_model_len`,
 //! TensorFlow's memory growth, JAX's preallocation, llama.cpp's offloaded
-//! layers.
+//! layers, SGLang's `--mem-fraction-static`, a Triton kernel configuration
+//! that fits the GPU's shared memory, and what to do when accelerate's
+//! batch-size finder reached zero (never a smaller batch for those two).
 
 use super::accounting::Accounting;
 use super::{Cause, CauseId, DiagnoseContext, Fix};
-use crate::oom::{DeviceKind, Framework, OomEvent, Phase, PyTorchEra, VllmCheck};
+use crate::oom::{
+    DeviceKind, Framework, OomEvent, Phase, PyTorchEra, SglangCheck, SharedMemoryLimit, VllmCheck,
+};
 use crate::size::format_size as fs;
 use std::collections::BTreeMap;
 
@@ -69,7 +73,7 @@ pub(super) fn propose(
             CauseId::NonFrameworkMemory => non_framework(event),
             CauseId::MemoryCap => memory_cap(event),
             CauseId::KvCache => kv_cache(event),
-            CauseId::LeftoverTensors => leftovers(),
+            CauseId::LeftoverTensors => leftovers(event),
             CauseId::MultipleModels => vec![fix(
                 "one_model_per_device",
                 "Load one model per GPU, or free the previous one",
@@ -299,6 +303,12 @@ fn other_processes(event: &OomEvent, acc: &Accounting) -> Vec<Fix> {
 }
 
 fn model_too_large(event: &OomEvent) -> Vec<Fix> {
+    if event.facts.sglang.is_some() {
+        return sglang_shard_or_quantize();
+    }
+    if event.facts.batch_search_exhausted {
+        return fit_model_for_training();
+    }
     match event.framework {
         Framework::LlamaCpp => llama_layers(event),
         Framework::Vllm => {
@@ -354,6 +364,9 @@ fn non_framework(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn memory_cap(event: &OomEvent) -> Vec<Fix> {
+    if let Some(check) = &event.facts.sglang {
+        return sglang_mem_fraction(check);
+    }
     if event.device.kind == DeviceKind::Mps {
         let mut f = fix(
             "raise_mps_watermark",
@@ -440,6 +453,12 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn kv_cache(event: &OomEvent) -> Vec<Fix> {
+    if let Some(SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    }) = &event.facts.sglang
+    {
+        return sglang_kv_cache(*mem_fraction_static);
+    }
     match event.framework {
         Framework::Vllm => {
             let mut v = vllm_utilization(event);
@@ -466,7 +485,10 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
     }
 }
 
-fn leftovers() -> Vec<Fix> {
+fn leftovers(event: &OomEvent) -> Vec<Fix> {
+    if event.facts.batch_search_exhausted {
+        return batch_finder_scope();
+    }
     vec![fix(
         "free_leftover_tensors",
         "Drop references to finished tensors; evaluate under no_grad",
@@ -511,7 +533,9 @@ fn invalid_size(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn not_memory(event: &OomEvent) -> Vec<Fix> {
-    let _ = event;
+    if let Some(shm) = &event.facts.shared_memory {
+        return triton_shared_memory(shm);
+    }
     vec![fix(
         "check_cuda_setup",
         "Check the CUDA setup, then look for an earlier OOM",
@@ -561,9 +585,175 @@ fn llama_layers(event: &OomEvent) -> Vec<Fix> {
     )]
 }
 
+/// The highest `--mem-fraction-static` suggested: SGLang needs the rest of
+/// the GPU for activations, CUDA graphs and the CUDA context.
+const SGLANG_MAX_FRACTION: f64 = 0.95;
+/// How far one suggestion raises the current fraction: on an 80 GB GPU,
+/// 0.05 is 4 GB more for the KV cache.
+const SGLANG_FRACTION_STEP: f64 = 0.05;
+
+/// The fraction to suggest above `current`, in hundredths, capped; `None`
+/// when `current` is already at the cap.
+fn sglang_next_fraction(current: Option<f64>) -> Option<f64> {
+    match current {
+        Some(f) if f >= SGLANG_MAX_FRACTION - 1e-9 => None,
+        Some(f) => Some(((f + SGLANG_FRACTION_STEP) * 100.0).round().min(95.0) / 100.0),
+        None => Some(0.9),
+    }
+}
+
+fn sglang_mem_fraction(check: &SglangCheck) -> Vec<Fix> {
+    let SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    } = check;
+    let opposite = "This is the opposite of SGLang's advice for an out-of-memory error while serving (lower it, to leave room for activations and CUDA graphs): here start-up found the static pool too small.";
+    match sglang_next_fraction(*mem_fraction_static) {
+        Some(next) => {
+            let from = mem_fraction_static.map_or(String::new(), |f| format!(" from {f}"));
+            vec![fix(
+                "sglang_mem_fraction_static",
+                format!("Raise --mem-fraction-static{from} to {next:.2}"),
+                format!(
+                    "A larger share of the GPU for the static pool leaves room for the KV cache after the weights. {opposite} Stay at or below {SGLANG_MAX_FRACTION}; if a higher value then fails with CUDA out of memory while serving, the model does not fit this GPU: shard or quantize it (below)."
+                ),
+                Some(format!(
+                    "python -m sglang.launch_server --model-path MODEL --mem-fraction-static {next:.2}"
+                )),
+            )]
+        }
+        None => vec![fix(
+            "sglang_mem_fraction_static",
+            "Do not raise --mem-fraction-static further: the weights do not leave room",
+            format!(
+                "At {SGLANG_MAX_FRACTION} or more, what is left of the GPU is needed for activations and CUDA graphs. {opposite} Shard or quantize the model instead (below)."
+            ),
+            None,
+        )],
+    }
+}
+
+fn sglang_shard_or_quantize() -> Vec<Fix> {
+    vec![
+        fix(
+            "sglang_tensor_parallel",
+            "Shard the weights over two GPUs (--tp 2)",
+            "Tensor parallelism splits the weights, so each GPU keeps half of them and the rest of the static budget goes to the KV cache.",
+            Some("python -m sglang.launch_server --model-path MODEL --tp 2".into()),
+        ),
+        fix(
+            "sglang_quantize",
+            "Serve a quantized checkpoint",
+            "An FP8 checkpoint (or --quantization fp8 on an fp16/bf16 one, on GPUs that support it) halves the weights; AWQ/GPTQ 4-bit checkpoints quarter them.",
+            Some("python -m sglang.launch_server --model-path MODEL --quantization fp8".into()),
+        ),
+    ]
+}
+
+fn sglang_kv_cache(current: Option<f64>) -> Vec<Fix> {
+    let fraction = sglang_next_fraction(current)
+        .map_or(String::new(), |f| format!(" --mem-fraction-static {f:.2}"));
+    vec![
+        fix(
+            "sglang_kv_cache_dtype",
+            "Store the KV cache in fp8",
+            "Halves the bytes per token of an fp16/bf16 model's KV cache, so a small remainder of the budget holds twice the tokens; it does not help when nothing is left at all.",
+            Some("python -m sglang.launch_server --model-path MODEL --kv-cache-dtype fp8_e5m2".into()),
+        ),
+        fix(
+            "sglang_context_length",
+            "Lower --context-length along with the higher fraction",
+            "With little room the KV pool stays small; a shorter context keeps each request within it. On its own it does not make room for the pool.",
+            Some(format!("python -m sglang.launch_server --model-path MODEL{fraction} --context-length 8192")),
+        ),
+    ]
+}
+
+fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
+    let (title, need) = match (shm.required_bytes, shm.limit_bytes) {
+        (Some(need), Some(limit)) => {
+            let cut = need.saturating_sub(limit) as f64 * 100.0 / need.max(1) as f64;
+            let class = super::causes::shared_memory_gpu_class(limit)
+                .map(|c| format!(" {limit} bytes per block is the limit of {c}."))
+                .unwrap_or_default();
+            (
+                format!("Use a kernel configuration that fits {limit} bytes of shared memory per block"),
+                format!(
+                    "The kernel needs {need} bytes of shared memory per thread block and the GPU allows {limit}: its tiles must shrink by at least {cut:.0}%.{class} "
+                ),
+            )
+        }
+        _ => (
+            "Use a kernel configuration that fits this GPU's shared memory".to_string(),
+            String::new(),
+        ),
+    };
+    let config_code = if shm.via_inductor {
+        "# FlexAttention under torch.compile: smaller tiles, fewer stages\nflex_attention(q, k, v, block_mask=mask,\n               kernel_options={\"BLOCK_M\": 64, \"BLOCK_N\": 64, \"num_stages\": 1})"
+    } else {
+        "# your own Triton kernel: offer configs with smaller blocks and fewer stages\n@triton.autotune(configs=[\n    triton.Config({\"BLOCK_M\": 64, \"BLOCK_N\": 64, \"BLOCK_K\": 32}, num_stages=2, num_warps=4),\n], key=[\"M\", \"N\", \"K\"])"
+    };
+    vec![
+        fix(
+            "triton_kernel_config",
+            title,
+            format!(
+                "{need}Shared memory per block grows with the block sizes and with num_stages (each pipeline stage buffers one more tile), as the message says: use smaller blocks or fewer stages. The batch size does not change it."
+            ),
+            Some(config_code.into()),
+        ),
+        fix(
+            "update_kernel_library",
+            "Update the library that ships the kernel",
+            "Many shipped Triton configurations were tuned on A100/H100 (163/227 KiB of shared memory per block) and do not fit GPUs with less; newer releases of flash-attention, unsloth, the vLLM/SGLang Triton backends and bitsandbytes carry configurations for more GPUs. The traceback's file paths name the package. Changing the torch.compile mode (max-autotune-no-cudagraphs) is not a fix.",
+            Some("pip install -U PACKAGE   # the one in the traceback: flash-attn, unsloth, vllm, sglang, bitsandbytes".into()),
+        ),
+        fix(
+            "non_triton_path",
+            "Choose a non-Triton path for this layer",
+            "PyTorch's scaled-dot-product attention runs cuDNN/CUDA kernels that fit every GPU; leaving the layer out of torch.compile (torch.compiler.disable) also avoids the generated kernel.",
+            Some("model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=\"sdpa\")".into()),
+        ),
+    ]
+}
+
+fn fit_model_for_training() -> Vec<Fix> {
+    vec![
+        fix(
+            "fit_model_for_training",
+            "Make the model itself fit: the memory is in the model, not in the batch",
+            "Gradient checkpointing, bf16/AMP, an 8-bit AdamW and LoRA/QLoRA shrink what training the model needs before any batch; FSDP or DeepSpeed ZeRO-3 split weights, gradients and optimizer states across GPUs. oomguard plan shows what fits this GPU before the next run.",
+            Some("oomguard plan MODEL --train --gpu GPU --grad-checkpointing --optimizer adamw-8bit\nTrainingArguments(gradient_checkpointing=True, bf16=True, optim=\"adamw_bnb_8bit\")\n# LoRA/QLoRA: peft.get_peft_model(model, LoraConfig(r=16, target_modules=\"all-linear\"))\n# several GPUs: accelerate launch --use_fsdp train.py   (or a DeepSpeed ZeRO-3 config)".into()),
+        ),
+        fix(
+            "truncate_sequences",
+            "Cap the sequence length of each sample",
+            "One sample that does not fit fails at any batch size: truncate long texts (a missing truncation is a common cause of this error).",
+            Some("tokenizer(texts, truncation=True, max_length=2048)".into()),
+        ),
+    ]
+}
+
+fn batch_finder_scope() -> Vec<Fix> {
+    vec![fix(
+        "batch_finder_scope",
+        "Create the model and optimizer inside the decorated function, or free them before each retry",
+        "find_executable_batch_size runs gc.collect() and empty_cache() between attempts, but that frees nothing still referenced from outside the function: build the model and optimizer inside it (after accelerator.free_memory()), or del them before retrying. With the Trainer's auto_find_batch_size, update transformers (older releases kept the prepared model across retries).",
+        Some("@find_executable_batch_size(starting_batch_size=args.batch_size)\ndef inner_training_loop(batch_size):\n    nonlocal accelerator\n    accelerator.free_memory()        # drop what the failed attempt prepared\n    model = build_model()            # created here, not outside\n    optimizer = torch.optim.AdamW(model.parameters())\n    model, optimizer = accelerator.prepare(model, optimizer)\n    ...".into()),
+    )]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sglang_fraction_steps_up_to_the_cap() {
+        assert_eq!(sglang_next_fraction(Some(0.8)), Some(0.85));
+        assert_eq!(sglang_next_fraction(Some(0.88)), Some(0.93));
+        assert_eq!(sglang_next_fraction(Some(0.93)), Some(0.95));
+        assert_eq!(sglang_next_fraction(Some(0.95)), None);
+        assert_eq!(sglang_next_fraction(None), Some(0.9));
+    }
 
     #[test]
     fn split_size_is_a_power_of_two_within_bounds() {

@@ -1,10 +1,15 @@
 //! Inference runtimes and engines: ONNX Runtime's BFC arena and CUDA
 //! provider, candle/cudarc driver errors, llama.cpp/ggml buffer allocation,
-//! and vLLM's start-up memory checks (KV cache blocks, maximum model length,
-//! free memory against `gpu_memory_utilization`).
+//! vLLM's start-up memory checks (KV cache blocks, maximum model length,
+//! free memory against `gpu_memory_utilization`), and SGLang's start-up KV
+//! pool check (`Not enough memory. Please try to increase
+//! --mem-fraction-static.`, from python/sglang/srt/model_executor/
+//! model_runner.py `init_memory_pool` and, in newer releases,
+//! pool_configurator.py `MemoryPoolConfig.__post_init__`, which appends
+//! ` Current value: mem_fraction_static=F`).
 
 use super::family::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
-use super::{DeviceKind, Framework, Phase, VllmCheck};
+use super::{DeviceKind, Framework, Phase, SglangCheck, VllmCheck};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -22,6 +27,8 @@ struct Patterns {
     vllm_new_len: Regex,
     vllm_estimated: Regex,
     vllm_startup: Regex,
+    sglang_pool: Regex,
+    sglang_fraction: Regex,
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
@@ -50,6 +57,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     vllm_startup: re(
         r"Free\s*memory\s*on\s*device\s*(?:cuda:(\d+)\s*)?\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*(GiB|GB)\s*\)\s*on\s*startup\s*is\s*less\s*than\s*desired\s*GPU\s*memory\s*utilization\s*\(\s*(\d+(?:\.\d+)?)\s*,\s*{SIZE}\s*\)",
     ),
+    sglang_pool: re(
+        r"Not\s*enough\s*memory\.\s*Please\s*try\s*to\s*increase\s*--mem-fraction-static",
+    ),
+    sglang_fraction: re(r"Current\s*value\s*:\s*mem_fraction_static\s*=\s*(\d+(?:\.\d+)?)"),
 });
 
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
@@ -57,6 +68,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| candle(text))
         .or_else(|| llama_cpp(text))
         .or_else(|| vllm(text))
+        .or_else(|| sglang(text))
 }
 
 fn onnxruntime(text: &str) -> Option<Parsed> {
@@ -230,4 +242,73 @@ fn vllm(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     None
+}
+
+/// SGLang's start-up check: the static budget (mem_fraction_static x the
+/// GPU's memory) minus the weights leaves no room for one KV-cache token.
+/// SGLang prints no device; it is a CUDA (or ROCm) GPU, index unknown.
+fn sglang(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if !p.sglang_pool.is_match(text) {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cuda,
+        message_from(text, &p.sglang_pool),
+    );
+    // The same phase as vLLM's start-up checks: sizing the KV cache after
+    // the weights are loaded.
+    parsed.phase_hint = Some(Phase::Startup);
+    let mem_fraction_static = p
+        .sglang_fraction
+        .captures(text)
+        .and_then(|c| c.get(1)?.as_str().parse::<f64>().ok())
+        .filter(|f| f.is_finite());
+    parsed.facts.sglang = Some(SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    });
+    Some(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sglang_pool_check_old_and_new_wording() {
+        let old =
+            parse("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static.")
+                .expect("an event");
+        assert_eq!(old.framework, Framework::Other);
+        assert_eq!(old.device.kind, DeviceKind::Cuda);
+        assert_eq!(old.device.index, None);
+        assert_eq!(old.phase_hint, Some(Phase::Startup));
+        assert!(old.memory.is_empty());
+        assert_eq!(
+            old.facts.sglang,
+            Some(SglangCheck::NoKvCacheRoom {
+                mem_fraction_static: None
+            })
+        );
+        let new = parse("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8")
+            .expect("an event");
+        assert_eq!(
+            new.facts.sglang,
+            Some(SglangCheck::NoKvCacheRoom {
+                mem_fraction_static: Some(0.8)
+            })
+        );
+        assert!(new.message.starts_with("RuntimeError: Not enough memory."));
+        // The fraction is a share, not bytes: no memory figure.
+        assert_eq!(new.memory.allowed_bytes, None);
+    }
+
+    #[test]
+    fn sglang_advice_in_prose_is_not_the_check() {
+        assert!(parse(
+            "If you see out-of-memory errors during serving, try a smaller --mem-fraction-static."
+        )
+        .is_none());
+    }
 }

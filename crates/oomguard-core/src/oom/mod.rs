@@ -15,6 +15,7 @@ mod pytorch;
 pub mod scan;
 mod tensorflow_jax;
 pub mod text;
+mod triton;
 
 use serde::Serialize;
 
@@ -87,7 +88,7 @@ impl DeviceKind {
             DeviceKind::Mps => "Apple MPS",
             DeviceKind::Xpu => "Intel XPU",
             DeviceKind::Cpu => "host RAM",
-            DeviceKind::Unknown => "device",
+            DeviceKind::Unknown => "unknown device",
         }
     }
 }
@@ -263,6 +264,35 @@ pub struct EventFacts {
     /// The allocator's own message points at fragmentation (TensorFlow's
     /// BFC "If the cause is memory fragmentation ...").
     pub fragmentation_hint: bool,
+    /// A GPU kernel asked for more on-chip shared memory per thread block
+    /// than the GPU allows (Triton's `OutOfResources`): not device memory.
+    pub shared_memory: Option<SharedMemoryLimit>,
+    /// Which SGLang start-up check failed.
+    pub sglang: Option<SglangCheck>,
+    /// A batch-size finder halved the batch on every OOM until it reached
+    /// zero (accelerate's `find_executable_batch_size`): batch 1 failed too.
+    pub batch_search_exhausted: bool,
+}
+
+/// A kernel's shared-memory need against the GPU's per-block limit, in bytes
+/// of on-chip shared memory as Triton prints them (`Required: N, Hardware
+/// limit: M`). Kept out of [`MemoryFigures`], which is device memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SharedMemoryLimit {
+    pub required_bytes: Option<u64>,
+    pub limit_bytes: Option<u64>,
+    /// Raised while torch.compile (Inductor) compiled the kernel.
+    pub via_inductor: bool,
+}
+
+/// The checks SGLang makes at start-up that end in a memory error.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SglangCheck {
+    /// `Not enough memory. Please try to increase --mem-fraction-static.`:
+    /// the static budget minus the weights leaves no KV-cache token. The
+    /// fraction is a share of the GPU, not bytes, so it stays here and out of
+    /// `allowed_bytes`.
+    NoKvCacheRoom { mem_fraction_static: Option<f64> },
 }
 
 /// The checks vLLM makes at start-up that end in a memory error.
@@ -297,4 +327,18 @@ pub struct OomEvent {
     pub phase: Phase,
     #[serde(skip)]
     pub facts: EventFacts,
+}
+
+impl OomEvent {
+    /// Who failed, for people: the framework, or the tool SPEC.md's framework
+    /// list has no name for (it is `other` in JSON).
+    pub fn failing_tool(&self) -> &'static str {
+        if self.facts.shared_memory.is_some() {
+            "Triton"
+        } else if self.facts.sglang.is_some() {
+            "SGLang"
+        } else {
+            self.framework.display_name()
+        }
+    }
 }

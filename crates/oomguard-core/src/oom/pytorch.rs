@@ -3,7 +3,9 @@
 //! (`cached`, `reserved in total by PyTorch`, `allowed`, `total capacty`,
 //! `Process N has`, `private pools`), ROCm/HIP and XPU spellings, the
 //! cudaMallocAsync backend, `CUDA error: out of memory`, MPS and the CPU
-//! allocator.
+//! allocator; and Hugging Face accelerate's batch-size finder giving up
+//! (`No executable batch size found, reached zero.`, from
+//! accelerate/utils/memory.py `find_executable_batch_size`).
 //!
 //! Field mapping follows SPEC.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
@@ -44,6 +46,7 @@ struct Patterns {
     async_limit: Regex,
     async_free: Regex,
     async_fraction: Regex,
+    batch_finder: Regex,
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
@@ -84,6 +87,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     async_fraction: re(
         r"PyTorch\s*limit\s*\(set\s*by\s*user-supplied\s*memory\s*fraction\)\s*:\s*{SIZE}",
     ),
+    batch_finder: re(r"No\s*executable\s*batch\s*size\s*found"),
 });
 
 /// Parses a PyTorch OOM message; `None` when the text is not one.
@@ -152,6 +156,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
         return Some(parsed);
     }
+    if let Some(m) = p.batch_finder.find(text) {
+        return batch_finder(text, m.start());
+    }
     if p.cpu.is_match(text) {
         let mut parsed = Parsed::new(
             Framework::PyTorch,
@@ -165,6 +172,31 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     None
+}
+
+/// accelerate's `find_executable_batch_size` halves the batch on every OOM
+/// (from `starting_batch_size`, 128 by default) and raises this when it
+/// reaches zero: batch size 1 failed too. Its own event, never merged into
+/// the `CUDA out of memory` events a log may show before it.
+fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
+    // The `raise RuntimeError("No executable ...")` source line a traceback
+    // quotes is not the error.
+    if !stands_as_error(text, at) {
+        return None;
+    }
+    let kind = if text.contains("CUDA") || text.contains("cuda") {
+        DeviceKind::Cuda
+    } else {
+        DeviceKind::Unknown
+    };
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        kind,
+        message_from(text, &P.batch_finder),
+    );
+    parsed.device.index = device_index(text).filter(|_| kind == DeviceKind::Cuda);
+    parsed.facts.batch_search_exhausted = true;
+    Some(parsed)
 }
 
 /// True when the phrase at `at` is the error itself: the line starts with it,
@@ -306,4 +338,32 @@ fn mps(text: &str) -> Parsed {
     parsed.memory.requested_bytes = find_size(&REQ, text);
     parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accelerate_batch_finder_gave_up() {
+        let parsed =
+            parse("RuntimeError: No executable batch size found, reached zero.").expect("an event");
+        assert_eq!(parsed.framework, Framework::PyTorch);
+        assert_eq!(parsed.device.kind, DeviceKind::Unknown);
+        assert!(parsed.facts.batch_search_exhausted);
+        assert!(parsed.memory.is_empty());
+        assert_eq!(
+            parsed.message,
+            "RuntimeError: No executable batch size found, reached zero."
+        );
+    }
+
+    #[test]
+    fn the_quoted_raise_line_is_not_the_error() {
+        assert!(parse(
+            r#"    raise RuntimeError("No executable batch size found, reached zero.")"#
+        )
+        .is_none());
+        assert!(parse(r#"if "No executable batch size found" in str(e):"#).is_none());
+    }
 }

@@ -570,6 +570,9 @@ fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFa
     a.call = a.call.or(b.call);
     a.pool_reservation |= b.pool_reservation;
     a.fragmentation_hint |= b.fragmentation_hint;
+    a.shared_memory = a.shared_memory.or(b.shared_memory);
+    a.sglang = a.sglang.or(b.sglang);
+    a.batch_search_exhausted |= b.batch_search_exhausted;
     a
 }
 
@@ -588,6 +591,17 @@ fn mask_digits(framework: super::Framework, message: &str) -> String {
 /// The figures of a failure, which copies of it share; without figures,
 /// its words.
 fn figures_signature(parsed: &Parsed) -> String {
+    // Triton's shared-memory figures are not device memory, but they are
+    // what copies of one failure share: the error and Inductor's wrapper of
+    // it (`InductorError: OutOfResources: ...`) name the same two numbers.
+    if let Some(shm) = parsed.facts.shared_memory {
+        if shm.required_bytes.is_some() || shm.limit_bytes.is_some() {
+            return format!(
+                "{:?}|shared|{:?}|{:?}",
+                parsed.framework, shm.required_bytes, shm.limit_bytes
+            );
+        }
+    }
     let m = &parsed.memory;
     if m.requested_bytes.is_none() && m.total_bytes.is_none() && m.allocated_bytes.is_none() {
         return format!("{:?}:{}", parsed.framework, parsed.message);
