@@ -3,7 +3,7 @@
 //! the processes sorted by memory, pid or user. Keys: `q`/Esc quit, `s`
 //! changes the sort, `p`/space pauses sampling.
 
-use crate::commands::watch::{fmt_eta, Etas, Watcher};
+use crate::commands::watch::{fmt_eta, unlisted_shown, Etas, Watcher, UNLISTED_LABEL};
 use oomguard_core::gpu::sample::GpuSample;
 use oomguard_core::size::format_size;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
@@ -164,15 +164,27 @@ impl WatchView {
             SortKey::Pid => procs.sort_by_key(|p| p.pid),
             SortKey::User => procs.sort_by(|a, b| a.user.cmp(&b.user).then(a.pid.cmp(&b.pid))),
         }
-        let rows = procs.iter().map(|p| {
-            Row::new(vec![
-                p.gpu.to_string(),
-                p.pid.to_string(),
-                p.user.clone().unwrap_or_else(|| "n/a".into()),
-                p.used_bytes.map_or("n/a".into(), format_size),
-                p.name.clone().unwrap_or_else(|| "n/a".into()),
-            ])
-        });
+        let rows = procs
+            .iter()
+            .map(|p| {
+                Row::new(vec![
+                    p.gpu.to_string(),
+                    p.pid.to_string(),
+                    p.user.clone().unwrap_or_else(|| "n/a".into()),
+                    p.used_bytes.map_or("n/a".into(), format_size),
+                    p.name.clone().unwrap_or_else(|| "n/a".into()),
+                ])
+            })
+            .chain(unlisted_shown(sample).into_iter().map(|(gpu, bytes)| {
+                Row::new(vec![
+                    gpu.to_string(),
+                    "-".into(),
+                    "-".into(),
+                    format_size(bytes),
+                    UNLISTED_LABEL.to_string(),
+                ])
+                .style(Style::new().add_modifier(Modifier::DIM))
+            }));
         let table = Table::new(
             rows,
             [
@@ -299,6 +311,12 @@ mod tests {
         let vllm = lines.iter().position(|l| l.contains("vllm")).unwrap();
         let python = lines.iter().position(|l| l.contains("python")).unwrap();
         assert!(vllm < python, "{text}");
+        // 72 GiB used, 70 GiB listed: 2 GiB no listed process holds, last.
+        let unlisted = lines.iter().position(|l| l.contains("not listed")).unwrap();
+        assert!(
+            lines[unlisted].contains("2.00 GiB") && unlisted > python,
+            "{text}"
+        );
         // `s` sorts by pid: 7 before 4242. `p` pauses.
         view.key(KeyCode::Char('s'));
         view.key(KeyCode::Char('p'));

@@ -75,6 +75,45 @@ fn a_replay_drives_the_table_and_json() {
     );
 }
 
+#[test]
+fn memory_no_listed_process_holds_is_shown_not_guessed() {
+    // Inside a container NVML lists only some of the processes on a GPU:
+    // 30 GiB used, one listed process holding 20 GiB leaves 10 GiB unlisted.
+    // Where a listed process's memory is unknown, so is the unlisted part.
+    let dir = TempDir::new();
+    let sample = |procs: Value| {
+        json!({
+            "time": 1_700_000_000.0,
+            "gpus": [{"index": 0, "uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3", "total_bytes": 80 * GIB,
+                      "used_bytes": 30 * GIB, "free_bytes": 50 * GIB}],
+            "processes": procs
+        })
+        .to_string()
+    };
+    let known = sample(
+        json!([{"gpu": 0, "pid": 7, "name": "python", "user": "bob", "used_bytes": 20 * GIB}]),
+    );
+    let unknown =
+        sample(json!([{"gpu": 0, "pid": 7, "name": "python", "user": "bob", "used_bytes": null}]));
+    for (text, want) in [(known, json!(10 * GIB)), (unknown, Value::Null)] {
+        let rec = dir.file("unlisted.jsonl", format!("{text}\n").as_bytes());
+        let out = oomguard(&["watch", "--replay", &rec, "--once", "--json"], None);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let json: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(json["gpus"][0]["unlisted_bytes"], want, "{json}");
+        let out = oomguard(&["watch", "--replay", &rec, "--once"], None);
+        let row = out.stdout.lines().find(|l| l.contains("not listed"));
+        match want {
+            Value::Null => assert!(row.is_none(), "{}", out.stdout),
+            _ => assert!(
+                row.is_some_and(|r| r.contains("10.00 GiB")),
+                "{}",
+                out.stdout
+            ),
+        }
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

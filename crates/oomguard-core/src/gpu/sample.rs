@@ -45,6 +45,23 @@ impl GpuState {
 }
 
 impl GpuSample {
+    /// Memory in use on `gpu` that no listed process accounts for: `used`
+    /// minus what the listed processes hold. Inside a container NVML does not
+    /// list other containers' processes (nor, without the host's PID
+    /// namespace, always this one's), and the driver holds some memory of its
+    /// own. `None` when the GPU's used memory or any listed process's memory
+    /// is unknown: an unknown figure is not taken for 0.
+    pub fn unlisted_bytes(&self, gpu: u32) -> Option<u64> {
+        let used = self.gpus.iter().find(|g| g.index == gpu)?.used_bytes?;
+        let listed = self
+            .processes
+            .iter()
+            .filter(|p| p.gpu == gpu)
+            .map(|p| p.used_bytes)
+            .sum::<Option<u64>>()?;
+        Some(used.saturating_sub(listed))
+    }
+
     /// The process holding the most memory on `gpu`.
     pub fn top_process(&self, gpu: u32) -> Option<&ProcessState> {
         self.processes

@@ -182,7 +182,8 @@ fn table(sample: &GpuSample, etas: &HashMap<u32, Option<f64>>, s: &Style) -> Str
     }
     let mut procs: Vec<_> = sample.processes.iter().collect();
     procs.sort_by_key(|p| std::cmp::Reverse(p.used_bytes.unwrap_or(0)));
-    if !procs.is_empty() {
+    let unlisted = unlisted_shown(sample);
+    if !procs.is_empty() || !unlisted.is_empty() {
         out.push_str(&format!(
             "\n{:<4} {:>8} {:<12} {:>12}  {}\n",
             "GPU", "PID", "USER", "MEMORY", "COMMAND"
@@ -197,8 +198,36 @@ fn table(sample: &GpuSample, etas: &HashMap<u32, Option<f64>>, s: &Style) -> Str
                 p.name.clone().unwrap_or_else(na)
             ));
         }
+        for (gpu, bytes) in unlisted {
+            out.push_str(&format!(
+                "{:<4} {:>8} {:<12} {:>12}  {}\n",
+                gpu,
+                "-",
+                "-",
+                format_size(bytes),
+                s.dim(UNLISTED_LABEL)
+            ));
+        }
     }
     out
+}
+
+/// The smallest unlisted memory shown (64 MiB): below it, the sum of
+/// per-process figures rounded to MiB can differ from the GPU's total.
+const UNLISTED_SHOWN: u64 = 64 << 20;
+
+pub const UNLISTED_LABEL: &str =
+    "not listed: processes of other containers or PID namespaces, or the driver";
+
+/// Per GPU, memory in use that no listed process accounts for, where it is
+/// more than the rounding of per-process figures could explain.
+pub fn unlisted_shown(sample: &GpuSample) -> Vec<(u32, u64)> {
+    sample
+        .gpus
+        .iter()
+        .filter_map(|g| Some((g.index, sample.unlisted_bytes(g.index)?)))
+        .filter(|(_, b)| *b >= UNLISTED_SHOWN)
+        .collect()
 }
 
 /// Seconds until full per GPU, when usage rises.
@@ -337,6 +366,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
                     let mut v = serde_json::to_value(g).unwrap_or_default();
                     v["seconds_until_full"] =
                         serde_json::json!(etas.get(&g.index).copied().flatten());
+                    v["unlisted_bytes"] = serde_json::json!(sample.unlisted_bytes(g.index));
                     v
                 })
                 .collect();
