@@ -133,8 +133,9 @@ fn every_recommended_change_appended_to_the_command_gives_its_total() {
     // that way, plan must land on the total and verdict it listed. Where no
     // single change fits one GPU (Llama 3.1 8B, full fine-tuning on 24 GiB)
     // or only a smaller batch does (BERT-large in fp32 on 8 GiB, GPT-2
-    // inference in fp32 on 2 GiB), combinations that fit one GPU are listed.
-    let cases: [(&[&str], &str); 3] = [
+    // inference in fp32 on 2 GiB, a 128K context), combinations that fit one
+    // GPU are listed.
+    let cases: [(&[&str], &str); 4] = [
         (
             &[
                 "meta-llama/Llama-3.1-8B",
@@ -164,6 +165,18 @@ fn every_recommended_change_appended_to_the_command_gives_its_total() {
                 "gpt2", "--dtype", "fp32", "--batch", "64", "--seq", "1024", "--gpu", "2GiB",
             ],
             "--dtype bf16 --batch ",
+        ),
+        // The full 128K context of Llama 3.1 8B on 24 GiB: its KV cache alone
+        // is 16 GiB; a shorter sequence, alone or with quantized weights.
+        (
+            &[
+                "meta-llama/Llama-3.1-8B",
+                "--seq",
+                "131072",
+                "--gpu",
+                "rtx-4090",
+            ],
+            "--quant nf4 --seq ",
         ),
     ];
     for (base, combination) in cases {

@@ -217,11 +217,12 @@ pub struct Recommendation {
 }
 
 /// The changes that make `w` fit a GPU of `capacity`, in the order a user
-/// would try them: smaller batch, gradient checkpointing, mixed precision,
+/// would try them: smaller batch, shorter sequence, gradient checkpointing, mixed precision,
 /// 8-bit optimizer, LoRA, QLoRA, ZeRO-3 over more GPUs, a larger GPU. Only
 /// changes that apply to the workload are listed; each is applied alone,
-/// and when none of those fits this GPU but a smaller batch, `combinations`
-/// follow (at the largest batch that fits, when the asked one does not).
+/// and when none of those fits this GPU but a smaller batch or a shorter
+/// sequence, `combinations` follow (at the largest batch, else the longest
+/// sequence, that fits when the asked one does not).
 /// Each change is flags to append to the command as it stands.
 pub fn recommendations(
     s: &ModelShape,
@@ -245,19 +246,26 @@ pub fn recommendations(
             ));
         }
     }
-    // A smaller batch trains less per step: when it is the only change that
-    // fits, combinations that keep more of the batch follow.
-    let from_batch = out.len();
+    if let Some(q) = max_seq(s, w, capacity).filter(|q| *q < w.seq) {
+        out.push(rec(
+            &Change::from(w).flag(&format!("--seq {q}"), |w| w.seq = q)
+        ));
+    }
+    // A smaller batch or a shorter sequence does less per step: when they are
+    // the only changes that fit, combinations that keep more of both follow,
+    // each at the largest batch (else the longest sequence) that fits.
+    let from_shrink = out.len();
     out.extend(single_changes(w).iter().map(rec));
-    if !out[from_batch..].iter().any(|r| r.fits) {
+    if !out[from_shrink..].iter().any(|r| r.fits) {
         for c in combinations(w) {
             let c = if fits(s, &c.workload, capacity) {
                 c
+            } else if let Some(b) = max_batch(s, &c.workload, capacity).filter(|b| *b < w.batch) {
+                c.flag(&format!("--batch {b}"), |w| w.batch = b)
+            } else if let Some(q) = max_seq(s, &c.workload, capacity).filter(|q| *q < w.seq) {
+                c.flag(&format!("--seq {q}"), |w| w.seq = q)
             } else {
-                match max_batch(s, &c.workload, capacity).filter(|b| *b < w.batch) {
-                    Some(b) => c.flag(&format!("--batch {b}"), |w| w.batch = b),
-                    None => continue,
-                }
+                continue;
             };
             let r = rec(&c);
             if !out.iter().any(|o| o.change == r.change) {
