@@ -6,6 +6,7 @@
 //! [`Diagnosis`] value for the binary to render.
 
 mod accounting;
+mod advice;
 mod causes;
 mod fixes;
 pub mod trend;
@@ -96,6 +97,11 @@ pub struct Diagnosis {
     /// The batch size the fixes suggest, when `--batch` was given.
     #[serde(skip)]
     pub suggested_batch: Option<u64>,
+    /// What to do now, and before the next run: one sentence each.
+    #[serde(skip)]
+    pub workaround: &'static str,
+    #[serde(skip)]
+    pub prevention: &'static str,
 }
 
 /// Diagnoses one event.
@@ -111,6 +117,8 @@ pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
         causes,
         fixes,
         suggested_batch,
+        workaround: advice::workaround(event),
+        prevention: advice::prevention(event),
     }
 }
 
