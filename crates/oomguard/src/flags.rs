@@ -216,6 +216,12 @@ pub struct WatchArgs {
     /// Command run (without a shell) when an alert fires; GPU, used and total bytes and the top process in its environment.
     #[arg(long, value_name = "COMMAND", requires = "alert")]
     pub on_alert: Option<String>,
+    /// Longest wait for one sample (a hung NVML call or nvidia-smi); the data is then marked stale and sampling goes on.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub sample_timeout: std::time::Duration,
+    /// Also serve GPU memory under dcgm-exporter's names (DCGM_FI_DEV_FB_USED, DCGM_FI_DEV_FB_FREE, in MiB).
+    #[arg(long)]
+    pub dcgm_names: bool,
 }
 
 /// Parses `1s`, `500ms`, `2m`, `1h` or plain seconds.

@@ -6,6 +6,7 @@
 mod child;
 mod commands;
 mod flags;
+mod serve;
 mod style;
 mod tui;
 

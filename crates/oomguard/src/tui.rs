@@ -3,15 +3,17 @@
 //! the processes sorted by memory, pid or user. Keys: `q`/Esc quit, `s`
 //! changes the sort, `p`/space pauses sampling.
 
-use crate::commands::watch::{fmt_eta, unlisted_shown, Etas, Watcher, UNLISTED_LABEL};
+use crate::commands::watch::{fmt_eta, unlisted_shown, Etas, Step, Watcher, UNLISTED_LABEL};
 use oomguard_core::gpu::sample::GpuSample;
 use oomguard_core::size::format_size;
-use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind};
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::widgets::{Block, Gauge, Paragraph, Row, Sparkline, Table};
 use ratatui::Frame;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Points of history a sparkline shows.
@@ -33,6 +35,8 @@ pub struct WatchView {
     pub history: HashMap<u32, VecDeque<u64>>,
     pub sort: SortKey,
     pub paused: bool,
+    /// Why the figures shown are stale, while sampling fails.
+    pub stale: Option<String>,
 }
 
 impl WatchView {
@@ -45,6 +49,7 @@ impl WatchView {
             history: HashMap::new(),
             sort: SortKey::Memory,
             paused: false,
+            stale: None,
         }
     }
 
@@ -58,6 +63,7 @@ impl WatchView {
         }
         self.sample = Some(sample);
         self.etas = etas;
+        self.stale = None;
     }
 
     /// Applies a key; true when it asks to quit.
@@ -97,8 +103,12 @@ impl WatchView {
             self.interval,
             if self.paused { " · PAUSED" } else { "" }
         );
+        let (title, color) = match &self.stale {
+            Some(why) => (format!("STALE: {why}"), Color::Red),
+            None => (title, Color::Reset),
+        };
         frame.render_widget(
-            Paragraph::new(title).style(Style::new().add_modifier(Modifier::BOLD)),
+            Paragraph::new(title).style(Style::new().add_modifier(Modifier::BOLD).fg(color)),
             header,
         );
         let Some(sample) = &self.sample else {
@@ -204,33 +214,47 @@ impl WatchView {
     }
 }
 
-/// Runs the interface until `q`, sampling every `interval` unless paused.
+/// Runs the interface until `q`, Esc, Ctrl-C, SIGTERM or SIGHUP, sampling
+/// every `interval` unless paused. A hung sample never blocks the keys: the
+/// sampler is polled in short waits.
 pub fn run(watcher: &mut Watcher<'_>, interval: Duration) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
     let mut view = WatchView::new(watcher.source_name(), interval);
     let mut terminal = ratatui::init();
     let result = (|| -> anyhow::Result<()> {
         let mut next = Instant::now();
         let mut ended = false;
-        loop {
+        while !stop.load(Ordering::Relaxed) {
             if !view.paused && !ended && Instant::now() >= next {
-                match watcher.step()? {
-                    Some((sample, etas)) => view.update(sample, etas),
-                    None => ended = true,
+                match watcher.poll_step(Duration::from_millis(20)) {
+                    Some(Step::Fresh(sample, etas)) => view.update(sample, etas),
+                    Some(Step::Stale(why)) => view.stale = Some(why),
+                    Some(Step::Ended) => ended = true,
+                    Some(Step::Invalid(why)) => return Err(anyhow::anyhow!(why)),
+                    None => {}
                 }
-                next = Instant::now() + interval;
+                if Instant::now() >= next {
+                    next = Instant::now() + interval;
+                }
             }
             terminal.draw(|f| view.render(f))?;
             let wait = next
                 .saturating_duration_since(Instant::now())
-                .max(Duration::from_millis(20));
+                .clamp(Duration::from_millis(20), Duration::from_millis(200));
             if event::poll(wait)? {
                 if let Event::Key(k) = event::read()? {
-                    if k.kind == KeyEventKind::Press && view.key(k.code) {
+                    let ctrl_c =
+                        k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c');
+                    if k.kind == KeyEventKind::Press && (ctrl_c || view.key(k.code)) {
                         return Ok(());
                     }
                 }
             }
         }
+        Ok(())
     })();
     ratatui::restore();
     result

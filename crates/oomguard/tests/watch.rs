@@ -140,7 +140,8 @@ fn check_exposition(text: &str) -> Vec<(String, String, f64)> {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split(' ');
             typed.insert(parts.next().unwrap().to_string());
-            assert_eq!(parts.next(), Some("gauge"), "{line}");
+            let kind = parts.next();
+            assert!(matches!(kind, Some("gauge" | "counter")), "{line}");
             continue;
         }
         if line.starts_with("# HELP ") {
@@ -198,7 +199,7 @@ fn metrics_are_served_on_loopback_in_the_exposition_format() {
         assert!(Instant::now() < deadline, "no metrics served");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let not_found = get(port, "/").unwrap_or_default();
+    let not_found = get(port, "/other").unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
@@ -342,4 +343,207 @@ fn without_a_driver_it_says_so_and_names_replay() {
             out.stderr
         );
     }
+}
+
+/// A stand-in `nvidia-smi` whose behaviour the test switches by writing
+/// `ok`, `hang` or `fail` into `DIR/mode`.
+fn switchable_nvidia_smi(dir: &TempDir) -> (String, std::path::PathBuf) {
+    let mode = dir.0.join("mode");
+    std::fs::write(&mode, "ok").unwrap();
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = format!(
+        r#"#!/bin/sh
+case "$(cat {mode})" in
+  hang) exec sleep 8 ;;
+  fail) echo "Unable to determine the device handle for GPU 0000:01:00.0: Unknown Error" >&2; exit 15 ;;
+esac
+case "$*" in
+  *query-gpu*) echo "0, GPU-aaaa, NVIDIA L40S, 46068, 9123, 36945" ;;
+  *query-compute-apps*) echo "GPU-aaaa, 4242, python, 6265"; echo "GPU-ffff, 77, ghost, 100" ;;
+esac
+"#,
+        mode = mode.display()
+    );
+    let path = bin.join("nvidia-smi");
+    std::fs::write(&path, script).unwrap();
+    Command::new("chmod").arg("+x").arg(&path).status().unwrap();
+    let path_var = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    (path_var, mode)
+}
+
+fn body_of(response: &str) -> &str {
+    response.split("\r\n\r\n").nth(1).unwrap_or("")
+}
+
+/// Polls /metrics until `want` holds of the response, or 20 s pass.
+fn wait_for(port: u16, what: &str, want: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(r) = get(port, "/metrics").filter(|r| want(r)) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_failing_or_hung_source_marks_the_data_stale_and_the_exporter_lives_on() {
+    let dir = TempDir::new();
+    let (path, mode) = switchable_nvidia_smi(&dir);
+    std::fs::write(&mode, "hang").unwrap();
+    let port = free_port();
+    let stderr = dir.0.join("stderr.txt");
+    let child = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args([
+            "watch",
+            "--source",
+            "nvidia-smi",
+            "--interval",
+            "50ms",
+            "--sample-timeout",
+            "300ms",
+            "--json",
+            "--serve",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("PATH", &path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let _guard = Killed(child);
+    // Hung from the start: no sample yet is a 503, not an empty 200.
+    let first = wait_for(port, "503 before the first sample", |r| {
+        r.starts_with("HTTP/1.1 503")
+    });
+    assert!(body_of(&first).contains("no sample yet"), "{first}");
+    std::fs::write(&mode, "ok").unwrap();
+    let fresh = wait_for(port, "a fresh sample", |r| r.contains("oomguard_up 1"));
+    let text = body_of(&fresh);
+    assert!(
+        text.contains("oomguard_gpu_memory_used_bytes{gpu=\"0\",uuid=\"GPU-aaaa\""),
+        "{text}"
+    );
+    assert!(text.contains("pid=\"4242\""), "{text}");
+    // The process on a GPU the GPU query did not list is not put on GPU 0.
+    assert!(!text.contains("pid=\"77\""), "{text}");
+    for broken in ["fail", "hang"] {
+        std::fs::write(&mode, broken).unwrap();
+        let stale = wait_for(port, "stale data", |r| r.contains("oomguard_up 0"));
+        let text = body_of(&stale);
+        assert!(
+            !text.contains("oomguard_gpu_memory_used_bytes{"),
+            "{broken}: {text}"
+        );
+        assert!(
+            text.contains("oomguard_last_sample_timestamp_seconds "),
+            "{text}"
+        );
+        std::fs::write(&mode, "ok").unwrap();
+        wait_for(port, "recovery", |r| {
+            r.contains("oomguard_up 1") && r.contains("oomguard_gpu_memory_used_bytes{")
+        });
+    }
+    let said = std::fs::read_to_string(&stderr).unwrap();
+    // Three outages (hung at start, failing, hung), each said once.
+    assert_eq!(said.matches("sampling failed").count(), 3, "{said}");
+    assert!(
+        said.contains("exit") || said.contains("Unknown Error"),
+        "{said}"
+    );
+}
+
+#[test]
+fn slow_and_oversized_clients_do_not_stop_the_exporter() {
+    let dir = TempDir::new();
+    let rec = recording(&dir, &[50, 60]);
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args([
+            "watch",
+            "--replay",
+            &rec,
+            "--interval",
+            "10ms",
+            "--json",
+            "--serve",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let _guard = Killed(child);
+    wait_for(port, "metrics", |r| r.contains("oomguard_up 1"));
+    let rss = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    // Warm up, then take the baseline.
+    for _ in 0..20 {
+        get(port, "/metrics").unwrap();
+    }
+    let before = rss();
+    // 1,000 clients that connect and send half a request head, then stall.
+    let mut slow = Vec::new();
+    for _ in 0..1000 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x").unwrap();
+        slow.push(s);
+    }
+    // Others are still answered, promptly.
+    let started = Instant::now();
+    for _ in 0..20 {
+        let r = get(port, "/metrics").expect("answered while 1,000 clients stall");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // An oversized head, a POST.
+    let mut big = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    big.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = b"GET /metrics HTTP/1.1\r\nX: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 64 * 1024));
+    let _ = big.write_all(&head);
+    let mut answer = String::new();
+    let _ = big.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.80}");
+    let mut post = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    post.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    post.write_all(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    post.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("Allow: GET, HEAD"), "{answer}");
+    let during = rss();
+    drop(slow);
+    // The stalled clients are dropped after the head timeout; the exporter
+    // answers as before, and its memory stayed within a few MiB.
+    std::thread::sleep(Duration::from_millis(200));
+    get(port, "/metrics").unwrap();
+    assert!(
+        during < before + 16 * 1024,
+        "RSS {before} KiB -> {during} KiB"
+    );
 }

@@ -4,10 +4,13 @@
 
 pub mod alert;
 pub mod catalog;
+pub mod container;
 pub mod forecast;
 pub mod metrics;
+pub mod monitor;
 pub mod nvidia_smi;
 pub mod sample;
+pub mod sampler;
 pub mod source;
 
 pub use catalog::{find as find_gpu, gpus, GpuSpec};

@@ -44,8 +44,9 @@ impl fmt::Display for SourceError {
 
 impl std::error::Error for SourceError {}
 
-/// A source of samples.
-pub trait GpuSource {
+/// A source of samples. Sources are `Send` so that a sampler can run them
+/// on a thread of their own, away from a caller that must stay responsive.
+pub trait GpuSource: Send {
     /// A short name for messages ("NVML", "nvidia-smi", "replay").
     fn name(&self) -> &'static str;
     /// The next sample; `None` when a recording has ended.
@@ -222,8 +223,12 @@ pub fn parse_processes(text: &str, gpus: &[GpuState]) -> Vec<ProcessState> {
         .into_iter()
         .filter_map(|r| {
             let pid: u32 = r["pid"].parse().ok()?;
+            // A process on a GPU the GPU query did not list (it fell off
+            // the bus between the two queries) is left out, never put on
+            // GPU 0.
+            let gpu = *by_uuid.get(r["gpu_uuid"].as_str())?;
             Some(ProcessState {
-                gpu: *by_uuid.get(r["gpu_uuid"].as_str()).unwrap_or(&0),
+                gpu,
                 pid,
                 name: Some(r["process_name"].clone()).filter(|v| !v.starts_with('[')),
                 user: process_user(pid),
@@ -346,6 +351,9 @@ mod tests {
             (1, 3858903, Some(6265 << 20))
         );
         assert_eq!(procs[1].used_bytes, None);
+        // A GPU the GPU query did not list: the process is left out.
+        let procs = parse_processes("GPU-cccc, 77, python, 100\n", &gpus);
+        assert!(procs.is_empty(), "{procs:?}");
     }
 
     #[test]

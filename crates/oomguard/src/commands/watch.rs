@@ -4,24 +4,25 @@
 //! alerts once per crossing.
 
 use crate::flags::WatchArgs;
+use crate::serve::{self, Body};
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
-use oomguard_core::gpu::alert::{AlertReason, AlertState};
-use oomguard_core::gpu::forecast::seconds_until_full;
-use oomguard_core::gpu::metrics;
+use oomguard_core::gpu::alert::AlertReason;
+use oomguard_core::gpu::container::{self, ContainerInfo};
+use oomguard_core::gpu::metrics::{self, Exposition};
+pub use oomguard_core::gpu::monitor::Etas;
+use oomguard_core::gpu::monitor::{Alert, Monitor};
 use oomguard_core::gpu::sample::GpuSample;
-use oomguard_core::gpu::source::{GpuSource, NvidiaSmiSource, NvmlSource, ReplaySource};
+use oomguard_core::gpu::sampler::{Sampled, TimedSampler};
+use oomguard_core::gpu::source::{
+    GpuSource, NvidiaSmiSource, NvmlSource, ReplaySource, SourceError,
+};
 use oomguard_core::size::format_size;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, IsTerminal, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{self, IsTerminal, Write};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Samples of history kept per GPU for the forecast.
-const HISTORY: usize = 120;
 
 fn nvidia_smi_on_path() -> Option<std::path::PathBuf> {
     let paths = std::env::var_os("PATH")?;
@@ -48,47 +49,6 @@ fn open_source(args: &WatchArgs) -> anyhow::Result<Box<dyn GpuSource>> {
                 None => Err(nvml_error.into()),
             },
         },
-    }
-}
-
-/// Serves the latest metrics at /metrics (and nothing else) on `addr`.
-fn serve(addr: &str, latest: Arc<Mutex<String>>) -> anyhow::Result<()> {
-    let listener =
-        TcpListener::bind(addr).with_context(|| format!("--serve {addr}: cannot listen"))?;
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let latest = latest.clone();
-            std::thread::spawn(move || {
-                let _ = answer(stream, &latest);
-            });
-        }
-    });
-    Ok(())
-}
-
-fn answer(stream: TcpStream, latest: &Mutex<String>) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut request = String::new();
-    reader.read_line(&mut request)?;
-    // Drain the headers.
-    let mut line = String::new();
-    while reader.read_line(&mut line)? > 2 {
-        line.clear();
-    }
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let mut out = stream;
-    if method == "GET" && (path == "/metrics" || path.starts_with("/metrics?")) {
-        let body = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        write!(
-            out,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    } else {
-        let body = "not found: oomguard serves /metrics only\n";
-        write!(out, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
     }
 }
 
@@ -145,7 +105,7 @@ pub fn fmt_eta(seconds: Option<f64>) -> String {
     }
 }
 
-fn table(sample: &GpuSample, etas: &HashMap<u32, Option<f64>>, s: &Style) -> String {
+fn table(sample: &GpuSample, etas: &Etas, s: &Style) -> String {
     let na = || "n/a".to_string();
     let mut out = String::new();
     out.push_str(&format!(
@@ -230,18 +190,31 @@ pub fn unlisted_shown(sample: &GpuSample) -> Vec<(u32, u64)> {
         .collect()
 }
 
-/// Seconds until full per GPU, when usage rises.
-pub type Etas = HashMap<u32, Option<f64>>;
+/// What one step of the watch gave.
+pub enum Step {
+    /// A fresh sample and its forecasts.
+    Fresh(GpuSample, Etas),
+    /// Sampling failed or hung; the figures on hand are stale.
+    Stale(String),
+    /// A recording ended.
+    Ended,
+    /// The input cannot be read on (a recording that is not one): an error
+    /// for the user, not a passing failure of the GPUs.
+    Invalid(String),
+}
 
-/// Everything `watch` does with a sample besides showing it: record it,
-/// publish it for /metrics, keep history for the forecast, fire alerts.
+/// Everything `watch` does with a sample besides showing it: ask the source
+/// with a deadline, fold the sample into the monitor, attribute processes to
+/// containers, record it, publish it for /metrics, fire alerts.
 pub struct Watcher<'a> {
     args: &'a WatchArgs,
-    source: Box<dyn GpuSource>,
+    sampler: TimedSampler,
+    monitor: Monitor,
     recorder: Option<File>,
-    latest: Arc<Mutex<String>>,
-    alerts: Option<AlertState>,
-    history: HashMap<u32, VecDeque<(f64, u64)>>,
+    record_failed: bool,
+    body: Option<Body>,
+    last: Option<(GpuSample, Etas)>,
+    containers: HashMap<u32, ContainerInfo>,
 }
 
 impl<'a> Watcher<'a> {
@@ -258,80 +231,150 @@ impl<'a> Watcher<'a> {
                     .with_context(|| format!("--record {}: cannot write", p.display()))
             })
             .transpose()?;
-        let latest = Arc::new(Mutex::new(String::new()));
-        if let Some(addr) = &args.serve {
-            serve(addr, latest.clone())?;
-        }
+        let body = match &args.serve {
+            Some(addr) => {
+                let body = Body::default();
+                serve::spawn(addr, body.clone())?;
+                Some(body)
+            }
+            None => None,
+        };
         Ok(Watcher {
             args,
-            source,
+            sampler: TimedSampler::spawn(source, args.sample_timeout),
+            monitor: Monitor::new(args.alert),
             recorder,
-            latest,
-            alerts: args.alert.map(AlertState::new),
-            history: HashMap::new(),
+            record_failed: false,
+            body,
+            last: None,
+            containers: HashMap::new(),
         })
     }
 
     pub fn source_name(&self) -> &'static str {
-        self.source.name()
+        self.sampler.name()
     }
 
-    /// The next sample with its forecasts; `None` when a recording ended.
-    pub fn step(&mut self) -> anyhow::Result<Option<(GpuSample, Etas)>> {
-        let Some(sample) = self.source.sample()? else {
-            return Ok(None);
+    /// The next sample with its forecasts, or why there is none. A failed or
+    /// hung sample is said once on stderr (until the source recovers) and
+    /// never ends the watch.
+    pub fn step(&mut self) -> Step {
+        loop {
+            if let Some(step) = self.poll_step(self.args.sample_timeout) {
+                return step;
+            }
+        }
+    }
+
+    /// Like [`Watcher::step`], but `None` after `wait` while the sample is
+    /// still within its timeout.
+    pub fn poll_step(&mut self, wait: Duration) -> Option<Step> {
+        let sampled = self.sampler.poll(wait)?;
+        Some(self.settle(sampled))
+    }
+
+    fn settle(&mut self, sampled: Sampled) -> Step {
+        let error = match sampled {
+            Sampled::Sample(sample) => return self.fresh(sample),
+            Sampled::Ended => return Step::Ended,
+            Sampled::Failed(e @ SourceError::Replay { .. }) => return Step::Invalid(e.to_string()),
+            Sampled::Failed(e) => e.to_string(),
+            Sampled::TimedOut(t) => format!(
+                "{} did not answer within {} (--sample-timeout)",
+                self.sampler.name(),
+                humantime(t)
+            ),
+            Sampled::Gone => format!("{} stopped answering", self.sampler.name()),
         };
-        if let Some(r) = self.recorder.as_mut() {
-            let mut line = serde_json::to_vec(&sample)?;
-            line.push(b'\n');
-            r.write_all(&line).context("cannot write the recording")?;
+        if self.monitor.failed(error.clone()) {
+            eprintln!("oomguard: sampling failed, data marked stale until it recovers: {error}");
         }
-        *self.latest.lock().unwrap_or_else(|p| p.into_inner()) = metrics::render(&sample);
-        let mut etas = HashMap::new();
-        for g in &sample.gpus {
-            if let Some(u) = g.used_bytes {
-                let h = self.history.entry(g.index).or_default();
-                h.push_back((sample.time, u));
-                if h.len() > HISTORY {
-                    h.pop_front();
-                }
-                let points: Vec<(f64, u64)> = h.iter().copied().collect();
-                etas.insert(
-                    g.index,
-                    g.total_bytes.and_then(|t| seconds_until_full(&points, t)),
-                );
+        self.publish();
+        Step::Stale(error)
+    }
+
+    fn fresh(&mut self, sample: GpuSample) -> Step {
+        let observation = self.monitor.observe(&sample);
+        if self.args.serve.is_some() || self.args.json {
+            let proc_root = std::path::Path::new("/proc");
+            self.containers = sample
+                .processes
+                .iter()
+                .map(|p| (p.pid, container::read(proc_root, p.pid)))
+                .filter(|(_, c)| !c.is_empty())
+                .collect();
+        }
+        self.record(&sample);
+        for alert in &observation.alerts {
+            self.alert(&sample, &observation.etas, *alert);
+        }
+        self.last = Some((sample.clone(), observation.etas.clone()));
+        self.publish();
+        Step::Fresh(sample, observation.etas)
+    }
+
+    /// Appends the sample to the recording; a full disk is said once and
+    /// the watch goes on.
+    fn record(&mut self, sample: &GpuSample) {
+        let Some(r) = self.recorder.as_mut() else {
+            return;
+        };
+        let mut line = serde_json::to_vec(sample).unwrap_or_default();
+        line.push(b'\n');
+        // One write of a whole line: a failed write leaves no half line
+        // behind for the next one to be glued to, as far as the file
+        // system allows.
+        match r.write_all(&line) {
+            Ok(()) => self.record_failed = false,
+            Err(e) if !self.record_failed => {
+                self.record_failed = true;
+                eprintln!("oomguard: --record: cannot write ({e}); watching goes on, samples are not recorded until it can");
             }
+            Err(_) => {}
         }
-        if let Some(a) = self.alerts.as_mut() {
-            let threshold = a
-                .update(&sample)
-                .into_iter()
-                .map(|g| (g, AlertReason::Threshold));
-            let forecast = a
-                .update_forecast(&etas)
-                .into_iter()
-                .map(|g| (g, AlertReason::Forecast));
-            for (gpu, reason) in threshold.chain(forecast).collect::<Vec<_>>() {
-                let g = sample.gpus.iter().find(|g| g.index == gpu);
-                eprintln!(
-                    "oomguard: alert ({}): GPU {gpu} at {} of {}{}",
-                    reason.name(),
-                    g.and_then(|g| g.used_bytes)
-                        .map_or("n/a".into(), format_size),
-                    g.and_then(|g| g.total_bytes)
-                        .map_or("n/a".into(), format_size),
-                    match reason {
-                        AlertReason::Forecast =>
-                            format!(", full in {}", fmt_eta(etas.get(&gpu).copied().flatten())),
-                        AlertReason::Threshold => String::new(),
-                    }
-                );
-                if let Some(cmd) = &self.args.on_alert {
-                    fire_alert(cmd, &sample, gpu, reason);
-                }
+    }
+
+    fn alert(&self, sample: &GpuSample, etas: &Etas, alert: Alert) {
+        let g = sample.gpus.iter().find(|g| g.index == alert.gpu);
+        eprintln!(
+            "oomguard: alert ({}): GPU {} at {} of {}{}",
+            alert.reason.name(),
+            alert.gpu,
+            g.and_then(|g| g.used_bytes)
+                .map_or("n/a".into(), format_size),
+            g.and_then(|g| g.total_bytes)
+                .map_or("n/a".into(), format_size),
+            match alert.reason {
+                AlertReason::Forecast => format!(
+                    ", full in {}",
+                    fmt_eta(etas.get(&alert.gpu).copied().flatten())
+                ),
+                AlertReason::Threshold => String::new(),
             }
+        );
+        if let Some(cmd) = &self.args.on_alert {
+            fire_alert(cmd, sample, alert.gpu, alert.reason);
         }
-        Ok(Some((sample, etas)))
+    }
+
+    /// Renders what /metrics serves now.
+    fn publish(&self) {
+        let (Some(body), Some((sample, etas))) = (&self.body, &self.last) else {
+            return;
+        };
+        body.set(metrics::render(&Exposition {
+            sample,
+            etas,
+            containers: &self.containers,
+            health: self.monitor.health(),
+            version: env!("CARGO_PKG_VERSION"),
+            dcgm_names: self.args.dcgm_names,
+        }));
+    }
+
+    /// Container facts of the latest sample's processes.
+    pub fn containers(&self) -> &HashMap<u32, ContainerInfo> {
+        &self.containers
     }
 
     /// After a recording ends, an exporter keeps serving its last sample.
@@ -344,6 +387,43 @@ impl<'a> Watcher<'a> {
     }
 }
 
+fn humantime(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn json_line(
+    sample: &GpuSample,
+    etas: &Etas,
+    containers: &HashMap<u32, ContainerInfo>,
+) -> serde_json::Value {
+    let gpus: Vec<serde_json::Value> = sample
+        .gpus
+        .iter()
+        .map(|g| {
+            let mut v = serde_json::to_value(g).unwrap_or_default();
+            v["seconds_until_full"] = serde_json::json!(etas.get(&g.index).copied().flatten());
+            v["unlisted_bytes"] = serde_json::json!(sample.unlisted_bytes(g.index));
+            v
+        })
+        .collect();
+    let processes: Vec<serde_json::Value> = sample
+        .processes
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            if let Some(c) = containers.get(&p.pid) {
+                v["container"] = serde_json::to_value(c).unwrap_or_default();
+            }
+            v
+        })
+        .collect();
+    serde_json::json!({"time": sample.time, "gpus": gpus, "processes": processes})
+}
+
 pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
     let mut watcher = Watcher::new(args)?;
     if !args.json && !args.once && io::stdout().is_terminal() {
@@ -354,31 +434,32 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     let mut next = Instant::now();
     loop {
-        let Some((sample, etas)) = watcher.step()? else {
-            watcher.linger_if_serving();
-            break;
-        };
-        if args.json {
-            let gpus: Vec<serde_json::Value> = sample
-                .gpus
-                .iter()
-                .map(|g| {
-                    let mut v = serde_json::to_value(g).unwrap_or_default();
-                    v["seconds_until_full"] =
-                        serde_json::json!(etas.get(&g.index).copied().flatten());
-                    v["unlisted_bytes"] = serde_json::json!(sample.unlisted_bytes(g.index));
-                    v
-                })
-                .collect();
-            let obj = serde_json::json!({"time": sample.time, "gpus": gpus, "processes": sample.processes});
-            serde_json::to_writer(&mut out, &obj)?;
-            writeln!(out)?;
-        } else {
-            writeln!(out, "{}", table(&sample, &etas, &style))?;
-        }
-        out.flush()?;
-        if args.once {
-            break;
+        match watcher.step() {
+            Step::Ended => {
+                watcher.linger_if_serving();
+                break;
+            }
+            Step::Invalid(error) => return Err(anyhow!(error)),
+            Step::Stale(error) => {
+                if args.once {
+                    return Err(anyhow!("no sample: {error}"));
+                }
+            }
+            Step::Fresh(sample, etas) => {
+                if args.json {
+                    serde_json::to_writer(
+                        &mut out,
+                        &json_line(&sample, &etas, watcher.containers()),
+                    )?;
+                    writeln!(out)?;
+                } else {
+                    writeln!(out, "{}", table(&sample, &etas, &style))?;
+                }
+                out.flush()?;
+                if args.once {
+                    break;
+                }
+            }
         }
         next += args.interval;
         let now = Instant::now();
