@@ -1,6 +1,7 @@
 //! All integration tests, as one test binary (one link on two cores).
 
 mod cases;
+mod deploy;
 mod explain;
 mod plan;
 mod supervise;

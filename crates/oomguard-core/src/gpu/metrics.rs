@@ -75,6 +75,87 @@ fn gpu_labels(g: &GpuState) -> String {
     )
 }
 
+/// What `oomguard run` counts for one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunCounters {
+    /// Labels naming the job (`job_id`, `command`, ...), in order.
+    pub labels: Vec<(String, String)>,
+    /// OOM events seen in the command's output.
+    pub oom_events: u64,
+    /// Restarts made after an OOM.
+    pub restarts: u64,
+    /// The batch size of the current attempt, when the command has one.
+    pub batch_size: Option<u64>,
+}
+
+/// The metric names oomguard writes, for rules and dashboards to check
+/// against.
+pub const METRIC_NAMES: &[&str] = &[
+    "oomguard_up",
+    "oomguard_last_sample_timestamp_seconds",
+    "oomguard_sample_failures_total",
+    "oomguard_build_info",
+    "oomguard_gpu_memory_total_bytes",
+    "oomguard_gpu_memory_used_bytes",
+    "oomguard_gpu_memory_free_bytes",
+    "oomguard_gpu_memory_time_to_full_seconds",
+    "oomguard_process_gpu_memory_bytes",
+    "oomguard_oom_events_total",
+    "oomguard_restarts_total",
+    "oomguard_batch_size",
+    "DCGM_FI_DEV_FB_USED",
+    "DCGM_FI_DEV_FB_FREE",
+];
+
+/// The Prometheus text of `run`'s counters, for its own `/metrics` or a
+/// node_exporter textfile.
+pub fn render_run(c: &RunCounters, version: &str) -> String {
+    let labels = c
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", label(v)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut out = String::new();
+    let series = [
+        (
+            "oomguard_oom_events_total",
+            "counter",
+            "OOM events seen in the supervised command's output.",
+            Some(c.oom_events),
+        ),
+        (
+            "oomguard_restarts_total",
+            "counter",
+            "Restarts of the supervised command after an OOM.",
+            Some(c.restarts),
+        ),
+        (
+            "oomguard_batch_size",
+            "gauge",
+            "Batch size of the supervised command's current attempt.",
+            c.batch_size,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let Some(v) = value else { continue };
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
+    header(
+        &mut out,
+        "oomguard_build_info",
+        "gauge",
+        "The running oomguard's version; always 1.",
+    );
+    let _ = writeln!(
+        out,
+        "oomguard_build_info{{version=\"{}\"}} 1",
+        label(version)
+    );
+    out
+}
+
 /// The `/metrics` body.
 pub fn render(e: &Exposition<'_>) -> String {
     let mut out = String::new();
@@ -298,6 +379,26 @@ mod tests {
         assert!(text.contains("oomguard_sample_failures_total 2\n"));
         assert!(!text.contains("oomguard_gpu_memory"), "{text}");
         assert!(!text.contains("oomguard_process"), "{text}");
+    }
+
+    #[test]
+    fn run_counters_with_the_jobs_labels() {
+        let c = RunCounters {
+            labels: vec![("job_id".into(), "slurm-42".into())],
+            oom_events: 2,
+            restarts: 1,
+            batch_size: None,
+        };
+        let text = render_run(&c, "0.1.0");
+        assert!(text.contains("# TYPE oomguard_oom_events_total counter\n"));
+        assert!(text.contains("oomguard_oom_events_total{job_id=\"slurm-42\"} 2\n"));
+        assert!(text.contains("oomguard_restarts_total{job_id=\"slurm-42\"} 1\n"));
+        // No batch known: no series, not a 0.
+        assert!(!text.contains("oomguard_batch_size"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split('{').next().unwrap();
+            assert!(METRIC_NAMES.contains(&name), "{line}");
+        }
     }
 
     #[test]
