@@ -355,4 +355,21 @@ mod tests {
         assert!(vllm < python);
         assert!(view.key(KeyCode::Char('q')));
     }
+
+    #[test]
+    fn a_failing_source_is_shown_as_stale_until_the_next_sample() {
+        let mut view = WatchView::new("nvidia-smi", Duration::from_secs(1));
+        view.update(sample(60), HashMap::from([(0, None)]));
+        view.stale = Some("nvidia-smi did not answer within 5s".into());
+        let lines = screen(&view);
+        assert!(
+            lines[0].starts_with("STALE: nvidia-smi did not answer within 5s"),
+            "{}",
+            lines.join("\n")
+        );
+        // The last figures stay on screen under the stale header.
+        assert!(lines.iter().any(|l| l.contains("60.00 GiB / 80.00 GiB")));
+        view.update(sample(61), HashMap::from([(0, None)]));
+        assert!(screen(&view)[0].starts_with("oomguard watch"));
+    }
 }

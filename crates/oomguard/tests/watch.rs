@@ -547,3 +547,85 @@ fn slow_and_oversized_clients_do_not_stop_the_exporter() {
         "RSS {before} KiB -> {during} KiB"
     );
 }
+
+/// Runs `oomguard watch` on a pseudo-terminal (util-linux `script`, which
+/// makes it the controlling terminal) against a stand-in `nvidia-smi` that
+/// hangs; returns the child and a buffer of what the terminal received.
+fn watch_on_a_terminal(
+    dir: &TempDir,
+) -> (
+    std::process::Child,
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+) {
+    let (path, mode) = switchable_nvidia_smi(dir);
+    std::fs::write(&mode, "hang").unwrap();
+    let cmd = format!(
+        "stty cols 100 rows 30; exec {} watch --source nvidia-smi --interval 100ms --sample-timeout 300ms",
+        env!("CARGO_BIN_EXE_oomguard")
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &cmd, "/dev/null"])
+        .env("PATH", &path)
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("util-linux script");
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    (child, screen)
+}
+
+fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_terminal_interface_answers_keys_and_signals_while_sampling_hangs() {
+    let contains = |screen: &std::sync::Mutex<Vec<u8>>, s: &str| {
+        String::from_utf8_lossy(&screen.lock().unwrap()).contains(s)
+    };
+    // `q` while the source hangs.
+    let dir = TempDir::new();
+    let (mut child, screen) = watch_on_a_terminal(&dir);
+    wait_until("the stale header", || contains(&screen, "STALE"));
+    child.stdin.as_mut().unwrap().write_all(b"q").unwrap();
+    wait_until("exit after q", || child.try_wait().unwrap().is_some());
+    assert!(child.wait().unwrap().success());
+    // The alternate screen is left: the terminal is as it was.
+    assert!(contains(&screen, "\x1b[?1049l"), "terminal not restored");
+
+    // SIGTERM while the source hangs.
+    let dir = TempDir::new();
+    let (mut child, screen) = watch_on_a_terminal(&dir);
+    wait_until("the stale header", || contains(&screen, "STALE"));
+    let pids =
+        std::fs::read_to_string(format!("/proc/{}/task/{}/children", child.id(), child.id()))
+            .unwrap_or_default();
+    let watch_pid = pids
+        .split_whitespace()
+        .next()
+        .expect("script's child")
+        .to_string();
+    Command::new("kill")
+        .args(["-TERM", &watch_pid])
+        .status()
+        .unwrap();
+    wait_until("exit after SIGTERM", || child.try_wait().unwrap().is_some());
+    assert!(contains(&screen, "\x1b[?1049l"), "terminal not restored");
+}
