@@ -11,4 +11,4 @@ pub mod safetensors;
 pub mod shape;
 
 pub use error::{ModelError, ModelErrorKind};
-pub use shape::{Dtype, ModelKind, ModelShape, MoeShape};
+pub use shape::{Dtype, LocalAttention, LocalAttentionKind, ModelKind, ModelShape, MoeShape};

@@ -76,6 +76,37 @@ pub struct MoeShape {
     pub dense_layers: u64,
 }
 
+/// How a local-attention layer limits the keys it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalAttentionKind {
+    /// Each token sees the last `window` tokens (Mistral, Gemma 2/3, Qwen2
+    /// with `use_sliding_window`).
+    Sliding,
+    /// Tokens see only their own chunk of `window` tokens (Llama 4's
+    /// `attention_chunk_size`).
+    Chunked,
+}
+
+impl LocalAttentionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalAttentionKind::Sliding => "sliding-window",
+            LocalAttentionKind::Chunked => "chunked",
+        }
+    }
+}
+
+/// The layers whose attention is local: they cache at most `window` tokens
+/// per sequence; the model's other layers attend (and cache) globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LocalAttention {
+    pub kind: LocalAttentionKind,
+    pub window: u64,
+    /// How many of the decoder layers are local.
+    pub layers: u64,
+}
+
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
@@ -98,7 +129,9 @@ pub struct ModelShape {
     pub max_position_embeddings: Option<u64>,
     pub tie_word_embeddings: bool,
     pub gated_mlp: bool,
-    pub sliding_window: Option<u64>,
+    /// Local (sliding-window or chunked) attention layers, when the model
+    /// has any; `None` is global attention in every layer.
+    pub local_attention: Option<LocalAttention>,
     pub moe: Option<MoeShape>,
     /// Tokens per image (ViT).
     pub image_tokens: Option<u64>,
@@ -276,10 +309,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         f => f.gated_mlp(),
     };
     let tie = get_bool(cfg, "tie_word_embeddings").unwrap_or(family.ties_by_default());
-    let sliding_window = match get_bool(cfg, "use_sliding_window") {
-        Some(false) => None,
-        _ => get_u64(cfg, &["sliding_window"]),
-    };
+    let local_attention = local_attention(cfg, &model_type, layers);
     let moe = moe_shape(cfg, layers);
     if let Some(m) = &moe {
         if m.experts > 1 << 10
@@ -339,7 +369,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         },
         tie_word_embeddings: tie,
         gated_mlp: gated,
-        sliding_window,
+        local_attention,
         moe,
         image_tokens,
         checkpoint_dtype,
@@ -446,6 +476,97 @@ fn family_of(model_type: &str) -> Family {
         "vit" | "deit" => Family::Vit,
         _ => Family::Generic,
     }
+}
+
+/// Which layers attend locally, following each family's configuration
+/// class in transformers:
+///
+/// - an explicit `layer_types` list (written by recent transformers for
+///   Gemma 2/3, Qwen 2/3, Cohere 2, GPT-OSS, Llama 4) counts its
+///   `sliding_attention` and `chunked_attention` entries;
+/// - Gemma 2 (configuration_gemma2.py): layer i slides when (i+1) % 2 != 0,
+///   i.e. every other layer, starting with the first;
+/// - Gemma 3 and Cohere 2 (configuration_gemma3.py, configuration_cohere2.py):
+///   layer i slides when (i+1) % `sliding_window_pattern` != 0 (Gemma 3: 6,
+///   five local layers to one global; Cohere 2: 4);
+/// - Qwen2/Qwen3 and their MoE variants (configuration_qwen2.py): a window
+///   only when `use_sliding_window` is true, and then for layers
+///   i >= `max_window_layers`;
+/// - Llama 4 (configuration_llama4.py): `attention_chunk_size` chunks every
+///   layer except each `no_rope_layer_interval`-th (default 4);
+/// - everyone else with a `sliding_window` (Mistral, Phi-3, Starcoder2):
+///   every layer slides, as their attention modules pass the window to all
+///   layers.
+///
+/// A window at least as long as the model's maximum length changes nothing
+/// and is dropped.
+fn local_attention(cfg: &Value, model_type: &str, layers: u64) -> Option<LocalAttention> {
+    let window = get_u64(cfg, &["sliding_window"]);
+    let chunk = get_u64(cfg, &["attention_chunk_size"]);
+    let count = |pred: &dyn Fn(u64) -> bool| (0..layers).filter(|i| pred(*i)).count() as u64;
+    let (kind, window, local_layers) =
+        if let Some(types) = cfg.get("layer_types").and_then(Value::as_array) {
+            let n = |name: &str| types.iter().filter(|t| t.as_str() == Some(name)).count() as u64;
+            let (sliding, chunked) = (n("sliding_attention"), n("chunked_attention"));
+            if chunked > 0 {
+                (LocalAttentionKind::Chunked, chunk?, chunked.min(layers))
+            } else {
+                (LocalAttentionKind::Sliding, window?, sliding.min(layers))
+            }
+        } else if model_type.starts_with("llama4") {
+            let interval = get_u64(cfg, &["no_rope_layer_interval"])
+                .unwrap_or(4)
+                .max(1);
+            let chunked = match cfg.get("no_rope_layers").and_then(Value::as_array) {
+                Some(flags) => flags.iter().filter(|f| f.as_u64() == Some(1)).count() as u64,
+                None => count(&|i| (i + 1) % interval != 0),
+            };
+            (LocalAttentionKind::Chunked, chunk?, chunked.min(layers))
+        } else if model_type.starts_with("gemma2") {
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                count(&|i| (i + 1) % 2 != 0),
+            )
+        } else if model_type.starts_with("gemma3") || model_type.starts_with("cohere2") {
+            let default = if model_type.starts_with("cohere2") {
+                4
+            } else {
+                6
+            };
+            let pattern = get_u64(cfg, &["sliding_window_pattern"])
+                .unwrap_or(default)
+                .max(1);
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                count(&|i| (i + 1) % pattern != 0),
+            )
+        } else if model_type.starts_with("qwen2") || model_type.starts_with("qwen3") {
+            if get_bool(cfg, "use_sliding_window") != Some(true) {
+                return None;
+            }
+            let first = get_u64(cfg, &["max_window_layers"]).unwrap_or(0);
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                layers.saturating_sub(first),
+            )
+        } else {
+            if get_bool(cfg, "use_sliding_window") == Some(false) {
+                return None;
+            }
+            (LocalAttentionKind::Sliding, window?, layers)
+        };
+    let max_len = get_u64(cfg, &["max_position_embeddings"]);
+    if local_layers == 0 || window == 0 || max_len.is_some_and(|m| window >= m) {
+        return None;
+    }
+    Some(LocalAttention {
+        kind,
+        window,
+        layers: local_layers,
+    })
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
@@ -754,6 +875,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("experts"), "{e}");
+    }
+
+    fn local(cfg: Value) -> Option<LocalAttention> {
+        from_config("m", &cfg, "c").unwrap().local_attention
+    }
+
+    #[test]
+    fn local_attention_layers_follow_each_family_rule() {
+        let base = json!({"hidden_size": 64, "num_hidden_layers": 12, "num_attention_heads": 4,
+            "vocab_size": 100, "max_position_embeddings": 32768, "sliding_window": 512});
+        let with = |extra: Value| {
+            let mut c = base.clone();
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            local(c)
+        };
+        // Gemma 3: (i+1) % 6 != 0 slides: 10 of 12.
+        assert_eq!(
+            with(json!({"model_type": "gemma3_text", "sliding_window_pattern": 6}))
+                .unwrap()
+                .layers,
+            10
+        );
+        // Gemma 2: every other layer.
+        assert_eq!(with(json!({"model_type": "gemma2"})).unwrap().layers, 6);
+        // Qwen2: only with use_sliding_window, from max_window_layers on.
+        assert!(with(
+            json!({"model_type": "qwen2", "use_sliding_window": false, "max_window_layers": 4})
+        )
+        .is_none());
+        assert_eq!(
+            with(
+                json!({"model_type": "qwen2", "use_sliding_window": true, "max_window_layers": 4})
+            )
+            .unwrap()
+            .layers,
+            8
+        );
+        // An explicit list wins.
+        let types = json!(["sliding_attention", "full_attention", "sliding_attention"]);
+        assert_eq!(
+            with(json!({"model_type": "gemma3_text", "layer_types": types}))
+                .unwrap()
+                .layers,
+            2
+        );
+        // Llama 4: three chunked layers in four.
+        let l4 = with(json!({"model_type": "llama4_text", "attention_chunk_size": 8192})).unwrap();
+        assert_eq!(
+            (l4.kind, l4.layers, l4.window),
+            (LocalAttentionKind::Chunked, 9, 8192)
+        );
+        // A window as long as the model changes nothing.
+        assert!(with(json!({"model_type": "mistral", "sliding_window": 32768})).is_none());
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
 use oomguard_core::estimate::fit::{max_batch, max_seq, recommendations, Recommendation};
 use oomguard_core::estimate::{
-    estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, Quant, Workload,
-    WorkloadRequest,
+    estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
+    Workload, WorkloadRequest,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
 use oomguard_core::model::resolve::{resolve, HubCache, ModelSource};
@@ -204,6 +204,36 @@ fn describe_workload(w: &Workload) -> String {
     parts.join(", ")
 }
 
+/// The precision regime in words, with its bytes per trainable parameter.
+fn describe_precision(w: &Workload) -> Option<String> {
+    let p = &w.precision;
+    let per = format!(
+        "{} B/param (weights {}, gradients {}, optimizer states {})",
+        p.weight_bytes_per_param + p.gradient_bytes_per_param + p.optimizer_bytes_per_param,
+        p.weight_bytes_per_param,
+        p.gradient_bytes_per_param,
+        p.optimizer_bytes_per_param
+    );
+    let trained = if w.lora.is_some() {
+        "adapters"
+    } else {
+        "all weights"
+    };
+    Some(match p.regime {
+        PrecisionRegime::Inference => return None,
+        PrecisionRegime::Fp32 => format!("precision: fp32 training of {trained}, {per}"),
+        PrecisionRegime::Amp => format!(
+            "precision: mixed (AMP) training of {trained}: fp32 masters, half-precision compute, {per}{}",
+            if w.lora.is_none() { " plus a 2 B/param half copy for autocast" } else { "" }
+        ),
+        PrecisionRegime::PureHalf => format!(
+            "precision: pure {} training (no fp32 masters), {per}{}",
+            w.dtype.name(),
+            if p.autocast_only { "; --amp adds autocast only" } else { "" }
+        ),
+    })
+}
+
 fn render(
     out: &mut impl Write,
     plan: &PlanJson<'_>,
@@ -233,10 +263,24 @@ fn render(
         m.vocab_size,
         m.max_position_embeddings.map_or("n/a".into(), |v| v.to_string())
     )?;
+    if let Some(local) = shape.local_attention {
+        writeln!(
+            out,
+            "  attention: {} of {} layers {} ({} tokens), the other {} global; the KV cache is counted per layer type",
+            local.layers,
+            shape.layers,
+            local.kind.as_str(),
+            local.window,
+            shape.layers.saturating_sub(local.layers)
+        )?;
+    }
     for note in &shape.notes {
         writeln!(out, "  {}", s.yellow(&format!("note: {note}")))?;
     }
     writeln!(out, "  {}", describe_workload(plan.workload))?;
+    if let Some(line) = describe_precision(plan.workload) {
+        writeln!(out, "  {line}")?;
+    }
     writeln!(out)?;
     let b = &plan.per_gpu;
     let parts: [(&str, char, u64); 7] = [
