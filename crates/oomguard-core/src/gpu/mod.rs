@@ -10,4 +10,4 @@ pub mod nvidia_smi;
 pub mod sample;
 pub mod source;
 
-pub use catalog::{find as find_gpu, gpus, GpuSpec};
+pub use catalog::{find as find_gpu, gpus, GpuClass, GpuSpec};

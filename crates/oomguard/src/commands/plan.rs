@@ -6,7 +6,9 @@
 use crate::flags::PlanArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
-use oomguard_core::estimate::fit::{max_batch, max_seq, recommendations, Recommendation};
+use oomguard_core::estimate::fit::{
+    max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
+};
 use oomguard_core::estimate::{
     estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
     Workload, WorkloadRequest,
@@ -14,7 +16,7 @@ use oomguard_core::estimate::{
 use oomguard_core::gpu::{find_gpu, gpus};
 use oomguard_core::model::resolve::{resolve, HubCache, ModelSource};
 use oomguard_core::model::{Dtype, ModelShape};
-use oomguard_core::size::{format_size, parse_user_size};
+use oomguard_core::size::{format_size, parse_gpu_size};
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
@@ -84,7 +86,8 @@ fn target_gpu(arg: &str) -> anyhow::Result<TargetGpu> {
             memory_bytes: g.memory_bytes,
         });
     }
-    match parse_user_size(arg) {
+    // "24GB" is what the vendor sells as 24 GB: binary, as GPUs count.
+    match parse_gpu_size(arg) {
         Ok(bytes) if bytes >= 1 << 20 => Ok(TargetGpu {
             name: arg.to_string(),
             memory_bytes: bytes,
@@ -104,15 +107,17 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let (fits, mb, ms, recs) = match &gpu {
         Some(g) => {
             let fits = per_gpu.device_used_bytes <= g.memory_bytes;
-            let recs = if fits {
+            // Searches and changes keep the safety margin free.
+            let usable = usable_capacity(g.memory_bytes);
+            let recs = if per_gpu.device_used_bytes <= usable {
                 Vec::new()
             } else {
-                recommendations(&shape, &workload, g.memory_bytes, gpus())
+                recommendations(&shape, &workload, g.memory_bytes, gpus(), find_gpu(&g.name))
             };
             (
                 Some(fits),
-                max_batch(&shape, &workload, g.memory_bytes),
-                max_seq(&shape, &workload, g.memory_bytes),
+                max_batch(&shape, &workload, usable),
+                max_seq(&shape, &workload, usable),
                 recs,
             )
         }
@@ -341,7 +346,16 @@ fn render(
         return Ok(());
     };
     writeln!(out)?;
-    let verdict = if plan.fits == Some(true) {
+    let tight = plan.fits == Some(true) && b.device_used_bytes > usable_capacity(g.memory_bytes);
+    let verdict = if tight {
+        s.yellow(&format!(
+            "Fits {} ({}) only within the {:.0}% safety margin: {} to spare; a longer prompt, allocator fragmentation or another process can tip it over.",
+            g.name,
+            format_size(g.memory_bytes),
+            SAFETY_MARGIN * 100.0,
+            format_size(g.memory_bytes - b.device_used_bytes)
+        ))
+    } else if plan.fits == Some(true) {
         s.green(&format!(
             "Fits {} ({}): {} to spare.",
             g.name,
@@ -358,6 +372,14 @@ fn render(
     };
     writeln!(out, "{}", s.bold(&verdict))?;
     let none = "none (even 1 does not fit)".to_string();
+    writeln!(
+        out,
+        "  {}",
+        s.dim(&format!(
+            "largest batch and sequence keep {:.0}% of the card free (the estimate's error and allocator fragmentation)",
+            SAFETY_MARGIN * 100.0
+        ))
+    )?;
     writeln!(
         out,
         "  largest batch that fits: {}",
