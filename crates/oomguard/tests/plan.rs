@@ -416,3 +416,185 @@ fn catalogs_list_their_sources() {
         out.stdout
     );
 }
+
+#[test]
+fn serving_engines_answer_in_their_own_figures_and_flags() {
+    let out = oomguard(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "vllm",
+            "--gpu",
+            "h100-80gb",
+            "--gpu-memory-utilization",
+            "0.95",
+            "--max-model-len",
+            "8192",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let e = &out.json()["engine"];
+    assert_eq!(e["name"], "vllm");
+    for field in [
+        "weights_bytes",
+        "activation_peak_bytes",
+        "kv_cache_bytes",
+        "kv_cache_tokens",
+        "max_concurrency",
+        "max_model_len_fit",
+        "gpu_memory_utilization_needed",
+    ] {
+        assert!(e[field].is_number(), "{field}: {e}");
+    }
+    assert!(e["n_gpu_layers_fit"].is_null());
+    let flags: Vec<&str> = e["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(flags.contains(&"--max-model-len 8192"), "{flags:?}");
+    // The human output is vLLM's, not PyTorch's.
+    let out = oomguard(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "vllm",
+            "--gpu",
+            "h100-80gb",
+        ],
+        None,
+    );
+    assert!(
+        out.stdout.contains("vllm serve") && !out.stdout.contains("max_memory_allocated"),
+        "{}",
+        out.stdout
+    );
+
+    let out = oomguard(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "llama.cpp",
+            "--quant",
+            "q4_k_m",
+            "--ctx-size",
+            "65536",
+            "--gpu",
+            "rtx-3060",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let e = &out.json()["engine"];
+    assert!(e["n_gpu_layers_fit"].as_u64().unwrap() < 33, "{e}");
+    assert!(e["ctx_size_fit"].as_u64().unwrap() < 65536, "{e}");
+    assert!(e["host_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn engine_flags_for_another_engine_and_unknown_types_are_usage_errors() {
+    let check = |args: &[&str], needle: &str| {
+        let out = oomguard(args, None);
+        assert_eq!(out.code, 2, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(needle), "{args:?}: {}", out.stderr);
+    };
+    check(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "vllm",
+            "--n-gpu-layers",
+            "3",
+        ],
+        "--n-gpu-layers does not apply to --engine vllm",
+    );
+    check(
+        &["plan", "Llama-3.1-8B", "--ctx-size", "4096"],
+        "does not apply to --engine hf",
+    );
+    check(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "llama.cpp",
+            "--quant",
+            "q9_k",
+        ],
+        "not a GGUF type",
+    );
+    check(
+        &["plan", "Llama-3.1-8B", "--quant", "q4_k_m"],
+        "--engine llama.cpp",
+    );
+    check(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "llama.cpp",
+            "--quant",
+            "q8_0",
+            "--cache-type-v",
+            "q8_0",
+        ],
+        "--flash-attn",
+    );
+    check(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--engine",
+            "vllm",
+            "--gpu-memory-utilization",
+            "1.5",
+        ],
+        "--gpu-memory-utilization",
+    );
+    check(
+        &["plan", "Llama-3.1-8B", "--engine", "vllm", "--train"],
+        "--train does not apply",
+    );
+}
+
+#[test]
+fn amp_without_dtype_plans_fp32_masters_on_a_bf16_checkpoint() {
+    let out = oomguard(&["plan", "Llama-3.2-1B", "--train", "--amp"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("precision: mixed (AMP)") && out.stdout.contains("16 B/param"),
+        "{}",
+        out.stdout
+    );
+    let out = oomguard(
+        &[
+            "plan",
+            "Llama-3.2-1B",
+            "--train",
+            "--amp",
+            "--dtype",
+            "bf16",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("pure bf16") && out.stdout.contains("8 B/param"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_gpu_written_in_gb_is_the_vendors_binary_size() {
+    let out = oomguard(&["plan", "Llama-3.2-1B", "--gpu", "24GB", "--json"], None);
+    assert_eq!(out.json()["gpu"]["memory_bytes"], 24u64 << 30);
+}

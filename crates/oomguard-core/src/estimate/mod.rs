@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod allocator;
+pub mod engine;
 pub mod fit;
 pub mod kv_cache;
 pub mod linears;

@@ -44,6 +44,14 @@ pub struct GpuSpec {
     #[serde(default)]
     pub architecture: Option<String>,
     pub class: GpuClass,
+    /// Total memory as CUDA reports it to the process
+    /// (`torch.cuda.mem_get_info`, what vLLM multiplies by
+    /// `--gpu-memory-utilization`), when a log gives it: a few hundred MiB
+    /// less than `nvidia-smi`'s total.
+    #[serde(default)]
+    pub cuda_total_bytes: Option<u64>,
+    #[serde(default)]
+    pub cuda_total_source: Option<String>,
 }
 
 static GPUS: LazyLock<Vec<GpuSpec>> = LazyLock::new(|| {

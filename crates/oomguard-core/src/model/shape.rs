@@ -107,6 +107,19 @@ pub struct LocalAttention {
     pub layers: u64,
 }
 
+/// Where a GGUF file's bytes sit, as llama.cpp places them: the token
+/// embeddings stay in host memory, each repeating block goes to the GPU
+/// while `-ngl` lasts, and the output head goes last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GgufLayout {
+    pub token_embd_bytes: u64,
+    pub output_bytes: u64,
+    /// Bytes of `blk.N.*`, by N.
+    pub layer_bytes: Vec<u64>,
+    /// Everything else (final norm, rope factors).
+    pub other_bytes: u64,
+}
+
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
@@ -146,6 +159,12 @@ pub struct ModelShape {
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
+    /// Multi-head latent attention (DeepSeek V2/V3): values cached per token
+    /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
+    /// all heads instead of K and V per KV head.
+    pub mla_cache_width: Option<u64>,
+    /// Per-block bytes of a GGUF file.
+    pub gguf_layout: Option<GgufLayout>,
     pub notes: Vec<String>,
 }
 
@@ -377,6 +396,9 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         linear_params: 0,
         dropout: family.trains_with_dropout(),
         gguf_weights_bytes: None,
+        gguf_layout: None,
+        mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
+            .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
     };
     let counts = count_params(&shape, family, cfg);
