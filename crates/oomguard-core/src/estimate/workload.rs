@@ -304,7 +304,12 @@ impl Workload {
             seq,
             dtype,
             amp: req.amp,
-            quant: req.quant,
+            // An fp8 checkpoint loads as fp8 unless told otherwise.
+            quant: req.quant.or(if model.checkpoint_fp8 && !req.train {
+                Some(Quant::Fp8)
+            } else {
+                None
+            }),
             optimizer,
             grad_checkpointing: req.grad_checkpointing && req.train,
             lora: req.lora,

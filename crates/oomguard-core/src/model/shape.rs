@@ -163,6 +163,9 @@ pub struct ModelShape {
     /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
     /// all heads instead of K and V per KV head.
     pub mla_cache_width: Option<u64>,
+    /// The checkpoint stores its linears in fp8 (`quantization_config`
+    /// with `quant_method` fp8: DeepSeek V3/R1, RedHat's fp8 releases).
+    pub checkpoint_fp8: bool,
     /// Per-block bytes of a GGUF file.
     pub gguf_layout: Option<GgufLayout>,
     pub notes: Vec<String>,
@@ -363,8 +366,22 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
     };
     let image_tokens = if family == Family::Vit {
         let image = get_u64(cfg, &["image_size"]).unwrap_or(224);
-        let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16).max(1);
-        Some((image / patch) * (image / patch) + 1)
+        // ViViT cuts a clip into tubelets (frames x height x width), ViT an
+        // image into patches; one CLS token each.
+        let tubelet: Vec<u64> = cfg
+            .get("tubelet_size")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        match (tubelet.as_slice(), get_u64(cfg, &["num_frames"])) {
+            ([t, ph, pw], Some(frames)) => {
+                Some((frames / t.max(&1)) * (image / ph.max(&1)) * (image / pw.max(&1)) + 1)
+            }
+            _ => {
+                let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16).max(1);
+                Some((image / patch) * (image / patch) + 1)
+            }
+        }
     } else {
         None
     };
@@ -397,6 +414,11 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         dropout: family.trains_with_dropout(),
         gguf_weights_bytes: None,
         gguf_layout: None,
+        checkpoint_fp8: cfg
+            .get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(Value::as_str)
+            == Some("fp8"),
         mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
             .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
@@ -479,23 +501,22 @@ impl Family {
 
 fn family_of(model_type: &str) -> Family {
     match model_type {
-        "bert" | "roberta" | "xlm-roberta" | "electra" | "camembert" | "deberta" | "deberta-v2" => {
-            Family::Bert
-        }
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "camembert" | "deberta" | "deberta-v2"
+        | "albert" => Family::Bert,
         "distilbert" => Family::DistilBert,
         "gpt2" => Family::Gpt2,
-        "gpt_neox" | "gpt_neox_japanese" => Family::GptNeox,
+        "gpt_neox" | "gpt_neox_japanese" | "phi" => Family::GptNeox,
         "gpt_bigcode" => Family::GptBigCode,
         "opt" => Family::Opt,
         "bloom" => Family::Bloom,
         "falcon" | "RefinedWeb" | "RefinedWebModel" => Family::Falcon,
         "llama" | "mistral" | "mixtral" | "qwen3" | "qwen3_moe" | "phi3" | "deepseek"
-        | "deepseek_v2" | "olmo" | "olmo2" | "granite" | "yi" | "internlm2" | "stablelm"
-        | "cohere" => Family::Llama,
+        | "deepseek_v2" | "deepseek_v3" | "llama4" | "llama4_text" | "olmo" | "olmo2"
+        | "granite" | "yi" | "internlm2" | "stablelm" | "cohere" => Family::Llama,
         "qwen2" | "qwen2_moe" => Family::Qwen2,
         "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Family::Gemma,
         "t5" | "mt5" | "umt5" => Family::T5,
-        "vit" | "deit" => Family::Vit,
+        "vit" | "deit" | "vivit" => Family::Vit,
         _ => Family::Generic,
     }
 }
@@ -614,6 +635,17 @@ fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
     let dense_layers = get_u64(cfg, &["first_k_dense_replace"])
         .unwrap_or(0)
         .min(layers);
+    // Llama 4 adds one shared expert as wide as a routed one
+    // (modeling_llama4.py, Llama4TextMoe.shared_expert).
+    let llama4 = cfg
+        .get("model_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("llama4"));
+    let shared = if llama4 && shared == 0 {
+        expert_i
+    } else {
+        shared
+    };
     Some(MoeShape {
         experts,
         experts_per_token: per_token.min(experts),
@@ -648,8 +680,24 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
             | Family::Vit
     );
     let b = |n: u64| if biased { n } else { 0 };
-    // Attention: q, k, v, o.
-    let mut attn = h * q_out + 2 * h * kv_out + q_out * h + b(q_out + 2 * kv_out + h);
+    // Attention: q, k, v, o; multi-head latent attention (DeepSeek V2/V3)
+    // projects q (optionally through a low-rank q_lora_rank), then one
+    // shared latent kv_a (kv_lora_rank + rope dims), expanded per head by
+    // kv_b into the no-rope key and value parts (modeling_deepseek.py).
+    let mut attn = match get_u64(cfg, &["kv_lora_rank"]) {
+        Some(kv_rank) => {
+            let rope = get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0);
+            let nope = get_u64(cfg, &["qk_nope_head_dim"]).unwrap_or(d.saturating_sub(rope));
+            let v = get_u64(cfg, &["v_head_dim"]).unwrap_or(nope);
+            let q_width = s.heads * (nope + rope);
+            let q = match get_u64(cfg, &["q_lora_rank"]) {
+                Some(r) => h * r + r + r * q_width,
+                None => h * q_width,
+            };
+            q + h * (kv_rank + rope) + kv_rank + kv_rank * s.heads * (nope + v) + s.heads * v * h
+        }
+        None => h * q_out + 2 * h * kv_out + q_out * h + b(q_out + 2 * kv_out + h),
+    };
     if family == Family::Qwen2 {
         attn += q_out + 2 * kv_out;
     }
@@ -716,8 +764,16 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
             norms_per_layer * norm + qk_norm,
         ),
     };
-    let mut linear = s.layers * layer_linear;
-    let mut other = s.layers * layer_other;
+    // ALBERT shares one group of layers' weights across the stack.
+    let weight_layers = if s.architecture == "albert" {
+        get_u64(cfg, &["num_hidden_groups"])
+            .unwrap_or(1)
+            .min(s.layers)
+    } else {
+        s.layers
+    };
+    let mut linear = weight_layers * layer_linear;
+    let mut other = weight_layers * layer_other;
     if let Some(moe) = &s.moe {
         // Dense layers replace the expert MLP with a full-width one.
         let moe_mlp = moe.experts * 3 * h * moe.expert_intermediate_size
@@ -735,7 +791,13 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
     match family {
         Family::Bert => {
             let types = get_u64(cfg, &["type_vocab_size"]).unwrap_or(2);
-            embed += s.max_position_embeddings.unwrap_or(512) * h + types * h + 2 * h;
+            // ALBERT factorizes embeddings at embedding_size, then maps them
+            // to the hidden size.
+            let e = get_u64(cfg, &["embedding_size"]).unwrap_or(h);
+            embed = v * e + s.max_position_embeddings.unwrap_or(512) * e + types * e + 2 * e;
+            if e != h {
+                linear += e * h + h;
+            }
             // Pooler (BertModel's dense + tanh).
             linear += h * h + h;
         }
