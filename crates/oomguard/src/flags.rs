@@ -106,7 +106,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,
     /// Layers LoRA adapts (default qv).
-    #[arg(long, value_name = "T", value_parser = ["qv", "all-linear"], requires = "lora")]
+    #[arg(long, value_name = "T", value_parser = ["qv", "qkvo", "all-linear"], requires = "lora")]
     pub lora_targets: Option<String>,
     /// Attention kernel (default sdpa).
     #[arg(long, value_name = "IMPL", value_parser = ["eager", "sdpa", "flash"])]

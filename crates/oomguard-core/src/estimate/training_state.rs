@@ -35,6 +35,9 @@ pub fn lora_params(s: &ModelShape, rank: u64, targets: LoraTargets) -> u64 {
         .iter()
         .filter(|l| match targets {
             LoraTargets::Qv => matches!(l.role, Role::Query | Role::Value),
+            LoraTargets::Qkvo => {
+                matches!(l.role, Role::Query | Role::Key | Role::Value | Role::Output)
+            }
             LoraTargets::AllLinear => true,
         })
         .map(|l| rank * (l.inputs + l.outputs) * l.count)

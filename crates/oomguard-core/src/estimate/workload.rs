@@ -99,6 +99,8 @@ impl Attention {
 pub enum LoraTargets {
     /// The query and value projections (PEFT's default for Llama).
     Qv,
+    /// The four attention projections.
+    Qkvo,
     /// Every linear layer of every block.
     AllLinear,
 }

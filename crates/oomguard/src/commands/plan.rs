@@ -79,6 +79,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
             rank,
             targets: match args.lora_targets.as_deref() {
                 Some("all-linear") => LoraTargets::AllLinear,
+                Some("qkvo") => LoraTargets::Qkvo,
                 _ => LoraTargets::Qv,
             },
         }),
@@ -758,10 +759,10 @@ fn describe_workload(w: &Workload) -> String {
         parts.push(format!(
             "LoRA r{} {}",
             l.rank,
-            if l.targets == LoraTargets::Qv {
-                "q,v"
-            } else {
-                "all linear"
+            match l.targets {
+                LoraTargets::Qv => "q,v",
+                LoraTargets::Qkvo => "q,k,v,o",
+                LoraTargets::AllLinear => "all linear",
             }
         ));
     }

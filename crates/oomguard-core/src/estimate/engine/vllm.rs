@@ -83,6 +83,29 @@ pub fn kv_bytes_per_token_layer(s: &ModelShape, tp: u64, kv_elem: u64) -> u64 {
     }
 }
 
+/// How vLLM's hybrid allocator groups layers
+/// (`kv_cache_utils.py`, `_get_kv_cache_groups_uniform_page_size`): layers
+/// of one attention type are cut into groups of `group_size` layers, the
+/// size of the smallest type (or of the largest when it is within 25%, to
+/// avoid padding); one block tensor per position in a group is shared by
+/// all groups. Returns (group_size, groups). A model of one type is one
+/// group of all its layers.
+pub fn kv_groups(s: &ModelShape) -> (u64, u64) {
+    match s.local_attention {
+        Some(local) if local.layers < s.layers => {
+            let global = s.layers - local.layers;
+            let (small, large) = (global.min(local.layers), global.max(local.layers));
+            let size = if (large as f64) < small as f64 * 1.25 {
+                large
+            } else {
+                small
+            };
+            (size, global.div_ceil(size) + local.layers.div_ceil(size))
+        }
+        _ => (s.layers.max(1), 1),
+    }
+}
+
 /// Bytes one request of `len` tokens needs in the cache: global layers
 /// hold all its blocks, sliding-window layers their window plus one
 /// scheduling step, chunked layers one chunk (vLLM's
@@ -170,7 +193,6 @@ pub fn plan(
     };
     let kv_elem = if settings.kv_fp8 { 1 } else { w.dtype.bytes() };
     let per_layer_token = kv_bytes_per_token_layer(s, tp, kv_elem);
-    let per_token_all_layers = per_layer_token.saturating_mul(s.layers).max(1);
     let non_kv = weights.saturating_add(peak).saturating_add(other);
     let one_request = request_bytes(s, max_len, batched, per_layer_token);
     let mut report = EngineReport {
@@ -199,7 +221,10 @@ pub fn plan(
     if let Some(total) = total_bytes {
         let budget = (total as f64 * util) as u64;
         let kv = budget.saturating_sub(non_kv);
-        let blocks = kv / (BLOCK_TOKENS * per_token_all_layers);
+        // "GPU KV cache size": blocks per slot tensor, shared among the
+        // groups (`_report_kv_cache_config`).
+        let (group_size, groups) = kv_groups(s);
+        let blocks = kv / (BLOCK_TOKENS * per_layer_token.max(1) * group_size) / groups;
         report.kv_cache_bytes = Some(kv);
         report.kv_cache_tokens = Some(blocks * BLOCK_TOKENS);
         report.max_concurrency = Some(kv as f64 / one_request.max(1) as f64);
@@ -335,6 +360,20 @@ mod tests {
         assert!(fit < 131_072);
         assert!(r.flags.contains(&format!("--max-model-len {fit}")));
         assert!(r.gpu_memory_utilization_needed.unwrap() > 0.25);
+    }
+
+    #[test]
+    fn hybrid_models_are_grouped_as_vllm_groups_them() {
+        // Gemma 3 27B: 10 global and 52 sliding layers: groups of 10, one
+        // global and six sliding, so tokens count 70 layer slots, not 62.
+        let s = catalog::shape("gemma-3-27b-it").unwrap();
+        assert_eq!(kv_groups(&s), (10, 7));
+        assert_eq!(kv_groups(&catalog::shape("Llama-3.1-8B").unwrap()), (32, 1));
+        // Gemma 2: 21 and 21.
+        assert_eq!(
+            kv_groups(&catalog::shape("gemma-2-9b-it").unwrap()),
+            (21, 2)
+        );
     }
 
     #[test]
