@@ -122,6 +122,25 @@ pub fn parse_user_size(text: &str) -> Result<u64, SizeError> {
     Ok(bytes as u64)
 }
 
+/// Parses a GPU's memory as people write it: a card sold as "24GB" or
+/// "80GB" is counted in binary units by its vendor and by PyTorch (an RTX
+/// 4090 "24GB" reports 24564 MiB, an H100 "80GB" 81559 MiB), so here `GB`,
+/// `MB` and `TB` are binary, unlike `parse_user_size`. Everything else reads
+/// as there.
+pub fn parse_gpu_size(text: &str) -> Result<u64, SizeError> {
+    let t = text.trim();
+    let binary = ["TB", "tb", "GB", "gb", "MB", "mb"]
+        .iter()
+        .find_map(|u| t.strip_suffix(u).map(|num| (num, &u[..1])));
+    match binary {
+        Some((num, unit)) => parse_user_size(&format!("{num}{unit}")).map_err(|e| SizeError {
+            input: text.to_string(),
+            reason: e.reason,
+        }),
+        None => parse_user_size(t),
+    }
+}
+
 /// Formats a size exactly as PyTorch's `c10::format_size` does: "N bytes" up
 /// to 1 KiB, then two decimals of KiB, MiB or GiB (source:
 /// c10/util/... `format_size` used in CUDACachingAllocator.cpp).
@@ -151,6 +170,17 @@ pub fn format_signed_size(bytes: i128) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gpu_sizes_in_gb_are_the_vendors_binary_gigabytes() {
+        assert_eq!(parse_gpu_size("24GB").unwrap(), 24 << 30);
+        assert_eq!(parse_gpu_size("80 GB").unwrap(), 80 << 30);
+        assert_eq!(parse_gpu_size("24GiB").unwrap(), 24 << 30);
+        assert_eq!(parse_gpu_size("24576MB").unwrap(), 24 << 30);
+        // Elsewhere GB stays SI.
+        assert_eq!(parse_user_size("24GB").unwrap(), 24_000_000_000);
+        assert!(parse_gpu_size("GB").is_err());
+    }
 
     #[test]
     fn log_sizes_are_binary() {

@@ -72,7 +72,7 @@ Exit code 0; 2 on bad input or when no source can be read (no NVIDIA driver: use
 
 /// A flag given twice takes its last value, so a recommended change can be
 /// appended to the command as it stands (`... --batch 8 --batch 5`).
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(args_override_self = true)]
 pub struct PlanArgs {
     /// Model folder, config.json, .safetensors, .gguf, cached repo id, or catalog name.
@@ -93,8 +93,8 @@ pub struct PlanArgs {
     /// Mixed-precision training: fp32 master weights, half-precision activations.
     #[arg(long)]
     pub amp: bool,
-    /// Weight quantization.
-    #[arg(long, value_name = "Q", value_parser = ["int8", "int4", "nf4", "fp8"])]
+    /// Weight quantization: int8, int4, nf4, fp8; with --engine llama.cpp a GGUF type (q4_k_m, q8_0, f16, ...).
+    #[arg(long, value_name = "Q")]
     pub quant: Option<String>,
     /// Optimizer (default adamw).
     #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
@@ -106,7 +106,7 @@ pub struct PlanArgs {
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,
     /// Layers LoRA adapts (default qv).
-    #[arg(long, value_name = "T", value_parser = ["qv", "all-linear"], requires = "lora")]
+    #[arg(long, value_name = "T", value_parser = ["qv", "qkvo", "all-linear"], requires = "lora")]
     pub lora_targets: Option<String>,
     /// Attention kernel (default sdpa).
     #[arg(long, value_name = "IMPL", value_parser = ["eager", "sdpa", "flash"])]
@@ -123,12 +123,57 @@ pub struct PlanArgs {
     /// Tensor-parallel degree.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub tp: Option<u64>,
-    /// The GPU: a catalog name (a100-80gb, rtx-4090, v100-16gb) or a size (24GiB, 80g).
+    /// The GPU: a catalog name (a100-80gb, rtx-4090, v100-16gb) or a size (24GB = the vendor's 24 GB, 24GiB, 80g).
     #[arg(long, value_name = "NAME|SIZE")]
     pub gpu: Option<String>,
     /// Machine-readable output on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Serving engine: hf (default; llama.cpp for a .gguf), vllm, llama.cpp, sglang.
+    #[arg(long, value_name = "ENGINE", value_parser = ["hf", "vllm", "llama.cpp", "sglang"])]
+    pub engine: Option<String>,
+    /// vLLM: share of the GPU vLLM may take (default 0.9).
+    #[arg(long, value_name = "F", help_heading = "vLLM")]
+    pub gpu_memory_utilization: Option<f64>,
+    /// vLLM: longest request (default: the model's maximum).
+    #[arg(long, value_name = "N", help_heading = "vLLM", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_model_len: Option<u64>,
+    /// vLLM: sequences per step.
+    #[arg(long, value_name = "N", help_heading = "vLLM", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_num_seqs: Option<u64>,
+    /// vLLM: tokens per step.
+    #[arg(long, value_name = "N", help_heading = "vLLM", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_num_batched_tokens: Option<u64>,
+    /// vLLM: KV cache dtype.
+    #[arg(long, value_name = "DTYPE", help_heading = "vLLM", value_parser = ["auto", "fp8"])]
+    pub kv_cache_dtype: Option<String>,
+    /// vLLM: no CUDA graphs.
+    #[arg(long, help_heading = "vLLM")]
+    pub enforce_eager: bool,
+    /// llama.cpp: layers offloaded to the GPU (-ngl).
+    #[arg(long, value_name = "N", help_heading = "llama.cpp")]
+    pub n_gpu_layers: Option<u64>,
+    /// llama.cpp: context size (default: --seq).
+    #[arg(long, value_name = "N", help_heading = "llama.cpp", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ctx_size: Option<u64>,
+    /// llama.cpp: K cache type (f16, q8_0, q4_0, ...).
+    #[arg(long, value_name = "TYPE", help_heading = "llama.cpp")]
+    pub cache_type_k: Option<String>,
+    /// llama.cpp: V cache type (quantized types need --flash-attn).
+    #[arg(long, value_name = "TYPE", help_heading = "llama.cpp")]
+    pub cache_type_v: Option<String>,
+    /// llama.cpp: physical batch (default 512).
+    #[arg(long, value_name = "N", help_heading = "llama.cpp", value_parser = clap::value_parser!(u64).range(1..))]
+    pub ubatch_size: Option<u64>,
+    /// llama.cpp: flash attention.
+    #[arg(long, help_heading = "llama.cpp")]
+    pub flash_attn: bool,
+    /// SGLang: static share of the GPU (weights and KV pool).
+    #[arg(long, value_name = "F", help_heading = "SGLang")]
+    pub mem_fraction_static: Option<f64>,
+    /// SGLang: longest request.
+    #[arg(long, value_name = "N", help_heading = "SGLang", value_parser = clap::value_parser!(u64).range(1..))]
+    pub context_length: Option<u64>,
 }
 
 #[derive(Debug, Args)]

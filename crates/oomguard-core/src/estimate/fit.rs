@@ -15,6 +15,20 @@ use serde::Serialize;
 /// The largest value accepted by the searches.
 pub const SEARCH_LIMIT: u64 = 1 << 24;
 
+/// Share of a GPU's memory that recommendations leave free: 5%. Two
+/// reasons, both measured: the estimate's own error against published
+/// measurements (median 3-5%, see the README's validation table), and
+/// run-to-run differences of the caching allocator's fragmentation, plus
+/// what a desktop or a monitoring process holds on the same card (a few
+/// hundred MiB on consumer cards). A workload that fits only within the
+/// margin is reported as tight, not recommended.
+pub const SAFETY_MARGIN: f64 = 0.05;
+
+/// What recommendations may fill of a GPU of `capacity` bytes.
+pub fn usable_capacity(capacity: u64) -> u64 {
+    capacity - (capacity as f64 * SAFETY_MARGIN) as u64
+}
+
 fn fits(s: &ModelShape, w: &Workload, capacity: u64) -> bool {
     estimate(s, w).device_used_bytes <= capacity
 }
@@ -208,6 +222,29 @@ fn combinations(w: &Workload) -> Vec<Change> {
     out
 }
 
+/// The smallest catalog GPU larger than `capacity` that holds `need` with
+/// the safety margin, from the user's own vendor and class first, then the
+/// vendor's other classes: an RTX 4090 owner hears of an RTX 5090 or an RTX
+/// 6000 Ada before a data-center card, and never of another vendor's card
+/// while one of their vendor fits. Without a known GPU (a size was given),
+/// NVIDIA's cards are searched, the usual case.
+pub fn larger_gpu<'a>(
+    need: u64,
+    capacity: u64,
+    catalog: &'a [GpuSpec],
+    current: Option<&GpuSpec>,
+) -> Option<&'a GpuSpec> {
+    let vendor = current.map_or("nvidia", |g| g.vendor.as_str());
+    catalog
+        .iter()
+        .filter(|g| g.memory_bytes > capacity && usable_capacity(g.memory_bytes) >= need)
+        .filter(|g| g.vendor == vendor)
+        .min_by_key(|g| {
+            let other_class = current.is_some_and(|c| c.class != g.class);
+            (other_class, g.memory_bytes)
+        })
+}
+
 /// One change to a workload and where it lands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
@@ -229,7 +266,10 @@ pub fn recommendations(
     w: &Workload,
     capacity: u64,
     catalog: &[GpuSpec],
+    current: Option<&GpuSpec>,
 ) -> Vec<Recommendation> {
+    let gpu_capacity = capacity;
+    let capacity = usable_capacity(capacity);
     let rec = |c: &Change| {
         let used = estimate(s, &c.workload).device_used_bytes;
         Recommendation {
@@ -294,13 +334,8 @@ pub fn recommendations(
             break;
         }
     }
-    // The smallest catalog GPU that fits the workload as it is.
     let need = estimate(s, w).device_used_bytes;
-    if let Some(g) = catalog
-        .iter()
-        .filter(|g| g.memory_bytes >= need && g.memory_bytes > capacity)
-        .min_by_key(|g| g.memory_bytes)
-    {
+    if let Some(g) = larger_gpu(need, gpu_capacity, catalog, current) {
         out.push(Recommendation {
             change: format!("--gpu {}", g.id),
             device_used_bytes: need,
@@ -309,4 +344,36 @@ pub fn recommendations(
     }
     out.sort_by_key(|r| !r.fits);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{find_gpu, gpus};
+
+    #[test]
+    fn a_larger_gpu_is_of_the_users_vendor_and_class_first() {
+        let g = find_gpu("rtx-4090").unwrap();
+        let up = larger_gpu(28 << 30, g.memory_bytes, gpus(), Some(g)).unwrap();
+        assert_eq!(up.id, "rtx-5090");
+        let up = larger_gpu(40 << 30, g.memory_bytes, gpus(), Some(g)).unwrap();
+        assert_eq!(up.vendor, "nvidia");
+        let mi = find_gpu("mi250x").unwrap();
+        assert_eq!(
+            larger_gpu(100 << 30, mi.memory_bytes, gpus(), Some(mi))
+                .unwrap()
+                .vendor,
+            "amd"
+        );
+    }
+
+    #[test]
+    fn the_margin_keeps_a_full_card_from_fitting() {
+        assert_eq!(usable_capacity(100 << 30), 95 << 30);
+        let g = find_gpu("rtx-4090").unwrap();
+        // 24 GiB of need does not "fit" a 23.99 GiB card, nor one that
+        // holds it only without the margin.
+        let up = larger_gpu(g.memory_bytes - (1 << 20), g.memory_bytes, gpus(), Some(g)).unwrap();
+        assert!(usable_capacity(up.memory_bytes) >= g.memory_bytes - (1 << 20));
+    }
 }

@@ -1,24 +1,81 @@
 //! The KV cache of generation: keys and values for every layer, KV head and
-//! cached token: 2 · layers · kv_heads · head_dim · tokens · batch · bytes.
-//! Grouped-query and multi-query attention shrink it through kv_heads; a
-//! sliding window caps the tokens kept.
+//! cached token: 2 · kv_heads · head_dim · bytes per layer and token.
+//! Grouped-query and multi-query attention shrink it through kv_heads; layers
+//! with local attention (sliding window, chunks) keep at most their window
+//! of tokens per sequence, global layers the whole sequence, so a hybrid
+//! model's cache is counted layer type by layer type.
 
 use super::workload::Workload;
 use crate::model::{ModelKind, ModelShape};
+
+/// Cached tokens summed over the decoder layers, for one sequence of `seq`
+/// tokens: global layers keep all of them, local layers their window.
+pub fn layer_tokens(s: &ModelShape, seq: u64) -> u64 {
+    match s.local_attention {
+        Some(local) => {
+            let global = s.layers.saturating_sub(local.layers);
+            global
+                .saturating_mul(seq)
+                .saturating_add(local.layers.saturating_mul(seq.min(local.window)))
+        }
+        None => s.layers.saturating_mul(seq),
+    }
+}
+
+/// Bytes of keys and values of one token in one layer, at `elem` bytes.
+pub fn bytes_per_token_per_layer(s: &ModelShape, elem: u64) -> u64 {
+    2 * s.kv_heads * s.head_dim * elem
+}
 
 pub fn kv_cache_bytes(s: &ModelShape, w: &Workload) -> u64 {
     if w.train || !matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
         return 0;
     }
-    let tokens = match s.sliding_window {
-        Some(window) => w.seq.min(window),
-        None => w.seq,
-    };
     // Quantized weights still cache in 16 bits; fp32 models cache in fp32.
-    let e = w.dtype.bytes();
-    2u64.saturating_mul(s.layers)
-        .saturating_mul(s.kv_heads * s.head_dim)
-        .saturating_mul(tokens)
+    layer_tokens(s, w.seq)
         .saturating_mul(w.batch)
-        .saturating_mul(e)
+        .saturating_mul(bytes_per_token_per_layer(s, w.dtype.bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::WorkloadRequest;
+    use crate::model::catalog;
+
+    fn kv_gib(model: &str, seq: u64) -> f64 {
+        let s = catalog::shape(model).unwrap();
+        let w = Workload::resolve(
+            &WorkloadRequest {
+                seq: Some(seq),
+                ..WorkloadRequest::default()
+            },
+            &s,
+        )
+        .unwrap();
+        kv_cache_bytes(&s, &w) as f64 / (1u64 << 30) as f64
+    }
+
+    #[test]
+    fn gemma3_caches_its_global_layers_whole_and_local_ones_to_the_window() {
+        // 48 layers, 8 global (every 6th), 40 with a 1024-token window;
+        // 8 KV heads of 256 in bf16: 8 KiB per token and layer.
+        // 32k: 8·32768·8 KiB + 40·1024·8 KiB = 2 GiB + 320 MiB.
+        assert!((kv_gib("gemma-3-12b-it", 32768) - 2.3125).abs() < 1e-9);
+        assert!((kv_gib("gemma-3-12b-it", 8192) - (0.5 + 0.3125)).abs() < 1e-9);
+        assert!(kv_gib("gemma-3-12b-it", 4096) < kv_gib("gemma-3-12b-it", 8192));
+    }
+
+    #[test]
+    fn gemma2_alternates_and_qwen25_without_use_sliding_window_is_global() {
+        let g = catalog::shape("gemma-2-9b").unwrap();
+        let local = g.local_attention.unwrap();
+        assert_eq!((local.layers, local.window), (21, 4096));
+        assert!(catalog::shape("Qwen2.5-7B")
+            .unwrap()
+            .local_attention
+            .is_none());
+        let m = catalog::shape("Mistral-7B-v0.1").unwrap();
+        assert_eq!(m.local_attention.unwrap().layers, 32);
+    }
 }

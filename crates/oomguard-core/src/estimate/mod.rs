@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod allocator;
+pub mod engine;
 pub mod fit;
 pub mod kv_cache;
 pub mod linears;
@@ -17,7 +18,10 @@ pub mod training_state;
 pub mod weights;
 pub mod workload;
 
-pub use workload::{Attention, Lora, LoraTargets, Optimizer, Quant, Workload, WorkloadRequest};
+pub use workload::{
+    Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
+    WorkloadRequest,
+};
 
 use crate::model::ModelShape;
 use serde::Serialize;
@@ -79,6 +83,14 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     if zero >= 2 {
         gradients = share(gradients, dp);
     }
+    // ZeRO-3 / FSDP shard the half-precision compute copy with everything
+    // else: no rank keeps the whole model in half precision, only the
+    // layers it gathers (below).
+    let autocast = if zero >= 3 {
+        share(autocast, dp)
+    } else {
+        autocast
+    };
     let tp_activation = |bytes: u64| -> u64 {
         if tp == 1 {
             return bytes;
@@ -91,13 +103,22 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         let acts = tp_activation(activations::training_activations(s, w))
             .saturating_add(share(activations::training_logits(s, w), tp));
         // Backward holds one layer's activation gradients next to the saved
-        // activations; under ZeRO-3 two layers' weights are gathered.
+        // activations; under ZeRO-3 / FSDP two layers are gathered whole at
+        // a time (the one computing and the one prefetched: FSDP's default
+        // BACKWARD_PRE prefetch, DeepSpeed's prefetch bucket), at the
+        // compute precision (half under AMP: FSDP MixedPrecision's
+        // param_dtype, DeepSpeed's fp16/bf16 parameters).
         let layer_grads = tp_activation(
             w.tokens()
                 .saturating_mul(activations::training_bytes_per_token_per_layer(s, w)),
         );
         let gathered = if zero >= 3 && s.layers > 0 {
-            2 * share(weights::weights_bytes(s, w), tp) / s.layers
+            let whole = if w.mixed_precision() {
+                s.params.saturating_mul(2)
+            } else {
+                weights::weights_bytes(s, w)
+            };
+            2 * share(whole, tp) / s.layers
         } else {
             0
         };
@@ -175,5 +196,64 @@ mod tests {
             prop_assert!(b.reserved_peak_bytes >= b.allocated_peak_bytes);
             prop_assert!(b.device_used_bytes >= b.reserved_peak_bytes);
         }
+    }
+
+    fn zero3_amp_temporaries(gpus: u64) -> u64 {
+        let shape = catalog::shape("Llama-2-70b-hf").unwrap();
+        let req = WorkloadRequest {
+            train: true,
+            amp: true,
+            gpus: Some(gpus),
+            zero: Some(3),
+            grad_checkpointing: true,
+            ..WorkloadRequest::default()
+        };
+        estimate(&shape, &Workload::resolve(&req, &shape).unwrap()).temporary_bytes
+    }
+
+    #[test]
+    fn zero3_shards_the_half_precision_copy() {
+        // 70B in bf16 is ~129 GiB: no GPU holds it whole under ZeRO-3; the
+        // temporaries shrink with the GPU count and stay far below it.
+        let (t2, t8, t64) = (
+            zero3_amp_temporaries(2),
+            zero3_amp_temporaries(8),
+            zero3_amp_temporaries(64),
+        );
+        assert!(t2 > t8 && t8 > t64, "{t2} {t8} {t64}");
+        assert!(t8 < 20 << 30, "{t8}");
+    }
+
+    #[test]
+    fn amp_without_dtype_keeps_fp32_masters_and_bf16_amp_is_autocast_only() {
+        let shape = catalog::shape("Llama-3.1-8B").unwrap();
+        let amp = Workload::resolve(
+            &WorkloadRequest {
+                train: true,
+                amp: true,
+                ..WorkloadRequest::default()
+            },
+            &shape,
+        )
+        .unwrap();
+        assert_eq!(amp.precision.regime, PrecisionRegime::Amp);
+        assert_eq!(amp.dtype, crate::model::Dtype::Fp32);
+        let bf16 = Workload::resolve(
+            &WorkloadRequest {
+                train: true,
+                amp: true,
+                dtype: Some(crate::model::Dtype::Bf16),
+                ..WorkloadRequest::default()
+            },
+            &shape,
+        )
+        .unwrap();
+        assert_eq!(bf16.precision.regime, PrecisionRegime::PureHalf);
+        assert!(bf16.precision.autocast_only);
+        let per = |p: Precision| {
+            p.weight_bytes_per_param + p.gradient_bytes_per_param + p.optimizer_bytes_per_param
+        };
+        assert_eq!(per(amp.precision), 16.0);
+        assert_eq!(per(bf16.precision), 8.0);
     }
 }

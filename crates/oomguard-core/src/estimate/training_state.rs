@@ -35,6 +35,9 @@ pub fn lora_params(s: &ModelShape, rank: u64, targets: LoraTargets) -> u64 {
         .iter()
         .filter(|l| match targets {
             LoraTargets::Qv => matches!(l.role, Role::Query | Role::Value),
+            LoraTargets::Qkvo => {
+                matches!(l.role, Role::Query | Role::Key | Role::Value | Role::Output)
+            }
             LoraTargets::AllLinear => true,
         })
         .map(|l| rank * (l.inputs + l.outputs) * l.count)
@@ -45,7 +48,7 @@ pub fn lora_params(s: &ModelShape, rank: u64, targets: LoraTargets) -> u64 {
 /// `state_dtype`. Adafactor's factored moments are a row and a column per
 /// matrix: for the shapes here that is under 1% of the parameters, so it is
 /// taken as 0.04 bytes per parameter.
-fn state_bytes_per_param(opt: Optimizer, state_dtype: Dtype) -> f64 {
+pub fn state_bytes_per_param(opt: Optimizer, state_dtype: Dtype) -> f64 {
     let b = state_dtype.bytes() as f64;
     match opt {
         Optimizer::Adamw => 2.0 * b,
@@ -85,7 +88,11 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 adapter_bytes: 0,
                 gradients_bytes: p * master.bytes(),
                 optimizer_bytes: states,
-                autocast_copy_bytes: if w.amp { s.linear_params * 2 } else { 0 },
+                autocast_copy_bytes: if w.mixed_precision() {
+                    s.linear_params * 2
+                } else {
+                    0
+                },
             })
         }
     }

@@ -9,13 +9,16 @@ use crate::model::{Dtype, ModelShape};
 
 /// Bytes per quantized linear parameter, scales included.
 ///
-/// - NF4 / int4 with blocks of 64 and an fp32 scale each: 4 + 32/64 = 4.5
-///   bits (QLoRA paper, Dettmers et al. 2023, section 3, "blocksize of 64").
+/// - NF4 with blocks of 64 and an fp32 scale each: 4 + 32/64 = 4.5 bits
+///   (QLoRA paper, Dettmers et al. 2023, section 3, "blocksize of 64").
+/// - int4 (GPTQ/AWQ checkpoints): groups of 128 with an fp16 scale: 4 +
+///   16/128 = 4.125 bits (AutoGPTQ's and AutoAWQ's default group_size 128).
 /// - LLM.int8(): 1 byte plus one fp32 scale per output row (negligible here).
 /// - FP8: 1 byte plus per-tensor scales.
 pub fn quantized_bytes_per_param(q: Quant) -> f64 {
     match q {
-        Quant::Nf4 | Quant::Int4 => 4.5 / 8.0,
+        Quant::Nf4 => 4.5 / 8.0,
+        Quant::Int4 => 4.125 / 8.0,
         Quant::Int8 | Quant::Fp8 => 1.0,
     }
 }

@@ -99,6 +99,8 @@ impl Attention {
 pub enum LoraTargets {
     /// The query and value projections (PEFT's default for Llama).
     Qv,
+    /// The four attention projections.
+    Qkvo,
     /// Every linear layer of every block.
     AllLinear,
 }
@@ -107,6 +109,46 @@ pub enum LoraTargets {
 pub struct Lora {
     pub rank: u64,
     pub targets: LoraTargets,
+}
+
+/// How training keeps its numbers, the choice that doubles or halves the
+/// training state: full fp32; automatic mixed precision (fp32 master
+/// weights, fp32 gradients and optimizer states, half-precision compute:
+/// AdamW 4 + 4 + 8 = 16 bytes per parameter plus the half copies autocast
+/// makes); pure half precision (weights, gradients and states in bf16/fp16:
+/// AdamW 2 + 2 + 4 = 8 bytes per parameter). Inference has no regime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrecisionRegime {
+    Fp32,
+    Amp,
+    PureHalf,
+    Inference,
+}
+
+impl PrecisionRegime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrecisionRegime::Fp32 => "fp32",
+            PrecisionRegime::Amp => "amp",
+            PrecisionRegime::PureHalf => "pure-half",
+            PrecisionRegime::Inference => "inference",
+        }
+    }
+}
+
+/// The precision regime and what it costs per trainable parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Precision {
+    pub regime: PrecisionRegime,
+    /// Bytes per trainable parameter of its weight (master copy), gradient
+    /// and optimizer states; 0 for inference.
+    pub weight_bytes_per_param: f64,
+    pub gradient_bytes_per_param: f64,
+    pub optimizer_bytes_per_param: f64,
+    /// `--amp` over weights that are already half precision: autocast only,
+    /// no fp32 masters.
+    pub autocast_only: bool,
 }
 
 /// A workload as the user asked for it; `None` is "use the default".
@@ -143,9 +185,50 @@ pub struct Workload {
     pub gpus: u64,
     pub zero: u8,
     pub tp: u64,
+    /// The precision regime, stated in the output.
+    pub precision: Precision,
     /// True when the sequence was cut to the model's maximum.
     #[serde(skip)]
     pub seq_capped: bool,
+}
+
+/// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
+/// (PEFT's default), so their regime is AMP when `--amp` is given and fp32
+/// otherwise, whatever the frozen base holds.
+fn precision(
+    train: bool,
+    amp: bool,
+    dtype: Dtype,
+    lora: bool,
+    optimizer: Option<Optimizer>,
+) -> Precision {
+    let opt = optimizer.unwrap_or(Optimizer::Adamw);
+    let (regime, master) = match (train, lora, amp, dtype) {
+        (false, ..) => (PrecisionRegime::Inference, Dtype::Fp32),
+        (true, true, true, _) | (true, false, true, Dtype::Fp32) => {
+            (PrecisionRegime::Amp, Dtype::Fp32)
+        }
+        (true, true, false, _) | (true, false, false, Dtype::Fp32) => {
+            (PrecisionRegime::Fp32, Dtype::Fp32)
+        }
+        (true, false, _, half) => (PrecisionRegime::PureHalf, half),
+    };
+    if regime == PrecisionRegime::Inference {
+        return Precision {
+            regime,
+            weight_bytes_per_param: 0.0,
+            gradient_bytes_per_param: 0.0,
+            optimizer_bytes_per_param: 0.0,
+            autocast_only: false,
+        };
+    }
+    Precision {
+        regime,
+        weight_bytes_per_param: master.bytes() as f64,
+        gradient_bytes_per_param: master.bytes() as f64,
+        optimizer_bytes_per_param: super::training_state::state_bytes_per_param(opt, master),
+        autocast_only: amp && !lora && dtype != Dtype::Fp32,
+    }
 }
 
 /// SPEC.md's default sequence length.
@@ -202,31 +285,41 @@ impl Workload {
         if req.amp && !req.train {
             return Err("--amp describes mixed-precision training: add --train (for half-precision inference use --dtype bf16 or fp16)".into());
         }
-        let dtype = req.dtype.or(model.checkpoint_dtype).unwrap_or(Dtype::Fp32);
-        if req.amp && dtype != Dtype::Fp32 {
-            return Err(format!(
-                "--amp keeps fp32 master weights; with --dtype {} the weights are already half precision (drop --amp)",
-                dtype.name()
-            ));
-        }
+        // Full training under --amp keeps fp32 master weights whatever the
+        // checkpoint's dtype, unless the user asked for half-precision
+        // weights (then --amp adds autocast only). With adapters the frozen
+        // base stays at the checkpoint's dtype.
+        let dtype = match req.dtype {
+            Some(d) => d,
+            None if req.amp && req.lora.is_none() => Dtype::Fp32,
+            None => model.checkpoint_dtype.unwrap_or(Dtype::Fp32),
+        };
+        let optimizer = if req.train {
+            Some(req.optimizer.unwrap_or(Optimizer::Adamw))
+        } else {
+            None
+        };
+        let precision = precision(req.train, req.amp, dtype, req.lora.is_some(), optimizer);
         Ok(Workload {
             train: req.train,
             batch,
             seq,
             dtype,
             amp: req.amp,
-            quant: req.quant,
-            optimizer: if req.train {
-                Some(req.optimizer.unwrap_or(Optimizer::Adamw))
+            // An fp8 checkpoint loads as fp8 unless told otherwise.
+            quant: req.quant.or(if model.checkpoint_fp8 && !req.train {
+                Some(Quant::Fp8)
             } else {
                 None
-            },
+            }),
+            optimizer,
             grad_checkpointing: req.grad_checkpointing && req.train,
             lora: req.lora,
             attention: req.attention.unwrap_or(Attention::Sdpa),
             gpus,
             zero,
             tp,
+            precision,
             seq_capped,
         })
     }
@@ -238,6 +331,12 @@ impl Workload {
         } else {
             self.dtype.bytes()
         }
+    }
+
+    /// Whether the trainable weights keep fp32 masters next to a
+    /// half-precision compute path (autocast copies, half activations).
+    pub fn mixed_precision(&self) -> bool {
+        self.amp && self.dtype == Dtype::Fp32
     }
 
     pub fn tokens(&self) -> u64 {

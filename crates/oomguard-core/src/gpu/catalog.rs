@@ -6,6 +6,27 @@
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
 
+/// Where a card is sold: people move up within their class first (a gaming
+/// card's owner to a larger gaming or workstation card, a cloud renter to a
+/// larger data-center card).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuClass {
+    Consumer,
+    Workstation,
+    Datacenter,
+}
+
+impl GpuClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GpuClass::Consumer => "consumer",
+            GpuClass::Workstation => "workstation",
+            GpuClass::Datacenter => "datacenter",
+        }
+    }
+}
+
 /// One GPU as `data/gpus.json` writes it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GpuSpec {
@@ -22,6 +43,15 @@ pub struct GpuSpec {
     pub fp8: bool,
     #[serde(default)]
     pub architecture: Option<String>,
+    pub class: GpuClass,
+    /// Total memory as CUDA reports it to the process
+    /// (`torch.cuda.mem_get_info`, what vLLM multiplies by
+    /// `--gpu-memory-utilization`), when a log gives it: a few hundred MiB
+    /// less than `nvidia-smi`'s total.
+    #[serde(default)]
+    pub cuda_total_bytes: Option<u64>,
+    #[serde(default)]
+    pub cuda_total_source: Option<String>,
 }
 
 static GPUS: LazyLock<Vec<GpuSpec>> = LazyLock::new(|| {
@@ -67,6 +97,17 @@ mod tests {
             assert!(g.memory_bytes >= 4 << 30, "{}", g.id);
             assert!(!g.memory_source.is_empty(), "{}", g.id);
         }
+    }
+
+    #[test]
+    fn rented_cards_are_there() {
+        for id in [
+            "a40", "l4", "l40s", "a10g", "h200", "b200", "mi300x", "rtx-4090", "rtx-3090",
+        ] {
+            assert!(find(id).is_some(), "{id}");
+        }
+        assert_eq!(find("a40").unwrap().memory_bytes, 46068 << 20);
+        assert_eq!(find("rtx-4090").unwrap().class, GpuClass::Consumer);
     }
 
     #[test]

@@ -13,4 +13,4 @@ pub mod sample;
 pub mod sampler;
 pub mod source;
 
-pub use catalog::{find as find_gpu, gpus, GpuSpec};
+pub use catalog::{find as find_gpu, gpus, GpuClass, GpuSpec};

@@ -3,7 +3,7 @@
 //! binary, so `oomguard plan meta-llama/Llama-3.1-8B` works with no file and
 //! no network. Names match case-insensitively, with or without the org.
 
-use super::shape::{from_config, ModelShape};
+use super::shape::{from_config, Dtype, ModelShape};
 use super::{ModelError, ModelErrorKind};
 use serde::Deserialize;
 use std::sync::LazyLock;
@@ -19,6 +19,17 @@ pub struct CatalogModel {
     pub params: Option<u64>,
     pub params_source: Option<String>,
     pub config_source: String,
+    /// The checkpoint's dtype when config.json does not state it.
+    #[serde(default)]
+    pub dtype: Option<String>,
+    #[serde(default)]
+    pub dtype_source: Option<String>,
+    /// The longest sequence when config.json has no position table
+    /// (ALiBi, relative positions) or omits it.
+    #[serde(default)]
+    pub max_length: Option<u64>,
+    #[serde(default)]
+    pub max_length_source: Option<String>,
 }
 
 static MODELS: LazyLock<Vec<CatalogModel>> = LazyLock::new(|| {
@@ -77,6 +88,12 @@ pub fn shape(name: &str) -> Result<ModelShape, ModelError> {
         s.params = p;
         s.params_exact = true;
     }
+    if s.checkpoint_dtype.is_none() {
+        s.checkpoint_dtype = entry.dtype.as_deref().and_then(Dtype::from_name);
+    }
+    if s.max_position_embeddings.is_none() {
+        s.max_position_embeddings = entry.max_length;
+    }
     Ok(s)
 }
 
@@ -132,6 +149,59 @@ mod tests {
             let s = shape(&m.id).unwrap_or_else(|e| panic!("{}: {e}", m.id));
             assert!(s.params > 10_000_000, "{}: {} params", m.id, s.params);
             assert!(!m.config_source.is_empty(), "{} has no source", m.id);
+        }
+    }
+
+    #[test]
+    fn every_entry_has_its_dtype_and_max_length_with_a_source() {
+        for m in models() {
+            let s = shape(&m.id).unwrap();
+            assert!(s.checkpoint_dtype.is_some(), "{} has no dtype", m.id);
+            assert!(
+                s.max_position_embeddings.is_some(),
+                "{} has no max length",
+                m.id
+            );
+            assert_eq!(m.dtype.is_some(), m.dtype_source.is_some(), "{}", m.id);
+            assert_eq!(
+                m.max_length.is_some(),
+                m.max_length_source.is_some(),
+                "{}",
+                m.id
+            );
+        }
+        // Half-precision checkpoints are not planned in fp32.
+        for id in [
+            "Llama-2-13b-hf",
+            "Qwen3-30B-A3B",
+            "gemma-2-9b-it",
+            "Llama-3.1-70B",
+        ] {
+            assert_ne!(
+                shape(id).unwrap().checkpoint_dtype,
+                Some(Dtype::Fp32),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn todays_models_are_in_the_catalog() {
+        for id in [
+            "Llama-3.1-8B",
+            "Llama-3.1-70B",
+            "Llama-3.1-405B",
+            "Llama-3.3-70B-Instruct",
+            "Qwen2.5-7B-Instruct",
+            "Qwen3-32B",
+            "Qwen3-235B-A22B",
+            "Mixtral-8x7B-Instruct-v0.1",
+            "gemma-3-27b-it",
+            "phi-4",
+            "DeepSeek-V2-Lite-Chat",
+            "DeepSeek-R1-Distill-Llama-8B",
+        ] {
+            assert!(find(id).is_some(), "{id}");
         }
     }
 

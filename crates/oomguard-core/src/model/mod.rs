@@ -11,4 +11,6 @@ pub mod safetensors;
 pub mod shape;
 
 pub use error::{ModelError, ModelErrorKind};
-pub use shape::{Dtype, ModelKind, ModelShape, MoeShape};
+pub use shape::{
+    Dtype, GgufLayout, LocalAttention, LocalAttentionKind, ModelKind, ModelShape, MoeShape,
+};

@@ -249,7 +249,21 @@ fn from_gguf(path: &Path, input: &str) -> Result<ModelShape, ModelError> {
         "head_dim": file.arch_u64("attention.key_length"),
         "num_local_experts": file.arch_u64("expert_count"),
         "num_experts_per_tok": file.arch_u64("expert_used_count"),
+        "sliding_window": file.arch_u64("attention.sliding_window"),
     });
+    // A tensor of a type this reader has no block layout for cannot be
+    // sized: say which, rather than plan with a guess.
+    if let Some(t) = file.tensors.iter().find(|t| t.bytes().is_none()) {
+        return Err(ModelError::malformed(
+            &display,
+            format!(
+                "tensor {} has ggml type {} ({}), whose size oomguard does not know",
+                t.name,
+                t.ggml_type,
+                gguf::ggml_type_name(t.ggml_type).unwrap_or("unknown to ggml's type table")
+            ),
+        ));
+    }
     let mut shape = from_config(input, &config, &display)?;
     let params: u64 = file.tensors.iter().filter_map(|t| t.elements()).sum();
     if params > 0 {
@@ -262,5 +276,35 @@ fn from_gguf(path: &Path, input: &str) -> Result<ModelShape, ModelError> {
         arch
     ));
     shape.gguf_weights_bytes = file.tensors.iter().map(|t| t.bytes()).sum::<Option<u64>>();
+    shape.gguf_layout = Some(gguf_layout(&file, layers));
     Ok(shape)
+}
+
+/// Sorts a GGUF file's tensor bytes by where llama.cpp puts them (tensor
+/// names of llama.cpp's `llm_tensor` table: `token_embd`, `blk.N.*`,
+/// `output`).
+fn gguf_layout(file: &gguf::GgufFile, layers: u64) -> crate::model::GgufLayout {
+    let mut layout = crate::model::GgufLayout {
+        token_embd_bytes: 0,
+        output_bytes: 0,
+        layer_bytes: vec![0; layers.min(1 << 12) as usize],
+        other_bytes: 0,
+    };
+    for t in &file.tensors {
+        let bytes = t.bytes().unwrap_or(0);
+        let block = t
+            .name
+            .strip_prefix("blk.")
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        match block {
+            Some(i) if i < layout.layer_bytes.len() => layout.layer_bytes[i] += bytes,
+            _ if t.name.starts_with("token_embd") => layout.token_embd_bytes += bytes,
+            _ if t.name == "output.weight" || t.name == "output.bias" => {
+                layout.output_bytes += bytes
+            }
+            _ => layout.other_bytes += bytes,
+        }
+    }
+    layout
 }

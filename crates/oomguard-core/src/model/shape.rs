@@ -76,6 +76,50 @@ pub struct MoeShape {
     pub dense_layers: u64,
 }
 
+/// How a local-attention layer limits the keys it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LocalAttentionKind {
+    /// Each token sees the last `window` tokens (Mistral, Gemma 2/3, Qwen2
+    /// with `use_sliding_window`).
+    Sliding,
+    /// Tokens see only their own chunk of `window` tokens (Llama 4's
+    /// `attention_chunk_size`).
+    Chunked,
+}
+
+impl LocalAttentionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalAttentionKind::Sliding => "sliding-window",
+            LocalAttentionKind::Chunked => "chunked",
+        }
+    }
+}
+
+/// The layers whose attention is local: they cache at most `window` tokens
+/// per sequence; the model's other layers attend (and cache) globally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct LocalAttention {
+    pub kind: LocalAttentionKind,
+    pub window: u64,
+    /// How many of the decoder layers are local.
+    pub layers: u64,
+}
+
+/// Where a GGUF file's bytes sit, as llama.cpp places them: the token
+/// embeddings stay in host memory, each repeating block goes to the GPU
+/// while `-ngl` lasts, and the output head goes last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GgufLayout {
+    pub token_embd_bytes: u64,
+    pub output_bytes: u64,
+    /// Bytes of `blk.N.*`, by N.
+    pub layer_bytes: Vec<u64>,
+    /// Everything else (final norm, rope factors).
+    pub other_bytes: u64,
+}
+
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
@@ -98,7 +142,9 @@ pub struct ModelShape {
     pub max_position_embeddings: Option<u64>,
     pub tie_word_embeddings: bool,
     pub gated_mlp: bool,
-    pub sliding_window: Option<u64>,
+    /// Local (sliding-window or chunked) attention layers, when the model
+    /// has any; `None` is global attention in every layer.
+    pub local_attention: Option<LocalAttention>,
     pub moe: Option<MoeShape>,
     /// Tokens per image (ViT).
     pub image_tokens: Option<u64>,
@@ -113,6 +159,15 @@ pub struct ModelShape {
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
+    /// Multi-head latent attention (DeepSeek V2/V3): values cached per token
+    /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
+    /// all heads instead of K and V per KV head.
+    pub mla_cache_width: Option<u64>,
+    /// The checkpoint stores its linears in fp8 (`quantization_config`
+    /// with `quant_method` fp8: DeepSeek V3/R1, RedHat's fp8 releases).
+    pub checkpoint_fp8: bool,
+    /// Per-block bytes of a GGUF file.
+    pub gguf_layout: Option<GgufLayout>,
     pub notes: Vec<String>,
 }
 
@@ -276,10 +331,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         f => f.gated_mlp(),
     };
     let tie = get_bool(cfg, "tie_word_embeddings").unwrap_or(family.ties_by_default());
-    let sliding_window = match get_bool(cfg, "use_sliding_window") {
-        Some(false) => None,
-        _ => get_u64(cfg, &["sliding_window"]),
-    };
+    let local_attention = local_attention(cfg, &model_type, layers);
     let moe = moe_shape(cfg, layers);
     if let Some(m) = &moe {
         if m.experts > 1 << 10
@@ -314,8 +366,22 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
     };
     let image_tokens = if family == Family::Vit {
         let image = get_u64(cfg, &["image_size"]).unwrap_or(224);
-        let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16).max(1);
-        Some((image / patch) * (image / patch) + 1)
+        // ViViT cuts a clip into tubelets (frames x height x width), ViT an
+        // image into patches; one CLS token each.
+        let tubelet: Vec<u64> = cfg
+            .get("tubelet_size")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        match (tubelet.as_slice(), get_u64(cfg, &["num_frames"])) {
+            ([t, ph, pw], Some(frames)) => {
+                Some((frames / t.max(&1)) * (image / ph.max(&1)) * (image / pw.max(&1)) + 1)
+            }
+            _ => {
+                let patch = get_u64(cfg, &["patch_size"]).unwrap_or(16).max(1);
+                Some((image / patch) * (image / patch) + 1)
+            }
+        }
     } else {
         None
     };
@@ -339,7 +405,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         },
         tie_word_embeddings: tie,
         gated_mlp: gated,
-        sliding_window,
+        local_attention,
         moe,
         image_tokens,
         checkpoint_dtype,
@@ -347,6 +413,14 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         linear_params: 0,
         dropout: family.trains_with_dropout(),
         gguf_weights_bytes: None,
+        gguf_layout: None,
+        checkpoint_fp8: cfg
+            .get("quantization_config")
+            .and_then(|q| q.get("quant_method"))
+            .and_then(Value::as_str)
+            == Some("fp8"),
+        mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
+            .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
     };
     let counts = count_params(&shape, family, cfg);
@@ -427,25 +501,115 @@ impl Family {
 
 fn family_of(model_type: &str) -> Family {
     match model_type {
-        "bert" | "roberta" | "xlm-roberta" | "electra" | "camembert" | "deberta" | "deberta-v2" => {
-            Family::Bert
-        }
+        "bert" | "roberta" | "xlm-roberta" | "electra" | "camembert" | "deberta" | "deberta-v2"
+        | "albert" => Family::Bert,
         "distilbert" => Family::DistilBert,
         "gpt2" => Family::Gpt2,
-        "gpt_neox" | "gpt_neox_japanese" => Family::GptNeox,
+        "gpt_neox" | "gpt_neox_japanese" | "phi" => Family::GptNeox,
         "gpt_bigcode" => Family::GptBigCode,
         "opt" => Family::Opt,
         "bloom" => Family::Bloom,
         "falcon" | "RefinedWeb" | "RefinedWebModel" => Family::Falcon,
         "llama" | "mistral" | "mixtral" | "qwen3" | "qwen3_moe" | "phi3" | "deepseek"
-        | "deepseek_v2" | "olmo" | "olmo2" | "granite" | "yi" | "internlm2" | "stablelm"
-        | "cohere" => Family::Llama,
+        | "deepseek_v2" | "deepseek_v3" | "llama4" | "llama4_text" | "olmo" | "olmo2"
+        | "granite" | "yi" | "internlm2" | "stablelm" | "cohere" => Family::Llama,
         "qwen2" | "qwen2_moe" => Family::Qwen2,
         "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Family::Gemma,
         "t5" | "mt5" | "umt5" => Family::T5,
-        "vit" | "deit" => Family::Vit,
+        "vit" | "deit" | "vivit" => Family::Vit,
         _ => Family::Generic,
     }
+}
+
+/// Which layers attend locally, following each family's configuration
+/// class in transformers:
+///
+/// - an explicit `layer_types` list (written by recent transformers for
+///   Gemma 2/3, Qwen 2/3, Cohere 2, GPT-OSS, Llama 4) counts its
+///   `sliding_attention` and `chunked_attention` entries;
+/// - Gemma 2 (configuration_gemma2.py): layer i slides when (i+1) % 2 != 0,
+///   i.e. every other layer, starting with the first;
+/// - Gemma 3 and Cohere 2 (configuration_gemma3.py, configuration_cohere2.py):
+///   layer i slides when (i+1) % `sliding_window_pattern` != 0 (Gemma 3: 6,
+///   five local layers to one global; Cohere 2: 4);
+/// - Qwen2/Qwen3 and their MoE variants (configuration_qwen2.py): a window
+///   only when `use_sliding_window` is true, and then for layers
+///   i >= `max_window_layers`;
+/// - Llama 4 (configuration_llama4.py): `attention_chunk_size` chunks every
+///   layer except each `no_rope_layer_interval`-th (default 4);
+/// - everyone else with a `sliding_window` (Mistral, Phi-3, Starcoder2):
+///   every layer slides, as their attention modules pass the window to all
+///   layers.
+///
+/// A window at least as long as the model's maximum length changes nothing
+/// and is dropped.
+fn local_attention(cfg: &Value, model_type: &str, layers: u64) -> Option<LocalAttention> {
+    let window = get_u64(cfg, &["sliding_window"]);
+    let chunk = get_u64(cfg, &["attention_chunk_size"]);
+    let count = |pred: &dyn Fn(u64) -> bool| (0..layers).filter(|i| pred(*i)).count() as u64;
+    let (kind, window, local_layers) =
+        if let Some(types) = cfg.get("layer_types").and_then(Value::as_array) {
+            let n = |name: &str| types.iter().filter(|t| t.as_str() == Some(name)).count() as u64;
+            let (sliding, chunked) = (n("sliding_attention"), n("chunked_attention"));
+            if chunked > 0 {
+                (LocalAttentionKind::Chunked, chunk?, chunked.min(layers))
+            } else {
+                (LocalAttentionKind::Sliding, window?, sliding.min(layers))
+            }
+        } else if model_type.starts_with("llama4") {
+            let interval = get_u64(cfg, &["no_rope_layer_interval"])
+                .unwrap_or(4)
+                .max(1);
+            let chunked = match cfg.get("no_rope_layers").and_then(Value::as_array) {
+                Some(flags) => flags.iter().filter(|f| f.as_u64() == Some(1)).count() as u64,
+                None => count(&|i| (i + 1) % interval != 0),
+            };
+            (LocalAttentionKind::Chunked, chunk?, chunked.min(layers))
+        } else if model_type.starts_with("gemma2") {
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                count(&|i| (i + 1) % 2 != 0),
+            )
+        } else if model_type.starts_with("gemma3") || model_type.starts_with("cohere2") {
+            let default = if model_type.starts_with("cohere2") {
+                4
+            } else {
+                6
+            };
+            let pattern = get_u64(cfg, &["sliding_window_pattern"])
+                .unwrap_or(default)
+                .max(1);
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                count(&|i| (i + 1) % pattern != 0),
+            )
+        } else if model_type.starts_with("qwen2") || model_type.starts_with("qwen3") {
+            if get_bool(cfg, "use_sliding_window") != Some(true) {
+                return None;
+            }
+            let first = get_u64(cfg, &["max_window_layers"]).unwrap_or(0);
+            (
+                LocalAttentionKind::Sliding,
+                window?,
+                layers.saturating_sub(first),
+            )
+        } else {
+            if get_bool(cfg, "use_sliding_window") == Some(false) {
+                return None;
+            }
+            (LocalAttentionKind::Sliding, window?, layers)
+        };
+    let max_len = get_u64(cfg, &["max_position_embeddings"]);
+    if local_layers == 0 || window == 0 || max_len.is_some_and(|m| window >= m) {
+        return None;
+    }
+    Some(LocalAttention {
+        kind,
+        window,
+        layers: local_layers,
+    })
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
@@ -471,6 +635,17 @@ fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
     let dense_layers = get_u64(cfg, &["first_k_dense_replace"])
         .unwrap_or(0)
         .min(layers);
+    // Llama 4 adds one shared expert as wide as a routed one
+    // (modeling_llama4.py, Llama4TextMoe.shared_expert).
+    let llama4 = cfg
+        .get("model_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.starts_with("llama4"));
+    let shared = if llama4 && shared == 0 {
+        expert_i
+    } else {
+        shared
+    };
     Some(MoeShape {
         experts,
         experts_per_token: per_token.min(experts),
@@ -505,8 +680,24 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
             | Family::Vit
     );
     let b = |n: u64| if biased { n } else { 0 };
-    // Attention: q, k, v, o.
-    let mut attn = h * q_out + 2 * h * kv_out + q_out * h + b(q_out + 2 * kv_out + h);
+    // Attention: q, k, v, o; multi-head latent attention (DeepSeek V2/V3)
+    // projects q (optionally through a low-rank q_lora_rank), then one
+    // shared latent kv_a (kv_lora_rank + rope dims), expanded per head by
+    // kv_b into the no-rope key and value parts (modeling_deepseek.py).
+    let mut attn = match get_u64(cfg, &["kv_lora_rank"]) {
+        Some(kv_rank) => {
+            let rope = get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0);
+            let nope = get_u64(cfg, &["qk_nope_head_dim"]).unwrap_or(d.saturating_sub(rope));
+            let v = get_u64(cfg, &["v_head_dim"]).unwrap_or(nope);
+            let q_width = s.heads * (nope + rope);
+            let q = match get_u64(cfg, &["q_lora_rank"]) {
+                Some(r) => h * r + r + r * q_width,
+                None => h * q_width,
+            };
+            q + h * (kv_rank + rope) + kv_rank + kv_rank * s.heads * (nope + v) + s.heads * v * h
+        }
+        None => h * q_out + 2 * h * kv_out + q_out * h + b(q_out + 2 * kv_out + h),
+    };
     if family == Family::Qwen2 {
         attn += q_out + 2 * kv_out;
     }
@@ -573,8 +764,16 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
             norms_per_layer * norm + qk_norm,
         ),
     };
-    let mut linear = s.layers * layer_linear;
-    let mut other = s.layers * layer_other;
+    // ALBERT shares one group of layers' weights across the stack.
+    let weight_layers = if s.architecture == "albert" {
+        get_u64(cfg, &["num_hidden_groups"])
+            .unwrap_or(1)
+            .min(s.layers)
+    } else {
+        s.layers
+    };
+    let mut linear = weight_layers * layer_linear;
+    let mut other = weight_layers * layer_other;
     if let Some(moe) = &s.moe {
         // Dense layers replace the expert MLP with a full-width one.
         let moe_mlp = moe.experts * 3 * h * moe.expert_intermediate_size
@@ -592,7 +791,13 @@ fn count_params(s: &ModelShape, family: Family, cfg: &Value) -> ParamCounts {
     match family {
         Family::Bert => {
             let types = get_u64(cfg, &["type_vocab_size"]).unwrap_or(2);
-            embed += s.max_position_embeddings.unwrap_or(512) * h + types * h + 2 * h;
+            // ALBERT factorizes embeddings at embedding_size, then maps them
+            // to the hidden size.
+            let e = get_u64(cfg, &["embedding_size"]).unwrap_or(h);
+            embed = v * e + s.max_position_embeddings.unwrap_or(512) * e + types * e + 2 * e;
+            if e != h {
+                linear += e * h + h;
+            }
             // Pooler (BertModel's dense + tanh).
             linear += h * h + h;
         }
@@ -754,6 +959,61 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("experts"), "{e}");
+    }
+
+    fn local(cfg: Value) -> Option<LocalAttention> {
+        from_config("m", &cfg, "c").unwrap().local_attention
+    }
+
+    #[test]
+    fn local_attention_layers_follow_each_family_rule() {
+        let base = json!({"hidden_size": 64, "num_hidden_layers": 12, "num_attention_heads": 4,
+            "vocab_size": 100, "max_position_embeddings": 32768, "sliding_window": 512});
+        let with = |extra: Value| {
+            let mut c = base.clone();
+            c.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            local(c)
+        };
+        // Gemma 3: (i+1) % 6 != 0 slides: 10 of 12.
+        assert_eq!(
+            with(json!({"model_type": "gemma3_text", "sliding_window_pattern": 6}))
+                .unwrap()
+                .layers,
+            10
+        );
+        // Gemma 2: every other layer.
+        assert_eq!(with(json!({"model_type": "gemma2"})).unwrap().layers, 6);
+        // Qwen2: only with use_sliding_window, from max_window_layers on.
+        assert!(with(
+            json!({"model_type": "qwen2", "use_sliding_window": false, "max_window_layers": 4})
+        )
+        .is_none());
+        assert_eq!(
+            with(
+                json!({"model_type": "qwen2", "use_sliding_window": true, "max_window_layers": 4})
+            )
+            .unwrap()
+            .layers,
+            8
+        );
+        // An explicit list wins.
+        let types = json!(["sliding_attention", "full_attention", "sliding_attention"]);
+        assert_eq!(
+            with(json!({"model_type": "gemma3_text", "layer_types": types}))
+                .unwrap()
+                .layers,
+            2
+        );
+        // Llama 4: three chunked layers in four.
+        let l4 = with(json!({"model_type": "llama4_text", "attention_chunk_size": 8192})).unwrap();
+        assert_eq!(
+            (l4.kind, l4.layers, l4.window),
+            (LocalAttentionKind::Chunked, 9, 8192)
+        );
+        // A window as long as the model changes nothing.
+        assert!(with(json!({"model_type": "mistral", "sliding_window": 32768})).is_none());
     }
 
     #[test]

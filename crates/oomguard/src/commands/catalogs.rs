@@ -25,6 +25,7 @@ pub fn models(args: &ListArgs) -> anyhow::Result<ExitCode> {
                     "heads": s.heads, "kv_heads": s.kv_heads, "vocab_size": s.vocab_size,
                     "max_position_embeddings": s.max_position_embeddings,
                     "dtype": s.checkpoint_dtype.map(|d| d.name()), "source": m.config_source,
+                    "dtype_source": m.dtype_source, "max_length_source": m.max_length_source,
                 })
             })
             .collect();
@@ -33,8 +34,8 @@ pub fn models(args: &ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "{:<42} {:<12} {:>9} {:>6} {:>6} {:>9} {:>8}",
-            "model", "arch", "params", "layers", "hidden", "heads/kv", "max len"
+            "{:<52} {:<12} {:>9} {:>5} {:>6} {:>6} {:>9} {:>8}",
+            "model", "arch", "params", "dtype", "layers", "hidden", "heads/kv", "max len"
         )?;
         for (m, s) in &rows {
             let max_len = s
@@ -42,10 +43,11 @@ pub fn models(args: &ListArgs) -> anyhow::Result<ExitCode> {
                 .map_or("n/a".into(), |m| m.to_string());
             writeln!(
                 out,
-                "{:<42} {:<12} {:>8.2}B {:>6} {:>6} {:>9} {:>8}",
+                "{:<52} {:<12} {:>8.2}B {:>5} {:>6} {:>6} {:>9} {:>8}",
                 m.id,
                 s.architecture,
                 s.params as f64 / 1e9,
+                s.checkpoint_dtype.map_or("n/a", |d| d.name()),
                 s.layers,
                 s.hidden_size,
                 format!("{}/{}", s.heads, s.kv_heads),
@@ -70,16 +72,17 @@ pub fn gpus(args: &ListArgs) -> anyhow::Result<ExitCode> {
     } else {
         writeln!(
             out,
-            "{:<18} {:<40} {:>11} {:>5} {:>4}",
-            "id", "name", "memory", "bf16", "fp8"
+            "{:<18} {:<40} {:>11} {:<11} {:>5} {:>4}",
+            "id", "name", "memory", "class", "bf16", "fp8"
         )?;
         for g in gpu_catalog() {
             writeln!(
                 out,
-                "{:<18} {:<40} {:>11} {:>5} {:>4}",
+                "{:<18} {:<40} {:>11} {:<11} {:>5} {:>4}",
                 g.id,
                 g.name,
                 format_size(g.memory_bytes),
+                g.class.as_str(),
                 if g.bf16 { "yes" } else { "no" },
                 if g.fp8 { "yes" } else { "no" }
             )?;

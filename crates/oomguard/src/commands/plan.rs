@@ -6,15 +6,22 @@
 use crate::flags::PlanArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
-use oomguard_core::estimate::fit::{max_batch, max_seq, recommendations, Recommendation};
+use oomguard_core::estimate::engine::ggml::{self, GgufQuant};
+use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
+use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
+use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
+use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
+use oomguard_core::estimate::fit::{
+    max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
+};
 use oomguard_core::estimate::{
-    estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, Quant, Workload,
-    WorkloadRequest,
+    estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
+    Workload, WorkloadRequest,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
 use oomguard_core::model::resolve::{resolve, HubCache, ModelSource};
 use oomguard_core::model::{Dtype, ModelShape};
-use oomguard_core::size::{format_size, parse_user_size};
+use oomguard_core::size::{format_size, parse_gpu_size};
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};
 use std::process::ExitCode;
@@ -51,22 +58,28 @@ struct PlanJson<'a> {
     max_batch: Option<u64>,
     max_seq: Option<u64>,
     recommendations: Vec<Recommendation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    engine: Option<EngineReport>,
 }
 
-fn request(args: &PlanArgs) -> WorkloadRequest {
+fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
     WorkloadRequest {
         train: args.train,
         batch: args.batch,
         seq: args.seq,
         dtype: args.dtype.as_deref().and_then(Dtype::from_name),
         amp: args.amp,
-        quant: args.quant.as_deref().and_then(Quant::parse),
+        quant: match engine {
+            EngineName::LlamaCpp => None,
+            _ => args.quant.as_deref().and_then(Quant::parse),
+        },
         optimizer: args.optimizer.as_deref().and_then(Optimizer::parse),
         grad_checkpointing: args.grad_checkpointing,
         lora: args.lora.map(|rank| Lora {
             rank,
             targets: match args.lora_targets.as_deref() {
                 Some("all-linear") => LoraTargets::AllLinear,
+                Some("qkvo") => LoraTargets::Qkvo,
                 _ => LoraTargets::Qv,
             },
         }),
@@ -84,7 +97,8 @@ fn target_gpu(arg: &str) -> anyhow::Result<TargetGpu> {
             memory_bytes: g.memory_bytes,
         });
     }
-    match parse_user_size(arg) {
+    // "24GB" is what the vendor sells as 24 GB: binary, as GPUs count.
+    match parse_gpu_size(arg) {
         Ok(bytes) if bytes >= 1 << 20 => Ok(TargetGpu {
             name: arg.to_string(),
             memory_bytes: bytes,
@@ -95,43 +109,354 @@ fn target_gpu(arg: &str) -> anyhow::Result<TargetGpu> {
     }
 }
 
+/// Flags that belong to one engine (or to training), and the engines they
+/// apply to.
+fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineName])> {
+    use EngineName::*;
+    vec![
+        (
+            "--gpu-memory-utilization",
+            args.gpu_memory_utilization.is_some(),
+            &[Vllm],
+        ),
+        ("--max-model-len", args.max_model_len.is_some(), &[Vllm]),
+        ("--max-num-seqs", args.max_num_seqs.is_some(), &[Vllm]),
+        (
+            "--max-num-batched-tokens",
+            args.max_num_batched_tokens.is_some(),
+            &[Vllm],
+        ),
+        ("--kv-cache-dtype", args.kv_cache_dtype.is_some(), &[Vllm]),
+        ("--enforce-eager", args.enforce_eager, &[Vllm]),
+        ("--n-gpu-layers", args.n_gpu_layers.is_some(), &[LlamaCpp]),
+        ("--ctx-size", args.ctx_size.is_some(), &[LlamaCpp]),
+        ("--cache-type-k", args.cache_type_k.is_some(), &[LlamaCpp]),
+        ("--cache-type-v", args.cache_type_v.is_some(), &[LlamaCpp]),
+        ("--ubatch-size", args.ubatch_size.is_some(), &[LlamaCpp]),
+        ("--flash-attn", args.flash_attn, &[LlamaCpp]),
+        (
+            "--mem-fraction-static",
+            args.mem_fraction_static.is_some(),
+            &[Sglang],
+        ),
+        ("--context-length", args.context_length.is_some(), &[Sglang]),
+        ("--train", args.train, &[Hf]),
+        ("--amp", args.amp, &[Hf]),
+        ("--lora", args.lora.is_some(), &[Hf]),
+        ("--optimizer", args.optimizer.is_some(), &[Hf]),
+        ("--grad-checkpointing", args.grad_checkpointing, &[Hf]),
+        ("--zero", args.zero.is_some(), &[Hf]),
+        ("--fsdp", args.fsdp, &[Hf]),
+        ("--attention", args.attention.is_some(), &[Hf]),
+        ("--gpus", args.gpus.is_some(), &[Hf]),
+        ("--batch", args.batch.is_some(), &[Hf]),
+        ("--tp", args.tp.is_some(), &[Hf, Vllm, Sglang]),
+    ]
+}
+
+/// The engine asked for, or llama.cpp for a GGUF file; and a clear error
+/// for a flag another engine owns or a quantization the engine does not
+/// know.
+fn choose_engine(args: &PlanArgs, shape: &ModelShape) -> anyhow::Result<EngineName> {
+    let engine = match args.engine.as_deref() {
+        Some(e) => EngineName::parse(e)
+            .ok_or_else(|| anyhow!("--engine {e}: use hf, vllm, llama.cpp or sglang"))?,
+        None if shape.gguf_layout.is_some() => EngineName::LlamaCpp,
+        None => EngineName::Hf,
+    };
+    if shape.gguf_layout.is_some() && engine != EngineName::LlamaCpp {
+        return Err(anyhow!(
+            "{} is a GGUF file, which llama.cpp loads: drop --engine {} (or use --engine llama.cpp)",
+            args.model,
+            engine.as_str()
+        ));
+    }
+    for (flag, given, engines) in engine_flags(args) {
+        if given && !engines.contains(&engine) {
+            let owners: Vec<&str> = engines.iter().map(|e| e.as_str()).collect();
+            return Err(anyhow!(
+                "{flag} does not apply to --engine {} (it is a flag of {})",
+                engine.as_str(),
+                owners.join(", ")
+            ));
+        }
+    }
+    if let Some(q) = args.quant.as_deref() {
+        match engine {
+            EngineName::LlamaCpp if shape.gguf_layout.is_some() => {
+                return Err(anyhow!(
+                    "--quant {q}: {} is a GGUF file, whose tensors already have their types; drop --quant",
+                    args.model
+                ))
+            }
+            EngineName::LlamaCpp => {
+                if GgufQuant::parse(q).is_none() {
+                    return Err(anyhow!(
+                        "--quant {q} is not a GGUF type llama.cpp knows; use one of {}",
+                        GgufQuant::names().join(", ")
+                    ));
+                }
+            }
+            _ => {
+                if Quant::parse(q).is_none() {
+                    return Err(anyhow!(
+                        "--quant {q}: use int8, int4, nf4 or fp8 (GGUF types such as q4_k_m go with --engine llama.cpp)"
+                    ));
+                }
+            }
+        }
+    }
+    for (flag, v) in [
+        ("--cache-type-k", args.cache_type_k.as_deref()),
+        ("--cache-type-v", args.cache_type_v.as_deref()),
+    ] {
+        if let Some(v) = v {
+            if ggml::cache_type(v).is_none() {
+                return Err(anyhow!(
+                    "{flag} {v}: llama.cpp's cache types are f32, f16, bf16, q8_0, q4_0, q4_1, iq4_nl, q5_0, q5_1"
+                ));
+            }
+        }
+    }
+    if let Some(v) = args.cache_type_v.as_deref() {
+        let quantized = !matches!(v.to_ascii_lowercase().as_str(), "f32" | "f16" | "bf16");
+        if quantized && !args.flash_attn {
+            return Err(anyhow!(
+                "--cache-type-v {v}: llama.cpp quantizes the V cache only with flash attention; add --flash-attn"
+            ));
+        }
+    }
+    if let Some(f) = args.gpu_memory_utilization {
+        check_fraction("--gpu-memory-utilization", f).map_err(|e| anyhow!(e))?;
+    }
+    if let Some(f) = args.mem_fraction_static {
+        check_fraction("--mem-fraction-static", f).map_err(|e| anyhow!(e))?;
+    }
+    Ok(engine)
+}
+
+/// The serving engine's start-up, on the GPU when one is given.
+fn engine_report(
+    args: &PlanArgs,
+    engine: EngineName,
+    shape: &ModelShape,
+    workload: &Workload,
+    gpu: Option<&TargetGpu>,
+) -> anyhow::Result<Option<EngineReport>> {
+    let spec = gpu.and_then(|g| find_gpu(&g.name));
+    let total = gpu.map(|g| {
+        spec.and_then(|s| s.cuda_total_bytes)
+            .unwrap_or(g.memory_bytes)
+    });
+    let name = gpu.map_or("", |g| g.name.as_str());
+    Ok(match engine {
+        EngineName::Hf => None,
+        EngineName::Vllm => Some(vllm::plan(
+            shape,
+            workload,
+            &VllmSettings {
+                gpu_memory_utilization: args.gpu_memory_utilization,
+                max_model_len: args.max_model_len,
+                max_num_seqs: args.max_num_seqs,
+                max_num_batched_tokens: args.max_num_batched_tokens,
+                kv_fp8: args.kv_cache_dtype.as_deref() == Some("fp8"),
+                enforce_eager: args.enforce_eager,
+            },
+            total,
+            name,
+        )),
+        EngineName::Sglang => Some(sglang::plan(
+            shape,
+            workload,
+            &SglangSettings {
+                mem_fraction_static: args.mem_fraction_static,
+                context_length: args.context_length,
+            },
+            total,
+        )),
+        EngineName::LlamaCpp => Some(
+            llama_cpp::plan(
+                shape,
+                &llama_cpp_settings(args),
+                gpu.map(|g| usable_capacity(g.memory_bytes)),
+                workload.seq,
+            )
+            .map_err(|e| anyhow!("{}: {e}", args.model))?,
+        ),
+    })
+}
+
+fn llama_cpp_settings(args: &PlanArgs) -> LlamaCppSettings {
+    LlamaCppSettings {
+        quant: args.quant.as_deref().and_then(GgufQuant::parse),
+        n_gpu_layers: args.n_gpu_layers,
+        ctx_size: args.ctx_size,
+        cache_type_k: args.cache_type_k.as_deref().and_then(ggml::cache_type),
+        cache_type_v: args.cache_type_v.as_deref().and_then(ggml::cache_type),
+        ubatch_size: args.ubatch_size,
+        flash_attn: args.flash_attn,
+    }
+}
+
+/// The per-GPU figures of an engine, in the breakdown's fields: the
+/// activation peak as activations, CUDA graphs as temporaries, and the
+/// process's other buffers as context.
+fn engine_breakdown(r: &EngineReport) -> MemoryBreakdown {
+    let allocated = r
+        .weights_bytes
+        .saturating_add(r.activation_peak_bytes)
+        .saturating_add(r.kv_cache_bytes.unwrap_or(0))
+        .saturating_add(r.cuda_graph_bytes.unwrap_or(0));
+    MemoryBreakdown {
+        weights_bytes: r.weights_bytes,
+        gradients_bytes: 0,
+        optimizer_bytes: 0,
+        activations_bytes: r.activation_peak_bytes,
+        kv_cache_bytes: r.kv_cache_bytes.unwrap_or(0),
+        temporary_bytes: r.cuda_graph_bytes.unwrap_or(0),
+        cuda_context_bytes: r.other_bytes,
+        allocated_peak_bytes: allocated,
+        reserved_peak_bytes: allocated,
+        device_used_bytes: r.device_used_bytes(),
+    }
+}
+
+/// Changes for an engine that does not start, each re-planned: for vLLM a
+/// shorter `--max-model-len`, the utilization the length needs, an fp8 KV
+/// cache, more tensor parallelism; for llama.cpp fewer offloaded layers, a
+/// shorter context, a quantized KV cache.
+fn engine_recommendations(
+    args: &PlanArgs,
+    engine: EngineName,
+    shape: &ModelShape,
+    workload: &Workload,
+    gpu: &TargetGpu,
+    r: &EngineReport,
+) -> anyhow::Result<Vec<Recommendation>> {
+    let mut out = Vec::new();
+    let try_change = |out: &mut Vec<Recommendation>,
+                      change: String,
+                      a: PlanArgs,
+                      w: &Workload|
+     -> anyhow::Result<()> {
+        if let Some(n) = engine_report(&a, engine, shape, w, Some(gpu))? {
+            out.push(Recommendation {
+                change,
+                device_used_bytes: n.device_used_bytes(),
+                fits: n.fits == Some(true),
+            });
+        }
+        Ok(())
+    };
+    match engine {
+        EngineName::Vllm | EngineName::Sglang => {
+            if let Some(len) = r.max_model_len_fit {
+                let mut a = args.clone();
+                let flag = if engine == EngineName::Vllm {
+                    a.max_model_len = Some(len);
+                    "--max-model-len"
+                } else {
+                    a.context_length = Some(len);
+                    "--context-length"
+                };
+                try_change(&mut out, format!("{flag} {len}"), a, workload)?;
+            }
+            if engine == EngineName::Vllm {
+                if let Some(u) = r.gpu_memory_utilization_needed.filter(|u| *u <= 0.98) {
+                    let mut a = args.clone();
+                    a.gpu_memory_utilization = Some(u);
+                    try_change(
+                        &mut out,
+                        format!("--gpu-memory-utilization {u}"),
+                        a,
+                        workload,
+                    )?;
+                }
+                if args.kv_cache_dtype.as_deref() != Some("fp8") {
+                    let mut a = args.clone();
+                    a.kv_cache_dtype = Some("fp8".into());
+                    try_change(&mut out, "--kv-cache-dtype fp8".into(), a, workload)?;
+                }
+            }
+            for tp in [2u64, 4, 8] {
+                if tp <= workload.tp {
+                    continue;
+                }
+                let mut a = args.clone();
+                a.tp = Some(tp);
+                let w = Workload {
+                    tp,
+                    gpus: tp,
+                    ..workload.clone()
+                };
+                try_change(&mut out, format!("--tp {tp}"), a, &w)?;
+                if out.last().is_some_and(|r| r.fits) {
+                    break;
+                }
+            }
+        }
+        EngineName::LlamaCpp => {
+            if let Some(n) = r.n_gpu_layers_fit {
+                let mut a = args.clone();
+                a.n_gpu_layers = Some(n);
+                try_change(&mut out, format!("--n-gpu-layers {n}"), a, workload)?;
+            }
+            if let Some(c) = r.ctx_size_fit {
+                let mut a = args.clone();
+                a.ctx_size = Some(c);
+                a.n_gpu_layers = None;
+                try_change(&mut out, format!("--ctx-size {c}"), a, workload)?;
+            }
+            if args.cache_type_k.is_none() {
+                let mut a = args.clone();
+                a.cache_type_k = Some("q8_0".into());
+                a.cache_type_v = Some("q8_0".into());
+                a.flash_attn = true;
+                try_change(
+                    &mut out,
+                    "--cache-type-k q8_0 --cache-type-v q8_0 --flash-attn".into(),
+                    a,
+                    workload,
+                )?;
+            }
+        }
+        EngineName::Hf => {}
+    }
+    out.sort_by_key(|r| !r.fits);
+    Ok(out)
+}
+
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let gpu = args.gpu.as_deref().map(target_gpu).transpose()?;
     let (shape, source) =
         resolve(&args.model, &HubCache::from_env()).map_err(|e| anyhow!("{e}"))?;
-    let workload = Workload::resolve(&request(args), &shape).map_err(|e| anyhow!("{e}"))?;
+    let engine = choose_engine(args, &shape)?;
+    let workload = Workload::resolve(&request(args, engine), &shape).map_err(|e| anyhow!("{e}"))?;
+    if engine != EngineName::Hf {
+        return run_engine(args, engine, &shape, &source, &workload, gpu);
+    }
     let per_gpu = estimate(&shape, &workload);
     let (fits, mb, ms, recs) = match &gpu {
         Some(g) => {
             let fits = per_gpu.device_used_bytes <= g.memory_bytes;
-            let recs = if fits {
+            // Searches and changes keep the safety margin free.
+            let usable = usable_capacity(g.memory_bytes);
+            let recs = if per_gpu.device_used_bytes <= usable {
                 Vec::new()
             } else {
-                recommendations(&shape, &workload, g.memory_bytes, gpus())
+                recommendations(&shape, &workload, g.memory_bytes, gpus(), find_gpu(&g.name))
             };
             (
                 Some(fits),
-                max_batch(&shape, &workload, g.memory_bytes),
-                max_seq(&shape, &workload, g.memory_bytes),
+                max_batch(&shape, &workload, usable),
+                max_seq(&shape, &workload, usable),
                 recs,
             )
         }
         None => (None, None, None, Vec::new()),
     };
     let plan = PlanJson {
-        model: ModelJson {
-            id: &shape.id,
-            architecture: &shape.architecture,
-            params: shape.params,
-            layers: shape.layers,
-            hidden_size: shape.hidden_size,
-            heads: shape.heads,
-            kv_heads: shape.kv_heads,
-            head_dim: shape.head_dim,
-            intermediate_size: shape.intermediate_size,
-            vocab_size: shape.vocab_size,
-            max_position_embeddings: shape.max_position_embeddings,
-        },
+        model: model_json(&shape),
         workload: &workload,
         per_gpu,
         gpu,
@@ -139,6 +464,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         max_batch: mb,
         max_seq: ms,
         recommendations: recs,
+        engine: None,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -152,6 +478,249 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Some(false) => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+fn model_json(shape: &ModelShape) -> ModelJson<'_> {
+    ModelJson {
+        id: &shape.id,
+        architecture: &shape.architecture,
+        params: shape.params,
+        layers: shape.layers,
+        hidden_size: shape.hidden_size,
+        heads: shape.heads,
+        kv_heads: shape.kv_heads,
+        head_dim: shape.head_dim,
+        intermediate_size: shape.intermediate_size,
+        vocab_size: shape.vocab_size,
+        max_position_embeddings: shape.max_position_embeddings,
+    }
+}
+
+/// `plan --engine vllm|sglang|llama.cpp`: the engine's start-up figures.
+fn run_engine(
+    args: &PlanArgs,
+    engine: EngineName,
+    shape: &ModelShape,
+    source: &ModelSource,
+    workload: &Workload,
+    gpu: Option<TargetGpu>,
+) -> anyhow::Result<ExitCode> {
+    let report = engine_report(args, engine, shape, workload, gpu.as_ref())?
+        .ok_or_else(|| anyhow!("no engine report"))?;
+    let recs = match (&gpu, report.fits) {
+        (Some(g), Some(false)) => {
+            engine_recommendations(args, engine, shape, workload, g, &report)?
+        }
+        _ => Vec::new(),
+    };
+    let plan = PlanJson {
+        model: model_json(shape),
+        workload,
+        per_gpu: engine_breakdown(&report),
+        gpu,
+        fits: report.fits,
+        max_batch: report.max_concurrency.map(|c| c.floor() as u64),
+        max_seq: report.max_model_len_fit.or(report.ctx_size_fit),
+        recommendations: recs,
+        engine: Some(report),
+    };
+    let mut out = BufWriter::new(io::stdout().lock());
+    if args.json {
+        serde_json::to_writer(&mut out, &plan).context("cannot write JSON")?;
+        writeln!(out)?;
+    } else {
+        render_engine(&mut out, &plan, shape, source, args, &Style::detect())?;
+    }
+    out.flush()?;
+    Ok(match plan.fits {
+        Some(false) => ExitCode::from(1),
+        _ => ExitCode::SUCCESS,
+    })
+}
+
+fn gib(b: u64) -> String {
+    format_size(b)
+}
+
+/// The engine's start-up in the lines its own log prints.
+fn render_engine(
+    out: &mut impl Write,
+    plan: &PlanJson<'_>,
+    shape: &ModelShape,
+    source: &ModelSource,
+    args: &PlanArgs,
+    s: &Style,
+) -> io::Result<()> {
+    render_model(out, plan, shape, source, s)?;
+    let Some(r) = &plan.engine else {
+        return Ok(());
+    };
+    let na = || "n/a (give --gpu)".to_string();
+    writeln!(out)?;
+    match r.name {
+        EngineName::Vllm | EngineName::Sglang => {
+            let title = if r.name == EngineName::Vllm {
+                "vLLM start-up, as its log prints it"
+            } else {
+                "SGLang start-up, as its log prints it"
+            };
+            writeln!(out, "{}", s.bold(title))?;
+            writeln!(
+                out,
+                "  model weights (per GPU)        {:>12}  {}",
+                gib(r.weights_bytes),
+                s.dim("Model loading took ...")
+            )?;
+            writeln!(
+                out,
+                "  activation peak (profile run)  {:>12}  {}",
+                gib(r.activation_peak_bytes),
+                s.dim("torch peak of the dummy batch and sampler")
+            )?;
+            writeln!(
+                out,
+                "  CUDA, NCCL and other buffers   {:>12}",
+                gib(r.other_bytes)
+            )?;
+            writeln!(
+                out,
+                "  KV cache                       {:>12}  {}",
+                r.kv_cache_bytes.map_or_else(na, gib),
+                s.dim("Available KV cache memory")
+            )?;
+            writeln!(
+                out,
+                "  KV cache tokens                {:>12}  {}",
+                r.kv_cache_tokens.map_or_else(na, |t| t.to_string()),
+                s.dim("GPU KV cache size: N tokens")
+            )?;
+            if let Some(c) = r.max_concurrency {
+                writeln!(
+                    out,
+                    "  maximum concurrency            {:>11.2}x  {}",
+                    c,
+                    s.dim(&format!("for {} tokens per request", r.request_len))
+                )?;
+            }
+            match r.cuda_graph_bytes {
+                Some(0) => writeln!(out, "  CUDA graphs                    {:>12}", "none (--enforce-eager)")?,
+                Some(b) => writeln!(out, "  CUDA graphs                    {:>12}", gib(b))?,
+                None => writeln!(out, "  CUDA graphs                    {}", s.dim("not estimated: captured after the KV cache is sized, typically under 1 GiB"))?,
+            }
+            if let Some(l) = r.max_model_len_fit {
+                writeln!(
+                    out,
+                    "  longest request that fits      {:>12}",
+                    format!("{l} tokens")
+                )?;
+            }
+            if let Some(u) = r.gpu_memory_utilization_needed {
+                writeln!(
+                    out,
+                    "  utilization needed             {:>12}  {}",
+                    format!("{u:.2}"),
+                    s.dim(&format!("for one request of {} tokens", r.request_len))
+                )?;
+            }
+        }
+        EngineName::LlamaCpp => {
+            writeln!(out, "{}", s.bold("llama.cpp load, as its log prints it"))?;
+            writeln!(out, "  CUDA0 model buffer   {:>12}", gib(r.weights_bytes))?;
+            writeln!(
+                out,
+                "  CPU model buffer     {:>12}  {}",
+                r.host_bytes.map_or_else(na, gib),
+                s.dim("host RAM")
+            )?;
+            writeln!(
+                out,
+                "  CUDA0 KV buffer      {:>12}  {}",
+                r.kv_cache_bytes.map_or_else(na, gib),
+                s.dim(&format!("{} cells", r.kv_cache_tokens.unwrap_or(0)))
+            )?;
+            writeln!(
+                out,
+                "  CUDA0 compute buffer {:>12}",
+                gib(r.activation_peak_bytes)
+            )?;
+            writeln!(out, "  CUDA context         {:>12}", gib(r.other_bytes))?;
+            if let Some(n) = r.n_gpu_layers_fit {
+                let host = llama_cpp::host_bytes_at(
+                    shape,
+                    &llama_cpp_settings(args),
+                    n,
+                    r.kv_cache_tokens.unwrap_or(1),
+                )
+                .unwrap_or(0);
+                writeln!(
+                    out,
+                    "  most layers on the GPU: -ngl {n} of {} (host RAM for the rest: {})",
+                    shape.layers + 1,
+                    gib(host)
+                )?;
+            }
+            if let Some(c) = r.ctx_size_fit {
+                writeln!(
+                    out,
+                    "  longest context with every layer on the GPU: {c} tokens"
+                )?;
+            }
+        }
+        EngineName::Hf => {}
+    }
+    writeln!(
+        out,
+        "  {}",
+        s.dim(&format!(
+            "GPU total {} (searches keep {:.0}% free)",
+            plan.gpu
+                .as_ref()
+                .map_or("n/a".into(), |g| gib(g.memory_bytes)),
+            SAFETY_MARGIN * 100.0
+        ))
+    )?;
+    if let (Some(g), Some(fits)) = (&plan.gpu, r.fits) {
+        writeln!(out)?;
+        if fits {
+            writeln!(
+                out,
+                "{}",
+                s.bold(&s.green(&format!("Starts on {} ({}).", g.name, gib(g.memory_bytes))))
+            )?;
+        } else {
+            writeln!(
+                out,
+                "{}",
+                s.bold(&s.red(&format!(
+                    "Does not start on {} ({}): {}.",
+                    g.name,
+                    gib(g.memory_bytes),
+                    r.refusal.clone().unwrap_or_default()
+                )))
+            )?;
+        }
+    }
+    let program = match r.name {
+        EngineName::Vllm => format!("vllm serve {}", shape.id),
+        EngineName::Sglang => format!("python -m sglang.launch_server --model-path {}", shape.id),
+        EngineName::LlamaCpp => format!(
+            "llama-server -m {}",
+            if shape.gguf_layout.is_some() {
+                args.model.clone()
+            } else {
+                "MODEL.gguf".into()
+            }
+        ),
+        EngineName::Hf => String::new(),
+    };
+    writeln!(
+        out,
+        "
+{}",
+        s.bold("Flags to paste")
+    )?;
+    writeln!(out, "  {program} {}", r.flags.join(" "))?;
+    render_recommendations(out, plan, s)
 }
 
 fn describe_workload(w: &Workload) -> String {
@@ -190,10 +759,10 @@ fn describe_workload(w: &Workload) -> String {
         parts.push(format!(
             "LoRA r{} {}",
             l.rank,
-            if l.targets == LoraTargets::Qv {
-                "q,v"
-            } else {
-                "all linear"
+            match l.targets {
+                LoraTargets::Qv => "q,v",
+                LoraTargets::Qkvo => "q,k,v,o",
+                LoraTargets::AllLinear => "all linear",
             }
         ));
     }
@@ -204,7 +773,37 @@ fn describe_workload(w: &Workload) -> String {
     parts.join(", ")
 }
 
-fn render(
+/// The precision regime in words, with its bytes per trainable parameter.
+fn describe_precision(w: &Workload) -> Option<String> {
+    let p = &w.precision;
+    let per = format!(
+        "{} B/param (weights {}, gradients {}, optimizer states {})",
+        p.weight_bytes_per_param + p.gradient_bytes_per_param + p.optimizer_bytes_per_param,
+        p.weight_bytes_per_param,
+        p.gradient_bytes_per_param,
+        p.optimizer_bytes_per_param
+    );
+    let trained = if w.lora.is_some() {
+        "adapters"
+    } else {
+        "all weights"
+    };
+    Some(match p.regime {
+        PrecisionRegime::Inference => return None,
+        PrecisionRegime::Fp32 => format!("precision: fp32 training of {trained}, {per}"),
+        PrecisionRegime::Amp => format!(
+            "precision: mixed (AMP) training of {trained}: fp32 masters, half-precision compute, {per}{}",
+            if w.lora.is_none() { " plus a 2 B/param half copy for autocast" } else { "" }
+        ),
+        PrecisionRegime::PureHalf => format!(
+            "precision: pure {} training (no fp32 masters), {per}{}",
+            w.dtype.name(),
+            if p.autocast_only { "; --amp adds autocast only" } else { "" }
+        ),
+    })
+}
+
+fn render_model(
     out: &mut impl Write,
     plan: &PlanJson<'_>,
     shape: &ModelShape,
@@ -233,10 +832,37 @@ fn render(
         m.vocab_size,
         m.max_position_embeddings.map_or("n/a".into(), |v| v.to_string())
     )?;
+    if let Some(local) = shape.local_attention {
+        writeln!(
+            out,
+            "  attention: {} of {} layers {} ({} tokens), the other {} global; the KV cache is counted per layer type",
+            local.layers,
+            shape.layers,
+            local.kind.as_str(),
+            local.window,
+            shape.layers.saturating_sub(local.layers)
+        )?;
+    }
     for note in &shape.notes {
         writeln!(out, "  {}", s.yellow(&format!("note: {note}")))?;
     }
-    writeln!(out, "  {}", describe_workload(plan.workload))?;
+    if plan.engine.is_none() {
+        writeln!(out, "  {}", describe_workload(plan.workload))?;
+    }
+    if let Some(line) = describe_precision(plan.workload) {
+        writeln!(out, "  {line}")?;
+    }
+    Ok(())
+}
+
+fn render(
+    out: &mut impl Write,
+    plan: &PlanJson<'_>,
+    shape: &ModelShape,
+    source: &ModelSource,
+    s: &Style,
+) -> io::Result<()> {
+    render_model(out, plan, shape, source, s)?;
     writeln!(out)?;
     let b = &plan.per_gpu;
     let parts: [(&str, char, u64); 7] = [
@@ -297,7 +923,16 @@ fn render(
         return Ok(());
     };
     writeln!(out)?;
-    let verdict = if plan.fits == Some(true) {
+    let tight = plan.fits == Some(true) && b.device_used_bytes > usable_capacity(g.memory_bytes);
+    let verdict = if tight {
+        s.yellow(&format!(
+            "Fits {} ({}) only within the {:.0}% safety margin: {} to spare; a longer prompt, allocator fragmentation or another process can tip it over.",
+            g.name,
+            format_size(g.memory_bytes),
+            SAFETY_MARGIN * 100.0,
+            format_size(g.memory_bytes - b.device_used_bytes)
+        ))
+    } else if plan.fits == Some(true) {
         s.green(&format!(
             "Fits {} ({}): {} to spare.",
             g.name,
@@ -316,6 +951,14 @@ fn render(
     let none = "none (even 1 does not fit)".to_string();
     writeln!(
         out,
+        "  {}",
+        s.dim(&format!(
+            "largest batch and sequence keep {:.0}% of the card free (the estimate's error and allocator fragmentation)",
+            SAFETY_MARGIN * 100.0
+        ))
+    )?;
+    writeln!(
+        out,
         "  largest batch that fits: {}",
         plan.max_batch.map_or(none.clone(), |v| v.to_string())
     )?;
@@ -326,6 +969,10 @@ fn render(
             plan.max_seq.map_or(none, |v| format!("{v} tokens"))
         )?;
     }
+    render_recommendations(out, plan, s)
+}
+
+fn render_recommendations(out: &mut impl Write, plan: &PlanJson<'_>, s: &Style) -> io::Result<()> {
     if !plan.recommendations.is_empty() {
         writeln!(out, "\n{}", s.bold("Changes that make it fit"))?;
         let width = plan

@@ -1,0 +1,351 @@
+//! llama.cpp's buffers at load (`llama_model_load` and `llama_context`
+//! logs): the model buffer split between the GPU (`CUDA0 model buffer
+//! size`: the `-ngl` offloaded blocks, and the output head once every block
+//! is offloaded) and the host (`CPU model buffer size`: the token
+//! embeddings, which llama.cpp always keeps on the CPU, and the blocks not
+//! offloaded); the KV buffer (`n_ctx` cells of K and V for every layer, at
+//! `--cache-type-k/v`, on the device of its layer); and the compute buffer
+//! the graph allocator reserves for one `--ubatch-size` step.
+//!
+//! The compute buffer is the largest tensor of a step plus the small ones
+//! alive beside it: the attention scores (ubatch x n_ctx per head, fp32)
+//! without flash attention, else the larger of the logits (ubatch x vocab,
+//! fp32) and the MLP's intermediate; plus six ubatch x n_embd fp32 tensors
+//! (input, residual, norm, attention output). The llama.cpp CI logs
+//! (pythia-2.8b on a V100, n_ctx 2048, ubatch 512) print 162 MiB, this
+//! gives 158 MiB.
+
+use super::ggml::{self, GgmlType, GgufQuant, TensorRole};
+use super::{EngineName, EngineReport};
+use crate::estimate::allocator::CUDA_CONTEXT_BYTES;
+use crate::model::{GgufLayout, ModelShape};
+
+/// The settings llama.cpp is started with; `None` is its default.
+#[derive(Debug, Clone, Default)]
+pub struct LlamaCppSettings {
+    /// The weights' preset, for a model that is not a GGUF file.
+    pub quant: Option<GgufQuant>,
+    pub n_gpu_layers: Option<u64>,
+    pub ctx_size: Option<u64>,
+    pub cache_type_k: Option<GgmlType>,
+    pub cache_type_v: Option<GgmlType>,
+    pub ubatch_size: Option<u64>,
+    pub flash_attn: bool,
+}
+
+/// llama.cpp's default `--ubatch-size` (`common/common.h`, `n_ubatch`).
+pub const DEFAULT_UBATCH: u64 = 512;
+
+/// Where the weights sit, from a GGUF file's tensors or, for a model given
+/// by its config, from the preset's type rules applied tensor by tensor.
+pub fn layout(s: &ModelShape, quant: Option<GgufQuant>) -> Option<GgufLayout> {
+    if let Some(l) = &s.gguf_layout {
+        return Some(l.clone());
+    }
+    let q = quant?;
+    let n = s.layers;
+    let h = s.hidden_size;
+    let qd = s.heads * s.head_dim;
+    let kvd = s.kv_heads * s.head_dim;
+    let t =
+        |role: TensorRole, layer: u64, elements: u64| q.tensor_type(role, layer, n).bytes(elements);
+    let layer_bytes = (0..n)
+        .map(|i| {
+            let attn = t(TensorRole::Other, i, h * qd)
+                + t(TensorRole::Other, i, h * kvd)
+                + t(TensorRole::AttnV, i, h * kvd)
+                + t(TensorRole::Other, i, qd * h);
+            let mlp = match &s.moe {
+                Some(m) if i >= m.dense_layers => {
+                    let width = m.expert_intermediate_size;
+                    let experts = m.experts;
+                    let shared = m.shared_intermediate_size;
+                    t(TensorRole::Other, i, 2 * experts * h * width)
+                        + t(TensorRole::FfnDown, i, experts * width * h)
+                        + t(TensorRole::Other, i, 2 * h * shared)
+                        + t(TensorRole::FfnDown, i, shared * h)
+                        + ggml::F32.bytes(experts * h)
+                }
+                _ => {
+                    let i_size = s.intermediate_size;
+                    let ups = if s.gated_mlp { 2 } else { 1 };
+                    t(TensorRole::Other, i, ups * h * i_size)
+                        + t(TensorRole::FfnDown, i, i_size * h)
+                }
+            };
+            // Norms stay f32.
+            attn + mlp + ggml::F32.bytes(2 * h)
+        })
+        .collect();
+    let embd = t(TensorRole::TokenEmbd, 0, s.vocab_size * h);
+    Some(GgufLayout {
+        token_embd_bytes: embd,
+        output_bytes: if s.tie_word_embeddings {
+            0
+        } else {
+            t(TensorRole::Output, 0, s.vocab_size * h)
+        },
+        layer_bytes,
+        other_bytes: ggml::F32.bytes(h),
+    })
+}
+
+/// KV bytes of `ctx` cells for the layers `layers` (ids), K and V at their
+/// types; sliding-window layers keep their window plus one ubatch
+/// (llama.cpp's SWA cache without `--swa-full`).
+fn kv_bytes(
+    s: &ModelShape,
+    ctx: u64,
+    ubatch: u64,
+    k: GgmlType,
+    v: GgmlType,
+    offloaded: u64,
+) -> (u64, u64) {
+    let kvd = s.kv_heads * s.head_dim;
+    let per_cell = k.bytes(kvd) + v.bytes(kvd);
+    let (local_layers, window) = match s.local_attention {
+        Some(l) => (l.layers, l.window),
+        None => (0, ctx),
+    };
+    let swa_cells = (window + ubatch).min(ctx);
+    // Local layers are spread over the model; count them in proportion.
+    let gpu_layers = offloaded.min(s.layers);
+    let cpu_layers = s.layers - gpu_layers;
+    let share = |layers: u64| -> u64 {
+        if s.layers == 0 {
+            return 0;
+        }
+        let local = local_layers * layers / s.layers;
+        let global = layers - local;
+        (global * ctx + local * swa_cells) * per_cell
+    };
+    (share(gpu_layers), share(cpu_layers))
+}
+
+/// The compute buffer for one ubatch (see the module doc).
+pub fn compute_bytes(s: &ModelShape, ctx: u64, ubatch: u64, flash_attn: bool) -> u64 {
+    let f32b = 4;
+    let scores = if flash_attn {
+        0
+    } else {
+        ubatch * ctx.max(ubatch) * s.heads * f32b
+    };
+    let logits = ubatch * s.vocab_size * f32b;
+    let width = match &s.moe {
+        Some(m) => m.expert_intermediate_size * m.experts_per_token,
+        None => s.intermediate_size,
+    };
+    let mlp = 2 * ubatch * width * f32b;
+    scores.max(logits).max(mlp) + 6 * ubatch * s.hidden_size * f32b
+}
+
+/// One configuration's buffers.
+struct Load {
+    gpu_weights: u64,
+    host_weights: u64,
+    gpu_kv: u64,
+    compute: u64,
+}
+
+fn load(s: &ModelShape, l: &GgufLayout, ngl: u64, ctx: u64, st: &LlamaCppSettings) -> Load {
+    let ubatch = st.ubatch_size.unwrap_or(DEFAULT_UBATCH).min(ctx.max(1));
+    let n = l.layer_bytes.len() as u64;
+    let offloaded = ngl.min(n);
+    let first_gpu = (n - offloaded) as usize;
+    let gpu_layers: u64 = l.layer_bytes[first_gpu..].iter().sum();
+    let cpu_layers: u64 = l.layer_bytes[..first_gpu].iter().sum();
+    // Tied models have no output tensor: llama.cpp duplicates the token
+    // embeddings for the head.
+    let output = if l.output_bytes == 0 {
+        l.token_embd_bytes
+    } else {
+        l.output_bytes
+    };
+    let output_on_gpu = ngl > n;
+    let k = st.cache_type_k.unwrap_or(ggml::F16);
+    let v = st.cache_type_v.unwrap_or(ggml::F16);
+    let (gpu_kv, _cpu_kv) = kv_bytes(s, ctx, ubatch, k, v, offloaded);
+    Load {
+        gpu_weights: gpu_layers
+            + if output_on_gpu {
+                output + l.other_bytes
+            } else {
+                0
+            },
+        host_weights: l.token_embd_bytes
+            + cpu_layers
+            + if output_on_gpu {
+                0
+            } else {
+                output + l.other_bytes
+            },
+        gpu_kv,
+        compute: if offloaded > 0 {
+            compute_bytes(s, ctx, ubatch, st.flash_attn)
+        } else {
+            0
+        },
+    }
+}
+
+impl Load {
+    fn gpu_total(&self) -> u64 {
+        self.gpu_weights + self.gpu_kv + self.compute + CUDA_CONTEXT_BYTES
+    }
+}
+
+/// llama.cpp loading `s` with `st` on a GPU of `capacity` bytes (already
+/// less the safety margin), or without a GPU (`None`). `default_ctx` is
+/// the context when `--ctx-size` is not given.
+pub fn plan(
+    s: &ModelShape,
+    st: &LlamaCppSettings,
+    capacity: Option<u64>,
+    default_ctx: u64,
+) -> Result<EngineReport, String> {
+    let l = layout(s, st.quant).ok_or_else(|| {
+        format!(
+            "llama.cpp needs the weights' type: give a .gguf file or --quant with one of {}",
+            GgufQuant::names().join(", ")
+        )
+    })?;
+    let n = l.layer_bytes.len() as u64;
+    let ctx = st.ctx_size.unwrap_or(default_ctx).max(1);
+    // llama.cpp's default -ngl offloads everything in recent builds
+    // (`-ngl 999` in the guides): all blocks and the head.
+    let ngl = st.n_gpu_layers.unwrap_or(n + 1);
+    let here = load(s, &l, ngl, ctx, st);
+    let mut report = EngineReport {
+        name: EngineName::LlamaCpp,
+        weights_bytes: here.gpu_weights,
+        activation_peak_bytes: here.compute,
+        cuda_graph_bytes: None,
+        kv_cache_bytes: Some(here.gpu_kv),
+        kv_cache_tokens: Some(ctx),
+        max_concurrency: None,
+        max_model_len_fit: None,
+        gpu_memory_utilization_needed: None,
+        n_gpu_layers_fit: None,
+        ctx_size_fit: None,
+        host_bytes: Some(here.host_weights),
+        flags: Vec::new(),
+        other_bytes: CUDA_CONTEXT_BYTES,
+        fits: None,
+        refusal: None,
+        request_len: ctx,
+    };
+    if let Some(cap) = capacity {
+        report.fits = Some(here.gpu_total() <= cap);
+        report.n_gpu_layers_fit = (0..=n + 1)
+            .rev()
+            .find(|&g| load(s, &l, g, ctx, st).gpu_total() <= cap);
+        let limit = s.max_position_embeddings.unwrap_or(1 << 20).max(1);
+        let all = n + 1;
+        let ok = |c: u64| load(s, &l, all, c, st).gpu_total() <= cap;
+        report.ctx_size_fit = if ok(1) {
+            let (mut lo, mut hi) = (1u64, limit + 1);
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if ok(mid) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            Some(lo)
+        } else {
+            None
+        };
+        if report.fits == Some(false) {
+            report.refusal = Some(format!(
+                "-ngl {ngl} with --ctx-size {ctx} needs {:.2} GiB of GPU memory",
+                here.gpu_total() as f64 / (1u64 << 30) as f64
+            ));
+        }
+    }
+    let paste_ngl = match (report.fits, report.n_gpu_layers_fit) {
+        (Some(false), Some(fit)) => fit,
+        _ => ngl.min(n + 1),
+    };
+    let mut flags = vec![
+        format!("--n-gpu-layers {paste_ngl}"),
+        format!("--ctx-size {ctx}"),
+    ];
+    if let Some(u) = st.ubatch_size {
+        flags.push(format!("--ubatch-size {u}"));
+    }
+    if let Some(k) = st
+        .cache_type_k
+        .and_then(|t| crate::model::gguf::ggml_type_name(t.0))
+    {
+        flags.push(format!("--cache-type-k {k}"));
+    }
+    if let Some(v) = st
+        .cache_type_v
+        .and_then(|t| crate::model::gguf::ggml_type_name(t.0))
+    {
+        flags.push(format!("--cache-type-v {v}"));
+    }
+    if st.flash_attn {
+        flags.push("--flash-attn on".into());
+    }
+    report.flags = flags;
+    Ok(report)
+}
+
+/// Host memory for the part that is not offloaded at `ngl`.
+pub fn host_bytes_at(s: &ModelShape, st: &LlamaCppSettings, ngl: u64, ctx: u64) -> Option<u64> {
+    let l = layout(s, st.quant)?;
+    Some(load(s, &l, ngl, ctx, st).host_weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::shape::from_config;
+    use serde_json::json;
+
+    /// pythia-2.8b as llama.cpp's CI loads it (V100, n_ctx 2048, f16 KV).
+    fn pythia() -> ModelShape {
+        from_config(
+            "pythia-2.8b",
+            &json!({"model_type": "gpt_neox", "hidden_size": 2560, "num_hidden_layers": 32,
+                "num_attention_heads": 32, "intermediate_size": 10240, "vocab_size": 50304,
+                "max_position_embeddings": 2048, "tie_word_embeddings": false}),
+            "c",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn kv_and_compute_match_the_ci_log() {
+        let st = LlamaCppSettings {
+            quant: GgufQuant::parse("f16"),
+            ctx_size: Some(2048),
+            ..LlamaCppSettings::default()
+        };
+        let r = plan(&pythia(), &st, Some(16 << 30), 2048).unwrap();
+        // 'KV self size = 640.00 MiB'
+        assert_eq!(r.kv_cache_bytes, Some(640 << 20));
+        // 'CUDA0 compute buffer size = 162.00 MiB'
+        let c = r.activation_peak_bytes as f64 / (1 << 20) as f64;
+        assert!((c - 162.0).abs() / 162.0 < 0.05, "{c}");
+        // 'CPU buffer size = 245.62 MiB': the token embeddings.
+        assert_eq!(r.host_bytes, Some(50304 * 2560 * 2));
+    }
+
+    #[test]
+    fn fewer_layers_fit_a_small_gpu_and_the_rest_goes_to_the_host() {
+        let st = LlamaCppSettings {
+            quant: GgufQuant::parse("f16"),
+            ..LlamaCppSettings::default()
+        };
+        let r = plan(&pythia(), &st, Some(3 << 30), 2048).unwrap();
+        assert_eq!(r.fits, Some(false));
+        let ngl = r.n_gpu_layers_fit.unwrap();
+        assert!(ngl > 0 && ngl < 32, "{ngl}");
+        assert!(r.flags.contains(&format!("--n-gpu-layers {ngl}")));
+        let host = host_bytes_at(&pythia(), &st, ngl, 2048).unwrap();
+        assert!(host > 1 << 30);
+    }
+}

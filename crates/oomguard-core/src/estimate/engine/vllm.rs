@@ -1,0 +1,392 @@
+//! vLLM's start-up accounting (V1 engine, `vllm/v1/worker/gpu_worker.py`
+//! `determine_available_memory` and `vllm/v1/core/kv_cache_utils.py`):
+//!
+//! 1. the weights load ("Model loading took X GiB"): every parameter at the
+//!    dtype, linears and embeddings split over `--tensor-parallel-size`;
+//! 2. a profile run with `--max-num-batched-tokens` tokens and a dummy
+//!    sampler pass over `--max-num-seqs` sequences gives the torch
+//!    activation peak; what CUDA allocated outside torch (NCCL, cuBLAS
+//!    workspaces) is added;
+//! 3. the KV cache gets `gpu_memory_utilization · total` minus both
+//!    ("Available KV cache memory"), cut into blocks of 16 tokens over all
+//!    layers ("GPU KV cache size: N tokens");
+//! 4. start-up fails when one request of `--max-model-len` does not fit
+//!    the cache; "Maximum concurrency for N tokens per request" is the cache
+//!    over what one such request needs;
+//! 5. CUDA graphs are captured afterwards (not subtracted; vLLM 0.19 with
+//!    its default `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0`).
+//!
+//! Layers with a sliding window need only their window (plus the tokens of
+//! one scheduling step) per request, as vLLM's `SlidingWindowSpec`
+//! `max_memory_usage_bytes` counts; multi-head latent attention caches one
+//! latent per token and layer (`MLAAttentionSpec`).
+
+use super::{EngineName, EngineReport};
+use crate::estimate::weights::weights_bytes;
+use crate::estimate::workload::Workload;
+use crate::model::{LocalAttentionKind, ModelShape};
+
+/// vLLM's KV cache block, in tokens (`CacheConfig.block_size` default for
+/// CUDA).
+pub const BLOCK_TOKENS: u64 = 16;
+
+/// Bytes vLLM measured outside torch during the profile run, on one GPU and
+/// with tensor parallelism (NCCL communicators and the custom all-reduce
+/// buffers): 0.24-0.26 GiB in five single-GPU start-up logs of vLLM 0.19 on
+/// H100 (Llama-3.1-8B, Qwen2.5-7B, Qwen3-30B-A3B, Phi-4, DeepSeek-V2-Lite),
+/// 2.1-2.2 GiB in three with TP 2 and 4 (Qwen2.5-72B, Llama-3.3-70B,
+/// Llama-4-Scout): the logs' "non-torch increase" (llm-d-planner
+/// accuracy/results/v0.19.0/logs).
+pub const NON_TORCH_BYTES_TP1: u64 = 256 << 20;
+pub const NON_TORCH_BYTES_TP: u64 = 2202 << 20;
+
+/// The sampler's dummy pass keeps, per sequence and vocabulary entry, the
+/// fp32 logits, their sorted copy (fp32) and the sort's int64 indices
+/// (top-k/top-p sampling sorts the logits): 16 bytes.
+const SAMPLER_BYTES_PER_LOGIT: u64 = 16;
+
+/// The settings vLLM is started with; `None` is vLLM's default.
+#[derive(Debug, Clone, Default)]
+pub struct VllmSettings {
+    pub gpu_memory_utilization: Option<f64>,
+    pub max_model_len: Option<u64>,
+    pub max_num_seqs: Option<u64>,
+    pub max_num_batched_tokens: Option<u64>,
+    /// fp8 KV cache (`--kv-cache-dtype fp8`).
+    pub kv_fp8: bool,
+    pub enforce_eager: bool,
+}
+
+/// vLLM's defaults for the OpenAI server (`vllm/engine/arg_utils.py`,
+/// `_set_default_args`): on GPUs of 70 GiB or more other than the A100,
+/// 8192 batched tokens and 1024 sequences; elsewhere 2048 and 256.
+pub fn default_batching(total_bytes: Option<u64>, gpu_name: &str) -> (u64, u64) {
+    let big = total_bytes.is_some_and(|t| t >= 70 << 30)
+        && !gpu_name.to_ascii_lowercase().contains("a100");
+    if big {
+        (8192, 1024)
+    } else {
+        (2048, 256)
+    }
+}
+
+/// KV bytes of one token in one layer on one GPU.
+pub fn kv_bytes_per_token_layer(s: &ModelShape, tp: u64, kv_elem: u64) -> u64 {
+    match s.mla_cache_width {
+        Some(width) => width * kv_elem,
+        None => {
+            // KV heads are split over TP ranks, and replicated when there
+            // are fewer heads than ranks.
+            let heads = (s.kv_heads / tp.max(1)).max(1);
+            2 * heads * s.head_dim * kv_elem
+        }
+    }
+}
+
+/// How vLLM's hybrid allocator groups layers
+/// (`kv_cache_utils.py`, `_get_kv_cache_groups_uniform_page_size`): layers
+/// of one attention type are cut into groups of `group_size` layers, the
+/// size of the smallest type (or of the largest when it is within 25%, to
+/// avoid padding); one block tensor per position in a group is shared by
+/// all groups. Returns (group_size, groups). A model of one type is one
+/// group of all its layers.
+pub fn kv_groups(s: &ModelShape) -> (u64, u64) {
+    match s.local_attention {
+        Some(local) if local.layers < s.layers => {
+            let global = s.layers - local.layers;
+            let (small, large) = (global.min(local.layers), global.max(local.layers));
+            let size = if (large as f64) < small as f64 * 1.25 {
+                large
+            } else {
+                small
+            };
+            (size, global.div_ceil(size) + local.layers.div_ceil(size))
+        }
+        _ => (s.layers.max(1), 1),
+    }
+}
+
+/// Bytes one request of `len` tokens needs in the cache: global layers
+/// hold all its blocks, sliding-window layers their window plus one
+/// scheduling step, chunked layers one chunk (vLLM's
+/// `max_memory_usage_bytes` per spec).
+pub fn request_bytes(s: &ModelShape, len: u64, step_tokens: u64, per_layer_token: u64) -> u64 {
+    let blocks = |tokens: u64| tokens.div_ceil(BLOCK_TOKENS);
+    let page = BLOCK_TOKENS * per_layer_token;
+    match s.local_attention {
+        Some(local) => {
+            let global = s.layers.saturating_sub(local.layers);
+            let local_blocks = match local.kind {
+                LocalAttentionKind::Sliding => {
+                    blocks((local.window - 1 + step_tokens).min(len)) + 1
+                }
+                LocalAttentionKind::Chunked => blocks(local.window.min(len)) + 1,
+            };
+            (global * blocks(len) + local.layers * local_blocks.min(blocks(len) + 1)) * page
+        }
+        None => s.layers * blocks(len) * page,
+    }
+}
+
+/// The profile run's torch peak: the sampler's dummy pass over
+/// `max_num_seqs` logit rows or the forward pass over `batched_tokens`,
+/// whichever is larger, plus the batch's hidden states; a mixture of
+/// experts adds the fused-MoE kernel's intermediate buffers (gate/up
+/// output and expert output for every routed token).
+pub fn activation_peak(
+    s: &ModelShape,
+    w: &Workload,
+    batched_tokens: u64,
+    max_num_seqs: u64,
+) -> u64 {
+    let e = w.dtype.bytes();
+    let tp = w.tp.max(1);
+    let h = s.hidden_size;
+    let sampler = max_num_seqs
+        .saturating_mul(s.vocab_size)
+        .saturating_mul(SAMPLER_BYTES_PER_LOGIT);
+    let hidden = batched_tokens.saturating_mul(h).saturating_mul(e);
+    let (forward, moe) = match &s.moe {
+        Some(m) => {
+            let routed = batched_tokens.saturating_mul(m.experts_per_token);
+            let moe = routed
+                .saturating_mul(2 * m.expert_intermediate_size / tp + h)
+                .saturating_mul(e);
+            (0, moe)
+        }
+        None => {
+            // Gate/up output and the activation of the MLP, split over TP.
+            let i = s.intermediate_size / tp;
+            (batched_tokens.saturating_mul(3 * i).saturating_mul(e), 0)
+        }
+    };
+    sampler
+        .max(forward)
+        .saturating_add(hidden)
+        .saturating_add(moe)
+}
+
+/// vLLM's start-up on one GPU of `total_bytes` (as `torch.cuda.mem_get_info`
+/// reports it), or without a GPU (`None`: no KV figures).
+pub fn plan(
+    s: &ModelShape,
+    w: &Workload,
+    settings: &VllmSettings,
+    total_bytes: Option<u64>,
+    gpu_name: &str,
+) -> EngineReport {
+    let tp = w.tp.max(1);
+    let util = settings.gpu_memory_utilization.unwrap_or(0.9);
+    let (default_tokens, default_seqs) = default_batching(total_bytes, gpu_name);
+    let max_len = settings
+        .max_model_len
+        .or(s.max_position_embeddings)
+        .unwrap_or(w.seq);
+    let batched = settings.max_num_batched_tokens.unwrap_or(default_tokens);
+    let seqs = settings.max_num_seqs.unwrap_or(default_seqs);
+    let weights = weights_bytes(s, w).div_ceil(tp);
+    let peak = activation_peak(s, w, batched, seqs);
+    let other = if tp > 1 {
+        NON_TORCH_BYTES_TP
+    } else {
+        NON_TORCH_BYTES_TP1
+    };
+    let kv_elem = if settings.kv_fp8 { 1 } else { w.dtype.bytes() };
+    let per_layer_token = kv_bytes_per_token_layer(s, tp, kv_elem);
+    let non_kv = weights.saturating_add(peak).saturating_add(other);
+    let one_request = request_bytes(s, max_len, batched, per_layer_token);
+    let mut report = EngineReport {
+        name: EngineName::Vllm,
+        weights_bytes: weights,
+        activation_peak_bytes: peak,
+        cuda_graph_bytes: if settings.enforce_eager {
+            Some(0)
+        } else {
+            None
+        },
+        kv_cache_bytes: None,
+        kv_cache_tokens: None,
+        max_concurrency: None,
+        max_model_len_fit: None,
+        gpu_memory_utilization_needed: None,
+        n_gpu_layers_fit: None,
+        ctx_size_fit: None,
+        host_bytes: None,
+        flags: Vec::new(),
+        other_bytes: other,
+        fits: None,
+        refusal: None,
+        request_len: max_len,
+    };
+    if let Some(total) = total_bytes {
+        let budget = (total as f64 * util) as u64;
+        let kv = budget.saturating_sub(non_kv);
+        // "GPU KV cache size": blocks per slot tensor, shared among the
+        // groups (`_report_kv_cache_config`).
+        let (group_size, groups) = kv_groups(s);
+        let blocks = kv / (BLOCK_TOKENS * per_layer_token.max(1) * group_size) / groups;
+        report.kv_cache_bytes = Some(kv);
+        report.kv_cache_tokens = Some(blocks * BLOCK_TOKENS);
+        report.max_concurrency = Some(kv as f64 / one_request.max(1) as f64);
+        let model_max = s.max_position_embeddings.unwrap_or(max_len.max(1));
+        report.max_model_len_fit = largest_len(model_max, |len| {
+            request_bytes(s, len, batched, per_layer_token) <= kv
+        });
+        let needed = (non_kv.saturating_add(one_request)) as f64 / total as f64;
+        report.gpu_memory_utilization_needed = Some((needed * 100.0).ceil() / 100.0);
+        let fits = kv > 0 && one_request <= kv;
+        report.fits = Some(fits);
+        if kv == 0 {
+            report.refusal = Some(format!(
+                "no memory left for the KV cache: weights, activations and buffers take {:.2} GiB of the {:.2} GiB that --gpu-memory-utilization {util} allows",
+                non_kv as f64 / (1u64 << 30) as f64,
+                budget as f64 / (1u64 << 30) as f64
+            ));
+        } else if !fits {
+            report.refusal = Some(format!(
+                "one request of --max-model-len {max_len} needs {:.2} GiB of KV cache, more than the {:.2} GiB available",
+                one_request as f64 / (1u64 << 30) as f64,
+                kv as f64 / (1u64 << 30) as f64
+            ));
+        }
+    }
+    let paste_len = match (report.fits, report.max_model_len_fit) {
+        (Some(false), Some(fit)) => fit,
+        _ => max_len,
+    };
+    report.flags = flags(w, settings, util, paste_len);
+    report
+}
+
+/// Largest `len` in 1..=limit with `ok(len)` for a monotone `ok`.
+fn largest_len(limit: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
+    if limit == 0 || !ok(1) {
+        return None;
+    }
+    let (mut lo, mut hi) = (1u64, limit.saturating_add(1));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if ok(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// `vllm serve` flags for the settings, in vLLM's spelling.
+fn flags(w: &Workload, settings: &VllmSettings, util: f64, max_len: u64) -> Vec<String> {
+    let mut out = vec![
+        format!("--gpu-memory-utilization {util}"),
+        format!("--max-model-len {max_len}"),
+    ];
+    if w.tp > 1 {
+        out.push(format!("--tensor-parallel-size {}", w.tp));
+    }
+    out.push(format!(
+        "--dtype {}",
+        match w.dtype {
+            crate::model::Dtype::Fp32 => "float32",
+            crate::model::Dtype::Fp16 => "float16",
+            crate::model::Dtype::Bf16 => "bfloat16",
+        }
+    ));
+    if let Some(q) = w.quant {
+        if q == crate::estimate::Quant::Fp8 {
+            out.push("--quantization fp8".into());
+        }
+    }
+    if settings.kv_fp8 {
+        out.push("--kv-cache-dtype fp8".into());
+    }
+    if let Some(n) = settings.max_num_seqs {
+        out.push(format!("--max-num-seqs {n}"));
+    }
+    if let Some(n) = settings.max_num_batched_tokens {
+        out.push(format!("--max-num-batched-tokens {n}"));
+    }
+    if settings.enforce_eager {
+        out.push("--enforce-eager".into());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::WorkloadRequest;
+    use crate::model::catalog;
+
+    /// H100 80GB as torch sees it in vLLM's logs: "total_memory 79.19 GiB".
+    const H100_TOTAL: u64 = 85_029_158_912;
+
+    fn run(model: &str, settings: VllmSettings) -> EngineReport {
+        let s = catalog::shape(model).unwrap();
+        let w = Workload::resolve(&WorkloadRequest::default(), &s).unwrap();
+        plan(&s, &w, &settings, Some(H100_TOTAL), "h100-80gb")
+    }
+
+    #[test]
+    fn kv_tokens_are_whole_blocks_over_all_layers() {
+        let r = run(
+            "Llama-3.1-8B",
+            VllmSettings {
+                gpu_memory_utilization: Some(0.95),
+                max_model_len: Some(8192),
+                ..VllmSettings::default()
+            },
+        );
+        let tokens = r.kv_cache_tokens.unwrap();
+        assert_eq!(tokens % BLOCK_TOKENS, 0);
+        // 131072 B per token (32 layers x 8 heads x 128 x 2 x 2 B).
+        assert!(tokens * 131_072 <= r.kv_cache_bytes.unwrap());
+        assert_eq!(r.fits, Some(true));
+        let c = r.max_concurrency.unwrap();
+        assert!((c - tokens as f64 / 8192.0).abs() < 0.01, "{c}");
+    }
+
+    #[test]
+    fn an_impossible_length_is_refused_with_the_length_that_fits() {
+        let r = run(
+            "Llama-3.1-8B",
+            VllmSettings {
+                gpu_memory_utilization: Some(0.25),
+                ..VllmSettings::default()
+            },
+        );
+        assert_eq!(r.fits, Some(false), "{r:?}");
+        let fit = r.max_model_len_fit.unwrap();
+        assert!(fit < 131_072);
+        assert!(r.flags.contains(&format!("--max-model-len {fit}")));
+        assert!(r.gpu_memory_utilization_needed.unwrap() > 0.25);
+    }
+
+    #[test]
+    fn hybrid_models_are_grouped_as_vllm_groups_them() {
+        // Gemma 3 27B: 10 global and 52 sliding layers: groups of 10, one
+        // global and six sliding, so tokens count 70 layer slots, not 62.
+        let s = catalog::shape("gemma-3-27b-it").unwrap();
+        assert_eq!(kv_groups(&s), (10, 7));
+        assert_eq!(kv_groups(&catalog::shape("Llama-3.1-8B").unwrap()), (32, 1));
+        // Gemma 2: 21 and 21.
+        assert_eq!(
+            kv_groups(&catalog::shape("gemma-2-9b-it").unwrap()),
+            (21, 2)
+        );
+    }
+
+    #[test]
+    fn fp8_cache_holds_twice_the_tokens() {
+        let a = run("Llama-3.1-8B", VllmSettings::default());
+        let b = run(
+            "Llama-3.1-8B",
+            VllmSettings {
+                kv_fp8: true,
+                ..VllmSettings::default()
+            },
+        );
+        let (ta, tb) = (a.kv_cache_tokens.unwrap(), b.kv_cache_tokens.unwrap());
+        assert!(tb >= 2 * ta - BLOCK_TOKENS && tb <= 2 * ta + BLOCK_TOKENS);
+    }
+}
