@@ -5,12 +5,12 @@
 
 use crate::flags::WatchArgs;
 use crate::style::{proportional_cells, Style};
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use oomguard_core::gpu::alert::{AlertReason, AlertState};
 use oomguard_core::gpu::forecast::seconds_until_full;
 use oomguard_core::gpu::metrics;
 use oomguard_core::gpu::sample::GpuSample;
-use oomguard_core::gpu::source::{GpuSource, NvidiaSmiSource, NvmlSource, ReplaySource};
+use oomguard_core::gpu::source::GpuSource;
 use oomguard_core::size::format_size;
 use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -23,32 +23,15 @@ use std::time::{Duration, Instant};
 /// Samples of history kept per GPU for the forecast.
 const HISTORY: usize = 120;
 
-fn nvidia_smi_on_path() -> Option<std::path::PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join("nvidia-smi"))
-        .find(|p| p.is_file())
-}
-
 fn open_source(args: &WatchArgs) -> anyhow::Result<Box<dyn GpuSource>> {
-    if let Some(path) = &args.replay {
-        return Ok(Box::new(ReplaySource::open(path)?));
-    }
-    match args.source.as_deref() {
-        Some("nvml") => Ok(Box::new(NvmlSource::open()?)),
-        Some("nvidia-smi") => {
-            let bin = nvidia_smi_on_path()
-                .ok_or_else(|| anyhow!("--source nvidia-smi: no nvidia-smi on PATH"))?;
-            Ok(Box::new(NvidiaSmiSource::new(bin)))
-        }
-        _ => match NvmlSource::open() {
-            Ok(s) => Ok(Box::new(s)),
-            Err(nvml_error) => match nvidia_smi_on_path() {
-                Some(bin) => Ok(Box::new(NvidiaSmiSource::new(bin))),
-                None => Err(nvml_error.into()),
-            },
-        },
-    }
+    use oomguard_core::gpu::source::{open, SourceChoice};
+    let choice = match (&args.replay, args.source.as_deref()) {
+        (Some(path), _) => SourceChoice::Replay(path.clone()),
+        (None, Some("nvml")) => SourceChoice::Nvml,
+        (None, Some("nvidia-smi")) => SourceChoice::NvidiaSmi,
+        (None, _) => SourceChoice::Auto,
+    };
+    Ok(open(&choice)?)
 }
 
 /// Serves the latest metrics at /metrics (and nothing else) on `addr`.
