@@ -2,21 +2,38 @@
 //! output passed through as it comes (byte for byte on pipes, through a
 //! pseudo-terminal when oomguard's own output is a terminal, so progress
 //! bars and colours look as they do without oomguard), read for OOM events
-//! on the way in bounded memory, optionally timed out, with SIGINT/SIGTERM
-//! forwarded to the whole group and nothing left running afterwards.
+//! in time order across stdout and stderr in bounded memory, optionally
+//! timed out, with SIGINT/SIGTERM forwarded to the whole group (SIGKILL after
+//! `--kill-after`) and nothing left running afterwards.
+//!
+//! Ways out, so an attempt always ends when its command ends:
+//! - memory is sampled on a thread the attempt never waits for; a sample
+//!   that fails is skipped (the first failure is kept to be said once);
+//! - the output is drained for a moment after the group is gone, then
+//!   dropped: a descendant in a new session that keeps the pipe open cannot
+//!   hold the attempt up;
+//! - a guard process (this binary, `__guard`) watches oomguard through a
+//!   pipe and ends the command's group when oomguard dies, even of SIGKILL;
+//! - on a terminal the command's group becomes the terminal's foreground
+//!   group, so it can read stdin (`input()`, `pdb`), and Ctrl-Z stops
+//!   oomguard with it; `fg` resumes both.
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use oomguard_core::diagnose::trend::classify;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp, Pid};
 use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
-use oomguard_core::gpu::source::{GpuSource, NvidiaSmiSource, NvmlSource};
-use oomguard_core::oom::{scan_reader, OomEvent, ScanOptions};
+use oomguard_core::gpu::source::GpuSource;
+use oomguard_core::oom::{scan_reader, Framework, OomEvent, ScanOptions};
+use oomguard_core::supervise::host::{self, HostLimit};
+use oomguard_core::supervise::trace::{classify, MemoryTrace, Reading, TraceFold};
 use std::fs::File;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, BufRead, IsTerminal, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -40,8 +57,9 @@ pub struct Interrupts {
 }
 
 impl Interrupts {
-    /// Installs the handlers once, for the life of the process.
-    pub fn install() -> io::Result<Interrupts> {
+    /// Installs the handlers once, for the life of the process. A group
+    /// that ignores the forwarded signal gets SIGKILL after `kill_after`.
+    pub fn install(kill_after: Duration) -> io::Result<Interrupts> {
         let received = Arc::new(AtomicI32::new(0));
         let child_group = Arc::new(AtomicI32::new(0));
         let mut signals = signal_hook::iterator::Signals::new([
@@ -53,7 +71,16 @@ impl Interrupts {
         thread::spawn(move || {
             for sig in signals.forever() {
                 r.store(sig, Ordering::SeqCst);
-                forward(g.load(Ordering::SeqCst), sig);
+                let group = g.load(Ordering::SeqCst);
+                forward(group, sig);
+                let g = g.clone();
+                thread::spawn(move || {
+                    thread::sleep(kill_after);
+                    // Still the same attempt (its leader not yet waited for).
+                    if group > 0 && g.load(Ordering::SeqCst) == group {
+                        forward(group, Signal::SIGKILL as i32);
+                    }
+                });
             }
         });
         Ok(Interrupts {
@@ -76,20 +103,128 @@ fn forward(group: i32, sig: i32) {
     }
 }
 
-/// The child's GPU memory as sampled during the attempt.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MemoryTrace {
-    /// Lowest usage after the first allocation: weights before a step.
-    pub baseline_bytes: Option<u64>,
-    pub peak_bytes: Option<u64>,
-    /// What the command could reach: the device's total minus the most the
-    /// listed other processes held, and no more than its own memory plus the
-    /// device's free memory at the baseline (that also leaves out what the
-    /// driver reserves and processes NVML does not list, as in a container).
-    pub capacity_bytes: Option<u64>,
-    pub samples: u32,
-    /// `(seconds since start, bytes)`, thinned to stay under 1024 points.
-    pub timeline: Vec<(f64, u64)>,
+/// A process that ends the attempt's group when oomguard dies: it reads
+/// `+GROUP` / `-GROUP` lines on a pipe from oomguard, and the pipe's end
+/// (oomguard gone, whatever killed it) with a group still listed makes it
+/// send SIGTERM, then SIGKILL after the grace period.
+pub struct Guard {
+    pipe: ChildStdin,
+    _process: std::process::Child,
+}
+
+impl Guard {
+    /// Starts the guard; `None` when this binary cannot be started again
+    /// (the attempt then runs unguarded).
+    pub fn start(kill_after: Duration) -> Option<Guard> {
+        let exe = std::env::current_exe().ok()?;
+        let mut process = Command::new(exe)
+            .arg("__guard")
+            .arg(format!("{}", kill_after.as_millis()))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own group: a Ctrl-C meant for the command does not end it.
+            .process_group(0)
+            .spawn()
+            .ok()?;
+        let pipe = process.stdin.take()?;
+        Some(Guard {
+            pipe,
+            _process: process,
+        })
+    }
+
+    fn tell(&mut self, line: String) {
+        let _ = self.pipe.write_all(line.as_bytes());
+        let _ = self.pipe.flush();
+    }
+}
+
+/// The guard's side: see [`Guard`].
+pub fn guard(kill_after_ms: u64) -> std::process::ExitCode {
+    let mut group: Option<i32> = None;
+    for line in io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if let Some(g) = line.strip_prefix('+').and_then(|g| g.parse().ok()) {
+            group = Some(g);
+        } else if line.starts_with('-') {
+            group = None;
+        }
+    }
+    if let Some(g) = group.filter(|g| *g > 0) {
+        end_group(g, Duration::from_millis(kill_after_ms));
+    }
+    std::process::ExitCode::SUCCESS
+}
+
+/// Live (not zombie) pids whose process group is `group` (Linux /proc).
+fn group_members(group: i32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    // Fields after the command name (which may hold spaces):
+                    // state, ppid, pgrp.
+                    let rest: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
+                    let live = rest.first()? != &"Z";
+                    Some(live && rest.get(2)?.parse::<i32>().ok()? == group)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Ends every live process left in `group`: SIGTERM, then SIGKILL after
+/// `grace`.
+fn end_group(group: i32, grace: Duration) {
+    if group_members(group).is_empty() {
+        return;
+    }
+    let pg = Pid::from_raw(group);
+    let _ = killpg(pg, Signal::SIGTERM);
+    // A stopped group cannot act on SIGTERM.
+    let _ = killpg(pg, Signal::SIGCONT);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if group_members(group).is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = killpg(pg, Signal::SIGKILL);
+}
+
+/// Where an attempt's memory is read: a GPU source opened once for the whole
+/// run (shared, so a sample still hung in the driver is skipped, not
+/// waited for), or the host's `/proc`.
+#[derive(Clone)]
+pub enum MemorySource {
+    Gpu {
+        source: Arc<Mutex<Box<dyn GpuSource + Send>>>,
+        name: &'static str,
+    },
+    Host,
+}
+
+impl MemorySource {
+    pub fn gpu(source: Box<dyn GpuSource + Send>) -> MemorySource {
+        MemorySource::Gpu {
+            name: source.name(),
+            source: Arc::new(Mutex::new(source)),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            MemorySource::Gpu { name, .. } => (*name).to_string(),
+            MemorySource::Host => "the host (/proc, rlimit, cgroup)".into(),
+        }
+    }
 }
 
 /// One attempt to run.
@@ -98,7 +233,9 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     pub output: Output,
     pub timeout: Option<Duration>,
-    /// Sample the command's GPU memory from here while it runs.
+    /// SIGKILL this long after a SIGTERM the group ignores.
+    pub kill_after: Duration,
+    /// Sample the command's memory from here while it runs.
     pub memory: Option<MemorySource>,
     /// How often.
     pub sample_every: Duration,
@@ -110,11 +247,19 @@ pub struct Finished {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
+    /// OOM events in the order the command printed them, stdout and stderr
+    /// interleaved as they came.
     pub events: Vec<OomEvent>,
     pub duration: Duration,
     /// The last lines of output when captured.
     pub tail: String,
     pub memory: Option<MemoryTrace>,
+    /// The first sample that failed, when one did (the rest are skipped).
+    pub sample_error: Option<String>,
+    /// The host limit the command ran under (host source only).
+    pub host_limit: Option<HostLimit>,
+    /// The kernel's OOM killer ended the command (its cgroup counted a kill).
+    pub oom_killed: bool,
 }
 
 impl Finished {
@@ -123,11 +268,33 @@ impl Finished {
         self.exit_code.or(self.signal.map(|s| 128 + s)).unwrap_or(1)
     }
 
-    /// The OOM event that ended the attempt (the last one it printed),
-    /// diagnosed for the batch it ran with and what its memory did.
+    /// The event to decide on: the last one with the figures (on a
+    /// multi-rank job the failing rank's, also when torchrun repeats it at
+    /// the end, not the collective timeouts it caused on the other ranks),
+    /// else the last that is not a communication library's, else the last.
+    pub fn deciding_event(&self) -> Option<&OomEvent> {
+        let has_figures = |e: &&OomEvent| {
+            e.memory.requested_bytes.is_some()
+                && (e.memory.allocated_bytes.is_some() || e.memory.total_bytes.is_some())
+        };
+        self.events
+            .iter()
+            .rev()
+            .find(has_figures)
+            .or_else(|| {
+                self.events
+                    .iter()
+                    .rev()
+                    .find(|e| e.framework != Framework::Nccl)
+            })
+            .or_else(|| self.events.last())
+    }
+
+    /// The deciding OOM event, diagnosed for the batch it ran with and what
+    /// its memory did.
     pub fn last_oom(&self, batch: Option<u64>) -> Option<ExplainedEvent> {
         let memory_trend = self.memory.as_ref().and_then(|m| classify(&m.timeline));
-        self.events.last().cloned().map(|e| {
+        self.deciding_event().cloned().map(|e| {
             ExplainedEvent::new(
                 e,
                 &DiagnoseContext {
@@ -165,9 +332,14 @@ impl StartError {
 
 const TAIL_BYTES: usize = 16 << 10;
 const CHUNK: usize = 256 << 10;
+/// A line longer than this goes to the scanner in pieces.
+const MAX_LINE: usize = 64 << 10;
 /// Pipe capacity asked of the kernel (Linux F_SETPIPE_SZ; the default 64 KiB
 /// makes a fast writer wait on every page).
 const PIPE_BYTES: i32 = 1 << 20;
+/// After the command's group is gone, its output is read this long more;
+/// then what still holds it open (a daemon in a new session) is left behind.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// A `Read` over chunks sent through a channel, for the scanner thread.
 struct ChannelReader {
@@ -208,193 +380,328 @@ fn spawn_scanner(rx: Receiver<Vec<u8>>) -> thread::JoinHandle<Vec<OomEvent>> {
     })
 }
 
-/// Copies `input` to its destination as it arrives and to the scanner.
+/// One output stream of the command.
+struct Stream {
+    file: File,
+    is_stderr: bool,
+    /// Bytes after the last newline, held until the line is whole so lines
+    /// of stdout and stderr reach the scanner whole, in arrival order.
+    partial: Vec<u8>,
+    open: bool,
+}
+
+/// Copies the command's streams to their destinations as bytes arrive, and
+/// whole lines, in arrival order, to the scanner; stops at the end of every
+/// stream, or once `drain_until` is set and passed.
 fn spawn_pump(
-    mut input: impl Read + Send + 'static,
-    to_stderr: bool,
+    mut streams: Vec<Stream>,
     output: Output,
     tx: SyncSender<Vec<u8>>,
     tail: Arc<Mutex<Vec<u8>>>,
+    drain_until: Arc<Mutex<Option<Instant>>>,
 ) -> thread::JoinHandle<()> {
     thread::spawn(move || {
         let mut buf = vec![0u8; CHUNK];
         loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                // A pseudo-terminal's master reports EIO once the child side closes.
-                Err(_) => break,
+            if streams.iter().all(|s| !s.open) {
+                break;
+            }
+            let until = *drain_until.lock().unwrap_or_else(|p| p.into_inner());
+            if until.is_some_and(|u| Instant::now() >= u) {
+                break;
+            }
+            let ready: Vec<bool> = {
+                let mut fds: Vec<PollFd> = streams
+                    .iter()
+                    .filter(|s| s.open)
+                    .map(|s| PollFd::new(s.file.as_fd(), PollFlags::POLLIN))
+                    .collect();
+                match poll(&mut fds, PollTimeout::from(100u16)) {
+                    Ok(0) => continue,
+                    Ok(_) => fds.iter().map(|f| f.any().unwrap_or(true)).collect(),
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(_) => break,
+                }
             };
-            let bytes = &buf[..n];
-            match output {
-                Output::Passthrough if !to_stderr => {
-                    let mut out = io::stdout().lock();
-                    let _ = out.write_all(bytes).and_then(|_| out.flush());
+            let mut ready = ready.into_iter();
+            for s in streams.iter_mut().filter(|s| s.open) {
+                if !ready.next().unwrap_or(false) {
+                    continue;
                 }
-                Output::Passthrough | Output::ToStderr => {
-                    let mut err = io::stderr().lock();
-                    let _ = err.write_all(bytes).and_then(|_| err.flush());
-                }
-                Output::Capture => {
-                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
-                    t.extend_from_slice(bytes);
-                    if t.len() > TAIL_BYTES {
-                        let cut = t.len() - TAIL_BYTES;
-                        t.drain(..cut);
+                let n = match s.file.read(&mut buf) {
+                    Ok(0) => {
+                        s.open = false;
+                        continue;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // A pseudo-terminal's master reports EIO once the child side closes.
+                    Err(_) => {
+                        s.open = false;
+                        continue;
+                    }
+                };
+                let bytes = &buf[..n];
+                pass_on(bytes, s.is_stderr, output, &tail);
+                s.partial.extend_from_slice(bytes);
+                let cut = match memchr_last_newline(&s.partial) {
+                    Some(i) => i + 1,
+                    None if s.partial.len() > MAX_LINE => s.partial.len(),
+                    None => 0,
+                };
+                if cut > 0 {
+                    let whole: Vec<u8> = s.partial.drain(..cut).collect();
+                    if tx.send(whole).is_err() {
+                        return;
                     }
                 }
             }
-            if tx.send(bytes.to_vec()).is_err() {
-                break;
+        }
+        for s in streams.iter_mut() {
+            if !s.partial.is_empty() {
+                let mut rest = std::mem::take(&mut s.partial);
+                rest.push(b'\n');
+                let _ = tx.send(rest);
             }
         }
     })
 }
 
-/// Live (not zombie) pids whose process group is `group` (Linux /proc).
-fn group_members(group: i32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    // Fields after the command name (which may hold spaces):
-                    // state, ppid, pgrp.
-                    let rest: Vec<&str> = s[s.rfind(')')? + 2..].split_whitespace().collect();
-                    let live = rest.first()? != &"Z";
-                    Some(live && rest.get(2)?.parse::<i32>().ok()? == group)
-                })
-                .unwrap_or(false)
-        })
-        .collect()
+fn memchr_last_newline(bytes: &[u8]) -> Option<usize> {
+    bytes.iter().rposition(|b| *b == b'\n')
 }
 
-/// Where an attempt's GPU memory is read.
-#[derive(Debug, Clone)]
-pub enum MemorySource {
-    Nvml,
-    NvidiaSmi(std::path::PathBuf),
-}
-
-impl MemorySource {
-    fn open(&self) -> Option<Box<dyn GpuSource + Send>> {
-        match self {
-            MemorySource::Nvml => NvmlSource::open()
-                .ok()
-                .map(|s| Box::new(s) as Box<dyn GpuSource + Send>),
-            MemorySource::NvidiaSmi(bin) => Some(Box::new(NvidiaSmiSource::new(bin.clone()))),
+fn pass_on(bytes: &[u8], is_stderr: bool, output: Output, tail: &Mutex<Vec<u8>>) {
+    match output {
+        Output::Passthrough if !is_stderr => {
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(bytes).and_then(|_| out.flush());
+        }
+        Output::Passthrough | Output::ToStderr => {
+            let mut err = io::stderr().lock();
+            let _ = err.write_all(bytes).and_then(|_| err.flush());
+        }
+        Output::Capture => {
+            let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+            t.extend_from_slice(bytes);
+            if t.len() > TAIL_BYTES {
+                let cut = t.len() - TAIL_BYTES;
+                t.drain(..cut);
+            }
         }
     }
 }
 
-/// Samples the group's GPU memory until `stop` fires: its usage on the GPU it
-/// runs on, and what other processes hold there.
+/// What the sampler shares with the attempt: the fold so far and the first
+/// failure. The attempt reads them when it ends and never waits for the
+/// sampler itself.
+#[derive(Default)]
+struct SamplerState {
+    fold: TraceFold,
+    error: Option<String>,
+    limit: Option<HostLimit>,
+}
+
+/// Samples the group's memory every `period` until `stop` is set.
 fn spawn_sampler(
     source: MemorySource,
     period: Duration,
     group: i32,
-    stop: Receiver<()>,
-) -> thread::JoinHandle<MemoryTrace> {
+    stop: Arc<AtomicBool>,
+    state: Arc<Mutex<SamplerState>>,
+) {
     thread::spawn(move || {
         let started = Instant::now();
-        let mut trace = MemoryTrace::default();
-        let Some(mut source) = source.open() else {
-            return trace;
+        let note_error = |e: String| {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            s.error.get_or_insert(e);
         };
-        let mut others_max = 0u64;
-        let mut total = None;
-        // Own memory plus the device's free memory, read with the baseline:
-        // before the first step memory is flat, so the two readings agree.
-        let mut reach_at_baseline: Option<u64> = None;
-        loop {
-            if let Ok(Some(sample)) = source.sample() {
-                let members = group_members(group);
-                let mine_on = |gpu: u32| -> u64 {
-                    sample
-                        .processes
-                        .iter()
-                        .filter(|p| p.gpu == gpu && members.contains(&p.pid))
-                        .filter_map(|p| p.used_bytes)
-                        .sum()
-                };
-                // The GPU the command uses: where its processes hold most.
-                if let Some(g) = sample.gpus.iter().max_by_key(|g| mine_on(g.index)) {
-                    let mine = mine_on(g.index);
-                    let others: u64 = sample
-                        .processes
-                        .iter()
-                        .filter(|p| p.gpu == g.index && !members.contains(&p.pid))
-                        .filter_map(|p| p.used_bytes)
-                        .sum();
-                    trace.samples += 1;
-                    trace.timeline.push((started.elapsed().as_secs_f64(), mine));
-                    if trace.timeline.len() >= 1024 {
-                        // Keep every other point: bounded memory, whole span.
-                        let thinned = trace.timeline.iter().copied().step_by(2).collect();
-                        trace.timeline = thinned;
-                    }
-                    if mine > 0 {
-                        others_max = others_max.max(others);
-                        total = g.total_bytes.or(total);
-                        trace.peak_bytes = Some(trace.peak_bytes.map_or(mine, |p| p.max(mine)));
-                        let reach = g.free_bytes.map(|f| f.saturating_add(mine));
-                        match trace.baseline_bytes {
-                            Some(b) if mine > b => {}
-                            Some(b) if mine == b => {
-                                // Two readings a moment apart: the lowest sum
-                                // is the one no allocation fell between.
-                                reach_at_baseline = match (reach_at_baseline, reach) {
-                                    (Some(a), Some(r)) => Some(a.min(r)),
-                                    (a, r) => a.or(r),
-                                };
-                            }
-                            _ => {
-                                trace.baseline_bytes = Some(mine);
-                                reach_at_baseline = reach;
-                            }
+        while !stop.load(Ordering::SeqCst) {
+            let reading = match &source {
+                MemorySource::Gpu { source, .. } => match source.try_lock() {
+                    Ok(mut src) => match src.sample() {
+                        Ok(Some(sample)) => gpu_reading(&sample, group, started),
+                        Ok(None) => None,
+                        Err(e) => {
+                            note_error(e.to_string());
+                            None
                         }
+                    },
+                    Err(_) => {
+                        note_error("an earlier sample has not returned".into());
+                        None
                     }
-                }
+                },
+                MemorySource::Host => host_reading(group, started, &state),
+            };
+            if let Some(r) = reading {
+                state.lock().unwrap_or_else(|p| p.into_inner()).fold.add(r);
             }
-            match stop.recv_timeout(period) {
-                Err(RecvTimeoutError::Timeout) => continue,
-                _ => break,
+            let wake = Instant::now() + period;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < wake {
+                thread::sleep(period.min(Duration::from_millis(20)));
             }
         }
-        let listed = total.map(|t: u64| t.saturating_sub(others_max));
-        trace.capacity_bytes = match (listed, reach_at_baseline) {
-            (Some(l), Some(r)) => Some(l.min(r)),
-            (l, r) => l.or(r),
-        };
-        trace
+    });
+}
+
+/// The group's usage on the GPU it uses most, and what others hold there.
+fn gpu_reading(
+    sample: &oomguard_core::gpu::sample::GpuSample,
+    group: i32,
+    started: Instant,
+) -> Option<Reading> {
+    let members = group_members(group);
+    let mine_on = |gpu: u32| -> u64 {
+        sample
+            .processes
+            .iter()
+            .filter(|p| p.gpu == gpu && members.contains(&p.pid))
+            .filter_map(|p| p.used_bytes)
+            .sum()
+    };
+    let g = sample.gpus.iter().max_by_key(|g| mine_on(g.index))?;
+    let others: u64 = sample
+        .processes
+        .iter()
+        .filter(|p| p.gpu == g.index && !members.contains(&p.pid))
+        .filter_map(|p| p.used_bytes)
+        .sum();
+    Some(Reading {
+        seconds: started.elapsed().as_secs_f64(),
+        mine: mine_on(g.index),
+        others,
+        total: g.total_bytes,
+        free: g.free_bytes,
+        limit: None,
     })
 }
 
-/// Ends every live process left in `group`: SIGTERM, then SIGKILL after a
-/// grace period. The leader is a zombie at this point (waited, not reaped).
-fn reap_group(group: i32) {
-    if group_members(group).is_empty() {
-        return;
+/// The group's memory from /proc, against its tightest limit.
+fn host_reading(group: i32, started: Instant, state: &Mutex<SamplerState>) -> Option<Reading> {
+    let members = group_members(group);
+    if members.is_empty() {
+        return None;
     }
-    let pg = Pid::from_raw(group);
-    let _ = killpg(pg, Signal::SIGTERM);
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < deadline {
-        if group_members(group).is_empty() {
-            return;
+    let limit = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.limit.is_none() {
+            s.limit = host::limit(group as u32);
         }
-        thread::sleep(Duration::from_millis(20));
+        s.limit
+    };
+    Some(Reading {
+        seconds: started.elapsed().as_secs_f64(),
+        mine: host::group_usage(&members, limit)?,
+        others: 0,
+        total: None,
+        free: None,
+        limit: limit.map(|l| l.bytes),
+    })
+}
+
+/// The terminal oomguard runs on, when it reads stdin there in the
+/// foreground: the command's group is given the terminal while it runs.
+struct Terminal {
+    stdin: io::Stdin,
+    own: Pid,
+}
+
+impl Terminal {
+    fn if_foreground() -> Option<Terminal> {
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let own = getpgrp();
+        (tcgetpgrp(stdin.as_fd()).ok()? == own).then_some(Terminal { stdin, own })
     }
-    let _ = killpg(pg, Signal::SIGKILL);
+
+    /// Makes `group` the foreground group (SIGTTOU blocked: oomguard may be
+    /// in the background by then) and wakes it if it stopped on reading.
+    fn give(&self, group: i32) {
+        self.set(Pid::from_raw(group));
+        let _ = killpg(Pid::from_raw(group), Signal::SIGCONT);
+    }
+
+    fn take_back(&self) {
+        self.set(self.own);
+    }
+
+    fn set(&self, pgrp: Pid) {
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), None);
+        let _ = tcsetpgrp(self.stdin.as_fd(), pgrp);
+        let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&ttou), None);
+    }
+}
+
+/// Waits until the leader of `group` exits, without reaping it: while it is
+/// a zombie its pid, and so its group id, cannot be given to another
+/// process, so killing the group after can only reach what the attempt
+/// started. On a terminal, a stop of the command (Ctrl-Z) stops oomguard
+/// too, and a resume resumes the command.
+fn wait_exit(group: i32, terminal: Option<&Terminal>) {
+    let id = || Id::Pid(Pid::from_raw(group));
+    loop {
+        let flags = if terminal.is_some() {
+            WaitPidFlag::WEXITED | WaitPidFlag::WSTOPPED | WaitPidFlag::WNOWAIT
+        } else {
+            WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT
+        };
+        match waitid(id(), flags) {
+            Ok(WaitStatus::Stopped(..)) => {
+                // Consume the stop report (without reaping anything).
+                let _ = waitid(id(), WaitPidFlag::WSTOPPED);
+                if let Some(t) = terminal {
+                    t.take_back();
+                    // Stop oomguard's own job, as the shell expects of it;
+                    // this returns when the shell continues it (`fg`/`bg`).
+                    let _ = killpg(t.own, Signal::SIGTSTP);
+                    if tcgetpgrp(t.stdin.as_fd()).ok() == Some(t.own) {
+                        t.give(group);
+                    } else {
+                        let _ = killpg(Pid::from_raw(group), Signal::SIGCONT);
+                    }
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The command's cgroup's OOM-killer count now (the command runs in
+/// oomguard's cgroup).
+fn oom_kills_now() -> Option<u64> {
+    host::oom_kills(std::process::id())
+}
+
+/// The event the kernel's OOM killer leaves in the kernel log, in its own
+/// words (mm/oom_kill.c: `Out of memory: Killed process PID (COMM)`), for a
+/// kill the cgroup counted.
+fn oom_killer_event(pid: i32, argv0: &str) -> Option<OomEvent> {
+    let comm = std::path::Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| argv0.to_string());
+    let line = format!(
+        "Out of memory: Killed process {pid} ({comm}) (the cgroup's memory.events counted an oom_kill)\n"
+    );
+    let mut events = Vec::new();
+    let _ = scan_reader("kernel", line.as_bytes(), &ScanOptions::default(), |e| {
+        events.push(e)
+    });
+    events.pop()
 }
 
 /// Runs one attempt to its end.
-pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, StartError> {
+pub fn run(
+    launch: &Launch<'_>,
+    interrupts: &Interrupts,
+    guard: &mut Option<Guard>,
+) -> Result<Finished, StartError> {
     let started = Instant::now();
     let mut cmd = Command::new(&launch.argv[0]);
     cmd.args(&launch.argv[1..])
@@ -418,6 +725,12 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
     } else {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     }
+    let kills_before = oom_kills_now();
+    let terminal = if launch.output == Output::Capture {
+        None
+    } else {
+        Terminal::if_foreground()
+    };
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => StartError::NotFound(launch.argv[0].clone()),
         io::ErrorKind::PermissionDenied => StartError::NotExecutable(launch.argv[0].clone()),
@@ -425,6 +738,12 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
     })?;
     // The command line's process group is the child's pid (process_group(0)).
     let group = child.id() as i32;
+    if let Some(g) = guard.as_mut() {
+        g.tell(format!("+{group}\n"));
+    }
+    if let Some(t) = &terminal {
+        t.give(group);
+    }
     interrupts.child_group.store(group, Ordering::SeqCst);
     if let Some(sig) = interrupts.received() {
         forward(group, sig);
@@ -432,81 +751,114 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
     drop(cmd); // closes our copies of the pseudo-terminal's child side
 
     let tail = Arc::new(Mutex::new(Vec::new()));
-    let mut pumps = Vec::new();
-    let mut scanners = Vec::new();
-    let mut streams: Vec<(Box<dyn Read + Send>, bool)> = Vec::new();
+    let mut streams = Vec::new();
     if let Some(m) = master {
-        streams.push((Box::new(m), false));
+        streams.push((OwnedFd::from(m), false));
     } else {
         if let Some(out) = child.stdout.take() {
-            let _ = nix::fcntl::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&out),
-                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES),
-            );
-            streams.push((Box::new(out), false));
+            streams.push((OwnedFd::from(out), false));
         }
         if let Some(err) = child.stderr.take() {
-            let _ = nix::fcntl::fcntl(
-                std::os::fd::AsRawFd::as_raw_fd(&err),
-                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES),
-            );
-            streams.push((Box::new(err), true));
+            streams.push((OwnedFd::from(err), true));
         }
     }
-    for (stream, is_stderr) in streams {
-        let (tx, rx) = mpsc::sync_channel(64);
-        scanners.push(spawn_scanner(rx));
-        pumps.push(spawn_pump(
-            stream,
-            is_stderr,
-            launch.output,
-            tx,
-            tail.clone(),
-        ));
-    }
+    let streams: Vec<Stream> = streams
+        .into_iter()
+        .map(|(fd, is_stderr)| {
+            let _ = nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_BYTES),
+            );
+            Stream {
+                file: File::from(fd),
+                is_stderr,
+                partial: Vec::new(),
+                open: true,
+            }
+        })
+        .collect();
+    let (tx, rx) = mpsc::sync_channel(64);
+    let scanner = spawn_scanner(rx);
+    let drain_until = Arc::new(Mutex::new(None));
+    let pump = spawn_pump(
+        streams,
+        launch.output,
+        tx,
+        tail.clone(),
+        drain_until.clone(),
+    );
 
-    let (stop_sampler, sampler_rx) = mpsc::channel();
-    let sampler = launch
-        .memory
-        .clone()
-        .map(|source| spawn_sampler(source, launch.sample_every, group, sampler_rx));
+    let stop_sampler = Arc::new(AtomicBool::new(false));
+    let sampler_state = Arc::new(Mutex::new(SamplerState::default()));
+    if let Some(source) = launch.memory.clone() {
+        spawn_sampler(
+            source,
+            launch.sample_every,
+            group,
+            stop_sampler.clone(),
+            sampler_state.clone(),
+        );
+    }
     let (stop_timer, timer_rx) = mpsc::channel::<()>();
     let timed_out = Arc::new(AtomicI32::new(0));
+    let kill_after = launch.kill_after;
     let timer = launch.timeout.map(|limit| {
         let flag = timed_out.clone();
         thread::spawn(move || {
-            if let Err(RecvTimeoutError::Timeout) = timer_rx.recv_timeout(limit) {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = timer_rx.recv_timeout(limit) {
                 flag.store(1, Ordering::SeqCst);
-                reap_group(group);
+                end_group(group, kill_after);
             }
         })
     });
 
-    // Wait for the exit without reaping: while the child is a zombie its pid,
-    // and so its group id, cannot be given to another process, so killing
-    // the group below can only reach what the attempt started.
-    let _ = nix::sys::wait::waitid(
-        nix::sys::wait::Id::Pid(Pid::from_raw(group)),
-        nix::sys::wait::WaitPidFlag::WEXITED | nix::sys::wait::WaitPidFlag::WNOWAIT,
-    );
+    wait_exit(group, terminal.as_ref());
+    if let Some(t) = &terminal {
+        t.take_back();
+    }
     let _ = stop_timer.send(());
     if let Some(t) = timer {
         let _ = t.join();
     }
     interrupts.child_group.store(0, Ordering::SeqCst);
+    stop_sampler.store(true, Ordering::SeqCst);
     // Nothing of the attempt keeps running (torchrun workers, data loaders).
-    reap_group(group);
+    end_group(group, kill_after);
     let status = child.wait();
-    for p in pumps {
-        let _ = p.join();
+    if let Some(g) = guard.as_mut() {
+        g.tell(format!("-{group}\n"));
     }
-    let mut events = Vec::new();
-    for s in scanners {
-        events.extend(s.join().unwrap_or_default());
-    }
-    let _ = stop_sampler.send(());
-    let memory = sampler.and_then(|s| s.join().ok());
+    *drain_until.lock().unwrap_or_else(|p| p.into_inner()) =
+        Some(Instant::now() + DRAIN_AFTER_EXIT);
+    let _ = pump.join();
+    let mut events = scanner.join().unwrap_or_default();
     let status = status.map_err(StartError::Other)?;
+    let (memory, sample_error, host_limit) = {
+        let s = sampler_state.lock().unwrap_or_else(|p| p.into_inner());
+        let memory = launch.memory.as_ref().map(|_| s.fold.trace());
+        (memory, s.error.clone(), s.limit)
+    };
+    let killed = status.signal() == Some(Signal::SIGKILL as i32);
+    let oom_killed =
+        killed && matches!((kills_before, oom_kills_now()), (Some(a), Some(b)) if b > a);
+    if oom_killed && events.is_empty() {
+        events.extend(oom_killer_event(group, &launch.argv[0]));
+    }
+    if terminal.is_some()
+        && matches!(status.signal(), Some(s) if s == Signal::SIGINT as i32 || s == Signal::SIGQUIT as i32)
+    {
+        // Ctrl-C on the terminal reached the command, not oomguard: the
+        // user wants to stop.
+        interrupts
+            .received
+            .compare_exchange(
+                0,
+                status.signal().unwrap_or(2),
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .ok();
+    }
     let tail =
         String::from_utf8_lossy(&tail.lock().unwrap_or_else(|p| p.into_inner())).into_owned();
     Ok(Finished {
@@ -517,5 +869,8 @@ pub fn run(launch: &Launch<'_>, interrupts: &Interrupts) -> Result<Finished, Sta
         duration: started.elapsed(),
         tail,
         memory,
+        sample_error,
+        host_limit,
+        oom_killed,
     })
 }

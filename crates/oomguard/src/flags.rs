@@ -66,6 +66,12 @@ Exit code 0; 2 on bad input or when no source can be read (no NVIDIA driver: use
     Watch(WatchArgs),
     /// List the built-in model catalog.
     Models(ListArgs),
+    /// Internal: ends a command's process group when oomguard dies.
+    #[command(name = "__guard", hide = true)]
+    Guard {
+        /// Grace period between SIGTERM and SIGKILL, in milliseconds.
+        kill_after_ms: u64,
+    },
     /// List the built-in GPU catalog.
     Gpus(ListArgs),
 }
@@ -199,6 +205,21 @@ pub struct RunArgs {
     /// A JSON summary on stdout at the end; the command's output goes to stderr.
     #[arg(long)]
     pub json: bool,
+    /// SIGKILL the command this long after a SIGTERM it ignores (1s, 500ms, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub kill_after: std::time::Duration,
+    /// Share each restart's decision through this directory, keyed by the job's id.
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// The job's id in --state (default: TORCHELASTIC_RUN_ID, SLURM_JOB_ID, else the Kubernetes Job name).
+    #[arg(long, value_name = "ID", requires = "state")]
+    pub run_id: Option<String>,
+    /// After an OOM, record the decision and exit N so the launcher restarts the job.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..))]
+    pub exit_code_on_oom: Option<u8>,
+    /// After a leak (memory climbing step after step), restart once anyway.
+    #[arg(long)]
+    pub retry_leak: bool,
     /// The command and its arguments (after `--`).
     #[arg(value_name = "COMMAND", num_args = 0.., allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -218,11 +239,14 @@ pub struct TuneArgs {
     /// Report the found size times 1 - F.
     #[arg(long, value_name = "F", default_value_t = 0.0)]
     pub margin: f64,
-    /// Stop a trial after this many seconds; surviving that long counts as success.
-    #[arg(long, value_name = "SECONDS")]
-    pub trial_timeout: Option<f64>,
-    /// Where trials' peak GPU memory is read.
-    #[arg(long, value_name = "SOURCE", value_parser = ["nvml", "nvidia-smi", "none"])]
+    /// Stop a trial after this long (seconds, or 30s, 5m); surviving that long counts as success.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub trial_timeout: Option<std::time::Duration>,
+    /// SIGKILL a trial this long after a SIGTERM it ignores.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub kill_after: std::time::Duration,
+    /// Where trials' peak memory is read (proc: the host's /proc, for CPU jobs).
+    #[arg(long, value_name = "SOURCE", value_parser = ["nvml", "nvidia-smi", "proc", "none"])]
     pub source: Option<String>,
     /// Machine-readable output on stdout.
     #[arg(long)]
@@ -289,9 +313,7 @@ pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         .map_err(|_| format!("{text:?} is not a duration (use 1s, 500ms, 2m)"))?;
     let secs = v * mult;
     if !secs.is_finite() || !(0.01..=86_400.0).contains(&secs) {
-        return Err(format!(
-            "{text:?}: the interval must be between 10ms and 24h"
-        ));
+        return Err(format!("{text:?}: give a duration between 10ms and 24h"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
 }

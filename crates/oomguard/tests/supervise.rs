@@ -82,9 +82,9 @@ fn run_keeps_the_global_batch_and_journals_each_attempt() {
         "run",
         "--json",
         "--batch",
-        "200",
-        "--global-batch",
         "256",
+        "--global-batch",
+        "512",
         "--journal",
         j,
         "--",
@@ -105,7 +105,8 @@ fn run_keeps_the_global_batch_and_journals_each_attempt() {
     for (i, l) in lines.iter().enumerate() {
         assert_eq!(l["attempt"], i as u64 + 1);
         let (b, k) = (l["batch"].as_u64().unwrap(), l["accum"].as_u64().unwrap());
-        assert_eq!(k, 256u64.div_ceil(b), "{l}");
+        // Exactly the global batch: the micro-batch divides it.
+        assert_eq!(b * k, 512, "{l}");
         assert!(l["started_at"].as_str().unwrap().ends_with('Z'));
     }
     assert_eq!(lines[0]["oom"]["framework"], "pytorch");
@@ -309,11 +310,7 @@ fn tune_finds_exact_limits_in_no_more_trials_than_lightning() {
 /// with the stand-in nvidia-smi on PATH reporting its memory file `name` in
 /// `dir`; `env` is added to both.
 fn tune_with_stand_in(dir: &TempDir, name: &str, opts: &[&str], env: &[(&str, &str)]) -> Value {
-    let path = format!(
-        "{}:{}",
-        trainer_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::util::trainer_path(dir, &trainer_dir());
     let gpu_dir = dir.0.to_string_lossy().into_owned();
     let mem = dir.0.join(name).to_string_lossy().into_owned();
     let trainer = trainer();
@@ -622,20 +619,27 @@ fn the_journal_survives_kill_9_of_oomguard() {
         let v: Value = serde_json::from_str(line).expect("every journal line is whole JSON");
         assert!(v["oom"]["memory"]["requested_bytes"].as_u64().is_some());
     }
-    // The attempt that was running is orphaned by kill -9; end it (found by
-    // its command line, which names this test's own memory file).
+    // The attempt that was running does not outlive oomguard: its guard
+    // ends it (found by its command line, which names this test's own
+    // memory file).
     let needle = mem.to_string_lossy().into_owned();
-    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(&needle) {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
+    wait_for(
+        || running_with(&needle).is_empty(),
+        "the orphaned attempt to end",
+    );
+}
+
+/// Live pids whose command line contains `needle`.
+fn running_with(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(needle) && alive(*pid)
+        })
+        .collect()
 }
 
 #[test]
@@ -671,11 +675,7 @@ fn run_journals_the_memory_timeline_and_spots_a_leak() {
     let dir = TempDir::new();
     let journal = dir.0.join("journal.jsonl");
     let mem = dir.0.join("mem.json");
-    let path = format!(
-        "{}:{}",
-        trainer_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = crate::util::trainer_path(&dir, &trainer_dir());
     let gpu_dir = dir.0.to_string_lossy().into_owned();
     // 1.5 GiB kept alive every step: memory climbs until it runs out.
     let out = crate::util::oomguard_env(
@@ -696,8 +696,11 @@ fn run_journals_the_memory_timeline_and_spots_a_leak() {
             "1500",
             "--steps",
             "20",
+            // Steps long enough for a few samples each, so the rest level
+            // between steps is seen (a stand-in nvidia-smi call takes a good
+            // part of a second on a loaded machine).
             "--step-time",
-            "0.8",
+            "4",
             "--memory-file",
             mem.to_str().unwrap(),
         ],
@@ -728,4 +731,433 @@ fn run_journals_the_memory_timeline_and_spots_a_leak() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_first_step_oom_is_a_ramp_not_a_leak() {
+    // Weights load for 2 s, then the first step climbs layer by layer until
+    // it fails: memory rises through the end of the run, within one step.
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.jsonl");
+    let mem = dir.0.join("mem.json");
+    let path = crate::util::trainer_path(&dir, &trainer_dir());
+    let gpu_dir = dir.0.to_string_lossy().into_owned();
+    let limit = true_limit(&[]);
+    let start = (limit * 3).to_string();
+    let out = crate::util::oomguard_env(
+        &[
+            "run",
+            "--batch",
+            &start,
+            "--max-restarts",
+            "0",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--",
+            "python3",
+            &trainer(),
+            "--batch",
+            "{batch}",
+            "--load-time",
+            "2",
+            "--step-time",
+            "4",
+            "--memory-file",
+            mem.to_str().unwrap(),
+        ],
+        None,
+        &[("PATH", path.as_str()), ("FAKE_GPU_DIR", gpu_dir.as_str())],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let record: Value = serde_json::from_str(
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_ne!(record["memory"]["trend"]["kind"], "climbing", "{record}");
+    assert_ne!(
+        record["oom"]["causes"][0]["id"], "leftover_tensors",
+        "{record}"
+    );
+    assert!(!out.stderr.contains("only delays"), "{}", out.stderr);
+}
+
+#[test]
+fn a_hung_nvidia_smi_does_not_hold_up_an_attempt() {
+    let dir = TempDir::new();
+    let bin = dir.0.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    std::fs::write(&smi, "#!/bin/sh\nexec sleep 600\n").unwrap();
+    std::fs::set_permissions(&smi, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let started = std::time::Instant::now();
+    let out = oomguard_env(
+        &["run", "--", "sleep", "7"],
+        None,
+        &[("PATH", path.as_str())],
+    );
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(took < 11.0, "the attempt took {took:.1} s");
+    // The sample timed out (5 s) while the command ran: said once.
+    assert_eq!(
+        out.stderr.matches("a memory sample failed").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("no answer within"), "{}", out.stderr);
+}
+
+#[test]
+fn a_command_that_ignores_sigterm_is_killed_after_the_grace_period() {
+    let dir = TempDir::new();
+    let ready = dir.0.join("ready");
+    let script = format!(
+        "import signal, time, pathlib\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\npathlib.Path({:?}).write_text('x')\ntime.sleep(120)",
+        ready.display().to_string()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args(["run", "--kill-after", "1s", "--", "python3", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_for(|| ready.exists(), "the command to start");
+    let started = std::time::Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        started.elapsed().as_secs_f64() < 8.0,
+        "{:?}",
+        started.elapsed()
+    );
+    // The command's own end: killed by SIGKILL.
+    assert_eq!(status.code(), Some(128 + 9));
+}
+
+#[test]
+fn a_descendant_holding_stdout_in_a_new_session_does_not_hold_up_the_end() {
+    let dir = TempDir::new();
+    let marker = format!("oomguard-test-daemon-{}", std::process::id());
+    let script = format!("setsid sh -c 'exec -a {marker} sleep 60' & echo started");
+    let started = std::time::Instant::now();
+    let out = oomguard(&["run", "--", "sh", "-c", &script], None);
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("started"), "{}", out.stdout);
+    assert!(took < 10.0, "took {took:.1} s");
+    for pid in running_with(&marker) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+    drop(dir);
+}
+
+#[test]
+fn when_oomguard_is_killed_the_command_does_not_live_on() {
+    let dir = TempDir::new();
+    let pids = dir.0.join("pids");
+    let script = format!(
+        "sleep 120 & echo $! > {p}; echo $$ >> {p}; wait",
+        p = pids.display()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oomguard"))
+        .args(["run", "--kill-after", "1s", "--", "sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    wait_for(
+        || std::fs::read_to_string(&pids).is_ok_and(|s| s.lines().count() == 2),
+        "the command to start",
+    );
+    let listed: Vec<u32> = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    for pid in listed {
+        wait_for(
+            || !alive(pid),
+            "the command's processes to end after kill -9 of oomguard",
+        );
+    }
+}
+
+#[test]
+fn an_unwritable_journal_warns_and_a_torn_one_is_repaired() {
+    let out = oomguard(&["run", "--journal", "/dev/full", "--", "true"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("cannot write the journal"),
+        "{}",
+        out.stderr
+    );
+    let dir = TempDir::new();
+    let journal = dir.file("j.jsonl", b"{\"attempt\":1}\n{\"attempt\":2,\"ba");
+    let out = oomguard(&["run", "--journal", &journal, "--", "true"], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("partial line"), "{}", out.stderr);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(text.ends_with('\n'));
+    for line in text.lines() {
+        serde_json::from_str::<Value>(line).expect("whole JSON lines only");
+    }
+    assert_eq!(text.lines().count(), 2);
+}
+
+#[test]
+fn a_full_disk_never_leaves_half_a_line() {
+    // A 64 KiB tmpfs when this test may mount one (root on Linux); the
+    // journal's lines are larger than what is left after the filler.
+    let dir = TempDir::new();
+    let mnt = dir.0.join("mnt");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped the tmpfs part: cannot mount (not root); /dev/full is tested above");
+        return;
+    }
+    let journal = mnt.join("j.jsonl");
+    // Fill all but ~100 bytes.
+    let _ = std::fs::write(mnt.join("filler"), vec![0u8; 64 * 1024 - 4096 - 100]);
+    let script = "import sys; sys.stderr.write('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 0.95 GiB is reserved by PyTorch but unallocated.\\n'); sys.exit(1)";
+    let out = oomguard(
+        &[
+            "run",
+            "--batch",
+            "64",
+            "--max-restarts",
+            "2",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+        None,
+    );
+    let text = std::fs::read(&journal).unwrap_or_default();
+    let _ = Command::new("umount").arg(&mnt).status();
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches("cannot write the journal").count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(
+        text.is_empty() || text.ends_with(b"\n"),
+        "{}",
+        String::from_utf8_lossy(&text)
+    );
+}
+
+#[test]
+fn absurd_durations_and_batches_are_refused() {
+    for args in [
+        vec!["tune", "--trial-timeout", "1e20", "--", "true", "{batch}"],
+        vec!["tune", "--trial-timeout", "-1", "--", "true", "{batch}"],
+        vec!["run", "--kill-after", "NaN", "--", "true"],
+        vec!["run", "--kill-after", "1e300s", "--", "true"],
+        vec!["run", "--batch", "64", "--global-batch", "32", "--", "true"],
+    ] {
+        let out = oomguard(&args, None);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+        assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    }
+    let out = oomguard(
+        &["tune", "--trial-timeout", "1e20", "--", "true", "{batch}"],
+        None,
+    );
+    assert!(
+        out.stderr.contains("between 10ms and 24h"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn fragmentation_restarts_once_at_the_same_batch_with_the_allocator_setting() {
+    // Fails with a fragmentation OOM unless expandable_segments is set; the
+    // user's own setting is kept.
+    let script = r#"
+import os, sys
+conf = os.environ.get("PYTORCH_CUDA_ALLOC_CONF", "")
+print("conf=" + conf, "batch=" + os.environ["OOMGUARD_BATCH"])
+if "expandable_segments:True" not in conf:
+    sys.stderr.write("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.99 GiB of which 1.20 GiB is free. Including non-PyTorch memory, this process has 22.78 GiB memory in use. Of the allocated memory 17.10 GiB is allocated by PyTorch, and 5.18 GiB is reserved by PyTorch but unallocated. If reserved but unallocated memory is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid fragmentation.\n")
+    sys.exit(1)
+"#;
+    let out = oomguard_env(
+        &["run", "--batch", "32", "--", "python3", "-c", script],
+        None,
+        &[(
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "garbage_collection_threshold:0.6",
+        )],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("conf=garbage_collection_threshold:0.6,expandable_segments:True batch=32"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stderr.contains("same batch 32"), "{}", out.stderr);
+    assert!(!out.stderr.contains("halved"), "{}", out.stderr);
+}
+
+#[test]
+fn the_rank_that_ran_out_is_decided_on_not_the_timeouts_it_caused() {
+    // torchrun's log: rank 1 runs out with figures, then rank 0 times out in
+    // NCCL waiting for it; stdout and stderr interleave.
+    let script = r#"
+import os, sys, time
+b = int(os.environ["OOMGUARD_BATCH"])
+if b > 20:
+    print("[rank0]: step 1 loss 2.3", flush=True)
+    sys.stderr.write("[rank1]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 1 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated.\n")
+    sys.stderr.flush()
+    time.sleep(0.2)
+    print("[rank0]: [E ProcessGroupNCCL.cpp:563] [Rank 0] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=42, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600311 milliseconds before timing out.", flush=True)
+    sys.exit(1)
+"#;
+    let out = oomguard(
+        &["run", "--batch", "32", "--", "python3", "-c", script],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("needed at least"), "{}", out.stderr);
+    assert!(!out.stderr.contains("halved"), "{}", out.stderr);
+}
+
+#[test]
+fn ranks_share_one_decision_through_the_state_directory() {
+    // Four "ranks" fail at once with figures that allow different batches;
+    // each records its decision and exits 3 (--exit-code-on-oom). The file
+    // holds the smallest, whole, and every rank restarted by the launcher
+    // starts there.
+    let dir = TempDir::new();
+    let state = dir.0.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let script = r#"
+import os, sys
+b = int(os.environ["OOMGUARD_BATCH"])
+rank = int(os.environ["RANK"])
+print("started at", b)
+if b >= 40:
+    asked = 2 + 4 * rank
+    sys.stderr.write(f"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate {asked}.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.00 GiB is free. Including non-PyTorch memory, this process has 22.00 GiB memory in use. Of the allocated memory 18.00 GiB is allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated.\n")
+    sys.exit(1)
+"#;
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    let ranks: Vec<_> = (0..4)
+        .map(|rank| {
+            Command::new(bin)
+                .args(["run", "--batch", "64", "--state", state.to_str().unwrap()])
+                .args(["--exit-code-on-oom", "3", "--", "python3", "-c", script])
+                .env("RANK", rank.to_string())
+                .env("TORCHELASTIC_RUN_ID", "job-7")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = ranks
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for o in &outs {
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let stored: Value =
+        serde_json::from_str(&std::fs::read_to_string(state.join("job-7.json")).unwrap()).unwrap();
+    let batch = stored["batch"].as_u64().unwrap();
+    assert_eq!(stored["run_id"], "job-7");
+    // Each rank's own choice, alone: the smallest must be the one stored.
+    let mut alone = Vec::new();
+    for rank in 0..4 {
+        let o = oomguard_env(
+            &[
+                "run",
+                "--json",
+                "--batch",
+                "64",
+                "--max-restarts",
+                "1",
+                "--",
+                "python3",
+                "-c",
+                script,
+            ],
+            None,
+            &[("RANK", &rank.to_string())],
+        );
+        alone.push(o.json()["attempts"][1]["batch"].as_u64().unwrap());
+    }
+    assert_eq!(batch, *alone.iter().min().unwrap(), "{stored} vs {alone:?}");
+    assert!(
+        alone.iter().any(|b| *b != batch),
+        "the ranks should disagree: {alone:?}"
+    );
+    // The launcher restarts the job: every rank starts at the stored batch.
+    for rank in 0..2 {
+        let o = oomguard_env(
+            &[
+                "run",
+                "--batch",
+                "64",
+                "--state",
+                state.to_str().unwrap(),
+                "--",
+                "python3",
+                "-c",
+                script,
+            ],
+            None,
+            &[
+                ("RANK", &rank.to_string()),
+                ("TORCHELASTIC_RUN_ID", "job-7"),
+            ],
+        );
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(
+            o.stdout.contains(&format!("started at {batch}")),
+            "{}",
+            o.stdout
+        );
+    }
 }

@@ -90,3 +90,28 @@ pub fn fixture(rel: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(rel)
 }
+
+/// A PATH for the simulated trainer's tests: the stand-in `nvidia-smi`'s
+/// folder, then a folder in `dir` whose `python3` links straight to the
+/// interpreter (a version manager's shim, such as pyenv's, starts a shell
+/// and two more processes on every call, which makes memory samples sparse
+/// and trial counts depend on the machine's load), then the caller's PATH.
+pub fn trainer_path(dir: &TempDir, trainer_dir: &std::path::Path) -> String {
+    let bin = dir.0.join("python-bin");
+    let _ = std::fs::create_dir_all(&bin);
+    let real = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty());
+    if let Some(real) = real {
+        let _ = std::os::unix::fs::symlink(real, bin.join("python3"));
+    }
+    format!(
+        "{}:{}:{}",
+        trainer_dir.display(),
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}

@@ -1,7 +1,9 @@
 //! Where samples come from, behind one trait: NVML (loaded at run time, so
-//! the binary starts on machines without a driver), `nvidia-smi`'s CSV
-//! queries, or a recording played back. A source must not substitute 0 for a
-//! value it could not read.
+//! the binary starts on machines without a driver; behind the `nvml` cargo
+//! feature), `nvidia-smi`'s CSV queries, or a recording played back, chosen
+//! in one place ([`open`]). A source must not substitute 0 for a value it
+//! could not read, and no sample waits longer than [`SAMPLE_TIMEOUT`] on
+//! `nvidia-smi`.
 
 use super::nvidia_smi::{mib_value, parse_rows};
 use super::sample::{GpuSample, GpuState, ProcessState};
@@ -10,7 +12,12 @@ use std::fmt;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The longest one `nvidia-smi` query may take. A healthy driver answers in
+/// well under a second; a hung one (a GPU fallen off the bus, a driver
+/// upgrade half done) never does.
+pub const SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a source cannot give samples.
 #[derive(Debug)]
@@ -26,6 +33,8 @@ pub enum SourceError {
         detail: String,
     },
     Io(String),
+    /// This build left NVML out (the `nvml` cargo feature).
+    NoNvmlSupport,
 }
 
 impl fmt::Display for SourceError {
@@ -38,6 +47,10 @@ impl fmt::Display for SourceError {
             SourceError::NvidiaSmi(d) => write!(f, "nvidia-smi: {d}"),
             SourceError::Replay { path, line, detail } => write!(f, "{path}:{line}: not an oomguard recording: {detail}"),
             SourceError::Io(d) => write!(f, "{d}"),
+            SourceError::NoNvmlSupport => write!(
+                f,
+                "this oomguard was built without NVML support (the `nvml` feature); use --source nvidia-smi"
+            ),
         }
     }
 }
@@ -79,6 +92,7 @@ pub fn process_user(pid: u32) -> Option<String> {
 }
 
 /// The command name of `pid` (/proc/PID/comm).
+#[cfg(feature = "nvml")]
 fn process_name(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
@@ -88,10 +102,12 @@ fn process_name(pid: u32) -> Option<String> {
 /// Samples through NVML, loaded at run time. Memory comes from
 /// `nvmlDeviceGetMemoryInfo_v2` (nvml-wrapper 0.13), whose "used" matches
 /// what `nvidia-smi` prints; v1 counts reserved memory as used.
+#[cfg(feature = "nvml")]
 pub struct NvmlSource {
     nvml: nvml_wrapper::Nvml,
 }
 
+#[cfg(feature = "nvml")]
 impl NvmlSource {
     pub fn open() -> Result<NvmlSource, SourceError> {
         nvml_wrapper::Nvml::init()
@@ -100,6 +116,31 @@ impl NvmlSource {
     }
 }
 
+/// Without the `nvml` feature: opening says so.
+#[cfg(not(feature = "nvml"))]
+pub struct NvmlSource {
+    _none: (),
+}
+
+#[cfg(not(feature = "nvml"))]
+impl NvmlSource {
+    pub fn open() -> Result<NvmlSource, SourceError> {
+        Err(SourceError::NoNvmlSupport)
+    }
+}
+
+#[cfg(not(feature = "nvml"))]
+impl GpuSource for NvmlSource {
+    fn name(&self) -> &'static str {
+        "NVML"
+    }
+
+    fn sample(&mut self) -> Result<Option<GpuSample>, SourceError> {
+        Err(SourceError::NoNvmlSupport)
+    }
+}
+
+#[cfg(feature = "nvml")]
 impl GpuSource for NvmlSource {
     fn name(&self) -> &'static str {
         "NVML"
@@ -164,13 +205,11 @@ impl NvidiaSmiSource {
     }
 
     fn query(&self, args: &[&str]) -> Result<String, SourceError> {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| {
-                SourceError::NvidiaSmi(format!("cannot run {}: {e}", self.bin.display()))
-            })?;
+        let out = output_within(
+            Command::new(&self.bin).args(args).stdin(Stdio::null()),
+            SAMPLE_TIMEOUT,
+        )
+        .map_err(|e| SourceError::NvidiaSmi(format!("{}: {e}", self.bin.display())))?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(if out.stderr.is_empty() {
                 &out.stdout
@@ -182,6 +221,92 @@ impl NvidiaSmiSource {
             return Err(SourceError::NvidiaSmi(msg));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+/// Runs `cmd` to its end and collects its output, killing it when it takes
+/// longer than `limit`.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<std::process::Output> {
+    use std::io::Read;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let mut readers = Vec::new();
+    for stream in [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        readers.push(std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            // Bounded: a query's answer is a few KiB.
+            let _ = stream.take(4 << 20).read_to_end(&mut buf);
+            buf
+        }));
+    }
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", limit.as_secs_f64()),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut outs = readers.into_iter().map(|r| r.join().unwrap_or_default());
+    Ok(std::process::Output {
+        status,
+        stdout: outs.next().unwrap_or_default(),
+        stderr: outs.next().unwrap_or_default(),
+    })
+}
+
+/// Which source to read, as the user chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceChoice {
+    /// NVML when it loads, else `nvidia-smi` when it is on PATH.
+    Auto,
+    Nvml,
+    NvidiaSmi,
+    Replay(PathBuf),
+}
+
+/// `nvidia-smi` on PATH.
+pub fn nvidia_smi_on_path() -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("nvidia-smi"))
+        .find(|p| p.is_file())
+}
+
+/// Opens the chosen source once.
+pub fn open(choice: &SourceChoice) -> Result<Box<dyn GpuSource + Send>, SourceError> {
+    let smi = || {
+        nvidia_smi_on_path()
+            .map(|bin| Box::new(NvidiaSmiSource::new(bin)) as Box<dyn GpuSource + Send>)
+    };
+    match choice {
+        SourceChoice::Replay(path) => Ok(Box::new(ReplaySource::open(path)?)),
+        SourceChoice::Nvml => Ok(Box::new(NvmlSource::open()?)),
+        SourceChoice::NvidiaSmi => smi().ok_or_else(|| {
+            SourceError::NvidiaSmi("--source nvidia-smi: no nvidia-smi on PATH".into())
+        }),
+        SourceChoice::Auto => match NvmlSource::open() {
+            Ok(s) => Ok(Box::new(s)),
+            Err(nvml_error) => smi().ok_or(nvml_error),
+        },
     }
 }
 
@@ -243,6 +368,10 @@ impl GpuSource for NvidiaSmiSource {
         "nvidia-smi"
     }
 
+    /// The GPUs and the processes come from two runs of the tool a moment
+    /// apart; a process that allocates in between makes its usage and the
+    /// GPU's free memory disagree. Readers that combine the two (what a
+    /// process can reach) take a robust statistic over many samples.
     fn sample(&mut self) -> Result<Option<GpuSample>, SourceError> {
         let gpus = parse_gpus(&self.query(&[
             "--query-gpu=index,uuid,name,memory.total,memory.used,memory.free",
@@ -357,6 +486,25 @@ mod tests {
     }
 
     #[test]
+    fn a_hung_query_times_out() {
+        let started = Instant::now();
+        let e =
+            output_within(Command::new("sleep").arg("30"), Duration::from_millis(200)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let ok = output_within(Command::new("echo").arg("hi"), SAMPLE_TIMEOUT).unwrap();
+        assert_eq!(ok.stdout, b"hi\n");
+    }
+
+    #[test]
+    #[cfg(not(feature = "nvml"))]
+    fn without_the_feature_nvml_says_so() {
+        let e = open(&SourceChoice::Nvml).err().unwrap();
+        assert!(e.to_string().contains("built without NVML support"), "{e}");
+    }
+
+    #[test]
+    #[cfg(feature = "nvml")]
     fn no_driver_names_replay() {
         // This machine has no NVIDIA driver: the error must say what to do.
         if let Err(e) = NvmlSource::open() {

@@ -1,8 +1,8 @@
 //! One journal line per attempt of `run` (SPEC.md): what ran, how it ended,
 //! and the OOM event that ended it.
 
-use crate::diagnose::trend::MemoryTrend;
 use crate::diagnose::ExplainedEvent;
+use crate::supervise::trace::MemoryTrend;
 use serde::Serialize;
 
 /// An attempt as the journal records it.

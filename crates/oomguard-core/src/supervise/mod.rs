@@ -7,11 +7,14 @@
 //! module holds the decisions, so they can be tested without a process.
 
 pub mod command;
+pub mod host;
 pub mod journal;
 pub mod restart;
 pub mod search;
+pub mod state;
+pub mod trace;
 
 pub use command::{CommandTemplate, TemplateError};
 pub use journal::AttemptRecord;
-pub use restart::next_batch;
+pub use restart::{Decision, RestartPolicy};
 pub use search::{BatchSearch, TrialOutcome};

@@ -247,8 +247,18 @@ impl BatchSearch {
                     self.beyond_line += 1;
                 }
                 self.lo = Some(self.lo.map_or(batch, |l| l.max(batch)));
-                if let Some(p) = peak_bytes {
-                    self.peaks.push((batch, *p));
+                // A peak that rose less than 0.01% of the capacity above the
+                // baseline is noise (a job whose memory the source does not
+                // see, such as a simulated GPU read from /proc): no line.
+                let measurable = |p: u64| match (
+                    baseline_bytes.or(self.baseline),
+                    capacity_bytes.or(self.capacity),
+                ) {
+                    (Some(base), Some(cap)) => p.saturating_sub(base).saturating_mul(10_000) >= cap,
+                    _ => true,
+                };
+                if let Some(p) = peak_bytes.filter(|p| measurable(*p)) {
+                    self.peaks.push((batch, p));
                 }
                 if baseline_bytes.is_some() {
                     self.baseline = *baseline_bytes;

@@ -20,5 +20,6 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Watch(args) => watch::run(&args),
         Command::Models(args) => catalogs::models(&args),
         Command::Gpus(args) => catalogs::gpus(&args),
+        Command::Guard { kill_after_ms } => Ok(crate::child::guard(kill_after_ms)),
     }
 }

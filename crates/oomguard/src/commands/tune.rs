@@ -1,11 +1,11 @@
 //! `oomguard tune`: short trials of the command, each in a fresh process, to
 //! find the largest batch it survives; printed as they go, then the answer.
 
-use crate::child::{self, Interrupts, Launch, MemorySource, Output};
+use crate::child::{self, Guard, Interrupts, Launch, MemorySource, Output};
 use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
 use oomguard_core::diagnose::ExplainedEvent;
-use oomguard_core::gpu::source::NvmlSource;
+use oomguard_core::gpu::source::{open, SourceChoice};
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
 use serde::Serialize;
@@ -23,36 +23,24 @@ struct Trial {
 }
 
 /// Where trials' memory is read: `--source`, else NVML when it loads, else
-/// `nvidia-smi` when it is on PATH, else nowhere.
+/// `nvidia-smi` when it is on PATH, else the host's `/proc` (a CPU job).
 fn memory_source(arg: Option<&str>) -> anyhow::Result<Option<MemorySource>> {
-    let on_path = || {
-        std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("nvidia-smi"))
-                .find(|p| p.is_file())
-        })
-    };
-    match arg {
-        Some("none") => Ok(None),
-        Some("nvml") => {
-            NvmlSource::open()?;
-            Ok(Some(MemorySource::Nvml))
-        }
-        Some(_) => on_path()
-            .map(|p| Some(MemorySource::NvidiaSmi(p)))
-            .ok_or_else(|| anyhow::anyhow!("--source nvidia-smi: no nvidia-smi on PATH")),
-        None => Ok(if NvmlSource::open().is_ok() {
-            Some(MemorySource::Nvml)
-        } else {
-            on_path().map(MemorySource::NvidiaSmi)
-        }),
-    }
+    Ok(match arg {
+        Some("none") => None,
+        Some("proc") => Some(MemorySource::Host),
+        Some("nvml") => Some(MemorySource::gpu(open(&SourceChoice::Nvml)?)),
+        Some(_) => Some(MemorySource::gpu(open(&SourceChoice::NvidiaSmi)?)),
+        None => Some(
+            open(&SourceChoice::Auto)
+                .ok()
+                .map_or(MemorySource::Host, MemorySource::gpu),
+        ),
+    })
 }
 
 fn describe(source: &Option<MemorySource>) -> String {
     match source {
-        Some(MemorySource::Nvml) => "NVML".into(),
-        Some(MemorySource::NvidiaSmi(p)) => p.display().to_string(),
+        Some(s) => s.describe(),
         None => "nowhere (pass/fail and OOM figures only)".into(),
     }
 }
@@ -69,16 +57,15 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..1.0).contains(&args.margin) {
         bail!("--margin {} must be at least 0 and below 1", args.margin);
     }
-    let timeout = match args.trial_timeout {
-        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
-        Some(t) => bail!("--trial-timeout {t}: give a positive number of seconds"),
-        None => None,
-    };
+    let timeout = args.trial_timeout;
     let source = memory_source(args.source.as_deref())?;
     if !template.uses_batch() {
         say("the command has no {batch}: each trial gets its batch size only as OOMGUARD_BATCH in its environment");
     }
-    let interrupts = Interrupts::install().context("cannot install signal handlers")?;
+    let interrupts =
+        Interrupts::install(args.kill_after).context("cannot install signal handlers")?;
+    let mut guard = Guard::start(args.kill_after);
+    let mut said_sample_error = false;
     let mut search = BatchSearch::new(args.start, args.min, args.max);
     let mut trials: Vec<Trial> = Vec::new();
     if !args.json {
@@ -100,13 +87,22 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             env: vec![("OOMGUARD_BATCH".to_string(), batch.to_string())],
             output: Output::Capture,
             timeout,
+            kill_after: args.kill_after,
             memory: source.clone(),
             sample_every: Duration::from_millis(20),
         };
-        let finished = match child::run(&launch, &interrupts) {
+        let finished = match child::run(&launch, &interrupts, &mut guard) {
             Ok(f) => f,
             Err(e) => return Ok(ExitCode::from(e.into_exit_code()? as u8)),
         };
+        if let (Some(e), false) = (&finished.sample_error, said_sample_error) {
+            if !args.json {
+                say(&format!(
+                    "a memory sample failed ({e}); failed samples are skipped"
+                ));
+            }
+            said_sample_error = true;
+        }
         if let Some(sig) = interrupts.received() {
             return Ok(ExitCode::from((128 + sig).clamp(0, 255) as u8));
         }
@@ -175,6 +171,11 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
                 trials.len()
             )?,
             (Some(b), _) => writeln!(out, "largest batch: {b} ({} trials)", trials.len())?,
+            _ if args.min == 1 => writeln!(
+                out,
+                "the model does not fit at batch 1 ({} trials): no batch size makes it fit; `oomguard plan` shows what does (precision, quantization, checkpointing, more GPUs)",
+                trials.len()
+            )?,
             _ => writeln!(
                 out,
                 "no batch size from {} up survives ({} trials)",

@@ -14,9 +14,7 @@ pub use oomguard_core::gpu::monitor::Etas;
 use oomguard_core::gpu::monitor::{Alert, Monitor};
 use oomguard_core::gpu::sample::GpuSample;
 use oomguard_core::gpu::sampler::{Sampled, TimedSampler};
-use oomguard_core::gpu::source::{
-    GpuSource, NvidiaSmiSource, NvmlSource, ReplaySource, SourceError,
-};
+use oomguard_core::gpu::source::{GpuSource, SourceError};
 use oomguard_core::size::format_size;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -24,32 +22,15 @@ use std::io::{self, IsTerminal, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-fn nvidia_smi_on_path() -> Option<std::path::PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join("nvidia-smi"))
-        .find(|p| p.is_file())
-}
-
 fn open_source(args: &WatchArgs) -> anyhow::Result<Box<dyn GpuSource>> {
-    if let Some(path) = &args.replay {
-        return Ok(Box::new(ReplaySource::open(path)?));
-    }
-    match args.source.as_deref() {
-        Some("nvml") => Ok(Box::new(NvmlSource::open()?)),
-        Some("nvidia-smi") => {
-            let bin = nvidia_smi_on_path()
-                .ok_or_else(|| anyhow!("--source nvidia-smi: no nvidia-smi on PATH"))?;
-            Ok(Box::new(NvidiaSmiSource::new(bin)))
-        }
-        _ => match NvmlSource::open() {
-            Ok(s) => Ok(Box::new(s)),
-            Err(nvml_error) => match nvidia_smi_on_path() {
-                Some(bin) => Ok(Box::new(NvidiaSmiSource::new(bin))),
-                None => Err(nvml_error.into()),
-            },
-        },
-    }
+    use oomguard_core::gpu::source::{open, SourceChoice};
+    let choice = match (&args.replay, args.source.as_deref()) {
+        (Some(path), _) => SourceChoice::Replay(path.clone()),
+        (None, Some("nvml")) => SourceChoice::Nvml,
+        (None, Some("nvidia-smi")) => SourceChoice::NvidiaSmi,
+        (None, _) => SourceChoice::Auto,
+    };
+    Ok(open(&choice)?)
 }
 
 fn fire_alert(command: &str, sample: &GpuSample, gpu: u32, reason: AlertReason) {
