@@ -4,6 +4,7 @@ mod cases;
 mod deploy;
 mod explain;
 mod plan;
+mod snapshots;
 mod supervise;
 mod util;
 mod watch;
