@@ -14,6 +14,7 @@ use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
 use oomguard_core::estimate::fit::{
     max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
 };
+use oomguard_core::estimate::workload::MAX_BATCH_OR_SEQ;
 use oomguard_core::estimate::{
     estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
     Workload, WorkloadRequest,
@@ -224,6 +225,19 @@ fn choose_engine(args: &PlanArgs, shape: &ModelShape) -> anyhow::Result<EngineNa
             return Err(anyhow!(
                 "--cache-type-v {v}: llama.cpp quantizes the V cache only with flash attention; add --flash-attn"
             ));
+        }
+    }
+    for (flag, v) in [
+        ("--max-model-len", args.max_model_len),
+        ("--max-num-seqs", args.max_num_seqs),
+        ("--max-num-batched-tokens", args.max_num_batched_tokens),
+        ("--ctx-size", args.ctx_size),
+        ("--ubatch-size", args.ubatch_size),
+        ("--context-length", args.context_length),
+        ("--n-gpu-layers", args.n_gpu_layers),
+    ] {
+        if v.is_some_and(|v| v > MAX_BATCH_OR_SEQ) {
+            return Err(anyhow!("{flag} goes up to {MAX_BATCH_OR_SEQ}"));
         }
     }
     if let Some(f) = args.gpu_memory_utilization {
@@ -615,10 +629,15 @@ fn render_engine(
                 )?;
             }
             if let Some(u) = r.gpu_memory_utilization_needed {
+                let needed = if u > 1.0 {
+                    "more than the GPU".to_string()
+                } else {
+                    format!("{u:.2}")
+                };
                 writeln!(
                     out,
                     "  utilization needed             {:>12}  {}",
-                    format!("{u:.2}"),
+                    needed,
                     s.dim(&format!("for one request of {} tokens", r.request_len))
                 )?;
             }
