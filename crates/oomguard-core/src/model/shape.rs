@@ -156,6 +156,16 @@ pub struct ModelShape {
     pub linear_params: u64,
     /// Training uses dropout (BERT-era models): masks are kept for backward.
     pub dropout: bool,
+    /// Dropout on the attention probabilities: the config's
+    /// `attention_dropout` / `attn_pdrop` / `attention_probs_dropout_prob`
+    /// above 0, else the family's habit.
+    pub attention_dropout: bool,
+    /// Eager attention computes its softmax in fp32 when the model runs in
+    /// half precision, then casts back (`softmax(..., dtype=torch.float32)`
+    /// in the Llama, Mistral, Qwen, Gemma, GPT-NeoX, Falcon, OPT, BLOOM, T5
+    /// and StarCoder attention code); BERT, GPT-2 and ViT stay in the
+    /// model's dtype.
+    pub softmax_in_fp32: bool,
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
@@ -412,6 +422,20 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         params_exact: false,
         linear_params: 0,
         dropout: family.trains_with_dropout(),
+        attention_dropout: match cfg
+            .get("attention_dropout")
+            .or_else(|| cfg.get("attn_pdrop"))
+            .or_else(|| cfg.get("attention_probs_dropout_prob"))
+            .or_else(|| cfg.get("attention_dropout_prob"))
+            .and_then(Value::as_f64)
+        {
+            Some(p) => p > 0.0,
+            None => family.trains_with_dropout(),
+        },
+        softmax_in_fp32: !matches!(
+            family,
+            Family::Bert | Family::DistilBert | Family::Gpt2 | Family::Vit
+        ),
         gguf_weights_bytes: None,
         gguf_layout: None,
         checkpoint_fp8: cfg
