@@ -687,17 +687,18 @@ fn render_engine(
         }
         EngineName::Hf => {}
     }
-    writeln!(
-        out,
-        "  {}",
-        s.dim(&format!(
-            "GPU total {} (searches keep {:.0}% free)",
-            plan.gpu
-                .as_ref()
-                .map_or("n/a".into(), |g| gib(g.memory_bytes)),
-            SAFETY_MARGIN * 100.0
-        ))
-    )?;
+    let total = plan
+        .gpu
+        .as_ref()
+        .map_or("n/a (give --gpu)".into(), |g| gib(g.memory_bytes));
+    let share = match r.name {
+        EngineName::Vllm => {
+            "vLLM takes its --gpu-memory-utilization share of CUDA's total".to_string()
+        }
+        EngineName::Sglang => "SGLang takes its --mem-fraction-static share".to_string(),
+        _ => format!("the searches keep {:.0}% of it free", SAFETY_MARGIN * 100.0),
+    };
+    writeln!(out, "  {}", s.dim(&format!("GPU total {total}; {share}")))?;
     if let (Some(g), Some(fits)) = (&plan.gpu, r.fits) {
         writeln!(out)?;
         if fits {
