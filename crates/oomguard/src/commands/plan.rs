@@ -270,7 +270,9 @@ fn engine_report(
             workload,
             &VllmSettings {
                 gpu_memory_utilization: args.gpu_memory_utilization,
-                max_model_len: args.max_model_len,
+                // An explicit --seq is the request length when
+                // --max-model-len is not given.
+                max_model_len: args.max_model_len.or(args.seq),
                 max_num_seqs: args.max_num_seqs,
                 max_num_batched_tokens: args.max_num_batched_tokens,
                 kv_fp8: args.kv_cache_dtype.as_deref() == Some("fp8"),
@@ -284,7 +286,7 @@ fn engine_report(
             workload,
             &SglangSettings {
                 mem_fraction_static: args.mem_fraction_static,
-                context_length: args.context_length,
+                context_length: args.context_length.or(args.seq),
             },
             total,
         )),
