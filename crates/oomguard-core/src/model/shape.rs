@@ -120,6 +120,13 @@ pub struct GgufLayout {
     pub other_bytes: u64,
 }
 
+/// Rotary position embedding, as serving engines cache it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rotary {
+    pub dims: u64,
+    pub tables: u64,
+}
+
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
@@ -173,6 +180,11 @@ pub struct ModelShape {
     /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
     /// all heads instead of K and V per KV head.
     pub mla_cache_width: Option<u64>,
+    /// Rotary position embedding: the dimensions rotated per head, and how
+    /// many cos/sin tables the model builds (Gemma 3: one for its local
+    /// and one for its global layers). `None` for learned, ALiBi or
+    /// relative positions.
+    pub rotary: Option<Rotary>,
     /// The checkpoint stores its linears in fp8 (`quantization_config`
     /// with `quant_method` fp8: DeepSeek V3/R1, RedHat's fp8 releases).
     pub checkpoint_fp8: bool,
@@ -342,6 +354,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
     };
     let tie = get_bool(cfg, "tie_word_embeddings").unwrap_or(family.ties_by_default());
     let local_attention = local_attention(cfg, &model_type, layers);
+    let rotary_positions = rotary(cfg, family, &model_type, head_dim);
     let moe = moe_shape(cfg, layers);
     if let Some(m) = &moe {
         if m.experts > 1 << 10
@@ -443,6 +456,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             .and_then(|q| q.get("quant_method"))
             .and_then(Value::as_str)
             == Some("fp8"),
+        rotary: rotary_positions,
         mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
             .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
@@ -634,6 +648,39 @@ fn local_attention(cfg: &Value, model_type: &str, layers: u64) -> Option<LocalAt
         window,
         layers: local_layers,
     })
+}
+
+/// Rotary dimensions per head: all of `head_dim`, or the share
+/// `partial_rotary_factor` / `rotary_pct` gives (Phi, GPT-NeoX), or
+/// DeepSeek's `qk_rope_head_dim`; families with learned, ALiBi or
+/// relative positions have none.
+fn rotary(cfg: &Value, family: Family, model_type: &str, head_dim: u64) -> Option<Rotary> {
+    if matches!(
+        family,
+        Family::Bert
+            | Family::DistilBert
+            | Family::Gpt2
+            | Family::GptBigCode
+            | Family::Opt
+            | Family::Bloom
+            | Family::T5
+            | Family::Vit
+    ) {
+        return None;
+    }
+    let share = cfg
+        .get("partial_rotary_factor")
+        .or_else(|| cfg.get("rotary_pct"))
+        .and_then(Value::as_f64)
+        .filter(|f| *f > 0.0 && *f <= 1.0)
+        .unwrap_or(1.0);
+    let dims = get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or((head_dim as f64 * share) as u64);
+    let tables = if model_type.starts_with("gemma3") {
+        2
+    } else {
+        1
+    };
+    Some(Rotary { dims, tables })
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
