@@ -180,6 +180,11 @@ pub struct ModelShape {
     /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
     /// all heads instead of K and V per KV head.
     pub mla_cache_width: Option<u64>,
+    /// Parameters of a vision encoder and its projector that the
+    /// checkpoint carries beside the language model (Gemma 3's SigLIP),
+    /// from the config's `vision_config`; 0 for text-only models. Serving
+    /// engines load them; `params` counts the language model only.
+    pub vision_params: u64,
     /// Rotary position embedding: the dimensions rotated per head, and how
     /// many cos/sin tables the model builds (Gemma 3: one for its local
     /// and one for its global layers). `None` for learned, ALiBi or
@@ -242,6 +247,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         .get("torch_dtype")
         .and_then(Value::as_str)
         .and_then(Dtype::from_name);
+    let outer_cfg = cfg;
     let cfg = match cfg.get("text_config") {
         Some(tc) if tc.is_object() && cfg.get("hidden_size").is_none() => tc,
         _ => cfg,
@@ -457,6 +463,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             .and_then(Value::as_str)
             == Some("fp8"),
         rotary: rotary_positions,
+        vision_params: vision_params(outer_cfg, hidden),
         mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
             .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
@@ -681,6 +688,36 @@ fn rotary(cfg: &Value, family: Family, model_type: &str, head_dim: u64) -> Optio
         1
     };
     Some(Rotary { dims, tables })
+}
+
+/// Parameters of a ViT/SigLIP-style `vision_config` (pre-norm blocks with
+/// biased q, k, v, o and a two-layer MLP, two LayerNorms each; patch and
+/// position embeddings; a final LayerNorm) and of a linear projector to
+/// the language model's width (Gemma 3's `mm_input_projection`, with its
+/// RMSNorm).
+fn vision_params(cfg: &Value, text_hidden: u64) -> u64 {
+    let Some(v) = cfg.get("vision_config").filter(|v| v.is_object()) else {
+        return 0;
+    };
+    let (Some(h), Some(layers)) = (
+        get_u64(v, &["hidden_size"]),
+        get_u64(v, &["num_hidden_layers"]),
+    ) else {
+        return 0;
+    };
+    if h > 1 << 14 || layers > 1 << 8 {
+        return 0;
+    }
+    let i = get_u64(v, &["intermediate_size"])
+        .unwrap_or(4 * h)
+        .min(1 << 16);
+    let patch = get_u64(v, &["patch_size"]).unwrap_or(14).clamp(1, 64);
+    let image = get_u64(v, &["image_size"]).unwrap_or(224).min(1 << 12);
+    let channels = get_u64(v, &["num_channels"]).unwrap_or(3).min(16);
+    let block = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h;
+    let positions = (image / patch) * (image / patch);
+    let embed = channels * patch * patch * h + h + positions * h;
+    layers * block + embed + 2 * h + h * text_hidden + h
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
@@ -1085,6 +1122,23 @@ mod tests {
         );
         // A window as long as the model changes nothing.
         assert!(with(json!({"model_type": "mistral", "sliding_window": 32768})).is_none());
+    }
+
+    #[test]
+    fn a_multimodal_checkpoint_counts_its_vision_encoder_apart() {
+        // Gemma 3's SigLIP: about 0.4B parameters ("a 400M variant").
+        let s = crate::model::catalog::shape("gemma-3-12b-it").unwrap();
+        assert!(
+            (400_000_000..440_000_000).contains(&s.vision_params),
+            "{}",
+            s.vision_params
+        );
+        assert_eq!(
+            crate::model::catalog::shape("Llama-3.1-8B")
+                .unwrap()
+                .vision_params,
+            0
+        );
     }
 
     #[test]

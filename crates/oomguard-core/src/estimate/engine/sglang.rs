@@ -46,6 +46,7 @@ pub fn plan(
     let fraction = st.mem_fraction_static.unwrap_or(default_fraction(tp));
     // SGLang's rotary layers keep the same cos/sin table as vLLM's.
     let weights = weights_bytes(s, w)
+        .saturating_add(s.vision_params.saturating_mul(w.dtype.bytes()))
         .div_ceil(tp)
         .saturating_add(rope_cache_bytes(s, w.dtype.bytes()));
     let peak = activation_peak(s, w, CHUNKED_PREFILL, RUNNING);

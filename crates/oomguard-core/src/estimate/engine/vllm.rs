@@ -2,8 +2,9 @@
 //! `determine_available_memory` and `vllm/v1/core/kv_cache_utils.py`):
 //!
 //! 1. the weights load ("Model loading took X GiB"): every parameter at the
-//!    dtype, linears and embeddings split over `--tensor-parallel-size`,
-//!    and the rotary embedding's cos/sin table on every GPU;
+//!    dtype (a multimodal checkpoint's vision encoder too), linears and
+//!    embeddings split over `--tensor-parallel-size`, and the rotary
+//!    embedding's cos/sin table on every GPU;
 //! 2. a profile run with `--max-num-batched-tokens` tokens and a dummy
 //!    sampler pass over `--max-num-seqs` sequences gives the torch
 //!    activation peak; what CUDA allocated outside torch (NCCL, cuBLAS
@@ -205,6 +206,7 @@ pub fn plan(
     let batched = settings.max_num_batched_tokens.unwrap_or(default_tokens);
     let seqs = settings.max_num_seqs.unwrap_or(default_seqs);
     let weights = weights_bytes(s, w)
+        .saturating_add(s.vision_params.saturating_mul(w.dtype.bytes()))
         .div_ceil(tp)
         .saturating_add(rope_cache_bytes(s, w.dtype.bytes()));
     let peak = activation_peak(s, w, batched, seqs);
