@@ -366,6 +366,11 @@ fn the_hub_cache_is_searched_by_repo_id() {
 
 /// A GGUF v3 file: llama metadata and two tensors (F16 and Q4_K).
 fn gguf_bytes() -> Vec<u8> {
+    gguf_bytes_with_ffn_type(12)
+}
+
+/// The tiny GGUF with its block weight of ggml type `ffn_type`.
+fn gguf_bytes_with_ffn_type(ffn_type: u32) -> Vec<u8> {
     fn s(out: &mut Vec<u8>, text: &str) {
         out.extend((text.len() as u64).to_le_bytes());
         out.extend(text.as_bytes());
@@ -392,7 +397,7 @@ fn gguf_bytes() -> Vec<u8> {
     }
     for (name, dims, ty) in [
         ("token_embd.weight", [256u64, 1000], 1u32),
-        ("blk.0.ffn_up.weight", [256, 512], 12),
+        ("blk.0.ffn_up.weight", [256, 512], ffn_type),
     ] {
         s(&mut b, name);
         b.extend(2u32.to_le_bytes());
@@ -414,11 +419,29 @@ fn a_gguf_file_is_sized_from_its_quantization() {
     let json = out.json();
     assert_eq!(json["model"]["layers"], 2);
     assert_eq!(json["model"]["kv_heads"], 2);
-    // F16: 256,000 x 2 bytes; Q4_K: 131,072 / 256 blocks x 144 bytes.
+    // A GGUF is planned as llama.cpp loads it: the token embeddings (F16:
+    // 256,000 x 2 bytes) in host memory, the block (Q4_K: 131,072 / 256
+    // blocks x 144 bytes) on the GPU, and, the file having no output
+    // tensor, the embeddings duplicated there as the head.
+    assert_eq!(json["engine"]["name"], "llama.cpp");
+    assert_eq!(json["engine"]["host_bytes"], 256_000 * 2);
     assert_eq!(
         json["per_gpu"]["weights_bytes"],
         256_000 * 2 + 131_072 / 256 * 144
     );
+    let out = oomguard(&["plan", &path], None);
+    assert!(
+        out.stdout.contains("CUDA0 model buffer") && !out.stdout.contains("max_memory_allocated"),
+        "{}",
+        out.stdout
+    );
+    let out = oomguard(&["plan", &path, "--engine", "vllm"], None);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    // A type oomguard cannot size is a clear error, not a guess.
+    let bad = dir.file("odd.gguf", &gguf_bytes_with_ffn_type(99));
+    let out = oomguard(&["plan", &bad], None);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stderr.contains("ggml type 99"), "{}", out.stderr);
 }
 
 #[test]

@@ -46,10 +46,13 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
         bytes += 2 * h;
     }
     if w.attention == Attention::Eager {
-        // The softmax output (a row of seq scores per head), then with
-        // attention dropout its mask and output; under AMP the probabilities
-        // are fp32 and the matmul saves a half-precision cast of them.
-        let per_head = match (s.dropout, w.amp) {
+        // The softmax output (a row of seq scores per head) is saved for
+        // its backward, and the matmul with V saves what it multiplies:
+        // with an fp32 softmax (autocast, or the family's upcast in half
+        // precision) the fp32 probabilities and their half cast; with
+        // attention dropout, its one-byte mask too.
+        let upcast = w.amp || (e < 4 && s.softmax_in_fp32);
+        let per_head = match (s.attention_dropout, upcast) {
             (true, true) => 4 + 1 + 2,
             (true, false) => 2 * e + 1,
             (false, true) => 4 + 2,
@@ -126,4 +129,39 @@ pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
         0
     };
     tokens.saturating_mul(per_token).saturating_add(logits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::WorkloadRequest;
+    use crate::model::{catalog, Dtype};
+
+    fn eager_minus_sdpa(model: &str, dtype: Dtype) -> u64 {
+        let s = catalog::shape(model).unwrap();
+        let per = |attention| {
+            let req = WorkloadRequest {
+                train: true,
+                seq: Some(256),
+                dtype: Some(dtype),
+                attention: Some(attention),
+                ..WorkloadRequest::default()
+            };
+            training_bytes_per_token_per_layer(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        (per(Attention::Eager) - per(Attention::Sdpa)) / (s.heads * 256)
+    }
+
+    #[test]
+    fn eager_scores_follow_the_familys_softmax_precision() {
+        // Llama in bf16: fp32 softmax output and its bf16 cast, no dropout.
+        assert_eq!(eager_minus_sdpa("Llama-3.2-1B", Dtype::Bf16), 6);
+        // BERT in fp16: softmax in fp16, then attention dropout (mask + output).
+        assert_eq!(
+            eager_minus_sdpa("bert-base-uncased", Dtype::Fp16),
+            2 * 2 + 1
+        );
+        // fp32 models have nothing to upcast.
+        assert_eq!(eager_minus_sdpa("Llama-3.2-1B", Dtype::Fp32), 4);
+    }
 }

@@ -120,6 +120,13 @@ pub struct GgufLayout {
     pub other_bytes: u64,
 }
 
+/// Rotary position embedding, as serving engines cache it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Rotary {
+    pub dims: u64,
+    pub tables: u64,
+}
+
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
@@ -156,6 +163,16 @@ pub struct ModelShape {
     pub linear_params: u64,
     /// Training uses dropout (BERT-era models): masks are kept for backward.
     pub dropout: bool,
+    /// Dropout on the attention probabilities: the config's
+    /// `attention_dropout` / `attn_pdrop` / `attention_probs_dropout_prob`
+    /// above 0, else the family's habit.
+    pub attention_dropout: bool,
+    /// Eager attention computes its softmax in fp32 when the model runs in
+    /// half precision, then casts back (`softmax(..., dtype=torch.float32)`
+    /// in the Llama, Mistral, Qwen, Gemma, GPT-NeoX, Falcon, OPT, BLOOM, T5
+    /// and StarCoder attention code); BERT, GPT-2 and ViT stay in the
+    /// model's dtype.
+    pub softmax_in_fp32: bool,
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
@@ -163,6 +180,16 @@ pub struct ModelShape {
     /// and layer, `kv_lora_rank + qk_rope_head_dim`, one latent shared by
     /// all heads instead of K and V per KV head.
     pub mla_cache_width: Option<u64>,
+    /// Parameters of a vision encoder and its projector that the
+    /// checkpoint carries beside the language model (Gemma 3's SigLIP),
+    /// from the config's `vision_config`; 0 for text-only models. Serving
+    /// engines load them; `params` counts the language model only.
+    pub vision_params: u64,
+    /// Rotary position embedding: the dimensions rotated per head, and how
+    /// many cos/sin tables the model builds (Gemma 3: one for its local
+    /// and one for its global layers). `None` for learned, ALiBi or
+    /// relative positions.
+    pub rotary: Option<Rotary>,
     /// The checkpoint stores its linears in fp8 (`quantization_config`
     /// with `quant_method` fp8: DeepSeek V3/R1, RedHat's fp8 releases).
     pub checkpoint_fp8: bool,
@@ -220,6 +247,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         .get("torch_dtype")
         .and_then(Value::as_str)
         .and_then(Dtype::from_name);
+    let outer_cfg = cfg;
     let cfg = match cfg.get("text_config") {
         Some(tc) if tc.is_object() && cfg.get("hidden_size").is_none() => tc,
         _ => cfg,
@@ -332,6 +360,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
     };
     let tie = get_bool(cfg, "tie_word_embeddings").unwrap_or(family.ties_by_default());
     let local_attention = local_attention(cfg, &model_type, layers);
+    let rotary_positions = rotary(cfg, family, &model_type, head_dim);
     let moe = moe_shape(cfg, layers);
     if let Some(m) = &moe {
         if m.experts > 1 << 10
@@ -412,6 +441,20 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         params_exact: false,
         linear_params: 0,
         dropout: family.trains_with_dropout(),
+        attention_dropout: match cfg
+            .get("attention_dropout")
+            .or_else(|| cfg.get("attn_pdrop"))
+            .or_else(|| cfg.get("attention_probs_dropout_prob"))
+            .or_else(|| cfg.get("attention_dropout_prob"))
+            .and_then(Value::as_f64)
+        {
+            Some(p) => p > 0.0,
+            None => family.trains_with_dropout(),
+        },
+        softmax_in_fp32: !matches!(
+            family,
+            Family::Bert | Family::DistilBert | Family::Gpt2 | Family::Vit
+        ),
         gguf_weights_bytes: None,
         gguf_layout: None,
         checkpoint_fp8: cfg
@@ -419,6 +462,8 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             .and_then(|q| q.get("quant_method"))
             .and_then(Value::as_str)
             == Some("fp8"),
+        rotary: rotary_positions,
+        vision_params: vision_params(outer_cfg, hidden),
         mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
             .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
@@ -610,6 +655,69 @@ fn local_attention(cfg: &Value, model_type: &str, layers: u64) -> Option<LocalAt
         window,
         layers: local_layers,
     })
+}
+
+/// Rotary dimensions per head: all of `head_dim`, or the share
+/// `partial_rotary_factor` / `rotary_pct` gives (Phi, GPT-NeoX), or
+/// DeepSeek's `qk_rope_head_dim`; families with learned, ALiBi or
+/// relative positions have none.
+fn rotary(cfg: &Value, family: Family, model_type: &str, head_dim: u64) -> Option<Rotary> {
+    if matches!(
+        family,
+        Family::Bert
+            | Family::DistilBert
+            | Family::Gpt2
+            | Family::GptBigCode
+            | Family::Opt
+            | Family::Bloom
+            | Family::T5
+            | Family::Vit
+    ) {
+        return None;
+    }
+    let share = cfg
+        .get("partial_rotary_factor")
+        .or_else(|| cfg.get("rotary_pct"))
+        .and_then(Value::as_f64)
+        .filter(|f| *f > 0.0 && *f <= 1.0)
+        .unwrap_or(1.0);
+    let dims = get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or((head_dim as f64 * share) as u64);
+    let tables = if model_type.starts_with("gemma3") {
+        2
+    } else {
+        1
+    };
+    Some(Rotary { dims, tables })
+}
+
+/// Parameters of a ViT/SigLIP-style `vision_config` (pre-norm blocks with
+/// biased q, k, v, o and a two-layer MLP, two LayerNorms each; patch and
+/// position embeddings; a final LayerNorm) and of a linear projector to
+/// the language model's width (Gemma 3's `mm_input_projection`, with its
+/// RMSNorm).
+fn vision_params(cfg: &Value, text_hidden: u64) -> u64 {
+    let Some(v) = cfg.get("vision_config").filter(|v| v.is_object()) else {
+        return 0;
+    };
+    let (Some(h), Some(layers)) = (
+        get_u64(v, &["hidden_size"]),
+        get_u64(v, &["num_hidden_layers"]),
+    ) else {
+        return 0;
+    };
+    if h > 1 << 14 || layers > 1 << 8 {
+        return 0;
+    }
+    let i = get_u64(v, &["intermediate_size"])
+        .unwrap_or(4 * h)
+        .min(1 << 16);
+    let patch = get_u64(v, &["patch_size"]).unwrap_or(14).clamp(1, 64);
+    let image = get_u64(v, &["image_size"]).unwrap_or(224).min(1 << 12);
+    let channels = get_u64(v, &["num_channels"]).unwrap_or(3).min(16);
+    let block = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h;
+    let positions = (image / patch) * (image / patch);
+    let embed = channels * patch * patch * h + h + positions * h;
+    layers * block + embed + 2 * h + h * text_hidden + h
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {
@@ -1014,6 +1122,23 @@ mod tests {
         );
         // A window as long as the model changes nothing.
         assert!(with(json!({"model_type": "mistral", "sliding_window": 32768})).is_none());
+    }
+
+    #[test]
+    fn a_multimodal_checkpoint_counts_its_vision_encoder_apart() {
+        // Gemma 3's SigLIP: about 0.4B parameters ("a 400M variant").
+        let s = crate::model::catalog::shape("gemma-3-12b-it").unwrap();
+        assert!(
+            (400_000_000..440_000_000).contains(&s.vision_params),
+            "{}",
+            s.vision_params
+        );
+        assert_eq!(
+            crate::model::catalog::shape("Llama-3.1-8B")
+                .unwrap()
+                .vision_params,
+            0
+        );
     }
 
     #[test]

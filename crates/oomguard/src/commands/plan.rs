@@ -14,6 +14,7 @@ use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
 use oomguard_core::estimate::fit::{
     max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
 };
+use oomguard_core::estimate::workload::MAX_BATCH_OR_SEQ;
 use oomguard_core::estimate::{
     estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
     Workload, WorkloadRequest,
@@ -226,6 +227,19 @@ fn choose_engine(args: &PlanArgs, shape: &ModelShape) -> anyhow::Result<EngineNa
             ));
         }
     }
+    for (flag, v) in [
+        ("--max-model-len", args.max_model_len),
+        ("--max-num-seqs", args.max_num_seqs),
+        ("--max-num-batched-tokens", args.max_num_batched_tokens),
+        ("--ctx-size", args.ctx_size),
+        ("--ubatch-size", args.ubatch_size),
+        ("--context-length", args.context_length),
+        ("--n-gpu-layers", args.n_gpu_layers),
+    ] {
+        if v.is_some_and(|v| v > MAX_BATCH_OR_SEQ) {
+            return Err(anyhow!("{flag} goes up to {MAX_BATCH_OR_SEQ}"));
+        }
+    }
     if let Some(f) = args.gpu_memory_utilization {
         check_fraction("--gpu-memory-utilization", f).map_err(|e| anyhow!(e))?;
     }
@@ -256,7 +270,9 @@ fn engine_report(
             workload,
             &VllmSettings {
                 gpu_memory_utilization: args.gpu_memory_utilization,
-                max_model_len: args.max_model_len,
+                // An explicit --seq is the request length when
+                // --max-model-len is not given.
+                max_model_len: args.max_model_len.or(args.seq),
                 max_num_seqs: args.max_num_seqs,
                 max_num_batched_tokens: args.max_num_batched_tokens,
                 kv_fp8: args.kv_cache_dtype.as_deref() == Some("fp8"),
@@ -270,7 +286,7 @@ fn engine_report(
             workload,
             &SglangSettings {
                 mem_fraction_static: args.mem_fraction_static,
-                context_length: args.context_length,
+                context_length: args.context_length.or(args.seq),
             },
             total,
         )),
@@ -615,10 +631,15 @@ fn render_engine(
                 )?;
             }
             if let Some(u) = r.gpu_memory_utilization_needed {
+                let needed = if u > 1.0 {
+                    "more than the GPU".to_string()
+                } else {
+                    format!("{u:.2}")
+                };
                 writeln!(
                     out,
                     "  utilization needed             {:>12}  {}",
-                    format!("{u:.2}"),
+                    needed,
                     s.dim(&format!("for one request of {} tokens", r.request_len))
                 )?;
             }
@@ -668,17 +689,18 @@ fn render_engine(
         }
         EngineName::Hf => {}
     }
-    writeln!(
-        out,
-        "  {}",
-        s.dim(&format!(
-            "GPU total {} (searches keep {:.0}% free)",
-            plan.gpu
-                .as_ref()
-                .map_or("n/a".into(), |g| gib(g.memory_bytes)),
-            SAFETY_MARGIN * 100.0
-        ))
-    )?;
+    let total = plan
+        .gpu
+        .as_ref()
+        .map_or("n/a (give --gpu)".into(), |g| gib(g.memory_bytes));
+    let share = match r.name {
+        EngineName::Vllm => {
+            "vLLM takes its --gpu-memory-utilization share of CUDA's total".to_string()
+        }
+        EngineName::Sglang => "SGLang takes its --mem-fraction-static share".to_string(),
+        _ => format!("the searches keep {:.0}% of it free", SAFETY_MARGIN * 100.0),
+    };
+    writeln!(out, "  {}", s.dim(&format!("GPU total {total}; {share}")))?;
     if let (Some(g), Some(fits)) = (&plan.gpu, r.fits) {
         writeln!(out)?;
         if fits {

@@ -7,7 +7,7 @@
 //! (`server_args.py`, v0.4: 0.88 on one GPU, 0.87 for TP 2, 0.85 for TP 4,
 //! 0.81 for TP 8).
 
-use super::vllm::{activation_peak, kv_bytes_per_token_layer};
+use super::vllm::{activation_peak, kv_bytes_per_token_layer, rope_cache_bytes};
 use super::{EngineName, EngineReport};
 use crate::estimate::allocator::CUDA_CONTEXT_BYTES;
 use crate::estimate::weights::weights_bytes;
@@ -44,7 +44,11 @@ pub fn plan(
 ) -> EngineReport {
     let tp = w.tp.max(1);
     let fraction = st.mem_fraction_static.unwrap_or(default_fraction(tp));
-    let weights = weights_bytes(s, w).div_ceil(tp);
+    // SGLang's rotary layers keep the same cos/sin table as vLLM's.
+    let weights = weights_bytes(s, w)
+        .saturating_add(s.vision_params.saturating_mul(w.dtype.bytes()))
+        .div_ceil(tp)
+        .saturating_add(rope_cache_bytes(s, w.dtype.bytes()));
     let peak = activation_peak(s, w, CHUNKED_PREFILL, RUNNING);
     let per_token = kv_bytes_per_token_layer(s, tp, w.dtype.bytes())
         .saturating_mul(s.layers)

@@ -2,7 +2,9 @@
 //! `determine_available_memory` and `vllm/v1/core/kv_cache_utils.py`):
 //!
 //! 1. the weights load ("Model loading took X GiB"): every parameter at the
-//!    dtype, linears and embeddings split over `--tensor-parallel-size`;
+//!    dtype (a multimodal checkpoint's vision encoder too), linears and
+//!    embeddings split over `--tensor-parallel-size`, and the rotary
+//!    embedding's cos/sin table on every GPU;
 //! 2. a profile run with `--max-num-batched-tokens` tokens and a dummy
 //!    sampler pass over `--max-num-seqs` sequences gives the torch
 //!    activation peak; what CUDA allocated outside torch (NCCL, cuBLAS
@@ -40,10 +42,29 @@ pub const BLOCK_TOKENS: u64 = 16;
 pub const NON_TORCH_BYTES_TP1: u64 = 256 << 20;
 pub const NON_TORCH_BYTES_TP: u64 = 2202 << 20;
 
-/// The sampler's dummy pass keeps, per sequence and vocabulary entry, the
-/// fp32 logits, their sorted copy (fp32) and the sort's int64 indices
-/// (top-k/top-p sampling sorts the logits): 16 bytes.
-const SAMPLER_BYTES_PER_LOGIT: u64 = 16;
+/// Bytes the sampler's dummy pass holds per sequence and vocabulary entry:
+/// top-k/top-p sampling keeps the fp32 logits, their sorted copy and the
+/// sort's int64 indices (16 bytes), less what it frees on the way. Measured
+/// at 15: the "torch peak increase" of three vLLM 0.19 start-up logs on H100
+/// (Llama-3.1-8B 1.89 GiB, Qwen2.5-7B 2.21 GiB, Phi-4 1.52 GiB, with 1024
+/// sequences) over their logits gives 14.9-15.1 bytes each, beside the
+/// batch's hidden states (llm-d-planner accuracy/results/v0.19.0/logs).
+const SAMPLER_BYTES_PER_LOGIT: u64 = 15;
+
+/// vLLM's rotary embedding keeps a cos/sin table of `max_position_embeddings`
+/// rows of `rotary_dim` values in the model's dtype on every GPU
+/// (`RotaryEmbedding.cos_sin_cache`, a buffer counted in "Model loading
+/// took"): 32 MiB for Llama-3.1-8B, 2.5 GiB for Llama 4 Scout's 10M
+/// positions.
+pub fn rope_cache_bytes(s: &ModelShape, elem: u64) -> u64 {
+    match (s.rotary, s.max_position_embeddings) {
+        (Some(r), Some(max)) => max
+            .saturating_mul(r.dims)
+            .saturating_mul(r.tables)
+            .saturating_mul(elem),
+        _ => 0,
+    }
+}
 
 /// The settings vLLM is started with; `None` is vLLM's default.
 #[derive(Debug, Clone, Default)]
@@ -184,7 +205,10 @@ pub fn plan(
         .unwrap_or(w.seq);
     let batched = settings.max_num_batched_tokens.unwrap_or(default_tokens);
     let seqs = settings.max_num_seqs.unwrap_or(default_seqs);
-    let weights = weights_bytes(s, w).div_ceil(tp);
+    let weights = weights_bytes(s, w)
+        .saturating_add(s.vision_params.saturating_mul(w.dtype.bytes()))
+        .div_ceil(tp)
+        .saturating_add(rope_cache_bytes(s, w.dtype.bytes()));
     let peak = activation_peak(s, w, batched, seqs);
     let other = if tp > 1 {
         NON_TORCH_BYTES_TP
@@ -374,6 +398,15 @@ mod tests {
             kv_groups(&catalog::shape("gemma-2-9b-it").unwrap()),
             (21, 2)
         );
+    }
+
+    #[test]
+    fn the_rotary_table_spans_the_models_positions() {
+        let l31 = catalog::shape("Llama-3.1-8B").unwrap();
+        assert_eq!(rope_cache_bytes(&l31, 2), 131_072 * 128 * 2);
+        let scout = catalog::shape("Llama-4-Scout-17B-16E-Instruct").unwrap();
+        assert_eq!(rope_cache_bytes(&scout, 2), 10_485_760 * 128 * 2);
+        assert_eq!(rope_cache_bytes(&catalog::shape("gpt2").unwrap(), 2), 0);
     }
 
     #[test]
