@@ -679,3 +679,26 @@ fn a_gpu_written_in_gb_is_the_vendors_binary_size() {
     let out = oomguard(&["plan", "Llama-3.2-1B", "--gpu", "24GB", "--json"], None);
     assert_eq!(out.json()["gpu"]["memory_bytes"], 24u64 << 30);
 }
+
+#[test]
+fn the_engine_command_serves_the_model_the_user_named() {
+    // An -Instruct repo id resolves to its base's shape in the catalog, but
+    // the command to paste must load what the user asked for.
+    let out = oomguard(
+        &[
+            "plan",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "--engine",
+            "vllm",
+            "--gpu",
+            "l40s",
+        ],
+        None,
+    );
+    assert!(
+        out.stdout
+            .contains("vllm serve meta-llama/Llama-3.1-8B-Instruct "),
+        "{}",
+        out.stdout
+    );
+}

@@ -722,9 +722,17 @@ fn render_engine(
             )?;
         }
     }
+    // The engine loads what the user named (a repo id or a folder; an
+    // -Instruct variant shares its base's shape in the catalog), and the
+    // catalog's full id where only a short name was given.
+    let served = if args.model.contains('/') {
+        args.model.as_str()
+    } else {
+        shape.id.as_str()
+    };
     let program = match r.name {
-        EngineName::Vllm => format!("vllm serve {}", shape.id),
-        EngineName::Sglang => format!("python -m sglang.launch_server --model-path {}", shape.id),
+        EngineName::Vllm => format!("vllm serve {served}"),
+        EngineName::Sglang => format!("python -m sglang.launch_server --model-path {served}"),
         EngineName::LlamaCpp => format!(
             "llama-server -m {}",
             if shape.gguf_layout.is_some() {
