@@ -73,22 +73,18 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The user owning `pid`, from /proc and /etc/passwd.
+/// The user owning `pid`, from /proc and the user database.
 pub fn process_user(pid: u32) -> Option<String> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let uid = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))?
-        .split_whitespace()
-        .nth(1)?
-        .to_string();
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
-        .lines()
-        .find(|l| l.split(':').nth(2) == Some(uid.as_str()))
-        .and_then(|l| l.split(':').next())
-        .map(str::to_string)
-        .or(Some(uid))
+    use std::os::unix::fs::MetadataExt;
+    // The owner of /proc/PID is the process's real user.
+    let uid = std::fs::metadata(format!("/proc/{pid}")).ok()?.uid();
+    // Through the C library's user database, so that directory users
+    // (LDAP, SSSD: the usual case on shared GPU clusters) have names too;
+    // a uid with no name is shown as the number.
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => Some(user.name),
+        _ => Some(uid.to_string()),
+    }
 }
 
 /// The command name of `pid` (/proc/PID/comm).
@@ -465,6 +461,16 @@ impl GpuSource for ReplaySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_owner_of_a_process_is_named() {
+        // This test's own process: its owner has a name in the user database
+        // (root in CI), or, failing that, the uid as a number.
+        let me = std::process::id();
+        let user = process_user(me).unwrap();
+        assert!(!user.is_empty());
+        assert_eq!(process_user(u32::MAX), None);
+    }
 
     #[test]
     fn nvidia_smi_queries_parse_into_samples() {

@@ -108,7 +108,7 @@ pub fn suggestions(name: &str, n: usize) -> Vec<String> {
             let d = if s.contains(&q) || q.contains(&s) {
                 0
             } else {
-                edit_distance(&q, &s)
+                strsim::levenshtein(&q, &s)
             };
             (d, m.id.as_str())
         })
@@ -120,22 +120,6 @@ pub fn suggestions(name: &str, n: usize) -> Vec<String> {
         .take(n)
         .map(|(_, id)| id.to_string())
         .collect()
-}
-
-/// Levenshtein distance over bytes (names are ASCII).
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.iter().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
