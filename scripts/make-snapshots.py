@@ -491,27 +491,34 @@ def write_all(outdir):
 
 def write_big(path, mib):
     """A long training trace with deep stacks (C++ frames included), about
-    `mib` MiB: the shape of a snapshot taken with max_entries in the millions."""
+    `mib` MiB: the shape of a snapshot taken with max_entries in the millions.
+    The first iteration runs through the allocator model; later ones repeat
+    its allocations and frees at the same addresses (as a steady training
+    loop does), each entry with its own frame list."""
     sc = Scenario([(80 * GIB, 1 * GIB)])
     dev, fr = sc.devices[0], sc.fr
-    # Many distinct call paths, each stack 60 frames deep.
     stacks = []
     for k in range(200):
         user = [(f"/home/user/project/model_{k % 20}.py", 10 + k, f"block_{k}"), ("/home/user/project/train.py", 88, "main"), RUNPY]
         stacks.append((fr.stack(user, via=[LINEAR, MODULE], cpp=55), label(user[0])))
-    target = mib * MIB
-    per_entry = 340  # bytes per trace entry in protocol 4, measured on small runs
-    entries = target // per_entry
-    it = 0
-    while len(dev.trace) < entries:
-        live = []
-        for k in range(200):
-            frames, site = stacks[k]
-            # A fresh list per entry, as each recorded traceback is its own.
-            live.append(dev.malloc(8 * MIB + 512 * (k % 7), list(frames), site))
-        for a in reversed(live):
-            dev.free(a)
-        it += 1
+    live = []
+    for k in range(200):
+        frames, site = stacks[k]
+        live.append(dev.malloc(8 * MIB + 512 * (k % 7), list(frames), site))
+    first = len(dev.trace)
+    for a in reversed(live):
+        dev.free(a)
+    pattern = [e for e in dev.trace if e["action"] in ("alloc", "free_requested", "free_completed")]
+    per_entry = 347  # bytes per entry in protocol 4 with 60-frame stacks (measured)
+    entries = mib * MIB // per_entry
+    trace = dev.trace
+    while len(trace) < entries:
+        for e in pattern:
+            n = dict(e)
+            n["frames"] = list(e["frames"])
+            n["time_us"] = len(trace)
+            trace.append(n)
+    del first
     write(path, sc.snapshot(), 4)
 
 

@@ -3,6 +3,7 @@
 mod cases;
 mod explain;
 mod plan;
+mod snapshot;
 mod supervise;
 mod util;
 mod watch;

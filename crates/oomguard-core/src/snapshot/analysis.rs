@@ -260,17 +260,17 @@ fn analyse_device(snapshot: &Snapshot, device: u32, top: usize) -> DeviceFigures
     let mut per_site: HashMap<u32, (u64, u64)> = HashMap::new();
     for l in m.live.values().filter(|l| !l.pending) {
         let e = per_site.entry(l.site).or_default();
-        e.0 += l.bytes;
+        e.0 = e.0.saturating_add(l.bytes);
         e.1 += 1;
     }
     let mut split = LiveSplit::default();
     for (&site, &(bytes, _)) in &per_site {
         if growing.iter().any(|(s, _)| *s == site) {
-            split.growing_bytes += bytes;
+            split.growing_bytes = split.growing_bytes.saturating_add(bytes);
         } else if freed_sites.get(site as usize).copied().unwrap_or(false) {
-            split.transient_bytes += bytes;
+            split.transient_bytes = split.transient_bytes.saturating_add(bytes);
         } else {
-            split.persistent_bytes += bytes;
+            split.persistent_bytes = split.persistent_bytes.saturating_add(bytes);
         }
     }
     let mut sites: Vec<(u32, u64, u64)> =
@@ -384,11 +384,11 @@ fn zigzag(curve: &[u64], threshold: u64) -> Vec<usize> {
         let v = curve[i];
         match dir {
             0 => {
-                if v > curve[anchor] + threshold {
+                if v > curve[anchor].saturating_add(threshold) {
                     turns.push(anchor);
                     dir = 1;
                     ext = i;
-                } else if v + threshold < curve[anchor] {
+                } else if v.saturating_add(threshold) < curve[anchor] {
                     turns.push(anchor);
                     dir = -1;
                     ext = i;
@@ -397,7 +397,7 @@ fn zigzag(curve: &[u64], threshold: u64) -> Vec<usize> {
             1 => {
                 if v >= curve[ext] {
                     ext = i;
-                } else if v + threshold < curve[ext] {
+                } else if v.saturating_add(threshold) < curve[ext] {
                     turns.push(ext);
                     dir = -1;
                     ext = i;
@@ -406,7 +406,7 @@ fn zigzag(curve: &[u64], threshold: u64) -> Vec<usize> {
             _ => {
                 if v <= curve[ext] {
                     ext = i;
-                } else if v > curve[ext] + threshold {
+                } else if v > curve[ext].saturating_add(threshold) {
                     turns.push(ext);
                     dir = 1;
                     ext = i;
@@ -485,7 +485,9 @@ fn pools(m: &State) -> Vec<PoolUsage> {
         let end = start.saturating_add(r.size);
         let from = live.partition_point(|&(a, _)| a < start);
         let to = live.partition_point(|&(a, _)| a < end);
-        let allocated: u64 = live[from..to].iter().map(|&(_, n)| n).sum();
+        let allocated = live[from..to]
+            .iter()
+            .fold(0u64, |t, &(_, n)| t.saturating_add(n));
         let kind = pool_kind(r.pool);
         let g = groups.entry((kind, r.expandable)).or_insert(PoolUsage {
             pool: kind,
@@ -495,8 +497,8 @@ fn pools(m: &State) -> Vec<PoolUsage> {
             allocated_bytes: 0,
         });
         g.segments += 1;
-        g.reserved_bytes += r.size;
-        g.allocated_bytes += allocated;
+        g.reserved_bytes = g.reserved_bytes.saturating_add(r.size);
+        g.allocated_bytes = g.allocated_bytes.saturating_add(allocated);
     }
     groups.into_values().collect()
 }
@@ -528,7 +530,7 @@ fn segment_map(m: &State) -> Vec<MapSegment> {
                     size: n,
                     site: Some(site),
                 });
-                at = at.max(a + n);
+                at = at.max(a.saturating_add(n));
             }
             if at < end {
                 pieces.push(MapPiece {
@@ -581,7 +583,7 @@ fn build_timeline(
         for &(s, b) in sample {
             match drawn.iter().position(|&d| d == s) {
                 Some(row) => bytes[row][k] = b,
-                None => bytes[drawn.len()][k] += b,
+                None => bytes[drawn.len()][k] = bytes[drawn.len()][k].saturating_add(b),
             }
         }
     }

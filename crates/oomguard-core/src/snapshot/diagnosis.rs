@@ -82,8 +82,7 @@ fn growth(f: &DeviceFigures, ceiling: Option<u64>, request: u64) -> Option<Snaps
     let total: u64 = f
         .growing_sites
         .iter()
-        .map(|g| g.last_bytes - g.first_bytes)
-        .sum();
+        .fold(0u64, |t, g| t.saturating_add(g.last_bytes - g.first_bytes));
     let big = total >= request.max(1) || ceiling.is_some_and(|c| total >= c / 10);
     let score = if big { 0.9 } else { 0.55 };
     let others = match f.growing_sites.len() {
@@ -112,12 +111,12 @@ fn fragmentation(f: &DeviceFigures) -> Option<SnapshotCause> {
                 return None;
             }
             let score = if free.saturating_add(dev_free) < req {
-                if free * 4 >= f.reserved_bytes && free > 0 {
+                if free.saturating_mul(4) >= f.reserved_bytes && free > 0 {
                     0.3
                 } else {
                     return None;
                 }
-            } else if free.saturating_add(dev_free) * 4 < f.split.transient_bytes {
+            } else if free.saturating_add(dev_free).saturating_mul(4) < f.split.transient_bytes {
                 // Enough for this request, but a small part of what the
                 // iteration's activations take: a defragmented cache would
                 // only move the OOM a few allocations later.
@@ -144,10 +143,11 @@ fn fragmentation(f: &DeviceFigures) -> Option<SnapshotCause> {
         _ => {
             // At the peak: holes only matter when they are a large share
             // and no single one could take a large part of them.
-            if f.reserved_bytes == 0 || free * 10 < f.reserved_bytes * 3 {
+            if f.reserved_bytes == 0 || free.saturating_mul(10) < f.reserved_bytes.saturating_mul(3)
+            {
                 return None;
             }
-            if f.largest_free_block_bytes * 2 >= free {
+            if f.largest_free_block_bytes.saturating_mul(2) >= free {
                 return None;
             }
             Some(cause(
@@ -171,7 +171,9 @@ fn size_causes(f: &DeviceFigures, ceiling: u64, request: u64) -> Vec<SnapshotCau
     let mut out = Vec::new();
     let s = f.split;
     let fixed = s.persistent_bytes;
-    if fixed.saturating_add(request) > ceiling || fixed * 10 >= ceiling * 9 {
+    if fixed.saturating_add(request) > ceiling
+        || fixed.saturating_mul(10) >= ceiling.saturating_mul(9)
+    {
         out.push(cause(
             CauseId::ModelTooLarge,
             0.85,
@@ -184,7 +186,7 @@ fn size_causes(f: &DeviceFigures, ceiling: u64, request: u64) -> Vec<SnapshotCau
             ),
             "print sum(p.numel() * p.element_size() for p in model.parameters()) and compare with the GPU's memory",
         ));
-    } else if s.transient_bytes.saturating_add(request) * 4 >= ceiling {
+    } else if s.transient_bytes.saturating_add(request).saturating_mul(4) >= ceiling {
         out.push(cause(
             CauseId::BatchTooLarge,
             0.75,
@@ -192,12 +194,12 @@ fn size_causes(f: &DeviceFigures, ceiling: u64, request: u64) -> Vec<SnapshotCau
                 "allocations that come and go each iteration (activations, temporaries) held {} at the OOM and asked for {} more, on top of {} that stays; PyTorch could use {}",
                 fs(s.transient_bytes),
                 fs(request),
-                fs(fixed + s.growing_bytes),
+                fs(fixed.saturating_add(s.growing_bytes)),
                 fs(ceiling)
             ),
             "rerun with half the batch size: activations scale with it",
         ));
-    } else if fixed * 2 >= ceiling {
+    } else if fixed.saturating_mul(2) >= ceiling {
         out.push(cause(
             CauseId::ModelTooLarge,
             0.5,
@@ -219,7 +221,7 @@ pub fn batch_fraction(f: &DeviceFigures) -> Option<f64> {
     let ceiling = f.reserved_bytes.saturating_add(free);
     let s = f.split;
     let need = s.transient_bytes.saturating_add(f.requested_bytes?);
-    let room = ceiling.checked_sub(s.persistent_bytes + s.growing_bytes)?;
+    let room = ceiling.checked_sub(s.persistent_bytes.saturating_add(s.growing_bytes))?;
     if need == 0 {
         return None;
     }
@@ -260,8 +262,8 @@ pub fn fixes(f: &DeviceFigures, causes: &[SnapshotCause], ctx: &AllocatorContext
                 let detail = match batch_fraction(f) {
                     Some(x) => format!(
                         "The activations and the request need {} while {} is left beside what stays; a batch about {:.0}% of the current one fits with a margin. Keep the effective batch with gradient accumulation.",
-                        fs(f.split.transient_bytes + f.requested_bytes.unwrap_or(0)),
-                        fs((f.reserved_bytes + f.device_free_bytes.unwrap_or(0)).saturating_sub(f.split.persistent_bytes + f.split.growing_bytes)),
+                        fs(f.split.transient_bytes.saturating_add(f.requested_bytes.unwrap_or(0))),
+                        fs(f.reserved_bytes.saturating_add(f.device_free_bytes.unwrap_or(0)).saturating_sub(f.split.persistent_bytes.saturating_add(f.split.growing_bytes))),
                         x * 100.0
                     ),
                     None => "Activations scale with the batch (and sequence length): halve it and keep the effective batch with gradient accumulation.".into(),
