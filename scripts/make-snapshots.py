@@ -354,7 +354,7 @@ def scenario_train_oom():
     except OutOfMemory:
         pass
     sc.causes[0] = "batch_too_large"
-    return sc, "batch_too_large"
+    return sc
 
 
 def scenario_leak():
@@ -364,13 +364,13 @@ def scenario_leak():
     except OutOfMemory:
         pass
     sc.causes[0] = "leftover_tensors"
-    return sc, "leftover_tensors"
+    return sc
 
 
 def scenario_peak():
     sc = Scenario([(16 * GIB, 512 * MIB)])
     training(sc, 0, iterations=5, act_bytes=64 * MIB, layers=24, weights=40)
-    return sc, None
+    return sc
 
 
 def scenario_load_oom():
@@ -383,7 +383,7 @@ def scenario_load_oom():
     except OutOfMemory:
         pass
     sc.causes[0] = "model_too_large"
-    return sc, "model_too_large"
+    return sc
 
 
 def scenario_fragmentation():
@@ -406,7 +406,7 @@ def scenario_fragmentation():
     except OutOfMemory:
         pass
     sc.causes[0] = "fragmentation"
-    return sc, "fragmentation"
+    return sc
 
 
 def scenario_two_devices():
@@ -417,11 +417,11 @@ def scenario_two_devices():
     except OutOfMemory:
         pass
     sc.causes[1] = "batch_too_large"
-    return sc, None
+    return sc
 
 
 def scenario_pools():
-    sc, _ = scenario_peak()
+    sc = scenario_peak()
     dev = sc.devices[0]
     # A CUDA graph's private pool and an expandable segment, both allocated
     # before the trace window (no trace entries).
@@ -447,7 +447,7 @@ def scenario_pools():
     peak["segments"] += 2
     peak["top_sites"].append({"frame": label(graph), "bytes": 64 * MIB, "blocks": 2})
     peak["top_sites"].sort(key=lambda t: (-t["bytes"], t["frame"]))
-    return sc, None
+    return sc
 
 
 SCENARIOS = {
@@ -470,7 +470,7 @@ def write(path, obj, protocol, gz=False):
 def write_all(outdir):
     os.makedirs(outdir, exist_ok=True)
     for name, make in SCENARIOS.items():
-        sc, cause = make()
+        sc = make()
         expected = {"devices": sc.expected()}
         protocols = [0, 1, 2, 3, 4, 5] if name == "train_oom" else [4]
         for p in protocols:
@@ -478,11 +478,11 @@ def write_all(outdir):
             write(os.path.join(outdir, f"{name}{suffix}.pickle"), sc.snapshot(), p)
         with open(os.path.join(outdir, f"{name}.expected.json"), "w") as f:
             json.dump(expected, f, indent=1)
-    sc, _ = scenario_leak()
+    sc = scenario_leak()
     write(os.path.join(outdir, "leak.pickle.gz"), sc.snapshot(), 4, gz=True)
     # The segment list torch.cuda.memory_snapshot() returned (PyTorch 2.0
     # blocks keep their stack under history[0]).
-    sc, _ = scenario_peak()
+    sc = scenario_peak()
     write(os.path.join(outdir, "legacy.pickle"), sc.snapshot(legacy=True), 2)
     figs = sc.devices[0].figures()
     with open(os.path.join(outdir, "legacy.expected.json"), "w") as f:

@@ -228,8 +228,19 @@ impl<R: Read> Input<R> {
         )
     }
 
+    #[inline]
     fn byte(&mut self, what: &str) -> Result<u8> {
-        if self.pos == self.len && !self.fill()? {
+        if self.pos < self.len {
+            let b = self.buf[self.pos];
+            self.pos += 1;
+            return Ok(b);
+        }
+        self.byte_slow(what)
+    }
+
+    #[cold]
+    fn byte_slow(&mut self, what: &str) -> Result<u8> {
+        if !self.fill()? {
             return Err(self.truncated(what));
         }
         let b = self.buf[self.pos];
@@ -238,8 +249,14 @@ impl<R: Read> Input<R> {
     }
 
     /// Reads up to 8 bytes into an array.
+    #[inline]
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let mut out = [0u8; N];
+        if self.pos + N <= self.len {
+            out.copy_from_slice(&self.buf[self.pos..self.pos + N]);
+            self.pos += N;
+            return Ok(out);
+        }
         for b in out.iter_mut() {
             *b = self.byte(what)?;
         }
@@ -296,6 +313,7 @@ pub fn read_pickle<R: Read>(input: R, finisher: &mut dyn Finisher) -> Result<(He
         marks: Vec::new(),
         memo: Vec::new(),
         sparse_memo: HashMap::new(),
+        memo_count: 0,
         finisher,
         op_at: 0,
     };
@@ -312,6 +330,8 @@ struct Machine<'f, R> {
     memo: Vec<Option<Value>>,
     /// Memo slots far beyond the length (hostile or unusual PUT indexes).
     sparse_memo: HashMap<u64, Value>,
+    /// Distinct memo keys stored: MEMOIZE's next index (CPython: len(memo)).
+    memo_count: u64,
     finisher: &'f mut dyn Finisher,
     op_at: u64,
 }
@@ -498,15 +518,20 @@ impl<R: Read> Machine<'_, R> {
 
     fn memo_put(&mut self, index: u64, v: Value) {
         let len = self.memo.len() as u64;
-        if index < len {
-            self.memo[index as usize] = Some(v);
+        let new = if index < len {
+            self.memo[index as usize].replace(v).is_none()
         } else if index == len {
             self.memo.push(Some(v));
+            true
         } else {
-            self.sparse_memo.insert(index, v);
+            self.sparse_memo.insert(index, v).is_none()
+        };
+        if new {
+            self.memo_count += 1;
         }
     }
 
+    #[inline]
     fn memo_get(&self, index: u64) -> Result<Value> {
         let found = if index < self.memo.len() as u64 {
             self.memo[index as usize]
@@ -571,7 +596,13 @@ impl<R: Read> Machine<'_, R> {
                     self.marks.push(self.stack.len());
                 }
                 b'0' => {
-                    self.pop("POP")?;
+                    // As CPython: POP on an empty stack frame drops the MARK.
+                    let floor = self.marks.last().copied().unwrap_or(0);
+                    if self.stack.len() == floor && !self.marks.is_empty() {
+                        self.pop_mark("POP")?;
+                    } else {
+                        self.pop("POP")?;
+                    }
                 }
                 b'1' => {
                     self.pop_mark("POP_MARK")?;
@@ -770,8 +801,7 @@ impl<R: Read> Machine<'_, R> {
                 }
                 0x94 => {
                     let v = self.top("MEMOIZE")?;
-                    let index = self.memo.len() as u64;
-                    self.memo_put(index, v);
+                    self.memo_put(self.memo_count, v);
                 }
                 b'q' => {
                     let index = self.input.byte("a BINPUT index")? as u64;
@@ -1091,6 +1121,20 @@ mod tests {
             [Value::Int(1), Value::Float(2.5), Value::Bool(true)]
         );
         assert_eq!(heap.str(items[3]), Some("é"));
+    }
+
+    #[test]
+    fn memoize_counts_keys_stored_by_put() {
+        // PUT 5, then MEMOIZE stores under 1 (CPython: len(memo)), not 0.
+        let bytes = b"\x80\x04Np5\nK\x07\x94h\x01h\x05\x86.";
+        let (heap, root) = read(bytes).unwrap();
+        assert_eq!(heap.items(root).unwrap(), &[Value::Int(7), Value::None]);
+    }
+
+    #[test]
+    fn pop_on_an_empty_frame_drops_the_mark() {
+        let (_, root) = read(b"\x80\x02K\x01(0.").unwrap();
+        assert_eq!(root, Value::Int(1));
     }
 
     #[test]

@@ -251,7 +251,8 @@ struct SnapshotFinisher {
     frames: Vec<FrameRec>,
     sites: Vec<String>,
     site_ids: HashMap<String, u32>,
-    /// Site of a one-frame-deep fold, by frame index.
+    /// Site of the stacks whose innermost user frame is this frame index.
+    site_of_frame: HashMap<u32, u32>,
     entries: Vec<TraceEntry>,
 }
 
@@ -263,6 +264,7 @@ impl Default for SnapshotFinisher {
             frames: Vec::new(),
             sites: vec![NO_STACK.to_string()],
             site_ids: HashMap::from([(NO_STACK.to_string(), 0)]),
+            site_of_frame: HashMap::new(),
             entries: Vec::new(),
         }
     }
@@ -312,8 +314,19 @@ impl SnapshotFinisher {
         id
     }
 
-    /// The site of a list of compacted frames.
+    /// The site of a list of compacted frames. A stack with a user frame
+    /// folds to that frame, so its site is cached per frame: the label is
+    /// built once, not once per trace entry.
     fn fold(&mut self, heap: &Heap, frame_ids: &[u32]) -> u32 {
+        let user = frame_ids
+            .iter()
+            .copied()
+            .find(|&i| self.frames[i as usize].class == FrameClass::User);
+        if let Some(i) = user {
+            if let Some(&site) = self.site_of_frame.get(&i) {
+                return site;
+            }
+        }
         let refs: Vec<FrameRef> = frame_ids
             .iter()
             .map(|&i| {
@@ -327,7 +340,11 @@ impl SnapshotFinisher {
             })
             .collect();
         let label = frames::fold(&refs);
-        self.site_id(label)
+        let site = self.site_id(label);
+        if let Some(i) = user {
+            self.site_of_frame.insert(i, site);
+        }
+        site
     }
 }
 

@@ -55,6 +55,9 @@ pub struct State {
     pub reserved: u64,
     /// Allocated bytes per site (index = site id).
     pub by_site: Vec<u64>,
+    /// Pool of each segment address the end state knows: a segment freed
+    /// and allocated again in the trace keeps its pool.
+    known_pools: HashMap<u64, (i64, i64)>,
 }
 
 impl State {
@@ -68,6 +71,7 @@ impl State {
                 expandable: seg.is_expandable,
             };
             s.add_range(seg.address, info, false);
+            s.known_pools.insert(seg.address, seg.pool);
             for b in &seg.blocks {
                 let pending = match b.state {
                     BlockState::Allocated => false,
@@ -210,10 +214,10 @@ impl State {
         })
     }
 
-    fn default_range(&self, size: u64, expandable: bool) -> Reserved {
+    fn default_range(&self, addr: u64, size: u64, expandable: bool) -> Reserved {
         Reserved {
             size,
-            pool: (0, 0),
+            pool: self.known_pools.get(&addr).copied().unwrap_or((0, 0)),
             expandable,
         }
     }
@@ -229,9 +233,11 @@ impl State {
             }
             Action::FreeCompleted => self.remove(e.addr),
             Action::SegmentAlloc => {
-                self.add_range(e.addr, self.default_range(e.size, false), false)
+                self.add_range(e.addr, self.default_range(e.addr, e.size, false), false)
             }
-            Action::SegmentMap => self.add_range(e.addr, self.default_range(e.size, true), true),
+            Action::SegmentMap => {
+                self.add_range(e.addr, self.default_range(e.addr, e.size, true), true)
+            }
             Action::SegmentFree => {
                 self.remove_range(e.addr, e.size, false);
             }
@@ -258,8 +264,12 @@ impl State {
             Action::SegmentMap => {
                 self.remove_range(e.addr, e.size, true);
             }
-            Action::SegmentFree => self.add_range(e.addr, self.default_range(e.size, false), false),
-            Action::SegmentUnmap => self.add_range(e.addr, self.default_range(e.size, true), true),
+            Action::SegmentFree => {
+                self.add_range(e.addr, self.default_range(e.addr, e.size, false), false)
+            }
+            Action::SegmentUnmap => {
+                self.add_range(e.addr, self.default_range(e.addr, e.size, true), true)
+            }
             Action::Oom | Action::Snapshot | Action::Other => {}
         }
     }

@@ -398,11 +398,11 @@ fn timeline_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures) {
         let label = if f.at == Moment::Oom { "OOM" } else { "peak" };
         let _ = writeln!(
             h,
-            "<line class=\"moment\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"{:.1}\" stroke=\"#d00\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"22\" fill=\"#d00\" font-size=\"13\">{label}</text>",
+            "<line class=\"moment\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"{:.1}\" stroke=\"#d00\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"22\" fill=\"#d00\" font-size=\"13\" text-anchor=\"end\">{label}</text>",
             x(m),
             x(m),
             10.0 + PLOT_H,
-            x(m) + 4.0
+            x(m) - 4.0
         );
     }
     for k in 0..=4 {
@@ -444,7 +444,7 @@ fn segment_map_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures, r
     };
     let _ = writeln!(
         h,
-        "<h3>Segments at {when} (largest first; white: free, hatched border: private pool)</h3>"
+        "<h3>Segments at {when} (largest first; white: free; green border: private pool)</h3>"
     );
     if segs.is_empty() {
         h.push_str("<p>No segment was reserved.</p>\n");
