@@ -332,3 +332,123 @@ fn fragmentation_fix(ctx: &AllocatorContext) -> Fix {
         env: Some(BTreeMap::from([(ALLOC_CONF.to_string(), value)])),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::analysis::{GrowingSite, LiveSplit, Timeline};
+
+    const MIB: u64 = 1 << 20;
+    const GIB: u64 = 1 << 30;
+
+    fn oom(
+        request: u64,
+        device_free: u64,
+        allocated: u64,
+        reserved: u64,
+        split: LiveSplit,
+    ) -> DeviceFigures {
+        DeviceFigures {
+            device: 0,
+            at: Moment::Oom,
+            requested_bytes: Some(request),
+            device_free_bytes: Some(device_free),
+            allocated_bytes: allocated,
+            reserved_bytes: reserved,
+            cached_free_bytes: reserved - allocated,
+            largest_free_block_bytes: 0,
+            segments: 1,
+            top_sites: Vec::new(),
+            growing_sites: Vec::new(),
+            trace_entries: 10,
+            oom_entries: 1,
+            free_holes: 0,
+            iteration_boundaries: 0,
+            split,
+            pools: Vec::new(),
+            timeline: Timeline::default(),
+            segment_map: Vec::new(),
+        }
+    }
+
+    fn ids(f: &DeviceFigures) -> Vec<CauseId> {
+        causes(f).into_iter().map(|c| c.id).collect()
+    }
+
+    #[test]
+    fn holes_too_small_for_a_request_the_cache_could_hold_are_fragmentation() {
+        let split = LiveSplit {
+            transient_bytes: 800 * MIB,
+            persistent_bytes: 0,
+            growing_bytes: 0,
+        };
+        let mut f = oom(64 * MIB, 8 * MIB, 800 * MIB, 1760 * MIB, split);
+        f.largest_free_block_bytes = 8 * MIB;
+        f.free_holes = 120;
+        assert_eq!(ids(&f)[0], CauseId::Fragmentation);
+        f.largest_free_block_bytes = 64 * MIB;
+        assert!(!ids(&f).contains(&CauseId::Fragmentation));
+    }
+
+    #[test]
+    fn memory_never_freed_that_fills_the_device_is_the_model() {
+        let split = LiveSplit {
+            transient_bytes: 0,
+            persistent_bytes: 7 * GIB,
+            growing_bytes: 0,
+        };
+        let f = oom(100 * MIB, 50 * MIB, 7 * GIB, 7 * GIB, split);
+        assert_eq!(ids(&f), vec![CauseId::ModelTooLarge]);
+    }
+
+    #[test]
+    fn activations_that_dominate_are_the_batch() {
+        let split = LiveSplit {
+            transient_bytes: 6 * GIB,
+            persistent_bytes: 4 * GIB,
+            growing_bytes: 0,
+        };
+        let f = oom(512 * MIB, 100 * MIB, 10 * GIB, 10 * GIB, split);
+        assert_eq!(ids(&f), vec![CauseId::BatchTooLarge]);
+        let x = batch_fraction(&f).unwrap();
+        assert!(x > 0.5 && x < 1.0, "{x}");
+        let fixes = fixes(&f, &causes(&f), &AllocatorContext::default());
+        assert_eq!(fixes[0].id, "reduce_batch");
+    }
+
+    #[test]
+    fn growth_is_judged_without_an_oom_and_sizes_are_not() {
+        let mut f = oom(0, 0, 4 * GIB, 4 * GIB, LiveSplit::default());
+        f.at = Moment::Peak;
+        f.requested_bytes = None;
+        f.device_free_bytes = None;
+        assert!(ids(&f).is_empty());
+        f.growing_sites = vec![GrowingSite {
+            frame: "train.py:9 (step)".into(),
+            first_bytes: 0,
+            last_bytes: GIB,
+        }];
+        assert_eq!(ids(&f), vec![CauseId::LeftoverTensors]);
+    }
+
+    #[test]
+    fn allocator_fix_keeps_the_settings_in_force() {
+        let ctx = AllocatorContext {
+            expandable_segments: false,
+            alloc_conf: Some("max_split_size_mb:128".into()),
+        };
+        let f = fragmentation_fix(&ctx);
+        assert_eq!(
+            f.env.unwrap()[ALLOC_CONF],
+            "max_split_size_mb:128,expandable_segments:True"
+        );
+        let on = AllocatorContext {
+            expandable_segments: true,
+            alloc_conf: Some("expandable_segments:True".into()),
+        };
+        assert_eq!(
+            fragmentation_fix(&on).env.unwrap()[ALLOC_CONF],
+            "expandable_segments:True,garbage_collection_threshold:0.8"
+        );
+    }
+}

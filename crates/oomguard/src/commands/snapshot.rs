@@ -337,6 +337,7 @@ fn device_section(h: &mut String, d: &DeviceReport, r: &SnapshotReport) {
 }
 
 const PLOT_W: f64 = 1000.0;
+const MAX_BOUNDARY_LINES: usize = 60;
 const PLOT_H: f64 = 300.0;
 const LEFT: f64 = 80.0;
 
@@ -385,7 +386,13 @@ fn timeline_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures) {
         );
         below = top;
     }
-    for &b in &t.boundary_samples {
+    // Past a few dozen, boundary lines would only grey the plot.
+    let boundaries: &[usize] = if t.boundary_samples.len() <= MAX_BOUNDARY_LINES {
+        &t.boundary_samples
+    } else {
+        &[]
+    };
+    for &b in boundaries {
         let _ = writeln!(
             h,
             "<line class=\"iteration\" x1=\"{:.1}\" x2=\"{:.1}\" y1=\"10\" y2=\"{:.1}\" stroke=\"#999\" stroke-dasharray=\"2,3\"/>",
