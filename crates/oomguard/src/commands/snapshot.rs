@@ -490,22 +490,71 @@ fn segment_map_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures, r
             y0 + 11.0,
             esc(&fs(seg.size))
         );
+        // Blocks closer than half a pixel with the same colour are drawn as
+        // one rectangle, so a segment of thousands of small blocks stays a
+        // few rectangles (named after its first block and counted).
+        let mut run: Option<BlockRun> = None;
         for p in seg.pieces.iter().filter(|p| p.site.is_some()) {
             let site = p.site.unwrap_or(0);
-            let px = LEFT + p.offset as f64 * PLOT_W / largest;
-            let pw = (p.size as f64 * PLOT_W / largest).max(0.3);
-            let label = r.sites.get(site as usize).map(String::as_str).unwrap_or("");
-            let _ = write!(
-                h,
-                "<rect class=\"block\" x=\"{px:.2}\" y=\"{:.1}\" width=\"{pw:.2}\" height=\"{:.1}\" fill=\"{}\"><title>{} {}</title></rect>",
-                y0 + 1.0,
-                row_h - 2.0,
-                color_of(site),
-                esc(&fs(p.size)),
-                esc(label)
-            );
+            let x0 = LEFT + p.offset as f64 * PLOT_W / largest;
+            let x1 = x0 + p.size as f64 * PLOT_W / largest;
+            let color = color_of(site);
+            match &mut run {
+                Some(r) if r.color == color && x0 <= r.x1 + 0.5 => {
+                    r.x1 = x1;
+                    r.bytes = r.bytes.saturating_add(p.size);
+                    r.blocks += 1;
+                }
+                _ => {
+                    if let Some(done) = run.take() {
+                        done.draw(h, y0, row_h);
+                    }
+                    run = Some(BlockRun {
+                        x0,
+                        x1,
+                        color,
+                        bytes: p.size,
+                        blocks: 1,
+                        label: r.sites.get(site as usize).cloned().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        if let Some(done) = run {
+            done.draw(h, y0, row_h);
         }
         h.push_str("</g>\n");
     }
     h.push_str("</svg>\n");
+}
+
+/// Adjacent blocks of one colour, drawn as one rectangle.
+struct BlockRun {
+    x0: f64,
+    x1: f64,
+    color: &'static str,
+    bytes: u64,
+    blocks: u64,
+    label: String,
+}
+
+impl BlockRun {
+    fn draw(&self, h: &mut String, y0: f64, row_h: f64) {
+        let count = if self.blocks > 1 {
+            format!(" ({} blocks)", self.blocks)
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            h,
+            "<rect class=\"block\" x=\"{:.2}\" y=\"{:.1}\" width=\"{:.2}\" height=\"{:.1}\" fill=\"{}\"><title>{}{count} {}</title></rect>",
+            self.x0,
+            y0 + 1.0,
+            (self.x1 - self.x0).max(0.3),
+            row_h - 2.0,
+            self.color,
+            esc(&fs(self.bytes)),
+            esc(&self.label)
+        );
+    }
 }
