@@ -8,11 +8,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The generated fixtures, written once per test run.
+/// The generated fixtures, written once per test run under Cargo's scratch
+/// directory for integration tests (rewritten each run, never left in /tmp).
 fn fixtures() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("oomguard-snapshots-{}", std::process::id()));
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("snapshot-fixtures");
         let script =
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/make-snapshots.py");
         let status = Command::new("python3")

@@ -371,7 +371,7 @@ impl Finisher for SnapshotFinisher {
         let done = match &heap.objs[id as usize] {
             Obj::Dict(items) => {
                 let mut found: [Option<Value>; 10] = [None; 10];
-                for (k, v) in items {
+                for (k, v) in items.iter() {
                     if let Some(key) = self.key(heap, *k) {
                         found[key as usize] = Some(*v);
                     }
@@ -434,7 +434,7 @@ impl Finisher for SnapshotFinisher {
             }
             Obj::List(items) if !items.is_empty() => {
                 let mut ids = Vec::with_capacity(items.len().min(256));
-                for v in items {
+                for v in items.iter() {
                     match heap.obj(*v) {
                         Some(Obj::Done {
                             kind: DONE_FRAME,

@@ -110,14 +110,16 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
     } else {
         String::new()
     };
-    writeln!(
-        out,
-        "{}",
-        s.dim(&format!(
-            "  {} trace entries, {} iteration boundaries found{extra_ooms}",
-            f.trace_entries, f.iteration_boundaries
-        ))
-    )?;
+    if f.trace_entries > 0 {
+        writeln!(
+            out,
+            "{}",
+            s.dim(&format!(
+                "  {} trace entries, {} iteration boundaries found{extra_ooms}",
+                f.trace_entries, f.iteration_boundaries
+            ))
+        )?;
+    }
     writeln!(out, "  allocated          {:>12}", fs(f.allocated_bytes))?;
     writeln!(out, "  reserved           {:>12}", fs(f.reserved_bytes))?;
     writeln!(
@@ -146,14 +148,17 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
             fs(p.allocated_bytes)
         )?;
     }
-    let sp = f.split;
-    writeln!(
-        out,
-        "  live bytes by kind: {} come and go (activations), {} never freed (weights, states), {} growing",
-        fs(sp.transient_bytes),
-        fs(sp.persistent_bytes),
-        fs(sp.growing_bytes)
-    )?;
+    // Without a trace nothing says which allocations come and go.
+    if f.trace_entries > 0 {
+        let sp = f.split;
+        writeln!(
+            out,
+            "  live bytes by kind: {} come and go (activations), {} never freed in the trace (weights, states), {} growing",
+            fs(sp.transient_bytes),
+            fs(sp.persistent_bytes),
+            fs(sp.growing_bytes)
+        )?;
+    }
     writeln!(out)?;
     let when = if f.at == Moment::Oom {
         "the OOM"
@@ -468,10 +473,15 @@ fn segment_map_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures, r
     );
     let color_of = |site: u32| -> &'static str {
         let label = r.sites.get(site as usize).map(String::as_str).unwrap_or("");
-        match f.timeline.labels.iter().position(|l| l == label) {
-            Some(i) => PALETTE[i % PALETTE.len()],
-            None => PALETTE[PALETTE.len() - 1],
-        }
+        // Sites not drawn on the timeline take the colour of its "other" band.
+        let other = f.timeline.labels.len().saturating_sub(1);
+        let row = f
+            .timeline
+            .labels
+            .iter()
+            .position(|l| l == label)
+            .unwrap_or(other);
+        PALETTE[row % PALETTE.len()]
     };
     for (i, seg) in segs.iter().enumerate() {
         let y0 = 5.0 + i as f64 * (row_h + 3.0);
