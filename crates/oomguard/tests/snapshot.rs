@@ -212,6 +212,24 @@ fn human_output_tells_the_moment_the_sites_and_the_leak() {
 }
 
 #[test]
+fn human_output_matches_the_recorded_page() {
+    let out = oomguard(
+        &["snapshot", &fixture("train_oom.pickle"), "--top", "5"],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let got = out.stdout.replace(&fixture(""), "FIXTURES/");
+    let path = crate::util::fixture("snapshot/train_oom.txt");
+    let want = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        got,
+        want,
+        "rewrite {} if the change is intended",
+        path.display()
+    );
+}
+
+#[test]
 fn html_page_is_self_contained_with_timeline_oom_and_segment_map() {
     let dir = TempDir::new();
     let page = dir.0.join("snap.html");

@@ -261,7 +261,7 @@ pub fn fixes(f: &DeviceFigures, causes: &[SnapshotCause], ctx: &AllocatorContext
                 let mut v = Vec::new();
                 let detail = match batch_fraction(f) {
                     Some(x) => format!(
-                        "The activations and the request need {} while {} is left beside what stays; a batch about {:.0}% of the current one fits with a margin. Keep the effective batch with gradient accumulation.",
+                        "The activations live at the OOM and the request need {} while {} is left beside what stays: a batch of at most about {:.0}% of the current one (what the step had yet to allocate is not counted, so aim lower). Keep the effective batch with gradient accumulation.",
                         fs(f.split.transient_bytes.saturating_add(f.requested_bytes.unwrap_or(0))),
                         fs(f.reserved_bytes.saturating_add(f.device_free_bytes.unwrap_or(0)).saturating_sub(f.split.persistent_bytes.saturating_add(f.split.growing_bytes))),
                         x * 100.0
