@@ -11,6 +11,7 @@
 //! - [`estimate`]: a workload's per-GPU memory, and what fits a GPU.
 //! - [`gpu`]: the GPU catalog.
 //! - [`model`]: model shapes from config files, checkpoint headers and catalogs.
+//! - [`snapshot`]: PyTorch memory snapshots read safely, replayed and explained.
 
 pub mod diagnose;
 pub mod estimate;
@@ -18,4 +19,5 @@ pub mod gpu;
 pub mod model;
 pub mod oom;
 pub mod size;
+pub mod snapshot;
 pub mod supervise;

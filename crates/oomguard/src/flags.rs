@@ -64,6 +64,15 @@ object a sample. Sources: NVML (loaded at run time), nvidia-smi's CSV queries, o
 Exit code 0; 2 on bad input or when no source can be read (no NVIDIA driver: use --replay)."
     )]
     Watch(WatchArgs),
+    /// Explain a PyTorch memory snapshot: the OOM (or peak), sites, leaks, fragmentation.
+    #[command(
+        long_about = "Read a PyTorch memory snapshot (torch.cuda.memory._dump_snapshot(), plain or gzipped) without \
+running anything in it, and explain each device at its OOM (or at the peak when there was none): allocated, \
+reserved, cached but free, the largest free block against the request, the allocation sites by live bytes \
+(folded to your own code), the sites that grew across iterations, the pools, and the causes and fixes.\n\n\
+Exit code 0 when the snapshot was read, 2 when it could not be (or asks to import or call anything)."
+    )]
+    Snapshot(SnapshotArgs),
     /// List the built-in model catalog.
     Models(ListArgs),
     /// Internal: ends a command's process group when oomguard dies.
@@ -350,4 +359,20 @@ pub struct ExplainArgs {
     /// Machine-readable output on stdout: {"events": [...]}.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    /// The snapshot file (a pickle from torch.cuda.memory._dump_snapshot(), or gzipped).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Machine-readable output on stdout: {"source", "devices": [...]}.
+    #[arg(long)]
+    pub json: bool,
+    /// Allocation sites listed per device.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub top: usize,
+    /// Also write one self-contained HTML page (timeline and segment map) to OUT.
+    #[arg(long, value_name = "OUT")]
+    pub html: Option<PathBuf>,
 }

@@ -3,8 +3,9 @@
 mod cases;
 mod deploy;
 mod explain;
+mod pinned;
 mod plan;
-mod snapshots;
+mod snapshot;
 mod supervise;
 mod util;
 mod watch;

@@ -5,6 +5,7 @@ mod catalogs;
 mod explain;
 mod plan;
 mod run;
+mod snapshot;
 mod tune;
 pub mod watch;
 
@@ -18,6 +19,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(&args),
         Command::Tune(args) => tune::run(&args),
         Command::Watch(args) => watch::run(&args),
+        Command::Snapshot(args) => snapshot::run(&args),
         Command::Models(args) => catalogs::models(&args),
         Command::Gpus(args) => catalogs::gpus(&args),
         Command::Guard { kill_after_ms } => Ok(crate::child::guard(kill_after_ms)),

@@ -2,7 +2,7 @@
 //! change of wording, layout or figures shows in review as the real output.
 //! Temporary paths and timings are filtered out; colour is off (not a
 //! terminal). To accept an intended change: `INSTA_UPDATE=always cargo test
-//! --test tests snapshots` and read the diff of `tests/snapshots/`.
+//! --test tests pinned` and read the diff of `tests/snapshots/`.
 
 use crate::util::{oomguard, TempDir};
 
