@@ -33,9 +33,7 @@ def explain(
     elif isinstance(text_or_exception, str):
         text = text_or_exception
     else:
-        raise TypeError(
-            f"explain() takes a str, bytes or exception, not {type(text_or_exception).__name__}"
-        )
+        raise TypeError(f"explain() takes a str, bytes or exception, not {type(text_or_exception).__name__}")
     args = ["explain", "-", "--json"]
     if batch is not None:
         args += ["--batch", str(_positive_int("batch", batch))]

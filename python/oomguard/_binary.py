@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 #: Seconds any single call to the binary may take before it is abandoned.
 #: ``explain`` on a traceback takes milliseconds; ``plan`` reads at most a
@@ -115,7 +115,9 @@ def run_json(
     try:
         return done.returncode, json.loads(out)
     except ValueError as e:
-        raise OomguardError(f"oomguard {' '.join(args)} printed output that is not JSON: {out[:200]!r}") from e
+        raise OomguardError(
+            f"oomguard {' '.join(args)} printed output that is not JSON: {out[:200]!r}"
+        ) from e
 
 
 def flag_args(flags: dict) -> list:
@@ -138,4 +140,3 @@ def flag_args(flags: dict) -> list:
         else:
             out.extend([flag, str(value)])
     return out
-

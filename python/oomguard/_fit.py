@@ -338,7 +338,8 @@ class FitBatch:
                 if nxt is None:
                     log.warning(
                         "OOM at %s; no smaller batch to try (min=%d): giving up",
-                        self._describe(which), self._min,
+                        self._describe(which),
+                        self._min,
                     )
                     raise
                 before = self._describe(which)
@@ -353,7 +354,12 @@ class FitBatch:
                     note = " (evaluation OOM; the function has no eval_batch_size, so the batch shrinks)"
                 log.warning(
                     "OOM in %s at %s: %s; %s; retrying at %s%s",
-                    phase, before, record["error"][:160], failure.how, self._describe(which), note,
+                    phase,
+                    before,
+                    record["error"][:160],
+                    failure.how,
+                    self._describe(which),
+                    note,
                 )
                 release_memory(exc)
                 del exc, failure
@@ -465,7 +471,12 @@ def fit_batch(
     """
     if callable(start):
         raise TypeError("fit_batch needs the first batch size: write @fit_batch(start=N), with parentheses")
-    for name, value in (("start", start), ("min", min), ("global_batch", global_batch), ("eval_start", eval_start)):
+    for name, value in (
+        ("start", start),
+        ("min", min),
+        ("global_batch", global_batch),
+        ("eval_start", eval_start),
+    ):
         if value is None and name in ("global_batch", "eval_start"):
             continue
         if isinstance(value, bool) or not isinstance(value, int):

@@ -48,7 +48,9 @@ def batch_from_env() -> Tuple[Optional[int], Optional[int]]:
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return (
+        datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
 
 
 def step_peak_memory(reset: bool = True) -> Tuple[Optional[int], str]:
@@ -91,6 +93,39 @@ class Journal:
                 f.write(line + "\n")
         except OSError as e:
             log.warning("cannot write the journal %s: %s", self.path, e)
+
+
+def write_train_begin(
+    journal: Journal, framework: str, batch, accum, env_batch, env_accum, snapshot: bool
+) -> None:
+    journal.write(
+        {
+            "kind": "train_begin",
+            "framework": framework,
+            "batch": batch,
+            "accum": accum,
+            "env_batch": env_batch,
+            "env_accum": env_accum,
+            "recording_snapshot": snapshot,
+        }
+    )
+    log.info("training at batch %s x accumulation %s", batch, accum)
+
+
+def write_step(journal: Journal, step: int, batch, accum, **extra) -> None:
+    """One ``step`` line with the peak memory since the previous one."""
+    peak, source = step_peak_memory()
+    journal.write(
+        {
+            "kind": "step",
+            "step": step,
+            **extra,
+            "batch": batch,
+            "accum": accum,
+            "peak_bytes": peak,
+            "peak_source": source,
+        }
+    )
 
 
 def start_memory_history() -> bool:
@@ -156,6 +191,8 @@ def record_oom(
     fixes = (event or {}).get("fixes") or []
     log.error(
         "out of memory at batch %s (step %s): %s",
-        batch, step, fixes[0]["title"] if fixes else first,
+        batch,
+        step,
+        fixes[0]["title"] if fixes else first,
     )
     return event

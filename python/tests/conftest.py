@@ -62,6 +62,21 @@ def run_job(*args: str, timeout: float = 600, env: dict | None = None, check: bo
     return done
 
 
+def run_script(script: str, *args, env: dict | None = None, timeout: float = 600):
+    """Run one of this directory's job scripts in a child (repeatable-peak environment)."""
+    return subprocess.run(
+        [sys.executable, str(HERE / script), *map(str, args)],
+        env=cpu_job.child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_journal(path) -> list:
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 class Calibration:
     """Peak address space of the job as a line in the batch size, measured."""
 

@@ -71,7 +71,10 @@ def test_plan_names_an_unknown_model():
 
 def test_flag_args():
     assert flag_args({"train": True, "amp": False, "lora": None, "batch": 4, "grad_checkpointing": True}) == [
-        "--train", "--batch", "4", "--grad-checkpointing",
+        "--train",
+        "--batch",
+        "4",
+        "--grad-checkpointing",
     ]
 
 
@@ -100,7 +103,11 @@ def test_works_without_torch():
         "print(e['phase'], 'torch' in sys.modules and sys.modules['torch'] is not None)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code], input=RUNPOD, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        input=RUNPOD,
+        capture_output=True,
+        text=True,
+        timeout=120,
         env=dict(os.environ),
     )
     assert done.returncode == 0, done.stderr

@@ -41,7 +41,10 @@ def test_a_global_batch_needs_an_accum_parameter():
 
 @pytest.mark.parametrize(
     "error",
-    [ValueError("labels and logits differ in shape"), RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 4x5)")],
+    [
+        ValueError("labels and logits differ in shape"),
+        RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x3 and 4x5)"),
+    ],
 )
 def test_other_exceptions_propagate_unchanged(error):
     calls = []

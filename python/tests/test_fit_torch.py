@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 
 import oomguard
 from conftest import require, run_job

@@ -31,7 +31,14 @@ from typing import Optional
 
 from transformers import TrainerCallback
 
-from .._journal import Journal, batch_from_env, record_oom, start_memory_history, step_peak_memory
+from .._journal import (
+    Journal,
+    batch_from_env,
+    record_oom,
+    start_memory_history,
+    write_step,
+    write_train_begin,
+)
 
 log = logging.getLogger("oomguard")
 
@@ -74,7 +81,8 @@ class OomGuardCallback(TrainerCallback):
             log.warning(
                 "OOMGUARD_BATCH=%d arrived after the Trainer fixed its batch at %d: call "
                 "OomGuardCallback.apply(training_args) before creating the Trainer",
-                self.batch, args.per_device_train_batch_size,
+                self.batch,
+                args.per_device_train_batch_size,
             )
         if self.accum is not None:
             args.gradient_accumulation_steps = self.accum
@@ -85,34 +93,21 @@ class OomGuardCallback(TrainerCallback):
         self.accum_in_use = args.gradient_accumulation_steps
         self.step = state.global_step
         snapshot = bool(self.memory_snapshot) and start_memory_history()
-        self.journal.write(
-            {
-                "kind": "train_begin",
-                "framework": "transformers",
-                "batch": self.batch_in_use,
-                "accum": self.accum_in_use,
-                "env_batch": self.batch,
-                "env_accum": self.accum,
-                "recording_snapshot": snapshot,
-            }
+        write_train_begin(
+            self.journal,
+            "transformers",
+            self.batch_in_use,
+            self.accum_in_use,
+            self.batch,
+            self.accum,
+            snapshot,
         )
-        log.info("training at batch %s x accumulation %s", self.batch_in_use, self.accum_in_use)
         self._install_hook()
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
         self.step = state.global_step
-        peak, source = step_peak_memory()
-        self.journal.write(
-            {
-                "kind": "step",
-                "step": state.global_step,
-                "batch": self.batch_in_use,
-                "accum": self.accum_in_use,
-                "peak_bytes": peak,
-                "peak_source": source,
-            }
-        )
+        write_step(self.journal, state.global_step, self.batch_in_use, self.accum_in_use)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):

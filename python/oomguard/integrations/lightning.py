@@ -17,7 +17,6 @@ there. ``OOMGUARD_ACCUM`` sets ``trainer.accumulate_grad_batches``. Works with
 
 from __future__ import annotations
 
-import logging
 from typing import Optional
 
 try:
@@ -27,9 +26,14 @@ except ImportError:  # the package's name before Lightning 2.0
     from pytorch_lightning import Callback
     from pytorch_lightning.utilities.parsing import lightning_getattr, lightning_hasattr, lightning_setattr
 
-from .._journal import Journal, batch_from_env, record_oom, start_memory_history, step_peak_memory
-
-log = logging.getLogger("oomguard")
+from .._journal import (
+    Journal,
+    batch_from_env,
+    record_oom,
+    start_memory_history,
+    write_step,
+    write_train_begin,
+)
 
 
 class OomGuardCallback(Callback):
@@ -73,31 +77,13 @@ class OomGuardCallback(Callback):
         )
         self.accum_in_use = trainer.accumulate_grad_batches
         snapshot = bool(self.memory_snapshot) and start_memory_history()
-        self.journal.write(
-            {
-                "kind": "train_begin",
-                "framework": "lightning",
-                "batch": self.batch_in_use,
-                "accum": self.accum_in_use,
-                "env_batch": self.batch,
-                "env_accum": self.accum,
-                "recording_snapshot": snapshot,
-            }
+        write_train_begin(
+            self.journal, "lightning", self.batch_in_use, self.accum_in_use, self.batch, self.accum, snapshot
         )
-        log.info("training at batch %s x accumulation %s", self.batch_in_use, self.accum_in_use)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        peak, source = step_peak_memory()
-        self.journal.write(
-            {
-                "kind": "step",
-                "step": trainer.global_step,
-                "batch_idx": batch_idx,
-                "batch": self.batch_in_use,
-                "accum": self.accum_in_use,
-                "peak_bytes": peak,
-                "peak_source": source,
-            }
+        write_step(
+            self.journal, trainer.global_step, self.batch_in_use, self.accum_in_use, batch_idx=batch_idx
         )
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
