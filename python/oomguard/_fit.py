@@ -33,6 +33,7 @@ import gc
 import inspect
 import linecache
 import logging
+import os
 import re
 import sys
 import traceback
@@ -66,6 +67,8 @@ _GRAD_OFF = re.compile(
 # torch/utils/_contextlib.py renames the frame of a function decorated with
 # @torch.no_grad() / @torch.inference_mode() after the context manager.
 _GRAD_OFF_FRAMES = ("no_grad", "inference_mode")
+# torch/nn/modules/module.py: the frames of calling an nn.Module.
+_MODULE_CALL_FRAMES = ("_call_impl", "_wrapped_call_impl")
 
 _EVAL_MARK = "__oomguard_evaluation__"
 
@@ -166,16 +169,40 @@ def _grad_off_ranges(filename: str) -> list:
     return ranges
 
 
+def _torch_dir() -> Optional[str]:
+    torch = sys.modules.get("torch")
+    path = getattr(torch, "__file__", None) if torch is not None else None
+    return os.path.dirname(path) + os.sep if path else None
+
+
 def raised_with_grad_off(tb) -> bool:
-    """Whether a frame of traceback ``tb`` was running with autograd turned off
-    by a ``with`` block or decorator (read from the source after the fact)."""
+    """Whether the failing step ran with autograd turned off by a ``with``
+    block or a decorator around it (read from the source after the fact).
+
+    Only what encloses the model call counts: frames are read from the
+    outermost in, up to the first ``nn.Module`` call, and PyTorch's own uses
+    of ``no_grad`` (gradient clipping, optimizer internals) are skipped. A
+    module whose forward turns autograd off for a part (rotary embeddings)
+    therefore does not make a training step look like evaluation.
+    """
+    torch_dir = _torch_dir()
+
+    def in_torch(filename: str) -> bool:
+        return bool(torch_dir) and filename.startswith(torch_dir)
+
     while tb is not None:
         code = tb.tb_frame.f_code
-        if code.co_name in _GRAD_OFF_FRAMES and code.co_filename.endswith("_contextlib.py"):
-            return True
-        line = tb.tb_lineno
-        if any(lo <= line <= hi for lo, hi in _grad_off_ranges(code.co_filename)):
-            return True
+        filename = code.co_filename
+        if code.co_name in _MODULE_CALL_FRAMES and in_torch(filename):
+            return False  # inside the model: what follows is its own business
+        if code.co_name in _GRAD_OFF_FRAMES and filename.endswith("_contextlib.py"):
+            inner = tb.tb_next
+            if inner is not None and not in_torch(inner.tb_frame.f_code.co_filename):
+                return True
+        elif not in_torch(filename):
+            line = tb.tb_lineno
+            if any(lo <= line <= hi for lo, hi in _grad_off_ranges(filename)):
+                return True
         tb = tb.tb_next
     return False
 

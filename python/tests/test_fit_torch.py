@@ -78,3 +78,24 @@ def test_no_grad_blocks_and_decorators_mark_evaluation():
     assert train() <= 3
     assert train.batch_size == 4
     assert all(a["batch_size"] == 4 for a in train.attempts)
+
+
+def test_autograd_off_inside_the_model_is_still_training():
+    torch = require("torch")
+    text = "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total capacity; 7.00 GiB already allocated; 100.00 MiB free; 7.10 GiB reserved in total by PyTorch)"
+
+    class Rotary(torch.nn.Module):  # like a rotary embedding: forward under no_grad
+        @torch.no_grad()
+        def forward(self, n):
+            if n > 5:
+                raise torch.OutOfMemoryError(text)
+            return n
+
+    rotary = Rotary()
+
+    @oomguard.fit_batch(8, eval_start=40)
+    def train(batch_size, accum, eval_batch_size):
+        return rotary(batch_size)
+
+    assert train() <= 5
+    assert train.eval_batch_size == 40
