@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import read_journal, require, run_script
+import cpu_job
+from conftest import HERE, read_journal, require, run_script
 
 
 @pytest.fixture(autouse=True)
@@ -58,3 +61,47 @@ def test_an_oom_is_diagnosed_in_the_journal_before_the_process_exits(tmp_path):
     assert oom["oom"]["device"]["kind"] == "cpu"
     assert oom["oom"]["framework"] == "pytorch"
     assert oom["snapshot"] is None
+
+
+def test_oomguard_run_restarts_the_trainer_at_a_batch_that_fits(tmp_path):
+    """End to end: `oomguard run` supervises the Trainer; its next batch
+    reaches TrainingArguments through OOMGUARD_BATCH; both journals share a file."""
+    import oomguard
+
+    small = run_script("hf_job.py", tmp_path / "out", "--measure", env={"OOMGUARD_BATCH": "2"})
+    assert small.returncode == 0, small.stderr[-4000:]
+    limit = json.loads(small.stdout.strip().splitlines()[-1])["vm_peak"] + (256 << 20)
+    j = tmp_path / "journal.jsonl"
+    done = subprocess.run(
+        [
+            oomguard.find_binary(),
+            "run",
+            "--batch",
+            "256",
+            "--global-batch",
+            "256",
+            "--journal",
+            str(j),
+            "--json",
+            "--",
+            sys.executable,
+            str(HERE / "hf_job.py"),
+            str(tmp_path / "out"),
+            str(limit),
+        ],
+        env=cpu_job.child_env({"OOMGUARD_JOURNAL": str(j)}),
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = read_journal(j)
+    attempts = [l for l in lines if "attempt" in l]
+    begins = [l for l in lines if l.get("kind") == "train_begin"]
+    ooms = [l for l in lines if l.get("kind") == "oom"]
+    assert len(attempts) >= 2 and attempts[-1]["exit_code"] == 0
+    assert attempts[0]["oom"] is not None
+    # Each attempt's Trainer ran at the batch and accumulation run chose.
+    assert [(b["batch"], b["accum"]) for b in begins] == [(a["batch"], a["accum"]) for a in attempts]
+    assert len(ooms) == len(attempts) - 1
+    assert begins[-1]["batch"] < 128 and begins[-1]["batch"] * begins[-1]["accum"] >= 128
