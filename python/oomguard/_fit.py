@@ -13,10 +13,12 @@ OOM is an evaluation OOM when any of these holds:
 
 * it was raised inside ``with oomguard.evaluation():`` or a function decorated
   with ``@oomguard.evaluation``;
-* a frame of its traceback was executing inside ``with torch.no_grad():``,
+* the model was called inside ``with torch.no_grad():``,
   ``with torch.inference_mode():`` or ``with torch.set_grad_enabled(False):``,
-  or in a function decorated with ``@torch.no_grad()``/``@torch.inference_mode()``
-  (read from the traceback and the source, after the fact: no cost while training);
+  or from a function decorated with ``@torch.no_grad()``/``@torch.inference_mode()``
+  (read from the traceback and the source after the fact: no cost while
+  training; autograd turned off inside a module's forward or by PyTorch's own
+  helpers, such as gradient clipping, does not count);
 * ``oomguard explain`` reads the evaluation or generation phase from the
   traceback (``evaluate``, ``prediction_step``, ``validation_step``, ``generate``...).
 
