@@ -1161,3 +1161,238 @@ if b >= 40:
         );
     }
 }
+
+/// The interpreter with a real PyTorch for the tests that train under an
+/// address-space limit: `OOMGUARD_TEST_PYTHON`. Unset, those tests say they
+/// are skipped; under CI (`CI=true`) a missing interpreter or a torch that
+/// does not import fails them instead.
+fn torch_python() -> Option<String> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let Ok(python) = std::env::var("OOMGUARD_TEST_PYTHON") else {
+        assert!(
+            !ci,
+            "CI=true but OOMGUARD_TEST_PYTHON is unset: set it to a Python with torch"
+        );
+        eprintln!(
+            "skipped: set OOMGUARD_TEST_PYTHON to a Python with torch to run the real-PyTorch tests"
+        );
+        return None;
+    };
+    let import = Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .unwrap_or_else(|e| panic!("OOMGUARD_TEST_PYTHON={python} does not run: {e}"));
+    assert!(
+        import.status.success(),
+        "OOMGUARD_TEST_PYTHON={python} cannot import torch:\n{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    Some(python)
+}
+
+fn torch_script() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/torch-cpu/train.py")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Allocator settings for repeatable peaks: one malloc arena, large tensors
+/// mapped and unmapped whole, one compute thread.
+const TORCH_ENV: [(&str, &str); 3] = [
+    ("MALLOC_ARENA_MAX", "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+    ("OMP_NUM_THREADS", "1"),
+];
+
+/// The address-space limit under which the job's largest batch is about
+/// `target`, from its own peaks at two small batches (measured now, with
+/// this torch).
+fn torch_limit_for(python: &str, target: u64) -> u64 {
+    let out = Command::new(python)
+        .args([
+            &torch_script(),
+            "--batch",
+            "1",
+            "--steps",
+            "2",
+            "--size",
+            "32",
+        ])
+        .args(["--calibrate", "8,24"])
+        .envs(TORCH_ENV)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let peaks: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("calibration ")?.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        peaks.len(),
+        2,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slope = (peaks[1].1 - peaks[0].1) as f64 / (peaks[1].0 - peaks[0].0) as f64;
+    assert!(
+        slope > 0.0,
+        "the peak does not grow with the batch: {peaks:?}"
+    );
+    (peaks[0].1 as f64 + slope * (target - peaks[0].0) as f64 + slope / 2.0) as u64
+}
+
+#[test]
+fn real_pytorch_on_the_cpu_recovers_under_run() {
+    let Some(python) = torch_python() else {
+        return;
+    };
+    let limit = torch_limit_for(&python, 48).to_string();
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.jsonl");
+    let script = torch_script();
+    let out = oomguard_env(
+        &[
+            "run",
+            "--json",
+            "--batch",
+            "192",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--",
+            "prlimit",
+            &format!("--as={limit}"),
+            &python,
+            &script,
+            "--batch",
+            "{batch}",
+            "--steps",
+            "2",
+            "--size",
+            "32",
+        ],
+        None,
+        &TORCH_ENV,
+    );
+    let summary = out.json();
+    assert_eq!(summary["exit_code"], 0, "{}", out.stderr);
+    let attempts = summary["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{summary}");
+    let first = &attempts[0];
+    assert_eq!(first["device"], "cpu", "{first}");
+    assert_eq!(first["oom"]["device"]["kind"], "cpu", "{first}");
+    assert!(
+        first["oom"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DefaultCPUAllocator"),
+        "{first}"
+    );
+    // Host advice, not GPU advice.
+    assert!(!out.stderr.contains("empty_cache"), "{}", out.stderr);
+    assert!(!out.stderr.contains("nvidia-smi"), "{}", out.stderr);
+    assert!(out.stderr.contains("address-space limit"), "{}", out.stderr);
+    let landed = summary["batch"].as_u64().unwrap();
+    assert!((12..192).contains(&landed), "landed on {landed}: {summary}");
+}
+
+#[test]
+fn real_pytorch_on_the_cpu_is_tuned_from_its_memory_line() {
+    let Some(python) = torch_python() else {
+        return;
+    };
+    let limit = torch_limit_for(&python, 48).to_string();
+    let script = torch_script();
+    let out = oomguard_env(
+        &[
+            "tune",
+            "--json",
+            "--source",
+            "proc",
+            "--",
+            "prlimit",
+            &format!("--as={limit}"),
+            &python,
+            &script,
+            "--batch",
+            "{batch}",
+            "--steps",
+            "2",
+            "--size",
+            "32",
+        ],
+        None,
+        &TORCH_ENV,
+    );
+    let json = out.json();
+    let found = json["batch"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let trials = batches_tried(&json);
+    // The search verified it: the found batch ran and the one above failed.
+    assert!(trials.contains(&(found, true)), "{trials:?}");
+    assert!(trials.contains(&(found + 1, false)), "{trials:?}");
+    assert!((24..=96).contains(&found), "{trials:?}");
+    // Lightning's rule from 8 to ~48 takes 7 trials; the memory line fewer.
+    assert!(trials.len() <= 6, "{trials:?}");
+    assert!(json["trials"][0]["peak_bytes"].as_u64().is_some(), "{json}");
+}
+
+/// Runs `oomguard run -- python3 -c 'input()...'` on a fresh pseudo-terminal
+/// (its controlling terminal, oomguard in the foreground as under a shell),
+/// answers the prompt, optionally pressing Ctrl-Z first and resuming the
+/// stopped job as a shell's `fg` would. Prints what it saw.
+const PTY_DRIVER: &str = r#"
+import os, pty, signal, sys, time
+bin, suspend = sys.argv[1], sys.argv[2] == "1"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bin, [bin, "run", "--", "python3", "-c", "x = input('name? '); print('got', x)"])
+out = b""
+def read_until(needle, limit=60):
+    global out
+    end = time.time() + limit
+    while needle not in out and time.time() < end:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+    return needle in out
+assert read_until(b"name? "), out
+if suspend:
+    os.write(fd, b"\x1a")
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    print("stopped" if os.WIFSTOPPED(status) else "not stopped", flush=True)
+    os.killpg(pid, signal.SIGCONT)
+    time.sleep(0.5)
+os.write(fd, b"hello\n")
+ok = read_until(b"got hello")
+_, status = os.waitpid(pid, 0)
+print("answered" if ok else "no answer", os.waitstatus_to_exitcode(status), flush=True)
+"#;
+
+#[test]
+fn on_a_terminal_the_command_reads_stdin_and_ctrl_z_stops_the_job() {
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    for suspend in ["0", "1"] {
+        let out = Command::new("timeout")
+            .args(["120", "python3", "-c", PTY_DRIVER, bin, suspend])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("answered 0"),
+            "suspend {suspend}: {text}{err}"
+        );
+        if suspend == "1" {
+            assert!(
+                text.contains("stopped") && !text.contains("not stopped"),
+                "{text}{err}"
+            );
+        }
+    }
+}

@@ -16,7 +16,7 @@ use oomguard_core::supervise::restart::{
     largest_divisor, Decision, Failure, MemoryLine, RetryReason, StopReason,
 };
 use oomguard_core::supervise::state::{self, StateRecord};
-use oomguard_core::supervise::trace::{classify, MemoryTrend};
+use oomguard_core::supervise::trace::MemoryTrend;
 use oomguard_core::supervise::{AttemptRecord, CommandTemplate, RestartPolicy};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -386,7 +386,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             finished.last_oom(batch)
         };
-        let trend = finished.memory.as_ref().and_then(|m| classify(&m.timeline));
+        let trend = finished.trend();
         last_trend = trend;
         let device = if on_cpu {
             "cpu"
