@@ -29,8 +29,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from lightning_binsearch import binsearch  # noqa: E402
 TRAINER = ROOT / "examples/fake-trainer/fake_trainer.py"
-BIN = ROOT / "target/release/oomguard"
+BIN = Path(os.environ.get("OOMGUARD_BIN", ROOT / "target/release/oomguard"))
 
 
 def limit_of(opts):
@@ -43,24 +45,8 @@ def fits(batch, opts):
 
 
 def lightning(limit, start=8):
-    """pytorch_lightning tuner `binsearch`: double until OOM, then bisect."""
-    low, high, size, trials = 1, None, start, 0
-    while True:
-        trials += 1
-        if size <= limit:
-            low = size
-            if high is not None:
-                if high - low <= 1:
-                    break
-                size = (high + low) // 2
-            else:
-                size *= 2
-        else:
-            high = size
-            size = (high + low) // 2
-            if high - low <= 1:
-                break
-    return trials, low
+    """Lightning's binsearch: the one reference copy, in lightning_binsearch.py."""
+    return binsearch(limit, start)
 
 
 def accelerate(limit, start=128):
@@ -123,7 +109,8 @@ def torch_table(python):
 
 
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    if "OOMGUARD_BIN" not in os.environ:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
     if len(sys.argv) == 3 and sys.argv[1] == "--torch":
         torch_table(sys.argv[2])
         return

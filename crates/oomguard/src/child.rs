@@ -700,9 +700,8 @@ fn oom_killer_event(pid: i32, argv0: &str) -> Option<OomEvent> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| argv0.to_string());
-    let line = format!(
-        "Out of memory: Killed process {pid} ({comm}) (the cgroup's memory.events counted an oom_kill)\n"
-    );
+    let line =
+        format!("Out of memory: Killed process {pid} ({comm}) (its cgroup counted an oom_kill)\n");
     let mut events = Vec::new();
     let _ = scan_reader("kernel", line.as_bytes(), &ScanOptions::default(), |e| {
         events.push(e)

@@ -414,28 +414,22 @@ mod tests {
         (answer, tried.len())
     }
 
-    /// Lightning's binsearch, replayed: double from the start until a
-    /// failure, then bisect; one trial per size tried.
+    /// Lightning's binsearch against `limit` from `start`: trials it takes,
+    /// from the one reference copy the benchmark and the binary's tests use
+    /// (scripts/lightning_binsearch.py).
     fn lightning_trials(limit: u64, start: u64) -> usize {
-        let (mut low, mut high, mut size, mut trials) = (1u64, None::<u64>, start, 0);
-        loop {
-            trials += 1;
-            if size <= limit {
-                low = size;
-                match high {
-                    Some(h) if h - low <= 1 => break,
-                    Some(h) => size = (h + low) / 2,
-                    None => size *= 2,
-                }
-            } else {
-                high = Some(size);
-                size = (size + low) / 2;
-                if size - low < 1 || high.unwrap() - low <= 1 {
-                    break;
-                }
-            }
-        }
-        trials
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/lightning_binsearch.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args([limit.to_string(), start.to_string()])
+            .output()
+            .expect("python3 runs the reference search");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("trials")
     }
 
     #[test]
