@@ -1184,6 +1184,18 @@ fn torch_python() -> Option<String> {
     Some(python)
 }
 
+/// The job under its limit: `prlimit --as=LIMIT PYTHON train.py --batch {batch} ...`.
+fn torch_job(python: &str, limit: &str) -> Vec<String> {
+    let mut job = vec![
+        "prlimit".to_string(),
+        format!("--as={limit}"),
+        python.to_string(),
+    ];
+    job.push(torch_script());
+    job.extend(["--batch", "{batch}", "--steps", "2", "--size", "32"].map(String::from));
+    job
+}
+
 fn torch_script() -> String {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/torch-cpu/train.py")
@@ -1247,7 +1259,6 @@ fn real_pytorch_on_the_cpu_recovers_under_run() {
     let limit = torch_limit_for(&python, 48).to_string();
     let dir = TempDir::new();
     let journal = dir.0.join("journal.jsonl");
-    let script = torch_script();
     let out = oomguard_env(
         &[
             "run",
@@ -1257,17 +1268,10 @@ fn real_pytorch_on_the_cpu_recovers_under_run() {
             "--journal",
             journal.to_str().unwrap(),
             "--",
-            "prlimit",
-            &format!("--as={limit}"),
-            &python,
-            &script,
-            "--batch",
-            "{batch}",
-            "--steps",
-            "2",
-            "--size",
-            "32",
-        ],
+        ]
+        .into_iter()
+        .chain(torch_job(&python, &limit).iter().map(String::as_str))
+        .collect::<Vec<_>>(),
         None,
         &TORCH_ENV,
     );
@@ -1299,25 +1303,11 @@ fn real_pytorch_on_the_cpu_is_tuned_from_its_memory_line() {
         return;
     };
     let limit = torch_limit_for(&python, 48).to_string();
-    let script = torch_script();
     let out = oomguard_env(
-        &[
-            "tune",
-            "--json",
-            "--source",
-            "proc",
-            "--",
-            "prlimit",
-            &format!("--as={limit}"),
-            &python,
-            &script,
-            "--batch",
-            "{batch}",
-            "--steps",
-            "2",
-            "--size",
-            "32",
-        ],
+        &["tune", "--json", "--source", "proc", "--"]
+            .into_iter()
+            .chain(torch_job(&python, &limit).iter().map(String::as_str))
+            .collect::<Vec<_>>(),
         None,
         &TORCH_ENV,
     );

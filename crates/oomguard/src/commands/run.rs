@@ -8,7 +8,7 @@ use crate::flags::RunArgs;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 use oomguard_core::diagnose::ExplainedEvent;
-use oomguard_core::gpu::source::{open, SourceChoice};
+use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
 use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::journal::{rfc3339, AttemptMemory};
@@ -294,7 +294,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Output::Passthrough
     };
     // The command's memory: a GPU source opened once, else the host's.
-    let gpu = open(&SourceChoice::Auto).ok();
+    let gpu = open_within(&SourceChoice::Auto, SAMPLE_TIMEOUT).ok();
     let has_gpu_source = gpu.is_some();
     let memory = Some(gpu.map_or(MemorySource::Host, MemorySource::gpu));
 
