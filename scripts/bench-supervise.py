@@ -14,8 +14,8 @@ With --torch PYTHON (a Python with torch and accelerate) it prints only a
 fourth table: a real PyTorch job on the CPU (examples/torch-cpu/train.py)
 under an address-space limit calibrated from its own peaks so that its
 largest batch is about 48, searched by `oomguard tune`, recovered by
-`oomguard run` from batch 192, and by accelerate's find_executable_batch_size
-from 192 (trials, landing batch, wall time).
+`oomguard run` from batch 96, and by accelerate's find_executable_batch_size
+from 96 (trials, landing batch, wall time).
 
 Usage: scripts/bench-supervise.py [--torch PYTHON]
 """
@@ -71,6 +71,8 @@ TORCH_SCRIPT = ROOT / "examples/torch-cpu/train.py"
 # One malloc arena, large tensors mapped and unmapped whole, one thread: peaks repeat.
 TORCH_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "1"}
 TORCH_OPTS = ["--steps", "2", "--size", "32"]
+# Where run and accelerate start: twice the calibrated limit.
+START = 96
 
 
 def torch_limit(python, target):
@@ -94,18 +96,18 @@ def torch_table(python):
     tried = " ".join(f"{x['batch']}{'' if x['ok'] else 'x'}" for x in data["trials"])
     print(f"| `oomguard tune` (from 8) | {len(data['trials'])} ({tried}) | {data['batch']} | {time.perf_counter() - t:.0f} s |")
     t = time.perf_counter()
-    out = subprocess.run([BIN, "run", "--json", "--batch", "192", "--", *job], capture_output=True, text=True, env=env)
+    out = subprocess.run([BIN, "run", "--json", "--batch", str(START), "--", *job], capture_output=True, text=True, env=env)
     data = json.loads(out.stdout)
     tried = " ".join(str(a["batch"]) for a in data["attempts"])
-    print(f"| `oomguard run --batch 192` | {len(data['attempts'])} ({tried}) | {data['batch']} | {time.perf_counter() - t:.0f} s |")
+    print(f"| `oomguard run --batch {START}` | {len(data['attempts'])} ({tried}) | {data['batch']} | {time.perf_counter() - t:.0f} s |")
     t = time.perf_counter()
-    acc = [f if f != "{batch}" else "192" for f in job] + ["--accelerate"]
+    acc = [f if f != "{batch}" else str(START) for f in job] + ["--accelerate"]
     out = subprocess.run(acc, capture_output=True, text=True, env=env)
     m = re.search(r"landed on (\d+) after (\d+) trials \(([^)]*)\)", out.stdout)
     if m:
-        print(f"| accelerate `find_executable_batch_size` (from 192, in one process) | {m.group(2)} ({m.group(3)}) | {m.group(1)} | {time.perf_counter() - t:.0f} s |")
+        print(f"| accelerate `find_executable_batch_size` (from {START}, in one process) | {m.group(2)} ({m.group(3)}) | {m.group(1)} | {time.perf_counter() - t:.0f} s |")
     else:
-        print(f"| accelerate `find_executable_batch_size` (from 192, in one process) | failed: {out.stderr.strip().splitlines()[-1:]} | - | {time.perf_counter() - t:.0f} s |")
+        print(f"| accelerate `find_executable_batch_size` (from {START}, in one process) | failed: {out.stderr.strip().splitlines()[-1:]} | - | {time.perf_counter() - t:.0f} s |")
 
 
 def main():

@@ -586,6 +586,7 @@ fn gpu_reading(
         total: g.total_bytes,
         free: g.free_bytes,
         limit: None,
+        peak: None,
     })
 }
 
@@ -609,6 +610,7 @@ fn host_reading(group: i32, started: Instant, state: &Mutex<SamplerState>) -> Op
         total: None,
         free: None,
         limit: limit.map(|l| l.bytes),
+        peak: host::group_peak(&members, limit),
     })
 }
 

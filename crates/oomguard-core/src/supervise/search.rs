@@ -40,6 +40,10 @@ pub enum TrialOutcome {
     OutOfMemory {
         event: Option<Box<OomEvent>>,
         baseline_bytes: Option<u64>,
+        /// On the host, where the message gives only the request: what the
+        /// failing step needed at least (its high-water mark plus the
+        /// request) and what the process could reach (its limit).
+        host_need: Option<(u64, u64)>,
     },
 }
 
@@ -270,11 +274,12 @@ impl BatchSearch {
             TrialOutcome::OutOfMemory {
                 event,
                 baseline_bytes,
+                host_need,
             } => {
                 if baseline_bytes.is_some() {
                     self.baseline = *baseline_bytes;
                 }
-                if let Some((need, reach)) = event.as_deref().and_then(device_need) {
+                if let Some((need, reach)) = event.as_deref().and_then(device_need).or(*host_need) {
                     self.needs.push((batch, need, reach));
                 }
                 let mut fail = batch;
@@ -373,6 +378,7 @@ mod tests {
             TrialOutcome::OutOfMemory {
                 event: events.pop().map(Box::new),
                 baseline_bytes: Some(baseline),
+                host_need: None,
             }
         }
 
@@ -408,6 +414,7 @@ mod tests {
                 TrialOutcome::OutOfMemory {
                     event: None,
                     baseline_bytes: None,
+                    host_need: None,
                 }
             }
         });
@@ -544,6 +551,7 @@ mod tests {
                 TrialOutcome::OutOfMemory {
                     event: None,
                     baseline_bytes: Some(1000),
+                    host_need: None,
                 }
             }
         });

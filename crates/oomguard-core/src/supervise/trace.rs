@@ -62,6 +62,9 @@ pub struct Reading {
     pub free: Option<u64>,
     /// A limit that holds whatever the device (the host's rlimit or cgroup).
     pub limit: Option<u64>,
+    /// The command's own high-water mark when the source keeps one (the
+    /// kernel's VmPeak/VmHWM): a peak between two readings is not missed.
+    pub peak: Option<u64>,
 }
 
 /// Folds readings into a [`MemoryTrace`] in bounded memory.
@@ -107,7 +110,8 @@ impl TraceFold {
         t.last_bytes = Some(r.mine);
         self.others_max = self.others_max.max(r.others);
         self.total = r.total.or(self.total);
-        t.peak_bytes = Some(t.peak_bytes.map_or(r.mine, |p| p.max(r.mine)));
+        let top = r.peak.map_or(r.mine, |p| p.max(r.mine));
+        t.peak_bytes = Some(t.peak_bytes.map_or(top, |p| p.max(top)));
         if t.baseline_bytes.is_none_or(|b| r.mine < b) {
             t.baseline_bytes = Some(r.mine);
         }
@@ -377,6 +381,7 @@ mod tests {
             total: Some(24 * GIB),
             free: Some(free),
             limit: None,
+            peak: None,
         };
         f.add(r(0.0, 0, 23 * GIB));
         f.add(r(0.1, 4 * GIB, 17 * GIB));

@@ -439,7 +439,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let line = finished.memory.as_ref().and_then(|m| {
             Some(MemoryLine {
                 baseline_bytes: m.baseline_bytes?,
-                at_failure_bytes: m.last_bytes?,
+                // The high-water mark where the source keeps one (the
+                // host's VmPeak), else the last reading.
+                at_failure_bytes: m.peak_bytes.or(m.last_bytes)?,
                 limit_bytes: m.capacity_bytes?,
             })
         });

@@ -6,6 +6,7 @@ use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
 use oomguard_core::diagnose::ExplainedEvent;
 use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
+use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
 use serde::Serialize;
@@ -130,6 +131,18 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             TrialOutcome::OutOfMemory {
                 event: Some(Box::new(e.event.clone())),
                 baseline_bytes: memory.baseline_bytes,
+                host_need: match (&source, e.event.device.kind) {
+                    (Some(MemorySource::Host), DeviceKind::Cpu) => memory
+                        .peak_bytes
+                        .zip(memory.capacity_bytes)
+                        .map(|(peak, limit)| {
+                            (
+                                peak.saturating_add(e.event.memory.requested_bytes.unwrap_or(0)),
+                                limit,
+                            )
+                        }),
+                    _ => None,
+                },
             }
         } else {
             let code = finished.shell_code();
