@@ -10,18 +10,29 @@ Prints three tables:
 3. `run`'s passthrough throughput on 1 GiB of child output, as a ratio to
    `cat` writing the same file.
 
-Usage: scripts/bench-supervise.py
+With --torch PYTHON (a Python with torch and accelerate) it prints only a
+fourth table: a real PyTorch job on the CPU (examples/torch-cpu/train.py)
+under an address-space limit calibrated from its own peaks so that its
+largest batch is about 48, searched by `oomguard tune`, recovered by
+`oomguard run` from batch 96, and by accelerate's find_executable_batch_size
+from 96 (trials, landing batch, wall time).
+
+Usage: scripts/bench-supervise.py [--torch PYTHON]
 """
 import json
 import os
+import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from lightning_binsearch import binsearch  # noqa: E402
 TRAINER = ROOT / "examples/fake-trainer/fake_trainer.py"
-BIN = ROOT / "target/release/oomguard"
+BIN = Path(os.environ.get("OOMGUARD_BIN", ROOT / "target/release/oomguard"))
 
 
 def limit_of(opts):
@@ -34,24 +45,8 @@ def fits(batch, opts):
 
 
 def lightning(limit, start=8):
-    """pytorch_lightning tuner `binsearch`: double until OOM, then bisect."""
-    low, high, size, trials = 1, None, start, 0
-    while True:
-        trials += 1
-        if size <= limit:
-            low = size
-            if high is not None:
-                if high - low <= 1:
-                    break
-                size = (high + low) // 2
-            else:
-                size *= 2
-        else:
-            high = size
-            size = (high + low) // 2
-            if high - low <= 1:
-                break
-    return trials, low
+    """Lightning's binsearch: the one reference copy, in lightning_binsearch.py."""
+    return binsearch(limit, start)
 
 
 def accelerate(limit, start=128):
@@ -72,8 +67,55 @@ def tune(opts, source, env=None, extra=()):
     return len(data["trials"]), data["batch"]
 
 
+TORCH_SCRIPT = ROOT / "examples/torch-cpu/train.py"
+# One malloc arena, large tensors mapped and unmapped whole, one thread: peaks repeat.
+TORCH_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "131072", "OMP_NUM_THREADS": "1"}
+TORCH_OPTS = ["--steps", "2", "--size", "32"]
+# Where run and accelerate start: twice the calibrated limit.
+START = 96
+
+
+def torch_limit(python, target):
+    """The address-space limit that puts the job's largest batch near `target`, from its peaks at 8 and 24."""
+    out = subprocess.run([python, TORCH_SCRIPT, "--batch", "1", *TORCH_OPTS, "--calibrate", "8,24"],
+                         capture_output=True, text=True, env=dict(os.environ, **TORCH_ENV), check=True)
+    (b1, p1), (b2, p2) = [tuple(map(int, l.split()[1:])) for l in out.stdout.splitlines() if l.startswith("calibration ")]
+    slope = (p2 - p1) / (b2 - b1)
+    return int(p1 + slope * (target - b1) + slope / 2)
+
+
+def torch_table(python):
+    env = dict(os.environ, **TORCH_ENV)
+    limit = torch_limit(python, 48)
+    job = ["prlimit", f"--as={limit}", python, TORCH_SCRIPT, "--batch", "{batch}", *TORCH_OPTS]
+    print(f"## a real PyTorch job on the CPU under prlimit --as={limit} (calibrated for a largest batch near 48)\n")
+    print("| method | trials | landing batch | wall time |\n|---|---|---|---|")
+    t = time.perf_counter()
+    out = subprocess.run([BIN, "tune", "--json", "--source", "proc", "--", *job], capture_output=True, text=True, env=env)
+    data = json.loads(out.stdout)
+    tried = " ".join(f"{x['batch']}{'' if x['ok'] else 'x'}" for x in data["trials"])
+    print(f"| `oomguard tune` (from 8) | {len(data['trials'])} ({tried}) | {data['batch']} | {time.perf_counter() - t:.0f} s |")
+    t = time.perf_counter()
+    out = subprocess.run([BIN, "run", "--json", "--batch", str(START), "--", *job], capture_output=True, text=True, env=env)
+    data = json.loads(out.stdout)
+    tried = " ".join(str(a["batch"]) for a in data["attempts"])
+    print(f"| `oomguard run --batch {START}` | {len(data['attempts'])} ({tried}) | {data['batch']} | {time.perf_counter() - t:.0f} s |")
+    t = time.perf_counter()
+    acc = [f if f != "{batch}" else str(START) for f in job] + ["--accelerate"]
+    out = subprocess.run(acc, capture_output=True, text=True, env=env)
+    m = re.search(r"landed on (\d+) after (\d+) trials \(([^)]*)\)", out.stdout)
+    if m:
+        print(f"| accelerate `find_executable_batch_size` (from {START}, in one process) | {m.group(2)} ({m.group(3)}) | {m.group(1)} | {time.perf_counter() - t:.0f} s |")
+    else:
+        print(f"| accelerate `find_executable_batch_size` (from {START}, in one process) | failed: {out.stderr.strip().splitlines()[-1:]} | - | {time.perf_counter() - t:.0f} s |")
+
+
 def main():
-    subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    if "OOMGUARD_BIN" not in os.environ:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+    if len(sys.argv) == 3 and sys.argv[1] == "--torch":
+        torch_table(sys.argv[2])
+        return
     print("## tune: trials to the exact largest batch\n")
     print("| limit | oomguard, no source | oomguard, nvidia-smi | Lightning binsearch | accelerate (x0.9 from 128) |")
     print("|---|---|---|---|---|")

@@ -26,7 +26,9 @@ use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
 use oomguard_core::gpu::source::GpuSource;
 use oomguard_core::oom::{scan_reader, Framework, OomEvent, ScanOptions};
 use oomguard_core::supervise::host::{self, HostLimit};
-use oomguard_core::supervise::trace::{classify, MemoryTrace, Reading, TraceFold};
+use oomguard_core::supervise::trace::{
+    classify, classify_host, MemoryTrace, MemoryTrend, Reading, TraceFold,
+};
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -290,10 +292,20 @@ impl Finished {
             .or_else(|| self.events.last())
     }
 
+    /// The shape of the command's memory over the attempt.
+    pub fn trend(&self) -> Option<MemoryTrend> {
+        let m = self.memory.as_ref()?;
+        if self.host_limit.is_some() {
+            classify_host(&m.timeline)
+        } else {
+            classify(&m.timeline)
+        }
+    }
+
     /// The deciding OOM event, diagnosed for the batch it ran with and what
     /// its memory did.
     pub fn last_oom(&self, batch: Option<u64>) -> Option<ExplainedEvent> {
-        let memory_trend = self.memory.as_ref().and_then(|m| classify(&m.timeline));
+        let memory_trend = self.trend();
         self.deciding_event().cloned().map(|e| {
             ExplainedEvent::new(
                 e,
@@ -574,6 +586,7 @@ fn gpu_reading(
         total: g.total_bytes,
         free: g.free_bytes,
         limit: None,
+        peak: None,
     })
 }
 
@@ -597,6 +610,7 @@ fn host_reading(group: i32, started: Instant, state: &Mutex<SamplerState>) -> Op
         total: None,
         free: None,
         limit: limit.map(|l| l.bytes),
+        peak: host::group_peak(&members, limit),
     })
 }
 
@@ -658,7 +672,9 @@ fn wait_exit(group: i32, terminal: Option<&Terminal>) {
                     t.take_back();
                     // Stop oomguard's own job, as the shell expects of it;
                     // this returns when the shell continues it (`fg`/`bg`).
-                    let _ = killpg(t.own, Signal::SIGTSTP);
+                    // SIGSTOP: the kernel drops SIGTSTP sent to a group with
+                    // no parent in the session outside it (an orphaned group).
+                    let _ = killpg(t.own, Signal::SIGSTOP);
                     if tcgetpgrp(t.stdin.as_fd()).ok() == Some(t.own) {
                         t.give(group);
                     } else {
@@ -686,9 +702,8 @@ fn oom_killer_event(pid: i32, argv0: &str) -> Option<OomEvent> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| argv0.to_string());
-    let line = format!(
-        "Out of memory: Killed process {pid} ({comm}) (the cgroup's memory.events counted an oom_kill)\n"
-    );
+    let line =
+        format!("Out of memory: Killed process {pid} ({comm}) (its cgroup counted an oom_kill)\n");
     let mut events = Vec::new();
     let _ = scan_reader("kernel", line.as_bytes(), &ScanOptions::default(), |e| {
         events.push(e)
@@ -835,7 +850,10 @@ pub fn run(
     let status = status.map_err(StartError::Other)?;
     let (memory, sample_error, host_limit) = {
         let s = sampler_state.lock().unwrap_or_else(|p| p.into_inner());
-        let memory = launch.memory.as_ref().map(|_| s.fold.trace());
+        let memory = launch.memory.as_ref().map(|m| match m {
+            MemorySource::Host => s.fold.host_trace(),
+            MemorySource::Gpu { .. } => s.fold.trace(),
+        });
         (memory, s.error.clone(), s.limit)
     };
     let killed = status.signal() == Some(Signal::SIGKILL as i32);

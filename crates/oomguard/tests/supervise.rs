@@ -248,27 +248,21 @@ if b > 20:
     assert!(attempts[1]["batch"].as_u64().unwrap() <= 20);
 }
 
-/// Lightning's binsearch, replayed (doubling from 8, then bisection).
+/// Lightning's binsearch from 8 against `limit`: trials it takes, from the
+/// one reference copy the benchmark uses too (scripts/lightning_binsearch.py).
 fn lightning_trials(limit: u64) -> u64 {
-    let (mut low, mut high, mut size, mut trials) = (1u64, None::<u64>, 8u64, 0);
-    loop {
-        trials += 1;
-        if size <= limit {
-            low = size;
-            match high {
-                Some(h) if h - low <= 1 => break,
-                Some(h) => size = (h + low) / 2,
-                None => size *= 2,
-            }
-        } else {
-            high = Some(size);
-            size = (size + low) / 2;
-            if high.unwrap() - low <= 1 {
-                break;
-            }
-        }
-    }
-    trials
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/lightning_binsearch.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(limit.to_string())
+        .output()
+        .expect("python3 runs the reference search");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("trials")
 }
 
 #[test]
@@ -1160,4 +1154,277 @@ if b >= 40:
             o.stdout
         );
     }
+}
+
+/// The interpreter with a real PyTorch for the tests that train under an
+/// address-space limit: `OOMGUARD_TEST_PYTHON`. Unset, those tests say they
+/// are skipped; under CI (`CI=true`) a missing interpreter or a torch that
+/// does not import fails them instead.
+fn torch_python() -> Option<String> {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let Ok(python) = std::env::var("OOMGUARD_TEST_PYTHON") else {
+        assert!(
+            !ci,
+            "CI=true but OOMGUARD_TEST_PYTHON is unset: set it to a Python with torch"
+        );
+        eprintln!(
+            "skipped: set OOMGUARD_TEST_PYTHON to a Python with torch to run the real-PyTorch tests"
+        );
+        return None;
+    };
+    let import = Command::new(&python)
+        .args(["-c", "import torch"])
+        .output()
+        .unwrap_or_else(|e| panic!("OOMGUARD_TEST_PYTHON={python} does not run: {e}"));
+    assert!(
+        import.status.success(),
+        "OOMGUARD_TEST_PYTHON={python} cannot import torch:\n{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    Some(python)
+}
+
+/// The job under its limit: `prlimit --as=LIMIT PYTHON train.py --batch {batch} ...`.
+fn torch_job(python: &str, limit: &str) -> Vec<String> {
+    let mut job = vec![
+        "prlimit".to_string(),
+        format!("--as={limit}"),
+        python.to_string(),
+    ];
+    job.push(torch_script());
+    job.extend(["--batch", "{batch}", "--steps", "2", "--size", "32"].map(String::from));
+    job
+}
+
+fn torch_script() -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/torch-cpu/train.py")
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Allocator settings for repeatable peaks: one malloc arena, large tensors
+/// mapped and unmapped whole, one compute thread.
+const TORCH_ENV: [(&str, &str); 3] = [
+    ("MALLOC_ARENA_MAX", "1"),
+    ("MALLOC_MMAP_THRESHOLD_", "131072"),
+    ("OMP_NUM_THREADS", "1"),
+];
+
+/// The address-space limit under which the job's largest batch is about
+/// `target`, from its own peaks at two small batches (measured now, with
+/// this torch).
+fn torch_limit_for(python: &str, target: u64) -> u64 {
+    let out = Command::new(python)
+        .args([
+            &torch_script(),
+            "--batch",
+            "1",
+            "--steps",
+            "2",
+            "--size",
+            "32",
+        ])
+        .args(["--calibrate", "8,24"])
+        .envs(TORCH_ENV)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let peaks: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.strip_prefix("calibration ")?.split(' ');
+            Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+        })
+        .collect();
+    assert_eq!(
+        peaks.len(),
+        2,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let slope = (peaks[1].1 - peaks[0].1) as f64 / (peaks[1].0 - peaks[0].0) as f64;
+    assert!(
+        slope > 0.0,
+        "the peak does not grow with the batch: {peaks:?}"
+    );
+    (peaks[0].1 as f64 + slope * (target - peaks[0].0) as f64 + slope / 2.0) as u64
+}
+
+#[test]
+fn real_pytorch_on_the_cpu_recovers_under_run() {
+    let Some(python) = torch_python() else {
+        return;
+    };
+    let limit = torch_limit_for(&python, 48).to_string();
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.jsonl");
+    let out = oomguard_env(
+        &[
+            "run",
+            "--json",
+            "--batch",
+            "192",
+            "--journal",
+            journal.to_str().unwrap(),
+            "--",
+        ]
+        .into_iter()
+        .chain(torch_job(&python, &limit).iter().map(String::as_str))
+        .collect::<Vec<_>>(),
+        None,
+        &TORCH_ENV,
+    );
+    let summary = out.json();
+    assert_eq!(summary["exit_code"], 0, "{}", out.stderr);
+    let attempts = summary["attempts"].as_array().unwrap();
+    assert!(attempts.len() >= 2, "{summary}");
+    let first = &attempts[0];
+    assert_eq!(first["device"], "cpu", "{first}");
+    assert_eq!(first["oom"]["device"]["kind"], "cpu", "{first}");
+    assert!(
+        first["oom"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DefaultCPUAllocator"),
+        "{first}"
+    );
+    // Host advice, not GPU advice.
+    assert!(!out.stderr.contains("empty_cache"), "{}", out.stderr);
+    assert!(!out.stderr.contains("nvidia-smi"), "{}", out.stderr);
+    assert!(out.stderr.contains("address-space limit"), "{}", out.stderr);
+    let landed = summary["batch"].as_u64().unwrap();
+    assert!((12..192).contains(&landed), "landed on {landed}: {summary}");
+}
+
+#[test]
+fn real_pytorch_on_the_cpu_is_tuned_from_its_memory_line() {
+    let Some(python) = torch_python() else {
+        return;
+    };
+    let limit = torch_limit_for(&python, 48).to_string();
+    let out = oomguard_env(
+        &["tune", "--json", "--source", "proc", "--"]
+            .into_iter()
+            .chain(torch_job(&python, &limit).iter().map(String::as_str))
+            .collect::<Vec<_>>(),
+        None,
+        &TORCH_ENV,
+    );
+    let json = out.json();
+    let found = json["batch"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{}", out.stderr));
+    let trials = batches_tried(&json);
+    // The search verified it: the found batch ran and the one above failed.
+    assert!(trials.contains(&(found, true)), "{trials:?}");
+    assert!(trials.contains(&(found + 1, false)), "{trials:?}");
+    assert!((24..=96).contains(&found), "{trials:?}");
+    // Lightning's rule from 8 to ~48 takes 7 trials; the memory line fewer.
+    assert!(trials.len() <= 6, "{trials:?}");
+    assert!(json["trials"][0]["peak_bytes"].as_u64().is_some(), "{json}");
+}
+
+/// Runs `oomguard run -- python3 -c 'input()...'` on a fresh pseudo-terminal
+/// (its controlling terminal, oomguard in the foreground as under a shell),
+/// answers the prompt, optionally pressing Ctrl-Z first and resuming the
+/// stopped job as a shell's `fg` would. Prints what it saw.
+const PTY_DRIVER: &str = r#"
+import os, pty, signal, sys, time
+bin, suspend = sys.argv[1], sys.argv[2] == "1"
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(bin, [bin, "run", "--", "python3", "-c", "x = input('name? '); print('got', x)"])
+out = b""
+def read_until(needle, limit=60):
+    global out
+    end = time.time() + limit
+    while needle not in out and time.time() < end:
+        try:
+            out += os.read(fd, 4096)
+        except OSError:
+            break
+    return needle in out
+assert read_until(b"name? "), out
+if suspend:
+    os.write(fd, b"\x1a")
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    print("stopped" if os.WIFSTOPPED(status) else "not stopped", flush=True)
+    os.killpg(pid, signal.SIGCONT)
+    time.sleep(0.5)
+os.write(fd, b"hello\n")
+ok = read_until(b"got hello")
+_, status = os.waitpid(pid, 0)
+print("answered" if ok else "no answer", os.waitstatus_to_exitcode(status), flush=True)
+"#;
+
+#[test]
+fn on_a_terminal_the_command_reads_stdin_and_ctrl_z_stops_the_job() {
+    let bin = env!("CARGO_BIN_EXE_oomguard");
+    for suspend in ["0", "1"] {
+        let out = Command::new("timeout")
+            .args(["120", "python3", "-c", PTY_DRIVER, bin, suspend])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            text.contains("answered 0"),
+            "suspend {suspend}: {text}{err}"
+        );
+        if suspend == "1" {
+            assert!(
+                text.contains("stopped") && !text.contains("not stopped"),
+                "{text}{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_command_the_oom_killer_ends_is_an_oom_event() {
+    // A memory cgroup of 200 MiB (v1 here; v2 needs the controller enabled
+    // in the parent), made when this test may (root on Linux).
+    let name = format!("oomguard-test-{}", std::process::id());
+    let v1 = PathBuf::from("/sys/fs/cgroup/memory").join(&name);
+    let v2 = PathBuf::from("/sys/fs/cgroup").join(&name);
+    let (cg, limit_file) = if std::fs::create_dir(&v1).is_ok() {
+        (v1, "memory.limit_in_bytes")
+    } else if std::fs::create_dir(&v2).is_ok() && v2.join("memory.max").exists() {
+        (v2, "memory.max")
+    } else {
+        let _ = std::fs::remove_dir(&v2);
+        eprintln!("skipped: cannot make a memory cgroup here (not root, or no memory controller)");
+        return;
+    };
+    std::fs::write(cg.join(limit_file), "209715200").unwrap();
+    let inner = format!(
+        "echo $$ > {procs} && exec {bin} run --json -- python3 -c 'x = bytearray(600 << 20); import time; time.sleep(5)'",
+        procs = cg.join("cgroup.procs").display(),
+        bin = env!("CARGO_BIN_EXE_oomguard"),
+    );
+    let out = Command::new("sh").args(["-c", &inner]).output().unwrap();
+    // oomguard's guard leaves the cgroup a moment after oomguard.
+    wait_for(
+        || std::fs::remove_dir(&cg).is_ok(),
+        "the test cgroup to empty",
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(summary["exit_code"], 137, "{summary}");
+    let attempt = &summary["attempts"][0];
+    assert_eq!(attempt["device"], "cpu", "{attempt}");
+    assert_eq!(attempt["signal"], 9, "{attempt}");
+    assert!(
+        attempt["oom"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Killed process"),
+        "{attempt}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("OOM killer"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

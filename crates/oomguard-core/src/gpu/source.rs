@@ -306,6 +306,25 @@ pub fn open(choice: &SourceChoice) -> Result<Box<dyn GpuSource + Send>, SourceEr
     }
 }
 
+/// [`open`], given up after `limit`: loading NVML talks to the driver, and
+/// a hung driver never answers. The attempt to open is left to itself.
+pub fn open_within(
+    choice: &SourceChoice,
+    limit: Duration,
+) -> Result<Box<dyn GpuSource + Send>, SourceError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let choice = choice.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(open(&choice));
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| {
+        Err(SourceError::Io(format!(
+            "the GPU source did not open within {} s (a hung driver?)",
+            limit.as_secs_f64()
+        )))
+    })
+}
+
 /// GPUs from `--query-gpu=index,uuid,name,memory.total,memory.used,memory.free`.
 pub fn parse_gpus(text: &str) -> Vec<GpuState> {
     let unknown = |v: &str| !v.starts_with('[');

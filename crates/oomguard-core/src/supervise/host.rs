@@ -72,6 +72,30 @@ pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
     ))
 }
 
+/// `(VmPeak, VmHWM)` of `pid`: the kernel's high-water marks of its
+/// virtual and resident size, which no sampling interval can miss.
+pub fn process_peaks(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    Some((
+        status_kib(&status, "VmPeak:")?,
+        status_kib(&status, "VmHWM:")?,
+    ))
+}
+
+/// The high-water mark of `pids` as `limit` counts memory (see
+/// [`group_usage`]); the resident marks are summed, so processes that
+/// peaked at different times overstate it a little.
+pub fn group_peak(pids: &[u32], limit: Option<HostLimit>) -> Option<u64> {
+    let marks: Vec<(u64, u64)> = pids.iter().filter_map(|p| process_peaks(*p)).collect();
+    if marks.is_empty() {
+        return None;
+    }
+    Some(match limit.map(|l| l.kind) {
+        Some(HostLimitKind::AddressSpace) => marks.iter().map(|m| m.0).max()?,
+        _ => marks.iter().map(|m| m.1).sum(),
+    })
+}
+
 /// The soft `Max address space` of `/proc/PID/limits`; `None` when unlimited.
 pub fn parse_address_space_limit(limits: &str) -> Option<u64> {
     let line = limits
@@ -206,5 +230,7 @@ mod tests {
         assert!(vm >= rss && rss > 0);
         assert!(limit(me).is_some());
         assert!(group_usage(&[me], None).unwrap() > 0);
+        let (vm_peak, hwm) = process_peaks(me).unwrap();
+        assert!(vm_peak >= vm && hwm >= rss);
     }
 }

@@ -40,6 +40,10 @@ pub enum TrialOutcome {
     OutOfMemory {
         event: Option<Box<OomEvent>>,
         baseline_bytes: Option<u64>,
+        /// On the host, where the message gives only the request: what the
+        /// failing step needed at least (its high-water mark plus the
+        /// request) and what the process could reach (its limit).
+        host_need: Option<(u64, u64)>,
     },
 }
 
@@ -270,11 +274,12 @@ impl BatchSearch {
             TrialOutcome::OutOfMemory {
                 event,
                 baseline_bytes,
+                host_need,
             } => {
                 if baseline_bytes.is_some() {
                     self.baseline = *baseline_bytes;
                 }
-                if let Some((need, reach)) = event.as_deref().and_then(device_need) {
+                if let Some((need, reach)) = event.as_deref().and_then(device_need).or(*host_need) {
                     self.needs.push((batch, need, reach));
                 }
                 let mut fail = batch;
@@ -373,6 +378,7 @@ mod tests {
             TrialOutcome::OutOfMemory {
                 event: events.pop().map(Box::new),
                 baseline_bytes: Some(baseline),
+                host_need: None,
             }
         }
 
@@ -408,34 +414,29 @@ mod tests {
                 TrialOutcome::OutOfMemory {
                     event: None,
                     baseline_bytes: None,
+                    host_need: None,
                 }
             }
         });
         (answer, tried.len())
     }
 
-    /// Lightning's binsearch, replayed: double from the start until a
-    /// failure, then bisect; one trial per size tried.
+    /// Lightning's binsearch against `limit` from `start`: trials it takes,
+    /// from the one reference copy the benchmark and the binary's tests use
+    /// (scripts/lightning_binsearch.py).
     fn lightning_trials(limit: u64, start: u64) -> usize {
-        let (mut low, mut high, mut size, mut trials) = (1u64, None::<u64>, start, 0);
-        loop {
-            trials += 1;
-            if size <= limit {
-                low = size;
-                match high {
-                    Some(h) if h - low <= 1 => break,
-                    Some(h) => size = (h + low) / 2,
-                    None => size *= 2,
-                }
-            } else {
-                high = Some(size);
-                size = (size + low) / 2;
-                if size - low < 1 || high.unwrap() - low <= 1 {
-                    break;
-                }
-            }
-        }
-        trials
+        let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../scripts/lightning_binsearch.py");
+        let out = std::process::Command::new("python3")
+            .arg(script)
+            .args([limit.to_string(), start.to_string()])
+            .output()
+            .expect("python3 runs the reference search");
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .and_then(|t| t.parse().ok())
+            .expect("trials")
     }
 
     #[test]
@@ -550,6 +551,7 @@ mod tests {
                 TrialOutcome::OutOfMemory {
                     event: None,
                     baseline_bytes: Some(1000),
+                    host_need: None,
                 }
             }
         });

@@ -27,15 +27,27 @@ pub struct StateRecord {
     pub updated_at: String,
 }
 
-/// The record after `new` arrives on top of what is stored: the smaller
-/// batch wins (with its accumulation, settings and reason); the attempt
-/// count only grows.
+/// A decision sized from figures (the rank that ran out: its OOM's figures
+/// or its memory line), rather than a halving guess (a rank whose error
+/// had no figures, such as one that failed only because another did).
+fn sized(r: &StateRecord) -> bool {
+    r.reason != "halved"
+}
+
+/// The record after `new` arrives on top of what is stored: a sized
+/// decision wins over a halving guess, then the smaller batch (with its
+/// accumulation, settings and reason); the attempt count only grows.
 pub fn merge(stored: Option<StateRecord>, new: StateRecord) -> StateRecord {
     match stored {
         None => new,
         Some(old) => {
             let attempt = old.attempt.max(new.attempt);
-            let mut winner = if new.batch <= old.batch { new } else { old };
+            let new_wins = match (sized(&new), sized(&old)) {
+                (true, false) => true,
+                (false, true) => false,
+                _ => new.batch <= old.batch,
+            };
+            let mut winner = if new_wins { new } else { old };
             winner.attempt = attempt;
             winner
         }
@@ -151,6 +163,14 @@ mod tests {
         assert_eq!(merge(None, rec(32, 1)), rec(32, 1));
         assert_eq!(merge(Some(rec(24, 2)), rec(32, 1)), rec(24, 2));
         assert_eq!(merge(Some(rec(32, 1)), rec(20, 1)), rec(20, 1));
+        // A rank's halving guess does not override the figures of the rank
+        // that ran out.
+        let guess = StateRecord {
+            reason: "halved".into(),
+            ..rec(16, 1)
+        };
+        assert_eq!(merge(Some(rec(24, 1)), guess.clone()), rec(24, 1));
+        assert_eq!(merge(Some(guess), rec(24, 1)), rec(24, 1));
     }
 
     #[test]

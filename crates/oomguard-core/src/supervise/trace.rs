@@ -62,6 +62,9 @@ pub struct Reading {
     pub free: Option<u64>,
     /// A limit that holds whatever the device (the host's rlimit or cgroup).
     pub limit: Option<u64>,
+    /// The command's own high-water mark when the source keeps one (the
+    /// kernel's VmPeak/VmHWM): a peak between two readings is not missed.
+    pub peak: Option<u64>,
 }
 
 /// Folds readings into a [`MemoryTrace`] in bounded memory.
@@ -72,10 +75,15 @@ pub struct TraceFold {
     total: Option<u64>,
     limit: Option<u64>,
     /// Own memory plus the device's free memory, one per reading (at most
-    /// 1024, thinned like the timeline). While only the command allocates,
-    /// the sum holds still; a reading whose two halves were taken a moment
-    /// apart around an allocation strays either way, so the median is used.
+    /// 1024 each, thinned like the timeline). While only the command
+    /// allocates, the sum holds still; but a source reads the device and the
+    /// processes a moment apart, and a reading taken around an allocation
+    /// strays. A reading whose own memory equals the one before it had
+    /// nothing allocated around it (`stable`); the median of those is used,
+    /// else the median of all.
     reach: Vec<u64>,
+    stable: Vec<u64>,
+    last_mine: Option<u64>,
 }
 
 /// The median of `values` (the lower middle); `None` when empty.
@@ -96,28 +104,50 @@ impl TraceFold {
         }
         self.limit = r.limit.or(self.limit);
         if r.mine == 0 {
+            self.last_mine = None;
             return;
         }
         t.last_bytes = Some(r.mine);
         self.others_max = self.others_max.max(r.others);
         self.total = r.total.or(self.total);
-        t.peak_bytes = Some(t.peak_bytes.map_or(r.mine, |p| p.max(r.mine)));
+        let top = r.peak.map_or(r.mine, |p| p.max(r.mine));
+        t.peak_bytes = Some(t.peak_bytes.map_or(top, |p| p.max(top)));
         if t.baseline_bytes.is_none_or(|b| r.mine < b) {
             t.baseline_bytes = Some(r.mine);
         }
         if let Some(free) = r.free {
-            self.reach.push(free.saturating_add(r.mine));
-            if self.reach.len() >= 1024 {
-                self.reach = self.reach.iter().copied().step_by(2).collect();
+            let sum = free.saturating_add(r.mine);
+            let steady = self.last_mine == Some(r.mine);
+            for (list, keep) in [(&mut self.reach, true), (&mut self.stable, steady)] {
+                if keep {
+                    list.push(sum);
+                    if list.len() >= 1024 {
+                        *list = list.iter().copied().step_by(2).collect();
+                    }
+                }
             }
         }
+        self.last_mine = Some(r.mine);
+    }
+
+    /// The trace so far, for a process on the host: there memory climbs
+    /// while libraries load and the model is built, so the baseline is the
+    /// level it last rested at before its peak (the model, before the first
+    /// step), not its lowest reading.
+    pub fn host_trace(&self) -> MemoryTrace {
+        let mut t = self.trace();
+        if let Some(rest) = rest_before_peak(&t.timeline) {
+            t.baseline_bytes = Some(rest);
+        }
+        t
     }
 
     /// The trace so far.
     pub fn trace(&self) -> MemoryTrace {
         let mut t = self.trace.clone();
         let listed = self.total.map(|x| x.saturating_sub(self.others_max));
-        let device = match (listed, median(&self.reach)) {
+        let reach = median(&self.stable).or_else(|| median(&self.reach));
+        let device = match (listed, reach) {
             (Some(l), Some(r)) => Some(l.min(r)),
             (l, r) => l.or(r),
         };
@@ -141,6 +171,14 @@ const LEAK_MIN_GROWTH: u64 = 256 << 20;
 /// falls, since those mark the steps; otherwise the plateaus, three samples
 /// or more at one level (a layer of a slow first step holds one or two).
 pub fn rests(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    rests_of(points, true)
+}
+
+/// [`rests`], with plateaus counted only when `plateaus` (a source whose
+/// memory may hold between steps, a GPU's caching allocator); on the host a
+/// process's memory falls between steps, and a plateau is as likely a pause
+/// while libraries load.
+fn rests_of(points: &[(f64, u64)], plateaus: bool) -> Vec<(f64, u64)> {
     let peak = points.iter().map(|p| p.1).max().unwrap_or(0);
     let tol = LEVEL_TOLERANCE.max(peak / 200);
     let near = |a: u64, b: u64| a.abs_diff(b) <= tol;
@@ -151,7 +189,9 @@ pub fn rests(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
         })
         .map(|i| points[i])
         .collect();
-    let candidates = if troughs.is_empty() {
+    let candidates = if troughs.is_empty() && !plateaus {
+        Vec::new()
+    } else if troughs.is_empty() {
         (0..points.len().saturating_sub(2))
             .filter(|&i| near(points[i + 1].1, points[i].1) && near(points[i + 2].1, points[i].1))
             .map(|i| points[i])
@@ -172,6 +212,15 @@ pub fn rests(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
     out
 }
 
+/// The last level memory rested at before it first reached its peak.
+pub fn rest_before_peak(points: &[(f64, u64)]) -> Option<u64> {
+    let nonzero: Vec<(f64, u64)> = points.iter().copied().filter(|p| p.1 > 0).collect();
+    let peak = nonzero.iter().map(|p| p.1).max()?;
+    let peak_at = nonzero.iter().find(|p| p.1 == peak)?.0;
+    let before: Vec<(f64, u64)> = nonzero.into_iter().filter(|p| p.0 < peak_at).collect();
+    rests(&before).last().map(|r| r.1).filter(|r| *r < peak)
+}
+
 /// Classifies `(seconds since start, bytes)` points; `None` with too few
 /// points or no clear shape.
 ///
@@ -180,6 +229,16 @@ pub fn rests(points: &[(f64, u64)]) -> Vec<(f64, u64)> {
 /// and a tenth of the peak, never falling back. Spike: usage reached 90% of
 /// its peak within the first quarter of the run and stayed there.
 pub fn classify(points: &[(f64, u64)]) -> Option<MemoryTrend> {
+    classify_of(points, true)
+}
+
+/// [`classify`] for a process's memory on the host: only falls between
+/// steps mark them.
+pub fn classify_host(points: &[(f64, u64)]) -> Option<MemoryTrend> {
+    classify_of(points, false)
+}
+
+fn classify_of(points: &[(f64, u64)], plateaus: bool) -> Option<MemoryTrend> {
     let nonzero: Vec<(f64, u64)> = points.iter().copied().filter(|p| p.1 > 0).collect();
     if nonzero.len() < 4 {
         return None;
@@ -190,7 +249,7 @@ pub fn classify(points: &[(f64, u64)]) -> Option<MemoryTrend> {
         return None;
     }
     let peak = nonzero.iter().map(|p| p.1).max()?;
-    if let Some(climb) = climbing(&nonzero, peak) {
+    if let Some(climb) = climbing(&nonzero, peak, plateaus) {
         return Some(climb);
     }
     let reached = nonzero.iter().find(|p| p.1 * 10 >= peak * 9)?;
@@ -210,8 +269,8 @@ pub fn classify(points: &[(f64, u64)]) -> Option<MemoryTrend> {
 }
 
 /// A leak: rest levels after the first step that rise at least twice.
-fn climbing(points: &[(f64, u64)], peak: u64) -> Option<MemoryTrend> {
-    let levels = rests(points);
+fn climbing(points: &[(f64, u64)], peak: u64, plateaus: bool) -> Option<MemoryTrend> {
+    let levels = rests_of(points, plateaus);
     let tol = LEVEL_TOLERANCE.max(peak / 200);
     // The first rest is the baseline or the first step's level; the first
     // rise from it is the first step. Steps after it are the evidence.
@@ -322,6 +381,7 @@ mod tests {
             total: Some(24 * GIB),
             free: Some(free),
             limit: None,
+            peak: None,
         };
         f.add(r(0.0, 0, 23 * GIB));
         f.add(r(0.1, 4 * GIB, 17 * GIB));
@@ -332,13 +392,55 @@ mod tests {
         assert_eq!(t.baseline_bytes, Some(4 * GIB));
         assert_eq!(t.peak_bytes, Some(9 * GIB));
         assert_eq!(t.last_bytes, Some(9 * GIB));
-        // 24 - 1 listed = 23, but own + free is only 21 (22 once, a
-        // reading taken around an allocation).
+        // 24 - 1 listed = 23, but own + free is only 21 (22 once, in a
+        // reading taken around an allocation, which the steady ones outvote).
         assert_eq!(t.capacity_bytes, Some(21 * GIB));
         for i in 0..3000 {
             f.add(r(1.0 + i as f64, 9 * GIB, 12 * GIB));
         }
         assert!(f.trace().timeline.len() < 1024);
+    }
+
+    #[test]
+    fn on_the_host_the_baseline_is_the_rest_before_the_peak() {
+        // Libraries load (rising, with pauses), the model rests at 3.4 GiB,
+        // the first step climbs to 3.6 GiB.
+        let mut points: Vec<(f64, u64)> = vec![(0.0, 20 * MIB), (0.25, 20 * MIB), (0.5, 20 * MIB)];
+        points.extend((0..4).map(|i| (1.0 + i as f64 * 0.25, GIB)));
+        points.extend((0..4).map(|i| (2.0 + i as f64 * 0.25, 3400 * MIB)));
+        points.extend([(3.0, 3500 * MIB), (3.25, 3600 * MIB)]);
+        assert_eq!(rest_before_peak(&points), Some(3400 * MIB));
+        let mut f = TraceFold::default();
+        for (s, b) in &points {
+            f.add(Reading {
+                seconds: *s,
+                mine: *b,
+                ..Reading::default()
+            });
+        }
+        assert_eq!(f.host_trace().baseline_bytes, Some(3400 * MIB));
+        assert_eq!(f.trace().baseline_bytes, Some(20 * MIB));
+    }
+
+    #[test]
+    fn on_the_host_loading_libraries_is_not_a_leak() {
+        // VmSize grows in pauses while torch loads, then the first step fails.
+        let points: Vec<(f64, u64)> = (0..10u64)
+            .flat_map(|i| {
+                let v = 2900 * MIB + i * 40 * MIB;
+                (0..3).map(move |k| ((i * 3 + k) as f64 * 0.25, v))
+            })
+            .collect();
+        assert!(!matches!(
+            classify_host(&points),
+            Some(MemoryTrend::Climbing { .. })
+        ));
+        // A real leak on the host falls back between steps, each time higher.
+        let leak = job(3 * GIB, GIB, GIB / 2, 8, 1.0, true);
+        assert!(matches!(
+            classify_host(&leak),
+            Some(MemoryTrend::Climbing { .. })
+        ));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::flags::RunArgs;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 use oomguard_core::diagnose::ExplainedEvent;
-use oomguard_core::gpu::source::{open, SourceChoice};
+use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
 use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::journal::{rfc3339, AttemptMemory};
@@ -16,7 +16,7 @@ use oomguard_core::supervise::restart::{
     largest_divisor, Decision, Failure, MemoryLine, RetryReason, StopReason,
 };
 use oomguard_core::supervise::state::{self, StateRecord};
-use oomguard_core::supervise::trace::{classify, MemoryTrend};
+use oomguard_core::supervise::trace::MemoryTrend;
 use oomguard_core::supervise::{AttemptRecord, CommandTemplate, RestartPolicy};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -294,7 +294,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         Output::Passthrough
     };
     // The command's memory: a GPU source opened once, else the host's.
-    let gpu = open(&SourceChoice::Auto).ok();
+    let gpu = open_within(&SourceChoice::Auto, SAMPLE_TIMEOUT).ok();
     let has_gpu_source = gpu.is_some();
     let memory = Some(gpu.map_or(MemorySource::Host, MemorySource::gpu));
 
@@ -386,7 +386,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             finished.last_oom(batch)
         };
-        let trend = finished.memory.as_ref().and_then(|m| classify(&m.timeline));
+        let trend = finished.trend();
         last_trend = trend;
         let device = if on_cpu {
             "cpu"
@@ -439,7 +439,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let line = finished.memory.as_ref().and_then(|m| {
             Some(MemoryLine {
                 baseline_bytes: m.baseline_bytes?,
-                at_failure_bytes: m.last_bytes?,
+                // The high-water mark where the source keeps one (the
+                // host's VmPeak), else the last reading.
+                at_failure_bytes: m.peak_bytes.or(m.last_bytes)?,
                 limit_bytes: m.capacity_bytes?,
             })
         });

@@ -5,7 +5,8 @@ use crate::child::{self, Guard, Interrupts, Launch, MemorySource, Output};
 use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
 use oomguard_core::diagnose::ExplainedEvent;
-use oomguard_core::gpu::source::{open, SourceChoice};
+use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
+use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
 use serde::Serialize;
@@ -28,10 +29,16 @@ fn memory_source(arg: Option<&str>) -> anyhow::Result<Option<MemorySource>> {
     Ok(match arg {
         Some("none") => None,
         Some("proc") => Some(MemorySource::Host),
-        Some("nvml") => Some(MemorySource::gpu(open(&SourceChoice::Nvml)?)),
-        Some(_) => Some(MemorySource::gpu(open(&SourceChoice::NvidiaSmi)?)),
+        Some("nvml") => Some(MemorySource::gpu(open_within(
+            &SourceChoice::Nvml,
+            SAMPLE_TIMEOUT,
+        )?)),
+        Some(_) => Some(MemorySource::gpu(open_within(
+            &SourceChoice::NvidiaSmi,
+            SAMPLE_TIMEOUT,
+        )?)),
         None => Some(
-            open(&SourceChoice::Auto)
+            open_within(&SourceChoice::Auto, SAMPLE_TIMEOUT)
                 .ok()
                 .map_or(MemorySource::Host, MemorySource::gpu),
         ),
@@ -124,6 +131,18 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
             TrialOutcome::OutOfMemory {
                 event: Some(Box::new(e.event.clone())),
                 baseline_bytes: memory.baseline_bytes,
+                host_need: match (&source, e.event.device.kind) {
+                    (Some(MemorySource::Host), DeviceKind::Cpu) => memory
+                        .peak_bytes
+                        .zip(memory.capacity_bytes)
+                        .map(|(peak, limit)| {
+                            (
+                                peak.saturating_add(e.event.memory.requested_bytes.unwrap_or(0)),
+                                limit,
+                            )
+                        }),
+                    _ => None,
+                },
             }
         } else {
             let code = finished.shell_code();
