@@ -121,7 +121,7 @@ impl Heap {
         }
     }
 
-    fn new_obj(&mut self, obj: Obj) -> Result<Value, String> {
+    fn new_obj(&mut self, obj: Obj) -> std::result::Result<Value, String> {
         let id = u32::try_from(self.objs.len()).map_err(|_| "more than 4 billion containers")?;
         self.objs.push(obj);
         self.meta.push(1);
@@ -133,14 +133,14 @@ impl Heap {
 /// `heap.objs[id]` to [`Obj::Done`]) with a record of its own. An error
 /// ends the read at that byte.
 pub trait Finisher {
-    fn finish(&mut self, heap: &mut Heap, id: u32) -> Result<(), String>;
+    fn finish(&mut self, heap: &mut Heap, id: u32) -> std::result::Result<(), String>;
 }
 
 /// A finisher that keeps everything as it is.
 pub struct KeepAll;
 
 impl Finisher for KeepAll {
-    fn finish(&mut self, _heap: &mut Heap, _id: u32) -> Result<(), String> {
+    fn finish(&mut self, _heap: &mut Heap, _id: u32) -> std::result::Result<(), String> {
         Ok(())
     }
 }
@@ -168,7 +168,8 @@ pub struct PickleError {
     pub detail: String,
 }
 
-type Result<T, E = PickleError> = std::result::Result<T, E>;
+/// Errors are boxed so that the hot paths return small values in registers.
+type Result<T> = std::result::Result<T, Box<PickleError>>;
 
 /// The input, read through a fixed buffer, counting bytes.
 struct Input<R> {
@@ -194,12 +195,13 @@ impl<R: Read> Input<R> {
         self.before + self.pos as u64
     }
 
-    fn err(&self, kind: PickleErrorKind, detail: impl Into<String>) -> PickleError {
-        PickleError {
+    #[cold]
+    fn err(&self, kind: PickleErrorKind, detail: impl Into<String>) -> Box<PickleError> {
+        Box::new(PickleError {
             kind,
             offset: self.offset(),
             detail: detail.into(),
-        }
+        })
     }
 
     /// Refills the buffer; false at the end of the input.
@@ -219,7 +221,8 @@ impl<R: Read> Input<R> {
         }
     }
 
-    fn truncated(&self, what: &str) -> PickleError {
+    #[cold]
+    fn truncated(&self, what: &str) -> Box<PickleError> {
         self.err(
             PickleErrorKind::Truncated,
             format!(
@@ -306,7 +309,10 @@ impl<R: Read> Input<R> {
 }
 
 /// Reads one pickle from `input` and returns its root value with the heap.
-pub fn read_pickle<R: Read>(input: R, finisher: &mut dyn Finisher) -> Result<(Heap, Value)> {
+pub fn read_pickle<R: Read>(
+    input: R,
+    finisher: &mut dyn Finisher,
+) -> std::result::Result<(Heap, Value), PickleError> {
     let mut vm = Machine {
         input: Input::new(input),
         heap: Heap::default(),
@@ -318,7 +324,7 @@ pub fn read_pickle<R: Read>(input: R, finisher: &mut dyn Finisher) -> Result<(He
         finisher,
         op_at: 0,
     };
-    let root = vm.run()?;
+    let root = vm.run().map_err(|e| *e)?;
     Ok((vm.heap, root))
 }
 
@@ -360,15 +366,17 @@ fn refused_opcode(op: u8) -> Option<&'static str> {
 }
 
 impl<R: Read> Machine<'_, R> {
-    fn err(&self, kind: PickleErrorKind, detail: impl Into<String>) -> PickleError {
-        PickleError {
+    #[cold]
+    fn err(&self, kind: PickleErrorKind, detail: impl Into<String>) -> Box<PickleError> {
+        Box::new(PickleError {
             kind,
             offset: self.op_at,
             detail: detail.into(),
-        }
+        })
     }
 
-    fn malformed(&self, detail: impl Into<String>) -> PickleError {
+    #[cold]
+    fn malformed(&self, detail: impl Into<String>) -> Box<PickleError> {
         self.err(PickleErrorKind::Malformed, detail)
     }
 
@@ -450,13 +458,13 @@ impl<R: Read> Machine<'_, R> {
             return Ok(());
         }
         self.heap.meta[id as usize] = meta | FINISHED;
-        self.finisher
-            .finish(&mut self.heap, id)
-            .map_err(|detail| PickleError {
+        self.finisher.finish(&mut self.heap, id).map_err(|detail| {
+            Box::new(PickleError {
                 kind: PickleErrorKind::Malformed,
                 offset: self.op_at,
                 detail,
             })
+        })
     }
 
     /// A container built from `items` in one step (LIST, TUPLE, DICT, ...).
@@ -864,7 +872,7 @@ impl<R: Read> Machine<'_, R> {
 
     /// The error for an opcode that would import or call something, naming
     /// the global it asks for when the pickle says.
-    fn refuse(&mut self, op: u8, name: &str) -> PickleError {
+    fn refuse(&mut self, op: u8, name: &str) -> Box<PickleError> {
         let asked = match op {
             b'c' | b'i' => {
                 let module = self.input.line("a module name").ok();
@@ -1009,7 +1017,7 @@ fn raw_unicode_unescape(line: &[u8]) -> String {
 mod tests {
     use super::*;
 
-    fn read(bytes: &[u8]) -> Result<(Heap, Value)> {
+    fn read(bytes: &[u8]) -> std::result::Result<(Heap, Value), PickleError> {
         read_pickle(bytes, &mut KeepAll)
     }
 
