@@ -202,7 +202,7 @@ pub struct RunArgs {
     /// Restarts after the first attempt, at most.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_restarts: u32,
-    /// Keep batch x accumulation at least N: {accum} becomes ceil(N / batch).
+    /// Keep batch x accumulation equal to N: the batch is a divisor of N, {accum} becomes N / batch.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub global_batch: Option<u64>,
     /// After the minimum batch fails, one more run with CUDA_VISIBLE_DEVICES="".

@@ -1428,3 +1428,21 @@ fn a_command_the_oom_killer_ends_is_an_oom_event() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn tune_says_the_model_does_not_fit_at_batch_1() {
+    let script = "import sys; sys.stderr.write('torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 22.12 GiB is allocated by PyTorch, and 0 bytes is reserved by PyTorch but unallocated.\\n'); sys.exit(1)";
+    let out = oomguard(
+        &[
+            "tune", "--source", "none", "--", "python3", "-c", script, "{batch}",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("does not fit at batch 1"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("oomguard plan"), "{}", out.stdout);
+}
