@@ -16,7 +16,7 @@ static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
         (
             Phase::ModelLoad,
-            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
+            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
         ),
         (
             Phase::DataLoading,
@@ -102,6 +102,36 @@ pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
         .iter()
         .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
         .map(|(phase, _)| *phase)
+}
+
+/// True when the traceback's frames gather parameters (DeepSpeed ZeRO-3,
+/// FSDP unsharding) or build weights (a module's `__init__`,
+/// `reset_parameters`, `to_empty`): the memory goes to the model's states,
+/// whatever the batch.
+pub(crate) fn shows_model_states(before: &[String]) -> bool {
+    static FRAMES: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"fetch_sub_module|_allgather_params|all_gather_coalesced|partition_parameters\.py|",
+            r"GatheredParameters|in _unshard\b|_all_gather_flat_param|in unshard\b|",
+            r"reset_parameters|in _init_weights\b|in init_weights\b|in to_empty\b|",
+            r"in _materialize|zero_init|init_empty_weights"
+        ))
+        .expect("pattern compiles")
+    });
+    traceback_lines(before).iter().any(|l| FRAMES.is_match(l))
+}
+
+/// The serving engine whose frames or log prefixes surround the failure.
+pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::ServingEngine> {
+    let recent = &before[before.len().saturating_sub(60)..];
+    let names = |word: &str| text.contains(word) || recent.iter().any(|l| l.contains(word));
+    if names("sglang") {
+        Some(super::ServingEngine::Sglang)
+    } else if names("vllm") || names("EngineCore") || names("RayWorkerWrapper") {
+        Some(super::ServingEngine::Vllm)
+    } else {
+        None
+    }
 }
 
 /// The phase the traceback shows, `None` when no frame says.

@@ -10,7 +10,7 @@
 
 use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
 use super::text::{clean_line, join_continuations, rank_tag, strip_log_prefix};
-use super::{phase, DeviceKind, OomEvent, Phase};
+use super::{phase, DeviceKind, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -317,10 +317,26 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, us
         ends[taken - 1]
     };
     let text = join_backwards(&before, text);
-    let parsed = match parse_logical(&text) {
+    // A rejected line claims only itself: a line joined to it as its
+    // continuation may hold the failure.
+    let mut parsed = match parse_logical(&text) {
         Some(parsed) if !says_non_fatal(&text) => parsed,
-        _ => return (None, used_end),
+        _ => return (None, line_end),
     };
+    if parsed.generic {
+        if super::generic::is_quiet_level(&first) && !parsed.facts.oom_killer {
+            return (None, line_end);
+        }
+        super::generic::refine_from_context(&before, &mut parsed);
+    }
+    parsed.facts.model_state_frames = phase::shows_model_states(&before);
+    parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    if parsed.framework == Framework::TensorFlow {
+        super::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+    }
+    if parsed.facts.oom_killer && parsed.memory.allowed_bytes.is_none() {
+        parsed.memory.allowed_bytes = super::generic::cgroup_limit(&before);
+    }
     let phase = parsed
         .phase_hint
         .or_else(|| phase::from_traceback(&before))
@@ -404,6 +420,8 @@ struct Pending {
 
 /// Lines within which an exact copy is a reprint, not a new failure.
 const REPRINT_LINES: u64 = 4;
+/// Lines one kernel OOM report (with its task table) spans at most.
+const KILL_REPORT_LINES: u64 = 400;
 /// Lines within which copies for different devices are one failure of
 /// several ranks.
 const RANK_COPY_LINES: u64 = 60;
@@ -466,9 +484,19 @@ impl Grouper {
             let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
             (other_rank && r.words == seen.words) || other_device || reprint || retry
         });
-        if copy {
+        // The kernel's report of one kill spans many lines (the invoking
+        // task, the cgroup's figures, the victim, the reaper): one event.
+        let same_kill = self.pending.as_ref().is_some_and(|p| {
+            p.event.facts.oom_killer
+                && parsed.facts.oom_killer
+                && line.saturating_sub(p.event.line) <= KILL_REPORT_LINES
+        });
+        if copy || same_kill {
             if let Some(p) = &mut self.pending {
                 p.event.memory.fill_from(&parsed.memory);
+                if p.event.facts.call.is_none() {
+                    p.event.facts.call = parsed.facts.call.clone();
+                }
                 if p.event.phase == Phase::Unknown {
                     p.event.phase = phase;
                 }
@@ -573,6 +601,8 @@ fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFa
     a.shared_memory = a.shared_memory.or(b.shared_memory);
     a.sglang = a.sglang.or(b.sglang);
     a.batch_search_exhausted |= b.batch_search_exhausted;
+    a.model_state_frames |= b.model_state_frames;
+    a.serving_engine = a.serving_engine.or(b.serving_engine);
     a
 }
 

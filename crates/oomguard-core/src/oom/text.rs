@@ -134,7 +134,7 @@ fn starts_new_statement(line: &str) -> bool {
     static NEW: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^(?:Traceback \(most recent call last\)|File |During handling|The above exception|",
-            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||",
+            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
             r"[a-z]+_[a-z0-9_]*:\s)"
         ))
@@ -180,7 +180,10 @@ fn is_known_tail(line: &str) -> bool {
 fn looks_complete(text: &str) -> bool {
     let open = text.matches('(').count();
     let close = text.matches(')').count();
-    open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
+    let end = text.trim_end().trim_end_matches('*');
+    // A shell's `Killed` ends its line whatever follows.
+    end.ends_with("Killed")
+        || open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
 }
 
 /// Joins `first` with as many of `next` as continue it: lines a terminal
