@@ -128,6 +128,16 @@ pub fn rank_tag(line: &str) -> Option<u32> {
     c.get(1).or(c.get(2))?.as_str().parse().ok()
 }
 
+/// The process a log line is tagged with (`(EngineCore_0 pid=12)`,
+/// `(APIServer pid=1)`, `(RayWorkerWrapper pid=5, ip=...)`).
+pub fn process_tag(line: &str) -> Option<String> {
+    static PROCESS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?\((\w+) pid=(\d+)").expect("pattern compiles")
+    });
+    let c = PROCESS.captures(line)?;
+    Some(format!("{}:{}", &c[1], &c[2]))
+}
+
 /// True when `line` (prefix stripped) clearly begins a new statement rather
 /// than continuing a wrapped one.
 fn starts_new_statement(line: &str) -> bool {
