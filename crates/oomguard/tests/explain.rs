@@ -418,3 +418,59 @@ fn where_a_smaller_retry_cannot_help_the_workaround_says_so() {
         );
     }
 }
+
+/// Events of `text`, as `explain --json` prints them.
+fn events_of(text: &str) -> Vec<serde_json::Value> {
+    let out = oomguard(&["explain", "--json"], Some(text.as_bytes()));
+    out.json()["events"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn one_failure_told_several_ways_is_one_event() {
+    // The same message again six lines on (a handler and stderr).
+    let gap: String = (0..5)
+        .map(|i| format!("  File \"x.py\", line {i}, in f\n"))
+        .collect();
+    let again = format!(
+        "RuntimeError: CUDA error: out of memory\n{gap}RuntimeError: CUDA error: out of memory\n"
+    );
+    assert_eq!(events_of(&again).len(), 1);
+    // XLA's log line, a long traceback, then the raised error: same figures.
+    let frames: String = (0..40)
+        .map(|i| format!("  File \"x.py\", line {i}, in f\n    y()\n"))
+        .collect();
+    let xla = format!(
+        "2024-01-01 10:00:00.000000: E external/xla/xla/pjrt/pjrt_stream_executor_client.cc:2809] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8589934592 bytes.\nTraceback (most recent call last):\n{frames}jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8589934592 bytes.\n"
+    );
+    let events = events_of(&xla);
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["line"], 1);
+    // vLLM's engine core fails, the API server re-raises the same text.
+    let vllm = format!(
+        "(EngineCore_0 pid=12) ERROR 06-12 10:11:12 [core.py:1] {PT2}\n{frames}(APIServer pid=1) ERROR 06-12 10:11:13 [api.py:1] {PT2}\n"
+    );
+    assert_eq!(events_of(&vllm).len(), 1);
+}
+
+#[test]
+fn a_traceback_line_is_never_glued_onto_the_error() {
+    let text = format!(
+        "  File \"train.py\", line 10, in step\n    loss = self.compute_loss_for_the_whole_batch_then_run_the_backward pass\n{PT2}\n"
+    );
+    let events = events_of(&text);
+    assert_eq!(events.len(), 1);
+    let message = events[0]["message"].as_str().unwrap();
+    assert!(message.starts_with("torch.OutOfMemoryError"), "{message}");
+}
+
+#[test]
+fn causes_carry_a_check_and_events_a_confidence() {
+    let events = events_of("RuntimeError: CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`\n");
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["confidence"], "low");
+    for cause in events[0]["causes"].as_array().unwrap() {
+        assert!(cause["check"].is_string(), "{cause}");
+    }
+    let events = events_of(&format!("{PT2}\n"));
+    assert!(["high", "medium", "low"].contains(&events[0]["confidence"].as_str().unwrap()));
+}

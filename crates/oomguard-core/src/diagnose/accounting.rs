@@ -6,7 +6,7 @@
 //! tell this process's non-framework memory from other processes (PyTorch
 //! 1.x), the two are one "outside the framework" segment.
 
-use crate::oom::{DeviceKind, OomEvent, ProcessMemory, SglangCheck};
+use crate::oom::{DeviceKind, Framework, OomEvent, ProcessMemory, SglangCheck};
 use crate::size::format_size;
 
 /// A part of the device's memory.
@@ -80,8 +80,18 @@ impl Accounting {
             requested: m.requested_bytes,
             ..Accounting::default()
         };
-        let listed = m.other_processes.clone().unwrap_or_default();
-        let mut process = m.process_bytes;
+        // A figure of 0 where the rest shows memory in use is a reading that
+        // failed (NVML without access to the process), not a process that
+        // holds nothing: it is no evidence either way.
+        let in_use = m.reserved_bytes.or(m.allocated_bytes).unwrap_or(0) > 0;
+        let listed: Vec<ProcessMemory> = m
+            .other_processes
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.bytes > 0)
+            .collect();
+        let mut process = m.process_bytes.filter(|&p| p > 0 || !in_use);
         let mut others = listed.clone();
         if process.is_none() {
             if let (Some(reserved), [only]) = (m.reserved_bytes, listed.as_slice()) {
@@ -110,8 +120,10 @@ impl Accounting {
         };
         push(SegmentKind::Allocated, m.allocated_bytes);
         push(SegmentKind::CachedFree, m.reserved_unallocated_bytes);
+        let broken_process = process.is_none() && m.process_bytes.is_some();
         let non_framework = m
             .non_framework_bytes
+            .filter(|_| !broken_process)
             .or_else(|| Some(process?.saturating_sub(m.reserved_bytes?)));
         if event.device.kind == DeviceKind::Mps {
             // MPS "other allocations": everything Metal holds beyond the
@@ -139,7 +151,12 @@ impl Accounting {
             push(SegmentKind::OutsideFramework, Some(outside));
         } else if others_sum > 0 {
             push(SegmentKind::OtherProcesses, Some(others_sum));
-        } else if let (Some(t), Some(f), None) = (m.total_bytes, m.free_bytes, m.allocated_bytes) {
+        } else if let (Some(t), Some(f), None, Framework::Vllm) = (
+            m.total_bytes,
+            m.free_bytes,
+            m.allocated_bytes,
+            event.framework,
+        ) {
             // Only the device's total and free are known (vLLM's start-up
             // check): what is used lies outside the framework's figures.
             push(SegmentKind::OutsideFramework, Some(t.saturating_sub(f)));

@@ -20,24 +20,140 @@ const HOST_SUSPECT_BYTES: u64 = 64 << 30;
 /// opts in (intel/compute-runtime, programmers-guide
 /// ALLOCATIONS_GREATER_THAN_4GB.md).
 const XPU_MAX_SINGLE_ALLOCATION: u64 = 4 << 30;
+/// No GPU holds a terabyte (the largest, MI325X and B300, hold 256 and
+/// 288 GB): a device request this large is a size computed wrong.
+const DEVICE_INVALID_BYTES: u64 = 1 << 40;
 
-struct Ranking(Vec<Cause>);
+/// The allocator's rounding, which the printed figures hide: PyTorch's
+/// caching allocator takes requests of 1-10 MiB as 20 MiB segments and
+/// rounds larger ones up to 2 MiB (CUDACachingAllocator.cpp kLargeBuffer,
+/// kRoundLarge), and printed figures are rounded to two decimals.
+const ROUNDING_SLACK: u64 = 20 << 20;
+
+/// True when the request fitted the free memory beyond what rounding
+/// hides: equal figures as printed mean the device is simply full.
+fn fits_free(q: u64, f: u64) -> bool {
+    f > q.saturating_add((q / 50).max(ROUNDING_SLACK))
+}
+
+/// The request fitted what the driver reported free and still failed: the
+/// limit lies where the figures do not look. Without a cap in the text,
+/// that is memory another process took and gave back between the failure
+/// and the reading, the host (pinned or shared system memory) or the
+/// driver; the text cannot tell which.
+fn fitted_free(r: &mut Ranking, event: &OomEvent, q: u64, f: u64) {
+    let far = f >= q.saturating_mul(2) && f - q >= GIB;
+    let how = if far { "far more than" } else { "more than" };
+    r.undecided();
+    r.add_checked(
+        CauseId::OtherProcesses,
+        if far { 0.55 } else { 0.5 },
+        format!(
+            "{} was free, {how} the {} requested: no cap shows in the text, so the memory was most likely taken by another process for a moment (another job, a second worker) and freed before the figures were read",
+            fs(f),
+            fs(q)
+        ),
+        Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv -l 1 while it runs: another pid whose memory jumps at the failure"),
+    );
+    r.add_checked(
+        CauseId::NotMemory,
+        0.45,
+        "a driver or runtime refusal reported as out of memory (an old driver, a Windows WDDM limit, a corrupted context after an earlier error)",
+        Some("compare torch.version.cuda with the driver version nvidia-smi prints, and rerun with CUDA_LAUNCH_BLOCKING=1"),
+    );
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.48,
+        "a limit the message does not print: a CUDA MPS memory limit, a scheduler's per-worker GPU share, or a container's device-memory limit refuses allocations while the device has room",
+        Some("echo $CUDA_MPS_PINNED_DEVICE_MEM_LIMIT, and look for a per-worker GPU share or memory fraction in the tool's settings"),
+    );
+    r.add_checked(
+        CauseId::HostMemory,
+        0.4,
+        "pinned (page-locked) host memory or the system memory the driver shares with the GPU can run out while the device has room",
+        Some("free -g at the failure: little available host memory points here"),
+    );
+    let _ = event;
+}
+
+/// Nothing allocated on MPS and a tiny request refused: the Metal backend
+/// failed to allocate, which is not a shortage (an old macOS or torch, a VM
+/// without a Metal device).
+fn mps_nothing_allocated(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    if let (Some(a), Some(q)) = (m.allocated_bytes, m.requested_bytes) {
+        if a <= 1 << 20 && q <= 1 << 20 && m.non_framework_bytes.unwrap_or(0) <= 1 << 20 {
+            r.add(
+                CauseId::NotMemory,
+                0.85,
+                format!(
+                    "nothing is allocated ({}) and a request of {} was refused: the Metal backend could not allocate at all, which is not a shortage (the macOS or torch version, or a machine without a usable Metal device)",
+                    fs(a),
+                    fs(q)
+                ),
+            );
+        }
+    }
+}
+
+struct Ranking(Vec<Cause>, bool);
 
 impl Ranking {
     fn add(&mut self, id: CauseId, score: f64, evidence: impl Into<String>) {
+        self.add_checked(id, score, evidence, None);
+    }
+
+    /// Adds a cause with the check that tells it apart from the others.
+    fn add_checked(
+        &mut self,
+        id: CauseId,
+        score: f64,
+        evidence: impl Into<String>,
+        check: Option<&str>,
+    ) {
         let score = (score.clamp(0.0, 1.0) * 100.0).round() / 100.0;
+        let check = check.map(str::to_string);
         match self.0.iter_mut().find(|c| c.id == id) {
             Some(c) if c.score >= score => {}
             Some(c) => {
                 c.score = score;
                 c.evidence = evidence.into();
+                c.check = check;
             }
             None => self.0.push(Cause {
                 id,
                 score,
                 evidence: evidence.into(),
+                check,
             }),
         }
+    }
+
+    /// Marks the event as one whose text covers several causes.
+    fn undecided(&mut self) {
+        self.1 = true;
+    }
+}
+
+/// The ranked causes, and whether the text itself leaves them open.
+pub(super) struct Ranked {
+    pub causes: Vec<Cause>,
+    pub undecided: bool,
+}
+
+/// How far the ranking decides: low when a rule said the text cannot tell
+/// the causes apart or the first two are within 0.1; high when the first
+/// leads by 0.25 or more at 0.8 or above; medium otherwise.
+pub(super) fn confidence(causes: &[Cause], undecided: bool) -> super::Confidence {
+    use super::Confidence;
+    let top = causes.first().map_or(0.0, |c| c.score);
+    let second = causes.get(1).map_or(0.0, |c| c.score);
+    if undecided || top < 0.5 || top - second < 0.1 {
+        Confidence::Low
+    } else if top >= 0.8 && top - second >= 0.25 {
+        Confidence::High
+    } else {
+        Confidence::Medium
     }
 }
 
@@ -51,7 +167,7 @@ fn pct(part: u64, whole: u64) -> String {
 /// Weighs in what the process's memory did before it failed.
 pub(super) fn from_trend(causes: &mut Vec<Cause>, trend: Option<super::trend::MemoryTrend>) {
     use super::trend::MemoryTrend;
-    let mut r = Ranking(std::mem::take(causes));
+    let mut r = Ranking(std::mem::take(causes), false);
     match trend {
         Some(MemoryTrend::Climbing { from_bytes, to_bytes, seconds }) => r.add(
             CauseId::LeftoverTensors,
@@ -75,22 +191,30 @@ pub(super) fn from_trend(causes: &mut Vec<Cause>, trend: Option<super::trend::Me
     *causes = r.0;
 }
 
-pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
-    let mut r = Ranking(Vec::new());
+pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Ranked {
+    let mut r = Ranking(Vec::new(), false);
+    rank_into(&mut r, event, acc);
+    Ranked {
+        causes: r.0,
+        undecided: r.1,
+    }
+}
+
+fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let m = &event.memory;
     // Messages whose meaning the facts fix entirely: the phase rules below
     // would add a batch cause, which is wrong for each of them.
     if let Some(shm) = &event.facts.shared_memory {
-        shared_memory(&mut r, shm);
-        return r.0;
+        shared_memory(r, shm);
+        return;
     }
     if let Some(check) = &event.facts.sglang {
-        sglang(&mut r, check);
-        return r.0;
+        sglang(r, check);
+        return;
     }
     if event.facts.batch_search_exhausted {
-        batch_search_exhausted(&mut r);
-        return r.0;
+        batch_search_exhausted(r);
+        return;
     }
     if event.facts.absurd_request {
         r.add(
@@ -108,60 +232,117 @@ pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Vec<Cause> {
             format!("the request of {} is larger than any device or host: a size computed wrong (overflow, corrupted shape)", fs(m.requested_bytes.unwrap_or(0))),
         );
     }
+    if let Some(q) = m.requested_bytes.filter(|&q| {
+        (DEVICE_INVALID_BYTES..ABSURD_BYTES).contains(&q) && event.device.kind != DeviceKind::Cpu
+    }) {
+        r.add(
+            CauseId::InvalidSize,
+            0.9,
+            format!("one device allocation of {} is more than any GPU holds: a size computed wrong (an overflowed shape, a wrong dimension)", fs(q)),
+        );
+    }
     if let Some(check) = &event.facts.vllm {
-        vllm(&mut r, check, event);
+        vllm(r, check, event);
+    }
+    if let (Some(engine), Framework::PyTorch) = (event.facts.serving_engine, event.framework) {
+        let (name, knob) = engine.name_and_knob();
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.7,
+            format!("{name} reserves {knob} x the GPU up front for the weights and the KV cache; a step that needs more than its profiled peak (CUDA-graph capture, the sampler, a long prompt) finds only the rest"),
+            Some("the engine's start-up lines: the memory it profiled, the KV cache size, and the share it was given"),
+        );
+        r.add(
+            CauseId::KvCache,
+            0.55,
+            format!("a smaller KV cache (lower {knob}, shorter maximum length, fewer sequences at once) leaves the headroom the failing step needs"),
+        );
+    }
+    if event.facts.model_state_frames {
+        r.add(
+            CauseId::ModelTooLarge,
+            0.8,
+            "the traceback shows parameters being gathered or weights being built: the model's states, not the batch, take the memory",
+        );
+    }
+    if event.device.kind == DeviceKind::Mps {
+        mps_nothing_allocated(r, event);
     }
     if event.facts.oom_killer || event.device.kind == DeviceKind::Cpu {
-        host(&mut r, event);
+        host(r, event);
     }
     match event.framework {
-        Framework::Cublas | Framework::Cudnn | Framework::Nccl => library(&mut r, event),
-        Framework::LlamaCpp => llama(&mut r, event),
-        Framework::TensorFlow | Framework::Jax => tensorflow(&mut r, event),
+        Framework::Cublas | Framework::Cudnn | Framework::Nccl => library(r, event),
+        Framework::LlamaCpp => llama(r, event),
+        Framework::TensorFlow | Framework::Jax => tensorflow(r, event),
         _ => {}
     }
-    figures(&mut r, event, acc);
-    by_phase(&mut r, event, acc);
+    figures(r, event, acc);
+    by_phase(r, event, acc);
     if r.0.is_empty() {
-        // A bare "out of memory" with no figures and no phase.
-        r.add(
-            CauseId::BatchTooLarge,
-            0.45,
-            "the message gives no figures; the batch (or sequence/image size) is the most common cause",
-        );
-        r.add(
-            CauseId::OtherProcesses,
-            0.3,
-            "check with nvidia-smi whether other processes hold memory on the device",
-        );
-        if m.requested_bytes.is_none() {
-            r.add(
-                CauseId::ModelTooLarge,
-                0.25,
-                "if it fails on the first step at any batch size, the model itself does not fit",
-            );
-        }
+        bare_failure(r, event);
     }
-    r.0
+}
+
+/// A failure with no figures and no phase: the text covers several causes
+/// and cannot rank them; each gets the check that tells it apart. Outside a
+/// training loop (an app, a server, a converter) the model is the usual
+/// cause, so it leads; a compiler running out (LLVM) is usually not the
+/// device's memory at all.
+fn bare_failure(r: &mut Ranking, event: &OomEvent) {
+    r.undecided();
+    if event.message.contains("LLVM") {
+        r.add(
+            CauseId::NotMemory,
+            0.6,
+            "LLVM ran out while compiling a kernel: a driver or toolchain fault far more often than a full device",
+        );
+        r.add(
+            CauseId::HostMemory,
+            0.45,
+            "the compiler runs in host memory: a machine short of RAM fails here too",
+        );
+        return;
+    }
+    r.add(
+        CauseId::ModelTooLarge,
+        0.45,
+        "the message gives no figures: if it fails on the first step, or at any batch size, the model itself does not fit next to what else the device holds",
+    );
+    r.add(
+        CauseId::OtherProcesses,
+        0.4,
+        "another process (a second job, a notebook kernel, a previous run) may hold the device",
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.38,
+        "in a training or batched loop, the batch (or sequence, image size) is the usual cause",
+    );
 }
 
 fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
     match check {
         VllmCheck::NoCacheBlocks => {
-            r.add(
-                CauseId::ModelTooLarge,
-                0.6,
-                "after loading the weights and profiling one batch, nothing was left within gpu_memory_utilization for the KV cache",
-            );
+            // vLLM sizes the KV cache as gpu_memory_utilization x the GPU,
+            // minus the weights and the profiled activations (worker
+            // `determine_num_available_blocks`): the cap and what the
+            // KV cache needs come first; the weights only when they alone
+            // exceed the cap, which the check's text does not show.
             r.add(
                 CauseId::MemoryCap,
-                0.5,
-                "gpu_memory_utilization caps what vLLM may use of the GPU",
+                0.7,
+                "after the weights and one profiled batch, nothing was left within gpu_memory_utilization for the KV cache: the cap is too low for this model on this GPU",
             );
             r.add(
                 CauseId::KvCache,
-                0.4,
-                "the KV cache gets only what the weights and activations leave",
+                0.6,
+                "the KV cache gets only what the weights and the profiled batch leave: --max-num-seqs and --max-model-len size that batch",
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.45,
+                "if the weights alone exceed gpu_memory_utilization x the GPU (the 'Loading model weights took' line), no cap helps: shard or quantize",
             );
         }
         VllmCheck::MaxLenExceedsKvCache {
@@ -352,12 +533,41 @@ fn tensorflow(r: &mut Ranking, event: &OomEvent) {
             },
         );
     }
-    if event.facts.fragmentation_hint {
-        r.add(
+    let m = &event.memory;
+    match (m.allowed_bytes, m.allocated_bytes, m.requested_bytes) {
+        // The pool's own figures decide: live tensors plus the request
+        // beyond the pool is a full pool, within it a split one.
+        (Some(limit), Some(in_use), Some(q)) if event.framework == Framework::TensorFlow => {
+            if in_use.saturating_add(q) > limit {
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.7,
+                    format!(
+                        "the allocator's pool of {} holds {} of live tensors; the {} request does not fit the rest: the pool is full, not fragmented",
+                        fs(limit),
+                        fs(in_use),
+                        fs(q)
+                    ),
+                );
+            } else {
+                r.add(
+                    CauseId::Fragmentation,
+                    0.75,
+                    format!(
+                        "live tensors hold {} of the {} pool, so the {} request fits its free bytes, but not in one chunk",
+                        fs(in_use),
+                        fs(limit),
+                        fs(q)
+                    ),
+                );
+            }
+        }
+        _ if event.facts.fragmentation_hint => r.add(
             CauseId::Fragmentation,
             0.55,
             "TensorFlow's BFC allocator failed and itself points at fragmentation of its pool",
-        );
+        ),
+        _ => {}
     }
 }
 
@@ -374,6 +584,18 @@ fn host(r: &mut Ranking, event: &OomEvent) {
         }
     };
     r.add(CauseId::HostMemory, 0.85, evidence);
+    if let Some(limit) = event
+        .memory
+        .allowed_bytes
+        .filter(|_| event.facts.oom_killer)
+    {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.88,
+            format!("the container's memory cgroup is capped at {} and reached it: the limit, not the machine, ran out", fs(limit)),
+            Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS"),
+        );
+    }
     if let Some(q) = event
         .memory
         .requested_bytes
@@ -406,21 +628,32 @@ fn library(r: &mut Ranking, event: &OomEvent) {
     }
     match event.framework {
         Framework::Cublas => {
+            // cuBLAS reports a full device and a broken set-up with the same
+            // status: a differential, each with its check.
+            r.undecided();
             let call = event.facts.call.as_deref().unwrap_or("a cuBLAS call");
             r.add(
-                CauseId::NonFrameworkMemory,
-                0.5,
-                format!("{call} needs memory outside the framework's cache (handle and workspace); the GPU was already full"),
-            );
-            r.add(
                 CauseId::BatchTooLarge,
-                0.4,
-                "the framework's tensors filled the GPU before cuBLAS could get its workspace",
+                0.5,
+                format!("{call} needs memory for its handle and workspace outside the framework's cache: the framework's tensors had filled the GPU"),
             );
             r.add(
+                CauseId::OtherProcesses,
+                0.45,
+                "another process on the same GPU leaves cuBLAS no room for its handle",
+            );
+            r.add_checked(
                 CauseId::NotMemory,
-                0.3,
-                "the same status appears with a mismatched CUDA toolkit and driver, or a wrong device index",
+                0.4,
+                "the same status comes from a CUDA toolkit the driver does not support, or a handle created against the wrong current device",
+                Some("rerun with CUDA_LAUNCH_BLOCKING=1 and the same device as cuda:0; compare torch.version.cuda with the driver's CUDA version in nvidia-smi"),
+            );
+            r.add(
+                CauseId::NonFrameworkMemory,
+                0.35,
+                format!(
+                    "{call} allocates outside the framework's cache, which already took the GPU"
+                ),
             );
         }
         Framework::Cudnn => {
@@ -461,15 +694,22 @@ fn library(r: &mut Ranking, event: &OomEvent) {
                 Some(q) => format!("NCCL could not allocate {} for its buffers", fs(q)),
                 None => "NCCL could not allocate device memory for its buffers".into(),
             };
-            r.add(
-                CauseId::NonFrameworkMemory,
-                0.6,
-                format!("{what}, outside the framework's cache"),
-            );
+            // NCCL's buffers are small next to a training job's tensors:
+            // when they do not fit, the job had already filled the GPU.
             r.add(
                 CauseId::BatchTooLarge,
-                0.35,
-                "the framework's tensors left no room for communication buffers",
+                0.55,
+                format!("{what}: the training's own tensors had filled the GPU, leaving no room for communication buffers"),
+            );
+            r.add(
+                CauseId::NonFrameworkMemory,
+                0.45,
+                format!("{what}, outside the framework's cache (NCCL_BUFFSIZE and the number of channels size them)"),
+            );
+            r.add(
+                CauseId::OtherProcesses,
+                0.3,
+                "another process on the GPU shrinks what NCCL can get",
             );
         }
         _ => {}
@@ -535,29 +775,41 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     }
     let cached_free = acc.bytes(SegmentKind::CachedFree);
     let free = acc.bytes(SegmentKind::Free);
+    // TensorFlow's BFC `Limit` is the pool the allocator was given (nearly
+    // the whole GPU by default), not a cap a user set: tensorflow() reads it.
+    let pool_limit = event.framework == Framework::TensorFlow;
     // Fragmentation: the cache holds enough free bytes, but not in one block.
     // How much it matters is the cached-but-free share of the device: a few
     // percent is the allocator's normal slack, a large share is memory the
     // workload cannot use.
     if let (Some(cf), Some(q)) = (cached_free, q) {
         let reserved = m.reserved_bytes.unwrap_or(0);
-        let share = total.map(|t| cf as f64 / t.max(1) as f64);
         if cf >= q && cf > 0 {
+            // The caching allocator frees every unsplit cached segment and
+            // retries before it raises (CUDACachingAllocator.cpp `malloc`:
+            // release_available_cached_blocks, then release_cached_blocks),
+            // so what the message still counts as cached but free lies in
+            // segments partly in use: enough bytes, in pieces.
+            // A cache of a few percent of the device is the allocator's
+            // normal slack and no reason to fail; from 5% on it is memory
+            // the workload could have had in one piece.
+            let share = total.map(|t| cf as f64 / t.max(1) as f64);
             let score = match share {
-                Some(s) if s >= 0.15 => 0.8,
-                Some(s) if s >= 0.05 => 0.45,
+                Some(s) if s >= 0.05 => 0.85,
+                Some(s) if s >= 0.02 => 0.5,
                 Some(_) => 0.25,
-                None => 0.5,
+                None => 0.6,
             };
-            r.add(
+            r.add_checked(
                 CauseId::Fragmentation,
                 score,
                 format!(
-                    "{} is cached by the allocator but free ({} of the device), more than the {} requested: it is split into pieces too small for one block",
+                    "{} is cached by the allocator but free ({} of the device), at least the {} requested: the allocator already released what it could, so these bytes lie in pieces of partly used segments, none large enough",
                     fs(cf),
                     total.map_or("n/a".into(), |t| pct(cf, t)),
                     fs(q)
                 ),
+                None,
             );
         } else if reserved > 0 && cf * 4 >= reserved && cf >= 256 << 20 {
             r.add(
@@ -575,7 +827,7 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // Memory outside the framework: other processes or this one. It is the
     // cause only when the request did not fit what was free.
     let blocked = match (q, free) {
-        (Some(q), Some(f)) => q > f,
+        (Some(q), Some(f)) => !fits_free(q, f),
         _ => true,
     };
     if let Some(t) = total.filter(|_| blocked) {
@@ -669,7 +921,7 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             } else if a + nf + q > cap {
                 r.add(
                     CauseId::MemoryCap,
-                    0.6,
+                    0.7,
                     format!(
                         "{} allocated + {} other + {} requested exceeds the {} high-watermark cap",
                         fs(a),
@@ -680,7 +932,7 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
                 );
             }
         }
-    } else if let (Some(cap), Some(q)) = (m.allowed_bytes, q) {
+    } else if let (Some(cap), Some(q), false) = (m.allowed_bytes, q, pool_limit) {
         let reserved = m.reserved_bytes.unwrap_or(0);
         // Within 2%: the printed figures are rounded to two decimals.
         if (reserved + q) as f64 >= cap as f64 * 0.98 {
@@ -696,31 +948,26 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             );
         }
     }
-    // The request would have fit the free memory: the limit lies elsewhere.
-    if let (Some(q), Some(f)) = (q, free) {
-        if f >= q && event.device.kind != DeviceKind::Mps && m.allowed_bytes.is_none() {
-            if event.device.kind == DeviceKind::Xpu && q > XPU_MAX_SINGLE_ALLOCATION {
-                r.add(
-                    CauseId::MemoryCap,
-                    0.8,
-                    format!(
-                        "{} was free, but one request of {} is above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
-                        fs(f),
-                        fs(q)
-                    ),
-                );
-            }
-            r.add(
+    if let Some(q) = q.filter(|_| event.device.kind == DeviceKind::Xpu) {
+        if q > XPU_MAX_SINGLE_ALLOCATION {
+            r.add_checked(
                 CauseId::MemoryCap,
-                0.5,
-                format!("{} was free, enough for the {} request: a per-allocation or driver limit refused it", fs(f), fs(q)),
+                0.85,
+                format!(
+                    "one request of {} is above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
+                    fs(q)
+                ),
+                Some("rerun with UR_L0_ENABLE_RELAXED_ALLOCATION_LIMITS=1 (and SYCL_PI_LEVEL_ZERO_... on older oneAPI): if it passes, it was the single-allocation limit"),
             );
-            r.add(
-                CauseId::Fragmentation,
-                0.35,
-                "free device memory may be scattered in pieces none of which holds the request",
-            );
-            r.add(CauseId::NotMemory, 0.3, "an allocation that fits the free memory and still fails can be a driver or runtime problem");
+        }
+    }
+    if let (Some(q), Some(f)) = (q, free) {
+        if fits_free(q, f)
+            && event.device.kind != DeviceKind::Mps
+            && m.allowed_bytes.is_none()
+            && event.device.kind != DeviceKind::Xpu
+        {
+            fitted_free(r, event, q, f);
         }
     }
     // Nothing held yet and one request takes a large share of the device:
@@ -741,7 +988,23 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     }
     // Windows (WDDM) lets allocations spill over into shared system memory.
     if let (Some(a), Some(t)) = (m.allocated_bytes, total) {
-        if a > t {
+        if a > t.saturating_add(t / 2) {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.9,
+                format!(
+                    "{} allocated is {:.1}x the device's {}: the Windows driver spilled into shared system memory; a working set that far beyond the GPU is the model's, not one batch's",
+                    fs(a),
+                    a as f64 / t as f64,
+                    fs(t)
+                ),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.5,
+                "a smaller batch lowers the activations, but the rest still exceeds the GPU",
+            );
+        } else if a > t {
             r.add(
                 CauseId::BatchTooLarge,
                 0.9,

@@ -8,6 +8,7 @@
 mod accounting;
 mod advice;
 mod causes;
+mod checks;
 mod fixes;
 pub mod trend;
 
@@ -36,6 +37,24 @@ pub enum CauseId {
 }
 
 impl CauseId {
+    /// The id as SPEC.md spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CauseId::BatchTooLarge => "batch_too_large",
+            CauseId::ModelTooLarge => "model_too_large",
+            CauseId::Fragmentation => "fragmentation",
+            CauseId::OtherProcesses => "other_processes",
+            CauseId::LeftoverTensors => "leftover_tensors",
+            CauseId::MultipleModels => "multiple_models",
+            CauseId::NonFrameworkMemory => "non_framework_memory",
+            CauseId::MemoryCap => "memory_cap",
+            CauseId::HostMemory => "host_memory",
+            CauseId::KvCache => "kv_cache",
+            CauseId::InvalidSize => "invalid_size",
+            CauseId::NotMemory => "not_memory",
+        }
+    }
+
     /// A short title for human output.
     pub fn title(self) -> &'static str {
         match self {
@@ -62,6 +81,30 @@ pub struct Cause {
     /// How likely, 0 to 1; causes are sorted by it.
     pub score: f64,
     pub evidence: String,
+    /// The one command to run or thing to look at that confirms or rules
+    /// out this cause.
+    pub check: Option<String>,
+}
+
+/// How far the text alone decides between the causes listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// The figures decide.
+    High,
+    Medium,
+    /// The text covers several causes: the checks tell them apart.
+    Low,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::High => "high",
+            Confidence::Medium => "medium",
+            Confidence::Low => "low",
+        }
+    }
 }
 
 /// One fix, best first.
@@ -94,6 +137,7 @@ pub struct Diagnosis {
     pub summary: String,
     pub causes: Vec<Cause>,
     pub fixes: Vec<Fix>,
+    pub confidence: Confidence,
     /// The batch size the fixes suggest, when `--batch` was given.
     #[serde(skip)]
     pub suggested_batch: Option<u64>,
@@ -107,15 +151,19 @@ pub struct Diagnosis {
 /// Diagnoses one event.
 pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
     let accounting = Accounting::of(event);
-    let mut causes = causes::rank(event, &accounting);
+    let ranked = causes::rank(event, &accounting);
+    let mut causes = ranked.causes;
     causes::from_trend(&mut causes, ctx.memory_trend);
     causes.sort_by(|a, b| b.score.total_cmp(&a.score));
+    checks::fill(&mut causes, event);
+    let confidence = causes::confidence(&causes, ranked.undecided);
     let (fixes, suggested_batch) = fixes::propose(event, &accounting, &causes, ctx);
     Diagnosis {
         summary: accounting::summary(event, &accounting),
         accounting,
         causes,
         fixes,
+        confidence,
         suggested_batch,
         workaround: advice::workaround(event),
         prevention: advice::prevention(event),

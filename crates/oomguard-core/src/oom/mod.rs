@@ -9,6 +9,7 @@
 
 mod cuda_libs;
 mod family;
+mod generic;
 mod inference_engines;
 mod phase;
 mod pytorch;
@@ -272,6 +273,31 @@ pub struct EventFacts {
     /// A batch-size finder halved the batch on every OOM until it reached
     /// zero (accelerate's `find_executable_batch_size`): batch 1 failed too.
     pub batch_search_exhausted: bool,
+    /// The traceback shows parameters being gathered (ZeRO-3, FSDP) or
+    /// weights being built: the model's states take the memory.
+    pub model_state_frames: bool,
+    /// The failure happened inside a serving engine that reserves its share
+    /// of the GPU up front (its frames or log prefixes name it).
+    pub serving_engine: Option<ServingEngine>,
+}
+
+/// Serving engines that size their memory from a share of the GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServingEngine {
+    /// vLLM: `gpu_memory_utilization`.
+    Vllm,
+    /// SGLang: `--mem-fraction-static`.
+    Sglang,
+}
+
+impl ServingEngine {
+    /// The engine's name and the setting that sizes its share.
+    pub fn name_and_knob(self) -> (&'static str, &'static str) {
+        match self {
+            ServingEngine::Vllm => ("vLLM", "gpu_memory_utilization"),
+            ServingEngine::Sglang => ("SGLang", "--mem-fraction-static"),
+        }
+    }
 }
 
 /// A kernel's shared-memory need against the GPU's per-block limit, in bytes

@@ -16,7 +16,7 @@ static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
         (
             Phase::ModelLoad,
-            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
+            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
         ),
         (
             Phase::DataLoading,
@@ -31,20 +31,20 @@ static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             r"\.backward\(|in backward\b|autograd/__init__\.py|_engine_run_backward|run_backward|accelerator\.backward|manual_backward|torch/_tensor\.py.*backward",
         ),
         (
+            Phase::Startup,
+            r"profile_run|determine_num_available_blocks|determine_available_memory|_initialize_kv_caches|init_device|initialize_cache|capture_model|in capture\w*\b|in warmup\b|in warm_up\b",
+        ),
+        (
             Phase::Generation,
-            r"\.generate\(|in generate\b|generation/utils\.py|in _sample\b|in sample\b|greedy_search|beam_search|in _beam_search|in _greedy_search|sampler\.py|generate_until",
+            r"\.generate\(|in generate\b|in _?\w*_generate\b|generation/utils\.py|in _sample\b|in sample\b|greedy_search|beam_search|in _beam_search|in _greedy_search|sampler\.py|generate_until|\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort",
         ),
         (
             Phase::Evaluation,
             r"evaluation_loop|prediction_step|in evaluate\b|\.evaluate\(|validation_step|in predict\b|\.predict\(|in validate\b|test_step|eval_step",
         ),
         (
-            Phase::Startup,
-            r"profile_run|determine_num_available_blocks|determine_available_memory|_initialize_kv_caches|init_device|initialize_cache|capture_model|cuda_graph",
-        ),
-        (
             Phase::Forward,
-            r"in forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
+            r"in forward\b|in _?\w+_forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
         ),
     ];
     rules
@@ -64,14 +64,20 @@ fn traceback_lines(before: &[String]) -> &[String] {
         return &before[start..];
     }
     // No header in the window: take the frames directly above the error.
+    // A launcher's tag (`[rank0]:`, `(EngineCore pid=1) ERROR ... [x.py:1]`)
+    // before a frame's indentation keeps it a frame.
+    static TAGGED_INDENT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\S.*?[\]:|]\s{2,}\S").expect("pattern compiles"));
     let mut start = before.len();
     for (i, line) in before.iter().enumerate().rev() {
         let t = line.trim_start();
         if t.contains("File \"")
             || t.starts_with("at ")
             || line.starts_with(' ')
+            || line.starts_with('\t')
             || t.starts_with('^')
             || t.starts_with('~')
+            || TAGGED_INDENT.is_match(line)
         {
             start = i;
         } else {
@@ -101,6 +107,79 @@ pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
     RULES
         .iter()
         .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
+        .map(|(phase, _)| *phase)
+}
+
+/// True when the traceback's frames gather parameters (DeepSpeed ZeRO-3,
+/// FSDP unsharding) or build weights (a module's `__init__`,
+/// `reset_parameters`, `to_empty`): the memory goes to the model's states,
+/// whatever the batch.
+pub(crate) fn shows_model_states(before: &[String]) -> bool {
+    static FRAMES: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"fetch_sub_module|_allgather_params|all_gather_coalesced|partition_parameters\.py|",
+            r"GatheredParameters|in _unshard\b|_all_gather_flat_param|in unshard\b|",
+            r"reset_parameters|in _init_weights\b|in init_weights\b|in to_empty\b|",
+            r"in _materialize|zero_init|init_empty_weights"
+        ))
+        .expect("pattern compiles")
+    });
+    traceback_lines(before).iter().any(|l| FRAMES.is_match(l))
+}
+
+/// The serving engine whose frames or log prefixes surround the failure.
+pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::ServingEngine> {
+    let recent = &before[before.len().saturating_sub(60)..];
+    let names = |word: &str| text.contains(word) || recent.iter().any(|l| l.contains(word));
+    if names("sglang") {
+        Some(super::ServingEngine::Sglang)
+    } else if names("vllm") || names("EngineCore") || names("RayWorkerWrapper") {
+        Some(super::ServingEngine::Vllm)
+    } else {
+        None
+    }
+}
+
+/// Words around an event without a traceback that name what the program
+/// was doing: a loading progress bar, the call quoted in the report, the
+/// engine build, a warm-up. Only strong markers count, in this order.
+static CONTEXT_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
+    let rules: &[(Phase, &str)] = &[
+        (
+            Phase::Startup,
+            r"(?i:warm ?up|capture cuda graph|\bwarmup\b)",
+        ),
+        (
+            Phase::ModelLoad,
+            r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|buildEngine|InitDataEntryMemory|load_tensors|\.to\((?:device|'cuda'|\x22cuda\x22)\)",
+        ),
+        (
+            Phase::Evaluation,
+            r"(?i:evaluation step|during evaluation|in the evaluation|validation step)",
+        ),
+        (
+            Phase::DataLoading,
+            r"(?i:preprocess|DMatrix\(|read_csv|todense\(|toarray\(|DataLoader worker)",
+        ),
+    ];
+    rules
+        .iter()
+        .map(|(phase, p)| (*phase, Regex::new(p).expect("context pattern compiles")))
+        .collect()
+});
+
+/// The phase the words around an event name, when no traceback shows one:
+/// the last 25 lines before it, the event's own text, and 5 lines after.
+pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> Option<Phase> {
+    let near = before[before.len().saturating_sub(25)..]
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(text))
+        .chain(after.iter().take(5).map(String::as_str));
+    let lines: Vec<&str> = near.collect();
+    CONTEXT_RULES
+        .iter()
+        .find(|(_, re)| lines.iter().any(|l| re.is_match(l)))
         .map(|(phase, _)| *phase)
 }
 

@@ -225,6 +225,11 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
         kind,
         trim_after_message(&message_from(text, key)),
     );
+    // An engine's CUDA-graph capture at start-up (SGLang's `Capture cuda
+    // graph failed: ...`, vLLM's capture_model).
+    if text.to_ascii_lowercase().contains("cuda graph") {
+        parsed.phase_hint = Some(super::Phase::Startup);
+    }
     parsed.device.index = p
         .gpu_index
         .captures(text)

@@ -9,8 +9,8 @@
 //! into one, keeping where the text first started.
 
 use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
-use super::text::{clean_line, join_continuations, rank_tag, strip_log_prefix};
-use super::{phase, DeviceKind, OomEvent, Phase};
+use super::text::{clean_line, join_continuations, process_tag, rank_tag, strip_log_prefix};
+use super::{phase, DeviceKind, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -272,6 +272,8 @@ struct Found {
     phase: Phase,
     /// The rank tag of the line (`[rank3]:`), when there is one.
     rank: Option<u32>,
+    /// The process tag of the line (`(EngineCore_0 pid=12)`).
+    process: Option<String>,
     /// The lines before it, for chained-exception markers.
     before: Vec<String>,
     /// The logical line, prefix removed, as read.
@@ -317,10 +319,26 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, us
         ends[taken - 1]
     };
     let text = join_backwards(&before, text);
-    let parsed = match parse_logical(&text) {
+    // A rejected line claims only itself: a line joined to it as its
+    // continuation may hold the failure.
+    let mut parsed = match parse_logical(&text) {
         Some(parsed) if !says_non_fatal(&text) => parsed,
-        _ => return (None, used_end),
+        _ => return (None, line_end),
     };
+    if parsed.generic {
+        if super::generic::is_quiet_level(&first) && !parsed.facts.oom_killer {
+            return (None, line_end);
+        }
+        super::generic::refine_from_context(&before, &mut parsed);
+    }
+    parsed.facts.model_state_frames = phase::shows_model_states(&before);
+    parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    if parsed.framework == Framework::TensorFlow {
+        super::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+    }
+    if parsed.facts.oom_killer && parsed.memory.allowed_bytes.is_none() {
+        parsed.memory.allowed_bytes = super::generic::cgroup_limit(&before);
+    }
     let phase = parsed
         .phase_hint
         .or_else(|| phase::from_traceback(&before))
@@ -335,16 +353,22 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, us
             }
             phase::from_following(&following)
         })
+        .or_else(|| phase::from_context(&before, &text, &after[taken..]))
         .unwrap_or(Phase::Unknown);
     let found = Found {
         parsed,
         phase,
         rank: rank_tag(&first),
+        process: process_tag(&first),
         before,
         text,
     };
     (Some(found), used_end)
 }
+
+static EXCEPTION_START: LazyLock<regex::Regex> = LazyLock::new(|| {
+    regex::Regex::new(r"^[A-Za-z_][\w.]*(?:Error|Exception)\s*:").expect("pattern compiles")
+});
 
 /// Prepends the line before when the trigger line continues it (a terminal
 /// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`).
@@ -352,6 +376,14 @@ fn join_backwards(before: &[String], text: String) -> String {
     let Some(prev) = before.last() else {
         return text;
     };
+    // A traceback's frame or code line never continues into the error that
+    // follows it, nor does anything continue into an exception's class.
+    if prev.starts_with([' ', '\t'])
+        || prev.trim_start().starts_with("File \"")
+        || EXCEPTION_START.is_match(&text)
+    {
+        return text;
+    }
     let prev = strip_log_prefix(prev);
     let trimmed = prev.trim_end();
     let open = trimmed.ends_with([',', '(', ';']) && trimmed.chars().count() >= 40;
@@ -376,6 +408,8 @@ struct Seen {
     /// The words with digits masked: equal across ranks and devices.
     words: String,
     rank: Option<u32>,
+    /// The process tag of the line (`(EngineCore_0 pid=12)`), when there is one.
+    process: Option<String>,
     device_index: Option<u32>,
     message: String,
     text: String,
@@ -402,8 +436,22 @@ struct Pending {
     exact_request: bool,
 }
 
-/// Lines within which an exact copy is a reprint, not a new failure.
-const REPRINT_LINES: u64 = 4;
+/// Lines within which the same message again is a reprint (a log handler
+/// and stderr, a wrapper that prints before re-raising), not a new failure.
+const REPRINT_LINES: u64 = 12;
+/// Lines within which the same failure told in other words is one.
+const NEAR_COPY_LINES: u64 = 4;
+
+/// True when a line among the last `gap` before the event starts a new run
+/// (a REPL or shell prompt): the same message after it is a new failure.
+fn new_run_between(before: &[String], gap: u64) -> bool {
+    before.iter().rev().take(gap as usize).any(|l| {
+        let t = l.trim_start();
+        t.starts_with(">>> ") || t.starts_with("In [") || t.starts_with("$ ")
+    })
+}
+/// Lines one kernel OOM report (with its task table) spans at most.
+const KILL_REPORT_LINES: u64 = 400;
 /// Lines within which copies for different devices are one failure of
 /// several ranks.
 const RANK_COPY_LINES: u64 = 60;
@@ -430,6 +478,7 @@ impl Grouper {
             parsed,
             phase,
             rank,
+            process,
             before,
             text,
         } = found;
@@ -438,6 +487,7 @@ impl Grouper {
             figures: figures_signature(&parsed),
             words: mask_digits(parsed.framework, &parsed.message),
             rank,
+            process,
             device_index: parsed.device.index,
             message: parsed.message.clone(),
             text,
@@ -457,18 +507,38 @@ impl Grouper {
                 && r.words == seen.words
                 && matches!((r.device_index, seen.device_index), (Some(a), Some(b)) if a != b);
             // A reprint: the same figures told in other words (a log line and
-            // the exception), or the same line again behind another prefix.
-            // Equal messages on lines that differ otherwise (a progress bar
-            // after each) are separate failures of the same size.
-            let retold = r.message != seen.message || r.text == seen.text;
+            // the exception it raises, an engine's error and the server's
+            // re-raise) anywhere within the window; the same message again
+            // within a few lines; or any copy after a chained exception. The
+            // same message far apart is a new failure of the same size (a
+            // loop that catches the OOM and goes on).
+            let has_figures = !r.figures.ends_with(&format!(":{}", r.message));
+            let retold = has_figures && r.message != seen.message;
+            // The same line again (not a line that differs by a progress
+            // bar), with no new command started in between.
+            let same_line =
+                r.text == seen.text && gap <= REPRINT_LINES && !new_run_between(&before, gap);
+            let near_copy =
+                gap <= NEAR_COPY_LINES && (r.message != seen.message || r.text == seen.text);
+            let other_process = matches!((&r.process, &seen.process), (Some(a), Some(b)) if a != b);
             let reprint = r.figures == seen.figures
-                && (gap <= REPRINT_LINES && retold || is_chained(&before, gap));
+                && (same_line || near_copy || retold || other_process || is_chained(&before, gap));
             let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
             (other_rank && r.words == seen.words) || other_device || reprint || retry
         });
-        if copy {
+        // The kernel's report of one kill spans many lines (the invoking
+        // task, the cgroup's figures, the victim, the reaper): one event.
+        let same_kill = self.pending.as_ref().is_some_and(|p| {
+            p.event.facts.oom_killer
+                && parsed.facts.oom_killer
+                && line.saturating_sub(p.event.line) <= KILL_REPORT_LINES
+        });
+        if copy || same_kill {
             if let Some(p) = &mut self.pending {
                 p.event.memory.fill_from(&parsed.memory);
+                if p.event.facts.call.is_none() {
+                    p.event.facts.call = parsed.facts.call.clone();
+                }
                 if p.event.phase == Phase::Unknown {
                     p.event.phase = phase;
                 }
@@ -573,6 +643,8 @@ fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFa
     a.shared_memory = a.shared_memory.or(b.shared_memory);
     a.sglang = a.sglang.or(b.sglang);
     a.batch_search_exhausted |= b.batch_search_exhausted;
+    a.model_state_frames |= b.model_state_frames;
+    a.serving_engine = a.serving_engine.or(b.serving_engine);
     a
 }
 

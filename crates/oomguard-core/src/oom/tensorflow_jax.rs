@@ -28,10 +28,10 @@ struct Patterns {
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     oom_tensor: re(
-        r"OOM\s*when\s*allocating\s*tensor\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\]\s*and\s*type\s*(\w+)(?:\s*on\s*(\S+))?",
+        r"OOM\s*when\s*allocating\s*tensor\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\](?:\s*and\s*type\s*(\w+))?(?:\s*on\s*(\S+))?",
     ),
     bfc: re(
-        r"Allocator\s*\((\w+)\)\s*ran\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
+        r"(?:Allocator\s*\((\w+)\)\s*ran|\bRan)\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
     ),
     stream_executor: re(
         r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
@@ -40,14 +40,16 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"failed\s*to\s*alloc\s*(\d+)\s*bytes\s*on\s*host\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
     ),
     resource_exhausted: re(r"RESOURCE_EXHAUSTED|Resource\s*exhausted"),
-    xla_bytes: re(r"Out\s*of\s*memory\s*while\s*trying\s*to\s*allocate\s*(\d+)\s*bytes"),
+    xla_bytes: re(
+        r"Out\s*of\s*memory\s*(?:while\s*trying\s*to\s*allocate|allocating)\s*(\d+)\s*bytes",
+    ),
     xla_request: re(
         r"Failed\s*to\s*allocate\s*request\s*for\s*{SIZE}\s*(?:\((\d+)\s*B\))?(?:\s*on\s*device\s*ordinal\s*(\d+))?",
     ),
     tpu_hbm: re(
         r"Ran\s*out\s*of\s*memory\s*in\s*memory\s*space\s*(\w+)\.?\s*(?:Used\s*{SIZE}\s*of\s*{SIZE})?",
     ),
-    op: re(r"\[Op:(\w+)\]|node\s+(\w+)|by\s*op\s+(\w+)"),
+    op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
     tf_device: re(r"/device:(GPU|CPU|TPU|XLA_GPU):(\d+)"),
 });
 
@@ -77,7 +79,10 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             .filter(|d| !d.trim().is_empty())
             .map(|d| d.trim().parse::<u64>().ok())
             .collect();
-        if let (Some(dims), Some(size)) = (dims, dtype_bytes(&c[2])) {
+        // Without its dtype (older releases, quoted excerpts) the shape
+        // alone does not give the bytes.
+        let dtype = c.get(2).and_then(|t| dtype_bytes(t.as_str()));
+        if let (Some(dims), Some(size)) = (dims, dtype) {
             parsed.memory.requested_bytes =
                 dims.iter().try_fold(size, |acc, d| acc.checked_mul(*d));
             parsed.exact_request = true;
@@ -97,7 +102,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             .and_then(|m| m.as_str().parse().ok())
             .or_else(|| size_at(&c, 2));
         parsed.exact_request = c.get(4).is_some();
-        let allocator = &c[1];
+        // The oldest BFC line names no allocator: `Ran out of memory trying
+        // to allocate 2.0KiB.  See logs for memory state.`
+        let allocator = c.get(1).map_or("", |m| m.as_str());
         if let Some(index) = allocator.strip_prefix("GPU_") {
             parsed.device.kind = DeviceKind::Cuda;
             parsed.device.index = index.split('_').next().and_then(|i| i.parse().ok());
@@ -188,6 +195,29 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     None
 }
 
+/// The BFC allocator's `Stats:` dump printed before the failure (bfc_allocator.cc
+/// `DumpMemoryLog` then `Stats::DebugString`: `Limit:` is the pool the
+/// allocator was given, `InUse:` what live tensors hold, both in bytes).
+/// Only the dump closest to the failure counts.
+pub(crate) fn fill_pool_stats(before: &[String], memory: &mut super::MemoryFigures) {
+    static LIMIT: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*Limit:\s+(\d+)\s*$"));
+    static IN_USE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*InUse:\s+(\d+)\s*$"));
+    let recent = &before[before.len().saturating_sub(60)..];
+    let last = |re: &Regex| {
+        recent
+            .iter()
+            .rev()
+            .find_map(|l| re.captures(l)?.get(1)?.as_str().parse::<u64>().ok())
+    };
+    let (Some(limit), Some(in_use)) = (last(&LIMIT), last(&IN_USE)) else {
+        return;
+    };
+    if memory.allowed_bytes.is_none() && memory.allocated_bytes.is_none() {
+        memory.allowed_bytes = Some(limit);
+        memory.allocated_bytes = Some(in_use);
+    }
+}
+
 fn tf_device(text: &str, parsed: &mut Parsed) {
     if let Some(c) = P.tf_device.captures(text) {
         parsed.device.kind = match &c[1] {
@@ -214,9 +244,19 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
             .or(c.get(3))
             .map(|m| m.as_str().to_string());
         if let Some(op) = op {
-            if op.contains("Grad") || op.contains("gradient") {
-                parsed.phase_hint = Some(Phase::Backward);
-            }
+            // A graph node's path says what it computes: gradients are the
+            // backward pass, initializers and assignments build the weights,
+            // any other node of the model runs its forward pass.
+            parsed.phase_hint = if op.contains("Grad") || op.contains("gradient") {
+                Some(Phase::Backward)
+            } else if op.contains("Initializer") || op.contains("/Assign") || op.ends_with("Assign")
+            {
+                Some(Phase::ModelLoad)
+            } else if op.contains('/') {
+                Some(Phase::Forward)
+            } else {
+                parsed.phase_hint
+            };
             parsed.facts.op = Some(op);
         }
     }

@@ -128,13 +128,23 @@ pub fn rank_tag(line: &str) -> Option<u32> {
     c.get(1).or(c.get(2))?.as_str().parse().ok()
 }
 
+/// The process a log line is tagged with (`(EngineCore_0 pid=12)`,
+/// `(APIServer pid=1)`, `(RayWorkerWrapper pid=5, ip=...)`).
+pub fn process_tag(line: &str) -> Option<String> {
+    static PROCESS: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?\((\w+) pid=(\d+)").expect("pattern compiles")
+    });
+    let c = PROCESS.captures(line)?;
+    Some(format!("{}:{}", &c[1], &c[2]))
+}
+
 /// True when `line` (prefix stripped) clearly begins a new statement rather
 /// than continuing a wrapped one.
 fn starts_new_statement(line: &str) -> bool {
     static NEW: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^(?:Traceback \(most recent call last\)|File |During handling|The above exception|",
-            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||",
+            r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
             r"[a-z]+_[a-z0-9_]*:\s)"
         ))
@@ -180,7 +190,10 @@ fn is_known_tail(line: &str) -> bool {
 fn looks_complete(text: &str) -> bool {
     let open = text.matches('(').count();
     let close = text.matches(')').count();
-    open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
+    let end = text.trim_end().trim_end_matches('*');
+    // A shell's `Killed` ends its line whatever follows.
+    end.ends_with("Killed")
+        || open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
 }
 
 /// Joins `first` with as many of `next` as continue it: lines a terminal

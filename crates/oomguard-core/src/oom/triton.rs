@@ -46,6 +46,14 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
 /// Parses Triton's shared-memory `OutOfResources`; `None` when the text is
 /// not one, or is the autotuner skipping a candidate.
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    // Inductor's autotuner tries configurations and drops those that do
+    // not fit (`select_algorithm`, `Ignoring this choice`): a skip.
+    if text.contains("select_algorithm")
+        || text.contains("Ignoring this choice")
+        || text.contains("No valid triton configs")
+    {
+        return None;
+    }
     let p = &*P;
     if !p.key.is_match(text) || is_autotune_log(text) {
         return None;

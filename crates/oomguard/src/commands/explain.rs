@@ -6,7 +6,7 @@
 use crate::flags::ExplainArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::Context;
-use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent, SegmentKind};
+use oomguard_core::diagnose::{Confidence, DiagnoseContext, ExplainedEvent, SegmentKind};
 use oomguard_core::oom::{scan_reader, ScanOptions};
 use oomguard_core::size::{format_signed_size, format_size};
 use std::fs::File;
@@ -173,16 +173,31 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
     writeln!(out, "  {}", d.summary)?;
     write_accounting(out, ev, s)?;
     writeln!(out)?;
-    writeln!(out, "{}", s.bold("Why (most likely first)"))?;
+    writeln!(
+        out,
+        "{} {}",
+        s.bold("Why (most likely first)"),
+        s.dim(&format!("· confidence: {}", d.confidence.as_str()))
+    )?;
     for (i, c) in d.causes.iter().enumerate() {
         writeln!(
             out,
             "  {}. {} {}",
             i + 1,
             s.yellow(c.id.title()),
-            s.dim(&format!("[{}, {:.2}]", serde_id(&c.id), c.score))
+            s.dim(&format!("[{}, {:.2}]", c.id.as_str(), c.score))
         )?;
         writeln!(out, "     {}", c.evidence)?;
+        if let Some(check) = &c.check {
+            writeln!(out, "     {} {}", s.dim("check:"), s.cyan(check))?;
+        }
+    }
+    if d.confidence == Confidence::Low && d.causes.len() > 1 {
+        writeln!(
+            out,
+            "  {}",
+            s.dim("The text alone cannot tell these causes apart: run the checks.")
+        )?;
     }
     writeln!(out)?;
     writeln!(out, "{}", s.bold("Fixes (best first)"))?;
@@ -212,13 +227,6 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
     writeln!(out, "  {}", d.prevention)?;
     writeln!(out)?;
     Ok(())
-}
-
-fn serde_id(id: &oomguard_core::diagnose::CauseId) -> String {
-    serde_json::to_value(id)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn glyph(kind: SegmentKind) -> char {

@@ -1,0 +1,483 @@
+//! The layer under the family parsers: any line that says an allocation
+//! failed for lack of memory, in the wordings and error codes runtimes share
+//! (`out of memory`, `OUT_OF_DEVICE_MEMORY`, `OutOfMemory`, `cannot
+//! allocate`, `could not be allocated`, `insufficient memory`,
+//! `ALLOCATION_FAILURE`, `bad_alloc`, `MemoryError`), and every wording of
+//! the kernel's OOM killer and of a process killed by it (the shell's
+//! `Killed`, torchrun's exit code -9, a container's OOMKilled). It becomes an
+//! event of framework `other` unless the text names a known one, with the
+//! size and device read when present. The family parsers run first and
+//! refine what they know; this layer only catches what none of them claims.
+//!
+//! What mentions memory without a failed allocation stays eventless: lines
+//! at warning or info level, the pinned-memory and mlock fallbacks, tactic
+//! and autotuner skips, source code (quoted or backticked phrases, diffs,
+//! assignments, `case` labels, placeholders), and prose.
+
+use super::family::{device_index, re, Parsed};
+use super::{DeviceKind, Framework, Phase};
+use crate::size::log_figure_to_bytes;
+use regex::Regex;
+use std::sync::LazyLock;
+
+struct Patterns {
+    failure: Regex,
+    kernel_kill: Regex,
+    shell_killed: Regex,
+    launcher_kill: Regex,
+    code_like: Regex,
+    kernel_frame: Regex,
+    size_after: Regex,
+    size_exact: Regex,
+    size_requested: Regex,
+    array_shape: Regex,
+    free_after: Regex,
+    allocated_before: Regex,
+    pool_total: Regex,
+}
+
+/// A size with thousands separators or a bare trailing dot (numpy prints
+/// `201. GiB`).
+const LOOSE_SIZE: &str =
+    r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d*)?)\s*(bytes|B|[KMGTPE]i?B|[KMGTPEkmg]b?)\b";
+
+static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
+    failure: re(concat!(
+        r"(?i:out[ _]of[ _](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outofmemory|out_o\s?f_memory|",
+        r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
+        r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
+        r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted)|",
+        r"UR_RESULT_ERROR_OUT_OF_RESOURCES|CL_OUT_OF_RESOURCES|\bENOMEM\b|",
+        // An allocator call that returned errno 12 (ENOMEM).
+        r"(?:posix_memalign|malloc|mmap)\([^)]*\)\s*:\s*12\b|",
+        // A single buffer above the runtime's limit (Metal's maximum buffer size).
+        r"(?:greater\s*than|exceeds?)\s*the\s*maximum\s*(?:allowed\s*)?(?:buffer|allocation)\s*size|",
+        r"\bbad_alloc\b|MemoryError\b|内存不足"
+    )),
+    kernel_kill: re(concat!(
+        r"(?i:out\s*of\s*memory\s*:\s*kill(?:ed)?\s*process|\bkilled\s*process\s*\d+\s*\(|",
+        r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b)"
+    )),
+    shell_killed: re(concat!(
+        r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
+        r"^\S*:\s*line\s*\d+:\s*\d+\s*Killed\s"
+    )),
+    launcher_kill: re(
+        r"(?i:exitcode\s*:?\s*-9\b|signal\s*9\s*\(SIGKILL\)|exit\s*code\s*:?\s*137\b)",
+    ),
+    code_like: re(concat!(
+        r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
+        r#"\w\s*=\s*["'(]|XXXX|%s|\{\}|=>"#
+    )),
+    kernel_frame: re(r"^\s*\??\s*\w+(?:\.\w+)*\+0x[0-9a-f]+/0x[0-9a-f]+"),
+    size_after: re(&format!(
+        r"(?i:allocat\w*|reserve|分配)\s*(?:of\s*|a\s*)?{LOOSE_SIZE}"
+    )),
+    size_exact: re(r"\((\d+)\s*bytes\)"),
+    size_requested: re(
+        r"(?i:requested\s*(?:amount\s*of\s*(?:gpu\s*)?memory|size\s*was|buffer\s*of\s*size)\s*(?:was\s*)?\(?\s*(\d+)\s*(?:bytes)?)",
+    ),
+    array_shape: re(r"(?:shape|form)\s*\(([\d,\s]+)\)\s*and\s*data\s*type\s*(\w+)"),
+    free_after: re(&format!(
+        r"(?i:available\s*memory\s*is\s*only|可用内存仅为)\s*{LOOSE_SIZE}"
+    )),
+    allocated_before: re(&format!(
+        r"(?i:{LOOSE_SIZE}\s*memory\s*has\s*been\s*allocated|已分配\s*{LOOSE_SIZE}|allocated\s*so\s*far\s*:\s*{LOOSE_SIZE})"
+    )),
+    pool_total: re(r"\(total\s*(\d[\d,]*)\s*bytes\)"),
+});
+
+fn loose_bytes(value: &str, unit: &str) -> Option<u64> {
+    let value = value.replace(',', "");
+    let value = value.trim_end_matches('.');
+    let unit = match unit {
+        "b" | "B" | "bytes" => "bytes",
+        u if u.len() == 2 && u.ends_with('b') => &u[..1],
+        u => u,
+    };
+    log_figure_to_bytes(value, unit)
+}
+
+/// numpy's dtype names and their sizes in bytes.
+fn numpy_dtype_bytes(name: &str) -> Option<u64> {
+    Some(match name {
+        "float64" | "int64" | "uint64" | "complex64" | "datetime64" | "timedelta64" => 8,
+        "float32" | "int32" | "uint32" => 4,
+        "float16" | "int16" | "uint16" => 2,
+        "int8" | "uint8" | "bool" => 1,
+        "complex128" => 16,
+        _ => return None,
+    })
+}
+
+/// True when the phrase at `at` is the failure itself, not a mention: the
+/// text is not a warning, not source code, and the phrase is neither quoted
+/// nor backticked.
+fn stands_as_failure(text: &str, at: usize) -> bool {
+    let p = &*P;
+    let head = text.trim_start();
+    if is_quiet_level(head) || p.code_like.is_match(head) {
+        return false;
+    }
+    let before = &text[..at];
+    // Inside a short backticked span (`rmm::bad_alloc` in prose): a
+    // mention. A paste that opens with a backtick and runs on is not.
+    let ticks = before.matches('`').count();
+    if ticks % 2 == 1 && text[at..].chars().take(60).any(|c| c == '`') {
+        return false;
+    }
+    // Prose around a phrase in words: only an error marker before it, or
+    // the phrase opening the line, makes it the failure; identifiers
+    // (OutOfMemoryError, CL_MEM_OBJECT_ALLOCATION_FAILURE) stand alone.
+    let phrase = &text[at..];
+    let identifier = phrase.starts_with(|c: char| c.is_ascii_uppercase())
+        && phrase
+            .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .next()
+            .is_some_and(|w| w.contains('_') || w.chars().skip(1).any(|c| c.is_ascii_uppercase()));
+    static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w.]+:\s*$",
+        )
+    });
+    let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
+        .iter()
+        .any(|w| phrase.starts_with(w));
+    if !(identifier || standalone || before.trim().is_empty() || MARKER.is_match(before)) {
+        return false;
+    }
+    let lower = text.to_ascii_lowercase();
+    const FALLBACKS: &[&str] = &[
+        "pinned memory",
+        "mlock",
+        "skipping tactic",
+        "ignoring this choice",
+        "autotun",
+        "will retry",
+        "retrying",
+        "falling back",
+        "fall back",
+        "no space left",
+        "no valid triton configs",
+    ];
+    !FALLBACKS.iter().any(|w| lower.contains(w))
+}
+
+/// Any failed allocation or kill the family parsers did not claim.
+pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if p.kernel_frame.is_match(text) {
+        return None;
+    }
+    if let Some(parsed) = killed(text).or_else(|| cgroup_at_limit(text)) {
+        return Some(parsed);
+    }
+    let m = p.failure.find(text)?;
+    if !stands_as_failure(text, m.start()) {
+        return None;
+    }
+    let message = message_at(text, m.start());
+    let mut parsed = Parsed::new(framework_named(text), device_kind(text), message);
+    parsed.device.index = device_index(text).or_else(|| {
+        static OPENCL_DEVICE: LazyLock<Regex> = LazyLock::new(|| re(r"\(Device\s*(\d+)\)"));
+        OPENCL_DEVICE.captures(text)?.get(1)?.as_str().parse().ok()
+    });
+    let mem = &mut parsed.memory;
+    if let Some(c) = p.array_shape.captures(text) {
+        let dims: Option<Vec<u64>> = c[1]
+            .split(',')
+            .filter(|d| !d.trim().is_empty())
+            .map(|d| d.trim().parse().ok())
+            .collect();
+        if let (Some(dims), Some(size)) = (dims, numpy_dtype_bytes(&c[2])) {
+            mem.requested_bytes = dims.iter().try_fold(size, |acc, d| acc.checked_mul(*d));
+            parsed.exact_request = true;
+        }
+    }
+    if mem.requested_bytes.is_none() {
+        mem.requested_bytes = p
+            .size_exact
+            .captures(text)
+            .and_then(|c| c[1].parse().ok())
+            .or_else(|| {
+                p.size_requested
+                    .captures(text)?
+                    .get(1)?
+                    .as_str()
+                    .parse()
+                    .ok()
+            })
+            .or_else(|| {
+                let c = p.size_after.captures(text)?;
+                loose_bytes(&c[1], &c[2])
+            });
+    }
+    mem.free_bytes = p
+        .free_after
+        .captures(text)
+        .and_then(|c| loose_bytes(&c[1], &c[2]));
+    mem.allocated_bytes = p.allocated_before.captures(text).and_then(|c| {
+        let (v, u) = if c.get(1).is_some() {
+            (1, 2)
+        } else if c.get(3).is_some() {
+            (3, 4)
+        } else {
+            (5, 6)
+        };
+        loose_bytes(c.get(v)?.as_str(), c.get(u)?.as_str())
+    });
+    // A memory pool's running total (CuPy's `(total N bytes)`, `allocated
+    // so far`): all the pool holds.
+    if text.contains("allocated so far") {
+        mem.reserved_bytes = mem.allocated_bytes.take();
+    } else if let Some(c) = p.pool_total.captures(text) {
+        mem.reserved_bytes = c[1].replace(',', "").parse().ok();
+    }
+    if text.contains("Loading checkpoint") || text.contains("load_state_dict") {
+        parsed.phase_hint = Some(Phase::ModelLoad);
+    }
+    Some(parsed)
+}
+
+/// A memory cgroup at its limit with failed charges (`memory: usage
+/// 1048576kB, limit 1048576kB, failcnt 141`, the kernel's report of a
+/// cgroup OOM): its processes ran out of the memory the container allows.
+fn cgroup_at_limit(text: &str) -> Option<Parsed> {
+    static AT_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"(?:^|\s)memory:\s*usage\s*(\d+)kB,\s*limit\s*(\d+)kB,\s*failcnt\s*(\d+)")
+    });
+    let c = AT_LIMIT.captures(text)?;
+    let usage: u64 = c[1].parse().ok()?;
+    let limit: u64 = c[2].parse().ok()?;
+    let failed: u64 = c[3].parse().ok()?;
+    if usage < limit || failed == 0 {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.facts.oom_killer = true;
+    parsed.memory.allowed_bytes = limit.checked_mul(1024);
+    Some(parsed)
+}
+
+/// The kernel's OOM killer, a shell reporting its child `Killed`, a
+/// launcher whose child died of SIGKILL, a container OOMKilled.
+fn killed(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    let kernel = p.kernel_kill.find(text);
+    let shell = p.shell_killed.find(text);
+    let launcher = p.launcher_kill.find(text);
+    let at = kernel.or(shell).or(launcher)?;
+    if p.code_like.is_match(text.trim_start()) {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, at.start()),
+    );
+    parsed.facts.oom_killer = true;
+    static VICTIM: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i:kill(?:ed)?\s*process)\s*(\d+)\s*\(([^)]*)\)"));
+    if let Some(c) = VICTIM.captures(text) {
+        parsed.facts.call = Some(format!("{} (pid {})", &c[2], &c[1]));
+    }
+    if text.contains("Loading checkpoint") {
+        parsed.phase_hint = Some(Phase::ModelLoad);
+    }
+    Some(parsed)
+}
+
+/// The memory cgroup's limit the kernel printed before killing
+/// (`memory: usage 1048576kB, limit 1048576kB, failcnt 189`), in bytes.
+pub(crate) fn cgroup_limit(before: &[String]) -> Option<u64> {
+    static LIMIT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\bmemory:\s*usage\s*\d+kB,\s*limit\s*(\d+)kB"));
+    before[before.len().saturating_sub(80)..]
+        .iter()
+        .rev()
+        .find_map(|l| LIMIT.captures(l)?.get(1)?.as_str().parse::<u64>().ok())
+        .and_then(|kb| kb.checked_mul(1024))
+}
+
+/// The message from the start of the sentence that holds the phrase (an
+/// exception class, a log tag) to the end of the line.
+fn message_at(text: &str, at: usize) -> String {
+    static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:[A-Za-z_][\w.:]*(?:Error|Exception)\s*:\s|\[E\]|ERROR\b|what\(\):|terminate called)")
+            .expect("pattern compiles")
+    });
+    let start = MARKER
+        .find_iter(&text[..at])
+        .last()
+        .map_or(0, |m| m.start());
+    let msg = text[start..].trim();
+    match msg.char_indices().nth(4096) {
+        Some((i, _)) => format!("{}…", &msg[..i]),
+        None => msg.to_string(),
+    }
+}
+
+/// True when a raw log line is at warning or info level: such a line that
+/// only the generic layer claims is a notice, not the failure.
+pub(crate) fn is_quiet_level(raw: &str) -> bool {
+    static QUIET: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?:^|[\s|:\]])(?:WARNING|WARN|INFO|DEBUG|Warning|warning)\b\s*[:\-\]]|^\s*(?:\[[WI]\]|[WI]\d{4}\s|W:\s)|\s[WI]\s+[\w/.\-]+:\d+\]",
+        )
+    });
+    let says_error = raw.contains("error") || raw.contains("Error") || raw.contains("ERROR");
+    QUIET.is_match(raw) && !says_error
+}
+
+/// Refines a generic event from the lines before it: the device a
+/// traceback's libraries name, and PyTorch when its frames raised it.
+pub(crate) fn refine_from_context(before: &[String], parsed: &mut Parsed) {
+    let recent = &before[before.len().saturating_sub(40)..];
+    let context = recent.join("\n");
+    if parsed.device.kind == DeviceKind::Unknown {
+        parsed.device.kind = device_kind(&context);
+        if parsed.device.kind == DeviceKind::Cpu && !parsed.facts.oom_killer {
+            // A CPU word in the traceback does not make a GPU error a host one.
+            parsed.device.kind = DeviceKind::Unknown;
+        }
+    }
+    let names_runtime = [
+        "TensorRT", "cupy", "rmm", "mxnet", "Paddle", "OpenCL", "ggml", "METAL", "metal",
+        "xgboost", "numpy",
+    ]
+    .iter()
+    .any(|w| parsed.message.contains(w));
+    if parsed.framework == Framework::Other
+        && !parsed.facts.oom_killer
+        && !names_runtime
+        && (context.contains("site-packages/torch/") || context.contains("site-packages\\torch\\"))
+    {
+        parsed.framework = Framework::PyTorch;
+    }
+}
+
+/// The framework the text names, when SPEC.md has a name for it.
+fn framework_named(text: &str) -> Framework {
+    if text.contains("torch.") || text.contains("PyTorch") || text.contains("Tried to allocate") {
+        Framework::PyTorch
+    } else if text.contains("tensorflow") || text.contains("TensorFlow") {
+        Framework::TensorFlow
+    } else if text.contains("onnxruntime") || text.contains("ONNXRuntime") {
+        Framework::OnnxRuntime
+    } else {
+        Framework::Other
+    }
+}
+
+/// The kind of memory the text names.
+pub(crate) fn device_kind(text: &str) -> DeviceKind {
+    static KINDS: LazyLock<Vec<(DeviceKind, Regex)>> = LazyLock::new(|| {
+        vec![
+            (
+                DeviceKind::Xpu,
+                re(r"UR_RESULT|Native\s*API|SYCL|sycl|Level\s*Zero|level_zero|\bXPU\b|oneAPI"),
+            ),
+            (
+                DeviceKind::Rocm,
+                re(r"\bHIP\b|\bhip[A-Z_]|ROCm|\brocm|HIP_ERROR"),
+            ),
+            (
+                DeviceKind::Mps,
+                re(r"(?i:\bmetal\b|\[metal|\bMPS\b|kIOGPU)"),
+            ),
+            (
+                DeviceKind::Cuda,
+                re(
+                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn)|torch\.(?:cuda\.)?OutOfMemoryError",
+                ),
+            ),
+            (
+                DeviceKind::Cpu,
+                re(
+                    r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM",
+                ),
+            ),
+        ]
+    });
+    if text.contains("OpenCL") || text.contains("CL_") {
+        return DeviceKind::Unknown;
+    }
+    KINDS
+        .iter()
+        .find(|(_, re)| re.is_match(text))
+        .map_or(DeviceKind::Unknown, |(kind, _)| *kind)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(text: &str) -> Parsed {
+        parse(text).unwrap_or_else(|| panic!("an event in {text:?}"))
+    }
+
+    #[test]
+    fn numpy_request_from_shape_and_dtype() {
+        let e = event("numpy.core._exceptions._ArrayMemoryError: Unable to allocate 201. GiB for an array with shape (2999, 2999, 2999) and data type int64");
+        assert_eq!(e.framework, Framework::Other);
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(2999u64.pow(3) * 8));
+        assert!(e
+            .message
+            .starts_with("numpy.core._exceptions._ArrayMemoryError"));
+    }
+
+    #[test]
+    fn runtime_wordings_with_sizes() {
+        let e = event("Exception in main training loop: Out of memory allocating 25,600,000 bytes (allocated so far: 3,635,267,072 bytes).");
+        assert_eq!(e.memory.requested_bytes, Some(25_600_000));
+        assert_eq!(e.memory.reserved_bytes, Some(3_635_267_072));
+        let e = event("[TensorRT] ERROR: Requested amount of memory (150994944 bytes) could not be allocated. There may not be enough free memory for allocation to succeed.");
+        assert_eq!(e.memory.requested_bytes, Some(150_994_944));
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        let e = event("Out of memory error on GPU 0. Cannot allocate 25.002197MB memory on GPU 0, available memory is only 15.187500MB.");
+        assert_eq!(e.device.index, Some(0));
+        assert_eq!(e.memory.free_bytes, Some((15.1875 * 1048576.0) as u64));
+        let e = event("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)");
+        assert_eq!(e.device.kind, DeviceKind::Xpu);
+    }
+
+    #[test]
+    fn kills_of_every_wording() {
+        for text in [
+            "Killed",
+            "**Killed**",
+            " 31%|███▉  | 331/1063 [01:06<03:59,  3.06it/s]Killed",
+            "已杀死",
+            "[ 4018.450000] Killed process 935 (python) total-vm:113656kB",
+            "Memory cgroup out of memory: Kill process 62685 (bash) score 0 or sacrifice child",
+            "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
+            "./entrypoint.sh: line 28:     7 Killed                  /app/bin/scalellm",
+        ] {
+            let e = event(text);
+            assert!(e.facts.oom_killer, "{text}");
+            assert_eq!(e.device.kind, DeviceKind::Cpu);
+        }
+    }
+
+    #[test]
+    fn mentions_and_warnings_are_not_failures() {
+        for text in [
+            "WARNING: failed to allocate 1024.00 MB of pinned memory: out of memory",
+            "warning: failed to mlock 39813120-byte buffer: Cannot allocate memory",
+            "WARNING: Requested amount of GPU memory (4294967296 bytes) could not be allocated.",
+            "When RMM fails to allocate a buffer, it throws a `rmm::bad_alloc` exception",
+            "    cupy.cuda.memory.OutOfMemoryError: out of memory to allocate XXXX bytes (total YYYY bytes)",
+            "+                              \"\\n\\nOut of memory error on XPU, Cannot\"",
+            "  out_of_memory+0x6d/0xd0",
+            "The process was killed by the user",
+            "case cudaErrorMemoryAllocation: return \"out of memory\";",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+}
