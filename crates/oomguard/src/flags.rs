@@ -229,6 +229,12 @@ pub struct RunArgs {
     /// After a leak (memory climbing step after step), restart once anyway.
     #[arg(long)]
     pub retry_leak: bool,
+    /// Write the job's OOM, restart and batch counters as Prometheus text to FILE (atomically, for node_exporter's textfile collector).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// Serve the job's counters as Prometheus text at http://ADDR/metrics while it runs.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(value_name = "COMMAND", num_args = 0.., allow_hyphen_values = true)]
     pub command: Vec<String>,

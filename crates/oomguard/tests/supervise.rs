@@ -1446,3 +1446,50 @@ fn tune_says_the_model_does_not_fit_at_batch_1() {
     );
     assert!(out.stdout.contains("oomguard plan"), "{}", out.stdout);
 }
+
+#[test]
+fn run_writes_its_counters_for_prometheus() {
+    let dir = TempDir::new();
+    let prom = dir.0.join("oomguard.prom");
+    let script = r#"
+import sys, os
+b = int(os.environ["OOMGUARD_BATCH"])
+if b > 20:
+    sys.stderr.write("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 0.05 GiB is reserved by PyTorch but unallocated.\n")
+    sys.exit(1)
+"#;
+    let out = oomguard_env(
+        &[
+            "run",
+            "--batch",
+            "32",
+            "--metrics-file",
+            prom.to_str().unwrap(),
+            "--",
+            "python3",
+            "-c",
+            script,
+        ],
+        None,
+        &[("SLURM_JOB_ID", "4242")],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let labels = r#"{job_id="4242",command="python3"}"#;
+    assert!(
+        text.contains(&format!("oomguard_oom_events_total{labels} 1\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("oomguard_restarts_total{labels} 1\n")),
+        "{text}"
+    );
+    let batch_line = text
+        .lines()
+        .find(|l| l.starts_with("oomguard_batch_size{"))
+        .unwrap();
+    let batch: u64 = batch_line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(batch <= 20, "{text}");
+    // Written by rename: no temporary file is left beside it.
+    assert!(!dir.0.join("oomguard.prom.tmp").exists());
+}

@@ -8,6 +8,7 @@ use crate::flags::RunArgs;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
 use oomguard_core::diagnose::ExplainedEvent;
+use oomguard_core::gpu::metrics::{render_run, RunCounters};
 use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
 use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
@@ -116,6 +117,73 @@ fn whole_lines_len(file: &mut File) -> anyhow::Result<Option<u64>> {
             return Ok(Some(0));
         }
         end = start;
+    }
+}
+
+/// The job's counters as Prometheus text: served at `--serve`, written to
+/// `--metrics-file` (to a temporary file renamed over it, so node_exporter
+/// never reads half of it).
+struct Metrics {
+    counters: RunCounters,
+    file: Option<PathBuf>,
+    body: Option<crate::serve::Body>,
+    said_error: bool,
+}
+
+impl Metrics {
+    fn open(args: &RunArgs) -> anyhow::Result<Metrics> {
+        let mut labels = Vec::new();
+        if let Some((id, _)) = state::run_id(args.run_id.as_deref(), |k| std::env::var(k).ok()) {
+            labels.push(("job_id".to_string(), id));
+        }
+        if let Some(program) = args.command.first() {
+            let name = Path::new(program)
+                .file_name()
+                .map_or(program.clone(), |n| n.to_string_lossy().into_owned());
+            labels.push(("command".to_string(), name));
+        }
+        let body = match &args.serve {
+            Some(addr) => {
+                let body = crate::serve::Body::default();
+                crate::serve::spawn(addr, body.clone())?;
+                Some(body)
+            }
+            None => None,
+        };
+        Ok(Metrics {
+            counters: RunCounters {
+                labels,
+                ..RunCounters::default()
+            },
+            file: args.metrics_file.clone(),
+            body,
+            said_error: false,
+        })
+    }
+
+    fn publish(&mut self) {
+        if self.file.is_none() && self.body.is_none() {
+            return;
+        }
+        let text = render_run(&self.counters, env!("CARGO_PKG_VERSION"));
+        if let Some(body) = &self.body {
+            body.set(text.clone());
+        }
+        if let Some(path) = &self.file {
+            let tmp = path.with_extension("prom.tmp");
+            let written = std::fs::write(&tmp, &text).and_then(|()| std::fs::rename(&tmp, path));
+            match written {
+                Ok(()) => self.said_error = false,
+                Err(e) if !self.said_error => {
+                    self.said_error = true;
+                    say(&format!(
+                        "--metrics-file {}: cannot write ({e}); supervising on",
+                        path.display()
+                    ));
+                }
+                Err(_) => {}
+            }
+        }
     }
 }
 
@@ -285,6 +353,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     }
     let shared = shared_state(args)?;
     let mut journal = args.journal.as_deref().map(Journal::open).transpose()?;
+    let mut metrics = Metrics::open(args)?;
     let interrupts =
         Interrupts::install(args.kill_after).context("cannot install signal handlers")?;
     let mut guard = Guard::start(args.kill_after);
@@ -347,6 +416,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             env.push(("CUDA_VISIBLE_DEVICES".to_string(), String::new()));
         }
         let attempt = records.len() as u32 + 1;
+        metrics.counters.batch_size = batch;
+        metrics.publish();
         if attempt > 1 {
             say(&format!(
                 "attempt {attempt}: {}{}",
@@ -431,6 +502,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             ));
             break code;
         };
+        metrics.counters.oom_events += 1;
+        metrics.publish();
         report(&event, batch, &finished);
         let Some(failed) = batch else {
             say("no --batch to shrink: not retried");
@@ -463,6 +536,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 reason,
                 ..
             } => {
+                metrics.counters.restarts += 1;
                 for (k, v) in &env {
                     extra_env.retain(|(ok, _)| ok != k);
                     extra_env.push((k.clone(), v.clone()));
@@ -499,6 +573,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Decision::Cpu { batch: b } => {
+                metrics.counters.restarts += 1;
                 batch = Some(b);
                 on_cpu = true;
             }
@@ -508,6 +583,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
+    metrics.publish();
     summarize(args, &records, code, stopped.as_ref(), last_trend)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
