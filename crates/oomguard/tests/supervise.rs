@@ -300,9 +300,11 @@ fn tune_finds_exact_limits_in_no_more_trials_than_lightning() {
     }
 }
 
-/// `tune --json` of the fake trainer (3 steps of 0.6 s after a 1 s load)
-/// with the stand-in nvidia-smi on PATH reporting its memory file `name` in
-/// `dir`; `env` is added to both.
+/// `tune --json` of the fake trainer (3 steps of 0.6 s after a 2 s load,
+/// long enough for a few steady readings before the first step even when
+/// the machine is loaded and a stand-in `nvidia-smi` call takes most of a
+/// second) with the stand-in nvidia-smi on PATH reporting its memory file
+/// `name` in `dir`; `env` is added to both.
 fn tune_with_stand_in(dir: &TempDir, name: &str, opts: &[&str], env: &[(&str, &str)]) -> Value {
     let path = crate::util::trainer_path(dir, &trainer_dir());
     let gpu_dir = dir.0.to_string_lossy().into_owned();
@@ -318,7 +320,7 @@ fn tune_with_stand_in(dir: &TempDir, name: &str, opts: &[&str], env: &[(&str, &s
         &trainer,
     ];
     args.extend(["--batch", "{batch}", "--memory-file", &mem]);
-    args.extend(["--load-time", "1", "--step-time", "0.6", "--steps", "3"]);
+    args.extend(["--load-time", "2", "--step-time", "0.6", "--steps", "3"]);
     args.extend(opts);
     let mut vars = vec![("PATH", path.as_str()), ("FAKE_GPU_DIR", gpu_dir.as_str())];
     vars.extend(env);
