@@ -1,4 +1,25 @@
-//! The memory timeline's shape now lives in `crate::supervise::trace`; this
-//! name stays so the diagnosis keeps reading it where it did.
+//! The shape of a command's memory timeline over one attempt, as the
+//! diagnosis reads it (a leak across steps, or everything needed at once).
+//! `supervise::trace` folds the samples and classifies the timeline into
+//! this type; it lives here, below `supervise`, so that the diagnosis does
+//! not import the supervisor.
 
-pub use crate::supervise::trace::{classify, MemoryTrend};
+use serde::Serialize;
+
+/// The shape of a memory timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MemoryTrend {
+    /// The level memory rests at between steps kept rising, step after step.
+    Climbing {
+        from_bytes: u64,
+        to_bytes: u64,
+        seconds: f64,
+    },
+    /// At its peak level early, and flat after.
+    SpikeAtStart {
+        peak_bytes: u64,
+        seconds_to_peak: f64,
+    },
+}
+

@@ -14,22 +14,7 @@
 
 use serde::Serialize;
 
-/// The shape of a memory timeline.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum MemoryTrend {
-    /// The level memory rests at between steps kept rising, step after step.
-    Climbing {
-        from_bytes: u64,
-        to_bytes: u64,
-        seconds: f64,
-    },
-    /// At its peak level early, and flat after.
-    SpikeAtStart {
-        peak_bytes: u64,
-        seconds_to_peak: f64,
-    },
-}
+pub use crate::diagnose::trend::MemoryTrend;
 
 /// The command's memory as sampled during an attempt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
