@@ -22,4 +22,3 @@ pub enum MemoryTrend {
         seconds_to_peak: f64,
     },
 }
-
