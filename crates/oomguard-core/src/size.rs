@@ -5,7 +5,7 @@
 //! Two parsers exist because the same unit means different things in the two
 //! places. In logs, PyTorch's MPS backend, TensorFlow and DeepSpeed print "GB"
 //! for 2^30 bytes, so [`parse_log_size`] reads every unit as binary. On the
-//! command line SPEC.md says `24GB` is SI (10^9) and `80g` is binary, so
+//! command line docs/reference.md says `24GB` is SI (10^9) and `80g` is binary, so
 //! [`parse_user_size`] follows that.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The `oomguard` command: flags, human rendering and the exit-code contract
-//! of SPEC.md over the `oomguard-core` library. Errors are printed once, as a
+//! of docs/reference.md over the `oomguard-core` library. Errors are printed once, as a
 //! chain, with exit code 2; a closed pipe (`oomguard explain big.log | head`)
 //! ends quietly.
 
@@ -15,7 +15,7 @@ use std::io::{self, ErrorKind};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    // A bug must still end as SPEC.md's one-paragraph error with exit 2, not
+    // A bug must still end as the reference's (docs/reference.md) one-paragraph error with exit 2, not
     // a panic message and a backtrace.
     std::panic::set_hook(Box::new(|info| {
         let at = info

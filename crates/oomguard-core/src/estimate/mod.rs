@@ -26,7 +26,7 @@ pub use workload::{
 use crate::model::ModelShape;
 use serde::Serialize;
 
-/// Per-GPU memory of a workload, in bytes (SPEC.md's `per_gpu`).
+/// Per-GPU memory of a workload, in bytes (the reference's (docs/reference.md) `per_gpu`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryBreakdown {
     pub weights_bytes: u64,

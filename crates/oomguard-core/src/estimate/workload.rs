@@ -1,6 +1,6 @@
 //! What the user will run: training or inference, batch, sequence, precision,
 //! quantization, optimizer, checkpointing, LoRA, attention kernel, and how
-//! the work is split over GPUs. `Workload::resolve` fills the defaults SPEC.md
+//! the work is split over GPUs. `Workload::resolve` fills the defaults docs/reference.md
 //! gives from the model (its dtype, its maximum length) and rejects
 //! combinations that cannot run.
 
@@ -231,7 +231,7 @@ fn precision(
     }
 }
 
-/// SPEC.md's default sequence length.
+/// the reference's (docs/reference.md) default sequence length.
 pub const DEFAULT_SEQ: u64 = 512;
 
 /// The largest batch or sequence accepted (2^24): far beyond any GPU, and

@@ -1,4 +1,4 @@
-//! Turning the MODEL argument of `oomguard plan` into a shape, in SPEC.md's
+//! Turning the MODEL argument of `oomguard plan` into a shape, in the reference's (docs/reference.md)
 //! order: a path (a model folder, a `config.json`, a `.safetensors` file, a
 //! `.gguf` file), then a repo id in the local Hugging Face Hub cache, then the
 //! built-in catalog. Nothing is fetched; weights are never read.

@@ -119,7 +119,7 @@ pub struct MapSegment {
     pub pieces: Vec<MapPiece>,
 }
 
-/// The figures of one device. Serialized, the fields of SPEC's DEVICE
+/// The figures of one device. Serialized, the fields of the reference's DEVICE
 /// (without `causes` and `fixes`); the rest is for human output and the page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceFigures {

@@ -29,7 +29,7 @@ pub use reader::{read_from, read_snapshot, Snapshot, SnapshotLayout};
 use crate::diagnose::Fix;
 use serde::Serialize;
 
-/// One device: its figures, causes and fixes (SPEC's DEVICE).
+/// One device: its figures, causes and fixes (the reference's DEVICE).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
     #[serde(flatten)]
@@ -38,7 +38,7 @@ pub struct DeviceReport {
     pub fixes: Vec<Fix>,
 }
 
-/// A whole snapshot explained (SPEC's `{"source", "devices"}`).
+/// A whole snapshot explained (the reference's `{"source", "devices"}`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotReport {
     pub source: String,

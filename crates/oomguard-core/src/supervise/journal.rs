@@ -1,4 +1,4 @@
-//! One journal line per attempt of `run` (SPEC.md): what ran, how it ended,
+//! One journal line per attempt of `run` (docs/reference.md): what ran, how it ended,
 //! and the OOM event that ended it.
 
 use crate::diagnose::ExplainedEvent;
@@ -20,7 +20,7 @@ pub struct AttemptRecord {
     pub signal: Option<i32>,
     pub oom: Option<ExplainedEvent>,
     /// The command's GPU memory during the attempt, when a source could be
-    /// read (an addition to SPEC.md's fields).
+    /// read (an addition to the reference's (docs/reference.md) fields).
     pub memory: Option<AttemptMemory>,
 }
 

@@ -1,5 +1,5 @@
 //! One file per command; each takes its resolved flags and returns the exit
-//! code SPEC.md gives it.
+//! code docs/reference.md gives it.
 
 mod catalogs;
 mod explain;

@@ -51,7 +51,7 @@ impl EngineName {
     }
 }
 
-/// What a serving engine would print at start-up, per GPU (SPEC's `engine`
+/// What a serving engine would print at start-up, per GPU (the reference's `engine`
 /// object). `None` where the engine has no such figure or it cannot be
 /// known without a GPU size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
