@@ -45,3 +45,57 @@ fn watch_once_table() {
         &dir
     );
 }
+
+#[test]
+fn plan_training_that_does_not_fit() {
+    snapshot!(
+        "plan_training_that_does_not_fit",
+        &[
+            "plan",
+            "bert-large-uncased",
+            "--train",
+            "--batch",
+            "64",
+            "--seq",
+            "512",
+            "--gpu",
+            "v100-16gb"
+        ]
+    );
+}
+
+#[test]
+fn plan_vllm_start_up() {
+    snapshot!(
+        "plan_vllm_start_up",
+        &[
+            "plan",
+            "meta-llama/Llama-3.1-8B-Instruct",
+            "--engine",
+            "vllm",
+            "--gpu",
+            "l40s",
+            "--max-model-len",
+            "32768"
+        ]
+    );
+}
+
+#[test]
+fn plan_llama_cpp_offload() {
+    snapshot!(
+        "plan_llama_cpp_offload",
+        &[
+            "plan",
+            "Qwen/Qwen2.5-7B-Instruct",
+            "--engine",
+            "llama.cpp",
+            "--quant",
+            "q4_k_m",
+            "--ctx-size",
+            "32768",
+            "--gpu",
+            "rtx-3060"
+        ]
+    );
+}
