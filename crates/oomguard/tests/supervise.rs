@@ -1495,3 +1495,14 @@ if b > 20:
     // Written by rename: no temporary file is left beside it.
     assert!(!dir.0.join("oomguard.prom.tmp").exists());
 }
+
+#[test]
+fn the_command_is_told_where_the_journal_is() {
+    // The Python callbacks add their per-step lines to run's journal.
+    let dir = TempDir::new();
+    let journal = dir.0.join("journal.jsonl");
+    let path = journal.to_str().unwrap();
+    let check = format!("test \"$OOMGUARD_JOURNAL\" = '{path}'");
+    let out = oomguard(&["run", "--journal", path, "--", "sh", "-c", &check], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

@@ -412,6 +412,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if let Some(k) = accum {
             env.push(("OOMGUARD_ACCUM".to_string(), k.to_string()));
         }
+        if let Some(j) = &args.journal {
+            // The Python callbacks append their per-step lines to the same
+            // journal when they find it here.
+            env.push(("OOMGUARD_JOURNAL".to_string(), j.display().to_string()));
+        }
         if on_cpu {
             env.push(("CUDA_VISIBLE_DEVICES".to_string(), String::new()));
         }
