@@ -178,15 +178,54 @@ fn truncate_chars(s: &str, max: usize) -> String {
     }
 }
 
+/// Words one of which every message triton.rs reads holds.
+const TRITON_WORDS: &[&str] = &["resource"];
+/// Words one of which every message cuda_libs.rs `parse` reads holds.
+const CUDA_LIB_WORDS: &[&str] = &[
+    "CUBLAS",
+    "CUDNN",
+    "cuDNN",
+    "cudnn",
+    "Cuda failure",
+    "calloc",
+];
+/// Words one of which every message inference_engines.rs reads holds.
+const ENGINE_WORDS: &[&str] = &[
+    "buffer",
+    "failure",
+    "DriverError",
+    "cudaMalloc",
+    "cache blocks",
+    "seq len",
+    "KV cache",
+    "startup",
+    "mem-fraction",
+];
+/// Words one of which every message tensorflow_jax.rs reads holds.
+const TF_JAX_WORDS: &[&str] = &[
+    "OOM when",
+    "trying to allocate",
+    "failed to alloc",
+    "RESOURCE_EXHAUSTED",
+    "esource exhausted",
+    "allocate request",
+    "Out of memory allocating",
+];
+
 /// Tries every family on one logical line, most specific first (a cuBLAS
 /// failure also says "CUDA error", an ONNX Runtime one "out of memory").
 /// Triton's shared-memory error comes first: torch.compile wraps it in
 /// PyTorch's exception classes, and it must not be read as a device OOM.
+///
+/// Each family is tried only when the text holds one of its words (a plain
+/// substring search), so a log dense with one family's lines runs that
+/// family's patterns and not every family's.
 pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
-    super::triton::parse(text)
-        .or_else(|| super::cuda_libs::parse(text))
-        .or_else(|| super::inference_engines::parse(text))
-        .or_else(|| super::tensorflow_jax::parse(text))
+    let mentions = |words: &[&str]| words.iter().any(|w| text.contains(w));
+    None.or_else(|| mentions(TRITON_WORDS).then(|| super::triton::parse(text))?)
+        .or_else(|| mentions(CUDA_LIB_WORDS).then(|| super::cuda_libs::parse(text))?)
+        .or_else(|| mentions(ENGINE_WORDS).then(|| super::inference_engines::parse(text))?)
+        .or_else(|| mentions(TF_JAX_WORDS).then(|| super::tensorflow_jax::parse(text))?)
         .or_else(|| super::pytorch::parse(text))
         .or_else(|| super::cuda_libs::parse_generic(text))
         .or_else(|| {

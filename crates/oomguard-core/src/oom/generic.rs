@@ -295,7 +295,7 @@ fn killed(text: &str) -> Option<Parsed> {
 /// (`memory: usage 1048576kB, limit 1048576kB, failcnt 189`), in bytes.
 pub(crate) fn cgroup_limit(before: &[String]) -> Option<u64> {
     static LIMIT: LazyLock<Regex> =
-        LazyLock::new(|| re(r"\bmemory:\s*usage\s*\d+kB,\s*limit\s*(\d+)kB"));
+        LazyLock::new(|| re(r"memory:\s*usage\s*\d+kB,\s*limit\s*(\d+)kB"));
     before[before.len().saturating_sub(80)..]
         .iter()
         .rev()
@@ -326,7 +326,7 @@ fn message_at(text: &str, at: usize) -> String {
 pub(crate) fn is_quiet_level(raw: &str) -> bool {
     static QUIET: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"(?:^|[\s|:\]])(?:WARNING|WARN|INFO|DEBUG|Warning|warning)\b\s*[:\-\]]|^\s*(?:\[[WI]\]|[WI]\d{4}\s|W:\s)|\s[WI]\s+[\w/.\-]+:\d+\]",
+            r"(?:^|[\s|:\]])(?:WARNING|WARN|INFO|DEBUG|Warning|warning)\b\s*[:\-\]]|^\s*(?:\[[WI]\]|\[?[WI]\d{3,4}\s|W:\s)|\s[WI]\s+[\w/.\-]+:\d+\]",
         )
     });
     let says_error = raw.contains("error") || raw.contains("Error") || raw.contains("ERROR");

@@ -87,17 +87,24 @@ fn traceback_lines(before: &[String]) -> &[String] {
     &before[start..]
 }
 
+fn is_traceback_start(line: &str) -> bool {
+    let t = line.trim_start();
+    t.contains("Traceback (most recent call last)")
+        || t.starts_with("0: ")
+        || t.starts_with("Stack backtrace")
+}
+
+/// True when a traceback starts within the first three of `after`.
+pub(crate) fn starts_traceback(after: &[String]) -> bool {
+    after.iter().take(3).any(|l| is_traceback_start(l))
+}
+
 /// The phase a traceback printed *after* the message shows: Python's when a
 /// log line announced the error first, Rust's backtrace (`   0: crate::fn`)
 /// after a candle error. Only a traceback that starts within three lines
 /// counts.
 pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
-    let start = after.iter().take(3).position(|l| {
-        let t = l.trim_start();
-        t.contains("Traceback (most recent call last)")
-            || t.starts_with("0: ")
-            || t.starts_with("Stack backtrace")
-    })?;
+    let start = after.iter().take(3).position(|l| is_traceback_start(l))?;
     let frames: Vec<String> = after[start..]
         .iter()
         .take_while(|l| !l.trim().is_empty() || l.is_empty())

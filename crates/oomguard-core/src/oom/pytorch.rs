@@ -236,21 +236,30 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
         .and_then(|c| c.get(1)?.as_str().parse().ok())
         .or_else(|| device_index(text));
     let m = &mut parsed.memory;
-    m.requested_bytes = find_size(&p.requested, text);
-    m.total_bytes = find_size(&p.total_v2, text).or_else(|| find_size(&p.total_v1, text));
-    m.free_bytes = find_size(&p.free_v2, text).or_else(|| find_size(&p.free_v1, text));
+    // Each figure's pattern runs only where its words are: the patterns open
+    // with a number, which no literal search can skip to.
+    let size = |needle: &str, re: &Regex| {
+        if text.contains(needle) {
+            find_size(re, text)
+        } else {
+            None
+        }
+    };
+    m.requested_bytes = size("allocate", &p.requested);
+    m.total_bytes = size("capac", &p.total_v2).or_else(|| size("capac", &p.total_v1));
+    m.free_bytes = size("is free", &p.free_v2).or_else(|| size("free", &p.free_v1));
     m.allocated_bytes =
-        find_size(&p.allocated_v2, text).or_else(|| find_size(&p.allocated_v1, text));
+        size("allocated by", &p.allocated_v2).or_else(|| size("already", &p.allocated_v1));
     // 1.0: "X cached" is what the cache holds beyond live tensors.
     m.reserved_unallocated_bytes =
-        find_size(&p.cached, text).or_else(|| find_size(&p.reserved_unallocated, text));
-    m.reserved_bytes = find_size(&p.reserved_total, text);
-    m.allowed_bytes = find_size(&p.allowed, text);
-    m.process_bytes = find_size(&p.process_self, text);
-    m.private_pools_bytes = find_size(&p.private_pools, text);
+        size("cached", &p.cached).or_else(|| size("unallocated", &p.reserved_unallocated));
+    m.reserved_bytes = size("in total", &p.reserved_total);
+    m.allowed_bytes = size("allowed", &p.allowed);
+    m.process_bytes = size("this process", &p.process_self);
+    m.private_pools_bytes = size("private pools", &p.private_pools);
     let others: Vec<ProcessMemory> = p
         .process_other
-        .captures_iter(text)
+        .captures_iter(if text.contains("Process ") { text } else { "" })
         .filter_map(|c| {
             Some(ProcessMemory {
                 pid: c.get(1)?.as_str().parse().ok()?,
@@ -306,9 +315,9 @@ fn trim_after_message(msg: &str) -> String {
 
 fn era(text: &str) -> PyTorchEra {
     let p = &*P;
-    if p.cached.is_match(text) {
+    if text.contains("cached") && p.cached.is_match(text) {
         PyTorchEra::Cached
-    } else if p.reserved_total.is_match(text) {
+    } else if text.contains("in total") && p.reserved_total.is_match(text) {
         if text.contains("max_split_size_mb") || text.contains("ALLOC_CONF") {
             PyTorchEra::MaxSplitHint
         } else {
@@ -316,7 +325,9 @@ fn era(text: &str) -> PyTorchEra {
         }
     } else if text.contains("total capacty") {
         PyTorchEra::Capacty
-    } else if p.total_v2.is_match(text) || p.reserved_unallocated.is_match(text) {
+    } else if text.contains("capac") && p.total_v2.is_match(text)
+        || text.contains("unallocated") && p.reserved_unallocated.is_match(text)
+    {
         PyTorchEra::Modern
     } else {
         PyTorchEra::Unversioned

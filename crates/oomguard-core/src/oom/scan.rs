@@ -9,7 +9,9 @@
 //! into one, keeping where the text first started.
 
 use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
-use super::text::{clean_line, join_continuations, process_tag, rank_tag, strip_log_prefix};
+use super::text::{
+    clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
+};
 use super::{phase, DeviceKind, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::fmt;
@@ -193,6 +195,10 @@ fn scan_plain<R: Read>(
     let mut counted_pos: usize = 0;
     let mut search_from: usize = 0;
     let mut consumed_until: usize = 0;
+    // Where the last event's text ended: the traceback of an event never
+    // reaches above the event before it, which keeps a log dense with OOM
+    // lines linear.
+    let mut last_event_end: usize = 0;
     let mut total_bytes: u64 = 0;
     loop {
         let n = read_more(&mut reader, &mut buf, chunk)?;
@@ -216,9 +222,10 @@ fn scan_plain<R: Read>(
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
             }
-            let (found, end) = read_event_at(&buf, line_start, at);
+            let (found, end) = read_event_at(&buf, line_start, at, last_event_end);
             consumed_until = end;
             if let Some(found) = found {
+                last_event_end = end;
                 grouper.push(source, counted_line, found, emit);
             }
         }
@@ -250,6 +257,7 @@ fn scan_plain<R: Read>(
         buf.drain(..keep_from);
         search_from -= keep_from;
         consumed_until = consumed_until.saturating_sub(keep_from);
+        last_event_end = last_event_end.saturating_sub(keep_from);
     }
 }
 
@@ -287,7 +295,12 @@ const FOLLOWING_LINES: usize = 80;
 /// Reads the logical line around a trigger at `at` (its line starts at
 /// `line_start`) and parses it. Returns the part found, if any, and the end
 /// of the bytes it used.
-fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, usize) {
+fn read_event_at(
+    buf: &[u8],
+    line_start: usize,
+    at: usize,
+    after_event: usize,
+) -> (Option<Found>, usize) {
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
     // Following lines that may continue the message.
@@ -296,13 +309,22 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, us
     let mut pos = line_end;
     while after.len() < CONTINUATION_LINES && pos < buf.len() {
         let end = line_end_of(buf, pos);
-        after.push(clean_line(&buf[pos..end]));
+        let line = clean_line(&buf[pos..end]);
+        // A new statement ends any continuation: read no further (a log
+        // dense with OOM lines then decodes each line about once).
+        let stop = ends_continuation(&line);
+        after.push(line);
         ends.push(end);
         pos = end;
+        if stop {
+            break;
+        }
     }
     // Preceding lines: the traceback, and a line this one may continue.
     let mut before = Vec::new();
-    let floor = line_start.saturating_sub(CONTEXT_BYTES);
+    let floor = line_start
+        .saturating_sub(CONTEXT_BYTES)
+        .max(after_event.min(line_start));
     let mut end = line_start;
     while before.len() < CONTEXT_LINES && end > floor {
         let start = line_start_of(buf, end - 1).max(floor);
@@ -337,15 +359,25 @@ fn read_event_at(buf: &[u8], line_start: usize, at: usize) -> (Option<Found>, us
         super::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
     }
     if parsed.facts.oom_killer && parsed.memory.allowed_bytes.is_none() {
-        parsed.memory.allowed_bytes = super::generic::cgroup_limit(&before);
+        parsed.memory.allowed_bytes = super::generic::cgroup_limit(&before)
+            .or_else(|| super::generic::cgroup_limit(std::slice::from_ref(&text)));
     }
     let phase = parsed
         .phase_hint
         .or_else(|| phase::from_traceback(&before))
         .or_else(|| {
-            // A traceback printed after the message.
+            // A traceback printed after the message; it must start within
+            // three lines, so no more is read unless one does.
             let mut following = after[taken..].to_vec();
             let mut pos = used_end.max(ends.last().copied().unwrap_or(used_end));
+            while following.len() < 3 && pos < buf.len() {
+                let end = line_end_of(buf, pos);
+                following.push(clean_line(&buf[pos..end]));
+                pos = end;
+            }
+            if !phase::starts_traceback(&following) {
+                return None;
+            }
             while following.len() < FOLLOWING_LINES && pos < buf.len() {
                 let end = line_end_of(buf, pos);
                 following.push(clean_line(&buf[pos..end]));

@@ -138,6 +138,13 @@ pub fn process_tag(line: &str) -> Option<String> {
     Some(format!("{}:{}", &c[1], &c[2]))
 }
 
+/// True when a raw line can continue no message: it begins a new statement
+/// and is none of the known tail sentences.
+pub fn ends_continuation(raw: &str) -> bool {
+    let line = strip_log_prefix(raw);
+    starts_new_statement(line) && !is_known_tail(line)
+}
+
 /// True when `line` (prefix stripped) clearly begins a new statement rather
 /// than continuing a wrapped one.
 fn starts_new_statement(line: &str) -> bool {
