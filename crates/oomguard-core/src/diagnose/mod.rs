@@ -18,7 +18,7 @@ use crate::oom::OomEvent;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// A cause SPEC.md names.
+/// A cause docs/reference.md names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseId {
@@ -37,7 +37,7 @@ pub enum CauseId {
 }
 
 impl CauseId {
-    /// The id as SPEC.md spells it.
+    /// The id as docs/reference.md spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             CauseId::BatchTooLarge => "batch_too_large",
@@ -170,7 +170,7 @@ pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
     }
 }
 
-/// An event with its diagnosis, serialized as SPEC.md's EVENT (the event's
+/// An event with its diagnosis, serialized as the reference's (docs/reference.md) EVENT (the event's
 /// fields, then `causes` and `fixes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainedEvent {

@@ -360,7 +360,7 @@ pub(crate) fn refine_from_context(before: &[String], parsed: &mut Parsed) {
     }
 }
 
-/// The framework the text names, when SPEC.md has a name for it.
+/// The framework the text names, when docs/reference.md has a name for it.
 fn framework_named(text: &str) -> Framework {
     if text.contains("torch.") || text.contains("PyTorch") || text.contains("Tried to allocate") {
         Framework::PyTorch

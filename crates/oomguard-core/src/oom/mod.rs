@@ -22,7 +22,7 @@ use serde::Serialize;
 
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
 
-/// The software that printed the failure, as SPEC.md names it.
+/// The software that printed the failure, as docs/reference.md names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Framework {
     #[serde(rename = "pytorch")]
@@ -115,7 +115,7 @@ pub struct ProcessMemory {
     pub bytes: u64,
 }
 
-/// The figures an OOM message states, in bytes, mapped onto SPEC.md's
+/// The figures an OOM message states, in bytes, mapped onto the reference's (docs/reference.md)
 /// meanings whatever the framework's own words. `None` is "the text does not
 /// say", never zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -356,7 +356,7 @@ pub struct OomEvent {
 }
 
 impl OomEvent {
-    /// Who failed, for people: the framework, or the tool SPEC.md's framework
+    /// Who failed, for people: the framework, or the tool the reference's (docs/reference.md) framework
     /// list has no name for (it is `other` in JSON).
     pub fn failing_tool(&self) -> &'static str {
         if self.facts.shared_memory.is_some() {

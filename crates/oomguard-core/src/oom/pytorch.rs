@@ -7,7 +7,7 @@
 //! (`No executable batch size found, reached zero.`, from
 //! accelerate/utils/memory.py `find_executable_batch_size`).
 //!
-//! Field mapping follows SPEC.md: 1.0's `X cached` is the cached-but-free
+//! Field mapping follows docs/reference.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
 use super::family::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};

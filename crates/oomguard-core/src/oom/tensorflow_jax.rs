@@ -171,7 +171,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
                 parsed.device.kind = DeviceKind::Cuda;
             }
         }
-        // TPU memory: SPEC has no TPU device kind, so the kind stays unknown.
+        // TPU memory: the reference has no TPU device kind, so the kind stays unknown.
         if let Some(c) = p.tpu_hbm.captures(text) {
             // "Used X of Y hbm": X is what the program needs.
             parsed.memory.requested_bytes = size_at(&c, 2);

@@ -1,5 +1,5 @@
 //! `oomguard explain`: reads files or standard input, streams every OOM event
-//! found to stdout as it is found (human text or SPEC.md's JSON), and returns
+//! found to stdout as it is found (human text or the reference's (docs/reference.md) JSON), and returns
 //! 0 when an event was found, 1 when none was, 2 when an input could not be
 //! read.
 
