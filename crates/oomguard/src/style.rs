@@ -1,7 +1,29 @@
 //! Terminal styling: colour only when stdout is a terminal and `NO_COLOR` is
 //! unset (https://no-color.org), and bars of proportional segments.
 
+use std::borrow::Cow;
 use std::io::IsTerminal;
+
+/// Text from the input (a log line, a file name, a process name, a frame of a
+/// snapshot) made safe to print on a terminal: C0 and C1 control characters
+/// (escape sequences, backspace, bell, carriage return, the one-character
+/// CSI U+009B) are shown as `\xNN` instead of acting on the terminal. Tabs
+/// and newlines stay.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\t' && c != '\n';
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -93,5 +115,19 @@ mod tests {
         assert!(cells.iter().all(|&c| c >= 1));
         assert!(cells[0] > cells[2]);
         assert_eq!(proportional_cells(&[0, 0], 10), vec![0, 0]);
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            printable("a\u{1b}]0;title\u{7}b\u{9b}2J\u{8}c\r"),
+            "a\\x1b]0;title\\x07b\\x9b2J\\x08c\\x0d"
+        );
     }
 }

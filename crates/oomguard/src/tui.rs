@@ -4,6 +4,7 @@
 //! changes the sort, `p`/space pauses sampling.
 
 use crate::commands::watch::{fmt_eta, unlisted_shown, Etas, Step, Watcher, UNLISTED_LABEL};
+use crate::style::printable;
 use oomguard_core::gpu::sample::GpuSample;
 use oomguard_core::size::format_size;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -140,7 +141,11 @@ impl WatchView {
                 g.used_bytes.map_or("n/a".into(), format_size),
                 g.total_bytes.map_or("n/a".into(), format_size)
             );
-            let name = format!("GPU {} {}", g.index, g.name.as_deref().unwrap_or("n/a"));
+            let name = format!(
+                "GPU {} {}",
+                g.index,
+                printable(g.name.as_deref().unwrap_or("n/a"))
+            );
             frame.render_widget(
                 Gauge::default()
                     .block(Block::bordered().title(name))
@@ -180,9 +185,9 @@ impl WatchView {
                 Row::new(vec![
                     p.gpu.to_string(),
                     p.pid.to_string(),
-                    p.user.clone().unwrap_or_else(|| "n/a".into()),
+                    printable(p.user.as_deref().unwrap_or("n/a")).into_owned(),
                     p.used_bytes.map_or("n/a".into(), format_size),
-                    p.name.clone().unwrap_or_else(|| "n/a".into()),
+                    printable(p.name.as_deref().unwrap_or("n/a")).into_owned(),
                 ])
             })
             .chain(unlisted_shown(sample).into_iter().map(|(gpu, bytes)| {

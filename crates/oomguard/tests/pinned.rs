@@ -99,3 +99,27 @@ fn plan_llama_cpp_offload() {
         ]
     );
 }
+
+#[test]
+fn text_from_a_log_never_drives_the_terminal() {
+    // An OSC title, a one-character CSI (U+009B), backspaces and a bell in
+    // the failing line; and an exponent that must not be read as 400 GiB.
+    let log = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB \u{9b}2J\u{8}\u{8}\u{7} (GPU 0; 8.00 GiB total capacity; 1.00 GiB already allocated; 0 bytes free; 7.00 GiB reserved in total by PyTorch)\n\
+torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1e400 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n";
+    let out = oomguard(&["explain"], Some(log.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let raw = out
+        .stdout
+        .chars()
+        .find(|c| c.is_control() && *c != '\n' && *c != '\t');
+    assert_eq!(raw, None, "{}", out.stdout);
+    assert!(
+        out.stdout.contains("\\x9b2J\\x08\\x08\\x07"),
+        "{}",
+        out.stdout
+    );
+    let out = oomguard(&["explain", "--json"], Some(log.as_bytes()));
+    let json = out.json();
+    let second = &json["events"][1]["memory"]["requested_bytes"];
+    assert!(second.is_null(), "1e400 GiB read as {second}");
+}

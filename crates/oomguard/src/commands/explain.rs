@@ -4,7 +4,7 @@
 //! read.
 
 use crate::flags::ExplainArgs;
-use crate::style::{proportional_cells, Style};
+use crate::style::{printable, proportional_cells, Style};
 use anyhow::Context;
 use oomguard_core::diagnose::{Confidence, DiagnoseContext, ExplainedEvent, SegmentKind};
 use oomguard_core::oom::{scan_reader, ScanOptions};
@@ -150,7 +150,7 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
     let place = if e.source == "-" {
         format!("line {}", e.line)
     } else {
-        format!("{}:{}", e.source, e.line)
+        format!("{}:{}", printable(&e.source), e.line)
     };
     writeln!(
         out,
@@ -167,10 +167,10 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
             e.phase.describe()
         ))
     )?;
-    writeln!(out, "  {}", e.message)?;
+    writeln!(out, "  {}", printable(&e.message))?;
     writeln!(out)?;
     writeln!(out, "{}", s.bold("What happened"))?;
-    writeln!(out, "  {}", d.summary)?;
+    writeln!(out, "  {}", printable(&d.summary))?;
     write_accounting(out, ev, s)?;
     writeln!(out)?;
     writeln!(
@@ -187,9 +187,14 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
             s.yellow(c.id.title()),
             s.dim(&format!("[{}, {:.2}]", c.id.as_str(), c.score))
         )?;
-        writeln!(out, "     {}", c.evidence)?;
+        writeln!(out, "     {}", printable(&c.evidence))?;
         if let Some(check) = &c.check {
-            writeln!(out, "     {} {}", s.dim("check:"), s.cyan(check))?;
+            writeln!(
+                out,
+                "     {} {}",
+                s.dim("check:"),
+                s.cyan(&printable(check))
+            )?;
         }
     }
     if d.confidence == Confidence::Low && d.causes.len() > 1 {
@@ -202,29 +207,29 @@ fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> 
     writeln!(out)?;
     writeln!(out, "{}", s.bold("Fixes (best first)"))?;
     for (i, f) in d.fixes.iter().enumerate() {
-        writeln!(out, "  {}. {}", i + 1, s.green(&f.title))?;
-        writeln!(out, "     {}", f.detail)?;
+        writeln!(out, "  {}. {}", i + 1, s.green(&printable(&f.title)))?;
+        writeln!(out, "     {}", printable(&f.detail))?;
         if let Some(env) = &f.env {
             for (k, v) in env {
                 writeln!(
                     out,
                     "     {} {}",
                     s.dim("env:"),
-                    s.cyan(&format!("{k}={v}"))
+                    s.cyan(&printable(&format!("{k}={v}")))
                 )?;
             }
         }
         if let Some(code) = &f.code {
             for line in code.lines() {
-                writeln!(out, "     {} {}", s.dim("│"), s.cyan(line))?;
+                writeln!(out, "     {} {}", s.dim("│"), s.cyan(&printable(line)))?;
             }
         }
     }
     writeln!(out)?;
     writeln!(out, "{}", s.bold("Workaround"))?;
-    writeln!(out, "  {}", d.workaround)?;
+    writeln!(out, "  {}", printable(d.workaround))?;
     writeln!(out, "{}", s.bold("Prevention"))?;
-    writeln!(out, "  {}", d.prevention)?;
+    writeln!(out, "  {}", printable(d.prevention))?;
     writeln!(out)?;
     Ok(())
 }

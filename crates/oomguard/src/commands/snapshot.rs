@@ -5,7 +5,7 @@
 //! the core's [`SnapshotReport`]; nothing is recomputed here.
 
 use crate::flags::SnapshotArgs;
-use crate::style::Style;
+use crate::style::{printable, Style};
 use anyhow::Context;
 use oomguard_core::diagnose::CauseId;
 use oomguard_core::size::format_size as fs;
@@ -179,7 +179,7 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
             "  {:>12}  {:>6} blocks  {}",
             fs(t.bytes),
             t.blocks,
-            t.frame
+            printable(&t.frame)
         )?;
     }
     if !f.growing_sites.is_empty() {
@@ -191,7 +191,7 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
                 "  {} → {}  {}",
                 fs(g.first_bytes),
                 s.yellow(&fs(g.last_bytes)),
-                g.frame
+                printable(&g.frame)
             )?;
         }
     }
@@ -208,7 +208,7 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
             s.yellow(c.id.title()),
             s.dim(&format!("[{}, {:.2}]", cause_id(c.id), c.score))
         )?;
-        writeln!(out, "     {}", c.evidence)?;
+        writeln!(out, "     {}", printable(&c.evidence))?;
         if let Some(check) = &c.check {
             writeln!(out, "     {} {check}", s.dim("check:"))?;
         }

@@ -5,7 +5,7 @@
 
 use crate::flags::WatchArgs;
 use crate::serve::{self, Body};
-use crate::style::{proportional_cells, Style};
+use crate::style::{printable, proportional_cells, Style};
 use anyhow::{anyhow, Context};
 use oomguard_core::gpu::alert::AlertReason;
 use oomguard_core::gpu::container::{self, ContainerInfo};
@@ -114,7 +114,7 @@ fn table(sample: &GpuSample, etas: &Etas, s: &Style) -> String {
         out.push_str(&format!(
             "{:<4} {:<26} {:>23} {:>6}  {} {:>9}\n",
             g.index,
-            g.name.clone().unwrap_or_else(na),
+            printable(&g.name.clone().unwrap_or_else(na)),
             format!("{used} / {total}"),
             pct,
             bar,
@@ -134,9 +134,9 @@ fn table(sample: &GpuSample, etas: &Etas, s: &Style) -> String {
                 "{:<4} {:>8} {:<12} {:>12}  {}\n",
                 p.gpu,
                 p.pid,
-                p.user.clone().unwrap_or_else(na),
+                printable(&p.user.clone().unwrap_or_else(na)),
                 p.used_bytes.map_or_else(na, format_size),
-                p.name.clone().unwrap_or_else(na)
+                printable(&p.name.clone().unwrap_or_else(na))
             ));
         }
         for (gpu, bytes) in unlisted {
