@@ -365,6 +365,9 @@ pub struct ExplainArgs {
     /// Machine-readable output on stdout: {"events": [...]}.
     #[arg(long)]
     pub json: bool,
+    /// A PyTorch memory snapshot of the failing run: each event gains the snapshot's evidence for its device.
+    #[arg(long, value_name = "FILE")]
+    pub snapshot: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

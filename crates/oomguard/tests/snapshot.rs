@@ -365,3 +365,60 @@ fn a_missing_file_or_a_directory_is_an_input_error() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("is a directory"), "{}", out.stderr);
 }
+
+#[test]
+fn explain_adds_the_snapshots_evidence_to_the_event_it_matches() {
+    let dir = TempDir::new();
+    // The log's OOM asks for the same 64 MiB as the snapshot's OOM entry,
+    // with no device index: the request ties them.
+    let log = dir.file(
+        "train.log",
+        b"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 64.00 MiB. GPU has a total capacity of 15.77 GiB of which 8.00 MiB is free. Of the allocated memory 780.00 MiB is allocated by PyTorch, and 960.00 MiB is reserved by PyTorch but unallocated.\n",
+    );
+    let snap = fixture("fragmentation.pickle");
+    let want = &expected("fragmentation")["devices"][0];
+    let out = oomguard(&["explain", &log, "--snapshot", &snap], None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("From the memory snapshot"),
+        "{}",
+        out.stdout
+    );
+    let largest = want["largest_free_block_bytes"].as_u64().unwrap();
+    assert!(
+        out.stdout.contains(&format!(
+            "largest free block {}",
+            oomguard_core::size::format_size(largest)
+        )),
+        "{}",
+        out.stdout
+    );
+    let out = oomguard(&["explain", &log, "--snapshot", &snap, "--json"], None);
+    let event = &out.json()["events"][0];
+    assert_eq!(
+        event["snapshot"]["cached_free_bytes"],
+        want["cached_free_bytes"]
+    );
+    assert_eq!(event["snapshot"]["causes"][0]["id"], want["first_cause"]);
+    // An event on a GPU the snapshot does not hold is not tied to it.
+    let other = dir.file(
+        "gpu3.log",
+        b"torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 3 has a total capacity of 79.15 GiB of which 1.00 GiB is free.\n",
+    );
+    let out = oomguard(&["explain", &other, "--snapshot", &snap], None);
+    assert!(
+        out.stdout.contains("no device of the snapshot matches"),
+        "{}",
+        out.stdout
+    );
+    let out = oomguard(&["explain", &other, "--snapshot", &snap, "--json"], None);
+    assert!(out.json()["events"][0].get("snapshot").is_none());
+    // A file that is not a snapshot is an input error before any output.
+    let out = oomguard(&["explain", &log, "--snapshot", &log], None);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(
+        out.stdout.is_empty() && out.stderr.contains("--snapshot"),
+        "{}",
+        out.stderr
+    );
+}

@@ -27,6 +27,7 @@ pub use error::{SnapshotError, SnapshotErrorKind};
 pub use reader::{read_from, read_snapshot, Snapshot, SnapshotLayout};
 
 use crate::diagnose::Fix;
+use crate::oom::OomEvent;
 use serde::Serialize;
 
 /// One device: its figures, causes and fixes (the reference's DEVICE).
@@ -77,5 +78,31 @@ pub fn explain_snapshot(snapshot: Snapshot, source: &str, top: usize) -> Snapsho
         sites: snapshot.sites,
         layout: snapshot.layout,
         gzipped: snapshot.gzipped,
+    }
+}
+
+impl SnapshotReport {
+    /// The device whose figures speak for an OOM event of a log: the device
+    /// the event names; else the device whose OOM asked for the event's
+    /// request (within 1%, as logs print two decimals); else the only
+    /// device. `None` when the snapshot cannot be tied to the event.
+    pub fn device_for(&self, event: &OomEvent) -> Option<&DeviceReport> {
+        if let Some(i) = event.device.index {
+            return self.devices.iter().find(|d| d.figures.device == i);
+        }
+        if let Some(want) = event.memory.requested_bytes {
+            let close = |got: u64| (got as f64 - want as f64).abs() <= 0.01 * want as f64;
+            let by_request = self
+                .devices
+                .iter()
+                .find(|d| d.figures.requested_bytes.is_some_and(close));
+            if by_request.is_some() {
+                return by_request;
+            }
+        }
+        match self.devices.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        }
     }
 }

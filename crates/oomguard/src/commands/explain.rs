@@ -9,6 +9,7 @@ use anyhow::Context;
 use oomguard_core::diagnose::{Confidence, DiagnoseContext, ExplainedEvent, SegmentKind};
 use oomguard_core::oom::{scan_reader, ScanOptions};
 use oomguard_core::size::{format_signed_size, format_size};
+use oomguard_core::snapshot::{explain_snapshot, read_snapshot, DeviceReport, SnapshotReport};
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -22,6 +23,21 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         memory_trend: None,
     };
     let style = Style::detect();
+    // Read before any output, so a bad snapshot is an input error (exit 2).
+    let snapshot = match &args.snapshot {
+        Some(path) => {
+            if path.is_dir() {
+                anyhow::bail!(
+                    "--snapshot {}: is a directory, not a snapshot file",
+                    path.display()
+                );
+            }
+            let snap =
+                read_snapshot(path).with_context(|| format!("--snapshot {}", path.display()))?;
+            Some(explain_snapshot(snap, &path.display().to_string(), 3))
+        }
+        None => None,
+    };
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let mut sink = Sink {
@@ -29,6 +45,7 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         style,
         count: 0,
         write_error: None,
+        snapshot,
     };
     let inputs: Vec<&Path> = if args.paths.is_empty() {
         vec![Path::new("-")]
@@ -87,6 +104,7 @@ struct Sink {
     style: Style,
     count: u64,
     write_error: Option<io::Error>,
+    snapshot: Option<SnapshotReport>,
 }
 
 fn scan_one(
@@ -106,10 +124,19 @@ fn scan_one(
         }
         let explained = ExplainedEvent::new(event, ctx);
         sink.count += 1;
+        let evidence = sink
+            .snapshot
+            .as_ref()
+            .map(|r| (r, r.device_for(&explained.event)));
         let result = if sink.json {
-            write_json(out, &explained, sink.count)
+            write_json(out, &explained, sink.count, evidence.and_then(|(_, d)| d))
         } else {
-            write_human(out, &explained, sink.count, &sink.style)
+            write_human(out, &explained, sink.count, &sink.style).and_then(|()| match evidence {
+                Some((report, device)) => {
+                    write_snapshot(out, &explained, report, device, &sink.style)
+                }
+                None => Ok(()),
+            })
         };
         if let Err(e) = result {
             sink.write_error = Some(e);
@@ -134,10 +161,98 @@ fn scan_one(
     Ok(())
 }
 
-fn write_json(out: &mut impl Write, event: &ExplainedEvent, n: u64) -> io::Result<()> {
+fn write_json(
+    out: &mut impl Write,
+    event: &ExplainedEvent,
+    n: u64,
+    snapshot: Option<&DeviceReport>,
+) -> io::Result<()> {
     let sep = if n > 1 { ",\n" } else { "\n" };
     write!(out, "{sep}")?;
-    serde_json::to_writer(&mut *out, event).map_err(io::Error::other)
+    match snapshot {
+        None => serde_json::to_writer(&mut *out, event).map_err(io::Error::other),
+        Some(device) => {
+            // With --snapshot, the EVENT gains `snapshot`: the matching
+            // device as `oomguard snapshot --json` reports it.
+            let mut value = serde_json::to_value(event).map_err(io::Error::other)?;
+            value["snapshot"] = serde_json::to_value(device).map_err(io::Error::other)?;
+            serde_json::to_writer(&mut *out, &value).map_err(io::Error::other)
+        }
+    }
+}
+
+/// The snapshot's evidence for one event: the allocator's state at the
+/// snapshot's OOM (or peak), the largest free block against the request, the
+/// code holding the memory, and the snapshot's own top cause.
+fn write_snapshot(
+    out: &mut impl Write,
+    ev: &ExplainedEvent,
+    report: &SnapshotReport,
+    device: Option<&DeviceReport>,
+    s: &Style,
+) -> io::Result<()> {
+    let name = printable(&report.source);
+    let Some(d) = device else {
+        writeln!(
+            out,
+            "{} {}",
+            s.bold("From the memory snapshot"),
+            s.dim(&format!(
+                "· {name}: no device of the snapshot matches this event (by GPU index, request or a single device)"
+            ))
+        )?;
+        return writeln!(out);
+    };
+    let f = &d.figures;
+    writeln!(
+        out,
+        "{} {}",
+        s.bold("From the memory snapshot"),
+        s.dim(&format!(
+            "· {name}, device {}, at the {}",
+            f.device,
+            f.at.as_str()
+        ))
+    )?;
+    if let (Some(theirs), Some(ours)) = (f.requested_bytes, ev.event.memory.requested_bytes) {
+        if (theirs as f64 - ours as f64).abs() > 0.01 * ours as f64 {
+            writeln!(
+                out,
+                "  {}",
+                s.yellow(&format!(
+                    "the snapshot's OOM asked for {}, this event for {}: it may record another failure",
+                    format_size(theirs),
+                    format_size(ours)
+                ))
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "  allocated {} · reserved {} · cached but free {} · largest free block {}",
+        format_size(f.allocated_bytes),
+        format_size(f.reserved_bytes),
+        format_size(f.cached_free_bytes),
+        format_size(f.largest_free_block_bytes)
+    )?;
+    for t in &f.top_sites {
+        writeln!(
+            out,
+            "  {:>12}  {}",
+            format_size(t.bytes),
+            printable(&t.frame)
+        )?;
+    }
+    if let Some(c) = d.causes.first() {
+        writeln!(
+            out,
+            "  {} {}",
+            s.yellow(c.id.title()),
+            s.dim(&format!("[{}]", c.id.as_str()))
+        )?;
+        writeln!(out, "     {}", printable(&c.evidence))?;
+    }
+    writeln!(out)
 }
 
 fn write_human(out: &mut impl Write, ev: &ExplainedEvent, n: u64, s: &Style) -> io::Result<()> {
