@@ -62,6 +62,11 @@ pub(super) fn propose(
     let mut suggested = None;
     for cause in causes {
         let new = match cause.id {
+            CauseId::BatchTooLarge if event.phase == Phase::Evaluation => {
+                let (f, s) = reduce_eval_batch(event, acc, ctx);
+                suggested = suggested.or(s);
+                f
+            }
             CauseId::BatchTooLarge => {
                 let (f, s) = reduce_batch(event, acc, ctx);
                 suggested = suggested.or(s);
@@ -99,6 +104,15 @@ pub(super) fn propose(
     for f in classic {
         if !fixes.iter().any(|g| g.id == f.id) {
             fixes.push(f);
+        }
+    }
+    // The step's own temporaries come before a smaller batch, which does not
+    // shrink them: right after the first fix.
+    if event.framework == Framework::PyTorch && event.phase == Phase::OptimizerStep {
+        for f in fused_optimizer() {
+            if !fixes.iter().any(|g| g.id == f.id) {
+                fixes.insert(fixes.len().min(1), f);
+            }
         }
     }
     (fixes, suggested)
@@ -186,10 +200,48 @@ fn reduce_batch(
             FixId::MixedPrecisionCheckpointing,
             "Use bf16/fp16 activations and gradient checkpointing",
             "Autocast halves activation memory; checkpointing keeps only layer boundaries and recomputes the rest in the backward pass (about 30% more compute).",
-            Some("model.gradient_checkpointing_enable()  # Hugging Face models\nwith torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(**batch).loss".into()),
+            Some("model.gradient_checkpointing_enable()  # Hugging Face models\nwith torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(**batch).loss\n# Hugging Face Trainer:\nTrainingArguments(gradient_checkpointing=True, bf16=True)".into()),
         ));
     }
     (out, suggested)
+}
+
+/// An OOM while evaluating: the evaluation batch and the predictions the
+/// Trainer keeps on the GPU until the end of the loop are what grow, not the
+/// training batch.
+fn reduce_eval_batch(
+    event: &OomEvent,
+    acc: &Accounting,
+    ctx: &DiagnoseContext,
+) -> (Vec<Fix>, Option<u64>) {
+    let fitting = ctx.batch.and_then(|b| batch_that_fits(event, acc, b));
+    let n = fitting.or(ctx.batch.map(|b| (b / 2).max(1)));
+    let shown = n.map_or("N".to_string(), |n| n.to_string());
+    let detail = match (ctx.batch, fitting) {
+        (Some(b), Some(n)) => format!("At evaluation batch {b} the figures leave room for {n} ({:.0}% of what the framework could use). ", BATCH_SAFETY * 100.0),
+        (Some(b), None) => format!("Without the figures to size it, halve the evaluation batch from {b}. "),
+        _ => String::new(),
+    };
+    let f = fix(
+        FixId::ReduceEvalBatch,
+        format!("Lower the evaluation batch (per_device_eval_batch_size={shown}) and move predictions to the CPU as they come"),
+        format!("{detail}The training batch is not what failed. The Trainer keeps every prediction on the GPU until the evaluation loop ends unless eval_accumulation_steps is set; with it, they go to the CPU every that many steps."),
+        Some(format!("TrainingArguments(per_device_eval_batch_size={shown}, eval_accumulation_steps=8)\n# own loop: with torch.no_grad(): preds.append(model(**batch).logits.cpu())")),
+    );
+    (vec![f], n)
+}
+
+/// PyTorch's default `foreach` optimizers update every parameter of a group
+/// at once and allocate temporaries the size of a whole state list
+/// (`torch._foreach_sqrt(exp_avg_sqs)` in `_multi_tensor_adamw`); the fused
+/// kernel, or the per-parameter loop, needs none of that.
+fn fused_optimizer() -> Vec<Fix> {
+    vec![fix(
+        FixId::FusedOptimizer,
+        "Use the fused optimizer (or foreach=False) so the step needs no group-sized temporaries",
+        "The default multi-tensor (foreach) Adam/AdamW allocates intermediates as large as one of its state lists for the whole parameter group; fused=True updates in one kernel without them, foreach=False one parameter at a time.",
+        Some("torch.optim.AdamW(model.parameters(), lr=lr, fused=True)\n# or: torch.optim.AdamW(model.parameters(), lr=lr, foreach=False)\n# Hugging Face Trainer: TrainingArguments(optim='adamw_torch_fused')".into()),
+    )]
 }
 
 fn batch_code(event: &OomEvent, n: u64, accum: u64) -> String {
@@ -423,15 +475,24 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
             }
         }
         Some(VllmCheck::MaxLenExceedsKvCache {
+            max_model_len,
             kv_tokens,
             estimated_max_len,
-            ..
+            needed_bytes,
+            available_bytes,
         }) => {
-            if let Some(len) = estimated_max_len.or(*kv_tokens) {
+            let fitting = vllm_len_that_fits(
+                *max_model_len,
+                *kv_tokens,
+                *estimated_max_len,
+                *needed_bytes,
+                *available_bytes,
+            );
+            if let Some((len, how)) = fitting {
                 out.push(fix(
                     FixId::VllmMaxModelLen,
-                    format!("Set max_model_len to {len} or less"),
-                    "That many tokens of one sequence fit the KV cache that is left.",
+                    format!("Set --max-model-len to {len} or less"),
+                    format!("{how}, rounded down to a multiple of vLLM's {VLLM_BLOCK_TOKENS}-token KV cache block: that many tokens of one sequence fit the KV cache that is left."),
                     Some(format!("vllm serve MODEL --max-model-len {len}")),
                 ));
             }
@@ -450,6 +511,48 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
         )),
     }
     out
+}
+
+/// Tokens per KV cache block in vLLM (the default `--block-size` of its CUDA
+/// backend, vllm/config `CacheConfig.block_size`).
+const VLLM_BLOCK_TOKENS: u64 = 16;
+
+/// The `--max-model-len` that fits vLLM's KV cache, with how it was found:
+/// the length vLLM printed, else the token count it printed, else the
+/// available KV memory over the bytes one token needs (the needed bytes over
+/// the asked length); rounded down to a whole block. `None` without figures.
+fn vllm_len_that_fits(
+    asked: Option<u64>,
+    kv_tokens: Option<u64>,
+    estimated: Option<u64>,
+    needed: Option<u64>,
+    available: Option<u64>,
+) -> Option<(u64, String)> {
+    let (raw, how) = if let Some(e) = estimated {
+        (
+            e,
+            format!("vLLM estimated {e} tokens from the memory available"),
+        )
+    } else if let Some(m) = kv_tokens {
+        (m, format!("the KV cache holds {m} tokens"))
+    } else {
+        let (asked, needed, available) = (asked?, needed?, available?);
+        if asked == 0 || needed == 0 {
+            return None;
+        }
+        let per_token = needed as f64 / asked as f64;
+        let n = (available as f64 / per_token).floor() as u64;
+        (
+            n,
+            format!(
+                "{} available / ({} needed / {asked} tokens = {per_token:.0} bytes per token) = {n} tokens",
+                fs(available),
+                fs(needed)
+            ),
+        )
+    };
+    let len = raw / VLLM_BLOCK_TOKENS * VLLM_BLOCK_TOKENS;
+    (len > 0).then_some((len, how))
 }
 
 fn kv_cache(event: &OomEvent) -> Vec<Fix> {
@@ -753,6 +856,26 @@ mod tests {
         assert_eq!(sglang_next_fraction(Some(0.93)), Some(0.95));
         assert_eq!(sglang_next_fraction(Some(0.95)), None);
         assert_eq!(sglang_next_fraction(None), Some(0.9));
+    }
+
+    #[test]
+    fn vllm_length_is_the_printed_one_or_computed_and_whole_blocks() {
+        // vLLM printed its estimate: kept, already a whole block.
+        let (len, _) = vllm_len_that_fits(Some(221000), None, Some(122080), None, None).unwrap();
+        assert_eq!(len, 122080);
+        // Printed token count, rounded down to 16.
+        let (len, _) = vllm_len_that_fits(Some(32768), Some(20001), None, None, None).unwrap();
+        assert_eq!(len, 20000);
+        // Computed: 4 GiB needed for 32768 tokens = 131072 B/token; 3 GiB
+        // available holds 24576 tokens.
+        let (len, how) =
+            vllm_len_that_fits(Some(32768), None, None, Some(4 << 30), Some(3 << 30)).unwrap();
+        assert_eq!(len, 24576);
+        assert!(how.contains("131072 bytes per token"), "{how}");
+        assert_eq!(
+            vllm_len_that_fits(Some(32768), None, None, None, Some(3 << 30)),
+            None
+        );
     }
 
     #[test]

@@ -152,7 +152,7 @@ pub enum FixId {
     VllmKvCacheDtype,
     VllmMaxModelLen,
     FusedOptimizer,
-    EvalBatch,
+    ReduceEvalBatch,
     VllmMaxNumSeqs,
 }
 
@@ -201,7 +201,7 @@ impl FixId {
             FixId::VllmKvCacheDtype => "vllm_kv_cache_dtype",
             FixId::VllmMaxModelLen => "vllm_max_model_len",
             FixId::FusedOptimizer => "fused_optimizer",
-            FixId::EvalBatch => "eval_batch",
+            FixId::ReduceEvalBatch => "reduce_eval_batch",
             FixId::VllmMaxNumSeqs => "vllm_max_num_seqs",
         }
     }
