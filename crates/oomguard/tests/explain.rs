@@ -516,3 +516,15 @@ fn foreach_optimizer_temporary_gets_the_fused_optimizer() {
         .unwrap()
         .contains("fused=True"));
 }
+
+/// vLLM's sampler warm-up OOM lowers max_num_seqs, not a training batch.
+#[test]
+fn vllm_sampler_warmup_lowers_max_num_seqs() {
+    let (ids, ev) = fixes_of("RuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy requests. Please try lowering `max_num_seqs` or `gpu_memory_utilization` when initializing the engine.\n");
+    assert_eq!(ids[0], "vllm_max_num_seqs", "{ids:?}");
+    assert!(!ids.contains(&"reduce_batch".to_string()), "{ids:?}");
+    assert!(ev["fixes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .contains("--max-num-seqs 128"));
+}

@@ -12,7 +12,9 @@ use crate::oom::{
     DeviceKind, Framework, OomEvent, Phase, PyTorchEra, SglangCheck, SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
+use regex::Regex;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// Share of the measured budget a suggested batch may fill: the failing
 /// allocation is not always the last one before the peak, and the fixed part
@@ -105,6 +107,13 @@ pub(super) fn propose(
         if !fixes.iter().any(|g| g.id == f.id) {
             fixes.push(f);
         }
+    }
+    // vLLM's sampler/pooler warm-up runs max_num_seqs dummy requests at
+    // once: that is the batch to lower; training and loading knobs do not
+    // apply to a serving engine, another process on the GPU still may.
+    if let Some(seqs) = warmup_requests(&event.message) {
+        fixes.retain(|f| f.id == FixId::StopOtherProcess);
+        fixes.insert(0, vllm_max_num_seqs(seqs));
     }
     // The step's own temporaries come before a smaller batch, which does not
     // shrink them: right after the first fix.
@@ -229,6 +238,31 @@ fn reduce_eval_batch(
         Some(format!("TrainingArguments(per_device_eval_batch_size={shown}, eval_accumulation_steps=8)\n# own loop: with torch.no_grad(): preds.append(model(**batch).logits.cpu())")),
     );
     (vec![f], n)
+}
+
+/// vLLM's warm-up failure (gpu_model_runner.py `_dummy_sampler_run` /
+/// `_dummy_pooler_run`): "CUDA out of memory occurred when warming up sampler
+/// with N dummy requests", N being `max_num_seqs`.
+static WARMUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"out of memory occurred when warming up (?:sampler|pooler) with (\d+) dummy requests",
+    )
+    .expect("warm-up pattern compiles")
+});
+
+/// The dummy requests of a failed vLLM warm-up, from its message.
+fn warmup_requests(message: &str) -> Option<u64> {
+    WARMUP.captures(message)?.get(1)?.as_str().parse().ok()
+}
+
+fn vllm_max_num_seqs(seqs: u64) -> Fix {
+    let half = (seqs / 2).max(1);
+    fix(
+        FixId::VllmMaxNumSeqs,
+        format!("Lower --max-num-seqs from {seqs} to {half}"),
+        format!("The warm-up runs the sampler on {seqs} sequences at once (max_num_seqs) in what the KV cache left; halve it until it starts, or lower --gpu-memory-utilization to leave more outside the cache."),
+        Some(format!("vllm serve MODEL --max-num-seqs {half}")),
+    )
 }
 
 /// PyTorch's default `foreach` optimizers update every parameter of a group
@@ -876,6 +910,25 @@ mod tests {
             vllm_len_that_fits(Some(32768), None, None, None, Some(3 << 30)),
             None
         );
+    }
+
+    #[test]
+    fn warmup_requests_are_read_from_vllm_s_message() {
+        assert_eq!(warmup_requests("RuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy requests. Please try lowering `max_num_seqs`"), Some(256));
+        assert_eq!(
+            warmup_requests(
+                "CUDA out of memory occurred when warming up pooler with 64 dummy requests."
+            ),
+            Some(64)
+        );
+        assert_eq!(
+            warmup_requests("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            None
+        );
+        assert!(vllm_max_num_seqs(256)
+            .code
+            .unwrap()
+            .contains("--max-num-seqs 128"));
     }
 
     #[test]
