@@ -703,22 +703,47 @@ fn jax_prealloc() -> Vec<Fix> {
     vec![f]
 }
 
+/// Share of the device the offloaded weights may take: llama.cpp allocates
+/// the KV cache and its compute buffers on the same GPU after the weights.
+const LLAMA_WEIGHTS_SHARE: f64 = 0.9;
+
+/// The share of the currently offloaded layers that fits: the memory the
+/// weights may take over the buffer llama.cpp asked for (layers are of
+/// about equal size, so the buffer scales with their count). `None` without
+/// both figures or when the buffer already fits.
+fn llama_layer_share(asked: Option<u64>, room: Option<u64>) -> Option<f64> {
+    let (asked, room) = (asked? as f64, room? as f64 * LLAMA_WEIGHTS_SHARE);
+    (asked > 0.0 && room < asked).then_some(room / asked)
+}
+
 fn llama_layers(event: &OomEvent) -> Vec<Fix> {
-    let detail = match (event.memory.requested_bytes, event.memory.total_bytes) {
-        (Some(q), Some(t)) if q > t => format!(
-            "The offloaded weights need {} but the device has {}: offload about {:.0}% of the layers.",
-            fs(q),
-            fs(t),
-            t as f64 / q as f64 * 90.0
+    let m = &event.memory;
+    let room = m.free_bytes.or(m.total_bytes);
+    let (detail, code) = match (llama_layer_share(m.requested_bytes, room), m.requested_bytes) {
+        (Some(share), Some(q)) => (
+            format!(
+                "The offloaded weights need {} in one buffer; {:.0}% of {} is what they may take beside the KV cache and compute buffers, so about {:.0}% of the layers fit: --n-gpu-layers = floor(the N of your log's 'offloaded N/M layers to GPU' x {share:.2}).",
+                fs(q),
+                LLAMA_WEIGHTS_SHARE * 100.0,
+                fs(room.unwrap_or(0)),
+                share * 100.0
+            ),
+            format!("llama-server -m model.gguf --n-gpu-layers N   # N = floor(offloaded layers x {share:.2})\n# or split across GPUs: --tensor-split 1,1"),
         ),
-        (Some(q), _) => format!("The offloaded weights need {} in one buffer; offload fewer layers until it fits, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
-        _ => "Offload fewer layers until it fits, or pick a smaller quantization.".into(),
+        (_, Some(q)) => (
+            format!("The offloaded weights need {} in one buffer and the log does not say how much the GPU has: lower --n-gpu-layers a few layers at a time (the log's 'offloaded N/M layers to GPU' gives the current N) until it loads, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
+            "llama-server -m model.gguf --n-gpu-layers N   # a few below the current N; repeat until it loads\n# or split across GPUs: --tensor-split 1,1".to_string(),
+        ),
+        _ => (
+            "Lower --n-gpu-layers a few layers at a time until it loads, or pick a smaller quantization.".to_string(),
+            "llama-server -m model.gguf --n-gpu-layers N   # a few below the current N; repeat until it loads".to_string(),
+        ),
     };
     vec![fix(
         FixId::LlamaNGpuLayers,
         "Offload fewer layers to the GPU (--n-gpu-layers)",
         detail,
-        Some("llama-server -m model.gguf --n-gpu-layers 20   # lower until it loads\n# or split across GPUs: --tensor-split 1,1".into()),
+        Some(code),
     )]
 }
 
@@ -929,6 +954,15 @@ mod tests {
             .code
             .unwrap()
             .contains("--max-num-seqs 128"));
+    }
+
+    #[test]
+    fn llama_share_scales_the_layers_by_the_room_over_the_buffer() {
+        // 24 GiB device, 90% for weights = 21.6 GiB of a 43.2 GiB buffer: half.
+        let share = llama_layer_share(Some(43_200 << 20), Some(24_000 << 20)).unwrap();
+        assert!((share - 0.5).abs() < 1e-9, "{share}");
+        assert_eq!(llama_layer_share(Some(1 << 30), Some(24 << 30)), None);
+        assert_eq!(llama_layer_share(Some(1 << 30), None), None);
     }
 
     #[test]
