@@ -528,3 +528,33 @@ fn vllm_sampler_warmup_lowers_max_num_seqs() {
         .unwrap()
         .contains("--max-num-seqs 128"));
 }
+
+/// A training OOM speaks the Trainer's knobs: the micro-batch with the
+/// accumulation that keeps the effective batch, checkpointing and bf16.
+#[test]
+fn training_oom_speaks_the_trainer_s_arguments() {
+    let text = "  File \"/opt/conda/lib/python3.10/site-packages/transformers/trainer.py\", line 3485, in training_step\n    loss = self.compute_loss(model, inputs)\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 1.95 GiB is reserved by PyTorch but unallocated.\n";
+    let out = oomguard(
+        &["explain", "--json", "--batch", "32"],
+        Some(text.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ev = out.json()["events"][0].clone();
+    let batch = fix_by_id(&ev, "reduce_batch")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        batch.contains("per_device_train_batch_size=")
+            && batch.contains("gradient_accumulation_steps="),
+        "{batch}"
+    );
+    let mp = fix_by_id(&ev, "mixed_precision_checkpointing");
+    assert!(
+        mp["code"]
+            .as_str()
+            .unwrap()
+            .contains("TrainingArguments(gradient_checkpointing=True, bf16=True)"),
+        "{mp}"
+    );
+}

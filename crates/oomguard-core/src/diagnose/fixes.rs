@@ -551,6 +551,9 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
 /// backend, vllm/config `CacheConfig.block_size`).
 const VLLM_BLOCK_TOKENS: u64 = 16;
 
+/// The resolution of vLLM's printed KV cache figures: 0.01 GiB.
+const VLLM_PRINTED_GIB_STEP: f64 = (1u64 << 30) as f64 / 100.0;
+
 /// The `--max-model-len` that fits vLLM's KV cache, with how it was found:
 /// the length vLLM printed, else the token count it printed, else the
 /// available KV memory over the bytes one token needs (the needed bytes over
@@ -574,12 +577,15 @@ fn vllm_len_that_fits(
         if asked == 0 || needed == 0 {
             return None;
         }
-        let per_token = needed as f64 / asked as f64;
-        let n = (available as f64 / per_token).floor() as u64;
+        // vLLM prints both in GiB with two decimals (kv_cache_utils.py
+        // `:.2f`): take the worst end of each rounding.
+        let half_step = VLLM_PRINTED_GIB_STEP / 2.0;
+        let per_token = (needed as f64 + half_step) / asked as f64;
+        let n = ((available as f64 - half_step).max(0.0) / per_token).floor() as u64;
         (
             n,
             format!(
-                "{} available / ({} needed / {asked} tokens = {per_token:.0} bytes per token) = {n} tokens",
+                "{} available / ({} needed / {asked} tokens = {per_token:.0} bytes per token) = {n} tokens (the worse end of each figure's 0.01 GiB rounding)",
                 fs(available),
                 fs(needed)
             ),
@@ -926,11 +932,12 @@ mod tests {
         let (len, _) = vllm_len_that_fits(Some(32768), Some(20001), None, None, None).unwrap();
         assert_eq!(len, 20000);
         // Computed: 4 GiB needed for 32768 tokens = 131072 B/token; 3 GiB
-        // available holds 24576 tokens.
+        // available holds 24576 tokens, less the printed rounding
+        // (3 - 0.005 GiB) / ((4 + 0.005 GiB) / 32768) = 24504.9 -> 24496.
         let (len, how) =
             vllm_len_that_fits(Some(32768), None, None, Some(4 << 30), Some(3 << 30)).unwrap();
-        assert_eq!(len, 24576);
-        assert!(how.contains("131072 bytes per token"), "{how}");
+        assert_eq!(len, 24496);
+        assert!(how.contains("131236 bytes per token"), "{how}");
         assert_eq!(
             vllm_len_that_fits(Some(32768), None, None, None, Some(3 << 30)),
             None
