@@ -474,3 +474,87 @@ fn causes_carry_a_check_and_events_a_confidence() {
     let events = events_of(&format!("{PT2}\n"));
     assert!(["high", "medium", "low"].contains(&events[0]["confidence"].as_str().unwrap()));
 }
+
+/// An OOM inside the Trainer's evaluation loop gets the evaluation batch and
+/// `eval_accumulation_steps`, not a smaller training batch.
+#[test]
+fn evaluation_oom_gets_the_evaluation_batch() {
+    let text = "Traceback (most recent call last):\n  File \"/opt/conda/lib/python3.10/site-packages/transformers/trainer.py\", line 3826, in evaluation_loop\n    losses, logits, labels = self.prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)\n  File \"/opt/conda/lib/python3.10/site-packages/transformers/trainer.py\", line 4040, in prediction_step\n    outputs = model(**inputs)\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 3.82 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.20 GiB is free. Including non-PyTorch memory, this process has 22.44 GiB memory in use. Of the allocated memory 20.10 GiB is allocated by PyTorch, and 1.90 GiB is reserved by PyTorch but unallocated.\n";
+    let out = oomguard(
+        &["explain", "--json", "--batch", "16"],
+        Some(text.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ev = out.json()["events"][0].clone();
+    assert_eq!(ev["phase"], "evaluation");
+    assert_eq!(ev["fixes"][0]["id"], "reduce_eval_batch");
+    let code = ev["fixes"][0]["code"].as_str().unwrap();
+    // need 20.10 + 3.82, budget 20.10 + 1.90 + 1.20: 16 x 23.2 / 23.92 x 0.85 = 13.2
+    assert!(code.contains("per_device_eval_batch_size=13"), "{code}");
+    assert!(code.contains("eval_accumulation_steps"), "{code}");
+    assert!(!ev["fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["id"] == "reduce_batch"));
+}
+
+/// A temporary of the multi-tensor (foreach) AdamW gets the fused optimizer,
+/// right after the first fix.
+#[test]
+fn foreach_optimizer_temporary_gets_the_fused_optimizer() {
+    let text = "  File \"/usr/lib/python3.10/site-packages/torch/optim/adamw.py\", line 606, in _multi_tensor_adamw\n    exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 130.00 MiB. GPU 0 has a total capacity of 94.99 GiB of which 87.19 MiB is free.\n";
+    let (ids, ev) = fixes_of(text);
+    assert_eq!(ev["phase"], "optimizer_step");
+    assert_eq!(
+        ids.iter().position(|i| i == "fused_optimizer"),
+        Some(1),
+        "{ids:?}"
+    );
+    assert!(fix_by_id(&ev, "fused_optimizer")["code"]
+        .as_str()
+        .unwrap()
+        .contains("fused=True"));
+}
+
+/// vLLM's sampler warm-up OOM lowers max_num_seqs, not a training batch.
+#[test]
+fn vllm_sampler_warmup_lowers_max_num_seqs() {
+    let (ids, ev) = fixes_of("RuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy requests. Please try lowering `max_num_seqs` or `gpu_memory_utilization` when initializing the engine.\n");
+    assert_eq!(ids[0], "vllm_max_num_seqs", "{ids:?}");
+    assert!(!ids.contains(&"reduce_batch".to_string()), "{ids:?}");
+    assert!(ev["fixes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .contains("--max-num-seqs 128"));
+}
+
+/// A training OOM speaks the Trainer's knobs: the micro-batch with the
+/// accumulation that keeps the effective batch, checkpointing and bf16.
+#[test]
+fn training_oom_speaks_the_trainer_s_arguments() {
+    let text = "  File \"/opt/conda/lib/python3.10/site-packages/transformers/trainer.py\", line 3485, in training_step\n    loss = self.compute_loss(model, inputs)\ntorch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 1.95 GiB is reserved by PyTorch but unallocated.\n";
+    let out = oomguard(
+        &["explain", "--json", "--batch", "32"],
+        Some(text.as_bytes()),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ev = out.json()["events"][0].clone();
+    let batch = fix_by_id(&ev, "reduce_batch")["code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        batch.contains("per_device_train_batch_size=")
+            && batch.contains("gradient_accumulation_steps="),
+        "{batch}"
+    );
+    let mp = fix_by_id(&ev, "mixed_precision_checkpointing");
+    assert!(
+        mp["code"]
+            .as_str()
+            .unwrap()
+            .contains("TrainingArguments(gradient_checkpointing=True, bf16=True)"),
+        "{mp}"
+    );
+}

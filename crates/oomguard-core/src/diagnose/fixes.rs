@@ -7,12 +7,14 @@
 //! batch-size finder reached zero (never a smaller batch for those two).
 
 use super::accounting::Accounting;
-use super::{Cause, CauseId, DiagnoseContext, Fix};
+use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
     DeviceKind, Framework, OomEvent, Phase, PyTorchEra, SglangCheck, SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
+use regex::Regex;
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
 /// Share of the measured budget a suggested batch may fill: the failing
 /// allocation is not always the last one before the peak, and the fixed part
@@ -25,7 +27,7 @@ fn env1(k: &str, v: &str) -> Option<BTreeMap<String, String>> {
 }
 
 fn fix(
-    id: &'static str,
+    id: FixId,
     title: impl Into<String>,
     detail: impl Into<String>,
     code: Option<String>,
@@ -62,6 +64,11 @@ pub(super) fn propose(
     let mut suggested = None;
     for cause in causes {
         let new = match cause.id {
+            CauseId::BatchTooLarge if event.phase == Phase::Evaluation => {
+                let (f, s) = reduce_eval_batch(event, acc, ctx);
+                suggested = suggested.or(s);
+                f
+            }
             CauseId::BatchTooLarge => {
                 let (f, s) = reduce_batch(event, acc, ctx);
                 suggested = suggested.or(s);
@@ -75,7 +82,7 @@ pub(super) fn propose(
             CauseId::KvCache => kv_cache(event),
             CauseId::LeftoverTensors => leftovers(event),
             CauseId::MultipleModels => vec![fix(
-                "one_model_per_device",
+                FixId::OneModelPerDevice,
                 "Load one model per GPU, or free the previous one",
                 "Delete the previous model and clear the cache before loading the next, or place each model on its own device.",
                 Some("del old_model\nimport gc; gc.collect()\ntorch.cuda.empty_cache()".into()),
@@ -99,6 +106,22 @@ pub(super) fn propose(
     for f in classic {
         if !fixes.iter().any(|g| g.id == f.id) {
             fixes.push(f);
+        }
+    }
+    // vLLM's sampler/pooler warm-up runs max_num_seqs dummy requests at
+    // once: that is the batch to lower; training and loading knobs do not
+    // apply to a serving engine, another process on the GPU still may.
+    if let Some(seqs) = warmup_requests(&event.message) {
+        fixes.retain(|f| f.id == FixId::StopOtherProcess);
+        fixes.insert(0, vllm_max_num_seqs(seqs));
+    }
+    // The step's own temporaries come before a smaller batch, which does not
+    // shrink them: right after the first fix.
+    if event.framework == Framework::PyTorch && event.phase == Phase::OptimizerStep {
+        for f in fused_optimizer() {
+            if !fixes.iter().any(|g| g.id == f.id) {
+                fixes.insert(fixes.len().min(1), f);
+            }
         }
     }
     (fixes, suggested)
@@ -137,7 +160,7 @@ fn reduce_batch(
                 code
             };
             out.push(fix(
-                "reduce_batch",
+                FixId::ReduceBatch,
                 format!("Reduce the batch from {b} to {n}"),
                 detail,
                 Some(code),
@@ -147,7 +170,7 @@ fn reduce_batch(
         (Some(b), None) => {
             let n = (b / 2).max(1);
             out.push(fix(
-                "reduce_batch",
+                FixId::ReduceBatch,
                 format!("Halve the batch from {b} to {n}"),
                 "The message does not give the figures to size the batch exactly; halve it and keep the effective batch with gradient accumulation.",
                 Some(batch_code(event, n, b.div_ceil(n))),
@@ -173,7 +196,7 @@ fn reduce_batch(
                 _ => "Pass --batch N (the failing batch size) for a size computed from the figures; keep the effective batch with gradient accumulation.".into(),
             };
             out.push(fix(
-                "reduce_batch",
+                FixId::ReduceBatch,
                 "Reduce the batch size",
                 detail,
                 Some(batch_code(event, 0, 0)),
@@ -183,13 +206,76 @@ fn reduce_batch(
     };
     if matches!(event.framework, Framework::PyTorch) && event.phase != Phase::Generation {
         out.push(fix(
-            "mixed_precision_checkpointing",
+            FixId::MixedPrecisionCheckpointing,
             "Use bf16/fp16 activations and gradient checkpointing",
             "Autocast halves activation memory; checkpointing keeps only layer boundaries and recomputes the rest in the backward pass (about 30% more compute).",
-            Some("model.gradient_checkpointing_enable()  # Hugging Face models\nwith torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(**batch).loss".into()),
+            Some("model.gradient_checkpointing_enable()  # Hugging Face models\nwith torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(**batch).loss\n# Hugging Face Trainer:\nTrainingArguments(gradient_checkpointing=True, bf16=True)".into()),
         ));
     }
     (out, suggested)
+}
+
+/// An OOM while evaluating: the evaluation batch and the predictions the
+/// Trainer keeps on the GPU until the end of the loop are what grow, not the
+/// training batch.
+fn reduce_eval_batch(
+    event: &OomEvent,
+    acc: &Accounting,
+    ctx: &DiagnoseContext,
+) -> (Vec<Fix>, Option<u64>) {
+    let fitting = ctx.batch.and_then(|b| batch_that_fits(event, acc, b));
+    let n = fitting.or(ctx.batch.map(|b| (b / 2).max(1)));
+    let shown = n.map_or("N".to_string(), |n| n.to_string());
+    let detail = match (ctx.batch, fitting) {
+        (Some(b), Some(n)) => format!("At evaluation batch {b} the figures leave room for {n} ({:.0}% of what the framework could use). ", BATCH_SAFETY * 100.0),
+        (Some(b), None) => format!("Without the figures to size it, halve the evaluation batch from {b}. "),
+        _ => String::new(),
+    };
+    let f = fix(
+        FixId::ReduceEvalBatch,
+        format!("Lower the evaluation batch (per_device_eval_batch_size={shown}) and move predictions to the CPU as they come"),
+        format!("{detail}The training batch is not what failed. The Trainer keeps every prediction on the GPU until the evaluation loop ends unless eval_accumulation_steps is set; with it, they go to the CPU every that many steps."),
+        Some(format!("TrainingArguments(per_device_eval_batch_size={shown}, eval_accumulation_steps=8)\n# own loop: with torch.no_grad(): preds.append(model(**batch).logits.cpu())")),
+    );
+    (vec![f], n)
+}
+
+/// vLLM's warm-up failure (gpu_model_runner.py `_dummy_sampler_run` /
+/// `_dummy_pooler_run`): "CUDA out of memory occurred when warming up sampler
+/// with N dummy requests", N being `max_num_seqs`.
+static WARMUP: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"out of memory occurred when warming up (?:sampler|pooler) with (\d+) dummy requests",
+    )
+    .expect("warm-up pattern compiles")
+});
+
+/// The dummy requests of a failed vLLM warm-up, from its message.
+fn warmup_requests(message: &str) -> Option<u64> {
+    WARMUP.captures(message)?.get(1)?.as_str().parse().ok()
+}
+
+fn vllm_max_num_seqs(seqs: u64) -> Fix {
+    let half = (seqs / 2).max(1);
+    fix(
+        FixId::VllmMaxNumSeqs,
+        format!("Lower --max-num-seqs from {seqs} to {half}"),
+        format!("The warm-up runs the sampler on {seqs} sequences at once (max_num_seqs) in what the KV cache left; halve it until it starts, or lower --gpu-memory-utilization to leave more outside the cache."),
+        Some(format!("vllm serve MODEL --max-num-seqs {half}")),
+    )
+}
+
+/// PyTorch's default `foreach` optimizers update every parameter of a group
+/// at once and allocate temporaries the size of a whole state list
+/// (`torch._foreach_sqrt(exp_avg_sqs)` in `_multi_tensor_adamw`); the fused
+/// kernel, or the per-parameter loop, needs none of that.
+fn fused_optimizer() -> Vec<Fix> {
+    vec![fix(
+        FixId::FusedOptimizer,
+        "Use the fused optimizer (or foreach=False) so the step needs no group-sized temporaries",
+        "The default multi-tensor (foreach) Adam/AdamW allocates intermediates as large as one of its state lists for the whole parameter group; fused=True updates in one kernel without them, foreach=False one parameter at a time.",
+        Some("torch.optim.AdamW(model.parameters(), lr=lr, fused=True)\n# or: torch.optim.AdamW(model.parameters(), lr=lr, foreach=False)\n# Hugging Face Trainer: TrainingArguments(optim='adamw_torch_fused')".into()),
+    )]
 }
 
 fn batch_code(event: &OomEvent, n: u64, accum: u64) -> String {
@@ -223,7 +309,7 @@ fn fragmentation(event: &OomEvent) -> Vec<Fix> {
     match event.framework {
         Framework::PyTorch => match event.facts.pytorch_era {
             Some(PyTorchEra::Cached | PyTorchEra::ReservedInTotal) => vec![fix(
-                "upgrade_pytorch",
+                FixId::UpgradePytorch,
                 "Upgrade PyTorch (1.10 or later) to tune the allocator",
                 "This PyTorch predates PYTORCH_CUDA_ALLOC_CONF; meanwhile free the cache between phases with torch.cuda.empty_cache().",
                 Some("torch.cuda.empty_cache()".into()),
@@ -232,7 +318,7 @@ fn fragmentation(event: &OomEvent) -> Vec<Fix> {
                 let mb = split_size_mb(event.memory.requested_bytes);
                 let value = format!("max_split_size_mb:{mb}");
                 let mut f = fix(
-                    "allocator_config",
+                    FixId::AllocatorConfig,
                     format!("Set {var}={value}"),
                     format!("Blocks above {mb} MiB are then never split, so large requests find whole blocks; this PyTorch (1.10-2.0) has no expandable segments."),
                     Some(format!("export {var}={value}")),
@@ -243,7 +329,7 @@ fn fragmentation(event: &OomEvent) -> Vec<Fix> {
             _ => {
                 let value = "expandable_segments:True";
                 let mut f = fix(
-                    "allocator_config",
+                    FixId::AllocatorConfig,
                     format!("Set {var}={value}"),
                     "Segments then grow in place instead of leaving holes between fixed-size blocks; set it before the first CUDA allocation (PyTorch 2.1+).",
                     Some(format!("export {var}={value}")),
@@ -254,7 +340,7 @@ fn fragmentation(event: &OomEvent) -> Vec<Fix> {
         },
         Framework::TensorFlow => {
             let mut f = fix(
-                "allocator_config",
+                FixId::AllocatorConfig,
                 "Use the CUDA async allocator",
                 "TF_GPU_ALLOCATOR=cuda_malloc_async lets the driver manage fragmentation.",
                 Some("export TF_GPU_ALLOCATOR=cuda_malloc_async".into()),
@@ -263,7 +349,7 @@ fn fragmentation(event: &OomEvent) -> Vec<Fix> {
             vec![f]
         }
         _ => vec![fix(
-            "free_cache",
+            FixId::FreeCache,
             "Release cached blocks between phases",
             "Free memory the framework caches but does not use, between evaluation and training or between models.",
             None,
@@ -291,7 +377,7 @@ fn other_processes(event: &OomEvent, acc: &Accounting) -> Vec<Fix> {
         ),
     };
     let mut out = vec![fix(
-        "stop_other_process",
+        FixId::StopOtherProcess,
         title,
         "Memory another process holds is invisible to this one's allocator; stop it, or pin each job to its own GPU with CUDA_VISIBLE_DEVICES.",
         Some(code),
@@ -313,7 +399,7 @@ fn model_too_large(event: &OomEvent) -> Vec<Fix> {
         Framework::LlamaCpp => llama_layers(event),
         Framework::Vllm => {
             let mut v = vec![fix(
-                "shard_or_quantize",
+                FixId::ShardOrQuantize,
                 "Shard across GPUs or load a quantized checkpoint",
                 "Tensor parallelism splits the weights; an AWQ/GPTQ/FP8 checkpoint needs a half or a quarter of the memory.",
                 Some("vllm serve MODEL --tensor-parallel-size 2\nvllm serve MODEL --quantization fp8".into()),
@@ -322,13 +408,13 @@ fn model_too_large(event: &OomEvent) -> Vec<Fix> {
             v
         }
         _ if event.phase == Phase::OptimizerStep => vec![fix(
-            "lighter_optimizer",
+            FixId::LighterOptimizer,
             "Use an 8-bit optimizer or LoRA, or shard optimizer states",
             "AdamW keeps 8 bytes of state per parameter; 8-bit AdamW keeps 2, LoRA trains a fraction of the parameters, ZeRO/FSDP split states across GPUs.",
             Some("TrainingArguments(optim='adamw_bnb_8bit')  # bitsandbytes\n# or LoRA: peft.get_peft_model(model, LoraConfig(r=16, target_modules='all-linear'))".into()),
         )],
         _ => vec![fix(
-            "quantize_or_shard",
+            FixId::ShardOrQuantize,
             "Load in half precision or quantized, or shard the model",
             "bf16/fp16 halves the weights, 8-bit quarters fp32, 4-bit NF4 takes an eighth; device_map='auto' spreads layers over GPUs and CPU.",
             Some("from transformers import AutoModelForCausalLM, BitsAndBytesConfig\nmodel = AutoModelForCausalLM.from_pretrained(\n    name, torch_dtype=torch.bfloat16, device_map='auto',\n    quantization_config=BitsAndBytesConfig(load_in_4bit=True))".into()),
@@ -345,7 +431,7 @@ fn non_framework(event: &OomEvent) -> Vec<Fix> {
         Framework::Vllm => vllm_utilization(event),
         Framework::Nccl => {
             let mut f = fix(
-                "nccl_buffers",
+                FixId::NcclBuffers,
                 "Leave room for NCCL, or shrink its buffers",
                 "NCCL allocates its buffers outside the framework's cache; a smaller NCCL_BUFFSIZE or fewer channels lower it.",
                 Some("export NCCL_BUFFSIZE=2097152".into()),
@@ -355,7 +441,7 @@ fn non_framework(event: &OomEvent) -> Vec<Fix> {
         }
         Framework::PyTorch if event.device.kind == DeviceKind::Mps => memory_cap(event),
         _ => vec![fix(
-            "leave_headroom",
+            FixId::LeaveHeadroom,
             "Leave headroom for memory outside the framework",
             "The CUDA context, cuBLAS/cuDNN workspaces and any second framework in the process live outside the allocator's figures; cap the framework (torch.cuda.set_per_process_memory_fraction) or release its cache before library-heavy calls.",
             Some("torch.cuda.empty_cache()\n# keep one framework per process; set TF_FORCE_GPU_ALLOW_GROWTH=true if TensorFlow shares it".into()),
@@ -369,7 +455,7 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
     }
     if event.device.kind == DeviceKind::Mps {
         let mut f = fix(
-            "raise_mps_watermark",
+            FixId::RaiseMpsWatermark,
             "Raise the MPS high-watermark (with care)",
             "PYTORCH_MPS_HIGH_WATERMARK_RATIO caps MPS memory as a share of the recommended maximum; 0.0 removes the cap and may make the system swap or hang.",
             Some("export PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0".into()),
@@ -381,13 +467,13 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
         Framework::Vllm => vllm_utilization(event),
         Framework::Jax => jax_prealloc(),
         _ if event.device.kind == DeviceKind::Xpu => vec![fix(
-            "split_allocation",
+            FixId::SplitAllocation,
             "Split the tensor, or allow large allocations on the XPU",
             "Intel's driver limits a single allocation; split the operation into chunks (smaller batch or sequence), or use a driver and PyTorch that enable large allocations.",
             None,
         )],
         _ if event.memory.allowed_bytes.is_some() => vec![fix(
-            "raise_memory_fraction",
+            FixId::RaiseMemoryFraction,
             "Raise or remove the per-process memory fraction",
             format!(
                 "torch.cuda.set_per_process_memory_fraction caps this process at {}.",
@@ -396,7 +482,7 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
             Some("torch.cuda.set_per_process_memory_fraction(0.95)".into()),
         )],
         _ => vec![fix(
-            "check_limits",
+            FixId::CheckLimits,
             "Check per-allocation and driver limits",
             "The request fitted the free memory; look for a memory fraction, a MIG slice or a driver limit, and retry after torch.cuda.empty_cache().",
             None,
@@ -414,7 +500,7 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
                 let u = ((f.saturating_sub(512 << 20)) as f64 / t as f64 * 100.0).floor() / 100.0;
                 if u > 0.0 {
                     out.push(fix(
-                        "vllm_gpu_memory_utilization",
+                        FixId::VllmGpuMemoryUtilization,
                         format!("Set gpu_memory_utilization to {u:.2}, or free the GPU first"),
                         format!("{} of {} is free; vLLM may use at most that share of the whole GPU.", fs(f), fs(t)),
                         Some(format!("vllm serve MODEL --gpu-memory-utilization {u:.2}")),
@@ -423,33 +509,90 @@ fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
             }
         }
         Some(VllmCheck::MaxLenExceedsKvCache {
+            max_model_len,
             kv_tokens,
             estimated_max_len,
-            ..
+            needed_bytes,
+            available_bytes,
         }) => {
-            if let Some(len) = estimated_max_len.or(*kv_tokens) {
+            let fitting = vllm_len_that_fits(
+                *max_model_len,
+                *kv_tokens,
+                *estimated_max_len,
+                *needed_bytes,
+                *available_bytes,
+            );
+            if let Some((len, how)) = fitting {
                 out.push(fix(
-                    "vllm_max_model_len",
-                    format!("Set max_model_len to {len} or less"),
-                    "That many tokens of one sequence fit the KV cache that is left.",
+                    FixId::VllmMaxModelLen,
+                    format!("Set --max-model-len to {len} or less"),
+                    format!("{how}, rounded down to a multiple of vLLM's {VLLM_BLOCK_TOKENS}-token KV cache block: that many tokens of one sequence fit the KV cache that is left."),
                     Some(format!("vllm serve MODEL --max-model-len {len}")),
                 ));
             }
             out.push(fix(
-                "vllm_gpu_memory_utilization",
+                FixId::VllmGpuMemoryUtilization,
                 "Raise gpu_memory_utilization (default 0.9) if nothing else uses the GPU",
                 "A larger share leaves more for the KV cache after the weights.",
                 Some("vllm serve MODEL --gpu-memory-utilization 0.95".into()),
             ));
         }
         _ => out.push(fix(
-            "vllm_gpu_memory_utilization",
+            FixId::VllmGpuMemoryUtilization,
             "Raise gpu_memory_utilization, or lower max_model_len / max_num_seqs",
             "After the weights and the profiling batch, the KV cache gets what is left of the utilization share.",
             Some("vllm serve MODEL --gpu-memory-utilization 0.95 --max-model-len 8192 --max-num-seqs 64".into()),
         )),
     }
     out
+}
+
+/// Tokens per KV cache block in vLLM (the default `--block-size` of its CUDA
+/// backend, vllm/config `CacheConfig.block_size`).
+const VLLM_BLOCK_TOKENS: u64 = 16;
+
+/// The resolution of vLLM's printed KV cache figures: 0.01 GiB.
+const VLLM_PRINTED_GIB_STEP: f64 = (1u64 << 30) as f64 / 100.0;
+
+/// The `--max-model-len` that fits vLLM's KV cache, with how it was found:
+/// the length vLLM printed, else the token count it printed, else the
+/// available KV memory over the bytes one token needs (the needed bytes over
+/// the asked length); rounded down to a whole block. `None` without figures.
+fn vllm_len_that_fits(
+    asked: Option<u64>,
+    kv_tokens: Option<u64>,
+    estimated: Option<u64>,
+    needed: Option<u64>,
+    available: Option<u64>,
+) -> Option<(u64, String)> {
+    let (raw, how) = if let Some(e) = estimated {
+        (
+            e,
+            format!("vLLM estimated {e} tokens from the memory available"),
+        )
+    } else if let Some(m) = kv_tokens {
+        (m, format!("the KV cache holds {m} tokens"))
+    } else {
+        let (asked, needed, available) = (asked?, needed?, available?);
+        if asked == 0 || needed == 0 {
+            return None;
+        }
+        // vLLM prints both in GiB with two decimals (kv_cache_utils.py
+        // `:.2f`): take the worst end of each rounding.
+        let half_step = VLLM_PRINTED_GIB_STEP / 2.0;
+        let per_token = (needed as f64 + half_step) / asked as f64;
+        let n = ((available as f64 - half_step).max(0.0) / per_token).floor() as u64;
+        (
+            n,
+            format!(
+                "{} available / ({} needed / {asked} tokens = {per_token:.0} bytes per token) = {n} tokens (the worse end of each figure's 0.01 GiB rounding)",
+                fs(available),
+                fs(needed)
+            ),
+        )
+    };
+    let len = raw / VLLM_BLOCK_TOKENS * VLLM_BLOCK_TOKENS;
+    (len > 0).then_some((len, how))
 }
 
 fn kv_cache(event: &OomEvent) -> Vec<Fix> {
@@ -463,7 +606,7 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
         Framework::Vllm => {
             let mut v = vllm_utilization(event);
             v.push(fix(
-                "vllm_kv_cache_dtype",
+                FixId::VllmKvCacheDtype,
                 "Store the KV cache in fp8",
                 "Halves the KV cache of an fp16/bf16 model.",
                 Some("vllm serve MODEL --kv-cache-dtype fp8".into()),
@@ -471,13 +614,13 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
             v
         }
         Framework::LlamaCpp => vec![fix(
-            "llama_ctx_size",
+            FixId::LlamaCtxSize,
             "Lower the context size, or quantize the KV cache",
             "The KV cache grows with --ctx-size; a q8_0 cache halves it.",
             Some("llama-server -m model.gguf --ctx-size 8192 --cache-type-k q8_0 --cache-type-v q8_0 -fa".into()),
         )],
         _ => vec![fix(
-            "shorter_generation",
+            FixId::ShorterGeneration,
             "Generate for fewer sequences at once, or fewer new tokens",
             "The KV cache grows with batch x (prompt + new tokens); a static or quantized cache bounds it.",
             Some("model.generate(**inputs, max_new_tokens=256, num_beams=1)".into()),
@@ -490,7 +633,7 @@ fn leftovers(event: &OomEvent) -> Vec<Fix> {
         return batch_finder_scope();
     }
     vec![fix(
-        "free_leftover_tensors",
+        FixId::FreeLeftoverTensors,
         "Drop references to finished tensors; evaluate under no_grad",
         "Keep losses as numbers (loss.item()), not tensors with their graphs; delete outputs you no longer need before clearing the cache.",
         Some("with torch.no_grad():\n    outputs = model(**batch)\ntotal_loss += loss.item()   # not total_loss += loss\ndel outputs; gc.collect(); torch.cuda.empty_cache()".into()),
@@ -499,14 +642,14 @@ fn leftovers(event: &OomEvent) -> Vec<Fix> {
 
 fn host_memory(event: &OomEvent) -> Vec<Fix> {
     let mut v = vec![fix(
-        "reduce_host_memory",
+        FixId::ReduceHostMemory,
         "Lower host memory use",
         "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
         Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
     )];
     if event.facts.oom_killer {
         v.push(fix(
-            "check_cgroup_limit",
+            FixId::CheckCgroupLimit,
             "Check the container's memory limit",
             "In a container the OOM killer fires at the cgroup limit, not at the machine's RAM.",
             Some("cat /sys/fs/cgroup/memory.max".into()),
@@ -518,14 +661,14 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
 fn invalid_size(event: &OomEvent) -> Vec<Fix> {
     if event.facts.absurd_request {
         return vec![fix(
-            "check_versions",
+            FixId::CheckVersions,
             "Treat it as a bug upstream: check library versions",
             "A request over 1 EB comes from a negative or overflowed size (seen with mismatched NCCL, bitsandbytes or CUDA versions); upgrade or pin the library named in the traceback.",
             Some("python -c \"import torch; print(torch.__version__, torch.version.cuda, torch.cuda.nccl.version())\"".into()),
         )];
     }
     vec![fix(
-        "check_shapes",
+        FixId::CheckShapes,
         "Check the shape of the tensor being allocated",
         "Print the shapes going into the failing line: an unbounded sequence length, an image at full resolution or a wrong dimension gives a request larger than the device.",
         Some("print({k: v.shape for k, v in batch.items()})".into()),
@@ -537,7 +680,7 @@ fn not_memory(event: &OomEvent) -> Vec<Fix> {
         return triton_shared_memory(shm);
     }
     vec![fix(
-        "check_cuda_setup",
+        FixId::CheckCudaSetup,
         "Check the CUDA setup, then look for an earlier OOM",
         "Run once with CUDA_LAUNCH_BLOCKING=1 to see the real failing call, and check that the driver supports the CUDA and cuDNN versions the framework was built with.",
         Some("CUDA_LAUNCH_BLOCKING=1 python train.py\npython -c \"import torch; print(torch.version.cuda, torch.backends.cudnn.version())\"; nvidia-smi".into()),
@@ -546,7 +689,7 @@ fn not_memory(event: &OomEvent) -> Vec<Fix> {
 
 fn tf_memory_growth() -> Vec<Fix> {
     let mut f = fix(
-        "tf_memory_growth",
+        FixId::TfMemoryGrowth,
         "Let TensorFlow grow its memory instead of taking it all",
         "By default TensorFlow maps nearly all GPU memory at start, leaving none for cuDNN or other processes.",
         Some("for gpu in tf.config.list_physical_devices('GPU'):\n    tf.config.experimental.set_memory_growth(gpu, True)".into()),
@@ -557,7 +700,7 @@ fn tf_memory_growth() -> Vec<Fix> {
 
 fn jax_prealloc() -> Vec<Fix> {
     let mut f = fix(
-        "jax_preallocate",
+        FixId::JaxPreallocate,
         "Stop JAX from preallocating 75% of the GPU",
         "XLA reserves 75% of GPU memory at start; disable it, or set the fraction it may take.",
         Some("export XLA_PYTHON_CLIENT_PREALLOCATE=false\n# or: export XLA_PYTHON_CLIENT_MEM_FRACTION=.90".into()),
@@ -566,22 +709,47 @@ fn jax_prealloc() -> Vec<Fix> {
     vec![f]
 }
 
+/// Share of the device the offloaded weights may take: llama.cpp allocates
+/// the KV cache and its compute buffers on the same GPU after the weights.
+const LLAMA_WEIGHTS_SHARE: f64 = 0.9;
+
+/// The share of the currently offloaded layers that fits: the memory the
+/// weights may take over the buffer llama.cpp asked for (layers are of
+/// about equal size, so the buffer scales with their count). `None` without
+/// both figures or when the buffer already fits.
+fn llama_layer_share(asked: Option<u64>, room: Option<u64>) -> Option<f64> {
+    let (asked, room) = (asked? as f64, room? as f64 * LLAMA_WEIGHTS_SHARE);
+    (asked > 0.0 && room < asked).then_some(room / asked)
+}
+
 fn llama_layers(event: &OomEvent) -> Vec<Fix> {
-    let detail = match (event.memory.requested_bytes, event.memory.total_bytes) {
-        (Some(q), Some(t)) if q > t => format!(
-            "The offloaded weights need {} but the device has {}: offload about {:.0}% of the layers.",
-            fs(q),
-            fs(t),
-            t as f64 / q as f64 * 90.0
+    let m = &event.memory;
+    let room = m.free_bytes.or(m.total_bytes);
+    let (detail, code) = match (llama_layer_share(m.requested_bytes, room), m.requested_bytes) {
+        (Some(share), Some(q)) => (
+            format!(
+                "The offloaded weights need {} in one buffer; {:.0}% of {} is what they may take beside the KV cache and compute buffers, so about {:.0}% of the layers fit: --n-gpu-layers = floor(the N of your log's 'offloaded N/M layers to GPU' x {share:.2}).",
+                fs(q),
+                LLAMA_WEIGHTS_SHARE * 100.0,
+                fs(room.unwrap_or(0)),
+                share * 100.0
+            ),
+            format!("llama-server -m model.gguf --n-gpu-layers N   # N = floor(offloaded layers x {share:.2})\n# or split across GPUs: --tensor-split 1,1"),
         ),
-        (Some(q), _) => format!("The offloaded weights need {} in one buffer; offload fewer layers until it fits, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
-        _ => "Offload fewer layers until it fits, or pick a smaller quantization.".into(),
+        (_, Some(q)) => (
+            format!("The offloaded weights need {} in one buffer and the log does not say how much the GPU has: lower --n-gpu-layers a few layers at a time (the log's 'offloaded N/M layers to GPU' gives the current N) until it loads, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
+            "llama-server -m model.gguf --n-gpu-layers N   # a few below the current N; repeat until it loads\n# or split across GPUs: --tensor-split 1,1".to_string(),
+        ),
+        _ => (
+            "Lower --n-gpu-layers a few layers at a time until it loads, or pick a smaller quantization.".to_string(),
+            "llama-server -m model.gguf --n-gpu-layers N   # a few below the current N; repeat until it loads".to_string(),
+        ),
     };
     vec![fix(
-        "llama_n_gpu_layers",
+        FixId::LlamaNGpuLayers,
         "Offload fewer layers to the GPU (--n-gpu-layers)",
         detail,
-        Some("llama-server -m model.gguf --n-gpu-layers 20   # lower until it loads\n# or split across GPUs: --tensor-split 1,1".into()),
+        Some(code),
     )]
 }
 
@@ -611,7 +779,7 @@ fn sglang_mem_fraction(check: &SglangCheck) -> Vec<Fix> {
         Some(next) => {
             let from = mem_fraction_static.map_or(String::new(), |f| format!(" from {f}"));
             vec![fix(
-                "sglang_mem_fraction_static",
+                FixId::SglangMemFractionStatic,
                 format!("Raise --mem-fraction-static{from} to {next:.2}"),
                 format!(
                     "A larger share of the GPU for the static pool leaves room for the KV cache after the weights. {opposite} Stay at or below {SGLANG_MAX_FRACTION}; if a higher value then fails with CUDA out of memory while serving, the model does not fit this GPU: shard or quantize it (below)."
@@ -622,7 +790,7 @@ fn sglang_mem_fraction(check: &SglangCheck) -> Vec<Fix> {
             )]
         }
         None => vec![fix(
-            "sglang_mem_fraction_static",
+            FixId::SglangMemFractionStatic,
             "Do not raise --mem-fraction-static further: the weights do not leave room",
             format!(
                 "At {SGLANG_MAX_FRACTION} or more, what is left of the GPU is needed for activations and CUDA graphs. {opposite} Shard or quantize the model instead (below)."
@@ -635,13 +803,13 @@ fn sglang_mem_fraction(check: &SglangCheck) -> Vec<Fix> {
 fn sglang_shard_or_quantize() -> Vec<Fix> {
     vec![
         fix(
-            "sglang_tensor_parallel",
+            FixId::SglangTensorParallel,
             "Shard the weights over two GPUs (--tp 2)",
             "Tensor parallelism splits the weights, so each GPU keeps half of them and the rest of the static budget goes to the KV cache.",
             Some("python -m sglang.launch_server --model-path MODEL --tp 2".into()),
         ),
         fix(
-            "sglang_quantize",
+            FixId::SglangQuantize,
             "Serve a quantized checkpoint",
             "An FP8 checkpoint (or --quantization fp8 on an fp16/bf16 one, on GPUs that support it) halves the weights; AWQ/GPTQ 4-bit checkpoints quarter them.",
             Some("python -m sglang.launch_server --model-path MODEL --quantization fp8".into()),
@@ -654,13 +822,13 @@ fn sglang_kv_cache(current: Option<f64>) -> Vec<Fix> {
         .map_or(String::new(), |f| format!(" --mem-fraction-static {f:.2}"));
     vec![
         fix(
-            "sglang_kv_cache_dtype",
+            FixId::SglangKvCacheDtype,
             "Store the KV cache in fp8",
             "Halves the bytes per token of an fp16/bf16 model's KV cache, so a small remainder of the budget holds twice the tokens; it does not help when nothing is left at all.",
             Some("python -m sglang.launch_server --model-path MODEL --kv-cache-dtype fp8_e5m2".into()),
         ),
         fix(
-            "sglang_context_length",
+            FixId::SglangContextLength,
             "Lower --context-length along with the higher fraction",
             "With little room the KV pool stays small; a shorter context keeps each request within it. On its own it does not make room for the pool.",
             Some(format!("python -m sglang.launch_server --model-path MODEL{fraction} --context-length 8192")),
@@ -694,7 +862,7 @@ fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
     };
     vec![
         fix(
-            "triton_kernel_config",
+            FixId::TritonKernelConfig,
             title,
             format!(
                 "{need}Shared memory per block grows with the block sizes and with num_stages (each pipeline stage buffers one more tile), as the message says: use smaller blocks or fewer stages. The batch size does not change it."
@@ -702,13 +870,13 @@ fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
             Some(config_code.into()),
         ),
         fix(
-            "update_kernel_library",
+            FixId::UpdateKernelLibrary,
             "Update the library that ships the kernel",
             "Many shipped Triton configurations were tuned on A100/H100 (163/227 KiB of shared memory per block) and do not fit GPUs with less; newer releases of flash-attention, unsloth, the vLLM/SGLang Triton backends and bitsandbytes carry configurations for more GPUs. The traceback's file paths name the package. Changing the torch.compile mode (max-autotune-no-cudagraphs) is not a fix.",
             Some("pip install -U PACKAGE   # the one in the traceback: flash-attn, unsloth, vllm, sglang, bitsandbytes".into()),
         ),
         fix(
-            "non_triton_path",
+            FixId::NonTritonPath,
             "Choose a non-Triton path for this layer",
             "PyTorch's scaled-dot-product attention runs cuDNN/CUDA kernels that fit every GPU; leaving the layer out of torch.compile (torch.compiler.disable) also avoids the generated kernel.",
             Some("model = AutoModelForCausalLM.from_pretrained(name, attn_implementation=\"sdpa\")".into()),
@@ -719,13 +887,13 @@ fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
 fn fit_model_for_training() -> Vec<Fix> {
     vec![
         fix(
-            "fit_model_for_training",
+            FixId::FitModelForTraining,
             "Make the model itself fit: the memory is in the model, not in the batch",
             "Gradient checkpointing, bf16/AMP, an 8-bit AdamW and LoRA/QLoRA shrink what training the model needs before any batch; FSDP or DeepSpeed ZeRO-3 split weights, gradients and optimizer states across GPUs. oomguard plan shows what fits this GPU before the next run.",
             Some("oomguard plan MODEL --train --gpu GPU --grad-checkpointing --optimizer adamw-8bit\nTrainingArguments(gradient_checkpointing=True, bf16=True, optim=\"adamw_bnb_8bit\")\n# LoRA/QLoRA: peft.get_peft_model(model, LoraConfig(r=16, target_modules=\"all-linear\"))\n# several GPUs: accelerate launch --use_fsdp train.py   (or a DeepSpeed ZeRO-3 config)".into()),
         ),
         fix(
-            "truncate_sequences",
+            FixId::TruncateSequences,
             "Cap the sequence length of each sample",
             "One sample that does not fit fails at any batch size: truncate long texts (a missing truncation is a common cause of this error).",
             Some("tokenizer(texts, truncation=True, max_length=2048)".into()),
@@ -735,7 +903,7 @@ fn fit_model_for_training() -> Vec<Fix> {
 
 fn batch_finder_scope() -> Vec<Fix> {
     vec![fix(
-        "batch_finder_scope",
+        FixId::BatchFinderScope,
         "Create the model and optimizer inside the decorated function, or free them before each retry",
         "find_executable_batch_size runs gc.collect() and empty_cache() between attempts, but that frees nothing still referenced from outside the function: build the model and optimizer inside it (after accelerator.free_memory()), or del them before retrying. With the Trainer's auto_find_batch_size, update transformers (older releases kept the prepared model across retries).",
         Some("@find_executable_batch_size(starting_batch_size=args.batch_size)\ndef inner_training_loop(batch_size):\n    nonlocal accelerator\n    accelerator.free_memory()        # drop what the failed attempt prepared\n    model = build_model()            # created here, not outside\n    optimizer = torch.optim.AdamW(model.parameters())\n    model, optimizer = accelerator.prepare(model, optimizer)\n    ...".into()),
@@ -753,6 +921,55 @@ mod tests {
         assert_eq!(sglang_next_fraction(Some(0.93)), Some(0.95));
         assert_eq!(sglang_next_fraction(Some(0.95)), None);
         assert_eq!(sglang_next_fraction(None), Some(0.9));
+    }
+
+    #[test]
+    fn vllm_length_is_the_printed_one_or_computed_and_whole_blocks() {
+        // vLLM printed its estimate: kept, already a whole block.
+        let (len, _) = vllm_len_that_fits(Some(221000), None, Some(122080), None, None).unwrap();
+        assert_eq!(len, 122080);
+        // Printed token count, rounded down to 16.
+        let (len, _) = vllm_len_that_fits(Some(32768), Some(20001), None, None, None).unwrap();
+        assert_eq!(len, 20000);
+        // Computed: 4 GiB needed for 32768 tokens = 131072 B/token; 3 GiB
+        // available holds 24576 tokens, less the printed rounding
+        // (3 - 0.005 GiB) / ((4 + 0.005 GiB) / 32768) = 24504.9 -> 24496.
+        let (len, how) =
+            vllm_len_that_fits(Some(32768), None, None, Some(4 << 30), Some(3 << 30)).unwrap();
+        assert_eq!(len, 24496);
+        assert!(how.contains("131236 bytes per token"), "{how}");
+        assert_eq!(
+            vllm_len_that_fits(Some(32768), None, None, None, Some(3 << 30)),
+            None
+        );
+    }
+
+    #[test]
+    fn warmup_requests_are_read_from_vllm_s_message() {
+        assert_eq!(warmup_requests("RuntimeError: CUDA out of memory occurred when warming up sampler with 256 dummy requests. Please try lowering `max_num_seqs`"), Some(256));
+        assert_eq!(
+            warmup_requests(
+                "CUDA out of memory occurred when warming up pooler with 64 dummy requests."
+            ),
+            Some(64)
+        );
+        assert_eq!(
+            warmup_requests("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            None
+        );
+        assert!(vllm_max_num_seqs(256)
+            .code
+            .unwrap()
+            .contains("--max-num-seqs 128"));
+    }
+
+    #[test]
+    fn llama_share_scales_the_layers_by_the_room_over_the_buffer() {
+        // 24 GiB device, 90% for weights = 21.6 GiB of a 43.2 GiB buffer: half.
+        let share = llama_layer_share(Some(43_200 << 20), Some(24_000 << 20)).unwrap();
+        assert!((share - 0.5).abs() < 1e-9, "{share}");
+        assert_eq!(llama_layer_share(Some(1 << 30), Some(24 << 30)), None);
+        assert_eq!(llama_layer_share(Some(1 << 30), None), None);
     }
 
     #[test]

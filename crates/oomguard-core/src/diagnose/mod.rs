@@ -107,10 +107,122 @@ impl Confidence {
     }
 }
 
+/// A fix as docs/reference.md and the Python package name it; printed and
+/// serialized through [`FixId::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FixId {
+    AllocatorConfig,
+    BatchFinderScope,
+    CheckCgroupLimit,
+    CheckCudaSetup,
+    CheckLimits,
+    CheckShapes,
+    CheckVersions,
+    FitModelForTraining,
+    FreeCache,
+    FreeLeftoverTensors,
+    JaxPreallocate,
+    LeaveHeadroom,
+    LighterOptimizer,
+    LlamaCtxSize,
+    LlamaNGpuLayers,
+    MixedPrecisionCheckpointing,
+    NcclBuffers,
+    NonTritonPath,
+    OneModelPerDevice,
+    RaiseMemoryFraction,
+    RaiseMpsWatermark,
+    ReduceBatch,
+    ReduceHostMemory,
+    SglangContextLength,
+    SglangKvCacheDtype,
+    SglangMemFractionStatic,
+    SglangQuantize,
+    SglangTensorParallel,
+    ShardOrQuantize,
+    ShorterGeneration,
+    SplitAllocation,
+    StopOtherProcess,
+    TfMemoryGrowth,
+    TritonKernelConfig,
+    TruncateSequences,
+    UpdateKernelLibrary,
+    UpgradePytorch,
+    VllmGpuMemoryUtilization,
+    VllmKvCacheDtype,
+    VllmMaxModelLen,
+    FusedOptimizer,
+    ReduceEvalBatch,
+    VllmMaxNumSeqs,
+}
+
+impl FixId {
+    /// The id as users and the Python package read it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FixId::AllocatorConfig => "allocator_config",
+            FixId::BatchFinderScope => "batch_finder_scope",
+            FixId::CheckCgroupLimit => "check_cgroup_limit",
+            FixId::CheckCudaSetup => "check_cuda_setup",
+            FixId::CheckLimits => "check_limits",
+            FixId::CheckShapes => "check_shapes",
+            FixId::CheckVersions => "check_versions",
+            FixId::FitModelForTraining => "fit_model_for_training",
+            FixId::FreeCache => "free_cache",
+            FixId::FreeLeftoverTensors => "free_leftover_tensors",
+            FixId::JaxPreallocate => "jax_preallocate",
+            FixId::LeaveHeadroom => "leave_headroom",
+            FixId::LighterOptimizer => "lighter_optimizer",
+            FixId::LlamaCtxSize => "llama_ctx_size",
+            FixId::LlamaNGpuLayers => "llama_n_gpu_layers",
+            FixId::MixedPrecisionCheckpointing => "mixed_precision_checkpointing",
+            FixId::NcclBuffers => "nccl_buffers",
+            FixId::NonTritonPath => "non_triton_path",
+            FixId::OneModelPerDevice => "one_model_per_device",
+            FixId::RaiseMemoryFraction => "raise_memory_fraction",
+            FixId::RaiseMpsWatermark => "raise_mps_watermark",
+            FixId::ReduceBatch => "reduce_batch",
+            FixId::ReduceHostMemory => "reduce_host_memory",
+            FixId::SglangContextLength => "sglang_context_length",
+            FixId::SglangKvCacheDtype => "sglang_kv_cache_dtype",
+            FixId::SglangMemFractionStatic => "sglang_mem_fraction_static",
+            FixId::SglangQuantize => "sglang_quantize",
+            FixId::SglangTensorParallel => "sglang_tensor_parallel",
+            FixId::ShardOrQuantize => "shard_or_quantize",
+            FixId::ShorterGeneration => "shorter_generation",
+            FixId::SplitAllocation => "split_allocation",
+            FixId::StopOtherProcess => "stop_other_process",
+            FixId::TfMemoryGrowth => "tf_memory_growth",
+            FixId::TritonKernelConfig => "triton_kernel_config",
+            FixId::TruncateSequences => "truncate_sequences",
+            FixId::UpdateKernelLibrary => "update_kernel_library",
+            FixId::UpgradePytorch => "upgrade_pytorch",
+            FixId::VllmGpuMemoryUtilization => "vllm_gpu_memory_utilization",
+            FixId::VllmKvCacheDtype => "vllm_kv_cache_dtype",
+            FixId::VllmMaxModelLen => "vllm_max_model_len",
+            FixId::FusedOptimizer => "fused_optimizer",
+            FixId::ReduceEvalBatch => "reduce_eval_batch",
+            FixId::VllmMaxNumSeqs => "vllm_max_num_seqs",
+        }
+    }
+}
+
+impl Serialize for FixId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for FixId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One fix, best first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fix {
-    pub id: &'static str,
+    pub id: FixId,
     pub title: String,
     pub detail: String,
     pub code: Option<String>,
@@ -185,5 +297,20 @@ impl ExplainedEvent {
     pub fn new(event: OomEvent, ctx: &DiagnoseContext) -> ExplainedEvent {
         let diagnosis = diagnose(&event, ctx);
         ExplainedEvent { event, diagnosis }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FixId;
+
+    #[test]
+    fn fix_ids_serialize_as_the_names_users_read() {
+        assert_eq!(
+            serde_json::to_string(&FixId::ReduceBatch).unwrap(),
+            "\"reduce_batch\""
+        );
+        assert_eq!(FixId::ShardOrQuantize.as_str(), "shard_or_quantize");
+        assert_eq!(FixId::LlamaNGpuLayers.as_str(), "llama_n_gpu_layers");
     }
 }

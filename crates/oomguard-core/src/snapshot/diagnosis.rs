@@ -11,7 +11,7 @@
 //! (growth, holes) are judged.
 
 use super::analysis::{DeviceFigures, Moment};
-use crate::diagnose::{CauseId, Fix};
+use crate::diagnose::{CauseId, Fix, FixId};
 use crate::size::format_size as fs;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -228,7 +228,7 @@ pub fn batch_fraction(f: &DeviceFigures) -> Option<f64> {
     Some((room as f64 / need as f64 * BATCH_SAFETY).min(1.0))
 }
 
-fn fix(id: &'static str, title: String, detail: String, code: Option<&str>) -> Fix {
+fn fix(id: FixId, title: String, detail: String, code: Option<&str>) -> Fix {
     Fix {
         id,
         title,
@@ -251,7 +251,7 @@ pub fn fixes(f: &DeviceFigures, causes: &[SnapshotCause], ctx: &AllocatorContext
                     .map(|g| g.frame.as_str())
                     .unwrap_or("the growing site");
                 vec![fix(
-                    "free_leftover_tensors",
+                    FixId::FreeLeftoverTensors,
                     format!("Stop keeping tensors alive across steps at {site}"),
                     "Keep numbers, not tensors, of what you log (loss.item()); detach what you store; do not append outputs to lists that live across steps; evaluate under torch.no_grad().".into(),
                     Some("total_loss += loss.item()          # not: total_loss += loss\nhistory.append(out.detach().cpu())  # not: history.append(out)\nwith torch.no_grad():\n    val_out = model(val_batch)"),
@@ -269,13 +269,13 @@ pub fn fixes(f: &DeviceFigures, causes: &[SnapshotCause], ctx: &AllocatorContext
                     None => "Activations scale with the batch (and sequence length): halve it and keep the effective batch with gradient accumulation.".into(),
                 };
                 v.push(fix(
-                    "reduce_batch",
+                    FixId::ReduceBatch,
                     "Lower the batch size, accumulate gradients".into(),
                     detail,
                     Some("TrainingArguments(per_device_train_batch_size=..., gradient_accumulation_steps=...)\n# or: loss = loss / accum; loss.backward(); step every `accum` batches"),
                 ));
                 v.push(fix(
-                    "mixed_precision_checkpointing",
+                    FixId::MixedPrecisionCheckpointing,
                     "Use bf16/fp16 autocast and activation checkpointing".into(),
                     "Half-precision activations take half the memory; checkpointing recomputes them in backward instead of keeping them.".into(),
                     Some("with torch.autocast('cuda', dtype=torch.bfloat16):\n    loss = model(batch)\nmodel.gradient_checkpointing_enable()  # Hugging Face models"),
@@ -284,13 +284,13 @@ pub fn fixes(f: &DeviceFigures, causes: &[SnapshotCause], ctx: &AllocatorContext
             }
             CauseId::ModelTooLarge => vec![
                 fix(
-                    "quantize_or_shard",
+                    FixId::ShardOrQuantize,
                     "Load in half precision or quantized, or shard the model".into(),
                     "bf16 halves fp32 weights, 8-bit quarters them, 4-bit takes an eighth; FSDP/ZeRO split weights, gradients and optimizer states across GPUs.".into(),
                     Some("model = AutoModelForCausalLM.from_pretrained(name, torch_dtype=torch.bfloat16, device_map='auto')"),
                 ),
                 fix(
-                    "lighter_optimizer",
+                    FixId::LighterOptimizer,
                     "Use an 8-bit optimizer or LoRA".into(),
                     "AdamW keeps 8 bytes of state per parameter; 8-bit AdamW keeps 2; LoRA trains a small fraction of the parameters.".into(),
                     Some("TrainingArguments(optim='adamw_bnb_8bit')"),
@@ -325,7 +325,7 @@ fn fragmentation_fix(ctx: &AllocatorContext) -> Fix {
         "Segments then grow in place instead of leaving holes between fixed-size blocks (PyTorch 2.1+); set it before the first CUDA allocation."
     };
     Fix {
-        id: "allocator_config",
+        id: FixId::AllocatorConfig,
         title: format!("Set {ALLOC_CONF}={value}"),
         detail: detail.to_string(),
         code: Some(format!("export {ALLOC_CONF}={value}")),

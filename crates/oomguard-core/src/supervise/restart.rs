@@ -16,7 +16,7 @@
 //! limit give the same bound through the memory line.
 
 use super::trace::MemoryTrend;
-use crate::diagnose::{Accounting, ExplainedEvent, SegmentKind};
+use crate::diagnose::{Accounting, ExplainedEvent, FixId, SegmentKind};
 use crate::oom::OomEvent;
 use serde::Serialize;
 
@@ -226,7 +226,7 @@ fn allocator_setting(event: &ExplainedEvent) -> Option<(String, String)> {
         .diagnosis
         .fixes
         .iter()
-        .find(|f| f.id == "allocator_config")?;
+        .find(|f| f.id == FixId::AllocatorConfig)?;
     let (var, value) = fix.env.as_ref()?.iter().next()?;
     Some((var.clone(), value.clone()))
 }
