@@ -220,14 +220,19 @@ def _marked_evaluation(exc: BaseException) -> bool:
     return False
 
 
+#: The fix ids whose code names the next batch size.
+BATCH_FIXES = ("reduce_batch", "reduce_eval_batch")
+
+
 def batch_from_event(event: Optional[dict]) -> Optional[int]:
-    """The batch size the binary's ``reduce_batch`` fix names, or None.
+    """The batch size the binary's ``reduce_batch`` (or, for an evaluation OOM,
+    ``reduce_eval_batch``) fix names, or None.
 
     ``oomguard explain --batch N`` writes the batch that fits into the fix's
     code (``batch_size=K``); the title ("... to K") is read when there is no code.
     """
     for fix in (event or {}).get("fixes") or []:
-        if fix.get("id") != "reduce_batch":
+        if fix.get("id") not in BATCH_FIXES:
             continue
         m = re.search(r"batch_size\s*=\s*(\d+)", fix.get("code") or "")
         if m is None:
@@ -427,7 +432,7 @@ class FitBatch:
         nxt = batch_from_event(event)
         if nxt is not None:
             title = next(
-                (f.get("title") for f in event.get("fixes") or [] if f.get("id") == "reduce_batch"),
+                (f.get("title") for f in event.get("fixes") or [] if f.get("id") in BATCH_FIXES),
                 "",
             )
             how = f"oomguard: {title}" if title else f"oomguard names batch {nxt}"

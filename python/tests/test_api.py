@@ -112,3 +112,20 @@ def test_works_without_torch():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["forward", "False"]
+
+
+def test_an_evaluation_fix_names_the_evaluation_batch():
+    # explain gives an evaluation OOM the `reduce_eval_batch` fix, whose code
+    # sets per_device_eval_batch_size: that is the batch to use next.
+    event = {
+        "fixes": [
+            {"id": "clear_cache", "code": "torch.cuda.empty_cache()", "title": "x"},
+            {
+                "id": "reduce_eval_batch",
+                "code": "TrainingArguments(per_device_eval_batch_size=13, eval_accumulation_steps=8)",
+                "title": "Lower the evaluation batch (per_device_eval_batch_size=13)",
+            },
+        ]
+    }
+    assert batch_from_event(event) == 13
+    assert batch_from_event({"fixes": [{"id": "fused_optimizer", "code": "batch_size=4"}]}) is None

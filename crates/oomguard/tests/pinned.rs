@@ -123,3 +123,13 @@ torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 1e400 GiB. GPU 0 h
     let second = &json["events"][1]["memory"]["requested_bytes"];
     assert!(second.is_null(), "1e400 GiB read as {second}");
 }
+
+#[test]
+fn explain_the_bundled_example() {
+    // The README's first command: one event (the page's heading that names
+    // the exception is not a second one), its accounting, causes and fixes.
+    snapshot!(
+        "explain_the_bundled_example",
+        &["explain", "../../examples/runpod-oom.txt", "--batch", "64"]
+    );
+}

@@ -140,6 +140,26 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
             r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w.]+:\s*$",
         )
     });
+    // An exception class opening a line and followed by prose, not by its
+    // message (`Name: ...`), is a heading or a mention ("OutOfMemoryError
+    // Stack trace" on a web page), not a raised error; Python prints a raised
+    // exception as `Name: message`, or `Name` alone.
+    let module_path_only = before
+        .trim()
+        .trim_end_matches(|c: char| c.is_alphanumeric() || c == '_' || c == '.')
+        .is_empty();
+    if identifier && module_path_only {
+        let word_end = phrase
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(phrase.len());
+        let (word, rest) = phrase.split_at(word_end);
+        let class = word.ends_with("Error") || word.ends_with("Exception");
+        let prose =
+            rest.starts_with(' ') && rest.trim_start().starts_with(|c: char| c.is_alphabetic());
+        if class && prose {
+            return false;
+        }
+    }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
         .iter()
         .any(|w| phrase.starts_with(w));
@@ -414,6 +434,21 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_exception_class_followed_by_prose_is_a_heading() {
+        let at = |t: &str| t.find("OutOfMemoryError").unwrap();
+        let heading = "torch.cuda.OutOfMemoryError Stack trace";
+        assert!(!stands_as_failure(heading, at(heading)));
+        for raised in [
+            "torch.cuda.OutOfMemoryError: CUDA out of memory.",
+            "cupy.cuda.memory.OutOfMemoryError: out of memory to allocate 8 bytes",
+            "OutOfMemoryError",
+        ] {
+            assert!(stands_as_failure(raised, at(raised)), "{raised}");
+        }
+    }
+
     use super::*;
 
     fn event(text: &str) -> Parsed {
