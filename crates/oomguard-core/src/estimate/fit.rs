@@ -35,7 +35,7 @@ fn fits(s: &ModelShape, w: &Workload, capacity: u64) -> bool {
 
 /// Largest `v` in 1..=limit with `ok(v)`, for a monotone `ok`; `None` when
 /// even 1 fails.
-fn largest(limit: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
+pub(crate) fn largest(limit: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
     if limit == 0 || !ok(1) {
         return None;
     }

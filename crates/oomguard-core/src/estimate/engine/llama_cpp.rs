@@ -242,20 +242,7 @@ pub fn plan(
         let limit = s.max_position_embeddings.unwrap_or(1 << 20).max(1);
         let all = n + 1;
         let ok = |c: u64| load(s, &l, all, c, st).gpu_total() <= cap;
-        report.ctx_size_fit = if ok(1) {
-            let (mut lo, mut hi) = (1u64, limit + 1);
-            while hi - lo > 1 {
-                let mid = lo + (hi - lo) / 2;
-                if ok(mid) {
-                    lo = mid;
-                } else {
-                    hi = mid;
-                }
-            }
-            Some(lo)
-        } else {
-            None
-        };
+        report.ctx_size_fit = crate::estimate::fit::largest(limit, ok);
         if report.fits == Some(false) {
             report.refusal = Some(format!(
                 "-ngl {ngl} with --ctx-size {ctx} needs {:.2} GiB of GPU memory",

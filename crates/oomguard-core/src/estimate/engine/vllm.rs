@@ -253,7 +253,7 @@ pub fn plan(
         report.kv_cache_tokens = Some(blocks * BLOCK_TOKENS);
         report.max_concurrency = Some(kv as f64 / one_request.max(1) as f64);
         let model_max = s.max_position_embeddings.unwrap_or(max_len.max(1));
-        report.max_model_len_fit = largest_len(model_max, |len| {
+        report.max_model_len_fit = crate::estimate::fit::largest(model_max, |len| {
             request_bytes(s, len, batched, per_layer_token) <= kv
         });
         let needed = (non_kv.saturating_add(one_request)) as f64 / total as f64;
@@ -280,23 +280,6 @@ pub fn plan(
     };
     report.flags = flags(w, settings, util, paste_len);
     report
-}
-
-/// Largest `len` in 1..=limit with `ok(len)` for a monotone `ok`.
-fn largest_len(limit: u64, ok: impl Fn(u64) -> bool) -> Option<u64> {
-    if limit == 0 || !ok(1) {
-        return None;
-    }
-    let (mut lo, mut hi) = (1u64, limit.saturating_add(1));
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if ok(mid) {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    Some(lo)
 }
 
 /// `vllm serve` flags for the settings, in vLLM's spelling.
