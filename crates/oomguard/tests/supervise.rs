@@ -1506,3 +1506,43 @@ fn the_command_is_told_where_the_journal_is() {
     let out = oomguard(&["run", "--journal", path, "--", "sh", "-c", &check], None);
     assert_eq!(out.code, 0, "{}", out.stderr);
 }
+
+#[test]
+fn tune_counts_a_failure_at_the_host_limit_as_out_of_memory() {
+    // Above batch 20 the job fills its address space and dies with a message
+    // that does not say memory (as oneDNN's "could not create a primitive");
+    // its peak at the limit makes it an out-of-memory trial, not the end.
+    let script = r#"
+import os, sys
+b = int(os.environ["OOMGUARD_BATCH"])
+if b > 20:
+    hold = []
+    try:
+        while True:
+            hold.append(bytearray(4 << 20))
+    except MemoryError:
+        hold = None
+    sys.stderr.write("RuntimeError: could not create a primitive\n")
+    sys.exit(1)
+"#;
+    let out = oomguard(
+        &[
+            "tune",
+            "--json",
+            "--source",
+            "proc",
+            "--start",
+            "32",
+            "--",
+            "prlimit",
+            "--as=1073741824",
+            "python3",
+            "-c",
+            script,
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    assert_eq!(json["batch"], 20, "{json}");
+}

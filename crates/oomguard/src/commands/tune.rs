@@ -144,6 +144,22 @@ pub fn run(args: &TuneArgs) -> anyhow::Result<ExitCode> {
                     _ => None,
                 },
             }
+        } else if let Some((peak, limit)) = at_host_limit(&source, &memory) {
+            // A message that does not say memory (oneDNN's "could not create
+            // a primitive" when its allocation fails) from a trial whose
+            // memory reached its limit is a failure of memory all the same.
+            if !args.json {
+                say(&format!(
+                    "trial at batch {batch} failed without an out-of-memory message, with its memory at {} of its {} limit: counted as out of memory",
+                    format_size(peak),
+                    format_size(limit)
+                ));
+            }
+            TrialOutcome::OutOfMemory {
+                event: None,
+                baseline_bytes: memory.baseline_bytes,
+                host_need: Some((peak, limit)),
+            }
         } else {
             let code = finished.shell_code();
             say(&format!(
@@ -243,4 +259,23 @@ fn print_trial(n: usize, t: &Trial, timed_out: bool, predicted: Option<u64>) {
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Share of its limit a host job's peak must reach for a failure without an
+/// out-of-memory message to count as one: an allocation refused under an
+/// address-space or cgroup limit leaves the peak below the limit by the size
+/// it asked for, a few percent of it for the jobs `tune` sizes.
+const AT_LIMIT_SHARE: f64 = 0.9;
+
+/// `(peak, limit)` when the trial ran on the host's memory source and its
+/// peak came within [`AT_LIMIT_SHARE`] of its limit.
+fn at_host_limit(
+    source: &Option<MemorySource>,
+    memory: &oomguard_core::supervise::trace::MemoryTrace,
+) -> Option<(u64, u64)> {
+    if !matches!(source, Some(MemorySource::Host)) {
+        return None;
+    }
+    let (peak, limit) = (memory.peak_bytes?, memory.capacity_bytes?);
+    (peak as f64 >= AT_LIMIT_SHARE * limit as f64).then_some((peak, limit))
 }
