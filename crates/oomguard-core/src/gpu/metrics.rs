@@ -142,17 +142,7 @@ pub fn render_run(c: &RunCounters, version: &str) -> String {
         header(&mut out, name, kind, help);
         let _ = writeln!(out, "{name}{{{labels}}} {v}");
     }
-    header(
-        &mut out,
-        "oomguard_build_info",
-        "gauge",
-        "The running oomguard's version; always 1.",
-    );
-    let _ = writeln!(
-        out,
-        "oomguard_build_info{{version=\"{}\"}} 1",
-        label(version)
-    );
+    build_info(&mut out, version);
     out
 }
 
@@ -216,6 +206,11 @@ fn health(out: &mut String, e: &Exposition<'_>) {
         "Samples that failed or timed out since start.",
     );
     let _ = writeln!(out, "{name} {}", e.health.failures);
+    build_info(out, e.version);
+}
+
+/// `oomguard_build_info{version}`, always 1.
+fn build_info(out: &mut String, version: &str) {
     header(
         out,
         "oomguard_build_info",
@@ -225,7 +220,7 @@ fn health(out: &mut String, e: &Exposition<'_>) {
     let _ = writeln!(
         out,
         "oomguard_build_info{{version=\"{}\"}} 1",
-        label(e.version)
+        label(version)
     );
 }
 
