@@ -216,23 +216,16 @@ pub fn plan(
     let ngl = st.n_gpu_layers.unwrap_or(n + 1);
     let here = load(s, &l, ngl, ctx, st);
     let mut report = EngineReport {
-        name: EngineName::LlamaCpp,
-        weights_bytes: here.gpu_weights,
-        activation_peak_bytes: here.compute,
-        cuda_graph_bytes: None,
         kv_cache_bytes: Some(here.gpu_kv),
         kv_cache_tokens: Some(ctx),
-        max_concurrency: None,
-        max_model_len_fit: None,
-        gpu_memory_utilization_needed: None,
-        n_gpu_layers_fit: None,
-        ctx_size_fit: None,
         host_bytes: Some(here.host_weights),
-        flags: Vec::new(),
-        other_bytes: CUDA_CONTEXT_BYTES,
-        fits: None,
-        refusal: None,
-        request_len: ctx,
+        ..EngineReport::new(
+            EngineName::LlamaCpp,
+            here.gpu_weights,
+            here.compute,
+            CUDA_CONTEXT_BYTES,
+            ctx,
+        )
     };
     if let Some(cap) = capacity {
         report.fits = Some(here.gpu_total() <= cap);

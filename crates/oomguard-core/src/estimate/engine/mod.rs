@@ -87,6 +87,36 @@ pub struct EngineReport {
 }
 
 impl EngineReport {
+    /// A report with the figures every engine has; every other figure is
+    /// unknown (`None`) until the engine's own accounting fills it in.
+    pub fn new(
+        name: EngineName,
+        weights_bytes: u64,
+        activation_peak_bytes: u64,
+        other_bytes: u64,
+        request_len: u64,
+    ) -> EngineReport {
+        EngineReport {
+            name,
+            weights_bytes,
+            activation_peak_bytes,
+            cuda_graph_bytes: None,
+            kv_cache_bytes: None,
+            kv_cache_tokens: None,
+            max_concurrency: None,
+            max_model_len_fit: None,
+            gpu_memory_utilization_needed: None,
+            n_gpu_layers_fit: None,
+            ctx_size_fit: None,
+            host_bytes: None,
+            flags: Vec::new(),
+            other_bytes,
+            fits: None,
+            refusal: None,
+            request_len,
+        }
+    }
+
     /// What the GPU shows for the process at the end of start-up.
     pub fn device_used_bytes(&self) -> u64 {
         self.weights_bytes

@@ -57,25 +57,7 @@ pub fn plan(
         .context_length
         .or(s.max_position_embeddings)
         .unwrap_or(w.seq);
-    let mut report = EngineReport {
-        name: EngineName::Sglang,
-        weights_bytes: weights,
-        activation_peak_bytes: peak,
-        cuda_graph_bytes: None,
-        kv_cache_bytes: None,
-        kv_cache_tokens: None,
-        max_concurrency: None,
-        max_model_len_fit: None,
-        gpu_memory_utilization_needed: None,
-        n_gpu_layers_fit: None,
-        ctx_size_fit: None,
-        host_bytes: None,
-        flags: Vec::new(),
-        other_bytes: CUDA_CONTEXT_BYTES,
-        fits: None,
-        refusal: None,
-        request_len: len,
-    };
+    let mut report = EngineReport::new(EngineName::Sglang, weights, peak, CUDA_CONTEXT_BYTES, len);
     if let Some(total) = total_bytes {
         let free_after_load = total.saturating_sub(weights + CUDA_CONTEXT_BYTES);
         let reserve = (total as f64 * (1.0 - fraction)) as u64;

@@ -220,27 +220,9 @@ pub fn plan(
     let non_kv = weights.saturating_add(peak).saturating_add(other);
     let one_request = request_bytes(s, max_len, batched, per_layer_token);
     let mut report = EngineReport {
-        name: EngineName::Vllm,
-        weights_bytes: weights,
-        activation_peak_bytes: peak,
-        cuda_graph_bytes: if settings.enforce_eager {
-            Some(0)
-        } else {
-            None
-        },
-        kv_cache_bytes: None,
-        kv_cache_tokens: None,
-        max_concurrency: None,
-        max_model_len_fit: None,
-        gpu_memory_utilization_needed: None,
-        n_gpu_layers_fit: None,
-        ctx_size_fit: None,
-        host_bytes: None,
-        flags: Vec::new(),
-        other_bytes: other,
-        fits: None,
-        refusal: None,
-        request_len: max_len,
+        // Eager mode captures no graphs: known to be 0, not unknown.
+        cuda_graph_bytes: settings.enforce_eager.then_some(0),
+        ..EngineReport::new(EngineName::Vllm, weights, peak, other, max_len)
     };
     if let Some(total) = total_bytes {
         let budget = (total as f64 * util) as u64;
