@@ -415,8 +415,10 @@ fn a_failing_or_hung_source_marks_the_data_stale_and_the_exporter_lives_on() {
             "nvidia-smi",
             "--interval",
             "50ms",
+            // Long enough that a loaded machine starting the stand-in
+            // shell script is not an outage; far below its 8 s hang.
             "--sample-timeout",
-            "300ms",
+            "2s",
             "--json",
             "--serve",
             &format!("127.0.0.1:{port}"),
