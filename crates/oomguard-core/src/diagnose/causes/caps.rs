@@ -6,10 +6,13 @@ use super::{CauseId, Ranking};
 use crate::oom::{DeviceKind, Framework, OomEvent};
 use crate::size::format_size as fs;
 
-/// Intel GPUs refuse a single allocation above 4 GiB unless the program
-/// opts in (intel/compute-runtime, programmers-guide
-/// ALLOCATIONS_GREATER_THAN_4GB.md).
+/// Intel GPUs refuse a single allocation of 4 GiB or more unless the
+/// program opts in (intel/compute-runtime, programmers-guide
+/// ALLOCATIONS_GREATER_THAN_4GB.md): Level Zero's `maxMemAllocSize` is a
+/// little under 2^32 (oneapi-src/level-zero#78), so exactly 4 GiB fails too.
 const XPU_MAX_SINGLE_ALLOCATION: u64 = 4 << 30;
+/// How Intel's extension for PyTorch states that limit before any figure.
+const XPU_LIMIT_STATEMENT: &str = "can NOT allocate memory block with size larger than";
 /// Printed figures are rounded to two decimals: within 2% of a cap is at it.
 const PRINTED_ROUNDING: f64 = 0.98;
 
@@ -95,26 +98,34 @@ fn memory_fraction(r: &mut Ranking, event: &OomEvent) {
     }
 }
 
-/// One request above the single-allocation limit of Intel GPUs.
+/// One request at or above the single-allocation limit of Intel GPUs: on
+/// an XPU by its size, anywhere when the message states the limit itself.
+/// It is the cause when the device had room for the request (free memory,
+/// or the live tensors and the request within the device); on a full device
+/// it is only a second possibility.
 pub(super) fn xpu_single_allocation(r: &mut Ranking, event: &OomEvent) {
-    if event.device.kind != DeviceKind::Xpu {
+    let m = &event.memory;
+    let stated = event.message.contains(XPU_LIMIT_STATEMENT);
+    if event.device.kind != DeviceKind::Xpu && !stated {
         return;
     }
-    if let Some(q) = event
-        .memory
+    let Some(q) = m
         .requested_bytes
-        .filter(|&q| q > XPU_MAX_SINGLE_ALLOCATION)
-    {
-        r.add_checked(
-            CauseId::MemoryCap,
-            0.85,
-            format!(
-                "one request of {} is above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
-                fs(q)
-            ),
-            Some("rerun with UR_L0_ENABLE_RELAXED_ALLOCATION_LIMITS=1 (and SYCL_PI_LEVEL_ZERO_... on older oneAPI): if it passes, it was the single-allocation limit"),
-        );
-    }
+        .filter(|&q| q >= XPU_MAX_SINGLE_ALLOCATION || stated)
+    else {
+        return;
+    };
+    let room = m.free_bytes.map(|f| f >= q).unwrap_or(false)
+        || matches!((m.allocated_bytes, m.total_bytes), (Some(a), Some(t)) if a.saturating_add(q) <= t);
+    r.add_checked(
+        CauseId::MemoryCap,
+        if room { 0.85 } else { 0.45 },
+        format!(
+            "one request of {} is at or above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
+            fs(q)
+        ),
+        Some("rerun with UR_L0_ENABLE_RELAXED_ALLOCATION_LIMITS=1 (and SYCL_PI_LEVEL_ZERO_... on older oneAPI): if it passes, it was the single-allocation limit"),
+    );
 }
 
 #[cfg(test)]
@@ -163,9 +174,27 @@ mod tests {
         let mut r = Ranking::new();
         xpu_single_allocation(&mut r, &e);
         assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
+        // A full device: the limit is only a second possibility.
+        let mut full = pytorch(14 * GIB, 4 * GIB, 0);
+        full.device.kind = DeviceKind::Xpu;
+        full.memory.allocated_bytes = Some(11 * GIB);
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &full);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.45));
+        // Exactly 4 GiB is above the limit, which is a little under it.
+        e.memory.requested_bytes = Some(4 * GIB);
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
         e.memory.requested_bytes = Some(3 * GIB);
         let mut r = Ranking::new();
         xpu_single_allocation(&mut r, &e);
         assert!(r.0.is_empty());
+        // The extension's own statement of the limit, whatever the device.
+        let mut stated = pytorch(16 * GIB, 7 * GIB, 15 * GIB);
+        stated.message = "RuntimeError: Current platform can NOT allocate memory block with size larger than 4GB! Tried to allocate 7.62 GiB".into();
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &stated);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
     }
 }

@@ -34,18 +34,34 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
     r.add(CauseId::HostMemory, 0.85, evidence);
 }
 
-/// The OOM killer with a cgroup limit in the text: the limit ran out, not
-/// the machine.
+/// The reason a container runtime gives a container the kernel killed in
+/// its memory cgroup: Kubernetes' container status (`Reason: OOMKilled`,
+/// "Assign Memory Resources to Containers and Pods": a container that
+/// exceeds its memory limit is terminated) and `docker inspect`'s
+/// `State.OOMKilled`.
+const CONTAINER_KILLED: &str = "OOMKilled";
+
+/// The container's limit ran out, not the machine: the OOM killer with a
+/// cgroup limit in the text, or a runtime reporting the container killed.
 fn container_limit(r: &mut Ranking, event: &OomEvent) {
-    if !event.facts.oom_killer {
-        return;
-    }
-    if let Some(limit) = event.memory.allowed_bytes {
+    let check = Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS");
+    if let Some(limit) = event
+        .memory
+        .allowed_bytes
+        .filter(|_| event.facts.oom_killer)
+    {
         r.add_checked(
             CauseId::MemoryCap,
             0.88,
             format!("the container's memory cgroup is capped at {} and reached it: the limit, not the machine, ran out", fs(limit)),
-            Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS"),
+            check,
+        );
+    } else if event.message.contains(CONTAINER_KILLED) {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.88,
+            "the container runtime reports the container OOMKilled: the kernel killed it at its memory cgroup's limit, which is below what it needs (a node out of memory kills containers too: the check tells them apart)",
+            check,
         );
     }
 }
@@ -82,5 +98,17 @@ mod tests {
         let mut r = Ranking::new();
         container_limit(&mut r, &capped);
         assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn a_container_reported_oomkilled_ran_out_of_its_limit() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.message =
+            "Last State:     Terminated\n  Reason:       OOMKilled\n  Exit Code:    137".into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert_eq!(r.score(CauseId::HostMemory), Some(0.85));
     }
 }

@@ -1,7 +1,8 @@
 //! Libraries that allocate outside the framework's cache: cuBLAS, cuDNN
 //! and NCCL, whose failures to start share one status with a broken set-up;
 //! and Triton kernels that ask for more on-chip shared memory than the GPU
-//! has, which is not device memory at all.
+//! has, and XLA programs that overflow a TPU core's on-chip memory spaces,
+//! neither of which is device memory at all.
 
 use super::{CauseId, Ranking};
 use crate::oom::{Framework, OomEvent, SharedMemoryLimit};
@@ -165,6 +166,37 @@ pub(super) fn shared_memory(r: &mut Ranking, shm: &SharedMemoryLimit) {
     r.add(CauseId::NotMemory, 0.95, evidence);
 }
 
+/// XLA's TPU compiler names the memory space it ran out of ("Ran out of
+/// memory in memory space vmem"). `hbm` is the device memory; the others
+/// (`vmem`, `smem`, `cmem`, `sflag`) are a core's on-chip memories, a few
+/// MiB that the compiler plans per fused op (Cloud TPU system architecture:
+/// each TensorCore's vector and scalar memories), so running out of them is
+/// a compiler limit, not a full device.
+pub(super) fn on_chip_memory_space(message: &str) -> Option<&str> {
+    const MARK: &str = "memory space ";
+    let at = message.find(MARK)? + MARK.len();
+    let name = message[at..]
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .next()
+        .filter(|n| !n.is_empty())?;
+    (!name.eq_ignore_ascii_case("hbm")).then_some(name)
+}
+
+/// A compiled program overflowed an on-chip memory space.
+pub(super) fn on_chip_memory(r: &mut Ranking, space: &str) {
+    r.add_checked(
+        CauseId::NotMemory,
+        0.9,
+        format!("the compiler ran out of {space}, a TPU core's on-chip memory of a few MiB that it plans for each fused op: not the device's memory (HBM), so freeing device memory does not help"),
+        Some("the compiler's own report of the op (XLA_FLAGS=--xla_dump_to=DIR): a fused op with many operands or a very long dimension"),
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.35,
+        "smaller shapes for that op (a shorter sequence or maximum length, a smaller batch) change the compiler's tiling and can fit",
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
@@ -249,5 +281,25 @@ mod tests {
         );
         assert_eq!(r.top(), Some(CauseId::NotMemory));
         assert!(r.0[0].evidence.contains("RTX"));
+    }
+
+    #[test]
+    fn xla_memory_spaces_other_than_hbm_are_on_chip() {
+        let vmem = "RESOURCE_EXHAUSTED: XLA:TPU compile permanent error. Ran out of memory in memory space vmem. Used 32.42M of 16.00M vmem.";
+        assert_eq!(on_chip_memory_space(vmem), Some("vmem"));
+        assert_eq!(
+            on_chip_memory_space("Ran out of memory in memory space smem."),
+            Some("smem")
+        );
+        assert_eq!(
+            on_chip_memory_space(
+                "Ran out of memory in memory space hbm. Used 21.90G of 7.48G hbm."
+            ),
+            None
+        );
+        assert_eq!(on_chip_memory_space("CUDA out of memory"), None);
+        let mut r = Ranking::new();
+        on_chip_memory(&mut r, "vmem");
+        assert_eq!(r.top(), Some(CauseId::NotMemory));
     }
 }

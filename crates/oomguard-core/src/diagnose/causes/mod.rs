@@ -131,6 +131,10 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         libraries::shared_memory(r, shm);
         return;
     }
+    if let Some(space) = libraries::on_chip_memory_space(&event.message) {
+        libraries::on_chip_memory(r, space);
+        return;
+    }
     if let Some(check) = &event.facts.sglang {
         engines::sglang(r, check);
         return;
