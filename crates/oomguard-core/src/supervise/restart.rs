@@ -439,6 +439,14 @@ mod tests {
         }
     }
 
+    /// The batch and reason of a fresh policy's retry after `f`.
+    fn retried(f: &Failure<'_>) -> (u64, &'static str) {
+        match RestartPolicy::new(1, 8, None, false, false).decide(f) {
+            Decision::Retry { batch, reason, .. } => (batch, reason.as_str()),
+            d => panic!("{d:?}"),
+        }
+    }
+
     const FIGURES: &str = "RuntimeError: CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capacity; 6.50 GiB already allocated; 256.00 MiB free; 6.70 GiB reserved in total by PyTorch)";
 
     #[test]
@@ -590,14 +598,7 @@ mod tests {
         let mut f = failure(&e, 64);
         f.on_cpu = true;
         f.line = Some(line);
-        let mut p = RestartPolicy::new(1, 8, None, false, false);
-        match p.decide(&f) {
-            Decision::Retry { batch, reason, .. } => {
-                assert_eq!(reason.as_str(), "memory_line");
-                assert_eq!(batch, 25);
-            }
-            d => panic!("{d:?}"),
-        }
+        assert_eq!(retried(&f), (25, "memory_line"));
     }
 
     #[test]
@@ -622,15 +623,8 @@ mod tests {
             line: Some(line),
             alloc_env: &[],
         };
-        let mut p = RestartPolicy::new(1, 8, None, false, false);
-        match p.decide(&f) {
-            Decision::Retry { batch, reason, .. } => {
-                assert_eq!(reason.as_str(), "memory_line");
-                // 64 x 2/3 = 42, x 0.6.
-                assert_eq!(batch, 25);
-            }
-            d => panic!("{d:?}"),
-        }
+        // 64 x 2/3 = 42, x 0.6.
+        assert_eq!(retried(&f), (25, "memory_line"));
     }
 
     #[test]
