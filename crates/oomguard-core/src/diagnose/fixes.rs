@@ -7,6 +7,7 @@
 //! batch-size finder reached zero (never a smaller batch for those two).
 
 use super::accounting::Accounting;
+use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
     DeviceKind, Framework, OomEvent, Phase, PyTorchEra, SglangCheck, SharedMemoryLimit, VllmCheck,
@@ -15,12 +16,6 @@ use crate::size::format_size as fs;
 use regex::Regex;
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
-
-/// Share of the measured budget a suggested batch may fill: the failing
-/// allocation is not always the last one before the peak, and the fixed part
-/// of memory (weights) does not shrink with the batch, so a straight
-/// proportion overshoots.
-const BATCH_SAFETY: f64 = 0.85;
 
 fn env1(k: &str, v: &str) -> Option<BTreeMap<String, String>> {
     Some(BTreeMap::from([(k.to_string(), v.to_string())]))
@@ -41,17 +36,10 @@ fn fix(
     }
 }
 
-/// The batch that keeps what the failing run needed within what the framework
-/// could use, scaled with a safety margin; `None` without the figures.
-pub(crate) fn batch_that_fits(event: &OomEvent, acc: &Accounting, batch: u64) -> Option<u64> {
-    let m = &event.memory;
-    let need = m.allocated_bytes? as f64 + m.requested_bytes? as f64;
-    let budget = acc.framework_budget? as f64;
-    if need <= 0.0 || budget <= 0.0 {
-        return None;
-    }
-    let b = (batch as f64 * budget / need * BATCH_SAFETY).floor() as u64;
-    Some(b.clamp(1, batch.saturating_sub(1).max(1)))
+/// The batch one more run by hand may take: the next-batch rule with the
+/// caution of one more run; `None` without the figures.
+fn batch_that_fits(event: &OomEvent, acc: &Accounting, batch: u64) -> Option<u64> {
+    next_batch(event, acc, batch, Caution::OneMoreRun).map(|n| n.batch)
 }
 
 pub(super) fn propose(
@@ -149,7 +137,7 @@ fn reduce_batch(
                 fs(m.allocated_bytes.unwrap_or(0)),
                 fs(m.requested_bytes.unwrap_or(0)),
                 fs(acc.framework_budget.unwrap_or(0)),
-                BATCH_SAFETY * 100.0,
+                Caution::OneMoreRun.share() * 100.0,
             );
             let code = format!(
                 "loader = DataLoader(dataset, batch_size={n})\n# same effective batch with the Hugging Face Trainer:\nTrainingArguments(per_device_train_batch_size={micro}, gradient_accumulation_steps={accum})"
@@ -178,16 +166,8 @@ fn reduce_batch(
             Some(n)
         }
         (None, _) => {
-            let ratio = match (
-                event.memory.allocated_bytes,
-                event.memory.requested_bytes,
-                acc.framework_budget,
-            ) {
-                (Some(a), Some(q), Some(b)) if a + q > 0 => {
-                    Some(b as f64 / (a + q) as f64 * BATCH_SAFETY)
-                }
-                _ => None,
-            };
+            let ratio = BatchFigures::of(event, acc)
+                .map(|f| f.usable_bytes as f64 / f.need_bytes as f64 * Caution::OneMoreRun.share());
             let detail = match ratio {
                 Some(r) if r < 1.0 => format!(
                     "The figures say the batch must shrink to about {:.0}% of its current size (pass --batch N for an exact number); keep the effective batch with gradient accumulation.",
@@ -227,7 +207,7 @@ fn reduce_eval_batch(
     let n = fitting.or(ctx.batch.map(|b| (b / 2).max(1)));
     let shown = n.map_or("N".to_string(), |n| n.to_string());
     let detail = match (ctx.batch, fitting) {
-        (Some(b), Some(n)) => format!("At evaluation batch {b} the figures leave room for {n} ({:.0}% of what the framework could use). ", BATCH_SAFETY * 100.0),
+        (Some(b), Some(n)) => format!("At evaluation batch {b} the figures leave room for {n} ({:.0}% of what the framework could use). ", Caution::OneMoreRun.share() * 100.0),
         (Some(b), None) => format!("Without the figures to size it, halve the evaluation batch from {b}. "),
         _ => String::new(),
     };

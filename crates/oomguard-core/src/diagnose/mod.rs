@@ -10,6 +10,7 @@ mod advice;
 mod causes;
 mod checks;
 mod fixes;
+pub mod next_batch;
 pub mod trend;
 
 pub use accounting::{Accounting, Segment, SegmentKind};

@@ -3,45 +3,28 @@
 //! an allocator setting (fragmentation), move to the CPU, or stop and say
 //! why. The binary renders a [`Decision`]; it never recomputes one.
 //!
-//! The bound: at the failure the framework held `allocated` for live tensors
-//! and asked for `requested` more, while what it could use in all was what
-//! it had reserved plus what was free. Memory grows at most in proportion to
-//! the batch (weights do not grow at all), so any batch above
-//! `failed × usable / (allocated + requested)` fails too: that is a proven
-//! upper bound. Where the step stood when it failed is not in the message
-//! (more layers may still have been to come), so the next batch takes a
-//! share of that bound, and never more than a share of the smallest batch
+//! The batch comes from the next-batch rule (`diagnose::next_batch`) with the
+//! caution of a restart, and never more than that, and never more than a share of the smallest batch
 //! that has failed. On the CPU the message gives only the request; the
 //! process's own memory (its baseline and its size at the failure) and its
 //! limit give the same bound through the memory line.
 
 use super::trace::MemoryTrend;
-use crate::diagnose::{Accounting, ExplainedEvent, FixId, SegmentKind};
-use crate::oom::OomEvent;
+use crate::diagnose::next_batch::{next_batch, share_of, Caution};
+use crate::diagnose::{ExplainedEvent, FixId};
 use serde::Serialize;
 
-/// Share of the bound the next attempt uses. With the bound proven and the
-/// rest of the step unknown, 0.6 lands within one or two restarts when the
-/// first attempt is up to 6x too large, and above where halving lands.
-pub const BOUND_SHARE: f64 = 0.6;
+/// Share of its limit a host process's peak must reach for a failure
+/// without an out-of-memory message to count as one: an allocation refused
+/// under an address-space or cgroup limit leaves the peak below the limit by
+/// the size it asked for, a few percent of it for the jobs `run` and `tune`
+/// size (oneDNN's "could not create a primitive", malloc's ENOMEM).
+pub const AT_LIMIT_SHARE: f64 = 0.9;
 
-/// The largest batch the event's figures allow: `failed × usable / need`.
-/// `None` when the message does not give the figures. This is the one place
-/// `run` and `tune` read that bound from.
-pub fn upper_bound(event: &OomEvent, failed_batch: u64) -> Option<u64> {
-    let m = &event.memory;
-    let need = m.allocated_bytes?.checked_add(m.requested_bytes?)?;
-    let acc = Accounting::of(event);
-    let usable = acc.framework_budget.or_else(|| {
-        let free = acc.bytes(SegmentKind::Free)?;
-        Some(m.reserved_bytes.unwrap_or(m.allocated_bytes?) + free)
-    })?;
-    if need == 0 || usable >= need {
-        // The request fitted the memory left: not a capacity problem the
-        // batch explains (fragmentation, a cap); no bound.
-        return None;
-    }
-    Some((failed_batch as f64 * usable as f64 / need as f64).floor() as u64)
+/// True when a host process's `peak` came within [`AT_LIMIT_SHARE`] of its
+/// `limit`: out of memory, whatever it printed.
+pub fn at_host_limit(peak: u64, limit: u64) -> bool {
+    peak as f64 >= AT_LIMIT_SHARE * limit as f64
 }
 
 /// A process's memory around a failure, from a memory source (the `/proc`
@@ -67,14 +50,12 @@ pub fn line_bound(line: &MemoryLine, requested: u64, failed_batch: u64) -> Optio
     Some((failed_batch as f64 * room as f64 / grows as f64).floor() as u64)
 }
 
-/// The batch `bound` and the failures so far allow, before divisors.
-fn share(bound: Option<u64>, failed: u64, smallest_failed: u64) -> u64 {
-    match bound {
-        Some(b) => {
-            let from_bound = (b as f64 * BOUND_SHARE).floor() as u64;
-            let from_failures = (smallest_failed as f64 * BOUND_SHARE).floor() as u64;
-            from_bound.min(from_failures)
-        }
+/// The batch the rule's `next` (or halving, without a bound) and the
+/// failures so far allow, before divisors: never more than the restart's
+/// share of the smallest batch that failed.
+fn share(next: Option<u64>, failed: u64, smallest_failed: u64) -> u64 {
+    match next {
+        Some(n) => n.min(share_of(smallest_failed, Caution::Restart)),
         None => failed / 2,
     }
 }
@@ -91,7 +72,9 @@ pub fn largest_divisor(global: u64, at_most: u64, min: u64) -> Option<u64> {
 #[derive(Debug, Clone, Copy)]
 pub struct Failure<'a> {
     pub batch: u64,
-    pub event: &'a ExplainedEvent,
+    /// The OOM event; `None` when the attempt printed none but its host
+    /// memory reached its limit ([`at_host_limit`]).
+    pub event: Option<&'a ExplainedEvent>,
     pub trend: Option<MemoryTrend>,
     /// The attempt ran on the CPU (no GPU, or `--cpu-fallback`).
     pub on_cpu: bool,
@@ -106,13 +89,16 @@ pub struct Failure<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum RetryReason {
-    /// Sized from the event's figures: `need` of `usable`, so no batch above
-    /// `bound` fits.
+    /// Sized from the event's figures by the next-batch rule: `need` of
+    /// `usable`, so no batch above `bound` fits; the batch is `caution`'s
+    /// share of it.
     Figures {
         failed: u64,
         need_bytes: u64,
         usable_bytes: u64,
         bound: u64,
+        caution: Caution,
+        share: f64,
     },
     /// Sized from the process's memory line and its limit (the CPU).
     MemoryLine {
@@ -300,18 +286,19 @@ impl RestartPolicy {
             self.leak_retried = true;
             after_leak = true;
         }
-        let event = &f.event.event;
-        let m = &event.memory;
         // Fragmentation: what the cache held free (with what the device had
         // free, which the allocator reaches after releasing its cache) covered
         // the request, and still it failed: the memory was there, in pieces.
-        let cached_covers = matches!(
-            (m.reserved_unallocated_bytes, m.requested_bytes),
-            (Some(c), Some(q)) if q > 0 && c.saturating_add(m.free_bytes.unwrap_or(0)) >= q
-        );
+        let cached_covers = f.event.is_some_and(|e| {
+            let m = &e.event.memory;
+            matches!(
+                (m.reserved_unallocated_bytes, m.requested_bytes),
+                (Some(c), Some(q)) if q > 0 && c.saturating_add(m.free_bytes.unwrap_or(0)) >= q
+            )
+        });
         if cached_covers && !self.fragmentation_tried && !f.on_cpu {
             self.fragmentation_tried = true;
-            if let Some((var, value)) = allocator_setting(f.event) {
+            if let Some((var, value)) = f.event.and_then(allocator_setting) {
                 let current = f
                     .alloc_env
                     .iter()
@@ -324,8 +311,10 @@ impl RestartPolicy {
                         accum: self.accum(f.batch),
                         env: vec![(var.clone(), v)],
                         reason: RetryReason::Fragmentation {
-                            cached_free_bytes: m.reserved_unallocated_bytes,
-                            requested_bytes: m.requested_bytes,
+                            cached_free_bytes: f
+                                .event
+                                .and_then(|e| e.event.memory.reserved_unallocated_bytes),
+                            requested_bytes: f.event.and_then(|e| e.event.memory.requested_bytes),
                             var,
                             value,
                         },
@@ -347,8 +336,8 @@ impl RestartPolicy {
         }
         let smallest = self.smallest_failed.map_or(f.batch, |s| s.min(f.batch));
         self.smallest_failed = Some(smallest);
-        let (bound, reason) = match self.sized(f) {
-            Some((b, r)) => (Some(b), r),
+        let (next, reason) = match self.sized(f) {
+            Some((n, r)) => (Some(n), r),
             None => (
                 None,
                 RetryReason::Halved {
@@ -357,7 +346,7 @@ impl RestartPolicy {
                 },
             ),
         };
-        let wanted = share(bound, f.batch, smallest).clamp(self.min_batch, f.batch - 1);
+        let wanted = share(next, f.batch, smallest).clamp(self.min_batch, f.batch - 1);
         let batch = match self.global_batch {
             Some(g) => match largest_divisor(g, wanted, self.min_batch) {
                 Some(d) => d,
@@ -381,34 +370,34 @@ impl RestartPolicy {
         }
     }
 
-    /// The bound and its reason: the event's figures, else the memory line.
+    /// The next batch and its reason: the next-batch rule on the event's
+    /// figures, else the memory line; `None` when neither sizes it.
     fn sized(&self, f: &Failure<'_>) -> Option<(u64, RetryReason)> {
-        let event = &f.event.event;
-        let m = &event.memory;
-        if let Some(bound) = upper_bound(event, f.batch) {
-            let acc = &f.event.diagnosis.accounting;
-            let need = m.allocated_bytes? + m.requested_bytes?;
-            let usable = acc.framework_budget.or_else(|| {
-                Some(
-                    m.reserved_bytes.unwrap_or(m.allocated_bytes?)
-                        + acc.bytes(SegmentKind::Free)?,
-                )
-            })?;
+        // A request that fitted proves no bound: the restart halves then.
+        let sized = f
+            .event
+            .and_then(|e| next_batch(&e.event, &e.diagnosis.accounting, f.batch, Caution::Restart));
+        if let Some((n, bound)) = sized.and_then(|n| Some((n, n.bound?))) {
             return Some((
-                bound,
+                n.batch,
                 RetryReason::Figures {
                     failed: f.batch,
-                    need_bytes: need,
-                    usable_bytes: usable,
+                    need_bytes: n.figures.need_bytes,
+                    usable_bytes: n.figures.usable_bytes,
                     bound,
+                    caution: n.caution,
+                    share: n.caution.share(),
                 },
             ));
         }
         let line = f.line?;
-        let requested = m.requested_bytes.unwrap_or(0);
+        let requested = f
+            .event
+            .and_then(|e| e.event.memory.requested_bytes)
+            .unwrap_or(0);
         let bound = line_bound(&line, requested, f.batch)?;
         Some((
-            bound,
+            share_of(bound, Caution::Restart),
             RetryReason::MemoryLine {
                 failed: f.batch,
                 line,
@@ -422,8 +411,9 @@ impl RestartPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diagnose::next_batch::upper_bound;
     use crate::diagnose::DiagnoseContext;
-    use crate::oom::scan_reader;
+    use crate::oom::{scan_reader, OomEvent};
 
     fn event(text: &str) -> OomEvent {
         let mut events = Vec::new();
@@ -441,11 +431,19 @@ mod tests {
     fn failure(e: &ExplainedEvent, batch: u64) -> Failure<'_> {
         Failure {
             batch,
-            event: e,
+            event: Some(e),
             trend: None,
             on_cpu: false,
             line: None,
             alloc_env: &[],
+        }
+    }
+
+    /// The batch and reason of a fresh policy's retry after `f`.
+    fn retried(f: &Failure<'_>) -> (u64, &'static str) {
+        match RestartPolicy::new(1, 8, None, false, false).decide(f) {
+            Decision::Retry { batch, reason, .. } => (batch, reason.as_str()),
+            d => panic!("{d:?}"),
         }
     }
 
@@ -459,7 +457,8 @@ mod tests {
         let mut p = RestartPolicy::new(1, 8, None, false, false);
         match p.decide(&failure(&e, 64)) {
             Decision::Retry { batch, reason, .. } => {
-                assert_eq!(batch, 37);
+                // 64 x 6.95 / 7.00 x 0.6 = 38.1
+                assert_eq!(batch, 38);
                 assert_eq!(reason.as_str(), "figures");
             }
             d => panic!("{d:?}"),
@@ -599,11 +598,46 @@ mod tests {
         let mut f = failure(&e, 64);
         f.on_cpu = true;
         f.line = Some(line);
+        assert_eq!(retried(&f), (25, "memory_line"));
+    }
+
+    #[test]
+    fn a_host_peak_at_nine_tenths_of_its_limit_is_out_of_memory() {
+        assert!(at_host_limit(9 << 30, 10 << 30));
+        assert!(!at_host_limit(8 << 30, 10 << 30));
+    }
+
+    #[test]
+    fn without_an_event_the_memory_line_sizes_the_batch() {
+        // A failure at the host limit that printed no OOM: no request known.
+        let line = MemoryLine {
+            baseline_bytes: 1 << 30,
+            at_failure_bytes: 4 << 30,
+            limit_bytes: 3 << 30,
+        };
+        let f = Failure {
+            batch: 64,
+            event: None,
+            trend: None,
+            on_cpu: true,
+            line: Some(line),
+            alloc_env: &[],
+        };
+        // 64 x 2/3 = 42, x 0.6.
+        assert_eq!(retried(&f), (25, "memory_line"));
+    }
+
+    #[test]
+    fn figures_name_the_restart_caution_of_the_shared_rule() {
+        let e = explained(FIGURES);
         let mut p = RestartPolicy::new(1, 8, None, false, false);
-        match p.decide(&f) {
-            Decision::Retry { batch, reason, .. } => {
-                assert_eq!(reason.as_str(), "memory_line");
-                assert_eq!(batch, 25);
+        match p.decide(&failure(&e, 64)) {
+            Decision::Retry {
+                reason: RetryReason::Figures { caution, share, .. },
+                ..
+            } => {
+                assert_eq!(caution, Caution::Restart);
+                assert_eq!(share, Caution::Restart.share());
             }
             d => panic!("{d:?}"),
         }

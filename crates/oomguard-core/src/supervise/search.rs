@@ -2,7 +2,7 @@
 //!
 //! The search keeps a bracket: the largest batch that succeeded and the
 //! smallest that failed. It learns from every trial, not only pass/fail:
-//! - an OOM's figures give a proven upper bound (see `restart::upper_bound`),
+//! - an OOM's figures give a proven upper bound (the next-batch rule's `upper_bound`),
 //!   which can cut the bracket far below the failing batch;
 //! - when the GPU's memory can be read, a successful trial's baseline (memory
 //!   before the first step) and peak fit memory against batch as a line, as
@@ -20,7 +20,7 @@
 //! - otherwise it doubles until a failure, then bisects (Lightning's
 //!   `binsearch`), so it never needs more trials than that rule.
 
-use super::restart::upper_bound;
+use crate::diagnose::next_batch::upper_bound;
 use crate::diagnose::{Accounting, SegmentKind};
 use crate::oom::OomEvent;
 

@@ -7,6 +7,7 @@ use crate::child::{self, Guard, Interrupts, Launch, MemorySource, Output};
 use crate::flags::RunArgs;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
+use oomguard_core::diagnose::next_batch::Caution;
 use oomguard_core::diagnose::ExplainedEvent;
 use oomguard_core::gpu::metrics::{render_run, RunCounters};
 use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
@@ -14,7 +15,8 @@ use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
 use oomguard_core::supervise::journal::{rfc3339, AttemptMemory};
 use oomguard_core::supervise::restart::{
-    largest_divisor, Decision, Failure, MemoryLine, RetryReason, StopReason,
+    at_host_limit, largest_divisor, Decision, Failure, MemoryLine, RetryReason, StopReason,
+    AT_LIMIT_SHARE,
 };
 use oomguard_core::supervise::state::{self, StateRecord};
 use oomguard_core::supervise::trace::MemoryTrend;
@@ -501,15 +503,29 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         if finished.exit_code == Some(0) || interrupts.received().is_some() {
             break code;
         }
-        let Some(event) = oom else {
-            say(&format!(
-                "the command failed with exit code {code} and no out-of-memory error: not retried"
-            ));
-            break code;
-        };
+        let at_limit = finished
+            .memory
+            .as_ref()
+            .filter(|_| !has_gpu_source)
+            .and_then(|m| Some((m.peak_bytes?, m.capacity_bytes?)))
+            .filter(|&(peak, limit)| at_host_limit(peak, limit));
+        match (&oom, at_limit) {
+            (Some(event), _) => report(event, batch, &finished),
+            (None, Some((peak, limit))) => say(&format!(
+                "the command failed with exit code {code} without an out-of-memory message, with its memory at {} of its {} limit (at least {:.0}% of it): counted as out of memory",
+                format_size(peak),
+                format_size(limit),
+                AT_LIMIT_SHARE * 100.0
+            )),
+            (None, None) => {
+                say(&format!(
+                    "the command failed with exit code {code} and no out-of-memory error: not retried"
+                ));
+                break code;
+            }
+        }
         metrics.counters.oom_events += 1;
         metrics.publish();
-        report(&event, batch, &finished);
         let Some(failed) = batch else {
             say("no --batch to shrink: not retried");
             break code;
@@ -526,13 +542,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         let alloc = alloc_env(&extra_env);
         let decision = policy.decide(&Failure {
             batch: failed,
-            event: &event,
+            event: oom.as_ref(),
             trend,
             on_cpu: on_cpu || device == "cpu",
             line: line.filter(|_| device == "cpu"),
             alloc_env: &alloc,
         });
-        say(&why(&decision, &event));
+        say(&why(&decision, oom.as_ref()));
         match decision {
             Decision::Retry {
                 batch: next,
@@ -635,7 +651,7 @@ fn host_advice(event: &ExplainedEvent, finished: &child::Finished) {
     }
     let at = finished.memory.as_ref().and_then(|m| m.peak_bytes);
     match (finished.host_limit, at) {
-        (Some(l), Some(peak)) if peak.saturating_add(event.event.memory.requested_bytes.unwrap_or(0)) >= l.bytes * 9 / 10 => say(&format!(
+        (Some(l), Some(peak)) if at_host_limit(peak.saturating_add(event.event.memory.requested_bytes.unwrap_or(0)), l.bytes) => say(&format!(
             "  host memory: the process reached {} of {} ({}); malloc's error code 12 (ENOMEM) is this limit, {}",
             format_size(peak),
             format_size(l.bytes),
@@ -656,7 +672,7 @@ fn host_advice(event: &ExplainedEvent, finished: &child::Finished) {
 }
 
 /// One sentence for the decision, from its own figures.
-fn why(decision: &Decision, event: &ExplainedEvent) -> String {
+fn why(decision: &Decision, event: Option<&ExplainedEvent>) -> String {
     match decision {
         Decision::Retry {
             batch,
@@ -679,16 +695,20 @@ fn why(decision: &Decision, event: &ExplainedEvent) -> String {
                     need_bytes,
                     usable_bytes,
                     bound,
+                    caution,
+                    share,
                 } => format!(
-                    "restarting with batch {batch}{with_accum}: at batch {failed} it needed at least {} of the {} it could use, so no batch above {bound} can fit; {batch} leaves room for the rest of the step, which the error does not show{}",
+                    "restarting with batch {batch}{with_accum}: at batch {failed} it needed at least {} of the {} it could use, so no batch above {bound} can fit; {batch} is {:.0}% of that bound (the next-batch rule with the caution of a {}), leaving room for the rest of the step, which the error does not show{}",
                     format_size(*need_bytes),
                     format_size(*usable_bytes),
+                    share * 100.0,
+                    caution.as_str().replace('_', " "),
                     event
-                        .diagnosis
-                        .suggested_batch
+                        .and_then(|e| e.diagnosis.suggested_batch)
                         .filter(|s| s != batch)
                         .map_or(String::new(), |s| format!(
-                            " (explain's figure for one more run is {s}; run restarts lower to avoid a second failure)"
+                            "; explain's fix for one more run by hand takes {:.0}%: batch {s}",
+                            Caution::OneMoreRun.share() * 100.0
                         ))
                 ),
                 RetryReason::MemoryLine {

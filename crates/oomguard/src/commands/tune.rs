@@ -261,14 +261,9 @@ fn last_lines(text: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// Share of its limit a host job's peak must reach for a failure without an
-/// out-of-memory message to count as one: an allocation refused under an
-/// address-space or cgroup limit leaves the peak below the limit by the size
-/// it asked for, a few percent of it for the jobs `tune` sizes.
-const AT_LIMIT_SHARE: f64 = 0.9;
-
 /// `(peak, limit)` when the trial ran on the host's memory source and its
-/// peak came within [`AT_LIMIT_SHARE`] of its limit.
+/// peak came within the shared at-limit share of its limit
+/// (`supervise::restart::at_host_limit`).
 fn at_host_limit(
     source: &Option<MemorySource>,
     memory: &oomguard_core::supervise::trace::MemoryTrace,
@@ -277,5 +272,5 @@ fn at_host_limit(
         return None;
     }
     let (peak, limit) = (memory.peak_bytes?, memory.capacity_bytes?);
-    (peak as f64 >= AT_LIMIT_SHARE * limit as f64).then_some((peak, limit))
+    oomguard_core::supervise::restart::at_host_limit(peak, limit).then_some((peak, limit))
 }

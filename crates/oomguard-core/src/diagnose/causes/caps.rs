@@ -1,0 +1,200 @@
+//! Configured limits below the device's size: MPS's high-watermark, a
+//! per-process memory fraction, and the single-allocation limit of Intel
+//! GPUs.
+
+use super::{CauseId, Ranking};
+use crate::oom::{DeviceKind, Framework, OomEvent};
+use crate::size::format_size as fs;
+
+/// Intel GPUs refuse a single allocation of 4 GiB or more unless the
+/// program opts in (intel/compute-runtime, programmers-guide
+/// ALLOCATIONS_GREATER_THAN_4GB.md): Level Zero's `maxMemAllocSize` is a
+/// little under 2^32 (oneapi-src/level-zero#78), so exactly 4 GiB fails too.
+const XPU_MAX_SINGLE_ALLOCATION: u64 = 4 << 30;
+/// How Intel's extension for PyTorch states that limit before any figure.
+const XPU_LIMIT_STATEMENT: &str = "can NOT allocate memory block with size larger than";
+/// Printed figures are rounded to two decimals: within 2% of a cap is at it.
+const PRINTED_ROUNDING: f64 = 0.98;
+
+/// The cap of the device: MPS's watermark on Apple GPUs, else a memory
+/// fraction. TensorFlow's BFC `Limit` is the pool the allocator was given
+/// (nearly the whole GPU by default), not a cap a user set: the pool rules
+/// read it.
+pub(super) fn configured_caps(r: &mut Ranking, event: &OomEvent) {
+    if event.device.kind == DeviceKind::Mps {
+        mps_watermark(r, event);
+    } else if event.framework != Framework::TensorFlow {
+        memory_fraction(r, event);
+    }
+}
+
+/// MPS: "other allocations" beyond PyTorch's tensors, and the watermark
+/// reached before or by the request.
+fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    let (Some(a), Some(nf), Some(cap)) =
+        (m.allocated_bytes, m.non_framework_bytes, m.allowed_bytes)
+    else {
+        return;
+    };
+    let q = m.requested_bytes.unwrap_or(0);
+    if nf > a {
+        r.add(
+            CauseId::NonFrameworkMemory,
+            0.7,
+            format!(
+                "other allocations hold {} against {} of PyTorch tensors, within a cap of {}",
+                fs(nf),
+                fs(a),
+                fs(cap)
+            ),
+        );
+    }
+    if a + nf >= cap {
+        r.add(
+            CauseId::MemoryCap,
+            0.8,
+            format!(
+                "{} allocated + {} other already reach the {} high-watermark cap before the request",
+                fs(a),
+                fs(nf),
+                fs(cap)
+            ),
+        );
+    } else if a + nf + q > cap {
+        r.add(
+            CauseId::MemoryCap,
+            0.7,
+            format!(
+                "{} allocated + {} other + {} requested exceeds the {} high-watermark cap",
+                fs(a),
+                fs(nf),
+                fs(q),
+                fs(cap)
+            ),
+        );
+    }
+}
+
+/// A per-process fraction (set_per_process_memory_fraction) that the
+/// reserved memory and the request reach.
+fn memory_fraction(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    let (Some(cap), Some(q)) = (m.allowed_bytes, m.requested_bytes) else {
+        return;
+    };
+    let reserved = m.reserved_bytes.unwrap_or(0);
+    if (reserved + q) as f64 >= cap as f64 * PRINTED_ROUNDING {
+        r.add(
+            CauseId::MemoryCap,
+            0.8,
+            format!(
+                "a cap of {} is set (set_per_process_memory_fraction); {} reserved + {} requested exceeds it",
+                fs(cap),
+                fs(reserved),
+                fs(q)
+            ),
+        );
+    }
+}
+
+/// One request at or above the single-allocation limit of Intel GPUs: on
+/// an XPU by its size, anywhere when the message states the limit itself.
+/// It is the cause when the device had room for the request (free memory,
+/// or the live tensors and the request within the device); on a full device
+/// it is only a second possibility.
+pub(super) fn xpu_single_allocation(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    let stated = event.message.contains(XPU_LIMIT_STATEMENT);
+    if event.device.kind != DeviceKind::Xpu && !stated {
+        return;
+    }
+    let Some(q) = m
+        .requested_bytes
+        .filter(|&q| q >= XPU_MAX_SINGLE_ALLOCATION || stated)
+    else {
+        return;
+    };
+    let room = m.free_bytes.map(|f| f >= q).unwrap_or(false)
+        || matches!((m.allocated_bytes, m.total_bytes), (Some(a), Some(t)) if a.saturating_add(q) <= t);
+    r.add_checked(
+        CauseId::MemoryCap,
+        if room { 0.85 } else { 0.45 },
+        format!(
+            "one request of {} is at or above the 4 GiB Intel GPUs allow for a single allocation unless large allocations are enabled",
+            fs(q)
+        ),
+        Some("rerun with UR_L0_ENABLE_RELAXED_ALLOCATION_LIMITS=1 (and SYCL_PI_LEVEL_ZERO_... on older oneAPI): if it passes, it was the single-allocation limit"),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn mps_other_allocations_at_the_watermark_are_the_cap() {
+        let mut e = pytorch(0, 100 * MIB, 0);
+        e.memory.total_bytes = None;
+        e.memory.free_bytes = None;
+        e.device.kind = DeviceKind::Mps;
+        e.memory.allocated_bytes = Some(2 * GIB);
+        e.memory.non_framework_bytes = Some(16 * GIB);
+        e.memory.allowed_bytes = Some(18 * GIB);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.8));
+        assert_eq!(r.score(CauseId::NonFrameworkMemory), Some(0.7));
+        e.memory.non_framework_bytes = Some(GIB);
+        e.memory.requested_bytes = Some(16 * GIB);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.7));
+    }
+
+    #[test]
+    fn a_fraction_reached_within_rounding_is_the_cap_but_not_tensorflow_s_pool() {
+        let mut e = pytorch(24 * GIB, 2 * GIB, 10 * GIB);
+        e.memory.allowed_bytes = Some(12 * GIB);
+        e.memory.reserved_bytes = Some(9 * GIB + GIB * 8 / 10);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.8));
+        e.framework = Framework::TensorFlow;
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn an_intel_gpu_refuses_one_allocation_above_4_gib() {
+        let mut e = pytorch(48 * GIB, 5 * GIB, 40 * GIB);
+        e.device.kind = DeviceKind::Xpu;
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
+        // A full device: the limit is only a second possibility.
+        let mut full = pytorch(14 * GIB, 4 * GIB, 0);
+        full.device.kind = DeviceKind::Xpu;
+        full.memory.allocated_bytes = Some(11 * GIB);
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &full);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.45));
+        // Exactly 4 GiB is above the limit, which is a little under it.
+        e.memory.requested_bytes = Some(4 * GIB);
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &e);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
+        e.memory.requested_bytes = Some(3 * GIB);
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &e);
+        assert!(r.0.is_empty());
+        // The extension's own statement of the limit, whatever the device.
+        let mut stated = pytorch(16 * GIB, 7 * GIB, 15 * GIB);
+        stated.message = "RuntimeError: Current platform can NOT allocate memory block with size larger than 4GB! Tried to allocate 7.62 GiB".into();
+        let mut r = Ranking::new();
+        xpu_single_allocation(&mut r, &stated);
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.85));
+    }
+}

@@ -1,0 +1,324 @@
+//! Serving engines that size their memory from a share of the GPU: vLLM's
+//! start-up checks and its steps inside a reserved share, SGLang's static
+//! budget, and llama.cpp's offloaded layers and context.
+
+use super::{CauseId, Ranking, GIB};
+use crate::oom::{Framework, OomEvent, Phase, SglangCheck, VllmCheck};
+use crate::size::format_size as fs;
+
+/// Missing the utilization target by less than this share of the GPU is a
+/// target set a sliver too high, not memory held elsewhere.
+const SLIVER_OF_THE_GPU: u64 = 20;
+/// A CUDA context and its libraries take a few GiB at most; more in use
+/// before the engine starts is other processes.
+const CONTEXT_AND_LIBRARIES: u64 = 4 * GIB;
+
+/// The vLLM check that failed at start-up.
+pub(super) fn vllm(r: &mut Ranking, check: &VllmCheck, event: &OomEvent) {
+    match check {
+        VllmCheck::NoCacheBlocks => vllm_no_cache_blocks(r),
+        VllmCheck::MaxLenExceedsKvCache {
+            max_model_len,
+            kv_tokens,
+            needed_bytes,
+            available_bytes,
+            ..
+        } => vllm_max_len(
+            r,
+            *max_model_len,
+            *kv_tokens,
+            *needed_bytes,
+            *available_bytes,
+        ),
+        VllmCheck::FreeBelowUtilization { utilization } => {
+            vllm_free_below_utilization(r, event, *utilization)
+        }
+    }
+}
+
+fn vllm_no_cache_blocks(r: &mut Ranking) {
+    // vLLM sizes the KV cache as gpu_memory_utilization x the GPU,
+    // minus the weights and the profiled activations (worker
+    // `determine_num_available_blocks`): the cap and what the
+    // KV cache needs come first; the weights only when they alone
+    // exceed the cap, which the check's text does not show.
+    r.add(
+        CauseId::MemoryCap,
+        0.7,
+        "after the weights and one profiled batch, nothing was left within gpu_memory_utilization for the KV cache: the cap is too low for this model on this GPU",
+    );
+    r.add(
+        CauseId::KvCache,
+        0.6,
+        "the KV cache gets only what the weights and the profiled batch leave: --max-num-seqs and --max-model-len size that batch",
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.45,
+        "if the weights alone exceed gpu_memory_utilization x the GPU (the 'Loading model weights took' line), no cap helps: shard or quantize",
+    );
+}
+
+/// One sequence of the maximum length needs more KV cache than there is.
+fn vllm_max_len(
+    r: &mut Ranking,
+    max_model_len: Option<u64>,
+    kv_tokens: Option<u64>,
+    needed_bytes: Option<u64>,
+    available_bytes: Option<u64>,
+) {
+    let evidence = match (max_model_len, kv_tokens, needed_bytes, available_bytes) {
+        (Some(len), Some(tok), _, _) => {
+            format!("one sequence of max_model_len {len} tokens needs more KV cache than the {tok} tokens that fit")
+        }
+        (Some(len), _, Some(n), Some(a)) => format!(
+            "one sequence of {len} tokens needs {} of KV cache; {} is available",
+            fs(n),
+            fs(a)
+        ),
+        _ => "the model's maximum length needs more KV cache than is available".into(),
+    };
+    r.add(CauseId::KvCache, 0.85, evidence);
+    r.add(
+        CauseId::MemoryCap,
+        0.45,
+        "gpu_memory_utilization limits the memory left for the KV cache",
+    );
+}
+
+/// The free memory at start-up is below gpu_memory_utilization x the GPU.
+fn vllm_free_below_utilization(r: &mut Ranking, event: &OomEvent, utilization: Option<f64>) {
+    let m = &event.memory;
+    // Missing by a sliver (under 5% of the GPU): the target leaves too
+    // little for this process's own CUDA context and libraries.
+    if let (Some(f), Some(t), Some(a)) = (m.free_bytes, m.total_bytes, m.allowed_bytes) {
+        let short = a.saturating_sub(f);
+        if short * SLIVER_OF_THE_GPU < t {
+            r.add(
+                CauseId::MemoryCap,
+                0.8,
+                format!(
+                    "gpu_memory_utilization {} asks for {} of the whole GPU, only {} more than the {} free: a slightly lower target fits",
+                    utilization.map_or("n/a".into(), |u| u.to_string()),
+                    fs(a),
+                    fs(short),
+                    fs(f)
+                ),
+            );
+            let used = t.saturating_sub(f);
+            // A few GiB is this process's CUDA context and libraries;
+            // more is other processes on the GPU.
+            if used > CONTEXT_AND_LIBRARIES {
+                r.add(
+                    CauseId::OtherProcesses,
+                    0.7,
+                    format!("{} of the GPU is held before vLLM starts: other processes (or a previous engine)", fs(used)),
+                );
+            } else {
+                r.add(
+                    CauseId::NonFrameworkMemory,
+                    0.5,
+                    format!(
+                        "{} of the GPU is in use before vLLM starts (CUDA context, libraries)",
+                        fs(used)
+                    ),
+                );
+            }
+            return;
+        }
+    }
+    let evidence = match (m.free_bytes, m.total_bytes, m.allowed_bytes) {
+        (Some(f), Some(t), Some(a)) => format!(
+            "only {} of {} was free at start-up; gpu_memory_utilization asks for {}: {} is held by other processes (or a previous engine)",
+            fs(f),
+            fs(t),
+            fs(a),
+            fs(t.saturating_sub(f))
+        ),
+        _ => "free memory at start-up is below what gpu_memory_utilization asks for".into(),
+    };
+    r.add(CauseId::OtherProcesses, 0.8, evidence);
+    r.add(
+        CauseId::MemoryCap,
+        0.5,
+        format!(
+            "gpu_memory_utilization {} is a share of the whole GPU, not of its free memory",
+            utilization.map_or("n/a".into(), |u| u.to_string())
+        ),
+    );
+}
+
+/// A PyTorch failure inside a serving engine that reserved its share of the
+/// GPU up front.
+pub(super) fn serving_engine(r: &mut Ranking, event: &OomEvent) {
+    let (Some(engine), Framework::PyTorch) = (event.facts.serving_engine, event.framework) else {
+        return;
+    };
+    let (name, knob) = engine.name_and_knob();
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.7,
+        format!("{name} reserves {knob} x the GPU up front for the weights and the KV cache; a step that needs more than its profiled peak (CUDA-graph capture, the sampler, a long prompt) finds only the rest"),
+        Some("the engine's start-up lines: the memory it profiled, the KV cache size, and the share it was given"),
+    );
+    r.add(
+        CauseId::KvCache,
+        0.55,
+        format!("a smaller KV cache (lower {knob}, shorter maximum length, fewer sequences at once) leaves the headroom the failing step needs"),
+    );
+}
+
+pub(super) fn sglang(r: &mut Ranking, check: &SglangCheck) {
+    let SglangCheck::NoKvCacheRoom {
+        mem_fraction_static,
+    } = check;
+    let fraction = mem_fraction_static.map_or("mem_fraction_static".to_string(), |f| {
+        format!("mem_fraction_static={f}")
+    });
+    // SGLang sizes its KV pool as what is left of mem_fraction_static x the
+    // GPU after the weights (model_runner.py profile_max_num_token): the
+    // check fails when that is nothing. The cap is the direct cause and
+    // raising it the direct fix, so memory_cap leads; when the weights nearly
+    // fill the GPU no cap helps, so model_too_large follows; the KV cache
+    // itself is not too large, it got no room at all, so it comes last.
+    r.add(
+        CauseId::MemoryCap,
+        0.8,
+        format!(
+            "SGLang's static budget ({fraction} of the GPU's memory, for the weights and the KV cache) left no room for a single KV-cache token once the weights were loaded: the fraction is too low for this model on this GPU"
+        ),
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.6,
+        "if a fraction of 0.9 or more still fails (or then runs out of memory while serving), the weights alone nearly fill the GPU: shard or quantize them",
+    );
+    r.add(
+        CauseId::OtherProcesses,
+        0.4,
+        "SGLang measures the memory still free after loading: whatever other processes hold on the GPU comes out of the same budget",
+    );
+    r.add(
+        CauseId::KvCache,
+        0.3,
+        "the KV-cache pool is what got no room: fewer bytes per token (an fp8 KV cache) make a small remainder go further",
+    );
+}
+
+pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
+    let q = event.memory.requested_bytes;
+    if event.phase == Phase::ModelLoad {
+        r.add(
+            CauseId::ModelTooLarge,
+            0.8,
+            match q {
+                Some(q) => format!(
+                    "the weights offloaded to the GPU need {} in one buffer",
+                    fs(q)
+                ),
+                None => "the layers offloaded to the GPU do not fit".into(),
+            },
+        );
+    } else {
+        r.add(
+            CauseId::KvCache,
+            0.6,
+            "the context (KV cache) and compute buffers do not fit next to the weights",
+        );
+        r.add(
+            CauseId::ModelTooLarge,
+            0.4,
+            "fewer offloaded layers leave room for the context",
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::oom::{MemoryFigures, Phase, ServingEngine};
+
+    fn vllm_start(free: u64, asked: u64) -> OomEvent {
+        event(
+            Framework::Vllm,
+            MemoryFigures {
+                total_bytes: Some(80 * GIB),
+                free_bytes: Some(free),
+                allowed_bytes: Some(asked),
+                ..MemoryFigures::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_target_missed_by_a_sliver_is_the_cap_and_by_far_other_processes() {
+        let check = VllmCheck::FreeBelowUtilization {
+            utilization: Some(0.9),
+        };
+        let mut r = Ranking::new();
+        vllm(&mut r, &check, &vllm_start(70 * GIB, 72 * GIB));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert_eq!(r.score(CauseId::OtherProcesses), Some(0.7));
+        let mut r = Ranking::new();
+        vllm(&mut r, &check, &vllm_start(30 * GIB, 72 * GIB));
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+    }
+
+    #[test]
+    fn no_cache_blocks_is_the_cap_and_a_long_max_len_the_kv_cache() {
+        let mut r = Ranking::new();
+        vllm(&mut r, &VllmCheck::NoCacheBlocks, &vllm_start(GIB, GIB));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        let check = VllmCheck::MaxLenExceedsKvCache {
+            max_model_len: Some(32768),
+            kv_tokens: Some(20000),
+            estimated_max_len: None,
+            needed_bytes: None,
+            available_bytes: None,
+        };
+        let mut r = Ranking::new();
+        vllm(&mut r, &check, &vllm_start(GIB, GIB));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        assert!(r.0[0].evidence.contains("20000 tokens"));
+    }
+
+    #[test]
+    fn a_step_inside_an_engine_s_share_is_the_share() {
+        let mut e = pytorch(80 * GIB, GIB, 100 * MIB);
+        e.facts.serving_engine = Some(ServingEngine::Vllm);
+        let mut r = Ranking::new();
+        serving_engine(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        e.framework = Framework::Vllm;
+        let mut r = Ranking::new();
+        serving_engine(&mut r, &e);
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn sglang_without_kv_room_is_its_static_fraction() {
+        let mut r = Ranking::new();
+        sglang(
+            &mut r,
+            &SglangCheck::NoKvCacheRoom {
+                mem_fraction_static: Some(0.7),
+            },
+        );
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert!(r.0[0].evidence.contains("mem_fraction_static=0.7"));
+    }
+
+    #[test]
+    fn llama_cpp_at_load_is_the_weights_and_later_the_context() {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.phase = Phase::ModelLoad;
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        e.phase = Phase::Generation;
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+}

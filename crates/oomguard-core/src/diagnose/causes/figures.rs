@@ -1,0 +1,371 @@
+//! Rules over the allocator's figures: the request against what was free,
+//! what the cache held free (fragmentation), a first request that takes the
+//! device, a working set beyond the device, and the pools of TensorFlow and
+//! JAX.
+
+use super::{pct, CauseId, Ranking, GIB};
+use crate::diagnose::accounting::{Accounting, SegmentKind};
+use crate::oom::{DeviceKind, Framework, OomEvent};
+use crate::size::format_size as fs;
+
+/// The allocator's rounding, which the printed figures hide: PyTorch's
+/// caching allocator takes requests of 1-10 MiB as 20 MiB segments and
+/// rounds larger ones up to 2 MiB (CUDACachingAllocator.cpp kLargeBuffer,
+/// kRoundLarge), and printed figures are rounded to two decimals.
+const ROUNDING_SLACK: u64 = 20 << 20;
+
+/// True when the request fitted the free memory beyond what rounding
+/// hides: equal figures as printed mean the device is simply full.
+pub(super) fn fits_free(q: u64, f: u64) -> bool {
+    f > q.saturating_add((q / 50).max(ROUNDING_SLACK))
+}
+
+/// The cached-but-free score by its share of the device: a few percent is
+/// the allocator's normal slack, from 5% on it is memory the workload could
+/// have had in one piece.
+fn cached_free_score(share: Option<f64>) -> f64 {
+    match share {
+        Some(s) if s >= 0.05 => 0.85,
+        Some(s) if s >= 0.02 => 0.5,
+        Some(_) => 0.25,
+        None => 0.6,
+    }
+}
+
+/// Fragmentation: the cache holds enough free bytes, but not in one block.
+pub(super) fn fragmentation(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    let m = &event.memory;
+    let (Some(cf), Some(q)) = (acc.bytes(SegmentKind::CachedFree), m.requested_bytes) else {
+        return;
+    };
+    let total = m.total_bytes;
+    let reserved = m.reserved_bytes.unwrap_or(0);
+    if cf >= q && cf > 0 {
+        // The caching allocator frees every unsplit cached segment and
+        // retries before it raises (CUDACachingAllocator.cpp `malloc`:
+        // release_available_cached_blocks, then release_cached_blocks),
+        // so what the message still counts as cached but free lies in
+        // segments partly in use: enough bytes, in pieces.
+        let score = cached_free_score(total.map(|t| cf as f64 / t.max(1) as f64));
+        r.add_checked(
+            CauseId::Fragmentation,
+            score,
+            format!(
+                "{} is cached by the allocator but free ({} of the device), at least the {} requested: the allocator already released what it could, so these bytes lie in pieces of partly used segments, none large enough",
+                fs(cf),
+                total.map_or("n/a".into(), |t| pct(cf, t)),
+                fs(q)
+            ),
+            None,
+        );
+    } else if reserved > 0 && cf * 4 >= reserved && cf >= 256 << 20 {
+        r.add(
+            CauseId::Fragmentation,
+            0.4,
+            format!(
+                "{} of the {} the allocator holds is cached but free ({})",
+                fs(cf),
+                fs(reserved),
+                pct(cf, reserved)
+            ),
+        );
+    }
+}
+
+/// The request fitted what the driver reported free and still failed, on a
+/// device without a stated cap (MPS and XPU have rules of their own).
+pub(super) fn fitted_free_memory(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    let (Some(q), Some(f)) = (event.memory.requested_bytes, acc.bytes(SegmentKind::Free)) else {
+        return;
+    };
+    if fits_free(q, f)
+        && event.device.kind != DeviceKind::Mps
+        && event.memory.allowed_bytes.is_none()
+        && event.device.kind != DeviceKind::Xpu
+    {
+        fitted_free(r, q, f);
+    }
+}
+
+/// The limit lies where the figures do not look. Without a cap in the text,
+/// that is memory another process took and gave back between the failure
+/// and the reading, the host (pinned or shared system memory) or the
+/// driver; the text cannot tell which.
+fn fitted_free(r: &mut Ranking, q: u64, f: u64) {
+    let far = f >= q.saturating_mul(2) && f - q >= GIB;
+    let how = if far { "far more than" } else { "more than" };
+    r.undecided();
+    r.add_checked(
+        CauseId::OtherProcesses,
+        if far { 0.55 } else { 0.5 },
+        format!(
+            "{} was free, {how} the {} requested: no cap shows in the text, so the memory was most likely taken by another process for a moment (another job, a second worker) and freed before the figures were read",
+            fs(f),
+            fs(q)
+        ),
+        Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv -l 1 while it runs: another pid whose memory jumps at the failure"),
+    );
+    r.add_checked(
+        CauseId::NotMemory,
+        0.45,
+        "a driver or runtime refusal reported as out of memory (an old driver, a Windows WDDM limit, a corrupted context after an earlier error)",
+        Some("compare torch.version.cuda with the driver version nvidia-smi prints, and rerun with CUDA_LAUNCH_BLOCKING=1"),
+    );
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.48,
+        "a limit the message does not print: a CUDA MPS memory limit, a scheduler's per-worker GPU share, or a container's device-memory limit refuses allocations while the device has room",
+        Some("echo $CUDA_MPS_PINNED_DEVICE_MEM_LIMIT, and look for a per-worker GPU share or memory fraction in the tool's settings"),
+    );
+    r.add_checked(
+        CauseId::HostMemory,
+        0.4,
+        "pinned (page-locked) host memory or the system memory the driver shares with the GPU can run out while the device has room",
+        Some("free -g at the failure: little available host memory points here"),
+    );
+}
+
+/// Nothing held yet and one request takes a quarter of the device or more:
+/// the model (its weights or first layer) is large for this GPU.
+pub(super) fn first_request_takes_the_device(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    if let (Some(0), Some(q), Some(t)) = (m.allocated_bytes, m.requested_bytes, m.total_bytes) {
+        if m.reserved_bytes.unwrap_or(0) == 0 && q * 4 >= t && q <= t {
+            r.add(
+                CauseId::ModelTooLarge,
+                0.65,
+                format!(
+                    "the framework held nothing yet and its first request takes {} ({}) of the {} device: the model is large for this GPU",
+                    fs(q),
+                    pct(q, t),
+                    fs(t)
+                ),
+            );
+        }
+    }
+}
+
+/// Windows (WDDM) lets allocations spill over into shared system memory: a
+/// working set beyond the device. Half again beyond it is the model's.
+pub(super) fn spilled_into_shared_memory(r: &mut Ranking, event: &OomEvent) {
+    let (Some(a), Some(t)) = (event.memory.allocated_bytes, event.memory.total_bytes) else {
+        return;
+    };
+    if a > t.saturating_add(t / 2) {
+        r.add(
+            CauseId::ModelTooLarge,
+            0.9,
+            format!(
+                "{} allocated is {:.1}x the device's {}: the Windows driver spilled into shared system memory; a working set that far beyond the GPU is the model's, not one batch's",
+                fs(a),
+                a as f64 / t as f64,
+                fs(t)
+            ),
+        );
+        r.add(
+            CauseId::BatchTooLarge,
+            0.5,
+            "a smaller batch lowers the activations, but the rest still exceeds the GPU",
+        );
+    } else if a > t {
+        r.add(
+            CauseId::BatchTooLarge,
+            0.9,
+            format!(
+                "{} allocated exceeds the device's {}: the Windows driver spilled into shared system memory before failing",
+                fs(a),
+                fs(t)
+            ),
+        );
+    }
+}
+
+/// Nothing allocated on MPS and a tiny request refused: the Metal backend
+/// failed to allocate, which is not a shortage (an old macOS or torch, a VM
+/// without a Metal device).
+pub(super) fn mps_nothing_allocated(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    if let (Some(a), Some(q)) = (m.allocated_bytes, m.requested_bytes) {
+        if a <= 1 << 20 && q <= 1 << 20 && m.non_framework_bytes.unwrap_or(0) <= 1 << 20 {
+            r.add(
+                CauseId::NotMemory,
+                0.85,
+                format!(
+                    "nothing is allocated ({}) and a request of {} was refused: the Metal backend could not allocate at all, which is not a shortage (the macOS or torch version, or a machine without a usable Metal device)",
+                    fs(a),
+                    fs(q)
+                ),
+            );
+        }
+    }
+}
+
+/// TensorFlow's and JAX's pools: a pool TensorFlow could not reserve at
+/// start, and, from the BFC allocator's own figures, a full pool against a
+/// split one.
+pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
+    if event.facts.pool_reservation {
+        r.add(
+            CauseId::OtherProcesses,
+            0.7,
+            match event.memory.requested_bytes {
+                Some(q) => format!("TensorFlow could not reserve its {} memory pool at start: another process (a notebook kernel, a previous run) holds the GPU", fs(q)),
+                None => "TensorFlow could not reserve its memory pool at start: another process holds the GPU".into(),
+            },
+        );
+    }
+    let m = &event.memory;
+    match (m.allowed_bytes, m.allocated_bytes, m.requested_bytes) {
+        // The pool's own figures decide: live tensors plus the request
+        // beyond the pool is a full pool, within it a split one.
+        (Some(limit), Some(in_use), Some(q)) if event.framework == Framework::TensorFlow => {
+            if in_use.saturating_add(q) > limit {
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.7,
+                    format!(
+                        "the allocator's pool of {} holds {} of live tensors; the {} request does not fit the rest: the pool is full, not fragmented",
+                        fs(limit),
+                        fs(in_use),
+                        fs(q)
+                    ),
+                );
+            } else {
+                r.add(
+                    CauseId::Fragmentation,
+                    0.75,
+                    format!(
+                        "live tensors hold {} of the {} pool, so the {} request fits its free bytes, but not in one chunk",
+                        fs(in_use),
+                        fs(limit),
+                        fs(q)
+                    ),
+                );
+            }
+        }
+        _ if event.facts.fragmentation_hint => r.add(
+            CauseId::Fragmentation,
+            0.55,
+            "TensorFlow's BFC allocator failed and itself points at fragmentation of its pool",
+        ),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::oom::MemoryFigures;
+
+    fn acc(e: &OomEvent) -> Accounting {
+        Accounting::of(e)
+    }
+
+    #[test]
+    fn equal_figures_as_printed_are_a_full_device_not_a_fit() {
+        assert!(!fits_free(GIB, GIB + 10 * MIB));
+        assert!(fits_free(GIB, 2 * GIB));
+        assert!(!fits_free(10 * GIB, 10 * GIB + 100 * MIB));
+    }
+
+    #[test]
+    fn cached_free_bytes_that_cover_the_request_are_fragmentation_by_their_share() {
+        let mut e = pytorch(24 * GIB, GIB, 10 * MIB);
+        e.memory.reserved_bytes = Some(20 * GIB);
+        e.memory.allocated_bytes = Some(16 * GIB);
+        e.memory.reserved_unallocated_bytes = Some(4 * GIB);
+        let mut r = Ranking::new();
+        fragmentation(&mut r, &e, &acc(&e));
+        assert_eq!(r.score(CauseId::Fragmentation), Some(0.85));
+        assert_eq!(cached_free_score(Some(0.03)), 0.5);
+        assert_eq!(cached_free_score(Some(0.01)), 0.25);
+        assert_eq!(cached_free_score(None), 0.6);
+        // Less cached than requested: fragmentation only as a weak hint.
+        e.memory.requested_bytes = Some(6 * GIB);
+        e.memory.reserved_bytes = Some(16 * GIB);
+        e.memory.allocated_bytes = Some(12 * GIB);
+        let mut r = Ranking::new();
+        fragmentation(&mut r, &e, &acc(&e));
+        assert_eq!(r.score(CauseId::Fragmentation), Some(0.4));
+    }
+
+    #[test]
+    fn a_request_that_fitted_the_free_memory_leaves_the_cause_undecided() {
+        let e = pytorch(24 * GIB, GIB, 8 * GIB);
+        let mut r = Ranking::new();
+        fitted_free_memory(&mut r, &e, &acc(&e));
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        assert!(r.0.iter().all(|c| c.check.is_some()));
+        // A stated cap explains it: the cap rules speak instead.
+        let mut capped = pytorch(24 * GIB, GIB, 8 * GIB);
+        capped.memory.allowed_bytes = Some(12 * GIB);
+        let mut r = Ranking::new();
+        fitted_free_memory(&mut r, &capped, &acc(&capped));
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn a_first_request_of_a_quarter_of_the_device_is_the_model() {
+        let mut e = pytorch(16 * GIB, 6 * GIB, 2 * GIB);
+        e.memory.allocated_bytes = Some(0);
+        let mut r = Ranking::new();
+        first_request_takes_the_device(&mut r, &e);
+        assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.65));
+        e.memory.requested_bytes = Some(GIB);
+        let mut r = Ranking::new();
+        first_request_takes_the_device(&mut r, &e);
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn a_working_set_beyond_the_device_is_the_batch_and_far_beyond_the_model() {
+        let mut e = pytorch(8 * GIB, GIB, 0);
+        e.memory.allocated_bytes = Some(9 * GIB);
+        let mut r = Ranking::new();
+        spilled_into_shared_memory(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        e.memory.allocated_bytes = Some(20 * GIB);
+        let mut r = Ranking::new();
+        spilled_into_shared_memory(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+    }
+
+    #[test]
+    fn a_tiny_refused_request_on_an_empty_mps_device_is_not_memory() {
+        let mut e = event(
+            Framework::PyTorch,
+            MemoryFigures {
+                allocated_bytes: Some(0),
+                requested_bytes: Some(4096),
+                ..MemoryFigures::default()
+            },
+        );
+        e.device.kind = DeviceKind::Mps;
+        let mut r = Ranking::new();
+        mps_nothing_allocated(&mut r, &e);
+        assert_eq!(r.score(CauseId::NotMemory), Some(0.85));
+    }
+
+    #[test]
+    fn the_bfc_pool_figures_tell_a_full_pool_from_a_split_one() {
+        let pool = |in_use: u64| {
+            event(
+                Framework::TensorFlow,
+                MemoryFigures {
+                    allowed_bytes: Some(10 * GIB),
+                    allocated_bytes: Some(in_use),
+                    requested_bytes: Some(GIB),
+                    ..MemoryFigures::default()
+                },
+            )
+        };
+        let mut r = Ranking::new();
+        tensorflow_pool(&mut r, &pool(9 * GIB + GIB / 2));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        let mut r = Ranking::new();
+        tensorflow_pool(&mut r, &pool(4 * GIB));
+        assert_eq!(r.top(), Some(CauseId::Fragmentation));
+    }
+}

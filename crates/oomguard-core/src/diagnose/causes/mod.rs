@@ -1,0 +1,293 @@
+//! Ranking the causes of one event from its figures, its phase and its
+//! framework. Each rule is a small function in the file of its topic; it adds
+//! a cause with a score and the numbers behind it, and a cause added twice
+//! keeps its highest score. The rules read the figures, never the source of a
+//! particular message. The order in which `rank_into` calls them is part of
+//! the ranking: causes of equal score keep the order they were added in.
+//!
+//! Topics: `sizes` (invalid and absurd sizes), `figures` (free, request,
+//! reserved, fragmentation), `caps` (configured limits), `processes` (memory
+//! outside the framework), `phase` (the phase and the frames), `engines`
+//! (vLLM, SGLang, llama.cpp), `libraries` (cuBLAS, cuDNN, NCCL, Triton),
+//! `host` (the OOM killer, host RAM, container limits).
+
+mod caps;
+mod engines;
+mod figures;
+mod host;
+mod libraries;
+mod phase;
+mod processes;
+mod sizes;
+
+pub(super) use libraries::shared_memory_gpu_class;
+pub(super) use phase::from_trend;
+
+use super::accounting::Accounting;
+use super::{Cause, CauseId};
+use crate::oom::{DeviceKind, Framework, OomEvent};
+
+pub(super) const GIB: u64 = 1 << 30;
+
+struct Ranking(Vec<Cause>, bool);
+
+impl Ranking {
+    fn new() -> Ranking {
+        Ranking(Vec::new(), false)
+    }
+
+    fn add(&mut self, id: CauseId, score: f64, evidence: impl Into<String>) {
+        self.add_checked(id, score, evidence, None);
+    }
+
+    /// Adds a cause with the check that tells it apart from the others.
+    fn add_checked(
+        &mut self,
+        id: CauseId,
+        score: f64,
+        evidence: impl Into<String>,
+        check: Option<&str>,
+    ) {
+        let score = (score.clamp(0.0, 1.0) * 100.0).round() / 100.0;
+        let check = check.map(str::to_string);
+        match self.0.iter_mut().find(|c| c.id == id) {
+            Some(c) if c.score >= score => {}
+            Some(c) => {
+                c.score = score;
+                c.evidence = evidence.into();
+                c.check = check;
+            }
+            None => self.0.push(Cause {
+                id,
+                score,
+                evidence: evidence.into(),
+                check,
+            }),
+        }
+    }
+
+    /// Marks the event as one whose text covers several causes.
+    fn undecided(&mut self) {
+        self.1 = true;
+    }
+
+    /// The score of a cause, when a rule added it.
+    #[cfg(test)]
+    fn score(&self, id: CauseId) -> Option<f64> {
+        self.0.iter().find(|c| c.id == id).map(|c| c.score)
+    }
+
+    /// The cause with the highest score (the first added among equals).
+    #[cfg(test)]
+    fn top(&self) -> Option<CauseId> {
+        let mut sorted = self.0.clone();
+        sorted.sort_by(|a, b| b.score.total_cmp(&a.score));
+        sorted.first().map(|c| c.id)
+    }
+}
+
+/// The ranked causes, and whether the text itself leaves them open.
+pub(super) struct Ranked {
+    pub causes: Vec<Cause>,
+    pub undecided: bool,
+}
+
+/// How far the ranking decides: low when a rule said the text cannot tell
+/// the causes apart or the first two are within 0.1; high when the first
+/// leads by 0.25 or more at 0.8 or above; medium otherwise.
+pub(super) fn confidence(causes: &[Cause], undecided: bool) -> super::Confidence {
+    use super::Confidence;
+    let top = causes.first().map_or(0.0, |c| c.score);
+    let second = causes.get(1).map_or(0.0, |c| c.score);
+    if undecided || top < 0.5 || top - second < 0.1 {
+        Confidence::Low
+    } else if top >= 0.8 && top - second >= 0.25 {
+        Confidence::High
+    } else {
+        Confidence::Medium
+    }
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "n/a".into();
+    }
+    format!("{:.0}%", part as f64 * 100.0 / whole as f64)
+}
+
+pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Ranked {
+    let mut r = Ranking::new();
+    rank_into(&mut r, event, acc);
+    Ranked {
+        causes: r.0,
+        undecided: r.1,
+    }
+}
+
+fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    // Messages whose meaning the facts fix entirely: the phase rules below
+    // would add a batch cause, which is wrong for each of them.
+    if let Some(shm) = &event.facts.shared_memory {
+        libraries::shared_memory(r, shm);
+        return;
+    }
+    if let Some(space) = libraries::on_chip_memory_space(&event.message) {
+        libraries::on_chip_memory(r, space);
+        return;
+    }
+    if let Some(check) = &event.facts.sglang {
+        engines::sglang(r, check);
+        return;
+    }
+    if event.facts.batch_search_exhausted {
+        phase::batch_search_exhausted(r);
+        return;
+    }
+    sizes::absurd_request(r, event);
+    sizes::device_request_invalid(r, event);
+    if let Some(check) = &event.facts.vllm {
+        engines::vllm(r, check, event);
+    }
+    engines::serving_engine(r, event);
+    phase::model_state_frames(r, event);
+    if event.device.kind == DeviceKind::Mps {
+        figures::mps_nothing_allocated(r, event);
+    }
+    if event.facts.oom_killer || event.device.kind == DeviceKind::Cpu {
+        host::host(r, event);
+    }
+    match event.framework {
+        Framework::Cublas | Framework::Cudnn | Framework::Nccl => libraries::library(r, event),
+        Framework::LlamaCpp => engines::llama(r, event),
+        Framework::TensorFlow | Framework::Jax => figures::tensorflow_pool(r, event),
+        _ => {}
+    }
+    all_figures(r, event, acc);
+    phase::by_phase(r, event, acc);
+    if r.0.is_empty() {
+        phase::bare_failure(r, event);
+    }
+}
+
+/// Rules over the figures any framework may state, in the order they weigh
+/// in. A request larger than the whole device decides alone.
+fn all_figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    if sizes::request_exceeds_device(r, event) {
+        return;
+    }
+    figures::fragmentation(r, event, acc);
+    processes::outside_the_framework(r, event, acc);
+    caps::configured_caps(r, event);
+    caps::xpu_single_allocation(r, event);
+    figures::fitted_free_memory(r, event, acc);
+    figures::first_request_takes_the_device(r, event);
+    figures::spilled_into_shared_memory(r, event);
+}
+
+#[cfg(test)]
+pub(super) mod testing {
+    //! Events built from figures, for the rules' unit tests.
+    use crate::oom::{Device, DeviceKind, EventFacts, Framework, MemoryFigures, OomEvent, Phase};
+
+    pub const MIB: u64 = 1 << 20;
+    pub(in crate::diagnose) use super::GIB;
+
+    /// A CUDA event of `framework` with the given figures and no facts.
+    pub fn event(framework: Framework, memory: MemoryFigures) -> OomEvent {
+        OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework,
+            device: Device {
+                kind: DeviceKind::Cuda,
+                index: Some(0),
+            },
+            message: String::new(),
+            memory,
+            phase: Phase::Unknown,
+            facts: EventFacts::default(),
+        }
+    }
+
+    /// A PyTorch event stating a device, a request and what was free.
+    pub fn pytorch(total: u64, requested: u64, free: u64) -> OomEvent {
+        event(
+            Framework::PyTorch,
+            MemoryFigures {
+                total_bytes: Some(total),
+                requested_bytes: Some(requested),
+                free_bytes: Some(free),
+                ..MemoryFigures::default()
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use crate::oom::{MemoryFigures, Phase};
+
+    fn ranked(event: &OomEvent) -> Ranked {
+        rank(event, &Accounting::of(event))
+    }
+
+    #[test]
+    fn a_cause_added_twice_keeps_its_highest_score_and_its_evidence() {
+        let mut r = Ranking::new();
+        r.add(CauseId::BatchTooLarge, 0.4, "low");
+        r.add(CauseId::BatchTooLarge, 0.7, "high");
+        r.add(CauseId::BatchTooLarge, 0.5, "middle");
+        assert_eq!(r.0.len(), 1);
+        assert_eq!(r.0[0].score, 0.7);
+        assert_eq!(r.0[0].evidence, "high");
+    }
+
+    #[test]
+    fn confidence_is_low_when_undecided_or_close_and_high_when_clear() {
+        let cause = |id, score| Cause {
+            id,
+            score,
+            evidence: String::new(),
+            check: None,
+        };
+        let clear = [
+            cause(CauseId::BatchTooLarge, 0.9),
+            cause(CauseId::ModelTooLarge, 0.4),
+        ];
+        assert_eq!(confidence(&clear, false), super::super::Confidence::High);
+        assert_eq!(confidence(&clear, true), super::super::Confidence::Low);
+        let close = [
+            cause(CauseId::BatchTooLarge, 0.6),
+            cause(CauseId::ModelTooLarge, 0.55),
+        ];
+        assert_eq!(confidence(&close, false), super::super::Confidence::Low);
+        let medium = [
+            cause(CauseId::BatchTooLarge, 0.7),
+            cause(CauseId::ModelTooLarge, 0.5),
+        ];
+        assert_eq!(confidence(&medium, false), super::super::Confidence::Medium);
+    }
+
+    #[test]
+    fn an_event_without_figures_or_phase_gets_the_undecided_differential() {
+        let e = event(Framework::PyTorch, MemoryFigures::default());
+        let r = ranked(&e);
+        assert!(r.undecided);
+        assert_eq!(r.causes[0].id, CauseId::BatchTooLarge);
+        assert!(r.causes.iter().any(|c| c.id == CauseId::OtherProcesses));
+    }
+
+    #[test]
+    fn a_request_beyond_the_device_skips_the_other_figures() {
+        let mut e = pytorch(24 * GIB, 40 * GIB, GIB);
+        e.memory.reserved_bytes = Some(20 * GIB);
+        e.memory.allocated_bytes = Some(2 * GIB);
+        e.memory.reserved_unallocated_bytes = Some(18 * GIB);
+        e.phase = Phase::Evaluation;
+        let r = ranked(&e);
+        assert_eq!(r.causes[0].id, CauseId::BatchTooLarge);
+        assert!(r.causes.iter().all(|c| c.id != CauseId::Fragmentation));
+    }
+}

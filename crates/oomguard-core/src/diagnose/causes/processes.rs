@@ -1,0 +1,174 @@
+//! Memory outside the framework's allocator: other processes (listed in
+//! `Process N has` clauses or inferred from the device's figures), and this
+//! process's own memory outside the framework. The accounting has already
+//! removed a clause that is this process itself (in a container PyTorch
+//! cannot match its own pid) and dropped a broken reading; these rules read
+//! what is left. Each is the cause only when the request did not fit what
+//! was free.
+
+use super::figures::fits_free;
+use super::{pct, CauseId, Ranking, GIB};
+use crate::diagnose::accounting::{Accounting, SegmentKind};
+use crate::oom::{DeviceKind, OomEvent};
+use crate::size::format_size as fs;
+
+/// A fifth of the device held elsewhere is a cause, not background.
+fn a_fifth_of(part: u64, total: u64) -> bool {
+    part * 5 >= total
+}
+
+/// Runs the rules when the request did not fit the free memory (or the
+/// free memory is unknown) and the device's size is known.
+pub(super) fn outside_the_framework(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
+    let blocked = match (event.memory.requested_bytes, acc.bytes(SegmentKind::Free)) {
+        (Some(q), Some(f)) => !fits_free(q, f),
+        _ => true,
+    };
+    let Some(t) = event.memory.total_bytes.filter(|_| blocked) else {
+        return;
+    };
+    other_processes(r, acc, t);
+    outside_unattributed(r, acc, t);
+    non_framework(r, event, acc, t);
+}
+
+/// Other processes hold a fifth of the device: the listed clauses, else
+/// what the figures leave to other processes.
+fn other_processes(r: &mut Ranking, acc: &Accounting, t: u64) {
+    let listed: u64 = acc.others.iter().map(|p| p.bytes).sum();
+    if listed > 0 {
+        if a_fifth_of(listed, t) {
+            let list: Vec<String> = acc
+                .others
+                .iter()
+                .map(|p| format!("pid {} holds {}", p.pid, fs(p.bytes)))
+                .collect();
+            r.add(
+                CauseId::OtherProcesses,
+                0.85,
+                format!("{} ({} of the device)", list.join(", "), pct(listed, t)),
+            );
+        }
+        return;
+    }
+    let others = acc.bytes(SegmentKind::OtherProcesses).unwrap_or(0);
+    if a_fifth_of(others, t) {
+        r.add(
+            CauseId::OtherProcesses,
+            0.85,
+            format!(
+                "{} of the {} device ({}) is used by neither this process nor its framework: other processes hold it",
+                fs(others),
+                fs(t),
+                pct(others, t)
+            ),
+        );
+    }
+}
+
+/// A quarter of the device (and at least 1 GiB) outside the framework, when
+/// the message cannot tell this process from others (PyTorch 1.x): another
+/// process most likely, this process outside the framework otherwise.
+fn outside_unattributed(r: &mut Ranking, acc: &Accounting, t: u64) {
+    let Some(outside) = acc.bytes(SegmentKind::OutsideFramework) else {
+        return;
+    };
+    if outside * 4 >= t && outside >= GIB {
+        r.add(
+            CauseId::OtherProcesses,
+            0.75,
+            format!(
+                "{} of the {} device ({}) is used outside the framework's allocator: far more than a CUDA context, so another process (or another framework in this one) holds it",
+                fs(outside),
+                fs(t),
+                pct(outside, t)
+            ),
+        );
+        r.add(
+            CauseId::NonFrameworkMemory,
+            0.35,
+            "if no other process runs on the GPU, this process holds it outside the framework (another framework, a second model, cuDNN/NCCL buffers)",
+        );
+    }
+}
+
+/// This process holds more outside the framework than a CUDA context needs
+/// (1.5 GiB and a tenth of the device). MPS counts its "other allocations"
+/// differently: caps::mps_watermark reads them.
+fn non_framework(r: &mut Ranking, event: &OomEvent, acc: &Accounting, t: u64) {
+    let Some(nf) = acc.bytes(SegmentKind::NonFramework) else {
+        return;
+    };
+    if event.device.kind != DeviceKind::Mps && nf >= (3 * GIB) / 2 && nf * 10 >= t {
+        r.add(
+            CauseId::NonFrameworkMemory,
+            0.7,
+            format!(
+                "this process holds {} outside the framework's allocator ({} of the device): more than a CUDA context needs",
+                fs(nf),
+                pct(nf, t)
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+    use crate::oom::ProcessMemory;
+
+    fn ranked(e: &OomEvent) -> Ranking {
+        let mut r = Ranking::new();
+        outside_the_framework(&mut r, e, &Accounting::of(e));
+        r
+    }
+
+    /// A modern PyTorch message: 24 GiB device, `free` free, 4 GiB
+    /// reserved (3 allocated), this process `process` in all.
+    fn modern(free: u64, process: u64, others: Vec<ProcessMemory>) -> OomEvent {
+        let mut e = pytorch(24 * GIB, 2 * GIB, free);
+        e.memory.reserved_bytes = Some(4 * GIB);
+        e.memory.allocated_bytes = Some(3 * GIB);
+        e.memory.reserved_unallocated_bytes = Some(GIB);
+        e.memory.process_bytes = Some(process);
+        e.memory.other_processes = Some(others);
+        e
+    }
+
+    #[test]
+    fn a_listed_process_holding_a_fifth_of_the_device_is_the_cause() {
+        let other = ProcessMemory {
+            pid: 4242,
+            bytes: 15 * GIB,
+        };
+        let r = ranked(&modern(100 * MIB, 5 * GIB, vec![other]));
+        assert_eq!(r.score(CauseId::OtherProcesses), Some(0.85));
+    }
+
+    #[test]
+    fn other_processes_count_only_when_the_request_did_not_fit() {
+        let other = ProcessMemory {
+            pid: 4242,
+            bytes: 10 * GIB,
+        };
+        let r = ranked(&modern(8 * GIB, 5 * GIB, vec![other]));
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn this_process_far_beyond_its_allocator_is_non_framework_memory() {
+        let r = ranked(&modern(100 * MIB, 20 * GIB, vec![]));
+        assert_eq!(r.score(CauseId::NonFrameworkMemory), Some(0.7));
+    }
+
+    #[test]
+    fn unattributed_memory_outside_the_allocator_points_at_another_process() {
+        // PyTorch 1.x: total, free and reserved only.
+        let mut e = pytorch(16 * GIB, GIB, 50 * MIB);
+        e.memory.reserved_bytes = Some(6 * GIB);
+        let r = ranked(&e);
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        assert_eq!(r.score(CauseId::NonFrameworkMemory), Some(0.35));
+    }
+}
