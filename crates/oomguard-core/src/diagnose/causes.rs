@@ -204,15 +204,15 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let m = &event.memory;
     // Messages whose meaning the facts fix entirely: the phase rules below
     // would add a batch cause, which is wrong for each of them.
-    if let Some(shm) = &event.facts.shared_memory {
+    if let Some(shm) = event.facts.shared_memory() {
         shared_memory(r, shm);
         return;
     }
-    if let Some(check) = &event.facts.sglang {
+    if let Some(check) = event.facts.sglang() {
         sglang(r, check);
         return;
     }
-    if event.facts.batch_search_exhausted {
+    if event.facts.batch_search_exhausted() {
         batch_search_exhausted(r);
         return;
     }
@@ -241,7 +241,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             format!("one device allocation of {} is more than any GPU holds: a size computed wrong (an overflowed shape, a wrong dimension)", fs(q)),
         );
     }
-    if let Some(check) = &event.facts.vllm {
+    if let Some(check) = event.facts.vllm() {
         vllm(r, check, event);
     }
     if let (Some(engine), Framework::PyTorch) = (event.facts.serving_engine, event.framework) {
@@ -268,7 +268,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if event.device.kind == DeviceKind::Mps {
         mps_nothing_allocated(r, event);
     }
-    if event.facts.oom_killer || event.device.kind == DeviceKind::Cpu {
+    if event.facts.oom_killer() || event.device.kind == DeviceKind::Cpu {
         host(r, event);
     }
     match event.framework {
@@ -541,7 +541,7 @@ fn batch_search_exhausted(r: &mut Ranking) {
 }
 
 fn tensorflow(r: &mut Ranking, event: &OomEvent) {
-    if event.facts.pool_reservation {
+    if event.facts.pool_reservation() {
         r.add(
             CauseId::OtherProcesses,
             0.7,
@@ -590,7 +590,7 @@ fn tensorflow(r: &mut Ranking, event: &OomEvent) {
 }
 
 fn host(r: &mut Ranking, event: &OomEvent) {
-    let evidence = if event.facts.oom_killer {
+    let evidence = if event.facts.oom_killer() {
         format!(
             "the kernel's OOM killer ended {}",
             event.facts.call.as_deref().unwrap_or("the process")
@@ -605,7 +605,7 @@ fn host(r: &mut Ranking, event: &OomEvent) {
     if let Some(limit) = event
         .memory
         .allowed_bytes
-        .filter(|_| event.facts.oom_killer)
+        .filter(|_| event.facts.oom_killer())
     {
         r.add_checked(
             CauseId::MemoryCap,
@@ -1039,7 +1039,8 @@ fn figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
 /// Rules that read the phase and how much the framework held for tensors.
 fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let m = &event.memory;
-    if matches!(event.framework, Framework::Vllm | Framework::LlamaCpp) || event.facts.oom_killer {
+    if matches!(event.framework, Framework::Vllm | Framework::LlamaCpp) || event.facts.oom_killer()
+    {
         return;
     }
     let share = match (m.allocated_bytes, acc.framework_budget) {

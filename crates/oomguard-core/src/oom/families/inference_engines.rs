@@ -8,10 +8,51 @@
 //! pool_configurator.py `MemoryPoolConfig.__post_init__`, which appends
 //! ` Current value: mem_fraction_static=F`).
 
-use super::family::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
-use super::{DeviceKind, Framework, Phase, SglangCheck, VllmCheck};
+use crate::oom::patterns::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
+use crate::oom::{DeviceKind, EngineCheck, EventKind, Framework, Phase, SglangCheck, VllmCheck};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &[
+    // ONNX Runtime's arena, llama.cpp's buffers.
+    "ailed to alloc",
+    "nable to allocate",
+    // ONNX Runtime's CUDA provider, llama.cpp's cudaMalloc.
+    "out of memory",
+    // candle's cudarc `DriverError(CUDA_ERROR_OUT_OF_MEMORY, ...)`.
+    "OUT_OF_MEMORY",
+    // vLLM's start-up checks.
+    "available memory for the cache blocks",
+    "KV cache",
+    "on startup is less than desired",
+    // SGLang's `Not enough memory. Please try to increase --mem-fraction-static.`
+    "ot enough memory",
+];
+/// Words one of which every message `parse` reads holds.
+pub(super) const WORDS: &[&str] = &[
+    "buffer",
+    "failure",
+    "DriverError",
+    "cudaMalloc",
+    "cache blocks",
+    "seq len",
+    "KV cache",
+    "startup",
+    "mem-fraction",
+];
+/// Messages of this family as the engines print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "onnxruntime.capi.onnxruntime_pybind11_state.RuntimeException: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. Name:'Conv_3' Status Message: Failed to allocate memory for requested buffer of size 1073741824",
+    "Error: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+    "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory",
+    "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
+    "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
+    "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (23392). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
+    "ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
+    "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8",
+];
 
 struct Patterns {
     ort_arena: Regex,
@@ -177,6 +218,14 @@ fn backend_kind(name: &str) -> DeviceKind {
     }
 }
 
+fn set_vllm(parsed: &mut Parsed, check: VllmCheck) {
+    parsed.facts.kind = EventKind::EngineCheck(EngineCheck::Vllm(check));
+}
+
+fn set_sglang(parsed: &mut Parsed, check: SglangCheck) {
+    parsed.facts.kind = EventKind::EngineCheck(EngineCheck::Sglang(check));
+}
+
 fn vllm(text: &str) -> Option<Parsed> {
     let p = &*P;
     if p.vllm_blocks.is_match(text) {
@@ -186,7 +235,7 @@ fn vllm(text: &str) -> Option<Parsed> {
             message_from(text, &p.vllm_blocks),
         );
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::NoCacheBlocks);
+        set_vllm(&mut parsed, VllmCheck::NoCacheBlocks);
         return Some(parsed);
     }
     if let Some(c) = p.vllm_new_len.captures(text) {
@@ -200,13 +249,16 @@ fn vllm(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = needed;
         parsed.memory.free_bytes = available;
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
-            max_model_len: c[1].parse().ok(),
-            kv_tokens: None,
-            estimated_max_len: find_u64(&p.vllm_estimated, text),
-            needed_bytes: needed,
-            available_bytes: available,
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::MaxLenExceedsKvCache {
+                max_model_len: c[1].parse().ok(),
+                kv_tokens: None,
+                estimated_max_len: find_u64(&p.vllm_estimated, text),
+                needed_bytes: needed,
+                available_bytes: available,
+            },
+        );
         return Some(parsed);
     }
     if let Some(c) = p.vllm_old_len.captures(text) {
@@ -216,13 +268,16 @@ fn vllm(text: &str) -> Option<Parsed> {
             message_from(text, &p.vllm_old_len),
         );
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
-            max_model_len: c[1].parse().ok(),
-            kv_tokens: c[2].parse().ok(),
-            estimated_max_len: None,
-            needed_bytes: None,
-            available_bytes: None,
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::MaxLenExceedsKvCache {
+                max_model_len: c[1].parse().ok(),
+                kv_tokens: c[2].parse().ok(),
+                estimated_max_len: None,
+                needed_bytes: None,
+                available_bytes: None,
+            },
+        );
         return Some(parsed);
     }
     if let Some(c) = p.vllm_startup.captures(text) {
@@ -236,9 +291,12 @@ fn vllm(text: &str) -> Option<Parsed> {
         parsed.memory.total_bytes = crate::size::log_figure_to_bytes(&c[3], &c[4]);
         parsed.memory.allowed_bytes = size_at(&c, 6);
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::FreeBelowUtilization {
-            utilization: c[5].parse().ok(),
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::FreeBelowUtilization {
+                utilization: c[5].parse().ok(),
+            },
+        );
         return Some(parsed);
     }
     None
@@ -265,9 +323,12 @@ fn sglang(text: &str) -> Option<Parsed> {
         .captures(text)
         .and_then(|c| c.get(1)?.as_str().parse::<f64>().ok())
         .filter(|f| f.is_finite());
-    parsed.facts.sglang = Some(SglangCheck::NoKvCacheRoom {
-        mem_fraction_static,
-    });
+    set_sglang(
+        &mut parsed,
+        SglangCheck::NoKvCacheRoom {
+            mem_fraction_static,
+        },
+    );
     Some(parsed)
 }
 
@@ -286,7 +347,7 @@ mod tests {
         assert_eq!(old.phase_hint, Some(Phase::Startup));
         assert!(old.memory.is_empty());
         assert_eq!(
-            old.facts.sglang,
+            old.facts.sglang().cloned(),
             Some(SglangCheck::NoKvCacheRoom {
                 mem_fraction_static: None
             })
@@ -294,7 +355,7 @@ mod tests {
         let new = parse("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8")
             .expect("an event");
         assert_eq!(
-            new.facts.sglang,
+            new.facts.sglang().cloned(),
             Some(SglangCheck::NoKvCacheRoom {
                 mem_fraction_static: Some(0.8)
             })

@@ -10,10 +10,38 @@
 //! Field mapping follows docs/reference.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
-use super::family::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
-use super::{DeviceKind, EventFacts, Framework, ProcessMemory, PyTorchEra};
+use crate::oom::patterns::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
+use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, ProcessMemory, PyTorchEra};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &[
+    // `CUDA out of memory`, `MPS backend out of memory`, THC's `cuda runtime
+    // error (2) : out of memory`, `CUDA error: out of memory`.
+    "out of memory",
+    // A caching-allocator message quoted without its first words.
+    "Tried to allocate",
+    // The cudaMallocAsync backend.
+    "would exceed allowed memory",
+    // The CPU allocator: `not enough memory`, `can't allocate memory`.
+    "ot enough memory",
+    "an't allocate",
+    // accelerate's find_executable_batch_size after halving to zero.
+    "executable batch size found",
+];
+/// Messages of this family as PyTorch and accelerate print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "RuntimeError: cuda runtime error (2) : out of memory at /opt/conda/conda-bld/pytorch_1524590031827/work/aten/src/THC/generic/THCStorage.cu:58",
+    "RuntimeError: CUDA out of memory. Tried to allocate 1024.00 MiB (GPU 0; 15.90 GiB total capacity; 14.25 GiB already allocated; 991.56 MiB free; 607.00 KiB cached)",
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 1.95 GiB is reserved by PyTorch but unallocated.",
+    "torch.OutOfMemoryError: Allocation on device 0 would exceed allowed memory. (out of memory)",
+    "RuntimeError: MPS backend out of memory (MPS allocated: 7.80 GiB, other allocations: 6.94 GiB, max allowed: 18.13 GiB). Tried to allocate 3.46 GiB on private pool.",
+    "torch.AcceleratorError: CUDA error: out of memory",
+    "RuntimeError: [enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)",
+    "RuntimeError: No executable batch size found, reached zero.",
+];
 
 struct Patterns {
     key: Regex,
@@ -195,7 +223,7 @@ fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
         message_from(text, &P.batch_finder),
     );
     parsed.device.index = device_index(text).filter(|_| kind == DeviceKind::Cuda);
-    parsed.facts.batch_search_exhausted = true;
+    parsed.facts.kind = EventKind::BatchSearchExhausted;
     Some(parsed)
 }
 
@@ -228,7 +256,7 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     // An engine's CUDA-graph capture at start-up (SGLang's `Capture cuda
     // graph failed: ...`, vLLM's capture_model).
     if text.to_ascii_lowercase().contains("cuda graph") {
-        parsed.phase_hint = Some(super::Phase::Startup);
+        parsed.phase_hint = Some(crate::oom::Phase::Startup);
     }
     parsed.device.index = p
         .gpu_index
@@ -366,7 +394,7 @@ mod tests {
             parse("RuntimeError: No executable batch size found, reached zero.").expect("an event");
         assert_eq!(parsed.framework, Framework::PyTorch);
         assert_eq!(parsed.device.kind, DeviceKind::Unknown);
-        assert!(parsed.facts.batch_search_exhausted);
+        assert!(parsed.facts.batch_search_exhausted());
         assert!(parsed.memory.is_empty());
         assert_eq!(
             parsed.message,
