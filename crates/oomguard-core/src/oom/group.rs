@@ -28,6 +28,8 @@ struct Seen {
     line: u64,
     /// Figures (or, without figures, the words) of the failure.
     figures: String,
+    /// The figures are figures, not the words standing in for them.
+    has_figures: bool,
     /// The words with digits masked: equal across ranks and devices.
     words: String,
     rank: Option<u32>,
@@ -111,9 +113,14 @@ impl Grouper {
             before,
             text,
         } = found;
+        let figures = figures_signature(&parsed);
+        let has_figures = !figures
+            .strip_suffix(parsed.message.as_str())
+            .is_some_and(|head| head.ends_with(':'));
         let seen = Seen {
             line,
-            figures: figures_signature(&parsed),
+            figures,
+            has_figures,
             words: mask_digits(parsed.framework, &parsed.message),
             rank,
             process,
@@ -141,8 +148,7 @@ impl Grouper {
             // within a few lines; or any copy after a chained exception. The
             // same message far apart is a new failure of the same size (a
             // loop that catches the OOM and goes on).
-            let has_figures = !r.figures.ends_with(&format!(":{}", r.message));
-            let retold = has_figures && r.message != seen.message;
+            let retold = r.has_figures && r.message != seen.message;
             // The same line again (not a line that differs by a progress
             // bar), with no new command started in between.
             let same_line =
@@ -280,11 +286,12 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
 /// copies of one failure, the words do not.
 fn mask_digits(framework: Framework, message: &str) -> String {
     let mut s = format!("{framework:?}:");
-    s.extend(
-        message
-            .chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c }),
-    );
+    // Replacing ASCII bytes with an ASCII byte keeps the text UTF-8.
+    let masked: Vec<u8> = message
+        .bytes()
+        .map(|b| if b.is_ascii_digit() { b'#' } else { b })
+        .collect();
+    s.push_str(&String::from_utf8(masked).expect("ASCII digits replaced by ASCII"));
     s
 }
 

@@ -9,12 +9,13 @@
 
 use super::families::{self, parse_logical, TRIGGERS};
 use super::group::{Found, Grouper};
-use super::patterns::says_non_fatal;
+use super::patterns::{says_non_fatal, Parsed};
 use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
 use super::{phase, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::LazyLock;
@@ -201,6 +202,7 @@ fn scan_plain<R: Read>(
     // lines linear.
     let mut last_event_end: usize = 0;
     let mut total_bytes: u64 = 0;
+    let mut cache = ParseCache::default();
     loop {
         let n = read_more(&mut reader, &mut buf, chunk)?;
         total_bytes += n as u64;
@@ -223,7 +225,7 @@ fn scan_plain<R: Read>(
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
             }
-            let (found, end) = read_event_at(&buf, line_start, at, last_event_end);
+            let (found, end) = read_event_at(&buf, line_start, at, last_event_end, &mut cache);
             consumed_until = end;
             if let Some(found) = found {
                 last_event_end = end;
@@ -262,6 +264,33 @@ fn scan_plain<R: Read>(
     }
 }
 
+/// The logical lines parsed last and what each gave. A failure printed again
+/// and again (a loop that catches every OOM, ranks printing the same words)
+/// is parsed once; identical text always parses the same.
+#[derive(Default)]
+struct ParseCache {
+    entries: VecDeque<(String, Option<Parsed>)>,
+}
+
+/// Logical lines a [`ParseCache`] remembers (each at most 16 KiB).
+const PARSE_CACHE_LINES: usize = 8;
+
+impl ParseCache {
+    /// The family parsers' reading of `text`, `None` when no family claims
+    /// it or it says the failure is not fatal.
+    fn parse(&mut self, text: &str) -> Option<Parsed> {
+        if let Some((_, parsed)) = self.entries.iter().find(|(t, _)| t == text) {
+            return parsed.clone();
+        }
+        let parsed = parse_logical(text).filter(|_| !says_non_fatal(text));
+        if self.entries.len() == PARSE_CACHE_LINES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((text.to_string(), parsed.clone()));
+        parsed
+    }
+}
+
 /// Start of the line holding `at`, at most [`MAX_LINE_SIDE`] back.
 fn line_start_of(buf: &[u8], at: usize) -> usize {
     let floor = at.saturating_sub(MAX_LINE_SIDE);
@@ -287,6 +316,7 @@ fn read_event_at(
     line_start: usize,
     at: usize,
     after_event: usize,
+    cache: &mut ParseCache,
 ) -> (Option<Found>, usize) {
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
@@ -330,9 +360,8 @@ fn read_event_at(
     let text = join_backwards(&before, text);
     // A rejected line claims only itself: a line joined to it as its
     // continuation may hold the failure.
-    let mut parsed = match parse_logical(&text) {
-        Some(parsed) if !says_non_fatal(&text) => parsed,
-        _ => return (None, line_end),
+    let Some(mut parsed) = cache.parse(&text) else {
+        return (None, line_end);
     };
     if parsed.generic {
         if families::generic::is_quiet_level(&first) && !parsed.facts.oom_killer() {

@@ -17,6 +17,7 @@ pub(super) mod tensorflow_jax;
 pub(super) mod triton;
 
 use super::patterns::Parsed;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use std::sync::LazyLock;
 
 /// Every family's trigger list, in the order the families are tried.
@@ -50,6 +51,43 @@ pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
     all
 });
 
+/// The words of the families whose patterns run only when one is present,
+/// bit `i` for family `i`.
+const FAMILY_WORDS: [&[&str]; 4] = [
+    triton::WORDS,
+    cuda_libs::WORDS,
+    inference_engines::WORDS,
+    tensorflow_jax::WORDS,
+];
+
+/// Which of [`FAMILY_WORDS`] the text holds, as a bit set, from one search.
+fn mentioned_families(text: &str) -> u32 {
+    static WORDS: LazyLock<(AhoCorasick, Vec<u32>)> = LazyLock::new(|| {
+        let mut words: Vec<&str> = Vec::new();
+        let mut families: Vec<u32> = Vec::new();
+        for (family, list) in FAMILY_WORDS.iter().enumerate() {
+            for word in *list {
+                match words.iter().position(|w| w == word) {
+                    Some(i) => families[i] |= 1 << family,
+                    None => {
+                        words.push(word);
+                        families.push(1 << family);
+                    }
+                }
+            }
+        }
+        let finder = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&words)
+            .expect("family words build");
+        (finder, families)
+    });
+    let (finder, families) = &*WORDS;
+    finder
+        .find_overlapping_iter(text)
+        .fold(0, |set, m| set | families[m.pattern().as_usize()])
+}
+
 /// Tries every family on one logical line, most specific first (a cuBLAS
 /// failure also says "CUDA error", an ONNX Runtime one "out of memory").
 /// Triton's shared-memory error comes first: torch.compile wraps it in
@@ -59,11 +97,12 @@ pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
 /// substring search), so a log dense with one family's lines runs that
 /// family's patterns and not every family's.
 pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
-    let mentions = |words: &[&str]| words.iter().any(|w| text.contains(w));
-    None.or_else(|| mentions(triton::WORDS).then(|| triton::parse(text))?)
-        .or_else(|| mentions(cuda_libs::WORDS).then(|| cuda_libs::parse(text))?)
-        .or_else(|| mentions(inference_engines::WORDS).then(|| inference_engines::parse(text))?)
-        .or_else(|| mentions(tensorflow_jax::WORDS).then(|| tensorflow_jax::parse(text))?)
+    let mentioned = mentioned_families(text);
+    let mentions = |family: usize| mentioned & (1 << family) != 0;
+    None.or_else(|| mentions(0).then(|| triton::parse(text))?)
+        .or_else(|| mentions(1).then(|| cuda_libs::parse(text))?)
+        .or_else(|| mentions(2).then(|| inference_engines::parse(text))?)
+        .or_else(|| mentions(3).then(|| tensorflow_jax::parse(text))?)
         .or_else(|| pytorch::parse(text))
         .or_else(|| cuda_libs::parse_generic(text))
         .or_else(|| {
@@ -123,6 +162,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_families_mentioned_are_those_whose_words_occur() {
+        assert_eq!(mentioned_families("nothing here"), 0);
+        assert_eq!(mentioned_families("out of resource: shared memory"), 1);
+        // "CUBLAS" (cuda_libs) and "RESOURCE_EXHAUSTED" (tensorflow_jax).
+        assert_eq!(mentioned_families("CUBLAS RESOURCE_EXHAUSTED"), 0b1010);
+        // Overlapping words are all seen: "Cuda failure" holds "failure".
+        assert_eq!(mentioned_families("Cuda failure"), 0b0110);
     }
 
     #[test]

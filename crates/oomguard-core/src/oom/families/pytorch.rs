@@ -12,7 +12,8 @@
 
 use crate::oom::patterns::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
 use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, ProcessMemory, PyTorchEra};
-use regex::Regex;
+use aho_corasick::AhoCorasick;
+use regex::{Captures, Regex};
 use std::sync::LazyLock;
 
 /// Phrases one of which every message this family reads contains.
@@ -266,22 +267,28 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     let m = &mut parsed.memory;
     // Each figure's pattern runs only where its words are: the patterns open
     // with a number, which no literal search can skip to.
-    let size = |needle: &str, re: &Regex| {
+    let captures = |needle: &str, re: &'static Regex| {
         if text.contains(needle) {
-            find_size(re, text)
+            re.captures(text)
         } else {
             None
         }
     };
+    let figure = |c: &Option<Captures<'_>>| c.as_ref().and_then(|c| size_at(c, 1));
+    let size = |needle: &str, re: &'static Regex| figure(&captures(needle, re));
+    // The phrases that also date the message (see `era`) are matched once.
+    let cached = captures("cached", &p.cached);
+    let unallocated = captures("unallocated", &p.reserved_unallocated);
+    let reserved_total = captures("in total", &p.reserved_total);
+    let total_v2 = captures("capac", &p.total_v2);
     m.requested_bytes = size("allocate", &p.requested);
-    m.total_bytes = size("capac", &p.total_v2).or_else(|| size("capac", &p.total_v1));
+    m.total_bytes = figure(&total_v2).or_else(|| size("capac", &p.total_v1));
     m.free_bytes = size("is free", &p.free_v2).or_else(|| size("free", &p.free_v1));
     m.allocated_bytes =
         size("allocated by", &p.allocated_v2).or_else(|| size("already", &p.allocated_v1));
     // 1.0: "X cached" is what the cache holds beyond live tensors.
-    m.reserved_unallocated_bytes =
-        size("cached", &p.cached).or_else(|| size("unallocated", &p.reserved_unallocated));
-    m.reserved_bytes = size("in total", &p.reserved_total);
+    m.reserved_unallocated_bytes = figure(&cached).or_else(|| figure(&unallocated));
+    m.reserved_bytes = figure(&reserved_total);
     m.allowed_bytes = size("allowed", &p.allowed);
     m.process_bytes = size("this process", &p.process_self);
     m.private_pools_bytes = size("private pools", &p.private_pools);
@@ -300,7 +307,12 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     }
     m.derive();
     parsed.facts = EventFacts {
-        pytorch_era: Some(era(text)),
+        pytorch_era: Some(era(
+            text,
+            cached.is_some(),
+            reserved_total.is_some(),
+            total_v2.is_some() || unallocated.is_some(),
+        )),
         alloc_conf_var: p.alloc_conf.captures(text).map(|c| c[1].to_string()),
         absurd_request: p.absurd.is_match(text),
         ..EventFacts::default()
@@ -312,21 +324,23 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
 /// line (a web page's next heading, a log's next sentence): the message ends
 /// with the last of the phrases it is known to end with.
 fn trim_after_message(msg: &str) -> String {
-    const ENDS: &[&str] = &[
-        "reserved in total by PyTorch)",
-        "cached)",
-        "is reserved by PyTorch but unallocated.",
-        "to avoid fragmentation.",
-        "PYTORCH_CUDA_ALLOC_CONF",
-        "PYTORCH_HIP_ALLOC_CONF",
-        "PYTORCH_ALLOC_CONF",
-        "#environment-variables)",
-        "unoccupied cached memory.",
-    ];
-    let end = ENDS
-        .iter()
-        .filter_map(|e| msg.rfind(e).map(|at| at + e.len()))
-        .max();
+    // The last end of any of these phrases: one overlapping search finds
+    // every occurrence of each.
+    static ENDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::new([
+            "reserved in total by PyTorch)",
+            "cached)",
+            "is reserved by PyTorch but unallocated.",
+            "to avoid fragmentation.",
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "PYTORCH_HIP_ALLOC_CONF",
+            "PYTORCH_ALLOC_CONF",
+            "#environment-variables)",
+            "unoccupied cached memory.",
+        ])
+        .expect("phrases build")
+    });
+    let end = ENDS.find_overlapping_iter(msg).map(|m| m.end()).max();
     match end {
         // "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True": keep the value.
         Some(end) => {
@@ -341,11 +355,13 @@ fn trim_after_message(msg: &str) -> String {
     }
 }
 
-fn era(text: &str) -> PyTorchEra {
-    let p = &*P;
-    if text.contains("cached") && p.cached.is_match(text) {
+/// The era of a caching-allocator message from the phrases it holds: `X
+/// cached)`, `reserved in total by PyTorch`, the 2.1 misspelling, or the 2.2+
+/// `total capacity of` / `reserved by PyTorch but unallocated`.
+fn era(text: &str, cached: bool, reserved_in_total: bool, modern: bool) -> PyTorchEra {
+    if cached {
         PyTorchEra::Cached
-    } else if text.contains("in total") && p.reserved_total.is_match(text) {
+    } else if reserved_in_total {
         if text.contains("max_split_size_mb") || text.contains("ALLOC_CONF") {
             PyTorchEra::MaxSplitHint
         } else {
@@ -353,9 +369,7 @@ fn era(text: &str) -> PyTorchEra {
         }
     } else if text.contains("total capacty") {
         PyTorchEra::Capacty
-    } else if text.contains("capac") && p.total_v2.is_match(text)
-        || text.contains("unallocated") && p.reserved_unallocated.is_match(text)
-    {
+    } else if modern {
         PyTorchEra::Modern
     } else {
         PyTorchEra::Unversioned
