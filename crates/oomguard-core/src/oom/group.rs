@@ -7,7 +7,7 @@
 
 use super::patterns::{Parsed, PartKind};
 use super::scan::ScanOptions;
-use super::{DeviceKind, EventFacts, EventKind, Framework, OomEvent, Phase};
+use super::{DeviceKind, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
 
 /// One parsed part with what the grouper needs to place it.
 pub(super) struct Found {
@@ -168,8 +168,13 @@ impl Grouper {
                 && parsed.facts.oom_killer()
                 && line.saturating_sub(p.event.line) <= KILL_REPORT_LINES
         });
+        let copy_of_rank = rank.map(|rank| RankDevice {
+            rank,
+            device_index: parsed.device.index,
+        });
         if copy || same_kill {
             if let Some(p) = &mut self.pending {
+                add_rank(&mut p.event, copy_of_rank);
                 p.event.memory.fill_from(&parsed.memory);
                 if p.event.facts.call.is_none() {
                     p.event.facts.call = parsed.facts.call.clone();
@@ -186,6 +191,7 @@ impl Grouper {
                 && p.event.framework == parsed.framework
                 && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
             if announce {
+                add_rank(&mut p.event, copy_of_rank);
                 merge_announced(p, parsed, phase);
                 self.remember(seen);
                 return;
@@ -200,6 +206,7 @@ impl Grouper {
             message: parsed.message,
             memory: parsed.memory,
             phase,
+            ranks: copy_of_rank.map(|r| vec![r]),
             facts: parsed.facts,
         };
         self.remember(seen);
@@ -231,6 +238,21 @@ impl Grouper {
     pub(super) fn finish(&mut self, emit: &mut dyn FnMut(OomEvent)) -> u64 {
         self.flush(emit);
         self.emitted
+    }
+}
+
+/// Ranks one event lists at most (a job of thousands of ranks stays small).
+const MAX_RANKS: usize = 1024;
+
+/// Adds the rank of a copy to the event's ranks, once, in rank order.
+fn add_rank(event: &mut OomEvent, copy: Option<RankDevice>) {
+    let Some(copy) = copy else {
+        return;
+    };
+    let ranks = event.ranks.get_or_insert_with(Vec::new);
+    if ranks.len() < MAX_RANKS && !ranks.iter().any(|r| r.rank == copy.rank) {
+        ranks.push(copy);
+        ranks.sort();
     }
 }
 

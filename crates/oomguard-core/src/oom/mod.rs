@@ -16,10 +16,12 @@ mod patterns;
 mod phase;
 pub mod scan;
 pub mod text;
+pub mod watchdog;
 
 use serde::Serialize;
 
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
+pub use watchdog::{JobFailure, WatchdogTimeout};
 
 /// The software that printed the failure, as docs/reference.md names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -414,8 +416,31 @@ pub struct OomEvent {
     pub message: String,
     pub memory: MemoryFigures,
     pub phase: Phase,
+    /// The ranks whose launcher prefix (`[rank3]:`, `[default3]:`, `3: `,
+    /// `[1,3]<stderr>:`) tagged a copy of the failure, each with the device
+    /// its copy names; `None` when no copy had a rank prefix. Printed as the
+    /// list of ranks.
+    #[serde(serialize_with = "ranks_as_numbers")]
+    pub ranks: Option<Vec<RankDevice>>,
     #[serde(skip)]
     pub facts: EventFacts,
+}
+
+/// A rank that printed an OOM, and the device its copy names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RankDevice {
+    pub rank: u32,
+    pub device_index: Option<u32>,
+}
+
+fn ranks_as_numbers<S: serde::Serializer>(
+    ranks: &Option<Vec<RankDevice>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    ranks
+        .as_ref()
+        .map(|r| r.iter().map(|c| c.rank).collect::<Vec<u32>>())
+        .serialize(serializer)
 }
 
 impl OomEvent {

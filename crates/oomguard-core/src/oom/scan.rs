@@ -13,6 +13,7 @@ use super::patterns::{says_non_fatal, Parsed};
 use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
+use super::watchdog::{self, WatchdogTimeout};
 use super::{phase, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::collections::VecDeque;
@@ -36,7 +37,7 @@ const MAX_LINE_SIDE: usize = 16 << 10;
 static FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostFirst)
-        .build(TRIGGERS.iter())
+        .build(TRIGGERS.iter().chain([&watchdog::TRIGGER]))
         .expect("trigger automaton builds")
 });
 
@@ -64,11 +65,15 @@ impl Default for ScanOptions {
 }
 
 /// What a finished scan read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanSummary {
     pub bytes: u64,
     pub lines: u64,
     pub events: u64,
+    /// NCCL watchdog timeouts, in order, one per rank and collective (the
+    /// first 1024): not OOM events, but what the other ranks of a job print
+    /// after one ran out of memory.
+    pub watchdog_timeouts: Vec<WatchdogTimeout>,
 }
 
 /// A scan that could not read its input.
@@ -203,6 +208,7 @@ fn scan_plain<R: Read>(
     let mut last_event_end: usize = 0;
     let mut total_bytes: u64 = 0;
     let mut cache = ParseCache::default();
+    let mut timeouts: Vec<WatchdogTimeout> = Vec::new();
     loop {
         let n = read_more(&mut reader, &mut buf, chunk)?;
         total_bytes += n as u64;
@@ -216,6 +222,21 @@ fn scan_plain<R: Read>(
             let at = search_from + m.start();
             if at >= scan_end {
                 break;
+            }
+            if m.pattern().as_usize() == TRIGGERS.len() {
+                let line_start = line_start_of(&buf, at);
+                if line_start >= counted_pos {
+                    counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
+                    counted_pos = line_start;
+                }
+                let raw = &buf[line_start..line_end_of(&buf, at)];
+                if let Some(t) = watchdog::parse(raw, source, counted_line) {
+                    if timeouts.len() < watchdog::MAX_TIMEOUTS && !watchdog::repeats(&timeouts, &t)
+                    {
+                        timeouts.push(t);
+                    }
+                }
+                continue;
             }
             if at < consumed_until {
                 continue;
@@ -244,6 +265,7 @@ fn scan_plain<R: Read>(
                 bytes: total_bytes,
                 lines,
                 events: 0,
+                watchdog_timeouts: timeouts,
             });
         }
         // Keep the unscanned tail and some context before it; drop the rest.

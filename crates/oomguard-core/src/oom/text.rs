@@ -135,15 +135,17 @@ pub fn strip_log_prefix(line: &str) -> &str {
     s
 }
 
-/// The rank a launcher tagged the line with: `[rank3]:`, `[default3]:`,
-/// `3: ` (srun -l), possibly behind a docker compose prefix.
+/// The rank a launcher tagged the line with: torchrun's `[rank3]:` (its
+/// `--tee` and log redirects print `[default3]:`, the local rank), `3: `
+/// (`srun --label`), Open MPI's `--tag-output` `[1,3]<stderr>:` (job, rank),
+/// possibly behind a docker compose prefix.
 pub fn rank_tag(line: &str) -> Option<u32> {
     static RANK: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?(?:\[(?:rank|Rank|default)\s*(\d+)\]|(\d{1,4}):\s)")
+        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?(?:\[(?:rank|Rank|default)\s*(\d+)\]|(\d{1,4}):\s|\[\d+,(\d+)\]<std(?:out|err)>:)")
             .expect("pattern compiles")
     });
     let c = RANK.captures(line)?;
-    c.get(1).or(c.get(2))?.as_str().parse().ok()
+    c.get(1).or(c.get(2)).or(c.get(3))?.as_str().parse().ok()
 }
 
 /// The process a log line is tagged with (`(EngineCore_0 pid=12)`,

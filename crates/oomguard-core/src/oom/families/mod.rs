@@ -122,11 +122,9 @@ mod tests {
 
     #[test]
     fn the_triggers_fit_the_fast_packed_searcher() {
-        assert!(
-            TRIGGERS.len() <= PACKED_SEARCHER_LIMIT,
-            "{} triggers",
-            TRIGGERS.len()
-        );
+        // The scanner searches for the watchdog's phrase too.
+        let searched = TRIGGERS.len() + 1;
+        assert!(searched <= PACKED_SEARCHER_LIMIT, "{searched} triggers");
     }
 
     /// Every family's examples hold one of that family's own triggers (so
