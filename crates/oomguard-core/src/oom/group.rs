@@ -301,6 +301,7 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     a.fragmentation_hint |= b.fragmentation_hint;
     a.model_state_frames |= b.model_state_frames;
     a.serving_engine = a.serving_engine.or(b.serving_engine);
+    a.llama_offload = a.llama_offload.or(b.llama_offload);
     a
 }
 

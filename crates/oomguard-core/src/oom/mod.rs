@@ -303,6 +303,46 @@ pub struct EventFacts {
     /// The failure happened inside a serving engine that reserves its share
     /// of the GPU up front (its frames or log prefixes name it).
     pub serving_engine: Option<ServingEngine>,
+    /// What llama.cpp's log said it placed where before the failure.
+    pub llama_offload: Option<LlamaOffload>,
+}
+
+/// llama.cpp's account of a model load, from the lines it prints before
+/// allocating (`offloaded N/M layers to GPU`, then one `<device> <kind>
+/// buffer size = X MiB` line per device and kind): with it a fix can compute
+/// how many layers (`--n-gpu-layers`) fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LlamaOffload {
+    /// Layers placed on GPUs (`offloaded N/M`: N).
+    pub offloaded_layers: Option<u32>,
+    /// Layers of the model (`offloaded N/M`: M, the repeating layers plus
+    /// the output layer).
+    pub total_layers: Option<u32>,
+    /// One entry per buffer line, in log order (at most 64).
+    pub buffers: Vec<LlamaBuffer>,
+}
+
+/// One buffer llama.cpp reported: on which device (`CUDA0`, `ROCm1`,
+/// `Metal`, `CPU`, `CUDA_Host`, `CPU_Mapped`), for what, how many bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaBuffer {
+    pub device: String,
+    pub kind: LlamaBufferKind,
+    pub bytes: u64,
+}
+
+/// What a llama.cpp buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlamaBufferKind {
+    /// The weights (`llm_load_tensors:` / `load_tensors:` lines).
+    Model,
+    /// The KV cache (`llama_kv_cache_init:`, `llama_kv_cache_unified:`,
+    /// `llama_kv_cache:` lines).
+    KvCache,
+    /// The compute graph's scratch (`... compute buffer size`).
+    Compute,
+    /// The logits (`... output buffer size`).
+    Output,
 }
 
 impl EventFacts {

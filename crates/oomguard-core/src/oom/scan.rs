@@ -393,6 +393,9 @@ fn read_event_at(
     }
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    if parsed.framework == Framework::LlamaCpp {
+        parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
+    }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
     }
@@ -467,5 +470,65 @@ fn join_backwards(before: &[String], text: String) -> String {
         format!("{trimmed} {text}")
     } else {
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {
+        let mut events = Vec::new();
+        let summary = scan_reader("-", text.as_bytes(), &ScanOptions::default(), |e| {
+            events.push(e)
+        })
+        .expect("scans");
+        (events, summary)
+    }
+
+    #[test]
+    fn a_llama_cpp_failure_carries_the_offload_its_log_reported() {
+        let log = "llm_load_tensors: offloaded 41/41 layers to GPU
+llm_load_tensors:        CPU buffer size =  1640.62 MiB
+llm_load_tensors:      CUDA0 buffer size =  5434.38 MiB
+llama_kv_cache_init:      CUDA0 KV buffer size =  1536.00 MiB
+llama_new_context_with_model: pipeline parallelism enabled (n_copies=4)
+ggml_backend_cuda_buffer_type_alloc_buffer: allocating 8900.01 MiB on device 0: cudaMalloc failed: out of memory
+ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 9332334592
+llama_new_context_with_model: failed to allocate compute buffers
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1);
+        let offload = events[0].facts.llama_offload.as_ref().expect("offload");
+        assert_eq!(offload.offloaded_layers, Some(41));
+        assert_eq!(offload.buffers.len(), 3);
+        assert_eq!(
+            offload.buffers[2].kind,
+            crate::oom::LlamaBufferKind::KvCache
+        );
+    }
+
+    #[test]
+    fn identical_lines_parse_the_same_through_the_cache() {
+        let line = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB (GPU 0; 10.92 GiB total capacity; 10.17 GiB already allocated; 1.56 MiB free; 10.30 GiB reserved in total by PyTorch)\n";
+        let mut log = String::new();
+        for step in 0..3 {
+            log.push_str(line);
+            for _ in 0..500 {
+                log.push_str(&format!("step {step}\n"));
+            }
+        }
+        let (events, _) = scan(&log);
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|e| e.memory == events[0].memory));
+        assert_eq!(events[2].line, 1003);
+    }
+
+    #[test]
+    fn watchdog_timeouts_are_in_the_summary_not_events() {
+        let (events, summary) = scan("[E ProcessGroupNCCL.cpp:737] [Rank 3] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600013 milliseconds before timing out.\n");
+        assert!(events.is_empty());
+        assert_eq!(summary.watchdog_timeouts.len(), 1);
+        assert_eq!(summary.watchdog_timeouts[0].rank, Some(3));
     }
 }

@@ -9,7 +9,11 @@
 //! ` Current value: mem_fraction_static=F`).
 
 use crate::oom::patterns::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
-use crate::oom::{DeviceKind, EngineCheck, EventKind, Framework, Phase, SglangCheck, VllmCheck};
+use crate::oom::text::strip_log_prefix;
+use crate::oom::{
+    DeviceKind, EngineCheck, EventKind, Framework, LlamaBuffer, LlamaBufferKind, LlamaOffload,
+    Phase, SglangCheck, VllmCheck,
+};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -332,6 +336,65 @@ fn sglang(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// Buffers a [`LlamaOffload`] keeps.
+const MAX_LLAMA_BUFFERS: usize = 64;
+
+/// llama.cpp's account of the model load in the lines before a failure (see
+/// [`LlamaOffload`]): llama.cpp's `llm_load_tensors:` (before mid-2024) and
+/// `load_tensors:` lines for the weights, `llama_kv_cache_init:`,
+/// `llama_kv_cache_unified:` and `llama_kv_cache:` for the KV cache,
+/// `llama_new_context_with_model:` and `llama_context:` for the compute and
+/// output buffers. An `offloaded N/M` line starts a new load: only the last
+/// one counts. `None` when no such line is there.
+pub(crate) fn llama_offload(before: &[String]) -> Option<LlamaOffload> {
+    static OFFLOADED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:llm_load_tensors|load_tensors)\s*:\s*offloaded\s*(\d+)\s*/\s*(\d+)\s*layers\s*to\s*GPU",
+        )
+    });
+    static BUFFER: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"^(llm_load_tensors|load_tensors|llama_kv_cache\w*|llama_new_context_with_model|llama_context)\s*:",
+            r"\s*(\S+?)\s+(?:(model|KV|compute|output)\s+)?buffer\s*size\s*=\s*{SIZE}"
+        ))
+    });
+    let mut offload: Option<LlamaOffload> = None;
+    for raw in before {
+        let line = strip_log_prefix(raw);
+        if let Some(c) = OFFLOADED.captures(line) {
+            offload = Some(LlamaOffload {
+                offloaded_layers: c[1].parse().ok(),
+                total_layers: c[2].parse().ok(),
+                buffers: Vec::new(),
+            });
+            continue;
+        }
+        let Some(c) = BUFFER.captures(line) else {
+            continue;
+        };
+        let kind = match (&c[1], c.get(3).map(|m| m.as_str())) {
+            (_, Some("KV")) => LlamaBufferKind::KvCache,
+            (_, Some("compute")) => LlamaBufferKind::Compute,
+            (_, Some("output")) => LlamaBufferKind::Output,
+            ("llm_load_tensors" | "load_tensors", _) => LlamaBufferKind::Model,
+            (f, None) if f.starts_with("llama_kv_cache") => LlamaBufferKind::KvCache,
+            _ => continue,
+        };
+        let Some(bytes) = size_at(&c, 4) else {
+            continue;
+        };
+        let offload = offload.get_or_insert_with(LlamaOffload::default);
+        if offload.buffers.len() < MAX_LLAMA_BUFFERS {
+            offload.buffers.push(LlamaBuffer {
+                device: c[2].to_string(),
+                kind,
+                bytes,
+            });
+        }
+    }
+    offload
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,5 +434,42 @@ mod tests {
             "If you see out-of-memory errors during serving, try a smaller --mem-fraction-static."
         )
         .is_none());
+    }
+
+    #[test]
+    fn llama_offload_from_the_lines_before_the_failure() {
+        let lines: Vec<String> = [
+            "llm_load_tensors: offloaded 20/41 layers to GPU",
+            "llm_load_tensors:        CPU buffer size =  9000.00 MiB",
+            // A second load (a retry) replaces the first.
+            "Jun 18 10:32:31 host python[15982]: load_tensors: offloaded 41/41 layers to GPU",
+            "load_tensors:          CPU model buffer size =   688.88 MiB",
+            "load_tensors:        CUDA0 model buffer size =  5434.38 MiB",
+            "load_tensors:        CUDA1 model buffer size = 13989.53 MiB",
+            "llama_kv_cache_init:      CUDA0 KV buffer size =  1536.00 MiB",
+            "llama_kv_cache_unified:      CUDA1 KV buffer size =  3584.00 MiB",
+            "llama_new_context_with_model:  CUDA_Host  output buffer size =     1.95 MiB",
+            "llama_context:      CUDA0 compute buffer size =   672.01 MiB",
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 8900.01 MiB on device 0: cudaMalloc failed: out of memory",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        let o = llama_offload(&lines).expect("offload facts");
+        assert_eq!((o.offloaded_layers, o.total_layers), (Some(41), Some(41)));
+        let mib = |x: &str| crate::size::log_figure_to_bytes(x, "MiB").expect("a size");
+        let got: Vec<(&str, LlamaBufferKind, u64)> = o
+            .buffers
+            .iter()
+            .map(|b| (b.device.as_str(), b.kind, b.bytes))
+            .collect();
+        assert_eq!(got.len(), 7, "{got:?}");
+        assert_eq!(got[0], ("CPU", LlamaBufferKind::Model, mib("688.88")));
+        assert_eq!(got[1].0, "CUDA0");
+        assert_eq!(got[3], ("CUDA0", LlamaBufferKind::KvCache, mib("1536.0")));
+        assert_eq!(got[4].1, LlamaBufferKind::KvCache);
+        assert_eq!(got[5], ("CUDA_Host", LlamaBufferKind::Output, mib("1.95")));
+        assert_eq!(got[6], ("CUDA0", LlamaBufferKind::Compute, mib("672.01")));
+        assert!(llama_offload(&["nothing".to_string()]).is_none());
     }
 }
