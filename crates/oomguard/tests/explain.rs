@@ -558,3 +558,89 @@ fn training_oom_speaks_the_trainer_s_arguments() {
         "{mp}"
     );
 }
+
+/// A torchrun job of four ranks: ranks 1 and 3 run out of memory in the
+/// backward pass, ranks 0 and 2 then wait in their all-reduce until PyTorch's
+/// NCCL watchdog gives up (ProcessGroupNCCL.cpp's wording of 2.4+, with the
+/// exception's repeat of it on rank 2).
+fn torchrun_log() -> String {
+    let mut log =
+        String::from("[rank1]:[W1206 18:33:02.1 ProcessGroupNCCL.cpp:4115] Warning: benign\n");
+    for rank in [1, 3] {
+        log.push_str(&format!(
+            "[rank{rank}]: Traceback (most recent call last):\n[rank{rank}]:   File \"/workspace/train.py\", line 210, in <module>\n[rank{rank}]:     loss.backward()\n[rank{rank}]: {}\n",
+            PT2.replace("GPU 0", &format!("GPU {rank}"))
+        ));
+    }
+    log.push_str("W1206 18:34:02.000000 140 torch/distributed/elastic/multiprocessing/api.py:897] Sending process 141 closing signal SIGTERM\n");
+    for rank in [0, 2] {
+        log.push_str(&format!("[rank{rank}]:[E1206 18:44:12.715298746 ProcessGroupNCCL.cpp:607] [Rank {rank}] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7753, OpType=ALLREDUCE, NumelIn=544997376, NumelOut=544997376, Timeout(ms)=600000) ran for 60006{rank} milliseconds before timing out.\n"));
+        log.push_str(&format!("[rank{rank}]:[E1206 18:44:12.715588844 ProcessGroupNCCL.cpp:1664] [PG 1 Rank {rank}] Exception (either an error or timeout) detected by watchdog at work: 7753, last enqueued NCCL work: 7755, last completed NCCL work: 7752.\n"));
+    }
+    log.push_str("[rank2]:  what():  [PG ID 0 PG GUID 0(default_pg) Rank 2] Process group watchdog thread terminated with exception: [Rank 2] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=7753, OpType=ALLREDUCE, NumelIn=544997376, NumelOut=544997376, Timeout(ms)=600000) ran for 600062 milliseconds before timing out.\n");
+    log
+}
+
+#[test]
+fn a_multi_rank_oom_keeps_its_ranks_and_the_timeouts_that_followed() {
+    let log = torchrun_log();
+    let out = oomguard(&["explain", "--json"], Some(log.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let events = json["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{}", out.stdout);
+    assert_eq!(events[0]["ranks"], serde_json::json!([1, 3]));
+    assert_eq!(events[0]["device"]["index"], 1);
+    let timeouts = json["watchdog_timeouts"].as_array().unwrap();
+    // One per rank and collective: rank 2's exception repeats its timeout.
+    assert_eq!(timeouts.len(), 2, "{timeouts:?}");
+    assert_eq!(timeouts[0]["rank"], 0);
+    assert_eq!(timeouts[0]["line"], 11);
+    assert_eq!(timeouts[0]["op_type"], "ALLREDUCE");
+    assert_eq!(timeouts[0]["seq_num"], 7753);
+    assert_eq!(timeouts[0]["timeout_ms"], 600000);
+    assert_eq!(timeouts[0]["ran_for_ms"], 600060);
+    assert_eq!(timeouts[1]["rank"], 2);
+
+    let out = oomguard(&["explain"], Some(log.as_bytes()));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("Ranks 1 and 3 ran out of memory (rank 1 on GPU 1 and rank 3 on GPU 3); NCCL watchdog timeouts followed on ranks 0 and 2"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn rank_prefixes_of_slurm_and_open_mpi_are_read() {
+    for (prefix, rank) in [("2: ", 2), ("[1,3]<stderr>:", 3), ("[default5]:", 5)] {
+        let log = format!("{prefix}{PT2}\n");
+        let out = oomguard(&["explain", "--json"], Some(log.as_bytes()));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(
+            out.json()["events"][0]["ranks"],
+            serde_json::json!([rank]),
+            "{prefix}"
+        );
+    }
+}
+
+#[test]
+fn without_rank_prefixes_ranks_are_null_and_timeouts_alone_are_no_event() {
+    let out = oomguard(&["explain", "--json"], Some(format!("{PT2}\n").as_bytes()));
+    let json = out.json();
+    assert_eq!(json["events"][0]["ranks"], serde_json::Value::Null);
+    assert_eq!(json["watchdog_timeouts"], serde_json::json!([]));
+    assert!(!oomguard(&["explain"], Some(format!("{PT2}\n").as_bytes()))
+        .stdout
+        .contains("ran out of memory (rank"));
+
+    // Timeouts without any OOM: listed, but no event (exit 1).
+    let log = "[E ProcessGroupNCCL.cpp:737] [Rank 1] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=469508, OpType=ALLREDUCE, Timeout(ms)=1800000) ran for 1802212 milliseconds before timing out.\n";
+    let out = oomguard(&["explain", "--json"], Some(log.as_bytes()));
+    assert_eq!(out.code, 1);
+    let json = out.json();
+    assert_eq!(json["events"], serde_json::json!([]));
+    assert_eq!(json["watchdog_timeouts"][0]["rank"], 1);
+    assert_eq!(json["watchdog_timeouts"][0]["timeout_ms"], 1800000);
+}

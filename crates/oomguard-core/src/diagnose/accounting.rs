@@ -243,7 +243,7 @@ pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
 /// memory, where the figures-based sentence would mislead.
 fn summary_from_facts(event: &OomEvent) -> Option<String> {
     let f = &event.facts;
-    if let Some(shm) = &f.shared_memory {
+    if let Some(shm) = f.shared_memory() {
         return Some(match (shm.required_bytes, shm.limit_bytes) {
             (Some(need), Some(limit)) => format!(
                 "A Triton kernel needs {need} bytes ({}) of shared memory per thread block; this GPU allows {limit} ({}). GPU memory did not run out: the kernel's configuration does not fit this GPU.",
@@ -255,7 +255,7 @@ fn summary_from_facts(event: &OomEvent) -> Option<String> {
     }
     if let Some(SglangCheck::NoKvCacheRoom {
         mem_fraction_static,
-    }) = &f.sglang
+    }) = f.sglang()
     {
         let fraction = mem_fraction_static.map_or("mem_fraction_static".into(), |v| {
             format!("mem_fraction_static={v}")
@@ -264,7 +264,7 @@ fn summary_from_facts(event: &OomEvent) -> Option<String> {
             "SGLang found no room for its KV cache at start-up: {fraction} of the GPU's memory, minus the weights, left nothing for a single token."
         ));
     }
-    if f.batch_search_exhausted {
+    if f.batch_search_exhausted() {
         return Some("accelerate's find_executable_batch_size halved the batch on every out-of-memory error until it reached zero: even batch size 1 did not fit.".into());
     }
     None

@@ -8,13 +8,13 @@ use crate::oom::{Framework, OomEvent};
 /// What to do now.
 pub(super) fn workaround(e: &OomEvent) -> &'static str {
     let facts = &e.facts;
-    if facts.shared_memory.is_some() {
+    if facts.shared_memory().is_some() {
         return "Retrying smaller does not help: the kernel's configuration has to fit this GPU. Until the library ships one, take the non-Triton path for that layer (attn_implementation=\"sdpa\", or torch.compiler.disable on it).";
     }
-    if facts.sglang.is_some() {
+    if facts.sglang().is_some() {
         return "Restart the server with the values above; other processes on the GPU must release their memory first.";
     }
-    if facts.batch_search_exhausted {
+    if facts.batch_search_exhausted() {
         return "A smaller batch does not help when batch 1 failed: free what the failed attempts hold (accelerator.free_memory(), del model, optimizer), then make the model fit with the changes above.";
     }
     match e.framework {
@@ -34,13 +34,13 @@ pub(super) fn workaround(e: &OomEvent) -> &'static str {
 /// What to do before the next run.
 pub(super) fn prevention(e: &OomEvent) -> &'static str {
     let facts = &e.facts;
-    if facts.shared_memory.is_some() {
+    if facts.shared_memory().is_some() {
         return "Run the kernels once on each GPU class you deploy to (shared memory per block differs by compute capability), and pin library releases that ship configurations for it.";
     }
-    if facts.sglang.is_some() {
+    if facts.sglang().is_some() {
         return "Size --mem-fraction-static, --context-length and --tp to the model and GPU before serving (oomguard plan MODEL --gpu GPU); keep the GPU to one engine.";
     }
-    if facts.batch_search_exhausted {
+    if facts.batch_search_exhausted() {
         return "Check that the model fits before searching a batch (oomguard plan MODEL --train --gpu GPU), and create the model inside the function a batch finder retries.";
     }
     match e.framework {

@@ -85,6 +85,7 @@ mod tests {
             message: String::new(),
             memory: MemoryFigures::default(),
             phase: Phase::Unknown,
+            ranks: None,
             facts: EventFacts::default(),
         }
     }

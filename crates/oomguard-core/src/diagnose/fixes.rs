@@ -369,10 +369,10 @@ fn other_processes(event: &OomEvent, acc: &Accounting) -> Vec<Fix> {
 }
 
 fn model_too_large(event: &OomEvent) -> Vec<Fix> {
-    if event.facts.sglang.is_some() {
+    if event.facts.sglang().is_some() {
         return sglang_shard_or_quantize();
     }
-    if event.facts.batch_search_exhausted {
+    if event.facts.batch_search_exhausted() {
         return fit_model_for_training();
     }
     match event.framework {
@@ -430,7 +430,7 @@ fn non_framework(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn memory_cap(event: &OomEvent) -> Vec<Fix> {
-    if let Some(check) = &event.facts.sglang {
+    if let Some(check) = event.facts.sglang() {
         return sglang_mem_fraction(check);
     }
     if event.device.kind == DeviceKind::Mps {
@@ -473,7 +473,7 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
 fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
     let m = &event.memory;
     let mut out = Vec::new();
-    match &event.facts.vllm {
+    match event.facts.vllm() {
         Some(VllmCheck::FreeBelowUtilization { .. }) => {
             if let (Some(f), Some(t)) = (m.free_bytes, m.total_bytes) {
                 // Leave 0.5 GiB of what is free for the CUDA context and activations headroom.
@@ -578,7 +578,7 @@ fn vllm_len_that_fits(
 fn kv_cache(event: &OomEvent) -> Vec<Fix> {
     if let Some(SglangCheck::NoKvCacheRoom {
         mem_fraction_static,
-    }) = &event.facts.sglang
+    }) = event.facts.sglang()
     {
         return sglang_kv_cache(*mem_fraction_static);
     }
@@ -609,7 +609,7 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn leftovers(event: &OomEvent) -> Vec<Fix> {
-    if event.facts.batch_search_exhausted {
+    if event.facts.batch_search_exhausted() {
         return batch_finder_scope();
     }
     vec![fix(
@@ -627,7 +627,7 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
         "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
         Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
     )];
-    if event.facts.oom_killer {
+    if event.facts.oom_killer() {
         v.push(fix(
             FixId::CheckCgroupLimit,
             "Check the container's memory limit",
@@ -656,7 +656,7 @@ fn invalid_size(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn not_memory(event: &OomEvent) -> Vec<Fix> {
-    if let Some(shm) = &event.facts.shared_memory {
+    if let Some(shm) = event.facts.shared_memory() {
         return triton_shared_memory(shm);
     }
     vec![fix(

@@ -162,6 +162,7 @@ mod tests {
                 ..MemoryFigures::default()
             },
             phase: Phase::Forward,
+            ranks: None,
             facts: EventFacts::default(),
         }
     }

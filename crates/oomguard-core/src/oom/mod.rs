@@ -2,25 +2,26 @@
 //!
 //! [`scan`] reads any stream (a log, a traceback, a pasted issue) in bounded
 //! memory and yields one [`OomEvent`] per failure: the framework, the device,
-//! the figures the message states and the phase its traceback shows. One file
-//! per framework family turns a message into figures; this module holds the
-//! types they share. Deciding *why* the event happened is not done here but in
+//! the figures the message states and the phase its traceback shows. The
+//! rooms, bottom up: `patterns` (the toolbox of every parser), `families/`
+//! (one file per framework family turns a message into figures; its `mod.rs`
+//! tries each family), `text` (line cleaning), `phase`, `scan` (the chunked
+//! search) and `group` (one event per failure printed several times). This
+//! module holds the types they share. Deciding *why* the event happened is not done here but in
 //! `crate::diagnose`.
 
-mod cuda_libs;
-mod family;
-mod generic;
-mod inference_engines;
+mod families;
+mod group;
+mod patterns;
 mod phase;
-mod pytorch;
 pub mod scan;
-mod tensorflow_jax;
 pub mod text;
-mod triton;
+pub mod watchdog;
 
 use serde::Serialize;
 
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
+pub use watchdog::{JobFailure, WatchdogTimeout};
 
 /// The software that printed the failure, as docs/reference.md names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -241,44 +242,148 @@ pub enum PyTorchEra {
     Unversioned,
 }
 
+/// What kind of failure an event is, as its wording says. Most are a
+/// device (or host) allocation that failed; the others are told apart because
+/// their causes and fixes differ. Figures that only one kind has are its
+/// payload.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum EventKind {
+    /// An allocation on the device (or in host memory) failed.
+    #[default]
+    Allocation,
+    /// The process was killed for memory: the kernel's OOM killer, a memory
+    /// cgroup at its limit, a shell's `Killed`, a launcher's SIGKILL.
+    OomKill,
+    /// A runtime failed to reserve its device memory pool at start-up
+    /// (TensorFlow's stream executor).
+    PoolReservation,
+    /// A GPU kernel asked for more on-chip shared memory per thread block
+    /// than the GPU allows (Triton's `OutOfResources`): not device memory.
+    SharedMemory(SharedMemoryLimit),
+    /// A serving engine's start-up check found no room for its KV cache.
+    EngineCheck(EngineCheck),
+    /// A CUDA library (cuBLAS, cuDNN) could not create its handle or
+    /// workspace, or find an algorithm that fits.
+    LibraryHandle,
+    /// A batch-size finder halved the batch on every OOM until it reached
+    /// zero (accelerate's `find_executable_batch_size`): batch 1 failed too.
+    BatchSearchExhausted,
+}
+
+/// The start-up check of a serving engine that failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineCheck {
+    Vllm(VllmCheck),
+    Sglang(SglangCheck),
+}
+
 /// Facts a message states that are not memory figures but that the diagnosis
 /// needs. Not part of the JSON EVENT.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EventFacts {
+    /// What kind of failure this is.
+    pub kind: EventKind,
     pub pytorch_era: Option<PyTorchEra>,
     /// The allocator variable the message itself names
     /// (`PYTORCH_CUDA_ALLOC_CONF`, `PYTORCH_HIP_ALLOC_CONF`, `PYTORCH_ALLOC_CONF`).
     pub alloc_conf_var: Option<String>,
     /// The request is larger than any real allocation (the `1EB` guard).
     pub absurd_request: bool,
-    /// Which vLLM check failed.
-    pub vllm: Option<VllmCheck>,
     /// TensorFlow/ONNX op or node named in the message.
     pub op: Option<String>,
-    /// The process was killed by the kernel's OOM killer.
-    pub oom_killer: bool,
-    /// The failing call, when a library names it (`cublasCreate(handle)`).
+    /// The failing call, when a library names it (`cublasCreate(handle)`),
+    /// or the process the OOM killer ended (`python (pid 935)`).
     pub call: Option<String>,
-    /// A runtime failed to reserve its device memory pool (TensorFlow's
-    /// stream executor at start-up).
-    pub pool_reservation: bool,
     /// The allocator's own message points at fragmentation (TensorFlow's
     /// BFC "If the cause is memory fragmentation ...").
     pub fragmentation_hint: bool,
-    /// A GPU kernel asked for more on-chip shared memory per thread block
-    /// than the GPU allows (Triton's `OutOfResources`): not device memory.
-    pub shared_memory: Option<SharedMemoryLimit>,
-    /// Which SGLang start-up check failed.
-    pub sglang: Option<SglangCheck>,
-    /// A batch-size finder halved the batch on every OOM until it reached
-    /// zero (accelerate's `find_executable_batch_size`): batch 1 failed too.
-    pub batch_search_exhausted: bool,
     /// The traceback shows parameters being gathered (ZeRO-3, FSDP) or
     /// weights being built: the model's states take the memory.
     pub model_state_frames: bool,
     /// The failure happened inside a serving engine that reserves its share
     /// of the GPU up front (its frames or log prefixes name it).
     pub serving_engine: Option<ServingEngine>,
+    /// What llama.cpp's log said it placed where before the failure.
+    pub llama_offload: Option<LlamaOffload>,
+}
+
+/// llama.cpp's account of a model load, from the lines it prints before
+/// allocating (`offloaded N/M layers to GPU`, then one `<device> <kind>
+/// buffer size = X MiB` line per device and kind): with it a fix can compute
+/// how many layers (`--n-gpu-layers`) fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LlamaOffload {
+    /// Layers placed on GPUs (`offloaded N/M`: N).
+    pub offloaded_layers: Option<u32>,
+    /// Layers of the model (`offloaded N/M`: M, the repeating layers plus
+    /// the output layer).
+    pub total_layers: Option<u32>,
+    /// One entry per buffer line, in log order (at most 64).
+    pub buffers: Vec<LlamaBuffer>,
+}
+
+/// One buffer llama.cpp reported: on which device (`CUDA0`, `ROCm1`,
+/// `Metal`, `CPU`, `CUDA_Host`, `CPU_Mapped`), for what, how many bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlamaBuffer {
+    pub device: String,
+    pub kind: LlamaBufferKind,
+    pub bytes: u64,
+}
+
+/// What a llama.cpp buffer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlamaBufferKind {
+    /// The weights (`llm_load_tensors:` / `load_tensors:` lines).
+    Model,
+    /// The KV cache (`llama_kv_cache_init:`, `llama_kv_cache_unified:`,
+    /// `llama_kv_cache:` lines).
+    KvCache,
+    /// The compute graph's scratch (`... compute buffer size`).
+    Compute,
+    /// The logits (`... output buffer size`).
+    Output,
+}
+
+impl EventFacts {
+    /// The process was killed for memory.
+    pub fn oom_killer(&self) -> bool {
+        self.kind == EventKind::OomKill
+    }
+
+    /// A runtime failed to reserve its device memory pool at start-up.
+    pub fn pool_reservation(&self) -> bool {
+        self.kind == EventKind::PoolReservation
+    }
+
+    /// A batch-size finder reached zero.
+    pub fn batch_search_exhausted(&self) -> bool {
+        self.kind == EventKind::BatchSearchExhausted
+    }
+
+    /// Triton's shared-memory figures, when that is what ran out.
+    pub fn shared_memory(&self) -> Option<&SharedMemoryLimit> {
+        match &self.kind {
+            EventKind::SharedMemory(limit) => Some(limit),
+            _ => None,
+        }
+    }
+
+    /// Which vLLM start-up check failed.
+    pub fn vllm(&self) -> Option<&VllmCheck> {
+        match &self.kind {
+            EventKind::EngineCheck(EngineCheck::Vllm(check)) => Some(check),
+            _ => None,
+        }
+    }
+
+    /// Which SGLang start-up check failed.
+    pub fn sglang(&self) -> Option<&SglangCheck> {
+        match &self.kind {
+            EventKind::EngineCheck(EngineCheck::Sglang(check)) => Some(check),
+            _ => None,
+        }
+    }
 }
 
 /// Serving engines that size their memory from a share of the GPU.
@@ -351,17 +456,40 @@ pub struct OomEvent {
     pub message: String,
     pub memory: MemoryFigures,
     pub phase: Phase,
+    /// The ranks whose launcher prefix (`[rank3]:`, `[default3]:`, `3: `,
+    /// `[1,3]<stderr>:`) tagged a copy of the failure, each with the device
+    /// its copy names; `None` when no copy had a rank prefix. Printed as the
+    /// list of ranks.
+    #[serde(serialize_with = "ranks_as_numbers")]
+    pub ranks: Option<Vec<RankDevice>>,
     #[serde(skip)]
     pub facts: EventFacts,
+}
+
+/// A rank that printed an OOM, and the device its copy names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RankDevice {
+    pub rank: u32,
+    pub device_index: Option<u32>,
+}
+
+fn ranks_as_numbers<S: serde::Serializer>(
+    ranks: &Option<Vec<RankDevice>>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    ranks
+        .as_ref()
+        .map(|r| r.iter().map(|c| c.rank).collect::<Vec<u32>>())
+        .serialize(serializer)
 }
 
 impl OomEvent {
     /// Who failed, for people: the framework, or the tool the reference's (docs/reference.md) framework
     /// list has no name for (it is `other` in JSON).
     pub fn failing_tool(&self) -> &'static str {
-        if self.facts.shared_memory.is_some() {
+        if self.facts.shared_memory().is_some() {
             "Triton"
-        } else if self.facts.sglang.is_some() {
+        } else if self.facts.sglang().is_some() {
             "SGLang"
         } else {
             self.framework.display_name()

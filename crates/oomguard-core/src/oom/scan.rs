@@ -4,16 +4,19 @@
 //! ones and asks the family parsers. Memory stays bounded whatever the size of
 //! the input or of its longest line.
 //!
-//! Events that are one failure printed several times (by several ranks, by a
-//! chained exception, as a warning followed by the exception) are grouped
-//! into one, keeping where the text first started.
+//! The parts found go to the grouper (`group`), which makes one event of
+//! each failure printed several times.
 
-use super::family::{parse_logical, says_non_fatal, Parsed, PartKind, TRIGGERS};
+use super::families::{self, parse_logical, TRIGGERS};
+use super::group::{Found, Grouper};
+use super::patterns::{says_non_fatal, Parsed};
 use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
-use super::{phase, DeviceKind, Framework, OomEvent, Phase};
+use super::watchdog::{self, WatchdogTimeout};
+use super::{phase, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::LazyLock;
@@ -34,7 +37,7 @@ const MAX_LINE_SIDE: usize = 16 << 10;
 static FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .match_kind(MatchKind::LeftmostFirst)
-        .build(TRIGGERS)
+        .build(TRIGGERS.iter().chain([&watchdog::TRIGGER]))
         .expect("trigger automaton builds")
 });
 
@@ -62,11 +65,15 @@ impl Default for ScanOptions {
 }
 
 /// What a finished scan read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanSummary {
     pub bytes: u64,
     pub lines: u64,
     pub events: u64,
+    /// NCCL watchdog timeouts, in order, one per rank and collective (the
+    /// first 1024): not OOM events, but what the other ranks of a job print
+    /// after one ran out of memory.
+    pub watchdog_timeouts: Vec<WatchdogTimeout>,
 }
 
 /// A scan that could not read its input.
@@ -200,6 +207,8 @@ fn scan_plain<R: Read>(
     // lines linear.
     let mut last_event_end: usize = 0;
     let mut total_bytes: u64 = 0;
+    let mut cache = ParseCache::default();
+    let mut timeouts: Vec<WatchdogTimeout> = Vec::new();
     loop {
         let n = read_more(&mut reader, &mut buf, chunk)?;
         total_bytes += n as u64;
@@ -214,6 +223,21 @@ fn scan_plain<R: Read>(
             if at >= scan_end {
                 break;
             }
+            if m.pattern().as_usize() == TRIGGERS.len() {
+                let line_start = line_start_of(&buf, at);
+                if line_start >= counted_pos {
+                    counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
+                    counted_pos = line_start;
+                }
+                let raw = &buf[line_start..line_end_of(&buf, at)];
+                if let Some(t) = watchdog::parse(raw, source, counted_line) {
+                    if timeouts.len() < watchdog::MAX_TIMEOUTS && !watchdog::repeats(&timeouts, &t)
+                    {
+                        timeouts.push(t);
+                    }
+                }
+                continue;
+            }
             if at < consumed_until {
                 continue;
             }
@@ -222,7 +246,7 @@ fn scan_plain<R: Read>(
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
             }
-            let (found, end) = read_event_at(&buf, line_start, at, last_event_end);
+            let (found, end) = read_event_at(&buf, line_start, at, last_event_end, &mut cache);
             consumed_until = end;
             if let Some(found) = found {
                 last_event_end = end;
@@ -241,6 +265,7 @@ fn scan_plain<R: Read>(
                 bytes: total_bytes,
                 lines,
                 events: 0,
+                watchdog_timeouts: timeouts,
             });
         }
         // Keep the unscanned tail and some context before it; drop the rest.
@@ -261,6 +286,33 @@ fn scan_plain<R: Read>(
     }
 }
 
+/// The logical lines parsed last and what each gave. A failure printed again
+/// and again (a loop that catches every OOM, ranks printing the same words)
+/// is parsed once; identical text always parses the same.
+#[derive(Default)]
+struct ParseCache {
+    entries: VecDeque<(String, Option<Parsed>)>,
+}
+
+/// Logical lines a [`ParseCache`] remembers (each at most 16 KiB).
+const PARSE_CACHE_LINES: usize = 8;
+
+impl ParseCache {
+    /// The family parsers' reading of `text`, `None` when no family claims
+    /// it or it says the failure is not fatal.
+    fn parse(&mut self, text: &str) -> Option<Parsed> {
+        if let Some((_, parsed)) = self.entries.iter().find(|(t, _)| t == text) {
+            return parsed.clone();
+        }
+        let parsed = parse_logical(text).filter(|_| !says_non_fatal(text));
+        if self.entries.len() == PARSE_CACHE_LINES {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((text.to_string(), parsed.clone()));
+        parsed
+    }
+}
+
 /// Start of the line holding `at`, at most [`MAX_LINE_SIDE`] back.
 fn line_start_of(buf: &[u8], at: usize) -> usize {
     let floor = at.saturating_sub(MAX_LINE_SIDE);
@@ -272,20 +324,6 @@ fn line_start_of(buf: &[u8], at: usize) -> usize {
 fn line_end_of(buf: &[u8], from: usize) -> usize {
     let ceil = (from + MAX_LINE_SIDE).min(buf.len());
     memchr::memchr(b'\n', &buf[from..ceil]).map_or(ceil, |i| from + i + 1)
-}
-
-/// One parsed part with what the grouper needs to place it.
-struct Found {
-    parsed: Parsed,
-    phase: Phase,
-    /// The rank tag of the line (`[rank3]:`), when there is one.
-    rank: Option<u32>,
-    /// The process tag of the line (`(EngineCore_0 pid=12)`).
-    process: Option<String>,
-    /// The lines before it, for chained-exception markers.
-    before: Vec<String>,
-    /// The logical line, prefix removed, as read.
-    text: String,
 }
 
 /// Lines after an event read for a traceback printed after the message
@@ -300,6 +338,7 @@ fn read_event_at(
     line_start: usize,
     at: usize,
     after_event: usize,
+    cache: &mut ParseCache,
 ) -> (Option<Found>, usize) {
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
@@ -343,24 +382,26 @@ fn read_event_at(
     let text = join_backwards(&before, text);
     // A rejected line claims only itself: a line joined to it as its
     // continuation may hold the failure.
-    let mut parsed = match parse_logical(&text) {
-        Some(parsed) if !says_non_fatal(&text) => parsed,
-        _ => return (None, line_end),
+    let Some(mut parsed) = cache.parse(&text) else {
+        return (None, line_end);
     };
     if parsed.generic {
-        if super::generic::is_quiet_level(&first) && !parsed.facts.oom_killer {
+        if families::generic::is_quiet_level(&first) && !parsed.facts.oom_killer() {
             return (None, line_end);
         }
-        super::generic::refine_from_context(&before, &mut parsed);
+        families::generic::refine_from_context(&before, &mut parsed);
     }
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
-    if parsed.framework == Framework::TensorFlow {
-        super::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+    if parsed.framework == Framework::LlamaCpp {
+        parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
     }
-    if parsed.facts.oom_killer && parsed.memory.allowed_bytes.is_none() {
-        parsed.memory.allowed_bytes = super::generic::cgroup_limit(&before)
-            .or_else(|| super::generic::cgroup_limit(std::slice::from_ref(&text)));
+    if parsed.framework == Framework::TensorFlow {
+        families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+    }
+    if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
+        parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
+            .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
     }
     let phase = parsed
         .phase_hint
@@ -432,292 +473,62 @@ fn join_backwards(before: &[String], text: String) -> String {
     }
 }
 
-/// An event already seen, as the grouper remembers it.
-struct Seen {
-    line: u64,
-    /// Figures (or, without figures, the words) of the failure.
-    figures: String,
-    /// The words with digits masked: equal across ranks and devices.
-    words: String,
-    rank: Option<u32>,
-    /// The process tag of the line (`(EngineCore_0 pid=12)`), when there is one.
-    process: Option<String>,
-    device_index: Option<u32>,
-    message: String,
-    text: String,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Groups the parts of one failure and drops repeats, holding back the last
-/// event until the next one (or the end) shows whether it continues.
-///
-/// Parts are the same failure when they are: copies printed by different
-/// ranks (rank tags differ, or devices differ within a few lines); an exact
-/// copy printed again at once (a log handler and stderr) or after a chained
-/// exception; retries of a warning that announces the failure; or a warning
-/// followed by the exception it announces.
-struct Grouper {
-    options: ScanOptions,
-    pending: Option<Pending>,
-    recent: Vec<Seen>,
-    emitted: u64,
-}
-
-struct Pending {
-    event: OomEvent,
-    kind: PartKind,
-    exact_request: bool,
-}
-
-/// Lines within which the same message again is a reprint (a log handler
-/// and stderr, a wrapper that prints before re-raising), not a new failure.
-const REPRINT_LINES: u64 = 12;
-/// Lines within which the same failure told in other words is one.
-const NEAR_COPY_LINES: u64 = 4;
-
-/// True when a line among the last `gap` before the event starts a new run
-/// (a REPL or shell prompt): the same message after it is a new failure.
-fn new_run_between(before: &[String], gap: u64) -> bool {
-    before.iter().rev().take(gap as usize).any(|l| {
-        let t = l.trim_start();
-        t.starts_with(">>> ") || t.starts_with("In [") || t.starts_with("$ ")
-    })
-}
-/// Lines one kernel OOM report (with its task table) spans at most.
-const KILL_REPORT_LINES: u64 = 400;
-/// Lines within which copies for different devices are one failure of
-/// several ranks.
-const RANK_COPY_LINES: u64 = 60;
-
-fn is_chained(before: &[String], gap: u64) -> bool {
-    before.iter().rev().take(gap as usize).any(|l| {
-        l.contains("During handling of the above exception")
-            || l.contains("The above exception was the direct cause")
-    })
-}
-
-impl Grouper {
-    fn new(options: ScanOptions) -> Grouper {
-        Grouper {
-            options,
-            pending: None,
-            recent: Vec::new(),
-            emitted: 0,
-        }
+    fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {
+        let mut events = Vec::new();
+        let summary = scan_reader("-", text.as_bytes(), &ScanOptions::default(), |e| {
+            events.push(e)
+        })
+        .expect("scans");
+        (events, summary)
     }
 
-    fn push(&mut self, source: &str, line: u64, found: Found, emit: &mut dyn FnMut(OomEvent)) {
-        let Found {
-            parsed,
-            phase,
-            rank,
-            process,
-            before,
-            text,
-        } = found;
-        let seen = Seen {
-            line,
-            figures: figures_signature(&parsed),
-            words: mask_digits(parsed.framework, &parsed.message),
-            rank,
-            process,
-            device_index: parsed.device.index,
-            message: parsed.message.clone(),
-            text,
-        };
-        let window = self.options.duplicate_window_lines;
-        let pending_is_preliminary = self
-            .pending
-            .as_ref()
-            .is_some_and(|p| p.kind == PartKind::Preliminary);
-        let copy = self.recent.iter().any(|r| {
-            let gap = line.saturating_sub(r.line);
-            if gap > window || r.words != seen.words && r.figures != seen.figures {
-                return false;
-            }
-            let other_rank = matches!((r.rank, seen.rank), (Some(a), Some(b)) if a != b);
-            let other_device = gap <= RANK_COPY_LINES
-                && r.words == seen.words
-                && matches!((r.device_index, seen.device_index), (Some(a), Some(b)) if a != b);
-            // A reprint: the same figures told in other words (a log line and
-            // the exception it raises, an engine's error and the server's
-            // re-raise) anywhere within the window; the same message again
-            // within a few lines; or any copy after a chained exception. The
-            // same message far apart is a new failure of the same size (a
-            // loop that catches the OOM and goes on).
-            let has_figures = !r.figures.ends_with(&format!(":{}", r.message));
-            let retold = has_figures && r.message != seen.message;
-            // The same line again (not a line that differs by a progress
-            // bar), with no new command started in between.
-            let same_line =
-                r.text == seen.text && gap <= REPRINT_LINES && !new_run_between(&before, gap);
-            let near_copy =
-                gap <= NEAR_COPY_LINES && (r.message != seen.message || r.text == seen.text);
-            let other_process = matches!((&r.process, &seen.process), (Some(a), Some(b)) if a != b);
-            let reprint = r.figures == seen.figures
-                && (same_line || near_copy || retold || other_process || is_chained(&before, gap));
-            let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
-            (other_rank && r.words == seen.words) || other_device || reprint || retry
-        });
-        // The kernel's report of one kill spans many lines (the invoking
-        // task, the cgroup's figures, the victim, the reaper): one event.
-        let same_kill = self.pending.as_ref().is_some_and(|p| {
-            p.event.facts.oom_killer
-                && parsed.facts.oom_killer
-                && line.saturating_sub(p.event.line) <= KILL_REPORT_LINES
-        });
-        if copy || same_kill {
-            if let Some(p) = &mut self.pending {
-                p.event.memory.fill_from(&parsed.memory);
-                if p.event.facts.call.is_none() {
-                    p.event.facts.call = parsed.facts.call.clone();
-                }
-                if p.event.phase == Phase::Unknown {
-                    p.event.phase = phase;
-                }
-            }
-            self.remember(seen);
-            return;
-        }
-        if let Some(p) = &mut self.pending {
-            let announce = p.kind == PartKind::Preliminary
-                && p.event.framework == parsed.framework
-                && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
-            if announce {
-                merge_announced(p, parsed, phase);
-                self.remember(seen);
-                return;
+    #[test]
+    fn a_llama_cpp_failure_carries_the_offload_its_log_reported() {
+        let log = "llm_load_tensors: offloaded 41/41 layers to GPU
+llm_load_tensors:        CPU buffer size =  1640.62 MiB
+llm_load_tensors:      CUDA0 buffer size =  5434.38 MiB
+llama_kv_cache_init:      CUDA0 KV buffer size =  1536.00 MiB
+llama_new_context_with_model: pipeline parallelism enabled (n_copies=4)
+ggml_backend_cuda_buffer_type_alloc_buffer: allocating 8900.01 MiB on device 0: cudaMalloc failed: out of memory
+ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 9332334592
+llama_new_context_with_model: failed to allocate compute buffers
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1);
+        let offload = events[0].facts.llama_offload.as_ref().expect("offload");
+        assert_eq!(offload.offloaded_layers, Some(41));
+        assert_eq!(offload.buffers.len(), 3);
+        assert_eq!(
+            offload.buffers[2].kind,
+            crate::oom::LlamaBufferKind::KvCache
+        );
+    }
+
+    #[test]
+    fn identical_lines_parse_the_same_through_the_cache() {
+        let line = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB (GPU 0; 10.92 GiB total capacity; 10.17 GiB already allocated; 1.56 MiB free; 10.30 GiB reserved in total by PyTorch)\n";
+        let mut log = String::new();
+        for step in 0..3 {
+            log.push_str(line);
+            for _ in 0..500 {
+                log.push_str(&format!("step {step}\n"));
             }
         }
-        self.flush(emit);
-        let event = OomEvent {
-            source: source.to_string(),
-            line,
-            framework: parsed.framework,
-            device: parsed.device,
-            message: parsed.message,
-            memory: parsed.memory,
-            phase,
-            facts: parsed.facts,
-        };
-        self.remember(seen);
-        self.pending = Some(Pending {
-            event,
-            kind: parsed.kind,
-            exact_request: parsed.exact_request,
-        });
+        let (events, _) = scan(&log);
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|e| e.memory == events[0].memory));
+        assert_eq!(events[2].line, 1003);
     }
 
-    fn remember(&mut self, seen: Seen) {
-        let window = self.options.duplicate_window_lines;
-        let line = seen.line;
-        self.recent
-            .retain(|r| line.saturating_sub(r.line) <= window);
-        self.recent.push(seen);
-        if self.recent.len() > 64 {
-            self.recent.remove(0);
-        }
+    #[test]
+    fn watchdog_timeouts_are_in_the_summary_not_events() {
+        let (events, summary) = scan("[E ProcessGroupNCCL.cpp:737] [Rank 3] Watchdog caught collective operation timeout: WorkNCCL(SeqNum=5, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600013 milliseconds before timing out.\n");
+        assert!(events.is_empty());
+        assert_eq!(summary.watchdog_timeouts.len(), 1);
+        assert_eq!(summary.watchdog_timeouts[0].rank, Some(3));
     }
-
-    fn flush(&mut self, emit: &mut dyn FnMut(OomEvent)) {
-        if let Some(p) = self.pending.take() {
-            self.emitted += 1;
-            emit(p.event);
-        }
-    }
-
-    fn finish(&mut self, emit: &mut dyn FnMut(OomEvent)) -> u64 {
-        self.flush(emit);
-        self.emitted
-    }
-}
-
-/// Joins the failure a warning announced into the warning's event: it keeps
-/// where the text started, takes the exception's words, and fills figures
-/// both ways (an exact byte count wins over a rounded one).
-fn merge_announced(p: &mut Pending, parsed: Parsed, phase: Phase) {
-    let pending = &mut p.event;
-    let earlier = std::mem::take(&mut pending.memory);
-    let earlier_request = earlier.requested_bytes;
-    pending.memory = parsed.memory.clone();
-    pending.memory.fill_from(&earlier);
-    if !parsed.exact_request && p.exact_request && earlier_request.is_some() {
-        pending.memory.requested_bytes = earlier_request;
-    }
-    p.exact_request |= parsed.exact_request;
-    pending.message = parsed.message;
-    if pending.device.index.is_none() {
-        pending.device.index = parsed.device.index;
-    }
-    // A later part can name the device more precisely (llama.cpp's ROCm
-    // build says "cudaMalloc", then "ROCm0 buffer").
-    if !matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cuda)
-        || pending.device.kind == DeviceKind::Unknown
-    {
-        pending.device.kind = parsed.device.kind;
-    }
-    if pending.phase == Phase::Unknown {
-        pending.phase = phase;
-    }
-    pending.facts = merge_facts(std::mem::take(&mut pending.facts), parsed.facts);
-    p.kind = parsed.kind;
-}
-
-fn merge_facts(mut a: super::EventFacts, b: super::EventFacts) -> super::EventFacts {
-    a.pytorch_era = a.pytorch_era.or(b.pytorch_era);
-    a.alloc_conf_var = a.alloc_conf_var.or(b.alloc_conf_var);
-    a.absurd_request |= b.absurd_request;
-    a.vllm = a.vllm.or(b.vllm);
-    a.op = b.op.or(a.op);
-    a.oom_killer |= b.oom_killer;
-    a.call = a.call.or(b.call);
-    a.pool_reservation |= b.pool_reservation;
-    a.fragmentation_hint |= b.fragmentation_hint;
-    a.shared_memory = a.shared_memory.or(b.shared_memory);
-    a.sglang = a.sglang.or(b.sglang);
-    a.batch_search_exhausted |= b.batch_search_exhausted;
-    a.model_state_frames |= b.model_state_frames;
-    a.serving_engine = a.serving_engine.or(b.serving_engine);
-    a
-}
-
-/// The message with every digit masked: ranks and figures differ between
-/// copies of one failure, the words do not.
-fn mask_digits(framework: super::Framework, message: &str) -> String {
-    let mut s = format!("{framework:?}:");
-    s.extend(
-        message
-            .chars()
-            .map(|c| if c.is_ascii_digit() { '#' } else { c }),
-    );
-    s
-}
-
-/// The figures of a failure, which copies of it share; without figures,
-/// its words.
-fn figures_signature(parsed: &Parsed) -> String {
-    // Triton's shared-memory figures are not device memory, but they are
-    // what copies of one failure share: the error and Inductor's wrapper of
-    // it (`InductorError: OutOfResources: ...`) name the same two numbers.
-    if let Some(shm) = parsed.facts.shared_memory {
-        if shm.required_bytes.is_some() || shm.limit_bytes.is_some() {
-            return format!(
-                "{:?}|shared|{:?}|{:?}",
-                parsed.framework, shm.required_bytes, shm.limit_bytes
-            );
-        }
-    }
-    let m = &parsed.memory;
-    if m.requested_bytes.is_none() && m.total_bytes.is_none() && m.allocated_bytes.is_none() {
-        return format!("{:?}:{}", parsed.framework, parsed.message);
-    }
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
-        parsed.framework,
-        parsed.device,
-        m.requested_bytes,
-        m.total_bytes,
-        m.free_bytes,
-        m.allocated_bytes,
-        m.reserved_bytes
-    )
 }

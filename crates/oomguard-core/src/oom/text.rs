@@ -6,7 +6,7 @@
 //! Nothing here decides whether a line is an OOM; that is the family parsers'
 //! job. These functions run only around a trigger, never over a whole log.
 
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use std::sync::LazyLock;
 
 /// Decodes one raw line: lossy UTF-8, ANSI escapes removed, `\r` handled as a
@@ -15,6 +15,13 @@ use std::sync::LazyLock;
 pub fn clean_line(raw: &[u8]) -> String {
     let raw = raw.strip_suffix(b"\n").unwrap_or(raw);
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    // Most lines have no escape and no carriage return: valid UTF-8 is then
+    // the line itself, with no character-by-character rebuild.
+    if memchr::memchr2(0x1b, b'\r', raw).is_none() {
+        if let Ok(text) = std::str::from_utf8(raw) {
+            return text.to_string();
+        }
+    }
     let text = String::from_utf8_lossy(raw);
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
@@ -67,43 +74,54 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     }
 }
 
+/// Log prefixes, each anchored at the start of the line, tried in order.
+const PREFIX_PATTERNS: &[&str] = &[
+    // docker compose: `service-1  | `
+    r"^[\w.\-]+\s+\|\s?",
+    // torchrun / deepspeed rank tags: `[rank3]:`, `[default0]:`, `[1,0]<stderr>:`
+    r"^\[(?:rank|Rank|default)?\s*\d+\]\s*:?\s*",
+    r"^\[\d+,\d+\]<std(?:out|err)>:\s*",
+    // vLLM / Ray: `(EngineCore_0 pid=123)`, `(RayWorkerWrapper pid=1, ip=10.0.0.1)`
+    r"^\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*",
+    // `srun -l` / mpirun: `0: `
+    r"^\d{1,4}:\s",
+    // ISO-ish timestamps, optionally bracketed, with fractions and zones
+    r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?:?\s*",
+    // syslog / kernel: `Jan 12 10:11:12 host kernel: [123.456] `
+    r"^[A-Z][a-z]{2}\s+\d{1,2} \d{2}:\d{2}:\d{2} \S+ \S+?:\s*",
+    r"^\[\s*\d+\.\d+\]\s*",
+    // glog / absl: `E0612 10:11:12.123456  1234 file.cc:12] `
+    r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]\s*",
+    // TensorFlow after its timestamp: `E tensorflow/core/x.cc:12] `
+    r"^[IWEF] [\w/.\-]+:\d+\]\s*",
+    // vLLM style: `ERROR 06-12 10:11:12 [core.py:123] `, `INFO 06-12 10:11:12 file.py:1] `
+    r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
+    // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
+    r"^\[?(?:DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?(?::[\w.]+:|\s*[:\-]\s*|\s+)",
+    // logging module's `[logger.py:12:func]`
+    r"^\[[\w./]+:\d+(?::\w+)?\]\s*",
+];
+
 static PREFIXES: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    [
-        // docker compose: `service-1  | `
-        r"^[\w.\-]+\s+\|\s?",
-        // torchrun / deepspeed rank tags: `[rank3]:`, `[default0]:`, `[1,0]<stderr>:`
-        r"^\[(?:rank|Rank|default)?\s*\d+\]\s*:?\s*",
-        r"^\[\d+,\d+\]<std(?:out|err)>:\s*",
-        // vLLM / Ray: `(EngineCore_0 pid=123)`, `(RayWorkerWrapper pid=1, ip=10.0.0.1)`
-        r"^\(\w+ pid=\d+(?:, ip=[\d.]+)?\)\s*",
-        // `srun -l` / mpirun: `0: `
-        r"^\d{1,4}:\s",
-        // ISO-ish timestamps, optionally bracketed, with fractions and zones
-        r"^\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?:?\s*",
-        // syslog / kernel: `Jan 12 10:11:12 host kernel: [123.456] `
-        r"^[A-Z][a-z]{2}\s+\d{1,2} \d{2}:\d{2}:\d{2} \S+ \S+?:\s*",
-        r"^\[\s*\d+\.\d+\]\s*",
-        // glog / absl: `E0612 10:11:12.123456  1234 file.cc:12] `
-        r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]\s*",
-        // TensorFlow after its timestamp: `E tensorflow/core/x.cc:12] `
-        r"^[IWEF] [\w/.\-]+:\d+\]\s*",
-        // vLLM style: `ERROR 06-12 10:11:12 [core.py:123] `, `INFO 06-12 10:11:12 file.py:1] `
-        r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
-        // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
-        r"^\[?(?:DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?(?::[\w.]+:|\s*[:\-]\s*|\s+)",
-        // logging module's `[logger.py:12:func]`
-        r"^\[[\w./]+:\d+(?::\w+)?\]\s*",
-    ]
-    .iter()
-    .map(|p| Regex::new(p).expect("prefix pattern compiles"))
-    .collect()
+    PREFIX_PATTERNS
+        .iter()
+        .map(|p| Regex::new(p).expect("prefix pattern compiles"))
+        .collect()
 });
+
+/// All prefixes at once: a line that starts with none (most lines) costs one
+/// search, not one per prefix.
+static ANY_PREFIX: LazyLock<RegexSet> =
+    LazyLock::new(|| RegexSet::new(PREFIX_PATTERNS).expect("prefix patterns compile"));
 
 /// Removes log prefixes and leading white space, repeatedly, so that
 /// `service | [rank0]: 2024-01-01 10:00:00 ERROR torch...` leaves `torch...`.
 pub fn strip_log_prefix(line: &str) -> &str {
     let mut s = line.trim_start();
     for _ in 0..8 {
+        if !ANY_PREFIX.is_match(s) {
+            break;
+        }
         let before = s.len();
         for re in PREFIXES.iter() {
             if let Some(m) = re.find(s) {
@@ -117,15 +135,17 @@ pub fn strip_log_prefix(line: &str) -> &str {
     s
 }
 
-/// The rank a launcher tagged the line with: `[rank3]:`, `[default3]:`,
-/// `3: ` (srun -l), possibly behind a docker compose prefix.
+/// The rank a launcher tagged the line with: torchrun's `[rank3]:` (its
+/// `--tee` and log redirects print `[default3]:`, the local rank), `3: `
+/// (`srun --label`), Open MPI's `--tag-output` `[1,3]<stderr>:` (job, rank),
+/// possibly behind a docker compose prefix.
 pub fn rank_tag(line: &str) -> Option<u32> {
     static RANK: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?(?:\[(?:rank|Rank|default)\s*(\d+)\]|(\d{1,4}):\s)")
+        Regex::new(r"^\s*(?:[\w.\-]+\s+\|\s*)?(?:\[(?:rank|Rank|default)\s*(\d+)\]|(\d{1,4}):\s|\[\d+,(\d+)\]<std(?:out|err)>:)")
             .expect("pattern compiles")
     });
     let c = RANK.captures(line)?;
-    c.get(1).or(c.get(2))?.as_str().parse().ok()
+    c.get(1).or(c.get(2)).or(c.get(3))?.as_str().parse().ok()
 }
 
 /// The process a log line is tagged with (`(EngineCore_0 pid=12)`,

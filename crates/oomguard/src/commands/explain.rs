@@ -7,7 +7,7 @@ use crate::flags::ExplainArgs;
 use crate::style::{printable, proportional_cells, Style};
 use anyhow::Context;
 use oomguard_core::diagnose::{Confidence, DiagnoseContext, ExplainedEvent, SegmentKind};
-use oomguard_core::oom::{scan_reader, ScanOptions};
+use oomguard_core::oom::{scan_reader, JobFailure, ScanOptions, WatchdogTimeout};
 use oomguard_core::size::{format_signed_size, format_size};
 use oomguard_core::snapshot::{explain_snapshot, read_snapshot, DeviceReport, SnapshotReport};
 use std::fs::File;
@@ -46,6 +46,8 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         count: 0,
         write_error: None,
         snapshot,
+        job: JobFailure::default(),
+        timeouts: Vec::new(),
     };
     let inputs: Vec<&Path> = if args.paths.is_empty() {
         vec![Path::new("-")]
@@ -67,14 +69,25 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             eprintln!("oomguard: {err:#}");
         }
     }
+    sink.job.add_timeouts(&sink.timeouts);
     if args.json {
-        writeln!(out, "{}]}}", if sink.count > 0 { "\n" } else { "" })?;
-    } else if sink.count > 1 {
+        let timeouts = serde_json::to_string(&sink.timeouts)?;
         writeln!(
             out,
-            "{}",
-            style.bold(&format!("{} OOM events found.", sink.count))
+            "{}], \"watchdog_timeouts\": {timeouts}}}",
+            if sink.count > 0 { "\n" } else { "" }
         )?;
+    } else {
+        if sink.job.is_multi_rank() {
+            writeln!(out, "{}", style.bold(&describe_job(&sink.job)))?;
+        }
+        if sink.count > 1 {
+            writeln!(
+                out,
+                "{}",
+                style.bold(&format!("{} OOM events found.", sink.count))
+            )?;
+        }
     }
     out.flush()?;
     if input_errors > 0 {
@@ -82,8 +95,12 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     if sink.count == 0 {
         let names: Vec<String> = inputs.iter().map(|p| display_name(p)).collect();
+        let timeouts = match sink.timeouts.len() {
+            0 => String::new(),
+            n => format!(" ({n} NCCL watchdog timeouts, which are not one)"),
+        };
         eprintln!(
-            "oomguard: no out-of-memory event found in {}",
+            "oomguard: no out-of-memory event found in {}{timeouts}",
             names.join(", ")
         );
         return Ok(ExitCode::from(1));
@@ -105,6 +122,49 @@ struct Sink {
     count: u64,
     write_error: Option<io::Error>,
     snapshot: Option<SnapshotReport>,
+    /// The ranks of the events, for the multi-rank line.
+    job: JobFailure,
+    /// Every input's NCCL watchdog timeouts.
+    timeouts: Vec<WatchdogTimeout>,
+}
+
+/// The multi-rank line: which ranks (on which GPUs) ran out of memory, and
+/// whose NCCL watchdog timeouts followed.
+fn describe_job(job: &JobFailure) -> String {
+    let list = |items: Vec<String>| match items.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    let plural = |n: usize| if n == 1 { "Rank" } else { "Ranks" };
+    let mut line = String::new();
+    if !job.oom_ranks.is_empty() {
+        let ranks = list(job.oom_ranks.iter().map(|r| r.rank.to_string()).collect());
+        let gpus = list(
+            job.oom_ranks
+                .iter()
+                .map(|r| match r.device_index {
+                    Some(i) => format!("rank {} on GPU {i}", r.rank),
+                    None => format!("rank {} on GPU n/a", r.rank),
+                })
+                .collect(),
+        );
+        line.push_str(&format!(
+            "{} {ranks} ran out of memory ({gpus})",
+            plural(job.oom_ranks.len())
+        ));
+    } else {
+        line.push_str("The job ran out of memory");
+    }
+    if !job.timeout_ranks.is_empty() {
+        let ranks = list(job.timeout_ranks.iter().map(u32::to_string).collect());
+        line.push_str(&format!(
+            "; NCCL watchdog timeouts followed on {} {ranks} (they waited in a collective for the failed ranks)",
+            plural(job.timeout_ranks.len()).to_lowercase()
+        ));
+    }
+    line.push('.');
+    line
 }
 
 fn scan_one(
@@ -122,6 +182,7 @@ fn scan_one(
         if sink.write_error.is_some() {
             return;
         }
+        sink.job.add_event(&event);
         let explained = ExplainedEvent::new(event, ctx);
         sink.count += 1;
         let evidence = sink
@@ -145,7 +206,8 @@ fn scan_one(
     let options = ScanOptions::default();
     if source == "-" {
         let stdin = io::stdin();
-        scan_reader(&source, stdin.lock(), &options, &mut on_event)?;
+        let summary = scan_reader(&source, stdin.lock(), &options, &mut on_event)?;
+        sink.timeouts.extend(summary.watchdog_timeouts);
     } else {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -156,7 +218,8 @@ fn scan_one(
             );
         }
         let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-        scan_reader(&source, file, &options, &mut on_event)?;
+        let summary = scan_reader(&source, file, &options, &mut on_event)?;
+        sink.timeouts.extend(summary.watchdog_timeouts);
     }
     Ok(())
 }

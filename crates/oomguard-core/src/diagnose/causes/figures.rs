@@ -204,7 +204,7 @@ pub(super) fn mps_nothing_allocated(r: &mut Ranking, event: &OomEvent) {
 /// start, and, from the BFC allocator's own figures, a full pool against a
 /// split one.
 pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
-    if event.facts.pool_reservation {
+    if event.facts.pool_reservation() {
         r.add(
             CauseId::OtherProcesses,
             0.7,

@@ -20,7 +20,7 @@ pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
 }
 
 fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
-    let evidence = if event.facts.oom_killer {
+    let evidence = if event.facts.oom_killer() {
         format!(
             "the kernel's OOM killer ended {}",
             event.facts.call.as_deref().unwrap_or("the process")
@@ -48,7 +48,7 @@ fn container_limit(r: &mut Ranking, event: &OomEvent) {
     if let Some(limit) = event
         .memory
         .allowed_bytes
-        .filter(|_| event.facts.oom_killer)
+        .filter(|_| event.facts.oom_killer())
     {
         r.add_checked(
             CauseId::MemoryCap,
@@ -75,7 +75,7 @@ mod tests {
     #[test]
     fn the_oom_killer_is_host_memory_and_with_a_limit_the_container_s_cap() {
         let mut e = event(Framework::Other, MemoryFigures::default());
-        e.facts.oom_killer = true;
+        e.facts.kind = crate::oom::EventKind::OomKill;
         let mut r = Ranking::new();
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::HostMemory));

@@ -127,7 +127,7 @@ pub(super) fn rank(event: &OomEvent, acc: &Accounting) -> Ranked {
 fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // Messages whose meaning the facts fix entirely: the phase rules below
     // would add a batch cause, which is wrong for each of them.
-    if let Some(shm) = &event.facts.shared_memory {
+    if let Some(shm) = event.facts.shared_memory() {
         libraries::shared_memory(r, shm);
         return;
     }
@@ -135,17 +135,17 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         libraries::on_chip_memory(r, space);
         return;
     }
-    if let Some(check) = &event.facts.sglang {
+    if let Some(check) = event.facts.sglang() {
         engines::sglang(r, check);
         return;
     }
-    if event.facts.batch_search_exhausted {
+    if event.facts.batch_search_exhausted() {
         phase::batch_search_exhausted(r);
         return;
     }
     sizes::absurd_request(r, event);
     sizes::device_request_invalid(r, event);
-    if let Some(check) = &event.facts.vllm {
+    if let Some(check) = event.facts.vllm() {
         engines::vllm(r, check, event);
     }
     engines::serving_engine(r, event);
@@ -153,7 +153,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if event.device.kind == DeviceKind::Mps {
         figures::mps_nothing_allocated(r, event);
     }
-    if event.facts.oom_killer || event.device.kind == DeviceKind::Cpu {
+    if event.facts.oom_killer() || event.device.kind == DeviceKind::Cpu {
         host::host(r, event);
     }
     match event.framework {
@@ -205,6 +205,7 @@ pub(super) mod testing {
             message: String::new(),
             memory,
             phase: Phase::Unknown,
+            ranks: None,
             facts: EventFacts::default(),
         }
     }

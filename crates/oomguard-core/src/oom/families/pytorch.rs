@@ -10,10 +10,39 @@
 //! Field mapping follows docs/reference.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
-use super::family::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
-use super::{DeviceKind, EventFacts, Framework, ProcessMemory, PyTorchEra};
-use regex::Regex;
+use crate::oom::patterns::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
+use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, ProcessMemory, PyTorchEra};
+use aho_corasick::AhoCorasick;
+use regex::{Captures, Regex};
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &[
+    // `CUDA out of memory`, `MPS backend out of memory`, THC's `cuda runtime
+    // error (2) : out of memory`, `CUDA error: out of memory`.
+    "out of memory",
+    // A caching-allocator message quoted without its first words.
+    "Tried to allocate",
+    // The cudaMallocAsync backend.
+    "would exceed allowed memory",
+    // The CPU allocator: `not enough memory`, `can't allocate memory`.
+    "ot enough memory",
+    "an't allocate",
+    // accelerate's find_executable_batch_size after halving to zero.
+    "executable batch size found",
+];
+/// Messages of this family as PyTorch and accelerate print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "RuntimeError: cuda runtime error (2) : out of memory at /opt/conda/conda-bld/pytorch_1524590031827/work/aten/src/THC/generic/THCStorage.cu:58",
+    "RuntimeError: CUDA out of memory. Tried to allocate 1024.00 MiB (GPU 0; 15.90 GiB total capacity; 14.25 GiB already allocated; 991.56 MiB free; 607.00 KiB cached)",
+    "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 22.58 GiB memory in use. Of the allocated memory 20.12 GiB is allocated by PyTorch, and 1.95 GiB is reserved by PyTorch but unallocated.",
+    "torch.OutOfMemoryError: Allocation on device 0 would exceed allowed memory. (out of memory)",
+    "RuntimeError: MPS backend out of memory (MPS allocated: 7.80 GiB, other allocations: 6.94 GiB, max allowed: 18.13 GiB). Tried to allocate 3.46 GiB on private pool.",
+    "torch.AcceleratorError: CUDA error: out of memory",
+    "RuntimeError: [enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)",
+    "RuntimeError: No executable batch size found, reached zero.",
+];
 
 struct Patterns {
     key: Regex,
@@ -195,7 +224,7 @@ fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
         message_from(text, &P.batch_finder),
     );
     parsed.device.index = device_index(text).filter(|_| kind == DeviceKind::Cuda);
-    parsed.facts.batch_search_exhausted = true;
+    parsed.facts.kind = EventKind::BatchSearchExhausted;
     Some(parsed)
 }
 
@@ -228,7 +257,7 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     // An engine's CUDA-graph capture at start-up (SGLang's `Capture cuda
     // graph failed: ...`, vLLM's capture_model).
     if text.to_ascii_lowercase().contains("cuda graph") {
-        parsed.phase_hint = Some(super::Phase::Startup);
+        parsed.phase_hint = Some(crate::oom::Phase::Startup);
     }
     parsed.device.index = p
         .gpu_index
@@ -238,22 +267,28 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     let m = &mut parsed.memory;
     // Each figure's pattern runs only where its words are: the patterns open
     // with a number, which no literal search can skip to.
-    let size = |needle: &str, re: &Regex| {
+    let captures = |needle: &str, re: &'static Regex| {
         if text.contains(needle) {
-            find_size(re, text)
+            re.captures(text)
         } else {
             None
         }
     };
+    let figure = |c: &Option<Captures<'_>>| c.as_ref().and_then(|c| size_at(c, 1));
+    let size = |needle: &str, re: &'static Regex| figure(&captures(needle, re));
+    // The phrases that also date the message (see `era`) are matched once.
+    let cached = captures("cached", &p.cached);
+    let unallocated = captures("unallocated", &p.reserved_unallocated);
+    let reserved_total = captures("in total", &p.reserved_total);
+    let total_v2 = captures("capac", &p.total_v2);
     m.requested_bytes = size("allocate", &p.requested);
-    m.total_bytes = size("capac", &p.total_v2).or_else(|| size("capac", &p.total_v1));
+    m.total_bytes = figure(&total_v2).or_else(|| size("capac", &p.total_v1));
     m.free_bytes = size("is free", &p.free_v2).or_else(|| size("free", &p.free_v1));
     m.allocated_bytes =
         size("allocated by", &p.allocated_v2).or_else(|| size("already", &p.allocated_v1));
     // 1.0: "X cached" is what the cache holds beyond live tensors.
-    m.reserved_unallocated_bytes =
-        size("cached", &p.cached).or_else(|| size("unallocated", &p.reserved_unallocated));
-    m.reserved_bytes = size("in total", &p.reserved_total);
+    m.reserved_unallocated_bytes = figure(&cached).or_else(|| figure(&unallocated));
+    m.reserved_bytes = figure(&reserved_total);
     m.allowed_bytes = size("allowed", &p.allowed);
     m.process_bytes = size("this process", &p.process_self);
     m.private_pools_bytes = size("private pools", &p.private_pools);
@@ -272,7 +307,12 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     }
     m.derive();
     parsed.facts = EventFacts {
-        pytorch_era: Some(era(text)),
+        pytorch_era: Some(era(
+            text,
+            cached.is_some(),
+            reserved_total.is_some(),
+            total_v2.is_some() || unallocated.is_some(),
+        )),
         alloc_conf_var: p.alloc_conf.captures(text).map(|c| c[1].to_string()),
         absurd_request: p.absurd.is_match(text),
         ..EventFacts::default()
@@ -284,21 +324,23 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
 /// line (a web page's next heading, a log's next sentence): the message ends
 /// with the last of the phrases it is known to end with.
 fn trim_after_message(msg: &str) -> String {
-    const ENDS: &[&str] = &[
-        "reserved in total by PyTorch)",
-        "cached)",
-        "is reserved by PyTorch but unallocated.",
-        "to avoid fragmentation.",
-        "PYTORCH_CUDA_ALLOC_CONF",
-        "PYTORCH_HIP_ALLOC_CONF",
-        "PYTORCH_ALLOC_CONF",
-        "#environment-variables)",
-        "unoccupied cached memory.",
-    ];
-    let end = ENDS
-        .iter()
-        .filter_map(|e| msg.rfind(e).map(|at| at + e.len()))
-        .max();
+    // The last end of any of these phrases: one overlapping search finds
+    // every occurrence of each.
+    static ENDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::new([
+            "reserved in total by PyTorch)",
+            "cached)",
+            "is reserved by PyTorch but unallocated.",
+            "to avoid fragmentation.",
+            "PYTORCH_CUDA_ALLOC_CONF",
+            "PYTORCH_HIP_ALLOC_CONF",
+            "PYTORCH_ALLOC_CONF",
+            "#environment-variables)",
+            "unoccupied cached memory.",
+        ])
+        .expect("phrases build")
+    });
+    let end = ENDS.find_overlapping_iter(msg).map(|m| m.end()).max();
     match end {
         // "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True": keep the value.
         Some(end) => {
@@ -313,11 +355,13 @@ fn trim_after_message(msg: &str) -> String {
     }
 }
 
-fn era(text: &str) -> PyTorchEra {
-    let p = &*P;
-    if text.contains("cached") && p.cached.is_match(text) {
+/// The era of a caching-allocator message from the phrases it holds: `X
+/// cached)`, `reserved in total by PyTorch`, the 2.1 misspelling, or the 2.2+
+/// `total capacity of` / `reserved by PyTorch but unallocated`.
+fn era(text: &str, cached: bool, reserved_in_total: bool, modern: bool) -> PyTorchEra {
+    if cached {
         PyTorchEra::Cached
-    } else if text.contains("in total") && p.reserved_total.is_match(text) {
+    } else if reserved_in_total {
         if text.contains("max_split_size_mb") || text.contains("ALLOC_CONF") {
             PyTorchEra::MaxSplitHint
         } else {
@@ -325,9 +369,7 @@ fn era(text: &str) -> PyTorchEra {
         }
     } else if text.contains("total capacty") {
         PyTorchEra::Capacty
-    } else if text.contains("capac") && p.total_v2.is_match(text)
-        || text.contains("unallocated") && p.reserved_unallocated.is_match(text)
-    {
+    } else if modern {
         PyTorchEra::Modern
     } else {
         PyTorchEra::Unversioned
@@ -366,7 +408,7 @@ mod tests {
             parse("RuntimeError: No executable batch size found, reached zero.").expect("an event");
         assert_eq!(parsed.framework, Framework::PyTorch);
         assert_eq!(parsed.device.kind, DeviceKind::Unknown);
-        assert!(parsed.facts.batch_search_exhausted);
+        assert!(parsed.facts.batch_search_exhausted());
         assert!(parsed.memory.is_empty());
         assert_eq!(
             parsed.message,

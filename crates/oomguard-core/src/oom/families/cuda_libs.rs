@@ -6,10 +6,48 @@
 //! A cuDNN or cuBLAS failure is listed as an event because it is usually
 //! memory, but it is not always: the diagnosis weighs that.
 
-use super::family::{device_index, find_u64, message_from, re, Parsed};
-use super::{DeviceKind, Framework};
+use crate::oom::patterns::{device_index, find_u64, message_from, re, Parsed};
+use crate::oom::{DeviceKind, EventKind, Framework};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains: cuBLAS
+/// and cuDNN status codes and handle errors, NCCL's allocation warnings, the
+/// CUDA driver's and runtime's codes, the kernel's OOM killer.
+pub(super) const TRIGGERS: &[&str] = &[
+    "STATUS_NOT_INITIALIZED",
+    "ALLOC_FAILED",
+    "CUDNN_STATUS_INTERNAL_ERROR",
+    "cudnn handle",
+    "cublas handle",
+    "valid cuDNN algorithm",
+    "Failed to CUDA calloc",
+    "out of memory",
+    "Out of memory",
+    "OUT_OF_MEMORY",
+    "ErrorMemoryAllocation",
+];
+/// Words one of which every message `parse` reads holds (`parse_generic`
+/// runs on every line no framework claimed).
+pub(super) const WORDS: &[&str] = &[
+    "CUBLAS",
+    "CUDNN",
+    "cuDNN",
+    "cudnn",
+    "Cuda failure",
+    "calloc",
+];
+/// Messages of this family as the libraries and the kernel print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "RuntimeError: CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling `cublasCreate(handle)`",
+    "Could not create cudnn handle: CUDNN_STATUS_INTERNAL_ERROR",
+    "RuntimeError: Unable to find a valid cuDNN algorithm to run convolution",
+    "node01:48213:48299 [3] include/alloc.h:124 NCCL WARN Failed to CUDA calloc 536870912 bytes",
+    "node01:48213:48299 [3] NCCL WARN Cuda failure 'out of memory'",
+    "Out of memory: Killed process 935 (python) total-vm:113656kB, anon-rss:10245652kB",
+    "numba.cuda.cudadrv.driver.CudaAPIError: [2] Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY",
+];
 
 struct Patterns {
     cublas: Regex,
@@ -52,6 +90,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         );
         parsed.device.index = device_index(text);
         parsed.facts.call = p.cublas_call.captures(text).map(|c| c[1].to_string());
+        parsed.facts.kind = EventKind::LibraryHandle;
         return Some(parsed);
     }
     let cudnn = if p.cudnn_handle.is_match(text) {
@@ -66,6 +105,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if let Some(key) = cudnn {
         let mut parsed = Parsed::new(Framework::Cudnn, DeviceKind::Cuda, message_from(text, key));
         parsed.device.index = device_index(text);
+        parsed.facts.kind = EventKind::LibraryHandle;
         // TensorFlow prints the device's memory after a failed handle.
         if let Some(c) = p.memory_usage.captures(text) {
             parsed.memory.free_bytes = c[1].parse().ok();
@@ -83,7 +123,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = find_u64(&p.nccl_calloc, text);
         parsed.exact_request = parsed.memory.requested_bytes.is_some();
         // NCCL's WARN lines precede the error the framework raises.
-        parsed.kind = super::family::PartKind::Preliminary;
+        parsed.kind = crate::oom::patterns::PartKind::Preliminary;
         // NCCL's own log lines start `host:pid:tid [cudaDev]`.
         parsed.device.index = find_u64(&p.nccl_device, text).map(|i| i as u32);
         return Some(parsed);
@@ -101,7 +141,7 @@ pub(crate) fn parse_generic(text: &str) -> Option<Parsed> {
             DeviceKind::Cpu,
             message_from(text, &p.oom_killer),
         );
-        parsed.facts.oom_killer = true;
+        parsed.facts.kind = EventKind::OomKill;
         parsed.facts.call = Some(format!("{} (pid {})", &c[2], &c[1]));
         return Some(parsed);
     }

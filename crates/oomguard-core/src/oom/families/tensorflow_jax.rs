@@ -6,12 +6,47 @@
 //! A tensor shape gives the request exactly: the product of the dimensions
 //! times the size of the dtype (TensorFlow's `DataTypeString` names).
 
-use super::family::{
+use crate::oom::patterns::{
     device_index, find_u64, message_from, re, says_non_fatal, size_at, Parsed, PartKind,
 };
-use super::{DeviceKind, Framework, Phase};
+use crate::oom::{DeviceKind, EventKind, Framework, Phase};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &[
+    "OOM when allocating",
+    // The BFC allocator's `ran out of memory`, XLA's `Out of memory while ...`.
+    "out of memory",
+    "Out of memory",
+    // The stream executor's `failed to allocate ... from device`, XLA's
+    // `Failed to allocate request for`.
+    "ailed to alloc",
+    "hipError_t(1002)",
+    "RESOURCE_EXHAUSTED",
+    "esource exhausted",
+    // XLA on TPU: `Attempting to allocate X. That was not possible.`
+    "Attempting to allocate",
+];
+/// Words one of which every message `parse` reads holds.
+pub(super) const WORDS: &[&str] = &[
+    "OOM when",
+    "trying to allocate",
+    "failed to alloc",
+    "RESOURCE_EXHAUSTED",
+    "esource exhausted",
+    "allocate request",
+    "Out of memory allocating",
+];
+/// Messages of this family as TensorFlow, XLA and JAX print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "tensorflow.python.framework.errors_impl.ResourceExhaustedError: OOM when allocating tensor with shape[32,256,56,56] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc",
+    "Allocator (GPU_0_bfc) ran out of memory trying to allocate 4.50GiB (rounded to 4831838208)requested by op model/conv2d/Conv2D",
+    "failed to allocate 17.79G (19104890880 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY: out of memory",
+    "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.",
+    "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Failed to allocate request for 48.09GiB (51635652936B) on device ordinal 0",
+];
 
 struct Patterns {
     oom_tensor: Regex,
@@ -137,7 +172,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
         parsed.exact_request = true;
         parsed.kind = PartKind::Preliminary;
-        parsed.facts.pool_reservation = true;
+        parsed.facts.kind = EventKind::PoolReservation;
         return Some(parsed);
     }
     if let Some(c) = p.host_alloc.captures(text) {
@@ -199,7 +234,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// `DumpMemoryLog` then `Stats::DebugString`: `Limit:` is the pool the
 /// allocator was given, `InUse:` what live tensors hold, both in bytes).
 /// Only the dump closest to the failure counts.
-pub(crate) fn fill_pool_stats(before: &[String], memory: &mut super::MemoryFigures) {
+pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::MemoryFigures) {
     static LIMIT: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*Limit:\s+(\d+)\s*$"));
     static IN_USE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*InUse:\s+(\d+)\s*$"));
     let recent = &before[before.len().saturating_sub(60)..];
@@ -227,7 +262,7 @@ fn tf_device(text: &str, parsed: &mut Parsed) {
         };
         parsed.device.index = c[2].parse().ok();
     } else if let Some(i) = device_index(text) {
-        parsed.device = super::Device {
+        parsed.device = crate::oom::Device {
             kind: DeviceKind::Cuda,
             index: Some(i),
         };

@@ -12,7 +12,7 @@
 //! (`torch._inductor.exc.InductorError: OutOfResources: ...`,
 //! `BackendCompilerFailed: backend='inductor' raised:` then the message), or
 //! bare. Both figures are bytes of shared memory, so they go into
-//! [`SharedMemoryLimit`](super::SharedMemoryLimit), never into the device
+//! [`SharedMemoryLimit`](crate::oom::SharedMemoryLimit), never into the device
 //! memory figures.
 //!
 //! Inductor's autotuner logs the same words for each candidate kernel it
@@ -20,10 +20,21 @@
 //! for benchmark choice ...`, `Runtime error during autotuning: ... Ignoring
 //! this choice.`): those are not failures and are not events.
 
-use super::family::{device_index, message_from, re, Parsed};
-use super::{DeviceKind, Framework, SharedMemoryLimit};
+use crate::oom::patterns::{device_index, message_from, re, Parsed};
+use crate::oom::{DeviceKind, EventKind, Framework, SharedMemoryLimit};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// The phrase every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &["out of resource: shared memory"];
+/// Words one of which every message `parse` reads holds.
+pub(super) const WORDS: &[&str] = &["resource"];
+/// Messages of this family as Triton and torch.compile print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 147456, Hardware limit: 101376. Reducing block sizes or `num_stages` may help.",
+    "torch._inductor.exc.InductorError: OutOfResources: out of resource: shared memory, Required: 260224, Hardware limit: 166912. Reducing block sizes or `num_stages` may help.",
+];
 
 struct Patterns {
     key: Regex,
@@ -65,7 +76,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     );
     let figures = p.figures.captures(text);
     let number = |i: usize| figures.as_ref()?.get(i)?.as_str().parse::<u64>().ok();
-    parsed.facts.shared_memory = Some(SharedMemoryLimit {
+    parsed.facts.kind = EventKind::SharedMemory(SharedMemoryLimit {
         required_bytes: number(1),
         limit_bytes: number(2),
         via_inductor: text.contains("_inductor") || text.contains("inductor'"),
@@ -98,7 +109,11 @@ mod tests {
         assert_eq!(parsed.framework, Framework::Other);
         assert_eq!(parsed.device.kind, DeviceKind::Unknown);
         assert!(parsed.memory.is_empty());
-        let shm = parsed.facts.shared_memory.expect("shared memory facts");
+        let shm = parsed
+            .facts
+            .shared_memory()
+            .copied()
+            .expect("shared memory facts");
         assert_eq!(shm.required_bytes, Some(147_456));
         assert_eq!(shm.limit_bytes, Some(101_376));
         assert!(!shm.via_inductor);
@@ -110,7 +125,7 @@ mod tests {
     #[test]
     fn inductor_wrapper_and_bare_message() {
         let wrapped = parse("torch._inductor.exc.InductorError: OutOfResources: out of resource: shared memory, Required: 260224, Hardware limit: 166912. Reducing block sizes or `num_stages` may help.").expect("an event");
-        let shm = wrapped.facts.shared_memory.expect("facts");
+        let shm = wrapped.facts.shared_memory().copied().expect("facts");
         assert_eq!(
             (shm.required_bytes, shm.limit_bytes),
             (Some(260_224), Some(166_912))
@@ -122,7 +137,7 @@ mod tests {
         let bare = parse("out of resource: shared memory, Required: 98304, Hardware limit: 65536.")
             .expect("an event");
         assert_eq!(
-            bare.facts.shared_memory.and_then(|s| s.limit_bytes),
+            bare.facts.shared_memory().and_then(|s| s.limit_bytes),
             Some(65_536)
         );
     }

@@ -14,11 +14,69 @@
 //! and autotuner skips, source code (quoted or backticked phrases, diffs,
 //! assignments, `case` labels, placeholders), and prose.
 
-use super::family::{device_index, re, Parsed};
-use super::{DeviceKind, Framework, Phase};
+use crate::oom::patterns::{device_index, re, Parsed};
+use crate::oom::{DeviceKind, EventKind, Framework, Phase};
 use crate::size::log_figure_to_bytes;
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every failure this layer reads contains: the common
+/// wordings and codes, and the words of a process killed for memory.
+pub(super) const TRIGGERS: &[&str] = &[
+    "out of memory",
+    "Out of memory",
+    "Out Of Memory",
+    "OUT OF MEMORY",
+    "out of Memory",
+    "out of the memory",
+    "OUT_OF_MEMORY",
+    "out_of_memory",
+    "OUT_OF_DEVICE_MEMORY",
+    "OUT_OF_HOST_MEMORY",
+    "OUT_OF_RESOURCES",
+    "OutOfMemory",
+    "RESOURCE_EXHAUSTED",
+    "esource exhausted",
+    // "Failed to allocate", "failed to alloc ".
+    "ailed to alloc",
+    "nable to allocate",
+    "annot allocate",
+    "an't allocate",
+    "ould not allocate",
+    "ould not be allocated",
+    "ot enough memory",
+    "nsufficient memory",
+    "nsufficient Memory",
+    "llocation failed",
+    "ALLOCATION_FAILURE",
+    "ALLOC_FAILED",
+    "bad_alloc",
+    "MemoryError",
+    "ErrorMemoryAllocation",
+    "内存不足",
+    "ENOMEM",
+    "posix_memalign",
+    // A memory cgroup at its limit: `memory: usage N kB, limit N kB, failcnt N`.
+    "kB, failcnt",
+    // Processes killed for memory: the kernel, a shell, a launcher.
+    "Killed",
+    "killed",
+    "已杀死",
+    "oom-kill",
+    "exitcode: -9",
+    "SIGKILL",
+];
+/// Failures of this layer as runtimes, shells and launchers print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 201. GiB for an array with shape (2999, 2999, 2999) and data type int64",
+    "[TensorRT] ERROR: Requested amount of memory (150994944 bytes) could not be allocated. There may not be enough free memory for allocation to succeed.",
+    "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)",
+    "terminate called after throwing an instance of 'std::bad_alloc'",
+    "Memory cgroup out of memory: Kill process 62685 (bash) score 0 or sacrifice child",
+    "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
+    "Killed",
+];
 
 struct Patterns {
     failure: Regex,
@@ -278,7 +336,7 @@ fn cgroup_at_limit(text: &str) -> Option<Parsed> {
         DeviceKind::Cpu,
         message_at(text, c.get(0)?.start()),
     );
-    parsed.facts.oom_killer = true;
+    parsed.facts.kind = EventKind::OomKill;
     parsed.memory.allowed_bytes = limit.checked_mul(1024);
     Some(parsed)
 }
@@ -299,7 +357,7 @@ fn killed(text: &str) -> Option<Parsed> {
         DeviceKind::Cpu,
         message_at(text, at.start()),
     );
-    parsed.facts.oom_killer = true;
+    parsed.facts.kind = EventKind::OomKill;
     static VICTIM: LazyLock<Regex> =
         LazyLock::new(|| re(r"(?i:kill(?:ed)?\s*process)\s*(\d+)\s*\(([^)]*)\)"));
     if let Some(c) = VICTIM.captures(text) {
@@ -360,7 +418,7 @@ pub(crate) fn refine_from_context(before: &[String], parsed: &mut Parsed) {
     let context = recent.join("\n");
     if parsed.device.kind == DeviceKind::Unknown {
         parsed.device.kind = device_kind(&context);
-        if parsed.device.kind == DeviceKind::Cpu && !parsed.facts.oom_killer {
+        if parsed.device.kind == DeviceKind::Cpu && !parsed.facts.oom_killer() {
             // A CPU word in the traceback does not make a GPU error a host one.
             parsed.device.kind = DeviceKind::Unknown;
         }
@@ -372,7 +430,7 @@ pub(crate) fn refine_from_context(before: &[String], parsed: &mut Parsed) {
     .iter()
     .any(|w| parsed.message.contains(w));
     if parsed.framework == Framework::Other
-        && !parsed.facts.oom_killer
+        && !parsed.facts.oom_killer()
         && !names_runtime
         && (context.contains("site-packages/torch/") || context.contains("site-packages\\torch\\"))
     {
@@ -494,7 +552,7 @@ mod tests {
             "./entrypoint.sh: line 28:     7 Killed                  /app/bin/scalellm",
         ] {
             let e = event(text);
-            assert!(e.facts.oom_killer, "{text}");
+            assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.device.kind, DeviceKind::Cpu);
         }
     }

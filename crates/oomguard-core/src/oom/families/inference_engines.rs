@@ -8,10 +8,55 @@
 //! pool_configurator.py `MemoryPoolConfig.__post_init__`, which appends
 //! ` Current value: mem_fraction_static=F`).
 
-use super::family::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
-use super::{DeviceKind, Framework, Phase, SglangCheck, VllmCheck};
+use crate::oom::patterns::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
+use crate::oom::text::strip_log_prefix;
+use crate::oom::{
+    DeviceKind, EngineCheck, EventKind, Framework, LlamaBuffer, LlamaBufferKind, LlamaOffload,
+    Phase, SglangCheck, VllmCheck,
+};
 use regex::Regex;
 use std::sync::LazyLock;
+
+/// Phrases one of which every message this family reads contains.
+pub(super) const TRIGGERS: &[&str] = &[
+    // ONNX Runtime's arena, llama.cpp's buffers.
+    "ailed to alloc",
+    "nable to allocate",
+    // ONNX Runtime's CUDA provider, llama.cpp's cudaMalloc.
+    "out of memory",
+    // candle's cudarc `DriverError(CUDA_ERROR_OUT_OF_MEMORY, ...)`.
+    "OUT_OF_MEMORY",
+    // vLLM's start-up checks.
+    "available memory for the cache blocks",
+    "KV cache",
+    "on startup is less than desired",
+    // SGLang's `Not enough memory. Please try to increase --mem-fraction-static.`
+    "ot enough memory",
+];
+/// Words one of which every message `parse` reads holds.
+pub(super) const WORDS: &[&str] = &[
+    "buffer",
+    "failure",
+    "DriverError",
+    "cudaMalloc",
+    "cache blocks",
+    "seq len",
+    "KV cache",
+    "startup",
+    "mem-fraction",
+];
+/// Messages of this family as the engines print them.
+#[cfg(test)]
+pub(super) const EXAMPLES: &[&str] = &[
+    "onnxruntime.capi.onnxruntime_pybind11_state.RuntimeException: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. Name:'Conv_3' Status Message: Failed to allocate memory for requested buffer of size 1073741824",
+    "Error: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
+    "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory",
+    "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
+    "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
+    "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (23392). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
+    "ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
+    "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8",
+];
 
 struct Patterns {
     ort_arena: Regex,
@@ -177,6 +222,14 @@ fn backend_kind(name: &str) -> DeviceKind {
     }
 }
 
+fn set_vllm(parsed: &mut Parsed, check: VllmCheck) {
+    parsed.facts.kind = EventKind::EngineCheck(EngineCheck::Vllm(check));
+}
+
+fn set_sglang(parsed: &mut Parsed, check: SglangCheck) {
+    parsed.facts.kind = EventKind::EngineCheck(EngineCheck::Sglang(check));
+}
+
 fn vllm(text: &str) -> Option<Parsed> {
     let p = &*P;
     if p.vllm_blocks.is_match(text) {
@@ -186,7 +239,7 @@ fn vllm(text: &str) -> Option<Parsed> {
             message_from(text, &p.vllm_blocks),
         );
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::NoCacheBlocks);
+        set_vllm(&mut parsed, VllmCheck::NoCacheBlocks);
         return Some(parsed);
     }
     if let Some(c) = p.vllm_new_len.captures(text) {
@@ -200,13 +253,16 @@ fn vllm(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = needed;
         parsed.memory.free_bytes = available;
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
-            max_model_len: c[1].parse().ok(),
-            kv_tokens: None,
-            estimated_max_len: find_u64(&p.vllm_estimated, text),
-            needed_bytes: needed,
-            available_bytes: available,
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::MaxLenExceedsKvCache {
+                max_model_len: c[1].parse().ok(),
+                kv_tokens: None,
+                estimated_max_len: find_u64(&p.vllm_estimated, text),
+                needed_bytes: needed,
+                available_bytes: available,
+            },
+        );
         return Some(parsed);
     }
     if let Some(c) = p.vllm_old_len.captures(text) {
@@ -216,13 +272,16 @@ fn vllm(text: &str) -> Option<Parsed> {
             message_from(text, &p.vllm_old_len),
         );
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::MaxLenExceedsKvCache {
-            max_model_len: c[1].parse().ok(),
-            kv_tokens: c[2].parse().ok(),
-            estimated_max_len: None,
-            needed_bytes: None,
-            available_bytes: None,
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::MaxLenExceedsKvCache {
+                max_model_len: c[1].parse().ok(),
+                kv_tokens: c[2].parse().ok(),
+                estimated_max_len: None,
+                needed_bytes: None,
+                available_bytes: None,
+            },
+        );
         return Some(parsed);
     }
     if let Some(c) = p.vllm_startup.captures(text) {
@@ -236,9 +295,12 @@ fn vllm(text: &str) -> Option<Parsed> {
         parsed.memory.total_bytes = crate::size::log_figure_to_bytes(&c[3], &c[4]);
         parsed.memory.allowed_bytes = size_at(&c, 6);
         parsed.phase_hint = Some(Phase::Startup);
-        parsed.facts.vllm = Some(VllmCheck::FreeBelowUtilization {
-            utilization: c[5].parse().ok(),
-        });
+        set_vllm(
+            &mut parsed,
+            VllmCheck::FreeBelowUtilization {
+                utilization: c[5].parse().ok(),
+            },
+        );
         return Some(parsed);
     }
     None
@@ -265,10 +327,72 @@ fn sglang(text: &str) -> Option<Parsed> {
         .captures(text)
         .and_then(|c| c.get(1)?.as_str().parse::<f64>().ok())
         .filter(|f| f.is_finite());
-    parsed.facts.sglang = Some(SglangCheck::NoKvCacheRoom {
-        mem_fraction_static,
-    });
+    set_sglang(
+        &mut parsed,
+        SglangCheck::NoKvCacheRoom {
+            mem_fraction_static,
+        },
+    );
     Some(parsed)
+}
+
+/// Buffers a [`LlamaOffload`] keeps.
+const MAX_LLAMA_BUFFERS: usize = 64;
+
+/// llama.cpp's account of the model load in the lines before a failure (see
+/// [`LlamaOffload`]): llama.cpp's `llm_load_tensors:` (before mid-2024) and
+/// `load_tensors:` lines for the weights, `llama_kv_cache_init:`,
+/// `llama_kv_cache_unified:` and `llama_kv_cache:` for the KV cache,
+/// `llama_new_context_with_model:` and `llama_context:` for the compute and
+/// output buffers. An `offloaded N/M` line starts a new load: only the last
+/// one counts. `None` when no such line is there.
+pub(crate) fn llama_offload(before: &[String]) -> Option<LlamaOffload> {
+    static OFFLOADED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^(?:llm_load_tensors|load_tensors)\s*:\s*offloaded\s*(\d+)\s*/\s*(\d+)\s*layers\s*to\s*GPU",
+        )
+    });
+    static BUFFER: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"^(llm_load_tensors|load_tensors|llama_kv_cache\w*|llama_new_context_with_model|llama_context)\s*:",
+            r"\s*(\S+?)\s+(?:(model|KV|compute|output)\s+)?buffer\s*size\s*=\s*{SIZE}"
+        ))
+    });
+    let mut offload: Option<LlamaOffload> = None;
+    for raw in before {
+        let line = strip_log_prefix(raw);
+        if let Some(c) = OFFLOADED.captures(line) {
+            offload = Some(LlamaOffload {
+                offloaded_layers: c[1].parse().ok(),
+                total_layers: c[2].parse().ok(),
+                buffers: Vec::new(),
+            });
+            continue;
+        }
+        let Some(c) = BUFFER.captures(line) else {
+            continue;
+        };
+        let kind = match (&c[1], c.get(3).map(|m| m.as_str())) {
+            (_, Some("KV")) => LlamaBufferKind::KvCache,
+            (_, Some("compute")) => LlamaBufferKind::Compute,
+            (_, Some("output")) => LlamaBufferKind::Output,
+            ("llm_load_tensors" | "load_tensors", _) => LlamaBufferKind::Model,
+            (f, None) if f.starts_with("llama_kv_cache") => LlamaBufferKind::KvCache,
+            _ => continue,
+        };
+        let Some(bytes) = size_at(&c, 4) else {
+            continue;
+        };
+        let offload = offload.get_or_insert_with(LlamaOffload::default);
+        if offload.buffers.len() < MAX_LLAMA_BUFFERS {
+            offload.buffers.push(LlamaBuffer {
+                device: c[2].to_string(),
+                kind,
+                bytes,
+            });
+        }
+    }
+    offload
 }
 
 #[cfg(test)]
@@ -286,7 +410,7 @@ mod tests {
         assert_eq!(old.phase_hint, Some(Phase::Startup));
         assert!(old.memory.is_empty());
         assert_eq!(
-            old.facts.sglang,
+            old.facts.sglang().cloned(),
             Some(SglangCheck::NoKvCacheRoom {
                 mem_fraction_static: None
             })
@@ -294,7 +418,7 @@ mod tests {
         let new = parse("RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8")
             .expect("an event");
         assert_eq!(
-            new.facts.sglang,
+            new.facts.sglang().cloned(),
             Some(SglangCheck::NoKvCacheRoom {
                 mem_fraction_static: Some(0.8)
             })
@@ -310,5 +434,42 @@ mod tests {
             "If you see out-of-memory errors during serving, try a smaller --mem-fraction-static."
         )
         .is_none());
+    }
+
+    #[test]
+    fn llama_offload_from_the_lines_before_the_failure() {
+        let lines: Vec<String> = [
+            "llm_load_tensors: offloaded 20/41 layers to GPU",
+            "llm_load_tensors:        CPU buffer size =  9000.00 MiB",
+            // A second load (a retry) replaces the first.
+            "Jun 18 10:32:31 host python[15982]: load_tensors: offloaded 41/41 layers to GPU",
+            "load_tensors:          CPU model buffer size =   688.88 MiB",
+            "load_tensors:        CUDA0 model buffer size =  5434.38 MiB",
+            "load_tensors:        CUDA1 model buffer size = 13989.53 MiB",
+            "llama_kv_cache_init:      CUDA0 KV buffer size =  1536.00 MiB",
+            "llama_kv_cache_unified:      CUDA1 KV buffer size =  3584.00 MiB",
+            "llama_new_context_with_model:  CUDA_Host  output buffer size =     1.95 MiB",
+            "llama_context:      CUDA0 compute buffer size =   672.01 MiB",
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 8900.01 MiB on device 0: cudaMalloc failed: out of memory",
+        ]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+        let o = llama_offload(&lines).expect("offload facts");
+        assert_eq!((o.offloaded_layers, o.total_layers), (Some(41), Some(41)));
+        let mib = |x: &str| crate::size::log_figure_to_bytes(x, "MiB").expect("a size");
+        let got: Vec<(&str, LlamaBufferKind, u64)> = o
+            .buffers
+            .iter()
+            .map(|b| (b.device.as_str(), b.kind, b.bytes))
+            .collect();
+        assert_eq!(got.len(), 7, "{got:?}");
+        assert_eq!(got[0], ("CPU", LlamaBufferKind::Model, mib("688.88")));
+        assert_eq!(got[1].0, "CUDA0");
+        assert_eq!(got[3], ("CUDA0", LlamaBufferKind::KvCache, mib("1536.0")));
+        assert_eq!(got[4].1, LlamaBufferKind::KvCache);
+        assert_eq!(got[5], ("CUDA_Host", LlamaBufferKind::Output, mib("1.95")));
+        assert_eq!(got[6], ("CUDA0", LlamaBufferKind::Compute, mib("672.01")));
+        assert!(llama_offload(&["nothing".to_string()]).is_none());
     }
 }

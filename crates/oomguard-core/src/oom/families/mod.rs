@@ -1,0 +1,183 @@
+//! The family parsers and the dispatch over them. Each family file reads the
+//! wordings of one group of tools and declares two lists: its `TRIGGERS`,
+//! literal phrases one of which every message it reads contains (the scanner
+//! searches a whole log for the union of all families' triggers, and nothing
+//! else), and its `WORDS`, cheaper words that must appear in a logical line
+//! before its patterns run at all. This module assembles the triggers and
+//! tries each family in turn on one logical line.
+//!
+//! The families use `super::patterns` and the event types; none uses this
+//! module or another family, except that the generic layer sits under all.
+
+pub(super) mod cuda_libs;
+pub(super) mod generic;
+pub(super) mod inference_engines;
+pub(super) mod pytorch;
+pub(super) mod tensorflow_jax;
+pub(super) mod triton;
+
+use super::patterns::Parsed;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
+use std::sync::LazyLock;
+
+/// Every family's trigger list, in the order the families are tried.
+const FAMILY_TRIGGERS: &[&[&str]] = &[
+    triton::TRIGGERS,
+    cuda_libs::TRIGGERS,
+    inference_engines::TRIGGERS,
+    tensorflow_jax::TRIGGERS,
+    pytorch::TRIGGERS,
+    generic::TRIGGERS,
+];
+
+/// The union of every family's triggers, each once, in family order. Keep
+/// each trigger specific: one that fires on ordinary log lines slows the scan,
+/// though the parsers still reject the lines.
+///
+/// Keep them at most 64: aho-corasick's packed SIMD searcher takes at most
+/// 64 patterns and gives way to a much slower automaton past that; past 32
+/// it uses its wider variant, which costs about a third more instructions
+/// (callgrind on a 16 MiB training log, 45 M against 60 M). The search is
+/// case-sensitive (the packed searcher is off for case-insensitive
+/// searches), so a wording's capitalized forms are listed, or a trigger
+/// starts after its first letter.
+pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
+    let mut all: Vec<&'static str> = Vec::new();
+    for trigger in FAMILY_TRIGGERS.iter().flat_map(|f| f.iter()) {
+        if !all.contains(trigger) {
+            all.push(trigger);
+        }
+    }
+    all
+});
+
+/// The words of the families whose patterns run only when one is present,
+/// bit `i` for family `i`.
+const FAMILY_WORDS: [&[&str]; 4] = [
+    triton::WORDS,
+    cuda_libs::WORDS,
+    inference_engines::WORDS,
+    tensorflow_jax::WORDS,
+];
+
+/// Which of [`FAMILY_WORDS`] the text holds, as a bit set, from one search.
+fn mentioned_families(text: &str) -> u32 {
+    static WORDS: LazyLock<(AhoCorasick, Vec<u32>)> = LazyLock::new(|| {
+        let mut words: Vec<&str> = Vec::new();
+        let mut families: Vec<u32> = Vec::new();
+        for (family, list) in FAMILY_WORDS.iter().enumerate() {
+            for word in *list {
+                match words.iter().position(|w| w == word) {
+                    Some(i) => families[i] |= 1 << family,
+                    None => {
+                        words.push(word);
+                        families.push(1 << family);
+                    }
+                }
+            }
+        }
+        let finder = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&words)
+            .expect("family words build");
+        (finder, families)
+    });
+    let (finder, families) = &*WORDS;
+    finder
+        .find_overlapping_iter(text)
+        .fold(0, |set, m| set | families[m.pattern().as_usize()])
+}
+
+/// Tries every family on one logical line, most specific first (a cuBLAS
+/// failure also says "CUDA error", an ONNX Runtime one "out of memory").
+/// Triton's shared-memory error comes first: torch.compile wraps it in
+/// PyTorch's exception classes, and it must not be read as a device OOM.
+///
+/// Each family is tried only when the text holds one of its words (a plain
+/// substring search), so a log dense with one family's lines runs that
+/// family's patterns and not every family's.
+pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
+    let mentioned = mentioned_families(text);
+    let mentions = |family: usize| mentioned & (1 << family) != 0;
+    None.or_else(|| mentions(0).then(|| triton::parse(text))?)
+        .or_else(|| mentions(1).then(|| cuda_libs::parse(text))?)
+        .or_else(|| mentions(2).then(|| inference_engines::parse(text))?)
+        .or_else(|| mentions(3).then(|| tensorflow_jax::parse(text))?)
+        .or_else(|| pytorch::parse(text))
+        .or_else(|| cuda_libs::parse_generic(text))
+        .or_else(|| {
+            generic::parse(text).map(|mut p| {
+                p.generic = true;
+                p
+            })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// See [`TRIGGERS`].
+    const PACKED_SEARCHER_LIMIT: usize = 64;
+
+    #[test]
+    fn the_triggers_fit_the_fast_packed_searcher() {
+        // The scanner searches for the watchdog's phrase too.
+        let searched = TRIGGERS.len() + 1;
+        assert!(searched <= PACKED_SEARCHER_LIMIT, "{searched} triggers");
+    }
+
+    /// Every family's examples hold one of that family's own triggers (so
+    /// the scanner finds them) and parse to an event.
+    #[test]
+    fn every_family_example_is_triggered_by_its_family_and_parsed() {
+        let families: &[(&str, &[&str], &[&str])] = &[
+            ("triton", triton::TRIGGERS, triton::EXAMPLES),
+            ("cuda_libs", cuda_libs::TRIGGERS, cuda_libs::EXAMPLES),
+            (
+                "inference_engines",
+                inference_engines::TRIGGERS,
+                inference_engines::EXAMPLES,
+            ),
+            (
+                "tensorflow_jax",
+                tensorflow_jax::TRIGGERS,
+                tensorflow_jax::EXAMPLES,
+            ),
+            ("pytorch", pytorch::TRIGGERS, pytorch::EXAMPLES),
+            ("generic", generic::TRIGGERS, generic::EXAMPLES),
+        ];
+        for (name, triggers, examples) in families {
+            assert!(!examples.is_empty(), "{name} has no examples");
+            for example in *examples {
+                assert!(
+                    triggers.iter().any(|t| example.contains(t)),
+                    "no {name} trigger in {example:?}"
+                );
+                assert!(
+                    parse_logical(example).is_some(),
+                    "{name} example not parsed: {example:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_families_mentioned_are_those_whose_words_occur() {
+        assert_eq!(mentioned_families("nothing here"), 0);
+        assert_eq!(mentioned_families("out of resource: shared memory"), 1);
+        // "CUBLAS" (cuda_libs) and "RESOURCE_EXHAUSTED" (tensorflow_jax).
+        assert_eq!(mentioned_families("CUBLAS RESOURCE_EXHAUSTED"), 0b1010);
+        // Overlapping words are all seen: "Cuda failure" holds "failure".
+        assert_eq!(mentioned_families("Cuda failure"), 0b0110);
+    }
+
+    #[test]
+    fn no_trigger_is_listed_twice_in_one_family() {
+        for family in FAMILY_TRIGGERS {
+            for (i, t) in family.iter().enumerate() {
+                assert!(!family[..i].contains(t), "{t:?} twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Grouping the parts the scanner finds into events: one failure printed
+//! several times (by several ranks, by a chained exception, as a warning
+//! followed by the exception it announces, a log handler and stderr) becomes
+//! one event, keeping where its text first started. Memory stays bounded: a
+//! window of recent parts and one event held back until the next part shows
+//! whether it continues.
+
+use super::patterns::{Parsed, PartKind};
+use super::scan::ScanOptions;
+use super::{DeviceKind, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
+
+/// One parsed part with what the grouper needs to place it.
+pub(super) struct Found {
+    pub parsed: Parsed,
+    pub phase: Phase,
+    /// The rank tag of the line (`[rank3]:`), when there is one.
+    pub rank: Option<u32>,
+    /// The process tag of the line (`(EngineCore_0 pid=12)`).
+    pub process: Option<String>,
+    /// The lines before it, for chained-exception markers.
+    pub before: Vec<String>,
+    /// The logical line, prefix removed, as read.
+    pub text: String,
+}
+
+/// An event already seen, as the grouper remembers it.
+struct Seen {
+    line: u64,
+    /// Figures (or, without figures, the words) of the failure.
+    figures: String,
+    /// The figures are figures, not the words standing in for them.
+    has_figures: bool,
+    /// The words with digits masked: equal across ranks and devices.
+    words: String,
+    rank: Option<u32>,
+    /// The process tag of the line (`(EngineCore_0 pid=12)`), when there is one.
+    process: Option<String>,
+    device_index: Option<u32>,
+    message: String,
+    text: String,
+}
+
+/// Groups the parts of one failure and drops repeats, holding back the last
+/// event until the next one (or the end) shows whether it continues.
+///
+/// Parts are the same failure when they are: copies printed by different
+/// ranks (rank tags differ, or devices differ within a few lines); an exact
+/// copy printed again at once (a log handler and stderr) or after a chained
+/// exception; retries of a warning that announces the failure; or a warning
+/// followed by the exception it announces.
+pub(super) struct Grouper {
+    options: ScanOptions,
+    pending: Option<Pending>,
+    recent: Vec<Seen>,
+    emitted: u64,
+}
+
+struct Pending {
+    event: OomEvent,
+    kind: PartKind,
+    exact_request: bool,
+}
+
+/// Lines within which the same message again is a reprint (a log handler
+/// and stderr, a wrapper that prints before re-raising), not a new failure.
+const REPRINT_LINES: u64 = 12;
+/// Lines within which the same failure told in other words is one.
+const NEAR_COPY_LINES: u64 = 4;
+
+/// True when a line among the last `gap` before the event starts a new run
+/// (a REPL or shell prompt): the same message after it is a new failure.
+fn new_run_between(before: &[String], gap: u64) -> bool {
+    before.iter().rev().take(gap as usize).any(|l| {
+        let t = l.trim_start();
+        t.starts_with(">>> ") || t.starts_with("In [") || t.starts_with("$ ")
+    })
+}
+/// Lines one kernel OOM report (with its task table) spans at most.
+const KILL_REPORT_LINES: u64 = 400;
+/// Lines within which copies for different devices are one failure of
+/// several ranks.
+const RANK_COPY_LINES: u64 = 60;
+
+fn is_chained(before: &[String], gap: u64) -> bool {
+    before.iter().rev().take(gap as usize).any(|l| {
+        l.contains("During handling of the above exception")
+            || l.contains("The above exception was the direct cause")
+    })
+}
+
+impl Grouper {
+    pub(super) fn new(options: ScanOptions) -> Grouper {
+        Grouper {
+            options,
+            pending: None,
+            recent: Vec::new(),
+            emitted: 0,
+        }
+    }
+
+    pub(super) fn push(
+        &mut self,
+        source: &str,
+        line: u64,
+        found: Found,
+        emit: &mut dyn FnMut(OomEvent),
+    ) {
+        let Found {
+            parsed,
+            phase,
+            rank,
+            process,
+            before,
+            text,
+        } = found;
+        let figures = figures_signature(&parsed);
+        let has_figures = !figures
+            .strip_suffix(parsed.message.as_str())
+            .is_some_and(|head| head.ends_with(':'));
+        let seen = Seen {
+            line,
+            figures,
+            has_figures,
+            words: mask_digits(parsed.framework, &parsed.message),
+            rank,
+            process,
+            device_index: parsed.device.index,
+            message: parsed.message.clone(),
+            text,
+        };
+        let window = self.options.duplicate_window_lines;
+        let pending_is_preliminary = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.kind == PartKind::Preliminary);
+        let copy = self.recent.iter().any(|r| {
+            let gap = line.saturating_sub(r.line);
+            if gap > window || r.words != seen.words && r.figures != seen.figures {
+                return false;
+            }
+            let other_rank = matches!((r.rank, seen.rank), (Some(a), Some(b)) if a != b);
+            let other_device = gap <= RANK_COPY_LINES
+                && r.words == seen.words
+                && matches!((r.device_index, seen.device_index), (Some(a), Some(b)) if a != b);
+            // A reprint: the same figures told in other words (a log line and
+            // the exception it raises, an engine's error and the server's
+            // re-raise) anywhere within the window; the same message again
+            // within a few lines; or any copy after a chained exception. The
+            // same message far apart is a new failure of the same size (a
+            // loop that catches the OOM and goes on).
+            let retold = r.has_figures && r.message != seen.message;
+            // The same line again (not a line that differs by a progress
+            // bar), with no new command started in between.
+            let same_line =
+                r.text == seen.text && gap <= REPRINT_LINES && !new_run_between(&before, gap);
+            let near_copy =
+                gap <= NEAR_COPY_LINES && (r.message != seen.message || r.text == seen.text);
+            let other_process = matches!((&r.process, &seen.process), (Some(a), Some(b)) if a != b);
+            let reprint = r.figures == seen.figures
+                && (same_line || near_copy || retold || other_process || is_chained(&before, gap));
+            let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
+            (other_rank && r.words == seen.words) || other_device || reprint || retry
+        });
+        // The kernel's report of one kill spans many lines (the invoking
+        // task, the cgroup's figures, the victim, the reaper): one event.
+        let same_kill = self.pending.as_ref().is_some_and(|p| {
+            p.event.facts.oom_killer()
+                && parsed.facts.oom_killer()
+                && line.saturating_sub(p.event.line) <= KILL_REPORT_LINES
+        });
+        let copy_of_rank = rank.map(|rank| RankDevice {
+            rank,
+            device_index: parsed.device.index,
+        });
+        if copy || same_kill {
+            if let Some(p) = &mut self.pending {
+                add_rank(&mut p.event, copy_of_rank);
+                p.event.memory.fill_from(&parsed.memory);
+                if p.event.facts.call.is_none() {
+                    p.event.facts.call = parsed.facts.call.clone();
+                }
+                if p.event.phase == Phase::Unknown {
+                    p.event.phase = phase;
+                }
+            }
+            self.remember(seen);
+            return;
+        }
+        if let Some(p) = &mut self.pending {
+            let announce = p.kind == PartKind::Preliminary
+                && p.event.framework == parsed.framework
+                && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
+            if announce {
+                add_rank(&mut p.event, copy_of_rank);
+                merge_announced(p, parsed, phase);
+                self.remember(seen);
+                return;
+            }
+        }
+        self.flush(emit);
+        let event = OomEvent {
+            source: source.to_string(),
+            line,
+            framework: parsed.framework,
+            device: parsed.device,
+            message: parsed.message,
+            memory: parsed.memory,
+            phase,
+            ranks: copy_of_rank.map(|r| vec![r]),
+            facts: parsed.facts,
+        };
+        self.remember(seen);
+        self.pending = Some(Pending {
+            event,
+            kind: parsed.kind,
+            exact_request: parsed.exact_request,
+        });
+    }
+
+    fn remember(&mut self, seen: Seen) {
+        let window = self.options.duplicate_window_lines;
+        let line = seen.line;
+        self.recent
+            .retain(|r| line.saturating_sub(r.line) <= window);
+        self.recent.push(seen);
+        if self.recent.len() > 64 {
+            self.recent.remove(0);
+        }
+    }
+
+    fn flush(&mut self, emit: &mut dyn FnMut(OomEvent)) {
+        if let Some(p) = self.pending.take() {
+            self.emitted += 1;
+            emit(p.event);
+        }
+    }
+
+    pub(super) fn finish(&mut self, emit: &mut dyn FnMut(OomEvent)) -> u64 {
+        self.flush(emit);
+        self.emitted
+    }
+}
+
+/// Ranks one event lists at most (a job of thousands of ranks stays small).
+const MAX_RANKS: usize = 1024;
+
+/// Adds the rank of a copy to the event's ranks, once, in rank order.
+fn add_rank(event: &mut OomEvent, copy: Option<RankDevice>) {
+    let Some(copy) = copy else {
+        return;
+    };
+    let ranks = event.ranks.get_or_insert_with(Vec::new);
+    if ranks.len() < MAX_RANKS && !ranks.iter().any(|r| r.rank == copy.rank) {
+        ranks.push(copy);
+        ranks.sort();
+    }
+}
+
+/// Joins the failure a warning announced into the warning's event: it keeps
+/// where the text started, takes the exception's words, and fills figures
+/// both ways (an exact byte count wins over a rounded one).
+fn merge_announced(p: &mut Pending, parsed: Parsed, phase: Phase) {
+    let pending = &mut p.event;
+    let earlier = std::mem::take(&mut pending.memory);
+    let earlier_request = earlier.requested_bytes;
+    pending.memory = parsed.memory.clone();
+    pending.memory.fill_from(&earlier);
+    if !parsed.exact_request && p.exact_request && earlier_request.is_some() {
+        pending.memory.requested_bytes = earlier_request;
+    }
+    p.exact_request |= parsed.exact_request;
+    pending.message = parsed.message;
+    if pending.device.index.is_none() {
+        pending.device.index = parsed.device.index;
+    }
+    // A later part can name the device more precisely (llama.cpp's ROCm
+    // build says "cudaMalloc", then "ROCm0 buffer").
+    if !matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cuda)
+        || pending.device.kind == DeviceKind::Unknown
+    {
+        pending.device.kind = parsed.device.kind;
+    }
+    if pending.phase == Phase::Unknown {
+        pending.phase = phase;
+    }
+    pending.facts = merge_facts(std::mem::take(&mut pending.facts), parsed.facts);
+    p.kind = parsed.kind;
+}
+
+fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
+    // The kind an earlier part named stays; a plain allocation learns the
+    // kind from the later part.
+    if a.kind == EventKind::Allocation {
+        a.kind = b.kind;
+    }
+    a.pytorch_era = a.pytorch_era.or(b.pytorch_era);
+    a.alloc_conf_var = a.alloc_conf_var.or(b.alloc_conf_var);
+    a.absurd_request |= b.absurd_request;
+    a.op = b.op.or(a.op);
+    a.call = a.call.or(b.call);
+    a.fragmentation_hint |= b.fragmentation_hint;
+    a.model_state_frames |= b.model_state_frames;
+    a.serving_engine = a.serving_engine.or(b.serving_engine);
+    a.llama_offload = a.llama_offload.or(b.llama_offload);
+    a
+}
+
+/// The message with every digit masked: ranks and figures differ between
+/// copies of one failure, the words do not.
+fn mask_digits(framework: Framework, message: &str) -> String {
+    let mut s = format!("{framework:?}:");
+    // Replacing ASCII bytes with an ASCII byte keeps the text UTF-8.
+    let masked: Vec<u8> = message
+        .bytes()
+        .map(|b| if b.is_ascii_digit() { b'#' } else { b })
+        .collect();
+    s.push_str(&String::from_utf8(masked).expect("ASCII digits replaced by ASCII"));
+    s
+}
+
+/// The figures of a failure, which copies of it share; without figures,
+/// its words.
+fn figures_signature(parsed: &Parsed) -> String {
+    // Triton's shared-memory figures are not device memory, but they are
+    // what copies of one failure share: the error and Inductor's wrapper of
+    // it (`InductorError: OutOfResources: ...`) name the same two numbers.
+    if let Some(shm) = parsed.facts.shared_memory().copied() {
+        if shm.required_bytes.is_some() || shm.limit_bytes.is_some() {
+            return format!(
+                "{:?}|shared|{:?}|{:?}",
+                parsed.framework, shm.required_bytes, shm.limit_bytes
+            );
+        }
+    }
+    let m = &parsed.memory;
+    if m.requested_bytes.is_none() && m.total_bytes.is_none() && m.allocated_bytes.is_none() {
+        return format!("{:?}:{}", parsed.framework, parsed.message);
+    }
+    format!(
+        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+        parsed.framework,
+        parsed.device,
+        m.requested_bytes,
+        m.total_bytes,
+        m.free_bytes,
+        m.allocated_bytes,
+        m.reserved_bytes
+    )
+}

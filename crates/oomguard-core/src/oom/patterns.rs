@@ -1,0 +1,171 @@
+//! The toolbox every family parser uses: the parsed result of one logical
+//! line, the size pattern and its capture helpers, the device index, the
+//! message as a user would quote it. It knows no family: the families import
+//! it, never the other way round.
+
+use super::{Device, DeviceKind, EventFacts, Framework, MemoryFigures, Phase};
+use crate::size::log_figure_to_bytes;
+use regex::{Captures, Regex};
+use std::sync::LazyLock;
+
+/// A size as frameworks print it: number, optional space, unit.
+pub(crate) const SIZE: &str = r"(\d+(?:\.\d+)?)\s*(bytes|[KMGTPE]iB|[KMGTPE]B|[KMGTPEkmg])";
+
+/// Whether the part is the failure itself or a line that announces it (a
+/// warning printed just before the exception, an allocation log line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PartKind {
+    Primary,
+    Preliminary,
+}
+
+/// One family parser's reading of one logical line.
+#[derive(Debug, Clone)]
+pub(crate) struct Parsed {
+    pub framework: Framework,
+    pub device: Device,
+    pub message: String,
+    pub memory: MemoryFigures,
+    pub phase_hint: Option<Phase>,
+    pub facts: EventFacts,
+    pub kind: PartKind,
+    /// The request is an exact byte count, not a rounded figure.
+    pub exact_request: bool,
+    /// Read by the generic layer, no family parser claimed it.
+    pub generic: bool,
+}
+
+impl Parsed {
+    pub(crate) fn new(framework: Framework, kind: DeviceKind, message: String) -> Parsed {
+        Parsed {
+            framework,
+            device: Device { kind, index: None },
+            message,
+            memory: MemoryFigures::default(),
+            phase_hint: None,
+            facts: EventFacts::default(),
+            kind: PartKind::Primary,
+            exact_request: false,
+            generic: false,
+        }
+    }
+}
+
+/// Compiles a pattern known at build time; `{SIZE}` expands to [`SIZE`].
+pub(crate) fn re(pattern: &str) -> Regex {
+    Regex::new(&pattern.replace("{SIZE}", SIZE)).expect("built-in pattern compiles")
+}
+
+/// The size in capture groups `n` (value) and `n + 1` (unit).
+pub(crate) fn size_at(caps: &Captures<'_>, n: usize) -> Option<u64> {
+    log_figure_to_bytes(caps.get(n)?.as_str(), caps.get(n + 1)?.as_str())
+}
+
+/// The first size `re` captures in `text` (groups 1 and 2).
+pub(crate) fn find_size(re: &Regex, text: &str) -> Option<u64> {
+    re.captures(text).and_then(|c| size_at(&c, 1))
+}
+
+/// A whole number captured by group 1.
+pub(crate) fn find_u64(re: &Regex, text: &str) -> Option<u64> {
+    re.captures(text)?.get(1)?.as_str().parse().ok()
+}
+
+/// The message as a user would quote it: from the exception class that
+/// announces the key phrase (`torch.OutOfMemoryError: `), or from the start
+/// of the line, to its end. Where the key phrase occurs twice (the `raise`
+/// line of a traceback printed on the same line as the error), the last one
+/// is the error.
+pub(crate) fn message_from(text: &str, key: &Regex) -> String {
+    static MARKER: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:[A-Za-z_][\w.]*(?:Error|Exception)|\[ONNXRuntimeError\])\s*:\s")
+            .expect("pattern compiles")
+    });
+    let Some(key_at) = key.find_iter(text).last().map(|m| m.start()) else {
+        return text.trim().to_string();
+    };
+    let start = MARKER
+        .find_iter(&text[..key_at])
+        .last()
+        .map(|m| m.start())
+        .unwrap_or(0);
+    let start = if start == 0 { 0 } else { start };
+    let msg = text[start..].trim();
+    // Bound what one message can hold: a 100 MB line stays a short message.
+    truncate_chars(msg, 4096)
+}
+
+fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// True when the text says the condition is not fatal (TensorFlow's BFC
+/// allocator warns "The caller indicates that this is not a failure").
+pub(crate) fn says_non_fatal(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "this is not a failure",
+        "not a fatal",
+        "non-fatal",
+        "nonfatal",
+        "will retry",
+        "retrying with",
+        "falling back",
+        "skipping batch",
+        "skipping this batch",
+    ];
+    let lower = text.to_ascii_lowercase();
+    WORDS.iter().any(|w| lower.contains(w))
+}
+
+/// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
+pub(crate) fn device_index(text: &str) -> Option<u32> {
+    static IDX: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:\bGPU\s*=?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:GPU:|GPU_)(\d{1,3})\b")
+            .expect("pattern compiles")
+    });
+    IDX.captures(text)?.get(1)?.as_str().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_index_in_the_ways_tools_write_it() {
+        for (text, want) in [
+            ("GPU 3 has a total capacity", Some(3)),
+            ("on device ordinal 1", Some(1)),
+            ("Expected all tensors on cuda:2", Some(2)),
+            ("device:GPU:0", Some(0)),
+            ("no device here", None),
+        ] {
+            assert_eq!(device_index(text), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn message_starts_at_the_exception_class_and_is_bounded() {
+        let key = re(r"out\s*of\s*memory");
+        assert_eq!(
+            message_from("12:00 step 3 RuntimeError: CUDA out of memory.", &key),
+            "RuntimeError: CUDA out of memory."
+        );
+        let long = format!("out of memory {}", "x".repeat(10_000));
+        assert_eq!(message_from(&long, &key).chars().count(), 4097);
+    }
+
+    #[test]
+    fn sizes_and_non_fatal_notices() {
+        assert_eq!(
+            find_size(&re(r"allocate\s*{SIZE}"), "allocate 2.00 GiB"),
+            Some(2 << 30)
+        );
+        assert!(says_non_fatal(
+            "The caller indicates that this is not a failure, but may mean"
+        ));
+        assert!(!says_non_fatal("CUDA out of memory."));
+    }
+}
