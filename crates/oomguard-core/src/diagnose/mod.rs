@@ -10,9 +10,10 @@ mod advice;
 mod causes;
 mod checks;
 mod fixes;
-pub mod trend;
+mod trend;
 
 pub use accounting::{Accounting, Segment, SegmentKind};
+pub use trend::MemoryTrend;
 
 use crate::oom::OomEvent;
 use serde::Serialize;

@@ -1,6 +1,6 @@
 //! Finding and parsing out-of-memory events in text.
 //!
-//! [`scan`] reads any stream (a log, a traceback, a pasted issue) in bounded
+//! [`scan_reader`] reads any stream (a log, a traceback, a pasted issue) in bounded
 //! memory and yields one [`OomEvent`] per failure: the framework, the device,
 //! the figures the message states and the phase its traceback shows. One file
 //! per framework family turns a message into figures; this module holds the
@@ -13,9 +13,9 @@ mod generic;
 mod inference_engines;
 mod phase;
 mod pytorch;
-pub mod scan;
+mod scan;
 mod tensorflow_jax;
-pub mod text;
+mod text;
 mod triton;
 
 use serde::Serialize;

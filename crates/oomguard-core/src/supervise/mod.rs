@@ -6,15 +6,27 @@
 //! Spawning processes, terminals and signals belong to the binary; this
 //! module holds the decisions, so they can be tested without a process.
 
-pub mod command;
+#![deny(missing_docs)]
+
+mod command;
 pub mod host;
-pub mod journal;
-pub mod restart;
-pub mod search;
+mod journal;
+// Its items are documented by the owner of the restart rules.
+#[allow(missing_docs)]
+mod restart;
+mod search;
 pub mod state;
-pub mod trace;
+mod trace;
 
 pub use command::{CommandTemplate, TemplateError};
-pub use journal::AttemptRecord;
-pub use restart::{Decision, RestartPolicy};
+pub use host::{HostLimit, HostLimitKind};
+pub use journal::{rfc3339, AttemptMemory, AttemptRecord};
+pub use restart::{
+    largest_divisor, Decision, Failure, MemoryLine, RestartPolicy, RetryReason, StopReason,
+};
 pub use search::{BatchSearch, TrialOutcome};
+pub use state::{RunIdSource, StateRecord};
+pub use trace::{
+    classify as classify_trend, classify_host as classify_host_trend, MemoryTrace, MemoryTrend,
+    Reading, TraceFold,
+};
