@@ -536,7 +536,7 @@ fn spawn_sampler(
                         Ok(Some(sample)) => gpu_reading(&sample, group, started),
                         Ok(None) => None,
                         Err(e) => {
-                            note_error(e.to_string());
+                            note_error(format!("{:#}", anyhow::Error::new(e)));
                             None
                         }
                     },

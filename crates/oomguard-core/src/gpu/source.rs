@@ -66,7 +66,7 @@ impl fmt::Display for SourceError {
                 "no NVIDIA driver on this machine (NVML could not be loaded: {d})"
             ),
             SourceError::NvidiaSmi(d) => write!(f, "nvidia-smi: {d}"),
-            SourceError::NvidiaSmiRun { bin, .. } => write!(f, "cannot run {}", bin.display()),
+            SourceError::NvidiaSmiRun { bin, .. } => write!(f, "running {}", bin.display()),
             SourceError::NoNvidiaSmi => write!(f, "no nvidia-smi on PATH"),
             SourceError::Replay { path, line, detail } => {
                 write!(f, "{path}:{line}: not an oomguard recording: {detail}")
@@ -522,6 +522,21 @@ impl GpuSource for ReplaySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_failures_keep_the_io_error_as_their_source() {
+        let e = ReplaySource::open(Path::new("/nonexistent/rec.jsonl"))
+            .err()
+            .expect("no such recording");
+        assert_eq!(e.to_string(), "cannot read /nonexistent/rec.jsonl");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+        let mut smi = NvidiaSmiSource::new(PathBuf::from("/nonexistent/nvidia-smi"));
+        let e = smi.sample().expect_err("no such program");
+        assert!(matches!(e, SourceError::NvidiaSmiRun { .. }), "{e:?}");
+        assert!(e.source().is_some(), "{e:?}");
+    }
 
     #[test]
     fn the_owner_of_a_process_is_named() {

@@ -644,6 +644,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_file_that_cannot_be_opened_keeps_the_io_error_as_the_source() {
+        use std::error::Error as _;
+        let e = read_snapshot(Path::new("/nonexistent/snap.pickle")).unwrap_err();
+        assert_eq!(e.kind, SnapshotErrorKind::Io);
+        assert_eq!(e.to_string(), "/nonexistent/snap.pickle: cannot open");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    }
+
     /// pickle.dumps(protocol=4) of a one-segment snapshot whose trace ends in
     /// an OOM (frame dict shared by the block and two entries).
     const SMALL: &[u8] = b"\x80\x04\x95\xf4\x01\x00\x00\x00\x00\x00\x00\x7d\x94\x28\x8c\x08\x73\x65\x67\x6d\x65\x6e\x74\x73\

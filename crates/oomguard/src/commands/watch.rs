@@ -257,7 +257,7 @@ impl<'a> Watcher<'a> {
             Sampled::Sample(sample) => return self.fresh(sample),
             Sampled::Ended => return Step::Ended,
             Sampled::Failed(e @ SourceError::Replay { .. }) => return Step::Invalid(e.to_string()),
-            Sampled::Failed(e) => e.to_string(),
+            Sampled::Failed(e) => format!("{:#}", anyhow::Error::new(e)),
             Sampled::TimedOut(t) => format!(
                 "{} did not answer within {} (--sample-timeout)",
                 self.sampler.name(),
