@@ -1,7 +1,9 @@
 //! Supervising a training or inference command from outside: filling its
 //! batch-size placeholders, choosing the next batch after an OOM from the
 //! event's figures (`run`), searching the largest batch that survives
-//! (`tune`), and the journal record of each attempt.
+//! (`tune`), the memory timeline of an attempt, and the journal record of
+//! each attempt. [`host`] reads the host's memory and limits; [`state`]
+//! keeps the decision a multi-rank job shares.
 //!
 //! Spawning processes, terminals and signals belong to the binary; this
 //! module holds the decisions, so they can be tested without a process.
@@ -11,7 +13,7 @@
 mod command;
 pub mod host;
 mod journal;
-// Its items are documented by the owner of the restart rules.
+// Not every item of the restart rules is documented yet.
 #[allow(missing_docs)]
 mod restart;
 mod search;
