@@ -34,7 +34,7 @@ impl GpuClass {
 /// One GPU as `data/gpus.json` writes it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GpuSpec {
-    /// Stable id (`a100-80gb`).
+    /// Stable id (`rtx-3080`).
     pub id: String,
     /// The name as the vendor writes it.
     pub name: String,
@@ -43,9 +43,9 @@ pub struct GpuSpec {
     pub aliases: Vec<String>,
     /// The vendor (`nvidia`, `amd`, ...).
     pub vendor: String,
-    /// Memory as the vendor's datasheet states it, in bytes.
+    /// Total memory in bytes (see `memory_source`).
     pub memory_bytes: u64,
-    /// Where `memory_bytes` comes from.
+    /// Where `memory_bytes` comes from (a driver's report, a datasheet).
     pub memory_source: String,
     /// True when it computes in bfloat16.
     #[serde(default)]
