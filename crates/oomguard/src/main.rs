@@ -77,3 +77,21 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::flag_hint;
+    use oomguard_core::gpu::SourceError;
+    use oomguard_core::supervise::TemplateError;
+
+    #[test]
+    fn library_errors_are_told_the_flag_that_fixes_them() {
+        let e = anyhow::Error::new(TemplateError::AccumWithoutGlobalBatch).context("run");
+        assert!(flag_hint(&e).contains("--global-batch N"));
+        let e = anyhow::Error::new(SourceError::NoDriver("libnvidia-ml.so.1".into()));
+        assert!(flag_hint(&e).contains("--replay FILE"));
+        let e = anyhow::Error::new(SourceError::NvidiaSmi("exit status 15".into()));
+        assert_eq!(flag_hint(&e), "");
+        assert_eq!(flag_hint(&anyhow::anyhow!("not a library error")), "");
+    }
+}
