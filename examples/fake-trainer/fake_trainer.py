@@ -20,6 +20,7 @@ MIB = 1 << 20
 GIB = 1 << 30
 GRAIN = 2 * MIB  # kRoundLarge in c10/cuda/CUDACachingAllocator.cpp
 OTHER_PID = 4242
+HOLD_TIMEOUT_S = 20.0  # --hold-samples gives up waiting for a sampler after this
 TORCH = "/usr/lib/python3.11/site-packages/torch"
 
 # Frames printed below the script's own frames, as PyTorch 2.5 on Python 3.11 shows them.
@@ -151,6 +152,7 @@ class CachingAllocator:
         self.stranded = 0
         self.peak_reserved = 0
         self.memory_file = opts.memory_file
+        self.hold_samples = opts.hold_samples
         self.last_record = None
         self.report()
 
@@ -219,6 +221,24 @@ class CachingAllocator:
             fh.write(record)
         os.replace(tmp, self.memory_file)
         self.last_record = record
+
+    def hold(self):
+        """With --hold-samples N, waits until the stand-in nvidia-smi has answered N
+        process queries since now (so a sampler has read this state whole, whatever
+        the machine's load); gives up after HOLD_TIMEOUT_S."""
+        if not self.hold_samples or not self.memory_file:
+            return
+        counter = os.path.join(os.path.dirname(os.path.abspath(self.memory_file)), "queries")
+
+        def answered():
+            try:
+                return os.path.getsize(counter)
+            except OSError:
+                return 0
+
+        start, deadline = answered(), time.monotonic() + HOLD_TIMEOUT_S
+        while answered() - start < self.hold_samples and time.monotonic() < deadline:
+            time.sleep(0.005)
 
 
 # ------------------------------------------------------------------------- model
@@ -289,6 +309,8 @@ def train_step(model, step):
     x = 0
     for layer in model.layers:
         x = layer(x)
+    if model.alloc is not None:
+        model.alloc.hold()  # the step's peak
     loss = criterion(model, x, step)
     model.free_activations(x)
     return loss
@@ -438,6 +460,9 @@ def parse_args(argv):
                    help="fail with a non-OOM ValueError at step N")
     p.add_argument("--memory-file", default=None, metavar="PATH",
                    help="write {pid, used_mib, total_mib} there after every allocation and free")
+    p.add_argument("--hold-samples", type=count(0), default=0, metavar="N",
+                   help="with --memory-file: before the first step and at each step's peak, wait "
+                        "until the stand-in nvidia-smi has answered N process queries (default 0)")
     p.add_argument("--progress", action="store_true",
                    help="tqdm-like progress bar (\\r, ANSI colour) instead of one line per step")
     p.add_argument("--print-max-batch", action="store_true",
@@ -477,6 +502,8 @@ def main():
     model = model.to(device)
     if opts.load_time:
         time.sleep(float(opts.load_time))  # loading data, compiling: weights only on the GPU
+    if alloc is not None:
+        alloc.hold()  # the weights alone: the baseline
     if device == "cpu":
         model.layer_time *= 4  # the CPU is slower
 

@@ -8,6 +8,8 @@
 //! command line docs/reference.md says `24GB` is SI (10^9) and `80g` is binary, so
 //! [`parse_user_size`] follows that.
 
+#![deny(missing_docs)]
+
 use std::fmt;
 
 /// Errors from [`parse_user_size`].

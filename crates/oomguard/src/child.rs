@@ -23,11 +23,12 @@ use nix::sys::signal::{killpg, pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
 use nix::unistd::{getpgrp, tcgetpgrp, tcsetpgrp, Pid};
 use oomguard_core::diagnose::{DiagnoseContext, ExplainedEvent};
-use oomguard_core::gpu::source::GpuSource;
+use oomguard_core::gpu::{GpuSample, GpuSource};
 use oomguard_core::oom::{scan_reader, Framework, OomEvent, ScanOptions};
 use oomguard_core::supervise::host::{self, HostLimit};
-use oomguard_core::supervise::trace::{
-    classify, classify_host, MemoryTrace, MemoryTrend, Reading, TraceFold,
+use oomguard_core::supervise::{
+    classify_host_trend as classify_host, classify_trend as classify, MemoryTrace, MemoryTrend,
+    Reading, TraceFold,
 };
 use std::fs::File;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
@@ -535,7 +536,7 @@ fn spawn_sampler(
                         Ok(Some(sample)) => gpu_reading(&sample, group, started),
                         Ok(None) => None,
                         Err(e) => {
-                            note_error(e.to_string());
+                            note_error(format!("{:#}", anyhow::Error::new(e)));
                             None
                         }
                     },
@@ -558,11 +559,7 @@ fn spawn_sampler(
 }
 
 /// The group's usage on the GPU it uses most, and what others hold there.
-fn gpu_reading(
-    sample: &oomguard_core::gpu::sample::GpuSample,
-    group: i32,
-    started: Instant,
-) -> Option<Reading> {
+fn gpu_reading(sample: &GpuSample, group: i32, started: Instant) -> Option<Reading> {
     let members = group_members(group);
     let mine_on = |gpu: u32| -> u64 {
         sample

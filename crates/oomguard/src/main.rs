@@ -38,10 +38,36 @@ fn main() -> ExitCode {
             if is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("oomguard: {err:#}");
+            eprintln!("oomguard: {err:#}{}", flag_hint(&err));
             ExitCode::from(2)
         }
     }
+}
+
+/// What to type instead, for a library error whose cause a flag fixes: the
+/// library's messages name no flag.
+fn flag_hint(err: &anyhow::Error) -> &'static str {
+    use oomguard_core::gpu::SourceError;
+    use oomguard_core::supervise::TemplateError;
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<SourceError>() {
+            return match e {
+                SourceError::NoDriver(_) => {
+                    "; use --replay FILE to play a recording, or --source nvidia-smi"
+                }
+                SourceError::NoNvmlSupport => "; use --source nvidia-smi",
+                _ => "",
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<TemplateError>() {
+            return match e {
+                TemplateError::Empty => "; put it after `--`, e.g. `oomguard run --batch 32 -- python train.py --batch-size {batch}`",
+                TemplateError::BatchPlaceholderWithoutBatch => "; --batch N says where to start",
+                TemplateError::AccumWithoutGlobalBatch => "; --global-batch N says what to keep constant",
+            };
+        }
+    }
+    ""
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -50,4 +76,22 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<io::Error>()
             .is_some_and(|e| e.kind() == ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flag_hint;
+    use oomguard_core::gpu::SourceError;
+    use oomguard_core::supervise::TemplateError;
+
+    #[test]
+    fn library_errors_are_told_the_flag_that_fixes_them() {
+        let e = anyhow::Error::new(TemplateError::AccumWithoutGlobalBatch).context("run");
+        assert!(flag_hint(&e).contains("--global-batch N"));
+        let e = anyhow::Error::new(SourceError::NoDriver("libnvidia-ml.so.1".into()));
+        assert!(flag_hint(&e).contains("--replay FILE"));
+        let e = anyhow::Error::new(SourceError::NvidiaSmi("exit status 15".into()));
+        assert_eq!(flag_hint(&e), "");
+        assert_eq!(flag_hint(&anyhow::anyhow!("not a library error")), "");
+    }
 }

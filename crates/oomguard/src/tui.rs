@@ -5,7 +5,7 @@
 
 use crate::commands::watch::{fmt_eta, unlisted_shown, Etas, Step, Watcher, UNLISTED_LABEL};
 use crate::style::printable;
-use oomguard_core::gpu::sample::GpuSample;
+use oomguard_core::gpu::GpuSample;
 use oomguard_core::size::format_size;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -268,7 +268,7 @@ pub fn run(watcher: &mut Watcher<'_>, interval: Duration) -> anyhow::Result<()> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use oomguard_core::gpu::sample::{GpuState, ProcessState};
+    use oomguard_core::gpu::{GpuState, ProcessState};
     use ratatui::backend::TestBackend;
     use ratatui::Terminal;
 

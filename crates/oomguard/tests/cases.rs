@@ -2,9 +2,100 @@
 //! through `oomguard explain --json` against the fields its case expects:
 //! figures within 0.1% (printed figures are rounded to two decimals), the
 //! framework, device, phase, and an acceptable top cause.
+//!
+//! Every key a row states is either checked or known to be a note for
+//! readers: a key the harness does not know fails the row (a misspelt
+//! expectation must not pass unread), whatever its `known_gap`.
 
 use crate::util::{fixture, oomguard};
 use serde_json::Value;
+
+/// Keys of a case's `expect` this harness checks.
+const EXPECT_KEYS: &[&str] = &[
+    "events_min",
+    "events_max",
+    "framework",
+    "device_kind",
+    "device_index",
+    "memory",
+    "phase",
+    "causes_ok",
+    "causes_thread",
+];
+
+/// The event's `memory` fields (docs/reference.md).
+const MEMORY_KEYS: &[&str] = &[
+    "requested_bytes",
+    "total_bytes",
+    "free_bytes",
+    "allocated_bytes",
+    "reserved_bytes",
+    "reserved_unallocated_bytes",
+    "process_bytes",
+    "non_framework_bytes",
+    "other_processes",
+    "allowed_bytes",
+    "private_pools_bytes",
+];
+
+/// Row keys that are notes for readers (where a case comes from, why it
+/// is there, what fixed it, which split it belongs to), never checked.
+const NOTE_KEYS: &[&str] = &[
+    "source",
+    "id",
+    "why",
+    "resolution",
+    "category",
+    "split",
+    "note",
+    "versions",
+    "source_file",
+];
+
+/// The keys of `row` outside `checked` and `NOTE_KEYS`, as mismatches.
+fn unknown_keys(row: &Value, checked: &[&str]) -> Vec<String> {
+    let mut bad = Vec::new();
+    for key in row.as_object().map(|o| o.keys()).into_iter().flatten() {
+        if !checked.contains(&key.as_str()) && !NOTE_KEYS.contains(&key.as_str()) {
+            bad.push(format!(
+                "unknown key {key:?}: the harness does not check it"
+            ));
+        }
+    }
+    bad
+}
+
+/// What a case's `expect` states that the harness cannot read: unknown
+/// keys, unknown memory fields, and expectations on an event when it
+/// expects none.
+fn unreadable_expectations(expect: &Value) -> Vec<String> {
+    let mut bad = Vec::new();
+    let Some(fields) = expect.as_object() else {
+        return vec![format!("expect is not an object: {expect}")];
+    };
+    for key in fields.keys() {
+        if !EXPECT_KEYS.contains(&key.as_str()) {
+            bad.push(format!("unknown expect key {key:?}"));
+        }
+    }
+    let memory = expect["memory"].as_object();
+    for key in memory.map(|m| m.keys()).into_iter().flatten() {
+        if !MEMORY_KEYS.contains(&key.as_str()) {
+            bad.push(format!("unknown memory field {key:?}"));
+        }
+    }
+    if expect["events_min"].as_u64() == Some(0) {
+        let stated = |v: &Value| !v.is_null() && v.as_object().is_none_or(|o| !o.is_empty());
+        for (key, value) in fields {
+            if key != "events_min" && stated(value) {
+                bad.push(format!(
+                    "expect.{key} is stated, but no event is expected to check it against"
+                ));
+            }
+        }
+    }
+    bad
+}
 
 /// Checks one case; returns the mismatches found.
 fn check_case(case: &Value) -> Vec<String> {
@@ -13,6 +104,11 @@ fn check_case(case: &Value) -> Vec<String> {
     let out = oomguard(&["explain", "--json"], Some(message.as_bytes()));
     let mut bad = Vec::new();
     let events_min = expect["events_min"].as_u64().unwrap_or(1);
+    if let Some(max) = expect["events_max"].as_u64() {
+        if max < events_min {
+            bad.push(format!("events_max {max} is below events_min {events_min}"));
+        }
+    }
     if events_min == 0 {
         if out.code != 1 {
             bad.push(format!(
@@ -109,7 +205,8 @@ fn close(got: &Value, want: &Value) -> bool {
 
 /// Runs every case of a JSON-lines file and fails with all mismatches. A
 /// row marked `known_gap` (with the reason) is a strict expected failure:
-/// it must still fail, so a fix forces the mark to go.
+/// it must still fail, so a fix forces the mark to go. A row the harness
+/// cannot read fails whatever its mark.
 fn run_cases(rel: &str) {
     let text = std::fs::read_to_string(fixture(rel)).expect("fixture file");
     let rows: Vec<(usize, Value)> = text
@@ -143,6 +240,15 @@ fn run_cases(rel: &str) {
             .as_str()
             .or(case["id"].as_str())
             .unwrap_or("?");
+        let mut unreadable = unknown_keys(case, &["message", "expect", "known_gap"]);
+        unreadable.extend(unreadable_expectations(&case["expect"]));
+        if !unreadable.is_empty() {
+            failures.push(format!(
+                "{rel}:{line} ({id}): cannot be read:\n    {}",
+                unreadable.join("\n    ")
+            ));
+            continue;
+        }
         match case["known_gap"].as_str() {
             Some(why) if bad.is_empty() => failures.push(format!(
                 "{rel}:{line} ({id}): passes now; remove its known_gap ({why})"
@@ -174,6 +280,10 @@ fn run_not_oom(rel: &str) {
     {
         let case: Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{rel}:{}: {e}", i + 1));
+        let unreadable = unknown_keys(&case, &["text"]);
+        if !unreadable.is_empty() {
+            failures.push(format!("{rel}:{}: {}", i + 1, unreadable.join("; ")));
+        }
         let body = case["text"].as_str().expect("case has text");
         let out = oomguard(&["explain", "--json"], Some(body.as_bytes()));
         if out.code != 1 {
@@ -220,6 +330,26 @@ fn formats_from_framework_sources() {
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{rel}:{}: {e}", i + 1));
         let message = row["message"].as_str().expect("row has a message");
         let fatal = row["fatal"].as_bool().unwrap_or(true);
+        let mut unreadable = unknown_keys(
+            &row,
+            &[
+                "message",
+                "expect",
+                "fatal",
+                "framework",
+                "events_alone",
+                "line_figures",
+            ],
+        );
+        if fatal && row.get("events_alone").is_some() {
+            unreadable.push("events_alone on a fatal row: it always gives an event".into());
+        }
+        // A non-fatal line that gives no event has no event to hold its
+        // figures: they are stated apart, for readers (`line_figures`).
+        if row.get("line_figures").is_some() && (fatal || row.get("events_alone").is_some()) {
+            unreadable
+                .push("line_figures on a row that gives an event: state them in expect".into());
+        }
         // A non-fatal format alone gives no event, unless the row says a
         // log showing it alone has no later success to tell
         // (`events_alone`).
@@ -230,10 +360,14 @@ fn formats_from_framework_sources() {
         };
         let mut expect = row["expect"].clone();
         expect["events_min"] = events_min.into();
-        expect["framework"] = row["framework"].clone();
+        if events_min > 0 {
+            expect["framework"] = row["framework"].clone();
+        }
+        unreadable.extend(unreadable_expectations(&expect));
         let case = serde_json::json!({"message": message, "expect": expect});
         checked += 1;
-        let bad = check_case(&case);
+        let mut bad = unreadable;
+        bad.extend(check_case(&case));
         if !bad.is_empty() {
             failures.push(format!(
                 "{rel}:{} ({}):\n    {}",

@@ -300,11 +300,12 @@ fn tune_finds_exact_limits_in_no_more_trials_than_lightning() {
     }
 }
 
-/// `tune --json` of the fake trainer (3 steps of 0.6 s after a 2 s load,
-/// long enough for a few steady readings before the first step even when
-/// the machine is loaded and a stand-in `nvidia-smi` call takes most of a
-/// second) with the stand-in nvidia-smi on PATH reporting its memory file
-/// `name` in `dir`; `env` is added to both.
+/// `tune --json` of the fake trainer (3 steps of 0.6 s after a 2 s load)
+/// with the stand-in nvidia-smi on PATH reporting its memory file `name` in
+/// `dir`; `env` is added to both. The trainer holds its baseline and each
+/// step's peak until the stand-in has answered three process queries, so
+/// the sampler reads both even when the machine is loaded and a stand-in
+/// call takes most of a second.
 fn tune_with_stand_in(dir: &TempDir, name: &str, opts: &[&str], env: &[(&str, &str)]) -> Value {
     let path = crate::util::trainer_path(dir, &trainer_dir());
     let gpu_dir = dir.0.to_string_lossy().into_owned();
@@ -321,6 +322,9 @@ fn tune_with_stand_in(dir: &TempDir, name: &str, opts: &[&str], env: &[(&str, &s
     ];
     args.extend(["--batch", "{batch}", "--memory-file", &mem]);
     args.extend(["--load-time", "2", "--step-time", "0.6", "--steps", "3"]);
+    // The baseline and each step's peak wait for three samples of the
+    // stand-in: what the search reads does not hang on the machine's load.
+    args.extend(["--hold-samples", "3"]);
     args.extend(opts);
     let mut vars = vec![("PATH", path.as_str()), ("FAKE_GPU_DIR", gpu_dir.as_str())];
     vars.extend(env);
@@ -373,13 +377,14 @@ fn tune_leaves_out_what_another_process_holds() {
     // as NVML shows it inside a container, counted in the GPU's used and free
     // memory only. Either way the memory line aims at what is left to this
     // command, not at the device's total.
-    let dir = TempDir::new();
     let opts = ["--other-process-mib", "3000"];
     let want = true_limit(&opts);
     assert_eq!(want, 113);
     for hide in ["", "1"] {
+        // A directory each: no record of the first search is read by the second.
+        let dir = TempDir::new();
         let env = [("FAKE_GPU_HIDE_OTHERS", hide)];
-        let json = tune_with_stand_in(&dir, &format!("trial{hide}.json"), &opts, &env);
+        let json = tune_with_stand_in(&dir, "trial.json", &opts, &env);
         assert_eq!(json["batch"], want, "{json}");
         // Measured: 8, 113, 114 both ways. Aiming at the device's total, the
         // first jump lands on 133 and the search takes 6 to 8 trials.

@@ -10,10 +10,12 @@ mod advice;
 mod causes;
 mod checks;
 mod fixes;
-pub mod next_batch;
-pub mod trend;
+pub(crate) mod next_batch;
+mod trend;
 
 pub use accounting::{Accounting, Segment, SegmentKind};
+pub use next_batch::{next_batch, share_of, upper_bound, BatchFigures, Caution, NextBatch};
+pub use trend::MemoryTrend;
 
 use crate::oom::OomEvent;
 use serde::Serialize;

@@ -8,19 +8,23 @@
 //! Each rule is in the file named for what it computes; this module adds
 //! them up and applies sharding over GPUs.
 
-pub mod activations;
-pub mod allocator;
+mod activations;
+mod allocator;
 pub mod engine;
-pub mod fit;
-pub mod kv_cache;
-pub mod linears;
-pub mod training_state;
-pub mod weights;
-pub mod workload;
+mod fit;
+mod kv_cache;
+mod linears;
+mod training_state;
+mod weights;
+mod workload;
 
+pub use fit::{
+    larger_gpu, max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
+};
+pub use training_state::TrainingState;
 pub use workload::{
     Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
-    WorkloadRequest,
+    WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,
 };
 
 use crate::model::ModelShape;

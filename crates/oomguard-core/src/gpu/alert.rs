@@ -17,11 +17,14 @@ pub const FORECAST_HORIZON_S: f64 = 300.0;
 /// Why an alert fired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AlertReason {
+    /// Memory in use crossed the alert percentage.
     Threshold,
+    /// The time-to-full forecast fell under the horizon.
     Forecast,
 }
 
 impl AlertReason {
+    /// The reason's id, as JSON and metrics print it.
     pub fn name(self) -> &'static str {
         match self {
             AlertReason::Threshold => "threshold",

@@ -12,12 +12,16 @@ use std::sync::LazyLock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpuClass {
+    /// A gaming card.
     Consumer,
+    /// A workstation card.
     Workstation,
+    /// A data-center card.
     Datacenter,
 }
 
 impl GpuClass {
+    /// The class's id, as JSON prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             GpuClass::Consumer => "consumer",
@@ -30,19 +34,29 @@ impl GpuClass {
 /// One GPU as `data/gpus.json` writes it.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct GpuSpec {
+    /// Stable id (`rtx-3080`).
     pub id: String,
+    /// The name as the vendor writes it.
     pub name: String,
+    /// Other names users type for it.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The vendor (`nvidia`, `amd`, ...).
     pub vendor: String,
+    /// Total memory in bytes (see `memory_source`).
     pub memory_bytes: u64,
+    /// Where `memory_bytes` comes from (a driver's report, a datasheet).
     pub memory_source: String,
+    /// True when it computes in bfloat16.
     #[serde(default)]
     pub bf16: bool,
+    /// True when it computes in FP8.
     #[serde(default)]
     pub fp8: bool,
+    /// The architecture (`Ampere`, `Hopper`, ...), when known.
     #[serde(default)]
     pub architecture: Option<String>,
+    /// Which class of user buys it.
     pub class: GpuClass,
     /// Total memory as CUDA reports it to the process
     /// (`torch.cuda.mem_get_info`, what vLLM multiplies by
@@ -50,6 +64,7 @@ pub struct GpuSpec {
     /// less than `nvidia-smi`'s total.
     #[serde(default)]
     pub cuda_total_bytes: Option<u64>,
+    /// Where `cuda_total_bytes` comes from.
     #[serde(default)]
     pub cuda_total_source: Option<String>,
 }

@@ -88,7 +88,7 @@ pub fn read(proc_root: &Path, pid: u32) -> ContainerInfo {
 }
 
 /// `(container ID, pod UID)` from the text of `/proc/PID/cgroup`.
-pub fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
+fn parse_cgroup(text: &str) -> (Option<String>, Option<String>) {
     let mut container = None;
     let mut pod = None;
     for line in text.lines() {
@@ -136,7 +136,7 @@ fn container_id(segment: &str) -> Option<String> {
 }
 
 /// The innermost pid of the `NSpid:` line of `/proc/PID/status`.
-pub fn namespace_pid(status: &str) -> Option<u32> {
+fn namespace_pid(status: &str) -> Option<u32> {
     let line = status.lines().find(|l| l.starts_with("NSpid:"))?;
     line.split_whitespace().last()?.parse().ok()
 }

@@ -34,7 +34,7 @@ pub struct Exposition<'a> {
 }
 
 /// Escapes a label value: backslash, double quote and newline.
-pub fn label(value: &str) -> String {
+fn label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -42,91 +42,37 @@ pub fn mib_value(raw: &str) -> Option<u64> {
     number.parse::<u64>().ok().map(|m| m << 20)
 }
 
-/// A process's GPU memory as `--query-compute-apps=pid,used_memory` gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ProcessUsage {
-    pub pid: u32,
-    pub used_bytes: Option<u64>,
-}
-
-/// Parses `--query-compute-apps=pid,process_name,used_memory` (any format).
-pub fn compute_apps(text: &str) -> Vec<ProcessUsage> {
-    parse_rows(text, &["pid", "process_name", "used_memory"])
-        .into_iter()
-        .filter_map(|r| {
-            Some(ProcessUsage {
-                pid: r["pid"].parse().ok()?,
-                used_bytes: mib_value(&r["used_memory"]),
-            })
-        })
-        .collect()
-}
-
-/// One GPU's memory as `--query-gpu=index,memory.total,memory.used` gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GpuMemory {
-    pub index: u32,
-    pub total_bytes: Option<u64>,
-    pub used_bytes: Option<u64>,
-}
-
-/// Parses `--query-gpu=index,memory.total,memory.used` (any format).
-pub fn gpu_memory(text: &str) -> Vec<GpuMemory> {
-    parse_rows(text, &["index", "memory.total", "memory.used"])
-        .into_iter()
-        .filter_map(|r| {
-            Some(GpuMemory {
-                index: r["index"].parse().ok()?,
-                total_bytes: mib_value(&r["memory.total"]),
-                used_bytes: mib_value(&r["memory.used"]),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The rows of `--query-compute-apps=pid,process_name,used_memory`.
+    fn apps(text: &str) -> Vec<(u32, Option<u64>)> {
+        parse_rows(text, &["pid", "process_name", "used_memory"])
+            .iter()
+            .filter_map(|r| Some((r["pid"].parse().ok()?, mib_value(&r["used_memory"]))))
+            .collect()
+    }
+
     #[test]
     fn real_outputs_parse_with_and_without_units() {
-        // Shared fixture query-compute-apps.csv (a header and units).
-        let apps = compute_apps("pid, process_name, used_gpu_memory [MiB]\n3858903, VLLM::EngineCore, 6265 MiB\n3880364, VLLM::EngineCore, 5530 MiB\n");
+        // query-compute-apps.csv: a header and units.
+        let got = apps("pid, process_name, used_gpu_memory [MiB]\n3858903, VLLM::EngineCore, 6265 MiB\n3880364, VLLM::EngineCore, 5530 MiB\n");
         assert_eq!(
-            apps,
-            vec![
-                ProcessUsage {
-                    pid: 3858903,
-                    used_bytes: Some(6265 << 20)
-                },
-                ProcessUsage {
-                    pid: 3880364,
-                    used_bytes: Some(5530 << 20)
-                },
-            ]
+            got,
+            vec![(3858903, Some(6265 << 20)), (3880364, Some(5530 << 20))]
         );
         // Windows (WDDM) gives no per-process memory.
-        let apps =
-            compute_apps("27220, ollama.exe, 12497\n3032, C:\\Windows\\System32\\dwm.exe, [N/A]\n");
-        assert_eq!(
-            apps[1],
-            ProcessUsage {
-                pid: 3032,
-                used_bytes: None
-            }
+        let got = apps("27220, ollama.exe, 12497\n3032, C:\\Windows\\System32\\dwm.exe, [N/A]\n");
+        assert_eq!(got[1], (3032, None));
+        let rows = parse_rows(
+            "index, memory.total [MiB], memory.used [MiB]\n0, 46068 MiB, 9123 MiB\n",
+            &["index", "memory.total", "memory.used"],
         );
-        let gpus =
-            gpu_memory("index, memory.total [MiB], memory.used [MiB]\n0, 46068 MiB, 9123 MiB\n");
-        assert_eq!(
-            gpus,
-            vec![GpuMemory {
-                index: 0,
-                total_bytes: Some(46068 << 20),
-                used_bytes: Some(9123 << 20)
-            }]
-        );
-        assert!(gpu_memory("0, [N/A], [N/A]")[0].total_bytes.is_none());
-        assert!(compute_apps(
+        assert_eq!(rows.len(), 1);
+        assert_eq!(mib_value(&rows[0]["memory.used"]), Some(9123 << 20));
+        assert_eq!(mib_value("[N/A]"), None);
+        assert!(apps(
             "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver."
         )
         .is_empty());
@@ -137,20 +83,23 @@ mod tests {
 mod fixture_tests {
     use super::*;
 
-    // Real outputs from shared/fixtures/nvidia-smi (copied into the binary's
-    // test fixtures); see that folder's README for their sources.
-    const QUERY_GPU: &str =
-        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-gpu.csv");
+    // Real outputs (tests/fixtures/nvidia-smi of this crate); see that
+    // folder's README for their sources.
+    const QUERY_GPU: &str = include_str!("../../tests/fixtures/nvidia-smi/query-gpu.csv");
     const QUERY_GPU_NOHEADER: &str =
-        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-gpu-noheader.csv");
-    const APPS: &str =
-        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps.csv");
+        include_str!("../../tests/fixtures/nvidia-smi/query-gpu-noheader.csv");
+    const APPS: &str = include_str!("../../tests/fixtures/nvidia-smi/query-compute-apps.csv");
     const APPS_EMPTY: &str =
-        include_str!("../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps-empty.csv");
-    const APPS_WDDM: &str = include_str!(
-        "../../../oomguard/tests/fixtures/nvidia-smi/query-compute-apps-noheader-nounits.csv"
-    );
+        include_str!("../../tests/fixtures/nvidia-smi/query-compute-apps-empty.csv");
+    const APPS_WDDM: &str =
+        include_str!("../../tests/fixtures/nvidia-smi/query-compute-apps-noheader-nounits.csv");
 
+    fn apps(text: &str) -> Vec<Option<u64>> {
+        parse_rows(text, &["pid", "process_name", "used_memory"])
+            .iter()
+            .map(|r| mib_value(&r["used_memory"]))
+            .collect()
+    }
     #[test]
     fn the_shared_fixtures_parse() {
         let rows = parse_rows(
@@ -177,10 +126,10 @@ mod fixture_tests {
         );
         assert!(!rows.is_empty());
         assert!(mib_value(&rows[0]["memory.total"]).is_some());
-        assert_eq!(compute_apps(APPS).len(), 2);
-        assert!(compute_apps(APPS_EMPTY).is_empty());
-        let wddm = compute_apps(APPS_WDDM);
+        assert_eq!(apps(APPS).len(), 2);
+        assert!(apps(APPS_EMPTY).is_empty());
+        let wddm = apps(APPS_WDDM);
         assert_eq!(wddm.len(), 2);
-        assert_eq!(wddm[1].used_bytes, None);
+        assert_eq!(wddm[1], None);
     }
 }

@@ -8,11 +8,17 @@ use serde::{Deserialize, Serialize};
 /// One GPU at one time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuState {
+    /// The GPU's index, as `nvidia-smi` numbers it.
     pub index: u32,
+    /// The GPU's UUID.
     pub uuid: Option<String>,
+    /// The product name.
     pub name: Option<String>,
+    /// Total memory, in bytes.
     pub total_bytes: Option<u64>,
+    /// Memory in use, in bytes.
     pub used_bytes: Option<u64>,
+    /// Free memory, in bytes.
     pub free_bytes: Option<u64>,
 }
 
@@ -21,9 +27,13 @@ pub struct GpuState {
 pub struct ProcessState {
     /// Index of the GPU.
     pub gpu: u32,
+    /// The process id (on the host).
     pub pid: u32,
+    /// The command name.
     pub name: Option<String>,
+    /// The user owning the process.
     pub user: Option<String>,
+    /// GPU memory the process holds, in bytes.
     pub used_bytes: Option<u64>,
 }
 
@@ -32,7 +42,9 @@ pub struct ProcessState {
 pub struct GpuSample {
     /// UNIX time in seconds.
     pub time: f64,
+    /// Every GPU the source lists.
     pub gpus: Vec<GpuState>,
+    /// Every process the source lists, on any GPU.
     pub processes: Vec<ProcessState>,
 }
 

@@ -19,20 +19,41 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// upgrade half done) never does.
 pub const SAMPLE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a source cannot give samples.
+/// Why a source cannot give samples. The messages name no command-line
+/// flag: what to try instead is for the caller to say.
 #[derive(Debug)]
 pub enum SourceError {
-    /// No NVIDIA driver: NVML could not be loaded.
+    /// No NVIDIA driver: NVML could not be loaded (NVML's own message).
     NoDriver(String),
-    /// `nvidia-smi` failed or printed something unreadable.
+    /// `nvidia-smi` failed or printed something unreadable (its message).
     NvidiaSmi(String),
+    /// `nvidia-smi` could not be started, or gave no answer in time.
+    NvidiaSmiRun {
+        /// The program run.
+        bin: PathBuf,
+        /// Why it could not run (a timeout is [`std::io::ErrorKind::TimedOut`]).
+        source: std::io::Error,
+    },
+    /// No `nvidia-smi` on `PATH`.
+    NoNvidiaSmi,
     /// A recording that is truncated or not oomguard's.
     Replay {
+        /// The recording as the caller named it.
         path: String,
+        /// The line at fault, from 1.
         line: usize,
+        /// What is wrong with that line.
         detail: String,
     },
-    Io(String),
+    /// A recording that could not be read.
+    Io {
+        /// The recording as the caller named it.
+        path: String,
+        /// The error reading it.
+        source: std::io::Error,
+    },
+    /// The source did not open in the time allowed (a hung driver).
+    OpenTimedOut(Duration),
     /// This build left NVML out (the `nvml` cargo feature).
     NoNvmlSupport,
 }
@@ -42,20 +63,38 @@ impl fmt::Display for SourceError {
         match self {
             SourceError::NoDriver(d) => write!(
                 f,
-                "no NVIDIA driver on this machine (NVML could not be loaded: {d}); use --replay FILE to play a recording, or --source nvidia-smi"
+                "no NVIDIA driver on this machine (NVML could not be loaded: {d})"
             ),
             SourceError::NvidiaSmi(d) => write!(f, "nvidia-smi: {d}"),
-            SourceError::Replay { path, line, detail } => write!(f, "{path}:{line}: not an oomguard recording: {detail}"),
-            SourceError::Io(d) => write!(f, "{d}"),
+            SourceError::NvidiaSmiRun { bin, .. } => write!(f, "running {}", bin.display()),
+            SourceError::NoNvidiaSmi => write!(f, "no nvidia-smi on PATH"),
+            SourceError::Replay { path, line, detail } => {
+                write!(f, "{path}:{line}: not an oomguard recording: {detail}")
+            }
+            SourceError::Io { path, .. } => write!(f, "cannot read {path}"),
+            SourceError::OpenTimedOut(limit) => write!(
+                f,
+                "the GPU source did not open within {} s (a hung driver?)",
+                limit.as_secs_f64()
+            ),
             SourceError::NoNvmlSupport => write!(
                 f,
-                "this oomguard was built without NVML support (the `nvml` feature); use --source nvidia-smi"
+                "this oomguard was built without NVML support (the `nvml` cargo feature)"
             ),
         }
     }
 }
 
-impl std::error::Error for SourceError {}
+impl std::error::Error for SourceError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SourceError::NvidiaSmiRun { source, .. } | SourceError::Io { source, .. } => {
+                Some(source)
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A source of samples. Sources are `Send` so that a sampler can run them
 /// on a thread of their own, away from a caller that must stay responsive.
@@ -205,7 +244,10 @@ impl NvidiaSmiSource {
             Command::new(&self.bin).args(args).stdin(Stdio::null()),
             SAMPLE_TIMEOUT,
         )
-        .map_err(|e| SourceError::NvidiaSmi(format!("{}: {e}", self.bin.display())))?;
+        .map_err(|source| SourceError::NvidiaSmiRun {
+            bin: self.bin.clone(),
+            source,
+        })?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(if out.stderr.is_empty() {
                 &out.stdout
@@ -274,8 +316,11 @@ pub fn output_within(cmd: &mut Command, limit: Duration) -> std::io::Result<std:
 pub enum SourceChoice {
     /// NVML when it loads, else `nvidia-smi` when it is on PATH.
     Auto,
+    /// NVML only.
     Nvml,
+    /// `nvidia-smi` only.
     NvidiaSmi,
+    /// A recording played back from this file.
     Replay(PathBuf),
 }
 
@@ -296,9 +341,7 @@ pub fn open(choice: &SourceChoice) -> Result<Box<dyn GpuSource + Send>, SourceEr
     match choice {
         SourceChoice::Replay(path) => Ok(Box::new(ReplaySource::open(path)?)),
         SourceChoice::Nvml => Ok(Box::new(NvmlSource::open()?)),
-        SourceChoice::NvidiaSmi => smi().ok_or_else(|| {
-            SourceError::NvidiaSmi("--source nvidia-smi: no nvidia-smi on PATH".into())
-        }),
+        SourceChoice::NvidiaSmi => smi().ok_or(SourceError::NoNvidiaSmi),
         SourceChoice::Auto => match NvmlSource::open() {
             Ok(s) => Ok(Box::new(s)),
             Err(nvml_error) => smi().ok_or(nvml_error),
@@ -317,12 +360,8 @@ pub fn open_within(
     std::thread::spawn(move || {
         let _ = tx.send(open(&choice));
     });
-    rx.recv_timeout(limit).unwrap_or_else(|_| {
-        Err(SourceError::Io(format!(
-            "the GPU source did not open within {} s (a hung driver?)",
-            limit.as_secs_f64()
-        )))
-    })
+    rx.recv_timeout(limit)
+        .unwrap_or(Err(SourceError::OpenTimedOut(limit)))
 }
 
 /// GPUs from `--query-gpu=index,uuid,name,memory.total,memory.used,memory.free`.
@@ -420,13 +459,13 @@ const MAX_LINE: u64 = 16 << 20;
 
 impl ReplaySource {
     pub fn open(path: &Path) -> Result<ReplaySource, SourceError> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| SourceError::Io(format!("cannot read {}: {e}", path.display())))?;
+        let io = |source| SourceError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
         if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-            return Err(SourceError::Io(format!(
-                "cannot read {}: it is a directory",
-                path.display()
-            )));
+            return Err(io(std::io::ErrorKind::IsADirectory.into()));
         }
         Ok(ReplaySource {
             path: path.display().to_string(),
@@ -448,7 +487,10 @@ impl GpuSource for ReplaySource {
             self.line += 1;
             let n = std::io::Read::take(&mut self.reader, MAX_LINE)
                 .read_until(b'\n', &mut buf)
-                .map_err(|e| SourceError::Io(format!("cannot read {}: {e}", self.path)))?;
+                .map_err(|source| SourceError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
             if n == 0 {
                 return Ok(None);
             }
@@ -480,6 +522,21 @@ impl GpuSource for ReplaySource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_failures_keep_the_io_error_as_their_source() {
+        let e = ReplaySource::open(Path::new("/nonexistent/rec.jsonl"))
+            .err()
+            .expect("no such recording");
+        assert_eq!(e.to_string(), "cannot read /nonexistent/rec.jsonl");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+        let mut smi = NvidiaSmiSource::new(PathBuf::from("/nonexistent/nvidia-smi"));
+        let e = smi.sample().expect_err("no such program");
+        assert!(matches!(e, SourceError::NvidiaSmiRun { .. }), "{e:?}");
+        assert!(e.source().is_some(), "{e:?}");
+    }
 
     #[test]
     fn the_owner_of_a_process_is_named() {
@@ -530,10 +587,13 @@ mod tests {
 
     #[test]
     #[cfg(feature = "nvml")]
-    fn no_driver_names_replay() {
-        // This machine has no NVIDIA driver: the error must say what to do.
+    fn no_driver_says_so_without_naming_a_flag() {
+        // Without an NVIDIA driver the error says so; what to type instead
+        // is the caller's to say (the binary names its flags).
         if let Err(e) = NvmlSource::open() {
-            assert!(e.to_string().contains("--replay"), "{e}");
+            assert!(matches!(e, SourceError::NoDriver(_)), "{e:?}");
+            assert!(e.to_string().contains("no NVIDIA driver"), "{e}");
+            assert!(!e.to_string().contains("--"), "{e}");
         }
     }
 }

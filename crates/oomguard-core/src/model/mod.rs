@@ -5,12 +5,15 @@
 
 pub mod catalog;
 mod error;
-pub mod gguf;
-pub mod resolve;
-pub mod safetensors;
-pub mod shape;
+pub(crate) mod gguf;
+mod resolve;
+mod safetensors;
+pub(crate) mod shape;
 
+pub use catalog::CatalogModel;
 pub use error::{ModelError, ModelErrorKind};
+pub use resolve::{resolve, HubCache, ModelSource};
 pub use shape::{
-    Dtype, GgufLayout, LocalAttention, LocalAttentionKind, ModelKind, ModelShape, MoeShape,
+    from_config, Dtype, GgufLayout, LocalAttention, LocalAttentionKind, ModelKind, ModelShape,
+    MoeShape, Rotary,
 };

@@ -1,6 +1,6 @@
 //! Finding and parsing out-of-memory events in text.
 //!
-//! [`scan`] reads any stream (a log, a traceback, a pasted issue) in bounded
+//! [`scan_reader`] reads any stream (a log, a traceback, a pasted issue) in bounded
 //! memory and yields one [`OomEvent`] per failure: the framework, the device,
 //! the figures the message states and the phase its traceback shows. The
 //! rooms, bottom up: `patterns` (the toolbox of every parser), `families/`
@@ -14,9 +14,9 @@ mod families;
 mod group;
 mod patterns;
 mod phase;
-pub mod scan;
-pub mod text;
-pub mod watchdog;
+mod scan;
+mod text;
+mod watchdog;
 
 use serde::Serialize;
 

@@ -28,11 +28,14 @@ const MAP_SEGMENTS: usize = 400;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Moment {
+    /// At the last OOM of the trace.
     Oom,
+    /// At the peak of live memory (no OOM in the trace).
     Peak,
 }
 
 impl Moment {
+    /// The moment's id, as JSON prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Moment::Oom => "oom",
@@ -41,23 +44,32 @@ impl Moment {
     }
 }
 
+/// Live bytes held by one allocation site.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SiteBytes {
+    /// The site: `file:line (function)` of the first frame in the user's code.
     pub frame: String,
+    /// Live bytes allocated there.
     pub bytes: u64,
+    /// Live blocks allocated there.
     pub blocks: u64,
 }
 
+/// A site whose live bytes grew over the trace.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GrowingSite {
+    /// The site, as in [`SiteBytes::frame`].
     pub frame: String,
+    /// Its live bytes at the first iteration boundary.
     pub first_bytes: u64,
+    /// Its live bytes at the moment analysed.
     pub last_bytes: u64,
 }
 
 /// What kind of pool a group of segments belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum PoolKind {
+    /// The default pool.
     Default,
     /// A private pool (CUDA graph capture, `torch.cuda.MemPool`), by id.
     Private(i64, i64),
@@ -66,10 +78,15 @@ pub enum PoolKind {
 /// Reserved memory of one pool, split by segment kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PoolUsage {
+    /// The pool.
     pub pool: PoolKind,
+    /// True for expandable segments.
     pub expandable: bool,
+    /// Segments in the pool.
     pub segments: u64,
+    /// Bytes the pool reserved from the device.
     pub reserved_bytes: u64,
+    /// Bytes of live allocations in the pool.
     pub allocated_bytes: u64,
 }
 
@@ -104,18 +121,26 @@ pub struct Timeline {
 /// A block or hole of the segment map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapPiece {
+    /// Bytes from the segment's start.
     pub offset: u64,
+    /// Size in bytes.
     pub size: u64,
     /// Site of a live allocation; `None` for a free hole.
     pub site: Option<u32>,
 }
 
+/// One segment of the segment map.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapSegment {
+    /// The segment's device address.
     pub address: u64,
+    /// Size in bytes.
     pub size: u64,
+    /// The pool it belongs to.
     pub pool: PoolKind,
+    /// True for an expandable segment.
     pub expandable: bool,
+    /// Its blocks and free holes, in address order.
     pub pieces: Vec<MapPiece>,
 }
 
@@ -123,16 +148,27 @@ pub struct MapSegment {
 /// (without `causes` and `fixes`); the rest is for human output and the page.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceFigures {
+    /// The device index.
     pub device: u32,
+    /// Which moment the figures describe.
     pub at: Moment,
+    /// The request that failed (from the OOM entry).
     pub requested_bytes: Option<u64>,
+    /// What CUDA reported free at the OOM.
     pub device_free_bytes: Option<u64>,
+    /// Bytes of live allocations.
     pub allocated_bytes: u64,
+    /// Bytes the allocator reserved from the device.
     pub reserved_bytes: u64,
+    /// Reserved bytes not allocated: cached for reuse.
     pub cached_free_bytes: u64,
+    /// The largest cached free block, in bytes.
     pub largest_free_block_bytes: u64,
+    /// Segments reserved.
     pub segments: u64,
+    /// The sites holding the most live bytes.
     pub top_sites: Vec<SiteBytes>,
+    /// The sites that grew over the trace.
     pub growing_sites: Vec<GrowingSite>,
     /// Trace entries recorded for the device.
     #[serde(skip)]
@@ -146,12 +182,16 @@ pub struct DeviceFigures {
     /// Iteration boundaries found in the trace.
     #[serde(skip)]
     pub iteration_boundaries: usize,
+    /// Live bytes split by the life of their site.
     #[serde(skip)]
     pub split: LiveSplit,
+    /// Reserved memory per pool.
     #[serde(skip)]
     pub pools: Vec<PoolUsage>,
+    /// The active-memory timeline.
     #[serde(skip)]
     pub timeline: Timeline,
+    /// The segments and their blocks, for drawing (the largest first, capped).
     #[serde(skip)]
     pub segment_map: Vec<MapSegment>,
 }

@@ -25,9 +25,13 @@ const ALLOC_CONF: &str = "PYTORCH_CUDA_ALLOC_CONF";
 /// One cause, with the numbers behind it and how to confirm it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SnapshotCause {
+    /// The cause, with `explain`'s ids.
     pub id: CauseId,
+    /// How strongly the figures point at it, 0 to 1.
     pub score: f64,
+    /// The figures behind it, in a sentence.
     pub evidence: String,
+    /// How the user can confirm it.
     pub check: Option<String>,
 }
 

@@ -3,6 +3,7 @@
 
 use super::pickle::{PickleError, PickleErrorKind};
 use std::fmt;
+use std::sync::Arc;
 
 /// What went wrong reading a memory snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,27 +18,46 @@ pub enum SnapshotErrorKind {
     Limit,
 }
 
-/// A snapshot that could not be read.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A snapshot that could not be read. An I/O failure is its
+/// [`source`](std::error::Error::source).
+#[derive(Debug, Clone)]
 pub struct SnapshotError {
+    /// What kind of problem.
     pub kind: SnapshotErrorKind,
     /// The file as the user named it.
     pub input: String,
     /// Byte offset of the opcode at fault (in the decompressed stream for a
     /// gzipped file), when the pickle itself is at fault.
     pub offset: Option<u64>,
+    /// True when the file is gzipped (offsets count decompressed bytes).
     pub gzipped: bool,
+    /// What is wrong, in one sentence.
     pub detail: String,
+    /// The I/O error behind a [`SnapshotErrorKind::Io`], when there is one.
+    io: Option<Arc<std::io::Error>>,
 }
 
 impl SnapshotError {
-    pub fn new(kind: SnapshotErrorKind, input: &str, detail: impl Into<String>) -> SnapshotError {
+    pub(crate) fn new(
+        kind: SnapshotErrorKind,
+        input: &str,
+        detail: impl Into<String>,
+    ) -> SnapshotError {
         SnapshotError {
             kind,
             input: input.to_string(),
             offset: None,
             gzipped: false,
             detail: detail.into(),
+            io: None,
+        }
+    }
+
+    /// An I/O failure of `what` ("cannot open") on `input`.
+    pub(crate) fn io(input: &str, what: &str, err: std::io::Error) -> SnapshotError {
+        SnapshotError {
+            io: Some(Arc::new(err)),
+            ..SnapshotError::new(SnapshotErrorKind::Io, input, what)
         }
     }
 
@@ -54,6 +74,7 @@ impl SnapshotError {
             offset: Some(e.offset),
             gzipped,
             detail: e.detail,
+            io: None,
         }
     }
 }
@@ -72,4 +93,8 @@ impl fmt::Display for SnapshotError {
     }
 }
 
-impl std::error::Error for SnapshotError {}
+impl std::error::Error for SnapshotError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_deref().map(|e| e as _)
+    }
+}

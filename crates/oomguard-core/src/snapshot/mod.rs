@@ -1,30 +1,38 @@
 //! PyTorch memory snapshots (`torch.cuda.memory._dump_snapshot()`): read
 //! safely, replayed, and explained per device.
 //!
-//! - [`pickle`]: a plain-data pickle reader that refuses anything that would
-//!   import or call, in bounded memory.
-//! - [`reader`]: the snapshot's structure (segments, blocks, trace), folded
-//!   while it streams.
-//! - [`frames`]: a stack folded to the user's line.
-//! - [`replay`]: the allocator's state at any moment of the trace.
-//! - [`analysis`]: the figures at the OOM (or the peak), sites, growth, pools.
-//! - [`diagnosis`]: causes and fixes with `explain`'s ids.
+//! Inside, `pickle` is a plain-data pickle reader that refuses anything that
+//! would import or call, in bounded memory; `reader` folds the snapshot's
+//! structure (segments, blocks, trace) while it streams; `frames` folds a
+//! stack to the user's line; `replay` rebuilds the allocator's state at any
+//! moment of the trace; `analysis` computes the figures at the OOM (or the
+//! peak), sites, growth and pools; `diagnosis` gives causes and fixes with
+//! `explain`'s ids.
 //!
-//! No terminal, HTML or command-line code: [`explain_snapshot`] returns a
-//! [`SnapshotReport`] for the binary to render.
+//! [`read_snapshot`] (or [`read_from`] for any reader) decodes a file into a
+//! [`Snapshot`]; [`explain_snapshot`] turns it into a [`SnapshotReport`] for
+//! the caller to render. No terminal, HTML or command-line code here.
 
-pub mod analysis;
-pub mod diagnosis;
-pub mod error;
-pub mod frames;
-pub mod pickle;
-pub mod reader;
-pub mod replay;
+#![deny(missing_docs)]
 
-pub use analysis::{DeviceFigures, Moment};
+mod analysis;
+mod diagnosis;
+mod error;
+mod frames;
+mod pickle;
+mod reader;
+mod replay;
+
+pub use analysis::{
+    DeviceFigures, GrowingSite, LiveSplit, MapPiece, MapSegment, Moment, PoolKind, PoolUsage,
+    SiteBytes, Timeline,
+};
 pub use diagnosis::SnapshotCause;
 pub use error::{SnapshotError, SnapshotErrorKind};
-pub use reader::{read_from, read_snapshot, Snapshot, SnapshotLayout};
+pub use reader::{
+    read_from, read_snapshot, Action, Block, BlockState, Segment, Snapshot, SnapshotLayout,
+    TraceEntry,
+};
 
 use crate::diagnose::Fix;
 use crate::oom::OomEvent;
@@ -33,22 +41,29 @@ use serde::Serialize;
 /// One device: its figures, causes and fixes (the reference's DEVICE).
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
+    /// The device's figures.
     #[serde(flatten)]
     pub figures: DeviceFigures,
+    /// Causes, the likeliest first.
     pub causes: Vec<SnapshotCause>,
+    /// Fixes for the top causes.
     pub fixes: Vec<Fix>,
 }
 
 /// A whole snapshot explained (the reference's `{"source", "devices"}`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotReport {
+    /// The file as the caller named it.
     pub source: String,
+    /// One report per device.
     pub devices: Vec<DeviceReport>,
     /// Site labels by id, for the segment map.
     #[serde(skip)]
     pub sites: Vec<String>,
+    /// Which layout the file has.
     #[serde(skip)]
     pub layout: SnapshotLayout,
+    /// True when the file was gzipped.
     #[serde(skip)]
     pub gzipped: bool,
 }

@@ -24,15 +24,25 @@ use std::path::Path;
 /// What the allocator did, as a trace entry's `action` says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
+    /// A block was allocated.
     Alloc,
+    /// A free was asked for (another stream may still use the block).
     FreeRequested,
+    /// A block was freed.
     FreeCompleted,
+    /// A segment was reserved (`cudaMalloc`).
     SegmentAlloc,
+    /// A segment was released (`cudaFree`).
     SegmentFree,
+    /// Memory was mapped into an expandable segment.
     SegmentMap,
+    /// Memory was unmapped from an expandable segment.
     SegmentUnmap,
+    /// An allocation failed: out of memory.
     Oom,
+    /// The snapshot was taken.
     Snapshot,
+    /// An action this reader does not know.
     Other,
 }
 
@@ -57,6 +67,7 @@ impl Action {
 /// One trace entry, compacted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceEntry {
+    /// What the allocator did.
     pub action: Action,
     /// The allocation's or segment's address (0 for `oom`).
     pub addr: u64,
@@ -79,30 +90,43 @@ pub enum BlockState {
     Inactive,
 }
 
+/// One block of a segment: an allocation or a cached free range.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Block {
+    /// The block's device address.
     pub address: u64,
+    /// Its size in bytes, rounded by the allocator.
     pub size: u64,
+    /// The bytes the caller asked for.
     pub requested_size: u64,
+    /// Live, waiting to be freed, or cached.
     pub state: BlockState,
+    /// Allocation site (index into [`Snapshot::sites`]).
     pub site: u32,
 }
 
 /// One segment (one cudaMalloc, or one expandable range) at snapshot time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
+    /// The device index.
     pub device: u32,
+    /// The segment's device address.
     pub address: u64,
+    /// Its size in bytes.
     pub total_size: u64,
+    /// The CUDA stream it belongs to.
     pub stream: i64,
     /// `segment_pool_id`: (0, 0) for the default pool, else a private pool
     /// (CUDA graphs, `torch.cuda.MemPool`).
     pub pool: (i64, i64),
+    /// True for an expandable segment.
     pub is_expandable: bool,
+    /// Its blocks, in address order.
     pub blocks: Vec<Block>,
 }
 
 impl Segment {
+    /// True when the segment belongs to a private pool.
     pub fn is_private_pool(&self) -> bool {
         self.pool != (0, 0)
     }
@@ -120,8 +144,11 @@ pub enum SnapshotLayout {
 /// A memory snapshot, decoded.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Which layout the file has.
     pub layout: SnapshotLayout,
+    /// True when the file was gzipped.
     pub gzipped: bool,
+    /// Every segment at snapshot time.
     pub segments: Vec<Segment>,
     /// Per device index, its trace (empty when history was not recorded).
     pub device_traces: Vec<Vec<TraceEntry>>,
@@ -136,13 +163,11 @@ pub struct Snapshot {
 /// Reads a snapshot file (plain or gzipped: its magic bytes decide).
 pub fn read_snapshot(path: &Path) -> Result<Snapshot, SnapshotError> {
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|e| {
-        SnapshotError::new(SnapshotErrorKind::Io, &name, format!("cannot open: {e}"))
-    })?;
+    let file = File::open(path).map_err(|e| SnapshotError::io(&name, "cannot open", e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let head = reader.fill_buf().map_err(|e| {
-        SnapshotError::new(SnapshotErrorKind::Io, &name, format!("cannot read: {e}"))
-    })?;
+    let head = reader
+        .fill_buf()
+        .map_err(|e| SnapshotError::io(&name, "cannot read", e))?;
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
     if gzipped {
         let decoder = flate2::bufread::MultiGzDecoder::new(reader);
@@ -618,6 +643,16 @@ impl Builder<'_> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_file_that_cannot_be_opened_keeps_the_io_error_as_the_source() {
+        use std::error::Error as _;
+        let e = read_snapshot(Path::new("/nonexistent/snap.pickle")).unwrap_err();
+        assert_eq!(e.kind, SnapshotErrorKind::Io);
+        assert_eq!(e.to_string(), "/nonexistent/snap.pickle: cannot open");
+        let io = e.source().and_then(|s| s.downcast_ref::<std::io::Error>());
+        assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::NotFound));
+    }
 
     /// pickle.dumps(protocol=4) of a one-segment snapshot whose trace ends in
     /// an OOM (frame dict shared by the block and two entries).

@@ -3,24 +3,32 @@
 
 use std::fmt;
 
-/// Why a command template cannot run.
+/// Why a command template cannot run. The messages name no command-line
+/// flag: how to give what is missing is for the caller to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateError {
+    /// No command at all.
     Empty,
+    /// The command holds `{batch}` but no starting batch was given.
     BatchPlaceholderWithoutBatch,
+    /// The command holds `{accum}` but no global batch was given to keep.
     AccumWithoutGlobalBatch,
 }
 
 impl fmt::Display for TemplateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TemplateError::Empty => write!(f, "no command given: put it after `--`, e.g. `oomguard run --batch 32 -- python train.py --batch-size {{batch}}`"),
+            TemplateError::Empty => write!(f, "no command given"),
             TemplateError::BatchPlaceholderWithoutBatch => {
-                write!(f, "the command uses {{batch}} but no --batch N says where to start")
+                write!(
+                    f,
+                    "the command uses {{batch}} but no starting batch is given"
+                )
             }
-            TemplateError::AccumWithoutGlobalBatch => {
-                write!(f, "the command uses {{accum}} but no --global-batch N says what to keep constant")
-            }
+            TemplateError::AccumWithoutGlobalBatch => write!(
+                f,
+                "the command uses {{accum}} but no global batch is given to keep constant"
+            ),
         }
     }
 }
@@ -78,11 +86,6 @@ impl CommandTemplate {
     }
 }
 
-/// Gradient-accumulation steps that keep `batch x accum >= global`.
-pub fn accumulation(global: u64, batch: u64) -> u64 {
-    global.div_ceil(batch.max(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,12 +123,5 @@ mod tests {
             CommandTemplate::new(args(&["x", "{accum}"]), true, false),
             Err(TemplateError::AccumWithoutGlobalBatch)
         );
-    }
-
-    #[test]
-    fn accumulation_keeps_the_global_batch() {
-        assert_eq!(accumulation(64, 24), 3);
-        assert_eq!(accumulation(64, 64), 1);
-        assert_eq!(accumulation(64, 100), 1);
     }
 }

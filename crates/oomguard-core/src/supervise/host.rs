@@ -25,6 +25,7 @@ pub enum HostLimitKind {
 }
 
 impl HostLimitKind {
+    /// The limit's id, as JSON prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             HostLimitKind::AddressSpace => "address_space",
@@ -48,7 +49,9 @@ impl HostLimitKind {
 /// The tightest limit on a process's memory, and how much it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct HostLimit {
+    /// Which limit.
     pub kind: HostLimitKind,
+    /// How much it allows, in bytes.
     pub bytes: u64,
 }
 
@@ -64,7 +67,7 @@ fn status_kib(status: &str, field: &str) -> Option<u64> {
 }
 
 /// `(VmSize, VmRSS)` of `pid`, in bytes.
-pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
+fn process_memory(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some((
         status_kib(&status, "VmSize:")?,
@@ -74,7 +77,7 @@ pub fn process_memory(pid: u32) -> Option<(u64, u64)> {
 
 /// `(VmPeak, VmHWM)` of `pid`: the kernel's high-water marks of its
 /// virtual and resident size, which no sampling interval can miss.
-pub fn process_peaks(pid: u32) -> Option<(u64, u64)> {
+fn process_peaks(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     Some((
         status_kib(&status, "VmPeak:")?,
@@ -97,7 +100,7 @@ pub fn group_peak(pids: &[u32], limit: Option<HostLimit>) -> Option<u64> {
 }
 
 /// The soft `Max address space` of `/proc/PID/limits`; `None` when unlimited.
-pub fn parse_address_space_limit(limits: &str) -> Option<u64> {
+fn parse_address_space_limit(limits: &str) -> Option<u64> {
     let line = limits
         .lines()
         .find(|l| l.starts_with("Max address space"))?;
@@ -150,7 +153,7 @@ fn cgroup_limit(pid: u32) -> Option<u64> {
 }
 
 /// `oom_kill N` of a `memory.events` (v2) or `memory.oom_control` (v1) file.
-pub fn parse_oom_kills(text: &str) -> Option<u64> {
+fn parse_oom_kills(text: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|v| v.trim().parse().ok())

@@ -8,16 +8,23 @@ use serde::Serialize;
 /// An attempt as the journal records it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRecord {
+    /// The attempt's number, from 1.
     pub attempt: u32,
+    /// The batch the command ran with, when it has one.
     pub batch: Option<u64>,
+    /// The accumulation steps, when the command has them.
     pub accum: Option<u64>,
     /// "cuda", or "cpu" for the `--cpu-fallback` attempt.
     pub device: &'static str,
     /// RFC 3339 UTC time the attempt started.
     pub started_at: String,
+    /// How long the attempt ran, in seconds.
     pub duration_s: f64,
+    /// The exit code, when the command exited.
     pub exit_code: Option<i32>,
+    /// The signal that ended the command, when one did.
     pub signal: Option<i32>,
+    /// The OOM event that ended the attempt, explained.
     pub oom: Option<ExplainedEvent>,
     /// The command's GPU memory during the attempt, when a source could be
     /// read (an addition to the reference's (docs/reference.md) fields).
@@ -27,10 +34,13 @@ pub struct AttemptRecord {
 /// The command's GPU memory over one attempt.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptMemory {
+    /// The command's memory before its first step.
     pub baseline_bytes: Option<u64>,
+    /// The command's peak memory.
     pub peak_bytes: Option<u64>,
     /// `[seconds since start, bytes]`, at most 200 points.
     pub timeline: Vec<(f64, u64)>,
+    /// How memory moved over the attempt, when the timeline shows it.
     pub trend: Option<MemoryTrend>,
 }
 

@@ -31,14 +31,19 @@ pub enum TrialOutcome {
     /// before its first step and at its peak, and what the device allows
     /// this process (total minus other processes).
     Succeeded {
+        /// The process's memory before its first step.
         baseline_bytes: Option<u64>,
+        /// The process's peak memory.
         peak_bytes: Option<u64>,
+        /// What the device allows this process.
         capacity_bytes: Option<u64>,
     },
     /// Died of OOM (the event, when one was found with figures), and the
     /// process's memory before its first step when a source was read.
     OutOfMemory {
+        /// The OOM event, when one was found with figures.
         event: Option<Box<OomEvent>>,
+        /// The process's memory before its first step.
         baseline_bytes: Option<u64>,
         /// On the host, where the message gives only the request: what the
         /// failing step needed at least (its high-water mark plus the
@@ -93,6 +98,7 @@ pub struct BatchSearch {
 }
 
 impl BatchSearch {
+    /// A search starting at `start` for the largest batch from `min` to `max`.
     pub fn new(start: u64, min: u64, max: u64) -> BatchSearch {
         let min = min.max(1);
         let max = max.max(min);
@@ -116,6 +122,7 @@ impl BatchSearch {
         self.lo
     }
 
+    /// Trials recorded so far.
     pub fn trials(&self) -> usize {
         self.tried.len()
     }

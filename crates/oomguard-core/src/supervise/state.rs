@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 /// One job's decision, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateRecord {
+    /// The job's id.
     pub run_id: String,
+    /// The batch chosen.
     pub batch: u64,
+    /// The accumulation steps, when the command has them.
     pub accum: Option<u64>,
     /// Variables the next attempt sets (an allocator setting).
     #[serde(default)]
@@ -57,7 +60,8 @@ pub fn merge(stored: Option<StateRecord>, new: StateRecord) -> StateRecord {
 /// Where the job's id came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunIdSource {
-    Flag,
+    /// Given by the caller (the `flag` argument of [`run_id`]).
+    Caller,
     /// torchrun / torch.distributed.elastic: `TORCHELASTIC_RUN_ID` (`--rdzv-id`).
     TorchElastic,
     /// Slurm: `SLURM_JOB_ID`, the same on every node and kept by `--requeue`.
@@ -69,9 +73,10 @@ pub enum RunIdSource {
 }
 
 impl RunIdSource {
+    /// The name of the source, for messages.
     pub fn as_str(self) -> &'static str {
         match self {
-            RunIdSource::Flag => "--run-id",
+            RunIdSource::Caller => "caller",
             RunIdSource::TorchElastic => "TORCHELASTIC_RUN_ID",
             RunIdSource::Slurm => "SLURM_JOB_ID",
             RunIdSource::Kubernetes => "Kubernetes Job name",
@@ -97,7 +102,7 @@ fn job_from_pod_name(pod: &str) -> Option<String> {
     }
 }
 
-/// The job's id: `--run-id`, else the launcher's (see [`RunIdSource`]).
+/// The job's id: the one the caller gives (`flag`), else the launcher's (see [`RunIdSource`]).
 /// `var` reads the environment.
 pub fn run_id(
     flag: Option<&str>,
@@ -105,7 +110,7 @@ pub fn run_id(
 ) -> Option<(String, RunIdSource)> {
     let set = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     if let Some(id) = flag.map(str::to_string) {
-        return Some((id, RunIdSource::Flag));
+        return Some((id, RunIdSource::Caller));
     }
     if let Some(id) = set(var("TORCHELASTIC_RUN_ID")) {
         return Some((id, RunIdSource::TorchElastic));
@@ -180,7 +185,7 @@ mod tests {
         };
         assert_eq!(
             run_id(Some("x"), env(&[("SLURM_JOB_ID", "7")])).unwrap().1,
-            RunIdSource::Flag
+            RunIdSource::Caller
         );
         assert_eq!(
             run_id(

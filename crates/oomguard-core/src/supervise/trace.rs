@@ -14,13 +14,14 @@
 
 use serde::Serialize;
 
-pub use crate::diagnose::trend::MemoryTrend;
+pub use crate::diagnose::MemoryTrend;
 
 /// The command's memory as sampled during an attempt.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MemoryTrace {
     /// Lowest usage after the first allocation: weights before a step.
     pub baseline_bytes: Option<u64>,
+    /// The highest reading (or high-water mark).
     pub peak_bytes: Option<u64>,
     /// The last reading.
     pub last_bytes: Option<u64>,
@@ -30,6 +31,7 @@ pub struct MemoryTrace {
     /// driver reserves and processes NVML does not list, as in a container);
     /// on the host, its tightest limit.
     pub capacity_bytes: Option<u64>,
+    /// Readings folded.
     pub samples: u32,
     /// `(seconds since start, bytes)`, thinned to stay under 1024 points.
     pub timeline: Vec<(f64, u64)>,
@@ -38,12 +40,15 @@ pub struct MemoryTrace {
 /// One reading of the command's memory and of its device.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Reading {
+    /// Seconds since the command started.
     pub seconds: f64,
     /// The command's own memory.
     pub mine: u64,
     /// What other listed processes hold on the device.
     pub others: u64,
+    /// The device's total memory.
     pub total: Option<u64>,
+    /// The device's free memory.
     pub free: Option<u64>,
     /// A limit that holds whatever the device (the host's rlimit or cgroup).
     pub limit: Option<u64>,
@@ -79,6 +84,7 @@ fn median(values: &[u64]) -> Option<u64> {
 }
 
 impl TraceFold {
+    /// Folds one reading in.
     pub fn add(&mut self, r: Reading) {
         let t = &mut self.trace;
         t.samples += 1;

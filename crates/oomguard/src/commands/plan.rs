@@ -11,17 +11,13 @@ use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
 use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
 use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
-use oomguard_core::estimate::fit::{
-    max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
-};
-use oomguard_core::estimate::workload::MAX_BATCH_OR_SEQ;
 use oomguard_core::estimate::{
-    estimate, Attention, Lora, LoraTargets, MemoryBreakdown, Optimizer, PrecisionRegime, Quant,
-    Workload, WorkloadRequest,
+    estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Lora, LoraTargets,
+    MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation, Workload, WorkloadRequest,
+    MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
-use oomguard_core::model::resolve::{resolve, HubCache, ModelSource};
-use oomguard_core::model::{Dtype, ModelShape};
+use oomguard_core::model::{resolve, Dtype, HubCache, ModelShape, ModelSource};
 use oomguard_core::size::{format_size, parse_gpu_size};
 use serde::Serialize;
 use std::io::{self, BufWriter, Write};

@@ -7,20 +7,17 @@ use crate::child::{self, Guard, Interrupts, Launch, MemorySource, Output};
 use crate::flags::RunArgs;
 use anyhow::{bail, Context};
 use nix::fcntl::{Flock, FlockArg};
-use oomguard_core::diagnose::next_batch::Caution;
-use oomguard_core::diagnose::ExplainedEvent;
+use oomguard_core::diagnose::{Caution, ExplainedEvent};
 use oomguard_core::gpu::metrics::{render_run, RunCounters};
-use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
+use oomguard_core::gpu::{open_source_within as open_within, SourceChoice, SAMPLE_TIMEOUT};
 use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
-use oomguard_core::supervise::journal::{rfc3339, AttemptMemory};
-use oomguard_core::supervise::restart::{
-    at_host_limit, largest_divisor, Decision, Failure, MemoryLine, RetryReason, StopReason,
-    AT_LIMIT_SHARE,
+use oomguard_core::supervise::state::{self, RunIdSource, StateRecord};
+use oomguard_core::supervise::{
+    at_host_limit, largest_divisor, rfc3339, AttemptMemory, AttemptRecord, CommandTemplate,
+    Decision, Failure, HostLimitKind, MemoryLine, MemoryTrend, RestartPolicy, RetryReason,
+    StopReason, AT_LIMIT_SHARE,
 };
-use oomguard_core::supervise::state::{self, StateRecord};
-use oomguard_core::supervise::trace::MemoryTrend;
-use oomguard_core::supervise::{AttemptRecord, CommandTemplate, RestartPolicy};
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -273,7 +270,7 @@ fn shared_state(args: &RunArgs) -> anyhow::Result<Option<SharedState>> {
     else {
         bail!("--state needs the job's id: pass --run-id ID, or run under torchrun (TORCHELASTIC_RUN_ID), Slurm (SLURM_JOB_ID) or a Kubernetes Job (JOB_NAME)");
     };
-    if from != state::RunIdSource::Flag {
+    if from != RunIdSource::Caller {
         say(&format!("job id {run_id} (from {})", from.as_str()));
     }
     Ok(Some(SharedState {
@@ -656,7 +653,7 @@ fn host_advice(event: &ExplainedEvent, finished: &child::Finished) {
             format_size(peak),
             format_size(l.bytes),
             l.kind.describe(),
-            if l.kind == oomguard_core::supervise::host::HostLimitKind::Machine {
+            if l.kind == HostLimitKind::Machine {
                 "the machine itself is full"
             } else {
                 "not a full machine: raise the limit or lower the batch"

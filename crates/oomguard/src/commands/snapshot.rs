@@ -9,9 +9,9 @@ use crate::style::{printable, Style};
 use anyhow::Context;
 use oomguard_core::diagnose::CauseId;
 use oomguard_core::size::format_size as fs;
-use oomguard_core::snapshot::analysis::{PoolKind, PoolUsage};
 use oomguard_core::snapshot::{
-    explain_snapshot, read_snapshot, DeviceReport, Moment, SnapshotLayout, SnapshotReport,
+    explain_snapshot, read_snapshot, DeviceFigures, DeviceReport, Moment, PoolKind, PoolUsage,
+    SnapshotLayout, SnapshotReport,
 };
 use std::fmt::Write as _;
 use std::io::{self, BufWriter, Write};
@@ -346,7 +346,7 @@ const MAX_BOUNDARY_LINES: usize = 60;
 const PLOT_H: f64 = 300.0;
 const LEFT: f64 = 80.0;
 
-fn timeline_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures) {
+fn timeline_svg(h: &mut String, f: &DeviceFigures) {
     let t = &f.timeline;
     h.push_str("<h3>Active memory over the trace, by allocation site</h3>\n");
     let n = t.events.len();
@@ -447,7 +447,7 @@ fn timeline_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures) {
     h.push_str("</div>\n");
 }
 
-fn segment_map_svg(h: &mut String, f: &oomguard_core::snapshot::DeviceFigures, r: &SnapshotReport) {
+fn segment_map_svg(h: &mut String, f: &DeviceFigures, r: &SnapshotReport) {
     let segs = &f.segment_map;
     let when = if f.at == Moment::Oom {
         "the OOM"

@@ -5,10 +5,10 @@ use crate::child::{self, Guard, Interrupts, Launch, MemorySource, Output};
 use crate::flags::TuneArgs;
 use anyhow::{bail, Context};
 use oomguard_core::diagnose::ExplainedEvent;
-use oomguard_core::gpu::source::{open_within, SourceChoice, SAMPLE_TIMEOUT};
+use oomguard_core::gpu::{open_source_within as open_within, SourceChoice, SAMPLE_TIMEOUT};
 use oomguard_core::oom::DeviceKind;
 use oomguard_core::size::format_size;
-use oomguard_core::supervise::{BatchSearch, CommandTemplate, TrialOutcome};
+use oomguard_core::supervise::{BatchSearch, CommandTemplate, MemoryTrace, TrialOutcome};
 use serde::Serialize;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -263,14 +263,11 @@ fn last_lines(text: &str, n: usize) -> String {
 
 /// `(peak, limit)` when the trial ran on the host's memory source and its
 /// peak came within the shared at-limit share of its limit
-/// (`supervise::restart::at_host_limit`).
-fn at_host_limit(
-    source: &Option<MemorySource>,
-    memory: &oomguard_core::supervise::trace::MemoryTrace,
-) -> Option<(u64, u64)> {
+/// (`supervise::at_host_limit`).
+fn at_host_limit(source: &Option<MemorySource>, memory: &MemoryTrace) -> Option<(u64, u64)> {
     if !matches!(source, Some(MemorySource::Host)) {
         return None;
     }
     let (peak, limit) = (memory.peak_bytes?, memory.capacity_bytes?);
-    oomguard_core::supervise::restart::at_host_limit(peak, limit).then_some((peak, limit))
+    oomguard_core::supervise::at_host_limit(peak, limit).then_some((peak, limit))
 }

@@ -7,14 +7,12 @@ use crate::flags::WatchArgs;
 use crate::serve::{self, Body};
 use crate::style::{printable, proportional_cells, Style};
 use anyhow::{anyhow, Context};
-use oomguard_core::gpu::alert::AlertReason;
 use oomguard_core::gpu::container::{self, ContainerInfo};
 use oomguard_core::gpu::metrics::{self, Exposition};
-pub use oomguard_core::gpu::monitor::Etas;
-use oomguard_core::gpu::monitor::{Alert, Monitor};
-use oomguard_core::gpu::sample::GpuSample;
-use oomguard_core::gpu::sampler::{Sampled, TimedSampler};
-use oomguard_core::gpu::source::{GpuSource, SourceError};
+pub use oomguard_core::gpu::Etas;
+use oomguard_core::gpu::{
+    Alert, AlertReason, GpuSample, GpuSource, Monitor, Sampled, SourceError, TimedSampler,
+};
 use oomguard_core::size::format_size;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -23,7 +21,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 fn open_source(args: &WatchArgs) -> anyhow::Result<Box<dyn GpuSource>> {
-    use oomguard_core::gpu::source::{open, SourceChoice};
+    use oomguard_core::gpu::{open_source as open, SourceChoice};
     let choice = match (&args.replay, args.source.as_deref()) {
         (Some(path), _) => SourceChoice::Replay(path.clone()),
         (None, Some("nvml")) => SourceChoice::Nvml,
@@ -259,7 +257,7 @@ impl<'a> Watcher<'a> {
             Sampled::Sample(sample) => return self.fresh(sample),
             Sampled::Ended => return Step::Ended,
             Sampled::Failed(e @ SourceError::Replay { .. }) => return Step::Invalid(e.to_string()),
-            Sampled::Failed(e) => e.to_string(),
+            Sampled::Failed(e) => format!("{:#}", anyhow::Error::new(e)),
             Sampled::TimedOut(t) => format!(
                 "{} did not answer within {} (--sample-timeout)",
                 self.sampler.name(),

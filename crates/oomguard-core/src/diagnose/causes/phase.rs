@@ -69,7 +69,8 @@ impl Held {
 /// Rules that read the phase and how much the framework held for tensors.
 /// Serving engines and the OOM killer have rules of their own.
 pub(super) fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
-    if matches!(event.framework, Framework::Vllm | Framework::LlamaCpp) || event.facts.oom_killer() {
+    if matches!(event.framework, Framework::Vllm | Framework::LlamaCpp) || event.facts.oom_killer()
+    {
         return;
     }
     let held = Held::of(event, acc);
