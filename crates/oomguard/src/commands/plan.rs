@@ -620,7 +620,12 @@ fn render_engine(
             }
             match r.cuda_graph_bytes {
                 Some(0) => writeln!(out, "  CUDA graphs                    {:>12}", "none (--enforce-eager)")?,
-                Some(b) => writeln!(out, "  CUDA graphs                    {:>12}", gib(b))?,
+                Some(b) => writeln!(
+                    out,
+                    "  CUDA graphs                    {:>12}  {}",
+                    gib(b),
+                    s.dim("Graph capturing ... took X GiB (after the cache, beyond the utilization share)")
+                )?,
                 None => writeln!(out, "  CUDA graphs                    {}", s.dim("not estimated: captured after the KV cache is sized, typically under 1 GiB"))?,
             }
             if let Some(l) = r.max_model_len_fit {
