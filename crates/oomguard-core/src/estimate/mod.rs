@@ -10,6 +10,7 @@
 
 pub mod activations;
 pub mod allocator;
+pub mod device_map;
 pub mod engine;
 pub mod fit;
 pub mod kv_cache;

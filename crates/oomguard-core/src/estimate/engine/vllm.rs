@@ -42,6 +42,7 @@ pub const BLOCK_TOKENS: u64 = 16;
 /// Llama-4-Scout): the logs' "non-torch increase" (llm-d-planner
 /// accuracy/results/v0.19.0/logs).
 pub const NON_TORCH_BYTES_TP1: u64 = 256 << 20;
+/// The same with tensor parallelism (see [`NON_TORCH_BYTES_TP1`]).
 pub const NON_TORCH_BYTES_TP: u64 = 2202 << 20;
 
 /// Bytes the sampler's dummy pass holds per sequence and vocabulary entry:
@@ -71,12 +72,17 @@ pub fn rope_cache_bytes(s: &ModelShape, elem: u64) -> u64 {
 /// The settings vLLM is started with; `None` is vLLM's default.
 #[derive(Debug, Clone, Default)]
 pub struct VllmSettings {
+    /// `--gpu-memory-utilization` (vLLM's default 0.9).
     pub gpu_memory_utilization: Option<f64>,
+    /// `--max-model-len` (default: the model's maximum).
     pub max_model_len: Option<u64>,
+    /// `--max-num-seqs` (default by GPU size, [`default_batching`]).
     pub max_num_seqs: Option<u64>,
+    /// `--max-num-batched-tokens` (default by GPU size).
     pub max_num_batched_tokens: Option<u64>,
     /// fp8 KV cache (`--kv-cache-dtype fp8`).
     pub kv_fp8: bool,
+    /// `--enforce-eager`: no CUDA graphs.
     pub enforce_eager: bool,
 }
 
