@@ -189,6 +189,9 @@ pub struct PlanArgs {
     /// SGLang: longest request.
     #[arg(long, value_name = "N", help_heading = "SGLang", value_parser = clap::value_parser!(u64).range(1..))]
     pub context_length: Option<u64>,
+    /// Hugging Face device_map="auto" with this max_memory (e.g. 0=20GiB,cpu=64GiB).
+    #[arg(long, value_name = "DEVICE=SIZE,...")]
+    pub max_memory: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -702,3 +702,63 @@ fn the_engine_command_serves_the_model_the_user_named() {
         out.stdout
     );
 }
+
+#[test]
+fn max_memory_places_the_layers_as_accelerate_does() {
+    let out = oomguard(
+        &[
+            "plan",
+            "Llama-3.1-8B",
+            "--max-memory",
+            "0=8GiB,cpu=4GiB",
+            "--gpu",
+            "rtx-4090",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let json = out.json();
+    let devices = json["device_map"]["devices"].as_array().unwrap();
+    let names: Vec<&str> = devices
+        .iter()
+        .map(|d| d["device"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["0", "cpu", "disk"]);
+    assert_eq!(devices[0]["modules"][0], "embeddings");
+    // Per GPU is GPU 0: its share of the weights, not the whole model.
+    assert_eq!(
+        json["per_gpu"]["weights_bytes"],
+        devices[0]["weights_bytes"]
+    );
+    assert!(json["per_gpu"]["weights_bytes"].as_u64().unwrap() < 8 << 30);
+    let text = oomguard(
+        &["plan", "Llama-3.1-8B", "--max-memory", "0=8GiB,cpu=4GiB"],
+        None,
+    );
+    assert!(
+        text.stdout.contains("device_map=\"auto\""),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("offloaded"), "{}", text.stdout);
+    // Without --max-memory there is no device map in the JSON.
+    let plain = oomguard(&["plan", "Llama-3.1-8B", "--json"], None).json();
+    assert!(plain.get("device_map").is_none());
+    for bad in [
+        vec!["--max-memory", "cpu=64GiB"],
+        vec!["--max-memory", "0=twenty"],
+        vec!["--max-memory", "0=20GiB", "--engine", "vllm"],
+        vec!["--max-memory", "0=20GiB", "--gpus", "2"],
+    ] {
+        let mut args = vec!["plan", "Llama-3.1-8B"];
+        args.extend(bad.iter().copied());
+        let out = oomguard(&args, None);
+        assert_eq!(out.code, 2, "{bad:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains("--max-memory") || out.stderr.contains("--gpus"),
+            "{}",
+            out.stderr
+        );
+    }
+}

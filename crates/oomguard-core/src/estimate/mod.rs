@@ -10,6 +10,7 @@
 
 mod activations;
 mod allocator;
+pub mod device_map;
 pub mod engine;
 mod fit;
 mod kv_cache;

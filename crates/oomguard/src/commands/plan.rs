@@ -6,6 +6,9 @@
 use crate::flags::PlanArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
+use oomguard_core::estimate::device_map::{
+    infer_auto_device_map, with_device_map, DeviceMap, MaxMemory,
+};
 use oomguard_core::estimate::engine::ggml::{self, GgufQuant};
 use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
 use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
@@ -57,6 +60,8 @@ struct PlanJson<'a> {
     recommendations: Vec<Recommendation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     engine: Option<EngineReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_map: Option<DeviceMap>,
 }
 
 fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
@@ -137,6 +142,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
             &[Sglang],
         ),
         ("--context-length", args.context_length.is_some(), &[Sglang]),
+        ("--max-memory", args.max_memory.is_some(), &[Hf]),
         ("--train", args.train, &[Hf]),
         ("--amp", args.amp, &[Hf]),
         ("--lora", args.lora.is_some(), &[Hf]),
@@ -447,13 +453,24 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     if engine != EngineName::Hf {
         return run_engine(args, engine, &shape, &source, &workload, gpu);
     }
-    let per_gpu = estimate(&shape, &workload);
+    let whole = estimate(&shape, &workload);
+    let device_map = match args.max_memory.as_deref() {
+        Some(spec) => Some(plan_device_map(spec, &shape, &workload)?),
+        None => None,
+    };
+    let per_gpu = device_map
+        .as_ref()
+        .map_or(whole, |m| with_device_map(whole, m));
     let (fits, mb, ms, recs) = match &gpu {
         Some(g) => {
             let fits = per_gpu.device_used_bytes <= g.memory_bytes;
-            // Searches and changes keep the safety margin free.
-            let usable = usable_capacity(g.memory_bytes);
-            let recs = if per_gpu.device_used_bytes <= usable {
+            // Searches and changes keep the safety margin free; a device
+            // map moves the weights off the GPU by the same bytes whatever
+            // the batch and sequence.
+            let usable = usable_capacity(g.memory_bytes)
+                .saturating_add(whole.device_used_bytes)
+                .saturating_sub(per_gpu.device_used_bytes);
+            let recs = if whole.device_used_bytes <= usable || device_map.is_some() {
                 Vec::new()
             } else {
                 recommendations(&shape, &workload, g.memory_bytes, gpus(), find_gpu(&g.name))
@@ -477,6 +494,7 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         max_seq: ms,
         recommendations: recs,
         engine: None,
+        device_map,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -490,6 +508,18 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         Some(false) => ExitCode::from(1),
         _ => ExitCode::SUCCESS,
     })
+}
+
+/// The placement of `device_map="auto"` for `--max-memory`, which spreads
+/// one copy of the model over the devices it names.
+fn plan_device_map(spec: &str, shape: &ModelShape, w: &Workload) -> anyhow::Result<DeviceMap> {
+    if w.gpus > 1 || w.tp > 1 || w.zero > 0 {
+        return Err(anyhow!(
+            "--max-memory places one copy of the model over the devices it names; drop --gpus, --tp, --zero and --fsdp"
+        ));
+    }
+    let max = MaxMemory::parse(spec).map_err(|e| anyhow!("{e}"))?;
+    Ok(infer_auto_device_map(shape, w, &max))
 }
 
 fn model_json(shape: &ModelShape) -> ModelJson<'_> {
@@ -535,6 +565,7 @@ fn run_engine(
         max_seq: report.max_model_len_fit.or(report.ctx_size_fit),
         recommendations: recs,
         engine: Some(report),
+        device_map: None,
     };
     let mut out = BufWriter::new(io::stdout().lock());
     if args.json {
@@ -616,7 +647,12 @@ fn render_engine(
             }
             match r.cuda_graph_bytes {
                 Some(0) => writeln!(out, "  CUDA graphs                    {:>12}", "none (--enforce-eager)")?,
-                Some(b) => writeln!(out, "  CUDA graphs                    {:>12}", gib(b))?,
+                Some(b) => writeln!(
+                    out,
+                    "  CUDA graphs                    {:>12}  {}",
+                    gib(b),
+                    s.dim("Graph capturing ... took X GiB (after the cache, beyond the utilization share)")
+                )?,
                 None => writeln!(out, "  CUDA graphs                    {}", s.dim("not estimated: captured after the KV cache is sized, typically under 1 GiB"))?,
             }
             if let Some(l) = r.max_model_len_fit {
@@ -881,6 +917,50 @@ fn render_model(
     Ok(())
 }
 
+/// Where `device_map="auto"` puts each part, per device.
+fn render_device_map(out: &mut impl Write, m: &DeviceMap, s: &Style) -> io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        s.bold("device_map=\"auto\" with this max_memory (accelerate's placement)")
+    )?;
+    for d in &m.devices {
+        let budget = d.max_memory_bytes.map_or_else(
+            || "no limit".to_string(),
+            |b| format!("of {}", format_size(b)),
+        );
+        writeln!(
+            out,
+            "  {:<5} {:>12} {:<14} {}",
+            d.device.as_str(),
+            format_size(d.weights_bytes),
+            budget,
+            d.modules.join(", ")
+        )?;
+    }
+    writeln!(
+        out,
+        "  {}",
+        s.dim(&format!(
+            "GPU 0 keeps {} free for the largest part; per GPU above is GPU 0, with the largest offloaded part ({}) copied in while it runs",
+            format_size(m.reserved_bytes),
+            format_size(m.offload_transient_bytes)
+        ))
+    )?;
+    if m.offloaded_bytes > 0 {
+        writeln!(
+            out,
+            "  {}",
+            s.yellow(&format!(
+                "{} of weights offloaded: every forward pass copies them over PCIe, expect generation several times slower",
+                format_size(m.offloaded_bytes)
+            ))
+        )?;
+    }
+    Ok(())
+}
+
 fn render(
     out: &mut impl Write,
     plan: &PlanJson<'_>,
@@ -940,6 +1020,9 @@ fn render(
         format_size(b.device_used_bytes),
         s.dim("as nvidia-smi shows the process")
     )?;
+    if let Some(m) = &plan.device_map {
+        render_device_map(out, m, s)?;
+    }
     let Some(g) = &plan.gpu else {
         writeln!(
             out,

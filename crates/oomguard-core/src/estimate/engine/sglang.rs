@@ -1,7 +1,9 @@
 //! SGLang's start-up accounting (`python/sglang/srt/model_executor/
 //! model_runner.py` `profile_max_num_token`): after the weights load, the
-//! KV pool takes what is free minus `(1 - mem_fraction_static)` of the GPU,
-//! which stays for activations and CUDA graphs; "max_total_num_tokens" is
+//! KV pool takes what is free minus `(1 - mem_fraction_static)` of the
+//! memory that was free before loading (`min_per_gpu_memory`, read after
+//! the CUDA context and distributed init: "Get memory before model
+//! loading"), which stays for activations and CUDA graphs; "max_total_num_tokens" is
 //! the pool over the bytes of one token in every layer. The default
 //! `--mem-fraction-static` falls with the tensor-parallel degree
 //! (`server_args.py`, v0.4: 0.88 on one GPU, 0.87 for TP 2, 0.85 for TP 4,
@@ -14,9 +16,12 @@ use crate::estimate::weights::weights_bytes;
 use crate::estimate::workload::Workload;
 use crate::model::ModelShape;
 
+/// The settings SGLang is started with; `None` is SGLang's default.
 #[derive(Debug, Clone, Default)]
 pub struct SglangSettings {
+    /// `--mem-fraction-static` (default by TP degree, [`default_fraction`]).
     pub mem_fraction_static: Option<f64>,
+    /// `--context-length` (default: the model's maximum).
     pub context_length: Option<u64>,
 }
 
@@ -36,6 +41,8 @@ const CHUNKED_PREFILL: u64 = 8192;
 /// Running requests SGLang samples at once by default (`max_running_requests` capped by the pool; 256 taken).
 const RUNNING: u64 = 256;
 
+/// SGLang's start-up on one GPU of `total_bytes`, or without a GPU (`None`:
+/// no pool figures).
 pub fn plan(
     s: &ModelShape,
     w: &Workload,
@@ -59,15 +66,19 @@ pub fn plan(
         .unwrap_or(w.seq);
     let mut report = EngineReport::new(EngineName::Sglang, weights, peak, CUDA_CONTEXT_BYTES, len);
     if let Some(total) = total_bytes {
-        let free_after_load = total.saturating_sub(weights + CUDA_CONTEXT_BYTES);
-        let reserve = (total as f64 * (1.0 - fraction)) as u64;
+        let free_before_load = total.saturating_sub(CUDA_CONTEXT_BYTES);
+        let free_after_load = free_before_load.saturating_sub(weights);
+        let reserve = (free_before_load as f64 * (1.0 - fraction)) as u64;
         let kv = free_after_load.saturating_sub(reserve);
         let tokens = kv / per_token;
         report.kv_cache_bytes = Some(kv);
         report.kv_cache_tokens = Some(tokens);
         report.max_concurrency = Some(tokens as f64 / len.max(1) as f64);
         report.max_model_len_fit = Some(tokens.min(s.max_position_embeddings.unwrap_or(tokens)));
-        let needed = (weights + CUDA_CONTEXT_BYTES + len * per_token) as f64 / total as f64;
+        // The static fraction that leaves a pool of one request:
+        // free_before x f - weights >= len x per_token.
+        let needed =
+            (weights + len.saturating_mul(per_token)) as f64 / free_before_load.max(1) as f64;
         report.gpu_memory_utilization_needed = Some((needed * 100.0).ceil() / 100.0);
         let fits = tokens >= len && peak <= reserve;
         report.fits = Some(fits);
@@ -115,7 +126,8 @@ mod tests {
             Some(total),
         );
         let kv = r.kv_cache_bytes.unwrap();
-        let want = total - r.weights_bytes - CUDA_CONTEXT_BYTES - (total as f64 * 0.12) as u64;
+        let free = total - CUDA_CONTEXT_BYTES;
+        let want = free - r.weights_bytes - (free as f64 * 0.12) as u64;
         assert!(kv.abs_diff(want) < 1 << 20);
         assert_eq!(r.kv_cache_tokens, Some(kv / 131_072));
         assert_eq!(r.fits, Some(true));

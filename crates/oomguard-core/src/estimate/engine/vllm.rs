@@ -15,8 +15,10 @@
 //! 4. start-up fails when one request of `--max-model-len` does not fit
 //!    the cache; "Maximum concurrency for N tokens per request" is the cache
 //!    over what one such request needs;
-//! 5. CUDA graphs are captured afterwards (not subtracted; vLLM 0.19 with
-//!    its default `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0`).
+//! 5. CUDA graphs are captured afterwards, outside the utilization budget
+//!    (vLLM 0.19 with its default `VLLM_MEMORY_PROFILER_ESTIMATE_CUDAGRAPHS=0`):
+//!    "Graph capturing finished in N secs, took X GiB", estimated by
+//!    [`cuda_graph_bytes`].
 //!
 //! Layers with a sliding window need only their window (plus the tokens of
 //! one scheduling step) per request, as vLLM's `SlidingWindowSpec`
@@ -40,6 +42,7 @@ pub const BLOCK_TOKENS: u64 = 16;
 /// Llama-4-Scout): the logs' "non-torch increase" (llm-d-planner
 /// accuracy/results/v0.19.0/logs).
 pub const NON_TORCH_BYTES_TP1: u64 = 256 << 20;
+/// The same with tensor parallelism (see [`NON_TORCH_BYTES_TP1`]).
 pub const NON_TORCH_BYTES_TP: u64 = 2202 << 20;
 
 /// Bytes the sampler's dummy pass holds per sequence and vocabulary entry:
@@ -69,12 +72,17 @@ pub fn rope_cache_bytes(s: &ModelShape, elem: u64) -> u64 {
 /// The settings vLLM is started with; `None` is vLLM's default.
 #[derive(Debug, Clone, Default)]
 pub struct VllmSettings {
+    /// `--gpu-memory-utilization` (vLLM's default 0.9).
     pub gpu_memory_utilization: Option<f64>,
+    /// `--max-model-len` (default: the model's maximum).
     pub max_model_len: Option<u64>,
+    /// `--max-num-seqs` (default by GPU size, [`default_batching`]).
     pub max_num_seqs: Option<u64>,
+    /// `--max-num-batched-tokens` (default by GPU size).
     pub max_num_batched_tokens: Option<u64>,
     /// fp8 KV cache (`--kv-cache-dtype fp8`).
     pub kv_fp8: bool,
+    /// `--enforce-eager`: no CUDA graphs.
     pub enforce_eager: bool,
 }
 
@@ -187,6 +195,87 @@ pub fn activation_peak(
         .saturating_add(moe)
 }
 
+/// The batch sizes vLLM captures CUDA graphs for (`vllm/config/vllm.py`,
+/// `_set_cudagraph_sizes`): 1, 2, 4, the multiples of 8 below 256, then the
+/// multiples of 16, up to `min(2 x max_num_seqs, 512)` and never above the
+/// batched tokens.
+pub fn cudagraph_capture_sizes(max_num_seqs: u64, batched_tokens: u64) -> Vec<u64> {
+    let largest = max_num_seqs
+        .saturating_mul(2)
+        .min(512)
+        .min(batched_tokens)
+        .max(1);
+    [1, 2, 4]
+        .into_iter()
+        .chain((8..256).step_by(8))
+        .chain((256..=512).step_by(16))
+        .filter(|&n| n <= largest)
+        .collect()
+}
+
+/// Fixed part of the capture, in bytes: 240 MiB with every model and
+/// parallel layout (fitted, see [`cuda_graph_bytes`]).
+const GRAPH_FIXED_BYTES: u64 = 240 << 20;
+/// What the FlashAttention backend's first full-graph capture adds
+/// (its scheduler buffers): 120 MiB (fitted). The Triton backend, which
+/// vLLM picks for fp32, has none: its logs print a 4 MiB first capture for
+/// the full graphs against 228-268 MiB with FlashAttention.
+const GRAPH_FLASH_ATTN_BYTES: u64 = 120 << 20;
+/// Bytes each captured graph holds per decoder layer on a GPU (its kernel
+/// nodes): 110 KiB (fitted).
+const GRAPH_BYTES_PER_GRAPH_LAYER: u64 = 110 << 10;
+/// Bytes the graph pool keeps per token of the largest capture size, per
+/// layer and per unit of the hidden size split over TP ranks (the outputs
+/// of each piecewise graph stay allocated): 3.37 (fitted, 1.69 widths of two
+/// bytes), in hundredths.
+const GRAPH_POOL_CENTIBYTES_PER_HIDDEN: u64 = 337;
+/// The same per unit of a mixture of experts' routed and shared
+/// intermediate widths: 1.26 (fitted), in hundredths.
+const GRAPH_POOL_CENTIBYTES_PER_MOE: u64 = 126;
+
+/// The memory CUDA graph capture takes after the KV cache is allocated, as
+/// vLLM 0.19 logs it ("Graph capturing finished in N secs, took X GiB"),
+/// with its default `FULL_AND_PIECEWISE` mode: a piecewise and a full graph
+/// per capture size. The rule's constants are a least-squares fit to the
+/// "took" figures of 18 start-up logs of vLLM 0.19.0 on H100 (dense,
+/// mixture-of-experts, TP 1, 2 and 4, fp32 and quantized; llm-d-planner
+/// accuracy/results/v0.19.0/logs): a fixed part, the graphs' kernel nodes
+/// (graphs x layers), and the pool kept for the largest size (layers x
+/// size x hidden / TP). Gemma 3, for which vLLM picks the Triton backend,
+/// was left out of the fit.
+pub fn cuda_graph_bytes(
+    s: &ModelShape,
+    w: &Workload,
+    batched_tokens: u64,
+    max_num_seqs: u64,
+) -> u64 {
+    let sizes = cudagraph_capture_sizes(max_num_seqs, batched_tokens);
+    let graphs = 2 * sizes.len() as u64;
+    let largest = sizes.last().copied().unwrap_or(1);
+    let tp = w.tp.max(1);
+    let moe_width = s.moe.as_ref().map_or(0, |m| {
+        m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size
+    });
+    let pool_centibytes = (s.hidden_size * GRAPH_POOL_CENTIBYTES_PER_HIDDEN
+        + moe_width * GRAPH_POOL_CENTIBYTES_PER_MOE)
+        .saturating_mul(largest)
+        .saturating_mul(s.layers)
+        / tp;
+    let flash = if w.dtype == crate::model::Dtype::Fp32 {
+        0
+    } else {
+        GRAPH_FLASH_ATTN_BYTES
+    };
+    GRAPH_FIXED_BYTES
+        .saturating_add(flash)
+        .saturating_add(
+            graphs
+                .saturating_mul(s.layers)
+                .saturating_mul(GRAPH_BYTES_PER_GRAPH_LAYER),
+        )
+        .saturating_add(pool_centibytes / 100)
+}
+
 /// vLLM's start-up on one GPU of `total_bytes` (as `torch.cuda.mem_get_info`
 /// reports it), or without a GPU (`None`: no KV figures).
 pub fn plan(
@@ -220,8 +309,12 @@ pub fn plan(
     let non_kv = weights.saturating_add(peak).saturating_add(other);
     let one_request = request_bytes(s, max_len, batched, per_layer_token);
     let mut report = EngineReport {
-        // Eager mode captures no graphs: known to be 0, not unknown.
-        cuda_graph_bytes: settings.enforce_eager.then_some(0),
+        // Eager mode captures no graphs.
+        cuda_graph_bytes: Some(if settings.enforce_eager {
+            0
+        } else {
+            cuda_graph_bytes(s, w, batched, seqs)
+        }),
         ..EngineReport::new(EngineName::Vllm, weights, peak, other, max_len)
     };
     if let Some(total) = total_bytes {
@@ -240,7 +333,9 @@ pub fn plan(
         });
         let needed = (non_kv.saturating_add(one_request)) as f64 / total as f64;
         report.gpu_memory_utilization_needed = Some((needed * 100.0).ceil() / 100.0);
-        let fits = kv > 0 && one_request <= kv;
+        let graphs = report.cuda_graph_bytes.unwrap_or(0);
+        let graphs_fit = budget.saturating_add(graphs) <= total;
+        let fits = kv > 0 && one_request <= kv && graphs_fit;
         report.fits = Some(fits);
         if kv == 0 {
             report.refusal = Some(format!(
@@ -248,11 +343,18 @@ pub fn plan(
                 non_kv as f64 / (1u64 << 30) as f64,
                 budget as f64 / (1u64 << 30) as f64
             ));
-        } else if !fits {
+        } else if one_request > kv {
             report.refusal = Some(format!(
                 "one request of --max-model-len {max_len} needs {:.2} GiB of KV cache, more than the {:.2} GiB available",
                 one_request as f64 / (1u64 << 30) as f64,
                 kv as f64 / (1u64 << 30) as f64
+            ));
+        } else if !graphs_fit {
+            report.refusal = Some(format!(
+                "CUDA graph capture needs {:.2} GiB beyond the {:.2} GiB --gpu-memory-utilization {util} gives vLLM, and the GPU has {:.2} GiB left: lower --gpu-memory-utilization or add --enforce-eager",
+                graphs as f64 / (1u64 << 30) as f64,
+                budget as f64 / (1u64 << 30) as f64,
+                total.saturating_sub(budget) as f64 / (1u64 << 30) as f64
             ));
         }
     }
@@ -372,6 +474,50 @@ mod tests {
         let scout = catalog::shape("Llama-4-Scout-17B-16E-Instruct").unwrap();
         assert_eq!(rope_cache_bytes(&scout, 2), 10_485_760 * 128 * 2);
         assert_eq!(rope_cache_bytes(&catalog::shape("gpt2").unwrap(), 2), 0);
+    }
+
+    #[test]
+    fn capture_sizes_follow_vllms_list() {
+        let sizes = cudagraph_capture_sizes(1024, 8192);
+        assert_eq!(sizes.len(), 51);
+        assert_eq!(sizes[..4], [1, 2, 4, 8]);
+        assert_eq!(*sizes.last().unwrap(), 512);
+        // 16 sequences: up to 32.
+        assert_eq!(cudagraph_capture_sizes(16, 8192), [1, 2, 4, 8, 16, 24, 32]);
+        // Never above the batched tokens.
+        assert_eq!(*cudagraph_capture_sizes(1024, 100).last().unwrap(), 96);
+    }
+
+    #[test]
+    fn graph_memory_grows_with_layers_and_shrinks_with_eager_mode() {
+        // Llama-3.1-8B on one H100: vLLM 0.19 logs "took 0.91 GiB".
+        let r = run("Llama-3.1-8B", VllmSettings::default());
+        let g = r.cuda_graph_bytes.unwrap() as f64 / (1u64 << 30) as f64;
+        assert!((g - 0.91).abs() < 0.05, "{g}");
+        let big = run("Llama-3.1-70B", VllmSettings::default());
+        assert!(big.cuda_graph_bytes > r.cuda_graph_bytes);
+        let eager = run(
+            "Llama-3.1-8B",
+            VllmSettings {
+                enforce_eager: true,
+                ..VllmSettings::default()
+            },
+        );
+        assert_eq!(eager.cuda_graph_bytes, Some(0));
+    }
+
+    #[test]
+    fn graphs_that_do_not_fit_above_the_budget_are_refused() {
+        let r = run(
+            "Llama-3.1-8B",
+            VllmSettings {
+                gpu_memory_utilization: Some(1.0),
+                max_model_len: Some(8192),
+                ..VllmSettings::default()
+            },
+        );
+        assert_eq!(r.fits, Some(false));
+        assert!(r.refusal.unwrap().contains("--enforce-eager"));
     }
 
     #[test]
