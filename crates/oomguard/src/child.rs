@@ -593,11 +593,13 @@ fn host_reading(group: i32, started: Instant, state: &Mutex<SamplerState>) -> Op
     if members.is_empty() {
         return None;
     }
+    // Read on every sample, not once: a first reading can come before a
+    // wrapper such as `prlimit --as` has set the limit and exec'd the job,
+    // and a limit cached then would measure resident memory against the
+    // host's RAM for the whole attempt.
     let limit = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.limit.is_none() {
-            s.limit = host::limit(group as u32);
-        }
+        s.limit = host::limit(group as u32).or(s.limit);
         s.limit
     };
     Some(Reading {

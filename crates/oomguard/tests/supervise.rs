@@ -343,6 +343,27 @@ fn batches_tried(json: &Value) -> Vec<(u64, bool)> {
         .collect()
 }
 
+/// A limit set after the job started (`prlimit --as` exec'd by a shell a
+/// moment later) still decides how memory is counted: the trial's peak is its
+/// address space (a 600 MB mapping it never touches), not its resident memory.
+#[test]
+fn a_limit_set_after_the_first_sample_is_the_one_counted() {
+    let job = "sleep 0.3; exec prlimit --as=4000000000 python3 -c \
+        'import mmap, time; m = mmap.mmap(-1, 600_000_000); time.sleep(0.5)'";
+    let out = oomguard(
+        &[
+            "tune", "--json", "--source", "proc", "--start", "1", "--max", "1", "--", "sh", "-c",
+            job,
+        ],
+        None,
+    );
+    let json = out.json();
+    let peak = json["trials"][0]["peak_bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{json}"));
+    assert!(peak > 600_000_000, "peak {peak}: {json}");
+}
+
 #[test]
 fn tune_with_a_memory_source_jumps_to_the_limit() {
     let dir = TempDir::new();
