@@ -51,6 +51,8 @@
 //! # Ok::<(), oomguard_core::oom::ScanError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod diagnose;
 pub mod estimate;
 pub mod gpu;

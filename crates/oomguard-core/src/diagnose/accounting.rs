@@ -27,6 +27,7 @@ pub enum SegmentKind {
 }
 
 impl SegmentKind {
+    /// A short label for the segment in human output.
     pub fn label(self) -> &'static str {
         match self {
             SegmentKind::Allocated => "allocated (live tensors)",
@@ -39,9 +40,12 @@ impl SegmentKind {
     }
 }
 
+/// A share of the device's memory of one kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Segment {
+    /// What this memory was used for.
     pub kind: SegmentKind,
+    /// Its size in bytes.
     pub bytes: u64,
 }
 
@@ -52,7 +56,9 @@ pub struct Accounting {
     pub extent: Option<u64>,
     /// True when `extent` is a cap (MPS watermark), not the device's size.
     pub extent_is_cap: bool,
+    /// The parts of the device's memory the message states, in display order; parts it does not state are left out.
     pub segments: Vec<Segment>,
+    /// Bytes the failed allocation asked for; `None` when the message does not say.
     pub requested: Option<u64>,
     /// Request minus free memory: how much was missing (negative: the
     /// request would have fit the free memory).
@@ -74,6 +80,7 @@ pub struct Accounting {
 const CONTEXT_SLACK: u64 = 2 << 30;
 
 impl Accounting {
+    /// The accounting of `event`, from the figures its message states.
     pub fn of(event: &OomEvent) -> Accounting {
         let m = &event.memory;
         let mut acc = Accounting {

@@ -25,17 +25,29 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CauseId {
+    /// The batch needs more than the memory left after the model; a smaller batch fits.
     BatchTooLarge,
+    /// The model alone (weights, and optimizer states when training) does not fit the device.
     ModelTooLarge,
+    /// Enough memory is free in total but the allocator's cache has no block large enough.
     Fragmentation,
+    /// Other processes on the same device hold the memory this one needed.
     OtherProcesses,
+    /// Tensors from earlier steps (losses, outputs, graphs) are still referenced and keep memory.
     LeftoverTensors,
+    /// More than one model was loaded on the same device.
     MultipleModels,
+    /// This process uses much memory outside the framework's allocator (CUDA context, libraries, NCCL).
     NonFrameworkMemory,
+    /// A configured cap (memory fraction, MPS watermark, driver limit) stopped the allocation, not the device's size.
     MemoryCap,
+    /// The host's RAM, not the GPU's memory, ran out (the OOM killer or a container limit).
     HostMemory,
+    /// A serving engine's KV cache does not fit the memory left after the weights.
     KvCache,
+    /// The requested size is impossible (negative or overflowed), a bug rather than a lack of memory.
     InvalidSize,
+    /// The message looks like an OOM but most likely has another cause (driver, CUDA setup, kernel limits).
     NotMemory,
 }
 
@@ -80,9 +92,11 @@ impl CauseId {
 /// One ranked cause with the figures that support it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cause {
+    /// Which cause this is.
     pub id: CauseId,
     /// How likely, 0 to 1; causes are sorted by it.
     pub score: f64,
+    /// The figures from the event that support this cause, in one sentence.
     pub evidence: String,
     /// The one command to run or thing to look at that confirms or rules
     /// out this cause.
@@ -95,12 +109,14 @@ pub struct Cause {
 pub enum Confidence {
     /// The figures decide.
     High,
+    /// The figures favour one cause, but another remains possible.
     Medium,
     /// The text covers several causes: the checks tell them apart.
     Low,
 }
 
 impl Confidence {
+    /// The confidence as JSON spells it: `high`, `medium` or `low`.
     pub fn as_str(self) -> &'static str {
         match self {
             Confidence::High => "high",
@@ -114,48 +130,91 @@ impl Confidence {
 /// serialized through [`FixId::as_str`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FixId {
+    /// Tune the allocator through its environment variable (expandable segments, split size, async allocator).
     AllocatorConfig,
+    /// Build the model and optimizer inside the batch finder's retried function, or free them before each retry.
     BatchFinderScope,
+    /// Check the container's (cgroup) memory limit, which the OOM killer enforces before the machine's RAM runs out.
     CheckCgroupLimit,
+    /// Check the CUDA driver and library setup, and look for an earlier OOM.
     CheckCudaSetup,
+    /// Check per-allocation, memory-fraction, MIG and driver limits when the request fitted the free memory.
     CheckLimits,
+    /// Check the shape of the tensor being allocated, for a request larger than the device.
     CheckShapes,
+    /// Check library versions: the impossible size is a bug upstream.
     CheckVersions,
+    /// Make the model itself fit for training (checkpointing, bf16, 8-bit optimizer, LoRA, sharding) before the batch.
     FitModelForTraining,
+    /// Release the framework's cached but unused blocks between phases.
     FreeCache,
+    /// Drop references to finished tensors and evaluate under `no_grad`.
     FreeLeftoverTensors,
+    /// Stop JAX from preallocating most of the GPU.
     JaxPreallocate,
+    /// Leave headroom for memory used outside the framework's allocator.
     LeaveHeadroom,
+    /// Use an 8-bit optimizer or LoRA, or shard the optimizer states.
     LighterOptimizer,
+    /// Lower llama.cpp's context size (`--ctx-size`) or quantize its KV cache.
     LlamaCtxSize,
+    /// Offload fewer layers to the GPU with llama.cpp's `--n-gpu-layers`.
     LlamaNGpuLayers,
+    /// Use bf16/fp16 activations and gradient checkpointing.
     MixedPrecisionCheckpointing,
+    /// Leave room for NCCL's buffers, or shrink them.
     NcclBuffers,
+    /// Use a non-Triton kernel path for the failing layer.
     NonTritonPath,
+    /// Load one model per GPU, or free the previous one first.
     OneModelPerDevice,
+    /// Raise or remove the per-process memory fraction.
     RaiseMemoryFraction,
+    /// Raise the MPS high-watermark ratio on Apple GPUs.
     RaiseMpsWatermark,
+    /// Reduce the batch size (to a computed value when the figures allow).
     ReduceBatch,
+    /// Lower the host's memory use (fewer DataLoader workers, memory-mapped data, loading weights straight to the GPU).
     ReduceHostMemory,
+    /// Lower SGLang's `--context-length`.
     SglangContextLength,
+    /// Store SGLang's KV cache in fp8.
     SglangKvCacheDtype,
+    /// Change SGLang's `--mem-fraction-static`, or say why raising it will not help.
     SglangMemFractionStatic,
+    /// Serve a quantized checkpoint with SGLang.
     SglangQuantize,
+    /// Shard the weights over GPUs with SGLang's `--tp`.
     SglangTensorParallel,
+    /// Shard the model across GPUs or load it quantized or in half precision.
     ShardOrQuantize,
+    /// Generate for fewer sequences at once, or fewer new tokens.
     ShorterGeneration,
+    /// Split the tensor into chunks, or allow large allocations on Intel XPUs.
     SplitAllocation,
+    /// Stop the other process holding the memory, or give each job its own GPU.
     StopOtherProcess,
+    /// Let TensorFlow grow its memory instead of mapping it all at start.
     TfMemoryGrowth,
+    /// Pick a Triton kernel configuration that fits this GPU's shared memory.
     TritonKernelConfig,
+    /// Cap the sequence length of each sample.
     TruncateSequences,
+    /// Update the library that ships the failing kernel.
     UpdateKernelLibrary,
+    /// Upgrade PyTorch to a version whose allocator can be tuned.
     UpgradePytorch,
+    /// Change vLLM's `--gpu-memory-utilization`.
     VllmGpuMemoryUtilization,
+    /// Store vLLM's KV cache in fp8.
     VllmKvCacheDtype,
+    /// Lower vLLM's `--max-model-len` to what the KV cache left holds.
     VllmMaxModelLen,
+    /// Use the fused (or non-foreach) optimizer step, which needs no group-sized temporaries.
     FusedOptimizer,
+    /// Lower the evaluation batch and move predictions to the CPU as they come.
     ReduceEvalBatch,
+    /// Lower vLLM's `--max-num-seqs`.
     VllmMaxNumSeqs,
 }
 
@@ -225,10 +284,15 @@ impl PartialEq<&str> for FixId {
 /// One fix, best first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Fix {
+    /// Which fix this is.
     pub id: FixId,
+    /// One line saying what to do, with concrete values when known.
     pub title: String,
+    /// Why it helps and how to apply it, in a few sentences.
     pub detail: String,
+    /// Code or a command to copy, when there is one.
     pub code: Option<String>,
+    /// Environment variables to set, name to value, when the fix is one.
     pub env: Option<BTreeMap<String, String>>,
 }
 
@@ -245,13 +309,17 @@ pub struct DiagnoseContext {
 /// JSON EVENT; the rest is for human output.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Diagnosis {
+    /// Where the device's memory was when the allocation failed.
     #[serde(skip)]
     pub accounting: Accounting,
     /// One sentence: what failed, in numbers when the message has them.
     #[serde(skip)]
     pub summary: String,
+    /// Likely causes, most likely first.
     pub causes: Vec<Cause>,
+    /// Fixes to try, best first.
     pub fixes: Vec<Fix>,
+    /// How far the text decides between the causes.
     pub confidence: Confidence,
     /// The batch size the fixes suggest, when `--batch` was given.
     #[serde(skip)]
@@ -259,6 +327,7 @@ pub struct Diagnosis {
     /// What to do now, and before the next run: one sentence each.
     #[serde(skip)]
     pub workaround: &'static str,
+    /// What to change so the next run does not fail this way, in one sentence.
     #[serde(skip)]
     pub prevention: &'static str,
 }
@@ -289,8 +358,10 @@ pub fn diagnose(event: &OomEvent, ctx: &DiagnoseContext) -> Diagnosis {
 /// fields, then `causes` and `fixes`).
 #[derive(Debug, Clone, Serialize)]
 pub struct ExplainedEvent {
+    /// The event as found in the text.
     #[serde(flatten)]
     pub event: OomEvent,
+    /// The diagnosis of the event.
     #[serde(flatten)]
     pub diagnosis: Diagnosis,
 }

@@ -41,6 +41,7 @@ impl Caution {
         }
     }
 
+    /// The caution as JSON spells it: `one_more_run` or `restart`.
     pub fn as_str(self) -> &'static str {
         match self {
             Caution::OneMoreRun => "one_more_run",
@@ -91,11 +92,14 @@ impl BatchFigures {
 /// The next batch after a failure at `failed`, with the figures behind it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct NextBatch {
+    /// The batch size that failed.
     pub failed: u64,
+    /// The memory figures the next batch is sized from.
     pub figures: BatchFigures,
     /// No batch above this fits; `None` when the request fitted what the
     /// framework could use (then the figures prove nothing about the batch).
     pub bound: Option<u64>,
+    /// How much of the bound the next batch takes.
     pub caution: Caution,
     /// The batch: `caution.share()` of `failed × usable / need`, at least 1,
     /// below `failed`.

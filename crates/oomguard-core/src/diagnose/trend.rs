@@ -12,13 +12,18 @@ use serde::Serialize;
 pub enum MemoryTrend {
     /// The level memory rests at between steps kept rising, step after step.
     Climbing {
+        /// Bytes at the resting level where the climb started.
         from_bytes: u64,
+        /// Bytes at the resting level where the climb ended.
         to_bytes: u64,
+        /// Seconds the climb lasted.
         seconds: f64,
     },
     /// At its peak level early, and flat after.
     SpikeAtStart {
+        /// Bytes at the peak.
         peak_bytes: u64,
+        /// Seconds from the start of the timeline to the peak.
         seconds_to_peak: f64,
     },
 }

@@ -248,8 +248,11 @@ pub fn larger_gpu<'a>(
 /// One change to a workload and where it lands.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
+    /// The flags to append to the command, as a user would type them.
     pub change: String,
+    /// Bytes the GPU would show in use with the change.
     pub device_used_bytes: u64,
+    /// True when that fits the GPU's usable capacity.
     pub fits: bool,
 }
 

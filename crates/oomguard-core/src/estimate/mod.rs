@@ -34,12 +34,19 @@ use serde::Serialize;
 /// Per-GPU memory of a workload, in bytes (the reference's (docs/reference.md) `per_gpu`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryBreakdown {
+    /// Bytes of the weights held on this GPU.
     pub weights_bytes: u64,
+    /// Bytes of the gradients (0 for inference).
     pub gradients_bytes: u64,
+    /// Bytes of the optimizer's states (0 for inference).
     pub optimizer_bytes: u64,
+    /// Bytes of activations at the peak of a step.
     pub activations_bytes: u64,
+    /// Bytes of the KV cache (generation), 0 when there is none.
     pub kv_cache_bytes: u64,
+    /// Bytes of short-lived buffers at the peak (autocast copies, a layer's gradients, gathered ZeRO-3 shards).
     pub temporary_bytes: u64,
+    /// Bytes the CUDA context and library handles take, outside the allocator.
     pub cuda_context_bytes: u64,
     /// What `torch.cuda.max_memory_allocated` would report.
     pub allocated_peak_bytes: u64,

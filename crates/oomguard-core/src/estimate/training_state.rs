@@ -23,7 +23,9 @@ pub struct TrainingState {
     pub trainable_params: u64,
     /// Bytes of the LoRA adapters' own weights (0 without LoRA).
     pub adapter_bytes: u64,
+    /// Bytes of gradients for the trainable parameters.
     pub gradients_bytes: u64,
+    /// Bytes of the optimizer's states for the trainable parameters.
     pub optimizer_bytes: u64,
     /// Half-precision copies of the weights autocast keeps for backward.
     pub autocast_copy_bytes: u64,

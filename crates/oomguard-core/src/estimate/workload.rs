@@ -22,6 +22,7 @@ pub enum Quant {
 }
 
 impl Quant {
+    /// Reads the name `--quant` takes (`int8`, `int4`, `nf4`, `fp8`); `None` for anything else.
     pub fn parse(s: &str) -> Option<Quant> {
         Some(match s {
             "int8" => Quant::Int8,
@@ -47,16 +48,23 @@ impl Quant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
+    /// AdamW: two fp32 states (8 bytes) per trainable parameter.
     Adamw,
+    /// bitsandbytes' 8-bit AdamW: two 8-bit states (2 bytes) per trainable parameter.
     #[serde(rename = "adamw-8bit")]
     Adamw8bit,
+    /// Adafactor: factored second moments, far smaller than AdamW's states.
     Adafactor,
+    /// Plain SGD: no optimizer state.
     Sgd,
+    /// SGD with momentum: one state per trainable parameter.
     SgdMomentum,
+    /// Lion: one momentum state per trainable parameter.
     Lion,
 }
 
 impl Optimizer {
+    /// Reads the name `--optimizer` takes (and common aliases such as `adam`, `adamw_bnb_8bit`); `None` for anything else.
     pub fn parse(s: &str) -> Option<Optimizer> {
         Some(match s {
             "adamw" | "adam" => Optimizer::Adamw,
@@ -83,6 +91,7 @@ pub enum Attention {
 }
 
 impl Attention {
+    /// Reads the name `--attention` takes (`eager`, `sdpa`, `flash` or its aliases); `None` for anything else.
     pub fn parse(s: &str) -> Option<Attention> {
         Some(match s {
             "eager" => Attention::Eager,
@@ -105,9 +114,12 @@ pub enum LoraTargets {
     AllLinear,
 }
 
+/// LoRA adapters to train instead of the full model (`--lora RANK`, `--lora-targets`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Lora {
+    /// The adapters' rank (r), at least 1.
     pub rank: u64,
+    /// Which linear layers get adapters.
     pub targets: LoraTargets,
 }
 
@@ -120,13 +132,18 @@ pub struct Lora {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PrecisionRegime {
+    /// Full fp32 training: weights, gradients and optimizer states in fp32.
     Fp32,
+    /// Automatic mixed precision: fp32 master weights, gradients and states, half-precision compute.
     Amp,
+    /// Pure half precision: weights, gradients and states in bf16/fp16.
     PureHalf,
+    /// Inference: no gradients or optimizer states.
     Inference,
 }
 
 impl PrecisionRegime {
+    /// The regime as the output spells it: `fp32`, `amp`, `pure-half` or `inference`.
     pub fn as_str(self) -> &'static str {
         match self {
             PrecisionRegime::Fp32 => "fp32",
@@ -140,11 +157,14 @@ impl PrecisionRegime {
 /// The precision regime and what it costs per trainable parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Precision {
+    /// Which regime the workload trains (or infers) in.
     pub regime: PrecisionRegime,
     /// Bytes per trainable parameter of its weight (master copy), gradient
     /// and optimizer states; 0 for inference.
     pub weight_bytes_per_param: f64,
+    /// Bytes per trainable parameter of its gradient; 0 for inference.
     pub gradient_bytes_per_param: f64,
+    /// Bytes per trainable parameter of the optimizer's states; 0 for inference.
     pub optimizer_bytes_per_param: f64,
     /// `--amp` over weights that are already half precision: autocast only,
     /// no fp32 masters.
@@ -154,36 +174,62 @@ pub struct Precision {
 /// A workload as the user asked for it; `None` is "use the default".
 #[derive(Debug, Clone, Default)]
 pub struct WorkloadRequest {
+    /// Training (`--train`) rather than inference.
     pub train: bool,
+    /// Sequences per step on each data-parallel GPU (`--batch`); default 1.
     pub batch: Option<u64>,
+    /// Tokens per sequence (`--seq`); default the reference's length, capped at the model's maximum.
     pub seq: Option<u64>,
+    /// Dtype the weights are held in (`--dtype`); default the checkpoint's.
     pub dtype: Option<Dtype>,
+    /// Mixed-precision training (`--amp`).
     pub amp: bool,
+    /// Weight quantization (`--quant`).
     pub quant: Option<Quant>,
+    /// The optimizer when training (`--optimizer`); default AdamW.
     pub optimizer: Option<Optimizer>,
+    /// Gradient checkpointing (`--grad-checkpointing`), training only.
     pub grad_checkpointing: bool,
+    /// LoRA adapters to train (`--lora`).
     pub lora: Option<Lora>,
+    /// The attention kernel (`--attention`); default SDPA.
     pub attention: Option<Attention>,
+    /// GPUs in all (`--gpus`); default the tensor-parallel size.
     pub gpus: Option<u64>,
+    /// The DeepSpeed ZeRO stage, 0 to 3 (`--zero`); default 0.
     pub zero: Option<u8>,
+    /// The tensor-parallel size (`--tp`); default 1.
     pub tp: Option<u64>,
 }
 
 /// A workload with every default resolved: what the estimate computes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Workload {
+    /// Training rather than inference.
     pub train: bool,
+    /// Sequences per step on each data-parallel GPU, at least 1.
     pub batch: u64,
+    /// Tokens per sequence (for vision models, the image's tokens).
     pub seq: u64,
+    /// Dtype the weights are held in.
     pub dtype: Dtype,
+    /// Mixed-precision training (autocast).
     pub amp: bool,
+    /// Weight quantization; an fp8 checkpoint served for inference is `Fp8` unless told otherwise.
     pub quant: Option<Quant>,
+    /// The optimizer when training; `None` for inference.
     pub optimizer: Option<Optimizer>,
+    /// Gradient checkpointing; only ever true when training.
     pub grad_checkpointing: bool,
+    /// LoRA adapters being trained, if any.
     pub lora: Option<Lora>,
+    /// The attention kernel.
     pub attention: Attention,
+    /// GPUs in all, a multiple of `tp`.
     pub gpus: u64,
+    /// The DeepSpeed ZeRO stage, 0 to 3.
     pub zero: u8,
+    /// The tensor-parallel size: GPUs each layer's weights are split over.
     pub tp: u64,
     /// The precision regime, stated in the output.
     pub precision: Precision,
@@ -339,6 +385,7 @@ impl Workload {
         self.amp && self.dtype == Dtype::Fp32
     }
 
+    /// Tokens per step on one data-parallel GPU: batch times sequence length.
     pub fn tokens(&self) -> u64 {
         self.batch.saturating_mul(self.seq)
     }

@@ -11,23 +11,30 @@ use std::sync::LazyLock;
 /// One catalog entry as `data/models.json` writes it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogModel {
+    /// The model's Hugging Face repo id (`org/name`).
     pub id: String,
+    /// Other names the model is found by (short names, former repo ids).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The model's `config.json`, as the Hub serves it.
     pub config: serde_json::Value,
     /// Exact parameter count, when a source publishes it.
     pub params: Option<u64>,
+    /// Where the parameter count comes from, or why there is none.
     pub params_source: Option<String>,
+    /// Where the config comes from (a URL and the revision it was read at).
     pub config_source: String,
     /// The checkpoint's dtype when config.json does not state it.
     #[serde(default)]
     pub dtype: Option<String>,
+    /// Where `dtype` comes from.
     #[serde(default)]
     pub dtype_source: Option<String>,
     /// The longest sequence when config.json has no position table
     /// (ALiBi, relative positions) or omits it.
     #[serde(default)]
     pub max_length: Option<u64>,
+    /// Where `max_length` comes from.
     #[serde(default)]
     pub max_length_source: Option<String>,
 }

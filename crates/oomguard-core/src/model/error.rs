@@ -20,6 +20,7 @@ pub enum ModelErrorKind {
 /// A model input that could not be turned into a shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelError {
+    /// What kind of problem it is.
     pub kind: ModelErrorKind,
     /// The input named by the user or found on the way (a path, a repo id).
     pub input: String,
@@ -28,6 +29,7 @@ pub struct ModelError {
 }
 
 impl ModelError {
+    /// An error of `kind` about `input`, with `detail` saying what is wrong.
     pub fn new(
         kind: ModelErrorKind,
         input: impl Into<String>,
@@ -40,10 +42,12 @@ impl ModelError {
         }
     }
 
+    /// An error for content that is not what its format says.
     pub fn malformed(input: impl Into<String>, detail: impl Into<String>) -> ModelError {
         ModelError::new(ModelErrorKind::Malformed, input, detail)
     }
 
+    /// An error from reading `input`: `NotFound` when it does not exist, `Io` otherwise.
     pub fn io(input: impl Into<String>, err: &std::io::Error) -> ModelError {
         let kind = if err.kind() == std::io::ErrorKind::NotFound {
             ModelErrorKind::NotFound

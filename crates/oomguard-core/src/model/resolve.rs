@@ -12,10 +12,12 @@ use std::path::{Path, PathBuf};
 /// resolution order, `constants.py`).
 #[derive(Debug, Clone, Default)]
 pub struct HubCache {
+    /// The cache's directory; `None` when no variable points at one.
     pub root: Option<PathBuf>,
 }
 
 impl HubCache {
+    /// The cache as the environment places it (`HF_HUB_CACHE`, `HF_HOME`, `HOME`).
     pub fn from_env() -> HubCache {
         let var = |k: &str| {
             std::env::var_os(k)
@@ -69,8 +71,11 @@ impl HubCache {
 /// Where a shape came from, for the output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {
+    /// A file or folder the user named (a config, a checkpoint, a GGUF file).
     Path(PathBuf),
+    /// A snapshot folder in the Hugging Face Hub cache.
     HubCache(PathBuf),
+    /// The built-in model catalog.
     Catalog,
 }
 

@@ -17,12 +17,16 @@ use serde_json::Value;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
+    /// 32-bit float, 4 bytes per value.
     Fp32,
+    /// 16-bit float (IEEE half), 2 bytes per value.
     Fp16,
+    /// bfloat16, 2 bytes per value.
     Bf16,
 }
 
 impl Dtype {
+    /// Bytes per value.
     pub fn bytes(self) -> u64 {
         match self {
             Dtype::Fp32 => 4,
@@ -40,6 +44,7 @@ impl Dtype {
         }
     }
 
+    /// The name as the output and `--dtype` spell it (`fp32`, `fp16`, `bf16`).
     pub fn name(self) -> &'static str {
         match self {
             Dtype::Fp32 => "fp32",
@@ -67,8 +72,11 @@ pub enum ModelKind {
 /// per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MoeShape {
+    /// Experts per MoE layer, all held in memory.
     pub experts: u64,
+    /// Experts each token is routed to.
     pub experts_per_token: u64,
+    /// Width of one expert's MLP (its intermediate size).
     pub expert_intermediate_size: u64,
     /// Width of the always-on shared expert MLP(s), 0 when there is none.
     pub shared_intermediate_size: u64,
@@ -89,6 +97,7 @@ pub enum LocalAttentionKind {
 }
 
 impl LocalAttentionKind {
+    /// The kind as the output spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             LocalAttentionKind::Sliding => "sliding-window",
@@ -101,7 +110,9 @@ impl LocalAttentionKind {
 /// per sequence; the model's other layers attend (and cache) globally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct LocalAttention {
+    /// Whether the window slides or the sequence is cut into chunks.
     pub kind: LocalAttentionKind,
+    /// Tokens each local layer attends to and caches, per sequence.
     pub window: u64,
     /// How many of the decoder layers are local.
     pub layers: u64,
@@ -112,7 +123,9 @@ pub struct LocalAttention {
 /// while `-ngl` lasts, and the output head goes last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct GgufLayout {
+    /// Bytes of the token embeddings (`token_embd`), kept in host memory.
     pub token_embd_bytes: u64,
+    /// Bytes of the output head (`output`), offloaded last.
     pub output_bytes: u64,
     /// Bytes of `blk.N.*`, by N.
     pub layer_bytes: Vec<u64>,
@@ -123,16 +136,20 @@ pub struct GgufLayout {
 /// Rotary position embedding, as serving engines cache it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Rotary {
+    /// Dimensions rotated per attention head.
     pub dims: u64,
+    /// How many cos/sin tables the model builds.
     pub tables: u64,
 }
 
 /// A model's shape.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelShape {
+    /// The name the model was resolved from (a repo id, a catalog name or a path).
     pub id: String,
     /// The config's `model_type`.
     pub architecture: String,
+    /// What kind of model it is (decoder, encoder, vision...).
     pub kind: ModelKind,
     /// Total parameters (exact from a checkpoint, else computed).
     pub params: u64,
@@ -140,18 +157,28 @@ pub struct ModelShape {
     pub layers: u64,
     /// Encoder layers of an encoder-decoder model.
     pub encoder_layers: Option<u64>,
+    /// Width of the hidden states (`hidden_size`).
     pub hidden_size: u64,
+    /// Attention (query) heads per layer.
     pub heads: u64,
+    /// Key/value heads per layer (fewer than `heads` with grouped-query attention).
     pub kv_heads: u64,
+    /// Width of one attention head.
     pub head_dim: u64,
+    /// Width of the MLP's intermediate layer.
     pub intermediate_size: u64,
+    /// Tokens in the vocabulary.
     pub vocab_size: u64,
+    /// The longest sequence, in tokens, the model takes; `None` when the config does not say.
     pub max_position_embeddings: Option<u64>,
+    /// The output head shares the token embedding matrix.
     pub tie_word_embeddings: bool,
+    /// The MLP is gated (SwiGLU/GeGLU: three matrices instead of two).
     pub gated_mlp: bool,
     /// Local (sliding-window or chunked) attention layers, when the model
     /// has any; `None` is global attention in every layer.
     pub local_attention: Option<LocalAttention>,
+    /// The mixture-of-experts layout; `None` for a dense model.
     pub moe: Option<MoeShape>,
     /// Tokens per image (ViT).
     pub image_tokens: Option<u64>,
@@ -195,6 +222,7 @@ pub struct ModelShape {
     pub checkpoint_fp8: bool,
     /// Per-block bytes of a GGUF file.
     pub gguf_layout: Option<GgufLayout>,
+    /// Caveats about the estimate for this model, in sentences for the user.
     pub notes: Vec<String>,
 }
 

@@ -26,26 +26,37 @@ pub use watchdog::{JobFailure, WatchdogTimeout};
 /// The software that printed the failure, as docs/reference.md names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Framework {
+    /// PyTorch (CUDA, ROCm, MPS, XPU or CPU).
     #[serde(rename = "pytorch")]
     PyTorch,
+    /// TensorFlow, including Keras.
     #[serde(rename = "tensorflow")]
     TensorFlow,
+    /// JAX and its XLA runtime.
     #[serde(rename = "jax")]
     Jax,
+    /// ONNX Runtime.
     #[serde(rename = "onnxruntime")]
     OnnxRuntime,
+    /// Hugging Face's candle.
     #[serde(rename = "candle")]
     Candle,
+    /// llama.cpp and tools built on ggml.
     #[serde(rename = "llama.cpp")]
     LlamaCpp,
+    /// The vLLM serving engine.
     #[serde(rename = "vllm")]
     Vllm,
+    /// NCCL, the collective-communication library.
     #[serde(rename = "nccl")]
     Nccl,
+    /// cuBLAS, NVIDIA's linear-algebra library.
     #[serde(rename = "cublas")]
     Cublas,
+    /// cuDNN, NVIDIA's deep-learning kernel library.
     #[serde(rename = "cudnn")]
     Cudnn,
+    /// Any other software, or one the text does not name (`other` in JSON).
     #[serde(rename = "other")]
     Other,
 }
@@ -73,11 +84,17 @@ impl Framework {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeviceKind {
+    /// An NVIDIA GPU through CUDA.
     Cuda,
+    /// An AMD GPU through ROCm/HIP.
     Rocm,
+    /// An Apple GPU through Metal Performance Shaders.
     Mps,
+    /// An Intel GPU (XPU).
     Xpu,
+    /// The host's RAM.
     Cpu,
+    /// The text does not say which kind of device.
     Unknown,
 }
 
@@ -98,11 +115,14 @@ impl DeviceKind {
 /// Which device failed; the index is `None` when the text does not say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Device {
+    /// The kind of device.
     pub kind: DeviceKind,
+    /// The device's index as the text prints it (`GPU 0`, `cuda:1`); `None` when the text does not say.
     pub index: Option<u32>,
 }
 
 impl Device {
+    /// A device of unknown kind and index, for text that names none.
     pub const UNKNOWN: Device = Device {
         kind: DeviceKind::Unknown,
         index: None,
@@ -112,7 +132,9 @@ impl Device {
 /// A process the message says holds memory on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ProcessMemory {
+    /// The process id as printed.
     pub pid: u32,
+    /// Bytes the process holds on the device.
     pub bytes: u64,
 }
 
@@ -121,13 +143,17 @@ pub struct ProcessMemory {
 /// say", never zero.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MemoryFigures {
+    /// Bytes the failed allocation asked for.
     pub requested_bytes: Option<u64>,
+    /// Bytes of the device in total (its capacity).
     pub total_bytes: Option<u64>,
+    /// Bytes free on the device when the allocation failed.
     pub free_bytes: Option<u64>,
     /// Held by the framework's allocator for live tensors.
     pub allocated_bytes: Option<u64>,
     /// All the framework's allocator holds, allocated included.
     pub reserved_bytes: Option<u64>,
+    /// Held by the framework's allocator but not allocated to tensors (cached, free to reuse).
     pub reserved_unallocated_bytes: Option<u64>,
     /// This process in all, as the driver sees it.
     pub process_bytes: Option<u64>,
@@ -137,6 +163,7 @@ pub struct MemoryFigures {
     pub other_processes: Option<Vec<ProcessMemory>>,
     /// A configured cap (memory fraction, MPS watermark, vLLM utilization).
     pub allowed_bytes: Option<u64>,
+    /// Held in CUDA-graph private memory pools (PyTorch's `private pools` figure).
     pub private_pools_bytes: Option<u64>,
 }
 
@@ -194,14 +221,23 @@ impl MemoryFigures {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
+    /// Loading or building the model's weights.
     ModelLoad,
+    /// The forward pass of training or inference.
     Forward,
+    /// The backward pass (gradients).
     Backward,
+    /// The optimizer's update step.
     OptimizerStep,
+    /// Generating tokens (`generate`, sampling).
     Generation,
+    /// An evaluation or validation loop.
     Evaluation,
+    /// Loading or preparing data (DataLoader workers, collation).
     DataLoading,
+    /// Starting up: a runtime or serving engine reserving memory or profiling.
     Startup,
+    /// The traceback does not show the phase.
     Unknown,
 }
 
@@ -273,7 +309,9 @@ pub enum EventKind {
 /// The start-up check of a serving engine that failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineCheck {
+    /// vLLM's check, and which one failed.
     Vllm(VllmCheck),
+    /// SGLang's check, and which one failed.
     Sglang(SglangCheck),
 }
 
@@ -283,6 +321,7 @@ pub enum EngineCheck {
 pub struct EventFacts {
     /// What kind of failure this is.
     pub kind: EventKind,
+    /// Which generation of PyTorch's message this is; `None` when not PyTorch's.
     pub pytorch_era: Option<PyTorchEra>,
     /// The allocator variable the message itself names
     /// (`PYTORCH_CUDA_ALLOC_CONF`, `PYTORCH_HIP_ALLOC_CONF`, `PYTORCH_ALLOC_CONF`).
@@ -326,8 +365,11 @@ pub struct LlamaOffload {
 /// `Metal`, `CPU`, `CUDA_Host`, `CPU_Mapped`), for what, how many bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LlamaBuffer {
+    /// Where the buffer is, as llama.cpp names it (`CUDA0`, `CPU`, `CUDA_Host`).
     pub device: String,
+    /// What the buffer holds.
     pub kind: LlamaBufferKind,
+    /// The buffer's size in bytes.
     pub bytes: u64,
 }
 
@@ -410,7 +452,9 @@ impl ServingEngine {
 /// limit: M`). Kept out of [`MemoryFigures`], which is device memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SharedMemoryLimit {
+    /// Bytes of shared memory the kernel asked for; `None` when the text does not say.
     pub required_bytes: Option<u64>,
+    /// Bytes of shared memory per block the GPU allows; `None` when the text does not say.
     pub limit_bytes: Option<u64>,
     /// Raised while torch.compile (Inductor) compiled the kernel.
     pub via_inductor: bool,
@@ -423,7 +467,11 @@ pub enum SglangCheck {
     /// the static budget minus the weights leaves no KV-cache token. The
     /// fraction is a share of the GPU, not bytes, so it stays here and out of
     /// `allowed_bytes`.
-    NoKvCacheRoom { mem_fraction_static: Option<f64> },
+    NoKvCacheRoom {
+        /// The `--mem-fraction-static` share of the GPU (0 to 1) SGLang had;
+        /// `None` when the text does not say.
+        mem_fraction_static: Option<f64>,
+    },
 }
 
 /// The checks vLLM makes at start-up that end in a memory error.
@@ -433,14 +481,23 @@ pub enum VllmCheck {
     NoCacheBlocks,
     /// The model's maximum length needs more KV cache than fits.
     MaxLenExceedsKvCache {
+        /// The `max_model_len` the model was started with, in tokens; `None` when the text does not say.
         max_model_len: Option<u64>,
+        /// Tokens the KV cache can hold, when the text says.
         kv_tokens: Option<u64>,
+        /// The longest model length that would fit, in tokens, as vLLM estimated it.
         estimated_max_len: Option<u64>,
+        /// Bytes of KV cache the maximum length needs, when the text says.
         needed_bytes: Option<u64>,
+        /// Bytes available for the KV cache, when the text says.
         available_bytes: Option<u64>,
     },
     /// Free memory at start-up is below `gpu_memory_utilization` x total.
-    FreeBelowUtilization { utilization: Option<f64> },
+    FreeBelowUtilization {
+        /// The `gpu_memory_utilization` share (0 to 1) that was asked for;
+        /// `None` when the text does not say.
+        utilization: Option<f64>,
+    },
 }
 
 /// One out-of-memory failure found in text.
@@ -450,11 +507,15 @@ pub struct OomEvent {
     pub source: String,
     /// 1-based line where the event's text starts.
     pub line: u64,
+    /// The software that printed the failure.
     pub framework: Framework,
+    /// The device that ran out of memory.
     pub device: Device,
     /// The error text, wrapped lines joined.
     pub message: String,
+    /// The memory figures the message states.
     pub memory: MemoryFigures,
+    /// What the program was doing when memory ran out.
     pub phase: Phase,
     /// The ranks whose launcher prefix (`[rank3]:`, `[default3]:`, `3: `,
     /// `[1,3]<stderr>:`) tagged a copy of the failure, each with the device
@@ -462,6 +523,7 @@ pub struct OomEvent {
     /// list of ranks.
     #[serde(serialize_with = "ranks_as_numbers")]
     pub ranks: Option<Vec<RankDevice>>,
+    /// Facts from the message beyond the figures, for the diagnosis (not serialized).
     #[serde(skip)]
     pub facts: EventFacts,
 }
@@ -469,7 +531,9 @@ pub struct OomEvent {
 /// A rank that printed an OOM, and the device its copy names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RankDevice {
+    /// The rank's number as its prefix prints it.
     pub rank: u32,
+    /// The index of the device the rank's copy names; `None` when it names none.
     pub device_index: Option<u32>,
 }
 

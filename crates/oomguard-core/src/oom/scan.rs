@@ -67,8 +67,11 @@ impl Default for ScanOptions {
 /// What a finished scan read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScanSummary {
+    /// Bytes read from the input.
     pub bytes: u64,
+    /// Lines read from the input.
     pub lines: u64,
+    /// OOM events found (after grouping copies of one failure).
     pub events: u64,
     /// NCCL watchdog timeouts, in order, one per rank and collective (the
     /// first 1024): not OOM events, but what the other ranks of a job print

@@ -13,8 +13,6 @@
 mod command;
 pub mod host;
 mod journal;
-// Not every item of the restart rules is documented yet.
-#[allow(missing_docs)]
 mod restart;
 mod search;
 pub mod state;

@@ -32,8 +32,11 @@ pub fn at_host_limit(peak: u64, limit: u64) -> bool {
 /// may reach (its address-space or cgroup limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MemoryLine {
+    /// Bytes the process held before its first step.
     pub baseline_bytes: u64,
+    /// Bytes the process held at its last sample before the failure.
     pub at_failure_bytes: u64,
+    /// Bytes the process may reach: its address-space or cgroup limit.
     pub limit_bytes: u64,
 }
 
@@ -71,10 +74,12 @@ pub fn largest_divisor(global: u64, at_most: u64, min: u64) -> Option<u64> {
 /// What a failed attempt showed, as the policy reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Failure<'a> {
+    /// The batch size the attempt ran with.
     pub batch: u64,
     /// The OOM event; `None` when the attempt printed none but its host
     /// memory reached its limit ([`at_host_limit`]).
     pub event: Option<&'a ExplainedEvent>,
+    /// The shape of the attempt's memory timeline, when it was sampled.
     pub trend: Option<MemoryTrend>,
     /// The attempt ran on the CPU (no GPU, or `--cpu-fallback`).
     pub on_cpu: bool,
@@ -93,34 +98,54 @@ pub enum RetryReason {
     /// `usable`, so no batch above `bound` fits; the batch is `caution`'s
     /// share of it.
     Figures {
+        /// The batch size that failed.
         failed: u64,
+        /// Bytes the failing step needed at least: live tensors plus the request.
         need_bytes: u64,
+        /// Bytes the framework could use: what it held plus what was free.
         usable_bytes: u64,
+        /// The largest batch the figures allow.
         bound: u64,
+        /// How much of the bound the next batch takes.
         caution: Caution,
+        /// The share of the bound taken (0 to 1).
         share: f64,
     },
     /// Sized from the process's memory line and its limit (the CPU).
     MemoryLine {
+        /// The batch size that failed.
         failed: u64,
+        /// The process's memory around the failure.
         line: MemoryLine,
+        /// Bytes the failed allocation asked for (0 when unknown).
         requested_bytes: u64,
+        /// The largest batch the memory line allows.
         bound: u64,
     },
     /// The event gives no figures to size it (or figures by which the
     /// request fitted: the allocator could not place it): halved.
-    Halved { failed: u64, request_fitted: bool },
+    Halved {
+        /// The batch size that failed.
+        failed: u64,
+        /// The figures show the request fitted what the framework could use.
+        request_fitted: bool,
+    },
     /// Cached-but-free memory covered the request: the same batch once more
     /// with the allocator setting.
     Fragmentation {
+        /// Bytes the allocator held cached but free; `None` when the message does not say.
         cached_free_bytes: Option<u64>,
+        /// Bytes the failed allocation asked for; `None` when the message does not say.
         requested_bytes: Option<u64>,
+        /// The allocator variable to set (`PYTORCH_CUDA_ALLOC_CONF`).
         var: String,
+        /// The value to give it (`expandable_segments:True`).
         value: String,
     },
 }
 
 impl RetryReason {
+    /// The reason as JSON spells it: `figures`, `memory_line`, `halved` or `fragmentation`.
     pub fn as_str(&self) -> &'static str {
         match self {
             RetryReason::Figures { .. } => "figures",
@@ -137,21 +162,29 @@ impl RetryReason {
 pub enum StopReason {
     /// The minimum batch failed.
     MinimumFails {
+        /// The minimum batch size (`--min-batch`).
         min: u64,
     },
+    /// The restarts allowed (`--max-restarts`) are used up.
     MaxRestarts {
+        /// Restarts made so far.
         restarts: u32,
     },
     /// Memory climbed step after step: a smaller batch only delays the OOM.
     Leak {
+        /// Bytes at the resting level where the climb started.
         from_bytes: u64,
+        /// Bytes at the resting level where the climb ended.
         to_bytes: u64,
     },
     /// No divisor of `--global-batch` lies between the minimum and the batch
     /// the figures allow.
     NoDivisorFits {
+        /// The global batch (`--global-batch`) each micro-batch must divide.
         global: u64,
+        /// The largest batch the figures allow.
         at_most: u64,
+        /// The minimum batch size (`--min-batch`).
         min: u64,
     },
     /// The attempt on the CPU failed too.
@@ -159,6 +192,7 @@ pub enum StopReason {
 }
 
 impl StopReason {
+    /// The reason as JSON spells it: `minimum_fails`, `max_restarts`, `leak`, `no_divisor_fits` or `cpu_failed`.
     pub fn as_str(&self) -> &'static str {
         match self {
             StopReason::MinimumFails { .. } => "minimum_fails",
@@ -174,28 +208,38 @@ impl StopReason {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "decision", rename_all = "snake_case")]
 pub enum Decision {
+    /// Run the command again with a new batch (and settings).
     Retry {
+        /// The batch size for the next attempt.
         batch: u64,
+        /// Gradient-accumulation steps that keep the global batch; `None` without `--global-batch`.
         accum: Option<u64>,
         /// Variables to set for the next attempt (kept for the ones after).
         env: Vec<(String, String)>,
+        /// Why the attempt runs as it does.
         reason: RetryReason,
         /// This retry follows a leak the user asked to retry once.
         after_leak: bool,
     },
     /// One more run on the CPU (`--cpu-fallback`) at the minimum batch.
     Cpu {
+        /// The batch size for the CPU run.
         batch: u64,
     },
+    /// Stop restarting, and why.
     Stop(StopReason),
 }
 
 /// The settings of `run` that shape its decisions, and what it has tried.
 #[derive(Debug, Clone, Default)]
 pub struct RestartPolicy {
+    /// The smallest batch size to try (`--min-batch`).
     pub min_batch: u64,
+    /// Restarts allowed before giving up (`--max-restarts`).
     pub max_restarts: u32,
+    /// The global batch to keep through gradient accumulation (`--global-batch`); `None` to keep none.
     pub global_batch: Option<u64>,
+    /// Fall back to one run on the CPU when the minimum batch fails (`--cpu-fallback`).
     pub cpu_fallback: bool,
     /// Restart once after a leak instead of stopping.
     pub retry_leak: bool,
@@ -233,6 +277,7 @@ fn appended(current: Option<&str>, value: &str) -> Option<String> {
 }
 
 impl RestartPolicy {
+    /// A policy with `run`'s settings, nothing tried yet.
     pub fn new(
         min_batch: u64,
         max_restarts: u32,
@@ -250,6 +295,7 @@ impl RestartPolicy {
         }
     }
 
+    /// Restarts decided so far.
     pub fn restarts(&self) -> u32 {
         self.restarts
     }

@@ -13,20 +13,35 @@ use crate::model::gguf::ggml_block_layout;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GgmlType(pub u32);
 
+/// 32-bit float, 4 bytes per weight.
 pub const F32: GgmlType = GgmlType(0);
+/// 16-bit float, 2 bytes per weight.
 pub const F16: GgmlType = GgmlType(1);
+/// 4-bit blocks of 32 with one scale (4.5 bits per weight).
 pub const Q4_0: GgmlType = GgmlType(2);
+/// 4-bit blocks of 32 with a scale and a minimum (5 bits per weight).
 pub const Q4_1: GgmlType = GgmlType(3);
+/// 5-bit blocks of 32 with one scale (5.5 bits per weight).
 pub const Q5_0: GgmlType = GgmlType(6);
+/// 5-bit blocks of 32 with a scale and a minimum (6 bits per weight).
 pub const Q5_1: GgmlType = GgmlType(7);
+/// 8-bit blocks of 32 with one scale (8.5 bits per weight).
 pub const Q8_0: GgmlType = GgmlType(8);
+/// 2-bit k-quant super-blocks of 256.
 pub const Q2_K: GgmlType = GgmlType(10);
+/// 3-bit k-quant super-blocks of 256.
 pub const Q3_K: GgmlType = GgmlType(11);
+/// 4-bit k-quant super-blocks of 256.
 pub const Q4_K: GgmlType = GgmlType(12);
+/// 5-bit k-quant super-blocks of 256.
 pub const Q5_K: GgmlType = GgmlType(13);
+/// 6-bit k-quant super-blocks of 256.
 pub const Q6_K: GgmlType = GgmlType(14);
+/// 4-bit non-linear blocks of 32 (i-quant).
 pub const IQ4_NL: GgmlType = GgmlType(20);
+/// 4-bit non-linear super-blocks of 256 (i-quant, smaller scales).
 pub const IQ4_XS: GgmlType = GgmlType(23);
+/// bfloat16, 2 bytes per weight.
 pub const BF16: GgmlType = GgmlType(30);
 
 impl GgmlType {
@@ -37,6 +52,7 @@ impl GgmlType {
         elements.div_ceil(block).saturating_mul(bytes)
     }
 
+    /// Average bits per weight of this type, block scales included.
     pub fn bits_per_weight(self) -> f64 {
         let (block, bytes) = ggml_block_layout(self.0).unwrap_or((1, 2));
         bytes as f64 * 8.0 / block as f64
@@ -63,9 +79,13 @@ pub fn cache_type(name: &str) -> Option<GgmlType> {
 /// The role of a weight inside a block, as the presets treat it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TensorRole {
+    /// The token embedding matrix (`token_embd`).
     TokenEmbd,
+    /// The output (LM head) matrix (`output`).
     Output,
+    /// The attention value projection (`attn_v`), kept at higher precision by some presets.
     AttnV,
+    /// The MLP's down projection (`ffn_down`), kept at higher precision by some presets.
     FfnDown,
     /// Every other 2-D weight of a block.
     Other,
@@ -74,6 +94,7 @@ pub enum TensorRole {
 /// A `llama-quantize` preset (or a plain type) as `--quant` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GgufQuant {
+    /// The preset's name as `--quant` and `llama-quantize` spell it (`Q4_K_M`).
     pub name: &'static str,
     base: GgmlType,
     /// Type of `attn_v` / `ffn_down` in the layers `use_more_bits` picks.

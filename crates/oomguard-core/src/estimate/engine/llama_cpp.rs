@@ -25,11 +25,17 @@ use crate::model::{GgufLayout, ModelShape};
 pub struct LlamaCppSettings {
     /// The weights' preset, for a model that is not a GGUF file.
     pub quant: Option<GgufQuant>,
+    /// Layers to offload to the GPU (`-ngl`); `None` for all of them, as recent builds do.
     pub n_gpu_layers: Option<u64>,
+    /// Context size in tokens (`--ctx-size`); `None` for the caller's default length.
     pub ctx_size: Option<u64>,
+    /// Type of the K cache (`--cache-type-k`); `None` for f16.
     pub cache_type_k: Option<GgmlType>,
+    /// Type of the V cache (`--cache-type-v`); `None` for f16.
     pub cache_type_v: Option<GgmlType>,
+    /// Tokens per physical batch (`--ubatch-size`); `None` for llama.cpp's 512.
     pub ubatch_size: Option<u64>,
+    /// Flash attention is on (`-fa`).
     pub flash_attn: bool,
 }
 

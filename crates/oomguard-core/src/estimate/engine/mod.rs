@@ -20,17 +20,22 @@ use serde::Serialize;
 /// `--engine`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum EngineName {
+    /// Hugging Face Transformers: the workload estimate, no serving engine.
     #[serde(rename = "hf")]
     Hf,
+    /// vLLM.
     #[serde(rename = "vllm")]
     Vllm,
+    /// llama.cpp (`llama-server`, `llama-cli`).
     #[serde(rename = "llama.cpp")]
     LlamaCpp,
+    /// SGLang.
     #[serde(rename = "sglang")]
     Sglang,
 }
 
 impl EngineName {
+    /// Reads the name `--engine` takes (any case; `transformers`, `llamacpp` and `llama-cpp` too); `None` for anything else.
     pub fn parse(s: &str) -> Option<EngineName> {
         Some(match s.to_ascii_lowercase().as_str() {
             "hf" | "transformers" => EngineName::Hf,
@@ -41,6 +46,7 @@ impl EngineName {
         })
     }
 
+    /// The name as `--engine` and JSON spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             EngineName::Hf => "hf",
@@ -56,17 +62,29 @@ impl EngineName {
 /// known without a GPU size.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EngineReport {
+    /// Which engine the figures are for.
     pub name: EngineName,
+    /// Bytes of weights on one GPU.
     pub weights_bytes: u64,
+    /// Bytes of the activation peak the engine reserves (vLLM's profile run, llama.cpp's compute buffer).
     pub activation_peak_bytes: u64,
+    /// Bytes the engine's captured CUDA graphs hold; `None` when it captures none or it is unknown.
     pub cuda_graph_bytes: Option<u64>,
+    /// Bytes left for the KV cache; `None` without a GPU size.
     pub kv_cache_bytes: Option<u64>,
+    /// Tokens the KV cache holds; `None` without a GPU size.
     pub kv_cache_tokens: Option<u64>,
+    /// How many requests of the planned length the KV cache holds at once; `None` without a GPU size.
     pub max_concurrency: Option<f64>,
+    /// The longest `--max-model-len` (tokens) whose KV cache fits; `None` when not computed.
     pub max_model_len_fit: Option<u64>,
+    /// The `--gpu-memory-utilization` the planned length needs; `None` when not computed.
     pub gpu_memory_utilization_needed: Option<f64>,
+    /// The most layers `-ngl` can put on the GPU; `None` outside llama.cpp or without a GPU size.
     pub n_gpu_layers_fit: Option<u64>,
+    /// The longest `--ctx-size` (tokens) that fits; `None` outside llama.cpp or without a GPU size.
     pub ctx_size_fit: Option<u64>,
+    /// Bytes of model buffers kept in host memory (llama.cpp layers not offloaded); `None` when none.
     pub host_bytes: Option<u64>,
     /// The flags to paste, in the engine's own spelling.
     pub flags: Vec<String>,
