@@ -477,7 +477,9 @@ fn workload_error(e: WorkloadError) -> anyhow::Error {
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let gpu = args.gpu.as_deref().map(target_gpu).transpose()?;
     let (shape, source) =
-        resolve(&args.model, &HubCache::from_env()).map_err(|e| anyhow!("{e}"))?;
+        // The model error names the input; `?` keeps an io error as its
+        // source, which main prints after it (`{:#}`).
+        resolve(&args.model, &HubCache::from_env())?;
     let engine = choose_engine(args, &shape)?;
     let workload = Workload::resolve(&request(args, engine), &shape).map_err(workload_error)?;
     if engine != EngineName::Hf {
