@@ -24,8 +24,9 @@ use super::weights::weights_bytes;
 use super::workload::{Quant, Workload};
 use super::{allocator, MemoryBreakdown};
 use crate::model::{Dtype, ModelShape};
-use crate::size::parse_user_size;
+use crate::size::{parse_user_size, SizeError};
 use serde::{Serialize, Serializer};
+use std::fmt;
 
 /// A device of a device map.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -65,38 +66,100 @@ pub struct MaxMemory {
 impl MaxMemory {
     /// Parses `0=20GiB,1=20GiB,cpu=64GiB` (sizes as `--gpu` sizes are typed
     /// elsewhere: `GB` is 10^9 bytes, as accelerate reads it, `GiB` 2^30).
-    pub fn parse(text: &str) -> Result<MaxMemory, String> {
+    pub fn parse(text: &str) -> Result<MaxMemory, MaxMemoryError> {
+        let err = |problem| MaxMemoryError {
+            spec: text.to_string(),
+            problem,
+        };
         let mut budgets: Vec<(Device, u64)> = Vec::new();
         for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-            let (key, value) = item.split_once('=').ok_or_else(|| {
-                format!(
-                    "--max-memory {text:?}: {item:?} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB)"
-                )
-            })?;
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| err(MaxMemoryProblem::NotDeviceSize(item.to_string())))?;
             let device = match key.trim() {
                 "cpu" => Device::Cpu,
                 "disk" => Device::Disk,
-                k => Device::Gpu(k.parse().map_err(|_| {
-                    format!("--max-memory {text:?}: device {k:?} is not a GPU index, cpu or disk")
-                })?),
+                k => Device::Gpu(
+                    k.parse()
+                        .map_err(|_| err(MaxMemoryProblem::UnknownDevice(k.to_string())))?,
+                ),
             };
-            let bytes =
-                parse_user_size(value).map_err(|e| format!("--max-memory {text:?}: {e}"))?;
+            let bytes = parse_user_size(value).map_err(|e| err(MaxMemoryProblem::Size(e)))?;
             if budgets.iter().any(|(d, _)| *d == device) {
-                return Err(format!(
-                    "--max-memory {text:?}: device {} is given twice",
-                    device.as_str()
-                ));
+                return Err(err(MaxMemoryProblem::DeviceTwice(device)));
             }
             budgets.push((device, bytes));
         }
         if !budgets.iter().any(|(d, _)| matches!(d, Device::Gpu(_))) {
-            return Err(format!(
-                "--max-memory {text:?}: names no GPU (e.g. 0=20GiB,cpu=64GiB)"
-            ));
+            return Err(err(MaxMemoryProblem::NoGpu));
         }
         budgets.sort_by_key(|(d, _)| *d);
         Ok(MaxMemory { budgets })
+    }
+}
+
+/// A memory budget per device ([`MaxMemory::parse`]) that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxMemoryError {
+    /// The whole text given.
+    pub spec: String,
+    /// What is wrong with it.
+    pub problem: MaxMemoryProblem,
+}
+
+/// What is wrong with a [`MaxMemory`] text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MaxMemoryProblem {
+    /// An item is not `DEVICE=SIZE`.
+    NotDeviceSize(String),
+    /// A device is not a GPU index, `cpu` or `disk`.
+    UnknownDevice(String),
+    /// A size could not be read (the error is the [`source`](std::error::Error::source)).
+    Size(SizeError),
+    /// A device is given twice.
+    DeviceTwice(Device),
+    /// No GPU is named.
+    NoGpu,
+}
+
+impl MaxMemoryProblem {
+    /// The problem in words, the same as [`MaxMemoryError`]'s text after
+    /// the spec; a size error is given in full here.
+    pub fn describe(&self) -> String {
+        match self {
+            MaxMemoryProblem::Size(e) => e.to_string(),
+            p => p.words(),
+        }
+    }
+
+    fn words(&self) -> String {
+        match self {
+            MaxMemoryProblem::NotDeviceSize(item) => {
+                format!("{item:?} is not DEVICE=SIZE (e.g. 0=20GiB,cpu=64GiB)")
+            }
+            MaxMemoryProblem::UnknownDevice(k) => {
+                format!("device {k:?} is not a GPU index, cpu or disk")
+            }
+            MaxMemoryProblem::Size(_) => "a size is not valid".to_string(),
+            MaxMemoryProblem::DeviceTwice(d) => format!("device {} is given twice", d.as_str()),
+            MaxMemoryProblem::NoGpu => "names no GPU (e.g. 0=20GiB,cpu=64GiB)".to_string(),
+        }
+    }
+}
+
+impl fmt::Display for MaxMemoryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "memory budget {:?}: {}", self.spec, self.problem.words())
+    }
+}
+
+impl std::error::Error for MaxMemoryError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.problem {
+            MaxMemoryProblem::Size(e) => Some(e),
+            _ => None,
+        }
     }
 }
 
@@ -401,8 +464,12 @@ mod tests {
             "0=lots",
             "0=1GiB,0=2GiB",
         ] {
-            assert!(MaxMemory::parse(bad).is_err(), "{bad}");
+            let e = MaxMemory::parse(bad).unwrap_err();
+            assert!(!e.to_string().contains("--"), "{e}");
         }
+        let e = MaxMemory::parse("0=lots").unwrap_err();
+        let source = std::error::Error::source(&e).expect("the size error is kept");
+        assert!(source.to_string().contains("lots"), "{source}");
     }
 
     #[test]

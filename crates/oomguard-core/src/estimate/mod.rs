@@ -25,7 +25,7 @@ pub use fit::{
 pub use training_state::TrainingState;
 pub use workload::{
     Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
-    WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,
+    WorkloadError, WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,
 };
 
 use crate::model::ModelShape;

@@ -6,6 +6,7 @@
 
 use crate::model::{Dtype, ModelKind, ModelShape};
 use serde::Serialize;
+use std::fmt;
 
 /// Weight quantization (`--quant`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -284,20 +285,87 @@ pub const DEFAULT_SEQ: u64 = 512;
 /// small enough that byte counts cannot overflow.
 pub const MAX_BATCH_OR_SEQ: u64 = 1 << 24;
 
+/// A [`WorkloadRequest`] that describes no workload oomguard can estimate.
+/// The messages name the settings as [`WorkloadRequest`] does; a front end
+/// that exposes them under other names (a CLI's flags) says so itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WorkloadError {
+    /// The batch is 0.
+    BatchZero,
+    /// The sequence length is 0.
+    SeqZero,
+    /// The batch or the sequence length is above `max`
+    /// ([`MAX_BATCH_OR_SEQ`]).
+    TooLarge {
+        /// The largest batch or sequence length accepted.
+        max: u64,
+    },
+    /// The GPU count is not a multiple of the tensor-parallel degree.
+    GpusNotMultipleOfTp {
+        /// The number of GPUs asked for.
+        gpus: u64,
+        /// The tensor-parallel degree asked for.
+        tp: u64,
+    },
+    /// A ZeRO stage other than 0 to 3.
+    ZeroStage(u8),
+    /// Training quantized weights without adapters (only QLoRA trains them).
+    QuantizedTrainingWithoutLora,
+    /// A LoRA rank of 0.
+    LoraRankZero,
+    /// LoRA adapters without training.
+    LoraWithoutTraining,
+    /// Mixed precision without training.
+    AmpWithoutTraining,
+}
+
+impl fmt::Display for WorkloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkloadError::BatchZero => f.write_str("the batch must be at least 1"),
+            WorkloadError::SeqZero => f.write_str("the sequence length must be at least 1"),
+            WorkloadError::TooLarge { max } => {
+                write!(f, "the batch and the sequence length go up to {max}")
+            }
+            WorkloadError::GpusNotMultipleOfTp { gpus, tp } => write!(
+                f,
+                "{gpus} GPUs is not a multiple of the tensor-parallel degree {tp}"
+            ),
+            WorkloadError::ZeroStage(z) => write!(f, "ZeRO stage {z}: ZeRO stages are 0 to 3"),
+            WorkloadError::QuantizedTrainingWithoutLora => f.write_str(
+                "training a quantized model needs LoRA adapters (QLoRA), or unquantized weights",
+            ),
+            WorkloadError::LoraRankZero => f.write_str("the LoRA rank must be at least 1"),
+            WorkloadError::LoraWithoutTraining => {
+                f.write_str("LoRA adapters describe training, and the workload is inference")
+            }
+            WorkloadError::AmpWithoutTraining => f.write_str(
+                "mixed precision (AMP) describes training, and the workload is inference \
+                 (for half-precision inference set the dtype to bf16 or fp16)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for WorkloadError {}
+
 impl Workload {
     /// Fills defaults from the model and checks the combination.
-    pub fn resolve(req: &WorkloadRequest, model: &ModelShape) -> Result<Workload, String> {
+    pub fn resolve(req: &WorkloadRequest, model: &ModelShape) -> Result<Workload, WorkloadError> {
         let batch = req.batch.unwrap_or(1);
         if batch == 0 {
-            return Err("--batch must be at least 1".into());
+            return Err(WorkloadError::BatchZero);
         }
         if batch > MAX_BATCH_OR_SEQ || req.seq.unwrap_or(1) > MAX_BATCH_OR_SEQ {
-            return Err(format!("--batch and --seq go up to {MAX_BATCH_OR_SEQ}"));
+            return Err(WorkloadError::TooLarge {
+                max: MAX_BATCH_OR_SEQ,
+            });
         }
         let max = model.max_position_embeddings;
         let (seq, seq_capped) = match (model.kind, req.seq) {
             (ModelKind::Vision, _) => (model.image_tokens.unwrap_or(197), false),
-            (_, Some(0)) => return Err("--seq must be at least 1".into()),
+            (_, Some(0)) => return Err(WorkloadError::SeqZero),
             (_, Some(s)) => match max {
                 Some(m) if s > m => (m.min(MAX_BATCH_OR_SEQ), true),
                 _ => (s, false),
@@ -311,25 +379,25 @@ impl Workload {
         // `--tp N` alone runs on N GPUs.
         let gpus = req.gpus.unwrap_or(tp).max(1);
         if gpus % tp != 0 {
-            return Err(format!("--gpus {gpus} is not a multiple of --tp {tp}"));
+            return Err(WorkloadError::GpusNotMultipleOfTp { gpus, tp });
         }
         let zero = req.zero.unwrap_or(0);
         if zero > 3 {
-            return Err(format!("--zero {zero}: ZeRO stages are 0 to 3"));
+            return Err(WorkloadError::ZeroStage(zero));
         }
         if req.quant.is_some() && req.train && req.lora.is_none() {
-            return Err("training a quantized model needs adapters: add --lora RANK (QLoRA), or drop --quant".into());
+            return Err(WorkloadError::QuantizedTrainingWithoutLora);
         }
         if let Some(l) = req.lora {
             if l.rank == 0 {
-                return Err("--lora RANK must be at least 1".into());
+                return Err(WorkloadError::LoraRankZero);
             }
             if !req.train {
-                return Err("--lora describes training: add --train".into());
+                return Err(WorkloadError::LoraWithoutTraining);
             }
         }
         if req.amp && !req.train {
-            return Err("--amp describes mixed-precision training: add --train (for half-precision inference use --dtype bf16 or fp16)".into());
+            return Err(WorkloadError::AmpWithoutTraining);
         }
         // Full training under --amp keeps fp32 master weights whatever the
         // checkpoint's dtype, unless the user asked for half-precision
@@ -388,5 +456,35 @@ impl Workload {
     /// Tokens per step on one data-parallel GPU: batch times sequence length.
     pub fn tokens(&self) -> u64 {
         self.batch.saturating_mul(self.seq)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::WorkloadError;
+
+    #[test]
+    fn workload_errors_name_no_flag() {
+        let all = [
+            WorkloadError::BatchZero,
+            WorkloadError::SeqZero,
+            WorkloadError::TooLarge { max: 16 },
+            WorkloadError::GpusNotMultipleOfTp { gpus: 6, tp: 4 },
+            WorkloadError::ZeroStage(4),
+            WorkloadError::QuantizedTrainingWithoutLora,
+            WorkloadError::LoraRankZero,
+            WorkloadError::LoraWithoutTraining,
+            WorkloadError::AmpWithoutTraining,
+        ];
+        for e in all {
+            let text = e.to_string();
+            assert!(!text.contains("--"), "{text}");
+            assert!(std::error::Error::source(&e).is_none());
+        }
+        let text = WorkloadError::GpusNotMultipleOfTp { gpus: 6, tp: 4 }.to_string();
+        assert!(
+            text.contains('6') && text.contains("tensor-parallel degree 4"),
+            "{text}"
+        );
     }
 }

@@ -241,7 +241,7 @@ impl GgufFile {
 /// the end of the tensor list.
 pub fn read_file(path: &Path) -> Result<GgufFile, ModelError> {
     let input = path.display().to_string();
-    let file = File::open(path).map_err(|err| ModelError::io(&input, &err))?;
+    let file = File::open(path).map_err(|err| ModelError::io(&input, err))?;
     parse(BufReader::new(file), &input)
 }
 
@@ -484,7 +484,7 @@ impl<R: Read> HeaderReader<'_, R> {
                     self.pos += n as u64;
                 }
                 Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(err) => return Err(ModelError::io(self.input, &err)),
+                Err(err) => return Err(ModelError::io(self.input, err)),
             }
         }
         Ok(())
@@ -510,7 +510,7 @@ impl<R: Read> HeaderReader<'_, R> {
         let got = (&mut self.inner)
             .take(len)
             .read_to_end(&mut buf)
-            .map_err(|err| ModelError::io(self.input, &err))?;
+            .map_err(|err| ModelError::io(self.input, err))?;
         self.pos += got as u64;
         if (got as u64) < len {
             return Err(self.truncated(what));
@@ -520,7 +520,7 @@ impl<R: Read> HeaderReader<'_, R> {
 
     fn skip(&mut self, len: u64, what: &str) -> Result<(), ModelError> {
         let got = std::io::copy(&mut (&mut self.inner).take(len), &mut std::io::sink())
-            .map_err(|err| ModelError::io(self.input, &err))?;
+            .map_err(|err| ModelError::io(self.input, err))?;
         self.pos += got;
         if got < len {
             return Err(self.truncated(what));

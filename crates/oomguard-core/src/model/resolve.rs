@@ -142,7 +142,7 @@ fn from_path(path: &Path, input: &str) -> Result<ModelShape, ModelError> {
 
 fn read_config(path: &Path, input: &str) -> Result<ModelShape, ModelError> {
     let display = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(&display, &e))?;
+    let meta = std::fs::metadata(path).map_err(|e| ModelError::io(&display, e))?;
     // A config.json is a few KiB; refuse to load something huge as one.
     if meta.len() > 16 << 20 {
         return Err(ModelError::malformed(
@@ -150,7 +150,7 @@ fn read_config(path: &Path, input: &str) -> Result<ModelShape, ModelError> {
             format!("{} bytes is too large for a config.json", meta.len()),
         ));
     }
-    let text = std::fs::read(path).map_err(|e| ModelError::io(&display, &e))?;
+    let text = std::fs::read(path).map_err(|e| ModelError::io(&display, e))?;
     let value: serde_json::Value = serde_json::from_slice(&text)
         .map_err(|e| ModelError::malformed(&display, format!("not valid JSON: {e}")))?;
     let id = path
@@ -166,7 +166,7 @@ fn from_folder(dir: &Path, input: &str) -> Result<ModelShape, ModelError> {
     let config = dir.join("config.json");
     if !config.is_file() {
         let gguf = std::fs::read_dir(dir)
-            .map_err(|e| ModelError::io(dir.display().to_string(), &e))?
+            .map_err(|e| ModelError::io(dir.display().to_string(), e))?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .find(|p| p.extension().is_some_and(|x| x == "gguf"));

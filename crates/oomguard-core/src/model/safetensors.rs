@@ -155,7 +155,7 @@ pub fn parse_header<R: Read>(
     (&mut reader)
         .take(header_len)
         .read_to_end(&mut header)
-        .map_err(|err| ModelError::io(input, &err))?;
+        .map_err(|err| ModelError::io(input, err))?;
     if (header.len() as u64) < header_len {
         return Err(ModelError::malformed(
             input,
@@ -217,7 +217,7 @@ fn read_prefix<R: Read>(
             }
             Ok(n) => got += n,
             Err(err) if err.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(err) => return Err(ModelError::io(input, &err)),
+            Err(err) => return Err(ModelError::io(input, err)),
         }
     }
     Ok(())
@@ -334,10 +334,10 @@ fn u64_list(value: &Value) -> Option<Vec<u64>> {
 /// Reads the header of the safetensors file at `path`.
 pub fn read_file(path: &Path) -> Result<SafetensorsHeader, ModelError> {
     let input = path.display().to_string();
-    let file = File::open(path).map_err(|err| ModelError::io(&input, &err))?;
+    let file = File::open(path).map_err(|err| ModelError::io(&input, err))?;
     let file_len = file
         .metadata()
-        .map_err(|err| ModelError::io(&input, &err))?
+        .map_err(|err| ModelError::io(&input, err))?
         .len();
     parse_header(file, file_len, &input)
 }
@@ -409,11 +409,11 @@ pub fn read_folder(dir: &Path) -> Result<CheckpointSummary, ModelError> {
 
 fn shards_from_index(dir: &Path, index_path: &Path) -> Result<Vec<std::path::PathBuf>, ModelError> {
     let input = index_path.display().to_string();
-    let file = File::open(index_path).map_err(|err| ModelError::io(&input, &err))?;
+    let file = File::open(index_path).map_err(|err| ModelError::io(&input, err))?;
     let mut text = String::new();
     file.take(MAX_INDEX_BYTES + 1)
         .read_to_string(&mut text)
-        .map_err(|err| ModelError::io(&input, &err))?;
+        .map_err(|err| ModelError::io(&input, err))?;
     if text.len() as u64 > MAX_INDEX_BYTES {
         return Err(ModelError::malformed(
             &input,
@@ -474,10 +474,10 @@ fn shards_from_index(dir: &Path, index_path: &Path) -> Result<Vec<std::path::Pat
 
 fn safetensors_in(dir: &Path) -> Result<Vec<std::path::PathBuf>, ModelError> {
     let input = dir.display().to_string();
-    let entries = std::fs::read_dir(dir).map_err(|err| ModelError::io(&input, &err))?;
+    let entries = std::fs::read_dir(dir).map_err(|err| ModelError::io(&input, err))?;
     let mut paths = Vec::new();
     for entry in entries {
-        let path = entry.map_err(|err| ModelError::io(&input, &err))?.path();
+        let path = entry.map_err(|err| ModelError::io(&input, err))?.path();
         // `is_file` follows symlinks: Hub cache snapshots link to blobs.
         if path.extension().is_some_and(|ext| ext == "safetensors") && path.is_file() {
             paths.push(path);

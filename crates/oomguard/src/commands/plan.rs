@@ -7,7 +7,7 @@ use crate::flags::PlanArgs;
 use crate::style::{proportional_cells, Style};
 use anyhow::{anyhow, Context};
 use oomguard_core::estimate::device_map::{
-    infer_auto_device_map, with_device_map, DeviceMap, MaxMemory,
+    infer_auto_device_map, with_device_map, DeviceMap, MaxMemory, MaxMemoryProblem,
 };
 use oomguard_core::estimate::engine::ggml::{self, GgufQuant};
 use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
@@ -16,8 +16,8 @@ use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
 use oomguard_core::estimate::{
     estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Lora, LoraTargets,
-    MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation, Workload, WorkloadRequest,
-    MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
+    MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation, Workload, WorkloadError,
+    WorkloadRequest, MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
 use oomguard_core::model::{resolve, Dtype, HubCache, ModelShape, ModelSource};
@@ -299,7 +299,14 @@ fn engine_report(
                 gpu.map(|g| usable_capacity(g.memory_bytes)),
                 workload.seq,
             )
-            .map_err(|e| anyhow!("{}: {e}", args.model))?,
+            .map_err(|e| match e {
+                llama_cpp::LlamaCppError::WeightTypeUnknown => anyhow!(
+                    "{}: llama.cpp needs the weights' type: give a .gguf file or --quant with one of {}",
+                    args.model,
+                    GgufQuant::names().join(", ")
+                ),
+                e => anyhow!("{}: {e}", args.model),
+            })?,
         ),
     })
 }
@@ -444,12 +451,37 @@ fn engine_recommendations(
     Ok(out)
 }
 
+/// The library's workload error in the words of plan's flags, which set
+/// those fields of the request.
+fn workload_error(e: WorkloadError) -> anyhow::Error {
+    match e {
+        WorkloadError::BatchZero => anyhow!("--batch must be at least 1"),
+        WorkloadError::SeqZero => anyhow!("--seq must be at least 1"),
+        WorkloadError::TooLarge { max } => anyhow!("--batch and --seq go up to {max}"),
+        WorkloadError::GpusNotMultipleOfTp { gpus, tp } => {
+            anyhow!("--gpus {gpus} is not a multiple of --tp {tp}")
+        }
+        WorkloadError::ZeroStage(zero) => anyhow!("--zero {zero}: ZeRO stages are 0 to 3"),
+        WorkloadError::QuantizedTrainingWithoutLora => anyhow!(
+            "training a quantized model needs adapters: add --lora RANK (QLoRA), or drop --quant"
+        ),
+        WorkloadError::LoraRankZero => anyhow!("--lora RANK must be at least 1"),
+        WorkloadError::LoraWithoutTraining => anyhow!("--lora describes training: add --train"),
+        WorkloadError::AmpWithoutTraining => anyhow!(
+            "--amp describes mixed-precision training: add --train (for half-precision inference use --dtype bf16 or fp16)"
+        ),
+        e => anyhow!(e),
+    }
+}
+
 pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let gpu = args.gpu.as_deref().map(target_gpu).transpose()?;
     let (shape, source) =
-        resolve(&args.model, &HubCache::from_env()).map_err(|e| anyhow!("{e}"))?;
+        // The model error names the input; `?` keeps an io error as its
+        // source, which main prints after it (`{:#}`).
+        resolve(&args.model, &HubCache::from_env())?;
     let engine = choose_engine(args, &shape)?;
-    let workload = Workload::resolve(&request(args, engine), &shape).map_err(|e| anyhow!("{e}"))?;
+    let workload = Workload::resolve(&request(args, engine), &shape).map_err(workload_error)?;
     if engine != EngineName::Hf {
         return run_engine(args, engine, &shape, &source, &workload, gpu);
     }
@@ -518,7 +550,13 @@ fn plan_device_map(spec: &str, shape: &ModelShape, w: &Workload) -> anyhow::Resu
             "--max-memory places one copy of the model over the devices it names; drop --gpus, --tp, --zero and --fsdp"
         ));
     }
-    let max = MaxMemory::parse(spec).map_err(|e| anyhow!("{e}"))?;
+    // The library names no flag; the user typed this one.
+    let max = MaxMemory::parse(spec).map_err(|e| match e.problem {
+        MaxMemoryProblem::Size(size) => {
+            anyhow::Error::new(size).context(format!("--max-memory {:?}", e.spec))
+        }
+        p => anyhow!("--max-memory {:?}: {}", e.spec, p.describe()),
+    })?;
     Ok(infer_auto_device_map(shape, w, &max))
 }
 

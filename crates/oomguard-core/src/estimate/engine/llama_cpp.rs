@@ -19,6 +19,7 @@ use super::ggml::{self, GgmlType, GgufQuant, TensorRole};
 use super::{EngineName, EngineReport};
 use crate::estimate::allocator::CUDA_CONTEXT_BYTES;
 use crate::model::{GgufLayout, ModelShape};
+use std::fmt;
 
 /// The settings llama.cpp is started with; `None` is its default.
 #[derive(Debug, Clone, Default)]
@@ -200,6 +201,30 @@ impl Load {
     }
 }
 
+/// A model llama.cpp cannot be planned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LlamaCppError {
+    /// The shape does not come from a GGUF file and the settings name no
+    /// quantization ([`LlamaCppSettings::quant`]), so the weights' ggml
+    /// type is unknown. [`GgufQuant::names`] lists the ones accepted.
+    WeightTypeUnknown,
+}
+
+impl fmt::Display for LlamaCppError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LlamaCppError::WeightTypeUnknown => write!(
+                f,
+                "llama.cpp needs the weights' type: read a .gguf file or set a quantization, one of {}",
+                GgufQuant::names().join(", ")
+            ),
+        }
+    }
+}
+
+impl std::error::Error for LlamaCppError {}
+
 /// llama.cpp loading `s` with `st` on a GPU of `capacity` bytes (already
 /// less the safety margin), or without a GPU (`None`). `default_ctx` is
 /// the context when `--ctx-size` is not given.
@@ -208,13 +233,8 @@ pub fn plan(
     st: &LlamaCppSettings,
     capacity: Option<u64>,
     default_ctx: u64,
-) -> Result<EngineReport, String> {
-    let l = layout(s, st.quant).ok_or_else(|| {
-        format!(
-            "llama.cpp needs the weights' type: give a .gguf file or --quant with one of {}",
-            GgufQuant::names().join(", ")
-        )
-    })?;
+) -> Result<EngineReport, LlamaCppError> {
+    let l = layout(s, st.quant).ok_or(LlamaCppError::WeightTypeUnknown)?;
     let n = l.layer_bytes.len() as u64;
     let ctx = st.ctx_size.unwrap_or(default_ctx).max(1);
     // llama.cpp's default -ngl offloads everything in recent builds
@@ -287,6 +307,15 @@ pub fn host_bytes_at(s: &ModelShape, st: &LlamaCppSettings, ngl: u64, ctx: u64) 
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn weight_type_error_names_no_flag() {
+        let e = super::LlamaCppError::WeightTypeUnknown;
+        let text = e.to_string();
+        assert!(!text.contains("--"), "{text}");
+        assert!(text.contains("Q4_K_M") || text.contains("q4_k_m"), "{text}");
+        assert!(std::error::Error::source(&e).is_none());
+    }
+
     use super::*;
     use crate::model::shape::from_config;
     use serde_json::json;
