@@ -702,45 +702,40 @@ fn llama_layer_share(asked: Option<u64>, room: Option<u64>) -> Option<f64> {
     (asked > 0.0 && room < asked).then_some(room / asked)
 }
 
-/// The `--n-gpu-layers` that fits: the `N` of the log's `offloaded N/M
-/// layers to GPU` scaled by `share`, rounded down; `None` when the log does
-/// not say how many layers were offloaded.
-fn llama_layers_that_fit(event: &OomEvent, share: f64) -> Option<u64> {
-    let offloaded = event.facts.llama_offload.as_ref()?.offloaded_layers?;
-    Some((f64::from(offloaded) * share).floor() as u64)
-}
-
 fn llama_layers(event: &OomEvent) -> Vec<Fix> {
     let m = &event.memory;
     let room = m.free_bytes.or(m.total_bytes);
     let share = llama_layer_share(m.requested_bytes, room);
-    let fitting = share.and_then(|s| llama_layers_that_fit(event, s));
-    let (detail, code) = match (share, m.requested_bytes) {
-        (Some(share), Some(q)) if fitting.is_some() => {
-            let n = fitting.unwrap_or(0);
+    let offloaded = event
+        .facts
+        .llama_offload
+        .as_ref()
+        .and_then(|o| o.offloaded_layers);
+    let (detail, code) = match (share, m.requested_bytes, room, offloaded) {
+        (Some(share), Some(q), Some(room), Some(offloaded)) => {
+            let n = (f64::from(offloaded) * share).floor() as u64;
             (
                 format!(
-                    "The offloaded weights need {} in one buffer; {:.0}% of {} is what they may take beside the KV cache and compute buffers, so about {:.0}% of the {} offloaded layers fit: --n-gpu-layers {n}.",
+                    "The offloaded weights need {} in one buffer; {:.0}% of {} is what they may take beside the KV cache and compute buffers, so about {:.0}% of the {offloaded} offloaded layers fit: --n-gpu-layers {n}.",
                     fs(q),
                     LLAMA_WEIGHTS_SHARE * 100.0,
-                    fs(room.unwrap_or(0)),
+                    fs(room),
                     share * 100.0,
-                    event.facts.llama_offload.as_ref().and_then(|o| o.offloaded_layers).unwrap_or(0),
                 ),
                 format!("llama-server -m model.gguf --n-gpu-layers {n}\n# or split across GPUs: --tensor-split 1,1"),
             )
         }
-        (Some(share), Some(q)) => (
+        (Some(share), Some(q), Some(room), None) => (
             format!(
                 "The offloaded weights need {} in one buffer; {:.0}% of {} is what they may take beside the KV cache and compute buffers, so about {:.0}% of the layers fit: --n-gpu-layers = floor(the N of your log's 'offloaded N/M layers to GPU' x {share:.2}).",
                 fs(q),
                 LLAMA_WEIGHTS_SHARE * 100.0,
-                fs(room.unwrap_or(0)),
+                fs(room),
                 share * 100.0
             ),
             format!("llama-server -m model.gguf --n-gpu-layers N   # N = floor(offloaded layers x {share:.2})\n# or split across GPUs: --tensor-split 1,1"),
         ),
-        (_, Some(q)) => (
+        (_, Some(q), _, _) => (
             format!("The offloaded weights need {} in one buffer and the log does not say how much the GPU has: lower --n-gpu-layers a few layers at a time (the log's 'offloaded N/M layers to GPU' gives the current N) until it loads, or pick a smaller quantization (Q4_K_M takes about a quarter of fp16).", fs(q)),
             "llama-server -m model.gguf --n-gpu-layers N   # a few below the current N; repeat until it loads\n# or split across GPUs: --tensor-split 1,1".to_string(),
         ),
@@ -968,7 +963,7 @@ mod tests {
     }
 
     #[test]
-    fn llama_layers_that_fit_scale_the_offloaded_count() {
+    fn llama_layers_scale_the_offloaded_count() {
         use crate::oom::{Device, EventFacts, Framework, LlamaOffload, MemoryFigures, Phase};
         let mut event = OomEvent {
             source: "-".into(),
@@ -981,16 +976,17 @@ mod tests {
             ranks: None,
             facts: EventFacts::default(),
         };
-        assert_eq!(llama_layers_that_fit(&event, 0.5), None);
+        event.memory.requested_bytes = Some(43_200 << 20);
+        event.memory.total_bytes = Some(24_000 << 20);
+        // Without the offloaded count, no number is made up.
+        let code = llama_layers(&event)[0].code.clone().unwrap();
+        assert!(code.contains("--n-gpu-layers N"), "{code}");
         event.facts.llama_offload = Some(LlamaOffload {
             offloaded_layers: Some(81),
             total_layers: Some(81),
             buffers: Vec::new(),
         });
         // Half of 81 layers: 40, rounded down so the 41st does not overflow.
-        assert_eq!(llama_layers_that_fit(&event, 0.5), Some(40));
-        event.memory.requested_bytes = Some(43_200 << 20);
-        event.memory.total_bytes = Some(24_000 << 20);
         let fix = &llama_layers(&event)[0];
         assert!(
             fix.code.as_deref().unwrap().contains("--n-gpu-layers 40"),

@@ -7,7 +7,6 @@
 use crate::flags::SnapshotArgs;
 use crate::style::{printable, Style};
 use anyhow::Context;
-use oomguard_core::diagnose::CauseId;
 use oomguard_core::size::format_size as fs;
 use oomguard_core::snapshot::{
     explain_snapshot, read_snapshot, DeviceFigures, DeviceReport, Moment, PoolKind, PoolUsage,
@@ -41,13 +40,6 @@ pub fn run(args: &SnapshotArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn cause_id(id: CauseId) -> String {
-    serde_json::to_value(id)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 fn pool_name(p: &PoolUsage) -> String {
@@ -206,7 +198,7 @@ fn write_device(out: &mut impl Write, d: &DeviceReport, s: &Style) -> io::Result
             "  {}. {} {}",
             i + 1,
             s.yellow(c.id.title()),
-            s.dim(&format!("[{}, {:.2}]", cause_id(c.id), c.score))
+            s.dim(&format!("[{}, {:.2}]", c.id.as_str(), c.score))
         )?;
         writeln!(out, "     {}", printable(&c.evidence))?;
         if let Some(check) = &c.check {
@@ -325,7 +317,7 @@ fn device_section(h: &mut String, d: &DeviceReport, r: &SnapshotReport) {
             h,
             "<li><b>{}</b> ({}, {:.2}): {}</li>",
             esc(c.id.title()),
-            cause_id(c.id),
+            c.id.as_str(),
             c.score,
             esc(&c.evidence)
         );
