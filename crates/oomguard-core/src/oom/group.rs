@@ -8,6 +8,7 @@
 use super::patterns::{Parsed, PartKind};
 use super::scan::ScanOptions;
 use super::{DeviceKind, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
+use std::collections::VecDeque;
 
 /// One parsed part with what the grouper needs to place it.
 pub(super) struct Found {
@@ -51,7 +52,7 @@ struct Seen {
 pub(super) struct Grouper {
     options: ScanOptions,
     pending: Option<Pending>,
-    recent: Vec<Seen>,
+    recent: VecDeque<Seen>,
     emitted: u64,
 }
 
@@ -93,7 +94,7 @@ impl Grouper {
         Grouper {
             options,
             pending: None,
-            recent: Vec::new(),
+            recent: VecDeque::new(),
             emitted: 0,
         }
     }
@@ -222,9 +223,9 @@ impl Grouper {
         let line = seen.line;
         self.recent
             .retain(|r| line.saturating_sub(r.line) <= window);
-        self.recent.push(seen);
+        self.recent.push_back(seen);
         if self.recent.len() > 64 {
-            self.recent.remove(0);
+            self.recent.pop_front();
         }
     }
 

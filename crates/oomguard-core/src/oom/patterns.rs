@@ -61,9 +61,61 @@ pub(crate) fn size_at(caps: &Captures<'_>, n: usize) -> Option<u64> {
     log_figure_to_bytes(caps.get(n)?.as_str(), caps.get(n + 1)?.as_str())
 }
 
-/// The first size `re` captures in `text` (groups 1 and 2).
+/// The first size `re` captures in `text` (groups 1 and 2), for patterns
+/// whose first number-and-unit is that size (no figure in the words before
+/// it). Reads the size from the match itself: finding a match needs only the
+/// regex's DFA, capture groups its much slower backtracker, which on a log
+/// dense with OOM lines was a sixth of the whole run.
 pub(crate) fn find_size(re: &Regex, text: &str) -> Option<u64> {
-    re.captures(text).and_then(|c| size_at(&c, 1))
+    re.find(text).and_then(|m| first_size_in(m.as_str()))
+}
+
+/// The first size in `s` spelled as [`SIZE`] spells it: digits with an
+/// optional fraction, optional whitespace, then `bytes`, `KiB`..`EiB`,
+/// `KB`..`EB` or one of `KMGTPEkmg`, tried in that order.
+pub(crate) fn first_size_in(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i + 1 < b.len() && b[i] == b'.' && b[i + 1].is_ascii_digit() {
+            i += 1;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+        let number = &s[start..i];
+        let rest = s[i..].trim_start();
+        if let Some(unit) = unit_prefix(rest) {
+            return crate::size::log_figure_to_bytes(number, unit);
+        }
+    }
+    None
+}
+
+/// The unit [`SIZE`] would read at the start of `s`.
+fn unit_prefix(s: &str) -> Option<&str> {
+    let b = s.as_bytes();
+    if s.starts_with("bytes") {
+        return Some(&s[..5]);
+    }
+    let first = *b.first()?;
+    if b"KMGTPE".contains(&first) {
+        if b.get(1) == Some(&b'i') && b.get(2) == Some(&b'B') {
+            return Some(&s[..3]);
+        }
+        if b.get(1) == Some(&b'B') {
+            return Some(&s[..2]);
+        }
+    }
+    b"KMGTPEkmg".contains(&first).then(|| &s[..1])
 }
 
 /// A whole number captured by group 1.
@@ -132,6 +184,35 @@ pub(crate) fn device_index(text: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Reading the size from the match gives what the capture groups
+        /// give, whatever surrounds it.
+        #[test]
+        fn find_size_agrees_with_the_capture_groups(
+            before in "[ a-z0-9.;(]{0,12}",
+            number in "[0-9]{1,5}(\\.[0-9]{1,3})?",
+            space in "[ \t]{0,2}",
+            unit in "(bytes|[KMGTPE]iB|[KMGTPE]B|[KMGTPEkmgx]|iB|B)",
+            after in "[ a-z0-9.;)]{0,12}",
+        ) {
+            let text = format!("{before}Tried to allocate {number}{space}{unit} free;{after}");
+            for pattern in [r"Tried\s*to\s*allocate\s*{SIZE}", r"{SIZE}\s*free\s*;"] {
+                let re = re(pattern);
+                let by_groups = re.captures(&text).and_then(|c| size_at(&c, 1));
+                prop_assert_eq!(find_size(&re, &text), by_groups, "{} in {:?}", pattern, text);
+            }
+        }
+    }
+
+    #[test]
+    fn first_size_in_skips_numbers_without_a_unit() {
+        assert_eq!(first_size_in("GPU 0; 2.50 GiB total"), Some(5 << 29));
+        assert_eq!(first_size_in("12.GiB then 3 MB"), Some(3 << 20));
+        assert_eq!(first_size_in("7 bytesize"), Some(7));
+        assert_eq!(first_size_in("no size"), None);
+    }
 
     #[test]
     fn device_index_in_the_ways_tools_write_it() {

@@ -10,10 +10,12 @@
 //! Field mapping follows docs/reference.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
-use crate::oom::patterns::{device_index, find_size, find_u64, message_from, re, size_at, Parsed};
+use crate::oom::patterns::{
+    device_index, find_size, find_u64, first_size_in, message_from, re, size_at, Parsed,
+};
 use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, ProcessMemory, PyTorchEra};
 use aho_corasick::AhoCorasick;
-use regex::{Captures, Regex};
+use regex::{Match, Regex};
 use std::sync::LazyLock;
 
 /// Phrases one of which every message this family reads contains.
@@ -125,7 +127,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if let Some(c) = p.key.captures(text) {
         // Without figures, only a message that stands as an error counts:
         // "CUDA out of memory" inside a help text or a sentence is not one.
-        let has_figures = p.requested.is_match(text) || p.absurd.is_match(text);
+        let has_figures = p.requested.is_match(text) || is_absurd(text);
         if !has_figures && !stands_as_error(text, c.get(0)?.start()) {
             return None;
         }
@@ -267,20 +269,22 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     let m = &mut parsed.memory;
     // Each figure's pattern runs only where its words are: the patterns open
     // with a number, which no literal search can skip to.
-    let captures = |needle: &str, re: &'static Regex| {
+    // The size is read from the match (`first_size_in`): capture groups
+    // would cost a backtracking pass per figure.
+    let found = |needle: &str, re: &'static Regex| {
         if text.contains(needle) {
-            re.captures(text)
+            re.find(text)
         } else {
             None
         }
     };
-    let figure = |c: &Option<Captures<'_>>| c.as_ref().and_then(|c| size_at(c, 1));
-    let size = |needle: &str, re: &'static Regex| figure(&captures(needle, re));
+    let figure = |m: &Option<Match<'_>>| m.and_then(|m| first_size_in(m.as_str()));
+    let size = |needle: &str, re: &'static Regex| figure(&found(needle, re));
     // The phrases that also date the message (see `era`) are matched once.
-    let cached = captures("cached", &p.cached);
-    let unallocated = captures("unallocated", &p.reserved_unallocated);
-    let reserved_total = captures("in total", &p.reserved_total);
-    let total_v2 = captures("capac", &p.total_v2);
+    let cached = found("cached", &p.cached);
+    let unallocated = found("unallocated", &p.reserved_unallocated);
+    let reserved_total = found("in total", &p.reserved_total);
+    let total_v2 = found("capac", &p.total_v2);
     m.requested_bytes = size("allocate", &p.requested);
     m.total_bytes = figure(&total_v2).or_else(|| size("capac", &p.total_v1));
     m.free_bytes = size("is free", &p.free_v2).or_else(|| size("free", &p.free_v1));
@@ -313,11 +317,20 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
             reserved_total.is_some(),
             total_v2.is_some() || unallocated.is_some(),
         )),
-        alloc_conf_var: p.alloc_conf.captures(text).map(|c| c[1].to_string()),
-        absurd_request: p.absurd.is_match(text),
+        alloc_conf_var: if text.contains("ALLOC_CONF") {
+            p.alloc_conf.captures(text).map(|c| c[1].to_string())
+        } else {
+            None
+        },
+        absurd_request: is_absurd(text),
         ..EventFacts::default()
     };
     parsed
+}
+
+/// PyTorch's message for a request of 1 EB or more, which prints no size.
+fn is_absurd(text: &str) -> bool {
+    text.contains("EB") && P.absurd.is_match(text)
 }
 
 /// Cuts what follows the caching allocator's message on the same logical
