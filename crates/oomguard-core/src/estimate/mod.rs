@@ -65,6 +65,21 @@ fn share(bytes: u64, parts: u64) -> u64 {
     bytes.div_ceil(parts.max(1))
 }
 
+/// One rank's part of the LoRA adapters: split over TP like the layers they
+/// sit on, and under ZeRO-3 / FSDP sharded over data parallelism with every
+/// other parameter (FSDP flattens all of a wrapped module's parameters,
+/// trainable or frozen, into the shards it all-gathers: torch FSDP
+/// `FlatParamHandle`, FSDP2 `fully_shard`; DeepSpeed stage 3 partitions
+/// every parameter).
+fn adapter_share(adapter_bytes: u64, tp: u64, dp: u64, zero: u8) -> u64 {
+    let per_tp = share(adapter_bytes, tp);
+    if zero >= 3 {
+        share(per_tp, dp)
+    } else {
+        per_tp
+    }
+}
+
 /// Estimates one GPU's memory for `w` on `s`.
 pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     let tp = w.tp.max(1);
@@ -87,7 +102,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         None => (0, 0, 0),
     };
     if let Some(t) = &state {
-        weights += share(t.adapter_bytes, tp);
+        weights += adapter_share(t.adapter_bytes, tp, dp, zero);
     }
     if zero >= 1 {
         optimizer = share(optimizer, dp);
@@ -267,5 +282,14 @@ mod tests {
         };
         assert_eq!(per(amp.precision), 16.0);
         assert_eq!(per(bf16.precision), 8.0);
+    }
+
+    #[test]
+    fn fsdp_shards_the_adapters_with_the_base() {
+        // 8 GPUs of data parallelism: ZeRO-3 keeps an eighth, ZeRO-2 all of it.
+        assert_eq!(adapter_share(800, 1, 8, 3), 100);
+        assert_eq!(adapter_share(800, 1, 8, 2), 800);
+        // TP 2 x DP 4 under FSDP.
+        assert_eq!(adapter_share(800, 2, 4, 3), 100);
     }
 }
