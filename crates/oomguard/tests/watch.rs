@@ -392,6 +392,15 @@ fn wait_for(port: u16, what: &str, want: impl Fn(&str) -> bool) -> String {
     }
 }
 
+/// Waits (at most 20 s) until the file holds `needle`.
+fn wait_for_text(file: &std::path::Path, what: &str, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(file).is_ok_and(|t| t.contains(needle)) {
+        assert!(Instant::now() < deadline, "never saw {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Killed(std::process::Child);
 
 impl Drop for Killed {
@@ -434,6 +443,9 @@ fn a_failing_or_hung_source_marks_the_data_stale_and_the_exporter_lives_on() {
         r.starts_with("HTTP/1.1 503")
     });
     assert!(body_of(&first).contains("no sample yet"), "{first}");
+    // The hang must be seen before the source recovers: on a loaded machine
+    // the stand-in may start only after the mode has changed.
+    wait_for_text(&stderr, "the first outage", "sampling failed");
     std::fs::write(&mode, "ok").unwrap();
     let fresh = wait_for(port, "a fresh sample", |r| r.contains("oomguard_up 1"));
     let text = body_of(&fresh);
