@@ -81,16 +81,14 @@ fn collected_measurements_are_within_tolerance() {
     assert_all_within("plan/collected_measured.jsonl", 10);
 }
 
-/// The corpus of published measurements (dev and held-out rows): every
-/// scored row is run; the rows outside their tolerance must be exactly the
-/// ones `corpus_misses.txt` lists with the reason, so a new miss fails here
-/// and a fixed one must be taken off the list. The README's table and
-/// `scripts/plan-validation.py` report them.
-#[test]
-fn corpus_measurements_hold_or_are_listed_misses() {
-    let (n, misses) = validate("plan/corpus_measured.jsonl");
-    assert!(n >= 100, "only {n} rows scored");
-    let listed = std::fs::read_to_string(fixture("plan/corpus_misses.txt")).unwrap();
+/// Every scored row of `rel` is run; the rows outside their tolerance must
+/// be exactly the ones `misses_rel` lists with the reason, so a new miss
+/// fails here and a fixed one must be taken off the list. The README's
+/// table and `scripts/plan-validation.py` report them.
+fn assert_misses_are_listed(rel: &str, misses_rel: &str, at_least: usize) {
+    let (n, misses) = validate(rel);
+    assert!(n >= at_least, "{rel}: only {n} rows scored");
+    let listed = std::fs::read_to_string(fixture(misses_rel)).unwrap();
     let listed: std::collections::BTreeSet<&str> = listed
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
@@ -111,7 +109,24 @@ fn corpus_measurements_hold_or_are_listed_misses() {
     );
     assert!(
         fixed.is_empty(),
-        "rows now within tolerance, take them off corpus_misses.txt: {fixed:?}"
+        "rows now within tolerance, take them off {misses_rel}: {fixed:?}"
+    );
+}
+
+/// The corpus of published measurements (dev and held-out rows).
+#[test]
+fn corpus_measurements_hold_or_are_listed_misses() {
+    assert_misses_are_listed("plan/corpus_measured.jsonl", "plan/corpus_misses.txt", 100);
+}
+
+/// Published training peaks (full fine-tuning, LoRA, QLoRA) collected for
+/// the training rules, dev and held-out rows.
+#[test]
+fn training_measurements_hold_or_are_listed_misses() {
+    assert_misses_are_listed(
+        "plan/corpus_measured_training.jsonl",
+        "plan/corpus_training_misses.txt",
+        12,
     );
 }
 
