@@ -102,6 +102,17 @@ fn breadth_measurements_hold_or_are_listed_misses() {
     );
 }
 
+/// Published training peaks (full fine-tuning, LoRA, QLoRA) collected for
+/// the training rules, dev and held-out rows.
+#[test]
+fn training_measurements_hold_or_are_listed_misses() {
+    assert_misses_are_listed(
+        "plan/corpus_measured_training.jsonl",
+        "plan/corpus_training_misses.txt",
+        12,
+    );
+}
+
 /// Fails when a row of `rel` is outside its tolerance without being listed
 /// in `misses_rel`, or listed while within it.
 fn assert_misses_are_listed(rel: &str, misses_rel: &str, at_least: usize) {

@@ -38,7 +38,7 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     elems += h + if s.gated_mlp || s.moe.is_some() {
         4 * i
     } else {
-        2 * i
+        plain_mlp_saved_widths(s) * i
     };
     bytes += elems * e;
     if s.dropout {
@@ -61,6 +61,26 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
         bytes += s.heads * w.seq * per_head;
     }
     bytes
+}
+
+/// Tensors of the intermediate width a plain (non-gated) MLP keeps per
+/// token for backward, by the activation its family's Hugging Face code
+/// applies (the config's `activation_function` / `hidden_act` default).
+/// A native GELU keeps its input, and the next linear its output (2).
+/// `gelu_new` (`NewGELUActivation`, the default of GPT-2, GPT-J, GPT-Neo
+/// and CodeGen) is the tanh formula written out in Python, so autograd
+/// keeps x, tanh(..), 1 + tanh(..) and 0.5·x besides the output (5;
+/// measured with torch's saved-tensor hooks: 4 input-sized tensors against
+/// 1 for `gelu` and `gelu_pytorch_tanh`). Phi-1/1.5/2 also default to
+/// `gelu_new` in transformers but run the native tanh GELU in LitGPT, where
+/// their published peaks come from; they stay at 2. ReLU (OPT) keeps only
+/// its output, the very tensor the next linear keeps (1).
+fn plain_mlp_saved_widths(s: &ModelShape) -> u64 {
+    match s.architecture.as_str() {
+        "gpt2" | "gptj" | "gpt_neo" | "codegen" => 5,
+        "opt" => 1,
+        _ => 2,
+    }
 }
 
 /// Layers that run per token: decoder layers, plus the encoder's.
@@ -150,6 +170,15 @@ mod tests {
             training_bytes_per_token_per_layer(&s, &Workload::resolve(&req, &s).unwrap())
         };
         (per(Attention::Eager) - per(Attention::Sdpa)) / (s.heads * 256)
+    }
+
+    #[test]
+    fn plain_mlps_keep_what_their_activation_saves() {
+        let widths = |m| plain_mlp_saved_widths(&catalog::shape(m).unwrap());
+        // gelu_new written out in Python, ReLU, a native GELU.
+        assert_eq!(widths("gpt2-large"), 5);
+        assert_eq!(widths("facebook/opt-350m"), 1);
+        assert_eq!(widths("EleutherAI/pythia-410m-deduped"), 2);
     }
 
     #[test]

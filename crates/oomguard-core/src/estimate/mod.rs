@@ -126,6 +126,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         (bytes as f64 * f) as u64
     };
     let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
+    let dequantized = share(weights::dequantized_weight_bytes(s, w), tp);
     let (activations, temporary) = if w.train {
         let acts = tp_activation(activations::training_activations(s, w))
             .saturating_add(share(activations::training_logits(s, w), tp));
@@ -153,16 +154,29 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             acts,
             autocast
                 .saturating_add(layer_grads)
-                .saturating_add(gathered),
+                .saturating_add(gathered)
+                .saturating_add(dequantized),
         )
     } else {
-        (tp_activation(activations::inference_activations(s, w)), 0)
+        (
+            tp_activation(activations::inference_activations(s, w)),
+            dequantized,
+        )
     };
     // Saturating: an absurd --batch or --seq gives "more than any GPU", not
     // an overflow.
-    let allocated = [weights, gradients, optimizer, activations, kv, temporary]
-        .iter()
-        .fold(0u64, |a, b| a.saturating_add(*b));
+    let allocated = if w.train {
+        training_state::step_peak(
+            weights.saturating_add(optimizer),
+            gradients,
+            activations,
+            temporary.saturating_add(kv),
+        )
+    } else {
+        [weights, gradients, optimizer, activations, kv, temporary]
+            .iter()
+            .fold(0u64, |a, b| a.saturating_add(*b))
+    };
     let churn = activations.saturating_add(temporary).saturating_add(kv);
     let reserved = allocator::reserved_peak(allocated, churn);
     MemoryBreakdown {

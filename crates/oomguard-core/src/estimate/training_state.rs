@@ -61,6 +61,22 @@ pub fn state_bytes_per_param(opt: Optimizer, state_dtype: Dtype) -> f64 {
     }
 }
 
+/// The allocator's peak over one training step from its parts.
+///
+/// The gradients and the activations saved for backward are never whole at
+/// the same time: Hugging Face's Trainer calls `model.zero_grad()` after
+/// every optimizer step, which frees the gradients since PyTorch 2.0
+/// (`set_to_none=True` by default), so the forward starts without them;
+/// backward then allocates each layer's gradients while it frees that
+/// layer's saved activations. The total moves from "all activations" at the
+/// start of backward to "all gradients" at the optimizer step, so the peak
+/// is the larger end, plus what stays through both (weights, optimizer
+/// states) and the short-lived buffers of either phase.
+pub fn step_peak(stay: u64, gradients: u64, activations: u64, transient: u64) -> u64 {
+    stay.saturating_add(gradients.max(activations))
+        .saturating_add(transient)
+}
+
 pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
     if !w.train {
         return None;
@@ -97,5 +113,19 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 },
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_peaks_at_the_larger_of_gradients_and_activations() {
+        // Few activations (checkpointing): the optimizer step decides.
+        assert_eq!(step_peak(100, 40, 10, 5), 145);
+        // Many activations (long sequences): the start of backward decides.
+        assert_eq!(step_peak(100, 40, 90, 5), 195);
+        assert_eq!(step_peak(u64::MAX, 1, 1, 1), u64::MAX);
     }
 }

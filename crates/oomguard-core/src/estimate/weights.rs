@@ -3,7 +3,7 @@
 //! else (embeddings, norms, output head) left in 16 bits, as bitsandbytes
 //! and the GPTQ/AWQ loaders leave them.
 
-use super::linears::linear_params;
+use super::linears::{linear_params, linears};
 use super::workload::{Quant, Workload};
 use crate::model::{Dtype, ModelShape};
 
@@ -39,5 +39,54 @@ pub fn weights_bytes(s: &ModelShape, w: &Workload) -> u64 {
             };
             (quantized as f64 * quantized_bytes_per_param(q)) as u64 + rest * rest_dtype.bytes()
         }
+    }
+}
+
+/// Bytes of the full-precision copy a 4-bit linear's weight is dequantized
+/// to while it computes: bitsandbytes' `MatMul4Bit` runs
+/// `F.linear(A, dequantize_4bit(B, quant_state).to(A.dtype).t())` in forward
+/// and dequantizes again for the input's gradient in backward
+/// (bitsandbytes/autograd/_functions.py), one linear at a time, so the
+/// largest quantized linear at the compute dtype is alive at the peak. The
+/// other schemes compute from the quantized weights (LLM.int8's int8
+/// matmul, GPTQ/AWQ and FP8 kernels).
+pub fn dequantized_weight_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if w.quant != Some(Quant::Nf4) {
+        return 0;
+    }
+    let largest = linears(s)
+        .iter()
+        .map(|l| l.inputs.saturating_mul(l.outputs))
+        .max()
+        .unwrap_or(0);
+    largest.saturating_mul(w.activation_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::estimate::WorkloadRequest;
+    use crate::model::catalog;
+
+    #[test]
+    fn nf4_dequantizes_the_largest_linear_at_the_compute_dtype() {
+        let s = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let with = |quant| {
+            let req = WorkloadRequest {
+                train: true,
+                quant,
+                dtype: Some(Dtype::Bf16),
+                lora: Some(crate::estimate::Lora {
+                    rank: 8,
+                    targets: crate::estimate::LoraTargets::Qv,
+                }),
+                ..WorkloadRequest::default()
+            };
+            dequantized_weight_bytes(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        // The 14336 x 4096 MLP projections in bf16.
+        assert_eq!(with(Some(Quant::Nf4)), 14336 * 4096 * 2);
+        assert_eq!(with(Some(Quant::Int8)), 0);
+        assert_eq!(with(None), 0);
     }
 }
