@@ -407,6 +407,15 @@ fn corpus_fresh() {
     run_cases("oom/corpus_fresh.jsonl");
 }
 
+/// Real OOM texts collected to measure the cause rules (host memory,
+/// container limits, MPS, serving engines, library pools), labelled before
+/// any rule was written from them; rows that still fail are marked
+/// `known_gap`.
+#[test]
+fn corpus_dev_causes() {
+    run_cases("oom/corpus_dev_causes.jsonl");
+}
+
 #[test]
 fn collected_texts_without_oom() {
     run_not_oom("oom/collected_not_oom.jsonl");

@@ -32,6 +32,38 @@ fn cached_free_score(share: Option<f64>) -> f64 {
     }
 }
 
+/// The largest request PyTorch's caching allocator serves from its small
+/// pool (CUDACachingAllocator.cpp kSmallSize, 1 MiB; small blocks live in
+/// 2 MiB segments, kSmallBuffer). The cached-but-free figure is mostly the
+/// large pool's, which never serves these requests.
+const SMALL_POOL_MAX: u64 = 1 << 20;
+/// The segment the allocator reserves for requests of 1-10 MiB
+/// (CUDACachingAllocator.cpp kLargeBuffer, 20 MiB): the slack a single
+/// partly used segment can hold without anything being wrong.
+const LARGE_SEGMENT: u64 = 20 << 20;
+
+/// Whether cached-but-free bytes at least as large as the request point at
+/// fragmentation, and how strongly. The allocator splits a cached block for
+/// a request and keeps remainders over 1 MiB as free blocks
+/// (`should_split`; blocks of `max_split_size_mb` or more are never split),
+/// then frees every unsplit segment and retries before raising: what stays
+/// cached but free lies in partly used segments. A single partly used
+/// segment holds up to a large segment of slack, so cached-free bytes
+/// exceeding the request by less than that are the allocator's ordinary
+/// slack on a full device, not memory lost to fragmentation; and a request
+/// from the small pool cannot use the large pool's cached bytes at all.
+/// Beyond that, the share of the device decides (`cached_free_score`).
+fn fragmentation_strength(cf: u64, q: u64, share: Option<f64>) -> Option<f64> {
+    if q <= SMALL_POOL_MAX || cf < q || cf == 0 {
+        return None;
+    }
+    let score = cached_free_score(share);
+    if cf - q < LARGE_SEGMENT {
+        return Some(score.min(0.45));
+    }
+    Some(score)
+}
+
 /// Fragmentation: the cache holds enough free bytes, but not in one block.
 pub(super) fn fragmentation(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let m = &event.memory;
@@ -40,13 +72,13 @@ pub(super) fn fragmentation(r: &mut Ranking, event: &OomEvent, acc: &Accounting)
     };
     let total = m.total_bytes;
     let reserved = m.reserved_bytes.unwrap_or(0);
-    if cf >= q && cf > 0 {
+    let share = total.map(|t| cf as f64 / t.max(1) as f64);
+    if let Some(score) = fragmentation_strength(cf, q, share) {
         // The caching allocator frees every unsplit cached segment and
         // retries before it raises (CUDACachingAllocator.cpp `malloc`:
         // release_available_cached_blocks, then release_cached_blocks),
         // so what the message still counts as cached but free lies in
         // segments partly in use: enough bytes, in pieces.
-        let score = cached_free_score(total.map(|t| cf as f64 / t.max(1) as f64));
         r.add_checked(
             CauseId::Fragmentation,
             score,
@@ -367,5 +399,25 @@ mod tests {
         let mut r = Ranking::new();
         tensorflow_pool(&mut r, &pool(4 * GIB));
         assert_eq!(r.top(), Some(CauseId::Fragmentation));
+    }
+
+    #[test]
+    fn cached_bytes_just_above_the_request_or_for_the_small_pool_are_slack() {
+        // The small pool never uses the large pool's cached bytes.
+        assert_eq!(
+            fragmentation_strength(100 * MIB, 512 << 10, Some(0.1)),
+            None
+        );
+        // Less than a large segment beyond the request: ordinary slack.
+        assert_eq!(
+            fragmentation_strength(210 * MIB, 200 * MIB, Some(0.06)),
+            Some(0.45)
+        );
+        // Far beyond it, the share decides.
+        assert_eq!(
+            fragmentation_strength(8 * GIB, 6 * GIB, Some(0.3)),
+            Some(0.85)
+        );
+        assert_eq!(fragmentation_strength(MIB, 2 * MIB, Some(0.3)), None);
     }
 }

@@ -1,8 +1,9 @@
-//! The host: the kernel's OOM killer, host RAM the CPU allocator could not
-//! get, and a container's memory limit.
+//! The host: the kernel's OOM killer, host RAM the CPU allocator (or
+//! numpy, or a ggml CPU buffer) could not get, a serving engine's check of
+//! the system's memory, and a container's memory limit.
 
 use super::{sizes, CauseId, Ranking};
-use crate::oom::OomEvent;
+use crate::oom::{OomEvent, Phase};
 use crate::size::format_size as fs;
 
 /// The host ran out: the killer or the CPU allocator says so; a stated
@@ -26,20 +27,108 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
             event.facts.call.as_deref().unwrap_or("the process")
         )
     } else {
-        match event.memory.requested_bytes {
-            Some(q) => format!("the CPU allocator could not get {} of host RAM", fs(q)),
-            None => "the CPU allocator ran out of host RAM".into(),
+        match (event.memory.requested_bytes, numpy_shape(&event.message)) {
+            (Some(q), Some(shape)) => format!(
+                "numpy could not get {} of host RAM for one array of shape {shape}: the machine (or the process's limit) has less free",
+                fs(q)
+            ),
+            (Some(q), None) => format!("the CPU allocator could not get {} of host RAM", fs(q)),
+            (None, _) => "the CPU allocator ran out of host RAM".into(),
         }
     };
     r.add(CauseId::HostMemory, 0.85, evidence);
 }
 
-/// The reason a container runtime gives a container the kernel killed in
-/// its memory cgroup: Kubernetes' container status (`Reason: OOMKilled`,
-/// "Assign Memory Resources to Containers and Pods": a container that
-/// exceeds its memory limit is terminated) and `docker inspect`'s
-/// `State.OOMKilled`.
-const CONTAINER_KILLED: &str = "OOMKilled";
+/// How numpy words a failed array allocation (numpy `_ArrayMemoryError`:
+/// "Unable to allocate {size} for an array with shape {shape} and data type
+/// {dtype}"): the shape and dtype the program asked for.
+pub(super) const NUMPY_ARRAY: &str = "for an array with shape ";
+
+/// The shape numpy printed, `(753, 536, 536)`.
+fn numpy_shape(message: &str) -> Option<&str> {
+    let at = message.find(NUMPY_ARRAY)? + NUMPY_ARRAY.len();
+    let rest = &message[at..];
+    let end = rest.find(')')?;
+    rest.starts_with('(').then(|| &rest[..=end])
+}
+
+/// How Ollama refuses a model its system-memory check finds too large
+/// before loading it (ollama `llm/server.go`: "model requires more system
+/// memory (X) than is available (Y)").
+const SYSTEM_MEMORY_CHECK: &str = "requires more system memory";
+
+/// A serving engine's own check of the host's memory at model load: the
+/// model (weights not offloaded, and its context) needs more RAM than is
+/// free. Returns true when it applied.
+pub(super) fn system_memory_check(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.message.contains(SYSTEM_MEMORY_CHECK) {
+        return false;
+    }
+    r.add_checked(
+        CauseId::HostMemory,
+        0.85,
+        "the engine checked the system's memory before loading and found less free than the model needs: host RAM, not the GPU, is short",
+        Some("free -g (and the container's memory limit) against the size the message asks for; ollama ps shows what is loaded"),
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.6,
+        "a smaller model or quantization, or a shorter context (num_ctx), lowers what it needs",
+    );
+    true
+}
+
+/// ggml's CPU backend (llama.cpp, Ollama) could not get a host buffer
+/// (`ggml_backend_cpu_buffer_type_alloc_buffer`, `failed to allocate CPU
+/// buffer`): the layers kept on the CPU, or the context, in host RAM.
+const GGML_HOST_BUFFER: &[&str] = &["cpu_buffer_type_alloc_buffer", "allocate CPU buffer"];
+
+/// A ggml host buffer that could not be allocated. Returns true when it
+/// applied.
+pub(super) fn ggml_host_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !GGML_HOST_BUFFER.iter().any(|w| event.message.contains(w)) {
+        return false;
+    }
+    let what = match event.memory.requested_bytes {
+        Some(q) => format!("a {} buffer", fs(q)),
+        None => "a buffer".into(),
+    };
+    r.add_checked(
+        CauseId::HostMemory,
+        0.85,
+        format!("ggml's CPU backend could not get {what} in host RAM: the layers left on the CPU (or the context) need more RAM than is free"),
+        Some("free -g while it loads: little available memory (or a low container limit) confirms it"),
+    );
+    if event.phase == Phase::ModelLoad {
+        r.add(
+            CauseId::ModelTooLarge,
+            0.6,
+            "a smaller quantization, or more layers offloaded to the GPU, leaves less in host RAM",
+        );
+    } else {
+        r.add(
+            CauseId::KvCache,
+            0.6,
+            "a shorter context (-c / num_ctx) shrinks the KV cache and compute buffers kept in host RAM",
+        );
+    }
+    true
+}
+
+/// How a container runtime or a scheduler says the kernel killed a
+/// container in its memory cgroup: Kubernetes' container status (`Reason:
+/// OOMKilled`, "Assign Memory Resources to Containers and Pods": a container
+/// that exceeds its memory limit is terminated), `docker inspect`'s
+/// `State.OOMKilled`, runc's "container init was OOM-killed (memory limit
+/// too low?)", the kernel's own "Memory cgroup out of memory", and a
+/// scheduler's "exceeded the request memory" (OpenPAI).
+const CONTAINER_KILLED: &[&str] = &[
+    "OOMKilled",
+    "OOM-killed",
+    "Memory cgroup out of memory",
+    "memory limit too low",
+    "exceeded the request memory",
+];
 
 /// The container's limit ran out, not the machine: the OOM killer with a
 /// cgroup limit in the text, or a runtime reporting the container killed.
@@ -56,7 +145,7 @@ fn container_limit(r: &mut Ranking, event: &OomEvent) {
             format!("the container's memory cgroup is capped at {} and reached it: the limit, not the machine, ran out", fs(limit)),
             check,
         );
-    } else if event.message.contains(CONTAINER_KILLED) {
+    } else if CONTAINER_KILLED.iter().any(|w| event.message.contains(w)) {
         r.add_checked(
             CauseId::MemoryCap,
             0.88,
@@ -110,5 +199,67 @@ mod tests {
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert_eq!(r.score(CauseId::HostMemory), Some(0.85));
+    }
+
+    #[test]
+    fn a_numpy_array_names_its_shape_and_is_host_memory_first() {
+        let mut e = pytorch(0, 926 << 30, 0);
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.memory.total_bytes = None;
+        e.memory.free_bytes = None;
+        e.message = "numpy.core._exceptions.MemoryError: Unable to allocate 926. GiB for an array with shape (6794880, 36601) and data type float32".into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert!(
+            r.0[0].evidence.contains("(6794880, 36601)"),
+            "{}",
+            r.0[0].evidence
+        );
+        assert_eq!(r.score(CauseId::InvalidSize), Some(0.6));
+        assert_eq!(numpy_shape("for an array with shape (3,"), None);
+    }
+
+    #[test]
+    fn an_engine_s_system_memory_check_is_host_memory() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message =
+            "Error: model requires more system memory (164.8 GiB) than is available (13.4 GiB)"
+                .into();
+        let mut r = Ranking::new();
+        assert!(system_memory_check(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        e.message = "CUDA out of memory".into();
+        assert!(!system_memory_check(&mut Ranking::new(), &e));
+    }
+
+    #[test]
+    fn a_ggml_cpu_buffer_is_host_memory_then_the_model_or_the_context() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message = "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 437944320".into();
+        e.phase = Phase::ModelLoad;
+        let mut r = Ranking::new();
+        assert!(ggml_host_buffer(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.6));
+        e.phase = Phase::Unknown;
+        let mut r = Ranking::new();
+        ggml_host_buffer(&mut r, &e);
+        assert_eq!(r.score(CauseId::KvCache), Some(0.6));
+    }
+
+    #[test]
+    fn runc_and_the_kernel_name_a_container_limit_too() {
+        for text in [
+            "container init was OOM-killed (memory limit too low?)",
+            "Memory cgroup out of memory: Killed process 4242 (python)",
+        ] {
+            let mut e = event(Framework::Other, MemoryFigures::default());
+            e.facts.kind = crate::oom::EventKind::OomKill;
+            e.message = text.into();
+            let mut r = Ranking::new();
+            host(&mut r, &e);
+            assert_eq!(r.top(), Some(CauseId::MemoryCap), "{text}");
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! Libraries that allocate outside the framework's cache: cuBLAS, cuDNN
 //! and NCCL, whose failures to start share one status with a broken set-up;
-//! and Triton kernels that ask for more on-chip shared memory than the GPU
+//! the RAPIDS pools (RMM) and the allocators that bypass them; several
+//! models served from one device; ggml's backends; and Triton kernels that ask for more on-chip shared memory than the GPU
 //! has, and XLA programs that overflow a TPU core's on-chip memory spaces,
 //! neither of which is device memory at all.
 
 use super::{CauseId, Ranking};
-use crate::oom::{Framework, OomEvent, SharedMemoryLimit};
+use crate::oom::{Framework, OomEvent, Phase, SharedMemoryLimit};
 use crate::size::format_size as fs;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// The rules of the library that failed.
 pub(super) fn library(r: &mut Ranking, event: &OomEvent) {
@@ -39,11 +42,20 @@ fn cublas(r: &mut Ranking, event: &OomEvent) {
     // status: a differential, each with its check.
     r.undecided();
     let call = event.facts.call.as_deref().unwrap_or("a cuBLAS call");
-    r.add(
-        CauseId::BatchTooLarge,
-        0.5,
-        format!("{call} needs memory for its handle and workspace outside the framework's cache: the framework's tensors had filled the GPU"),
-    );
+    if matches!(event.phase, Phase::ModelLoad | Phase::Startup) {
+        // No batch has run yet: what filled the device is the model.
+        r.add(
+            CauseId::ModelTooLarge,
+            0.5,
+            format!("{call} failed during {}, before any batch: the weights already on the device left no room for its handle and workspace", event.phase.describe()),
+        );
+    } else {
+        r.add(
+            CauseId::BatchTooLarge,
+            0.5,
+            format!("{call} needs memory for its handle and workspace outside the framework's cache: the framework's tensors had filled the GPU"),
+        );
+    }
     r.add(
         CauseId::OtherProcesses,
         0.45,
@@ -122,6 +134,149 @@ fn nccl(r: &mut Ranking, event: &OomEvent) {
         0.3,
         "another process on the GPU shrinks what NCCL can get",
     );
+}
+
+/// What RMM (the RAPIDS memory manager under cuDF, cuML, cuGraph and
+/// dask-cuda) says when its pool reached the `maximum_pool_size` it was
+/// created with (rmm `pool_memory_resource.hpp`: the pool throws
+/// `out_of_memory` "Maximum pool size exceeded" when it cannot grow).
+const RMM_POOL_AT_MAXIMUM: &str = "Maximum pool size exceeded";
+/// RMM's resource without a pool: every allocation is a plain `cudaMalloc`
+/// (rmm `cuda_memory_resource.hpp`), so a failure means the device itself
+/// had no room left for an allocation of this process.
+const RMM_WITHOUT_POOL: &str = "cuda_memory_resource";
+/// Allocators that bypass a RAPIDS pool in the same process: Thrust's
+/// default allocator (`parallel_for failed: out of memory`, as XGBoost and
+/// cuML kernels print it) and numba's driver calls (`Call to cuMemAlloc
+/// results in CUDA_ERROR_OUT_OF_MEMORY`).
+const OUTSIDE_THE_POOL: &[&str] = &[
+    "parallel_for failed: out of memory",
+    "Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY",
+];
+
+/// Words that put a RAPIDS pool in the process: RMM itself, cuDF, or a
+/// dask worker (dask-cuda gives each worker an RMM pool when asked, with
+/// `rmm_pool_size`). Without them, numba or Thrust failing says nothing of
+/// a pool.
+const RAPIDS_IN_THE_PROCESS: &[&str] =
+    &["rmm", "RMM", "cudf", "cuDF", "dask", "distributed/worker"];
+
+/// The RAPIDS family (RMM pools, numba, Thrust), from the words of its own
+/// errors: which pool or allocator failed says more than the missing
+/// figures. Returns true when it applied.
+pub(super) fn rapids_pools(r: &mut Ranking, event: &OomEvent) -> bool {
+    let text = &event.message;
+    let pool_check = Some("the pool the program creates (rmm.reinitialize(pool_allocator=True, maximum_pool_size=...), LocalCUDACluster(rmm_pool_size=...)) against nvidia-smi --query-compute-apps=pid,used_memory --format=csv");
+    if text.contains(RMM_POOL_AT_MAXIMUM) {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.7,
+            "RMM's pool reached the maximum size it was created with (maximum_pool_size), not the device's: the pool's cap refused the allocation",
+            pool_check,
+        );
+        r.add(
+            CauseId::LeftoverTensors,
+            0.5,
+            "what the pool holds is still referenced (dataframes or series kept alive, an exception that keeps its frame's buffers): a full pool with a small request means memory not given back",
+        );
+    } else if text.contains(RMM_WITHOUT_POOL) {
+        r.add_checked(
+            CauseId::OtherProcesses,
+            0.55,
+            "RMM allocates straight from the driver here (no pool), so the device itself was full: another process (a second notebook kernel, a dask worker) holds it",
+            Some(process_lister(event)),
+        );
+        r.add(
+            CauseId::NonFrameworkMemory,
+            0.45,
+            "another allocator in this process (a pool created by another library, CuPy's or PyTorch's cache) may hold the GPU",
+        );
+        r.add(
+            CauseId::NotMemory,
+            0.4,
+            "if even an empty input fails, the CUDA set-up (driver, toolkit, a corrupted context) is at fault, not the data",
+        );
+    } else if OUTSIDE_THE_POOL.iter().any(|w| text.contains(w))
+        && RAPIDS_IN_THE_PROCESS.iter().any(|w| text.contains(w))
+    {
+        r.add_checked(
+            CauseId::NonFrameworkMemory,
+            0.55,
+            "an allocator outside the RAPIDS pool (Thrust's inside XGBoost or cuML, numba's cuMemAlloc) failed: when an RMM pool (rmm_pool_size, pool_allocator=True) reserves most of the GPU up front, allocations that bypass it find only the rest",
+            pool_check,
+        );
+        r.add(
+            CauseId::MemoryCap,
+            0.45,
+            "a smaller pool (or routing these allocations through RMM: rmm_cupy_allocator, numba's RMM EMM plugin, XGBoost's use_rmm) leaves them room",
+        );
+        r.add(
+            CauseId::OtherProcesses,
+            0.42,
+            "another process, or another dask worker on the same GPU, holds the rest",
+        );
+    } else {
+        return false;
+    }
+    r.undecided();
+    true
+}
+
+/// The process lister of the event's device (NVIDIA's unless the device
+/// says otherwise).
+fn process_lister(event: &OomEvent) -> &'static str {
+    match event.device.kind {
+        crate::oom::DeviceKind::Rocm => "rocm-smi --showpids",
+        _ => "nvidia-smi --query-compute-apps=pid,used_memory --format=csv",
+    }
+}
+
+/// Words with which a report or a server's log says that several models
+/// share the device: Triton Inference Server (its binary and its
+/// `instance_group` count, each instance a full copy of the model, per
+/// triton-inference-server/server#6928), and users saying so.
+static SEVERAL_MODELS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i)\btritonserver\b|\binstance[_ ]group\b|\binstance count\b|",
+        r"\b(?:other|several|multiple|many|\d+) models\b|\bmodels concurrently\b|",
+        r"\bswitch(?:ing)? (?:the |between |to another )?models?\b|\bunloading all loaded models\b"
+    ))
+    .expect("pattern compiles")
+});
+
+/// The text says several models share the device: each holds its weights
+/// (and its runtime's pool), so the one that fails needs room the others
+/// took. Returns true when it applied.
+pub(super) fn several_models(r: &mut Ranking, event: &OomEvent) -> bool {
+    let Some(found) = SEVERAL_MODELS.find(&event.message) else {
+        return false;
+    };
+    r.add_checked(
+        CauseId::MultipleModels,
+        0.6,
+        format!(
+            "the text says several models share the device (\"{}\"): each keeps its weights and its runtime's memory pool, so the allocation that fails needs room the others hold",
+            found.as_str()
+        ),
+        Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv, and the server's loaded models (Triton: GET /v2/repository/index): load one model per GPU or lower the instance count"),
+    );
+    true
+}
+
+/// The ggml backends of llama.cpp (and Ollama, LM Studio and the other
+/// programs built on it) name their source files and asserts
+/// (`ggml-cuda.cu`, `GGML_ASSERT`, `ggml_backend_...`): a failure there is
+/// llama.cpp's even when no llama.cpp line says so.
+const GGML_MARKS: &[&str] = &[
+    "ggml-cuda",
+    "GGML_ASSERT",
+    "ggml_backend_cuda",
+    "llama runner",
+];
+
+/// A ggml failure the family parsers did not take for llama.cpp's.
+pub(super) fn ggml_backend(event: &OomEvent) -> bool {
+    event.framework == Framework::Other && GGML_MARKS.iter().any(|m| event.message.contains(m))
 }
 
 /// Opt-in shared memory per thread block, in bytes, by the GPU class that
@@ -301,5 +456,72 @@ mod tests {
         let mut r = Ranking::new();
         on_chip_memory(&mut r, "vmem");
         assert_eq!(r.top(), Some(CauseId::NotMemory));
+    }
+
+    #[test]
+    fn rapids_errors_name_the_pool_or_what_bypassed_it() {
+        let mut r = Ranking::new();
+        let full = failed(Framework::Other, "MemoryError: std::bad_alloc: RMM failure at:/x/include/rmm/mr/device/pool_memory_resource.hpp:182: Maximum pool size exceeded", None);
+        assert!(rapids_pools(&mut r, &full));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert!(r.1);
+        let mut r = Ranking::new();
+        let direct = failed(Framework::Other, "MemoryError: std::bad_alloc: CUDA error at: ../include/rmm/mr/device/cuda_memory_resource.hpp:68: cudaErrorMemoryAllocation out of memory", None);
+        assert!(rapids_pools(&mut r, &direct));
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        let mut r = Ranking::new();
+        let thrust = failed(Framework::Other, "with RMM: terminate called after throwing an instance of 'thrust::system::system_error'\n  what():  parallel_for failed: out of memory", None);
+        assert!(rapids_pools(&mut r, &thrust));
+        assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
+        // numba alone puts no pool in the process.
+        let mut r = Ranking::new();
+        let numba = failed(
+            Framework::Other,
+            "CudaAPIError: [2] Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY",
+            None,
+        );
+        assert!(!rapids_pools(&mut r, &numba));
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn a_text_naming_several_models_on_the_device_is_multiple_models() {
+        let mut r = Ranking::new();
+        let served = failed(Framework::OnnxRuntime, "Failed to allocate memory for requested buffer of size 15728896. There are 7 other models also hosted on the same server", None);
+        assert!(several_models(&mut r, &served));
+        assert_eq!(r.score(CauseId::MultipleModels), Some(0.6));
+        assert!(r.0[0].evidence.contains("other models"));
+        let mut r = Ranking::new();
+        let alone = failed(
+            Framework::OnnxRuntime,
+            "Failed to allocate memory for requested buffer of size 15728896",
+            None,
+        );
+        assert!(!several_models(&mut r, &alone));
+    }
+
+    #[test]
+    fn ggml_s_own_files_mark_a_llama_cpp_failure() {
+        let e = failed(
+            Framework::Other,
+            "CUDA error 2 at /x/llama.cpp/gguf/ggml-cuda.cu:9132: out of memory",
+            None,
+        );
+        assert!(ggml_backend(&e));
+        let e = failed(Framework::LlamaCpp, "ggml-cuda.cu: out of memory", None);
+        assert!(
+            !ggml_backend(&e),
+            "llama.cpp's own events have their rules already"
+        );
+    }
+
+    #[test]
+    fn cublas_before_any_batch_is_the_model() {
+        let mut e = failed(Framework::Cublas, "CUBLAS_STATUS_ALLOC_FAILED", None);
+        e.phase = Phase::ModelLoad;
+        let mut r = Ranking::new();
+        library(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert_eq!(r.score(CauseId::BatchTooLarge), None);
     }
 }

@@ -8,8 +8,9 @@
 //! Topics: `sizes` (invalid and absurd sizes), `figures` (free, request,
 //! reserved, fragmentation), `caps` (configured limits), `processes` (memory
 //! outside the framework), `phase` (the phase and the frames), `engines`
-//! (vLLM, SGLang, llama.cpp), `libraries` (cuBLAS, cuDNN, NCCL, Triton),
-//! `host` (the OOM killer, host RAM, container limits).
+//! (vLLM, SGLang, llama.cpp), `libraries` (cuBLAS, cuDNN, NCCL, Triton,
+//! RAPIDS pools, several models on one device, ggml's backends), `host`
+//! (the OOM killer, host RAM, numpy, container limits).
 
 mod caps;
 mod engines;
@@ -156,17 +157,34 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if event.facts.oom_killer() || event.device.kind == DeviceKind::Cpu {
         host::host(r, event);
     }
+    host::system_memory_check(r, event);
+    host::ggml_host_buffer(r, event);
+    // The words of a library's own error, or of the report, name what
+    // filled the device when no figure does; the differential of a bare
+    // failure still follows them, with its checks.
+    let worded = libraries::rapids_pools(r, event) | libraries::several_models(r, event);
+    let ggml = libraries::ggml_backend(event);
     match event.framework {
         Framework::Cublas | Framework::Cudnn | Framework::Nccl => libraries::library(r, event),
         Framework::LlamaCpp => engines::llama(r, event),
         Framework::TensorFlow | Framework::Jax => figures::tensorflow_pool(r, event),
+        _ if ggml => engines::llama(r, event),
         _ => {}
     }
     all_figures(r, event, acc);
     phase::by_phase(r, event, acc);
-    if r.0.is_empty() {
+    if r.0.is_empty() || ((worded || ggml) && without_figures(event)) {
         phase::bare_failure(r, event);
     }
+}
+
+/// The message states no figure of the device or the framework.
+fn without_figures(event: &OomEvent) -> bool {
+    let m = &event.memory;
+    m.total_bytes.is_none()
+        && m.free_bytes.is_none()
+        && m.allocated_bytes.is_none()
+        && m.reserved_bytes.is_none()
 }
 
 /// Rules over the figures any framework may state, in the order they weigh

@@ -282,6 +282,7 @@ pub(super) fn bare_failure(r: &mut Ranking, event: &OomEvent) {
         );
         return;
     }
+    tiny_request_alone(r, event);
     r.add(
         CauseId::BatchTooLarge,
         0.45,
@@ -314,6 +315,37 @@ pub(super) fn bare_failure(r: &mut Ranking, event: &OomEvent) {
             "the framework's pool can hold enough free bytes in pieces too small for one tensor",
         );
     }
+}
+
+/// A request this small is one small tensor: at most a segment and a half
+/// of PyTorch's caching allocator, which serves requests of 1-10 MiB from
+/// segments of 20 MiB (CUDACachingAllocator.cpp kLargeBuffer, kMinLargeAlloc),
+/// and a few growth steps of ONNX Runtime's or TensorFlow's BFC arena.
+const TINY_REQUEST: u64 = 32 << 20;
+
+/// Only a tiny request is known: the device was already full before it,
+/// and what filled it is not this allocation. The framework's own holdings
+/// are unknown, so memory held elsewhere (other processes, other models or
+/// sessions of this one) comes first, each with the check that tells it.
+fn tiny_request_alone(r: &mut Ranking, event: &OomEvent) {
+    let m = &event.memory;
+    let Some(q) = m
+        .requested_bytes
+        .filter(|&q| q <= TINY_REQUEST && m.total_bytes.is_none() && m.allocated_bytes.is_none())
+    else {
+        return;
+    };
+    r.add_checked(
+        CauseId::OtherProcesses,
+        0.5,
+        format!("a request of only {} failed: the device was full before it, and nothing in the text says this program filled it; another process holding the GPU is the first thing to rule out", fs(q)),
+        Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv"),
+    );
+    r.add(
+        CauseId::MultipleModels,
+        0.47,
+        "other models or inference sessions of this program (each with its own memory pool) may hold the device",
+    );
 }
 
 #[cfg(test)]
@@ -420,5 +452,29 @@ mod tests {
         let mut r = Ranking::new();
         bare_failure(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::NotMemory));
+    }
+
+    #[test]
+    fn a_tiny_request_alone_puts_memory_held_elsewhere_first() {
+        let mut e = event(
+            Framework::OnnxRuntime,
+            MemoryFigures {
+                requested_bytes: Some(15 * MIB),
+                ..MemoryFigures::default()
+            },
+        );
+        let mut r = Ranking::new();
+        bare_failure(&mut r, &e);
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        assert!(r
+            .0
+            .iter()
+            .any(|c| c.id == CauseId::OtherProcesses && c.check.is_some()));
+        // A large request alone is the usual differential.
+        e.memory.requested_bytes = Some(2 * GIB);
+        let mut r = Ranking::new();
+        bare_failure(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
     }
 }

@@ -55,16 +55,19 @@ pub(super) fn device_request_invalid(r: &mut Ranking, event: &OomEvent) {
     }
 }
 
-/// One host allocation larger than most machines' RAM.
+/// One host allocation larger than most machines' RAM. A numpy array's
+/// shape is the one the program asked for: real data sets that large are as
+/// common as wrong shapes, so the size only comes second to host memory.
 pub(super) fn host_request_suspect(r: &mut Ranking, event: &OomEvent) {
     if let Some(q) = event
         .memory
         .requested_bytes
         .filter(|&q| q >= HOST_SUSPECT_BYTES)
     {
+        let asked = event.message.contains(super::host::NUMPY_ARRAY);
         r.add(
             CauseId::InvalidSize,
-            0.9,
+            if asked { 0.6 } else { 0.9 },
             format!("one host allocation of {} is more than most machines' RAM: check the size the failing op computed (an overflowed shape, a huge kernel or stride)", fs(q)),
         );
     }
