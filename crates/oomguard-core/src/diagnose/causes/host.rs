@@ -32,6 +32,10 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
         }
     };
     r.add(CauseId::HostMemory, 0.85, evidence);
+    // SIGKILL alone is likely the OOM killer, not certainly.
+    if event.facts.signal_only_kill {
+        r.undecided();
+    }
 }
 
 /// The reason a container runtime gives a container the kernel killed in
@@ -110,5 +114,19 @@ mod tests {
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert_eq!(r.score(CauseId::HostMemory), Some(0.85));
+    }
+
+    #[test]
+    fn a_kill_known_only_from_its_signal_leaves_the_ranking_undecided() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.facts.kind = crate::oom::EventKind::OomKill;
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert!(!r.1);
+        e.facts.signal_only_kill = true;
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert!(r.1);
     }
 }
