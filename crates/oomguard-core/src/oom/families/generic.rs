@@ -65,9 +65,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     "oom-kill",
     "exitcode: -9",
     "SIGKILL",
-    // Exit status 128 + 9 as job runners, IDEs and containers print it.
+    // Exit status 128 + 9 as job runners, IDEs and containers print it;
+    // Python's subprocess (`returned non-zero exit status -9`) and
+    // DeepSpeed's launcher (`exits with return code = -9`).
     "code 137",
-    "status 137",
+    "exit status",
+    "code = -9",
     // TensorRT's builder when no tactic of a node fits the memory it could
     // get: `could not find any implementation for node X, try increasing
     // the workspace size`.
@@ -129,7 +132,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     kernel_kill: re(concat!(
         r"(?i:out\s*of\s*memory\s*:\s*kill(?:ed)?\s*process|\bkilled\s*process\s*\d+\s*\(|",
-        r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b)"
+        r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b|",
+        // Slurm's step daemon reporting its cgroup's kills (slurmstepd:
+        // `Detected N oom_kill event(s) in StepId=...`, `oom-kill event(s)`
+        // before 21.08) or its own enforcement of the job's limit.
+        r"detected\s*\d+\s*oom[-_]kill\s*events?|exceeded\s*memory\s*limit\s*\(\d+\s*>\s*\d+\),?\s*being\s*killed)"
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
@@ -145,7 +152,8 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?i:exitcode\s*:?\s*-9\b|signal\s*9\s*\(SIGKILL\)|Signals\.SIGKILL|",
         r"terminated\s*with\s*signal\s*SIGKILL|\bsignal:\s*killed\b|",
         r"\bexit(?:ed)?\s*(?:with\s*)?(?:status\s*|code\s*)*[:=]?\s*\(?137\b|",
-        r"\bstatus\s*(?:code\s*)?[:=]?\s*137\b|\binterrupted\s*by\s*signal\s*9\b)",
+        r"\bstatus\s*(?:code\s*)?[:=]?\s*137\b|\binterrupted\s*by\s*signal\s*9\b|",
+        r"\bexit\s*status\s*:?\s*-9\b|\breturn\s*code\s*=\s*-9\b|SIGKILL\s*\(\s*-9\s*\))",
     )),
     code_like: re(concat!(
         r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
@@ -641,17 +649,31 @@ mod tests {
             "trainer exited with code 137",
             "Process finished with exit code 137 (interrupted by signal 9:SIGKILL)",
             "Task failed with status code 137",
+            "subprocess.CalledProcessError: Command '['python', 'sft.py']' returned non-zero exit status -9.",
+            "[ERROR] [launch.py:341:sigkill_handler] ['python', '-u', 'train.py'] exits with return code = -9",
+            "joblib.externals.loky.process_executor.TerminatedWorkerError: A worker process managed by the executor was unexpectedly terminated. The exit codes of the workers are {SIGKILL(-9)}",
         ] {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");
             assert!(e.facts.signal_only_kill, "{text}");
             assert_eq!(e.device.kind, DeviceKind::Cpu, "{text}");
         }
-        let kernel = event("[ 81.2] Out of memory: Killed process 935 (python) total-vm:1kB");
-        assert!(!kernel.facts.signal_only_kill);
+        for text in [
+            "[ 81.2] Out of memory: Killed process 935 (python) total-vm:1kB",
+            "slurmstepd: error: Detected 2 oom_kill events in StepId=881.0. Some of the step tasks have been OOM Killed.",
+            "slurmstepd: error: Detected 1 oom-kill event(s) in step 881.batch cgroup. Some of your processes may have been killed by the cgroup out-of-memory handler.",
+            "slurmstepd: error: Step 881.0 exceeded memory limit (9437184 > 8388608), being killed",
+        ] {
+            let e = event(text);
+            assert!(e.facts.oom_killer(), "{text}");
+            assert!(!e.facts.signal_only_kill, "{text}");
+        }
         for text in [
             "Process finished with exit code 1",
             "exit code 1370 from the linter",
+            "subprocess.CalledProcessError: Command 'make' returned non-zero exit status 2.",
+            "The exit codes of the workers are {SIGTERM(-15)}",
+            "[ERROR] [launch.py:341:sigkill_handler] exits with return code = -2",
             "sent SIGTERM to the trainer",
         ] {
             assert!(parse(text).is_none(), "{text}");

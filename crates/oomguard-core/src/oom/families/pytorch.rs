@@ -126,8 +126,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
 /// Parses a PyTorch OOM message; `None` when the text is not one.
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
     let p = &*P;
-    if text.contains("by signal") {
-        return dataloader_worker(text);
+    if text.contains("DataLoader worker") {
+        if let Some(parsed) = dataloader_worker(text) {
+            return Some(parsed);
+        }
     }
     if let Some(c) = p.key.captures(text) {
         // Without figures, only a message that stands as an error counts:
