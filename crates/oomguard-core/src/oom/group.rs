@@ -60,6 +60,8 @@ struct Pending {
     event: OomEvent,
     kind: PartKind,
     exact_request: bool,
+    /// The line of the last part joined to the event.
+    last_line: u64,
 }
 
 /// Lines within which the same message again is a reprint (a log handler
@@ -76,6 +78,37 @@ fn new_run_between(before: &[String], gap: u64) -> bool {
         t.starts_with(">>> ") || t.starts_with("In [") || t.starts_with("$ ")
     })
 }
+/// Lines after the last part of an event within which a figure-less line of
+/// the same device is that failure's generic follow-up (llama.cpp's `unable
+/// to allocate backend buffer` after ggml's allocation, TensorRT's `could
+/// not find any implementation` after its allocator's error, NCCL's segment
+/// error after the failed extension).
+const FOLLOW_UP_LINES: u64 = 5;
+
+/// True when a part adds nothing but words to the pending event: it states
+/// no figure, says the same kind of failure on the same device (or names
+/// none), and comes from the same software or from the generic layer.
+fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
+    let event = &pending.event;
+    let kind_fits =
+        parsed.facts.kind == EventKind::Allocation || parsed.facts.kind == event.facts.kind;
+    let framework_fits =
+        parsed.framework == event.framework || parsed.framework == Framework::Other;
+    let kind_of_device = parsed.device.kind == event.device.kind
+        || parsed.device.kind == DeviceKind::Unknown
+        || event.device.kind == DeviceKind::Unknown;
+    let index_fits = match (parsed.device.index, event.device.index) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    parsed.memory.is_empty()
+        && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
+        && kind_fits
+        && framework_fits
+        && kind_of_device
+        && index_fits
+}
+
 /// Lines one kernel OOM report (with its task table) spans at most.
 const KILL_REPORT_LINES: u64 = 400;
 /// Lines within which copies for different devices are one failure of
@@ -173,12 +206,24 @@ impl Grouper {
             rank,
             device_index: parsed.device.index,
         });
-        if copy || same_kill {
+        let follow_up = self
+            .pending
+            .as_ref()
+            .is_some_and(|p| is_follow_up(p, &parsed, line));
+        if copy || same_kill || follow_up {
             if let Some(p) = &mut self.pending {
+                p.last_line = line;
+                if p.event.device.kind == DeviceKind::Unknown {
+                    p.event.device.kind = parsed.device.kind;
+                }
                 add_rank(&mut p.event, copy_of_rank);
                 p.event.memory.fill_from(&parsed.memory);
                 if p.event.facts.call.is_none() {
                     p.event.facts.call = parsed.facts.call.clone();
+                }
+                // The kernel's own report of the kill confirms a signal.
+                if parsed.facts.oom_killer() && !parsed.facts.signal_only_kill {
+                    p.event.facts.signal_only_kill = false;
                 }
                 if p.event.phase == Phase::Unknown {
                     p.event.phase = phase;
@@ -192,6 +237,7 @@ impl Grouper {
                 && p.event.framework == parsed.framework
                 && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
             if announce {
+                p.last_line = line;
                 add_rank(&mut p.event, copy_of_rank);
                 merge_announced(p, parsed, phase);
                 self.remember(seen);
@@ -215,6 +261,7 @@ impl Grouper {
             event,
             kind: parsed.kind,
             exact_request: parsed.exact_request,
+            last_line: line,
         });
     }
 
@@ -293,6 +340,10 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     // kind from the later part.
     if a.kind == EventKind::Allocation {
         a.kind = b.kind;
+        a.signal_only_kill = b.signal_only_kill;
+    } else if b.kind == EventKind::OomKill && !b.signal_only_kill {
+        // The kernel's own report of the kill confirms a signal.
+        a.signal_only_kill = false;
     }
     a.pytorch_era = a.pytorch_era.or(b.pytorch_era);
     a.alloc_conf_var = a.alloc_conf_var.or(b.alloc_conf_var);

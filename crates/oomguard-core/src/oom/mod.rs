@@ -344,6 +344,11 @@ pub struct EventFacts {
     pub serving_engine: Option<ServingEngine>,
     /// What llama.cpp's log said it placed where before the failure.
     pub llama_offload: Option<LlamaOffload>,
+    /// The kill is known only from a SIGKILL or exit status 137 that a
+    /// launcher, shell or runner reported, not from the kernel's or a
+    /// container runtime's own report: the OOM killer is the usual sender,
+    /// not the only one (a user, a timeout).
+    pub signal_only_kill: bool,
 }
 
 /// llama.cpp's account of a model load, from the lines it prints before

@@ -392,6 +392,9 @@ fn read_event_at(
         if families::generic::is_quiet_level(&first) && !parsed.facts.oom_killer() {
             return (None, line_end);
         }
+        if !parsed.facts.oom_killer() && recovered_by_next_lines(buf, used_end) {
+            return (None, used_end);
+        }
         families::generic::refine_from_context(&before, &mut parsed);
     }
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
@@ -440,6 +443,32 @@ fn read_event_at(
         text,
     };
     (Some(found), used_end)
+}
+
+/// Lines after a failure read for the program saying it recovered.
+const RECOVERY_LINES: usize = 4;
+
+/// True when one of the few lines after `from` says the allocation that
+/// failed was optional and the program went on without it: TensorRT's
+/// builder skipping a tactic whose scratch memory it could not get
+/// (`Skipping tactic N due to insufficient memory`, `... due to
+/// insuficient memory`, `Tactic Device request: ... Device memory is
+/// insufficient to use tactic`). Only lines after a failure the generic layer
+/// read are decoded, so a dense log pays nothing for it.
+fn recovered_by_next_lines(buf: &[u8], from: usize) -> bool {
+    let mut pos = from;
+    for _ in 0..RECOVERY_LINES {
+        if pos >= buf.len() {
+            break;
+        }
+        let end = line_end_of(buf, pos);
+        let line = clean_line(&buf[pos..end]);
+        if line.contains("Skipping tactic") || line.contains("insufficient to use tactic") {
+            return true;
+        }
+        pos = end;
+    }
+    false
 }
 
 static EXCEPTION_START: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -533,5 +562,71 @@ llama_new_context_with_model: failed to allocate compute buffers
         assert!(events.is_empty());
         assert_eq!(summary.watchdog_timeouts.len(), 1);
         assert_eq!(summary.watchdog_timeouts[0].rank, Some(3));
+    }
+
+    #[test]
+    fn a_generic_follow_up_line_joins_the_failure_before_it() {
+        let llama = "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 9000.00 MiB on device 1: cudaMalloc failed: out of memory
+alloc_tensor_range: failed to allocate CUDA1 buffer of size 9437184000
+llama_model_load: error loading model: unable to allocate backend buffer
+llama_load_model_from_file: failed to load model
+";
+        let (events, _) = scan(llama);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].memory.requested_bytes, Some(9_437_184_000));
+        assert_eq!(events[0].device.index, Some(1));
+        let trt = "[E] [TRT] Cuda Error in allocate: 2 (out of memory)
+[W] [TRT] GPU memory allocation error during getBestTactic: head_conv
+[E] [TRT] Internal error: could not find any implementation for node head_conv, try increasing the workspace size with IBuilder::setMaxWorkspaceSize()
+";
+        assert_eq!(scan(trt).0.len(), 1);
+        let nccl = "h:1:2 [0] misc/shmutils.cc:88 NCCL WARN Error: failed to extend /dev/shm/nccl-aB3 to 4194308 bytes, error: No space left on device (28)
+
+h:1:2 [0] misc/shmutils.cc:132 NCCL WARN Error while creating shared memory segment /dev/shm/nccl-aB3 (size 4194304), error: No space left on device (28)
+";
+        let (events, _) = scan(nccl);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].memory.requested_bytes, Some(4_194_308));
+    }
+
+    #[test]
+    fn a_follow_up_of_another_device_or_kind_stays_its_own_event() {
+        // A host kill after a GPU failure, and accelerate's finder giving up
+        // after the OOM it caught, are failures of their own.
+        let log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.
+Killed
+";
+        assert_eq!(scan(log).0.len(), 2);
+        let log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.
+RuntimeError: No executable batch size found, reached zero.
+";
+        assert_eq!(scan(log).0.len(), 2);
+    }
+
+    #[test]
+    fn an_allocation_the_program_recovers_from_is_no_event() {
+        let skipped = "[TRT] [E] 2: [virtualMemoryBuffer.cpp::resizePhysical::145] Error Code 2: OutOfMemory (no further information)
+[TRT] [W] Requested amount of GPU memory (8589934592 bytes) could not be allocated. There may not be enough free memory for allocation to succeed.
+[TRT] [W] Skipping tactic 2 due to insufficient memory on requested size of 8589934592 detected for tactic 0x0000000000000007.
+";
+        assert!(scan(skipped).0.is_empty());
+        let fatal = "[TRT] [E] 2: [virtualMemoryBuffer.cpp::resizePhysical::145] Error Code 2: OutOfMemory (no further information)
+[TRT] [E] 2: [builder.cpp::buildSerializedNetwork::751] Error Code 2: Internal Error (Assertion engine != nullptr failed. )
+";
+        assert_eq!(scan(fatal).0.len(), 1);
+    }
+
+    #[test]
+    fn the_kernel_s_report_confirms_a_kill_a_shell_reported() {
+        let (events, _) = scan("Killed\n");
+        assert!(events[0].facts.signal_only_kill);
+        let log = "step 41 loss 2.1
+Killed
+[ 8123.004211] Out of memory: Killed process 5121 (python) total-vm:61234567kB, anon-rss:30123456kB
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1);
+        assert!(!events[0].facts.signal_only_kill);
+        assert_eq!(events[0].facts.call.as_deref(), Some("python (pid 5121)"));
     }
 }

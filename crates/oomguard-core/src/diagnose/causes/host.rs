@@ -37,6 +37,10 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
         }
     };
     r.add(CauseId::HostMemory, 0.85, evidence);
+    // SIGKILL alone is likely the OOM killer, not certainly.
+    if event.facts.signal_only_kill {
+        r.undecided();
+    }
 }
 
 /// How numpy words a failed array allocation (numpy `_ArrayMemoryError`:
@@ -261,5 +265,19 @@ mod tests {
             host(&mut r, &e);
             assert_eq!(r.top(), Some(CauseId::MemoryCap), "{text}");
         }
+    }
+
+    #[test]
+    fn a_kill_known_only_from_its_signal_leaves_the_ranking_undecided() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.facts.kind = crate::oom::EventKind::OomKill;
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert!(!r.1);
+        e.facts.signal_only_kill = true;
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert!(r.1);
     }
 }

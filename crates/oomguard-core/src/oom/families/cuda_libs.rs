@@ -1,7 +1,8 @@
 //! CUDA libraries and the operating system: cuBLAS and cuDNN handle and
 //! workspace failures, NCCL's CUDA allocation failures, bare CUDA driver and
 //! runtime codes (`CUDA_ERROR_OUT_OF_MEMORY`, `cudaErrorMemoryAllocation`),
-//! and the Linux kernel's OOM killer.
+//! NCCL's shared-memory segments in `/dev/shm` (misc/shmutils.cc), and the
+//! Linux kernel's OOM killer.
 //!
 //! A cuDNN or cuBLAS failure is listed as an event because it is usually
 //! memory, but it is not always: the diagnosis weighs that.
@@ -26,6 +27,11 @@ pub(super) const TRIGGERS: &[&str] = &[
     "Out of memory",
     "OUT_OF_MEMORY",
     "ErrorMemoryAllocation",
+    // NCCL's shared-memory transport: `failed to extend /dev/shm/nccl-X to
+    // N bytes`, `Error while creating shared memory segment /dev/shm/nccl-X`
+    // (2.7 and later), `Call to posix_fallocate failed` (before 2.7).
+    "/dev/shm/nccl-",
+    "posix_fallocate",
 ];
 /// Words one of which every message `parse` reads holds (`parse_generic`
 /// runs on every line no framework claimed).
@@ -36,6 +42,8 @@ pub(super) const WORDS: &[&str] = &[
     "cudnn",
     "Cuda failure",
     "calloc",
+    "/dev/shm/nccl-",
+    "posix_fallocate",
 ];
 /// Messages of this family as the libraries and the kernel print them.
 #[cfg(test)]
@@ -45,6 +53,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "RuntimeError: Unable to find a valid cuDNN algorithm to run convolution",
     "node01:48213:48299 [3] include/alloc.h:124 NCCL WARN Failed to CUDA calloc 536870912 bytes",
     "node01:48213:48299 [3] NCCL WARN Cuda failure 'out of memory'",
+    "node01:48213:48299 [3] misc/shmutils.cc:72 NCCL WARN Error: failed to extend /dev/shm/nccl-AbC123 to 9637892 bytes",
     "Out of memory: Killed process 935 (python) total-vm:113656kB, anon-rss:10245652kB",
     "numba.cuda.cudadrv.driver.CudaAPIError: [2] Call to cuMemAlloc results in CUDA_ERROR_OUT_OF_MEMORY",
 ];
@@ -59,6 +68,8 @@ struct Patterns {
     nccl_device: Regex,
     nccl_cuda: Regex,
     nccl_calloc: Regex,
+    nccl_shm_extend: Regex,
+    nccl_shm_failed: Regex,
     driver: Regex,
     runtime: Regex,
     oom_killer: Regex,
@@ -74,6 +85,15 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     nccl_device: re(r"^\S+:\d+:\d+\s+\[(\d+)\]"),
     nccl_cuda: re(r"(?:NCCL\s*WARN\s*)?Cuda\s*failure\s*(?:\d+\s*)?'out\s*of\s*memory'"),
     nccl_calloc: re(r"Failed\s*to\s*CUDA\s*calloc\s*(?:async\s*)?(\d+)\s*bytes"),
+    nccl_shm_extend: re(r"failed\s*to\s*extend\s*/dev/shm/nccl-\S*\s*to\s*(\d+)\s*bytes"),
+    // A segment NCCL could not create or size for lack of room: the errno
+    // (ENOSPC on the tmpfs, ENOMEM) says it was memory; the same line after
+    // a failed CUDA host registration or `mmap` of another kind is not.
+    nccl_shm_failed: re(concat!(
+        r"(?:Error\s*while\s*creating\s*shared\s*memory\s*segment\s*/dev/shm/nccl-|",
+        r"Call\s*to\s*posix_fallocate\s*failed)",
+        r".*?(?:No\s*space\s*left\s*on\s*device|Cannot\s*allocate\s*memory)"
+    )),
     driver: re(r"CUDA_ERROR_OUT_OF_MEMORY"),
     runtime: re(r"cudaErrorMemoryAllocation"),
     oom_killer: re(r"Out\s*of\s*memory\s*:\s*Kill(?:ed)?\s*process\s*(\d+)\s*\(([^)]*)\)"),
@@ -113,6 +133,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         }
         return Some(parsed);
     }
+    if let Some(parsed) = nccl_shared_memory(text) {
+        return Some(parsed);
+    }
     if p.nccl_cuda.is_match(text) || p.nccl_calloc.is_match(text) {
         let key = if p.nccl_cuda.is_match(text) {
             &p.nccl_cuda
@@ -129,6 +152,31 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     None
+}
+
+/// NCCL could not size a shared-memory segment in `/dev/shm` (host memory,
+/// a tmpfs a container keeps small: Docker's default is 64 MiB). The
+/// `failed to extend ... to N bytes` line holds the size; the `Error while
+/// creating shared memory segment` line that follows it holds no figure of
+/// its own here, so that it joins that failure.
+fn nccl_shared_memory(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    let extend = p.nccl_shm_extend.captures(text);
+    let key = match &extend {
+        Some(_) => &p.nccl_shm_extend,
+        None if p.nccl_shm_failed.is_match(text) => &p.nccl_shm_failed,
+        None => return None,
+    };
+    let message = match text.find("NCCL WARN") {
+        Some(at) => text[at..].trim().chars().take(4096).collect(),
+        None => message_from(text, key),
+    };
+    let mut parsed = Parsed::new(Framework::Nccl, DeviceKind::Cpu, message);
+    if let Some(c) = extend {
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.exact_request = true;
+    }
+    Some(parsed)
 }
 
 /// Codes any CUDA program can print, and the kernel's OOM killer: tried
@@ -155,4 +203,32 @@ pub(crate) fn parse_generic(text: &str) -> Option<Parsed> {
     let mut parsed = Parsed::new(Framework::Other, DeviceKind::Cuda, message_from(text, key));
     parsed.device.index = device_index(text);
     Some(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nccl_shared_memory_segments_that_do_not_fit() {
+        let e = parse("gpu7:311:402 [2] misc/shmutils.cc:72 NCCL WARN Error: failed to extend /dev/shm/nccl-Qx81Zp to 16777220 bytes")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::Nccl);
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(16_777_220));
+        assert!(e.message.starts_with("NCCL WARN"));
+        for text in [
+            "gpu7:311:402 [2] misc/shmutils.cc:129 NCCL WARN Error while creating shared memory segment /dev/shm/nccl-Qx81Zp (size 16777216), error: No space left on device (28)",
+            "gpu7:311:402 [2] include/shm.h:28 NCCL WARN Call to posix_fallocate failed : No space left on device",
+        ] {
+            let e = parse(text).unwrap_or_else(|| panic!("an event in {text}"));
+            assert!(e.memory.is_empty(), "{text}");
+        }
+        for text in [
+            "gpu7:311:402 [2] misc/shmutils.cc:114 NCCL WARN Error while creating shared memory segment /dev/shm/nccl-Qx81Zp (size 16777216)",
+            "gpu7:311:402 [2] NCCL WARN Error while attaching to shared memory segment /dev/shm/nccl-Qx81Zp (size 16777216), error: No such file or directory (2)",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
 }

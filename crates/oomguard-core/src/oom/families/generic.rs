@@ -65,6 +65,16 @@ pub(super) const TRIGGERS: &[&str] = &[
     "oom-kill",
     "exitcode: -9",
     "SIGKILL",
+    // Exit status 128 + 9 as job runners, IDEs and containers print it;
+    // Python's subprocess (`returned non-zero exit status -9`) and
+    // DeepSpeed's launcher (`exits with return code = -9`).
+    "code 137",
+    "exit status",
+    "code = -9",
+    // TensorRT's builder when no tactic of a node fits the memory it could
+    // get: `could not find any implementation for node X, try increasing
+    // the workspace size`.
+    "any implementation for node",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -76,6 +86,11 @@ pub(super) const EXAMPLES: &[&str] = &[
     "Memory cgroup out of memory: Kill process 62685 (bash) score 0 or sacrifice child",
     "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
     "Killed",
+    "ERROR: Job failed: exit code 137",
+    // Found by this layer's `killed`, read by the PyTorch family.
+    "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
+    "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
+    "[E] [TRT] Internal error: could not find any implementation for node conv1, try increasing the workspace size with IBuilder::setMaxWorkspaceSize()",
 ];
 
 struct Patterns {
@@ -108,21 +123,38 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"UR_RESULT_ERROR_OUT_OF_RESOURCES|CL_OUT_OF_RESOURCES|\bENOMEM\b|",
         // An allocator call that returned errno 12 (ENOMEM).
         r"(?:posix_memalign|malloc|mmap)\([^)]*\)\s*:\s*12\b|",
+        // Caffe2's and ATen's (before 1.5) CPU allocator: CAFFE_ENFORCE_EQ
+        // prints `posix_memalign(&data, gAlignment, nbytes) == 0. 12 vs 0`.
+        r"posix_memalign\([^)]*\)\s*==\s*0\s*\.\s*12\s*vs\s*0\b|",
         // A single buffer above the runtime's limit (Metal's maximum buffer size).
         r"(?:greater\s*than|exceeds?)\s*the\s*maximum\s*(?:allowed\s*)?(?:buffer|allocation)\s*size|",
         r"\bbad_alloc\b|MemoryError\b|内存不足"
     )),
     kernel_kill: re(concat!(
         r"(?i:out\s*of\s*memory\s*:\s*kill(?:ed)?\s*process|\bkilled\s*process\s*\d+\s*\(|",
-        r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b)"
+        r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b|",
+        // Slurm's step daemon reporting its cgroup's kills (slurmstepd:
+        // `Detected N oom_kill event(s) in StepId=...`, `oom-kill event(s)`
+        // before 21.08) or its own enforcement of the job's limit.
+        r"detected\s*\d+\s*oom[-_]kill\s*events?|exceeded\s*memory\s*limit\s*\(\d+\s*>\s*\d+\),?\s*being\s*killed)"
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
         r"^\S*:\s*line\s*\d+:\s*\d+\s*Killed\s"
     )),
-    launcher_kill: re(
-        r"(?i:exitcode\s*:?\s*-9\b|signal\s*9\s*\(SIGKILL\)|exit\s*code\s*:?\s*137\b)",
-    ),
+    // A launcher or runner reporting its child's SIGKILL: torchrun
+    // (`exitcode: -9`, `Signal 9 (SIGKILL) received by PID`), Python's
+    // subprocess (`died with <Signals.SIGKILL: 9>`, accelerate launch),
+    // torch.multiprocessing (`terminated with signal SIGKILL`), Go's
+    // os/exec (`signal: killed`), and exit status 137 (128 + 9) as shells,
+    // job runners, IDEs and container runtimes print it.
+    launcher_kill: re(concat!(
+        r"(?i:exitcode\s*:?\s*-9\b|signal\s*9\s*\(SIGKILL\)|Signals\.SIGKILL|",
+        r"terminated\s*with\s*signal\s*SIGKILL|\bsignal:\s*killed\b|",
+        r"\bexit(?:ed)?\s*(?:with\s*)?(?:status\s*|code\s*)*[:=]?\s*\(?137\b|",
+        r"\bstatus\s*(?:code\s*)?[:=]?\s*137\b|\binterrupted\s*by\s*signal\s*9\b|",
+        r"\bexit\s*status\s*:?\s*-9\b|\breturn\s*code\s*=\s*-9\b|SIGKILL\s*\(\s*-9\s*\))",
+    )),
     code_like: re(concat!(
         r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
         r#"\w\s*=\s*["'(]|XXXX|%s|\{\}|=>"#
@@ -247,7 +279,10 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if p.kernel_frame.is_match(text) {
         return None;
     }
-    if let Some(parsed) = killed(text).or_else(|| cgroup_at_limit(text)) {
+    if let Some(parsed) = killed(text)
+        .or_else(|| cgroup_at_limit(text))
+        .or_else(|| tensorrt_no_tactic(text))
+    {
         return Some(parsed);
     }
     let m = p.failure.find(text)?;
@@ -358,6 +393,7 @@ fn killed(text: &str) -> Option<Parsed> {
         message_at(text, at.start()),
     );
     parsed.facts.kind = EventKind::OomKill;
+    parsed.facts.signal_only_kill = kernel.is_none();
     static VICTIM: LazyLock<Regex> =
         LazyLock::new(|| re(r"(?i:kill(?:ed)?\s*process)\s*(\d+)\s*\(([^)]*)\)"));
     if let Some(c) = VICTIM.captures(text) {
@@ -366,6 +402,33 @@ fn killed(text: &str) -> Option<Parsed> {
     if text.contains("Loading checkpoint") {
         parsed.phase_hint = Some(Phase::ModelLoad);
     }
+    Some(parsed)
+}
+
+/// TensorRT's builder giving up on a node because none of its tactics got
+/// the device memory it needed (TensorRT 7: `Internal error: could not find
+/// any implementation for node X, try increasing the workspace size with
+/// IBuilder::setMaxWorkspaceSize()`, after `GPU memory allocation error
+/// during getBestTactic: X`). The same words without the workspace hint
+/// (TensorRT 8's `Could not find any implementation for node ...`) also
+/// follow unsupported layers, and are not read as memory.
+fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
+    static NO_TACTIC: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i:could\s*not\s*find\s*any\s*implementation\s*for\s*node\s*(.+?),?\s*try\s*increasing\s*the\s*workspace\s*size)",
+        )
+    });
+    let c = NO_TACTIC.captures(text)?;
+    if P.code_like.is_match(text.trim_start()) {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cuda,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.facts.op = Some(c[1].trim().to_string());
+    parsed.phase_hint = Some(Phase::ModelLoad);
     Some(parsed)
 }
 
@@ -572,5 +635,79 @@ mod tests {
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn launchers_and_runners_reporting_sigkill() {
+        for text in [
+            "subprocess.CalledProcessError: Command '['accelerate', 'launch', 'sft.py']' died with <Signals.SIGKILL: 9>.",
+            "torch.multiprocessing.spawn.ProcessExitedException: process 3 terminated with signal SIGKILL",
+            "  traceback : Signal 9 (SIGKILL) received by PID 4410",
+            "Error: llama runner process has terminated: signal: killed",
+            "ERROR: Job failed: exit code 137",
+            "make: *** [train] exit status 137",
+            "trainer exited with code 137",
+            "Process finished with exit code 137 (interrupted by signal 9:SIGKILL)",
+            "Task failed with status code 137",
+            "subprocess.CalledProcessError: Command '['python', 'sft.py']' returned non-zero exit status -9.",
+            "[ERROR] [launch.py:341:sigkill_handler] ['python', '-u', 'train.py'] exits with return code = -9",
+            "joblib.externals.loky.process_executor.TerminatedWorkerError: A worker process managed by the executor was unexpectedly terminated. The exit codes of the workers are {SIGKILL(-9)}",
+        ] {
+            let e = event(text);
+            assert!(e.facts.oom_killer(), "{text}");
+            assert!(e.facts.signal_only_kill, "{text}");
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{text}");
+        }
+        for text in [
+            "[ 81.2] Out of memory: Killed process 935 (python) total-vm:1kB",
+            "slurmstepd: error: Detected 2 oom_kill events in StepId=881.0. Some of the step tasks have been OOM Killed.",
+            "slurmstepd: error: Detected 1 oom-kill event(s) in step 881.batch cgroup. Some of your processes may have been killed by the cgroup out-of-memory handler.",
+            "slurmstepd: error: Step 881.0 exceeded memory limit (9437184 > 8388608), being killed",
+        ] {
+            let e = event(text);
+            assert!(e.facts.oom_killer(), "{text}");
+            assert!(!e.facts.signal_only_kill, "{text}");
+        }
+        for text in [
+            "Process finished with exit code 1",
+            "exit code 1370 from the linter",
+            "subprocess.CalledProcessError: Command 'make' returned non-zero exit status 2.",
+            "The exit codes of the workers are {SIGTERM(-15)}",
+            "[ERROR] [launch.py:341:sigkill_handler] exits with return code = -2",
+            "sent SIGTERM to the trainer",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_old_cpu_allocator_enforcement_with_enomem() {
+        for text in [
+            "RuntimeError: [enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 12 vs 0",
+            "[enforce fail at allocator.h:48] posix_memalign(&data, gCaffe2Alignment, nbytes) == 0. 12 vs 0 Error from operator:",
+            "enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 12 vs 0",
+        ] {
+            let e = event(text);
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{text}");
+            assert!(!e.facts.oom_killer());
+        }
+        // 22 is EINVAL, a bad alignment: not memory.
+        assert!(parse(
+            "[enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 22 vs 0"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn tensorrt_finds_no_tactic_that_fits_its_workspace() {
+        let e = event("[E] [TRT] Internal error: could not find any implementation for node fc_out, try increasing the workspace size with IBuilder::setMaxWorkspaceSize()");
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.facts.op.as_deref(), Some("fc_out"));
+        assert_eq!(e.phase_hint, Some(Phase::ModelLoad));
+        // TensorRT 8's wording names no workspace: unsupported layers give it too.
+        assert!(parse(
+            "[E] Error[10]: Could not find any implementation for node {ForeignNode[/Gather]}."
+        )
+        .is_none());
     }
 }

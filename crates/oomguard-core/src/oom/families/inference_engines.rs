@@ -32,6 +32,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "on startup is less than desired",
     // SGLang's `Not enough memory. Please try to increase --mem-fraction-static.`
     "ot enough memory",
+    // Ollama's check before it loads a model (llm/server.go): `model
+    // requires more system memory (X) than is available (Y)`.
+    "more system memory",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -44,6 +47,7 @@ pub(super) const WORDS: &[&str] = &[
     "KV cache",
     "startup",
     "mem-fraction",
+    "system memory",
 ];
 /// Messages of this family as the engines print them.
 #[cfg(test)]
@@ -56,6 +60,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (23392). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
     "ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
     "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8",
+    "Error: model requires more system memory (7.5 GiB) than is available (5.1 GiB)",
+    "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 2147483648",
 ];
 
 struct Patterns {
@@ -66,6 +72,8 @@ struct Patterns {
     llama_cuda_malloc: Regex,
     llama_buffer: Regex,
     llama_unable: Regex,
+    llama_alloc_buffer: Regex,
+    ollama_check: Regex,
     llama_compute: Regex,
     vllm_blocks: Regex,
     vllm_old_len: Regex,
@@ -89,7 +97,14 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     llama_buffer: re(
         r"failed\s*to\s*allocate\s*(CUDA|ROCm|Metal|Vulkan|SYCL|CPU)(\d*)\s*buffer\s*of\s*size\s*(\d+)",
     ),
-    llama_unable: re(r"unable\s*to\s*allocate\s*(CUDA|ROCm|Metal|Vulkan|SYCL|CPU)(\d*)\s*buffer"),
+    llama_unable: re(
+        r"unable\s*to\s*allocate\s*(?:(CUDA|ROCm|Metal|Vulkan|SYCL|CPU)(\d*)|backend)\s*buffer",
+    ),
+    // ggml's allocator of one backend (ggml-backend.cpp, ggml-cuda.cu):
+    // `ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size N`.
+    llama_alloc_buffer: re(
+        r"ggml_backend_(cpu|cuda|metal|vk|vulkan|sycl|rocm|hip)\w*_buffer_type_alloc_buffer\s*:\s*failed\s*to\s*allocate\s*buffer\s*of\s*size\s*(\d+)",
+    ),
     llama_compute: re(r"failed\s*to\s*allocate\s*compute\s*(?:pp\s*)?buffers?"),
     vllm_blocks: re(r"No\s*available\s*memory\s*for\s*the\s*cache\s*blocks"),
     vllm_old_len: re(
@@ -106,6 +121,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"Not\s*enough\s*memory\.\s*Please\s*try\s*to\s*increase\s*--mem-fraction-static",
     ),
     sglang_fraction: re(r"Current\s*value\s*:\s*mem_fraction_static\s*=\s*(\d+(?:\.\d+)?)"),
+    ollama_check: re(
+        r"model\s*requires\s*more\s*system\s*memory\s*\(\s*{SIZE}\s*\)\s*than\s*is\s*available\s*\(\s*{SIZE}\s*\)",
+    ),
 });
 
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
@@ -114,6 +132,26 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| llama_cpp(text))
         .or_else(|| vllm(text))
         .or_else(|| sglang(text))
+        .or_else(|| ollama(text))
+}
+
+/// Ollama's check before loading a model (llm/server.go, `model requires
+/// more system memory (%s) than is available (%s)`): the weights, KV cache
+/// and graph it estimates against the host's free memory, printed bare, in
+/// an HTTP 500 body, or re-raised by a client. Nothing was allocated: the
+/// server refused to load.
+fn ollama(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    let c = p.ollama_check.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_from(text, &p.ollama_check),
+    );
+    parsed.memory.requested_bytes = size_at(&c, 1);
+    parsed.memory.free_bytes = size_at(&c, 3);
+    parsed.phase_hint = Some(Phase::ModelLoad);
+    Some(parsed)
 }
 
 fn onnxruntime(text: &str) -> Option<Parsed> {
@@ -189,13 +227,28 @@ fn llama_cpp(text: &str) -> Option<Parsed> {
         });
         return Some(parsed);
     }
-    if let Some(c) = p.llama_unable.captures(text) {
+    if let Some(c) = p.llama_alloc_buffer.captures(text) {
         let mut parsed = Parsed::new(
             Framework::LlamaCpp,
-            backend_kind(&c[1]),
+            backend_kind(&ggml_backend_name(&c[1])),
+            message_from(text, &p.llama_alloc_buffer),
+        );
+        parsed.memory.requested_bytes = c[2].parse().ok();
+        parsed.exact_request = true;
+        parsed.kind = PartKind::Preliminary;
+        parsed.phase_hint = Some(Phase::ModelLoad);
+        return Some(parsed);
+    }
+    if let Some(c) = p.llama_unable.captures(text) {
+        let kind = c
+            .get(1)
+            .map_or(DeviceKind::Unknown, |m| backend_kind(m.as_str()));
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            kind,
             message_from(text, &p.llama_unable),
         );
-        parsed.device.index = c[2].parse().ok();
+        parsed.device.index = c.get(2).and_then(|m| m.as_str().parse().ok());
         parsed.phase_hint = Some(Phase::ModelLoad);
         return Some(parsed);
     }
@@ -209,6 +262,17 @@ fn llama_cpp(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     None
+}
+
+/// The backend name of a ggml function (`ggml_backend_cuda_...`) as
+/// llama.cpp's buffer lines spell it (`CUDA`).
+fn ggml_backend_name(function_part: &str) -> String {
+    match function_part {
+        "vk" | "vulkan" => "Vulkan".into(),
+        "metal" => "Metal".into(),
+        "hip" | "rocm" => "ROCm".into(),
+        other => other.to_ascii_uppercase(),
+    }
 }
 
 fn backend_kind(name: &str) -> DeviceKind {
@@ -471,5 +535,39 @@ mod tests {
         assert_eq!(got[5], ("CUDA_Host", LlamaBufferKind::Output, mib("1.95")));
         assert_eq!(got[6], ("CUDA0", LlamaBufferKind::Compute, mib("672.01")));
         assert!(llama_offload(&["nothing".to_string()]).is_none());
+    }
+
+    #[test]
+    fn ollama_refuses_a_model_larger_than_free_host_memory() {
+        for text in [
+            "Error: model requires more system memory (12.6 GiB) than is available (7.9 GiB)",
+            "ResponseError: {\"error\":\"model requires more system memory (12.6 GiB) than is available (7.9 GiB)\"} (status code: 500)",
+            "Ollama request failed (500): \"model requires more system memory (12.6 GiB) than is available (7.9 GiB)\"",
+        ] {
+            let e = parse(text).unwrap_or_else(|| panic!("an event in {text}"));
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{text}");
+            let gib = |v: &str| crate::size::log_figure_to_bytes(v, "GiB");
+            assert_eq!(e.memory.requested_bytes, gib("12.6"));
+            assert_eq!(e.memory.free_bytes, gib("7.9"));
+            assert_eq!(e.phase_hint, Some(Phase::ModelLoad));
+        }
+        assert!(parse("model requires more system memory than this laptop has").is_none());
+    }
+
+    #[test]
+    fn ggml_backend_allocations_and_the_generic_load_failure() {
+        let e = parse("ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 8589934592")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::LlamaCpp);
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(8 << 30));
+        let e = parse("ggml_backend_metal_buffer_type_alloc_buffer: failed to allocate buffer of size 1048576")
+            .expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Mps);
+        let e = parse("llama_model_load: error loading model: unable to allocate backend buffer")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::LlamaCpp);
+        assert_eq!(e.device.kind, DeviceKind::Unknown);
+        assert!(e.memory.is_empty());
     }
 }

@@ -5,7 +5,11 @@
 //! cudaMallocAsync backend, `CUDA error: out of memory`, MPS and the CPU
 //! allocator; and Hugging Face accelerate's batch-size finder giving up
 //! (`No executable batch size found, reached zero.`, from
-//! accelerate/utils/memory.py `find_executable_batch_size`).
+//! accelerate/utils/memory.py `find_executable_batch_size`); and a
+//! DataLoader worker killed for memory (torch/csrc/DataLoader.cpp:
+//! `DataLoader worker (pid N) is killed by signal: ` + `strsignal()`, where
+//! SIGBUS is a full `/dev/shm` and SIGKILL the OOM killer; a worker's
+//! segmentation fault or SIGTERM is no memory failure).
 //!
 //! Field mapping follows docs/reference.md: 1.0's `X cached` is the cached-but-free
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
@@ -13,7 +17,7 @@
 use crate::oom::patterns::{
     device_index, find_size, find_u64, first_size_in, message_from, re, size_at, Parsed,
 };
-use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, ProcessMemory, PyTorchEra};
+use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, Phase, ProcessMemory, PyTorchEra};
 use aho_corasick::AhoCorasick;
 use regex::{Match, Regex};
 use std::sync::LazyLock;
@@ -124,6 +128,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
 /// Parses a PyTorch OOM message; `None` when the text is not one.
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
     let p = &*P;
+    if text.contains("DataLoader worker") {
+        if let Some(parsed) = dataloader_worker(text) {
+            return Some(parsed);
+        }
+    }
     if let Some(c) = p.key.captures(text) {
         // Without figures, only a message that stands as an error counts:
         // "CUDA out of memory" inside a help text or a sentence is not one.
@@ -209,6 +218,34 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// (from `starting_batch_size`, 128 by default) and raises this when it
 /// reaches zero: batch size 1 failed too. Its own event, never merged into
 /// the `CUDA out of memory` events a log may show before it.
+/// A DataLoader worker the kernel ended for memory: SIGBUS (`Bus error`,
+/// macOS `Bus error: 10`) when its shared-memory tensors overflow
+/// `/dev/shm`, SIGKILL (`Killed`) from the OOM killer. Lines hard-wrapped or
+/// quoted with `> ` keep the words apart by spaces and `>` only.
+fn dataloader_worker(text: &str) -> Option<Parsed> {
+    static WORKER: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"DataLoader[\s>]*worker[\s>]*\(pid[\s>]*(\d+)\)[\s>]*is[\s>]*killed[\s>]*by[\s>]*",
+            r"signal[\s>]*:[\s>]*(Bus[\s>]*error|Killed)\b"
+        ))
+    });
+    let c = WORKER.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        DeviceKind::Cpu,
+        message_from(text, &WORKER),
+    );
+    parsed.phase_hint = Some(Phase::DataLoading);
+    // SIGBUS: a page of the worker's shared-memory mapping could not be
+    // backed, an allocation that failed; SIGKILL: the OOM killer.
+    if c[2].starts_with("Killed") {
+        parsed.facts.kind = EventKind::OomKill;
+        parsed.facts.signal_only_kill = true;
+        parsed.facts.call = Some(format!("a DataLoader worker (pid {})", &c[1]));
+    }
+    Some(parsed)
+}
+
 fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
     // The `raise RuntimeError("No executable ...")` source line a traceback
     // quotes is not the error.
@@ -436,5 +473,37 @@ mod tests {
         )
         .is_none());
         assert!(parse(r#"if "No executable batch size found" in str(e):"#).is_none());
+    }
+
+    #[test]
+    fn dataloader_workers_killed_for_memory_and_not() {
+        let bus = parse("RuntimeError: DataLoader worker (pid 9021) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.")
+            .expect("an event");
+        assert_eq!(bus.framework, Framework::PyTorch);
+        assert_eq!(bus.device.kind, DeviceKind::Cpu);
+        assert_eq!(bus.phase_hint, Some(Phase::DataLoading));
+        assert!(!bus.facts.oom_killer());
+        let killed = parse("RuntimeError: DataLoader worker (pid 77) is killed by signal: Killed.")
+            .expect("an event");
+        assert!(killed.facts.oom_killer());
+        assert_eq!(
+            killed.facts.call.as_deref(),
+            Some("a DataLoader worker (pid 77)")
+        );
+        // Wrapped by a terminal, quoted in a reply, macOS's strsignal.
+        for text in [
+            "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Bus  error.",
+            "> RuntimeError: DataLoader worker (pid 9021) is killed > by signal: Killed.",
+            "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Bus error: 10.",
+        ] {
+            assert!(parse(text).is_some(), "{text}");
+        }
+        for text in [
+            "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Segmentation fault.",
+            "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Terminated.",
+            "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Aborted.",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
     }
 }

@@ -37,6 +37,8 @@ pub(super) const WORDS: &[&str] = &[
     "esource exhausted",
     "allocate request",
     "Out of memory allocating",
+    // XLA's TPU compiler: `Ran out of memory in memory space hbm`.
+    "memory space",
 ];
 /// Messages of this family as TensorFlow, XLA and JAX print them.
 #[cfg(test)]
@@ -46,6 +48,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "failed to allocate 17.79G (19104890880 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY: out of memory",
     "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.",
     "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Failed to allocate request for 48.09GiB (51635652936B) on device ordinal 0",
+    "Compilation failure: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm. Exceeded hbm capacity by 5.03G.",
 ];
 
 struct Patterns {
@@ -186,12 +189,20 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.kind = PartKind::Preliminary;
         return Some(parsed);
     }
-    if p.resource_exhausted.is_match(text) || p.xla_request.is_match(text) {
+    // XLA's compiler reports a program that does not fit a memory space
+    // (`Ran out of memory in memory space hbm. Used X of Y hbm.`) with or
+    // without the RESOURCE_EXHAUSTED status it is raised with.
+    if p.resource_exhausted.is_match(text)
+        || p.xla_request.is_match(text)
+        || p.tpu_hbm.is_match(text)
+    {
         let mut parsed = Parsed::new(Framework::Jax, DeviceKind::Unknown, String::new());
         let key = if p.resource_exhausted.is_match(text) {
             &p.resource_exhausted
-        } else {
+        } else if p.xla_request.is_match(text) {
             &p.xla_request
+        } else {
+            &p.tpu_hbm
         };
         parsed.message = message_from(text, key);
         parsed.memory.requested_bytes = find_u64(&p.xla_bytes, text);
@@ -294,5 +305,26 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
             };
             parsed.facts.op = Some(op);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xla_memory_space_without_its_status() {
+        let e = parse("Compilation failure: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm. Exceeded hbm capacity by 5.03G.")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::Jax);
+        assert_eq!(e.device.kind, DeviceKind::Unknown);
+        assert_eq!(
+            e.memory.total_bytes,
+            crate::size::log_figure_to_bytes("15.48", "G")
+        );
+        assert_eq!(
+            e.memory.requested_bytes,
+            crate::size::log_figure_to_bytes("20.51", "G")
+        );
     }
 }
