@@ -5,11 +5,13 @@
 //! the figures the message states and the phase its traceback shows. The
 //! rooms, bottom up: `patterns` (the toolbox of every parser), `families/`
 //! (one file per framework family turns a message into figures; its `mod.rs`
-//! tries each family), `text` (line cleaning), `phase`, `scan` (the chunked
+//! tries each family), `text` (line cleaning), `phase`, `attribution` (the software and device a
+//! message leaves unsaid, from the lines around it), `scan` (the chunked
 //! search) and `group` (one event per failure printed several times). This
 //! module holds the types they share. Deciding *why* the event happened is not done here but in
 //! `crate::diagnose`.
 
+mod attribution;
 mod families;
 mod group;
 mod patterns;

@@ -1,57 +1,151 @@
 //! The phase of work an OOM happened in, read from the Python traceback (or
-//! stack of log lines) printed before the error.
+//! stack of log lines) around the error, else from the sentences near it.
 //!
-//! Frames are read innermost last, as Python prints them. A phase that wraps
-//! others wins over the forward pass it calls: generation and evaluation run
-//! forward passes, the backward pass re-runs them under activation
-//! checkpointing, loading a model moves tensors. So the rules are tried in
-//! order of that nesting, not of position.
+//! The precedence is one rule: within the traceback that ends at the error,
+//! the innermost frame that names a phase wins. Frames are read innermost
+//! first (Python prints them innermost last); a frame's file, function and
+//! code line are matched together. Two kinds of frame name a phase only
+//! when nothing else does, and one always does:
+//! - the forward pass (`forward`, `_call_impl`, `model(...)`) runs inside
+//!   evaluation, generation, the backward pass's recomputation and weight
+//!   loading alike, so it is the phase only when no other frame names one;
+//! - a start-up run (a serving engine's profiling run, a warm-up, CUDA graph
+//!   capture) encloses the forward, backward or sampling it runs, so any
+//!   frame of one makes the phase start-up.
 
 use super::Phase;
 use regex::Regex;
 use std::sync::LazyLock;
 
-/// (phase, pattern over one frame's text: file path, function and code line).
-static RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
-    let rules: &[(Phase, &str)] = &[
+/// How a rule's phase ranks against the others (see the module's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rank {
+    /// Wins wherever its frame is: the phase encloses whatever it runs.
+    Encloses,
+    /// The innermost frame of this rank decides.
+    Names,
+    /// Counts only when no frame of another rank names a phase.
+    Fallback,
+}
+
+/// (phase, rank, pattern over one line of a frame: its file and function,
+/// or its code line). Sources: the frames PyTorch (`torch/autograd`,
+/// `torch/optim`, `torch/utils/data`, `torch/serialization.py`), Hugging Face
+/// transformers (`generation/utils.py`, `trainer.py`, `modeling_utils.py`),
+/// accelerate, DeepSpeed, Lightning and vLLM print, read in their sources.
+static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
+    let rules: &[(Phase, Rank, &str)] = &[
+        (
+            Phase::Startup,
+            Rank::Encloses,
+            concat!(
+                r"profile_run|determine_num_available_blocks|determine_available_memory|",
+                r"_initialize_kv_caches|init_device|initialize_cache|capture_model|",
+                r"in capture\w*\b|_dummy_run\b|_dummy_sampler_run|",
+                r"(?i:in _?warm_?up\w*\b)",
+            ),
+        ),
         (
             Phase::ModelLoad,
-            r"from_pretrained|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|_load_state_dict|safetensors|load_model|modeling_utils\.py|llama_model_load|load_tensors|in _apply\b|(?i:model\w*(?:\(\))?\.(?:cuda|to)\()|in __init__\b|::load\b|\.init\(|init_params",
+            Rank::Names,
+            concat!(
+                r"from_pretrained|from_single_file|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|",
+                r"_load_state_dict|safetensors|load_model|load_weights|load_pipeline|modeling_utils\.py|",
+                r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
+                r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
+                r"in _apply\b|::load\b|",
+                // The whole model, pipeline or module moved to a device.
+                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae|module|text_encoder|transformer)\w*(?:\(\))?\.(?:cuda|to)\()",
+            ),
         ),
         (
             Phase::DataLoading,
-            r"(?i:dataloader)|_next_data|collate|pin_memory|data_collator|__getitem__|fetch\.py",
+            Rank::Names,
+            concat!(
+                r"(?i:dataloader)|_next_data|_try_get_data|_error_if_any_worker_fails|collate|",
+                r"pin_memory|data_collator|__getitem__|fetch\.py|",
+                r"DMatrix\(|read_csv\(|read_parquet\(|load_dataset\(",
+            ),
         ),
         (
             Phase::OptimizerStep,
-            r"optimizer\.step|in step\b|torch/optim/|_multi_tensor_adam|_single_tensor_adam|_fused_adam|optimizer_step|bitsandbytes/optim|lr_scheduler",
+            Rank::Names,
+            concat!(
+                r"optimizer\.step|optimizer_step|[/\\]optim[/\\]|_multi_tensor_adam|_single_tensor_adam|",
+                r"_fused_adam|in _init_group\b|zero_grad|scaler\.step\(|in _maybe_opt_step\b|",
+                r"bitsandbytes[/\\]optim|lr_scheduler|",
+                // `step` itself only in an optimizer's or DeepSpeed's file.
+                r#"(?:optim|deepspeed)[^"]*"?, line \d+, in step\b"#,
+            ),
         ),
         (
             Phase::Backward,
-            r"\.backward\(|in backward\b|autograd/__init__\.py|_engine_run_backward|run_backward|accelerator\.backward|manual_backward|torch/_tensor\.py.*backward",
-        ),
-        (
-            Phase::Startup,
-            r"profile_run|determine_num_available_blocks|determine_available_memory|_initialize_kv_caches|init_device|initialize_cache|capture_model|in capture\w*\b|in warmup\b|in warm_up\b",
+            Rank::Names,
+            concat!(
+                r"\.backward\(|in backward\b|autograd[/\\]__init__\.py|autograd[/\\]graph\.py|",
+                r"_engine_run_backward|run_backward|manual_backward|autograd\.grad\(|",
+                r"torch[/\\]_tensor\.py.*backward",
+            ),
         ),
         (
             Phase::Generation,
-            r"\.generate\(|in generate\b|in _?\w*_generate\b|generation/utils\.py|in _sample\b|in sample\b|greedy_search|beam_search|in _beam_search|in _greedy_search|sampler\.py|generate_until|\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort",
+            Rank::Names,
+            concat!(
+                r"\.generate\(|\b_?\w*_generate\(|in (?:_\w*)?generate(?:_\w+)?\b|generation[/\\]utils\.py|",
+                r"in _?sample\b|greedy_search|beam_search|contrastive_search|sampler\.py|generate_until|",
+                r"\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort",
+            ),
         ),
         (
             Phase::Evaluation,
-            r"evaluation_loop|prediction_step|in evaluate\b|\.evaluate\(|validation_step|in predict\b|\.predict\(|in validate\b|test_step|eval_step",
+            Rank::Names,
+            concat!(
+                r"evaluation_loop|prediction_loop|prediction_step|validation_step|eval_step|test_step|",
+                r"\.evaluate\(|\.predict\(|in predict\b|",
+                r"in (?:_?evaluat\w*|eval|eval_\w+|validate|_?validation\w*|valid|val_\w+|_?run_validation\w*)\b",
+            ),
+        ),
+        // Building a module (its constructor, an `init`) makes weights, but
+        // a constructor also wraps data sets and trainers: only when no
+        // other frame names a phase.
+        (
+            Phase::ModelLoad,
+            Rank::Fallback,
+            r"in __init__\b|\.init\(|init_params",
         ),
         (
             Phase::Forward,
-            r"in forward\b|in _?\w+_forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
+            Rank::Fallback,
+            concat!(
+                r"in forward\b|in _?\w+_forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|",
+                r"training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
+            ),
         ),
     ];
     rules
         .iter()
-        .map(|(phase, p)| (*phase, Regex::new(p).expect("phase pattern compiles")))
+        .map(|(phase, rank, p)| {
+            let re = Regex::new(p).expect("phase pattern compiles");
+            (*phase, *rank, re)
+        })
         .collect()
 });
+
+/// The phase of a traceback's lines, listed outermost first as printed:
+/// the module's precedence rule.
+fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
+    let named = |rank: Rank| {
+        lines.iter().rev().find_map(|line| {
+            RULES
+                .iter()
+                .find(|(_, r, re)| *r == rank && re.is_match(line.as_ref()))
+                .map(|(phase, _, _)| *phase)
+        })
+    };
+    named(Rank::Encloses)
+        .or_else(|| named(Rank::Names))
+        .or_else(|| named(Rank::Fallback))
+}
 
 /// The lines of the traceback that ends just before the error: from the last
 /// `Traceback (most recent call last):` among `before`, else the run of frame
@@ -94,27 +188,61 @@ fn is_traceback_start(line: &str) -> bool {
         || t.starts_with("Stack backtrace")
 }
 
-/// True when a traceback starts within the first three of `after`.
+/// A Python frame's first line, also quoted (`> File "x.py", line 3, in f`)
+/// or behind a launcher's tag.
+fn is_frame_line(line: &str) -> bool {
+    static FRAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"^(?:>\s*)*File "[^"]+", line \d+"#).expect("pattern compiles")
+    });
+    FRAME.is_match(line.trim_start())
+}
+
+/// Raw lines after an event read for a traceback printed after it; within
+/// them, the traceback must start on one of the first [`FOLLOWING_START`]
+/// lines that are not blank.
+pub(crate) const FOLLOWING_LINES: usize = 6;
+const FOLLOWING_START: usize = 3;
+
+/// Where a traceback starts in `after`, when it starts on one of its first
+/// lines (blank lines, as a paste puts between the error and its
+/// traceback, do not count).
+///
+/// Frames without a heading count only after a sentence that introduces
+/// them (`Fully traceback is:`, `It happens around here:`): frames right
+/// after an error may be another failure's.
+fn traceback_start(after: &[String]) -> Option<usize> {
+    let lines: Vec<(usize, &String)> = after
+        .iter()
+        .take(FOLLOWING_LINES)
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .take(FOLLOWING_START)
+        .collect();
+    lines.iter().enumerate().find_map(|(k, (i, l))| {
+        let introduced = k > 0 && lines[k - 1].1.trim_end().ends_with(':') && is_frame_line(l);
+        (is_traceback_start(l) || introduced).then_some(*i)
+    })
+}
+
+/// True when a traceback starts right after the event (see
+/// [`traceback_start`]).
 pub(crate) fn starts_traceback(after: &[String]) -> bool {
-    after.iter().take(3).any(|l| is_traceback_start(l))
+    traceback_start(after).is_some()
 }
 
 /// The phase a traceback printed *after* the message shows: Python's when a
-/// log line announced the error first, Rust's backtrace (`   0: crate::fn`)
-/// after a candle error. Only a traceback that starts within three lines
-/// counts.
+/// log line announced the error first or a report pasted the error above
+/// its frames, Rust's backtrace (`   0: crate::fn`) after a candle error.
 pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
-    let start = after.iter().take(3).position(|l| is_traceback_start(l))?;
-    let frames: Vec<String> = after[start..]
+    let start = traceback_start(after)?;
+    let frames: Vec<&str> = after[start..]
         .iter()
+        .skip_while(|l| l.trim().is_empty())
         .take_while(|l| !l.trim().is_empty() || l.is_empty())
         .take(80)
-        .cloned()
+        .map(String::as_str)
         .collect();
-    RULES
-        .iter()
-        .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
-        .map(|(phase, _)| *phase)
+    phase_of_frames(&frames)
 }
 
 /// True when the traceback's frames gather parameters (DeepSpeed ZeRO-3,
@@ -152,13 +280,17 @@ pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::Ser
 /// engine build, a warm-up. Only strong markers count, in this order.
 static CONTEXT_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
-        (
-            Phase::Startup,
-            r"(?i:warm ?up|capture cuda graph|\bwarmup\b)",
-        ),
+        (Phase::Startup, r"(?i:\bwarm[- ]?up\b|capture cuda graph)"),
         (
             Phase::ModelLoad,
-            r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|buildEngine|InitDataEntryMemory|load_tensors|\.to\((?:device|'cuda'|\x22cuda\x22)\)",
+            concat!(
+                r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|",
+                r"(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|",
+                r"buildEngine|InitDataEntryMemory|load_tensors|",
+                // TensorRT tries tactics only while it builds an engine.
+                r"skipping tactic|",
+                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\(\))?\.(?:cuda|to)\()",
+            ),
         ),
         (
             Phase::Evaluation,
@@ -175,31 +307,96 @@ static CONTEXT_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Sentences that tie a phase to the failure: a time word (during, while,
+/// when, in, at, upon) a few words before the phase's name, in a sentence
+/// that also speaks of the failure ([`FAILURE`]). "It occurs in the
+/// evaluation step", "ran out of memory while loading the model", "when
+/// it comes to evaluation ... this error".
+static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
+    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon)\b(?:\s+[\w'-]+){0,4}?\s+";
+    let rules: &[(Phase, &str)] = &[
+        (
+            Phase::Startup,
+            r"(?:start-?up|warm[- ]?up|launch(?:ing)?|boot(?:ing)?)\b",
+        ),
+        (
+            Phase::Evaluation,
+            r"(?:evaluat\w*|validat\w*|eval\b|testing phase|test phase|test step)",
+        ),
+        (
+            Phase::Generation,
+            r"(?:generat(?:ing|ion)\b|sampling\b|decoding\b)",
+        ),
+        (Phase::ModelLoad, r"(?:loading|load)\b"),
+        (
+            Phase::DataLoading,
+            r"(?:reading\b|preprocessing\b|loading (?:the )?(?:data|dataset|batch)\w*)",
+        ),
+        (
+            Phase::Backward,
+            r"(?:backward(?: pass)?|backprop\w*|gradient computation)\b",
+        ),
+        (Phase::OptimizerStep, r"(?:optimi[sz]er(?:'s)? step)\b"),
+    ];
+    rules
+        .iter()
+        .map(|(phase, p)| {
+            let re =
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?{p}")).expect("tied pattern compiles");
+            (*phase, re)
+        })
+        .collect()
+});
+
+/// Words that say a sentence speaks of the failure.
+static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccurs?\b|\bhappens?\b|killed|runs? out|ran out")
+        .expect("pattern compiles")
+});
+
+/// The phase a sentence of `lines` ties to the failure (see [`TIED_RULES`]),
+/// the sentence nearest the error first.
+fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
+    static SENTENCE_END: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"[.!?;:。！？](?:\s|$)").expect("pattern compiles"));
+    let mut order: Vec<usize> = (0..lines.len()).collect();
+    order.sort_by_key(|&i| i.abs_diff(error_at));
+    order.into_iter().find_map(|i| {
+        SENTENCE_END
+            .split(lines[i])
+            .filter(|s| FAILURE.is_match(s))
+            .find_map(|s| {
+                TIED_RULES
+                    .iter()
+                    .find(|(_, re)| re.is_match(s))
+                    .map(|(phase, _)| *phase)
+            })
+    })
+}
+
 /// The phase the words around an event name, when no traceback shows one:
-/// the last 25 lines before it, the event's own text, and 5 lines after.
+/// the last 25 lines before it, the event's own text and the lines after
+/// it. A sentence that ties a phase to the failure wins over a marker.
 pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> Option<Phase> {
-    let near = before[before.len().saturating_sub(25)..]
+    let near_before = &before[before.len().saturating_sub(25)..];
+    let lines: Vec<&str> = near_before
         .iter()
         .map(String::as_str)
         .chain(std::iter::once(text))
-        .chain(after.iter().take(5).map(String::as_str));
-    let lines: Vec<&str> = near.collect();
-    CONTEXT_RULES
-        .iter()
-        .find(|(_, re)| lines.iter().any(|l| re.is_match(l)))
-        .map(|(phase, _)| *phase)
+        .chain(after.iter().take(FOLLOWING_LINES).map(String::as_str))
+        .collect();
+    tied_phase(&lines, near_before.len()).or_else(|| {
+        CONTEXT_RULES
+            .iter()
+            .find(|(_, re)| lines.iter().any(|l| re.is_match(l)))
+            .map(|(phase, _)| *phase)
+    })
 }
 
-/// The phase the traceback shows, `None` when no frame says.
+/// The phase the traceback that ends at the error shows, `None` when no
+/// frame says.
 pub(crate) fn from_traceback(before: &[String]) -> Option<Phase> {
-    let frames = traceback_lines(before);
-    if frames.is_empty() {
-        return None;
-    }
-    RULES
-        .iter()
-        .find(|(_, re)| frames.iter().any(|l| re.is_match(l)))
-        .map(|(phase, _)| *phase)
+    phase_of_frames(traceback_lines(before))
 }
 
 #[cfg(test)]
@@ -208,6 +405,102 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn the_innermost_frame_that_names_a_phase_wins() {
+        // An evaluation loop that reloads the best weights: the load is innermost.
+        let tb = lines("Traceback (most recent call last):\n  File \"run.py\", line 9, in main\n    trainer.evaluate()\n  File \"/x/trainer.py\", line 3, in evaluate\n    self._load_best()\n  File \"/x/trainer.py\", line 7, in _load_best\n    model.load_state_dict(sd)");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        // Generation inside evaluation: generation.
+        let tb = lines("Traceback (most recent call last):\n  File \"/x/trainer.py\", line 1, in evaluation_loop\n    out = self.prediction_step(m, b)\n  File \"/x/seq2seq.py\", line 2, in prediction_step\n    gen = model.generate(**b)\n  File \"/x/m.py\", line 3, in forward\n    h = self.mlp(x)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Generation));
+        // The forward pass alone: forward.
+        let tb = lines("Traceback (most recent call last):\n  File \"a.py\", line 1, in train\n    out = model(x)\n  File \"m.py\", line 2, in forward\n    return self.net(x)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+
+    #[test]
+    fn a_warm_up_encloses_what_it_runs() {
+        let tb = lines("Traceback (most recent call last):\n  File \"/srv/server.py\", line 4, in Warmup\n    self.model.warmup(batch)\n  File \"/srv/lm.py\", line 8, in generate_token\n    out = self.forward(batch)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Startup));
+    }
+
+    #[test]
+    fn a_constructor_names_loading_only_when_nothing_else_does() {
+        let tb = lines("Traceback (most recent call last):\n  File \"fit.py\", line 2, in <module>\n    d = xgb.DMatrix('train.txt')\n  File \"/x/core.py\", line 5, in __init__\n    _check_call(lib.Create(path))");
+        assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
+        let tb = lines("Traceback (most recent call last):\n  File \"net.py\", line 2, in __init__\n    self.w = torch.empty(n, n, device='cuda')");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn an_optimizer_step_needs_an_optimizer_file() {
+        let tb = lines("Traceback (most recent call last):\n  File \"/x/torch/optim/adam.py\", line 77, in step\n    state['exp_avg'] = torch.zeros_like(p)");
+        assert_eq!(from_traceback(&tb), Some(Phase::OptimizerStep));
+        // A diffusion scheduler's `step` is no optimizer.
+        let tb = lines("Traceback (most recent call last):\n  File \"/x/schedulers/scheduling_ddim.py\", line 3, in step\n    prev = alpha * x");
+        assert_eq!(from_traceback(&tb), None);
+    }
+
+    #[test]
+    fn frames_introduced_by_a_sentence_follow_the_error() {
+        let after = lines("Full traceback is:\n  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
+        assert_eq!(from_following(&after), Some(Phase::ModelLoad));
+        // Frames right after an error, with nothing introducing them, may
+        // be another failure's.
+        let after = lines("  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
+        assert_eq!(from_following(&after), None);
+    }
+
+    #[test]
+    fn a_sentence_ties_a_phase_to_the_failure() {
+        let none: Vec<String> = Vec::new();
+        let phase = |before: &str, text: &str| from_context(&lines(before), text, &none);
+        assert_eq!(
+            phase(
+                "Training is fine, but in the validation step it crashes:",
+                "RuntimeError: CUDA out of memory."
+            ),
+            Some(Phase::Evaluation)
+        );
+        assert_eq!(
+            phase(
+                "I get this error while loading the model",
+                "torch.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            phase(
+                "When reading a large matrix file it gives me this error:",
+                "MemoryError: Unable to allocate 9 GiB"
+            ),
+            Some(Phase::DataLoading)
+        );
+        // Naming a phase without speaking of the failure ties nothing.
+        assert_eq!(
+            phase(
+                "Evaluation runs at the end of each epoch.",
+                "RuntimeError: CUDA out of memory."
+            ),
+            None
+        );
+        // Running inference is a workload, not a phase.
+        assert_eq!(
+            phase(
+                "I get this error when I run inference:",
+                "RuntimeError: CUDA out of memory."
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_notebook_traceback_after_the_error_counts() {
+        let after = lines("---------------------------------------------------------------------------\nOutOfMemoryError                          Traceback (most recent call last)\nCell In[3], line 7\n      5 ids = tok(prompt).input_ids\n----> 7 out = llm.generate(ids.to(\"cuda\"), max_new_tokens=64)\n      8 print(out)");
+        assert!(starts_traceback(&after));
+        assert_eq!(from_following(&after), Some(Phase::Generation));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
-use super::{phase, Framework, OomEvent, Phase};
+use super::{attribution, phase, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::collections::VecDeque;
 use std::fmt;
@@ -397,6 +397,7 @@ fn read_event_at(
         }
         families::generic::refine_from_context(&before, &mut parsed);
     }
+    attribution::refine(&first, &before, &text, &mut parsed);
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
     if parsed.framework == Framework::LlamaCpp {
@@ -409,22 +410,25 @@ fn read_event_at(
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
             .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
     }
+    // The lines right after the message: a traceback printed after it, or
+    // the sentence that says when it happened.
+    let mut following = after[taken..].to_vec();
+    let mut pos = used_end.max(ends.last().copied().unwrap_or(used_end));
+    while following.len() < phase::FOLLOWING_LINES && pos < buf.len() {
+        let end = line_end_of(buf, pos);
+        following.push(clean_line(&buf[pos..end]));
+        pos = end;
+    }
     let phase = parsed
         .phase_hint
         .or_else(|| phase::from_traceback(&before))
         .or_else(|| {
             // A traceback printed after the message; it must start within
-            // three lines, so no more is read unless one does.
-            let mut following = after[taken..].to_vec();
-            let mut pos = used_end.max(ends.last().copied().unwrap_or(used_end));
-            while following.len() < 3 && pos < buf.len() {
-                let end = line_end_of(buf, pos);
-                following.push(clean_line(&buf[pos..end]));
-                pos = end;
-            }
+            // its first lines, so no more is read unless one does.
             if !phase::starts_traceback(&following) {
                 return None;
             }
+            let mut following = following.clone();
             while following.len() < FOLLOWING_LINES && pos < buf.len() {
                 let end = line_end_of(buf, pos);
                 following.push(clean_line(&buf[pos..end]));
@@ -432,7 +436,9 @@ fn read_event_at(
             }
             phase::from_following(&following)
         })
-        .or_else(|| phase::from_context(&before, &text, &after[taken..]))
+        .or_else(|| phase::from_context(&before, &text, &following))
+        // A runtime reserving its pool does so at start-up.
+        .or_else(|| parsed.facts.pool_reservation().then_some(Phase::Startup))
         .unwrap_or(Phase::Unknown);
     let found = Found {
         parsed,

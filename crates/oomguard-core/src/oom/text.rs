@@ -171,6 +171,8 @@ fn starts_new_statement(line: &str) -> bool {
     static NEW: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^(?:Traceback \(most recent call last\)|File |During handling|The above exception|",
+            // Jupyter's rule and traceback heading (`OutOfMemoryError    Traceback (most recent call last)`)
+            r"-{8,}\s*$|[\w.]+\s+Traceback \(most recent call last\)|",
             r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
             r"[a-z]+_[a-z0-9_]*:\s)"
@@ -310,6 +312,22 @@ mod tests {
         assert_eq!(taken, 2);
         assert!(joined.contains("total capacity; 6.50 GiB"));
         assert!(joined.ends_with("max_split_size_mb"));
+    }
+
+    #[test]
+    fn a_notebook_traceback_heading_is_not_joined() {
+        let next = vec![
+            "-".repeat(75),
+            "OutOfMemoryError                          Traceback (most recent call last)"
+                .to_string(),
+        ];
+        let (joined, taken) = join_continuations(
+            "OutOfMemoryError: CUDA out of memory. See documentation for Memory Management and PYTORCH_CUDA_ALLOC_CONF",
+            &next,
+            8,
+        );
+        assert_eq!(taken, 0, "{joined}");
+        assert!(ends_continuation(&next[1]));
     }
 
     #[test]

@@ -1,0 +1,230 @@
+//! Which software printed an event and which kind of device ran out, when
+//! the family that read the message could not tell from the message alone:
+//! the log prefix of its line, the lines before it and a few wordings that
+//! belong to one runtime settle it.
+//!
+//! Each rule names its source: the runtime's source that prints the words.
+
+use super::patterns::Parsed;
+use super::{DeviceKind, Framework};
+use regex::Regex;
+use std::sync::LazyLock;
+
+/// Lines before an event read for the software around it (a traceback's
+/// frames, the log lines of the same failure).
+const CONTEXT_LINES: usize = 15;
+
+/// Lines before an event read for the code that placed its tensors (the
+/// statement a REPL or a traceback shows last).
+const CODE_LINES: usize = 8;
+
+/// Corrects the framework and device of `parsed` from its raw first line
+/// (`raw`, log prefix included), the lines `before` it and its `text`.
+pub(crate) fn refine(raw: &str, before: &[String], text: &str, parsed: &mut Parsed) {
+    let recent = &before[before.len().saturating_sub(CONTEXT_LINES)..];
+    let around =
+        |re: &Regex| re.is_match(text) || re.is_match(raw) || recent.iter().any(|l| re.is_match(l));
+    if let Some(framework) = framework_of(raw, text, parsed, &around) {
+        parsed.framework = framework;
+    }
+    let code = &before[before.len().saturating_sub(CODE_LINES)..];
+    let in_code = |re: &Regex| re.is_match(text) || code.iter().any(|l| re.is_match(l));
+    if let Some(kind) = device_of(text, parsed, &around, &in_code) {
+        parsed.device.kind = kind;
+    }
+}
+
+/// torch_xla prints XLA's words (`RESOURCE_EXHAUSTED`, `hbm`) but is
+/// PyTorch: its C++ client raises `RuntimeError: Bad StatusOr access`
+/// (absl's `StatusOr::value()` through c10), logs from its own
+/// `xla_client/xla_util.cc`, runs the `XRTExecute`/`XRTCompile` nodes, and
+/// `xla_multiprocessing` reports `Exception in device=TPU:N`.
+static TORCH_XLA: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"RuntimeError: Bad StatusOr access|torch_xla|xla_client[/\\]xla_util|XRT(?:Execute|Compile)\b|",
+        r"Exception in device=(?:TPU|XLA)|xla_model\.py|xmp\.spawn"
+    ))
+    .expect("pattern compiles")
+});
+
+/// TensorFlow's graph nodes (`[[{{node X}}]]`): JAX has none. (Both
+/// spell the status `Resource exhausted:` where XLA came from TensorFlow's
+/// tree, so that spelling tells nothing.)
+static TENSORFLOW_WORDS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\{\{node \w").expect("pattern compiles"));
+
+/// JAX's own words, or XLA built from its tree (`external/org_tensorflow/`).
+static JAX_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bjax|external/org_tensorflow/|external/xla/").expect("pattern compiles")
+});
+
+/// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
+/// JAX logs from `external/xla/` or `external/org_tensorflow/`.
+static TENSORFLOW_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|\s)[IWEF]\d*(?:\s+[\d:.]+\s+\d+)?\s+tensorflow/[\w/.\-]+:\d+\]")
+        .expect("pattern compiles")
+});
+
+/// SYCL's Unified Runtime and PI error codes (`UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY`,
+/// `PI_ERROR_OUT_OF_RESOURCES`) raised as a Python `RuntimeError`: PyTorch's
+/// XPU backend turns the C++ error into that class.
+static SYCL_RUNTIME_ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"RuntimeError:.*\b(?:UR_RESULT_|PI_ERROR_)").expect("pattern compiles")
+});
+
+fn framework_of(
+    raw: &str,
+    text: &str,
+    parsed: &Parsed,
+    around: &dyn Fn(&Regex) -> bool,
+) -> Option<Framework> {
+    let xla_family = matches!(
+        parsed.framework,
+        Framework::Jax | Framework::TensorFlow | Framework::Other
+    );
+    if xla_family && around(&TORCH_XLA) {
+        return Some(Framework::PyTorch);
+    }
+    if parsed.framework == Framework::Jax && around(&TENSORFLOW_WORDS) && !around(&JAX_WORDS) {
+        return Some(Framework::TensorFlow);
+    }
+    if matches!(parsed.framework, Framework::Jax | Framework::Other)
+        && !parsed.facts.oom_killer()
+        && TENSORFLOW_PREFIX.is_match(raw)
+    {
+        return Some(Framework::TensorFlow);
+    }
+    if parsed.framework == Framework::Other
+        && parsed.device.kind == DeviceKind::Xpu
+        && SYCL_RUNTIME_ERROR.is_match(text)
+    {
+        return Some(Framework::PyTorch);
+    }
+    None
+}
+
+/// Intel's extension for PyTorch refuses blocks over 4 GB with its own
+/// words (`Current platform can NOT allocate memory block with size larger
+/// than 4GB!`, its XPU caching allocator): an Intel GPU.
+static IPEX_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Current platform can NOT allocate memory block").expect("pattern compiles")
+});
+
+/// CuPy's memory pool (`cupy/cuda/memory.pyx`, `OutOfMemoryError`):
+/// `Out of memory allocating N bytes (allocated so far: M bytes)`, or its
+/// frames.
+static CUPY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Out of memory allocating [\d,]+ bytes \(allocated so far|cupy[/\\.]cuda|\bcupy\b")
+        .expect("pattern compiles")
+});
+
+/// The code around a PyTorch error that puts tensors on a device other
+/// than CUDA (`device='xpu'`, `torch.xpu`, `.to("mps")`).
+static CONTEXT_DEVICE: LazyLock<Vec<(DeviceKind, Regex)>> = LazyLock::new(|| {
+    let rules: &[(DeviceKind, &str)] = &[
+        (
+            DeviceKind::Xpu,
+            r#"device\s*=\s*['"]xpu|torch\.xpu\.\w+\(|\.to\(\s*['"]xpu"#,
+        ),
+        (
+            DeviceKind::Mps,
+            r#"device\s*=\s*['"]mps|torch\.mps\.\w+\(|\.to\(\s*['"]mps"#,
+        ),
+    ];
+    rules
+        .iter()
+        .map(|(kind, p)| (*kind, Regex::new(p).expect("pattern compiles")))
+        .collect()
+});
+
+fn device_of(
+    text: &str,
+    parsed: &Parsed,
+    around: &dyn Fn(&Regex) -> bool,
+    in_code: &dyn Fn(&Regex) -> bool,
+) -> Option<DeviceKind> {
+    let kind = parsed.device.kind;
+    if IPEX_LIMIT.is_match(text) {
+        return Some(DeviceKind::Xpu);
+    }
+    if kind == DeviceKind::Unknown && parsed.framework == Framework::Other && around(&CUPY) {
+        return Some(DeviceKind::Cuda);
+    }
+    // PyTorch's message names its backend (`CUDA`, `HIP`, `XPU`, `MPS`);
+    // one quoted without its first words was taken for CUDA.
+    let names_backend = ["CUDA", "cuda", "HIP", "XPU", "MPS"]
+        .iter()
+        .any(|w| text.contains(w));
+    if parsed.framework == Framework::PyTorch && kind == DeviceKind::Cuda && !names_backend {
+        return CONTEXT_DEVICE
+            .iter()
+            .find(|(_, re)| in_code(re))
+            .map(|(kind, _)| *kind);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refined(framework: Framework, kind: DeviceKind, raw: &str, before: &str) -> Parsed {
+        let mut parsed = Parsed::new(framework, kind, raw.to_string());
+        let before: Vec<String> = before.lines().map(str::to_string).collect();
+        refine(raw, &before, raw, &mut parsed);
+        parsed
+    }
+
+    /// (framework and device read by the family, text, the framework and
+    /// device after refining).
+    type Case = (Framework, DeviceKind, &'static str, Framework, DeviceKind);
+
+    #[test]
+    fn frameworks_and_devices_from_their_runtime_words() {
+        use DeviceKind as D;
+        use Framework as F;
+        let cases: &[Case] = &[
+            // torch_xla is PyTorch whatever XLA prints; a JAX error stays JAX.
+            (F::Jax, D::Unknown, "RuntimeError: Bad StatusOr access: RESOURCE_EXHAUSTED: Ran out of memory in memory space hbm. Used 9G of 8G hbm.", F::PyTorch, D::Unknown),
+            (F::Jax, D::Unknown, "E1201 tensorflow/compiler/xla/xla_client/xla_util.cc:90] RESOURCE_EXHAUSTED: Attempting to reserve 2G", F::PyTorch, D::Unknown),
+            (F::Jax, D::Unknown, "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8 bytes.", F::Jax, D::Unknown),
+            // TensorFlow's graph nodes and log paths; XLA from JAX's tree stays JAX.
+            (F::Jax, D::Cuda, "  (0) Resource exhausted: Failed to allocate request for 1.00GiB on device ordinal 0\n\t [[{{node Conv2D}}]]", F::TensorFlow, D::Cuda),
+            (F::Other, D::Rocm, "2023-01-01 10:00:00.1: E tensorflow/compiler/xla/stream_executor/rocm/rocm_driver.cc:606] failed to allocate 1.0G (1073741824 bytes) from device: HIP_ERROR_OutOfMemory", F::TensorFlow, D::Rocm),
+            (F::Jax, D::Unknown, "E0101 external/org_tensorflow/tensorflow/compiler/xla/pjrt/x.cc:1] Execution failed: Resource exhausted: Out of memory [[{{node x}}]]", F::Jax, D::Unknown),
+            // IPEX's 4 GB limit, CuPy's pool, SYCL's codes through PyTorch.
+            (F::PyTorch, D::Cuda, "RuntimeError: Current platform can NOT allocate memory block with size larger than 4GB! Tried to allocate 7.62 GiB (GPU  0; 15.11 GiB total capacity)", F::PyTorch, D::Xpu),
+            (F::Other, D::Unknown, "Exception in main training loop: Out of memory allocating 25,600,000 bytes (allocated so far: 3,635,267,072 bytes).", F::Other, D::Cuda),
+            (F::Other, D::Xpu, "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)", F::PyTorch, D::Xpu),
+        ];
+        for (framework, kind, raw, want_framework, want_kind) in cases {
+            let p = refined(*framework, *kind, raw, "");
+            assert_eq!(
+                (p.framework, p.device.kind),
+                (*want_framework, *want_kind),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_quoted_pytorch_message_takes_the_device_of_its_code() {
+        let raw = "RuntimeError: Tried to allocate 1.71 GiB (GPU 0; 15.56 GiB total capacity; 0 bytes already allocated)";
+        let before =
+            ">>> x = torch.rand(46000, 10000, device='xpu')\nTraceback (most recent call last):";
+        assert_eq!(
+            refined(Framework::PyTorch, DeviceKind::Cuda, raw, before)
+                .device
+                .kind,
+            DeviceKind::Xpu
+        );
+        // A message that names CUDA keeps it, whatever the code around says.
+        let raw = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB";
+        assert_eq!(
+            refined(Framework::PyTorch, DeviceKind::Cuda, raw, before)
+                .device
+                .kind,
+            DeviceKind::Cuda
+        );
+    }
+}
