@@ -14,7 +14,8 @@
 //!   frame of one makes the phase start-up.
 
 use super::Phase;
-use regex::Regex;
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexSet};
 use std::sync::LazyLock;
 
 /// How a rule's phase ranks against the others (see the module's rule).
@@ -278,7 +279,9 @@ pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::Ser
 /// Words around an event without a traceback that name what the program
 /// was doing: a loading progress bar, the call quoted in the report, the
 /// engine build, a warm-up. Only strong markers count, in this order.
-static CONTEXT_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
+/// One set, so a line is read once for all of them (a log dense with OOM
+/// lines reads each line for every event near it).
+static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
         (Phase::Startup, r"(?i:\bwarm[- ]?up\b|capture cuda graph)"),
         (
@@ -301,10 +304,37 @@ static CONTEXT_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             r"(?i:preprocess|DMatrix\(|read_csv|todense\(|toarray\(|DataLoader worker)",
         ),
     ];
-    rules
-        .iter()
-        .map(|(phase, p)| (*phase, Regex::new(p).expect("context pattern compiles")))
-        .collect()
+    let set = RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("context patterns compile");
+    (rules.iter().map(|(phase, _)| *phase).collect(), set)
+});
+
+/// A word each alternative of [`CONTEXT_RULES`] contains (ASCII case
+/// folded): a line with none of them is not matched against the rules.
+static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        // A DFA: one table step per byte, for lines read once per nearby event.
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build([
+            "warm",
+            "capture cuda graph",
+            "load",
+            "from_pretrained(",
+            "build",
+            "InitDataEntryMemory",
+            "skipping tactic",
+            ".cuda(",
+            ".to(",
+            "evaluation",
+            "validation step",
+            "preprocess",
+            "DMatrix(",
+            "read_csv",
+            "todense(",
+            "toarray(",
+            "DataLoader worker",
+        ])
+        .expect("context words build")
 });
 
 /// Sentences that tie a phase to the failure: a time word (during, while,
@@ -348,6 +378,36 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// A word each of [`TIED_RULES`]' phase names contains (ASCII case
+/// folded): a line with none of them ties no phase, and is not split into
+/// sentences nor matched against the rules.
+static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        // A DFA: one table step per byte, for lines read once per nearby event.
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build([
+            "start",
+            "warm",
+            "launch",
+            "boot",
+            "eval",
+            "validat",
+            "test",
+            "generat",
+            "sampling",
+            "decoding",
+            "load",
+            "reading",
+            "preprocessing",
+            "backward",
+            "backprop",
+            "gradient",
+            "optimi",
+        ])
+        .expect("phase words build")
+});
+
 /// Words that say a sentence speaks of the failure.
 static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccurs?\b|\bhappens?\b|killed|runs? out|ran out")
@@ -362,6 +422,9 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
     let mut order: Vec<usize> = (0..lines.len()).collect();
     order.sort_by_key(|&i| i.abs_diff(error_at));
     order.into_iter().find_map(|i| {
+        if !PHASE_WORDS.is_match(lines[i]) {
+            return None;
+        }
         SENTENCE_END
             .split(lines[i])
             .filter(|s| FAILURE.is_match(s))
@@ -386,10 +449,14 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .chain(after.iter().take(FOLLOWING_LINES).map(String::as_str))
         .collect();
     tied_phase(&lines, near_before.len()).or_else(|| {
-        CONTEXT_RULES
+        let (phases, set) = &*CONTEXT_RULES;
+        // The first rule, in order, that any line matches.
+        let first = lines
             .iter()
-            .find(|(_, re)| lines.iter().any(|l| re.is_match(l)))
-            .map(|(phase, _)| *phase)
+            .filter(|l| CONTEXT_WORDS.is_match(**l))
+            .filter_map(|l| set.matches(l).iter().next())
+            .min()?;
+        Some(phases[first])
     })
 }
 

@@ -412,11 +412,25 @@ fn read_event_at(
     }
     // The lines right after the message: a traceback printed after it, or
     // the sentence that says when it happened.
+    // The lines after the event, up to the same message printed again (a
+    // loop that catches each OOM and goes on): what follows that is the next
+    // failure's context, and a log dense with OOM lines stays linear.
+    let again = |line: &str| same_but_digits(strip_log_prefix(line), &stripped);
     let mut following = after[taken..].to_vec();
+    let other_failure = following.iter().position(|l| again(l));
     let mut pos = used_end.max(ends.last().copied().unwrap_or(used_end));
-    while following.len() < phase::FOLLOWING_LINES && pos < buf.len() {
+    if let Some(at) = other_failure {
+        following.truncate(at);
+    }
+    let mut stopped = other_failure.is_some();
+    while !stopped && following.len() < phase::FOLLOWING_LINES && pos < buf.len() {
         let end = line_end_of(buf, pos);
-        following.push(clean_line(&buf[pos..end]));
+        let line = clean_line(&buf[pos..end]);
+        if again(&line) {
+            stopped = true;
+            break;
+        }
+        following.push(line);
         pos = end;
     }
     let phase = parsed
@@ -429,7 +443,7 @@ fn read_event_at(
                 return None;
             }
             let mut following = following.clone();
-            while following.len() < FOLLOWING_LINES && pos < buf.len() {
+            while !stopped && following.len() < FOLLOWING_LINES && pos < buf.len() {
                 let end = line_end_of(buf, pos);
                 following.push(clean_line(&buf[pos..end]));
                 pos = end;
@@ -481,6 +495,14 @@ static EXCEPTION_START: LazyLock<regex::Regex> = LazyLock::new(|| {
     regex::Regex::new(r"^[A-Za-z_][\w.]*(?:Error|Exception)\s*:").expect("pattern compiles")
 });
 
+/// The two lines are the same words with other figures.
+fn same_but_digits(a: &str, b: &str) -> bool {
+    fn words(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes().filter(|c| !c.is_ascii_digit() && *c != b'.')
+    }
+    a.len().abs_diff(b.len()) <= 32 && words(a).eq(words(b))
+}
+
 /// Prepends the line before when the trigger line continues it (a terminal
 /// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`).
 fn join_backwards(before: &[String], text: String) -> String {
@@ -514,6 +536,34 @@ fn join_backwards(before: &[String], text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_same_message_with_other_figures_is_read_as_again() {
+        let a = "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has 1.06 GiB free";
+        assert!(!same_but_digits(
+            a,
+            "CUDA out of memory. Tried to allocate 615.47 KiB. GPU 3 has 1.06 GiB free"
+        ));
+        assert!(same_but_digits(
+            a,
+            "CUDA out of memory. Tried to allocate 16.5 GiB. GPU 7 has 0 GiB free"
+        ));
+        assert!(!same_but_digits(
+            a,
+            "OutOfMemoryError        Traceback (most recent call last)"
+        ));
+    }
+
+    #[test]
+    fn a_phase_is_not_read_past_the_same_failure_printed_again() {
+        let log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
+                   torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
+                   It happens while loading the model.\n";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert_eq!(events[0].phase, Phase::Unknown);
+        assert_eq!(events[1].phase, Phase::ModelLoad);
+    }
 
     fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {
         let mut events = Vec::new();
