@@ -179,7 +179,7 @@ def main():
             fixture_rows.append(kept)
             by_split[split].add(**counts)
             by_split["all"].add(**counts)
-            if split != "dev" and thread(row.get("source", "")) not in dev_threads:
+            if row.get("split") not in (None, "dev") and thread(row.get("source", "")) not in dev_threads:
                 by_split[f"{split}, threads without a dev row"].add(**counts)
             by_cat[(split, row.get("category", "-"))].add(**counts)
             if fails:
