@@ -1046,6 +1046,14 @@ fn render(
         format_size(b.allocated_peak_bytes),
         s.dim("torch.cuda.max_memory_allocated")
     )?;
+    let listed = parts[..6].iter().fold(0u64, |a, p| a.saturating_add(p.2));
+    if b.gradients_bytes > 0 && listed > b.allocated_peak_bytes {
+        writeln!(
+            out,
+            "   {}",
+            s.dim("(gradients and saved activations are not held at once: the step peaks at the larger)")
+        )?;
+    }
     writeln!(
         out,
         "   reserved peak      {:>12}  {}",
