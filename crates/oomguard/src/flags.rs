@@ -120,6 +120,9 @@ pub struct PlanArgs {
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,
+    /// The bitsandbytes release running --quant nf4 (`pip show bitsandbytes`); before 0.43.2 its 4-bit linears keep their inputs for backward.
+    #[arg(long, value_name = "X.Y.Z", requires = "quant", value_parser = parse_bitsandbytes_version)]
+    pub bitsandbytes_version: Option<oomguard_core::estimate::BitsandbytesVersion>,
     /// Layers LoRA adapts (default qv).
     #[arg(long, value_name = "T", value_parser = ["qv", "qkvo", "all-linear"], requires = "lora")]
     pub lora_targets: Option<String>,
@@ -387,4 +390,12 @@ pub struct SnapshotArgs {
     /// Also write one self-contained HTML page (timeline and segment map) to OUT.
     #[arg(long, value_name = "OUT")]
     pub html: Option<PathBuf>,
+}
+
+/// `--bitsandbytes-version`: a release number such as 0.42.0.
+fn parse_bitsandbytes_version(
+    text: &str,
+) -> Result<oomguard_core::estimate::BitsandbytesVersion, String> {
+    oomguard_core::estimate::BitsandbytesVersion::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a release number such as 0.42.0"))
 }

@@ -9,6 +9,7 @@
 //! KV heads, fp32, models without dropout and fused attention kernels (which
 //! keep no a·s score matrix: FlashAttention, Dao et al. 2022).
 
+use super::weights::kept_4bit_input_bytes_per_token_per_layer;
 use super::workload::{Attention, Workload};
 use crate::model::{ModelKind, ModelShape};
 
@@ -89,17 +90,23 @@ fn layers(s: &ModelShape) -> u64 {
 }
 
 /// Training activations for the whole batch (without logits).
+///
+/// Old bitsandbytes' 4-bit linears also keep their inputs while the graph
+/// lives (see `kept_4bit_input_bytes_per_token_per_layer`); under
+/// checkpointing the forward runs without a graph, so only the layer being
+/// recomputed keeps them.
 pub fn training_activations(s: &ModelShape, w: &Workload) -> u64 {
     let tokens = w.tokens();
     let per_layer = training_bytes_per_token_per_layer(s, w);
+    let kept_4bit = kept_4bit_input_bytes_per_token_per_layer(s, w);
     let e = w.activation_bytes();
     // Embedding output and final norm.
     let edges = 2 * s.hidden_size * e;
     let per_token = if w.grad_checkpointing {
         // Each layer keeps its input; one layer is recomputed at a time.
-        layers(s) * s.hidden_size * e + per_layer + edges
+        layers(s) * s.hidden_size * e + per_layer + kept_4bit + edges
     } else {
-        layers(s) * per_layer + edges
+        layers(s) * (per_layer + kept_4bit) + edges
     };
     tokens.saturating_mul(per_token)
 }

@@ -23,6 +23,7 @@ pub use fit::{
     larger_gpu, max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
 };
 pub use training_state::TrainingState;
+pub use weights::BitsandbytesVersion;
 pub use workload::{
     Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
     WorkloadError, WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,

@@ -6,6 +6,8 @@
 use super::linears::{linear_params, linears};
 use super::workload::{Quant, Workload};
 use crate::model::{Dtype, ModelShape};
+use serde::{Serialize, Serializer};
+use std::fmt;
 
 /// Bytes per quantized linear parameter, scales included.
 ///
@@ -62,6 +64,104 @@ pub fn dequantized_weight_bytes(s: &ModelShape, w: &Workload) -> u64 {
     largest.saturating_mul(w.activation_bytes())
 }
 
+/// A bitsandbytes release, as `pip show bitsandbytes` prints it
+/// (`--bitsandbytes-version`): what its 4-bit matmul keeps for backward
+/// depends on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct BitsandbytesVersion {
+    /// The first number (0 so far).
+    pub major: u32,
+    /// The second number (43 in 0.43.2).
+    pub minor: u32,
+    /// The third number (2 in 0.43.2); 0 when not given.
+    pub patch: u32,
+}
+
+impl BitsandbytesVersion {
+    /// The first release whose `MatMul4Bit` no longer keeps its input:
+    /// bitsandbytes 0.43.2 (2024-07-23), commit 9e753741 "fix QLoRA mem bug:
+    /// delete useless buffered activation" (#1270).
+    pub const FREES_4BIT_INPUTS: BitsandbytesVersion = BitsandbytesVersion {
+        major: 0,
+        minor: 43,
+        patch: 2,
+    };
+
+    /// Reads `MAJOR.MINOR[.PATCH]` (a local or pre-release suffix after the
+    /// numbers is ignored: `0.42.0.post2`, `0.43.0rc1`); `None` otherwise.
+    pub fn parse(text: &str) -> Option<BitsandbytesVersion> {
+        let mut parts = text.trim().split('.');
+        let mut number = |required: bool| -> Option<u32> {
+            match parts.next() {
+                Some(p) => {
+                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
+                    digits.parse().ok()
+                }
+                None if required => None,
+                None => Some(0),
+            }
+        };
+        Some(BitsandbytesVersion {
+            major: number(true)?,
+            minor: number(true)?,
+            patch: number(false)?,
+        })
+    }
+
+    /// Whether this release's 4-bit matmul keeps each linear's input until
+    /// the step's graph is freed (every release before 0.43.2).
+    pub fn keeps_4bit_inputs(self) -> bool {
+        self < Self::FREES_4BIT_INPUTS
+    }
+}
+
+impl fmt::Display for BitsandbytesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
+impl Serialize for BitsandbytesVersion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Bytes per token and layer of the 4-bit linears' inputs that bitsandbytes
+/// before 0.43.2 keeps for backward: its `MatMul4Bit.forward` stored
+/// `ctx.tensors = (A, B)` whenever an input needs a gradient (always in
+/// QLoRA, past the first adapter), though backward only reads B
+/// (bitsandbytes/autograd/_functions.py until commit 9e753741). Tensors on
+/// `ctx` rather than `save_for_backward` are not released when backward
+/// passes the node: they live as long as the graph, so every layer's are
+/// alive at the peak (measured with a `torch.autograd.Function` that does
+/// the same: the input outlives `backward()` while the loss is referenced).
+///
+/// The distinct inputs of a block's quantized linears: the attention input
+/// (one tensor for q, k and v), the output projection's input, the MLP input
+/// (one for gate and up), and the down projection's input; a mixture of
+/// experts copies each routed token's input per expert. In LoRA training
+/// these tensors are otherwise dropped (a frozen linear saves no input), so
+/// they come on top of what the block keeps.
+pub fn kept_4bit_input_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
+    let keeps = w.train
+        && w.quant == Some(Quant::Nf4)
+        && w.bitsandbytes_version
+            .is_some_and(|v| v.keeps_4bit_inputs());
+    if !keeps {
+        return 0;
+    }
+    let h = s.hidden_size;
+    let q = s.heads * s.head_dim;
+    let mlp = match &s.moe {
+        Some(m) => {
+            h + m.experts_per_token * (h + m.expert_intermediate_size) + m.shared_intermediate_size
+        }
+        None => h + s.intermediate_size,
+    };
+    (h + q + mlp).saturating_mul(w.activation_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,5 +188,47 @@ mod tests {
         assert_eq!(with(Some(Quant::Nf4)), 14336 * 4096 * 2);
         assert_eq!(with(Some(Quant::Int8)), 0);
         assert_eq!(with(None), 0);
+    }
+
+    #[test]
+    fn bitsandbytes_versions_read_and_order() {
+        let v = |t| BitsandbytesVersion::parse(t);
+        assert_eq!(v("0.42.0").unwrap().to_string(), "0.42.0");
+        assert_eq!(v("0.43").unwrap().to_string(), "0.43.0");
+        assert_eq!(v("0.43.2.post1").unwrap().to_string(), "0.43.2");
+        assert_eq!(v("0.43.0rc1").unwrap().to_string(), "0.43.0");
+        assert!(v("latest").is_none() && v("1").is_none() && v("").is_none());
+        assert!(v("0.43.1").unwrap().keeps_4bit_inputs());
+        assert!(v("0.41.1").unwrap().keeps_4bit_inputs());
+        assert!(!v("0.43.2").unwrap().keeps_4bit_inputs());
+        assert!(!v("0.45.0").unwrap().keeps_4bit_inputs());
+    }
+
+    #[test]
+    fn old_bitsandbytes_keeps_each_block_input_of_its_4bit_linears() {
+        let s = catalog::shape("meta-llama/Llama-2-7b-hf").unwrap();
+        let kept = |version: &str, quant| {
+            let req = WorkloadRequest {
+                train: true,
+                quant,
+                dtype: Some(Dtype::Bf16),
+                lora: Some(crate::estimate::Lora {
+                    rank: 8,
+                    targets: crate::estimate::LoraTargets::Qv,
+                }),
+                bitsandbytes_version: BitsandbytesVersion::parse(version),
+                ..WorkloadRequest::default()
+            };
+            kept_4bit_input_bytes_per_token_per_layer(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        // Attention input, output projection input, MLP input, down
+        // projection input: 4096 + 4096 + 4096 + 11008 bf16 values.
+        assert_eq!(kept("0.42.0", Some(Quant::Nf4)), (3 * 4096 + 11008) * 2);
+        assert_eq!(kept("0.43.2", Some(Quant::Nf4)), 0);
+        // Only the 4-bit matmul did it; LLM.int8 and unquantized runs keep nothing more.
+        assert_eq!(kept("0.42.0", Some(Quant::Int8)), 0);
+        assert_eq!(kept("0.42.0", None), 0);
+        // Unknown version: today's bitsandbytes.
+        assert_eq!(kept("", Some(Quant::Nf4)), 0);
     }
 }

@@ -201,6 +201,9 @@ pub struct WorkloadRequest {
     pub zero: Option<u8>,
     /// The tensor-parallel size (`--tp`); default 1.
     pub tp: Option<u64>,
+    /// The bitsandbytes release running NF4 (`--bitsandbytes-version`);
+    /// default: a current one.
+    pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -237,6 +240,9 @@ pub struct Workload {
     /// True when the sequence was cut to the model's maximum.
     #[serde(skip)]
     pub seq_capped: bool,
+    /// The bitsandbytes release, when the user named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -435,6 +441,7 @@ impl Workload {
             tp,
             precision,
             seq_capped,
+            bitsandbytes_version: req.bitsandbytes_version,
         })
     }
 

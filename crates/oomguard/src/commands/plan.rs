@@ -89,6 +89,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         gpus: args.gpus,
         zero: if args.fsdp { Some(3) } else { args.zero },
         tp: args.tp,
+        bitsandbytes_version: args.bitsandbytes_version,
     }
 }
 
@@ -148,6 +149,11 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--lora", args.lora.is_some(), &[Hf]),
         ("--optimizer", args.optimizer.is_some(), &[Hf]),
         ("--grad-checkpointing", args.grad_checkpointing, &[Hf]),
+        (
+            "--bitsandbytes-version",
+            args.bitsandbytes_version.is_some(),
+            &[Hf],
+        ),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
