@@ -189,6 +189,36 @@ mod tests {
     }
 
     #[test]
+    fn old_bitsandbytes_inputs_stay_for_every_layer_unless_checkpointed() {
+        use crate::estimate::{BitsandbytesVersion, Lora, LoraTargets, Quant};
+        let s = catalog::shape("meta-llama/Llama-2-7b-hf").unwrap();
+        let acts = |version: &str, grad_checkpointing| {
+            let req = WorkloadRequest {
+                train: true,
+                seq: Some(512),
+                dtype: Some(Dtype::Bf16),
+                quant: Some(Quant::Nf4),
+                lora: Some(Lora {
+                    rank: 8,
+                    targets: LoraTargets::Qv,
+                }),
+                grad_checkpointing,
+                bitsandbytes_version: BitsandbytesVersion::parse(version),
+                ..WorkloadRequest::default()
+            };
+            training_activations(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        let per_layer = 512 * (3 * 4096 + 11008) * 2;
+        assert_eq!(
+            acts("0.42.0", false) - acts("0.45.0", false),
+            32 * per_layer
+        );
+        // Checkpointed layers run their forward without a graph; only the
+        // layer being recomputed holds its inputs.
+        assert_eq!(acts("0.42.0", true) - acts("0.45.0", true), per_layer);
+    }
+
+    #[test]
     fn eager_scores_follow_the_familys_softmax_precision() {
         // Llama in bf16: fp32 softmax output and its bf16 cast, no dropout.
         assert_eq!(eager_minus_sdpa("Llama-3.2-1B", Dtype::Bf16), 6);

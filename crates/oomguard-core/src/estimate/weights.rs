@@ -168,22 +168,30 @@ mod tests {
     use crate::estimate::WorkloadRequest;
     use crate::model::catalog;
 
+    /// bf16 LoRA training of `s` with `quant` on a given bitsandbytes release.
+    fn lora_training(
+        s: &ModelShape,
+        quant: Option<Quant>,
+        version: Option<BitsandbytesVersion>,
+    ) -> Workload {
+        let req = WorkloadRequest {
+            train: true,
+            quant,
+            dtype: Some(Dtype::Bf16),
+            lora: Some(crate::estimate::Lora {
+                rank: 8,
+                targets: crate::estimate::LoraTargets::Qv,
+            }),
+            bitsandbytes_version: version,
+            ..WorkloadRequest::default()
+        };
+        Workload::resolve(&req, s).unwrap()
+    }
+
     #[test]
     fn nf4_dequantizes_the_largest_linear_at_the_compute_dtype() {
         let s = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
-        let with = |quant| {
-            let req = WorkloadRequest {
-                train: true,
-                quant,
-                dtype: Some(Dtype::Bf16),
-                lora: Some(crate::estimate::Lora {
-                    rank: 8,
-                    targets: crate::estimate::LoraTargets::Qv,
-                }),
-                ..WorkloadRequest::default()
-            };
-            dequantized_weight_bytes(&s, &Workload::resolve(&req, &s).unwrap())
-        };
+        let with = |quant| dequantized_weight_bytes(&s, &lora_training(&s, quant, None));
         // The 14336 x 4096 MLP projections in bf16.
         assert_eq!(with(Some(Quant::Nf4)), 14336 * 4096 * 2);
         assert_eq!(with(Some(Quant::Int8)), 0);
@@ -208,18 +216,8 @@ mod tests {
     fn old_bitsandbytes_keeps_each_block_input_of_its_4bit_linears() {
         let s = catalog::shape("meta-llama/Llama-2-7b-hf").unwrap();
         let kept = |version: &str, quant| {
-            let req = WorkloadRequest {
-                train: true,
-                quant,
-                dtype: Some(Dtype::Bf16),
-                lora: Some(crate::estimate::Lora {
-                    rank: 8,
-                    targets: crate::estimate::LoraTargets::Qv,
-                }),
-                bitsandbytes_version: BitsandbytesVersion::parse(version),
-                ..WorkloadRequest::default()
-            };
-            kept_4bit_input_bytes_per_token_per_layer(&s, &Workload::resolve(&req, &s).unwrap())
+            let w = lora_training(&s, quant, BitsandbytesVersion::parse(version));
+            kept_4bit_input_bytes_per_token_per_layer(&s, &w)
         };
         // Attention input, output projection input, MLP input, down
         // projection input: 4096 + 4096 + 4096 + 11008 bf16 values.
