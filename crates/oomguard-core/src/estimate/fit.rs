@@ -120,7 +120,10 @@ impl Change {
         if self.workload.grad_checkpointing {
             return self;
         }
-        self.flag("--grad-checkpointing", |w| w.grad_checkpointing = true)
+        self.flag("--grad-checkpointing", |w| {
+            w.grad_checkpointing = true;
+            w.checkpointing = super::Checkpointing::Full;
+        })
     }
 
     /// Weights in bf16 where they are fp32 without autocast (adapters,

@@ -10,11 +10,13 @@
 
 mod activations;
 mod allocator;
+mod checkpointing;
 pub mod device_map;
 pub mod engine;
 mod fit;
 mod kv_cache;
 mod linears;
+mod loss;
 mod training_state;
 mod weights;
 mod workload;
@@ -24,8 +26,9 @@ pub use fit::{
 };
 pub use training_state::TrainingState;
 pub use workload::{
-    Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
-    WorkloadError, WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,
+    Attention, Checkpointing, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
+    Quant, Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, DEFAULT_SEQ,
+    MAX_BATCH_OR_SEQ,
 };
 
 use crate::model::ModelShape;
@@ -127,9 +130,22 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     };
     let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
     let dequantized = share(weights::dequantized_weight_bytes(s, w), tp);
+    // Context parallelism splits every sequence over its group: each rank
+    // computes the activations of its slice (the same workload when the
+    // degree is 1).
+    let local = w.per_context_parallel_rank();
     let (activations, temporary) = if w.train {
-        let acts = tp_activation(activations::training_activations(s, w))
-            .saturating_add(share(activations::training_logits(s, w), tp));
+        let saved = match w.checkpointing {
+            Checkpointing::Selective => checkpointing::selective_training_activations(s, &local),
+            Checkpointing::Full | Checkpointing::None => {
+                activations::training_activations(s, &local)
+            }
+        };
+        let logits = match w.loss {
+            Loss::Chunked { chunks } => loss::chunked_logits_bytes(s, &local, chunks),
+            Loss::Full => activations::training_logits(s, &local),
+        };
+        let acts = tp_activation(saved).saturating_add(share(logits, tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
         // a time (the one computing and the one prefetched: FSDP's default
@@ -137,9 +153,23 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         // compute precision (half under AMP: FSDP MixedPrecision's
         // param_dtype, DeepSpeed's fp16/bf16 parameters).
         let layer_grads = tp_activation(
-            w.tokens()
-                .saturating_mul(activations::training_bytes_per_token_per_layer(s, w)),
+            local
+                .tokens()
+                .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local)),
         );
+        // Ring attention (context parallelism) receives the next rank's
+        // keys and values while it computes with the current ones: two
+        // slices of K and V in flight (torch's context_parallel ring).
+        let ring = if w.context_parallel > 1 {
+            4 * share(
+                local
+                    .tokens()
+                    .saturating_mul(s.kv_heads * s.head_dim * local.activation_bytes()),
+                tp,
+            )
+        } else {
+            0
+        };
         let gathered = if zero >= 3 && s.layers > 0 {
             let whole = if w.mixed_precision() {
                 s.params.saturating_mul(2)
@@ -155,7 +185,8 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             autocast
                 .saturating_add(layer_grads)
                 .saturating_add(gathered)
-                .saturating_add(dequantized),
+                .saturating_add(dequantized)
+                .saturating_add(ring),
         )
     } else {
         (
@@ -165,9 +196,15 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     };
     // Saturating: an absurd --batch or --seq gives "more than any GPU", not
     // an overflow.
+    // bitsandbytes' paged optimizers allocate their states with
+    // cudaMallocManaged (`F.get_paged` -> `cget_managed_ptr`), outside
+    // PyTorch's caching allocator: max_memory_allocated/reserved do not
+    // count them, nvidia-smi does while they are resident.
+    let paged = if w.paged_optimizer { optimizer } else { 0 };
     let allocated = if w.train {
-        training_state::step_peak(
-            weights.saturating_add(optimizer),
+        training_state::training_peak(
+            w,
+            weights.saturating_add(optimizer - paged),
             gradients,
             activations,
             temporary.saturating_add(kv),
@@ -189,7 +226,9 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         cuda_context_bytes: allocator::CUDA_CONTEXT_BYTES,
         allocated_peak_bytes: allocated,
         reserved_peak_bytes: reserved,
-        device_used_bytes: reserved.saturating_add(allocator::CUDA_CONTEXT_BYTES),
+        device_used_bytes: reserved
+            .saturating_add(allocator::CUDA_CONTEXT_BYTES)
+            .saturating_add(paged),
     }
 }
 

@@ -77,12 +77,63 @@ pub fn step_peak(stay: u64, gradients: u64, activations: u64, transient: u64) ->
         .saturating_add(transient)
 }
 
+/// The allocator's peak over one training step for the workload's setup.
+///
+/// - Gradient accumulation (`grad_accum > 1`): the gradients of the first
+///   micro-batches stay allocated while the next micro-batch's forward
+///   saves its activations (the Trainer and torchtune's recipes zero the
+///   gradients only after the optimizer step), so both are held at once.
+/// - The optimizer step inside backward (torchtune's `optimizer_in_bwd`:
+///   `register_optim_in_bwd_hooks` steps each parameter's optimizer from a
+///   post-accumulate-grad hook and then calls `zero_grad()`): gradients
+///   never accumulate; `gradients` is then the one parameter's gradient
+///   alive next to the activations still saved.
+/// - Otherwise [`step_peak`]: the larger of gradients and activations.
+///
+/// `stay` is what is held through the whole step (weights, and optimizer
+/// states unless they live outside PyTorch's allocator).
+pub fn training_peak(
+    w: &Workload,
+    stay: u64,
+    gradients: u64,
+    activations: u64,
+    transient: u64,
+) -> u64 {
+    if w.optimizer_in_backward || w.grad_accum > 1 {
+        stay.saturating_add(gradients)
+            .saturating_add(activations)
+            .saturating_add(transient)
+    } else {
+        step_peak(stay, gradients, activations, transient)
+    }
+}
+
+/// Elements of the largest trainable tensor, whose gradient is the most the
+/// optimizer step in backward holds at once: the largest adapter matrix
+/// with LoRA, else the largest of the embedding and the block linears.
+pub fn largest_trainable_tensor(s: &ModelShape, w: &Workload) -> u64 {
+    let ls = linears(s);
+    match w.lora {
+        Some(lora) => ls
+            .iter()
+            .map(|l| lora.rank * l.inputs.max(l.outputs))
+            .max()
+            .unwrap_or(0),
+        None => ls
+            .iter()
+            .map(|l| l.inputs.saturating_mul(l.outputs))
+            .chain(std::iter::once(s.vocab_size.saturating_mul(s.hidden_size)))
+            .max()
+            .unwrap_or(0),
+    }
+}
+
 pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
     if !w.train {
         return None;
     }
     let opt = w.optimizer.unwrap_or(Optimizer::Adamw);
-    match w.lora {
+    let mut state = match w.lora {
         Some(lora) => {
             // PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever
             // the base model's dtype.
@@ -113,12 +164,58 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 },
             })
         }
+    };
+    if w.optimizer_in_backward {
+        if let Some(t) = state.as_mut() {
+            let per_param = t.gradients_bytes / t.trainable_params.max(1);
+            t.gradients_bytes = t
+                .gradients_bytes
+                .min(largest_trainable_tensor(s, w).saturating_mul(per_param));
+        }
     }
+    state
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn llama_8b(req: crate::estimate::WorkloadRequest) -> (ModelShape, Workload) {
+        let s = crate::model::catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let w = Workload::resolve(&req, &s).unwrap();
+        (s, w)
+    }
+
+    #[test]
+    fn optimizer_in_backward_holds_one_parameters_gradient() {
+        let req = crate::estimate::WorkloadRequest {
+            train: true,
+            dtype: Some(Dtype::Bf16),
+            optimizer_in_backward: true,
+            ..Default::default()
+        };
+        let (s, w) = llama_8b(req);
+        let t = training_state(&s, &w).unwrap();
+        // The 128256 x 4096 embedding is the largest tensor, in bf16.
+        assert_eq!(t.gradients_bytes, 128_256 * 4096 * 2);
+        // States are kept for every parameter all the same.
+        assert_eq!(t.optimizer_bytes, s.params * 4);
+    }
+
+    #[test]
+    fn accumulation_and_optimizer_in_backward_hold_gradients_with_activations() {
+        let (_, plain) = llama_8b(crate::estimate::WorkloadRequest {
+            train: true,
+            ..Default::default()
+        });
+        let (_, accum) = llama_8b(crate::estimate::WorkloadRequest {
+            train: true,
+            grad_accum: Some(4),
+            ..Default::default()
+        });
+        assert_eq!(training_peak(&plain, 100, 40, 30, 5), 145);
+        assert_eq!(training_peak(&accum, 100, 40, 30, 5), 175);
+    }
 
     #[test]
     fn the_step_peaks_at_the_larger_of_gradients_and_activations() {
