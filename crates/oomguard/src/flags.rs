@@ -111,8 +111,8 @@ pub struct PlanArgs {
     /// Weight quantization: int8, int4, nf4, fp8; with --engine llama.cpp a GGUF type (q4_k_m, q8_0, f16, ...).
     #[arg(long, value_name = "Q")]
     pub quant: Option<String>,
-    /// Optimizer (default adamw).
-    #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
+    /// Optimizer (default adamw, the fused kernel; adamw-foreach adds torch's foreach step temporary).
+    #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-foreach", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
     pub optimizer: Option<String>,
     /// Gradient (activation) checkpointing (= --activation-checkpointing full, which it overrides).
     #[arg(long)]

@@ -170,7 +170,13 @@ fn single_changes(w: &Workload) -> Vec<Change> {
             out.push(Change::from(w).half_weights());
         }
     }
-    if w.train && w.lora.is_none() && w.optimizer == Some(Optimizer::Adamw) {
+    if w.train
+        && w.lora.is_none()
+        && matches!(
+            w.optimizer,
+            Some(Optimizer::Adamw | Optimizer::AdamwForeach)
+        )
+    {
         out.push(Change::from(w).flag("--optimizer adamw-8bit", |w| {
             w.optimizer = Some(Optimizer::Adamw8bit)
         }));
@@ -213,7 +219,10 @@ fn combinations(w: &Workload) -> Vec<Change> {
     if w.dtype == Dtype::Fp32 && w.quant.is_none() && !w.amp {
         full = full.flag("--amp", |w| w.amp = true);
     }
-    if w.optimizer == Some(Optimizer::Adamw) {
+    if matches!(
+        w.optimizer,
+        Some(Optimizer::Adamw | Optimizer::AdamwForeach)
+    ) {
         full = full.flag("--optimizer adamw-8bit", |w| {
             w.optimizer = Some(Optimizer::Adamw8bit)
         });

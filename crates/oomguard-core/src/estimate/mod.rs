@@ -96,19 +96,22 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     if zero >= 3 {
         weights = share(weights, dp);
     }
-    let (mut gradients, mut optimizer, autocast) = match &state {
+    let (mut gradients, mut optimizer, autocast, mut step_temporary) = match &state {
         Some(t) => (
             share(t.gradients_bytes, tp),
             share(t.optimizer_bytes, tp),
             share(t.autocast_copy_bytes, tp),
+            share(t.step_temporary_bytes, tp),
         ),
-        None => (0, 0, 0),
+        None => (0, 0, 0, 0),
     };
     if let Some(t) = &state {
         weights += adapter_share(t.adapter_bytes, tp, dp, zero);
     }
     if zero >= 1 {
+        // Each rank steps its shard only.
         optimizer = share(optimizer, dp);
+        step_temporary = share(step_temporary, dp);
     }
     if zero >= 2 {
         gradients = share(gradients, dp);
@@ -208,12 +211,15 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             gradients,
             activations,
             temporary.saturating_add(kv),
+            step_temporary,
         )
     } else {
         [weights, gradients, optimizer, activations, kv, temporary]
             .iter()
             .fold(0u64, |a, b| a.saturating_add(*b))
     };
+    // The step's temporary is listed with the other short-lived buffers.
+    let temporary = temporary.saturating_add(step_temporary);
     let churn = activations.saturating_add(temporary).saturating_add(kv);
     let reserved = allocator::reserved_peak(allocated, churn);
     MemoryBreakdown {

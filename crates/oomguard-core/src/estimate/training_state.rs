@@ -10,7 +10,7 @@
 //! momentum one state, Adafactor factored second moments only. AdamW is
 //! taken as the fused kernel (`adamw_torch_fused`, Hugging Face Trainer's
 //! default on recent PyTorch), which has no state-sized temporaries; torch's
-//! foreach AdamW would add one during the step.
+//! foreach AdamW (`adamw-foreach`) adds one during the step.
 
 use super::linears::{linears, Role};
 use super::workload::{LoraTargets, Optimizer, Workload};
@@ -29,6 +29,12 @@ pub struct TrainingState {
     pub optimizer_bytes: u64,
     /// Half-precision copies of the weights autocast keeps for backward.
     pub autocast_copy_bytes: u64,
+    /// Bytes the optimizer allocates only during its step: torch's foreach
+    /// AdamW (`_multi_tensor_adamw`) computes `exp_avg_sq_sqrt =
+    /// torch._foreach_sqrt(exp_avg_sqs)`, a new tensor per parameter in the
+    /// state dtype, before `_foreach_addcdiv_`; every other update is in
+    /// place. 0 for the fused kernel and the others.
+    pub step_temporary_bytes: u64,
 }
 
 /// LoRA parameters for `rank` on the chosen targets.
@@ -53,7 +59,7 @@ pub fn lora_params(s: &ModelShape, rank: u64, targets: LoraTargets) -> u64 {
 pub fn state_bytes_per_param(opt: Optimizer, state_dtype: Dtype) -> f64 {
     let b = state_dtype.bytes() as f64;
     match opt {
-        Optimizer::Adamw => 2.0 * b,
+        Optimizer::Adamw | Optimizer::AdamwForeach => 2.0 * b,
         Optimizer::Adamw8bit => 2.0,
         Optimizer::Lion | Optimizer::SgdMomentum => b,
         Optimizer::Sgd => 0.0,
@@ -92,19 +98,34 @@ pub fn step_peak(stay: u64, gradients: u64, activations: u64, transient: u64) ->
 ///
 /// `stay` is what is held through the whole step (weights, and optimizer
 /// states unless they live outside PyTorch's allocator).
+///
+/// `step_temporary` exists only during the optimizer step, when the
+/// gradients are whole and the activations freed (inside backward, with the
+/// step in backward).
 pub fn training_peak(
     w: &Workload,
     stay: u64,
     gradients: u64,
     activations: u64,
     transient: u64,
+    step_temporary: u64,
 ) -> u64 {
-    if w.optimizer_in_backward || w.grad_accum > 1 {
+    if w.optimizer_in_backward {
         stay.saturating_add(gradients)
             .saturating_add(activations)
             .saturating_add(transient)
+            .saturating_add(step_temporary)
+    } else if w.grad_accum > 1 {
+        stay.saturating_add(gradients)
+            .saturating_add(activations.max(step_temporary))
+            .saturating_add(transient)
     } else {
-        step_peak(stay, gradients, activations, transient)
+        step_peak(
+            stay,
+            gradients.saturating_add(step_temporary),
+            activations,
+            transient,
+        )
     }
 }
 
@@ -128,6 +149,15 @@ pub fn largest_trainable_tensor(s: &ModelShape, w: &Workload) -> u64 {
     }
 }
 
+/// Bytes of foreach AdamW's step temporary for `params` parameters whose
+/// states are in `state_dtype`.
+fn foreach_temporary(opt: Optimizer, params: u64, state_dtype: Dtype) -> u64 {
+    match opt {
+        Optimizer::AdamwForeach => params.saturating_mul(state_dtype.bytes()),
+        _ => 0,
+    }
+}
+
 pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
     if !w.train {
         return None;
@@ -145,6 +175,7 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 gradients_bytes: p * 4,
                 optimizer_bytes: states,
                 autocast_copy_bytes: 0,
+                step_temporary_bytes: foreach_temporary(opt, p, Dtype::Fp32),
             })
         }
         None => {
@@ -162,15 +193,20 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
                 } else {
                     0
                 },
+                step_temporary_bytes: foreach_temporary(opt, p, master),
             })
         }
     };
     if w.optimizer_in_backward {
         if let Some(t) = state.as_mut() {
+            // One parameter at a time: its gradient, and its step's temporary.
+            let largest = largest_trainable_tensor(s, w);
             let per_param = t.gradients_bytes / t.trainable_params.max(1);
-            t.gradients_bytes = t
-                .gradients_bytes
-                .min(largest_trainable_tensor(s, w).saturating_mul(per_param));
+            t.gradients_bytes = t.gradients_bytes.min(largest.saturating_mul(per_param));
+            let per_param = t.step_temporary_bytes / t.trainable_params.max(1);
+            t.step_temporary_bytes = t
+                .step_temporary_bytes
+                .min(largest.saturating_mul(per_param));
         }
     }
     state
@@ -213,8 +249,11 @@ mod tests {
             grad_accum: Some(4),
             ..Default::default()
         });
-        assert_eq!(training_peak(&plain, 100, 40, 30, 5), 145);
-        assert_eq!(training_peak(&accum, 100, 40, 30, 5), 175);
+        assert_eq!(training_peak(&plain, 100, 40, 30, 5, 0), 145);
+        assert_eq!(training_peak(&accum, 100, 40, 30, 5, 0), 175);
+        // Foreach AdamW's temporary joins the gradients at the step.
+        assert_eq!(training_peak(&plain, 100, 40, 30, 5, 20), 165);
+        assert_eq!(training_peak(&plain, 100, 40, 90, 5, 20), 195);
     }
 
     #[test]

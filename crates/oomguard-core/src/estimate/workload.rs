@@ -49,8 +49,14 @@ impl Quant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
-    /// AdamW: two fp32 states (8 bytes) per trainable parameter.
+    /// AdamW: two fp32 states (8 bytes) per trainable parameter, stepped by
+    /// the fused kernel (no temporaries).
     Adamw,
+    /// torch's foreach AdamW (`torch.optim.AdamW` without `fused=True`, the
+    /// Trainer's `adamw_torch` before PyTorch 2.8): AdamW's states plus one
+    /// parameter-sized temporary during the step.
+    #[serde(rename = "adamw-foreach")]
+    AdamwForeach,
     /// bitsandbytes' 8-bit AdamW: two 8-bit states (2 bytes) per trainable parameter.
     #[serde(rename = "adamw-8bit")]
     Adamw8bit,
@@ -68,7 +74,8 @@ impl Optimizer {
     /// Reads the name `--optimizer` takes (and common aliases such as `adam`, `adamw_bnb_8bit`); `None` for anything else.
     pub fn parse(s: &str) -> Option<Optimizer> {
         Some(match s {
-            "adamw" | "adam" => Optimizer::Adamw,
+            "adamw" | "adam" | "adamw-fused" | "adamw_torch_fused" => Optimizer::Adamw,
+            "adamw-foreach" => Optimizer::AdamwForeach,
             "adamw-8bit" | "adamw8bit" | "adamw_bnb_8bit" => Optimizer::Adamw8bit,
             "adafactor" => Optimizer::Adafactor,
             "sgd" => Optimizer::Sgd,
