@@ -157,6 +157,9 @@ pub struct PlanArgs {
         help_heading = "Training setup"
     )]
     pub context_parallel: Option<u64>,
+    /// With --tp: norms and dropouts split along the sequence too (Megatron's --sequence-parallel; torchtitan's TP).
+    #[arg(long, help_heading = "Training setup")]
+    pub sequence_parallel: bool,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

@@ -845,6 +845,7 @@ fn training_setup_flags_that_do_not_apply_are_usage_errors() {
     );
     check(&["--train", "--activation-checkpointing", "some"], "some");
     check(&["--train", "--loss-chunks", "4"], "--loss");
+    check(&["--train", "--sequence-parallel"], "--tp");
 }
 
 #[test]

@@ -128,6 +128,13 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         if tp == 1 {
             return bytes;
         }
+        // Sequence parallelism splits the rest along the sequence
+        // (Korthikanti et al. 2022, section 4.2.2: 34·s·b·h/t; torchtitan's
+        // `apply_tp` runs the norms under `SequenceParallel()` and keeps the
+        // blocks' inputs `Shard(1)`).
+        if w.sequence_parallel {
+            return share(bytes, tp);
+        }
         let f = TP_REPLICATED_ACTIVATIONS + (1.0 - TP_REPLICATED_ACTIVATIONS) / tp as f64;
         (bytes as f64 * f) as u64
     };
@@ -341,6 +348,27 @@ mod tests {
         };
         assert_eq!(per(amp.precision), 16.0);
         assert_eq!(per(bf16.precision), 8.0);
+    }
+
+    #[test]
+    fn sequence_parallelism_splits_every_activation_over_tp() {
+        let shape = catalog::shape("Llama-3.1-70B").unwrap();
+        let acts = |sp| {
+            let req = WorkloadRequest {
+                train: true,
+                dtype: Some(crate::model::Dtype::Bf16),
+                seq: Some(4096),
+                tp: Some(8),
+                sequence_parallel: sp,
+                ..WorkloadRequest::default()
+            };
+            let w = Workload::resolve(&req, &shape).unwrap();
+            estimate(&shape, &w).activations_bytes
+        };
+        let (tp_only, sp) = (acts(false), acts(true));
+        // Without it 10/34 of a block's bytes stay whole on every rank.
+        assert!(sp < tp_only, "{sp} {tp_only}");
+        assert!(sp as f64 > tp_only as f64 * 0.3, "{sp} {tp_only}");
     }
 
     #[test]

@@ -282,6 +282,9 @@ pub struct WorkloadRequest {
     pub paged_optimizer: bool,
     /// GPUs each sequence is split over (`--context-parallel`); default 1.
     pub context_parallel: Option<u64>,
+    /// Tensor parallelism also splits the norms' and dropouts' activations
+    /// along the sequence (`--sequence-parallel`).
+    pub sequence_parallel: bool,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -326,6 +329,9 @@ pub struct Workload {
     pub paged_optimizer: bool,
     /// GPUs each sequence is split over (context parallelism), at least 1.
     pub context_parallel: u64,
+    /// Sequence parallelism with tensor parallelism: no activation is
+    /// replicated over the tensor-parallel group.
+    pub sequence_parallel: bool,
     /// The precision regime, stated in the output.
     pub precision: Precision,
     /// True when the sequence was cut to the model's maximum.
@@ -483,6 +489,8 @@ pub enum WorkloadError {
     LossChunksZero,
     /// A context-parallel degree of 0.
     ContextParallelZero,
+    /// Sequence parallelism without tensor parallelism, which it extends.
+    SequenceParallelWithoutTp,
     /// The GPU count is not a multiple of tensor times context parallelism.
     GpusNotMultipleOfTpCp {
         /// The number of GPUs asked for.
@@ -532,6 +540,10 @@ impl fmt::Display for WorkloadError {
                 "bitsandbytes pages the states of AdamW, 8-bit AdamW and Lion only",
             ),
             WorkloadError::LossChunksZero => f.write_str("the loss needs at least 1 chunk"),
+            WorkloadError::SequenceParallelWithoutTp => f.write_str(
+                "sequence parallelism splits activations over the tensor-parallel group, \
+                 and the tensor-parallel degree is 1",
+            ),
             WorkloadError::ContextParallelZero => {
                 f.write_str("the context-parallel degree must be at least 1")
             }
@@ -582,6 +594,9 @@ impl Workload {
         }
         if gpus % tp.saturating_mul(cp) != 0 {
             return Err(WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp });
+        }
+        if req.sequence_parallel && tp < 2 {
+            return Err(WorkloadError::SequenceParallelWithoutTp);
         }
         let setup = training_setup(req)?;
         let zero = req.zero.unwrap_or(0);
@@ -637,6 +652,7 @@ impl Workload {
             grad_accum: setup.grad_accum,
             paged_optimizer: setup.paged_optimizer,
             context_parallel: cp,
+            sequence_parallel: req.sequence_parallel,
             lora: req.lora,
             attention: req.attention.unwrap_or(Attention::Sdpa),
             gpus,
@@ -699,6 +715,7 @@ mod error_tests {
             WorkloadError::PagedOptimizerUnsupported,
             WorkloadError::LossChunksZero,
             WorkloadError::ContextParallelZero,
+            WorkloadError::SequenceParallelWithoutTp,
             WorkloadError::GpusNotMultipleOfTpCp {
                 gpus: 6,
                 tp: 2,

@@ -108,6 +108,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         grad_accum: args.grad_accum,
         paged_optimizer: args.paged_optimizer,
         context_parallel: args.context_parallel,
+        sequence_parallel: args.sequence_parallel,
     }
 }
 
@@ -177,6 +178,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--grad-accum", args.grad_accum.is_some(), &[Hf]),
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
+        ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -529,6 +531,9 @@ fn workload_error(e: WorkloadError, args: &PlanArgs) -> anyhow::Error {
             "--paged-optimizer: bitsandbytes has paged versions of adamw, adamw-8bit and lion only; pick one of them with --optimizer"
         ),
         WorkloadError::LossChunksZero => anyhow!("--loss-chunks must be at least 1"),
+        WorkloadError::SequenceParallelWithoutTp => anyhow!(
+            "--sequence-parallel splits activations over the tensor-parallel group: add --tp N (N of 2 or more)"
+        ),
         WorkloadError::ContextParallelZero => anyhow!("--context-parallel must be at least 1"),
         WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp } => anyhow!(
             "--gpus {gpus} is not a multiple of --tp {tp} times --context-parallel {cp}"
@@ -940,6 +945,9 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.paged_optimizer {
         parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.sequence_parallel {
+        parts.push("sequence parallel (no activation replicated over TP)".into());
     }
     if w.context_parallel > 1 {
         parts.push(format!(
