@@ -111,12 +111,55 @@ pub struct PlanArgs {
     /// Weight quantization: int8, int4, nf4, fp8; with --engine llama.cpp a GGUF type (q4_k_m, q8_0, f16, ...).
     #[arg(long, value_name = "Q")]
     pub quant: Option<String>,
-    /// Optimizer (default adamw).
-    #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
+    /// Optimizer (default adamw, the fused kernel; adamw-foreach adds torch's foreach step temporary).
+    #[arg(long, value_name = "NAME", value_parser = ["adamw", "adamw-foreach", "adamw-8bit", "adafactor", "sgd", "sgd-momentum", "lion"])]
     pub optimizer: Option<String>,
-    /// Gradient (activation) checkpointing.
+    /// Gradient (activation) checkpointing (= --activation-checkpointing full, which it overrides).
     #[arg(long)]
     pub grad_checkpointing: bool,
+    /// Activations kept for backward: none, full (every block recomputed), selective (torchtitan's per-op policy).
+    #[arg(long, value_name = "MODE", value_parser = ["none", "full", "selective"], help_heading = "Training setup")]
+    pub activation_checkpointing: Option<String>,
+    /// Loss: full (one fp32 cross-entropy over all logits) or chunked (torchtune's CEWithChunkedOutputLoss).
+    #[arg(long, value_name = "KIND", value_parser = ["full", "chunked"], help_heading = "Training setup")]
+    pub loss: Option<String>,
+    /// Chunks of the chunked loss (default 8, torchtune's num_output_chunks).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "loss",
+        help_heading = "Training setup"
+    )]
+    pub loss_chunks: Option<u64>,
+    /// Optimizer step fused into backward, one parameter at a time (torchtune's optimizer_in_bwd).
+    #[arg(
+        long,
+        visible_alias = "optimizer-in-bwd",
+        help_heading = "Training setup"
+    )]
+    pub optimizer_in_backward: bool,
+    /// Micro-batches per optimizer step (gradient_accumulation_steps); gradients stay across them.
+    #[arg(
+        long,
+        value_name = "N",
+        visible_alias = "gradient-accumulation-steps",
+        help_heading = "Training setup"
+    )]
+    pub grad_accum: Option<u64>,
+    /// Optimizer states in CUDA managed memory (bitsandbytes' Paged* optimizers).
+    #[arg(long, help_heading = "Training setup")]
+    pub paged_optimizer: bool,
+    /// GPUs each sequence is split over (context parallelism, torchtitan's context_parallel_degree).
+    #[arg(
+        long,
+        value_name = "N",
+        visible_alias = "cp",
+        help_heading = "Training setup"
+    )]
+    pub context_parallel: Option<u64>,
+    /// With --tp: norms and dropouts split along the sequence too (Megatron's --sequence-parallel; torchtitan's TP).
+    #[arg(long, help_heading = "Training setup")]
+    pub sequence_parallel: bool,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

@@ -120,7 +120,10 @@ impl Change {
         if self.workload.grad_checkpointing {
             return self;
         }
-        self.flag("--grad-checkpointing", |w| w.grad_checkpointing = true)
+        self.flag("--grad-checkpointing", |w| {
+            w.grad_checkpointing = true;
+            w.checkpointing = super::Checkpointing::Full;
+        })
     }
 
     /// Weights in bf16 where they are fp32 without autocast (adapters,
@@ -167,9 +170,22 @@ fn single_changes(w: &Workload) -> Vec<Change> {
             out.push(Change::from(w).half_weights());
         }
     }
-    if w.train && w.lora.is_none() && w.optimizer == Some(Optimizer::Adamw) {
+    if w.train
+        && w.lora.is_none()
+        && matches!(
+            w.optimizer,
+            Some(Optimizer::Adamw | Optimizer::AdamwForeach)
+        )
+    {
         out.push(Change::from(w).flag("--optimizer adamw-8bit", |w| {
             w.optimizer = Some(Optimizer::Adamw8bit)
+        }));
+    }
+    // torchtune's `optimizer_in_bwd`: the gradients are never whole
+    // (it cannot accumulate over micro-batches).
+    if w.train && w.lora.is_none() && !w.optimizer_in_backward && w.grad_accum == 1 {
+        out.push(Change::from(w).flag("--optimizer-in-backward", |w| {
+            w.optimizer_in_backward = true
         }));
     }
     if w.train && w.lora.is_none() && w.quant.is_none() {
@@ -203,7 +219,10 @@ fn combinations(w: &Workload) -> Vec<Change> {
     if w.dtype == Dtype::Fp32 && w.quant.is_none() && !w.amp {
         full = full.flag("--amp", |w| w.amp = true);
     }
-    if w.optimizer == Some(Optimizer::Adamw) {
+    if matches!(
+        w.optimizer,
+        Some(Optimizer::Adamw | Optimizer::AdamwForeach)
+    ) {
         full = full.flag("--optimizer adamw-8bit", |w| {
             w.optimizer = Some(Optimizer::Adamw8bit)
         });
@@ -298,7 +317,15 @@ pub fn recommendations(
     // the only changes that fit, combinations that keep more of both follow,
     // each at the largest batch (else the longest sequence) that fits.
     let from_shrink = out.len();
-    out.extend(single_changes(w).iter().map(rec));
+    // A change that does not lower the total is no advice (the optimizer
+    // step in backward, when activations rather than gradients set the peak).
+    let now = estimate(s, w).device_used_bytes;
+    out.extend(
+        single_changes(w)
+            .iter()
+            .map(rec)
+            .filter(|r| r.device_used_bytes < now),
+    );
     if !out[from_shrink..].iter().any(|r| r.fits) {
         for c in combinations(w) {
             let c = if fits(s, &c.workload, capacity) {
@@ -353,6 +380,36 @@ pub fn recommendations(
 mod tests {
     use super::*;
     use crate::gpu::{find_gpu, gpus};
+
+    fn llama_8b_full(batch: u64, checkpointing: bool) -> (ModelShape, Workload) {
+        let s = crate::model::catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let req = super::super::WorkloadRequest {
+            train: true,
+            dtype: Some(Dtype::Bf16),
+            batch: Some(batch),
+            seq: Some(4096),
+            grad_checkpointing: checkpointing,
+            ..Default::default()
+        };
+        let w = Workload::resolve(&req, &s).unwrap();
+        (s, w)
+    }
+
+    #[test]
+    fn the_optimizer_step_in_backward_is_advised_only_where_it_lowers_the_total() {
+        let advised = |batch, checkpointing| {
+            let (s, w) = llama_8b_full(batch, checkpointing);
+            let g = find_gpu("a100-40gb").unwrap();
+            recommendations(&s, &w, g.memory_bytes, gpus(), Some(g))
+                .into_iter()
+                .any(|r| r.change == "--optimizer-in-backward")
+        };
+        // One checkpointed sequence: the gradients set the peak, and go.
+        assert!(advised(1, true));
+        // Eight sequences without checkpointing: the activations set the
+        // peak; one more gradient beside them would raise it.
+        assert!(!advised(8, false));
+    }
 
     #[test]
     fn a_larger_gpu_is_of_the_users_vendor_and_class_first() {

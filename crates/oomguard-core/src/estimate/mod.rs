@@ -10,11 +10,13 @@
 
 mod activations;
 mod allocator;
+mod checkpointing;
 pub mod device_map;
 pub mod engine;
 mod fit;
 mod kv_cache;
 mod linears;
+mod loss;
 mod training_state;
 mod weights;
 mod workload;
@@ -25,8 +27,9 @@ pub use fit::{
 pub use training_state::TrainingState;
 pub use weights::BitsandbytesVersion;
 pub use workload::{
-    Attention, Lora, LoraTargets, Optimizer, Precision, PrecisionRegime, Quant, Workload,
-    WorkloadError, WorkloadRequest, DEFAULT_SEQ, MAX_BATCH_OR_SEQ,
+    Attention, Checkpointing, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
+    Quant, Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, DEFAULT_SEQ,
+    MAX_BATCH_OR_SEQ,
 };
 
 use crate::model::ModelShape;
@@ -94,19 +97,22 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     if zero >= 3 {
         weights = share(weights, dp);
     }
-    let (mut gradients, mut optimizer, autocast) = match &state {
+    let (mut gradients, mut optimizer, autocast, mut step_temporary) = match &state {
         Some(t) => (
             share(t.gradients_bytes, tp),
             share(t.optimizer_bytes, tp),
             share(t.autocast_copy_bytes, tp),
+            share(t.step_temporary_bytes, tp),
         ),
-        None => (0, 0, 0),
+        None => (0, 0, 0, 0),
     };
     if let Some(t) = &state {
         weights += adapter_share(t.adapter_bytes, tp, dp, zero);
     }
     if zero >= 1 {
+        // Each rank steps its shard only.
         optimizer = share(optimizer, dp);
+        step_temporary = share(step_temporary, dp);
     }
     if zero >= 2 {
         gradients = share(gradients, dp);
@@ -123,14 +129,34 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         if tp == 1 {
             return bytes;
         }
+        // Sequence parallelism splits the rest along the sequence
+        // (Korthikanti et al. 2022, section 4.2.2: 34·s·b·h/t; torchtitan's
+        // `apply_tp` runs the norms under `SequenceParallel()` and keeps the
+        // blocks' inputs `Shard(1)`).
+        if w.sequence_parallel {
+            return share(bytes, tp);
+        }
         let f = TP_REPLICATED_ACTIVATIONS + (1.0 - TP_REPLICATED_ACTIVATIONS) / tp as f64;
         (bytes as f64 * f) as u64
     };
     let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
     let dequantized = share(weights::dequantized_weight_bytes(s, w), tp);
+    // Context parallelism splits every sequence over its group: each rank
+    // computes the activations of its slice (the same workload when the
+    // degree is 1).
+    let local = w.per_context_parallel_rank();
     let (activations, temporary) = if w.train {
-        let acts = tp_activation(activations::training_activations(s, w))
-            .saturating_add(share(activations::training_logits(s, w), tp));
+        let saved = match w.checkpointing {
+            Checkpointing::Selective => checkpointing::selective_training_activations(s, &local),
+            Checkpointing::Full | Checkpointing::None => {
+                activations::training_activations(s, &local)
+            }
+        };
+        let logits = match w.loss {
+            Loss::Chunked { chunks } => loss::chunked_logits_bytes(s, &local, chunks),
+            Loss::Full => activations::training_logits(s, &local),
+        };
+        let acts = tp_activation(saved).saturating_add(share(logits, tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
         // a time (the one computing and the one prefetched: FSDP's default
@@ -138,9 +164,23 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         // compute precision (half under AMP: FSDP MixedPrecision's
         // param_dtype, DeepSpeed's fp16/bf16 parameters).
         let layer_grads = tp_activation(
-            w.tokens()
-                .saturating_mul(activations::training_bytes_per_token_per_layer(s, w)),
+            local
+                .tokens()
+                .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local)),
         );
+        // Ring attention (context parallelism) receives the next rank's
+        // keys and values while it computes with the current ones: two
+        // slices of K and V in flight (torch's context_parallel ring).
+        let ring = if w.context_parallel > 1 {
+            4 * share(
+                local
+                    .tokens()
+                    .saturating_mul(s.kv_heads * s.head_dim * local.activation_bytes()),
+                tp,
+            )
+        } else {
+            0
+        };
         let gathered = if zero >= 3 && s.layers > 0 {
             let whole = if w.mixed_precision() {
                 s.params.saturating_mul(2)
@@ -156,7 +196,8 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             autocast
                 .saturating_add(layer_grads)
                 .saturating_add(gathered)
-                .saturating_add(dequantized),
+                .saturating_add(dequantized)
+                .saturating_add(ring),
         )
     } else {
         (
@@ -166,18 +207,27 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     };
     // Saturating: an absurd --batch or --seq gives "more than any GPU", not
     // an overflow.
+    // bitsandbytes' paged optimizers allocate their states with
+    // cudaMallocManaged (`F.get_paged` -> `cget_managed_ptr`), outside
+    // PyTorch's caching allocator: max_memory_allocated/reserved do not
+    // count them, nvidia-smi does while they are resident.
+    let paged = if w.paged_optimizer { optimizer } else { 0 };
     let allocated = if w.train {
-        training_state::step_peak(
-            weights.saturating_add(optimizer),
+        training_state::training_peak(
+            w,
+            weights.saturating_add(optimizer - paged),
             gradients,
             activations,
             temporary.saturating_add(kv),
+            step_temporary,
         )
     } else {
         [weights, gradients, optimizer, activations, kv, temporary]
             .iter()
             .fold(0u64, |a, b| a.saturating_add(*b))
     };
+    // The step's temporary is listed with the other short-lived buffers.
+    let temporary = temporary.saturating_add(step_temporary);
     let churn = activations.saturating_add(temporary).saturating_add(kv);
     let reserved = allocator::reserved_peak(allocated, churn);
     MemoryBreakdown {
@@ -190,7 +240,9 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         cuda_context_bytes: allocator::CUDA_CONTEXT_BYTES,
         allocated_peak_bytes: allocated,
         reserved_peak_bytes: reserved,
-        device_used_bytes: reserved.saturating_add(allocator::CUDA_CONTEXT_BYTES),
+        device_used_bytes: reserved
+            .saturating_add(allocator::CUDA_CONTEXT_BYTES)
+            .saturating_add(paged),
     }
 }
 
@@ -297,6 +349,27 @@ mod tests {
         };
         assert_eq!(per(amp.precision), 16.0);
         assert_eq!(per(bf16.precision), 8.0);
+    }
+
+    #[test]
+    fn sequence_parallelism_splits_every_activation_over_tp() {
+        let shape = catalog::shape("Llama-3.1-70B").unwrap();
+        let acts = |sp| {
+            let req = WorkloadRequest {
+                train: true,
+                dtype: Some(crate::model::Dtype::Bf16),
+                seq: Some(4096),
+                tp: Some(8),
+                sequence_parallel: sp,
+                ..WorkloadRequest::default()
+            };
+            let w = Workload::resolve(&req, &shape).unwrap();
+            estimate(&shape, &w).activations_bytes
+        };
+        let (tp_only, sp) = (acts(false), acts(true));
+        // Without it 10/34 of a block's bytes stay whole on every rank.
+        assert!(sp < tp_only, "{sp} {tp_only}");
+        assert!(sp as f64 > tp_only as f64 * 0.3, "{sp} {tp_only}");
     }
 
     #[test]

@@ -49,8 +49,14 @@ impl Quant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Optimizer {
-    /// AdamW: two fp32 states (8 bytes) per trainable parameter.
+    /// AdamW: two fp32 states (8 bytes) per trainable parameter, stepped by
+    /// the fused kernel (no temporaries).
     Adamw,
+    /// torch's foreach AdamW (`torch.optim.AdamW` without `fused=True`, the
+    /// Trainer's `adamw_torch` before PyTorch 2.8): AdamW's states plus one
+    /// parameter-sized temporary during the step.
+    #[serde(rename = "adamw-foreach")]
+    AdamwForeach,
     /// bitsandbytes' 8-bit AdamW: two 8-bit states (2 bytes) per trainable parameter.
     #[serde(rename = "adamw-8bit")]
     Adamw8bit,
@@ -68,7 +74,8 @@ impl Optimizer {
     /// Reads the name `--optimizer` takes (and common aliases such as `adam`, `adamw_bnb_8bit`); `None` for anything else.
     pub fn parse(s: &str) -> Option<Optimizer> {
         Some(match s {
-            "adamw" | "adam" => Optimizer::Adamw,
+            "adamw" | "adam" | "adamw-fused" | "adamw_torch_fused" => Optimizer::Adamw,
+            "adamw-foreach" => Optimizer::AdamwForeach,
             "adamw-8bit" | "adamw8bit" | "adamw_bnb_8bit" => Optimizer::Adamw8bit,
             "adafactor" => Optimizer::Adafactor,
             "sgd" => Optimizer::Sgd,
@@ -123,6 +130,65 @@ pub struct Lora {
     /// Which linear layers get adapters.
     pub targets: LoraTargets,
 }
+
+/// Which activations training keeps for backward (`--activation-checkpointing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Checkpointing {
+    /// Every activation autograd saves stays until backward.
+    None,
+    /// Each block keeps only its input and is recomputed whole in backward
+    /// (`torch.utils.checkpoint` around every block: Hugging Face's
+    /// `gradient_checkpointing_enable()`, torchtune's
+    /// `enable_activation_checkpointing`, torchtitan's `mode = "full"`).
+    Full,
+    /// torchtitan's per-op selective checkpointing (`mode = "selective"`,
+    /// `selective_ac_option = "op"`): each block keeps its input, the
+    /// attention kernel's output and every other matmul's output, and
+    /// recomputes the rest.
+    Selective,
+}
+
+impl Checkpointing {
+    /// Reads the name `--activation-checkpointing` takes (`none`, `full`,
+    /// `selective`); `None` for anything else.
+    pub fn parse(s: &str) -> Option<Checkpointing> {
+        Some(match s {
+            "none" => Checkpointing::None,
+            "full" => Checkpointing::Full,
+            "selective" | "op" => Checkpointing::Selective,
+            _ => return None,
+        })
+    }
+
+    /// The name as the output spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Checkpointing::None => "none",
+            Checkpointing::Full => "full",
+            Checkpointing::Selective => "selective",
+        }
+    }
+}
+
+/// How the loss turns the logits into a number (`--loss`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "kind")]
+pub enum Loss {
+    /// Cross-entropy over the whole logits tensor upcast to fp32 at once
+    /// (Hugging Face's `ForCausalLMLoss`, torch.nn.CrossEntropyLoss).
+    Full,
+    /// The output projection and the cross-entropy run in `chunks` pieces
+    /// along the sequence, upcasting one piece at a time (torchtune's
+    /// `CEWithChunkedOutputLoss`, 8 chunks by default).
+    Chunked {
+        /// Pieces the sequence is cut into, at least 1.
+        chunks: u64,
+    },
+}
+
+/// torchtune's `CEWithChunkedOutputLoss(num_output_chunks=8)` default.
+pub const DEFAULT_LOSS_CHUNKS: u64 = 8;
 
 /// How training keeps its numbers, the choice that doubles or halves the
 /// training state: full fp32; automatic mixed precision (fp32 master
@@ -204,6 +270,24 @@ pub struct WorkloadRequest {
     /// The bitsandbytes release running NF4 (`--bitsandbytes-version`);
     /// default: a current one.
     pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
+    /// Which activations are kept (`--activation-checkpointing`); when
+    /// `None`, `grad_checkpointing` decides between full and none.
+    pub checkpointing: Option<Checkpointing>,
+    /// The loss (`--loss`); default [`Loss::Full`].
+    pub loss: Option<Loss>,
+    /// The optimizer steps each parameter as soon as its gradient is
+    /// complete and frees it (`--optimizer-in-backward`).
+    pub optimizer_in_backward: bool,
+    /// Micro-batches whose gradients add up before each optimizer step
+    /// (`--grad-accum`); default 1.
+    pub grad_accum: Option<u64>,
+    /// Optimizer states in CUDA managed memory (`--paged-optimizer`).
+    pub paged_optimizer: bool,
+    /// GPUs each sequence is split over (`--context-parallel`); default 1.
+    pub context_parallel: Option<u64>,
+    /// Tensor parallelism also splits the norms' and dropouts' activations
+    /// along the sequence (`--sequence-parallel`).
+    pub sequence_parallel: bool,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -235,6 +319,22 @@ pub struct Workload {
     pub zero: u8,
     /// The tensor-parallel size: GPUs each layer's weights are split over.
     pub tp: u64,
+    /// Which activations are kept for backward; `grad_checkpointing` is
+    /// true exactly when this is [`Checkpointing::Full`].
+    pub checkpointing: Checkpointing,
+    /// The loss.
+    pub loss: Loss,
+    /// The optimizer step runs inside backward, one parameter at a time.
+    pub optimizer_in_backward: bool,
+    /// Micro-batches per optimizer step, at least 1.
+    pub grad_accum: u64,
+    /// Optimizer states live in CUDA managed memory, outside PyTorch's allocator.
+    pub paged_optimizer: bool,
+    /// GPUs each sequence is split over (context parallelism), at least 1.
+    pub context_parallel: u64,
+    /// Sequence parallelism with tensor parallelism: no activation is
+    /// replicated over the tensor-parallel group.
+    pub sequence_parallel: bool,
     /// The precision regime, stated in the output.
     pub precision: Precision,
     /// True when the sequence was cut to the model's maximum.
@@ -284,6 +384,64 @@ fn precision(
     }
 }
 
+/// The training-only settings of a request, checked and resolved.
+struct TrainingSetup {
+    checkpointing: Checkpointing,
+    loss: Loss,
+    optimizer_in_backward: bool,
+    grad_accum: u64,
+    paged_optimizer: bool,
+}
+
+/// Resolves and checks the settings that only training has. `--grad-checkpointing`
+/// on inference is ignored as it always was; the newer settings are errors there.
+fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError> {
+    let train_only = |given: bool, what: &'static str| {
+        if given && !req.train {
+            Err(WorkloadError::TrainingOnly(what))
+        } else {
+            Ok(())
+        }
+    };
+    train_only(req.checkpointing.is_some(), "activation checkpointing")?;
+    train_only(req.loss.is_some(), "the training loss")?;
+    train_only(req.optimizer_in_backward, "the optimizer step in backward")?;
+    train_only(req.grad_accum.is_some(), "gradient accumulation")?;
+    train_only(req.paged_optimizer, "a paged optimizer")?;
+    let grad_accum = req.grad_accum.unwrap_or(1);
+    if grad_accum == 0 {
+        return Err(WorkloadError::GradAccumZero);
+    }
+    if req.optimizer_in_backward && grad_accum > 1 {
+        return Err(WorkloadError::OptimizerInBackwardWithGradAccum);
+    }
+    let optimizer = req.optimizer.unwrap_or(Optimizer::Adamw);
+    if req.paged_optimizer
+        && !matches!(
+            optimizer,
+            Optimizer::Adamw | Optimizer::Adamw8bit | Optimizer::Lion
+        )
+    {
+        return Err(WorkloadError::PagedOptimizerUnsupported);
+    }
+    if let Some(Loss::Chunked { chunks: 0 }) = req.loss {
+        return Err(WorkloadError::LossChunksZero);
+    }
+    let checkpointing = match (req.train, req.checkpointing, req.grad_checkpointing) {
+        (false, ..) => Checkpointing::None,
+        (true, Some(c), _) => c,
+        (true, None, true) => Checkpointing::Full,
+        (true, None, false) => Checkpointing::None,
+    };
+    Ok(TrainingSetup {
+        checkpointing,
+        loss: req.loss.unwrap_or(Loss::Full),
+        optimizer_in_backward: req.optimizer_in_backward,
+        grad_accum,
+        paged_optimizer: req.paged_optimizer,
+    })
+}
+
 /// the reference's (docs/reference.md) default sequence length.
 pub const DEFAULT_SEQ: u64 = 512;
 
@@ -324,6 +482,30 @@ pub enum WorkloadError {
     LoraWithoutTraining,
     /// Mixed precision without training.
     AmpWithoutTraining,
+    /// A training-only setting (named) on an inference workload.
+    TrainingOnly(&'static str),
+    /// Gradient accumulation of 0 micro-batches.
+    GradAccumZero,
+    /// Gradient accumulation with the optimizer step inside backward, which
+    /// frees each gradient as soon as it is complete.
+    OptimizerInBackwardWithGradAccum,
+    /// Paged states with an optimizer bitsandbytes has no paged version of.
+    PagedOptimizerUnsupported,
+    /// A loss cut into 0 chunks.
+    LossChunksZero,
+    /// A context-parallel degree of 0.
+    ContextParallelZero,
+    /// Sequence parallelism without tensor parallelism, which it extends.
+    SequenceParallelWithoutTp,
+    /// The GPU count is not a multiple of tensor times context parallelism.
+    GpusNotMultipleOfTpCp {
+        /// The number of GPUs asked for.
+        gpus: u64,
+        /// The tensor-parallel degree.
+        tp: u64,
+        /// The context-parallel degree.
+        cp: u64,
+    },
 }
 
 impl fmt::Display for WorkloadError {
@@ -349,6 +531,31 @@ impl fmt::Display for WorkloadError {
             WorkloadError::AmpWithoutTraining => f.write_str(
                 "mixed precision (AMP) describes training, and the workload is inference \
                  (for half-precision inference set the dtype to bf16 or fp16)",
+            ),
+            WorkloadError::TrainingOnly(what) => {
+                write!(f, "{what} describes training, and the workload is inference")
+            }
+            WorkloadError::GradAccumZero => {
+                f.write_str("gradient accumulation needs at least 1 micro-batch per step")
+            }
+            WorkloadError::OptimizerInBackwardWithGradAccum => f.write_str(
+                "the optimizer step inside backward frees each gradient at once, so gradients \
+                 cannot accumulate over micro-batches",
+            ),
+            WorkloadError::PagedOptimizerUnsupported => f.write_str(
+                "bitsandbytes pages the states of AdamW, 8-bit AdamW and Lion only",
+            ),
+            WorkloadError::LossChunksZero => f.write_str("the loss needs at least 1 chunk"),
+            WorkloadError::SequenceParallelWithoutTp => f.write_str(
+                "sequence parallelism splits activations over the tensor-parallel group, \
+                 and the tensor-parallel degree is 1",
+            ),
+            WorkloadError::ContextParallelZero => {
+                f.write_str("the context-parallel degree must be at least 1")
+            }
+            WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp } => write!(
+                f,
+                "{gpus} GPUs is not a multiple of the tensor-parallel degree {tp} times the context-parallel degree {cp}"
             ),
         }
     }
@@ -382,11 +589,22 @@ impl Workload {
             },
         };
         let tp = req.tp.unwrap_or(1).max(1);
-        // `--tp N` alone runs on N GPUs.
-        let gpus = req.gpus.unwrap_or(tp).max(1);
+        let cp = req.context_parallel.unwrap_or(1);
+        if cp == 0 {
+            return Err(WorkloadError::ContextParallelZero);
+        }
+        // `--tp N` alone runs on N GPUs (times the context-parallel degree).
+        let gpus = req.gpus.unwrap_or(tp.saturating_mul(cp)).max(1);
         if gpus % tp != 0 {
             return Err(WorkloadError::GpusNotMultipleOfTp { gpus, tp });
         }
+        if gpus % tp.saturating_mul(cp) != 0 {
+            return Err(WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp });
+        }
+        if req.sequence_parallel && tp < 2 {
+            return Err(WorkloadError::SequenceParallelWithoutTp);
+        }
+        let setup = training_setup(req)?;
         let zero = req.zero.unwrap_or(0);
         if zero > 3 {
             return Err(WorkloadError::ZeroStage(zero));
@@ -433,7 +651,14 @@ impl Workload {
                 None
             }),
             optimizer,
-            grad_checkpointing: req.grad_checkpointing && req.train,
+            grad_checkpointing: setup.checkpointing == Checkpointing::Full,
+            checkpointing: setup.checkpointing,
+            loss: setup.loss,
+            optimizer_in_backward: setup.optimizer_in_backward,
+            grad_accum: setup.grad_accum,
+            paged_optimizer: setup.paged_optimizer,
+            context_parallel: cp,
+            sequence_parallel: req.sequence_parallel,
             lora: req.lora,
             attention: req.attention.unwrap_or(Attention::Sdpa),
             gpus,
@@ -464,6 +689,15 @@ impl Workload {
     pub fn tokens(&self) -> u64 {
         self.batch.saturating_mul(self.seq)
     }
+
+    /// The part of the workload one GPU of a context-parallel group
+    /// computes: its slice of each sequence (torchtitan's `context_parallel`
+    /// shards the sequence dimension of every activation over the CP mesh).
+    pub fn per_context_parallel_rank(&self) -> Workload {
+        let mut w = self.clone();
+        w.seq = self.seq.div_ceil(self.context_parallel.max(1)).max(1);
+        w
+    }
 }
 
 #[cfg(test)]
@@ -482,6 +716,18 @@ mod error_tests {
             WorkloadError::LoraRankZero,
             WorkloadError::LoraWithoutTraining,
             WorkloadError::AmpWithoutTraining,
+            WorkloadError::TrainingOnly("gradient accumulation"),
+            WorkloadError::GradAccumZero,
+            WorkloadError::OptimizerInBackwardWithGradAccum,
+            WorkloadError::PagedOptimizerUnsupported,
+            WorkloadError::LossChunksZero,
+            WorkloadError::ContextParallelZero,
+            WorkloadError::SequenceParallelWithoutTp,
+            WorkloadError::GpusNotMultipleOfTpCp {
+                gpus: 6,
+                tp: 2,
+                cp: 2,
+            },
         ];
         for e in all {
             let text = e.to_string();

@@ -15,9 +15,9 @@ use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
 use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
 use oomguard_core::estimate::{
-    estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Lora, LoraTargets,
-    MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation, Workload, WorkloadError,
-    WorkloadRequest, MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
+    estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Checkpointing, Lora,
+    LoraTargets, Loss, MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation,
+    Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
 use oomguard_core::model::{resolve, Dtype, HubCache, ModelShape, ModelSource};
@@ -90,6 +90,26 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         zero: if args.fsdp { Some(3) } else { args.zero },
         tp: args.tp,
         bitsandbytes_version: args.bitsandbytes_version,
+        // --grad-checkpointing, the older spelling, wins: a recommended
+        // change appended to the command must take effect.
+        checkpointing: if args.grad_checkpointing && args.activation_checkpointing.is_some() {
+            Some(Checkpointing::Full)
+        } else {
+            args.activation_checkpointing
+                .as_deref()
+                .and_then(Checkpointing::parse)
+        },
+        loss: args.loss.as_deref().map(|kind| match kind {
+            "chunked" => Loss::Chunked {
+                chunks: args.loss_chunks.unwrap_or(DEFAULT_LOSS_CHUNKS),
+            },
+            _ => Loss::Full,
+        }),
+        optimizer_in_backward: args.optimizer_in_backward,
+        grad_accum: args.grad_accum,
+        paged_optimizer: args.paged_optimizer,
+        context_parallel: args.context_parallel,
+        sequence_parallel: args.sequence_parallel,
     }
 }
 
@@ -154,6 +174,17 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
             args.bitsandbytes_version.is_some(),
             &[Hf],
         ),
+        (
+            "--activation-checkpointing",
+            args.activation_checkpointing.is_some(),
+            &[Hf],
+        ),
+        ("--loss", args.loss.is_some(), &[Hf]),
+        ("--optimizer-in-backward", args.optimizer_in_backward, &[Hf]),
+        ("--grad-accum", args.grad_accum.is_some(), &[Hf]),
+        ("--paged-optimizer", args.paged_optimizer, &[Hf]),
+        ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
+        ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -457,9 +488,26 @@ fn engine_recommendations(
     Ok(out)
 }
 
+/// The first training-only flag given, for an error that names it.
+fn training_flag(args: &PlanArgs) -> &'static str {
+    [
+        (
+            "--activation-checkpointing",
+            args.activation_checkpointing.is_some(),
+        ),
+        ("--loss", args.loss.is_some()),
+        ("--optimizer-in-backward", args.optimizer_in_backward),
+        ("--grad-accum", args.grad_accum.is_some()),
+        ("--paged-optimizer", args.paged_optimizer),
+    ]
+    .into_iter()
+    .find_map(|(flag, given)| given.then_some(flag))
+    .unwrap_or("this flag")
+}
+
 /// The library's workload error in the words of plan's flags, which set
 /// those fields of the request.
-fn workload_error(e: WorkloadError) -> anyhow::Error {
+fn workload_error(e: WorkloadError, args: &PlanArgs) -> anyhow::Error {
     match e {
         WorkloadError::BatchZero => anyhow!("--batch must be at least 1"),
         WorkloadError::SeqZero => anyhow!("--seq must be at least 1"),
@@ -476,6 +524,26 @@ fn workload_error(e: WorkloadError) -> anyhow::Error {
         WorkloadError::AmpWithoutTraining => anyhow!(
             "--amp describes mixed-precision training: add --train (for half-precision inference use --dtype bf16 or fp16)"
         ),
+        WorkloadError::TrainingOnly(what) => {
+            anyhow!("{} describes training ({what}): add --train", training_flag(args))
+        }
+        WorkloadError::GradAccumZero => anyhow!(
+            "--grad-accum 0: gradient accumulation needs at least 1 micro-batch per optimizer step"
+        ),
+        WorkloadError::OptimizerInBackwardWithGradAccum => anyhow!(
+            "--optimizer-in-backward with --grad-accum above 1: the step inside backward frees each gradient at once, so nothing accumulates (torchtune refuses the same combination); drop one of them"
+        ),
+        WorkloadError::PagedOptimizerUnsupported => anyhow!(
+            "--paged-optimizer: bitsandbytes has paged versions of adamw, adamw-8bit and lion only; pick one of them with --optimizer"
+        ),
+        WorkloadError::LossChunksZero => anyhow!("--loss-chunks must be at least 1"),
+        WorkloadError::SequenceParallelWithoutTp => anyhow!(
+            "--sequence-parallel splits activations over the tensor-parallel group: add --tp N (N of 2 or more)"
+        ),
+        WorkloadError::ContextParallelZero => anyhow!("--context-parallel must be at least 1"),
+        WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp } => anyhow!(
+            "--gpus {gpus} is not a multiple of --tp {tp} times --context-parallel {cp}"
+        ),
         e => anyhow!(e),
     }
 }
@@ -487,7 +555,8 @@ pub fn run(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         // source, which main prints after it (`{:#}`).
         resolve(&args.model, &HubCache::from_env())?;
     let engine = choose_engine(args, &shape)?;
-    let workload = Workload::resolve(&request(args, engine), &shape).map_err(workload_error)?;
+    let workload =
+        Workload::resolve(&request(args, engine), &shape).map_err(|e| workload_error(e, args))?;
     if engine != EngineName::Hf {
         return run_engine(args, engine, &shape, &source, &workload, gpu);
     }
@@ -858,8 +927,39 @@ fn describe_workload(w: &Workload) -> String {
             parts.push(name);
         }
     }
-    if w.grad_checkpointing {
-        parts.push("gradient checkpointing".into());
+    match w.checkpointing {
+        Checkpointing::Full => parts.push("gradient checkpointing".into()),
+        Checkpointing::Selective => parts.push(
+            "selective activation checkpointing (per op: block input, attention output, every other matmul output)"
+                .into(),
+        ),
+        Checkpointing::None => {}
+    }
+    if let Loss::Chunked { chunks } = w.loss {
+        parts.push(format!(
+            "loss computed in {chunks} chunks (one chunk upcast to fp32 at a time)"
+        ));
+    }
+    if w.optimizer_in_backward {
+        parts.push("optimizer step in backward (one parameter's gradient at a time)".into());
+    }
+    if w.grad_accum > 1 {
+        parts.push(format!(
+            "gradient accumulation over {} micro-batches (gradients held through the next forward)",
+            w.grad_accum
+        ));
+    }
+    if w.paged_optimizer {
+        parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.sequence_parallel {
+        parts.push("sequence parallel (no activation replicated over TP)".into());
+    }
+    if w.context_parallel > 1 {
+        parts.push(format!(
+            "context parallel {} (each GPU holds 1/{} of every sequence)",
+            w.context_parallel, w.context_parallel
+        ));
     }
     if let Some(l) = w.lora {
         parts.push(format!(
@@ -1053,7 +1153,21 @@ fn render(
         s.dim("torch.cuda.max_memory_allocated")
     )?;
     let listed = parts[..6].iter().fold(0u64, |a, p| a.saturating_add(p.2));
-    if b.gradients_bytes > 0 && listed > b.allocated_peak_bytes {
+    let w = plan.workload;
+    if w.paged_optimizer && b.optimizer_bytes > 0 {
+        writeln!(
+            out,
+            "   {}",
+            s.dim("(paged optimizer states live outside PyTorch's allocator: not in the allocated or reserved peak, in device used)")
+        )?;
+    } else if w.optimizer_in_backward || w.grad_accum > 1 {
+        let why = if w.optimizer_in_backward {
+            "(the optimizer steps inside backward: one parameter's gradient is held beside the saved activations)"
+        } else {
+            "(gradient accumulation: the gradients are held while the next micro-batch saves its activations)"
+        };
+        writeln!(out, "   {}", s.dim(why))?;
+    } else if b.gradients_bytes > 0 && listed > b.allocated_peak_bytes {
         writeln!(
             out,
             "   {}",
