@@ -13,6 +13,16 @@ use super::weights::kept_4bit_input_bytes_per_token_per_layer;
 use super::workload::{Attention, Workload};
 use crate::model::{ModelKind, ModelShape};
 
+/// The MLP width one token passes through: the dense intermediate size, or
+/// for a mixture of experts its routed experts' widths plus the shared
+/// expert's.
+pub fn token_mlp_width(s: &ModelShape) -> u64 {
+    match &s.moe {
+        Some(m) => m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size,
+        None => s.intermediate_size,
+    }
+}
+
 /// Bytes one block keeps for backward, per token.
 ///
 /// Under autocast (AMP) matmul inputs are saved as half-precision copies,
@@ -25,11 +35,7 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     let h = s.hidden_size;
     let q = s.heads * s.head_dim;
     let kv = s.kv_heads * s.head_dim;
-    let i = match &s.moe {
-        // Each token passes through its experts and the shared expert.
-        Some(m) => m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size,
-        None => s.intermediate_size,
-    };
+    let i = token_mlp_width(s);
     // Two norms' inputs.
     let mut bytes = 2 * h * fp32_ops;
     // The q/k/v projection input, the output projection input, and q, k, v.

@@ -21,10 +21,7 @@ pub fn selective_saved_elements_per_token(s: &ModelShape) -> u64 {
     let h = s.hidden_size;
     let q = s.heads * s.head_dim;
     let kv = s.kv_heads * s.head_dim;
-    let i = match &s.moe {
-        Some(m) => m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size,
-        None => s.intermediate_size,
-    };
+    let i = activations::token_mlp_width(s);
     let mut matmuls = vec![q, kv, kv, h];
     if s.gated_mlp || s.moe.is_some() {
         matmuls.extend([i, i, h]);
