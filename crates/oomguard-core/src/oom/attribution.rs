@@ -18,9 +18,20 @@ const CONTEXT_LINES: usize = 15;
 /// statement a REPL or a traceback shows last).
 const CODE_LINES: usize = 8;
 
+/// Lines after an event read for the GPU its reporter names ("RTX3090 24G"
+/// under a pasted error).
+const NAMING_LINES: usize = 3;
+
 /// Corrects the framework and device of `parsed` from its raw first line
-/// (`raw`, log prefix included), the lines `before` it and its `text`.
-pub(crate) fn refine(raw: &str, before: &[String], text: &str, parsed: &mut Parsed) {
+/// (`raw`, log prefix included), the lines `before` it, its `text` and the
+/// lines `after` it.
+pub(crate) fn refine(
+    raw: &str,
+    before: &[String],
+    text: &str,
+    after: &[String],
+    parsed: &mut Parsed,
+) {
     let recent = &before[before.len().saturating_sub(CONTEXT_LINES)..];
     let around =
         |re: &Regex| re.is_match(text) || re.is_match(raw) || recent.iter().any(|l| re.is_match(l));
@@ -32,7 +43,30 @@ pub(crate) fn refine(raw: &str, before: &[String], text: &str, parsed: &mut Pars
     if let Some(kind) = device_of(text, parsed, &around, &in_code) {
         parsed.device.kind = kind;
     }
+    if parsed.device.kind == DeviceKind::Unknown && !parsed.facts.oom_killer() {
+        let next = &after[..after.len().min(NAMING_LINES)];
+        let names = |re: &Regex| around(re) || next.iter().any(|l| re.is_match(l));
+        if !names(&CROSS_VENDOR_API) && names(&NVIDIA_GPU) {
+            parsed.device.kind = DeviceKind::Cuda;
+        }
+    }
 }
+
+/// An NVIDIA GPU by its product name (`RTX3090`, `GeForce`, `A6000`,
+/// `A100`, `H100`, `Tesla V100`, `Quadro`), as reporters name the card
+/// that failed.
+static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
+        r"(?-u:\b)(?:[AHB]100|A(?:800|6000|5000|4000|40|30|10)|H(?:800|200|20)|L40S?)(?-u:\b)"
+    ))
+    .expect("pattern compiles")
+});
+
+/// APIs that run on any vendor's GPU (Vulkan, OpenCL): the card's name does
+/// not say which runtime ran out.
+static CROSS_VENDOR_API: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:vulkan|\bvk::|opencl)|\bCL_").expect("pattern compiles"));
 
 /// torch_xla prints XLA's words (`RESOURCE_EXHAUSTED`, `hbm`) but is
 /// PyTorch: its C++ client raises `RuntimeError: Bad StatusOr access`
@@ -72,6 +106,17 @@ static SYCL_RUNTIME_ERROR: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"RuntimeError:.*\b(?:UR_RESULT_|PI_ERROR_)").expect("pattern compiles")
 });
 
+/// ggml's backends log under their own names (`ggml_metal_synchronize:
+/// error: command buffer 0 failed with status 5`, `ggml_vulkan: ...`,
+/// `ggml-metal-context.m:235: fatal error`) right before the runtime's own
+/// words for the failure (Metal's `Insufficient Memory
+/// (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)`): llama.cpp and
+/// the tools built on ggml.
+static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bggml[_-](?:metal|vulkan|vk|sycl|cann|cuda|hip|backend)")
+        .expect("pattern compiles")
+});
+
 fn framework_of(
     raw: &str,
     text: &str,
@@ -93,6 +138,9 @@ fn framework_of(
         && TENSORFLOW_PREFIX.is_match(raw)
     {
         return Some(Framework::TensorFlow);
+    }
+    if parsed.framework == Framework::Other && !parsed.facts.oom_killer() && around(&GGML_BACKEND) {
+        return Some(Framework::LlamaCpp);
     }
     if parsed.framework == Framework::Other
         && parsed.device.kind == DeviceKind::Xpu
@@ -171,7 +219,7 @@ mod tests {
     fn refined(framework: Framework, kind: DeviceKind, raw: &str, before: &str) -> Parsed {
         let mut parsed = Parsed::new(framework, kind, raw.to_string());
         let before: Vec<String> = before.lines().map(str::to_string).collect();
-        refine(raw, &before, raw, &mut parsed);
+        refine(raw, &before, raw, &[], &mut parsed);
         parsed
     }
 

@@ -397,19 +397,6 @@ fn read_event_at(
         }
         families::generic::refine_from_context(&before, &mut parsed);
     }
-    attribution::refine(&first, &before, &text, &mut parsed);
-    parsed.facts.model_state_frames = phase::shows_model_states(&before);
-    parsed.facts.serving_engine = phase::serving_engine(&before, &text);
-    if parsed.framework == Framework::LlamaCpp {
-        parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
-    }
-    if parsed.framework == Framework::TensorFlow {
-        families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
-    }
-    if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
-        parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
-            .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
-    }
     // The lines right after the message: a traceback printed after it, or
     // the sentence that says when it happened.
     // The lines after the event, up to the same message printed again (a
@@ -432,6 +419,20 @@ fn read_event_at(
         }
         following.push(line);
         pos = end;
+    }
+    attribution::refine(&first, &before, &text, &following, &mut parsed);
+    families::generic::fill_from_next_lines(&following, &mut parsed.memory);
+    parsed.facts.model_state_frames = phase::shows_model_states(&before);
+    parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    if parsed.framework == Framework::LlamaCpp {
+        parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
+    }
+    if parsed.framework == Framework::TensorFlow {
+        families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+    }
+    if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
+        parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
+            .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
     }
     let phase = parsed
         .phase_hint

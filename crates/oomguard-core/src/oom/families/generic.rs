@@ -15,7 +15,7 @@
 //! assignments, `case` labels, placeholders), and prose.
 
 use crate::oom::patterns::{device_index, re, Parsed};
-use crate::oom::{DeviceKind, EventKind, Framework, Phase};
+use crate::oom::{DeviceKind, EventKind, Framework, MemoryFigures, Phase};
 use crate::size::log_figure_to_bytes;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -23,30 +23,39 @@ use std::sync::LazyLock;
 /// Phrases one of which every failure this layer reads contains: the common
 /// wordings and codes, and the words of a process killed for memory.
 pub(super) const TRIGGERS: &[&str] = &[
-    "out of memory",
-    "Out of memory",
+    // "out of memory", "Out of memory".
+    "ut of memory",
     "Out Of Memory",
     "OUT OF MEMORY",
     "out of Memory",
     "out of the memory",
-    "OUT_OF_MEMORY",
+    // CUDA_ERROR_OUT_OF_MEMORY, UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY,
+    // CL_OUT_OF_HOST_MEMORY, CL_OUT_OF_RESOURCES.
+    "OUT_OF_",
     "out_of_memory",
-    "OUT_OF_DEVICE_MEMORY",
-    "OUT_OF_HOST_MEMORY",
-    "OUT_OF_RESOURCES",
     "OutOfMemory",
     "RESOURCE_EXHAUSTED",
     "esource exhausted",
     // "Failed to allocate", "failed to alloc ".
     "ailed to alloc",
-    "nable to allocate",
-    "annot allocate",
-    "an't allocate",
-    "ould not allocate",
+    // "Unable to allocate", "Tried to allocate", "Attempting to allocate".
+    "to allocate",
+    // "cannot allocate", "can't allocate", "could not allocate".
+    "t allocate",
     "ould not be allocated",
     "ot enough memory",
-    "nsufficient memory",
-    "nsufficient Memory",
+    // "insufficient memory", "Insufficient Memory".
+    "nsufficient",
+    // Rust's allocation-error hook (`memory allocation of N bytes failed`,
+    // library/std/src/alloc.rs) and ggml-vulkan's `Device memory allocation
+    // of size N failed`.
+    "emory allocation of",
+    // Rust before 1.28 (`fatal runtime error: allocator memory exhausted`),
+    // GCC and glibc tools (`virtual memory exhausted`).
+    "memory exhausted",
+    // Go on Windows (runtime/mem_windows.go): `runtime: VirtualAlloc of N
+    // bytes failed with errno=1455`.
+    "VirtualAlloc",
     "llocation failed",
     "ALLOCATION_FAILURE",
     "ALLOC_FAILED",
@@ -110,9 +119,10 @@ struct Patterns {
 }
 
 /// A size with thousands separators or a bare trailing dot (numpy prints
-/// `201. GiB`).
+/// `201. GiB`). The unit ends at an ASCII word boundary: Paddle's Chinese
+/// messages run the next word on (`分配50.000000MB内存`).
 const LOOSE_SIZE: &str =
-    r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d*)?)\s*(bytes|B|[KMGTPE]i?B|[KMGTPEkmg]b?)\b";
+    r"(\d{1,3}(?:,\d{3})+|\d+(?:\.\d*)?)\s*(bytes|B|[KMGTPE]i?B|[KMGTPEkmg]b?)(?-u:\b)";
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     failure: re(concat!(
@@ -128,10 +138,20 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"posix_memalign\([^)]*\)\s*==\s*0\s*\.\s*12\s*vs\s*0\b|",
         // A single buffer above the runtime's limit (Metal's maximum buffer size).
         r"(?:greater\s*than|exceeds?)\s*the\s*maximum\s*(?:allowed\s*)?(?:buffer|allocation)\s*size|",
-        r"\bbad_alloc\b|MemoryError\b|内存不足"
+        r"\bbad_alloc\b|MemoryError\b|内存不足|",
+        // Language runtimes that abort when the host has no memory left:
+        // Rust (`memory allocation of N bytes failed`, std's
+        // default_alloc_error_hook; `allocator memory exhausted` before 1.28),
+        // Go on Windows (`VirtualAlloc of N bytes failed`), GCC and glibc
+        // tools (`virtual memory exhausted`).
+        r"memory\s*allocation\s*of\s*\d+\s*bytes\s*failed|(?:allocator|virtual)\s*memory\s*exhausted|",
+        r"VirtualAlloc\s*of\s*\d+\s*bytes\s*failed"
     )),
     kernel_kill: re(concat!(
         r"(?i:out\s*of\s*memory\s*:\s*kill(?:ed)?\s*process|\bkilled\s*process\s*\d+\s*\(|",
+        // runc (libcontainer/process_linux.go): `container init was
+        // OOM-killed (memory limit too low?)`, also quoted in a kubelet event.
+        r"container\s*init\s*was\s*oom-killed|",
         r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b|",
         // Slurm's step daemon reporting its cgroup's kills (slurmstepd:
         // `Detected N oom_kill event(s) in StepId=...`, `oom-kill event(s)`
@@ -161,9 +181,14 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     kernel_frame: re(r"^\s*\??\s*\w+(?:\.\w+)*\+0x[0-9a-f]+/0x[0-9a-f]+"),
     size_after: re(&format!(
-        r"(?i:allocat\w*|reserve|分配)\s*(?:of\s*|a\s*)?{LOOSE_SIZE}"
+        r"(?i:allocat\w*|reserve|分配|virtualalloc)\s*(?:of\s*|a\s*)?{LOOSE_SIZE}"
     )),
-    size_exact: re(r"\((\d+)\s*bytes\)"),
+    // `(N bytes)`; Go's heap (runtime/mheap.go): `cannot allocate N-byte block`.
+    // Ascend's runtime (CANN, error EL0004): `Failed to allocate
+    // resource[DeviceMemory] with info [size:N]`.
+    size_exact: re(
+        r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]",
+    ),
     size_requested: re(
         r"(?i:requested\s*(?:amount\s*of\s*(?:gpu\s*)?memory|size\s*was|buffer\s*of\s*size)\s*(?:was\s*)?\(?\s*(\d+)\s*(?:bytes)?)",
     ),
@@ -311,7 +336,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         mem.requested_bytes = p
             .size_exact
             .captures(text)
-            .and_then(|c| c[1].parse().ok())
+            .and_then(|c| c.get(1).or(c.get(2)).or(c.get(3))?.as_str().parse().ok())
             .or_else(|| {
                 p.size_requested
                     .captures(text)?
@@ -348,6 +373,15 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     }
     if text.contains("Loading checkpoint") || text.contains("load_state_dict") {
         parsed.phase_hint = Some(Phase::ModelLoad);
+    }
+    // Text Generation Inference's warm-up (server's `warmup`, raised to the
+    // router at start-up): `Not enough memory to handle N prefill tokens`,
+    // `... N total tokens with M prefill tokens`.
+    static TGI_WARMUP: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"Not\s*enough\s*memory\s*to\s*handle\s*\d+\s*(?:total|prefill)\s*tokens")
+    });
+    if TGI_WARMUP.is_match(text) {
+        parsed.phase_hint = Some(Phase::Startup);
     }
     Some(parsed)
 }
@@ -432,6 +466,34 @@ fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// Lines after a failure that may state its figures.
+const FIGURE_LINES: usize = 3;
+
+/// Fills the figures a runtime prints on the lines right after its failure,
+/// where `memory` does not have them yet: TensorRT's allocator warning after
+/// its `Error Code 1: Cuda Runtime (out of memory)` (`Requested amount of GPU
+/// memory (N bytes) could not be allocated`), XGBoost's report under its
+/// `std::bad_alloc` (src/common/device_helpers.cuh: `- Free memory: N`,
+/// `- Requested memory: N`).
+pub(crate) fn fill_from_next_lines(following: &[String], memory: &mut MemoryFigures) {
+    static REQUESTED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"Requested\s*amount\s*of\s*(?:GPU\s*)?memory\s*\((\d+)\s*bytes\)\s*could\s*not|^\s*-\s*Requested\s*memory\s*:\s*(\d+)\s*$",
+        )
+    });
+    static FREE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*-\s*Free\s*memory\s*:\s*(\d+)\s*$"));
+    for line in following.iter().take(FIGURE_LINES) {
+        if memory.requested_bytes.is_none() {
+            memory.requested_bytes = REQUESTED
+                .captures(line)
+                .and_then(|c| c.get(1).or(c.get(2))?.as_str().parse().ok());
+        }
+        if memory.free_bytes.is_none() {
+            memory.free_bytes = FREE.captures(line).and_then(|c| c[1].parse().ok());
+        }
+    }
+}
+
 /// The memory cgroup's limit the kernel printed before killing
 /// (`memory: usage 1048576kB, limit 1048576kB, failcnt 189`), in bytes.
 pub(crate) fn cgroup_limit(before: &[String]) -> Option<u64> {
@@ -486,6 +548,14 @@ pub(crate) fn refine_from_context(before: &[String], parsed: &mut Parsed) {
             parsed.device.kind = DeviceKind::Unknown;
         }
     }
+    if parsed.device.index.is_none() {
+        // torch_npu's error header: `(PID:316198, Device:7, RankID:-1)`.
+        static NPU_DEVICE: LazyLock<Regex> =
+            LazyLock::new(|| re(r"\(PID:\s*\d+,\s*Device:\s*(\d+),"));
+        parsed.device.index = NPU_DEVICE
+            .captures(&context)
+            .and_then(|c| c[1].parse().ok());
+    }
     let names_runtime = [
         "TensorRT", "cupy", "rmm", "mxnet", "Paddle", "OpenCL", "ggml", "METAL", "metal",
         "xgboost", "numpy",
@@ -532,15 +602,26 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             ),
             (
                 DeviceKind::Cuda,
-                re(
-                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn)|torch\.(?:cuda\.)?OutOfMemoryError",
-                ),
+                re(concat!(
+                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn)|torch\.(?:cuda\.)?OutOfMemoryError|",
+                    // TensorRT's own log (`[TRT]`, `nvinfer1::`) and its
+                    // error format `[file::function::line] Error Code 2:
+                    // OutOfMemory` (NvInferRuntimeBase.h's ErrorCode, virtual
+                    // memory buffers of the builder): NVIDIA only.
+                    r"\[TRT\]|nvinfer1::|virtualMemoryBuffer|\bError\s*Code\s*\d+\s*:\s*(?:OutOfMemory|Cuda\s*Runtime)",
+                )),
             ),
             (
                 DeviceKind::Cpu,
-                re(
-                    r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM",
-                ),
+                re(concat!(
+                    r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM|",
+                    // The Rust and Go runtimes' own words (see `failure`), and
+                    // Go's fatal throw (`fatal error: runtime: out of memory`,
+                    // runtime/mem_linux.go, malloc.go) and heap report
+                    // (`runtime: out of memory: cannot allocate N-byte block`).
+                    r"memory\s*allocation\s*of\s*\d+\s*bytes\s*failed|(?:allocator|virtual)\s*memory\s*exhausted|VirtualAlloc|",
+                    r"fatal\s*error:\s*(?:runtime:\s*)?out\s*of\s*memory|runtime:\s*out\s*of\s*memory"
+                )),
             ),
         ]
     });

@@ -35,6 +35,14 @@ pub(super) const TRIGGERS: &[&str] = &[
     // Ollama's check before it loads a model (llm/server.go): `model
     // requires more system memory (X) than is available (Y)`.
     "more system memory",
+    // ggml-sycl.cpp: `..._buffer_type_alloc_buffer: can't allocate N Bytes of
+    // memory on device`.
+    "t allocate",
+    // ggml-vulkan.cpp: `ggml_vulkan: Device memory allocation of size N failed.`
+    "emory allocation of",
+    // ggml-metal.m before ggml-backend: `ggml_metal_add_buffer: buffer 'data'
+    // size N is larger than buffer maximum of M`.
+    "buffer maximum",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -48,6 +56,7 @@ pub(super) const WORDS: &[&str] = &[
     "startup",
     "mem-fraction",
     "system memory",
+    "allocation of size",
 ];
 /// Messages of this family as the engines print them.
 #[cfg(test)]
@@ -62,6 +71,9 @@ pub(super) const EXAMPLES: &[&str] = &[
     "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8",
     "Error: model requires more system memory (7.5 GiB) than is available (5.1 GiB)",
     "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 2147483648",
+    "ggml_backend_sycl_buffer_type_alloc_buffer: can't allocate 3503030272 Bytes of memory on device",
+    "ggml_vulkan: Device memory allocation of size 118497280 failed.",
+    "ggml_metal_add_buffer: buffer 'data' size 18300780544 is larger than buffer maximum of 17179869184",
 ];
 
 struct Patterns {
@@ -73,6 +85,8 @@ struct Patterns {
     llama_buffer: Regex,
     llama_unable: Regex,
     llama_alloc_buffer: Regex,
+    llama_vulkan: Regex,
+    llama_metal_max: Regex,
     ollama_check: Regex,
     llama_compute: Regex,
     vllm_blocks: Regex,
@@ -102,9 +116,20 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     ),
     // ggml's allocator of one backend (ggml-backend.cpp, ggml-cuda.cu):
     // `ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size N`.
+    // ggml-sycl.cpp: `...sycl_buffer_type_alloc_buffer: can't allocate N Bytes
+    // of memory on device`.
     llama_alloc_buffer: re(
-        r"ggml_backend_(cpu|cuda|metal|vk|vulkan|sycl|rocm|hip)\w*_buffer_type_alloc_buffer\s*:\s*failed\s*to\s*allocate\s*buffer\s*of\s*size\s*(\d+)",
+        r"ggml_backend_(cpu|cuda|metal|vk|vulkan|sycl|rocm|hip|cann)\w*_buffer_type_alloc_buffer\s*:\s*(?:failed\s*to\s*allocate\s*buffer\s*of\s*size|can't\s*allocate)\s*(\d+)",
     ),
+    // ggml-vulkan.cpp's allocation of device memory (ggml_vk_create_buffer),
+    // quoted with or without its `ggml_vulkan:` prefix.
+    llama_vulkan: re(r"Device\s*memory\s*allocation\s*of\s*size\s*(\d+)\s*failed"),
+    // ggml-metal.m before ggml-backend (2023): one buffer above the device's
+    // maxBufferLength.
+    llama_metal_max: re(
+        r"ggml_metal_add_buffer\s*:\s*buffer\s*'[^']*'\s*size\s*(\d+)\s*is\s*larger\s*than\s*buffer\s*maximum\s*of\s*(\d+)",
+    ),
+
     llama_compute: re(r"failed\s*to\s*allocate\s*compute\s*(?:pp\s*)?buffers?"),
     vllm_blocks: re(r"No\s*available\s*memory\s*for\s*the\s*cache\s*blocks"),
     vllm_old_len: re(
@@ -239,6 +264,29 @@ fn llama_cpp(text: &str) -> Option<Parsed> {
         parsed.phase_hint = Some(Phase::ModelLoad);
         return Some(parsed);
     }
+    if let Some(c) = p.llama_vulkan.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            DeviceKind::Unknown,
+            message_from(text, &p.llama_vulkan),
+        );
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.exact_request = true;
+        // ggml's allocator then names the buffer (`alloc_tensor_range:
+        // failed to allocate Vulkan0 buffer of size N`) when it was the caller.
+        parsed.kind = PartKind::Preliminary;
+        return Some(parsed);
+    }
+    if let Some(c) = p.llama_metal_max.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            DeviceKind::Mps,
+            message_from(text, &p.llama_metal_max),
+        );
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.exact_request = true;
+        return Some(parsed);
+    }
     if let Some(c) = p.llama_unable.captures(text) {
         let kind = c
             .get(1)
@@ -271,6 +319,7 @@ fn ggml_backend_name(function_part: &str) -> String {
         "vk" | "vulkan" => "Vulkan".into(),
         "metal" => "Metal".into(),
         "hip" | "rocm" => "ROCm".into(),
+        "cann" => "CANN".into(),
         other => other.to_ascii_uppercase(),
     }
 }

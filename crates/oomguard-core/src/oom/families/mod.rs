@@ -30,26 +30,38 @@ const FAMILY_TRIGGERS: &[&[&str]] = &[
     generic::TRIGGERS,
 ];
 
-/// The union of every family's triggers, each once, in family order. Keep
-/// each trigger specific: one that fires on ordinary log lines slows the scan,
+/// The phrases the scanner searches for: every family's triggers, each once,
+/// in family order, without a trigger that holds another one (the shorter
+/// finds every line the longer would, so a family can list the wording it
+/// reads and another family a short phrase that covers it). Keep each
+/// trigger specific: one that fires on ordinary log lines slows the scan,
 /// though the parsers still reject the lines.
 ///
 /// Keep them at most 64: aho-corasick's packed SIMD searcher takes at most
 /// 64 patterns and gives way to a much slower automaton past that; past 32
 /// it uses its wider variant, which costs about a third more instructions
-/// (callgrind on a 16 MiB training log, 45 M against 60 M). The search is
-/// case-sensitive (the packed searcher is off for case-insensitive
-/// searches), so a wording's capitalized forms are listed, or a trigger
-/// starts after its first letter.
-pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
-    let mut all: Vec<&'static str> = Vec::new();
-    for trigger in FAMILY_TRIGGERS.iter().flat_map(|f| f.iter()) {
-        if !all.contains(trigger) {
+/// (callgrind on a 16 MiB training log, 45 M against 60 M). A new wording
+/// that would pass the limit goes in under a shorter phrase that several
+/// wordings share (`t allocate` finds `cannot allocate`, `can't allocate`
+/// and `could not allocate`). The search is case-sensitive (the packed
+/// searcher is off for case-insensitive searches), so a wording's
+/// capitalized forms are listed, or a trigger starts after its first letter.
+pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| searched_triggers(FAMILY_TRIGGERS.iter().flat_map(|f| f.iter().copied())));
+
+/// `triggers` each once, in order, without those that hold another.
+fn searched_triggers<'a>(triggers: impl Iterator<Item = &'a str> + Clone) -> Vec<&'a str> {
+    let mut all: Vec<&str> = Vec::new();
+    for trigger in triggers.clone() {
+        let covered = triggers
+            .clone()
+            .any(|other| other != trigger && trigger.contains(other));
+        if !covered && !all.contains(&trigger) {
             all.push(trigger);
         }
     }
     all
-});
+}
 
 /// The words of the families whose patterns run only when one is present,
 /// bit `i` for family `i`.
@@ -121,6 +133,26 @@ mod tests {
     const PACKED_SEARCHER_LIMIT: usize = 64;
 
     #[test]
+    fn a_trigger_that_holds_another_is_not_searched_twice() {
+        let searched = searched_triggers(
+            ["Tried to allocate", "to allocate", "OOM", "to allocate"].into_iter(),
+        );
+        assert_eq!(searched, ["to allocate", "OOM"]);
+    }
+
+    /// Each family's every trigger holds a searched phrase: no wording a
+    /// family reads is left out of the scan.
+    #[test]
+    fn every_family_trigger_is_found_by_the_searched_phrases() {
+        for trigger in FAMILY_TRIGGERS.iter().flat_map(|f| f.iter()) {
+            assert!(
+                TRIGGERS.iter().any(|t| trigger.contains(t)),
+                "{trigger:?} is not searched"
+            );
+        }
+    }
+
+    #[test]
     fn the_triggers_fit_the_fast_packed_searcher() {
         // The scanner searches for the watchdog's phrase too.
         let searched = TRIGGERS.len() + 1;
@@ -153,6 +185,10 @@ mod tests {
                 assert!(
                     triggers.iter().any(|t| example.contains(t)),
                     "no {name} trigger in {example:?}"
+                );
+                assert!(
+                    TRIGGERS.iter().any(|t| example.contains(t)),
+                    "no searched phrase in {example:?}"
                 );
                 assert!(
                     parse_logical(example).is_some(),

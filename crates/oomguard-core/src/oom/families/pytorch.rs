@@ -85,7 +85,10 @@ struct Patterns {
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    key: re(r"\b(CUDA|HIP|XPU|MTIA)\s*out\s*of\s*memory"),
+    // torch_npu (Ascend) prints the caching allocator's message with `NPU`
+    // for the device (`NPU out of memory. Tried to allocate 52.00 MiB (NPU 0;
+    // ...)`, torch_npu's NPUCachingAllocator.cpp).
+    key: re(r"\b(CUDA|HIP|XPU|MTIA|NPU)\s*out\s*of\s*memory"),
     mps: re(r"MPS\s*backend\s*out\s*of\s*memory"),
     thc: re(
         r"(?:cuda\s*runtime\s*error\s*\(2\)\s*:\s*out\s*of\s*memory|THCudaCheck\s*FAIL.*?error=2\s*:\s*out\s*of\s*memory)",
@@ -111,7 +114,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     process_other: re(r"Process\s*(\d+)\s*has\s*{SIZE}\s*memory\s*in\s*use"),
     private_pools: re(r"with\s*{SIZE}\s*allocated\s*in\s*private\s*pools"),
     alloc_conf: re(r"\b(PYTORCH_(?:CUDA_|HIP_)?ALLOC_CONF)\b"),
-    gpu_index: re(r"(?:\(GPU\s*|GPU\s*)(\d+)\s*(?:;|has\s*a\s*total)"),
+    gpu_index: re(r"\(?(?:GPU|NPU)\s*(\d+)\s*(?:;|has\s*a\s*total)"),
     cpu_bytes: re(r"you\s*tried\s*to\s*allocate\s*(\d+)\s*bytes"),
     // TH (0.x/1.0): "you tried to allocate 2GB", whole GiB as printed.
     cpu_gb: re(r"you\s*tried\s*to\s*allocate\s*(\d+)\s*GB"),
@@ -143,7 +146,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         let kind = match c.get(1)?.as_str() {
             "HIP" => DeviceKind::Rocm,
             "XPU" => DeviceKind::Xpu,
-            "MTIA" => DeviceKind::Unknown,
+            "MTIA" | "NPU" => DeviceKind::Unknown,
             _ => DeviceKind::Cuda,
         };
         return Some(caching_allocator(text, kind));

@@ -46,7 +46,7 @@ struct Patterns {
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     key: re(r"out\s*of\s*resource\s*:\s*shared\s*memory"),
     figures: re(
-        r"out\s*of\s*resource\s*:\s*shared\s*memory\s*,\s*Required\s*:\s*(\d+)\s*,\s*Hardware\s*limit\s*:\s*(\d+)",
+        r"out\s*of\s*resource\s*:\s*shared\s*memory\s*,\s*Required\s*:\s*(\d+)\s*,\s*Hardware\s*limit(?:ation)?\s*:\s*(\d+)",
     ),
     // A torch logging record's compile id (`[0/0]`, `[2/1_1]`) before the
     // words: Inductor's select_algorithm.py logging a skipped candidate.
@@ -136,6 +136,11 @@ mod tests {
             .starts_with("torch._inductor.exc.InductorError: "));
         let bare = parse("out of resource: shared memory, Required: 98304, Hardware limit: 65536.")
             .expect("an event");
+        let spelled = parse("triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 163842, Hardware limitation: 101376. reducing the block size or `num_stages` may help").expect("an event");
+        assert_eq!(
+            spelled.facts.shared_memory().and_then(|s| s.limit_bytes),
+            Some(101_376)
+        );
         assert_eq!(
             bare.facts.shared_memory().and_then(|s| s.limit_bytes),
             Some(65_536)
