@@ -416,6 +416,15 @@ fn corpus_dev_causes() {
     run_cases("oom/corpus_dev_causes.jsonl");
 }
 
+/// A second collection for the cause rules (other processes, tensors kept
+/// alive, several models, the model itself, KV caches, pools), labelled by
+/// each thread's resolution before any rule was written from it; rows that
+/// still fail are marked `known_gap`.
+#[test]
+fn corpus_dev_causes2() {
+    run_cases("oom/corpus_dev_causes2.jsonl");
+}
+
 /// Out-of-memory failures in wordings without the usual phrases (a serving
 /// engine's pre-load check, DataLoader workers killed by a signal,
 /// launchers reporting SIGKILL, old CPU allocator enforcements, NCCL's

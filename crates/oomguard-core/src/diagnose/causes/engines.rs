@@ -3,7 +3,7 @@
 //! budget, and llama.cpp's offloaded layers and context.
 
 use super::{CauseId, Ranking, GIB};
-use crate::oom::{Framework, OomEvent, Phase, SglangCheck, VllmCheck};
+use crate::oom::{Framework, LlamaBufferKind, OomEvent, Phase, SglangCheck, VllmCheck};
 use crate::size::format_size as fs;
 
 /// Missing the utilization target by less than this share of the GPU is a
@@ -205,21 +205,51 @@ pub(super) fn sglang(r: &mut Ranking, check: &SglangCheck) {
     );
 }
 
+/// How far llama.cpp got before the failure, from the buffers its log
+/// reported: it places the weights (`load_tensors`), then the KV cache
+/// (`llama_kv_cache_init`), then reserves the compute buffers
+/// (`ggml_gallocr_reserve_n`), each on the devices it chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LlamaStage {
+    /// No buffer on a GPU reported yet: the weights were being placed.
+    Weights,
+    /// The weights are on the GPUs: the KV cache or compute buffers failed.
+    Context,
+    /// The KV cache is on the GPUs too: the compute buffers failed.
+    Compute,
+}
+
+/// A buffer on a GPU, as llama.cpp names devices (`CUDA0`, `ROCm1`,
+/// `Metal`, `Vulkan0`), not host memory (`CPU`, `CPU_Mapped`, `CUDA_Host`).
+fn on_a_gpu(device: &str) -> bool {
+    !device.starts_with("CPU") && !device.ends_with("_Host")
+}
+
+fn llama_stage(event: &OomEvent) -> LlamaStage {
+    let Some(offload) = &event.facts.llama_offload else {
+        return LlamaStage::Weights;
+    };
+    let placed = |kind: LlamaBufferKind| {
+        offload
+            .buffers
+            .iter()
+            .any(|b| b.kind == kind && on_a_gpu(&b.device))
+    };
+    if placed(LlamaBufferKind::KvCache) {
+        LlamaStage::Compute
+    } else if placed(LlamaBufferKind::Model) {
+        LlamaStage::Context
+    } else {
+        LlamaStage::Weights
+    }
+}
+
+/// Where to look in llama.cpp's log to tell the weights from the context.
+const LLAMA_BUFFER_CHECK: &str = "the lines around the failure: `llama_model_load: ... unable to allocate` is the weights (lower -ngl / num_gpu), `llama_kv_cache_init: failed` the context (lower -c / num_ctx), `failed to allocate compute buffers` the compute graph (lower -b / -ub)";
+
 pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
     let q = event.memory.requested_bytes;
-    if event.phase == Phase::ModelLoad {
-        r.add(
-            CauseId::ModelTooLarge,
-            0.8,
-            match q {
-                Some(q) => format!(
-                    "the weights offloaded to the GPU need {} in one buffer",
-                    fs(q)
-                ),
-                None => "the layers offloaded to the GPU do not fit".into(),
-            },
-        );
-    } else {
+    if event.phase != Phase::ModelLoad {
         r.add(
             CauseId::KvCache,
             0.6,
@@ -230,6 +260,61 @@ pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
             0.4,
             "fewer offloaded layers leave room for the context",
         );
+        return;
+    }
+    match llama_stage(event) {
+        LlamaStage::Weights => {
+            r.add_checked(
+                CauseId::ModelTooLarge,
+                0.8,
+                match q {
+                    Some(q) => format!(
+                        "the weights offloaded to the GPU need {} in one buffer",
+                        fs(q)
+                    ),
+                    None => "the layers offloaded to the GPU do not fit".into(),
+                },
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add_checked(
+                CauseId::KvCache,
+                0.6,
+                "if the weights were placed and the context failed, the KV cache sized for n_ctx is what does not fit",
+                Some(LLAMA_BUFFER_CHECK),
+            );
+        }
+        LlamaStage::Context => {
+            r.add_checked(
+                CauseId::KvCache,
+                0.8,
+                "the log already placed the weights on the GPU: what failed after them is the context, the KV cache sized for n_ctx (or its compute buffers)",
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.5,
+                "fewer offloaded layers leave room for the context",
+            );
+        }
+        LlamaStage::Compute => {
+            r.add_checked(
+                CauseId::KvCache,
+                0.7,
+                "the log already placed the weights and the KV cache: the compute buffers that failed after them grow with the context length",
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add_checked(
+                CauseId::BatchTooLarge,
+                0.6,
+                "the compute buffers also grow with the logical and physical batch (-b / -ub, n_batch / n_ubatch)",
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.45,
+                "fewer offloaded layers leave room for the compute buffers",
+            );
+        }
     }
 }
 
@@ -249,6 +334,47 @@ mod tests {
                 ..MemoryFigures::default()
             },
         )
+    }
+
+    fn llama_load(buffers: &[(&str, LlamaBufferKind)]) -> OomEvent {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.phase = Phase::ModelLoad;
+        e.memory.requested_bytes = Some(8 * GIB);
+        e.facts.llama_offload = Some(crate::oom::LlamaOffload {
+            offloaded_layers: None,
+            total_layers: None,
+            buffers: buffers
+                .iter()
+                .map(|&(device, kind)| crate::oom::LlamaBuffer {
+                    device: device.into(),
+                    kind,
+                    bytes: GIB,
+                })
+                .collect(),
+        });
+        e
+    }
+
+    #[test]
+    fn llama_s_log_tells_the_weights_from_the_context() {
+        let mut r = Ranking::new();
+        llama(
+            &mut r,
+            &llama_load(&[("CPU_Mapped", LlamaBufferKind::Model)]),
+        );
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.0.iter().any(|c| c.id == CauseId::KvCache));
+        let mut r = Ranking::new();
+        llama(&mut r, &llama_load(&[("CUDA0", LlamaBufferKind::Model)]));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        let mut r = Ranking::new();
+        let placed = [
+            ("CUDA0", LlamaBufferKind::Model),
+            ("CUDA0", LlamaBufferKind::KvCache),
+        ];
+        llama(&mut r, &llama_load(&placed));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        assert!(r.score(CauseId::BatchTooLarge).is_some());
     }
 
     #[test]

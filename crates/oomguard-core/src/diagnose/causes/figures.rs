@@ -284,6 +284,46 @@ pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
     }
 }
 
+/// How the XLA/TensorFlow BFC allocator refuses a request its pool cannot
+/// serve (`RESOURCE_EXHAUSTED: Failed to allocate request for 176.00MiB
+/// (184549376B) on device ordinal 0`).
+const POOL_REQUEST_REFUSED: &str = "Failed to allocate request for";
+
+/// The BFC pool refused a request and the message states no figure of the
+/// device. The pool is smaller than the GPU: JAX preallocates a fixed
+/// fraction of it (75% by default, XLA_PYTHON_CLIENT_MEM_FRACTION; JAX's
+/// "GPU memory allocation" notes), TensorFlow grabs what was free when it
+/// started, so another process running then shrinks it. The text cannot
+/// decide; each candidate carries its check.
+pub(super) fn xla_pool_request(r: &mut Ranking, event: &OomEvent) {
+    if !event.message.contains(POOL_REQUEST_REFUSED) {
+        return;
+    }
+    r.undecided();
+    let others = Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv before the program starts: memory another process holds is missing from the pool");
+    if event.framework == Framework::Jax {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.5,
+            "JAX's pool is the fraction of the GPU it preallocated (75% by default): the request did not fit what is left of that fraction",
+            Some("echo $XLA_PYTHON_CLIENT_MEM_FRACTION $XLA_PYTHON_CLIENT_PREALLOCATE; the GPU's total against the fraction; cuDNN and cuBLAS need room outside the pool"),
+        );
+        r.add_checked(
+            CauseId::OtherProcesses,
+            0.48,
+            "another process on the GPU leaves the fraction less room than it assumes",
+            others,
+        );
+    } else {
+        r.add_checked(
+            CauseId::OtherProcesses,
+            0.5,
+            "TensorFlow sizes its pool from the memory free when it started: another process on the GPU (a notebook kernel, a previous run) makes the pool small",
+            others,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
@@ -292,6 +332,24 @@ mod tests {
 
     fn acc(e: &OomEvent) -> Accounting {
         Accounting::of(e)
+    }
+
+    #[test]
+    fn a_refused_pool_request_is_jax_s_fraction_or_tensorflow_s_neighbours() {
+        let mut e = event(Framework::Jax, MemoryFigures::default());
+        e.message = "RESOURCE_EXHAUSTED: Failed to allocate request for 176.00MiB (184549376B) on device ordinal 0".into();
+        let mut r = Ranking::new();
+        xla_pool_request(&mut r, &e);
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        e.framework = Framework::TensorFlow;
+        let mut r = Ranking::new();
+        xla_pool_request(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        e.message = "Resource exhausted: OOM when allocating tensor".into();
+        let mut r = Ranking::new();
+        xla_pool_request(&mut r, &e);
+        assert!(r.0.is_empty());
     }
 
     #[test]

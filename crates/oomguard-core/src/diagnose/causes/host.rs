@@ -87,11 +87,37 @@ pub(super) fn system_memory_check(r: &mut Ranking, event: &OomEvent) -> bool {
 /// buffer`): the layers kept on the CPU, or the context, in host RAM.
 const GGML_HOST_BUFFER: &[&str] = &["cpu_buffer_type_alloc_buffer", "allocate CPU buffer"];
 
+/// The size in the message is one an inference engine computed from the
+/// model it loads: Ollama's system-memory check, or a ggml host buffer.
+pub(super) fn sized_by_the_engine(event: &OomEvent) -> bool {
+    event.message.contains(SYSTEM_MEMORY_CHECK) || ggml_host(event)
+}
+
+fn ggml_host(event: &OomEvent) -> bool {
+    GGML_HOST_BUFFER.iter().any(|w| event.message.contains(w))
+}
+
 /// A ggml host buffer that could not be allocated. Returns true when it
-/// applied.
+/// applied. llama.cpp maps the weights kept on the CPU from the model file
+/// by default (`use_mmap`, the `CPU_Mapped` buffers), so the host buffers
+/// it allocates hold the context: the KV cache (n_ctx x layers x the K and
+/// V widths) and the compute buffers. One larger than most machines' RAM is
+/// a context sized for the model's full training length.
 pub(super) fn ggml_host_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
-    if !GGML_HOST_BUFFER.iter().any(|w| event.message.contains(w)) {
+    if !ggml_host(event) {
         return false;
+    }
+    if let Some(q) = event
+        .memory
+        .requested_bytes
+        .filter(|&q| q >= sizes::HOST_SUSPECT_BYTES)
+    {
+        r.add_checked(
+            CauseId::KvCache,
+            0.9,
+            format!("one ggml host buffer of {} is more than most machines' RAM: with the weights memory-mapped, a buffer that large is the context (KV cache) sized for a very long n_ctx", fs(q)),
+            Some("the n_ctx the log prints at llama_new_context_with_model (or llama_context): set -c / num_ctx to what the prompts need"),
+        );
     }
     let what = match event.memory.requested_bytes {
         Some(q) => format!("a {} buffer", fs(q)),
@@ -164,6 +190,25 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::oom::{Framework, MemoryFigures};
+
+    #[test]
+    fn an_engine_s_own_sizes_are_needs_and_a_huge_ggml_host_buffer_the_context() {
+        let mut e = pytorch(0, 164 * GIB, 0);
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.message =
+            "Error: model requires more system memory (164.8 GiB) than is available (13.4 GiB)"
+                .into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert!(r.score(CauseId::InvalidSize).is_none());
+        e.message = "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 137438953504".into();
+        e.memory.requested_bytes = Some(128 * GIB);
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        ggml_host_buffer(&mut r, &e);
+        assert!(r.score(CauseId::InvalidSize).is_none());
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
 
     #[test]
     fn the_oom_killer_is_host_memory_and_with_a_limit_the_container_s_cap() {

@@ -267,6 +267,42 @@ pub(super) fn several_models(r: &mut Ranking, event: &OomEvent) -> bool {
 /// programs built on it) name their source files and asserts
 /// (`ggml-cuda.cu`, `GGML_ASSERT`, `ggml_backend_...`): a failure there is
 /// llama.cpp's even when no llama.cpp line says so.
+/// How TensorRT's builder and runtime report a failed device allocation
+/// (`[defaultAllocator.cpp::allocate::19] Error Code 1: Cuda Runtime (out of
+/// memory)`, "Requested amount of GPU memory (N bytes) could not be
+/// allocated"), in the logger's `[TRT]` / `[TensorRT]` prefix.
+const TENSORRT_MARKS: &[&str] = &["defaultAllocator.cpp", "[TRT]", "[TensorRT]"];
+
+/// TensorRT-LLM's runtime (its own buffers sized by max batch and length)
+/// is a serving engine, not the builder.
+const TENSORRT_LLM: &str = "TensorRT-LLM";
+
+/// TensorRT ran out building or loading an engine. The builder holds the
+/// network's weights and times tactics with scratch memory, while the
+/// framework the network came from (PyTorch for Torch-TensorRT, ONNX
+/// Runtime's TensorRT provider) usually still holds its own copy of the
+/// weights in the same process. Returns true when it applied.
+pub(super) fn tensorrt(r: &mut Ranking, event: &OomEvent) -> bool {
+    let text = &event.message;
+    if text.contains(TENSORRT_LLM) || !TENSORRT_MARKS.iter().any(|m| text.contains(m)) {
+        return false;
+    }
+    let check = Some("nvidia-smi while the engine builds: the source model's weights already on the GPU (a PyTorch or ONNX Runtime copy), and the builder's workspace limit (setMemoryPoolLimit / --memPoolSize)");
+    r.add_checked(
+        CauseId::ModelTooLarge,
+        0.5,
+        "TensorRT failed to allocate while building or loading an engine: the network's weights plus the tactics' scratch memory do not fit the GPU",
+        check,
+    );
+    r.add_checked(
+        CauseId::MultipleModels,
+        0.47,
+        "the model the engine is built from often stays on the GPU in the same process (Torch-TensorRT, ONNX Runtime's TensorRT provider), or other engines are loaded: two copies of the weights",
+        check,
+    );
+    true
+}
+
 const GGML_MARKS: &[&str] = &[
     "ggml-cuda",
     "GGML_ASSERT",
@@ -357,6 +393,18 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::oom::MemoryFigures;
+
+    #[test]
+    fn tensorrt_s_allocator_is_the_model_and_its_second_copy_not_trt_llm() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message = "[TRT] [E] 1: [defaultAllocator.cpp::allocate::19] Error Code 1: Cuda Runtime (out of memory)".into();
+        let mut r = Ranking::new();
+        assert!(tensorrt(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.score(CauseId::MultipleModels).is_some());
+        e.message = "[TensorRT-LLM][ERROR] CUDA runtime error in ::cudaMallocAsync(ptr, n, mCudaStream->get()): out of memory".into();
+        assert!(!tensorrt(&mut Ranking::new(), &e));
+    }
 
     fn failed(framework: Framework, message: &str, free: Option<u64>) -> OomEvent {
         let mut e = event(

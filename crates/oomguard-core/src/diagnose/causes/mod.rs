@@ -162,12 +162,19 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // The words of a library's own error, or of the report, name what
     // filled the device when no figure does; the differential of a bare
     // failure still follows them, with its checks.
-    let worded = libraries::rapids_pools(r, event) | libraries::several_models(r, event);
+    let worded = libraries::rapids_pools(r, event)
+        | libraries::several_models(r, event)
+        | libraries::tensorrt(r, event);
     let ggml = libraries::ggml_backend(event);
     match event.framework {
         Framework::Cublas | Framework::Cudnn | Framework::Nccl => libraries::library(r, event),
         Framework::LlamaCpp => engines::llama(r, event),
-        Framework::TensorFlow | Framework::Jax => figures::tensorflow_pool(r, event),
+        Framework::TensorFlow | Framework::Jax => {
+            figures::tensorflow_pool(r, event);
+            if without_figures(event) {
+                figures::xla_pool_request(r, event);
+            }
+        }
         _ if ggml => engines::llama(r, event),
         _ => {}
     }

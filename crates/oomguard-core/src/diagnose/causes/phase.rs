@@ -157,7 +157,9 @@ fn data_loading(r: &mut Ranking, held: &Held) {
 /// dominate, weakly when they are a small part, and without figures the
 /// differential of a training step.
 fn training_step(r: &mut Ranking, event: &OomEvent, held: &Held) {
-    if held.known && held.dominant() {
+    if held.known && held.dominant() && event.phase == Phase::Unknown && small_request(event) {
+        full_device_differential(r, held);
+    } else if held.known && held.dominant() {
         let what = if event.phase == Phase::Backward {
             "the backward pass needs the activations of the whole batch plus their gradients"
         } else {
@@ -200,6 +202,57 @@ fn training_step(r: &mut Ranking, event: &OomEvent, held: &Held) {
             "if batch 1 fails too, the model does not fit",
         );
     }
+}
+
+/// Below this share of the device (1/16), a request is one tensor among
+/// many: it says the device was already full, not that this allocation's
+/// batch filled it. Activations of a batch that is too large show as
+/// requests of a sizeable fraction of the device (an attention score matrix,
+/// a high-resolution feature map).
+const SMALL_REQUEST_SHARE: u64 = 16;
+
+/// The request is a small share of the device (or of the configured cap).
+fn small_request(event: &OomEvent) -> bool {
+    let m = &event.memory;
+    match (m.requested_bytes, m.total_bytes.or(m.allowed_bytes)) {
+        (Some(q), Some(t)) => q.saturating_mul(SMALL_REQUEST_SHARE) < t,
+        _ => false,
+    }
+}
+
+/// The device is full of this framework's tensors, the request is small and
+/// nothing names the phase: the text cannot tell a batch's activations from
+/// the model's own states, tensors kept alive from earlier steps or a second
+/// model. The batch still leads by a hair (the most common cause of full
+/// devices in a training loop), and each candidate carries the check that
+/// tells it apart.
+fn full_device_differential(r: &mut Ranking, held: &Held) {
+    let lead = held.weight();
+    r.undecided();
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        lead,
+        held.with("the device was full before a small request; in a training or batched loop the activations of the batch are the usual filler"),
+        Some("rerun with half the batch (or sequence length, image size): if it passes, the batch's activations were the limit"),
+    );
+    r.add_checked(
+        CauseId::ModelTooLarge,
+        lead - 0.05,
+        "if it fails on the first step or at batch size 1, the model's own memory (weights, and for training gradients and optimizer states) fills the device",
+        Some("run one step at batch size 1 and print torch.cuda.memory_allocated() after loading the model: most of the device already gone means the model"),
+    );
+    r.add_checked(
+        CauseId::LeftoverTensors,
+        lead - 0.1,
+        "if it fails only after some steps or epochs, tensors from earlier steps are kept alive (a loss kept with its graph, outputs collected in a list, evaluation without torch.no_grad())",
+        Some("print torch.cuda.memory_allocated() at the start of every step: a value that climbs step after step means tensors kept alive"),
+    );
+    r.add_checked(
+        CauseId::MultipleModels,
+        lead - 0.15,
+        "a model loaded earlier in the same process (a notebook cell, a server's previous model, a second pipeline) still holds its weights",
+        Some("list the models the process keeps on the device and torch.cuda.memory_allocated() after loading each; del the unused one and call torch.cuda.empty_cache()"),
+    );
 }
 
 /// The traceback shows parameters being gathered (ZeRO-3, FSDP) or weights
@@ -378,6 +431,29 @@ mod tests {
         assert_eq!(r.score(CauseId::BatchTooLarge), Some(0.59));
         let r = at(Phase::Forward, &mut holding(GIB));
         assert_eq!(r.score(CauseId::BatchTooLarge), Some(0.3));
+    }
+
+    #[test]
+    fn a_small_request_on_a_full_device_without_a_phase_is_a_differential() {
+        // 20 of 24 GiB live, a 1 GiB request (1/24 of the device).
+        let mut e = holding(20 * GIB);
+        let r = at(Phase::Unknown, &mut e);
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        for id in [
+            CauseId::ModelTooLarge,
+            CauseId::LeftoverTensors,
+            CauseId::MultipleModels,
+        ] {
+            assert!(r.0.iter().any(|c| c.id == id && c.check.is_some()));
+        }
+        // A request of a sixth of the device is the batch's activations.
+        e.memory.requested_bytes = Some(4 * GIB);
+        let r = at(Phase::Unknown, &mut e);
+        assert!(!r.1);
+        // A named phase decides too.
+        e.memory.requested_bytes = Some(GIB);
+        assert!(!at(Phase::Backward, &mut e).1);
     }
 
     #[test]

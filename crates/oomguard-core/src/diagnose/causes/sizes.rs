@@ -12,7 +12,7 @@ const ABSURD_BYTES: u64 = 1 << 50;
 const DEVICE_INVALID_BYTES: u64 = 1 << 40;
 /// A single host allocation this large (64 GiB) exceeds most machines' RAM
 /// and is more often a size computed wrong than a real need.
-const HOST_SUSPECT_BYTES: u64 = 64 << 30;
+pub(super) const HOST_SUSPECT_BYTES: u64 = 64 << 30;
 /// Up to this many times the device, a request is a real (too large) batch;
 /// beyond it, a shape gone wrong is likelier.
 const PLAUSIBLE_DEVICE_MULTIPLE: f64 = 4.0;
@@ -58,7 +58,13 @@ pub(super) fn device_request_invalid(r: &mut Ranking, event: &OomEvent) {
 /// One host allocation larger than most machines' RAM. A numpy array's
 /// shape is the one the program asked for: real data sets that large are as
 /// common as wrong shapes, so the size only comes second to host memory.
+/// A size an inference engine computed from the model (its pre-load check,
+/// a ggml buffer for the weights or the context) is a real need, never a
+/// shape gone wrong.
 pub(super) fn host_request_suspect(r: &mut Ranking, event: &OomEvent) {
+    if super::host::sized_by_the_engine(event) {
+        return;
+    }
     if let Some(q) = event
         .memory
         .requested_bytes
