@@ -12,6 +12,11 @@
 //! - a start-up run (a serving engine's profiling run, a warm-up, CUDA graph
 //!   capture) encloses the forward, backward or sampling it runs, so any
 //!   frame of one makes the phase start-up.
+//!
+//! Without frames, a sentence that ties a phase to the failure decides,
+//! then markers in the log around it (a loading bar, a CUDA graph capture,
+//! a validation bar), then the shell command printed right above the error
+//! (the program failed before printing anything: start-up).
 
 use super::Phase;
 use aho_corasick::AhoCorasick;
@@ -42,8 +47,21 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"profile_run|determine_num_available_blocks|determine_available_memory|",
                 r"_initialize_kv_caches|init_device|initialize_cache|capture_model|",
+                r"compile_or_warm_up_model|profile_cudagraph_memory|make_graphed_callables|",
                 r"in capture\w*\b|_dummy_run\b|_dummy_sampler_run|",
                 r"(?i:in _?warm_?up\w*\b)",
+            ),
+        ),
+        // Compiling a program (XLA's jit, a kernel build) happens before
+        // its first run. Sources: jax/_src/compiler.py (`backend_compile`,
+        // `compile_or_get_cached`), jax/_src/interpreters/pxla.py.
+        (
+            Phase::Startup,
+            Rank::Names,
+            concat!(
+                r"backend_compile|compile_or_get_cached|_cached_compilation|in lower_and_compile\b|in compile_module\b|",
+                // torch.compile's Inductor (torch/_inductor/compile_fx.py).
+                r"_inductor[/\\]compile_fx\.py|in compile_fx\w*\b",
             ),
         ),
         (
@@ -54,7 +72,17 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"_load_state_dict|safetensors|load_model|load_weights|load_pipeline|modeling_utils\.py|",
                 r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
                 r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
-                r"in _apply\b|::load\b|",
+                r"in _apply\b|::load\b|paddle[/\\]framework[/\\]io\.py|\.from_config\(|in from_config\b|",
+                r"\brestore_(?:model|checkpoint|weights)|saver\.restore|load_opt_state|",
+                // MXNet binds a graph's memory (`GraphExecutor::Init`).
+                r"InitDataEntryMemory|simple_bind|SimpleBind|",
+                // Wrapping a model for a device or a method: accelerate's
+                // `prepare_model`, FSDP's module move, PEFT's set-up.
+                r"in prepare_model\b|_move_module_to_device|get_peft_model|prepare_model_for_(?:kbit|int8)_training|",
+                // llama.cpp's context creation (KV cache, compute buffers).
+                r"llama_new_context|llama_init_from_model|llama_kv_cache_init|graph_reserve|gallocr_reserve|alloc_tensor_range|",
+                // Weights or parameters moved to a device one by one.
+                r"(?i:\b(?:weights?|params?|parameters?)\w*\.(?:data\.)?(?:cuda|to)\()|weighs?_to_device|weights?_to_device|",
                 // The whole model, pipeline or module moved to a device.
                 r"(?i:\b(?:model|pipe|pipeline|net|unet|vae|module|text_encoder|transformer)\w*(?:\(\))?\.(?:cuda|to)\()",
             ),
@@ -65,7 +93,12 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"(?i:dataloader)|_next_data|_try_get_data|_error_if_any_worker_fails|collate|",
                 r"pin_memory|data_collator|__getitem__|fetch\.py|",
-                r"DMatrix\(|read_csv\(|read_parquet\(|load_dataset\(",
+                r"DMatrix\(|read_csv\(|read_parquet\(|load_dataset\(|",
+                // pandas' readers and frame building, cuDF's readers, Keras'
+                // generator thread, tf.data's iterator, 🤗 datasets' map.
+                r"pandas[/\\](?:io|core)[/\\]|pandas[/\\]_libs[/\\]parsers|pandas\._libs\.parsers|",
+                r"\bread_(?:json|table|feather|orc|hdf|excel|fwf)\(|cudf[/\\]io[/\\]|",
+                r"data_generator_task|iterator_ops\.py|datasets[/\\]arrow_dataset\.py|in _?preprocess\w*\b",
             ),
         ),
         (
@@ -75,6 +108,8 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"optimizer\.step|optimizer_step|[/\\]optim[/\\]|_multi_tensor_adam|_single_tensor_adam|",
                 r"_fused_adam|in _init_group\b|zero_grad|scaler\.step\(|in _maybe_opt_step\b|",
                 r"bitsandbytes[/\\]optim|lr_scheduler|",
+                // Keras/TensorFlow optimizers, DeepSpeed's engine step.
+                r"apply_gradients|_resource_apply_\w+|optimizer_v2[/\\]|keras[/\\]optimizers[/\\]|_take_model_step|",
                 // `step` itself only in an optimizer's or DeepSpeed's file.
                 r#"(?:optim|deepspeed)[^"]*"?, line \d+, in step\b"#,
             ),
@@ -83,9 +118,14 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             Phase::Backward,
             Rank::Names,
             concat!(
-                r"\.backward\(|in backward\b|autograd[/\\]__init__\.py|autograd[/\\]graph\.py|",
+                r"\.backward\(|in _?backward\w*\b|autograd[/\\]__init__\.py|autograd[/\\]graph\.py|",
                 r"_engine_run_backward|run_backward|manual_backward|autograd\.grad\(|",
-                r"torch[/\\]_tensor\.py.*backward",
+                r"torch[/\\]_tensor\.py.*backward|",
+                // TensorFlow's tape; ZeRO-3 and FSDP hooks that gather
+                // parameters or reduce gradients for the backward pass.
+                r"tape\.gradient\(|eager[/\\]backprop\.py|gradients_util\.py|",
+                r"pre_sub_module_backward|_run_before_backward|_pre_backward_module_hook|_post_backward_hook|",
+                r"reduce_partition_and_remove_grads|reduce_ready_partitions|reduce_independent_p_g_buckets",
             ),
         ),
         (
@@ -94,7 +134,18 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"\.generate\(|\b_?\w*_generate\(|in (?:_\w*)?generate(?:_\w+)?\b|generation[/\\]utils\.py|",
                 r"in _?sample\b|greedy_search|beam_search|contrastive_search|sampler\.py|generate_until|",
-                r"\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort",
+                r"\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort|",
+                // Diffusion pipelines (diffusers' `pipeline_*.py` `__call__`,
+                // k-diffusion samplers, the webui and ComfyUI entry points)
+                // and MLX's token loop.
+                r"pipelines[/\\]\S*pipeline_\w+\.py|k_diffusion[/\\]sampling\.py|samplers\.py|",
+                r"in (?:txt2img|img2img|process_images\w*|process_diffusion|decode_latents)\b|",
+                r"in sample_(?:euler\w*|heun|dpm\w*|lms|ddim|ddpm|unipc|lcm)\b|",
+                r"batch_generator\.py|generate_step|stream_generate|in prompt_step\b|",
+                // A serving engine's step (vLLM's `execute_model`, TGI's
+                // `Prefill`/`Decode`, SGLang's `forward_decode`); its start-up
+                // runs of the same functions are enclosed by the rule above.
+                r"in execute_model\b|in (?:Prefill|Decode)\b|forward_decode|forward_extend|forward_batch_generation",
             ),
         ),
         (
@@ -103,7 +154,13 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"evaluation_loop|prediction_loop|prediction_step|validation_step|eval_step|test_step|",
                 r"\.evaluate\(|\.predict\(|in predict\b|",
-                r"in (?:_?evaluat\w*|eval|eval_\w+|validate|_?validation\w*|valid|val_\w+|_?run_validation\w*)\b",
+                // Keras' and Lightning's prediction and test loops,
+                // detectron2's evaluator.
+                r"predict_loop|predict_function|predict_on_batch|predict_generator|in predict_\w+|",
+                r"test_function|test_loop|test_on_batch|evaluate_generator|evaluation_epoch_loop|",
+                r"_evaluation_step|sanity_check|inference_on_dataset|in (?:test|_?test_epoch|run_test\w*)\b|",
+                r#"single_gpu_test|multi_gpu_test|compute_metrics|validator\.py|[/\\]val\.py", line \d+, in run\b|"#,
+                r"in (?:_?evaluat\w*|eval|eval_\w+|validate\w*|_?validation\w*|valid|val_\w+|_?run_validation\w*)\b",
             ),
         ),
         // Building a module (its constructor, an `init`) makes weights, but
@@ -119,7 +176,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             Rank::Fallback,
             concat!(
                 r"in forward\b|in _?\w+_forward\b|_call_impl|forward_call|in __call__\b|\.forward\(|",
-                r"training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b",
+                r"training_step|compute_loss|outputs = model\(|model\(\*\*|_wrapped_call_impl|in call\b|",
+                // ZeRO-3 gathers a module's parameters before its forward
+                // (`fetch_sub_module`, deepspeed/runtime/zero); its backward
+                // hooks name the backward pass above.
+                r"pre_sub_module_forward|_pre_forward_module_hook|fetch_sub_module|_all_gather_params|all_gather_coalesced",
             ),
         ),
     ];
@@ -161,25 +222,42 @@ fn traceback_lines(before: &[String]) -> &[String] {
     // No header in the window: take the frames directly above the error.
     // A launcher's tag (`[rank0]:`, `(EngineCore pid=1) ERROR ... [x.py:1]`)
     // before a frame's indentation keeps it a frame.
-    static TAGGED_INDENT: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"^\S.*?[\]:|]\s{2,}\S").expect("pattern compiles"));
-    let mut start = before.len();
-    for (i, line) in before.iter().enumerate().rev() {
-        let t = line.trim_start();
-        if t.contains("File \"")
-            || t.starts_with("at ")
-            || line.starts_with(' ')
-            || line.starts_with('\t')
-            || t.starts_with('^')
-            || t.starts_with('~')
-            || TAGGED_INDENT.is_match(line)
-        {
+    // Blank lines a paste puts between the frames and the error do not
+    // end them.
+    let end = before
+        .iter()
+        .rposition(|l| !l.trim().is_empty())
+        .map_or(0, |i| i + 1)
+        .max(before.len().saturating_sub(2));
+    let mut start = end;
+    for (i, line) in before[..end].iter().enumerate().rev() {
+        if is_frame_part(line) {
             start = i;
         } else {
             break;
         }
     }
-    &before[start..]
+    &before[start..end]
+}
+
+/// A line of a traceback printed without its header: a frame, its code,
+/// the carets under it, a line of rich's boxed traceback (`│ x.py:3 in f`),
+/// also quoted (`> `) or behind a launcher's tag.
+fn is_frame_part(line: &str) -> bool {
+    static TAGGED_INDENT: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"^\S.*?[\]:|]\s{2,}\S").expect("pattern compiles"));
+    let unquoted = line.trim_start_matches(['>', ' ']);
+    let quoted = unquoted.len() + 1 < line.len() && line.trim_start().starts_with('>');
+    let t = line.trim_start();
+    t.contains("File \"")
+        || t.starts_with("at ")
+        || line.starts_with(' ')
+        || line.starts_with('\t')
+        || t.starts_with('^')
+        || t.starts_with('~')
+        || line.contains(['│', '└', '╰', '╭', '┌'])
+        || (quoted && !unquoted.is_empty())
+        || TAGGED_INDENT.is_match(line)
 }
 
 fn is_traceback_start(line: &str) -> bool {
@@ -187,6 +265,8 @@ fn is_traceback_start(line: &str) -> bool {
     t.contains("Traceback (most recent call last)")
         || t.starts_with("0: ")
         || t.starts_with("Stack backtrace")
+        // dmlc's fatal log (MXNet, XGBoost): `Stack trace returned 10 entries:`.
+        || t.starts_with("Stack trace")
 }
 
 /// A Python frame's first line, also quoted (`> File "x.py", line 3, in f`)
@@ -283,13 +363,30 @@ pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::Ser
 /// lines reads each line for every event near it).
 static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
     let rules: &[(Phase, &str)] = &[
-        (Phase::Startup, r"(?i:\bwarm[- ]?up\b|capture cuda graph)"),
+        (
+            Phase::Startup,
+            concat!(
+                r"(?i:\bwarm[- ]?up\b|warming up|capture cuda graph|",
+                // vLLM's and SGLang's start-up logs: graph capture, the
+                // profiling run that sizes the KV cache.
+                r"captur\w* (?:the model for )?cuda ?graphs?|cuda ?graph captur\w*|",
+                r"memory profiling|profil\w* run\b|",
+                // A GPU kernel compiled before the first run (LightGBM's OpenCL).
+                r"compiling (?:the )?(?:opencl |cuda |gpu )?kernels?|",
+                // A device or runtime being set up ("running init kernel failed").
+                r"\binit kernel\b|initiali[sz]\w* (?:the )?(?:gpu|cuda|device|backend|runtime|context)\b)",
+            ),
+        ),
         (
             Phase::ModelLoad,
             concat!(
                 r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|",
                 r"(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|",
                 r"buildEngine|InitDataEntryMemory|load_tensors|",
+                r"llama_new_context|llama_init_from_model|kv_cache_init|graph_reserve|gallocr_reserve|",
+                // ggml reserves every buffer (weights, KV cache, compute) when
+                // a model is loaded; Ollama's runner dies while it loads.
+                r"ggml_backend_\w*alloc\w*|ggml_\w*_?malloc|unable to allocate \w+ buffer|llama runner process has terminated|",
                 // TensorRT tries tactics only while it builds an engine.
                 r"skipping tactic|",
                 r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\(\))?\.(?:cuda|to)\()",
@@ -297,11 +394,23 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         ),
         (
             Phase::Evaluation,
-            r"(?i:evaluation step|during evaluation|in the evaluation|validation step)",
+            concat!(
+                r"(?i:evaluation step|during evaluation|in the evaluation|validation step|",
+                // A validation or test loop's progress bar (Lightning's).
+                r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)",
+            ),
         ),
+        (Phase::Generation, r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)"),
         (
             Phase::DataLoading,
             r"(?i:preprocess|DMatrix\(|read_csv|todense\(|toarray\(|DataLoader worker)",
+        ),
+        // Weakest: a serving engine's own start-up banner. vLLM reserves
+        // its KV cache while it starts, so its failures without a nearer
+        // marker come from start-up (vllm/engine/llm_engine.py's banner).
+        (
+            Phase::Startup,
+            r"Initializing an? (?:V1 )?LLM engine|Initializing a V1 LLM engine",
         ),
     ];
     let set = RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("context patterns compile");
@@ -318,7 +427,18 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
         .build([
             "warm",
             "capture cuda graph",
+            "captur",
+            "cuda graph",
+            "cudagraph",
+            "memory profiling",
+            "profil",
+            "compiling",
             "load",
+            "llama_new_context",
+            "llama_init_from_model",
+            "kv_cache_init",
+            "graph_reserve",
+            "gallocr_reserve",
             "from_pretrained(",
             "build",
             "InitDataEntryMemory",
@@ -327,12 +447,24 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             ".to(",
             "evaluation",
             "validation step",
+            "validating",
+            "validation",
+            "testing",
+            "sanity checking",
+            "evaluating",
+            "generating",
             "preprocess",
             "DMatrix(",
             "read_csv",
             "todense(",
             "toarray(",
             "DataLoader worker",
+            "init kernel",
+            "initiali",
+            "ggml_",
+            "unable to allocate",
+            "llama runner",
+            "Initializing a",
         ])
         .expect("context words build")
 });
@@ -343,30 +475,59 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// evaluation step", "ran out of memory while loading the model", "when
 /// it comes to evaluation ... this error".
 static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
-    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon)\b(?:\s+[\w'-]+){0,4}?\s+";
+    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|run|runs|running|ran)\b(?:\s+[\w'-]+){0,4}?\s+";
     let rules: &[(Phase, &str)] = &[
         (
             Phase::Startup,
-            r"(?:start-?up|warm[- ]?up|launch(?:ing)?|boot(?:ing)?)\b",
+            concat!(
+                r"(?:start-?up|warm[- ]?up|launch(?:ing)?|boot(?:ing)?|(?:jit[- ])?compil(?:ing|ation))\b|",
+                // "when I start the server", "when starting the vllm engine".
+                r"start(?:ing)?\s+(?:up\s+)?(?:the\s+|my\s+|a\s+)?(?:[\w.-]+\s+)?",
+                r"(?:server|service|engine|container|app|application|program|webui|daemon|api|instance|pod)\b",
+            ),
         ),
         (
             Phase::Evaluation,
-            r"(?:evaluat\w*|validat\w*|eval\b|testing phase|test phase|test step)",
+            concat!(
+                r"(?:evaluat\w*|validat\w*|eval\b|testing\b|",
+                r"test(?:ing)?\s+(?:code|script|set|data|stage|mode|phase|step|loop|time)\b)",
+            ),
         ),
         (
             Phase::Generation,
             r"(?:generat(?:ing|ion)\b|sampling\b|decoding\b)",
         ),
-        (Phase::ModelLoad, r"(?:loading|load)\b"),
+        // Data before weights: "loading the dataset" is not the model's.
         (
             Phase::DataLoading,
-            r"(?:reading\b|preprocessing\b|loading (?:the )?(?:data|dataset|batch)\w*)",
+            concat!(
+                r"(?:reading\b|preprocess\w*|tokeniz\w*|",
+                r"load(?:ing)?\s+(?:the\s+|my\s+|a\s+)?(?:\S+\s+)?(?:data|datasets?|batch\w*|csv|images|corpus)\b)",
+            ),
         ),
+        (Phase::ModelLoad, r"(?:loading|load)\b"),
         (
             Phase::Backward,
             r"(?:backward(?: pass)?|backprop\w*|gradient computation)\b",
         ),
         (Phase::OptimizerStep, r"(?:optimi[sz]er(?:'s)? step)\b"),
+        (Phase::Forward, r"(?:forward pass|forward propagation)\b"),
+    ];
+    // Chinese puts the time word after the phase: 验证时 "when
+    // validating", 加载模型时 "when loading the model".
+    let cjk: &[(Phase, &str)] = &[
+        (
+            Phase::Startup,
+            r"(?:启动|初始化)(?:的)?(?:时|时候|阶段|过程)",
+        ),
+        (
+            Phase::Evaluation,
+            r"(?:验证|测试|评估|评测)(?:的)?(?:时|时候|阶段|过程)",
+        ),
+        (Phase::Generation, r"生成(?:的)?(?:时|时候|阶段|过程)"),
+        (Phase::DataLoading, r"(?:加载|读取|处理)(?:数据|数据集)"),
+        (Phase::ModelLoad, r"加载(?:模型|权重|预训练|checkpoint)"),
+        (Phase::Backward, r"反向传播"),
     ];
     rules
         .iter()
@@ -375,6 +536,10 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 Regex::new(&format!("(?i){WHEN}(?:the\\s+)?{p}")).expect("tied pattern compiles");
             (*phase, re)
         })
+        .chain(
+            cjk.iter()
+                .map(|(phase, p)| (*phase, Regex::new(p).expect("tied pattern compiles"))),
+        )
         .collect()
 });
 
@@ -399,23 +564,39 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "decoding",
             "load",
             "reading",
-            "preprocessing",
+            "preprocess",
+            "tokeniz",
+            "compil",
             "backward",
             "backprop",
             "gradient",
             "optimi",
+            "forward",
+            "启动",
+            "初始化",
+            "验证",
+            "测试",
+            "评估",
+            "评测",
+            "生成",
+            "加载",
+            "读取",
+            "处理数据",
+            "反向传播",
         ])
         .expect("phase words build")
 });
 
 /// Words that say a sentence speaks of the failure.
 static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccurs?\b|\bhappens?\b|killed|runs? out|ran out")
+    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccurs?\b|\bhappens?\b|killed|runs? out|ran out|报错|错误|显存不足|内存不足|爆显存|溢出")
         .expect("pattern compiles")
 });
 
 /// The phase a sentence of `lines` ties to the failure (see [`TIED_RULES`]),
-/// the sentence nearest the error first.
+/// the sentence nearest the error first. A phrase on the error's own line
+/// speaks of it ("`RuntimeError: CUDA out of memory. ...` at eval stage"),
+/// however the message's punctuation splits that line.
 fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
     static SENTENCE_END: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"[.!?;:。！？](?:\s|$)").expect("pattern compiles"));
@@ -425,9 +606,10 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
         if !PHASE_WORDS.is_match(lines[i]) {
             return None;
         }
+        let on_error_line = i == error_at;
         SENTENCE_END
             .split(lines[i])
-            .filter(|s| FAILURE.is_match(s))
+            .filter(|s| on_error_line || FAILURE.is_match(s))
             .find_map(|s| {
                 TIED_RULES
                     .iter()
@@ -448,16 +630,36 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .chain(std::iter::once(text))
         .chain(after.iter().take(FOLLOWING_LINES).map(String::as_str))
         .collect();
-    tied_phase(&lines, near_before.len()).or_else(|| {
-        let (phases, set) = &*CONTEXT_RULES;
-        // The first rule, in order, that any line matches.
-        let first = lines
-            .iter()
-            .filter(|l| CONTEXT_WORDS.is_match(**l))
-            .filter_map(|l| set.matches(l).iter().next())
-            .min()?;
-        Some(phases[first])
-    })
+    tied_phase(&lines, near_before.len())
+        .or_else(|| {
+            let (phases, set) = &*CONTEXT_RULES;
+            // The first rule, in order, that any line matches.
+            let first = lines
+                .iter()
+                .filter(|l| CONTEXT_WORDS.is_match(**l))
+                .filter_map(|l| set.matches(l).iter().next())
+                .min()?;
+            Some(phases[first])
+        })
+        .or_else(|| follows_command(near_before).then_some(Phase::Startup))
+}
+
+/// True when the line just above the error (blank lines aside) is the
+/// shell command that started the program: it failed before printing
+/// anything, at start-up.
+fn follows_command(before: &[String]) -> bool {
+    static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"(?:^|[$#>%]\s+|[$#>%] ?)",
+            r"(?:python3?(?:\.\d+)?|torchrun|accelerate launch|deepspeed|mpirun|srun|horovodrun)\s+\S+\.py\b"
+        ))
+        .expect("pattern compiles")
+    });
+    before
+        .iter()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| COMMAND.is_match(l.trim_end()))
 }
 
 /// The phase the traceback that ends at the error shows, `None` when no
@@ -610,6 +812,96 @@ mod tests {
         assert_eq!(
             from_traceback(&lines("epoch 1 loss 0.3\nepoch 2 loss 0.2")),
             None
+        );
+    }
+
+    #[test]
+    fn framework_loops_name_their_phase() {
+        let phase = |frames: &str| from_traceback(&lines(frames));
+        // Keras' prediction loop, Lightning's sanity check: evaluation.
+        assert_eq!(
+            phase("Traceback (most recent call last):\n  File \"/k/engine/training_arrays.py\", line 294, in predict_loop\n    batch_outs = f(ins_batch)"),
+            Some(Phase::Evaluation)
+        );
+        // A diffusers pipeline's `__call__`: generation.
+        assert_eq!(
+            phase("Traceback (most recent call last):\n  File \"/d/pipelines/stable_diffusion/pipeline_stable_diffusion.py\", line 9, in __call__\n    noise_pred = self.unet(x)"),
+            Some(Phase::Generation)
+        );
+        // ZeRO-3's pre-backward hook gathering parameters: backward.
+        assert_eq!(
+            phase("Traceback (most recent call last):\n  File \"/ds/zero/parameter_offload.py\", line 400, in _run_before_backward_function\n    self.pre_sub_module_backward_function(module)\n  File \"/ds/zero/partitioned_param_coordinator.py\", line 284, in fetch_sub_module"),
+            Some(Phase::Backward)
+        );
+        // The same gather before a module's forward: forward.
+        assert_eq!(
+            phase("Traceback (most recent call last):\n  File \"/ds/zero/parameter_offload.py\", line 288, in _pre_forward_module_hook\n    self.pre_sub_module_forward_function(module)"),
+            Some(Phase::Forward)
+        );
+        // XLA compiling a jitted function: start-up.
+        assert_eq!(
+            phase("Traceback (most recent call last):\n  File \"/jax/_src/compiler.py\", line 238, in backend_compile\n    return backend.compile(built_c)"),
+            Some(Phase::Startup)
+        );
+        // pandas building a frame: data loading.
+        assert_eq!(
+            phase("  File \"/x/pandas/core/internals.py\", line 4107, in _stack_arrays\n    stacked = np.empty(shape, dtype=dtype)\n"),
+            Some(Phase::DataLoading)
+        );
+    }
+
+    #[test]
+    fn quoted_and_boxed_frames_count() {
+        let tb = lines(">   File \"/t/nn/modules/module.py\", line 223, in _apply\n>     param_applied = fn(param)");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        let tb = lines("│ /x/offload.py:105 in weighs_to_device │\n│ > 105 │ module.weight.data = module.weight.data.to(device) │\n└──────────┘");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn start_up_logs_and_commands() {
+        let none: Vec<String> = Vec::new();
+        let phase = |before: &str| {
+            from_context(
+                &lines(before),
+                "RuntimeError: CUDA error: out of memory",
+                &none,
+            )
+        };
+        assert_eq!(
+            phase("INFO model_runner.py:1442] Capturing cudagraphs for decoding."),
+            Some(Phase::Startup)
+        );
+        assert_eq!(
+            phase("[LightGBM] [Info] Compiling OpenCL Kernel with 64 bins..."),
+            Some(Phase::Startup)
+        );
+        assert_eq!(phase("user@host:~> python3 train.py"), Some(Phase::Startup));
+        assert_eq!(
+            phase("I get this error when I start the vllm server:"),
+            Some(Phase::Startup)
+        );
+        // A command followed by output first says nothing of the phase.
+        assert_eq!(phase("$ python3 train.py\nepoch 1 loss 0.3"), None);
+    }
+
+    #[test]
+    fn a_phrase_on_the_error_line_ties_to_it() {
+        let none: Vec<String> = Vec::new();
+        let text = "I encountered `RuntimeError: CUDA out of memory. Tried to allocate 1 GiB (GPU 0; 2 GiB total capacity)` at eval stage.";
+        assert_eq!(from_context(&none, text, &none), Some(Phase::Evaluation));
+        // "loading the dataset" is data, not weights.
+        assert_eq!(
+            from_context(&none, "MemoryError while loading the dataset", &none),
+            Some(Phase::DataLoading)
+        );
+        assert_eq!(
+            from_context(
+                &none,
+                "模型训练结束后，进行测试时候报了cuda out of memory",
+                &none
+            ),
+            Some(Phase::Evaluation)
         );
     }
 
