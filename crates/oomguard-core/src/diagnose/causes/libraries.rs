@@ -263,10 +263,6 @@ pub(super) fn several_models(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
-/// The ggml backends of llama.cpp (and Ollama, LM Studio and the other
-/// programs built on it) name their source files and asserts
-/// (`ggml-cuda.cu`, `GGML_ASSERT`, `ggml_backend_...`): a failure there is
-/// llama.cpp's even when no llama.cpp line says so.
 /// How TensorRT's builder and runtime report a failed device allocation
 /// (`[defaultAllocator.cpp::allocate::19] Error Code 1: Cuda Runtime (out of
 /// memory)`, "Requested amount of GPU memory (N bytes) could not be
@@ -303,6 +299,10 @@ pub(super) fn tensorrt(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
+/// The ggml backends of llama.cpp (and Ollama, LM Studio and the other
+/// programs built on it) name their source files and asserts
+/// (`ggml-cuda.cu`, `GGML_ASSERT`, `ggml_backend_...`): a failure there is
+/// llama.cpp's even when no llama.cpp line says so.
 const GGML_MARKS: &[&str] = &[
     "ggml-cuda",
     "GGML_ASSERT",
