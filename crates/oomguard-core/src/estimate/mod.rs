@@ -27,7 +27,7 @@ pub use fit::{
 pub use training_state::TrainingState;
 pub use weights::BitsandbytesVersion;
 pub use workload::{
-    Attention, Checkpointing, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
+    Attention, Checkpointing, Head, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
     Quant, Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, DEFAULT_SEQ,
     MAX_BATCH_OR_SEQ,
 };
@@ -152,10 +152,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
                 activations::training_activations(s, &local)
             }
         };
-        let logits = match w.loss {
-            Loss::Chunked { chunks } => loss::chunked_logits_bytes(s, &local, chunks),
-            Loss::Full => activations::training_logits(s, &local),
-        };
+        let logits = loss::training_logits_bytes(s, &local);
         let acts = tp_activation(saved).saturating_add(share(logits, tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
