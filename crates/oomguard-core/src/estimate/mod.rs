@@ -266,8 +266,11 @@ mod tests {
             quant in prop::option::of(prop::sample::select(vec![Quant::Int8, Quant::Nf4, Quant::Fp8])),
             tp in prop::sample::select(vec![1u64, 2, 8]),
             zero in 0u8..=3,
+            summed_loss in any::<bool>(),
+            mlm in any::<bool>(),
         ) {
             let shape = catalog::shape(model).unwrap();
+            let encoder = shape.kind == crate::model::ModelKind::Encoder;
             let req = WorkloadRequest {
                 train,
                 batch: Some(batch),
@@ -279,6 +282,8 @@ mod tests {
                 gpus: Some(8),
                 tp: Some(tp),
                 zero: Some(zero),
+                loss: (train && summed_loss).then_some(Loss::Sum),
+                head: (encoder && mlm).then_some(Head::Mlm),
                 ..WorkloadRequest::default()
             };
             let w = Workload::resolve(&req, &shape).unwrap();
