@@ -120,8 +120,8 @@ pub struct PlanArgs {
     /// Activations kept for backward: none, full (every block recomputed), selective (torchtitan's per-op policy).
     #[arg(long, value_name = "MODE", value_parser = ["none", "full", "selective"], help_heading = "Training setup")]
     pub activation_checkpointing: Option<String>,
-    /// Loss: full (one fp32 cross-entropy over all logits) or chunked (torchtune's CEWithChunkedOutputLoss).
-    #[arg(long, value_name = "KIND", value_parser = ["full", "chunked"], help_heading = "Training setup")]
+    /// Loss: full (one fp32 cross-entropy over all logits), chunked (torchtune's CEWithChunkedOutputLoss) or sum (logits.sum(), no cross-entropy, as benchmarks do).
+    #[arg(long, value_name = "KIND", value_parser = ["full", "chunked", "sum"], help_heading = "Training setup")]
     pub loss: Option<String>,
     /// Chunks of the chunked loss (default 8, torchtune's num_output_chunks).
     #[arg(
@@ -172,6 +172,9 @@ pub struct PlanArgs {
     /// Attention kernel (default sdpa).
     #[arg(long, value_name = "IMPL", value_parser = ["eager", "sdpa", "flash"])]
     pub attention: Option<String>,
+    /// Encoders: the head on top: mlm (AutoModelForMaskedLM, vocabulary logits for every token), classification (default) or none (AutoModel).
+    #[arg(long, value_name = "HEAD", value_parser = ["mlm", "classification", "none"])]
+    pub head: Option<String>,
     /// GPUs the work is spread over.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub gpus: Option<u64>,

@@ -921,3 +921,33 @@ fn training_setup_flags_change_the_estimate_and_say_so() {
         assert!(text.contains(said), "{said}: {text}");
     }
 }
+
+#[test]
+fn a_masked_lm_head_is_for_encoders_and_adds_vocabulary_logits() {
+    let plan = |model: &str, extra: &[&str]| {
+        let mut args = vec!["plan", model, "--json", "--dtype", "fp16", "--batch", "16"];
+        args.extend(extra);
+        oomguard(&args, None)
+    };
+    let peak = |extra: &[&str]| {
+        let out = plan("bert-base-uncased", extra);
+        assert_eq!(out.code, 0, "{extra:?}: {}", out.stderr);
+        let v: Value = serde_json::from_str(&out.stdout).unwrap();
+        v["per_gpu"]["allocated_peak_bytes"].as_u64().unwrap()
+    };
+    let train = ["--train", "--seq", "512", "--optimizer", "sgd"];
+    let cls = peak(&train);
+    let mlm = peak(&[&train[..], &["--head", "mlm"]].concat());
+    let mlm_sum = peak(&[&train[..], &["--head", "mlm", "--loss", "sum"]].concat());
+    // 16 x 512 tokens x 30522 logits: at least 2 + 2 bytes each.
+    let logits = 16 * 512 * 30522u64;
+    assert!(mlm_sum >= cls + logits * 4, "{cls} {mlm_sum}");
+    assert!(mlm > mlm_sum, "{mlm} {mlm_sum}");
+    assert_eq!(peak(&[&train[..], &["--head", "none"]].concat()), cls);
+    let out = plan("bert-base-uncased", &["--head", "mlm", "--seq", "128"]);
+    assert!(out.stdout.contains("\"head\":\"mlm\"") || out.stdout.contains("\"head\": \"mlm\""));
+    let out = plan("gpt2-large", &["--head", "mlm"]);
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert!(out.stderr.contains("--head mlm"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"));
+}

@@ -10,7 +10,7 @@
 //! keep no a·s score matrix: FlashAttention, Dao et al. 2022).
 
 use super::weights::kept_4bit_input_bytes_per_token_per_layer;
-use super::workload::{Attention, Workload};
+use super::workload::{Attention, Head, Workload};
 use crate::model::{ModelKind, ModelShape};
 
 /// The MLP width one token passes through: the dense intermediate size, or
@@ -117,20 +117,60 @@ pub fn training_activations(s: &ModelShape, w: &Workload) -> u64 {
     tokens.saturating_mul(per_token)
 }
 
-/// Logits bytes at the training peak: the head's output, its fp32 copy for
-/// the loss (transformers upcasts logits before cross-entropy), the saved
-/// log-softmax, and the gradient flowing back: (e + 4 + 4 + 4) bytes per
-/// vocabulary entry per token. Classification heads (encoders, ViT) are
-/// negligible.
-pub fn training_logits(s: &ModelShape, w: &Workload) -> u64 {
-    if matches!(s.kind, ModelKind::Encoder | ModelKind::Vision) {
+/// Whether the model ends in a tensor over the vocabulary for every token:
+/// a decoder's language-model head, or an encoder's masked-LM head
+/// (`--head mlm`). Classification heads (encoders, ViT) give a few numbers
+/// per sequence or token, which this estimate neglects.
+pub fn has_vocabulary_logits(s: &ModelShape, w: &Workload) -> bool {
+    match s.kind {
+        ModelKind::Decoder | ModelKind::EncoderDecoder => true,
+        ModelKind::Encoder => w.head == Some(Head::Mlm),
+        ModelKind::Vision => false,
+    }
+}
+
+/// Bytes the masked-LM head's transform keeps for backward, for the whole
+/// batch: BERT's `BertPredictionHeadTransform` (dense, activation,
+/// LayerNorm) before the decoder keeps the activation's input, the
+/// LayerNorm's input (fp32 under autocast) and the decoder's input. 0 for
+/// every other head.
+pub fn mlm_transform_training_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if s.kind != ModelKind::Encoder || w.head != Some(Head::Mlm) {
         return 0;
     }
     let e = w.activation_bytes();
-    let upcast = if e == 4 { 0 } else { 4 };
+    let norm = if w.amp { 4 } else { e };
+    w.tokens()
+        .saturating_mul(s.hidden_size)
+        .saturating_mul(2 * e + norm)
+}
+
+/// Logits bytes at the training peak of a cross-entropy loss over the whole
+/// logits tensor (`--loss full`).
+///
+/// Decoders: the head's output, its fp32 copy for the loss (transformers'
+/// `ForCausalLMLoss` upcasts logits before cross-entropy), the saved
+/// log-softmax, and the gradient flowing back: (e + 4 + 4 + 4) bytes per
+/// vocabulary entry per token.
+///
+/// A masked-LM head: `BertForMaskedLM` hands its logits to
+/// `CrossEntropyLoss` as they are, so the log-softmax and the gradient are
+/// at the logits' dtype (3·e bytes); under autocast `cross_entropy` is on
+/// PyTorch's fp32 list and the loss costs what a decoder's does.
+pub fn training_logits(s: &ModelShape, w: &Workload) -> u64 {
+    if !has_vocabulary_logits(s, w) {
+        return 0;
+    }
+    let e = w.activation_bytes();
+    let per_logit = if s.kind == ModelKind::Encoder && !w.amp {
+        3 * e
+    } else {
+        let upcast = if e == 4 { 0 } else { 4 };
+        e + upcast + 4 + 4
+    };
     w.tokens()
         .saturating_mul(s.vocab_size)
-        .saturating_mul(e + upcast + 4 + 4)
+        .saturating_mul(per_logit)
 }
 
 /// Inference: the largest transient inside one layer over the prompt
@@ -161,6 +201,14 @@ pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
     } else {
         0
     };
+    // A masked-LM head returns logits for every token: after the last
+    // layer, the encoder's output, the transform's output and the logits
+    // are alive at once; the peak is the larger of that and a layer's.
+    let per_token = if has_vocabulary_logits(s, w) && s.kind == ModelKind::Encoder {
+        per_token.max((2 * h + s.vocab_size) * e)
+    } else {
+        per_token
+    };
     tokens.saturating_mul(per_token).saturating_add(logits)
 }
 
@@ -183,6 +231,26 @@ mod tests {
             training_bytes_per_token_per_layer(&s, &Workload::resolve(&req, &s).unwrap())
         };
         (per(Attention::Eager) - per(Attention::Sdpa)) / (s.heads * 256)
+    }
+
+    #[test]
+    fn a_masked_lm_head_returns_logits_for_every_token_at_inference() {
+        let s = catalog::shape("bert-base-uncased").unwrap();
+        let acts = |head| {
+            let req = WorkloadRequest {
+                batch: Some(4),
+                seq: Some(256),
+                dtype: Some(Dtype::Fp16),
+                head: Some(head),
+                ..WorkloadRequest::default()
+            };
+            inference_activations(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        // The head's phase (encoder output, transform output, logits)
+        // outweighs a layer's transient: 4·256 tokens x (2·768 + 30522) x 2 B.
+        assert_eq!(acts(Head::Mlm), 4 * 256 * (2 * 768 + 30522) * 2);
+        assert!(acts(Head::Classification) < acts(Head::Mlm) / 4);
+        assert_eq!(acts(Head::Classification), acts(Head::None));
     }
 
     #[test]

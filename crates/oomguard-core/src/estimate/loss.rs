@@ -13,13 +13,42 @@
 //! its fp32 upcast in forward, or in backward its fp32 gradient and the
 //! cast of that gradient back to the logits' dtype. Without chunks the same
 //! loss also holds the whole fp32 copy and the whole fp32 gradient.
+//!
+//! A plain sum of the logits (`--loss sum`, the `logits.sum().backward()`
+//! of Hugging Face's SDPA benchmark scripts) keeps the logits at their
+//! dtype, and its backward materializes their gradient at that dtype: the
+//! gradient of a sum is a stride-0 expansion of one number, and the output
+//! projection's matmul backward needs it contiguous (`reshape` of an
+//! expanded tensor copies). 2·e bytes per logit.
 
-use super::workload::Workload;
-use crate::model::{ModelKind, ModelShape};
+use super::activations;
+use super::workload::{Loss, Workload};
+use crate::model::ModelShape;
+
+/// Bytes of the logits, the loss's buffers and the masked-LM transform at
+/// the training peak, for the workload's loss.
+pub fn training_logits_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    let logits = match w.loss {
+        Loss::Full => activations::training_logits(s, w),
+        Loss::Chunked { chunks } => chunked_logits_bytes(s, w, chunks),
+        Loss::Sum => summed_logits_bytes(s, w),
+    };
+    logits.saturating_add(activations::mlm_transform_training_bytes(s, w))
+}
+
+/// Bytes of the logits and their gradient under a plain sum: 2·e per logit.
+pub fn summed_logits_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if !activations::has_vocabulary_logits(s, w) {
+        return 0;
+    }
+    w.tokens()
+        .saturating_mul(s.vocab_size)
+        .saturating_mul(2 * w.activation_bytes())
+}
 
 /// Bytes of logits and loss buffers at the peak, for `chunks` chunks.
 pub fn chunked_logits_bytes(s: &ModelShape, w: &Workload, chunks: u64) -> u64 {
-    if matches!(s.kind, ModelKind::Encoder | ModelKind::Vision) {
+    if !activations::has_vocabulary_logits(s, w) {
         return 0;
     }
     let e = w.activation_bytes();
@@ -36,7 +65,7 @@ pub fn chunked_logits_bytes(s: &ModelShape, w: &Workload, chunks: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::estimate::{activations, Loss, WorkloadRequest};
+    use crate::estimate::{Head, WorkloadRequest};
     use crate::model::{catalog, Dtype};
 
     fn workload(s: &ModelShape, loss: Option<Loss>) -> Workload {
@@ -65,6 +94,54 @@ mod tests {
         let whole = activations::training_logits(&s, &workload(&s, None));
         assert!(chunked_logits_bytes(&s, &w, 1) < whole);
         assert!(chunked_logits_bytes(&s, &w, 8) < chunked_logits_bytes(&s, &w, 1));
+    }
+
+    #[test]
+    fn a_plain_sum_keeps_the_logits_and_their_gradient_at_their_dtype() {
+        let s = catalog::shape("gpt2-large").unwrap();
+        let req = WorkloadRequest {
+            train: true,
+            batch: Some(4),
+            seq: Some(512),
+            dtype: Some(Dtype::Fp16),
+            loss: Some(Loss::Sum),
+            ..WorkloadRequest::default()
+        };
+        let w = Workload::resolve(&req, &s).unwrap();
+        let logits = 4 * 512 * s.vocab_size;
+        assert_eq!(training_logits_bytes(&s, &w), logits * 2 * 2);
+        // The cross-entropy of the same logits holds the fp32 copy, the
+        // log-softmax and the fp32 gradient besides: 2 + 4 + 4 + 4 bytes.
+        let full = Workload {
+            loss: Loss::Full,
+            ..w.clone()
+        };
+        assert_eq!(training_logits_bytes(&s, &full), logits * 14);
+    }
+
+    #[test]
+    fn a_masked_lm_head_has_vocabulary_logits_and_its_transform() {
+        let s = catalog::shape("bert-base-uncased").unwrap();
+        let with = |head, loss| {
+            let req = WorkloadRequest {
+                train: true,
+                batch: Some(16),
+                seq: Some(512),
+                dtype: Some(Dtype::Fp16),
+                loss: Some(loss),
+                head: Some(head),
+                ..WorkloadRequest::default()
+            };
+            training_logits_bytes(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        let tokens = 16 * 512u64;
+        let transform = tokens * 768 * 3 * 2;
+        assert_eq!(with(Head::Mlm, Loss::Sum), tokens * 30522 * 4 + transform);
+        // BertForMaskedLM's CrossEntropyLoss takes the fp16 logits as they
+        // are: logits, log-softmax and gradient at 2 bytes.
+        assert_eq!(with(Head::Mlm, Loss::Full), tokens * 30522 * 6 + transform);
+        assert_eq!(with(Head::Classification, Loss::Full), 0);
+        assert_eq!(with(Head::None, Loss::Sum), 0);
     }
 
     #[test]

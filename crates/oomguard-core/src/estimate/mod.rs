@@ -27,7 +27,7 @@ pub use fit::{
 pub use training_state::TrainingState;
 pub use weights::BitsandbytesVersion;
 pub use workload::{
-    Attention, Checkpointing, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
+    Attention, Checkpointing, Head, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
     Quant, Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, DEFAULT_SEQ,
     MAX_BATCH_OR_SEQ,
 };
@@ -152,10 +152,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
                 activations::training_activations(s, &local)
             }
         };
-        let logits = match w.loss {
-            Loss::Chunked { chunks } => loss::chunked_logits_bytes(s, &local, chunks),
-            Loss::Full => activations::training_logits(s, &local),
-        };
+        let logits = loss::training_logits_bytes(s, &local);
         let acts = tp_activation(saved).saturating_add(share(logits, tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
@@ -269,8 +266,11 @@ mod tests {
             quant in prop::option::of(prop::sample::select(vec![Quant::Int8, Quant::Nf4, Quant::Fp8])),
             tp in prop::sample::select(vec![1u64, 2, 8]),
             zero in 0u8..=3,
+            summed_loss in any::<bool>(),
+            mlm in any::<bool>(),
         ) {
             let shape = catalog::shape(model).unwrap();
+            let encoder = shape.kind == crate::model::ModelKind::Encoder;
             let req = WorkloadRequest {
                 train,
                 batch: Some(batch),
@@ -282,6 +282,8 @@ mod tests {
                 gpus: Some(8),
                 tp: Some(tp),
                 zero: Some(zero),
+                loss: (train && summed_loss).then_some(Loss::Sum),
+                head: (encoder && mlm).then_some(Head::Mlm),
                 ..WorkloadRequest::default()
             };
             let w = Workload::resolve(&req, &shape).unwrap();

@@ -185,6 +185,48 @@ pub enum Loss {
         /// Pieces the sequence is cut into, at least 1.
         chunks: u64,
     },
+    /// A plain sum of the logits, no cross-entropy (the `logits.sum().backward()`
+    /// of Hugging Face's SDPA training benchmarks): the logits stay at the
+    /// model's output dtype and their gradient is materialized at that dtype.
+    Sum,
+}
+
+/// What sits on top of an encoder (`--head`), which decides whether its
+/// output is a vocabulary-wide tensor for every token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Head {
+    /// A masked-LM head (`AutoModelForMaskedLM`, the fill-mask task): a
+    /// transform (dense, activation, LayerNorm) and logits over the
+    /// vocabulary for every token.
+    Mlm,
+    /// A sequence or token classification head
+    /// (`AutoModelForSequenceClassification`): a few labels per sequence
+    /// or token. The default.
+    Classification,
+    /// The bare encoder (`AutoModel`): hidden states only.
+    None,
+}
+
+impl Head {
+    /// Reads the name `--head` takes; `None` for anything else.
+    pub fn parse(s: &str) -> Option<Head> {
+        Some(match s {
+            "mlm" | "masked-lm" | "fill-mask" => Head::Mlm,
+            "classification" | "cls" => Head::Classification,
+            "none" => Head::None,
+            _ => return None,
+        })
+    }
+
+    /// The name `--head` takes and the JSON shows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Head::Mlm => "mlm",
+            Head::Classification => "classification",
+            Head::None => "none",
+        }
+    }
 }
 
 /// torchtune's `CEWithChunkedOutputLoss(num_output_chunks=8)` default.
@@ -275,6 +317,8 @@ pub struct WorkloadRequest {
     pub checkpointing: Option<Checkpointing>,
     /// The loss (`--loss`); default [`Loss::Full`].
     pub loss: Option<Loss>,
+    /// An encoder's head (`--head`); default [`Head::Classification`].
+    pub head: Option<Head>,
     /// The optimizer steps each parameter as soon as its gradient is
     /// complete and frees it (`--optimizer-in-backward`).
     pub optimizer_in_backward: bool,
@@ -324,6 +368,9 @@ pub struct Workload {
     pub checkpointing: Checkpointing,
     /// The loss.
     pub loss: Loss,
+    /// The encoder's head; `None` for models that are not encoders.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head: Option<Head>,
     /// The optimizer step runs inside backward, one parameter at a time.
     pub optimizer_in_backward: bool,
     /// Micro-batches per optimizer step, at least 1.
@@ -493,6 +540,8 @@ pub enum WorkloadError {
     PagedOptimizerUnsupported,
     /// A loss cut into 0 chunks.
     LossChunksZero,
+    /// A head was named for a model that is not an encoder.
+    HeadNeedsEncoder,
     /// A context-parallel degree of 0.
     ContextParallelZero,
     /// Sequence parallelism without tensor parallelism, which it extends.
@@ -546,6 +595,9 @@ impl fmt::Display for WorkloadError {
                 "bitsandbytes pages the states of AdamW, 8-bit AdamW and Lion only",
             ),
             WorkloadError::LossChunksZero => f.write_str("the loss needs at least 1 chunk"),
+            WorkloadError::HeadNeedsEncoder => f.write_str(
+                "the head is chosen for encoder models (BERT-like); decoders always end in their language-model head",
+            ),
             WorkloadError::SequenceParallelWithoutTp => f.write_str(
                 "sequence parallelism splits activations over the tensor-parallel group, \
                  and the tensor-parallel degree is 1",
@@ -605,6 +657,11 @@ impl Workload {
             return Err(WorkloadError::SequenceParallelWithoutTp);
         }
         let setup = training_setup(req)?;
+        let head = match (model.kind, req.head) {
+            (ModelKind::Encoder, h) => Some(h.unwrap_or(Head::Classification)),
+            (_, Some(_)) => return Err(WorkloadError::HeadNeedsEncoder),
+            (_, None) => None,
+        };
         let zero = req.zero.unwrap_or(0);
         if zero > 3 {
             return Err(WorkloadError::ZeroStage(zero));
@@ -654,6 +711,7 @@ impl Workload {
             grad_checkpointing: setup.checkpointing == Checkpointing::Full,
             checkpointing: setup.checkpointing,
             loss: setup.loss,
+            head,
             optimizer_in_backward: setup.optimizer_in_backward,
             grad_accum: setup.grad_accum,
             paged_optimizer: setup.paged_optimizer,
@@ -721,6 +779,7 @@ mod error_tests {
             WorkloadError::OptimizerInBackwardWithGradAccum,
             WorkloadError::PagedOptimizerUnsupported,
             WorkloadError::LossChunksZero,
+            WorkloadError::HeadNeedsEncoder,
             WorkloadError::ContextParallelZero,
             WorkloadError::SequenceParallelWithoutTp,
             WorkloadError::GpusNotMultipleOfTpCp {
@@ -739,5 +798,46 @@ mod error_tests {
             text.contains('6') && text.contains("tensor-parallel degree 4"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+    use crate::model::catalog;
+
+    fn head_of(model: &str, head: Option<Head>) -> Result<Option<Head>, WorkloadError> {
+        let s = catalog::shape(model).unwrap();
+        let req = WorkloadRequest {
+            head,
+            ..WorkloadRequest::default()
+        };
+        Workload::resolve(&req, &s).map(|w| w.head)
+    }
+
+    #[test]
+    fn encoders_default_to_a_classification_head_and_others_take_none() {
+        assert_eq!(
+            head_of("bert-base-uncased", None),
+            Ok(Some(Head::Classification))
+        );
+        assert_eq!(
+            head_of("bert-base-uncased", Some(Head::Mlm)),
+            Ok(Some(Head::Mlm))
+        );
+        assert_eq!(head_of("gpt2-large", None), Ok(None));
+        assert_eq!(
+            head_of("gpt2-large", Some(Head::Mlm)),
+            Err(WorkloadError::HeadNeedsEncoder)
+        );
+    }
+
+    #[test]
+    fn head_names_read_back() {
+        for h in [Head::Mlm, Head::Classification, Head::None] {
+            assert_eq!(Head::parse(h.as_str()), Some(h));
+        }
+        assert_eq!(Head::parse("fill-mask"), Some(Head::Mlm));
+        assert_eq!(Head::parse("lm"), None);
     }
 }

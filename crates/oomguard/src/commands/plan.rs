@@ -15,8 +15,8 @@ use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
 use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
 use oomguard_core::estimate::{
-    estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Checkpointing, Lora,
-    LoraTargets, Loss, MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation,
+    estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Checkpointing, Head,
+    Lora, LoraTargets, Loss, MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation,
     Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, MAX_BATCH_OR_SEQ, SAFETY_MARGIN,
 };
 use oomguard_core::gpu::{find_gpu, gpus};
@@ -103,8 +103,10 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
             "chunked" => Loss::Chunked {
                 chunks: args.loss_chunks.unwrap_or(DEFAULT_LOSS_CHUNKS),
             },
+            "sum" => Loss::Sum,
             _ => Loss::Full,
         }),
+        head: args.head.as_deref().and_then(Head::parse),
         optimizer_in_backward: args.optimizer_in_backward,
         grad_accum: args.grad_accum,
         paged_optimizer: args.paged_optimizer,
@@ -180,6 +182,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
             &[Hf],
         ),
         ("--loss", args.loss.is_some(), &[Hf]),
+        ("--head", args.head.is_some(), &[Hf]),
         ("--optimizer-in-backward", args.optimizer_in_backward, &[Hf]),
         ("--grad-accum", args.grad_accum.is_some(), &[Hf]),
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
@@ -537,6 +540,11 @@ fn workload_error(e: WorkloadError, args: &PlanArgs) -> anyhow::Error {
             "--paged-optimizer: bitsandbytes has paged versions of adamw, adamw-8bit and lion only; pick one of them with --optimizer"
         ),
         WorkloadError::LossChunksZero => anyhow!("--loss-chunks must be at least 1"),
+        WorkloadError::HeadNeedsEncoder => anyhow!(
+            "--head {}: the head is chosen for encoder models (BERT-like); {} is not one, and a decoder always ends in its language-model head",
+            args.head.as_deref().unwrap_or(""),
+            args.model
+        ),
         WorkloadError::SequenceParallelWithoutTp => anyhow!(
             "--sequence-parallel splits activations over the tensor-parallel group: add --tp N (N of 2 or more)"
         ),
@@ -939,6 +947,12 @@ fn describe_workload(w: &Workload) -> String {
         parts.push(format!(
             "loss computed in {chunks} chunks (one chunk upcast to fp32 at a time)"
         ));
+    }
+    if w.loss == Loss::Sum {
+        parts.push("loss is a plain sum of the logits (no cross-entropy)".into());
+    }
+    if w.head == Some(Head::Mlm) {
+        parts.push("masked-LM head (logits over the vocabulary for every token)".into());
     }
     if w.optimizer_in_backward {
         parts.push("optimizer step in backward (one parameter's gradient at a time)".into());
