@@ -160,6 +160,9 @@ pub struct PlanArgs {
     /// With --tp: norms and dropouts split along the sequence too (Megatron's --sequence-parallel; torchtitan's TP).
     #[arg(long, help_heading = "Training setup")]
     pub sequence_parallel: bool,
+    /// Framework running the training: hf (Trainer, PEFT, Accelerate; default), litgpt, torchtune.
+    #[arg(long, value_name = "NAME", value_parser = ["hf", "litgpt", "torchtune"], help_heading = "Training setup")]
+    pub framework: Option<String>,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

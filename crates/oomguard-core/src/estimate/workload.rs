@@ -288,6 +288,8 @@ pub struct WorkloadRequest {
     /// Tensor parallelism also splits the norms' and dropouts' activations
     /// along the sequence (`--sequence-parallel`).
     pub sequence_parallel: bool,
+    /// The framework running the training (`--framework`); default Hugging Face.
+    pub framework: Option<super::framework::Framework>,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -343,6 +345,8 @@ pub struct Workload {
     /// The bitsandbytes release, when the user named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
+    /// The framework running the training.
+    pub framework: super::framework::Framework,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -408,6 +412,7 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
     train_only(req.optimizer_in_backward, "the optimizer step in backward")?;
     train_only(req.grad_accum.is_some(), "gradient accumulation")?;
     train_only(req.paged_optimizer, "a paged optimizer")?;
+    train_only(req.framework.is_some(), "the training framework")?;
     let grad_accum = req.grad_accum.unwrap_or(1);
     if grad_accum == 0 {
         return Err(WorkloadError::GradAccumZero);
@@ -433,9 +438,18 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
         (true, None, true) => Checkpointing::Full,
         (true, None, false) => Checkpointing::None,
     };
+    // torchtune's recipes compute the loss with CEWithChunkedOutputLoss
+    // unless told otherwise (recipes/configs/*: `loss:
+    // _component_: torchtune.modules.loss.CEWithChunkedOutputLoss`).
+    let default_loss = match req.framework {
+        Some(super::framework::Framework::Torchtune) => Loss::Chunked {
+            chunks: DEFAULT_LOSS_CHUNKS,
+        },
+        _ => Loss::Full,
+    };
     Ok(TrainingSetup {
         checkpointing,
-        loss: req.loss.unwrap_or(Loss::Full),
+        loss: req.loss.unwrap_or(default_loss),
         optimizer_in_backward: req.optimizer_in_backward,
         grad_accum,
         paged_optimizer: req.paged_optimizer,
@@ -667,6 +681,7 @@ impl Workload {
             precision,
             seq_capped,
             bitsandbytes_version: req.bitsandbytes_version,
+            framework: req.framework.unwrap_or_default(),
         })
     }
 

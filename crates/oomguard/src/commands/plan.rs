@@ -14,6 +14,7 @@ use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
 use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
 use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
+use oomguard_core::estimate::Framework;
 use oomguard_core::estimate::{
     estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Checkpointing, Lora,
     LoraTargets, Loss, MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation,
@@ -110,6 +111,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         paged_optimizer: args.paged_optimizer,
         context_parallel: args.context_parallel,
         sequence_parallel: args.sequence_parallel,
+        framework: args.framework.as_deref().and_then(Framework::parse),
     }
 }
 
@@ -185,6 +187,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
+        ("--framework", args.framework.is_some(), &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -499,6 +502,7 @@ fn training_flag(args: &PlanArgs) -> &'static str {
         ("--optimizer-in-backward", args.optimizer_in_backward),
         ("--grad-accum", args.grad_accum.is_some()),
         ("--paged-optimizer", args.paged_optimizer),
+        ("--framework", args.framework.is_some()),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -951,6 +955,9 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.paged_optimizer {
         parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.framework != Framework::Hf {
+        parts.push(format!("run by {}", w.framework.as_str()));
     }
     if w.sequence_parallel {
         parts.push("sequence parallel (no activation replicated over TP)".into());
