@@ -163,6 +163,9 @@ pub struct PlanArgs {
     /// Framework running the training: hf (Trainer, PEFT, Accelerate; default), litgpt, torchtune.
     #[arg(long, value_name = "NAME", value_parser = ["hf", "litgpt", "torchtune"], help_heading = "Training setup")]
     pub framework: Option<String>,
+    /// torch.compile on the loss (torchtune's compile: True; torchtitan's --training.compile since 2025-02): cross-entropy keeps the half-precision logits only.
+    #[arg(long, help_heading = "Training setup")]
+    pub compile: bool,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

@@ -11,6 +11,7 @@
 mod activations;
 mod allocator;
 mod checkpointing;
+mod compiled_loss;
 pub mod device_map;
 pub mod engine;
 mod fit;
@@ -164,6 +165,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             }
         };
         let logits = match w.loss {
+            _ if w.compile => compiled_loss::compiled_logits_bytes(s, &local),
             Loss::Chunked { chunks } => loss::chunked_logits_bytes(s, &local, chunks),
             Loss::Full if w.framework == Framework::Litgpt => {
                 framework::litgpt_logits_bytes(s, &local)

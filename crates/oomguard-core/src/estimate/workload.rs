@@ -290,6 +290,8 @@ pub struct WorkloadRequest {
     pub sequence_parallel: bool,
     /// The framework running the training (`--framework`); default Hugging Face.
     pub framework: Option<super::framework::Framework>,
+    /// The loss runs under `torch.compile` (`--compile`).
+    pub compile: bool,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -347,6 +349,8 @@ pub struct Workload {
     pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
     /// The framework running the training.
     pub framework: super::framework::Framework,
+    /// The loss runs under `torch.compile`.
+    pub compile: bool,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -413,6 +417,7 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
     train_only(req.grad_accum.is_some(), "gradient accumulation")?;
     train_only(req.paged_optimizer, "a paged optimizer")?;
     train_only(req.framework.is_some(), "the training framework")?;
+    train_only(req.compile, "the compiled loss")?;
     let grad_accum = req.grad_accum.unwrap_or(1);
     if grad_accum == 0 {
         return Err(WorkloadError::GradAccumZero);
@@ -682,6 +687,7 @@ impl Workload {
             seq_capped,
             bitsandbytes_version: req.bitsandbytes_version,
             framework: req.framework.unwrap_or_default(),
+            compile: req.compile,
         })
     }
 

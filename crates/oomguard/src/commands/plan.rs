@@ -112,6 +112,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         context_parallel: args.context_parallel,
         sequence_parallel: args.sequence_parallel,
         framework: args.framework.as_deref().and_then(Framework::parse),
+        compile: args.compile,
     }
 }
 
@@ -188,6 +189,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--framework", args.framework.is_some(), &[Hf]),
+        ("--compile", args.compile, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -503,6 +505,7 @@ fn training_flag(args: &PlanArgs) -> &'static str {
         ("--grad-accum", args.grad_accum.is_some()),
         ("--paged-optimizer", args.paged_optimizer),
         ("--framework", args.framework.is_some()),
+        ("--compile", args.compile),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -955,6 +958,9 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.paged_optimizer {
         parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.compile {
+        parts.push("compiled loss (half-precision logits kept)".into());
     }
     if w.framework != Framework::Hf {
         parts.push(format!("run by {}", w.framework.as_str()));
