@@ -172,8 +172,19 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             }
             Loss::Full => activations::training_logits(s, &local),
         };
-        let acts = tp_activation(saved)
-            .saturating_add(share(logits, tp))
+        // Under checkpointing the one block recomputed at a time exists only
+        // once the loss's backward has freed the logits' buffers, so the
+        // two never coincide.
+        let recompute = if w.checkpointing == Checkpointing::None {
+            0
+        } else {
+            local
+                .tokens()
+                .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local))
+                .min(saved)
+        };
+        let acts = tp_activation(saved - recompute)
+            .saturating_add(tp_activation(recompute).max(share(logits, tp)))
             .saturating_add(share(framework::litgpt_previous_step_bytes(s, &local), tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
@@ -418,6 +429,26 @@ mod tests {
         assert_eq!(litgpt_fsdp_lora_gradients(Framework::Litgpt, 128), blocks);
         // PEFT wraps adapters apart: only theirs, a few MB.
         assert!(litgpt_fsdp_lora_gradients(Framework::Hf, 128) < 100 << 20);
+    }
+
+    #[test]
+    fn the_recomputed_block_and_the_logits_never_meet() {
+        // Llama 3.1 8B, 2 x 2048 tokens: the logits (fp32 loss buffers,
+        // ~7 GB) outweigh one recomputed block (~0.7 GB), so full
+        // checkpointing holds the layer inputs plus the logits only.
+        let shape = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let req = WorkloadRequest {
+            train: true,
+            dtype: Some(crate::model::Dtype::Bf16),
+            batch: Some(2),
+            seq: Some(2048),
+            grad_checkpointing: true,
+            ..WorkloadRequest::default()
+        };
+        let w = Workload::resolve(&req, &shape).unwrap();
+        let inputs = 4096 * 32 * 4096 * 2 + 4096 * 2 * 4096 * 2;
+        let logits = activations::training_logits(&shape, &w);
+        assert_eq!(estimate(&shape, &w).activations_bytes, inputs + logits);
     }
 
     #[test]
