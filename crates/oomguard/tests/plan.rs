@@ -879,13 +879,12 @@ fn training_setup_flags_change_the_estimate_and_say_so() {
         assert_eq!(out.code, 0, "{args:?}: {}", out.stderr);
         out
     };
-    let peak = |extra: &[&str]| {
+    let per_gpu = |extra: &[&str], field: &str| {
         let mut a = extra.to_vec();
         a.push("--json");
-        run(&a).json()["per_gpu"]["allocated_peak_bytes"]
-            .as_u64()
-            .unwrap()
+        run(&a).json()["per_gpu"][field].as_u64().unwrap()
     };
+    let peak = |extra: &[&str]| per_gpu(extra, "allocated_peak_bytes");
     let base = peak(&["--grad-checkpointing"]);
     // Without checkpointing the saved activations (logits included) set the peak.
     assert!(peak(&["--loss", "chunked"]) < peak(&[]));
@@ -894,13 +893,7 @@ fn training_setup_flags_change_the_estimate_and_say_so() {
     assert!(peak(&["--grad-checkpointing", "--grad-accum", "8"]) > base);
     // Selective checkpointing keeps more than full and less than none (the
     // peak itself can stay with the gradients in pure bf16).
-    let acts = |extra: &[&str]| {
-        let mut a = extra.to_vec();
-        a.push("--json");
-        run(&a).json()["per_gpu"]["activations_bytes"]
-            .as_u64()
-            .unwrap()
-    };
+    let acts = |extra: &[&str]| per_gpu(extra, "activations_bytes");
     let selective = acts(&["--activation-checkpointing", "selective"]);
     assert!(acts(&["--grad-checkpointing"]) < selective && selective < acts(&[]));
     assert!(base <= peak(&["--activation-checkpointing", "selective"]));
