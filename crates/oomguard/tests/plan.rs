@@ -144,6 +144,14 @@ fn setup_measurements_hold_or_are_listed_misses() {
     );
 }
 
+/// LitGPT's 2023 resource tables under `--framework litgpt`: LoRA under FSDP
+/// on 2 GPUs (whole-block gradients kept unsharded over the accumulated
+/// micro-batches) and on 1 GPU; dev and held-out rows, all within.
+#[test]
+fn multi_gpu_measurements_are_within_tolerance() {
+    assert_all_within("plan/corpus_measured_multi.jsonl", 10);
+}
+
 /// Fails when a row of `rel` is outside its tolerance without being listed
 /// in `misses_rel`, or listed while within it.
 fn assert_misses_are_listed(rel: &str, misses_rel: &str, at_least: usize) {
