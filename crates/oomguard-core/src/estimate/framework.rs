@@ -65,6 +65,18 @@ impl Framework {
         self == Framework::Litgpt
     }
 
+    /// Whether LoRA adapters (and so their gradients and optimizer states)
+    /// are fp32 whatever the base model's dtype: PEFT's
+    /// `autocast_adapter_dtype=True` upcasts them. LitGPT builds them inside
+    /// `fabric.init_module()`, under the precision plugin's default dtype
+    /// (`bf16-true`: bf16; lightning/fabric/plugins/precision/half.py), and
+    /// torchtune's recipes build the whole model, adapters included, under
+    /// `training.set_default_dtype(self._dtype)` (recipes/
+    /// lora_finetune_single_device.py `_setup_model`): the model's dtype.
+    pub fn adapters_in_fp32(self) -> bool {
+        self == Framework::Hf
+    }
+
     /// Whether FSDP puts the adapters in the same flat parameter as the
     /// frozen weights of their block, so that every weight of the block
     /// gets a gradient. LitGPT wraps each transformer `Block` (its

@@ -656,7 +656,10 @@ impl Workload {
         } else {
             None
         };
-        let precision = precision(req.train, req.amp, dtype, req.lora.is_some(), optimizer);
+        // LitGPT and torchtune create the adapters at the model's dtype.
+        let fp32_adapters =
+            req.lora.is_some() && req.framework.unwrap_or_default().adapters_in_fp32();
+        let precision = precision(req.train, req.amp, dtype, fp32_adapters, optimizer);
         Ok(Workload {
             train: req.train,
             batch,
