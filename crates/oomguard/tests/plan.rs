@@ -845,6 +845,13 @@ fn training_setup_flags_that_do_not_apply_are_usage_errors() {
         "--optimizer-in-backward describes training",
     );
     check(&["--loss", "chunked"], "--loss describes training");
+    check(&["--framework", "litgpt"], "--framework describes training");
+    check(&["--compile"], "--compile describes training");
+    check(&["--train", "--framework", "keras"], "keras");
+    check(
+        &["--framework", "litgpt", "--engine", "vllm"],
+        "--framework",
+    );
     check(&["--activation-checkpointing", "selective"], "add --train");
     check(&["--train", "--grad-accum", "0"], "--grad-accum 0");
     check(
