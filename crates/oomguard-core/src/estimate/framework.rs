@@ -206,6 +206,29 @@ pub fn litgpt_previous_step_bytes(s: &ModelShape, w: &Workload) -> u64 {
     logits.saturating_add(kept)
 }
 
+/// Activations torchtune's `OffloadActivations` keeps on the GPU in forward
+/// before moving them to CPU memory: its forward stash holds the last
+/// `max_fwd_stash_size = 5` saved tensors
+/// (torchtune/training/_activation_offloading.py); under full
+/// checkpointing those are block inputs.
+pub const OFFLOAD_FORWARD_STASH: u64 = 5;
+
+/// Bytes of checkpointed block inputs that activation offloading moves off
+/// the GPU: every block's input but the forward stash's. Backward brings
+/// each back for its block's recompute, one block at a time. 0 without
+/// offloading.
+pub fn offloaded_block_input_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if !w.activation_offloading || !w.grad_checkpointing {
+        return 0;
+    }
+    let layers = s.layers + s.encoder_layers.unwrap_or(0);
+    let kept = layers.min(OFFLOAD_FORWARD_STASH);
+    w.tokens()
+        .saturating_mul(layers - kept)
+        .saturating_mul(s.hidden_size)
+        .saturating_mul(w.activation_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +331,28 @@ mod tests {
         );
         assert_eq!(with(Framework::Litgpt, Some("0.41.0"), true), logits);
         assert_eq!(with(Framework::Hf, Some("0.41.0"), false), 0);
+    }
+
+    #[test]
+    fn offloading_keeps_the_forward_stash_of_block_inputs_only() {
+        let s = catalog::shape("meta-llama/Llama-3.2-3B").unwrap();
+        let offloaded = |offload: bool, checkpointing: bool| {
+            let req = WorkloadRequest {
+                train: true,
+                dtype: Some(Dtype::Bf16),
+                batch: Some(2),
+                seq: Some(4096),
+                grad_checkpointing: checkpointing,
+                activation_offloading: offload,
+                ..WorkloadRequest::default()
+            };
+            Workload::resolve(&req, &s).map(|w| offloaded_block_input_bytes(&s, &w))
+        };
+        // 28 blocks, 5 inputs kept: 23 of 2 x 4096 x 3072 bf16 values.
+        assert_eq!(offloaded(true, true).unwrap(), 23 * 2 * 4096 * 3072 * 2);
+        assert_eq!(offloaded(false, true).unwrap(), 0);
+        // torchtune refuses offloading without checkpointing.
+        assert!(offloaded(true, false).is_err());
     }
 
     #[test]

@@ -183,7 +183,8 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
                 .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local))
                 .min(saved)
         };
-        let acts = tp_activation(saved - recompute)
+        let offloaded = framework::offloaded_block_input_bytes(s, &local).min(saved - recompute);
+        let acts = tp_activation(saved - recompute - offloaded)
             .saturating_add(tp_activation(recompute).max(share(logits, tp)))
             .saturating_add(share(framework::litgpt_previous_step_bytes(s, &local), tp));
         // Backward holds one layer's activation gradients next to the saved

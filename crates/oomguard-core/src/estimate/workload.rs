@@ -292,6 +292,9 @@ pub struct WorkloadRequest {
     pub framework: Option<super::framework::Framework>,
     /// The loss runs under `torch.compile` (`--compile`).
     pub compile: bool,
+    /// Saved activations move to CPU memory in forward
+    /// (`--activation-offloading`); needs full checkpointing.
+    pub activation_offloading: bool,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -351,6 +354,8 @@ pub struct Workload {
     pub framework: super::framework::Framework,
     /// The loss runs under `torch.compile`.
     pub compile: bool,
+    /// Checkpointed block inputs move to CPU memory in forward.
+    pub activation_offloading: bool,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -418,6 +423,7 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
     train_only(req.paged_optimizer, "a paged optimizer")?;
     train_only(req.framework.is_some(), "the training framework")?;
     train_only(req.compile, "the compiled loss")?;
+    train_only(req.activation_offloading, "activation offloading")?;
     let grad_accum = req.grad_accum.unwrap_or(1);
     if grad_accum == 0 {
         return Err(WorkloadError::GradAccumZero);
@@ -452,6 +458,12 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
         },
         _ => Loss::Full,
     };
+    // torchtune refuses offloading without activation checkpointing
+    // (recipes' `_setup_model`: "enable_activation_offloading should only be
+    // True when enable_activation_checkpointing is True").
+    if req.activation_offloading && checkpointing != Checkpointing::Full {
+        return Err(WorkloadError::OffloadingWithoutCheckpointing);
+    }
     Ok(TrainingSetup {
         checkpointing,
         loss: req.loss.unwrap_or(default_loss),
@@ -512,6 +524,8 @@ pub enum WorkloadError {
     PagedOptimizerUnsupported,
     /// A loss cut into 0 chunks.
     LossChunksZero,
+    /// Activation offloading without full activation checkpointing.
+    OffloadingWithoutCheckpointing,
     /// A context-parallel degree of 0.
     ContextParallelZero,
     /// Sequence parallelism without tensor parallelism, which it extends.
@@ -568,6 +582,9 @@ impl fmt::Display for WorkloadError {
             WorkloadError::SequenceParallelWithoutTp => f.write_str(
                 "sequence parallelism splits activations over the tensor-parallel group, \
                  and the tensor-parallel degree is 1",
+            ),
+            WorkloadError::OffloadingWithoutCheckpointing => f.write_str(
+                "activation offloading moves the checkpointed block inputs to the CPU, and needs full activation checkpointing",
             ),
             WorkloadError::ContextParallelZero => {
                 f.write_str("the context-parallel degree must be at least 1")
@@ -691,6 +708,7 @@ impl Workload {
             bitsandbytes_version: req.bitsandbytes_version,
             framework: req.framework.unwrap_or_default(),
             compile: req.compile,
+            activation_offloading: req.activation_offloading,
         })
     }
 

@@ -113,6 +113,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         sequence_parallel: args.sequence_parallel,
         framework: args.framework.as_deref().and_then(Framework::parse),
         compile: args.compile,
+        activation_offloading: args.activation_offloading,
     }
 }
 
@@ -190,6 +191,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--framework", args.framework.is_some(), &[Hf]),
         ("--compile", args.compile, &[Hf]),
+        ("--activation-offloading", args.activation_offloading, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -506,6 +508,7 @@ fn training_flag(args: &PlanArgs) -> &'static str {
         ("--paged-optimizer", args.paged_optimizer),
         ("--framework", args.framework.is_some()),
         ("--compile", args.compile),
+        ("--activation-offloading", args.activation_offloading),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -546,6 +549,9 @@ fn workload_error(e: WorkloadError, args: &PlanArgs) -> anyhow::Error {
         WorkloadError::LossChunksZero => anyhow!("--loss-chunks must be at least 1"),
         WorkloadError::SequenceParallelWithoutTp => anyhow!(
             "--sequence-parallel splits activations over the tensor-parallel group: add --tp N (N of 2 or more)"
+        ),
+        WorkloadError::OffloadingWithoutCheckpointing => anyhow!(
+            "--activation-offloading moves the checkpointed block inputs to the CPU: add --grad-checkpointing (torchtune refuses offloading without activation checkpointing)"
         ),
         WorkloadError::ContextParallelZero => anyhow!("--context-parallel must be at least 1"),
         WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp } => anyhow!(
@@ -958,6 +964,9 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.paged_optimizer {
         parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.activation_offloading {
+        parts.push("activation offloading (checkpointed block inputs in CPU memory)".into());
     }
     if w.compile {
         parts.push("compiled loss (half-precision logits kept)".into());
