@@ -160,6 +160,19 @@ pub struct PlanArgs {
     /// With --tp: norms and dropouts split along the sequence too (Megatron's --sequence-parallel; torchtitan's TP).
     #[arg(long, help_heading = "Training setup")]
     pub sequence_parallel: bool,
+    /// Framework running the training: hf (Trainer, PEFT, Accelerate; default), litgpt, torchtune.
+    #[arg(long, value_name = "NAME", value_parser = ["hf", "litgpt", "torchtune"], help_heading = "Training setup")]
+    pub framework: Option<String>,
+    /// torch.compile on the loss (torchtune's compile: True; torchtitan's --training.compile since 2025-02): cross-entropy keeps the half-precision logits only.
+    #[arg(long, help_heading = "Training setup")]
+    pub compile: bool,
+    /// Checkpointed block inputs moved to CPU memory in forward (torchtune's enable_activation_offloading); with --grad-checkpointing.
+    #[arg(
+        long,
+        visible_alias = "enable-activation-offloading",
+        help_heading = "Training setup"
+    )]
+    pub activation_offloading: bool,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

@@ -100,11 +100,13 @@ fn layers(s: &ModelShape) -> u64 {
 /// Old bitsandbytes' 4-bit linears also keep their inputs while the graph
 /// lives (see `kept_4bit_input_bytes_per_token_per_layer`); under
 /// checkpointing the forward runs without a graph, so only the layer being
-/// recomputed keeps them.
+/// recomputed keeps them. The same holds for the dropped copies of the
+/// adapters' inputs under LitGPT (`framework::lora_dropout_bytes_per_token_per_layer`).
 pub fn training_activations(s: &ModelShape, w: &Workload) -> u64 {
     let tokens = w.tokens();
     let per_layer = training_bytes_per_token_per_layer(s, w);
-    let kept_4bit = kept_4bit_input_bytes_per_token_per_layer(s, w);
+    let kept_4bit = kept_4bit_input_bytes_per_token_per_layer(s, w)
+        + super::framework::lora_dropout_bytes_per_token_per_layer(s, w);
     let e = w.activation_bytes();
     // Embedding output and final norm.
     let edges = 2 * s.hidden_size * e;

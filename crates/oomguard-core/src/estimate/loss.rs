@@ -22,6 +22,8 @@
 //! expanded tensor copies). 2·e bytes per logit.
 
 use super::activations;
+use super::compiled_loss;
+use super::framework::{self, Framework};
 use super::workload::{Loss, Workload};
 use crate::model::ModelShape;
 
@@ -29,9 +31,11 @@ use crate::model::ModelShape;
 /// the training peak, for the workload's loss.
 pub fn training_logits_bytes(s: &ModelShape, w: &Workload) -> u64 {
     let logits = match w.loss {
-        Loss::Full => activations::training_logits(s, w),
-        Loss::Chunked { chunks } => chunked_logits_bytes(s, w, chunks),
         Loss::Sum => summed_logits_bytes(s, w),
+        _ if w.compile => compiled_loss::compiled_logits_bytes(s, w),
+        Loss::Chunked { chunks } => chunked_logits_bytes(s, w, chunks),
+        Loss::Full if w.framework == Framework::Litgpt => framework::litgpt_logits_bytes(s, w),
+        Loss::Full => activations::training_logits(s, w),
     };
     logits.saturating_add(activations::mlm_transform_training_bytes(s, w))
 }

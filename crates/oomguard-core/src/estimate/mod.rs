@@ -11,9 +11,11 @@
 mod activations;
 mod allocator;
 mod checkpointing;
+mod compiled_loss;
 pub mod device_map;
 pub mod engine;
 mod fit;
+mod framework;
 mod kv_cache;
 mod linears;
 mod loss;
@@ -24,6 +26,7 @@ mod workload;
 pub use fit::{
     larger_gpu, max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
 };
+pub use framework::Framework;
 pub use training_state::TrainingState;
 pub use weights::BitsandbytesVersion;
 pub use workload::{
@@ -114,7 +117,16 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         optimizer = share(optimizer, dp);
         step_temporary = share(step_temporary, dp);
     }
-    if zero >= 2 {
+    // LitGPT under FSDP: each block's flat parameter holds its adapters
+    // and its frozen weights, so the gradient covers the whole block.
+    if zero >= 3 && w.lora.is_some() && w.framework.fsdp_grads_cover_frozen_block_weights() {
+        gradients = gradients.max(share(framework::frozen_block_gradient_bytes(s, w), tp));
+    }
+    // FSDP's `no_sync()` over accumulating micro-batches keeps every
+    // gradient whole until the micro-batch that synchronizes.
+    let unsharded_accumulation =
+        zero >= 3 && w.grad_accum > 1 && w.framework.fsdp_accumulates_unsharded_gradients();
+    if zero >= 2 && !unsharded_accumulation {
         gradients = share(gradients, dp);
     }
     // ZeRO-3 / FSDP shard the half-precision compute copy with everything
@@ -153,7 +165,21 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
             }
         };
         let logits = loss::training_logits_bytes(s, &local);
-        let acts = tp_activation(saved).saturating_add(share(logits, tp));
+        // Under checkpointing the one block recomputed at a time exists only
+        // once the loss's backward has freed the logits' buffers, so the
+        // two never coincide.
+        let recompute = if w.checkpointing == Checkpointing::None {
+            0
+        } else {
+            local
+                .tokens()
+                .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local))
+                .min(saved)
+        };
+        let offloaded = framework::offloaded_block_input_bytes(s, &local).min(saved - recompute);
+        let acts = tp_activation(saved - recompute - offloaded)
+            .saturating_add(tp_activation(recompute).max(share(logits, tp)))
+            .saturating_add(share(framework::litgpt_previous_step_bytes(s, &local), tp));
         // Backward holds one layer's activation gradients next to the saved
         // activations; under ZeRO-3 / FSDP two layers are gathered whole at
         // a time (the one computing and the one prefetched: FSDP's default
@@ -372,6 +398,56 @@ mod tests {
         // Without it 10/34 of a block's bytes stay whole on every rank.
         assert!(sp < tp_only, "{sp} {tp_only}");
         assert!(sp as f64 > tp_only as f64 * 0.3, "{sp} {tp_only}");
+    }
+
+    fn litgpt_fsdp_lora_gradients(framework: Framework, grad_accum: u64) -> u64 {
+        let shape = catalog::shape("meta-llama/Llama-2-13b-hf").unwrap();
+        let req = WorkloadRequest {
+            train: true,
+            dtype: Some(crate::model::Dtype::Bf16),
+            lora: Some(Lora {
+                rank: 8,
+                targets: LoraTargets::Qv,
+            }),
+            grad_checkpointing: true,
+            gpus: Some(4),
+            zero: Some(3),
+            grad_accum: Some(grad_accum),
+            framework: Some(framework),
+            ..WorkloadRequest::default()
+        };
+        estimate(&shape, &Workload::resolve(&req, &shape).unwrap()).gradients_bytes
+    }
+
+    #[test]
+    fn litgpt_fsdp_gives_frozen_block_weights_gradients_whole_while_accumulating() {
+        let blocks = 40 * (4 * 5120 * 5120 + 3 * 5120 * 13824) * 2u64;
+        // One micro-batch per step: the block gradients, sharded over 4.
+        assert_eq!(litgpt_fsdp_lora_gradients(Framework::Litgpt, 1), blocks / 4);
+        // Fabric's no_backward_sync (FSDP no_sync): whole on every GPU.
+        assert_eq!(litgpt_fsdp_lora_gradients(Framework::Litgpt, 128), blocks);
+        // PEFT wraps adapters apart: only theirs, a few MB.
+        assert!(litgpt_fsdp_lora_gradients(Framework::Hf, 128) < 100 << 20);
+    }
+
+    #[test]
+    fn the_recomputed_block_and_the_logits_never_meet() {
+        // Llama 3.1 8B, 2 x 2048 tokens: the logits (fp32 loss buffers,
+        // ~7 GB) outweigh one recomputed block (~0.7 GB), so full
+        // checkpointing holds the layer inputs plus the logits only.
+        let shape = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let req = WorkloadRequest {
+            train: true,
+            dtype: Some(crate::model::Dtype::Bf16),
+            batch: Some(2),
+            seq: Some(2048),
+            grad_checkpointing: true,
+            ..WorkloadRequest::default()
+        };
+        let w = Workload::resolve(&req, &shape).unwrap();
+        let inputs = 4096 * 32 * 4096 * 2 + 4096 * 2 * 4096 * 2;
+        let logits = activations::training_logits(&shape, &w);
+        assert_eq!(estimate(&shape, &w).activations_bytes, inputs + logits);
     }
 
     #[test]

@@ -166,16 +166,21 @@ pub fn training_state(s: &ModelShape, w: &Workload) -> Option<TrainingState> {
     let mut state = match w.lora {
         Some(lora) => {
             // PEFT keeps adapters in fp32 (autocast_adapter_dtype) whatever
-            // the base model's dtype.
+            // the base model's dtype; LitGPT at the model's.
             let p = lora_params(s, lora.rank, lora.targets);
-            let states = (p as f64 * state_bytes_per_param(opt, Dtype::Fp32)) as u64;
+            let dtype = if w.framework.adapters_in_fp32() {
+                Dtype::Fp32
+            } else {
+                w.dtype
+            };
+            let states = (p as f64 * state_bytes_per_param(opt, dtype)) as u64;
             Some(TrainingState {
                 trainable_params: p,
-                adapter_bytes: p * 4,
-                gradients_bytes: p * 4,
+                adapter_bytes: p * dtype.bytes(),
+                gradients_bytes: p * dtype.bytes(),
                 optimizer_bytes: states,
                 autocast_copy_bytes: 0,
-                step_temporary_bytes: foreach_temporary(opt, p, Dtype::Fp32),
+                step_temporary_bytes: foreach_temporary(opt, p, dtype),
             })
         }
         None => {
@@ -254,6 +259,30 @@ mod tests {
         // Foreach AdamW's temporary joins the gradients at the step.
         assert_eq!(training_peak(&plain, 100, 40, 30, 5, 20), 165);
         assert_eq!(training_peak(&plain, 100, 40, 90, 5, 20), 195);
+    }
+
+    #[test]
+    fn litgpt_adapters_train_at_the_models_dtype() {
+        let with = |framework| {
+            let (s, w) = llama_8b(crate::estimate::WorkloadRequest {
+                train: true,
+                dtype: Some(Dtype::Bf16),
+                lora: Some(crate::estimate::Lora {
+                    rank: 8,
+                    targets: crate::estimate::LoraTargets::Qv,
+                }),
+                framework: Some(framework),
+                ..Default::default()
+            });
+            (training_state(&s, &w).unwrap(), w.precision.regime)
+        };
+        let (hf, hf_regime) = with(crate::estimate::Framework::Hf);
+        let (lit, lit_regime) = with(crate::estimate::Framework::Litgpt);
+        assert_eq!(hf.adapter_bytes, hf.trainable_params * 4);
+        assert_eq!(lit.adapter_bytes, lit.trainable_params * 2);
+        assert_eq!(lit.optimizer_bytes, lit.trainable_params * 4);
+        assert_eq!(hf_regime, crate::estimate::PrecisionRegime::Fp32);
+        assert_eq!(lit_regime, crate::estimate::PrecisionRegime::PureHalf);
     }
 
     #[test]

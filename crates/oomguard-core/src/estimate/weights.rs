@@ -3,9 +3,10 @@
 //! else (embeddings, norms, output head) left in 16 bits, as bitsandbytes
 //! and the GPTQ/AWQ loaders leave them.
 
+use super::framework::Framework;
 use super::linears::{linear_params, linears};
 use super::workload::{Quant, Workload};
-use crate::model::{Dtype, ModelShape};
+use crate::model::{Dtype, ModelKind, ModelShape};
 use serde::{Serialize, Serializer};
 use std::fmt;
 
@@ -25,14 +26,44 @@ pub fn quantized_bytes_per_param(q: Quant) -> f64 {
     }
 }
 
+/// Parameters of a decoder's output head (vocabulary x hidden).
+fn head_params(s: &ModelShape) -> u64 {
+    if s.kind == ModelKind::Decoder {
+        s.vocab_size.saturating_mul(s.hidden_size)
+    } else {
+        0
+    }
+}
+
+/// The output head as LitGPT holds it, in parameters: a `torch.nn.Linear`
+/// of its own (`GPT.lm_head`, litgpt/model.py) even where the checkpoint
+/// ties it to the embedding, since its conversion script copies the
+/// embedding into `lm_head.weight` when the checkpoint has none
+/// (litgpt/scripts/convert_hf_checkpoint.py). Returns the parameters LitGPT
+/// adds to the model's count (the copy, for tied models; 0 otherwise) and
+/// the head's parameters when its quantization plugin replaces it: Fabric's
+/// `BitsandbytesPrecision` converts every `torch.nn.Linear` not listed in
+/// `ignore_modules`, and LitGPT's scripts list none
+/// (lightning/fabric/plugins/precision/bitsandbytes.py `_convert_layers`).
+fn litgpt_head(s: &ModelShape, w: &Workload) -> (u64, u64) {
+    if w.framework != Framework::Litgpt {
+        return (0, 0);
+    }
+    let head = head_params(s);
+    let copy = if s.tie_word_embeddings { head } else { 0 };
+    (copy, if w.quant.is_some() { head } else { 0 })
+}
+
 pub fn weights_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    let (head_copy, quantized_head) = litgpt_head(s, w);
+    let params = s.params.saturating_add(head_copy);
     match w.quant {
         // A GGUF file's weights load as stored.
         None if s.gguf_weights_bytes.is_some() => s.gguf_weights_bytes.unwrap_or(0),
-        None => s.params.saturating_mul(w.dtype.bytes()),
+        None => params.saturating_mul(w.dtype.bytes()),
         Some(q) => {
-            let quantized = linear_params(s).min(s.params);
-            let rest = s.params - quantized;
+            let quantized = linear_params(s).saturating_add(quantized_head).min(params);
+            let rest = params - quantized;
             // The unquantized part stays in 16 bits (fp32 only if asked).
             let rest_dtype = if w.dtype == Dtype::Fp32 {
                 Dtype::Fp32
@@ -59,6 +90,7 @@ pub fn dequantized_weight_bytes(s: &ModelShape, w: &Workload) -> u64 {
     let largest = linears(s)
         .iter()
         .map(|l| l.inputs.saturating_mul(l.outputs))
+        .chain(std::iter::once(litgpt_head(s, w).1))
         .max()
         .unwrap_or(0);
     largest.saturating_mul(w.activation_bytes())
@@ -174,6 +206,16 @@ mod tests {
         quant: Option<Quant>,
         version: Option<BitsandbytesVersion>,
     ) -> Workload {
+        lora_training_by(s, quant, version, Framework::Hf)
+    }
+
+    /// The same, run by `framework`.
+    fn lora_training_by(
+        s: &ModelShape,
+        quant: Option<Quant>,
+        version: Option<BitsandbytesVersion>,
+        framework: Framework,
+    ) -> Workload {
         let req = WorkloadRequest {
             train: true,
             quant,
@@ -183,6 +225,7 @@ mod tests {
                 targets: crate::estimate::LoraTargets::Qv,
             }),
             bitsandbytes_version: version,
+            framework: Some(framework),
             ..WorkloadRequest::default()
         };
         Workload::resolve(&req, s).unwrap()
@@ -196,6 +239,26 @@ mod tests {
         assert_eq!(with(Some(Quant::Nf4)), 14336 * 4096 * 2);
         assert_eq!(with(Some(Quant::Int8)), 0);
         assert_eq!(with(None), 0);
+    }
+
+    #[test]
+    fn litgpt_holds_its_own_head_and_quantizes_it() {
+        let s = catalog::shape("meta-llama/Llama-3.2-1B").unwrap();
+        assert!(s.tie_word_embeddings);
+        let head = s.vocab_size * s.hidden_size;
+        let with = |framework, quant| {
+            let w = lora_training_by(&s, quant, None, framework);
+            (weights_bytes(&s, &w), dequantized_weight_bytes(&s, &w))
+        };
+        use crate::estimate::Framework::{Hf, Litgpt};
+        // The tied head becomes a bf16 copy of the embedding.
+        assert_eq!(with(Litgpt, None).0 - with(Hf, None).0, head * 2);
+        // Under NF4 that copy is quantized, and it is the largest linear
+        // dequantized while it computes.
+        let (lit, hf) = (with(Litgpt, Some(Quant::Nf4)), with(Hf, Some(Quant::Nf4)));
+        assert_eq!(lit.0 - hf.0, (head as f64 * 4.5 / 8.0) as u64);
+        assert_eq!(lit.1, head * 2);
+        assert!(hf.1 < lit.1);
     }
 
     #[test]

@@ -332,6 +332,13 @@ pub struct WorkloadRequest {
     /// Tensor parallelism also splits the norms' and dropouts' activations
     /// along the sequence (`--sequence-parallel`).
     pub sequence_parallel: bool,
+    /// The framework running the training (`--framework`); default Hugging Face.
+    pub framework: Option<super::framework::Framework>,
+    /// The loss runs under `torch.compile` (`--compile`).
+    pub compile: bool,
+    /// Saved activations move to CPU memory in forward
+    /// (`--activation-offloading`); needs full checkpointing.
+    pub activation_offloading: bool,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -390,6 +397,12 @@ pub struct Workload {
     /// The bitsandbytes release, when the user named one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
+    /// The framework running the training.
+    pub framework: super::framework::Framework,
+    /// The loss runs under `torch.compile`.
+    pub compile: bool,
+    /// Checkpointed block inputs move to CPU memory in forward.
+    pub activation_offloading: bool,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -455,6 +468,9 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
     train_only(req.optimizer_in_backward, "the optimizer step in backward")?;
     train_only(req.grad_accum.is_some(), "gradient accumulation")?;
     train_only(req.paged_optimizer, "a paged optimizer")?;
+    train_only(req.framework.is_some(), "the training framework")?;
+    train_only(req.compile, "the compiled loss")?;
+    train_only(req.activation_offloading, "activation offloading")?;
     let grad_accum = req.grad_accum.unwrap_or(1);
     if grad_accum == 0 {
         return Err(WorkloadError::GradAccumZero);
@@ -480,9 +496,24 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
         (true, None, true) => Checkpointing::Full,
         (true, None, false) => Checkpointing::None,
     };
+    // torchtune's recipes compute the loss with CEWithChunkedOutputLoss
+    // unless told otherwise (recipes/configs/*: `loss:
+    // _component_: torchtune.modules.loss.CEWithChunkedOutputLoss`).
+    let default_loss = match req.framework {
+        Some(super::framework::Framework::Torchtune) => Loss::Chunked {
+            chunks: DEFAULT_LOSS_CHUNKS,
+        },
+        _ => Loss::Full,
+    };
+    // torchtune refuses offloading without activation checkpointing
+    // (recipes' `_setup_model`: "enable_activation_offloading should only be
+    // True when enable_activation_checkpointing is True").
+    if req.activation_offloading && checkpointing != Checkpointing::Full {
+        return Err(WorkloadError::OffloadingWithoutCheckpointing);
+    }
     Ok(TrainingSetup {
         checkpointing,
-        loss: req.loss.unwrap_or(Loss::Full),
+        loss: req.loss.unwrap_or(default_loss),
         optimizer_in_backward: req.optimizer_in_backward,
         grad_accum,
         paged_optimizer: req.paged_optimizer,
@@ -542,6 +573,8 @@ pub enum WorkloadError {
     LossChunksZero,
     /// A head was named for a model that is not an encoder.
     HeadNeedsEncoder,
+    /// Activation offloading without full activation checkpointing.
+    OffloadingWithoutCheckpointing,
     /// A context-parallel degree of 0.
     ContextParallelZero,
     /// Sequence parallelism without tensor parallelism, which it extends.
@@ -601,6 +634,9 @@ impl fmt::Display for WorkloadError {
             WorkloadError::SequenceParallelWithoutTp => f.write_str(
                 "sequence parallelism splits activations over the tensor-parallel group, \
                  and the tensor-parallel degree is 1",
+            ),
+            WorkloadError::OffloadingWithoutCheckpointing => f.write_str(
+                "activation offloading moves the checkpointed block inputs to the CPU, and needs full activation checkpointing",
             ),
             WorkloadError::ContextParallelZero => {
                 f.write_str("the context-parallel degree must be at least 1")
@@ -694,7 +730,10 @@ impl Workload {
         } else {
             None
         };
-        let precision = precision(req.train, req.amp, dtype, req.lora.is_some(), optimizer);
+        // LitGPT and torchtune create the adapters at the model's dtype.
+        let fp32_adapters =
+            req.lora.is_some() && req.framework.unwrap_or_default().adapters_in_fp32();
+        let precision = precision(req.train, req.amp, dtype, fp32_adapters, optimizer);
         Ok(Workload {
             train: req.train,
             batch,
@@ -725,6 +764,9 @@ impl Workload {
             precision,
             seq_capped,
             bitsandbytes_version: req.bitsandbytes_version,
+            framework: req.framework.unwrap_or_default(),
+            compile: req.compile,
+            activation_offloading: req.activation_offloading,
         })
     }
 

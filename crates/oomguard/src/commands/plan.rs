@@ -14,6 +14,7 @@ use oomguard_core::estimate::engine::llama_cpp::{self, LlamaCppSettings};
 use oomguard_core::estimate::engine::sglang::{self, SglangSettings};
 use oomguard_core::estimate::engine::vllm::{self, VllmSettings};
 use oomguard_core::estimate::engine::{check_fraction, EngineName, EngineReport};
+use oomguard_core::estimate::Framework;
 use oomguard_core::estimate::{
     estimate, max_batch, max_seq, recommendations, usable_capacity, Attention, Checkpointing, Head,
     Lora, LoraTargets, Loss, MemoryBreakdown, Optimizer, PrecisionRegime, Quant, Recommendation,
@@ -112,6 +113,9 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         paged_optimizer: args.paged_optimizer,
         context_parallel: args.context_parallel,
         sequence_parallel: args.sequence_parallel,
+        framework: args.framework.as_deref().and_then(Framework::parse),
+        compile: args.compile,
+        activation_offloading: args.activation_offloading,
     }
 }
 
@@ -188,6 +192,9 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
+        ("--framework", args.framework.is_some(), &[Hf]),
+        ("--compile", args.compile, &[Hf]),
+        ("--activation-offloading", args.activation_offloading, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -502,6 +509,9 @@ fn training_flag(args: &PlanArgs) -> &'static str {
         ("--optimizer-in-backward", args.optimizer_in_backward),
         ("--grad-accum", args.grad_accum.is_some()),
         ("--paged-optimizer", args.paged_optimizer),
+        ("--framework", args.framework.is_some()),
+        ("--compile", args.compile),
+        ("--activation-offloading", args.activation_offloading),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -547,6 +557,9 @@ fn workload_error(e: WorkloadError, args: &PlanArgs) -> anyhow::Error {
         ),
         WorkloadError::SequenceParallelWithoutTp => anyhow!(
             "--sequence-parallel splits activations over the tensor-parallel group: add --tp N (N of 2 or more)"
+        ),
+        WorkloadError::OffloadingWithoutCheckpointing => anyhow!(
+            "--activation-offloading moves the checkpointed block inputs to the CPU: add --grad-checkpointing (torchtune refuses offloading without activation checkpointing)"
         ),
         WorkloadError::ContextParallelZero => anyhow!("--context-parallel must be at least 1"),
         WorkloadError::GpusNotMultipleOfTpCp { gpus, tp, cp } => anyhow!(
@@ -965,6 +978,15 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.paged_optimizer {
         parts.push("paged optimizer states (CUDA managed memory)".into());
+    }
+    if w.activation_offloading {
+        parts.push("activation offloading (checkpointed block inputs in CPU memory)".into());
+    }
+    if w.compile {
+        parts.push("compiled loss (half-precision logits kept)".into());
+    }
+    if w.framework != Framework::Hf {
+        parts.push(format!("run by {}", w.framework.as_str()));
     }
     if w.sequence_parallel {
         parts.push("sequence parallel (no activation replicated over TP)".into());
