@@ -7,7 +7,7 @@
 
 use super::patterns::{Parsed, PartKind};
 use super::scan::ScanOptions;
-use super::{DeviceKind, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
+use super::{DeviceKind, EngineLog, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
 use std::collections::VecDeque;
 
 /// One parsed part with what the grouper needs to place it.
@@ -354,6 +354,9 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     a.model_state_frames |= b.model_state_frames;
     a.serving_engine = a.serving_engine.or(b.serving_engine);
     a.llama_offload = a.llama_offload.or(b.llama_offload);
+    if a.engine_log == EngineLog::default() {
+        a.engine_log = b.engine_log;
+    }
     a
 }
 

@@ -346,11 +346,48 @@ pub struct EventFacts {
     pub serving_engine: Option<ServingEngine>,
     /// What llama.cpp's log said it placed where before the failure.
     pub llama_offload: Option<LlamaOffload>,
+    /// What an engine's or library's own log lines around the message say.
+    pub engine_log: EngineLog,
     /// The kill is known only from a SIGKILL or exit status 137 that a
     /// launcher, shell or runner reported, not from the kernel's or a
     /// container runtime's own report: the OOM killer is the usual sender,
     /// not the only one (a user, a timeout).
     pub signal_only_kill: bool,
+}
+
+/// What the log lines of a serving engine or library around a failure say
+/// about it: which of llama.cpp's buffers failed, the micro-batch the
+/// compute buffers were sized for, whether CUDA graphs were being captured,
+/// which TensorRT engines were loaded, and whether the failing frame built a
+/// model.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineLog {
+    /// The buffer llama.cpp's error lines name (`llama_kv_cache_init: failed
+    /// to allocate buffer for kv cache`, `failed to allocate compute
+    /// buffers`, `llama_model_load: ... unable to allocate`).
+    pub llama_failed: Option<LlamaBufferKind>,
+    /// The micro-batch in tokens (`n_ubatch = N`, `-ub N`, `--ubatch-size N`).
+    pub ubatch: Option<u64>,
+    /// The engine was capturing CUDA graphs when it failed (its last word
+    /// before the failure is a capture starting, not finishing).
+    pub cuda_graph_capture: bool,
+    /// The sizes TensorRT(-LLM) reported for the engines it loaded
+    /// (`Loaded engine size: N MiB`), in log order, at most 8.
+    pub engines_loaded: Vec<u64>,
+    /// The innermost frame of the traceback before the message is a
+    /// constructor or loader (`__init__`, `load_model`): the model was
+    /// being built.
+    pub in_constructor: bool,
+    /// The traceback's frames evaluate a KV or prompt cache
+    /// (`prompt_cache`, `kv_cache`, `KVCache`).
+    pub cache_frames: bool,
+    /// A Metal command buffer failed for lack of memory
+    /// (`kIOGPUCommandBufferCallbackErrorOutOfMemory`), on any line of the
+    /// failure (the message is often wrapped).
+    pub metal_command_buffer: bool,
+    /// The text before the failure says the process had been running long
+    /// (`long-running`, `after 14 hours`, `after many requests`).
+    pub ran_long: bool,
 }
 
 /// llama.cpp's account of a model load, from the lines it prints before

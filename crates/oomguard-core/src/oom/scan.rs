@@ -424,6 +424,7 @@ fn read_event_at(
     families::generic::fill_from_next_lines(&following, &mut parsed.memory);
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
     if parsed.framework == Framework::LlamaCpp {
         parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
     }

@@ -15,6 +15,9 @@ const XPU_MAX_SINGLE_ALLOCATION: u64 = 4 << 30;
 const XPU_LIMIT_STATEMENT: &str = "can NOT allocate memory block with size larger than";
 /// Printed figures are rounded to two decimals: within 2% of a cap is at it.
 const PRINTED_ROUNDING: f64 = 0.98;
+/// A request of a tenth of the cap or more is a sizeable step, not the last
+/// small allocation that happened to cross it.
+const SIZEABLE_SHARE: u64 = 10;
 
 /// The cap of the device: MPS's watermark on Apple GPUs, else a memory
 /// fraction. TensorFlow's BFC `Limit` is the pool the allocator was given
@@ -28,8 +31,13 @@ pub(super) fn configured_caps(r: &mut Ranking, event: &OomEvent) {
     }
 }
 
-/// MPS: "other allocations" beyond PyTorch's tensors, and the watermark
-/// reached before or by the request.
+/// MPS: "other allocations" beyond PyTorch's tensors, and the watermark.
+/// PyTorch raises this message when what the device holds for the process
+/// (its tensors plus other allocations) and the request exceed the
+/// high-watermark cap (`MPSAllocator.mm`, `alloc_buffer_block`), by default
+/// 1.7 x the GPU's recommended working set: a small request at the cap is
+/// the cap, while a sizeable one is the step or the model, which raising the
+/// cap only pushes into swap.
 fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
     let m = &event.memory;
     let (Some(a), Some(nf), Some(cap)) =
@@ -41,7 +49,7 @@ fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
     if nf > a {
         r.add(
             CauseId::NonFrameworkMemory,
-            0.7,
+            0.85,
             format!(
                 "other allocations hold {} against {} of PyTorch tensors, within a cap of {}",
                 fs(nf),
@@ -50,30 +58,60 @@ fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
             ),
         );
     }
-    if a + nf >= cap {
-        r.add(
+    // Printed figures are rounded: within 2% of the cap is at it.
+    if ((a + nf + q) as f64) < cap as f64 * PRINTED_ROUNDING {
+        return;
+    }
+    let check = Some("rerun with PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 and watch Activity Monitor's memory pressure: if it passes without swapping, the cap was the limit");
+    if q.saturating_mul(SIZEABLE_SHARE) < cap {
+        r.add_checked(
             CauseId::MemoryCap,
             0.8,
             format!(
-                "{} allocated + {} other already reach the {} high-watermark cap before the request",
+                "{} allocated + {} other reach the {} high-watermark cap, and a request of only {} crossed it",
                 fs(a),
                 fs(nf),
-                fs(cap)
+                fs(cap),
+                fs(q)
             ),
+            check,
         );
-    } else if a + nf + q > cap {
-        r.add(
-            CauseId::MemoryCap,
-            0.7,
-            format!(
-                "{} allocated + {} other + {} requested exceeds the {} high-watermark cap",
-                fs(a),
-                fs(nf),
-                fs(q),
-                fs(cap)
-            ),
-        );
+        return;
     }
+    // A tenth of the cap or more in one request: the step itself is large.
+    let (id, what) = if a.saturating_mul(4) >= cap.saturating_mul(3) {
+        (
+            CauseId::ModelTooLarge,
+            "the tensors already held are mostly the model's weights",
+        )
+    } else {
+        (
+            CauseId::BatchTooLarge,
+            "one step's activations (batch, resolution, sequence length) are that request",
+        )
+    };
+    r.add(
+        id,
+        0.75,
+        format!(
+            "{} allocated of a {} cap, and one request of {} on top: {what}; a smaller model or step fits, a higher cap only swaps",
+            fs(a),
+            fs(cap),
+            fs(q)
+        ),
+    );
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.55,
+        format!(
+            "{} allocated + {} other + {} requested exceeds the {} high-watermark cap",
+            fs(a),
+            fs(nf),
+            fs(q),
+            fs(cap)
+        ),
+        check,
+    );
 }
 
 /// A per-process fraction (set_per_process_memory_fraction) that the
@@ -145,12 +183,40 @@ mod tests {
         let mut r = Ranking::new();
         configured_caps(&mut r, &e);
         assert_eq!(r.score(CauseId::MemoryCap), Some(0.8));
-        assert_eq!(r.score(CauseId::NonFrameworkMemory), Some(0.7));
+        assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
+        // A sizeable request over the cap: the step or the model leads.
         e.memory.non_framework_bytes = Some(GIB);
         e.memory.requested_bytes = Some(16 * GIB);
         let mut r = Ranking::new();
         configured_caps(&mut r, &e);
-        assert_eq!(r.score(CauseId::MemoryCap), Some(0.7));
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.55));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        e.memory.allocated_bytes = Some(15 * GIB);
+        e.memory.requested_bytes = Some(5 * GIB);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+    }
+
+    #[test]
+    fn a_small_request_at_the_watermark_within_rounding_is_the_cap() {
+        let mut e = pytorch(0, 6 * MIB, 0);
+        e.memory.total_bytes = None;
+        e.memory.free_bytes = None;
+        e.device.kind = DeviceKind::Mps;
+        // 8.89 GB + 172.98 MB + 6.25 MB printed against 9.07 GB.
+        e.memory.allocated_bytes = Some(8890 * MIB);
+        e.memory.non_framework_bytes = Some(173 * MIB);
+        e.memory.allowed_bytes = Some(9070 * MIB);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert_eq!(r.score(CauseId::MemoryCap), Some(0.8));
+        // Far below the cap: not this rule's.
+        e.memory.allocated_bytes = Some(4000 * MIB);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert!(r.0.is_empty());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use super::{CauseId, Ranking, GIB};
 use crate::oom::{Framework, LlamaBufferKind, OomEvent, Phase, SglangCheck, VllmCheck};
 use crate::size::format_size as fs;
+use regex::Regex;
+use std::sync::LazyLock;
 
 /// Missing the utilization target by less than this share of the GPU is a
 /// target set a sliver too high, not memory held elsewhere.
@@ -247,7 +249,27 @@ fn llama_stage(event: &OomEvent) -> LlamaStage {
 /// Where to look in llama.cpp's log to tell the weights from the context.
 const LLAMA_BUFFER_CHECK: &str = "the lines around the failure: `llama_model_load: ... unable to allocate` is the weights (lower -ngl / num_gpu), `llama_kv_cache_init: failed` the context (lower -c / num_ctx), `failed to allocate compute buffers` the compute graph (lower -b / -ub)";
 
+/// llama.cpp's default micro-batch and logical batch (common.h:
+/// `n_ubatch = 512`, `n_batch = 2048`): a micro-batch of four times the
+/// default batch or more makes the compute buffers, which grow with it, the
+/// first suspect.
+const LLAMA_LARGE_UBATCH: u64 = 4 * 2048;
+/// Metal caps one buffer at `MTLDevice.maxBufferLength`, MLX at its
+/// `max_buffer_length`: the words with which ggml's Metal backend and MLX
+/// refuse a buffer above it.
+const PER_BUFFER_LIMIT: &[&str] = &[
+    "larger than buffer maximum",
+    "greater than the maximum allowed buffer size",
+];
+
 pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
+    if let Some(kind) = event.facts.engine_log.llama_failed {
+        llama_failed_buffer(r, event, kind);
+        return;
+    }
+    if llama_large_ubatch(r, event) {
+        return;
+    }
     let q = event.memory.requested_bytes;
     if event.phase != Phase::ModelLoad {
         r.add(
@@ -316,6 +338,249 @@ pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
             );
         }
     }
+}
+
+/// llama.cpp's own error line named the buffer that failed: that decides
+/// between the weights, the KV cache and the compute buffers, whatever the
+/// log placed before.
+fn llama_failed_buffer(r: &mut Ranking, event: &OomEvent, kind: LlamaBufferKind) {
+    let size = event
+        .memory
+        .requested_bytes
+        .map_or(String::new(), |q| format!(" ({})", fs(q)));
+    match kind {
+        LlamaBufferKind::KvCache => {
+            r.add_checked(
+                CauseId::KvCache,
+                0.85,
+                format!("llama.cpp says the KV-cache buffer{size} could not be allocated: it is sized for the context (n_ctx x layers x KV heads), so a smaller -c / num_ctx or a quantized cache (-ctk q8_0 -ctv q8_0) fits"),
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.45,
+                "fewer offloaded layers (-ngl) move part of the KV cache to host memory with them",
+            );
+        }
+        LlamaBufferKind::Compute => {
+            let ubatch = event.facts.engine_log.ubatch;
+            let large = ubatch.is_some_and(|u| u >= LLAMA_LARGE_UBATCH);
+            r.add_checked(
+                CauseId::BatchTooLarge,
+                if large { 0.8 } else { 0.6 },
+                format!(
+                    "llama.cpp says its compute buffers{size} could not be allocated: they grow with the micro-batch{}; a smaller -ub / -b fits",
+                    ubatch.map_or(String::new(), |u| format!(" ({u} tokens)"))
+                ),
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add_checked(
+                CauseId::KvCache,
+                if large { 0.55 } else { 0.7 },
+                format!("llama.cpp says its compute buffers{size} could not be allocated: they also grow with the context (-c / num_ctx) the attention reads"),
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.45,
+                "fewer offloaded layers leave room for the compute buffers",
+            );
+        }
+        LlamaBufferKind::Model | LlamaBufferKind::Output => {
+            r.add_checked(
+                CauseId::ModelTooLarge,
+                0.85,
+                format!("llama.cpp says the weights' buffer{size} could not be allocated: fewer offloaded layers (-ngl / num_gpu) or a smaller quantization fit"),
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::KvCache,
+                0.4,
+                "once the weights fit, the context still needs its KV cache next to them",
+            );
+        }
+    }
+}
+
+/// A micro-batch far above llama.cpp's default, outside model loading: the
+/// compute buffers it sizes are the first suspect. Returns true when it
+/// applied.
+fn llama_large_ubatch(r: &mut Ranking, event: &OomEvent) -> bool {
+    let Some(u) = event
+        .facts
+        .engine_log
+        .ubatch
+        .filter(|&u| u >= LLAMA_LARGE_UBATCH)
+    else {
+        return false;
+    };
+    if event.phase == Phase::ModelLoad {
+        return false;
+    }
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.7,
+        format!("a micro-batch of {u} tokens (-ub), far above llama.cpp's default of 512: the compute buffers grow with it, and one allocation may exceed what the backend gives at once (Vulkan's maxMemoryAllocationSize)"),
+        Some("rerun with the default -ub 512 (and -b 2048): if it passes, it was the batch"),
+    );
+    r.add(
+        CauseId::KvCache,
+        0.5,
+        "the compute buffers also grow with the context (-c) the attention reads",
+    );
+    true
+}
+
+/// One buffer above the device's per-buffer limit (Metal's
+/// `maxBufferLength`), refused before any memory runs out. ggml's Metal
+/// backend names the weights' buffer `data`; MLX reports the array it
+/// evaluates. Returns true when it applied.
+pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !PER_BUFFER_LIMIT.iter().any(|w| event.message.contains(w)) {
+        return false;
+    }
+    let size = event
+        .memory
+        .requested_bytes
+        .map_or("one buffer".to_string(), |q| {
+            format!("one buffer of {}", fs(q))
+        });
+    let check = Some("the limit in the message is the device's largest single buffer, not its memory: a smaller piece (fewer layers per buffer, a shorter prompt chunk) fits where the total does");
+    if event.message.contains("'data'") || event.phase == Phase::ModelLoad {
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            0.8,
+            format!("{size} for the weights is larger than the largest buffer the GPU allows: the model must be split over several buffers or made smaller"),
+            check,
+        );
+        return true;
+    }
+    // Frames that evaluate a KV or prompt cache say which array it is.
+    let cache = event.facts.engine_log.cache_frames;
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        if cache { 0.5 } else { 0.65 },
+        format!("{size} is larger than the largest buffer the GPU allows: one array of the step (a prompt processed at once, a long attention) is too big; a smaller prefill step or batch splits it"),
+        check,
+    );
+    r.add_checked(
+        CauseId::KvCache,
+        if cache { 0.7 } else { 0.55 },
+        format!("{size} is larger than the largest buffer the GPU allows: a KV cache for a long context can be that array{}", if cache { ", and the failing frames evaluate the cache" } else { "" }),
+        check,
+    );
+    true
+}
+
+/// Rules over an engine's own words around a failure: a buffer above the
+/// per-buffer limit, TGI's warm-up, a CUDA-graph capture, a TensorRT-LLM
+/// engine loaded twice. Returns true when one applied.
+pub(super) fn engine_messages(r: &mut Ranking, event: &OomEvent) -> bool {
+    per_buffer_limit(r, event)
+        | tgi_warmup(r, event)
+        | cuda_graph_capture(r, event)
+        | tensorrt_llm_engine_copy(r, event)
+}
+
+/// TGI's warm-up (server `flash_causal_lm.py` `warmup`) allocates the KV
+/// blocks for `--max-batch-total-tokens`, then runs one prefill of
+/// `--max-batch-prefill-tokens`; on OOM it says which budget to lower.
+fn tgi_warmup(r: &mut Ranking, event: &OomEvent) -> bool {
+    static WARMUP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"Not enough memory to handle (\d+) (total|prefill) tokens")
+            .expect("pattern compiles")
+    });
+    let Some(c) = WARMUP.captures(&event.message) else {
+        return false;
+    };
+    let n = &c[1];
+    if &c[2] == "total" {
+        r.add_checked(
+            CauseId::KvCache,
+            0.75,
+            format!("TGI's warm-up could not hold the KV cache for {n} total tokens (--max-batch-total-tokens) next to the weights: a smaller budget, or leaving it unset so TGI sizes it from free memory, fits"),
+            Some("the launcher's Args line: max_batch_total_tokens and max_batch_prefill_tokens against the GPU memory left after the weights"),
+        );
+        r.add(
+            CauseId::BatchTooLarge,
+            0.6,
+            "the warm-up prefill (--max-batch-prefill-tokens) runs on top of that KV cache",
+        );
+    } else {
+        r.add_checked(
+            CauseId::BatchTooLarge,
+            0.75,
+            format!("TGI's warm-up prefill of {n} tokens did not fit after the weights: lower --max-batch-prefill-tokens (and --max-input-length)"),
+            Some("the launcher's Args line: max_batch_prefill_tokens; a quantized or sharded model leaves more for it"),
+        );
+        r.add(
+            CauseId::ModelTooLarge,
+            0.5,
+            "if even a small prefill fails, the weights leave too little: quantize or shard (--num-shard)",
+        );
+    }
+    true
+}
+
+/// The engine's log says it was capturing CUDA graphs when the allocation
+/// failed. vLLM (worker `determine_num_available_blocks` before 0.10) and
+/// SGLang size the KV cache from a profile without graphs, so the graphs'
+/// memory comes on top of the share they were given; vLLM's own log line
+/// says to lower gpu_memory_utilization or enforce eager mode.
+fn cuda_graph_capture(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.facts.engine_log.cuda_graph_capture {
+        return false;
+    }
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.9,
+        "the engine was capturing CUDA graphs: it had already given the KV cache its share of the GPU (gpu_memory_utilization / mem_fraction_static), and the graphs' memory comes on top of it; a lower share, fewer capture sizes or eager mode (--enforce-eager) leave the room",
+        Some("rerun with --enforce-eager (or --disable-cuda-graph): if it starts, the graph capture was what did not fit"),
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.5,
+        "graphs are captured up to the largest batch (--max-num-seqs / cuda_graph_max_bs): fewer sequences capture smaller graphs",
+    );
+    true
+}
+
+/// TensorRT-LLM asked for (nearly) the size of an engine it had loaded: it
+/// is loading a copy of an engine. An engine is built on a GPU that held
+/// its weights, so a copy that does not fit means the GPU already holds
+/// another one (a second instance, another model) or other memory.
+fn tensorrt_llm_engine_copy(r: &mut Ranking, event: &OomEvent) -> bool {
+    let (Some(q), Some(&engine)) = (
+        event.memory.requested_bytes,
+        event.facts.engine_log.engines_loaded.last(),
+    ) else {
+        return false;
+    };
+    // Within 1%: the log rounds the engine's size to MiB and the request
+    // adds a little alignment.
+    if q.abs_diff(engine) * 100 > engine {
+        return false;
+    }
+    let check = Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv before the load, and the server's instance count (Triton config.pbtxt instance_group { count })");
+    r.undecided();
+    r.add_checked(
+        CauseId::MultipleModels,
+        0.65,
+        format!("the failed request of {} is the size of the engine just loaded ({}): another copy of it (a second model instance) or another engine already holds the GPU", fs(q), fs(engine)),
+        check,
+    );
+    r.add_checked(
+        CauseId::OtherProcesses,
+        0.5,
+        "another process may hold the GPU the engine was built to fit",
+        check,
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.4,
+        "if the engine was built on a larger GPU than this one, it does not fit at all",
+    );
+    true
 }
 
 #[cfg(test)]
@@ -433,6 +698,130 @@ mod tests {
         );
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert!(r.0[0].evidence.contains("mem_fraction_static=0.7"));
+    }
+
+    fn with_log(message: &str, log: crate::oom::EngineLog) -> OomEvent {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message = message.into();
+        e.facts.engine_log = log;
+        e
+    }
+
+    #[test]
+    fn llama_s_error_line_names_the_buffer_that_failed() {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.phase = Phase::ModelLoad;
+        e.memory.requested_bytes = Some(200 * GIB);
+        e.facts.engine_log.llama_failed = Some(LlamaBufferKind::KvCache);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        e.facts.engine_log.llama_failed = Some(LlamaBufferKind::Model);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        // Compute buffers: the context, unless the micro-batch is large.
+        e.facts.engine_log.llama_failed = Some(LlamaBufferKind::Compute);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        e.facts.engine_log.ubatch = Some(8192);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+    }
+
+    #[test]
+    fn a_large_micro_batch_outside_loading_is_the_batch() {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.facts.engine_log.ubatch = Some(8192);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        e.facts.engine_log.ubatch = Some(512);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn a_buffer_above_the_per_buffer_limit_is_the_weights_or_the_step() {
+        let e = with_log(
+            "ggml_metal_add_buffer: buffer 'data' size 18300780544 is larger than buffer maximum of 17179869184",
+            Default::default(),
+        );
+        let mut r = Ranking::new();
+        assert!(per_buffer_limit(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        let text = "RuntimeError: [metal::malloc] Attempting to allocate 48736917632 bytes which is greater than the maximum allowed buffer size of 30150672384 bytes.";
+        let mut r = Ranking::new();
+        assert!(per_buffer_limit(
+            &mut r,
+            &with_log(text, Default::default())
+        ));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        let cache = crate::oom::EngineLog {
+            cache_frames: true,
+            ..Default::default()
+        };
+        let mut r = Ranking::new();
+        per_buffer_limit(&mut r, &with_log(text, cache));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        let mut r = Ranking::new();
+        assert!(!per_buffer_limit(
+            &mut r,
+            &with_log("CUDA out of memory", Default::default())
+        ));
+    }
+
+    #[test]
+    fn tgi_s_warm_up_names_the_budget_that_did_not_fit() {
+        let total = "Not enough memory to handle 16000 total tokens with 2 prefill tokens. You need to decrease `--max-batch-total-tokens` or `--max-batch-prefill-tokens`";
+        let mut r = Ranking::new();
+        assert!(tgi_warmup(&mut r, &with_log(total, Default::default())));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        let prefill = "RuntimeError: Not enough memory to handle 4096 prefill tokens. You need to decrease `--max-batch-prefill-tokens`";
+        let mut r = Ranking::new();
+        assert!(tgi_warmup(&mut r, &with_log(prefill, Default::default())));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.0[0].evidence.contains("4096"));
+    }
+
+    #[test]
+    fn an_oom_while_capturing_cuda_graphs_is_the_engine_s_share() {
+        let capture = crate::oom::EngineLog {
+            cuda_graph_capture: true,
+            ..Default::default()
+        };
+        let mut r = Ranking::new();
+        assert!(cuda_graph_capture(
+            &mut r,
+            &with_log("CUDA out of memory", capture)
+        ));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        let mut r = Ranking::new();
+        assert!(!cuda_graph_capture(
+            &mut r,
+            &with_log("CUDA out of memory", Default::default())
+        ));
+    }
+
+    #[test]
+    fn a_request_the_size_of_a_loaded_engine_is_a_second_copy() {
+        let engine = 13768 * MIB;
+        let log = crate::oom::EngineLog {
+            engines_loaded: vec![engine],
+            ..Default::default()
+        };
+        let mut e = with_log("Requested amount of GPU memory", log);
+        e.memory.requested_bytes = Some(14_434_380_600);
+        let mut r = Ranking::new();
+        assert!(tensorrt_llm_engine_copy(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::MultipleModels));
+        assert!(r.1);
+        e.memory.requested_bytes = Some(2 * GIB);
+        let mut r = Ranking::new();
+        assert!(!tensorrt_llm_engine_copy(&mut r, &e));
     }
 
     #[test]

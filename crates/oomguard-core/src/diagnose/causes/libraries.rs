@@ -222,6 +222,203 @@ pub(super) fn rapids_pools(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
+/// Rules over the words of libraries that allocate on their own (CuPy's
+/// pool, CTranslate2, MLX's Metal command buffers). Returns true when one
+/// applied.
+pub(super) fn runtime_messages(r: &mut Ranking, event: &OomEvent) -> bool {
+    cupy_pool(r, event) || ctranslate2(r, event) || mlx_command_buffer(r, event)
+}
+
+/// CuPy's pool (cupy/cuda/memory.pyx `_try_malloc`): with a limit set it
+/// refuses before calling the driver when the bytes it holds, cached free
+/// blocks included, plus the request exceed the limit; without one it
+/// releases its free blocks, collects garbage and retries twice before
+/// raising. "allocated so far" is what it held when the request came (the
+/// old wording's "total" adds the request).
+fn cupy_pool(r: &mut Ranking, event: &OomEvent) -> bool {
+    static NEW: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"Out of memory allocating ([\d,]+) bytes \(allocated so far: ([\d,]+) bytes(?:, limit set to: ([\d,]+) bytes)?\)")
+            .expect("pattern compiles")
+    });
+    static OLD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"out of memory to allocate (\d+) bytes \(total (\d+) bytes(?:, limit set to (\d+) bytes)?\)")
+            .expect("pattern compiles")
+    });
+    let number =
+        |m: Option<regex::Match<'_>>| -> Option<u64> { m?.as_str().replace(',', "").parse().ok() };
+    let (size, held, limit) = if let Some(c) = NEW.captures(&event.message) {
+        (number(c.get(1)), number(c.get(2)), number(c.get(3)))
+    } else if let Some(c) = OLD.captures(&event.message) {
+        let size = number(c.get(1));
+        let total = number(c.get(2));
+        (
+            size,
+            total.zip(size).map(|(t, q)| t.saturating_sub(q)),
+            number(c.get(3)),
+        )
+    } else {
+        return false;
+    };
+    let (Some(q), Some(held)) = (size, held) else {
+        return false;
+    };
+    let usage = Some("cupy.get_default_memory_pool().used_bytes() and .total_bytes() printed each iteration: used bytes that climb are arrays kept alive, total far above used is the pool's cache");
+    if let Some(limit) = limit.filter(|&l| held.saturating_add(q) > l) {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.8,
+            format!("CuPy's pool limit of {} (set_limit / CUPY_GPU_MEMORY_LIMIT) refused {}: it counts the {} the pool holds, its cached free blocks included", fs(limit), fs(q), fs(held)),
+            usage,
+        );
+        r.add(
+            CauseId::Fragmentation,
+            0.5,
+            "free blocks the pool keeps count against the limit: free_all_blocks() before a large allocation gives them back",
+        );
+        return true;
+    }
+    r.undecided();
+    // Chainer's trainer prints "Exception in main training loop" before
+    // the error it caught.
+    let training = matches!(
+        event.phase,
+        Phase::Forward | Phase::Backward | Phase::OptimizerStep
+    ) || event.message.contains("training loop");
+    if held >= q.saturating_mul(4) && training {
+        r.add_checked(
+            CauseId::BatchTooLarge,
+            0.6,
+            format!("CuPy's pool held {} in a training step when {} more was asked, and releasing its cached blocks did not make room: the step's arrays (batch, crop size) fill the device", fs(held), fs(q)),
+            usage,
+        );
+        r.add(
+            CauseId::LeftoverTensors,
+            0.5,
+            "if the pool's used bytes climb from one iteration to the next, arrays from earlier steps are kept alive",
+        );
+    } else if held >= q.saturating_mul(4) {
+        r.add_checked(
+            CauseId::LeftoverTensors,
+            0.6,
+            format!("CuPy's pool held {} when {} more was asked, and releasing its cached blocks did not make room: arrays from earlier work are still referenced (results kept in a list, a framework's leak)", fs(held), fs(q)),
+            usage,
+        );
+        r.add(
+            CauseId::BatchTooLarge,
+            0.5,
+            "if memory does not climb between iterations, one iteration's arrays are simply too large",
+        );
+    } else {
+        r.add_checked(
+            CauseId::BatchTooLarge,
+            0.6,
+            format!("one array of {} against {} held by the pool: the data processed at once is too large for the device", fs(q), fs(held)),
+            usage,
+        );
+        r.add(
+            CauseId::LeftoverTensors,
+            0.4,
+            "arrays kept from earlier work take part of the device",
+        );
+    }
+    r.add_checked(
+        CauseId::OtherProcesses,
+        0.45,
+        "another process (or PyTorch's or another library's cache in this one) may hold the rest of the device",
+        Some(process_lister(event)),
+    );
+    true
+}
+
+/// CTranslate2 (under faster-whisper, whisperX, OpenNMT) reports CUDA errors
+/// as "CUDA failed with error <the CUDA error string>" (its `CUDA_CHECK`).
+/// Failing in a model's constructor is the weights; anywhere else the batch
+/// and beam sizes weigh in.
+fn ctranslate2(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event
+        .message
+        .contains("CUDA failed with error out of memory")
+    {
+        return false;
+    }
+    let check = Some("load the model alone and read nvidia-smi, then run one input with batch_size=1 and beam_size=1: the first shows the weights, the second a step");
+    if event.facts.engine_log.in_constructor {
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            0.75,
+            "CTranslate2 failed while the model was being built: its weights in this compute_type do not fit; a smaller model or compute_type int8 / int8_float16 fits",
+            check,
+        );
+        r.add(
+            CauseId::OtherProcesses,
+            0.4,
+            "another process on the GPU leaves less for the weights",
+        );
+        return true;
+    }
+    r.undecided();
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.55,
+        "CTranslate2 ran out while translating or transcribing: batch_size x beam_size x length sizes its buffers",
+        check,
+    );
+    r.add_checked(
+        CauseId::ModelTooLarge,
+        0.5,
+        "if one input at batch 1 fails too, the weights in this compute_type leave no room: compute_type int8 or a smaller model",
+        check,
+    );
+    true
+}
+
+/// MLX's Metal command buffer failed for lack of memory
+/// (`kIOGPUCommandBufferCallbackErrorOutOfMemory`): the GPU could not make
+/// the buffers of a step resident. MLX keeps freed buffers in its cache up
+/// to its memory limit (mlx `allocator.cpp`), so memory that builds up over
+/// a long run is the cache or arrays kept alive; a failure on one request
+/// is that request's size.
+fn mlx_command_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.facts.engine_log.metal_command_buffer || event.framework == Framework::LlamaCpp {
+        return false;
+    }
+    let check = Some("print mx.get_active_memory(), mx.get_cache_memory() and mx.get_peak_memory() between requests: a growing cache is released with mx.clear_cache() or capped with mx.set_cache_limit(), growing active memory is arrays kept alive");
+    r.undecided();
+    if event.facts.engine_log.ran_long {
+        r.add_checked(
+            CauseId::Fragmentation,
+            0.6,
+            "the process had been running long: MLX's buffer cache keeps freed Metal buffers of every size it met, and a new size finds none to reuse",
+            check,
+        );
+        r.add_checked(
+            CauseId::LeftoverTensors,
+            0.55,
+            "arrays kept between requests (a prompt cache, results held in a list) grow over a long run",
+            check,
+        );
+        return true;
+    }
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.55,
+        "one step needed more than the GPU could make resident: a long prompt processed at once (prefill step size) or a large batch",
+        check,
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.5,
+        "the weights take most of the unified memory macOS lets the GPU wire",
+    );
+    r.add_checked(
+        CauseId::Fragmentation,
+        0.45,
+        "MLX's buffer cache keeps freed buffers up to its memory limit",
+        check,
+    );
+    true
+}
+
 /// The process lister of the event's device (NVIDIA's unless the device
 /// says otherwise).
 fn process_lister(event: &OomEvent) -> &'static str {
@@ -393,6 +590,74 @@ mod tests {
     use super::super::testing::*;
     use super::*;
     use crate::oom::MemoryFigures;
+
+    fn library_event(message: &str) -> OomEvent {
+        let mut e =
+            super::super::testing::event(Framework::Other, crate::oom::MemoryFigures::default());
+        e.message = message.into();
+        e
+    }
+
+    #[test]
+    fn cupy_s_pool_limit_counts_its_cached_blocks() {
+        let e = library_event("cupy.cuda.memory.OutOfMemoryError: Out of memory allocating 805,306,368 bytes (allocated so far: 536,870,912 bytes, limit set to: 1,073,741,824 bytes).");
+        let mut r = Ranking::new();
+        assert!(runtime_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+    }
+
+    #[test]
+    fn cupy_s_pool_full_of_arrays_is_the_step_in_training_and_leftovers_elsewhere() {
+        let e = library_event("cupy.cuda.memory.OutOfMemoryError: out of memory to allocate 1073741824 bytes (total 12373894656 bytes)");
+        let mut r = Ranking::new();
+        assert!(runtime_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::LeftoverTensors));
+        assert!(r.1);
+        let e = library_event("Exception in main training loop: Out of memory allocating 25,600,000 bytes (allocated so far: 3,635,267,072 bytes).");
+        let mut r = Ranking::new();
+        runtime_messages(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        // One array larger than all the pool holds: the data at once.
+        let e = library_event(
+            "Out of memory allocating 8,000,000,000 bytes (allocated so far: 1,000,000 bytes).",
+        );
+        let mut r = Ranking::new();
+        runtime_messages(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+    }
+
+    #[test]
+    fn ctranslate2_in_a_constructor_is_the_model_and_elsewhere_the_batch() {
+        let mut e = library_event("RuntimeError: CUDA failed with error out of memory");
+        e.facts.engine_log.in_constructor = true;
+        let mut r = Ranking::new();
+        assert!(runtime_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        e.facts.engine_log.in_constructor = false;
+        let mut r = Ranking::new();
+        runtime_messages(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.1);
+    }
+
+    #[test]
+    fn an_mlx_command_buffer_oom_after_a_long_run_is_its_cache() {
+        let mut e = library_event(
+            "libc++abi: terminating due to uncaught exception of type std::runtime_error:",
+        );
+        e.facts.engine_log.metal_command_buffer = true;
+        let mut r = Ranking::new();
+        assert!(runtime_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        e.facts.engine_log.ran_long = true;
+        let mut r = Ranking::new();
+        runtime_messages(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::Fragmentation));
+        // ggml's Metal backend is llama.cpp's, ranked by its own rules.
+        e.framework = Framework::LlamaCpp;
+        let mut r = Ranking::new();
+        assert!(!runtime_messages(&mut r, &e));
+    }
 
     #[test]
     fn tensorrt_s_allocator_is_the_model_and_its_second_copy_not_trt_llm() {

@@ -164,7 +164,9 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // failure still follows them, with its checks.
     let worded = libraries::rapids_pools(r, event)
         | libraries::several_models(r, event)
-        | libraries::tensorrt(r, event);
+        | libraries::tensorrt(r, event)
+        | engines::engine_messages(r, event)
+        | libraries::runtime_messages(r, event);
     let ggml = libraries::ggml_backend(event);
     match event.framework {
         Framework::Cublas | Framework::Cudnn | Framework::Nccl => libraries::library(r, event),

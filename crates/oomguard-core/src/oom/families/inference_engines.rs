@@ -11,8 +11,8 @@
 use crate::oom::patterns::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
 use crate::oom::text::strip_log_prefix;
 use crate::oom::{
-    DeviceKind, EngineCheck, EventKind, Framework, LlamaBuffer, LlamaBufferKind, LlamaOffload,
-    Phase, SglangCheck, VllmCheck,
+    DeviceKind, EngineCheck, EngineLog, EventKind, Framework, LlamaBuffer, LlamaBufferKind,
+    LlamaOffload, Phase, SglangCheck, VllmCheck,
 };
 use regex::Regex;
 use std::sync::LazyLock;
@@ -508,9 +508,151 @@ pub(crate) fn llama_offload(before: &[String]) -> Option<LlamaOffload> {
     offload
 }
 
+/// At most this many engine sizes are kept from one log.
+const MAX_ENGINES: usize = 8;
+
+/// What the lines around a failure say in an engine's or library's own
+/// words (see [`EngineLog`]): `before` are the lines before the message,
+/// `text` the message, `following` the lines after it.
+pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) -> EngineLog {
+    // llama.cpp's error lines (llama-kv-cache.cpp, llama-context.cpp,
+    // llama-model-loader.cpp) name the buffer that failed, right after
+    // ggml's allocation failure.
+    static LLAMA_FAILED: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(failed to allocate buffer for kv cache|llama_kv_cache_init\(\) failed|",
+            r"failed to allocate compute (?:pp )?buffers|compute buffer allocation failed|",
+            r"error loading model: unable to allocate|failed to load model|",
+            r"alloc_tensor_range: failed to allocate)"
+        ))
+    });
+    static UBATCH: LazyLock<Regex> = LazyLock::new(|| {
+        re(r#"(?:\bn_ubatch\s*=\s*|(?:^|[\s`'"])(?:-ub|--ubatch-size)[ =])(\d+)"#)
+    });
+    static CAPTURE: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)captur\w*\s+(?:the model for\s+)?(?:cuda ?graph|cudagraph)|graph capturing|cuda_graph_runner|capture_generation_cuda_graphs",
+        )
+    });
+    static CAPTURE_DONE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"(?i)graph capturing finished|capturing .*?finished|capture cuda graph end")
+    });
+    static ENGINE_SIZE: LazyLock<Regex> = LazyLock::new(|| re(r"Loaded engine size:\s*{SIZE}"));
+    static CACHE_WORDS: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i)prompt_cache|kv_cache|kvcache"));
+    static RAN_LONG: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)long[- ]running|after (?:\d+|several|many) (?:hours|days|requests|generations)|\b\d+ hours\b",
+        )
+    });
+    static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*File "[^"]*", line \d+, in (\S+)"#));
+    let mut log = EngineLog::default();
+    let mut capturing = false;
+    let mut innermost: Option<String> = None;
+    let lines = before
+        .iter()
+        .map(String::as_str)
+        .chain(std::iter::once(text))
+        .chain(following.iter().map(String::as_str));
+    for (i, raw) in lines.enumerate() {
+        let line = strip_log_prefix(raw);
+        if let Some(c) = LLAMA_FAILED.captures(line) {
+            let said = &c[1];
+            let kind = if said.contains("kv") {
+                LlamaBufferKind::KvCache
+            } else if said.contains("compute") {
+                LlamaBufferKind::Compute
+            } else {
+                LlamaBufferKind::Model
+            };
+            // The first error line is the one that failed; later lines
+            // report its consequences (a context that could not be made).
+            log.llama_failed.get_or_insert(kind);
+        }
+        if line.contains("kIOGPUCommandBufferCallbackErrorOutOfMemory")
+            || line.contains("Command buffer execution failed: Insufficient Memory")
+        {
+            log.metal_command_buffer = true;
+        }
+        if let Some(c) = UBATCH.captures(line) {
+            log.ubatch = c[1].parse().ok().or(log.ubatch);
+        }
+        if i <= before.len() {
+            if CAPTURE_DONE.is_match(line) {
+                capturing = false;
+            } else if CAPTURE.is_match(line) {
+                capturing = true;
+            }
+            if let Some(bytes) = ENGINE_SIZE.captures(line).and_then(|c| size_at(&c, 1)) {
+                if log.engines_loaded.len() < MAX_ENGINES {
+                    log.engines_loaded.push(bytes);
+                }
+            }
+            if let Some(c) = FRAME.captures(raw) {
+                innermost = Some(c[1].to_string());
+            }
+            log.cache_frames |= CACHE_WORDS.is_match(line);
+            log.ran_long |= RAN_LONG.is_match(line);
+        }
+    }
+    log.cuda_graph_capture = capturing;
+    log.in_constructor = matches!(
+        innermost.as_deref(),
+        Some("__init__" | "init" | "load_model" | "_load_model" | "from_pretrained")
+    );
+    log
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_log_reads_the_engine_s_own_lines_around_the_failure() {
+        let lines = |v: &[&str]| v.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let log = engine_log(
+            &lines(&["llama_context: n_ubatch = 4096"]),
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 204800.00 MiB on device 0: cudaMalloc failed: out of memory",
+            &lines(&[
+                "llama_kv_cache_init: failed to allocate buffer for kv cache",
+                "llama_init_from_model: failed to allocate compute buffers",
+            ]),
+        );
+        assert_eq!(log.llama_failed, Some(LlamaBufferKind::KvCache));
+        assert_eq!(log.ubatch, Some(4096));
+        let log = engine_log(
+            &lines(&[
+                "INFO model_runner.py:625] Capturing the model for CUDA graphs.",
+                "[TensorRT-LLM][INFO] Loaded engine size: 13768 MiB",
+                "  File \"faster_whisper/transcribe.py\", line 125, in __init__",
+            ]),
+            "RuntimeError: CUDA failed with error out of memory",
+            &[],
+        );
+        assert!(log.cuda_graph_capture);
+        assert_eq!(log.engines_loaded, vec![13768 << 20]);
+        assert!(log.in_constructor);
+        // A capture that finished before the failure is not the failure's.
+        let log = engine_log(
+            &lines(&[
+                "Capturing cudagraphs for decoding.",
+                "Graph capturing finished in 5 secs",
+            ]),
+            "CUDA out of memory",
+            &[],
+        );
+        assert!(!log.cuda_graph_capture);
+        let log = engine_log(
+            &lines(&[
+                "When using it in a long-running process, `-ub 8192` and:",
+                "[METAL] Command buffer execution failed: Insufficient Memory",
+            ]),
+            "(00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)",
+            &[],
+        );
+        assert!(log.ran_long && log.metal_command_buffer);
+        assert_eq!(log.ubatch, Some(8192));
+    }
 
     #[test]
     fn sglang_pool_check_old_and_new_wording() {
