@@ -351,7 +351,7 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     a.op = b.op.or(a.op);
     a.call = a.call.or(b.call);
     a.fragmentation_hint |= b.fragmentation_hint;
-    a.model_state_frames |= b.model_state_frames;
+    a.context = a.context.merge(b.context);
     a.serving_engine = a.serving_engine.or(b.serving_engine);
     a.llama_offload = a.llama_offload.or(b.llama_offload);
     if a.engine_log == EngineLog::default() {

@@ -5,13 +5,15 @@
 //! the figures the message states and the phase its traceback shows. The
 //! rooms, bottom up: `patterns` (the toolbox of every parser), `families/`
 //! (one file per framework family turns a message into figures; its `mod.rs`
-//! tries each family), `text` (line cleaning), `phase`, `attribution` (the software and device a
+//! tries each family), `text` (line cleaning), `phase`, `context` (what the
+//! frames and log lines around a failure show about its cause), `attribution` (the software and device a
 //! message leaves unsaid, from the lines around it), `scan` (the chunked
 //! search) and `group` (one event per failure printed several times). This
 //! module holds the types they share. Deciding *why* the event happened is not done here but in
 //! `crate::diagnose`.
 
 mod attribution;
+mod context;
 mod families;
 mod group;
 mod patterns;
@@ -22,6 +24,7 @@ mod watchdog;
 
 use serde::Serialize;
 
+pub use context::ContextEvidence;
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
 pub use watchdog::{JobFailure, WatchdogTimeout};
 
@@ -338,9 +341,10 @@ pub struct EventFacts {
     /// The allocator's own message points at fragmentation (TensorFlow's
     /// BFC "If the cause is memory fragmentation ...").
     pub fragmentation_hint: bool,
-    /// The traceback shows parameters being gathered (ZeRO-3, FSDP) or
-    /// weights being built: the model's states take the memory.
-    pub model_state_frames: bool,
+    /// What the frames and log lines around the failure show about its
+    /// cause (weights loaded or gathered, a second model, memory kept from
+    /// earlier steps, a batch of one).
+    pub context: ContextEvidence,
     /// The failure happened inside a serving engine that reserves its share
     /// of the GPU up front (its frames or log prefixes name it).
     pub serving_engine: Option<ServingEngine>,

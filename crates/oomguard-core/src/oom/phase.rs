@@ -326,23 +326,6 @@ pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
     phase_of_frames(&frames)
 }
 
-/// True when the traceback's frames gather parameters (DeepSpeed ZeRO-3,
-/// FSDP unsharding) or build weights (a module's `__init__`,
-/// `reset_parameters`, `to_empty`): the memory goes to the model's states,
-/// whatever the batch.
-pub(crate) fn shows_model_states(before: &[String]) -> bool {
-    static FRAMES: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(concat!(
-            r"fetch_sub_module|_allgather_params|all_gather_coalesced|partition_parameters\.py|",
-            r"GatheredParameters|in _unshard\b|_all_gather_flat_param|in unshard\b|",
-            r"reset_parameters|in _init_weights\b|in init_weights\b|in to_empty\b|",
-            r"in _materialize|zero_init|init_empty_weights"
-        ))
-        .expect("pattern compiles")
-    });
-    traceback_lines(before).iter().any(|l| FRAMES.is_match(l))
-}
-
 /// The serving engine whose frames or log prefixes surround the failure.
 pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::ServingEngine> {
     let recent = &before[before.len().saturating_sub(60)..];

@@ -14,7 +14,7 @@ use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
-use super::{attribution, phase, Framework, OomEvent, Phase};
+use super::{attribution, context, phase, Framework, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::collections::VecDeque;
 use std::fmt;
@@ -422,7 +422,7 @@ fn read_event_at(
     }
     attribution::refine(&first, &before, &text, &following, &mut parsed);
     families::generic::fill_from_next_lines(&following, &mut parsed.memory);
-    parsed.facts.model_state_frames = phase::shows_model_states(&before);
+    parsed.facts.context = context::read(&before, &text, &following);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
     if parsed.framework == Framework::LlamaCpp {

@@ -150,7 +150,6 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         engines::vllm(r, check, event);
     }
     engines::serving_engine(r, event);
-    phase::model_state_frames(r, event);
     if event.device.kind == DeviceKind::Mps {
         figures::mps_nothing_allocated(r, event);
     }
@@ -185,6 +184,10 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if r.0.is_empty() || ((worded || ggml) && without_figures(event)) {
         phase::bare_failure(r, event);
     }
+    // What the text around the failure shows weighs in over the figures'
+    // and the phase's ranking, and over the differential of a bare failure.
+    phase::context(r, event);
+    phase::notebook(r, event);
 }
 
 /// The message states no figure of the device or the framework.

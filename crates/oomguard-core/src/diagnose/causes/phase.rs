@@ -1,7 +1,8 @@
 //! Rules that read where in the program it failed: the phase (model load,
 //! forward, backward, optimizer step, generation, evaluation, data loading,
-//! start-up), the frames (parameters being gathered, a batch-size finder
-//! that gave up), what the process's memory did before it failed, and the
+//! start-up), the text around the failure (weights loaded or gathered, a
+//! second model, memory kept from earlier steps, a batch of one, a
+//! batch-size finder that gave up), what the process's memory did before it failed, and the
 //! differential for a failure that states nothing.
 
 use super::{pct, CauseId, Ranking};
@@ -255,14 +256,84 @@ fn full_device_differential(r: &mut Ranking, held: &Held) {
     );
 }
 
-/// The traceback shows parameters being gathered (ZeRO-3, FSDP) or weights
-/// being built.
-pub(super) fn model_state_frames(r: &mut Ranking, event: &OomEvent) {
-    if event.facts.model_state_frames {
+/// What the text around the failure shows, as evidence for a cause: the
+/// lines themselves are quoted. A second model or a model switched in the
+/// same process outweighs a model load (the load fails because the first
+/// model is still there); memory kept from earlier steps or runs outweighs
+/// the batch of the step that failed; weights being loaded, moved or
+/// gathered, or a batch that was already 1, put the model's states ahead of
+/// the batch.
+pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
+    let c = &event.facts.context;
+    if let Some(line) = &c.several_models {
+        r.add_checked(
+            CauseId::MultipleModels,
+            0.85,
+            format!("the text says another model was loaded, switched or reloaded in the same process (\"{line}\"): the earlier model's weights stay on the device until nothing references them"),
+            Some("nvidia-smi before and after the switch: memory that does not drop when the first model is replaced means it is still referenced; del it (and its pipeline), gc.collect(), torch.cuda.empty_cache(), or restart the app between models"),
+        );
         r.add(
-            CauseId::ModelTooLarge,
+            CauseId::LeftoverTensors,
+            0.6,
+            "outputs or caches of the earlier model's runs may be what is still referenced",
+        );
+    }
+    if let Some(line) = &c.kept_alive {
+        r.add_checked(
+            CauseId::LeftoverTensors,
             0.8,
-            "the traceback shows parameters being gathered or weights being built: the model's states, not the batch, take the memory",
+            format!("the text says memory stays from earlier steps or runs (\"{line}\"): something keeps tensors alive across them (a loss kept with its graph, outputs appended to a list, a previous run's objects)"),
+            Some("print torch.cuda.memory_allocated() at the start of every step or run: a value that climbs means tensors kept alive; a flat value that a larger input breaks means the batch"),
+        );
+    }
+    if let Some(line) = &c.model_states {
+        let (score, what) = if c.gathering {
+            (0.8, "parameters are being gathered across ranks (ZeRO-3, FSDP): the full weights of the layers gathered, with each rank's gradients and optimizer states, take the memory, not the batch")
+        } else {
+            (0.8, "weights are being built, loaded or moved to the device: the model's own memory (and, when training starts, its gradients and optimizer states) fills it before any batch runs")
+        };
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            score,
+            format!("{what} (\"{line}\")"),
+            Some("estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32); for training add gradients and optimizer states (about 16 bytes per parameter with Adam in mixed precision); compare with the device"),
+        );
+        if let Some(cell) = &c.notebook {
+            r.add_checked(
+                CauseId::MultipleModels,
+                0.6,
+                format!("a notebook kernel keeps every model earlier cells loaded (\"{cell}\")"),
+                Some("restart the kernel and run only the cell that loads this model: if it fits, an earlier cell's model was still on the device"),
+            );
+        }
+    }
+    // No batch ran before a runtime reserved its pool or while the program
+    // started: a batch of 1 says nothing about those.
+    let started = event.phase == Phase::Startup || event.facts.pool_reservation();
+    if let Some(line) = c.batch_of_one.as_ref().filter(|_| !started) {
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            0.75,
+            format!("the batch was already 1 (\"{line}\"): what remains is the model's weights, gradients and optimizer states, or one very long sample"),
+            Some("run one step at batch size 1 and print torch.cuda.memory_allocated() right after the model and optimizer are created: most of the device gone before the batch means the model"),
+        );
+    }
+}
+
+/// A notebook's frames without anything else around the failure: a hint
+/// listed below the causes the figures rank (earlier cells' objects stay in
+/// the kernel), with the check that settles it.
+pub(super) fn notebook(r: &mut Ranking, event: &OomEvent) {
+    let c = &event.facts.context;
+    if c.model_states.is_some() {
+        return;
+    }
+    if let Some(cell) = &c.notebook {
+        r.add_checked(
+            CauseId::LeftoverTensors,
+            0.4,
+            format!("it ran in a notebook (\"{cell}\"): tensors, models and exceptions of earlier cells stay alive in the kernel"),
+            Some("restart the kernel and run the failing cell alone: if it passes, earlier cells' objects were holding the memory"),
         );
     }
 }
@@ -491,15 +562,87 @@ mod tests {
     }
 
     #[test]
-    fn frames_and_an_exhausted_batch_search_are_the_model() {
-        let mut e = holding(GIB);
-        e.facts.model_state_frames = true;
-        let mut r = Ranking::new();
-        model_state_frames(&mut r, &e);
-        assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.8));
+    fn an_exhausted_batch_search_is_the_model() {
         let mut r = Ranking::new();
         batch_search_exhausted(&mut r);
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+    }
+
+    fn with_context(c: crate::oom::ContextEvidence) -> Ranking {
+        let mut e = holding(GIB);
+        e.facts.context = c;
+        let mut r = Ranking::new();
+        context(&mut r, &e);
+        r
+    }
+
+    #[test]
+    fn weights_loaded_or_gathered_around_the_failure_are_the_model() {
+        let r = with_context(crate::oom::ContextEvidence {
+            model_states: Some("in fetch_sub_module".into()),
+            gathering: true,
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.0[0].evidence.contains("in fetch_sub_module"));
+        assert!(r.0[0].check.is_some());
+    }
+
+    #[test]
+    fn a_model_switch_outweighs_the_load_it_fails_in() {
+        let r = with_context(crate::oom::ContextEvidence {
+            model_states: Some("in load_model".into()),
+            several_models: Some("after i switch the model".into()),
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::MultipleModels));
+        assert!(r.score(CauseId::ModelTooLarge).is_some());
+    }
+
+    #[test]
+    fn memory_kept_from_earlier_steps_is_tensors_kept_alive() {
+        let r = with_context(crate::oom::ContextEvidence {
+            kept_alive: Some("After maybe 600 steps".into()),
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::LeftoverTensors));
+    }
+
+    #[test]
+    fn a_notebook_alone_only_hints_and_with_a_load_names_earlier_models() {
+        let r = with_context(crate::oom::ContextEvidence {
+            notebook: Some("Cell In[8], line 2".into()),
+            ..Default::default()
+        });
+        assert!(r.0.is_empty());
+        let mut e = holding(GIB);
+        e.facts.context.notebook = Some("Cell In[8], line 2".into());
+        let mut r = Ranking::new();
+        notebook(&mut r, &e);
+        assert_eq!(r.score(CauseId::LeftoverTensors), Some(0.4));
+        let r = with_context(crate::oom::ContextEvidence {
+            notebook: Some("Cell In[8], line 2".into()),
+            model_states: Some("in from_pretrained".into()),
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert_eq!(r.score(CauseId::MultipleModels), Some(0.6));
+    }
+
+    #[test]
+    fn a_batch_of_one_points_at_the_model() {
+        let r = with_context(crate::oom::ContextEvidence {
+            batch_of_one: Some("batch_size to 1".into()),
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(with_context(Default::default()).0.is_empty());
+        let mut e = holding(GIB);
+        e.phase = Phase::Startup;
+        e.facts.context.batch_of_one = Some("batch size of 1".into());
+        let mut r = Ranking::new();
+        context(&mut r, &e);
+        assert!(r.0.is_empty());
     }
 
     #[test]

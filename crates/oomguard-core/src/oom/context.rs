@@ -1,0 +1,389 @@
+//! What the text around an event shows about its cause, beyond the phase:
+//! frames and log lines that build, move, load or gather a model's weights
+//! (the model's states fill the device, not the batch), words and logs that
+//! show a second model loaded or a model switched in the same process (the
+//! first one is still there), words that show memory kept from earlier
+//! steps, runs or notebook cells (tensors kept alive), and a batch that was
+//! already 1. Each reading keeps the line that shows it, quoted in the
+//! cause's evidence. Frameworks' own function names are the marks:
+//! `torch.nn.Module._apply` (every `.to()`, `.cuda()`, `.half()` of a
+//! model), `torch.serialization`'s restore of CUDA storages, transformers'
+//! and accelerate's loaders, DeepSpeed ZeRO's parameter coordinator and
+//! engine set-up, FSDP's unshard, ComfyUI's and Fooocus' model management.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+/// Lines read above the failure: a traceback and the log lines of the step
+/// that led to it.
+const LINES_BEFORE: usize = 80;
+
+/// Lines read above the failure for a loader's log line: a load finished
+/// long before the failure says nothing about it.
+const LOG_LINES_BEFORE: usize = 15;
+
+/// Longest quote kept from a line, in characters.
+const QUOTE_CHARS: usize = 120;
+
+/// What the text around one event shows; each field quotes the line that
+/// shows it, `None` when nothing does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContextEvidence {
+    /// A frame or log line that builds, moves, loads or gathers weights.
+    pub model_states: Option<String>,
+    /// Of `model_states`, whether the line gathers parameters across ranks
+    /// (ZeRO-3, FSDP) rather than loading or moving them.
+    pub gathering: bool,
+    /// Words or logs that show a second model, a switch or a reload in the
+    /// same process.
+    pub several_models: Option<String>,
+    /// Words that show memory kept from earlier steps, runs or cells.
+    pub kept_alive: Option<String>,
+    /// A notebook's frames (`Cell In[..]`, `<ipython-input-..>`): state from
+    /// earlier cells stays in the kernel.
+    pub notebook: Option<String>,
+    /// Words that say the batch was already 1.
+    pub batch_of_one: Option<String>,
+}
+
+impl ContextEvidence {
+    /// Readings from two printings of one failure: the first that has each.
+    pub fn merge(self, other: ContextEvidence) -> ContextEvidence {
+        let gathering = if self.model_states.is_some() {
+            self.gathering
+        } else {
+            other.gathering
+        };
+        ContextEvidence {
+            model_states: self.model_states.or(other.model_states),
+            gathering,
+            several_models: self.several_models.or(other.several_models),
+            kept_alive: self.kept_alive.or(other.kept_alive),
+            notebook: self.notebook.or(other.notebook),
+            batch_of_one: self.batch_of_one.or(other.batch_of_one),
+        }
+    }
+}
+
+/// Parameters gathered across ranks before a layer runs: DeepSpeed ZeRO-3's
+/// coordinator (`fetch_sub_module`, `__all_gather_params`,
+/// `GatheredParameters`), FSDP's unshard (`_unshard`, `wait_for_unshard`,
+/// `foreach_all_gather`), and a bare `torch.distributed.all_gather` frame.
+static GATHER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"fetch_sub_module|_all_?gather_params|all_gather_coalesced|partition_parameters\.py|",
+        r"GatheredParameters|\bin _?unshard\b|wait_for_unshard|_all_gather_flat_param|",
+        r"foreach_all_gather|\bin all_gather\b",
+    ))
+    .expect("pattern compiles")
+});
+
+/// Frames and calls that build, move or load weights.
+static MODEL_FRAMES: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        // Built: parameter initialisation, materialising meta tensors.
+        r"reset_parameters|\bin _?init_weights\b|\bin to_empty\b|\bin _materialize|zero_init|",
+        r"init_empty_weights|_initialize_missing_keys|\bin initialize_weights\b|",
+        // Moved or cast: nn.Module.to/.cuda/.half all go through _apply.
+        r"\bin _apply\b|\b(?:self|module)\._apply\(|param_applied = fn\(param\)|",
+        // torch.load restoring CUDA storages onto the device.
+        r"_cuda_deserialize|default_restore_location|restore_location\(|",
+        // transformers, accelerate, safetensors loaders.
+        r"\bin from_pretrained\b|_load_pretrained_model|_load_state_dict_into_meta_model|",
+        r"set_module_tensor_to_device|\bin load_state_dict\b|\.load_state_dict\(|",
+        r"_move_model_to_device|\bin prepare_model\b|\bdispatch_model\b|load_checkpoint_in_model|",
+        r"safe_open|safetensors\W+torch\.py|",
+        // Any loader that names the model, weights or checkpoint.
+        r"\bin _*load_(?:\w+_)?(?:model|models|weights|checkpoint|state_dict)\w*\b|",
+        r"\bin model_load\b|load_models_gpu|load_checkpoint_guess_config|",
+        // DeepSpeed's and FSDP's set-up: weights, gradients and optimizer
+        // states placed before the first step.
+        r"deepspeed\.initialize\(|DeepSpeedEngine\(|_configure_zero_optimizer|",
+        r"initialize_optimizer_states|_create_fp32_partitions|_configure_distributed_model|",
+        r"_broadcast_model|_init_param_handle_from_module|_move_module_to_device|",
+        r"_sync_module_params_and_buffers|",
+        // The call that moves a model in the user's own code.
+        r"(?i:\b(?:self\.)?(?:model|pipe|pipeline|net|unet|vae|text_encoder|encoder|decoder|module)(?:\(\))?\.(?:cuda|to)\(|",
+        r"^\s*(?:self\.)?\w*model\s*=\s*\S.*\)\.(?:cuda|to)\()",
+    ))
+    .expect("pattern compiles")
+});
+
+/// Log lines printed while a model is being loaded: progress bars, loaders'
+/// messages, a loader node that failed, a load reported as failed.
+static MODEL_LOGS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"Loading checkpoint shards|(?i:\bloading (?:the )?(?:model|weights|checkpoint|pipeline)\b)|",
+        r"(?i:failed to load (?:the |\w+ )?model|model failed to load)|",
+        r"Creating model from config|Requested to load \w+|Loading \d+ new models?|",
+        r"Moving model\(s\)|",
+        // ComfyUI's message for a node that raised: a loader node.
+        r"Error occurred when executing \w*(?:Load|load)\w*|",
+        "加载模型",
+    ))
+    .expect("pattern compiles")
+});
+
+/// Words that say a second model came onto the device, or that the model
+/// was switched or reloaded in the same process.
+static SEVERAL_MODELS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i:\bswitch(?:ed|es|ing)?\b[^.\n]{0,25}\b(?:models?|checkpoints?)\b|",
+        r"\bmodels?\b[^.\n]{0,10}\bswitch|",
+        r"\bchang(?:e|ed|es|ing)\b (?:the |to (?:an)?other |between )?(?:models?|checkpoints?)\b|",
+        r"\breload(?:ed|ing|s)? (?:the |a |another )?(?:models?|checkpoints?|pipelines?)\b|",
+        r"\b(?:second|another|previous|old|both|two|multiple) (?:models|model|checkpoints?|pipelines?)\b|",
+        r"\b(?:[2-9]|three|four|several) models\b|\bmodels (?:concurrently|at (?:the same|once))\b|",
+        r"\bmodels?\b[^.\n]{0,20}\b(?:not|never|doesn'?t|does not|didn'?t|won'?t) (?:get )?(?:be )?(?:unload|release|free)|",
+        r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model)|",
+        "重新加载模型|切换模型|老模型|旧模型",
+    ))
+    .expect("pattern compiles")
+});
+
+/// Words that say memory stays from earlier steps or runs: it grows step
+/// after step, fails only after many steps or on a second run, never goes
+/// down.
+static KEPT_ALIVE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i:\bafter (?:about |maybe |around |roughly |some |a few |several |certain |many |\d+ )+",
+        r"(?:steps|iterations|iters|batches|generations|runs|images|requests|calls)\b|",
+        r"\b(?:second|2nd) (?:run|time|call|generation|try|attempt)\b|\brun(?:ning)? (?:it )?(?:again|twice)\b|",
+        r"\b(?:doesn'?t|does not|don'?t|never|won'?t) (?:go|come) (?:back )?down\b|",
+        r"\b(?:memory|vram|usage)\b[^.\n]{0,20}\b(?:keeps? (?:growing|increasing|rising|climbing)|grows|increases|leaks?)\b|",
+        r"\bmemory leak)",
+    ))
+    .expect("pattern compiles")
+});
+
+/// A notebook's frames.
+static NOTEBOOK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"Cell In ?\[\d*\]|<ipython-input-|ipykernel_\d+|in <cell line")
+        .expect("pattern compiles")
+});
+
+/// Words that say the batch was already 1.
+static BATCH_OF_ONE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r#"(?i:\b(?:micro_|per_device_\w*|train_micro_)?batch[ _-]?size\w*"?\s*(?:=|:|is|was|of|to|as|set to)?\s*"#,
+        r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D)))",
+    ))
+    .expect("pattern compiles")
+});
+
+/// Reads the lines before the failure, its own text and the lines after.
+pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
+    let recent = &before[before.len().saturating_sub(LINES_BEFORE)..];
+    let lines = || {
+        recent
+            .iter()
+            .map(String::as_str)
+            .chain(text.lines())
+            .chain(following.iter().map(String::as_str))
+    };
+    let first = |re: &Regex| lines().find(|l| re.is_match(l)).map(quote);
+    let gathered = first(&GATHER);
+    let gathering = gathered.is_some();
+    let logged = || {
+        before[before.len().saturating_sub(LOG_LINES_BEFORE)..]
+            .iter()
+            .map(String::as_str)
+            .chain(text.lines())
+            .chain(following.iter().map(String::as_str))
+            .find(|l| MODEL_LOGS.is_match(l))
+            .map(quote)
+    };
+    let model_states = gathered.or_else(|| first(&MODEL_FRAMES)).or_else(logged);
+    ContextEvidence {
+        model_states,
+        gathering,
+        several_models: first(&SEVERAL_MODELS),
+        kept_alive: first(&KEPT_ALIVE),
+        notebook: first(&NOTEBOOK),
+        batch_of_one: first(&BATCH_OF_ONE),
+    }
+}
+
+/// The line, trimmed and cut to `QUOTE_CHARS` characters.
+fn quote(line: &str) -> String {
+    let line = line.trim().trim_start_matches(['│', '|', '>', '`']).trim();
+    match line.char_indices().nth(QUOTE_CHARS) {
+        Some((at, _)) => format!("{}...", &line[..at]),
+        None => line.to_string(),
+    }
+}
+
+/// Whether anything around the event reads as one of the signals.
+#[cfg(test)]
+fn quiet(e: &ContextEvidence) -> bool {
+    *e == ContextEvidence::default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(s: &str) -> Vec<String> {
+        s.lines().map(str::to_string).collect()
+    }
+
+    fn around(before: &str) -> ContextEvidence {
+        read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn zero3_and_fsdp_gathers_read_as_model_states_being_gathered() {
+        for frame in [
+            "    param_coordinator.fetch_sub_module(sub_module, forward=True)",
+            "  File \".../partitioned_param_coordinator.py\", line 424, in __all_gather_params",
+            "  File \".../torch/distributed/fsdp/_flat_param.py\", line 1, in _unshard",
+            "[rank6]:     self.wait_for_unshard()",
+            "  File \".../distributed_c10d.py\", line 1432, in all_gather",
+        ] {
+            let e = around(frame);
+            assert!(e.gathering, "{frame}");
+            assert_eq!(e.model_states.as_deref(), Some(frame.trim()), "{frame}");
+        }
+    }
+
+    #[test]
+    fn moving_loading_and_building_weights_read_as_model_states() {
+        for frame in [
+            "  File \"/x/torch/nn/modules/module.py\", line 641, in _apply",
+            "│ ❱ 1145 │   │   return self._apply(convert)",
+            "  File \"/x/torch/serialization.py\", line 135, in _cuda_deserialize",
+            "  File \"/x/transformers/modeling_utils.py\", line 717, in _load_state_dict_into_meta_model",
+            "  File \"/x/accelerate/accelerator.py\", line 912, in prepare_model",
+            "  File \"/x/whisper/__init__.py\", line 122, in load_model",
+            "  File \"/x/comfy/model_management.py\", line 410, in load_models_gpu",
+            "  File \"/x/deepspeed/pt/deepspeed_light.py\", line 591, in _configure_zero_optimizer",
+            "    model = hmr(config.SMPL_MEAN_PARAMS).to(device)",
+            "  File \"/x/torch/nn/modules/linear.py\", line 96, in reset_parameters",
+        ] {
+            let e = around(frame);
+            assert!(e.model_states.is_some() && !e.gathering, "{frame}");
+        }
+    }
+
+    #[test]
+    fn loaders_logs_read_as_model_states() {
+        for log in [
+            "Loading checkpoint shards:  53%|█████     | 8/15 [00:16<00:14,  2.04s/it]",
+            "Error occurred when executing Echo_LoadModel:",
+            "Exception: Failed to load SDXL model",
+            "Stable diffusion model failed to load",
+            "Requested to load SDXL",
+            "正在加载模型，耗时需要几分钟，请稍后...",
+        ] {
+            assert!(around(log).model_states.is_some(), "{log}");
+        }
+    }
+
+    #[test]
+    fn a_forward_pass_or_a_data_loader_is_not_model_states() {
+        let e = around(concat!(
+            "  File \"/x/torch/nn/modules/module.py\", line 1501, in _call_impl\n",
+            "    return forward_call(*args, **kwargs)\n",
+            "  File \"/x/torch/nn/modules/conv.py\", line 463, in forward\n",
+            "  File \"/x/torch/utils/data/dataloader.py\", line 1, in __next__\n",
+            "Epoch 3:  45%|████▌     | 450/1000 [01:02<01:16, loss=0.31]",
+        ));
+        assert!(quiet(&e), "{e:?}");
+    }
+
+    #[test]
+    fn a_switch_or_reload_of_the_model_reads_as_several_models() {
+        for words in [
+            "i get this error just after i switch the model... then i go to LTXV",
+            "It happens when changing the model in the dropdown",
+            "After I reload the model the old one stays in VRAM",
+            "the previous model is not unloaded",
+            "选择ChatGLM-6B-int8 重新加载模型后，报错",
+            "I load two models on one GPU",
+            "tried accessing all 3 models concurrently through api",
+        ] {
+            assert!(around(words).several_models.is_some(), "{words}");
+        }
+        assert!(around("Loading model resnet50").several_models.is_none());
+        assert!(around("the model is too big for my card")
+            .several_models
+            .is_none());
+        assert!(around("other models work fine").several_models.is_none());
+    }
+
+    #[test]
+    fn growth_and_second_runs_read_as_kept_alive() {
+        for words in [
+            "I can train the model correctly in the begining. After maybe 600 steps, I got the error",
+            "it stays in 14gb doesnt go down after certain generations",
+            "The first call works, the second run fails",
+            "GPU memory keeps increasing every epoch",
+        ] {
+            assert!(around(words).kept_alive.is_some(), "{words}");
+        }
+        assert!(around("after the first epoch").kept_alive.is_none());
+        assert!(around("Epoch 1/3, step 10/36").kept_alive.is_none());
+    }
+
+    #[test]
+    fn notebook_frames_are_read() {
+        assert!(around("Cell In[8], line 2").notebook.is_some());
+        assert!(around("<ipython-input-5-d4516447ef56> in <module>")
+            .notebook
+            .is_some());
+        assert!(around("  File \"train.py\", line 3, in <module>")
+            .notebook
+            .is_none());
+    }
+
+    #[test]
+    fn a_batch_of_one_is_read_and_larger_batches_are_not() {
+        for words in [
+            "When I train the WaveGlow model eventhough set the batchsize 1.",
+            "i have set batch_size to 1, but it still occur oom",
+            "--batch_size 1",
+            "bs=1",
+            "\"train_micro_batch_size_per_gpu\": 1,",
+            "per_device_train_batch_size=1,",
+        ] {
+            assert!(around(words).batch_of_one.is_some(), "{words}");
+        }
+        for words in ["batch_size=16", "batch size 128", "batch_size = 1.5"] {
+            assert!(around(words).batch_of_one.is_none(), "{words}");
+        }
+    }
+
+    #[test]
+    fn lines_after_the_failure_count_and_quotes_are_short() {
+        let after = lines(&format!(
+            "    param_coordinator.fetch_sub_module(sub_module, forward=True){}",
+            " x".repeat(200)
+        ));
+        let e = read(
+            &[],
+            "torch.cuda.OutOfMemoryError: CUDA out of memory.",
+            &after,
+        );
+        let q = e.model_states.expect("read after the failure");
+        assert!(q.chars().count() <= QUOTE_CHARS + 3);
+    }
+
+    #[test]
+    fn merging_keeps_the_first_reading_of_each_signal() {
+        let a = ContextEvidence {
+            model_states: Some("a".into()),
+            gathering: true,
+            ..ContextEvidence::default()
+        };
+        let b = ContextEvidence {
+            model_states: Some("b".into()),
+            kept_alive: Some("k".into()),
+            ..ContextEvidence::default()
+        };
+        let m = a.merge(b);
+        assert_eq!(m.model_states.as_deref(), Some("a"));
+        assert!(m.gathering);
+        assert_eq!(m.kept_alive.as_deref(), Some("k"));
+    }
+}
