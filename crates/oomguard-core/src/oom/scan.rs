@@ -424,11 +424,17 @@ fn read_event_at(
     families::generic::fill_from_next_lines(&following, &mut parsed.memory);
     parsed.facts.model_state_frames = phase::shows_model_states(&before);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    if parsed.framework == Framework::PyTorch
+        && families::inference_engines::printed_by_ggml(&before, &text, &following)
+    {
+        parsed.framework = Framework::LlamaCpp;
+    }
     if parsed.framework == Framework::LlamaCpp {
         parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+        families::tensorflow_jax::device_from_context(&before, &mut parsed);
     }
     if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
