@@ -446,6 +446,16 @@ fn corpus_dev_detect() {
     run_cases("oom/corpus_dev_detect.jsonl");
 }
 
+/// Real texts across stacks (PyTorch apps, TensorFlow, Paddle, ggml's Metal
+/// and Vulkan backends, Ascend NPUs, CTranslate2, the kernel's OOM killer)
+/// and misleading ones (device-side asserts, full disks, OOM discussions and
+/// docs), taken as they came; every third row is held out and rows that
+/// still fail are marked `known_gap`.
+#[test]
+fn corpus_dev_detect2() {
+    run_cases("oom/corpus_dev_detect2.jsonl");
+}
+
 /// Out-of-memory texts from vendor runtimes and host allocators (ggml's
 /// Vulkan and Metal backends, MLX, Ascend NPU, OpenCL, HIP, TensorRT, TGI,
 /// Rust and Go runtimes, the kernel's OOM killer, XLA) and misleading texts

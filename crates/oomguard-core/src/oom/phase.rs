@@ -615,14 +615,15 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .collect();
     tied_phase(&lines, near_before.len())
         .or_else(|| {
-            let (phases, set) = &*CONTEXT_RULES;
-            // The first rule, in order, that any line matches.
+            // The first rule, in order, that any line matches. The rules are
+            // compiled only once a line holds one of their words: a log dense
+            // with bare OOM lines never pays for them.
             let first = lines
                 .iter()
                 .filter(|l| CONTEXT_WORDS.is_match(**l))
-                .filter_map(|l| set.matches(l).iter().next())
+                .filter_map(|l| CONTEXT_RULES.1.matches(l).iter().next())
                 .min()?;
-            Some(phases[first])
+            Some(CONTEXT_RULES.0[first])
         })
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
 }
@@ -642,7 +643,9 @@ fn follows_command(before: &[String]) -> bool {
         .iter()
         .rev()
         .find(|l| !l.trim().is_empty())
-        .is_some_and(|l| COMMAND.is_match(l.trim_end()))
+        // Every command the pattern knows names a `.py` file: a line without
+        // one is not matched against it.
+        .is_some_and(|l| l.contains(".py") && COMMAND.is_match(l.trim_end()))
 }
 
 /// The phase the traceback that ends at the error shows, `None` when no

@@ -425,11 +425,17 @@ fn read_event_at(
     parsed.facts.context = context::read(&before, &text, &following);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
+    if parsed.framework == Framework::PyTorch
+        && families::inference_engines::printed_by_ggml(&before, &text, &following)
+    {
+        parsed.framework = Framework::LlamaCpp;
+    }
     if parsed.framework == Framework::LlamaCpp {
         parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+        families::tensorflow_jax::device_from_context(&before, &mut parsed);
     }
     if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)

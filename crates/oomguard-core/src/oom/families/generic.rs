@@ -29,6 +29,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     "OUT OF MEMORY",
     "out of Memory",
     "out of the memory",
+    // The acronym in a report's words or a bug report's title ("says cuda
+    // oom when capturing cuda graphs", "[Bug]: CUDA OOM").
+    "OOM",
+    " oom",
     // CUDA_ERROR_OUT_OF_MEMORY, UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY,
     // CL_OUT_OF_HOST_MEMORY, CL_OUT_OF_RESOURCES.
     "OUT_OF_",
@@ -100,6 +104,9 @@ pub(super) const EXAMPLES: &[&str] = &[
     "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
     "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
     "[E] [TRT] Internal error: could not find any implementation for node conv1, try increasing the workspace size with IBuilder::setMaxWorkspaceSize()",
+    // Reports in words.
+    "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
+    "[Bug]: CUDA OOM (due to flaky profiler?)",
 ];
 
 struct Patterns {
@@ -108,6 +115,8 @@ struct Patterns {
     shell_killed: Regex,
     launcher_kill: Regex,
     code_like: Regex,
+    assignment: Regex,
+    logfmt: Regex,
     kernel_frame: Regex,
     size_after: Regex,
     size_exact: Regex,
@@ -177,8 +186,14 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     code_like: re(concat!(
         r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
-        r#"\w\s*=\s*["'(]|XXXX|%s|\{\}|=>"#
+        r#"XXXX|%s|\{\}|=>"#
     )),
+    // A string assigned to a name: source code. A keyword argument inside
+    // an object's printed form (`Shard(model_id='m', ...)`) and a log's
+    // `key="value"` fields (logfmt: Go's logrus and slog, runc, kubelet)
+    // are not.
+    assignment: re(r#"(?:^|[^\w\s(,=])\s*[\w.\[\]]+\s*=\s*["'(]"#),
+    logfmt: re(r"\blevel=\w+\b.*\bmsg=|\bmsg=.*\blevel=\w"),
     kernel_frame: re(r"^\s*\??\s*\w+(?:\.\w+)*\+0x[0-9a-f]+/0x[0-9a-f]+"),
     size_after: re(&format!(
         r"(?i:allocat\w*|reserve|分配|virtualalloc)\s*(?:of\s*|a\s*)?{LOOSE_SIZE}"
@@ -225,13 +240,19 @@ fn numpy_dtype_bytes(name: &str) -> Option<u64> {
     })
 }
 
+/// True when `text` reads as source code: a diff, a statement keyword, a
+/// format placeholder, a string assigned to a name (see `assignment`).
+fn looks_like_code(text: &str) -> bool {
+    let p = &*P;
+    p.code_like.is_match(text) || (p.assignment.is_match(text) && !p.logfmt.is_match(text))
+}
+
 /// True when the phrase at `at` is the failure itself, not a mention: the
 /// text is not a warning, not source code, and the phrase is neither quoted
 /// nor backticked.
 fn stands_as_failure(text: &str, at: usize) -> bool {
-    let p = &*P;
     let head = text.trim_start();
-    if is_quiet_level(head) || p.code_like.is_match(head) {
+    if is_quiet_level(head) || looks_like_code(head) {
         return false;
     }
     let before = &text[..at];
@@ -281,6 +302,13 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
     if !(identifier || standalone || before.trim().is_empty() || MARKER.is_match(before)) {
         return false;
     }
+    !says_fallback(text)
+}
+
+/// True when the text says the program fell back or retried after the
+/// failed allocation (pinned memory, mlock, autotuners, TensorRT tactics):
+/// it went on.
+fn says_fallback(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     const FALLBACKS: &[&str] = &[
         "pinned memory",
@@ -295,7 +323,7 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
         "no space left",
         "no valid triton configs",
     ];
-    !FALLBACKS.iter().any(|w| lower.contains(w))
+    FALLBACKS.iter().any(|w| lower.contains(w))
 }
 
 /// Any failed allocation or kill the family parsers did not claim.
@@ -310,11 +338,11 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     {
         return Some(parsed);
     }
-    let m = p.failure.find(text)?;
-    if !stands_as_failure(text, m.start()) {
-        return None;
-    }
-    let message = message_at(text, m.start());
+    let at = match p.failure.find(text) {
+        Some(m) if stands_as_failure(text, m.start()) => m.start(),
+        _ => reported_in_prose(text)?,
+    };
+    let message = message_at(text, at);
     let mut parsed = Parsed::new(framework_named(text), device_kind(text), message);
     parsed.device.index = device_index(text).or_else(|| {
         static OPENCL_DEVICE: LazyLock<Regex> = LazyLock::new(|| re(r"\(Device\s*(\d+)\)"));
@@ -386,6 +414,72 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// Where a sentence of `text` reports that an out-of-memory failure
+/// happened, in words rather than as the error itself: someone got, hit,
+/// received or ran into it ("I received a CUDA out of memory during
+/// evaluation", "says cuda oom when capturing cuda graphs", "I get the error
+/// `CUDA failed with error out of memory`"), it happened at a time ("OOM
+/// error during VAE decode", "Cuda out of memory while testing"), the quoted
+/// error appeared, or a bug report's title names it (`[Bug]: ... OOM`, the
+/// issue templates of vLLM, SGLang and others). Sentences that hedge, advise
+/// or deny ("if you see out-of-memory errors", "to avoid OOM when loading",
+/// "it may hit OOM", "I didn't get OOM") report nothing.
+fn reported_in_prose(text: &str) -> Option<usize> {
+    const OOM: &str = r"(?:oom|out[ -]of[ -]memory)\b";
+    static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+        [
+            format!(
+                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing))\s+(?:(?:an?|the|this|that|same)\s+)*(?:(?:cuda|gpu)\s+|errors?:?\s+["'`“](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+            ),
+            format!(
+                r"(?i)^\s*(?:\[[^\]]*\]:?\s*)?(?:cuda\s+|gpu\s+)?{OOM}(?:\s+error)?\s+(?:during|while|when|at)\s+\w"
+            ),
+            format!(
+                r#"(?i)["'`“](?:cuda\s+)?{OOM}["'`”]?\s+(?:error\s+)?(?:appeared|appears|occurred|occurs|happened|happens|shows\s+up|showed\s+up)\b"#
+            ),
+            format!(r"^\s*\[(?:Bug|BUG|bug)\]:?\s.*\b(?i:{OOM})"),
+        ]
+        .iter()
+        .map(|p| re(p))
+        .collect()
+    });
+    static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
+        )
+    });
+    static SENTENCE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"[^.!?;。！？\n]+(?:[.!?;。！？]|\n|$)"));
+    let lower = text.to_ascii_lowercase();
+    if !(lower.contains("oom") || lower.contains("of memory") || lower.contains("of-memory")) {
+        return None;
+    }
+    if is_quiet_level(text.trim_start()) || says_fallback(text) {
+        return None;
+    }
+    SENTENCE.find_iter(text).find_map(|sentence| {
+        let s = sentence.as_str();
+        // The killer and its score are the mechanism, not a failure.
+        static MECHANISM: LazyLock<Regex> =
+            LazyLock::new(|| re(r"(?i)^[\s_-]*(?:kill|score|adj|reaper)"));
+        let (rule, m) = REPORTS
+            .iter()
+            .enumerate()
+            .find_map(|(i, r)| Some((i, r.find(s)?)))?;
+        // A question asks; a title (the last rule) states.
+        let question = rule + 1 < REPORTS.len() && s.trim_end().ends_with('?');
+        let mechanism = MECHANISM.is_match(&s[m.end()..]);
+        if question
+            || mechanism
+            || HEDGED.is_match(&s[..m.start()])
+            || looks_like_code(s.trim_start())
+        {
+            return None;
+        }
+        Some(sentence.start() + m.start())
+    })
+}
+
 /// A memory cgroup at its limit with failed charges (`memory: usage
 /// 1048576kB, limit 1048576kB, failcnt 141`, the kernel's report of a
 /// cgroup OOM): its processes ran out of the memory the container allows.
@@ -418,7 +512,7 @@ fn killed(text: &str) -> Option<Parsed> {
     let shell = p.shell_killed.find(text);
     let launcher = p.launcher_kill.find(text);
     let at = kernel.or(shell).or(launcher)?;
-    if p.code_like.is_match(text.trim_start()) {
+    if looks_like_code(text.trim_start()) {
         return None;
     }
     let mut parsed = Parsed::new(
@@ -453,7 +547,7 @@ fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
         )
     });
     let c = NO_TACTIC.captures(text)?;
-    if P.code_like.is_match(text.trim_start()) {
+    if looks_like_code(text.trim_start()) {
         return None;
     }
     let mut parsed = Parsed::new(
@@ -652,6 +746,48 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_report_in_words_is_an_event() {
+        for text in [
+            "This is surprising because training was running smoothly, but I received a CUDA out of memory during evaluation.",
+            "Testing after tuning and fitting raise a CUDA out of memory error.",
+            "OOM error during VAE decode. VRAM usage skyrockets from ~15.5GB to ~40GB.",
+            "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
+            "When a finish the train epcoh and do the validation ,the \"CUDA out of memory\" appeared.",
+            "in fact I get the error `CUDA failed with error out of memory`, it seems like it wants to dump it all",
+            "[Bug]: CUDA OOM (due to flaky profiler?)",
+        ] {
+            assert!(parse(text).is_some(), "{text}");
+        }
+    }
+
+    #[test]
+    fn hedged_advice_and_denials_report_nothing() {
+        for text in [
+            "If you see out-of-memory errors during serving, please try to reduce the memory usage of the KV cache pool.",
+            "To avoid OOM when loading, set low_cpu_mem_usage=True.",
+            "Large batches may hit OOM during evaluation.",
+            "I didn't get OOM during training.",
+            "Distinguishes two OOM scenarios with opposite tuning directions",
+            "[Bugfix] fix confusing OOM errors during v1 init",
+            "Current OOM error messages in SGLang give one-sided or generic advice",
+            "Did you get an OOM during evaluation?",
+            "Some processes get killed by the OOM killer when memory runs low.",
+            "The workers hit the oom-kill path and exit.",
+            "Training is slow and OOM during evaluation is a known problem.",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn printed_objects_and_log_fields_are_not_code() {
+        assert!(parse("Error processing tensor for shard Shard(model_id='m', start_layer=0): CUDA Error 2, out of memory").is_some());
+        assert!(parse(r#"Error: container create failed: time="2022-09-14T11:35:13Z" level=error msg="runc create failed: unable to start container process: container init was OOM-killed (memory limit too low?)""#).is_some());
+        // A string assigned to a name stays source code.
+        assert!(parse(r#"msg = "CUDA error: out of memory""#).is_none());
+    }
 
     fn event(text: &str) -> Parsed {
         parse(text).unwrap_or_else(|| panic!("an event in {text:?}"))

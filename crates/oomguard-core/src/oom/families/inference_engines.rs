@@ -603,9 +603,77 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
     log
 }
 
+/// True when a bare `CUDA error: out of memory` (read as PyTorch's by
+/// default) was printed by ggml's CUDA backend: ggml-cuda's error handler
+/// prints `CUDA error: <reason>` then `current device: N, in function
+/// ggml_...`, and llama.cpp, Ollama's runner and other ggml programs print
+/// their `llama_*` / `ggml_*` / `load_tensors:` lines before it, with no
+/// Python frames or exception class in between.
+pub(crate) fn printed_by_ggml(before: &[String], text: &str, after: &[String]) -> bool {
+    let bare = strip_log_prefix(text)
+        .trim_start()
+        .starts_with("CUDA error:");
+    if !bare {
+        return false;
+    }
+    let ggml_function = after
+        .iter()
+        .take(3)
+        .any(|l| l.contains("current device:") && l.contains("ggml"));
+    let recent = &before[before.len().saturating_sub(30)..];
+    if recent
+        .iter()
+        .any(|l| l.contains("File \"") || l.contains("Traceback") || l.contains("torch"))
+    {
+        return false;
+    }
+    ggml_function
+        || recent.iter().rev().take(12).any(|l| {
+            let l = strip_log_prefix(l).trim_start();
+            [
+                "llama_",
+                "ggml_",
+                "llm_load_",
+                "load_tensors:",
+                "print_info:",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_cuda_error_after_llama_lines_is_ggml_s() {
+        let before: Vec<String> = [
+            "llama_new_context_with_model:      CUDA0 compute buffer size =   296.02 MiB",
+            "llama_new_context_with_model: graph splits (measure): 3",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert!(printed_by_ggml(&before, "CUDA error: out of memory", &[]));
+        let after = vec![
+            "  current device: 0, in function ggml_cuda_pool_malloc at ggml-cuda.cu:123"
+                .to_string(),
+        ];
+        assert!(printed_by_ggml(&[], "CUDA error: out of memory", &after));
+        // PyTorch's own: a traceback, or its exception class.
+        let tb = vec![
+            "Traceback (most recent call last):".to_string(),
+            "  File \"a.py\", line 1".to_string(),
+        ];
+        assert!(!printed_by_ggml(&tb, "CUDA error: out of memory", &[]));
+        assert!(!printed_by_ggml(
+            &before,
+            "RuntimeError: CUDA error: out of memory",
+            &[]
+        ));
+        assert!(!printed_by_ggml(&[], "CUDA error: out of memory", &[]));
+    }
 
     #[test]
     fn engine_log_reads_the_engine_s_own_lines_around_the_failure() {

@@ -66,7 +66,10 @@ struct Patterns {
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     oom_tensor: re(
-        r"OOM\s*when\s*allocating\s*tensor\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\](?:\s*and\s*type\s*(\w+))?(?:\s*on\s*(\S+))?",
+        // The shape is missing from quoted excerpts and printed as a
+        // `TensorShape` proto (`shapedim { size: N } ...`) by the first
+        // releases (tensorflow/core/common_runtime/bfc_allocator.cc, 2015).
+        r"OOM\s*when\s*allocating\s*tensor(?:\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\](?:\s*and\s*type\s*(\w+))?(?:\s*on\s*(\S+))?)?",
     ),
     bfc: re(
         r"(?:Allocator\s*\((\w+)\)\s*ran|\bRan)\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
@@ -112,11 +115,14 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             DeviceKind::Unknown,
             message_from(text, &p.oom_tensor),
         );
-        let dims: Option<Vec<u64>> = c[1]
-            .split(',')
-            .filter(|d| !d.trim().is_empty())
-            .map(|d| d.trim().parse::<u64>().ok())
-            .collect();
+        let dims: Option<Vec<u64>> = c.get(1).and_then(|shape| {
+            shape
+                .as_str()
+                .split(',')
+                .filter(|d| !d.trim().is_empty())
+                .map(|d| d.trim().parse::<u64>().ok())
+                .collect()
+        });
         // Without its dtype (older releases, quoted excerpts) the shape
         // alone does not give the bytes.
         let dtype = c.get(2).and_then(|t| dtype_bytes(t.as_str()));
@@ -280,8 +286,35 @@ fn tf_device(text: &str, parsed: &mut Parsed) {
     }
 }
 
+/// The device a TensorFlow failure ran on when its own line does not say
+/// (the stream executor's `failed to allocate N from device`): the devices
+/// TensorFlow created before it (`Creating TensorFlow device (/gpu:0) ->
+/// (device: 0, ...)`, `Created TensorFlow device (/job:.../device:GPU:0
+/// with N MB memory) -> physical GPU (device: 0, ...)`,
+/// tensorflow/core/common_runtime/gpu/gpu_device.cc), when they were all
+/// the same one.
+pub(crate) fn device_from_context(before: &[String], parsed: &mut Parsed) {
+    static CREATED: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"Creat(?:ed|ing)\s*TensorFlow\s*device\s*\((?:\S*/device:GPU:|/gpu:)(\d+)")
+    });
+    if parsed.device.index.is_some() {
+        return;
+    }
+    let mut indices = before
+        .iter()
+        .filter(|l| l.contains("TensorFlow device"))
+        .filter_map(|l| CREATED.captures(l)?.get(1)?.as_str().parse::<u32>().ok());
+    let Some(first) = indices.next() else {
+        return;
+    };
+    if indices.all(|i| i == first) {
+        parsed.device.index = Some(first);
+    }
+}
+
 /// The op TensorFlow names; an op whose name ends in `Grad` runs in the
-/// backward pass.
+/// backward pass, one an optimizer adds (Keras's `training/Adam/...`,
+/// `ApplyAdam`, `ResourceApplyGradientDescent`) in its step.
 fn tf_op(text: &str, parsed: &mut Parsed) {
     if let Some(c) = P.op.captures(text) {
         let op = c
@@ -295,6 +328,8 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
             // any other node of the model runs its forward pass.
             parsed.phase_hint = if op.contains("Grad") || op.contains("gradient") {
                 Some(Phase::Backward)
+            } else if optimizer_op(&op) {
+                Some(Phase::OptimizerStep)
             } else if op.contains("Initializer") || op.contains("/Assign") || op.ends_with("Assign")
             {
                 Some(Phase::ModelLoad)
@@ -308,9 +343,89 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
     }
 }
 
+/// True for an op an optimizer adds: TensorFlow's update kernels
+/// (`ApplyAdam`, `ResourceApplyMomentum`, tensorflow/core/kernels/
+/// training_ops.cc) and nodes in an optimizer's name scope (Keras names the
+/// scope after the optimizer class: `training/Adam/...`, `SGD/...`).
+fn optimizer_op(op: &str) -> bool {
+    const OPTIMIZERS: &[&str] = &[
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Nadam",
+        "SGD",
+        "RMSprop",
+        "RMSProp",
+        "Adagrad",
+        "Adadelta",
+        "Ftrl",
+        "Momentum",
+        "GradientDescent",
+        "Lamb",
+        "LAMB",
+    ];
+    op.split('/').any(|part| {
+        let kernel = part
+            .strip_prefix("Resource")
+            .unwrap_or(part)
+            .strip_prefix("Apply")
+            .or_else(|| part.strip_prefix("SparseApply"));
+        kernel.is_some_and(|k| OPTIMIZERS.iter().any(|o| k.starts_with(o)))
+            || OPTIMIZERS.contains(&part)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn optimizer_scopes_and_kernels_are_the_step() {
+        assert!(optimizer_op("training/Adam/Variable_12"));
+        assert!(optimizer_op("ResourceApplyAdam"));
+        assert!(optimizer_op("SGD/update_dense/mul"));
+        assert!(!optimizer_op("model/dense/MatMul"));
+        assert!(!optimizer_op("Adamson/conv1"));
+        let e = parse("ResourceExhaustedError: OOM when allocating tensor with shape[4096,4096] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc\n\t [[Node: training/Adam/Variable_12/Assign = Assign[T=DT_FLOAT]]]")
+            .expect("an event");
+        assert_eq!(e.phase_hint, Some(Phase::OptimizerStep));
+        // Gradients under the optimizer's scope are still the backward pass.
+        let e = parse("OOM when allocating tensor with shape[64,128] and type float [[{{node training/Adam/gradients/dense/MatMul_grad/MatMul}}]]")
+            .expect("an event");
+        assert_eq!(e.phase_hint, Some(Phase::Backward));
+    }
+
+    #[test]
+    fn a_shapeless_excerpt_is_still_an_oom() {
+        let e =
+            parse("ResourceExhaustedError (see above for traceback): OOM when allocating tensor")
+                .expect("an event");
+        assert_eq!(e.framework, Framework::TensorFlow);
+        assert_eq!(e.memory.requested_bytes, None);
+    }
+
+    #[test]
+    fn the_created_device_names_a_stream_executor_failure() {
+        let before: Vec<String> = [
+            "I tensorflow/core/common_runtime/gpu/gpu_device.cc:975] Creating TensorFlow device (/gpu:0) -> (device: 0, name: GeForce GTX 950M, pci bus id: 0000:01:00.0)",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut e = parse("E tensorflow/stream_executor/cuda/cuda_driver.cc:1002] failed to allocate 173.69M (182124544 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY")
+            .expect("an event");
+        device_from_context(&before, &mut e);
+        assert_eq!(e.device.index, Some(0));
+        // Two devices created: which one failed is not said.
+        let mut two = before.clone();
+        two.push("Created TensorFlow device (/job:localhost/replica:0/task:0/device:GPU:1 with 7524 MB memory)".into());
+        let mut e = parse(
+            "failed to allocate 7.35G (7889485824 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY",
+        )
+        .expect("an event");
+        device_from_context(&two, &mut e);
+        assert_eq!(e.device.index, None);
+    }
 
     #[test]
     fn xla_memory_space_without_its_status() {
