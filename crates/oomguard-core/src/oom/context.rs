@@ -13,7 +13,8 @@
 
 use std::sync::LazyLock;
 
-use regex::Regex;
+use aho_corasick::AhoCorasick;
+use regex::{Regex, RegexSet};
 
 /// Lines read above the failure: a traceback and the log lines of the step
 /// that led to it.
@@ -174,36 +175,155 @@ static BATCH_OF_ONE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
-    let recent = &before[before.len().saturating_sub(LINES_BEFORE)..];
-    let lines = || {
-        recent
-            .iter()
-            .map(String::as_str)
-            .chain(text.lines())
-            .chain(following.iter().map(String::as_str))
-    };
-    let first = |re: &Regex| lines().find(|l| re.is_match(l)).map(quote);
-    let gathered = first(&GATHER);
-    let gathering = gathered.is_some();
-    let logged = || {
-        before[before.len().saturating_sub(LOG_LINES_BEFORE)..]
-            .iter()
-            .map(String::as_str)
-            .chain(text.lines())
-            .chain(following.iter().map(String::as_str))
-            .find(|l| MODEL_LOGS.is_match(l))
-            .map(quote)
-    };
-    let model_states = gathered.or_else(|| first(&MODEL_FRAMES)).or_else(logged);
+    let start = before.len().saturating_sub(LINES_BEFORE);
+    let log_from = before.len().saturating_sub(LOG_LINES_BEFORE);
+    let lines = before[start..]
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (start + i >= log_from, l.as_str()))
+        .chain(text.lines().map(|l| (true, l)))
+        .chain(following.iter().map(|l| (true, l.as_str())));
+    // One pass of the set over each line; the first line matching each
+    // signal is its evidence (the loader log lines only near the error).
+    let mut found: [Option<String>; SIGNAL_COUNT] = Default::default();
+    for (near, line) in lines {
+        if !SIGNAL_WORDS.is_match(line) {
+            continue;
+        }
+        let matched = SIGNALS.matches(line);
+        for i in matched.iter() {
+            if i == Signal::ModelLog as usize && !near {
+                continue;
+            }
+            found[i].get_or_insert_with(|| quote(line));
+        }
+    }
+    let take = |s: Signal| found[s as usize].clone();
+    let gathered = take(Signal::Gather);
     ContextEvidence {
-        model_states,
-        gathering,
-        several_models: first(&SEVERAL_MODELS),
-        kept_alive: first(&KEPT_ALIVE),
-        notebook: first(&NOTEBOOK),
-        batch_of_one: first(&BATCH_OF_ONE),
+        gathering: gathered.is_some(),
+        model_states: gathered
+            .or_else(|| take(Signal::ModelFrame))
+            .or_else(|| take(Signal::ModelLog)),
+        several_models: take(Signal::SeveralModels),
+        kept_alive: take(Signal::KeptAlive),
+        notebook: take(Signal::Notebook),
+        batch_of_one: take(Signal::BatchOfOne),
     }
 }
+
+/// The signals, in the order of [`SIGNALS`].
+#[derive(Clone, Copy)]
+enum Signal {
+    Gather,
+    ModelFrame,
+    ModelLog,
+    SeveralModels,
+    KeptAlive,
+    Notebook,
+    BatchOfOne,
+}
+
+const SIGNAL_COUNT: usize = 7;
+
+/// Words at least one of which every signal's pattern needs (ASCII case
+/// folded): a line with none of them is skipped without running the set,
+/// which keeps a log dense with OOM messages fast. A test checks that each
+/// pattern's examples pass this filter.
+static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build([
+            // GATHER
+            "gather",
+            "unshard",
+            "partition_parameters",
+            "fetch_sub_module",
+            // MODEL_FRAMES
+            "reset_parameters",
+            "init_weights",
+            "init_empty",
+            "to_empty",
+            "_materialize",
+            "zero_init",
+            "initialize",
+            "_missing_keys",
+            "_apply",
+            "param_applied",
+            "_deserialize",
+            "restore_location",
+            "from_pretrained",
+            "_pretrained_model",
+            "state_dict",
+            "set_module_tensor",
+            "_to_device",
+            "prepare_model",
+            "dispatch_model",
+            "load_",
+            "safe_open",
+            "safetensors",
+            "model_load",
+            "deepspeed",
+            "_configure_",
+            "_create_fp32",
+            "_broadcast_model",
+            "_init_param_handle",
+            "_sync_module",
+            ".cuda(",
+            ".to(",
+            // MODEL_LOGS
+            "loading",
+            "failed to load",
+            "creating model",
+            "requested to load",
+            "moving model",
+            "error occurred when executing",
+            "加载模型",
+            // SEVERAL_MODELS
+            "switch",
+            "chang",
+            "reload",
+            "model",
+            "checkpoint",
+            "pipeline",
+            "模型",
+            // KEPT_ALIVE
+            "after",
+            "second",
+            "2nd",
+            "again",
+            "twice",
+            "down",
+            "keep",
+            "grow",
+            "increas",
+            "leak",
+            // NOTEBOOK
+            "cell in",
+            "ipython-input",
+            "ipykernel_",
+            "cell line",
+            // BATCH_OF_ONE
+            "batch",
+            "bs=",
+            "bs ",
+        ])
+        .expect("the signal words build")
+});
+
+/// Every signal's pattern in one set, so a line is read once.
+static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
+    RegexSet::new([
+        GATHER.as_str(),
+        MODEL_FRAMES.as_str(),
+        MODEL_LOGS.as_str(),
+        SEVERAL_MODELS.as_str(),
+        KEPT_ALIVE.as_str(),
+        NOTEBOOK.as_str(),
+        BATCH_OF_ONE.as_str(),
+    ])
+    .expect("the context signals compile")
+});
 
 /// The line, trimmed and cut to `QUOTE_CHARS` characters.
 fn quote(line: &str) -> String {

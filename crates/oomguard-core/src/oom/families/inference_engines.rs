@@ -14,6 +14,7 @@ use crate::oom::{
     DeviceKind, EngineCheck, EngineLog, EventKind, Framework, LlamaBuffer, LlamaBufferKind,
     LlamaOffload, Phase, SglangCheck, VllmCheck,
 };
+use aho_corasick::AhoCorasick;
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -546,6 +547,30 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
         )
     });
     static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*File "[^"]*", line \d+, in (\S+)"#));
+    // Words at least one of which each pattern above needs (ASCII case
+    // folded): other lines are skipped, which keeps a log dense with OOM
+    // messages fast.
+    static ENGINE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([
+                "fail",
+                "error loading model",
+                "kIOGPUCommandBuffer",
+                "ubatch",
+                "-ub",
+                "captur",
+                "cuda_graph",
+                "cudagraph",
+                "loaded engine size",
+                "cache",
+                "long",
+                "after",
+                "hours",
+                "file \"",
+            ])
+            .expect("the engine words build")
+    });
     let mut log = EngineLog::default();
     let mut capturing = false;
     let mut innermost: Option<String> = None;
@@ -555,6 +580,9 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
         .chain(std::iter::once(text))
         .chain(following.iter().map(String::as_str));
     for (i, raw) in lines.enumerate() {
+        if !ENGINE_WORDS.is_match(raw) {
+            continue;
+        }
         let line = strip_log_prefix(raw);
         if let Some(c) = LLAMA_FAILED.captures(line) {
             let said = &c[1];
