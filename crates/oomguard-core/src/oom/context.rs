@@ -14,7 +14,7 @@
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexSet};
+use regex::RegexSet;
 
 /// Lines read above the failure: a traceback and the log lines of the step
 /// that led to it.
@@ -71,107 +71,86 @@ impl ContextEvidence {
 /// coordinator (`fetch_sub_module`, `__all_gather_params`,
 /// `GatheredParameters`), FSDP's unshard (`_unshard`, `wait_for_unshard`,
 /// `foreach_all_gather`), and a bare `torch.distributed.all_gather` frame.
-static GATHER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"fetch_sub_module|_all_?gather_params|all_gather_coalesced|partition_parameters\.py|",
-        r"GatheredParameters|\bin _?unshard\b|wait_for_unshard|_all_gather_flat_param|",
-        r"foreach_all_gather|\bin all_gather\b",
-    ))
-    .expect("pattern compiles")
-});
+const GATHER: &str = concat!(
+    r"fetch_sub_module|_all_?gather_params|all_gather_coalesced|partition_parameters\.py|",
+    r"GatheredParameters|\bin _?unshard\b|wait_for_unshard|_all_gather_flat_param|",
+    r"foreach_all_gather|\bin all_gather\b",
+);
 
 /// Frames and calls that build, move or load weights.
-static MODEL_FRAMES: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        // Built: parameter initialisation, materialising meta tensors.
-        r"reset_parameters|\bin _?init_weights\b|\bin to_empty\b|\bin _materialize|zero_init|",
-        r"init_empty_weights|_initialize_missing_keys|\bin initialize_weights\b|",
-        // Moved or cast: nn.Module.to/.cuda/.half all go through _apply.
-        r"\bin _apply\b|\b(?:self|module)\._apply\(|param_applied = fn\(param\)|",
-        // torch.load restoring CUDA storages onto the device.
-        r"_cuda_deserialize|default_restore_location|restore_location\(|",
-        // transformers, accelerate, safetensors loaders.
-        r"\bin from_pretrained\b|_load_pretrained_model|_load_state_dict_into_meta_model|",
-        r"set_module_tensor_to_device|\bin load_state_dict\b|\.load_state_dict\(|",
-        r"_move_model_to_device|\bin prepare_model\b|\bdispatch_model\b|load_checkpoint_in_model|",
-        r"safe_open|safetensors\W+torch\.py|",
-        // Any loader that names the model, weights or checkpoint.
-        r"\bin _*load_(?:\w+_)?(?:model|models|weights|checkpoint|state_dict)\w*\b|",
-        r"\bin model_load\b|load_models_gpu|load_checkpoint_guess_config|",
-        // DeepSpeed's and FSDP's set-up: weights, gradients and optimizer
-        // states placed before the first step.
-        r"deepspeed\.initialize\(|DeepSpeedEngine\(|_configure_zero_optimizer|",
-        r"initialize_optimizer_states|_create_fp32_partitions|_configure_distributed_model|",
-        r"_broadcast_model|_init_param_handle_from_module|_move_module_to_device|",
-        r"_sync_module_params_and_buffers|",
-        // The call that moves a model in the user's own code.
-        r"(?i:\b(?:self\.)?(?:model|pipe|pipeline|net|unet|vae|text_encoder|encoder|decoder|module)(?:\(\))?\.(?:cuda|to)\(|",
-        r"^\s*(?:self\.)?\w*model\s*=\s*\S.*\)\.(?:cuda|to)\()",
-    ))
-    .expect("pattern compiles")
-});
+const MODEL_FRAMES: &str = concat!(
+    // Built: parameter initialisation, materialising meta tensors.
+    r"reset_parameters|\bin _?init_weights\b|\bin to_empty\b|\bin _materialize|zero_init|",
+    r"init_empty_weights|_initialize_missing_keys|\bin initialize_weights\b|",
+    // Moved or cast: nn.Module.to/.cuda/.half all go through _apply.
+    r"\bin _apply\b|\b(?:self|module)\._apply\(|param_applied = fn\(param\)|",
+    // torch.load restoring CUDA storages onto the device.
+    r"_cuda_deserialize|default_restore_location|restore_location\(|",
+    // transformers, accelerate, safetensors loaders.
+    r"\bin from_pretrained\b|_load_pretrained_model|_load_state_dict_into_meta_model|",
+    r"set_module_tensor_to_device|\bin load_state_dict\b|\.load_state_dict\(|",
+    r"_move_model_to_device|\bin prepare_model\b|\bdispatch_model\b|load_checkpoint_in_model|",
+    r"safe_open|safetensors\W+torch\.py|",
+    // Any loader that names the model, weights or checkpoint.
+    r"\bin _*load_(?:\w+_)?(?:model|models|weights|checkpoint|state_dict)\w*\b|",
+    r"\bin model_load\b|load_models_gpu|load_checkpoint_guess_config|",
+    // DeepSpeed's and FSDP's set-up: weights, gradients and optimizer
+    // states placed before the first step.
+    r"deepspeed\.initialize\(|DeepSpeedEngine\(|_configure_zero_optimizer|",
+    r"initialize_optimizer_states|_create_fp32_partitions|_configure_distributed_model|",
+    r"_broadcast_model|_init_param_handle_from_module|_move_module_to_device|",
+    r"_sync_module_params_and_buffers|",
+    // The call that moves a model in the user's own code.
+    r"(?i:\b(?:self\.)?(?:model|pipe|pipeline|net|unet|vae|text_encoder|encoder|decoder|module)(?:\(\))?\.(?:cuda|to)\(|",
+    r"^\s*(?:self\.)?\w*model\s*=\s*\S.*\)\.(?:cuda|to)\()",
+);
 
 /// Log lines printed while a model is being loaded: progress bars, loaders'
 /// messages, a loader node that failed, a load reported as failed.
-static MODEL_LOGS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"Loading checkpoint shards|(?i:\bloading (?:the )?(?:model|weights|checkpoint|pipeline)\b)|",
-        r"(?i:failed to load (?:the |\w+ )?model|model failed to load)|",
-        r"Creating model from config|Requested to load \w+|Loading \d+ new models?|",
-        r"Moving model\(s\)|",
-        // ComfyUI's message for a node that raised: a loader node.
-        r"Error occurred when executing \w*(?:Load|load)\w*|",
-        "加载模型",
-    ))
-    .expect("pattern compiles")
-});
+const MODEL_LOGS: &str = concat!(
+    r"Loading checkpoint shards|(?i:\bloading (?:the )?(?:model|weights|checkpoint|pipeline)\b)|",
+    r"(?i:failed to load (?:the |\w+ )?model|model failed to load)|",
+    r"Creating model from config|Requested to load \w+|Loading \d+ new models?|",
+    r"Moving model\(s\)|",
+    // ComfyUI's message for a node that raised: a loader node.
+    r"Error occurred when executing \w*(?:Load|load)\w*|",
+    "加载模型",
+);
 
 /// Words that say a second model came onto the device, or that the model
 /// was switched or reloaded in the same process.
-static SEVERAL_MODELS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i:\bswitch(?:ed|es|ing)?\b[^.\n]{0,25}\b(?:models?|checkpoints?)\b|",
-        r"\bmodels?\b[^.\n]{0,10}\bswitch|",
-        r"\bchang(?:e|ed|es|ing)\b (?:the |to (?:an)?other |between )?(?:models?|checkpoints?)\b|",
-        r"\breload(?:ed|ing|s)? (?:the |a |another )?(?:models?|checkpoints?|pipelines?)\b|",
-        r"\b(?:second|another|previous|old|both|two|multiple) (?:models|model|checkpoints?|pipelines?)\b|",
-        r"\b(?:[2-9]|three|four|several) models\b|\bmodels (?:concurrently|at (?:the same|once))\b|",
-        r"\bmodels?\b[^.\n]{0,20}\b(?:not|never|doesn'?t|does not|didn'?t|won'?t) (?:get )?(?:be )?(?:unload|release|free)|",
-        r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model)|",
-        "重新加载模型|切换模型|老模型|旧模型",
-    ))
-    .expect("pattern compiles")
-});
+const SEVERAL_MODELS: &str = concat!(
+    r"(?i:\bswitch(?:ed|es|ing)?\b[^.\n]{0,25}\b(?:models?|checkpoints?)\b|",
+    r"\bmodels?\b[^.\n]{0,10}\bswitch|",
+    r"\bchang(?:e|ed|es|ing)\b (?:the |to (?:an)?other |between )?(?:models?|checkpoints?)\b|",
+    r"\breload(?:ed|ing|s)? (?:the |a |another )?(?:models?|checkpoints?|pipelines?)\b|",
+    r"\b(?:second|another|previous|old|both|two|multiple) (?:models|model|checkpoints?|pipelines?)\b|",
+    r"\b(?:[2-9]|three|four|several) models\b|\bmodels (?:concurrently|at (?:the same|once))\b|",
+    r"\bmodels?\b[^.\n]{0,20}\b(?:not|never|doesn'?t|does not|didn'?t|won'?t) (?:get )?(?:be )?(?:unload|release|free)|",
+    r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model)|",
+    "重新加载模型|切换模型|老模型|旧模型",
+);
 
 /// Words that say memory stays from earlier steps or runs: it grows step
 /// after step, fails only after many steps or on a second run, never goes
 /// down.
-static KEPT_ALIVE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r"(?i:\bafter (?:about |maybe |around |roughly |some |a few |several |certain |many |\d+ )+",
-        r"(?:steps|iterations|iters|batches|generations|runs|images|requests|calls)\b|",
-        r"\b(?:second|2nd) (?:run|time|call|generation|try|attempt)\b|\brun(?:ning)? (?:it )?(?:again|twice)\b|",
-        r"\b(?:doesn'?t|does not|don'?t|never|won'?t) (?:go|come) (?:back )?down\b|",
-        r"\b(?:memory|vram|usage)\b[^.\n]{0,20}\b(?:keeps? (?:growing|increasing|rising|climbing)|grows|increases|leaks?)\b|",
-        r"\bmemory leak)",
-    ))
-    .expect("pattern compiles")
-});
+const KEPT_ALIVE: &str = concat!(
+    r"(?i:\bafter (?:about |maybe |around |roughly |some |a few |several |certain |many |\d+ )+",
+    r"(?:steps|iterations|iters|batches|generations|runs|images|requests|calls)\b|",
+    r"\b(?:second|2nd) (?:run|time|call|generation|try|attempt)\b|\brun(?:ning)? (?:it )?(?:again|twice)\b|",
+    r"\b(?:doesn'?t|does not|don'?t|never|won'?t) (?:go|come) (?:back )?down\b|",
+    r"\b(?:memory|vram|usage)\b[^.\n]{0,20}\b(?:keeps? (?:growing|increasing|rising|climbing)|grows|increases|leaks?)\b|",
+    r"\bmemory leak)",
+);
 
 /// A notebook's frames.
-static NOTEBOOK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"Cell In ?\[\d*\]|<ipython-input-|ipykernel_\d+|in <cell line")
-        .expect("pattern compiles")
-});
+const NOTEBOOK: &str = r"Cell In ?\[\d*\]|<ipython-input-|ipykernel_\d+|in <cell line";
 
 /// Words that say the batch was already 1.
-static BATCH_OF_ONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(concat!(
-        r#"(?i:\b(?:micro_|per_device_\w*|train_micro_)?batch[ _-]?size\w*"?\s*(?:=|:|is|was|of|to|as|set to)?\s*"#,
-        r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D)))",
-    ))
-    .expect("pattern compiles")
-});
+const BATCH_OF_ONE: &str = concat!(
+    r#"(?i:\b(?:micro_|per_device_\w*|train_micro_)?batch[ _-]?size\w*"?\s*(?:=|:|is|was|of|to|as|set to)?\s*"#,
+    r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D)))",
+);
 
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
@@ -228,8 +207,8 @@ const SIGNAL_COUNT: usize = 7;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
-/// which keeps a log dense with OOM messages fast. A test checks that each
-/// pattern's examples pass this filter.
+/// which keeps a log dense with OOM messages fast. The tests of `read` run
+/// every signal's examples through it.
 static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
@@ -314,13 +293,13 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// Every signal's pattern in one set, so a line is read once.
 static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new([
-        GATHER.as_str(),
-        MODEL_FRAMES.as_str(),
-        MODEL_LOGS.as_str(),
-        SEVERAL_MODELS.as_str(),
-        KEPT_ALIVE.as_str(),
-        NOTEBOOK.as_str(),
-        BATCH_OF_ONE.as_str(),
+        GATHER,
+        MODEL_FRAMES,
+        MODEL_LOGS,
+        SEVERAL_MODELS,
+        KEPT_ALIVE,
+        NOTEBOOK,
+        BATCH_OF_ONE,
     ])
     .expect("the context signals compile")
 });
