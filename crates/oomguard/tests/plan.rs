@@ -144,6 +144,18 @@ fn setup_measurements_hold_or_are_listed_misses() {
     );
 }
 
+/// Published encoder peaks collected for the encoder rules (ALBERT inference
+/// and masked-LM training from transformers' SDPA pull request); dev and
+/// held-out rows.
+#[test]
+fn encoder_measurements_hold_or_are_listed_misses() {
+    assert_misses_are_listed(
+        "plan/corpus_measured_training2.jsonl",
+        "plan/corpus_training2_misses.txt",
+        18,
+    );
+}
+
 /// LitGPT's 2023 resource tables under `--framework litgpt`: LoRA under FSDP
 /// on 2 GPUs (whole-block gradients kept unsharded over the accumulated
 /// micro-batches) and on 1 GPU; dev and held-out rows, all within.
