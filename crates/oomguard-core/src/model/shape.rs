@@ -200,6 +200,12 @@ pub struct ModelShape {
     /// and StarCoder attention code); BERT, GPT-2 and ViT stay in the
     /// model's dtype.
     pub softmax_in_fp32: bool,
+    /// The plain MLP's activation is the tanh GELU written out in Python
+    /// (transformers' `gelu_new` / `gelu_fast`), whose temporaries are
+    /// tensors of the intermediate width: the config's `hidden_act` /
+    /// `activation_function`, else its class default (see
+    /// `python_tanh_gelu`).
+    pub python_tanh_gelu: bool,
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
@@ -227,6 +233,31 @@ pub struct ModelShape {
 }
 
 /// Reads `key` from the first of the spellings that is present.
+/// Whether the MLP's activation is `gelu_new` or `gelu_fast`, the tanh
+/// GELU that transformers' `NewGELUActivation` / `FastGELUActivation` write
+/// out as Python arithmetic (src/transformers/activations.py), so each step
+/// allocates a tensor of the intermediate width. The config's
+/// `hidden_act` / `activation_function` decides; without one, the config
+/// class's default: `gelu_new` for GPT-2, GPT-J, GPT-Neo, CodeGen and ALBERT
+/// (`AlbertConfig(hidden_act="gelu_new")`). Phi also defaults to `gelu_new`
+/// in transformers, but its published peaks come from LitGPT, which runs
+/// the native tanh GELU, so it stays native here.
+fn python_tanh_gelu(model_type: &str, cfg: &Value) -> bool {
+    if model_type.starts_with("phi") {
+        return false;
+    }
+    let named = ["hidden_act", "activation_function"]
+        .iter()
+        .find_map(|k| cfg.get(*k).and_then(Value::as_str));
+    match named {
+        Some(act) => matches!(act, "gelu_new" | "gelu_fast"),
+        None => matches!(
+            model_type,
+            "gpt2" | "gptj" | "gpt_neo" | "codegen" | "albert"
+        ),
+    }
+}
+
 fn get_u64(cfg: &Value, keys: &[&str]) -> Option<u64> {
     keys.iter().find_map(|k| {
         let v = cfg.get(*k)?;
@@ -442,6 +473,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
     } else {
         None
     };
+    let python_gelu = python_tanh_gelu(&model_type, cfg);
     let mut shape = ModelShape {
         id: id.to_string(),
         architecture: model_type,
@@ -483,6 +515,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             family,
             Family::Bert | Family::DistilBert | Family::Gpt2 | Family::Vit
         ),
+        python_tanh_gelu: python_gelu,
         gguf_weights_bytes: None,
         gguf_layout: None,
         checkpoint_fp8: cfg
