@@ -26,6 +26,28 @@ pub fn quantized_bytes_per_param(q: Quant) -> f64 {
     }
 }
 
+/// Bits per parameter of torchao's `NF4Tensor`, the 4-bit base weight of
+/// torchtune's QLoRA (`quantize_base=True` -> `torchao.dtypes.to_nf4`):
+/// 4-bit codes in blocks of 64, each block's absmax scaler quantized to
+/// int8, and one fp32 factor per 256 scalers (`to_nf4(tensor,
+/// block_size=64, scaler_block_size=256)` and `double_quantize_scalers`,
+/// torchao/dtypes/nf4tensor.py): 4 + 8/64 + 32/(64·256) ≈ 4.127 bits, the
+/// QLoRA paper's double-quantization figure. bitsandbytes does this only
+/// with `bnb_4bit_use_double_quant=True` (LitGPT's `bnb.nf4-dq`), which is
+/// not transformers' default.
+const TORCHAO_NF4_BITS: f64 = 4.0 + 8.0 / 64.0 + 32.0 / (64.0 * 256.0);
+
+/// Bytes per quantized linear parameter as the framework stores it:
+/// torchtune's NF4 is torchao's double-quantized tensor; every other
+/// framework's NF4 is bitsandbytes' default (see
+/// `quantized_bytes_per_param`).
+fn framework_quantized_bytes_per_param(q: Quant, framework: Framework) -> f64 {
+    match (q, framework) {
+        (Quant::Nf4, Framework::Torchtune) => TORCHAO_NF4_BITS / 8.0,
+        _ => quantized_bytes_per_param(q),
+    }
+}
+
 /// Parameters of a decoder's output head (vocabulary x hidden).
 fn head_params(s: &ModelShape) -> u64 {
     if s.kind == ModelKind::Decoder {
@@ -70,7 +92,8 @@ pub fn weights_bytes(s: &ModelShape, w: &Workload) -> u64 {
             } else {
                 w.dtype
             };
-            (quantized as f64 * quantized_bytes_per_param(q)) as u64 + rest * rest_dtype.bytes()
+            (quantized as f64 * framework_quantized_bytes_per_param(q, w.framework)) as u64
+                + rest * rest_dtype.bytes()
         }
     }
 }
@@ -229,6 +252,19 @@ mod tests {
             ..WorkloadRequest::default()
         };
         Workload::resolve(&req, s).unwrap()
+    }
+
+    #[test]
+    fn torchtune_nf4_is_double_quantized() {
+        assert!((TORCHAO_NF4_BITS - 4.127).abs() < 0.001);
+        assert_eq!(
+            framework_quantized_bytes_per_param(Quant::Nf4, Framework::Hf),
+            4.5 / 8.0
+        );
+        assert_eq!(
+            framework_quantized_bytes_per_param(Quant::Int4, Framework::Torchtune),
+            quantized_bytes_per_param(Quant::Int4)
+        );
     }
 
     #[test]
