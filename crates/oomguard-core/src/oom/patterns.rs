@@ -157,6 +157,10 @@ pub(crate) fn message_from(text: &str, key: &Regex) -> String {
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
+    // A char is at least a byte: a text of `max` bytes or fewer is whole.
+    if s.len() <= max {
+        return s.to_string();
+    }
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
