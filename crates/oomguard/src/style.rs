@@ -25,6 +25,39 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Writes `value` as compact JSON that is safe on a terminal: JSON itself
+/// escapes only C0 controls, so DEL and the C1 controls (U+007F..U+009F,
+/// among them the one-character CSI U+009B) a log may hold are written as
+/// `\u00NN` escapes too. The JSON value is the same.
+pub fn write_json<W: std::io::Write, T: serde::Serialize + ?Sized>(
+    out: W,
+    value: &T,
+) -> serde_json::Result<()> {
+    let mut serializer = serde_json::Serializer::with_formatter(out, TerminalSafeJson);
+    value.serialize(&mut serializer)
+}
+
+/// serde_json's compact output with DEL and C1 controls escaped.
+struct TerminalSafeJson;
+
+impl serde_json::ser::Formatter for TerminalSafeJson {
+    fn write_string_fragment<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if ('\u{7f}'..='\u{9f}').contains(&c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
     color: bool,
@@ -115,6 +148,18 @@ mod tests {
         assert!(cells.iter().all(|&c| c >= 1));
         assert!(cells[0] > cells[2]);
         assert_eq!(proportional_cells(&[0, 0], 10), vec![0, 0]);
+    }
+
+    #[test]
+    fn json_escapes_every_control_character_and_keeps_the_value() {
+        let text = "a\u{1b}[31mb\u{7}c\u{7f}d\u{9b}31me\u{85}f \u{a0}é";
+        let mut out = Vec::new();
+        write_json(&mut out, &serde_json::json!({ "message": text })).expect("writes");
+        let json = String::from_utf8(out).expect("UTF-8");
+        assert!(!json.chars().any(|c| c.is_control()), "{json:?}");
+        assert!(json.contains("\\u007f") && json.contains("\\u009b") && json.contains("\\u0085"));
+        let back: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        assert_eq!(back["message"], text);
     }
 }
 

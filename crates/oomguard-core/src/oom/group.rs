@@ -7,7 +7,9 @@
 
 use super::patterns::{Parsed, PartKind};
 use super::scan::ScanOptions;
-use super::{DeviceKind, EngineLog, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice};
+use super::{
+    Device, DeviceKind, EngineLog, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice,
+};
 use std::collections::VecDeque;
 
 /// One parsed part with what the grouper needs to place it.
@@ -28,11 +30,11 @@ pub(super) struct Found {
 struct Seen {
     line: u64,
     /// Figures (or, without figures, the words) of the failure.
-    figures: String,
+    figures: Signature,
     /// The figures are figures, not the words standing in for them.
     has_figures: bool,
     /// The words with digits masked: equal across ranks and devices.
-    words: String,
+    words: (Framework, String),
     rank: Option<u32>,
     /// The process tag of the line (`(EngineCore_0 pid=12)`), when there is one.
     process: Option<String>,
@@ -148,9 +150,7 @@ impl Grouper {
             text,
         } = found;
         let figures = figures_signature(&parsed);
-        let has_figures = !figures
-            .strip_suffix(parsed.message.as_str())
-            .is_some_and(|head| head.ends_with(':'));
+        let has_figures = figures.stands_for_figures(&parsed.message);
         let seen = Seen {
             line,
             figures,
@@ -169,12 +169,16 @@ impl Grouper {
             .is_some_and(|p| p.kind == PartKind::Preliminary);
         let copy = self.recent.iter().any(|r| {
             let gap = line.saturating_sub(r.line);
-            if gap > window || r.words != seen.words && r.figures != seen.figures {
+            if gap > window {
+                return false;
+            }
+            let same_words = r.words == seen.words;
+            if !same_words && r.figures != seen.figures {
                 return false;
             }
             let other_rank = matches!((r.rank, seen.rank), (Some(a), Some(b)) if a != b);
             let other_device = gap <= RANK_COPY_LINES
-                && r.words == seen.words
+                && same_words
                 && matches!((r.device_index, seen.device_index), (Some(a), Some(b)) if a != b);
             // A reprint: the same figures told in other words (a log line and
             // the exception it raises, an engine's error and the server's
@@ -192,8 +196,8 @@ impl Grouper {
             let other_process = matches!((&r.process, &seen.process), (Some(a), Some(b)) if a != b);
             let reprint = r.figures == seen.figures
                 && (same_line || near_copy || retold || other_process || is_chained(&before, gap));
-            let retry = pending_is_preliminary && r.words == seen.words && gap <= REPRINT_LINES;
-            (other_rank && r.words == seen.words) || other_device || reprint || retry
+            let retry = pending_is_preliminary && same_words && gap <= REPRINT_LINES;
+            (other_rank && same_words) || other_device || reprint || retry
         });
         // The kernel's report of one kill spans many lines (the invoking
         // task, the cgroup's figures, the victim, the reaper): one event.
@@ -362,43 +366,121 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
 
 /// The message with every digit masked: ranks and figures differ between
 /// copies of one failure, the words do not.
-fn mask_digits(framework: Framework, message: &str) -> String {
-    let mut s = format!("{framework:?}:");
+fn mask_digits(framework: Framework, message: &str) -> (Framework, String) {
     // Replacing ASCII bytes with an ASCII byte keeps the text UTF-8.
     let masked: Vec<u8> = message
         .bytes()
         .map(|b| if b.is_ascii_digit() { b'#' } else { b })
         .collect();
-    s.push_str(&String::from_utf8(masked).expect("ASCII digits replaced by ASCII"));
-    s
+    let masked = String::from_utf8(masked).expect("ASCII digits replaced by ASCII");
+    (framework, masked)
+}
+
+/// What copies of one failure share, compared as values: Triton's two
+/// shared-memory figures, the device figures, or without figures the words.
+/// Two signatures are equal exactly when their [`Signature::text`] is: the
+/// text is built only where a message could be mistaken for its tail.
+#[derive(PartialEq)]
+enum Signature {
+    Shared(Framework, Option<u64>, Option<u64>),
+    Figures(Framework, Device, [Option<u64>; 5]),
+    Words(Framework, String),
+}
+
+impl Signature {
+    /// The signature as one line of text.
+    fn text(&self) -> String {
+        match self {
+            Signature::Shared(fw, required, limit) => {
+                format!("{fw:?}|shared|{required:?}|{limit:?}")
+            }
+            Signature::Figures(fw, device, [r, t, f, a, res]) => {
+                format!("{fw:?}|{device:?}|{r:?}|{t:?}|{f:?}|{a:?}|{res:?}")
+            }
+            Signature::Words(fw, message) => format!("{fw:?}:{message}"),
+        }
+    }
+
+    /// False when the signature stands for the words `message`, not for
+    /// figures: its text ends in `:` and the message.
+    fn stands_for_figures(&self, message: &str) -> bool {
+        match self {
+            Signature::Words(..) => false,
+            // No `:` in its text.
+            Signature::Shared(..) => true,
+            // Its text ends in `None` or `)`: only such a message can be its tail.
+            Signature::Figures(..) if message.ends_with("None") || message.ends_with(')') => !self
+                .text()
+                .strip_suffix(message)
+                .is_some_and(|head| head.ends_with(':')),
+            Signature::Figures(..) => true,
+        }
+    }
 }
 
 /// The figures of a failure, which copies of it share; without figures,
 /// its words.
-fn figures_signature(parsed: &Parsed) -> String {
+fn figures_signature(parsed: &Parsed) -> Signature {
     // Triton's shared-memory figures are not device memory, but they are
     // what copies of one failure share: the error and Inductor's wrapper of
     // it (`InductorError: OutOfResources: ...`) name the same two numbers.
     if let Some(shm) = parsed.facts.shared_memory().copied() {
         if shm.required_bytes.is_some() || shm.limit_bytes.is_some() {
-            return format!(
-                "{:?}|shared|{:?}|{:?}",
-                parsed.framework, shm.required_bytes, shm.limit_bytes
-            );
+            return Signature::Shared(parsed.framework, shm.required_bytes, shm.limit_bytes);
         }
     }
     let m = &parsed.memory;
     if m.requested_bytes.is_none() && m.total_bytes.is_none() && m.allocated_bytes.is_none() {
-        return format!("{:?}:{}", parsed.framework, parsed.message);
+        return Signature::Words(parsed.framework, parsed.message.clone());
     }
-    format!(
-        "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+    Signature::Figures(
         parsed.framework,
         parsed.device,
-        m.requested_bytes,
-        m.total_bytes,
-        m.free_bytes,
-        m.allocated_bytes,
-        m.reserved_bytes
+        [
+            m.requested_bytes,
+            m.total_bytes,
+            m.free_bytes,
+            m.allocated_bytes,
+            m.reserved_bytes,
+        ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Signatures compare as their texts did, and only a signature of words
+    /// stands for no figures.
+    #[test]
+    fn signatures_compare_as_their_texts() {
+        let device = Device {
+            kind: DeviceKind::Cuda,
+            index: Some(0),
+        };
+        let figures =
+            |r| Signature::Figures(Framework::PyTorch, device, [r, None, None, None, None]);
+        let words = |m: &str| Signature::Words(Framework::PyTorch, m.to_string());
+        let all = [
+            figures(Some(1)),
+            figures(Some(2)),
+            figures(None),
+            words("CUDA out of memory"),
+            words("CUDA error: out of memory"),
+            Signature::Shared(Framework::Other, Some(1), None),
+        ];
+        for a in &all {
+            for b in &all {
+                assert_eq!(a == b, a.text() == b.text(), "{} / {}", a.text(), b.text());
+            }
+        }
+        assert_eq!(
+            figures(Some(1)).text(),
+            "PyTorch|Device { kind: Cuda, index: Some(0) }|Some(1)|None|None|None|None"
+        );
+        assert!(!words("CUDA out of memory").stands_for_figures("CUDA out of memory"));
+        assert!(figures(Some(1)).stands_for_figures("CUDA out of memory (None)"));
+        assert!(!figures(Some(1)).stands_for_figures(" Some(0) }|Some(1)|None|None|None|None"));
+        assert!(Signature::Shared(Framework::Other, Some(1), None).stands_for_figures("x"));
+    }
 }

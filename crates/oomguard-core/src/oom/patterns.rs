@@ -8,8 +8,10 @@ use crate::size::log_figure_to_bytes;
 use regex::{Captures, Regex};
 use std::sync::LazyLock;
 
-/// A size as frameworks print it: number, optional space, unit.
-pub(crate) const SIZE: &str = r"(\d+(?:\.\d+)?)\s*(bytes|[KMGTPE]iB|[KMGTPE]B|[KMGTPEkmg])";
+/// A size as frameworks print it: number, optional space, unit. The number
+/// starts a word: the digits after the exponent of `1e400 GiB`, or inside
+/// `x86`, are no size.
+pub(crate) const SIZE: &str = r"(?-u:\b)(\d+(?:\.\d+)?)\s*(bytes|[KMGTPE]iB|[KMGTPE]B|[KMGTPEkmg])";
 
 /// Whether the part is the failure itself or a line that announces it (a
 /// warning printed just before the exception, an allocation log line).
@@ -72,13 +74,20 @@ pub(crate) fn find_size(re: &Regex, text: &str) -> Option<u64> {
 
 /// The first size in `s` spelled as [`SIZE`] spells it: digits with an
 /// optional fraction, optional whitespace, then `bytes`, `KiB`..`EiB`,
-/// `KB`..`EB` or one of `KMGTPEkmg`, tried in that order.
+/// `KB`..`EB` or one of `KMGTPEkmg`, tried in that order. As in [`SIZE`],
+/// the number starts a word (`1e400 GiB` holds no size).
 pub(crate) fn first_size_in(s: &str) -> Option<u64> {
     let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_digit() {
             i += 1;
+            continue;
+        }
+        if i > 0 && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_') {
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
             continue;
         }
         let start = i;
@@ -148,6 +157,10 @@ pub(crate) fn message_from(text: &str, key: &Regex) -> String {
 }
 
 fn truncate_chars(s: &str, max: usize) -> String {
+    // A char is at least a byte: a text of `max` bytes or fewer is whole.
+    if s.len() <= max {
+        return s.to_string();
+    }
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
@@ -212,6 +225,20 @@ mod tests {
         assert_eq!(first_size_in("12.GiB then 3 MB"), Some(3 << 20));
         assert_eq!(first_size_in("7 bytesize"), Some(7));
         assert_eq!(first_size_in("no size"), None);
+    }
+
+    #[test]
+    fn an_exponent_is_not_read_as_a_size() {
+        assert_eq!(first_size_in("1e400 GiB"), None);
+        assert_eq!(first_size_in("1e400 GiB then 2 MiB"), Some(2 << 20));
+        assert_eq!(find_size(&re(r"{SIZE}\s*total"), "1E400 GiB total"), None);
+        let total = re(r"{SIZE}\s*total\s*capac");
+        assert_eq!(find_size(&total, "GPU 0; 1e400 GiB total capacity"), None);
+        assert_eq!(find_size(&total, "GPU 0; 1.5e400 GiB total capacity"), None);
+        assert_eq!(
+            find_size(&total, "GPU 0;15.90 GiB total capacity"),
+            Some(17_072_495_002)
+        );
     }
 
     #[test]

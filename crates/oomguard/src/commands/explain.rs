@@ -71,7 +71,9 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     }
     sink.job.add_timeouts(&sink.timeouts);
     if args.json {
-        let timeouts = serde_json::to_string(&sink.timeouts)?;
+        let mut timeouts = Vec::new();
+        crate::style::write_json(&mut timeouts, &sink.timeouts)?;
+        let timeouts = String::from_utf8(timeouts)?;
         writeln!(
             out,
             "{}], \"watchdog_timeouts\": {timeouts}}}",
@@ -233,13 +235,13 @@ fn write_json(
     let sep = if n > 1 { ",\n" } else { "\n" };
     write!(out, "{sep}")?;
     match snapshot {
-        None => serde_json::to_writer(&mut *out, event).map_err(io::Error::other),
+        None => crate::style::write_json(&mut *out, event).map_err(io::Error::other),
         Some(device) => {
             // With --snapshot, the EVENT gains `snapshot`: the matching
             // device as `oomguard snapshot --json` reports it.
             let mut value = serde_json::to_value(event).map_err(io::Error::other)?;
             value["snapshot"] = serde_json::to_value(device).map_err(io::Error::other)?;
-            serde_json::to_writer(&mut *out, &value).map_err(io::Error::other)
+            crate::style::write_json(&mut *out, &value).map_err(io::Error::other)
         }
     }
 }
