@@ -456,6 +456,15 @@ fn corpus_dev_detect2() {
     run_cases("oom/corpus_dev_detect2.jsonl");
 }
 
+/// Old PyTorch THC and TensorFlow wordings, Lightning, OpenCL, Paddle host
+/// allocators and Chinese reports, with misleading ones (THC device-side
+/// asserts, non-fatal BFC warnings, clinfo listings, spec quotes, PR titles,
+/// full disks); every third row held out, failing rows marked `known_gap`.
+#[test]
+fn corpus_dev_detect3() {
+    run_cases("oom/corpus_dev_detect3.jsonl");
+}
+
 /// Out-of-memory texts from vendor runtimes and host allocators (ggml's
 /// Vulkan and Metal backends, MLX, Ascend NPU, OpenCL, HIP, TensorRT, TGI,
 /// Rust and Go runtimes, the kernel's OOM killer, XLA) and misleading texts

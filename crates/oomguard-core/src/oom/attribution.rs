@@ -43,6 +43,9 @@ pub(crate) fn refine(
     if let Some(kind) = device_of(text, parsed, &around, &in_code) {
         parsed.device.kind = kind;
     }
+    if parsed.framework == Framework::TensorFlow {
+        super::families::tensorflow_jax::device_from_node_lines(after, parsed);
+    }
     if parsed.device.kind == DeviceKind::Unknown && !parsed.facts.oom_killer() {
         let next = &after[..after.len().min(NAMING_LINES)];
         let names = |re: &Regex| around(re) || next.iter().any(|l| re.is_match(l));

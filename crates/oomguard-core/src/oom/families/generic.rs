@@ -42,6 +42,8 @@ pub(super) const TRIGGERS: &[&str] = &[
     "esource exhausted",
     // "Failed to allocate", "failed to alloc ".
     "ailed to alloc",
+    // Paddle's host allocator: "Fail to alloc memory of N size".
+    "ail to alloc memory",
     // "Unable to allocate", "Tried to allocate", "Attempting to allocate".
     "to allocate",
     // "cannot allocate", "can't allocate", "could not allocate".
@@ -95,6 +97,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 201. GiB for an array with shape (2999, 2999, 2999) and data type int64",
     "[TensorRT] ERROR: Requested amount of memory (150994944 bytes) could not be allocated. There may not be enough free memory for allocation to succeed.",
     "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)",
+    "ResourceExhaustedError: Fail to alloc memory of 776212480 size, error code is 12.",
     "terminate called after throwing an instance of 'std::bad_alloc'",
     "Memory cgroup out of memory: Kill process 62685 (bash) score 0 or sacrifice child",
     "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
@@ -333,6 +336,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         return None;
     }
     if let Some(parsed) = killed(text)
+        .or_else(|| paddle_host(text))
         .or_else(|| cgroup_at_limit(text))
         .or_else(|| tensorrt_no_tactic(text))
     {
@@ -478,6 +482,23 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         }
         Some(sentence.start() + m.start())
     })
+}
+
+/// Paddle's host allocator when `posix_memalign` fails (CPUAllocator::Alloc
+/// in paddle/fluid/memory/detail/system_allocator.cc raises ResourceExhausted
+/// `Fail to alloc memory of N size, error code is E.`): N bytes of host memory.
+fn paddle_host(text: &str) -> Option<Parsed> {
+    static HOST: LazyLock<Regex> =
+        LazyLock::new(|| re(r"Fail\s*to\s*alloc\s*memory\s*of\s*(\d+)\s*size"));
+    let c = HOST.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.memory.requested_bytes = c[1].parse().ok();
+    parsed.exact_request = parsed.memory.requested_bytes.is_some();
+    Some(parsed)
 }
 
 /// A memory cgroup at its limit with failed charges (`memory: usage
@@ -730,6 +751,18 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn paddle_host_allocation_is_host_memory_of_its_size() {
+        let e = super::paddle_host(
+            "MemoryError: Fail to alloc memory of 5060694016 size, error code is 12.",
+        )
+        .expect("an event");
+        assert_eq!(e.device.kind, crate::oom::DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(5060694016));
+        assert!(super::paddle_host("Fail to alloc memory of size").is_none());
+        assert!(super::paddle_host("").is_none());
+    }
 
     #[test]
     fn an_exception_class_followed_by_prose_is_a_heading() {

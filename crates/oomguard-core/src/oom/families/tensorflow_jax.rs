@@ -91,7 +91,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"Ran\s*out\s*of\s*memory\s*in\s*memory\s*space\s*(\w+)\.?\s*(?:Used\s*{SIZE}\s*of\s*{SIZE})?",
     ),
     op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
-    tf_device: re(r"/device:(GPU|CPU|TPU|XLA_GPU):(\d+)"),
+    // TensorFlow before 1.4 printed legacy device names (`/job:localhost/
+    // replica:0/task:0/gpu:0`, DeviceNameUtils::LegacyName in
+    // tensorflow/core/util/device_name_utils.cc); later ones `/device:GPU:0`.
+    tf_device: re(r"/(?:device:(GPU|CPU|TPU|XLA_GPU)|(gpu|cpu)):(\d+)"),
 });
 
 /// TensorFlow's dtype names and their sizes in bytes (tensorflow/core/
@@ -270,14 +273,31 @@ pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::Memory
     }
 }
 
+/// The device of a TensorFlow failure its own line leaves unsaid, from the
+/// graph node printed under it (`[[Node: ... _device="/job:localhost/
+/// replica:0/task:0/gpu:0"](...)]]`), indented by spaces or a tab.
+pub(crate) fn device_from_node_lines(after: &[String], parsed: &mut Parsed) {
+    if parsed.device.kind != DeviceKind::Unknown {
+        return;
+    }
+    let node = after
+        .iter()
+        .take(4)
+        .find(|l| l.trim_start().starts_with("[[") && l.contains("_device="));
+    if let Some(line) = node {
+        tf_device(line, parsed);
+    }
+}
+
 fn tf_device(text: &str, parsed: &mut Parsed) {
     if let Some(c) = P.tf_device.captures(text) {
-        parsed.device.kind = match &c[1] {
-            "GPU" | "XLA_GPU" => DeviceKind::Cuda,
-            "CPU" => DeviceKind::Cpu,
+        let name = c.get(1).or(c.get(2)).map_or("", |m| m.as_str());
+        parsed.device.kind = match name {
+            "GPU" | "XLA_GPU" | "gpu" => DeviceKind::Cuda,
+            "CPU" | "cpu" => DeviceKind::Cpu,
             _ => DeviceKind::Unknown,
         };
-        parsed.device.index = c[2].parse().ok();
+        parsed.device.index = c[3].parse().ok();
     } else if let Some(i) = device_index(text) {
         parsed.device = crate::oom::Device {
             kind: DeviceKind::Cuda,
@@ -378,6 +398,32 @@ fn optimizer_op(op: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn legacy_device_names_give_the_gpu_and_its_index() {
+        let e = parse("ResourceExhaustedError: OOM when allocating tensor with shape[10000,14,14,64]\n\t [[Node: Conv2D_1 = Conv2D[_device=\"/job:localhost/replica:0/task:0/gpu:1\"](MaxPool)]]")
+            .expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.device.index, Some(1));
+    }
+
+    #[test]
+    fn the_node_line_under_the_error_names_its_device() {
+        let mut e = parse("ResourceExhaustedError (see above for traceback): OOM when allocating tensor with shape[256,112,112,64]")
+            .expect("an event");
+        e.device.kind = DeviceKind::Unknown;
+        let after = vec![
+            "     [[Node: a/b = SquaredDifference[T=DT_FLOAT, _device=\"/job:localhost/replica:0/task:0/gpu:0\"](a, b)]]".to_string(),
+        ];
+        device_from_node_lines(&after, &mut e);
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.device.index, Some(0));
+        let mut none = e.clone();
+        none.device.kind = DeviceKind::Unknown;
+        none.device.index = None;
+        device_from_node_lines(&[], &mut none);
+        assert_eq!(none.device.kind, DeviceKind::Unknown);
+    }
 
     #[test]
     fn optimizer_scopes_and_kernels_are_the_step() {
