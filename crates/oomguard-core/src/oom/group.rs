@@ -149,6 +149,9 @@ impl Grouper {
             before,
             text,
         } = found;
+        if self.fold_report(&parsed, phase, line) {
+            return;
+        }
         let figures = figures_signature(&parsed);
         let has_figures = figures.stands_for_figures(&parsed.message);
         let seen = Seen {
@@ -248,7 +251,22 @@ impl Grouper {
                 return;
             }
         }
-        self.flush(emit);
+        // A sentence that told of the failure gives way to the error itself.
+        let reported = self.pending.as_ref().is_some_and(|p| {
+            p.kind == PartKind::Reported
+                && parsed.kind != PartKind::Reported
+                && line.saturating_sub(p.last_line) <= self.options.announce_window_lines
+        });
+        let told_phase = if reported {
+            self.pending.take().map(|p| p.event.phase)
+        } else {
+            self.flush(emit);
+            None
+        };
+        let phase = match (phase, told_phase) {
+            (Phase::Unknown, Some(told)) => told,
+            _ => phase,
+        };
         let event = OomEvent {
             source: source.to_string(),
             line,
@@ -267,6 +285,27 @@ impl Grouper {
             exact_request: parsed.exact_request,
             last_line: line,
         });
+    }
+
+    /// Folds a sentence that tells of the failure in words into the event
+    /// held back, when there is one near: the event's own error says more.
+    /// The sentence may still name the phase the error leaves unsaid.
+    fn fold_report(&mut self, parsed: &Parsed, phase: Phase, line: u64) -> bool {
+        if parsed.kind != PartKind::Reported {
+            return false;
+        }
+        let window = self.options.announce_window_lines;
+        let Some(p) = self
+            .pending
+            .as_mut()
+            .filter(|p| line.saturating_sub(p.last_line) <= window)
+        else {
+            return false;
+        };
+        if p.event.phase == Phase::Unknown {
+            p.event.phase = phase;
+        }
+        true
     }
 
     fn remember(&mut self, seen: Seen) {

@@ -19,6 +19,10 @@ pub(crate) const SIZE: &str = r"(?-u:\b)(\d+(?:\.\d+)?)\s*(bytes|[KMGTPE]iB|[KMG
 pub(crate) enum PartKind {
     Primary,
     Preliminary,
+    /// A sentence that tells of the failure in words ("I got a CUDA OOM
+    /// during eval"): it stands for the failure until the error itself
+    /// appears, and folds into the error printed near it.
+    Reported,
 }
 
 /// One family parser's reading of one logical line.

@@ -573,6 +573,27 @@ mod tests {
         assert_eq!(events[1].phase, Phase::ModelLoad);
     }
 
+    #[test]
+    fn a_failure_told_in_words_gives_way_to_the_error_near_it() {
+        let before = "I got a CUDA out of memory error during evaluation with batch 8.\n\
+                      Traceback (most recent call last):\n\
+                      torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n";
+        let (events, _) = scan(before);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        assert_eq!(events[0].line, 3);
+        assert_eq!(events[0].phase, Phase::Evaluation);
+        let after = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
+                     I got a CUDA out of memory error during evaluation again.\n";
+        let (events, _) = scan(after);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        // Alone, the sentence is the event.
+        let (events, _) = scan("I got a CUDA out of memory error during evaluation.\n");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::Other);
+    }
+
     fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {
         let mut events = Vec::new();
         let summary = scan_reader("-", text.as_bytes(), &ScanOptions::default(), |e| {

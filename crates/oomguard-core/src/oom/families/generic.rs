@@ -14,7 +14,7 @@
 //! and autotuner skips, source code (quoted or backticked phrases, diffs,
 //! assignments, `case` labels, placeholders), and prose.
 
-use crate::oom::patterns::{device_index, re, Parsed};
+use crate::oom::patterns::{device_index, re, Parsed, PartKind};
 use crate::oom::{DeviceKind, EventKind, Framework, MemoryFigures, Phase};
 use crate::size::log_figure_to_bytes;
 use regex::Regex;
@@ -342,12 +342,13 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     {
         return Some(parsed);
     }
-    let at = match p.failure.find(text) {
-        Some(m) if stands_as_failure(text, m.start()) => m.start(),
-        _ => reported_in_prose(text)?,
+    let (at, kind) = match p.failure.find(text) {
+        Some(m) if stands_as_failure(text, m.start()) => (m.start(), PartKind::Primary),
+        _ => (reported_in_prose(text)?, PartKind::Reported),
     };
     let message = message_at(text, at);
     let mut parsed = Parsed::new(framework_named(text), device_kind(text), message);
+    parsed.kind = kind;
     parsed.device.index = device_index(text).or_else(|| {
         static OPENCL_DEVICE: LazyLock<Regex> = LazyLock::new(|| re(r"\(Device\s*(\d+)\)"));
         OPENCL_DEVICE.captures(text)?.get(1)?.as_str().parse().ok()
