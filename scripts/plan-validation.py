@@ -70,9 +70,20 @@ def table(title, groups):
 
 def main():
     argv = sys.argv[1:]
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return
     binary = None
     if argv[:1] == ["--bin"]:
+        if len(argv) < 2:
+            sys.exit("plan-validation: --bin needs a path")
         binary, argv = argv[1], argv[2:]
+    unknown = [a for a in argv if a.startswith("-")]
+    if unknown:
+        sys.exit(f"plan-validation: unknown option {unknown[0]} (see --help)")
+    missing = [f for f in argv if not Path(f).is_file()]
+    if missing:
+        sys.exit(f"plan-validation: no such file: {missing[0]}")
     files = [Path(f) for f in argv] or FILES
     if binary is None:
         subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
