@@ -465,6 +465,16 @@ fn corpus_dev_detect3() {
     run_cases("oom/corpus_dev_detect3.jsonl");
 }
 
+/// llama.cpp and the programs built on ggml (Ollama, koboldcpp): ggml-cuda's
+/// error handler under CUDA, HIP and ROCm names, the 2023 wording, Ollama's
+/// wrapper around its runner's last lines and its pre-load check, and
+/// misleading ggml lines (an illegal access, a pinned-memory fallback, a CUDA
+/// init failure); every third row held out, failing rows marked `known_gap`.
+#[test]
+fn corpus_dev_ggml() {
+    run_cases("oom/corpus_dev_ggml.jsonl");
+}
+
 /// Out-of-memory texts from vendor runtimes and host allocators (ggml's
 /// Vulkan and Metal backends, MLX, Ascend NPU, OpenCL, HIP, TensorRT, TGI,
 /// Rust and Go runtimes, the kernel's OOM killer, XLA) and misleading texts
