@@ -142,7 +142,11 @@ fn framework_of(
     {
         return Some(Framework::TensorFlow);
     }
-    if parsed.framework == Framework::Other && !parsed.facts.oom_killer() && around(&GGML_BACKEND) {
+    if parsed.framework == Framework::Other
+        && !parsed.facts.oom_killer()
+        && (around(&GGML_BACKEND)
+            || super::families::inference_engines::OLLAMA_RUNNER.is_match(text))
+    {
         return Some(Framework::LlamaCpp);
     }
     if parsed.framework == Framework::Other

@@ -111,6 +111,35 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         && index_fits
 }
 
+/// True when the pending event stated no figure and this part, a few lines
+/// on, is the same failure with its figures: a wrapper's bare line and the
+/// runtime's own line under it (Ollama's `llama runner process has
+/// terminated: cudaMalloc failed: out of memory` and ggml's `failed to
+/// allocate CUDA0 buffer of size N`), one failure.
+fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
+    let event = &pending.event;
+    let same_software = event.framework == parsed.framework || event.framework == Framework::Other;
+    let same_device = event.device.kind == parsed.device.kind
+        || event.device.kind == DeviceKind::Unknown
+        || parsed.device.kind == DeviceKind::Unknown;
+    let index_fits = match (parsed.device.index, event.device.index) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    };
+    let kind_fits = parsed.facts.kind == EventKind::Allocation
+        || event.facts.kind == EventKind::Allocation
+        || parsed.facts.kind == event.facts.kind;
+    pending.kind == PartKind::Primary
+        && event.memory.is_empty()
+        && !parsed.memory.is_empty()
+        && parsed.kind != PartKind::Reported
+        && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
+        && same_software
+        && same_device
+        && index_fits
+        && kind_fits
+}
+
 /// Lines one kernel OOM report (with its task table) spans at most.
 const KILL_REPORT_LINES: u64 = 400;
 /// Lines within which copies for different devices are one failure of
@@ -243,7 +272,10 @@ impl Grouper {
             let announce = p.kind == PartKind::Preliminary
                 && p.event.framework == parsed.framework
                 && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
-            if announce {
+            if announce || completes_bare(p, &parsed, line) {
+                if p.event.framework == Framework::Other {
+                    p.event.framework = parsed.framework;
+                }
                 p.last_line = line;
                 add_rank(&mut p.event, copy_of_rank);
                 merge_announced(p, parsed, phase);

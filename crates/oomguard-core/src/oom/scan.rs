@@ -432,6 +432,10 @@ fn read_event_at(
     }
     if parsed.framework == Framework::LlamaCpp {
         parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
+        if parsed.device.index.is_none() {
+            parsed.device.index =
+                families::inference_engines::ggml_current_device(&text, &following);
+        }
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
@@ -592,6 +596,34 @@ mod tests {
         let (events, _) = scan("I got a CUDA out of memory error during evaluation.\n");
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::Other);
+    }
+
+    #[test]
+    fn a_bare_wrapper_line_takes_the_figures_printed_under_it() {
+        let text = "Error: llama runner process has terminated: cudaMalloc failed: out of memory\n\
+                    ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 838447104\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::LlamaCpp);
+        assert_eq!(events[0].device.index, Some(0));
+        assert_eq!(events[0].memory.requested_bytes, Some(838447104));
+        // Far apart, they are two failures.
+        let apart = format!(
+            "Error: llama runner process has terminated: cudaMalloc failed: out of memory\n{}\
+             ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 838447104\n",
+            "llama_context: n_ctx = 4096\n".repeat(8)
+        );
+        let (events, _) = scan(&apart);
+        assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn ggml_s_error_handler_is_llama_cpp_s_and_names_the_device() {
+        let text = "CUDA error: out of memory\n  current device: 1, in function ggml_cuda_pool_malloc_vmm at ggml-cuda.cu:8583\n  cuMemCreate(&handle, reserve_size, &prop, 0)\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::LlamaCpp);
+        assert_eq!(events[0].device.index, Some(1));
     }
 
     fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {

@@ -165,12 +165,14 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// more system memory (%s) than is available (%s)`): the weights, KV cache
 /// and graph it estimates against the host's free memory, printed bare, in
 /// an HTTP 500 body, or re-raised by a client. Nothing was allocated: the
-/// server refused to load.
+/// server refused to load. Ollama runs its models on llama.cpp (ggml), so
+/// its failures are credited to llama.cpp, as an app's are to the framework
+/// it runs on.
 fn ollama(text: &str) -> Option<Parsed> {
     let p = &*P;
     let c = p.ollama_check.captures(text)?;
     let mut parsed = Parsed::new(
-        Framework::Other,
+        Framework::LlamaCpp,
         DeviceKind::Cpu,
         message_from(text, &p.ollama_check),
     );
@@ -632,22 +634,26 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
 }
 
 /// True when a bare `CUDA error: out of memory` (read as PyTorch's by
-/// default) was printed by ggml's CUDA backend: ggml-cuda's error handler
-/// prints `CUDA error: <reason>` then `current device: N, in function
-/// ggml_...`, and llama.cpp, Ollama's runner and other ggml programs print
-/// their `llama_*` / `ggml_*` / `load_tensors:` lines before it, with no
-/// Python frames or exception class in between.
+/// default) was printed by ggml's CUDA backend. ggml-cuda's error handler
+/// (`ggml_cuda_error` in ggml/src/ggml-cuda/ggml-cuda.cu) prints
+/// `<NAME> error: <reason>`, where NAME is CUDA, ROCm or MUSA as built, then
+/// `  current device: N, in function F at FILE:LINE` and the failed
+/// statement; before 2024 it printed `CUDA error N at FILE:LINE: <reason>`
+/// then `current device: N`. Ollama passes its runner's last lines on in
+/// its own error (`llama runner process has terminated: ...`). llama.cpp,
+/// Ollama's runner and other ggml programs print their `llama_*` / `ggml_*`
+/// / `load_tensors:` lines before it, with no Python frames or exception
+/// class in between.
 pub(crate) fn printed_by_ggml(before: &[String], text: &str, after: &[String]) -> bool {
-    let bare = strip_log_prefix(text)
-        .trim_start()
-        .starts_with("CUDA error:");
-    if !bare {
+    let head = strip_log_prefix(text).trim_start();
+    let bare = ["CUDA error", "ROCm error", "MUSA error"]
+        .iter()
+        .any(|p| head.starts_with(p));
+    if !bare && !OLLAMA_RUNNER.is_match(text) {
         return false;
     }
-    let ggml_function = after
-        .iter()
-        .take(3)
-        .any(|l| l.contains("current device:") && l.contains("ggml"));
+    let names_ggml = |l: &str| l.contains("current device:") && l.contains("ggml");
+    let ggml_function = names_ggml(text) || after.iter().take(3).any(|l| names_ggml(l));
     let recent = &before[before.len().saturating_sub(30)..];
     if recent
         .iter()
@@ -656,6 +662,7 @@ pub(crate) fn printed_by_ggml(before: &[String], text: &str, after: &[String]) -
         return false;
     }
     ggml_function
+        || OLLAMA_RUNNER.is_match(text)
         || recent.iter().rev().take(12).any(|l| {
             let l = strip_log_prefix(l).trim_start();
             [
@@ -668,6 +675,29 @@ pub(crate) fn printed_by_ggml(before: &[String], text: &str, after: &[String]) -
             .iter()
             .any(|p| l.starts_with(p))
         })
+}
+
+/// Ollama's words for its llama.cpp runner's failure, with the runner's
+/// last error lines after them (llm/server.go: `llama runner process has
+/// terminated: %w`, `llama runner process no longer running`; 2024's
+/// dynamic-library server: `an unknown error was encountered while running
+/// the model`).
+pub(crate) static OLLAMA_RUNNER: LazyLock<Regex> = LazyLock::new(|| {
+    re(concat!(
+        r"llama\s*runner\s*process\s*(?:has\s*terminated|no\s*longer\s*running)|",
+        r"an\s*unknown\s*error\s*was\s*encountered\s*while\s*running\s*the\s*model"
+    ))
+});
+
+/// The device ggml-cuda's error handler names (`current device: N`), in the
+/// message or the lines right after it; -1 (the device could not be read)
+/// names none.
+pub(crate) fn ggml_current_device(text: &str, after: &[String]) -> Option<u32> {
+    static CURRENT: LazyLock<Regex> = LazyLock::new(|| re(r"current\s*device\s*:\s*(\d+)"));
+    std::iter::once(text)
+        .chain(after.iter().take(3).map(String::as_str))
+        .find_map(|l| CURRENT.captures(l))
+        .and_then(|c| c[1].parse().ok())
 }
 
 #[cfg(test)]
@@ -701,6 +731,40 @@ mod tests {
             &[]
         ));
         assert!(!printed_by_ggml(&[], "CUDA error: out of memory", &[]));
+        // The handler's lines joined into the message, ROCm's name, Ollama's wrapper.
+        assert!(printed_by_ggml(
+            &[],
+            "CUDA error: out of memory current device: 0, in function ggml_cuda_pool_malloc_vmm at ggml-cuda.cu:8583",
+            &[]
+        ));
+        assert!(printed_by_ggml(&[], "ROCm error: out of memory", &after));
+        assert!(printed_by_ggml(
+            &[],
+            "Error: llama runner process has terminated: CUDA error: out of memory",
+            &[]
+        ));
+    }
+
+    #[test]
+    fn ggml_names_the_current_device_unless_it_could_not_read_it() {
+        let after = vec!["  current device: 3, in function alloc at ggml-cuda.cu:420".to_string()];
+        assert_eq!(
+            ggml_current_device("ROCm error: out of memory", &after),
+            Some(3)
+        );
+        assert_eq!(
+            ggml_current_device(
+                "CUDA error 2 at ggml-cuda.cu:5509: out of memory current device: 1",
+                &[]
+            ),
+            Some(1)
+        );
+        let unknown = vec!["  current device: -1, in function f at ggml-cuda.cu:1".to_string()];
+        assert_eq!(
+            ggml_current_device("CUDA error: out of memory", &unknown),
+            None
+        );
+        assert_eq!(ggml_current_device("CUDA error: out of memory", &[]), None);
     }
 
     #[test]
