@@ -280,7 +280,15 @@ pub fn graph_pool_bytes(s: &ModelShape, w: &Workload, largest: u64) -> u64 {
     };
     let mlp = largest.saturating_mul(mlp_width).saturating_mul(e);
     let split_kv = if attention_backend(s, w) == AttentionBackend::FlashAttn {
-        let width = (s.heads / tp).max(1) * s.head_dim;
+        // Multi-head latent attention decodes in the latent space: each
+        // head's output is `kv_lora_rank` wide (the cached latent less its
+        // rotary part); the DeepSeek-V2-Lite log's FULL first capture,
+        // 522 MiB, is 32 x 512 x 16 heads x 512 x 4 B.
+        let head = match s.mla_cache_width {
+            Some(latent) => latent.saturating_sub(s.rotary.map_or(0, |r| r.dims)),
+            None => s.head_dim,
+        };
+        let width = (s.heads / tp).max(1) * head;
         FLASH_ATTN_GRAPH_SPLITS
             .saturating_mul(largest)
             .saturating_mul(width)
@@ -591,6 +599,15 @@ mod tests {
             graph_pool_bytes(&l, &w, 512),
             (256 << 20) + 512 * 3 * 14336 * 2
         );
+        // DeepSeek-V2-Lite (MLA): 16 heads of the 512-wide latent.
+        let ds = catalog::shape("deepseek-ai/DeepSeek-V2-Lite-Chat").unwrap();
+        let wd = Workload::resolve(&WorkloadRequest::default(), &ds).unwrap();
+        let m = ds.moe.unwrap();
+        let mlp = 512
+            * (m.experts_per_token * (3 * m.expert_intermediate_size + ds.hidden_size)
+                + 3 * m.shared_intermediate_size)
+            * 2;
+        assert_eq!(graph_pool_bytes(&ds, &wd, 512), (512 << 20) + mlp);
         // With TP 2 both halve.
         let w2 = Workload { tp: 2, ..w.clone() };
         assert_eq!(
