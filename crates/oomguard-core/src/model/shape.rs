@@ -218,6 +218,15 @@ pub struct ModelShape {
     /// from the config's `vision_config`; 0 for text-only models. Serving
     /// engines load them; `params` counts the language model only.
     pub vision_params: u64,
+    /// The checkpoint is a multimodal "prefix LM" whose image tokens attend
+    /// to each other both ways: the config's `is_mm_prefix_lm`, else a
+    /// top-level `model_type` among bagel, gemma3, molmo2 and paligemma
+    /// (vLLM 0.19 `ModelConfig.is_mm_prefix_lm`, vllm/config/model.py).
+    /// vLLM's FlashAttention backend cannot mask that, so it serves these
+    /// with its Triton backend. A text-only Gemma 3 (`gemma3_text`) is not
+    /// one.
+    #[serde(skip)]
+    pub mm_prefix_lm: bool,
     /// Rotary position embedding: the dimensions rotated per head, and how
     /// many cos/sin tables the model builds (Gemma 3: one for its local
     /// and one for its global layers). `None` for learned, ALiBi or
@@ -525,6 +534,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             == Some("fp8"),
         rotary: rotary_positions,
         vision_params: vision_params(outer_cfg, hidden),
+        mm_prefix_lm: mm_prefix_lm(outer_cfg),
         mla_cache_width: get_u64(cfg, &["kv_lora_rank"])
             .map(|r| r + get_u64(cfg, &["qk_rope_head_dim"]).unwrap_or(0)),
         notes,
@@ -779,6 +789,19 @@ fn vision_params(cfg: &Value, text_hidden: u64) -> u64 {
     let positions = (image / patch) * (image / patch);
     let embed = channels * patch * patch * h + h + positions * h;
     layers * block + embed + 2 * h + h * text_hidden + h
+}
+
+/// Whether a (top-level) config is a multimodal prefix LM as vLLM 0.19
+/// decides it (`ModelConfig.is_mm_prefix_lm`): the config's own
+/// `is_mm_prefix_lm`, else its `model_type` in vLLM's list.
+fn mm_prefix_lm(cfg: &Value) -> bool {
+    if let Some(flag) = cfg.get("is_mm_prefix_lm").and_then(Value::as_bool) {
+        return flag;
+    }
+    matches!(
+        cfg.get("model_type").and_then(Value::as_str),
+        Some("bagel" | "gemma3" | "molmo2" | "paligemma")
+    )
 }
 
 fn moe_shape(cfg: &Value, layers: u64) -> Option<MoeShape> {

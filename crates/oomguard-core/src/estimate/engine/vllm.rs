@@ -213,36 +213,104 @@ pub fn cudagraph_capture_sizes(max_num_seqs: u64, batched_tokens: u64) -> Vec<u6
         .collect()
 }
 
-/// Fixed part of the capture, in bytes: 240 MiB with every model and
-/// parallel layout (fitted, see [`cuda_graph_bytes`]).
-const GRAPH_FIXED_BYTES: u64 = 240 << 20;
-/// What the FlashAttention backend's first full-graph capture adds
-/// (its scheduler buffers): 120 MiB (fitted). The Triton backend, which
-/// vLLM picks for fp32, has none: its logs print a 4 MiB first capture for
-/// the full graphs against 228-268 MiB with FlashAttention.
-const GRAPH_FLASH_ATTN_BYTES: u64 = 120 << 20;
-/// Bytes each captured graph holds per decoder layer on a GPU (its kernel
-/// nodes): 110 KiB (fitted).
-const GRAPH_BYTES_PER_GRAPH_LAYER: u64 = 110 << 10;
-/// Bytes the graph pool keeps per token of the largest capture size, per
-/// layer and per unit of the hidden size split over TP ranks (the outputs
-/// of each piecewise graph stay allocated): 3.37 (fitted, 1.69 widths of two
-/// bytes), in hundredths.
-const GRAPH_POOL_CENTIBYTES_PER_HIDDEN: u64 = 337;
-/// The same per unit of a mixture of experts' routed and shared
-/// intermediate widths: 1.26 (fitted), in hundredths.
-const GRAPH_POOL_CENTIBYTES_PER_MOE: u64 = 126;
+/// The attention backend vLLM 0.19 picks on a CUDA GPU for a decoder
+/// (`vllm/platforms/cuda.py` walks its priority list and skips a backend
+/// that `validate_configuration` rejects, `vllm/v1/attention/backend.py`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionBackend {
+    /// FlashAttention (FA3 on Hopper), first choice for fp16/bf16.
+    FlashAttn,
+    /// vLLM's Triton unified attention, the fallback.
+    Triton,
+}
+
+/// FlashAttention takes fp16/bf16 only and head sizes that are multiples
+/// of 8 up to 256 (`FlashAttentionBackend.supported_dtypes` and
+/// `supports_head_size`), and cannot mask a multimodal prefix LM's
+/// bidirectional image tokens ("partial multimodal token full attention
+/// not supported"); vLLM then falls back to Triton. The start-up logs show
+/// it: "Using TRITON_ATTN attention backend" for Gemma 3 (multimodal) and
+/// for fp32, "Using FLASH_ATTN" otherwise.
+pub fn attention_backend(s: &ModelShape, w: &Workload) -> AttentionBackend {
+    let half = w.dtype != crate::model::Dtype::Fp32;
+    let head_ok = s.mla_cache_width.is_some() || (s.head_dim % 8 == 0 && s.head_dim <= 256);
+    if half && head_ok && !s.mm_prefix_lm {
+        AttentionBackend::FlashAttn
+    } else {
+        AttentionBackend::Triton
+    }
+}
+
+/// Splits FlashAttention may use under a full CUDA graph: vLLM fixes the
+/// bound so the split-KV buffers can be allocated at capture
+/// (`AttentionConfig.flash_attn_max_num_splits_for_cuda_graph`, default 32,
+/// vllm/config/attention.py; used in `FlashAttentionMetadataBuilder`).
+const FLASH_ATTN_GRAPH_SPLITS: u64 = 32;
+
+/// Fixed part of the capture: 136 MiB (fitted, see [`cuda_graph_bytes`]).
+const GRAPH_FIXED_BYTES: u64 = 136 << 20;
+/// Bytes each captured graph holds per decoder layer on a GPU (the kernel
+/// nodes of the graph, or of the layer's piece in piecewise mode): 170 KiB
+/// (fitted, see [`cuda_graph_bytes`]).
+const GRAPH_BYTES_PER_GRAPH_LAYER: u64 = 170 << 10;
+
+/// What the graph pool must hold while the largest batch is captured,
+/// besides the kernel nodes: the MLP's transient outputs at that size
+/// (gate/up and the activation; for a mixture of experts the fused-MoE
+/// kernel's caches for every routed token: gate/up, activation and the
+/// expert outputs), and with FlashAttention the fp32 split-KV buffers of
+/// the full graph, `[splits, tokens, heads, head_size]` (vLLM's note in
+/// `flash_attn.py`: "the intermediate buffers of size [num_splits,
+/// num_heads, num_tokens, head_size] are allocated"). The logs' own
+/// per-mode profile agrees: a FULL first capture of 260 MiB with
+/// FlashAttention for Llama-3.1-8B (32 x 512 x 32 heads x 128 x 4 B =
+/// 256 MiB), 132 and 70 MiB at TP 2 and 4, 4 MiB with Triton.
+pub fn graph_pool_bytes(s: &ModelShape, w: &Workload, largest: u64) -> u64 {
+    let tp = w.tp.max(1);
+    let e = w.dtype.bytes();
+    let mlp_width = match &s.moe {
+        Some(m) => {
+            m.experts_per_token * (3 * m.expert_intermediate_size / tp + s.hidden_size)
+                + 3 * m.shared_intermediate_size / tp
+        }
+        None => {
+            let outputs = if s.gated_mlp { 3 } else { 2 };
+            outputs * s.intermediate_size / tp
+        }
+    };
+    let mlp = largest.saturating_mul(mlp_width).saturating_mul(e);
+    let split_kv = if attention_backend(s, w) == AttentionBackend::FlashAttn {
+        // Multi-head latent attention decodes in the latent space: each
+        // head's output is `kv_lora_rank` wide (the cached latent less its
+        // rotary part); the DeepSeek-V2-Lite log's FULL first capture,
+        // 522 MiB, is 32 x 512 x 16 heads x 512 x 4 B.
+        let head = match s.mla_cache_width {
+            Some(latent) => latent.saturating_sub(s.rotary.map_or(0, |r| r.dims)),
+            None => s.head_dim,
+        };
+        let width = (s.heads / tp).max(1) * head;
+        FLASH_ATTN_GRAPH_SPLITS
+            .saturating_mul(largest)
+            .saturating_mul(width)
+            .saturating_mul(4)
+    } else {
+        0
+    };
+    mlp.saturating_add(split_kv)
+}
 
 /// The memory CUDA graph capture takes after the KV cache is allocated, as
 /// vLLM 0.19 logs it ("Graph capturing finished in N secs, took X GiB"),
 /// with its default `FULL_AND_PIECEWISE` mode: a piecewise and a full graph
-/// per capture size. The rule's constants are a least-squares fit to the
-/// "took" figures of 18 start-up logs of vLLM 0.19.0 on H100 (dense,
-/// mixture-of-experts, TP 1, 2 and 4, fp32 and quantized; llm-d-planner
-/// accuracy/results/v0.19.0/logs): a fixed part, the graphs' kernel nodes
-/// (graphs x layers), and the pool kept for the largest size (layers x
-/// size x hidden / TP). Gemma 3, for which vLLM picks the Triton backend,
-/// was left out of the fit.
+/// per capture size, all in one memory pool, largest size first so the
+/// smaller ones reuse its blocks (`capture_model` in
+/// `vllm/v1/worker/gpu_model_runner.py`). Three parts: a fixed one, the
+/// graphs' kernel nodes (graphs x layers) and the pool kept for the largest
+/// size ([`graph_pool_bytes`], from vLLM's source with no fitted factor).
+/// The two fitted constants are a least-squares fit to the "took" figures
+/// of the 20 dev rows (vLLM 0.19.0 on H100: dense, mixture-of-experts,
+/// multimodal Gemma 3 on Triton, fp32, TP 1, 2 and 4; llm-d-planner
+/// accuracy/results/v0.19.0/logs).
 pub fn cuda_graph_bytes(
     s: &ModelShape,
     w: &Workload,
@@ -252,28 +320,13 @@ pub fn cuda_graph_bytes(
     let sizes = cudagraph_capture_sizes(max_num_seqs, batched_tokens);
     let graphs = 2 * sizes.len() as u64;
     let largest = sizes.last().copied().unwrap_or(1);
-    let tp = w.tp.max(1);
-    let moe_width = s.moe.as_ref().map_or(0, |m| {
-        m.expert_intermediate_size * m.experts_per_token + m.shared_intermediate_size
-    });
-    let pool_centibytes = (s.hidden_size * GRAPH_POOL_CENTIBYTES_PER_HIDDEN
-        + moe_width * GRAPH_POOL_CENTIBYTES_PER_MOE)
-        .saturating_mul(largest)
-        .saturating_mul(s.layers)
-        / tp;
-    let flash = if w.dtype == crate::model::Dtype::Fp32 {
-        0
-    } else {
-        GRAPH_FLASH_ATTN_BYTES
-    };
     GRAPH_FIXED_BYTES
-        .saturating_add(flash)
         .saturating_add(
             graphs
                 .saturating_mul(s.layers)
                 .saturating_mul(GRAPH_BYTES_PER_GRAPH_LAYER),
         )
-        .saturating_add(pool_centibytes / 100)
+        .saturating_add(graph_pool_bytes(s, w, largest))
 }
 
 /// vLLM's start-up on one GPU of `total_bytes` (as `torch.cuda.mem_get_info`
@@ -504,6 +557,63 @@ mod tests {
             },
         );
         assert_eq!(eager.cuda_graph_bytes, Some(0));
+    }
+
+    #[test]
+    fn the_backend_follows_vllms_choice() {
+        let shape = |m: &str| catalog::shape(m).unwrap();
+        let w = |s: &ModelShape| Workload::resolve(&WorkloadRequest::default(), s).unwrap();
+        // Gemma 3's multimodal checkpoints are prefix LMs: Triton.
+        let g3 = shape("gemma-3-4b-it");
+        assert!(g3.mm_prefix_lm);
+        assert_eq!(attention_backend(&g3, &w(&g3)), AttentionBackend::Triton);
+        // The text-only Gemma 3 1B (`gemma3_text`) is not.
+        let g1 = shape("google/gemma-3-1b-it");
+        assert!(!g1.mm_prefix_lm);
+        assert_eq!(attention_backend(&g1, &w(&g1)), AttentionBackend::FlashAttn);
+        // Gemma 7B's heads of 256 are within FlashAttention's range.
+        let g7 = shape("google/gemma-7b");
+        assert!(!g7.mm_prefix_lm);
+        assert_eq!(attention_backend(&g7, &w(&g7)), AttentionBackend::FlashAttn);
+        // fp32 is not a FlashAttention dtype.
+        let l = shape("Llama-3.1-8B");
+        let fp32 = Workload::resolve(
+            &WorkloadRequest {
+                dtype: Some(crate::model::Dtype::Fp32),
+                ..WorkloadRequest::default()
+            },
+            &l,
+        )
+        .unwrap();
+        assert_eq!(attention_backend(&l, &fp32), AttentionBackend::Triton);
+    }
+
+    #[test]
+    fn the_pool_holds_flash_attentions_split_buffers_and_the_mlp() {
+        // Llama-3.1-8B at 512 tokens: 32 splits x 512 x 32 heads x 128 x
+        // 4 B = 256 MiB (vLLM's profile logs a 260 MiB first full capture),
+        // plus gate/up and activation, 512 x 3 x 14336 x 2 B.
+        let l = catalog::shape("Llama-3.1-8B").unwrap();
+        let w = Workload::resolve(&WorkloadRequest::default(), &l).unwrap();
+        assert_eq!(
+            graph_pool_bytes(&l, &w, 512),
+            (256 << 20) + 512 * 3 * 14336 * 2
+        );
+        // DeepSeek-V2-Lite (MLA): 16 heads of the 512-wide latent.
+        let ds = catalog::shape("deepseek-ai/DeepSeek-V2-Lite-Chat").unwrap();
+        let wd = Workload::resolve(&WorkloadRequest::default(), &ds).unwrap();
+        let m = ds.moe.unwrap();
+        let mlp = 512
+            * (m.experts_per_token * (3 * m.expert_intermediate_size + ds.hidden_size)
+                + 3 * m.shared_intermediate_size)
+            * 2;
+        assert_eq!(graph_pool_bytes(&ds, &wd, 512), (512 << 20) + mlp);
+        // With TP 2 both halve.
+        let w2 = Workload { tp: 2, ..w.clone() };
+        assert_eq!(
+            graph_pool_bytes(&l, &w2, 512),
+            (128 << 20) + 512 * 3 * 7168 * 2
+        );
     }
 
     #[test]
