@@ -96,19 +96,22 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         parsed.facts.kind == EventKind::Allocation || parsed.facts.kind == event.facts.kind;
     let framework_fits =
         parsed.framework == event.framework || parsed.framework == Framework::Other;
-    let kind_of_device = parsed.device.kind == event.device.kind
-        || parsed.device.kind == DeviceKind::Unknown
-        || event.device.kind == DeviceKind::Unknown;
-    let index_fits = match (parsed.device.index, event.device.index) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    };
     parsed.memory.is_empty()
         && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
         && kind_fits
         && framework_fits
-        && kind_of_device
-        && index_fits
+        && devices_fit(&parsed.device, &event.device)
+}
+
+/// True when two parts may name the same device: the same kind (or one
+/// names none) and the same index (or one names none).
+fn devices_fit(a: &Device, b: &Device) -> bool {
+    let kind = a.kind == b.kind || a.kind == DeviceKind::Unknown || b.kind == DeviceKind::Unknown;
+    let index = match (a.index, b.index) {
+        (Some(x), Some(y)) => x == y,
+        _ => true,
+    };
+    kind && index
 }
 
 /// True when the pending event stated no figure and this part, a few lines
@@ -119,13 +122,6 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
     let same_software = event.framework == parsed.framework || event.framework == Framework::Other;
-    let same_device = event.device.kind == parsed.device.kind
-        || event.device.kind == DeviceKind::Unknown
-        || parsed.device.kind == DeviceKind::Unknown;
-    let index_fits = match (parsed.device.index, event.device.index) {
-        (Some(a), Some(b)) => a == b,
-        _ => true,
-    };
     let kind_fits = parsed.facts.kind == EventKind::Allocation
         || event.facts.kind == EventKind::Allocation
         || parsed.facts.kind == event.facts.kind;
@@ -135,8 +131,7 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         && parsed.kind != PartKind::Reported
         && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
         && same_software
-        && same_device
-        && index_fits
+        && devices_fit(&parsed.device, &event.device)
         && kind_fits
 }
 
