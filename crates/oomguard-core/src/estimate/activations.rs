@@ -36,17 +36,21 @@ pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     let q = s.heads * s.head_dim;
     let kv = s.kv_heads * s.head_dim;
     let i = token_mlp_width(s);
-    // Two norms' inputs.
-    let mut bytes = 2 * h * fp32_ops;
+    // Two norms' inputs; one where attention and MLP share a norm.
+    let norms = if s.shared_block_norm { 1 } else { 2 };
+    let mut bytes = norms * h * fp32_ops;
     // The q/k/v projection input, the output projection input, and q, k, v.
     let mut elems = h + q + (q + 2 * kv);
-    // MLP input, and inside it: gated keeps gate, activation, up and their
-    // product (4 widths); plain keeps the activation's input and output (2).
-    elems += h + if s.gated_mlp || s.moe.is_some() {
-        4 * i
-    } else {
-        plain_mlp_saved_widths(s) * i
-    };
+    // MLP input (under a shared norm, the q/k/v input already counted), and
+    // inside it: gated keeps gate, activation, up and their product (4
+    // widths); plain keeps the activation's input and output (2).
+    let mlp_input = if s.shared_block_norm { 0 } else { h };
+    elems += mlp_input
+        + if s.gated_mlp || s.moe.is_some() {
+            4 * i
+        } else {
+            plain_mlp_saved_widths(s) * i
+        };
     bytes += elems * e;
     if s.dropout {
         // One-byte masks after attention and after the MLP.
@@ -299,6 +303,27 @@ mod tests {
         let albert = infer("albert/albert-base-v1");
         let bert = infer("bert-base-uncased");
         assert_eq!(albert - bert, 512 * 2 * 3072 * 2);
+    }
+
+    #[test]
+    fn a_shared_block_norm_saves_one_norm_input_and_one_block_input() {
+        // Falcon-7B's parallel block norms once and feeds attention and MLP
+        // the same tensor; the same shape with a norm per branch (Falcon-40B's
+        // new architecture) keeps one more norm input (fp32 under autocast)
+        // and one more MLP input (half precision).
+        let mut s = catalog::shape("tiiuae/falcon-7b").unwrap();
+        assert!(s.shared_block_norm);
+        let per_token = |s: &ModelShape| {
+            let req = WorkloadRequest {
+                train: true,
+                amp: true,
+                ..WorkloadRequest::default()
+            };
+            training_bytes_per_token_per_layer(s, &Workload::resolve(&req, s).unwrap())
+        };
+        let shared = per_token(&s);
+        s.shared_block_norm = false;
+        assert_eq!(per_token(&s) - shared, 4544 * 4 + 4544 * 2);
     }
 
     #[test]

@@ -25,13 +25,13 @@ use super::activations;
 use super::compiled_loss;
 use super::framework::{self, Framework};
 use super::workload::{Loss, Workload};
-use crate::model::ModelShape;
+use crate::model::{ModelKind, ModelShape};
 
 /// Bytes of the logits, the loss's buffers and the masked-LM transform at
 /// the training peak, for the workload's loss.
 pub fn training_logits_bytes(s: &ModelShape, w: &Workload) -> u64 {
     let logits = match w.loss {
-        Loss::Sum => summed_logits_bytes(s, w),
+        Loss::Sum => summed_logits_bytes(s, w).saturating_add(previous_cache_bytes(s, w)),
         _ if w.compile => compiled_loss::compiled_logits_bytes(s, w),
         Loss::Chunked { chunks } => chunked_logits_bytes(s, w, chunks),
         Loss::Full if w.framework == Framework::Litgpt => framework::litgpt_logits_bytes(s, w),
@@ -48,6 +48,37 @@ pub fn summed_logits_bytes(s: &ModelShape, w: &Workload) -> u64 {
     w.tokens()
         .saturating_mul(s.vocab_size)
         .saturating_mul(2 * w.activation_bytes())
+}
+
+/// Bytes the previous step's KV cache holds at the end of the next forward
+/// under `--loss sum`, the transformers SDPA pull requests' training
+/// micro-benchmark (fxmarty's script: `outputs = model(**inputs); loss =
+/// outputs.logits.sum(); loss.backward()` in a loop). `outputs` is rebound
+/// only when the next forward returns, so the previous step's output stays
+/// referenced through that forward: its logits (the second half of
+/// `summed_logits_bytes`'s 2 + 2) and, for a decoder, the cache it returns,
+/// since these configs default to `use_cache=True` and the models build the
+/// cache in training too. What the cache pins per layer and token differs by
+/// family: GPT-2's key and value are views into the fused `c_attn` output
+/// (`split`, then `_split_heads`), which stays whole (q + k + v widths);
+/// GPT-NeoX's value is a view into the fused `query_key_value` output and
+/// its key the rotated copy (q + k + v + k); other decoders cache their own
+/// key and value tensors (k + v). 0 for encoders and other losses.
+pub fn previous_cache_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if !w.train || w.loss != Loss::Sum || s.kind != ModelKind::Decoder {
+        return 0;
+    }
+    let q = s.heads * s.head_dim;
+    let kv = s.kv_heads * s.head_dim;
+    let width = match s.architecture.as_str() {
+        "gpt2" => q + 2 * kv,
+        "gpt_neox" => q + 3 * kv,
+        _ => 2 * kv,
+    };
+    w.tokens()
+        .saturating_mul(s.layers)
+        .saturating_mul(width)
+        .saturating_mul(w.activation_bytes())
 }
 
 /// Bytes of logits and loss buffers at the peak, for `chunks` chunks.
@@ -113,7 +144,12 @@ mod tests {
         };
         let w = Workload::resolve(&req, &s).unwrap();
         let logits = 4 * 512 * s.vocab_size;
-        assert_eq!(training_logits_bytes(&s, &w), logits * 2 * 2);
+        assert_eq!(summed_logits_bytes(&s, &w), logits * 2 * 2);
+        // With the previous step's cache the micro-benchmark holds.
+        assert_eq!(
+            training_logits_bytes(&s, &w),
+            logits * 2 * 2 + previous_cache_bytes(&s, &w)
+        );
         // The cross-entropy of the same logits holds the fp32 copy, the
         // log-softmax and the fp32 gradient besides: 2 + 4 + 4 + 4 bytes.
         let full = Workload {
@@ -121,6 +157,38 @@ mod tests {
             ..w.clone()
         };
         assert_eq!(training_logits_bytes(&s, &full), logits * 14);
+    }
+
+    #[test]
+    fn a_summed_loss_holds_the_previous_steps_cache() {
+        // The micro-benchmark's previous `outputs` keep the decoder's cache:
+        // GPT-2's views into its fused c_attn output (3 widths), GPT-NeoX's
+        // fused output plus the rotated key (4), OPT's own k and v (2); an
+        // encoder returns none, and a real loss keeps nothing of the kind.
+        let cache = |model: &str, loss| {
+            let s = catalog::shape(model).unwrap();
+            let req = WorkloadRequest {
+                train: true,
+                batch: Some(2),
+                seq: Some(1024),
+                dtype: Some(Dtype::Fp16),
+                loss: Some(loss),
+                ..WorkloadRequest::default()
+            };
+            previous_cache_bytes(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        let tokens = 2 * 1024u64;
+        assert_eq!(cache("gpt2-large", Loss::Sum), tokens * 36 * 3 * 1280 * 2);
+        assert_eq!(
+            cache("EleutherAI/pythia-410m-deduped", Loss::Sum),
+            tokens * 24 * 4 * 1024 * 2
+        );
+        assert_eq!(
+            cache("facebook/opt-350m", Loss::Sum),
+            tokens * 24 * 2 * 1024 * 2
+        );
+        assert_eq!(cache("bert-base-uncased", Loss::Sum), 0);
+        assert_eq!(cache("facebook/opt-350m", Loss::Full), 0);
     }
 
     #[test]

@@ -235,6 +235,8 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
     // PyTorch's caching allocator: max_memory_allocated/reserved do not
     // count them, nvidia-smi does while they are resident.
     let paged = if w.paged_optimizer { optimizer } else { 0 };
+    // The cuBLAS workspaces come from the caching allocator too.
+    let temporary = temporary.saturating_add(allocator::cublas_workspaces_bytes(w.train));
     let allocated = if w.train {
         training_state::training_peak(
             w,
@@ -331,6 +333,33 @@ mod tests {
             ..WorkloadRequest::default()
         };
         estimate(&shape, &Workload::resolve(&req, &shape).unwrap()).temporary_bytes
+    }
+
+    #[test]
+    fn cublas_workspaces_are_allocated_memory() {
+        // One workspace at inference, two in training (the backward's
+        // thread has its own handle): listed with the temporaries and in
+        // the allocated peak, whatever the model's size.
+        let shape = catalog::shape("albert/albert-base-v1").unwrap();
+        let run = |train| {
+            let req = WorkloadRequest {
+                train,
+                dtype: Some(crate::model::Dtype::Fp16),
+                batch: Some(4),
+                seq: Some(128),
+                ..WorkloadRequest::default()
+            };
+            estimate(&shape, &Workload::resolve(&req, &shape).unwrap())
+        };
+        let ws = allocator::CUBLAS_WORKSPACE_BYTES;
+        assert_eq!(ws, 8_519_680);
+        let infer = run(false);
+        assert_eq!(infer.temporary_bytes, ws);
+        assert_eq!(
+            infer.allocated_peak_bytes,
+            infer.weights_bytes + infer.activations_bytes + ws
+        );
+        assert!(run(true).temporary_bytes >= 2 * ws);
     }
 
     #[test]

@@ -212,6 +212,8 @@ pub fn kept_4bit_input_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -
         Some(m) => {
             h + m.experts_per_token * (h + m.expert_intermediate_size) + m.shared_intermediate_size
         }
+        // Under a shared norm the MLP's input is the attention's.
+        None if s.shared_block_norm => s.intermediate_size,
         None => h + s.intermediate_size,
     };
     (h + q + mlp).saturating_mul(w.activation_bytes())
@@ -327,5 +329,14 @@ mod tests {
         assert_eq!(kept("0.42.0", None), 0);
         // Unknown version: today's bitsandbytes.
         assert_eq!(kept("", Some(Quant::Nf4)), 0);
+        // Phi-2's attention and MLP read one normed tensor: kept once, then
+        // the output projection's and the MLP down projection's inputs.
+        let phi = catalog::shape("microsoft/phi-2").unwrap();
+        assert!(phi.shared_block_norm);
+        let w = lora_training(&phi, Some(Quant::Nf4), BitsandbytesVersion::parse("0.42.0"));
+        assert_eq!(
+            kept_4bit_input_bytes_per_token_per_layer(&phi, &w),
+            (2560 + 2560 + 10240) * 2
+        );
     }
 }

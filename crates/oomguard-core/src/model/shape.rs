@@ -206,6 +206,10 @@ pub struct ModelShape {
     /// `activation_function`, else its class default (see
     /// `python_tanh_gelu`).
     pub python_tanh_gelu: bool,
+    /// The block is parallel with one norm: attention and MLP read the same
+    /// normed tensor (see `shared_block_norm`), so what either keeps of its
+    /// input is one tensor, and the block has one norm input to save.
+    pub shared_block_norm: bool,
     /// Bytes of the weights as a GGUF file stores them (quantized), when the
     /// shape came from one.
     pub gguf_weights_bytes: Option<u64>,
@@ -264,6 +268,26 @@ fn python_tanh_gelu(model_type: &str, cfg: &Value) -> bool {
             model_type,
             "gpt2" | "gptj" | "gpt_neo" | "codegen" | "albert"
         ),
+    }
+}
+
+/// Whether attention and MLP run side by side on one normed input:
+/// transformers' `PhiDecoderLayer`, `GPTJBlock` and `CodeGenBlock` apply one
+/// norm (`input_layernorm` / `ln_1`) and pass its output to both, as
+/// LitGPT's `Block` does for phi-1.5/phi-2 and Falcon-7B
+/// (`shared_attention_norm=True` in litgpt/config.py); Falcon does so when
+/// `parallel_attn` holds and `new_decoder_architecture` does not (Falcon-40B's
+/// new architecture gives each its own norm, `ln_attn` and `ln_mlp`).
+/// GPT-NeoX's parallel residual has two norms and is not one of them; Phi-3
+/// is sequential.
+fn shared_block_norm(model_type: &str, cfg: &Value) -> bool {
+    match model_type {
+        "phi" | "gptj" | "codegen" => true,
+        "falcon" | "RefinedWeb" | "RefinedWebModel" => {
+            get_bool(cfg, "parallel_attn").unwrap_or(true)
+                && !get_bool(cfg, "new_decoder_architecture").unwrap_or(false)
+        }
+        _ => false,
     }
 }
 
@@ -483,6 +507,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
         None
     };
     let python_gelu = python_tanh_gelu(&model_type, cfg);
+    let shared_norm = shared_block_norm(&model_type, cfg);
     let mut shape = ModelShape {
         id: id.to_string(),
         architecture: model_type,
@@ -525,6 +550,7 @@ pub fn from_config(id: &str, cfg: &Value, input: &str) -> Result<ModelShape, Mod
             Family::Bert | Family::DistilBert | Family::Gpt2 | Family::Vit
         ),
         python_tanh_gelu: python_gelu,
+        shared_block_norm: shared_norm,
         gguf_weights_bytes: None,
         gguf_layout: None,
         checkpoint_fp8: cfg
@@ -1048,6 +1074,33 @@ mod tests {
 
     fn params(cfg: Value) -> u64 {
         from_config("m", &cfg, "config.json").unwrap().params
+    }
+
+    #[test]
+    fn parallel_blocks_with_one_norm_share_it() {
+        let shared = |cfg: Value| {
+            from_config("m", &cfg, "config.json")
+                .unwrap()
+                .shared_block_norm
+        };
+        let base = |model_type: &str| {
+            json!({"model_type": model_type, "hidden_size": 2048, "num_hidden_layers": 24,
+            "num_attention_heads": 32, "intermediate_size": 8192, "vocab_size": 51200})
+        };
+        assert!(shared(base("phi")));
+        assert!(shared(base("gptj")));
+        assert!(shared(base("falcon")));
+        // Falcon-40B's new architecture: a norm for each branch.
+        let mut f40 = base("falcon");
+        f40["new_decoder_architecture"] = json!(true);
+        assert!(!shared(f40));
+        let mut sequential = base("falcon");
+        sequential["parallel_attn"] = json!(false);
+        assert!(!shared(sequential));
+        // GPT-NeoX's parallel residual has two norms; Llama and Phi-3 are sequential.
+        assert!(!shared(base("gpt_neox")));
+        assert!(!shared(base("llama")));
+        assert!(!shared(base("phi3")));
     }
 
     #[test]
