@@ -42,23 +42,32 @@ const SMALL_POOL_MAX: u64 = 1 << 20;
 /// partly used segment can hold without anything being wrong.
 const LARGE_SEGMENT: u64 = 20 << 20;
 
+/// The slack of a few partly used segments: a running model always keeps
+/// several of the 20 MiB segments that hold its 1-10 MiB tensors
+/// (kLargeBuffer) partly used, each with up to a segment free. Cached-free
+/// bytes beyond the request by less than three of them would, compacted,
+/// give the workload this one allocation and nothing after it.
+const SEGMENTS_SLACK: u64 = 3 * LARGE_SEGMENT;
+
 /// Whether cached-but-free bytes at least as large as the request point at
 /// fragmentation, and how strongly. The allocator splits a cached block for
 /// a request and keeps remainders over 1 MiB as free blocks
 /// (`should_split`; blocks of `max_split_size_mb` or more are never split),
 /// then frees every unsplit segment and retries before raising: what stays
-/// cached but free lies in partly used segments. A single partly used
-/// segment holds up to a large segment of slack, so cached-free bytes
-/// exceeding the request by less than that are the allocator's ordinary
-/// slack on a full device, not memory lost to fragmentation; and a request
-/// from the small pool cannot use the large pool's cached bytes at all.
-/// Beyond that, the share of the device decides (`cached_free_score`).
+/// cached but free lies in partly used segments. A few partly used
+/// segments hold up to a segment of slack each, so cached-free bytes
+/// exceeding the request by less than that (`SEGMENTS_SLACK`) are the
+/// allocator's ordinary slack on a full device, not memory lost to
+/// fragmentation: the workload fills the device, and compacting would not
+/// leave room for its next tensor; and a request from the small pool cannot
+/// use the large pool's cached bytes at all. Beyond that, the share of the
+/// device decides (`cached_free_score`).
 fn fragmentation_strength(cf: u64, q: u64, share: Option<f64>) -> Option<f64> {
     if q <= SMALL_POOL_MAX || cf < q || cf == 0 {
         return None;
     }
     let score = cached_free_score(share);
-    if cf - q < LARGE_SEGMENT {
+    if cf - q < SEGMENTS_SLACK {
         return Some(score.min(0.45));
     }
     Some(score)
@@ -471,9 +480,19 @@ mod tests {
             fragmentation_strength(210 * MIB, 200 * MIB, Some(0.06)),
             Some(0.45)
         );
+        // A few segments beyond it (551 MiB cached for 512 MiB asked on an
+        // 8 GiB card): still the slack of a full device.
+        assert_eq!(
+            fragmentation_strength(551 * MIB, 512 * MIB, Some(0.07)),
+            Some(0.45)
+        );
         // Far beyond it, the share decides.
         assert_eq!(
             fragmentation_strength(8 * GIB, 6 * GIB, Some(0.3)),
+            Some(0.85)
+        );
+        assert_eq!(
+            fragmentation_strength(737 * MIB, 546 * MIB, Some(0.05)),
             Some(0.85)
         );
         assert_eq!(fragmentation_strength(MIB, 2 * MIB, Some(0.3)), None);

@@ -66,13 +66,47 @@ fn other_processes(r: &mut Ranking, acc: &Accounting, t: u64) {
     }
 }
 
+/// What the device can lose outside the framework's allocator with no other
+/// job on it: this process's CUDA context and, on a desktop card, the
+/// display. Before CUDA 11.7's lazy loading every kernel of the libraries
+/// was loaded into the context, "which took >1000MB" (ptrblck,
+/// pytorch/pytorch#107667; pytorch/pytorch#86509 measured 667 MB eager
+/// against 287 MB lazy for a bare context, before cuDNN's and cuBLAS's
+/// kernels), and the PyTorch 1.x messages that leave this gap unattributed
+/// come from those builds. A desktop on the same card adds its display
+/// server and compositor (Xorg 28 MiB and gnome-shell 46 MiB in
+/// NVIDIA/nvidia-docker#1264) and often a hardware-accelerated browser
+/// (2108 MiB in Comfy-Org/ComfyUI_frontend#3272): memory of other processes
+/// in the strict sense, but not another job, and the text cannot tell them
+/// apart from one.
+const CONTEXT_AND_DISPLAY: u64 = 2 * GIB;
+
 /// A quarter of the device (and at least 1 GiB) outside the framework, when
 /// the message cannot tell this process from others (PyTorch 1.x): another
-/// process most likely, this process outside the framework otherwise.
+/// process most likely, this process outside the framework otherwise. Up to
+/// what a context and a display take, the gap says nothing of another job:
+/// on a small card it is a large share of the device without being a cause,
+/// so the other process stays a reading with its check and the figures'
+/// other causes lead.
 fn outside_unattributed(r: &mut Ranking, acc: &Accounting, t: u64) {
     let Some(outside) = acc.bytes(SegmentKind::OutsideFramework) else {
         return;
     };
+    if outside * 4 >= t && (GIB..=CONTEXT_AND_DISPLAY).contains(&outside) {
+        r.undecided();
+        r.add_checked(
+            CauseId::OtherProcesses,
+            0.45,
+            format!(
+                "{} of the {} device ({}) is used outside the framework's allocator: no more than this process's CUDA context and a desktop's display take on their own, so it may or may not be another process",
+                fs(outside),
+                fs(t),
+                pct(outside, t)
+            ),
+            Some("nvidia-smi while nothing else is started: any process listed besides this one (and the display server) holds the missing memory"),
+        );
+        return;
+    }
     if outside * 4 >= t && outside >= GIB {
         r.add(
             CauseId::OtherProcesses,
@@ -160,6 +194,21 @@ mod tests {
     fn this_process_far_beyond_its_allocator_is_non_framework_memory() {
         let r = ranked(&modern(100 * MIB, 20 * GIB, vec![]));
         assert_eq!(r.score(CauseId::NonFrameworkMemory), Some(0.7));
+    }
+
+    #[test]
+    fn a_gap_a_context_and_a_display_explain_is_only_a_reading() {
+        // PyTorch 1.x on a 4 GiB card: 1.2 GiB neither free nor reserved.
+        let mut e = pytorch(4 * GIB, 40 * MIB, 0);
+        e.memory.reserved_bytes = Some(4 * GIB - 1229 * MIB);
+        let r = ranked(&e);
+        assert_eq!(r.score(CauseId::OtherProcesses), Some(0.45));
+        assert!(r.1);
+        // Beyond what a context and a display take, another process leads.
+        e.memory.reserved_bytes = Some(GIB);
+        let r = ranked(&e);
+        assert_eq!(r.score(CauseId::OtherProcesses), Some(0.75));
+        assert!(!r.1);
     }
 
     #[test]
