@@ -473,6 +473,8 @@ fn corpus_dev_detect3() {
 #[test]
 fn corpus_dev_ggml() {
     run_cases("oom/corpus_dev_ggml.jsonl");
+}
+
 /// Real OOM texts from public threads whose resolution names the cause, in
 /// the families the cause ranking confuses (a batch or a model on a small
 /// card with an unaccounted gap, a small reserved-unallocated slice, tensors
