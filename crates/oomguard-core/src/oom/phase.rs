@@ -229,9 +229,13 @@ fn traceback_lines(before: &[String]) -> &[String] {
         .rposition(|l| !l.trim().is_empty())
         .map_or(0, |i| i + 1)
         .max(before.len().saturating_sub(2));
+    // A paste that lost the traceback's indentation (Markdown outside a
+    // code block) leaves each code line flush left under its frame: the
+    // line right under a `File "x.py", line 3, in f` line is that frame's.
     let mut start = end;
     for (i, line) in before[..end].iter().enumerate().rev() {
-        if is_frame_part(line) {
+        let under_frame = i > 0 && is_frame_line(&before[i - 1]);
+        if is_frame_part(line) || under_frame {
             start = i;
         } else {
             break;
@@ -380,7 +384,17 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             concat!(
                 r"(?i:evaluation step|during evaluation|in the evaluation|validation step|",
                 // A validation or test loop's progress bar (Lightning's).
-                r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)",
+                r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)|",
+                // The header an evaluation or prediction pass logs when it
+                // starts: transformers' Trainer (`evaluation_loop` logs
+                // "***** Running {description} *****", description
+                // "Evaluation" or "Prediction"), TensorFlow NMT and its forks
+                // (nmt/train.py `run_external_eval`: "# External evaluation,
+                // global step %d"), and the MetricLogger of BLIP/LAVIS-style
+                // code (`log_every(loader, freq, header="Evaluation")` prints
+                // "Evaluation  [ 20/500]  eta: ...").
+                r"\*{3,}\s*Running (?:Evaluation|Prediction)\s*\*{3,}|# External evaluation\b|",
+                r"^\s*(?:Evaluation|Validation):?\s+\[\s*\d+/\d+\]",
             ),
         ),
         (Phase::Generation, r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)"),
@@ -435,6 +449,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "testing",
             "sanity checking",
             "evaluating",
+            "running prediction",
             "generating",
             "preprocess",
             "DMatrix(",
@@ -779,6 +794,13 @@ mod tests {
         // A paste that starts mid-traceback, behind a log prefix and a backtick.
         let tb = lines("`ERROR:  File \"/x/torch/optim/adam.py\", line 505, in _multi_tensor_adam\n    exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)");
         assert_eq!(from_traceback(&tb), Some(Phase::OptimizerStep));
+        // A paste that lost its indentation: each code line sits flush
+        // left under its frame.
+        let tb = lines("File \"/x/torch/utils/checkpoint.py\", line 321, in backward\ntorch.autograd.backward(outputs_with_grad, args_with_grad)\nFile \"/x/torch/autograd/graph.py\", line 825, in _engine_run_backward\nreturn Variable._execution_engine.run_backward(");
+        assert_eq!(from_traceback(&tb), Some(Phase::Backward));
+        // Without a frame line above it, a flush-left line is prose.
+        let tb = lines("File \"/x/torch/utils/checkpoint.py\", line 321, in backward\nloss.backward() is called here\nand then it fails:");
+        assert_eq!(from_traceback(&tb), None);
     }
 
     #[test]
@@ -869,6 +891,46 @@ mod tests {
         );
         // A command followed by output first says nothing of the phase.
         assert_eq!(phase("$ python3 train.py\nepoch 1 loss 0.3"), None);
+    }
+
+    #[test]
+    fn an_evaluation_pass_header_names_evaluation() {
+        let none: Vec<String> = Vec::new();
+        let phase = |before: &str| {
+            from_context(
+                &lines(before),
+                "torch.cuda.OutOfMemoryError: CUDA out of memory.",
+                &none,
+            )
+        };
+        // transformers' Trainer, for evaluate() and predict().
+        assert_eq!(
+            phase("***** Running Evaluation *****\n  Num examples = 872\n  Batch size = 8"),
+            Some(Phase::Evaluation)
+        );
+        assert_eq!(
+            phase("***** Running Prediction *****\n  Num examples = 11334"),
+            Some(Phase::Evaluation)
+        );
+        // TensorFlow NMT's external evaluation.
+        assert_eq!(
+            phase("# External evaluation, global step 1000\n  decoding to output /tmp/out"),
+            Some(Phase::Evaluation)
+        );
+        // A MetricLogger whose header is Evaluation.
+        assert_eq!(
+            phase("Evaluation  [2060/5000]  eta: 0:02:28    time: 0.0498  data: 0.0003  max mem: 17239"),
+            Some(Phase::Evaluation)
+        );
+        // Training banners are not evaluation.
+        assert_eq!(
+            phase("***** Running training *****\n  Num examples = 872"),
+            None
+        );
+        assert_eq!(
+            phase("Epoch: [0]  [ 20/500]  eta: 0:02:28  loss: 2.1"),
+            None
+        );
     }
 
     #[test]
