@@ -663,6 +663,57 @@ fn follows_command(before: &[String]) -> bool {
         .is_some_and(|l| l.contains(".py") && COMMAND.is_match(l.trim_end()))
 }
 
+/// The phase the TensorFlow graph node printed under the error names, when
+/// the error's own line leaves the node out: `[[Node: scope/op = Op[...]]]`
+/// (TF 1.x) or `[[{{node scope/op}}]]` (later), within its first lines.
+/// A node's path says what it computes (the reading the TensorFlow family
+/// gives a node on the error's own line): a gradient node
+/// (`gradients/.../MatMul_grad`) runs in the backward pass; a node in an
+/// optimizer's name scope (Keras names it after the class: `training/Adam/`,
+/// `SGD/`) or one of its update kernels (`ApplyAdam`, `ResourceApply*`,
+/// tensorflow/core/kernels/training_ops.cc) in its step; an initializer or
+/// a variable's `Assign` builds the weights; any other scoped node is the
+/// model's forward pass.
+pub(crate) fn from_graph_node(after: &[String]) -> Option<Phase> {
+    static NODE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*\[\[(?:\{\{)?(?i:node):?\s+([\w/.\-]+)").expect("pattern compiles")
+    });
+    const OPTIMIZER_SCOPES: &[&str] = &[
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Nadam",
+        "SGD",
+        "RMSprop",
+        "RMSProp",
+        "Adagrad",
+        "Adadelta",
+        "Ftrl",
+        "Momentum",
+        "GradientDescent",
+    ];
+    let name = after
+        .iter()
+        .take(4)
+        .find_map(|l| NODE.captures(l).map(|c| c[1].to_string()))?;
+    let segments: Vec<&str> = name.split('/').collect();
+    let optimizer = segments.iter().any(|s| OPTIMIZER_SCOPES.contains(s))
+        || segments
+            .last()
+            .is_some_and(|s| s.starts_with("Apply") || s.starts_with("ResourceApply"));
+    if name.contains("Grad") || name.contains("gradient") {
+        Some(Phase::Backward)
+    } else if optimizer {
+        Some(Phase::OptimizerStep)
+    } else if name.contains("Initializer") || name.ends_with("Assign") {
+        Some(Phase::ModelLoad)
+    } else if name.contains('/') {
+        Some(Phase::Forward)
+    } else {
+        None
+    }
+}
+
 /// The phase the traceback that ends at the error shows, `None` when no
 /// frame says.
 pub(crate) fn from_traceback(before: &[String]) -> Option<Phase> {
@@ -929,6 +980,35 @@ mod tests {
         );
         assert_eq!(
             phase("Epoch: [0]  [ 20/500]  eta: 0:02:28  loss: 2.1"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_graph_node_under_the_error_names_its_phase() {
+        let node = |l: &str| from_graph_node(&lines(l));
+        assert_eq!(
+            node("     [[Node: InceptionV1/Conv2d_1a_7x7/BatchNorm/moments/SquaredDifference = SquaredDifference[T=DT_FLOAT]]]"),
+            Some(Phase::Forward)
+        );
+        assert_eq!(
+            node(
+                "\t [[Node: yoloconvolution2d_21_b/Assign = Assign[T=DT_FLOAT, use_locking=true]]]"
+            ),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            node("\t [[{{node gradients_1/res3a_branch2a/Conv2D_grad/Conv2DBackpropInput}}]]"),
+            Some(Phase::Backward)
+        );
+        assert_eq!(
+            node("\t [[Node: training/Adam/Variable_12/Assign = Assign[T=DT_FLOAT]]]"),
+            Some(Phase::OptimizerStep)
+        );
+        // A bare op name says nothing; nor does a line that is not a node.
+        assert_eq!(node("\t [[Node: Conv2D_1 = Conv2D[T=DT_FLOAT]]]"), None);
+        assert_eq!(
+            node("Hint: If you want to see a list of allocated tensors"),
             None
         );
     }
