@@ -165,11 +165,12 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
         ),
         // Building a module (its constructor, an `init`) makes weights, but
         // a constructor also wraps data sets and trainers: only when no
-        // other frame names a phase.
+        // other frame names a phase. A paste rendered as Markdown shows
+        // `__init__` as a bold `init` (`File "x.py", line 125, in init`).
         (
             Phase::ModelLoad,
             Rank::Fallback,
-            r"in __init__\b|\.init\(|init_params",
+            r"in __init__\b|\.init\(|init_params|, in init\s*$",
         ),
         (
             Phase::Forward,
@@ -753,6 +754,11 @@ mod tests {
         assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
         let tb = lines("Traceback (most recent call last):\n  File \"net.py\", line 2, in __init__\n    self.w = torch.empty(n, n, device='cuda')");
         assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        // `__init__` after Markdown made it bold.
+        let tb = lines("File \"D:\\app\\main.py\", line 529, in cli\nFile \"faster_whisper\\transcribe.py\", line 125, in init");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        let tb = lines("File \"x.py\", line 5, in init_logging");
+        assert_eq!(from_traceback(&tb), None);
     }
 
     #[test]
