@@ -465,6 +465,16 @@ fn corpus_dev_detect3() {
     run_cases("oom/corpus_dev_detect3.jsonl");
 }
 
+/// Phase read from the text on unseen reports: DataLoader workers and
+/// collate functions, model loading (from_pretrained, checkpoint shards,
+/// `.to(device)`), serving-engine start-up, evaluation and prediction loops
+/// (HF Trainer, Keras predict, TFX, TF evaluation logs) and generation; every
+/// third row held out, failing rows marked `known_gap`.
+#[test]
+fn corpus_dev_phase3() {
+    run_cases("oom/corpus_dev_phase3.jsonl");
+}
+
 /// llama.cpp and the programs built on ggml (Ollama, koboldcpp): ggml-cuda's
 /// error handler under CUDA, HIP and ROCm names, the 2023 wording, Ollama's
 /// wrapper around its runner's last lines and its pre-load check, and

@@ -165,11 +165,12 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
         ),
         // Building a module (its constructor, an `init`) makes weights, but
         // a constructor also wraps data sets and trainers: only when no
-        // other frame names a phase.
+        // other frame names a phase. A paste rendered as Markdown shows
+        // `__init__` as a bold `init` (`File "x.py", line 125, in init`).
         (
             Phase::ModelLoad,
             Rank::Fallback,
-            r"in __init__\b|\.init\(|init_params",
+            r"in __init__\b|\.init\(|init_params|, in init\s*$",
         ),
         (
             Phase::Forward,
@@ -229,9 +230,13 @@ fn traceback_lines(before: &[String]) -> &[String] {
         .rposition(|l| !l.trim().is_empty())
         .map_or(0, |i| i + 1)
         .max(before.len().saturating_sub(2));
+    // A paste that lost the traceback's indentation (Markdown outside a
+    // code block) leaves each code line flush left under its frame: the
+    // line right under a `File "x.py", line 3, in f` line is that frame's.
     let mut start = end;
     for (i, line) in before[..end].iter().enumerate().rev() {
-        if is_frame_part(line) {
+        let under_frame = i > 0 && is_frame_line(&before[i - 1]);
+        if is_frame_part(line) || under_frame {
             start = i;
         } else {
             break;
@@ -380,7 +385,17 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             concat!(
                 r"(?i:evaluation step|during evaluation|in the evaluation|validation step|",
                 // A validation or test loop's progress bar (Lightning's).
-                r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)",
+                r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)|",
+                // The header an evaluation or prediction pass logs when it
+                // starts: transformers' Trainer (`evaluation_loop` logs
+                // "***** Running {description} *****", description
+                // "Evaluation" or "Prediction"), TensorFlow NMT and its forks
+                // (nmt/train.py `run_external_eval`: "# External evaluation,
+                // global step %d"), and the MetricLogger of BLIP/LAVIS-style
+                // code (`log_every(loader, freq, header="Evaluation")` prints
+                // "Evaluation  [ 20/500]  eta: ...").
+                r"\*{3,}\s*Running (?:Evaluation|Prediction)\s*\*{3,}|# External evaluation\b|",
+                r"^\s*(?:Evaluation|Validation):?\s+\[\s*\d+/\d+\]",
             ),
         ),
         (Phase::Generation, r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)"),
@@ -435,6 +450,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "testing",
             "sanity checking",
             "evaluating",
+            "running prediction",
             "generating",
             "preprocess",
             "DMatrix(",
@@ -648,6 +664,57 @@ fn follows_command(before: &[String]) -> bool {
         .is_some_and(|l| l.contains(".py") && COMMAND.is_match(l.trim_end()))
 }
 
+/// The phase the TensorFlow graph node printed under the error names, when
+/// the error's own line leaves the node out: `[[Node: scope/op = Op[...]]]`
+/// (TF 1.x) or `[[{{node scope/op}}]]` (later), within its first lines.
+/// A node's path says what it computes (the reading the TensorFlow family
+/// gives a node on the error's own line): a gradient node
+/// (`gradients/.../MatMul_grad`) runs in the backward pass; a node in an
+/// optimizer's name scope (Keras names it after the class: `training/Adam/`,
+/// `SGD/`) or one of its update kernels (`ApplyAdam`, `ResourceApply*`,
+/// tensorflow/core/kernels/training_ops.cc) in its step; an initializer or
+/// a variable's `Assign` builds the weights; any other scoped node is the
+/// model's forward pass.
+pub(crate) fn from_graph_node(after: &[String]) -> Option<Phase> {
+    static NODE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*\[\[(?:\{\{)?(?i:node):?\s+([\w/.\-]+)").expect("pattern compiles")
+    });
+    const OPTIMIZER_SCOPES: &[&str] = &[
+        "Adam",
+        "AdamW",
+        "Adamax",
+        "Nadam",
+        "SGD",
+        "RMSprop",
+        "RMSProp",
+        "Adagrad",
+        "Adadelta",
+        "Ftrl",
+        "Momentum",
+        "GradientDescent",
+    ];
+    let name = after
+        .iter()
+        .take(4)
+        .find_map(|l| NODE.captures(l).map(|c| c[1].to_string()))?;
+    let segments: Vec<&str> = name.split('/').collect();
+    let optimizer = segments.iter().any(|s| OPTIMIZER_SCOPES.contains(s))
+        || segments
+            .last()
+            .is_some_and(|s| s.starts_with("Apply") || s.starts_with("ResourceApply"));
+    if name.contains("Grad") || name.contains("gradient") {
+        Some(Phase::Backward)
+    } else if optimizer {
+        Some(Phase::OptimizerStep)
+    } else if name.contains("Initializer") || name.ends_with("Assign") {
+        Some(Phase::ModelLoad)
+    } else if name.contains('/') {
+        Some(Phase::Forward)
+    } else {
+        None
+    }
+}
+
 /// The phase the traceback that ends at the error shows, `None` when no
 /// frame says.
 pub(crate) fn from_traceback(before: &[String]) -> Option<Phase> {
@@ -687,6 +754,11 @@ mod tests {
         assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
         let tb = lines("Traceback (most recent call last):\n  File \"net.py\", line 2, in __init__\n    self.w = torch.empty(n, n, device='cuda')");
         assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        // `__init__` after Markdown made it bold.
+        let tb = lines("File \"D:\\app\\main.py\", line 529, in cli\nFile \"faster_whisper\\transcribe.py\", line 125, in init");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        let tb = lines("File \"x.py\", line 5, in init_logging");
+        assert_eq!(from_traceback(&tb), None);
     }
 
     #[test]
@@ -779,6 +851,13 @@ mod tests {
         // A paste that starts mid-traceback, behind a log prefix and a backtick.
         let tb = lines("`ERROR:  File \"/x/torch/optim/adam.py\", line 505, in _multi_tensor_adam\n    exp_avg_sq_sqrt = torch._foreach_sqrt(device_exp_avg_sqs)");
         assert_eq!(from_traceback(&tb), Some(Phase::OptimizerStep));
+        // A paste that lost its indentation: each code line sits flush
+        // left under its frame.
+        let tb = lines("File \"/x/torch/utils/checkpoint.py\", line 321, in backward\ntorch.autograd.backward(outputs_with_grad, args_with_grad)\nFile \"/x/torch/autograd/graph.py\", line 825, in _engine_run_backward\nreturn Variable._execution_engine.run_backward(");
+        assert_eq!(from_traceback(&tb), Some(Phase::Backward));
+        // Without a frame line above it, a flush-left line is prose.
+        let tb = lines("File \"/x/torch/utils/checkpoint.py\", line 321, in backward\nloss.backward() is called here\nand then it fails:");
+        assert_eq!(from_traceback(&tb), None);
     }
 
     #[test]
@@ -869,6 +948,75 @@ mod tests {
         );
         // A command followed by output first says nothing of the phase.
         assert_eq!(phase("$ python3 train.py\nepoch 1 loss 0.3"), None);
+    }
+
+    #[test]
+    fn an_evaluation_pass_header_names_evaluation() {
+        let none: Vec<String> = Vec::new();
+        let phase = |before: &str| {
+            from_context(
+                &lines(before),
+                "torch.cuda.OutOfMemoryError: CUDA out of memory.",
+                &none,
+            )
+        };
+        // transformers' Trainer, for evaluate() and predict().
+        assert_eq!(
+            phase("***** Running Evaluation *****\n  Num examples = 872\n  Batch size = 8"),
+            Some(Phase::Evaluation)
+        );
+        assert_eq!(
+            phase("***** Running Prediction *****\n  Num examples = 11334"),
+            Some(Phase::Evaluation)
+        );
+        // TensorFlow NMT's external evaluation.
+        assert_eq!(
+            phase("# External evaluation, global step 1000\n  decoding to output /tmp/out"),
+            Some(Phase::Evaluation)
+        );
+        // A MetricLogger whose header is Evaluation.
+        assert_eq!(
+            phase("Evaluation  [2060/5000]  eta: 0:02:28    time: 0.0498  data: 0.0003  max mem: 17239"),
+            Some(Phase::Evaluation)
+        );
+        // Training banners are not evaluation.
+        assert_eq!(
+            phase("***** Running training *****\n  Num examples = 872"),
+            None
+        );
+        assert_eq!(
+            phase("Epoch: [0]  [ 20/500]  eta: 0:02:28  loss: 2.1"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_graph_node_under_the_error_names_its_phase() {
+        let node = |l: &str| from_graph_node(&lines(l));
+        assert_eq!(
+            node("     [[Node: InceptionV1/Conv2d_1a_7x7/BatchNorm/moments/SquaredDifference = SquaredDifference[T=DT_FLOAT]]]"),
+            Some(Phase::Forward)
+        );
+        assert_eq!(
+            node(
+                "\t [[Node: yoloconvolution2d_21_b/Assign = Assign[T=DT_FLOAT, use_locking=true]]]"
+            ),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            node("\t [[{{node gradients_1/res3a_branch2a/Conv2D_grad/Conv2DBackpropInput}}]]"),
+            Some(Phase::Backward)
+        );
+        assert_eq!(
+            node("\t [[Node: training/Adam/Variable_12/Assign = Assign[T=DT_FLOAT]]]"),
+            Some(Phase::OptimizerStep)
+        );
+        // A bare op name says nothing; nor does a line that is not a node.
+        assert_eq!(node("\t [[Node: Conv2D_1 = Conv2D[T=DT_FLOAT]]]"), None);
+        assert_eq!(
+            node("Hint: If you want to see a list of allocated tensors"),
+            None
+        );
     }
 
     #[test]

@@ -447,6 +447,8 @@ fn read_event_at(
     }
     let phase = parsed
         .phase_hint
+        // A TensorFlow graph node printed under the error says what ran.
+        .or_else(|| phase::from_graph_node(&following))
         .or_else(|| phase::from_traceback(&before))
         .or_else(|| {
             // A traceback printed after the message; it must start within
