@@ -495,6 +495,16 @@ fn corpus_dev_causes4() {
     run_cases("oom/corpus_dev_causes4.jsonl");
 }
 
+/// PyTorch/XLA on TPU and GPU, apps and servers that wrap PyTorch's error
+/// (ComfyUI, A1111, SGLang, vLLM), XGBoost, XLA clients and old TensorFlow
+/// wordings, with misleading ones (PR texts naming the OOM exception, XLA's
+/// non-fatal allocator warnings); every third row held out, failing rows
+/// marked `known_gap`.
+#[test]
+fn corpus_dev_detect4() {
+    run_cases("oom/corpus_dev_detect4.jsonl");
+}
+
 /// Out-of-memory texts from vendor runtimes and host allocators (ggml's
 /// Vulkan and Metal backends, MLX, Ascend NPU, OpenCL, HIP, TensorRT, TGI,
 /// Rust and Go runtimes, the kernel's OOM killer, XLA) and misleading texts
