@@ -421,7 +421,7 @@ fn read_event_at(
         pos = end;
     }
     attribution::refine(&first, &before, &text, &following, &mut parsed);
-    families::generic::fill_from_next_lines(&following, &mut parsed.memory);
+    families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
     parsed.facts.serving_engine = phase::serving_engine(&before, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);

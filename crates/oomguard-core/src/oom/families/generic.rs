@@ -590,15 +590,19 @@ const FIGURE_LINES: usize = 3;
 /// its `Error Code 1: Cuda Runtime (out of memory)` (`Requested amount of GPU
 /// memory (N bytes) could not be allocated`), XGBoost's report under its
 /// `std::bad_alloc` (src/common/device_helpers.cuh: `- Free memory: N`,
-/// `- Requested memory: N`).
-pub(crate) fn fill_from_next_lines(following: &[String], memory: &mut MemoryFigures) {
+/// `- Requested memory: N`). The report's lines may also have been joined to
+/// the message as its continuation (`text`), so it is read there too.
+pub(crate) fn fill_from_next_lines(text: &str, following: &[String], memory: &mut MemoryFigures) {
     static REQUESTED: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"Requested\s*amount\s*of\s*(?:GPU\s*)?memory\s*\((\d+)\s*bytes\)\s*could\s*not|^\s*-\s*Requested\s*memory\s*:\s*(\d+)\s*$",
+            r"Requested\s*amount\s*of\s*(?:GPU\s*)?memory\s*\((\d+)\s*bytes\)\s*could\s*not|(?:^|\s)-\s*Requested\s*memory\s*:\s*(\d+)(?:\s|$)",
         )
     });
-    static FREE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*-\s*Free\s*memory\s*:\s*(\d+)\s*$"));
-    for line in following.iter().take(FIGURE_LINES) {
+    static FREE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?:^|\s)-\s*Free\s*memory\s*:\s*(\d+)(?:\s|$)"));
+    let lines =
+        std::iter::once(text).chain(following.iter().take(FIGURE_LINES).map(String::as_str));
+    for line in lines {
         if memory.requested_bytes.is_none() {
             memory.requested_bytes = REQUESTED
                 .captures(line)

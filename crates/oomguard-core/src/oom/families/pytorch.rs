@@ -29,8 +29,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "out of memory",
     // A caching-allocator message quoted without its first words.
     "Tried to allocate",
-    // The cudaMallocAsync backend.
+    // The cudaMallocAsync backend; its message cut after its first words.
     "would exceed allowed memory",
+    "Allocation on device",
     // The CPU allocator: `not enough memory`, `can't allocate memory`.
     "ot enough memory",
     "an't allocate",
@@ -57,6 +58,7 @@ struct Patterns {
     cuda_error: Regex,
     cpu: Regex,
     async_backend: Regex,
+    async_cut: Regex,
     requested: Regex,
     absurd: Regex,
     total_v1: Regex,
@@ -98,6 +100,12 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)|Torch\s*:\s*not\s*enough\s*memory",
     ),
     async_backend: re(r"Allocation\s*on\s*device\s*(\d+)\s*would\s*exceed\s*allowed\s*memory"),
+    // The same message with nothing after its first words: ComfyUI's error
+    // report and log show the cudaMallocAsync OOM as `Exception Message:
+    // Allocation on device ` and `!!! Exception during processing !!!
+    // Allocation on device ` (Comfy-Org/ComfyUI issues 4852, 4934, 4936,
+    // 5166, 5511, 6073, 6176).
+    async_cut: re(r"Allocation\s*on\s*device\s*$"),
     requested: re(r"Tried\s*to\s*allocate\s*{SIZE}"),
     absurd: re(r"Tried\s*to\s*allocate\s*more\s*than\s*1\s*EB"),
     total_v1: re(r"{SIZE}\s*total\s*capac"),
@@ -123,7 +131,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     async_limit: re(r"Device\s*limit\s*:\s*{SIZE}"),
     async_free: re(r"Free\s*\(according\s*to\s*CUDA\)\s*:\s*{SIZE}"),
     async_fraction: re(
-        r"PyTorch\s*limit\s*\(set\s*by\s*user-supplied\s*memory\s*fraction\)\s*:\s*{SIZE}",
+        r"PyTorch\s*limit\s*\(set\s*by\s*user-supplied\s*memory\s*fraction\)(?:\s|\\n)*:\s*{SIZE}",
     ),
     batch_finder: re(r"No\s*executable\s*batch\s*size\s*found"),
 });
@@ -171,6 +179,18 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         m.total_bytes = find_size(&p.async_limit, text);
         m.free_bytes = find_size(&p.async_free, text);
         m.allowed_bytes = find_size(&p.async_fraction, text);
+        parsed.facts.pytorch_era = Some(PyTorchEra::Modern);
+        return Some(parsed);
+    }
+    if let Some(m) = p.async_cut.find(text) {
+        if !cut_message_stands(&text[..m.start()]) {
+            return None;
+        }
+        let mut parsed = Parsed::new(
+            Framework::PyTorch,
+            DeviceKind::Cuda,
+            text[m.start()..].trim().to_string(),
+        );
         parsed.facts.pytorch_era = Some(PyTorchEra::Modern);
         return Some(parsed);
     }
@@ -268,6 +288,18 @@ fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
     parsed.device.index = device_index(text).filter(|_| kind == DeviceKind::Cuda);
     parsed.facts.kind = EventKind::BatchSearchExhausted;
     Some(parsed)
+}
+
+/// True when the words before a message cut after its first words (`before`)
+/// introduce it as the error: nothing, an exception class or log tag ending
+/// in `:`, `!!!` or `]`, or a Markdown field (`**Exception Message:**`).
+fn cut_message_stands(before: &str) -> bool {
+    let before = before.trim_end();
+    before.is_empty()
+        || before.ends_with(':')
+        || before.ends_with(":**")
+        || before.ends_with("!!!")
+        || before.ends_with(']')
 }
 
 /// True when the phrase at `at` is the error itself: the line starts with it,

@@ -39,6 +39,9 @@ pub(super) const WORDS: &[&str] = &[
     "Out of memory allocating",
     // XLA's TPU compiler: `Ran out of memory in memory space hbm`.
     "memory space",
+    // The TPU runtime: `Attempting to reserve X at the bottom of memory.
+    // That was not possible. There are Y free, ...`.
+    "That was not possible",
 ];
 /// Messages of this family as TensorFlow, XLA and JAX print them.
 #[cfg(test)]
@@ -60,6 +63,7 @@ struct Patterns {
     xla_bytes: Regex,
     xla_request: Regex,
     tpu_hbm: Regex,
+    tpu_reserve: Regex,
     op: Regex,
     tf_device: Regex,
 }
@@ -89,6 +93,16 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     ),
     tpu_hbm: re(
         r"Ran\s*out\s*of\s*memory\s*in\s*memory\s*space\s*(\w+)\.?\s*(?:Used\s*{SIZE}\s*of\s*{SIZE})?",
+    ),
+    // The TPU runtime (libtpu, closed source; the wording as PyTorch/XLA and
+    // TensorFlow TPU users quote it: pytorch/xla issues 1735, 2569, 3470,
+    // 4847, huggingface/transformers issue 22328): `Attempting to reserve
+    // 6.48G at the bottom of memory. That was not possible. There are 6.78G
+    // free, 0B reserved, and 3.33G reservable.` for a program, `Attempting to
+    // allocate 180.59M. That was not possible. There are 142.58M free.` for a
+    // buffer.
+    tpu_reserve: re(
+        r"Attempting\s*to\s*(?:reserve|allocate)\s*{SIZE}(?:\s*at\s*the\s*bottom\s*of\s*memory)?\.\s*That\s*was\s*not\s*possible\.(?:\s*There\s*are\s*{SIZE}\s*free)?",
     ),
     op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
     // TensorFlow before 1.4 printed legacy device names (`/job:localhost/
@@ -204,14 +218,17 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if p.resource_exhausted.is_match(text)
         || p.xla_request.is_match(text)
         || p.tpu_hbm.is_match(text)
+        || p.tpu_reserve.is_match(text)
     {
         let mut parsed = Parsed::new(Framework::Jax, DeviceKind::Unknown, String::new());
         let key = if p.resource_exhausted.is_match(text) {
             &p.resource_exhausted
         } else if p.xla_request.is_match(text) {
             &p.xla_request
-        } else {
+        } else if p.tpu_hbm.is_match(text) {
             &p.tpu_hbm
+        } else {
+            &p.tpu_reserve
         };
         parsed.message = message_from(text, key);
         parsed.memory.requested_bytes = find_u64(&p.xla_bytes, text);
@@ -225,6 +242,10 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             if parsed.device.index.is_some() {
                 parsed.device.kind = DeviceKind::Cuda;
             }
+        }
+        if let Some(c) = p.tpu_reserve.captures(text) {
+            parsed.memory.requested_bytes = size_at(&c, 1);
+            parsed.memory.free_bytes = size_at(&c, 3);
         }
         // TPU memory: the reference has no TPU device kind, so the kind stays unknown.
         if let Some(c) = p.tpu_hbm.captures(text) {
