@@ -628,6 +628,39 @@ mod tests {
         assert_eq!(events[0].device.index, Some(1));
     }
 
+    #[test]
+    fn a_cut_async_message_counts_only_where_it_is_the_error() {
+        let (events, _) = scan("!!! Exception during processing !!! Allocation on device \n");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cuda);
+        let (events, _) = scan("We log each Allocation on device\n");
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn the_tpu_runtime_s_refusal_gives_request_and_free() {
+        let text =
+            "Attempting to allocate 180.59M. That was not possible. There are 142.58M free.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        let m = &events[0].memory;
+        assert!(
+            m.requested_bytes.is_some() && m.free_bytes.is_some(),
+            "{m:?}"
+        );
+        assert!(m.requested_bytes > m.free_bytes, "{m:?}");
+    }
+
+    #[test]
+    fn xgboost_s_report_joined_to_the_message_gives_its_figures() {
+        let text = "std::bad_alloc: cudaErrorMemoryAllocation: out of memory - Free memory: 8126464 - Requested memory: 33554432\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].memory.requested_bytes, Some(33554432));
+        assert_eq!(events[0].memory.free_bytes, Some(8126464));
+    }
+
     fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {
         let mut events = Vec::new();
         let summary = scan_reader("-", text.as_bytes(), &ScanOptions::default(), |e| {
