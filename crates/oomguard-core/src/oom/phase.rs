@@ -679,40 +679,11 @@ pub(crate) fn from_graph_node(after: &[String]) -> Option<Phase> {
     static NODE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^\s*\[\[(?:\{\{)?(?i:node):?\s+([\w/.\-]+)").expect("pattern compiles")
     });
-    const OPTIMIZER_SCOPES: &[&str] = &[
-        "Adam",
-        "AdamW",
-        "Adamax",
-        "Nadam",
-        "SGD",
-        "RMSprop",
-        "RMSProp",
-        "Adagrad",
-        "Adadelta",
-        "Ftrl",
-        "Momentum",
-        "GradientDescent",
-    ];
     let name = after
         .iter()
         .take(4)
         .find_map(|l| NODE.captures(l).map(|c| c[1].to_string()))?;
-    let segments: Vec<&str> = name.split('/').collect();
-    let optimizer = segments.iter().any(|s| OPTIMIZER_SCOPES.contains(s))
-        || segments
-            .last()
-            .is_some_and(|s| s.starts_with("Apply") || s.starts_with("ResourceApply"));
-    if name.contains("Grad") || name.contains("gradient") {
-        Some(Phase::Backward)
-    } else if optimizer {
-        Some(Phase::OptimizerStep)
-    } else if name.contains("Initializer") || name.ends_with("Assign") {
-        Some(Phase::ModelLoad)
-    } else if name.contains('/') {
-        Some(Phase::Forward)
-    } else {
-        None
-    }
+    super::families::tensorflow_jax::phase_of_node(&name)
 }
 
 /// The phase the traceback that ends at the error shows, `None` when no

@@ -364,23 +364,27 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
             .or(c.get(3))
             .map(|m| m.as_str().to_string());
         if let Some(op) = op {
-            // A graph node's path says what it computes: gradients are the
-            // backward pass, initializers and assignments build the weights,
-            // any other node of the model runs its forward pass.
-            parsed.phase_hint = if op.contains("Grad") || op.contains("gradient") {
-                Some(Phase::Backward)
-            } else if optimizer_op(&op) {
-                Some(Phase::OptimizerStep)
-            } else if op.contains("Initializer") || op.contains("/Assign") || op.ends_with("Assign")
-            {
-                Some(Phase::ModelLoad)
-            } else if op.contains('/') {
-                Some(Phase::Forward)
-            } else {
-                parsed.phase_hint
-            };
+            parsed.phase_hint = phase_of_node(&op).or(parsed.phase_hint);
             parsed.facts.op = Some(op);
         }
+    }
+}
+
+/// What a graph node's path says it computes: gradients are the backward
+/// pass, an optimizer's ops its step, initializers and assignments build the
+/// weights, any other scoped node of the model runs its forward pass; `None`
+/// for a bare name.
+pub(crate) fn phase_of_node(op: &str) -> Option<Phase> {
+    if op.contains("Grad") || op.contains("gradient") {
+        Some(Phase::Backward)
+    } else if optimizer_op(op) {
+        Some(Phase::OptimizerStep)
+    } else if op.contains("Initializer") || op.contains("/Assign") || op.ends_with("Assign") {
+        Some(Phase::ModelLoad)
+    } else if op.contains('/') {
+        Some(Phase::Forward)
+    } else {
+        None
     }
 }
 
