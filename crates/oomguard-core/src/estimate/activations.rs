@@ -219,6 +219,50 @@ fn held_by_decoder_forward(s: &ModelShape) -> u64 {
     }
 }
 
+/// Inference under Hugging Face `generate`, as (activations, KV cache) at
+/// the peak: the larger of the prefill and the last decode step.
+///
+/// The prefill runs the prompt (`--seq` minus `--new-tokens`) in one pass:
+/// the prompt's KV cache and one layer's transient over every prompt token.
+/// Each decode step runs one token per sequence over the cache of all but
+/// the newest tokens: the whole KV cache at the end, the copy a
+/// `DynamicCache` makes as it grows (`kv_cache::decode_copy_bytes`), the last
+/// position's logits, and with eager attention one row of scores per head
+/// over the cache. With a long prompt the prefill's intermediates outweigh
+/// what the generated tokens add to the cache; with a short one the decode
+/// ends higher. Without `--new-tokens` the whole sequence is the prompt.
+pub fn inference_peak(s: &ModelShape, w: &Workload) -> (u64, u64) {
+    let whole_cache = super::kv_cache::kv_cache_bytes(s, w);
+    if w.new_tokens == 0 || !matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
+        return (inference_activations(s, w), whole_cache);
+    }
+    let mut prompt = w.clone();
+    prompt.seq = w.prompt_tokens();
+    let prefill = (
+        inference_activations(s, &prompt),
+        super::kv_cache::kv_cache_bytes(s, &prompt),
+    );
+    let mut step = w.clone();
+    step.seq = 1;
+    let mut decode_acts =
+        inference_activations(s, &step).saturating_add(super::kv_cache::decode_copy_bytes(s, w));
+    if w.attention == Attention::Eager {
+        // One query's scores and their softmax over the cache, per head.
+        decode_acts = decode_acts.saturating_add(
+            w.batch
+                .saturating_mul(2 * s.heads)
+                .saturating_mul(w.seq)
+                .saturating_mul(w.activation_bytes()),
+        );
+    }
+    let decode = (decode_acts, whole_cache);
+    if prefill.0.saturating_add(prefill.1) >= decode.0.saturating_add(decode.1) {
+        prefill
+    } else {
+        decode
+    }
+}
+
 /// Inference: the largest transient inside one layer over the prompt
 /// (prefill), plus the residual stream, plus the logits of the last token.
 pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
@@ -325,6 +369,46 @@ mod tests {
         let bert = catalog::shape("bert-base-uncased").unwrap();
         assert_eq!(held_by_decoder_forward(&bert), 0);
         assert_eq!(held_by_decoder_forward(&s), 2 * 896);
+    }
+
+    #[test]
+    fn generate_peaks_in_the_prefill_for_a_long_prompt_and_in_the_decode_for_a_short_one() {
+        use crate::estimate::kv_cache::{decode_copy_bytes, kv_cache_bytes};
+        let s = catalog::shape("Qwen2.5-0.5B").unwrap();
+        let resolve = |seq, new_tokens| {
+            let req = WorkloadRequest {
+                seq: Some(seq),
+                new_tokens,
+                dtype: Some(Dtype::Bf16),
+                attention: Some(Attention::Flash),
+                ..WorkloadRequest::default()
+            };
+            Workload::resolve(&req, &s).unwrap()
+        };
+        // 30720 prompt tokens then 2048 generated: the prefill's MLP
+        // intermediates over the prompt outweigh the 2048 tokens' cache.
+        let w = resolve(32768, Some(2048));
+        let prompt = resolve(30720, None);
+        assert_eq!(
+            inference_peak(&s, &w),
+            (
+                inference_activations(&s, &prompt),
+                kv_cache_bytes(&s, &prompt)
+            )
+        );
+        // 1 prompt token then 2048 generated: the last decode step, with the
+        // whole cache and the DynamicCache's copy of one layer's keys.
+        let w = resolve(2049, Some(2048));
+        let (acts, kv) = inference_peak(&s, &w);
+        assert_eq!(kv, kv_cache_bytes(&s, &w));
+        assert!(acts >= decode_copy_bytes(&s, &w) && decode_copy_bytes(&s, &w) > 0);
+        assert!(acts < inference_activations(&s, &resolve(2049, None)));
+        // Without --new-tokens the whole sequence is one prefill, as before.
+        let w = resolve(32768, None);
+        assert_eq!(
+            inference_peak(&s, &w),
+            (inference_activations(&s, &w), kv_cache_bytes(&s, &w))
+        );
     }
 
     #[test]
