@@ -254,6 +254,9 @@ pub struct PlanArgs {
     /// Hugging Face device_map="auto" with this max_memory (e.g. 0=20GiB,cpu=64GiB).
     #[arg(long, value_name = "DEVICE=SIZE,...")]
     pub max_memory: Option<String>,
+    /// Inference: of --seq, the tokens generate() produces after the prompt (default 0: the whole sequence is the prompt, one prefill over it).
+    #[arg(long, value_name = "N")]
+    pub new_tokens: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -196,6 +196,73 @@ pub fn training_logits(s: &ModelShape, w: &Workload) -> u64 {
         .saturating_mul(per_logit)
 }
 
+/// Hidden-size tensors per token that a Hugging Face decoder's forward keeps
+/// alive through each layer besides the layer's own: the model's loop
+/// (`LlamaModel.forward` and the families written after it, transformers
+/// 4.4x-4.5x: `layer_outputs = decoder_layer(hidden_states, ...)`, then
+/// `hidden_states = layer_outputs[0]`) still references the layer's input
+/// while the layer makes its post-attention residual, and `inputs_embeds`,
+/// the embedding output, stays bound until the forward returns. So a layer
+/// past the first holds its input, the embedding output, the post-attention
+/// residual and the MLP's normed input next to the MLP's intermediates. The
+/// Qwen2.5 speed benchmark (QwenLM/Qwen2.5 speed_benchmark.rst, transformers
+/// 4.46, FlashAttention 2, one `max_memory_allocated` over `generate`) puts
+/// 37-39 KB per prompt token above weights and KV cache for
+/// Qwen2.5-0.5B (h 896, MLP 4864) and 147-151 KB for Qwen2.5-7B (h 3584,
+/// MLP 18944): (4h + 3i) x 2 B gives 36.4 and 142.3 KB, (2h + 3i) x 2 B
+/// 32.8 and 128.0 KB. Encoders (BERT's layer keeps its attention output
+/// instead of a normed copy) are left as they were.
+fn held_by_decoder_forward(s: &ModelShape) -> u64 {
+    match s.kind {
+        ModelKind::Decoder => 2 * s.hidden_size,
+        _ => 0,
+    }
+}
+
+/// Inference under Hugging Face `generate`, as (activations, KV cache) at
+/// the peak: the larger of the prefill and the last decode step.
+///
+/// The prefill runs the prompt (`--seq` minus `--new-tokens`) in one pass:
+/// the prompt's KV cache and one layer's transient over every prompt token.
+/// Each decode step runs one token per sequence over the cache of all but
+/// the newest tokens: the whole KV cache at the end, the copy a
+/// `DynamicCache` makes as it grows (`kv_cache::decode_copy_bytes`), the last
+/// position's logits, and with eager attention one row of scores per head
+/// over the cache. With a long prompt the prefill's intermediates outweigh
+/// what the generated tokens add to the cache; with a short one the decode
+/// ends higher. Without `--new-tokens` the whole sequence is the prompt.
+pub fn inference_peak(s: &ModelShape, w: &Workload) -> (u64, u64) {
+    let whole_cache = super::kv_cache::kv_cache_bytes(s, w);
+    if w.new_tokens == 0 || !matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
+        return (inference_activations(s, w), whole_cache);
+    }
+    let mut prompt = w.clone();
+    prompt.seq = w.prompt_tokens();
+    let prefill = (
+        inference_activations(s, &prompt),
+        super::kv_cache::kv_cache_bytes(s, &prompt),
+    );
+    let mut step = w.clone();
+    step.seq = 1;
+    let mut decode_acts =
+        inference_activations(s, &step).saturating_add(super::kv_cache::decode_copy_bytes(s, w));
+    if w.attention == Attention::Eager {
+        // One query's scores and their softmax over the cache, per head.
+        decode_acts = decode_acts.saturating_add(
+            w.batch
+                .saturating_mul(2 * s.heads)
+                .saturating_mul(w.seq)
+                .saturating_mul(w.activation_bytes()),
+        );
+    }
+    let decode = (decode_acts, whole_cache);
+    if prefill.0.saturating_add(prefill.1) >= decode.0.saturating_add(decode.1) {
+        prefill
+    } else {
+        decode
+    }
+}
+
 /// Inference: the largest transient inside one layer over the prompt
 /// (prefill), plus the residual stream, plus the logits of the last token.
 pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
@@ -217,7 +284,9 @@ pub fn inference_activations(s: &ModelShape, w: &Workload) -> u64 {
         _ => 4 * h,
     };
     // Residual stream, normed input, and the larger of the two sub-blocks.
-    let per_token = (2 * h + mlp.max(attn)) * e;
+    // A decoder's forward in transformers also holds two more hidden-size
+    // tensors through every layer (see `held_by_decoder_forward`).
+    let per_token = (2 * h + held_by_decoder_forward(s) + mlp.max(attn)) * e;
     let logits = if matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
         // Generation computes the last position's logits, upcast to fp32.
         w.batch.saturating_mul(s.vocab_size) * (e + 4)
@@ -274,6 +343,72 @@ mod tests {
         assert_eq!(acts(Head::Mlm), 4 * 256 * (2 * 768 + 30522) * 2);
         assert!(acts(Head::Classification) < acts(Head::Mlm) / 4);
         assert_eq!(acts(Head::Classification), acts(Head::None));
+    }
+
+    #[test]
+    fn a_decoder_prefill_holds_the_layer_input_and_the_embedding_output() {
+        // Qwen2.5-0.5B (h 896, gated MLP 4864, vocab 151936) in bf16 with
+        // FlashAttention: per token the layer's input and the embedding
+        // output (held by the model's forward), the post-attention residual,
+        // the normed input and the MLP's three intermediates; then the last
+        // position's logits and their fp32 copy. No seq x seq term.
+        let s = catalog::shape("Qwen2.5-0.5B").unwrap();
+        let acts = |seq| {
+            let req = WorkloadRequest {
+                seq: Some(seq),
+                dtype: Some(Dtype::Bf16),
+                attention: Some(Attention::Flash),
+                ..WorkloadRequest::default()
+            };
+            inference_activations(&s, &Workload::resolve(&req, &s).unwrap())
+        };
+        let logits = 151936 * (2 + 4);
+        assert_eq!(acts(16384), 16384 * (4 * 896 + 3 * 4864) * 2 + logits);
+        assert_eq!(acts(32768) - logits, 2 * (acts(16384) - logits));
+        // An encoder's layer has no such extra: BERT keeps 2h + 2i.
+        let bert = catalog::shape("bert-base-uncased").unwrap();
+        assert_eq!(held_by_decoder_forward(&bert), 0);
+        assert_eq!(held_by_decoder_forward(&s), 2 * 896);
+    }
+
+    #[test]
+    fn generate_peaks_in_the_prefill_for_a_long_prompt_and_in_the_decode_for_a_short_one() {
+        use crate::estimate::kv_cache::{decode_copy_bytes, kv_cache_bytes};
+        let s = catalog::shape("Qwen2.5-0.5B").unwrap();
+        let resolve = |seq, new_tokens| {
+            let req = WorkloadRequest {
+                seq: Some(seq),
+                new_tokens,
+                dtype: Some(Dtype::Bf16),
+                attention: Some(Attention::Flash),
+                ..WorkloadRequest::default()
+            };
+            Workload::resolve(&req, &s).unwrap()
+        };
+        // 30720 prompt tokens then 2048 generated: the prefill's MLP
+        // intermediates over the prompt outweigh the 2048 tokens' cache.
+        let w = resolve(32768, Some(2048));
+        let prompt = resolve(30720, None);
+        assert_eq!(
+            inference_peak(&s, &w),
+            (
+                inference_activations(&s, &prompt),
+                kv_cache_bytes(&s, &prompt)
+            )
+        );
+        // 1 prompt token then 2048 generated: the last decode step, with the
+        // whole cache and the DynamicCache's copy of one layer's keys.
+        let w = resolve(2049, Some(2048));
+        let (acts, kv) = inference_peak(&s, &w);
+        assert_eq!(kv, kv_cache_bytes(&s, &w));
+        assert!(acts >= decode_copy_bytes(&s, &w) && decode_copy_bytes(&s, &w) > 0);
+        assert!(acts < inference_activations(&s, &resolve(2049, None)));
+        // Without --new-tokens the whole sequence is one prefill, as before.
+        let w = resolve(32768, None);
+        assert_eq!(
+            inference_peak(&s, &w),
+            (inference_activations(&s, &w), kv_cache_bytes(&s, &w))
+        );
     }
 
     #[test]

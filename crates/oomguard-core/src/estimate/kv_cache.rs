@@ -37,6 +37,28 @@ pub fn kv_cache_bytes(s: &ModelShape, w: &Workload) -> u64 {
         .saturating_mul(bytes_per_token_per_layer(s, w.dtype.bytes()))
 }
 
+/// Bytes a Hugging Face `DynamicCache` copies while it grows by one decoded
+/// token: `update` (transformers 4.4x-4.5x, `cache_utils.py`) rebinds each
+/// layer's entry to `torch.cat([cached, new], dim=-2)`, so the grown key (then
+/// value) tensor of one layer is allocated while the old one is still held.
+/// At most one such tensor exists at a time: the longest layer's, batch x
+/// KV heads x head_dim x cached tokens. 0 when nothing is generated.
+pub fn decode_copy_bytes(s: &ModelShape, w: &Workload) -> u64 {
+    if w.train
+        || w.new_tokens == 0
+        || !matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder)
+    {
+        return 0;
+    }
+    let longest = match s.local_attention {
+        Some(local) if local.layers >= s.layers => w.seq.min(local.window),
+        _ => w.seq,
+    };
+    w.batch
+        .saturating_mul(longest)
+        .saturating_mul(bytes_per_token_per_layer(s, w.dtype.bytes()) / 2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +76,28 @@ mod tests {
         )
         .unwrap();
         kv_cache_bytes(&s, &w) as f64 / (1u64 << 30) as f64
+    }
+
+    #[test]
+    fn a_dynamic_cache_copies_one_layers_keys_per_decoded_token() {
+        // Qwen2.5-7B: 4 KV heads of 128 in bf16, 32768 cached tokens: one
+        // layer's keys are 32768 x 4 x 128 x 2 B = 32 MiB; nothing is copied
+        // when the whole sequence is the prompt.
+        let s = catalog::shape("Qwen2.5-7B").unwrap();
+        let copy = |new_tokens| {
+            let w = Workload::resolve(
+                &WorkloadRequest {
+                    seq: Some(32768),
+                    new_tokens,
+                    ..WorkloadRequest::default()
+                },
+                &s,
+            )
+            .unwrap();
+            decode_copy_bytes(&s, &w)
+        };
+        assert_eq!(copy(Some(2048)), 32 << 20);
+        assert_eq!(copy(None), 0);
     }
 
     #[test]

@@ -151,7 +151,14 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
         let f = TP_REPLICATED_ACTIVATIONS + (1.0 - TP_REPLICATED_ACTIVATIONS) / tp as f64;
         (bytes as f64 * f) as u64
     };
-    let kv = share(kv_cache::kv_cache_bytes(s, w), tp);
+    // Inference: the activations and the KV cache at generate's peak
+    // (prefill or decode, see `activations::inference_peak`).
+    let (inference_acts, kv) = if w.train {
+        (0, kv_cache::kv_cache_bytes(s, w))
+    } else {
+        activations::inference_peak(s, w)
+    };
+    let kv = share(kv, tp);
     let dequantized = share(weights::dequantized_weight_bytes(s, w), tp);
     // Context parallelism splits every sequence over its group: each rank
     // computes the activations of its slice (the same workload when the
@@ -223,10 +230,7 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
                 .saturating_add(ring),
         )
     } else {
-        (
-            tp_activation(activations::inference_activations(s, w)),
-            dequantized,
-        )
+        (tp_activation(inference_acts), dequantized)
     };
     // Saturating: an absurd --batch or --seq gives "more than any GPU", not
     // an overflow.

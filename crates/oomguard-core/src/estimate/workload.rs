@@ -339,6 +339,9 @@ pub struct WorkloadRequest {
     /// Saved activations move to CPU memory in forward
     /// (`--activation-offloading`); needs full checkpointing.
     pub activation_offloading: bool,
+    /// Of the sequence, the tokens generation produces after the prompt
+    /// (`--new-tokens`); default 0, the whole sequence is the prompt.
+    pub new_tokens: Option<u64>,
 }
 
 /// A workload with every default resolved: what the estimate computes.
@@ -403,6 +406,9 @@ pub struct Workload {
     pub compile: bool,
     /// Checkpointed block inputs move to CPU memory in forward.
     pub activation_offloading: bool,
+    /// Inference: of `seq`, the tokens generated after the prompt (0: the
+    /// whole sequence is the prompt, one prefill over all of it).
+    pub new_tokens: u64,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -573,6 +579,15 @@ pub enum WorkloadError {
     LossChunksZero,
     /// A head was named for a model that is not an encoder.
     HeadNeedsEncoder,
+    /// Generated tokens (`--new-tokens`) on a training workload.
+    NewTokensWithTraining,
+    /// As many generated tokens as the sequence holds, or more: no prompt.
+    NewTokensNotBelowSeq {
+        /// The generated tokens asked for.
+        new_tokens: u64,
+        /// The sequence length (prompt plus generated).
+        seq: u64,
+    },
     /// Activation offloading without full activation checkpointing.
     OffloadingWithoutCheckpointing,
     /// A context-parallel degree of 0.
@@ -628,6 +643,14 @@ impl fmt::Display for WorkloadError {
                 "bitsandbytes pages the states of AdamW, 8-bit AdamW and Lion only",
             ),
             WorkloadError::LossChunksZero => f.write_str("the loss needs at least 1 chunk"),
+            WorkloadError::NewTokensWithTraining => f.write_str(
+                "generated tokens describe inference, and the workload is training",
+            ),
+            WorkloadError::NewTokensNotBelowSeq { new_tokens, seq } => write!(
+                f,
+                "{new_tokens} generated tokens leave no prompt in a sequence of {seq} \
+                 (the sequence length counts prompt and generated tokens)"
+            ),
             WorkloadError::HeadNeedsEncoder => f.write_str(
                 "the head is chosen for encoder models (BERT-like); decoders always end in their language-model head",
             ),
@@ -693,6 +716,14 @@ impl Workload {
             return Err(WorkloadError::SequenceParallelWithoutTp);
         }
         let setup = training_setup(req)?;
+        let new_tokens = match req.new_tokens {
+            Some(_) if req.train => return Err(WorkloadError::NewTokensWithTraining),
+            Some(n) if n >= seq => {
+                return Err(WorkloadError::NewTokensNotBelowSeq { new_tokens: n, seq })
+            }
+            Some(n) => n,
+            None => 0,
+        };
         let head = match (model.kind, req.head) {
             (ModelKind::Encoder, h) => Some(h.unwrap_or(Head::Classification)),
             (_, Some(_)) => return Err(WorkloadError::HeadNeedsEncoder),
@@ -767,6 +798,7 @@ impl Workload {
             framework: req.framework.unwrap_or_default(),
             compile: req.compile,
             activation_offloading: req.activation_offloading,
+            new_tokens,
         })
     }
 
@@ -788,6 +820,12 @@ impl Workload {
     /// Tokens per step on one data-parallel GPU: batch times sequence length.
     pub fn tokens(&self) -> u64 {
         self.batch.saturating_mul(self.seq)
+    }
+
+    /// Inference: the prompt's tokens per sequence, the part of `seq` the
+    /// prefill runs over.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.seq.saturating_sub(self.new_tokens).max(1)
     }
 
     /// The part of the workload one GPU of a context-parallel group
@@ -828,6 +866,11 @@ mod error_tests {
                 gpus: 6,
                 tp: 2,
                 cp: 2,
+            },
+            WorkloadError::NewTokensWithTraining,
+            WorkloadError::NewTokensNotBelowSeq {
+                new_tokens: 2048,
+                seq: 2048,
             },
         ];
         for e in all {

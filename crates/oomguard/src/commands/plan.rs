@@ -116,6 +116,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         framework: args.framework.as_deref().and_then(Framework::parse),
         compile: args.compile,
         activation_offloading: args.activation_offloading,
+        new_tokens: args.new_tokens,
     }
 }
 
@@ -191,6 +192,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--grad-accum", args.grad_accum.is_some(), &[Hf]),
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
+        ("--new-tokens", args.new_tokens.is_some(), &[Hf]),
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--framework", args.framework.is_some(), &[Hf]),
         ("--compile", args.compile, &[Hf]),
