@@ -505,6 +505,18 @@ fn corpus_dev_detect4() {
     run_cases("oom/corpus_dev_detect4.jsonl");
 }
 
+/// MLX's Metal resource-count limit, LightGBM's OpenCL errors, Triton
+/// server reports, CTranslate2, TensorFlow's Eigen allocator and stream
+/// executor driver errors, SYCL PI/UR codes, old PaddlePaddle wordings and
+/// host posix_memalign failures, with misleading texts (PR and changelog
+/// texts naming an OOM, XLA's rematerialization warning, an EINVAL
+/// posix_memalign); every third row held out, failing rows marked
+/// `known_gap`.
+#[test]
+fn corpus_dev_detect5() {
+    run_cases("oom/corpus_dev_detect5.jsonl");
+}
+
 /// Out-of-memory texts from vendor runtimes and host allocators (ggml's
 /// Vulkan and Metal backends, MLX, Ascend NPU, OpenCL, HIP, TensorRT, TGI,
 /// Rust and Go runtimes, the kernel's OOM killer, XLA) and misleading texts

@@ -184,8 +184,24 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
         "falling back",
         "skipping batch",
         "skipping this batch",
+        // XLA's convolution autotuner when no candidate fits: a warning, the
+        // default algorithm runs (gpu_conv_algorithm_picker.cc,
+        // `LOG(WARNING) << "Failed to determine best cudnn convolution
+        // algorithm: " << status << "\n\nConvolution performance may be
+        // suboptimal."`; later `... for:\n<hlo>` with `As a result,
+        // convolution performance may be suboptimal.`). The strict picker
+        // raises `... algorithm for:` as an error instead.
+        "performance may be suboptimal",
+        "failed to determine best cudnn convolution algorithm: ",
     ];
-    let lower = text.to_ascii_lowercase();
+    // Triton Inference Server falls back to pinned host memory when its CUDA
+    // pool is out (core's memory.cc), but backends that need the tensor on
+    // the GPU then fail: that fallback does not make the failure benign.
+    const TRITON_POOL_FALLBACK: &str =
+        "cnmem_status_out_of_memory, falling back to pinned system memory";
+    let lower = text
+        .to_ascii_lowercase()
+        .replace(TRITON_POOL_FALLBACK, "cnmem_status_out_of_memory");
     WORDS.iter().any(|w| lower.contains(w))
 }
 
@@ -281,5 +297,28 @@ mod tests {
             "The caller indicates that this is not a failure, but may mean"
         ));
         assert!(!says_non_fatal("CUDA out of memory."));
+    }
+
+    /// XLA's autotuner warnings are not failures; Triton's pool fallback is
+    /// (see `says_non_fatal`).
+    #[test]
+    fn autotuner_warnings_are_non_fatal_and_the_triton_pool_fallback_is_not() {
+        for warning in [
+            "Failed to determine best cudnn convolution algorithm: Resource exhausted: Out of memory while trying to allocate 16777716 bytes.",
+            "Failed to determine best cudnn convolution algorithm for:\n%cudnn-conv = ...\n\nAs a result, convolution performance may be suboptimal.",
+        ] {
+            assert!(says_non_fatal(warning), "{warning}");
+        }
+        // The strict picker's error is raised.
+        assert!(!says_non_fatal(
+            "jaxlib.xla_extension.XlaRuntimeError: UNKNOWN: Failed to determine best cudnn convolution algorithm for:"
+        ));
+        assert!(!says_non_fatal(
+            "W0410 13:51:44.743979 1 memory.cc:212] Failed to allocate CUDA memory with byte size 102236160 on GPU 0: CNMEM_STATUS_OUT_OF_MEMORY, falling back to pinned system memory"
+        ));
+        // Other fallbacks stay non-fatal.
+        assert!(says_non_fatal(
+            "out of memory, falling back to the CPU kernel"
+        ));
     }
 }

@@ -39,7 +39,16 @@ pub(super) const TRIGGERS: &[&str] = &[
     "out_of_memory",
     "OutOfMemory",
     "RESOURCE_EXHAUSTED",
-    "esource exhausted",
+    // "Resource exhausted"; MLX's `[metal::malloc] Resource limit (N)
+    // exceeded`; Boost.Compute's `Out of Resources` (CL_OUT_OF_RESOURCES).
+    // It also finds every line the Triton family's `resource` finds.
+    "esource",
+    // Boost.Compute's `Out of Host Memory` (CL_OUT_OF_HOST_MEMORY), as
+    // LightGBM's GPU learner re-raises it.
+    "of Host Memory",
+    // Paddle's GPU buddy allocator (fluid before 1.4, platform/gpu_info.cc):
+    // `enforce allocating <= available failed, A > B`.
+    "allocating <= available",
     // "Failed to allocate", "failed to alloc ".
     "ailed to alloc",
     // Paddle's host allocator: "Fail to alloc memory of N size".
@@ -54,15 +63,17 @@ pub(super) const TRIGGERS: &[&str] = &[
     "nsufficient",
     // Rust's allocation-error hook (`memory allocation of N bytes failed`,
     // library/std/src/alloc.rs) and ggml-vulkan's `Device memory allocation
-    // of size N failed`.
-    "emory allocation of",
+    // of size N failed` are found by `llocation` below.
     // Rust before 1.28 (`fatal runtime error: allocator memory exhausted`),
     // GCC and glibc tools (`virtual memory exhausted`).
     "memory exhausted",
     // Go on Windows (runtime/mem_windows.go): `runtime: VirtualAlloc of N
     // bytes failed with errno=1455`.
     "VirtualAlloc",
-    "llocation failed",
+    // "allocation failed", "Allocation Failure" (Boost.Compute's
+    // CL_MEM_OBJECT_ALLOCATION_FAILURE), "memory allocation of", "Allocation
+    // on device".
+    "llocation",
     "ALLOCATION_FAILURE",
     "ALLOC_FAILED",
     "bad_alloc",
@@ -142,7 +153,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
         r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
         r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted)|",
-        r"UR_RESULT_ERROR_OUT_OF_RESOURCES|CL_OUT_OF_RESOURCES|\bENOMEM\b|",
+        // SYCL's out-of-resources codes: the Unified Runtime's, OpenCL's, and
+        // the plugin interface's before UR (sycl/include/sycl/detail/pi_error.def
+        // in intel/llvm: `PI_ERROR_OUT_OF_RESOURCES`, -5).
+        r"(?:UR_RESULT_ERROR|PI_ERROR|CL)_OUT_OF_RESOURCES|\bENOMEM\b|",
         // An allocator call that returned errno 12 (ENOMEM).
         r"(?:posix_memalign|malloc|mmap)\([^)]*\)\s*:\s*12\b|",
         // Caffe2's and ATen's (before 1.5) CPU allocator: CAFFE_ENFORCE_EQ
@@ -203,9 +217,12 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     // `(N bytes)`; Go's heap (runtime/mheap.go): `cannot allocate N-byte block`.
     // Ascend's runtime (CANN, error EL0004): `Failed to allocate
-    // resource[DeviceMemory] with info [size:N]`.
+    // resource[DeviceMemory] with info [size:N]`. Paddle's host allocator
+    // before 2.0 (paddle/fluid/memory/detail/system_allocator.cc,
+    // `PADDLE_ENFORCE_EQ(posix_memalign(&p, alignment, size), 0, "Alloc %ld
+    // error!", size)`): `Alloc N error!`.
     size_exact: re(
-        r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]",
+        r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]|\bAlloc\s*(\d+)\s*error!",
     ),
     size_requested: re(
         r"(?i:requested\s*(?:amount\s*of\s*(?:gpu\s*)?memory|size\s*was|buffer\s*of\s*size)\s*(?:was\s*)?\(?\s*(\d+)\s*(?:bytes)?)",
@@ -299,6 +316,9 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
             return false;
         }
     }
+    if names_what_code_handles(before) {
+        return false;
+    }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
         .iter()
         .any(|w| phrase.starts_with(w));
@@ -306,6 +326,24 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
         return false;
     }
     !says_fallback(text)
+}
+
+/// True when the words just before a failure's name make it the object of
+/// code that handles it: a pull request's or changelog's title and text
+/// ("Handle torch.cuda.OutOfMemoryError", "Mitigate CUDA OutOfMemory error",
+/// "Clear cache in case of PI_ERROR_OUT_OF_HOST_MEMORY as well as for
+/// PI_ERROR_OUT_OF_RESOURCES"). At most three words may stand between the
+/// verb and the name, none ending in a colon: `failed to handle request:
+/// CUDA out of memory` is the error.
+fn names_what_code_handles(before: &str) -> bool {
+    static HANDLED: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i)\b(?:handl(?:e|es|ed|ing)|catch(?:es|ing)?|mitigat(?:e|es|ed|ing)|",
+            r"recover(?:s|ed|ing)?\s+from|retry(?:ing)?\s+on|in\s+case\s+of|as\s+well\s+as\s+for)",
+            r"\s+(?:[\w.`'\x22]+\s+){0,3}[\w.`'\x22]*$"
+        ))
+    });
+    HANDLED.is_match(before)
 }
 
 /// True when the text says the program fell back or retried after the
@@ -337,6 +375,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     }
     if let Some(parsed) = killed(text)
         .or_else(|| paddle_host(text))
+        .or_else(|| paddle_legacy_gpu(text))
+        .or_else(|| metal_resource_limit(text))
+        .or_else(|| opencl_error_text(text))
         .or_else(|| cgroup_at_limit(text))
         .or_else(|| tensorrt_no_tactic(text))
     {
@@ -369,7 +410,15 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         mem.requested_bytes = p
             .size_exact
             .captures(text)
-            .and_then(|c| c.get(1).or(c.get(2)).or(c.get(3))?.as_str().parse().ok())
+            .and_then(|c| {
+                c.get(1)
+                    .or(c.get(2))
+                    .or(c.get(3))
+                    .or(c.get(4))?
+                    .as_str()
+                    .parse()
+                    .ok()
+            })
             .or_else(|| {
                 p.size_requested
                     .captures(text)?
@@ -500,6 +549,95 @@ fn paddle_host(text: &str) -> Option<Parsed> {
     parsed.memory.requested_bytes = c[1].parse().ok();
     parsed.exact_request = parsed.memory.requested_bytes.is_some();
     Some(parsed)
+}
+
+/// Paddle's GPU allocators before fluid 1.4. The buddy allocator sizes its
+/// first chunk from the free memory and enforces it fits
+/// (paddle/fluid/platform/gpu_info.cc, `GpuMaxChunkSize`:
+/// `PADDLE_ENFORCE_LE(allocating, available)`, printed `enforce allocating
+/// <= available failed, A > B`: A bytes asked, B free); the v1 trainer's
+/// allocators CHECK their pointer (paddle/math/Allocator.h: `Fail to
+/// allocate GPU memory N bytes`, `Fail to allocate CPU memory: size=N`).
+fn paddle_legacy_gpu(text: &str) -> Option<Parsed> {
+    static CHUNK: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"enforce\s*allocating\s*<=\s*available\s*failed\s*,\s*(\d+)\s*>\s*(\d+)")
+    });
+    static CHECK: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"Fail\s*to\s*allocate\s*(GPU|CPU)\s*memory\s*(?::\s*size\s*=\s*)?(\d+)")
+    });
+    if looks_like_code(text.trim_start()) {
+        return None;
+    }
+    if let Some(c) = CHUNK.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::Other,
+            DeviceKind::Cuda,
+            message_at(text, c.get(0)?.start()),
+        );
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.memory.free_bytes = c[2].parse().ok();
+        parsed.exact_request = true;
+        return Some(parsed);
+    }
+    let c = CHECK.captures(text)?;
+    let kind = if &c[1] == "GPU" {
+        DeviceKind::Cuda
+    } else {
+        DeviceKind::Cpu
+    };
+    let mut parsed = Parsed::new(Framework::Other, kind, message_at(text, c.get(0)?.start()));
+    parsed.memory.requested_bytes = c[2].parse().ok();
+    parsed.exact_request = true;
+    Some(parsed)
+}
+
+/// MLX's Metal allocator refusing a buffer past the resource-count limit
+/// (`iogpu.rsrc_limit`, 499000 when unreadable; mlx/backend/metal/
+/// allocator.cpp since ml-explore/mlx PR 1718: `[metal::malloc] Resource
+/// limit (N) exceeded.`). A limit on the number of live buffers, not bytes:
+/// the figures stay unread. The error is often quoted in backticks in a
+/// report, so only source code and a warning level rule it out.
+fn metal_resource_limit(text: &str) -> Option<Parsed> {
+    static LIMIT: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\[metal::malloc\]\s*Resource\s*limit\s*(?:\(\s*\d+\s*\)\s*)?exceeded")
+    });
+    let m = LIMIT.find(text)?;
+    let head = text.trim_start();
+    if looks_like_code(head) || is_quiet_level(head) {
+        return None;
+    }
+    Some(Parsed::new(
+        Framework::Other,
+        DeviceKind::Mps,
+        message_at(text, m.start()),
+    ))
+}
+
+/// OpenCL's allocation failures in Boost.Compute's words
+/// (boost/compute/exception/opencl_error.hpp `to_string`:
+/// CL_MEM_OBJECT_ALLOCATION_FAILURE `Memory Object Allocation Failure`,
+/// CL_OUT_OF_RESOURCES `Out of Resources`, CL_OUT_OF_HOST_MEMORY `Out of
+/// Host Memory`), as the exception's `what()` or re-raised by LightGBM's GPU
+/// learner (`LightGBMError: ...`, `[LightGBM] [Fatal] ...`). The title-case
+/// text alone, ending the line, after one of those markers: the words in
+/// prose are something else.
+fn opencl_error_text(text: &str) -> Option<Parsed> {
+    static WHAT: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?:LightGBMError|what\(\)|\[Fatal\])\s*:?\s*(Memory\s*Object\s*Allocation\s*Failure|Out\s*of\s*Resources|Out\s*of\s*Host\s*Memory)\s*$",
+        )
+    });
+    let c = WHAT.captures(text.trim_end())?;
+    let kind = if c[1].ends_with("Host Memory") {
+        DeviceKind::Cpu
+    } else {
+        DeviceKind::Unknown
+    };
+    Some(Parsed::new(
+        Framework::Other,
+        kind,
+        message_at(text, c.get(0)?.start()),
+    ))
 }
 
 /// A memory cgroup at its limit with failed charges (`memory: usage
@@ -951,6 +1089,117 @@ mod tests {
             "[enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 22 vs 0"
         )
         .is_none());
+    }
+
+    #[test]
+    fn mlx_s_metal_resource_count_limit() {
+        for text in [
+            // lmstudio-ai/mlx-engine issue 264, ml-explore/mlx-lm issue 1672.
+            "Error in iterating prediction stream: RuntimeError: [metal::malloc] Resource limit (499000) exceeded.",
+            "    RuntimeError: [metal::malloc] Resource limit (499000) exceeded.",
+            // Blaizzy/mlx-vlm issue 1972: the bare line.
+            "[metal::malloc] Resource limit (499000) exceeded",
+            // Quoted in a report (ml-explore/mlx-lm issue 1644).
+            "`[metal::malloc] Resource limit (499000) exceeded.` still occurs on **mlx_lm 0.31.3**",
+            "[metal::malloc] Resource limit exceeded",
+        ] {
+            let e = event(text);
+            assert_eq!(e.framework, Framework::Other, "{text}");
+            assert_eq!(e.device.kind, DeviceKind::Mps, "{text}");
+        }
+        assert!(parse(
+            r#"        raise RuntimeError("[metal::malloc] Resource limit (499000) exceeded.")"#
+        )
+        .is_none());
+        assert!(parse(
+            "Track the metal resource limit `iogpu.rsrc_limit` and throw if it is exceeded."
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn paddle_s_legacy_gpu_allocators() {
+        // PaddlePaddle/Paddle issues 9230, 7227, 12652, 8992.
+        let e = event("paddle.fluid.core.EnforceNotMet: enforce allocating <= available failed, 1829703254 > 1604058880");
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.memory.requested_bytes, Some(1829703254));
+        assert_eq!(e.memory.free_bytes, Some(1604058880));
+        let e =
+            event("  what():  enforce allocating <= available failed, 10484135494 > 3030253312");
+        assert_eq!(e.memory.requested_bytes, Some(10484135494));
+        // The v1 trainer's CHECK (Paddle issues 1409, 10554; models issue 884).
+        for (text, bytes) in [
+            ("Check failed: ptr Fail to allocate GPU memory 2048 bytes", 2048),
+            ("Check failed:ptr Fail to allocate GPU memory 7168 bytes", 7168),
+            ("F0427 12:22:45.654973 29609 Allocator.h:89] Check failed: ptr Fail to allocate GPU memory 1024 bytes", 1024),
+        ] {
+            let e = event(text);
+            assert_eq!(e.device.kind, DeviceKind::Cuda, "{text}");
+            assert_eq!(e.memory.requested_bytes, Some(bytes), "{text}");
+        }
+        let e = event("Check failed: address Fail to allocate CPU memory: size=4096");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(4096));
+    }
+
+    #[test]
+    fn paddle_s_host_allocator_names_its_size() {
+        // PaddlePaddle/Paddle issue 29854.
+        let e = event("Error: Alloc 524288000 error! [Hint: Expected posix_memalign(&p, alignment, size) == 0, but received posix_memalign(&p, alignment, size):12 != 0:0.] at (/paddle/paddle/fluid/memory/detail/system_alloc");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(524288000));
+    }
+
+    #[test]
+    fn boost_compute_s_opencl_errors_as_lightgbm_raises_them() {
+        for (text, kind) in [
+            // lightgbm-org/LightGBM issues 4480, 4492, 5214.
+            (
+                "  what():  Memory Object Allocation Failure",
+                DeviceKind::Unknown,
+            ),
+            (
+                "lightgbm.basic.LightGBMError: Out of Host Memory",
+                DeviceKind::Cpu,
+            ),
+            (
+                "lightgbm.basic.LightGBMError: Out of Resources",
+                DeviceKind::Unknown,
+            ),
+        ] {
+            let e = event(text);
+            assert_eq!(e.framework, Framework::Other, "{text}");
+            assert_eq!(e.device.kind, kind, "{text}");
+        }
+        for text in [
+            "The cluster ran Out of Resources today",
+            "what():  Out of Resources for the job queue",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn sycl_s_plugin_interface_out_of_resources() {
+        // intel/intel-xpu-backend-for-triton issue 1346, vladmandic/sdnext issue 1526.
+        let e = event("RuntimeError: Native API failed. Native API returns: -5 (PI_ERROR_OUT_OF_RESOURCES) -5 (PI_ERROR_OUT_OF_RESOURCES)");
+        assert_eq!(e.device.kind, DeviceKind::Xpu);
+    }
+
+    #[test]
+    fn code_that_handles_an_oom_is_a_mention() {
+        for text in [
+            "[python] Handle torch.cuda.OutOfMemoryError",
+            "Mitigate CUDA OutOfMemory error",
+            "[SYCL] Clear cache in case of PI_ERROR_OUT_OF_HOST_MEMORY",
+            "Clear cache in case of PI_ERROR_OUT_OF_HOST_MEMORY as well as for PI_ERROR_OUT_OF_RESOURCES.",
+            "fix: catch OutOfMemoryError when loading the checkpoint",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+        // The error itself, after a verb that ends its own clause.
+        assert!(parse("ERROR: failed to handle batch: out of memory").is_some());
+        assert!(parse("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! --mem-fraction-static.`, from python/sglang/srt/model_executor/
 //! model_runner.py `init_memory_pool` and, in newer releases,
 //! pool_configurator.py `MemoryPoolConfig.__post_init__`, which appends
-//! ` Current value: mem_fraction_static=F`).
+//! ` Current value: mem_fraction_static=F`), and Triton Inference Server's
+//! CUDA memory pool running out (CNMeM).
 
 use crate::oom::patterns::{device_index, find_u64, message_from, re, size_at, Parsed, PartKind};
 use crate::oom::text::strip_log_prefix;
@@ -58,6 +59,8 @@ pub(super) const WORDS: &[&str] = &[
     "mem-fraction",
     "system memory",
     "allocation of size",
+    // Triton Inference Server's CUDA memory pool.
+    "CNMEM",
 ];
 /// Messages of this family as the engines print them.
 #[cfg(test)]
@@ -75,6 +78,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ggml_backend_sycl_buffer_type_alloc_buffer: can't allocate 3503030272 Bytes of memory on device",
     "ggml_vulkan: Device memory allocation of size 118497280 failed.",
     "ggml_metal_add_buffer: buffer 'data' size 18300780544 is larger than buffer maximum of 17179869184",
+    "W0410 13:51:44.743979 1 memory.cc:212] Failed to allocate CUDA memory with byte size 102236160 on GPU 0: CNMEM_STATUS_OUT_OF_MEMORY, falling back to pinned system memory",
 ];
 
 struct Patterns {
@@ -159,6 +163,34 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| vllm(text))
         .or_else(|| sglang(text))
         .or_else(|| ollama(text))
+        .or_else(|| triton_pool(text))
+}
+
+/// Triton Inference Server's CUDA memory pool (CNMeM, sized by
+/// `--cuda-memory-pool-byte-size`, 64 MiB a GPU by default) unable to hold a
+/// tensor (core's cuda_memory_manager.cc: `Failed to allocate CUDA memory
+/// with byte size N on GPU D` with the CNMeM status appended). Triton logs
+/// it as a warning and falls back to pinned host memory, but a backend
+/// that needs the tensor on the GPU then fails (the PyTorch backend's
+/// device mismatch, the Python backend's `failed to load GPU buffers`), so
+/// unlike the other fallbacks it is read as the pool running out
+/// (`says_non_fatal` leaves this fallback out).
+fn triton_pool(text: &str) -> Option<Parsed> {
+    static POOL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"Failed\s*to\s*allocate\s*CUDA\s*memory\s*with\s*byte\s*size\s*(\d+)\s*on\s*GPU\s*(\d+)\s*:\s*CNMEM_STATUS_OUT_OF_MEMORY",
+        )
+    });
+    let c = POOL.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cuda,
+        message_from(text, &POOL),
+    );
+    parsed.device.index = c[2].parse().ok();
+    parsed.memory.requested_bytes = c[1].parse().ok();
+    parsed.exact_request = true;
+    Some(parsed)
 }
 
 /// Ollama's check before loading a model (llm/server.go, `model requires
@@ -703,6 +735,24 @@ pub(crate) fn ggml_current_device(text: &str, after: &[String]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn triton_s_cuda_pool_out_of_memory() {
+        for (text, bytes) in [
+            // triton-inference-server/server issue 8177.
+            ("W0410 13:51:44.743979 1 memory.cc:212] Failed to allocate CUDA memory with byte size 102236160 on GPU 0: CNMEM_STATUS_OUT_OF_MEMORY, falling back to pinned system memory", 102236160),
+            // Issue 1765, the warning quoted in the report.
+            ("Think that tritis can not allocate memory on GPU `Failed to allocate CUDA memory with byte size 78643200 on GPU 0: CNMEM_STATUS_OUT_OF_MEMORY, falling back to pinned system memory` so it collect data in RAM", 78643200),
+        ] {
+            let e = parse(text).expect("an event");
+            assert_eq!(e.device.kind, DeviceKind::Cuda);
+            assert_eq!(e.device.index, Some(0));
+            assert_eq!(e.memory.requested_bytes, Some(bytes));
+            assert!(e.message.contains("CNMEM_STATUS_OUT_OF_MEMORY"));
+        }
+        // Another pool status is not memory.
+        assert!(triton_pool("Failed to allocate CUDA memory with byte size 64 on GPU 0: CNMEM_STATUS_NOT_INITIALIZED").is_none());
+    }
 
     #[test]
     fn a_bare_cuda_error_after_llama_lines_is_ggml_s() {

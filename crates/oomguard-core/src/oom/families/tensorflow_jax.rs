@@ -27,6 +27,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     "esource exhausted",
     // XLA on TPU: `Attempting to allocate X. That was not possible.`
     "Attempting to allocate",
+    // The GPU device's Eigen allocator (see `eigen`).
+    "out of GPU memory",
+    // The stream executor's context creation (see `context_retain`).
+    "CUDA_ERROR_OUT_OF_MEMORY",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -42,6 +46,9 @@ pub(super) const WORDS: &[&str] = &[
     // The TPU runtime: `Attempting to reserve X at the bottom of memory.
     // That was not possible. There are Y free, ...`.
     "That was not possible",
+    "EigenAllocator",
+    "out of GPU memory",
+    "PrimaryCtxRetain",
 ];
 /// Messages of this family as TensorFlow, XLA and JAX print them.
 #[cfg(test)]
@@ -52,6 +59,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.",
     "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Failed to allocate request for 48.09GiB (51635652936B) on device ordinal 0",
     "Compilation failure: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm. Exceeded hbm capacity by 5.03G.",
+    "F tensorflow/core/common_runtime/gpu/gpu_device.cc:103] EigenAllocator for GPU ran out of memory when allocating 0. See error logs for more detailed info.",
+    "Internal: failed call to cuDevicePrimaryCtxRetain: CUDA_ERROR_OUT_OF_MEMORY; total memory reported: 12782075904",
 ];
 
 struct Patterns {
@@ -64,6 +73,8 @@ struct Patterns {
     xla_request: Regex,
     tpu_hbm: Regex,
     tpu_reserve: Regex,
+    eigen: Regex,
+    context_retain: Regex,
     op: Regex,
     tf_device: Regex,
 }
@@ -78,8 +89,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     bfc: re(
         r"(?:Allocator\s*\((\w+)\)\s*ran|\bRan)\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
     ),
+    // XLA's driver wrapper (external/local_xla/xla/stream_executor/cuda/
+    // cuda_driver.cc, 2024) puts the status before the driver's code:
+    // `from device: RESOURCE_EXHAUSTED: : CUDA_ERROR_OUT_OF_MEMORY`.
     stream_executor: re(
-        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
+        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*(?:RESOURCE_EXHAUSTED\s*:\s*:?\s*)?(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
     ),
     host_alloc: re(
         r"failed\s*to\s*alloc\s*(\d+)\s*bytes\s*on\s*host\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
@@ -103,6 +117,24 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     // buffer.
     tpu_reserve: re(
         r"Attempting\s*to\s*(?:reserve|allocate)\s*{SIZE}(?:\s*at\s*the\s*bottom\s*of\s*memory)?\.\s*That\s*was\s*not\s*possible\.(?:\s*There\s*are\s*{SIZE}\s*free)?",
+    ),
+    // The GPU device's Eigen allocator, whose caller does not check for
+    // null (tensorflow/core/common_runtime/gpu/gpu_device.cc,
+    // EigenGpuStreamDevice::allocate): `LOG(FATAL) << "EigenAllocator for GPU
+    // ran out of memory when allocating " << num_bytes << ". See error logs
+    // ..."` without a kernel context, the ResourceExhausted status `Ran out of
+    // GPU memory when allocating N bytes for <op>` with one; Intel's
+    // extension for TensorFlow prints the first with ` bytes`.
+    eigen: re(
+        r"(?:EigenAllocator\s*for\s*GPU\s*ran\s*out\s*of\s*memory|\bRan\s*out\s*of\s*GPU\s*memory)\s*when\s*allocating\s*(\d+)(?:\s*bytes(?:\s*for\s*([\w/.\-]+))?)?",
+    ),
+    // The stream executor creating its CUDA context (cuda_driver.cc,
+    // `GpuDriver::CreateContext`): `failed call to cuDevicePrimaryCtxRetain:
+    // CUDA_ERROR_OUT_OF_MEMORY[: out of memory]; total memory reported: N`,
+    // raised as `failed initializing StreamExecutor for CUDA device ordinal
+    // D`. N is the card's total memory in bytes.
+    context_retain: re(
+        r"failed\s*call\s*to\s*cuDevicePrimaryCtxRetain\s*:\s*CUDA_ERROR_OUT_OF_MEMORY(?:\s*:\s*out\s*of\s*memory)?(?:\s*;\s*total\s*memory\s*reported\s*:\s*(\d+))?",
     ),
     op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
     // TensorFlow before 1.4 printed legacy device names (`/job:localhost/
@@ -199,6 +231,29 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.exact_request = true;
         parsed.kind = PartKind::Preliminary;
         parsed.facts.kind = EventKind::PoolReservation;
+        return Some(parsed);
+    }
+    if let Some(c) = p.eigen.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::TensorFlow,
+            DeviceKind::Cuda,
+            message_from(text, &p.eigen),
+        );
+        // Eigen asks for 0 bytes when the allocator already failed: no request.
+        parsed.memory.requested_bytes = c[1].parse().ok().filter(|n| *n > 0);
+        parsed.exact_request = parsed.memory.requested_bytes.is_some();
+        parsed.facts.op = c.get(2).map(|m| m.as_str().to_string());
+        return Some(parsed);
+    }
+    if let Some(c) = p.context_retain.captures(text) {
+        let mut parsed = Parsed::new(
+            framework,
+            DeviceKind::Cuda,
+            message_from(text, &p.context_retain),
+        );
+        parsed.memory.total_bytes = c.get(1).and_then(|m| m.as_str().parse().ok());
+        parsed.device.index = device_index(text);
+        parsed.phase_hint = Some(Phase::Startup);
         return Some(parsed);
     }
     if let Some(c) = p.host_alloc.captures(text) {
@@ -423,6 +478,51 @@ fn optimizer_op(op: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_eigen_allocator_in_each_wording() {
+        // TensorFlow 1.x's fatal log (tensorflow/tensorflow issue 12147,
+        // CharlesShang/FastMaskRCNN issues 15 and 129): Eigen asked for 0.
+        let e = parse(": F tensorflow/core/common_runtime/gpu/gpu_device.cc:103] EigenAllocator for GPU ran out of memory when allocating 0. See error logs for more detailed info.")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::TensorFlow);
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.memory.requested_bytes, None);
+        assert!(e.message.contains("EigenAllocator for GPU"));
+        // Intel's extension prints the size in bytes.
+        let e = parse("EigenAllocator for GPU ran out of memory when allocating 4096 bytes. See error logs for more detailed information.")
+            .expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(4096));
+        // The status raised inside a kernel names the op.
+        let e = parse("tensorflow.python.framework.errors_impl.ResourceExhaustedError: Ran out of GPU memory when allocating 1048576 bytes for conv2d/Conv2D")
+            .expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(1048576));
+        assert_eq!(e.facts.op.as_deref(), Some("conv2d/Conv2D"));
+    }
+
+    #[test]
+    fn the_stream_executor_context_and_its_total() {
+        let e = parse("2017-11-15 11:04:54.020997: E tensorflow/core/common_runtime/direct_session.cc:137] Internal: failed initializing StreamExecutor for CUDA device ordinal 0: Internal: failed call to cuDevicePrimaryCtxRetain: CUDA_ERROR_OUT_OF_MEMORY; total memory reported: 12782075904")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::TensorFlow);
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.device.index, Some(0));
+        assert_eq!(e.memory.total_bytes, Some(12782075904));
+        let e = parse("failed call to cuDevicePrimaryCtxRetain: CUDA_ERROR_OUT_OF_MEMORY: out of memory; total memory reported: 11554848768")
+            .expect("an event");
+        assert_eq!(e.memory.total_bytes, Some(11554848768));
+    }
+
+    #[test]
+    fn the_driver_allocation_with_xla_s_status_between() {
+        let e = parse("2024-12-17 12:39:33.030218: I external/local_xla/xla/stream_executor/cuda/cuda_driver.cc:1193] failed to allocate 2.2KiB (2304 bytes) from device: RESOURCE_EXHAUSTED: : CUDA_ERROR_OUT_OF_MEMORY: out of memory")
+            .expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(2304));
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        let e = parse("E C:\\tf_jenkins\\home\\workspace\\rel-win\\M\\windows-gpu\\PY\\35\\tensorflow\\stream_executor\\cuda\\cuda_driver.cc:924] failed to allocate 2.44G (2617515264 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY")
+            .expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(2617515264));
+    }
 
     #[test]
     fn legacy_device_names_give_the_gpu_and_its_index() {
