@@ -495,6 +495,16 @@ fn corpus_dev_causes4() {
     run_cases("oom/corpus_dev_causes4.jsonl");
 }
 
+/// Real OOM texts from public threads whose resolution names the cause: a
+/// model that does not fit at load, a checkpoint or a second model kept on
+/// the card, tensors kept across validation steps, another process holding
+/// the card, and batches cut until they fit; every third row is held out and
+/// rows that still fail are marked `known_gap`.
+#[test]
+fn corpus_dev_causes5() {
+    run_cases("oom/corpus_dev_causes5.jsonl");
+}
+
 /// PyTorch/XLA on TPU and GPU, apps and servers that wrap PyTorch's error
 /// (ComfyUI, A1111, SGLang, vLLM), XGBoost, XLA clients and old TensorFlow
 /// wordings, with misleading ones (PR texts naming the OOM exception, XLA's

@@ -159,7 +159,10 @@ fn data_loading(r: &mut Ranking, held: &Held) {
 /// differential of a training step.
 fn training_step(r: &mut Ranking, event: &OomEvent, held: &Held) {
     if held.known && held.dominant() && event.phase == Phase::Unknown && small_request(event) {
-        full_device_differential(r, held);
+        match nothing_freed(event) {
+            Some(cached_free) => persistent_differential(r, held, cached_free),
+            None => full_device_differential(r, held),
+        }
     } else if held.known && held.dominant() {
         let what = if event.phase == Phase::Backward {
             "the backward pass needs the activations of the whole batch plus their gradients"
@@ -253,6 +256,70 @@ fn full_device_differential(r: &mut Ranking, held: &Held) {
         lead - 0.15,
         "a model loaded earlier in the same process (a notebook cell, a server's previous model, a second pipeline) still holds its weights",
         Some("list the models the process keeps on the device and torch.cuda.memory_allocated() after loading each; del the unused one and call torch.cuda.empty_cache()"),
+    );
+}
+
+/// The cached-but-free bytes a run of allocations leaves when nothing was
+/// ever freed: PyTorch's caching allocator carves 1-10 MiB tensors out of
+/// 20 MiB segments (CUDACachingAllocator.cpp kLargeBuffer) and smaller ones
+/// out of 2 MiB segments (kSmallBuffer), so the unused tail of the current
+/// segment of each stays cached but free; and the figures are printed to
+/// 0.01 GiB (about 10 MiB). Below their sum, what is cached but free is
+/// segment tails, not blocks that tensors freed by a step left behind.
+const TAILS_ONLY: u64 = (20 + 2 + 10) << 20;
+
+/// The allocator's cache holds nothing but segment tails, on a device full
+/// of the framework's tensors: no tensor was freed, or what was freed was
+/// given back. A forward or backward pass frees temporaries all along (the
+/// allocator caches their blocks, `free` keeps them in the pool) and, when
+/// it fails, the blocks still cached but free are the holes they left in
+/// segments partly in use (it releases whole free segments and retries
+/// before raising, `release_cached_blocks`). A cache without such holes is
+/// the signature of allocations that all stay alive: weights being loaded
+/// or moved to the device, a cache preallocated at start-up, a second
+/// model. Returns the cached-but-free bytes when so.
+fn nothing_freed(event: &OomEvent) -> Option<u64> {
+    let m = &event.memory;
+    let (Some(a), Some(cf)) = (m.allocated_bytes, m.reserved_unallocated_bytes) else {
+        return None;
+    };
+    (a >= 1 << 30 && cf < TAILS_ONLY).then_some(cf)
+}
+
+/// The differential of a full device whose cache holds no freed block: the
+/// model's own memory first, then a second model (its weights are as
+/// persistent), the batch behind them (a step frees temporaries and would
+/// have left holes), and tensors kept from earlier steps last (those steps
+/// freed their temporaries too). Still undecided, each with its check.
+fn persistent_differential(r: &mut Ranking, held: &Held, cached_free: u64) {
+    let lead = held.weight();
+    r.undecided();
+    r.add_checked(
+        CauseId::ModelTooLarge,
+        lead,
+        held.with(&format!(
+            "the allocator holds only {} cached but free, no more than the tails of its current segments: nothing was freed before the failure, as when weights are being loaded or moved to the device; the model's own memory fills it",
+            fs(cached_free)
+        )),
+        Some("print torch.cuda.memory_allocated() right after the model is loaded and moved to the device: most of the device gone before the first batch means the model"),
+    );
+    r.add_checked(
+        CauseId::MultipleModels,
+        lead - 0.05,
+        "a model loaded earlier in the same process (a notebook cell, a server's previous model, a second pipeline) holds its weights as persistently",
+        Some("list the models the process keeps on the device and torch.cuda.memory_allocated() after loading each; del the unused one and call torch.cuda.empty_cache()"),
+    );
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        lead - 0.08,
+        "a training or inference step frees temporaries and leaves cached holes; with none, the batch is less likely what filled the device",
+        Some("rerun with half the batch (or sequence length, image size): if it passes, the batch's activations were the limit"),
+    );
+    r.add_checked(
+        CauseId::LeftoverTensors,
+        lead - 0.15,
+        "tensors kept across steps come with steps that freed their temporaries; a cache without holes makes this less likely",
+        Some("print torch.cuda.memory_allocated() at the start of every step: a value that climbs step after step means tensors kept alive"),
     );
 }
 
@@ -525,6 +592,59 @@ mod tests {
         // A named phase decides too.
         e.memory.requested_bytes = Some(GIB);
         assert!(!at(Phase::Backward, &mut e).1);
+    }
+
+    #[test]
+    fn a_full_device_whose_cache_holds_no_freed_block_is_the_model_first() {
+        // 20 of 24 GiB live, a 1 GiB request, and only 5 MiB cached but
+        // free: nothing was freed, as while weights are loaded.
+        let mut e = holding(20 * GIB);
+        e.memory.reserved_bytes = Some(20 * GIB + 5 * MIB);
+        e.memory.reserved_unallocated_bytes = Some(5 * MIB);
+        let r = at(Phase::Unknown, &mut e);
+        assert!(r.1, "still a differential");
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.score(CauseId::MultipleModels) > r.score(CauseId::BatchTooLarge));
+        assert!(r.score(CauseId::BatchTooLarge) > r.score(CauseId::LeftoverTensors));
+        assert!(r.0.iter().all(|c| c.check.is_some()));
+        assert!(r.0[0].evidence.contains("5.00 MiB cached but free"));
+        // Holes of 200 MiB are blocks a step freed: the batch leads again.
+        e.memory.reserved_unallocated_bytes = Some(200 * MIB);
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
+        // Tails of the segments stay under 32 MiB; at 32 MiB it is a hole.
+        e.memory.reserved_unallocated_bytes = Some(31 * MIB);
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::ModelTooLarge)
+        );
+        e.memory.reserved_unallocated_bytes = Some(32 * MIB);
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
+        // A named phase, or a request that is a large share of the device,
+        // keeps its own rule.
+        e.memory.reserved_unallocated_bytes = Some(0);
+        assert_eq!(
+            at(Phase::Backward, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
+        e.memory.requested_bytes = Some(4 * GIB);
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
+        // Without the cached figure nothing is read into it.
+        let mut e = holding(20 * GIB);
+        e.memory.reserved_bytes = None;
+        e.memory.reserved_unallocated_bytes = None;
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
     }
 
     #[test]
