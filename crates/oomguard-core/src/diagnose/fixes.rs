@@ -839,7 +839,7 @@ fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
     let (title, need) = match (shm.required_bytes, shm.limit_bytes) {
         (Some(need), Some(limit)) => {
             let cut = need.saturating_sub(limit) as f64 * 100.0 / need.max(1) as f64;
-            let class = crate::oom::shared_memory_gpu_class(limit)
+            let class = super::causes::shared_memory_gpu_class(limit)
                 .map(|c| format!(" {limit} bytes per block is the limit of {c}."))
                 .unwrap_or_default();
             (

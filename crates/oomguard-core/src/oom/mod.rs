@@ -25,7 +25,6 @@ mod watchdog;
 use serde::Serialize;
 
 pub use context::ContextEvidence;
-pub(crate) use families::triton::shared_memory_gpu_class;
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
 pub use watchdog::{JobFailure, WatchdogTimeout};
 

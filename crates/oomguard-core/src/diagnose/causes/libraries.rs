@@ -512,10 +512,37 @@ pub(super) fn ggml_backend(event: &OomEvent) -> bool {
     event.framework == Framework::Other && GGML_MARKS.iter().any(|m| event.message.contains(m))
 }
 
+/// Opt-in shared memory per thread block, in bytes, by the GPU class that
+/// has it (NVIDIA CUDA C Programming Guide, "Technical Specifications per
+/// Compute Capability": maximum shared memory per block, opt-in). AMD
+/// Instinct GPUs (CDNA 1-3) have 64 KiB of LDS per compute unit (AMD CDNA3
+/// ISA reference guide), which Triton reports as the same 65536.
+const SHARED_MEMORY_LIMITS: &[(u64, &str)] = &[
+    (
+        101_376,
+        "compute capability 8.6/8.9/12.0: a consumer or workstation GPU (RTX 30xx/40xx/50xx, A10, L4, L40)",
+    ),
+    (166_912, "compute capability 8.0 (A100, A800)"),
+    (232_448, "compute capability 9.0 (H100, H200)"),
+    (
+        65_536,
+        "compute capability 7.5 (T4, RTX 20xx), or an AMD Instinct GPU's 64 KiB LDS",
+    ),
+    (98_304, "compute capability 7.0 (V100)"),
+];
+
+/// The GPU class a shared-memory limit points at, when it is a known one.
+pub(in crate::diagnose) fn shared_memory_gpu_class(limit: u64) -> Option<&'static str> {
+    SHARED_MEMORY_LIMITS
+        .iter()
+        .find(|(bytes, _)| *bytes == limit)
+        .map(|(_, class)| *class)
+}
+
 pub(super) fn shared_memory(r: &mut Ranking, shm: &SharedMemoryLimit) {
     let evidence = match (shm.required_bytes, shm.limit_bytes) {
         (Some(need), Some(limit)) => {
-            let class = crate::oom::shared_memory_gpu_class(limit)
+            let class = shared_memory_gpu_class(limit)
                 .map(|c| format!(" (a limit of {limit} bytes is that of {c})"))
                 .unwrap_or_default();
             format!(
@@ -709,6 +736,8 @@ mod tests {
 
     #[test]
     fn shared_memory_limits_name_the_gpu_class() {
+        assert!(shared_memory_gpu_class(166_912).unwrap().contains("A100"));
+        assert_eq!(shared_memory_gpu_class(12345), None);
         let mut r = Ranking::new();
         shared_memory(
             &mut r,

@@ -36,42 +36,6 @@ pub(super) const EXAMPLES: &[&str] = &[
     "torch._inductor.exc.InductorError: OutOfResources: out of resource: shared memory, Required: 260224, Hardware limit: 166912. Reducing block sizes or `num_stages` may help.",
 ];
 
-/// Opt-in shared memory per thread block, in bytes, by the GPU class that
-/// has it (NVIDIA CUDA C Programming Guide, "Technical Specifications per
-/// Compute Capability": maximum shared memory per block, opt-in), which is
-/// the `max_shared_mem` Triton compares a kernel's need with. AMD Instinct
-/// GPUs (CDNA 1-3) have 64 KiB of LDS per compute unit (AMD CDNA3 ISA
-/// reference guide), which Triton reports as the same 65536.
-const SHARED_MEMORY_LIMITS: &[(u64, &str)] = &[
-    (
-        101_376,
-        "compute capability 8.6/8.9/12.0: a consumer or workstation GPU (RTX 30xx/40xx/50xx, A10, L4, L40)",
-    ),
-    (166_912, "compute capability 8.0 (A100, A800)"),
-    (232_448, "compute capability 9.0 (H100, H200)"),
-    (
-        65_536,
-        "compute capability 7.5 (T4, RTX 20xx), or an AMD Instinct GPU's 64 KiB LDS",
-    ),
-    (98_304, "compute capability 7.0 (V100)"),
-];
-
-/// The limit AMD's GPUs share with an NVIDIA class: it does not tell the vendor.
-const SHARED_BY_VENDORS: u64 = 65_536;
-
-/// The GPU class a shared-memory limit points at, when it is a known one.
-pub(crate) fn shared_memory_gpu_class(limit: u64) -> Option<&'static str> {
-    SHARED_MEMORY_LIMITS
-        .iter()
-        .find(|(bytes, _)| *bytes == limit)
-        .map(|(_, class)| *class)
-}
-
-/// True when only NVIDIA GPUs report this limit: the kernel ran on CUDA.
-fn nvidia_only(limit: u64) -> bool {
-    limit != SHARED_BY_VENDORS && shared_memory_gpu_class(limit).is_some()
-}
-
 struct Patterns {
     key: Regex,
     figures: Regex,
@@ -120,8 +84,6 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if p.cuda_device.is_match(text) {
         parsed.device.kind = DeviceKind::Cuda;
         parsed.device.index = device_index(text);
-    } else if number(2).is_some_and(nvidia_only) {
-        parsed.device.kind = DeviceKind::Cuda;
     }
     Some(parsed)
 }
@@ -145,7 +107,7 @@ mod tests {
     fn reads_both_figures_as_shared_memory_not_device_memory() {
         let parsed = parse(TRITON).expect("an event");
         assert_eq!(parsed.framework, Framework::Other);
-        assert_eq!(parsed.device.kind, DeviceKind::Cuda);
+        assert_eq!(parsed.device.kind, DeviceKind::Unknown);
         assert!(parsed.memory.is_empty());
         let shm = parsed
             .facts
@@ -158,23 +120,6 @@ mod tests {
         assert!(parsed
             .message
             .starts_with("triton.runtime.errors.OutOfResources: out of"));
-    }
-
-    #[test]
-    fn gpu_classes_by_their_limit() {
-        assert!(shared_memory_gpu_class(166_912).unwrap().contains("A100"));
-        assert_eq!(shared_memory_gpu_class(12345), None);
-        // Only NVIDIA GPUs report 99 KiB; 64 KiB is also AMD's LDS.
-        let on = |limit: u64| {
-            let text = format!(
-                "out of resource: shared memory, Required: 262144, Hardware limit: {limit}."
-            );
-            parse(&text).expect("an event").device.kind
-        };
-        assert_eq!(on(101_376), DeviceKind::Cuda);
-        assert_eq!(on(232_448), DeviceKind::Cuda);
-        assert_eq!(on(65_536), DeviceKind::Unknown);
-        assert_eq!(on(12_345), DeviceKind::Unknown);
     }
 
     #[test]
