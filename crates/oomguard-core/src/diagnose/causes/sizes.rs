@@ -24,7 +24,7 @@ pub(super) fn absurd_request(r: &mut Ranking, event: &OomEvent) {
         r.add(
             CauseId::InvalidSize,
             0.95,
-            "the request is over 1 EB: a negative or overflowed size computed upstream, not a capacity problem",
+            "the size asked for is negative or over 1 EB: a size computed upstream overflowed, not a capacity problem",
         );
         return;
     }

@@ -139,6 +139,7 @@ struct Patterns {
     free_after: Regex,
     allocated_before: Regex,
     pool_total: Regex,
+    negative_size: Regex,
 }
 
 /// A size with thousands separators or a bare trailing dot (numpy prints
@@ -235,6 +236,13 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?i:{LOOSE_SIZE}\s*memory\s*has\s*been\s*allocated|已分配\s*{LOOSE_SIZE}|allocated\s*so\s*far\s*:\s*{LOOSE_SIZE})"
     )),
     pool_total: re(r"\(total\s*(\d[\d,]*)\s*bytes\)"),
+    // A byte count printed with a minus sign: a size held in a signed
+    // integer that overflowed upstream. Go before 1.6 printed the heap's
+    // request as int64 (golang/go#11789: `cannot allocate
+    // -8410442019078995968-byte block`); C and C++ allocators print their
+    // signed sizes the same way (`Out of memory trying to allocate
+    // -41183520 bytes`, UModel's `Trying to allocate -773094096 bytes`).
+    negative_size: re(r"(?i:allocat\w*\s*(?:a\s*)?-\d+(?:-byte|\s*bytes?\b))"),
 });
 
 fn loose_bytes(value: &str, unit: &str) -> Option<u64> {
@@ -404,8 +412,11 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         if let (Some(dims), Some(size)) = (dims, numpy_dtype_bytes(&c[2])) {
             mem.requested_bytes = dims.iter().try_fold(size, |acc, d| acc.checked_mul(*d));
             parsed.exact_request = true;
+            // A shape whose byte count does not fit 64 bits is no real need.
+            parsed.facts.absurd_request |= mem.requested_bytes.is_none();
         }
     }
+    parsed.facts.absurd_request |= p.negative_size.is_match(text);
     if mem.requested_bytes.is_none() {
         mem.requested_bytes = p
             .size_exact
@@ -978,6 +989,28 @@ mod tests {
         assert!(e
             .message
             .starts_with("numpy.core._exceptions._ArrayMemoryError"));
+    }
+
+    #[test]
+    fn negative_and_overflowing_sizes_are_absurd_requests() {
+        for text in [
+            "runtime: out of memory: cannot allocate -8410442019078995968-byte block (3407872 in use)",
+            "Out of memory trying to allocate -41183520 bytes",
+            "numpy.core._exceptions._ArrayMemoryError: Unable to allocate 1 EiB for an array with shape (4294967296, 4294967296, 4294967296) and data type float64",
+        ] {
+            let e = event(text);
+            assert!(e.facts.absurd_request, "{text}");
+            // No negative count is read as a size; numpy's own rounded
+            // figure stands when the shape overflows.
+            assert_ne!(e.memory.requested_bytes, Some(41_183_520), "{text}");
+        }
+        // A minus sign that is punctuation, and a plain size, are not.
+        for text in [
+            "runtime: out of memory: cannot allocate 4194304-byte block (3407872 in use)",
+            "Out of memory - trying to allocate 41183520 bytes",
+        ] {
+            assert!(!event(text).facts.absurd_request, "{text}");
+        }
     }
 
     #[test]
