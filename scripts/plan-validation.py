@@ -136,10 +136,13 @@ def main():
         e = "no figure" if r["err"] is None else f"{r['err'] * 100:+.0f}%"
         print(f"- {r['id']} ({r['split']}, {r['category']}): {e}")
     if unscored:
-        print("\nrows not scored (a setup no flag expresses):")
+        print("\nrows not scored (a setup no flag expresses), by reason:")
+        reasons = {}
         for rid, metric, err, why in unscored:
             e = "no figure" if err is None else f"{err * 100:+.0f}%"
-            print(f"- {rid} ({metric}, oomguard {e}): {why}")
+            reasons.setdefault(why, []).append(f"{rid} ({metric}, oomguard {e})")
+        for why, rows in reasons.items():
+            print(f"- {len(rows)} row(s): {', '.join(rows)}\n  why: {why}")
     if errors:
         print("\nrows the binary refused (exit 2):")
         for rid, why in errors:
