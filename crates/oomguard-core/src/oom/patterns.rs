@@ -5,6 +5,7 @@
 
 use super::{Device, DeviceKind, EventFacts, Framework, MemoryFigures, Phase};
 use crate::size::log_figure_to_bytes;
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::{Captures, Regex};
 use std::sync::LazyLock;
 
@@ -199,10 +200,18 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
     // the GPU then fail: that fallback does not make the failure benign.
     const TRITON_POOL_FALLBACK: &str =
         "cnmem_status_out_of_memory, falling back to pinned system memory";
-    let lower = text
-        .to_ascii_lowercase()
-        .replace(TRITON_POOL_FALLBACK, "cnmem_status_out_of_memory");
-    WORDS.iter().any(|w| lower.contains(w))
+    // One case-insensitive pass; leftmost-longest lets the Triton phrase
+    // swallow the `falling back` inside it.
+    static SEARCH: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(WORDS.iter().chain(std::iter::once(&TRITON_POOL_FALLBACK)))
+            .expect("phrases build")
+    });
+    SEARCH
+        .find_iter(text)
+        .any(|m| m.pattern().as_usize() < WORDS.len())
 }
 
 /// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
