@@ -223,6 +223,20 @@ fn looks_complete(text: &str) -> bool {
     // A shell's `Killed` ends its line whatever follows.
     end.ends_with("Killed")
         || open <= close && text.trim_end().ends_with([')', '.', '!', ']', '"', '\''])
+        || ends_with_numpy_dtype(end)
+}
+
+/// numpy's allocation error ends on the array's dtype, with no stop after it
+/// (numpy/_core/_exceptions.py, `_ArrayMemoryError.__str__`: `Unable to
+/// allocate {size} for an array with shape {shape} and data type {dtype}`;
+/// numpy 1.17 printed `Unable to allocate array with shape ... and data type
+/// ...`): a line that ends so is finished, and the next line is not a word
+/// the terminal split.
+fn ends_with_numpy_dtype(text: &str) -> bool {
+    static DTYPE_END: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\)\s*and\s+data\s+type\s+[\w<>|:\[\]]+$").expect("pattern compiles")
+    });
+    DTYPE_END.is_match(text)
 }
 
 /// Joins `first` with as many of `next` as continue it: lines a terminal
@@ -295,6 +309,14 @@ mod tests {
             "msg"
         );
         assert_eq!(strip_log_prefix("plain text"), "plain text");
+    }
+
+    #[test]
+    fn a_numpy_message_ends_on_its_dtype() {
+        let next = vec!["how to solve this problem?".to_string()];
+        let first = "numpy.core._exceptions.MemoryError: Unable to allocate array with shape (9681, 9681) and data type float64";
+        let (joined, taken) = join_continuations(first, &next, 8);
+        assert_eq!((joined.as_str(), taken), (first, 0));
     }
 
     #[test]

@@ -889,7 +889,11 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                     // runtime/mem_linux.go, malloc.go) and heap report
                     // (`runtime: out of memory: cannot allocate N-byte block`).
                     r"memory\s*allocation\s*of\s*\d+\s*bytes\s*failed|(?:allocator|virtual)\s*memory\s*exhausted|VirtualAlloc|",
-                    r"fatal\s*error:\s*(?:runtime:\s*)?out\s*of\s*memory|runtime:\s*out\s*of\s*memory"
+                    r"fatal\s*error:\s*(?:runtime:\s*)?out\s*of\s*memory|runtime:\s*out\s*of\s*memory|",
+                    // numpy's message names no module when printed alone
+                    // (`_ArrayMemoryError.__str__`: `Unable to allocate {size}
+                    // for an array with shape {shape} and data type {dtype}`).
+                    r"array\s*with\s*shape\s*\([\d,\s]*\)\s*and\s*data\s*type\b"
                 )),
             ),
         ]
@@ -978,6 +982,13 @@ mod tests {
 
     fn event(text: &str) -> Parsed {
         parse(text).unwrap_or_else(|| panic!("an event in {text:?}"))
+    }
+
+    #[test]
+    fn numpy_wording_alone_is_host_memory() {
+        let e = event("Unable to allocate 139. MiB for an array with shape (9131294, 2) and data type float64");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(9_131_294 * 2 * 8));
     }
 
     #[test]
