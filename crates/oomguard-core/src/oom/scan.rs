@@ -441,6 +441,9 @@ fn read_event_at(
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
         families::tensorflow_jax::device_from_context(&before, &mut parsed);
     }
+    if text.contains("That was not possible") {
+        families::tensorflow_jax::fill_tpu_report(&text, &following, &mut parsed.memory);
+    }
     if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
             .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));

@@ -349,6 +349,40 @@ pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::Memory
     }
 }
 
+/// The TPU runtime's memory report printed under a failed reservation
+/// (libtpu; quoted in pytorch/xla issues 1735 and 3470 and in TensorFlow TPU
+/// reports): `HBM capacity 8.00G:` then aligned rows such as `Currently
+/// allocated:    6.08G (   6,532,939,776 bytes)`. The exact byte count in
+/// parentheses wins over the rounded figure. Fills only what the message
+/// left unknown.
+/// The message may have taken the report's first rows as its continuation,
+/// so both it and the lines after it are read.
+pub(crate) fn fill_tpu_report(
+    text: &str,
+    after: &[String],
+    memory: &mut crate::oom::MemoryFigures,
+) {
+    static CAPACITY: LazyLock<Regex> = LazyLock::new(|| re(r"HBM\s*capacity\s*{SIZE}\s*:"));
+    static ALLOCATED: LazyLock<Regex> =
+        LazyLock::new(|| re(r"Currently\s*allocated:\s*{SIZE}(?:\s*\(\s*([\d,]+)\s*bytes\))?"));
+    let report = std::iter::once(text).chain(after.iter().take(12).map(String::as_str));
+    for line in report {
+        if memory.total_bytes.is_none() {
+            if let Some(c) = CAPACITY.captures(line) {
+                memory.total_bytes = size_at(&c, 1);
+            }
+        }
+        if memory.allocated_bytes.is_none() {
+            if let Some(c) = ALLOCATED.captures(line) {
+                let exact = c
+                    .get(3)
+                    .and_then(|b| b.as_str().replace(',', "").parse().ok());
+                memory.allocated_bytes = exact.or_else(|| size_at(&c, 1));
+            }
+        }
+    }
+}
+
 /// The device of a TensorFlow failure its own line leaves unsaid, from the
 /// graph node printed under it (`[[Node: ... _device="/job:localhost/
 /// replica:0/task:0/gpu:0"](...)]]`), indented by spaces or a tab.
@@ -478,6 +512,26 @@ fn optimizer_op(op: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tpu_report_under_a_failed_reservation_gives_capacity_and_allocated() {
+        let text = "RuntimeError: Resource exhausted: From /job:tpu_worker/replica:0/task:0: Attempting to reserve 3.95G at the bottom of memory. That was not possible. There are 1.92G free, 0B reserved, and 1.92G reservable.; HBM capacity 8.00G:";
+        let after = [
+            "       Top-of-Memory reserved:  529.00M (     554,696,704 bytes)".to_string(),
+            "          Currently allocated:    6.08G (   6,532,939,776 bytes)".to_string(),
+        ];
+        let mut m = crate::oom::MemoryFigures::default();
+        fill_tpu_report(text, &after, &mut m);
+        assert_eq!(m.total_bytes, Some(8 << 30));
+        assert_eq!(m.allocated_bytes, Some(6_532_939_776));
+        // What the message itself gave is kept.
+        let mut m = crate::oom::MemoryFigures {
+            total_bytes: Some(1),
+            ..Default::default()
+        };
+        fill_tpu_report(text, &after, &mut m);
+        assert_eq!(m.total_bytes, Some(1));
+    }
 
     #[test]
     fn the_eigen_allocator_in_each_wording() {
