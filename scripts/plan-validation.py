@@ -25,7 +25,8 @@ FIXTURES = ROOT / "crates/oomguard/tests/fixtures/plan"
 FILES = [FIXTURES / "shared_measured.jsonl", FIXTURES / "collected_measured.jsonl", FIXTURES / "corpus_measured.jsonl",
          FIXTURES / "corpus_measured_breadth.jsonl", FIXTURES / "corpus_measured_training.jsonl",
          FIXTURES / "corpus_measured_act.jsonl", FIXTURES / "corpus_measured_setups.jsonl",
-         FIXTURES / "corpus_measured_multi.jsonl", FIXTURES / "corpus_measured_training2.jsonl"]
+         FIXTURES / "corpus_measured_multi.jsonl", FIXTURES / "corpus_measured_training2.jsonl",
+         FIXTURES / "corpus_measured_heldout2.jsonl"]
 PEAKS = ("allocated_peak_bytes", "reserved_peak_bytes", "device_used_bytes")
 
 

@@ -156,6 +156,28 @@ fn encoder_measurements_hold_or_are_listed_misses() {
     );
 }
 
+/// The second held-out collection (SDPA/flash inference, llama.cpp loads,
+/// SGLang start-up, eager long sequences, full training, encoders): every row
+/// collected and labelled held-out in one go and only scored; the rows outside
+/// their tolerance must be exactly those `corpus_heldout2_misses.txt` lists.
+#[test]
+fn heldout2_measurements_hold_or_are_listed_misses() {
+    let text = std::fs::read_to_string(fixture("plan/corpus_measured_heldout2.jsonl")).unwrap();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let row: Value = serde_json::from_str(line).expect("validation row is JSON");
+        assert_eq!(
+            row["split"], "held-out",
+            "{}: this file is held-out only",
+            row["id"]
+        );
+    }
+    assert_misses_are_listed(
+        "plan/corpus_measured_heldout2.jsonl",
+        "plan/corpus_heldout2_misses.txt",
+        25,
+    );
+}
+
 /// LitGPT's 2023 resource tables under `--framework litgpt`: LoRA under FSDP
 /// on 2 GPUs (whole-block gradients kept unsharded over the accumulated
 /// micro-batches) and on 1 GPU; dev and held-out rows, all within.
