@@ -5,7 +5,7 @@
 //!
 //! Each rule names its source: the runtime's source that prints the words.
 
-use super::patterns::Parsed;
+use super::patterns::{Parsed, PartKind};
 use super::{DeviceKind, Framework};
 use regex::Regex;
 use std::sync::LazyLock;
@@ -35,7 +35,12 @@ pub(crate) fn refine(
     let recent = &before[before.len().saturating_sub(CONTEXT_LINES)..];
     let around =
         |re: &Regex| re.is_match(text) || re.is_match(raw) || recent.iter().any(|l| re.is_match(l));
-    if let Some(framework) = framework_of(raw, text, parsed, &around) {
+    // The software around a failure told in words shows in the paste
+    // under the sentence (a title above its traceback) as often as above it.
+    let then =
+        |re: &Regex| parsed.kind == PartKind::Reported && after.iter().any(|l| re.is_match(l));
+    let around_or_then = |re: &Regex| around(re) || then(re);
+    if let Some(framework) = framework_of(raw, text, parsed, &around, &around_or_then) {
         parsed.framework = framework;
     }
     let code = &before[before.len().saturating_sub(CODE_LINES)..];
@@ -98,7 +103,7 @@ static JAX_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
 /// JAX logs from `external/xla/` or `external/org_tensorflow/`.
 static TENSORFLOW_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|\s)[IWEF]\d*(?:\s+[\d:.]+\s+\d+)?\s+tensorflow/[\w/.\-]+:\d+\]")
+    Regex::new(r"(?:^|\s)[IWEF]\d*(?:\s+[\d:.]+\s+\d+)?\s+(?:[A-Za-z]:\\\S*?\\)?tensorflow[/\\][\w/\\.\-]+:\d+\]")
         .expect("pattern compiles")
 });
 
@@ -120,11 +125,65 @@ static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
         .expect("pattern compiles")
 });
 
+/// PyTorch's own words for a failed CUDA allocation in the generic layer's
+/// reach: its caching allocator's `CUDA out of memory` (c10/cuda/
+/// CUDACachingAllocator.cpp; no other runtime puts those words together:
+/// the CUDA runtime says `out of memory` after `error:`, CTranslate2 `CUDA
+/// failed with error`), its `RuntimeError: CUDA error: out of memory` (c10's
+/// CUDA check raises a RuntimeError; CuPy, Numba and MXNet raise their own
+/// classes), the trailer c10 adds to every CUDA or HIP error (`Device-side
+/// assertion tracking was not enabled by user`, `Compile with
+/// TORCH_USE_CUDA_DSA`), `torch.AcceleratorError` (PyTorch 2.8's class for
+/// those errors), and the frames of PyTorch and the libraries built on it.
+static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i:\bcuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
+        r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|",
+        r"site-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
+    ))
+    .expect("pattern compiles")
+});
+
+/// TensorFlow's own words: its status class (`ResourceExhaustedError`,
+/// tensorflow/python/framework/errors_impl.py), its Python tree in frames,
+/// and its stream executor's `failed to allocate N from device:`
+/// (stream_executor/cuda/cuda_driver.cc and rocm_driver.cc, which JAX's XLA
+/// prints too: only without JAX's words around).
+static TENSORFLOW_STACK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"ResourceExhaustedError|tensorflow[/\\](?:python|core)[/\\]|\bkeras[/\\]engine[/\\]|",
+        r"failed to allocate \S+ (?:\(\d+ bytes\) )?from device:"
+    ))
+    .expect("pattern compiles")
+});
+
+/// PaddlePaddle raises its enforce errors under TensorFlow's status names
+/// (`ResourceExhaustedError: Out of memory error on GPU 0`, paddle/fluid/
+/// platform/enforce.h) in its `Error Message Summary` block; its
+/// allocators' own sentences (`Fail to alloc memory of N size`,
+/// memory/detail/system_allocator.cc; `Out of memory error on GPU 0`,
+/// memory/allocation/cuda_allocator.cc) name it without its name.
+static PADDLE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i:paddle)|Error Message Summary|Fail to alloc memory of|Out of memory error on (?:GPU|CPU|XPU)",
+    )
+    .expect("pattern compiles")
+});
+
+/// llama.cpp's loader and context set-up log under their own names
+/// (`llm_load_print_meta:`, `llama_model_load:`, `llama_new_context_with_model:`,
+/// `llama_kv_cache_init:`; src/llama*.cpp).
+static LLAMA_CPP_LOG: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\b(?:llm_load_\w+|llama_model_load\w*|llama_new_context\w*|llama_kv_cache_init|llama_init_from_model):")
+        .expect("pattern compiles")
+});
+
 fn framework_of(
     raw: &str,
     text: &str,
     parsed: &Parsed,
     around: &dyn Fn(&Regex) -> bool,
+    around_or_then: &dyn Fn(&Regex) -> bool,
 ) -> Option<Framework> {
     let xla_family = matches!(
         parsed.framework,
@@ -142,12 +201,23 @@ fn framework_of(
     {
         return Some(Framework::TensorFlow);
     }
-    if parsed.framework == Framework::Other
-        && !parsed.facts.oom_killer()
-        && (around(&GGML_BACKEND)
-            || super::families::inference_engines::OLLAMA_RUNNER.is_match(text))
+    if parsed.framework != Framework::Other || parsed.facts.oom_killer() {
+        return None;
+    }
+    if around_or_then(&GGML_BACKEND)
+        || around_or_then(&LLAMA_CPP_LOG)
+        || super::families::inference_engines::OLLAMA_RUNNER.is_match(text)
     {
         return Some(Framework::LlamaCpp);
+    }
+    if around_or_then(&TENSORFLOW_STACK)
+        && !around_or_then(&JAX_WORDS)
+        && !around_or_then(&PADDLE_WORDS)
+    {
+        return Some(Framework::TensorFlow);
+    }
+    if around_or_then(&PYTORCH_WORDS) {
+        return Some(Framework::PyTorch);
     }
     if parsed.framework == Framework::Other
         && parsed.device.kind == DeviceKind::Xpu
@@ -230,6 +300,23 @@ mod tests {
         parsed
     }
 
+    #[test]
+    fn a_failure_told_in_words_takes_the_software_of_the_paste_under_it() {
+        let title = "[Bug]: llama 3.2 error: Insufficient Memory";
+        let after: Vec<String> = ["", "llm_load_print_meta: model ftype      = Q8_0"]
+            .iter()
+            .map(|l| l.to_string())
+            .collect();
+        let mut parsed = Parsed::new(Framework::Other, DeviceKind::Mps, title.to_string());
+        parsed.kind = PartKind::Reported;
+        refine(title, &[], title, &after, &mut parsed);
+        assert_eq!(parsed.framework, Framework::LlamaCpp);
+        // A message that is the failure itself keeps to its own lines.
+        let mut parsed = Parsed::new(Framework::Other, DeviceKind::Mps, title.to_string());
+        refine(title, &[], title, &after, &mut parsed);
+        assert_eq!(parsed.framework, Framework::Other);
+    }
+
     /// (framework and device read by the family, text, the framework and
     /// device after refining).
     type Case = (Framework, DeviceKind, &'static str, Framework, DeviceKind);
@@ -251,6 +338,19 @@ mod tests {
             (F::PyTorch, D::Cuda, "RuntimeError: Current platform can NOT allocate memory block with size larger than 4GB! Tried to allocate 7.62 GiB (GPU  0; 15.11 GiB total capacity)", F::PyTorch, D::Xpu),
             (F::Other, D::Unknown, "Exception in main training loop: Out of memory allocating 25,600,000 bytes (allocated so far: 3,635,267,072 bytes).", F::Other, D::Cuda),
             (F::Other, D::Xpu, "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)", F::PyTorch, D::Xpu),
+            // PyTorch's words and c10's trailer; CTranslate2's and the CUDA
+            // runtime's own words stay unattributed.
+            (F::Other, D::Cuda, "RuntimeError: CUDA Error: out of memory", F::PyTorch, D::Cuda),
+            (F::Other, D::Cuda, "torch.AcceleratorError: HIP error: out of memory\nDevice-side assertion tracking was not enabled by user.", F::PyTorch, D::Cuda),
+            (F::Other, D::Cuda, "RuntimeError: CUDA failed with error out of memory", F::Other, D::Cuda),
+            (F::Other, D::Cuda, "CUDA error: out of memory", F::Other, D::Cuda),
+            // TensorFlow's status class and stream executor; a log path on
+            // Windows; a cuBLAS failure TensorFlow logged.
+            (F::Other, D::Unknown, "With a batch of 4 the model throws a ResourceExhaustedError after the predictions.", F::TensorFlow, D::Unknown),
+            (F::Other, D::Rocm, "mnist.py: failed to allocate 8.00G from device: hipError_t(1002)", F::TensorFlow, D::Rocm),
+            (F::Other, D::Cuda, r"E c:\tf_jenkins\workspace\tensorflow\stream_executor\cuda\cuda_driver.cc:1002] failed to allocate 3.00G (3221225472 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY", F::TensorFlow, D::Cuda),
+            // Paddle raises its enforce errors under TensorFlow's names.
+            (F::Other, D::Cpu, "ResourceExhaustedError: Fail to alloc memory of 776212480 size, error code is 12. (at /paddle/paddle/fluid/memory/detail/system_allocator.cc:67)", F::Other, D::Cpu),
         ];
         for (framework, kind, raw, want_framework, want_kind) in cases {
             let p = refined(*framework, *kind, raw, "");

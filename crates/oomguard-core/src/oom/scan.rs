@@ -597,8 +597,12 @@ mod tests {
         let (events, _) = scan(after);
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::PyTorch);
-        // Alone, the sentence is the event.
+        // Alone, the sentence is the event; PyTorch's words name PyTorch,
+        // other words no software.
         let (events, _) = scan("I got a CUDA out of memory error during evaluation.\n");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        let (events, _) = scan("I got an OOM error during evaluation.\n");
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::Other);
     }

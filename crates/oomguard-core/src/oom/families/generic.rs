@@ -490,14 +490,18 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// or deny ("if you see out-of-memory errors", "to avoid OOM when loading",
 /// "it may hit OOM", "I didn't get OOM") report nothing.
 fn reported_in_prose(text: &str) -> Option<usize> {
-    const OOM: &str = r"(?:oom|out[ -]of[ -]memory)\b";
+    // The failure's name in words, as a class (`OutOfMemoryError`) or as
+    // TensorFlow's status (`ResourceExhaustedError`, which a graph raises
+    // for an allocation the BFC allocator refused).
+    const OOM: &str =
+        r"(?:oom|out[ -]of[ -]memory|outofmemory(?:error)?|resource_?exhausted(?:error)?)\b";
     static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         [
             format!(
-                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing))\s+(?:(?:an?|the|this|that|same)\s+)*(?:(?:cuda|gpu)\s+|errors?:?\s+["'`“](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|seeing)\s+(?:(?:an?|the|this|that|same)\s+)*(?:(?:cuda|gpu)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
-                r"(?i)^\s*(?:\[[^\]]*\]:?\s*)?(?:cuda\s+|gpu\s+)?{OOM}(?:\s+error)?\s+(?:during|while|when|at)\s+\w"
+                r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in)\s+\w"#
             ),
             format!(
                 r#"(?i)["'`“](?:cuda\s+)?{OOM}["'`”]?\s+(?:error\s+)?(?:appeared|appears|occurred|occurs|happened|happens|shows\s+up|showed\s+up)\b"#
@@ -514,9 +518,14 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         )
     });
     static SENTENCE: LazyLock<Regex> =
-        LazyLock::new(|| re(r"[^.!?;。！？\n]+(?:[.!?;。！？]|\n|$)"));
+        LazyLock::new(|| re(r"(?:[^.!?;。！？\n]|[.!?;][^\s.!?;])+(?:[.!?;。！？]|\n|$)"));
     let lower = text.to_ascii_lowercase();
-    if !(lower.contains("oom") || lower.contains("of memory") || lower.contains("of-memory")) {
+    if !(lower.contains("oom")
+        || lower.contains("of memory")
+        || lower.contains("of-memory")
+        || lower.contains("ofmemory")
+        || lower.contains("exhausted"))
+    {
         return None;
     }
     if is_quiet_level(text.trim_start()) || says_fallback(text) {
@@ -948,6 +957,16 @@ mod tests {
             "When a finish the train epcoh and do the validation ,the \"CUDA out of memory\" appeared.",
             "in fact I get the error `CUDA failed with error out of memory`, it seems like it wants to dump it all",
             "[Bug]: CUDA OOM (due to flaky profiler?)",
+            // A quoted error straight after the verb, and other verbs.
+            "I am unexpectedly getting `cuda failed with error out of memory` after sometime of running",
+            "the server threw `CUDA out of memory` error when warmup.",
+            "during my evaluating process I came up with the 'CUDA out of memory' error",
+            // A version's dots do not end the sentence.
+            "[Bug]: llama-3.2-11B-vision run in vllm==0.6.3 OOM error (L20)",
+            "\"CUDA out of memory\" error in generate().",
+            // The failure's class or TensorFlow's status named in words.
+            "With a batch size of 4, the model throws a ResourceExhaustedError after the predictions are done.",
+            "I keep getting OutOfMemoryError when the second epoch starts.",
         ] {
             assert!(parse(text).is_some(), "{text}");
         }
@@ -967,6 +986,9 @@ mod tests {
             "Some processes get killed by the OOM killer when memory runs low.",
             "The workers hit the oom-kill path and exit.",
             "Training is slow and OOM during evaluation is a known problem.",
+            "You may see `CUDA out of memory` when the batch is large.",
+            "If a model throws ResourceExhaustedError, lower the batch size.",
+            "Seeing v1.2 release notes: OOM handling improved.",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
