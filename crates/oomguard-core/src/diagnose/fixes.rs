@@ -621,12 +621,24 @@ fn leftovers(event: &OomEvent) -> Vec<Fix> {
 }
 
 fn host_memory(event: &OomEvent) -> Vec<Fix> {
-    let mut v = vec![fix(
+    let mut v = Vec::new();
+    if event.facts.shm_full {
+        // DataLoader workers hand batches to the main process through
+        // shared memory (torch.multiprocessing); a container's /dev/shm is
+        // its own size (Docker: 64 MB unless --shm-size or --ipc=host).
+        v.push(fix(
+            FixId::RaiseShmSize,
+            "Give /dev/shm more room",
+            "The DataLoader's workers pass every batch through shared memory, which a container sizes apart from its RAM (64 MB by default under Docker). Raise it, or share through files instead.",
+            Some("docker run --shm-size=8g ...   # or --ipc=host\ndf -h /dev/shm\ntorch.multiprocessing.set_sharing_strategy('file_system')".into()),
+        ));
+    }
+    v.push(fix(
         FixId::ReduceHostMemory,
         "Lower host memory use",
         "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
         Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
-    )];
+    ));
     if event.facts.oom_killer() {
         v.push(fix(
             FixId::CheckCgroupLimit,
@@ -960,6 +972,27 @@ mod tests {
             .code
             .unwrap()
             .contains("--max-num-seqs 128"));
+    }
+
+    #[test]
+    fn a_full_dev_shm_asks_for_more_shared_memory_first() {
+        use crate::oom::{Device, EventFacts, Framework, MemoryFigures, Phase};
+        let mut event = OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework: Framework::PyTorch,
+            device: Device::UNKNOWN,
+            message: String::new(),
+            memory: MemoryFigures::default(),
+            phase: Phase::DataLoading,
+            ranks: None,
+            facts: EventFacts::default(),
+        };
+        assert_eq!(host_memory(&event)[0].id, FixId::ReduceHostMemory);
+        event.facts.shm_full = true;
+        let fixes = host_memory(&event);
+        assert_eq!(fixes[0].id, FixId::RaiseShmSize);
+        assert!(fixes[0].code.as_deref().unwrap().contains("--shm-size"));
     }
 
     #[test]

@@ -138,6 +138,8 @@ pub enum FixId {
     CheckCgroupLimit,
     /// Check the CUDA driver and library setup, and look for an earlier OOM.
     CheckCudaSetup,
+    /// Raise the shared-memory (`/dev/shm`) size the DataLoader's workers pass batches through.
+    RaiseShmSize,
     /// Check per-allocation, memory-fraction, MIG and driver limits when the request fitted the free memory.
     CheckLimits,
     /// Check the shape of the tensor being allocated, for a request larger than the device.
@@ -226,6 +228,7 @@ impl FixId {
             FixId::BatchFinderScope => "batch_finder_scope",
             FixId::CheckCgroupLimit => "check_cgroup_limit",
             FixId::CheckCudaSetup => "check_cuda_setup",
+            FixId::RaiseShmSize => "raise_shm_size",
             FixId::CheckLimits => "check_limits",
             FixId::CheckShapes => "check_shapes",
             FixId::CheckVersions => "check_versions",

@@ -357,6 +357,10 @@ pub struct EventFacts {
     /// container runtime's own report: the OOM killer is the usual sender,
     /// not the only one (a user, a timeout).
     pub signal_only_kill: bool,
+    /// The host's shared memory (`/dev/shm`, which a container sizes on its
+    /// own: 64 MB by default under Docker) ran out under a DataLoader worker
+    /// (SIGBUS), not the RAM as a whole.
+    pub shm_full: bool,
 }
 
 /// What the log lines of a serving engine or library around a failure say

@@ -187,7 +187,14 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
-        r"^\S*:\s*line\s*\d+:\s*\d+\s*Killed\s"
+        r"^\S*:\s*line\s*\d+:\s*\d+\s*Killed\s|",
+        // A shell's job report naming the killed command: bash's `[1]+
+        // Killed   python x.py`, zsh's `zsh: killed     python x.py` and
+        // `[1]    1234 killed     python x.py` (zsh's signal names are
+        // lower case, Src/signames2.awk), fish's `terminated by signal
+        // SIGKILL`.
+        r"^\s*(?:\[\d+\]\s*[+-]?|\w*sh:)\s+(?:\d+\s+)?(?:Killed|killed)\s+\S|",
+        r"terminated\s*by\s*signal\s*SIGKILL"
     )),
     // A launcher or runner reporting its child's SIGKILL: torchrun
     // (`exitcode: -9`, `Signal 9 (SIGKILL) received by PID`), Python's
@@ -893,6 +900,9 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                 DeviceKind::Cpu,
                 re(concat!(
                     r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM|",
+                    // ENOMEM as Python's OSError prints it, and the JVM's heap
+                    // (`java.lang.OutOfMemoryError: Java heap space`).
+                    r"\[Errno\s*12\]|Java\s*heap\s*space|GC\s*overhead\s*limit\s*exceeded|",
                     // The Rust and Go runtimes' own words (see `failure`), and
                     // Go's fatal throw (`fatal error: runtime: out of memory`,
                     // runtime/mem_linux.go, malloc.go) and heap report
@@ -1072,6 +1082,10 @@ mod tests {
             "Memory cgroup out of memory: Kill process 62685 (bash) score 0 or sacrifice child",
             "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
             "./entrypoint.sh: line 28:     7 Killed                  /app/bin/scalellm",
+            "[1]+  Killed                  python train.py",
+            "zsh: killed     python train.py",
+            "[1]    48213 killed     python train.py --batch 64",
+            "fish: Job 1, 'python train.py' terminated by signal SIGKILL (Forced quit)",
         ] {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");

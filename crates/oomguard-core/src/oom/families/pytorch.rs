@@ -15,7 +15,7 @@
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
 use crate::oom::patterns::{
-    device_index, find_size, find_u64, first_size_in, message_from, re, size_at, Parsed,
+    device_index, find_size, find_u64, first_size_in, message_from, re, size_at, Parsed, PartKind,
 };
 use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, Phase, ProcessMemory, PyTorchEra};
 use aho_corasick::AhoCorasick;
@@ -37,6 +37,8 @@ pub(super) const TRIGGERS: &[&str] = &[
     "an't allocate",
     // accelerate's find_executable_batch_size after halving to zero.
     "executable batch size found",
+    // A DataLoader worker's SIGBUS handler: a full `/dev/shm`.
+    "insufficient shared memory",
 ];
 /// Messages of this family as PyTorch and accelerate print them.
 #[cfg(test)]
@@ -144,6 +146,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             return Some(parsed);
         }
     }
+    if let Some(parsed) = worker_bus_error(text) {
+        return Some(parsed);
+    }
     if let Some(c) = p.key.captures(text) {
         // Without figures, only a message that stands as an error counts:
         // "CUDA out of memory" inside a help text or a sentence is not one.
@@ -237,10 +242,31 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     None
 }
 
-/// accelerate's `find_executable_batch_size` halves the batch on every OOM
-/// (from `starting_batch_size`, 128 by default) and raises this when it
-/// reaches zero: batch size 1 failed too. Its own event, never merged into
-/// the `CUDA out of memory` events a log may show before it.
+/// The worker's own SIGBUS handler (torch/csrc/DataLoader.cpp,
+/// `handler_SIGBUS`): `ERROR: Unexpected bus error encountered in worker.
+/// This might be caused by insufficient shared memory (shm).`, printed by
+/// the worker before the main process reports it killed; often the only
+/// line a report quotes.
+fn worker_bus_error(text: &str) -> Option<Parsed> {
+    static BUS: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"Unexpected\s*bus\s*error\s*encountered\s*in\s*worker\.?\s*This\s*might\s*be\s*caused\s*by\s*insufficient\s*shared\s*memory",
+        )
+    });
+    BUS.find(text)?;
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        DeviceKind::Cpu,
+        message_from(text, &BUS),
+    );
+    parsed.phase_hint = Some(Phase::DataLoading);
+    // The main process's `DataLoader worker (pid N) is killed by signal:
+    // Bus error` that follows is the same failure.
+    parsed.kind = PartKind::Preliminary;
+    parsed.facts.shm_full = true;
+    Some(parsed)
+}
+
 /// A DataLoader worker the kernel ended for memory: SIGBUS (`Bus error`,
 /// macOS `Bus error: 10`) when its shared-memory tensors overflow
 /// `/dev/shm`, SIGKILL (`Killed`) from the OOM killer. Lines hard-wrapped or
@@ -265,10 +291,16 @@ fn dataloader_worker(text: &str) -> Option<Parsed> {
         parsed.facts.kind = EventKind::OomKill;
         parsed.facts.signal_only_kill = true;
         parsed.facts.call = Some(format!("a DataLoader worker (pid {})", &c[1]));
+    } else {
+        parsed.facts.shm_full = true;
     }
     Some(parsed)
 }
 
+/// accelerate's `find_executable_batch_size` halves the batch on every OOM
+/// (from `starting_batch_size`, 128 by default) and raises this when it
+/// reaches zero: batch size 1 failed too. Its own event, never merged into
+/// the `CUDA out of memory` events a log may show before it.
 fn batch_finder(text: &str, at: usize) -> Option<Parsed> {
     // The `raise RuntimeError("No executable ...")` source line a traceback
     // quotes is not the error.
@@ -518,6 +550,7 @@ mod tests {
         assert_eq!(bus.device.kind, DeviceKind::Cpu);
         assert_eq!(bus.phase_hint, Some(Phase::DataLoading));
         assert!(!bus.facts.oom_killer());
+        assert!(bus.facts.shm_full);
         let killed = parse("RuntimeError: DataLoader worker (pid 77) is killed by signal: Killed.")
             .expect("an event");
         assert!(killed.facts.oom_killer());
@@ -533,6 +566,11 @@ mod tests {
         ] {
             assert!(parse(text).is_some(), "{text}");
         }
+        let handler = parse("ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient shared memory (shm).")
+            .expect("an event");
+        assert_eq!(handler.device.kind, DeviceKind::Cpu);
+        assert_eq!(handler.phase_hint, Some(Phase::DataLoading));
+        assert!(handler.facts.shm_full);
         for text in [
             "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Segmentation fault.",
             "RuntimeError: DataLoader worker (pid 9021) is killed by signal: Terminated.",
