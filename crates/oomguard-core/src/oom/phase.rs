@@ -474,7 +474,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// evaluation step", "ran out of memory while loading the model", "when
 /// it comes to evaluation ... this error".
 static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
-    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|run|runs|running|ran)\b(?:\s+[\w'-]+){0,4}?\s+";
+    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|from|run|runs|running|ran)\b(?:\s+[\w'-]+){0,6}?\s+";
     let rules: &[(Phase, &str)] = &[
         (
             Phase::Startup,
@@ -488,7 +488,7 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         (
             Phase::Evaluation,
             concat!(
-                r"(?:evaluat\w*|validat\w*|eval\b|testing\b|",
+                r"(?:evaluat\w*|validat\w*|eval\b|testing\b|predict(?:ion|ions|ing)?\b|",
                 r"test(?:ing)?\s+(?:code|script|set|data|stage|mode|phase|step|loop|time)\b)",
             ),
         ),
@@ -532,7 +532,10 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         .iter()
         .map(|(phase, p)| {
             let re =
-                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?{p}")).expect("tied pattern compiles");
+                // A method call names its phase after its object
+                // (`trainer.evaluate`).
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?(?:\\w+\\.)*{p}"))
+                    .expect("tied pattern compiles");
             (*phase, re)
         })
         .chain(
@@ -558,6 +561,7 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "eval",
             "validat",
             "test",
+            "predict",
             "generat",
             "sampling",
             "decoding",
@@ -588,7 +592,7 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 
 /// Words that say a sentence speaks of the failure.
 static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccurs?\b|\bhappens?\b|killed|runs? out|ran out|报错|错误|显存不足|内存不足|爆显存|溢出")
+    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccur\w*|\bhappen\w*|\bappear\w*|\bproblem|killed|runs? out|ran out|报错|错误|显存不足|内存不足|爆显存|溢出")
         .expect("pattern compiles")
 });
 
@@ -775,6 +779,22 @@ mod tests {
                 "MemoryError: Unable to allocate 9 GiB"
             ),
             Some(Phase::DataLoading)
+        );
+        // A prediction pass is evaluation's; the failure named as the
+        // thing it comes from.
+        assert_eq!(
+            phase(
+                "",
+                "getting OutOfMemoryError: CUDA out of memory from trainer.evaluate step"
+            ),
+            Some(Phase::Evaluation)
+        );
+        assert_eq!(
+            phase(
+                "The model throws a ResourceExhaustedError when it is running the prediction on all the batches.",
+                "ResourceExhaustedError: OOM when allocating tensor"
+            ),
+            Some(Phase::Evaluation)
         );
         // Naming a phase without speaking of the failure ties nothing.
         assert_eq!(
