@@ -508,7 +508,13 @@ fn reported_in_prose(text: &str) -> Option<usize> {
                 r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|seeing)\s+(?:(?:an?|the|this|that|same)\s+)*(?:(?:cuda|gpu)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
-                r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in)\s+\w"#
+                r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
+            ),
+            // The failure as what something ran into or led to ("the job
+            // runs out of memory at step 40", "it OOMed", "went OOM", "leads
+            // to CUDA OOM"); not `OOMs`, a count's noun as often as a verb.
+            format!(
+                r#"(?i)\b(?:r[au]n(?:s|ning)?\s+out[ -]of[ -](?:gpu\s+|cuda\s+|device\s+|v?ram\s+)?memory\b|oom(?:ed|ing|'d)\b|(?:goes|went|going)\s+oom\b|(?:leads?|led)\s+to\s+(?:an?\s+)?(?:cuda\s+|gpu\s+)?{OOM}|(?:caus(?:es|ed)|results?\s+in|resulted\s+in|end(?:s|ed)?\s+(?:up\s+)?with|crash(?:es|ed)?\s+with)\s+(?:an?\s+|the\s+)?(?:cuda\s+|gpu\s+)?{OOM})"#
             ),
             format!(
                 r#"(?i)["'`“](?:cuda\s+)?{OOM}["'`”]?\s+(?:error\s+)?(?:appeared|appears|occurred|occurs|happened|happens|shows\s+up|showed\s+up)\b"#
@@ -519,6 +525,8 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         .map(|p| re(p))
         .collect()
     });
+    // The index in REPORTS of the rule that reads what ran into the failure.
+    const RAN_INTO: usize = 2;
     static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
         re(
             r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
@@ -549,8 +557,14 @@ fn reported_in_prose(text: &str) -> Option<usize> {
             .find_map(|(i, r)| Some((i, r.find(s)?)))?;
         // A question asks; a title (the last rule) states.
         let question = rule + 1 < REPORTS.len() && s.trim_end().ends_with('?');
+        // What runs out of memory under a condition (`when we are running out
+        // of memory`) is how code or docs describe the case, not a report.
+        static CONDITION: LazyLock<Regex> =
+            LazyLock::new(|| re(r"(?i)\b(?:when(?:ever)?|before|after|certain|until)\b"));
+        let conditional = rule == RAN_INTO && CONDITION.is_match(&s[..m.start()]);
         let mechanism = MECHANISM.is_match(&s[m.end()..]);
         if question
+            || conditional
             || mechanism
             || HEDGED.is_match(&s[..m.start()])
             || looks_like_code(s.trim_start())
@@ -974,6 +988,11 @@ mod tests {
             // A version's dots do not end the sentence.
             "[Bug]: llama-3.2-11B-vision run in vllm==0.6.3 OOM error (L20)",
             "\"CUDA out of memory\" error in generate().",
+            // What ran into the failure or led to it; a title with a class.
+            "The training runs out of memory at step 40 with batch 8.",
+            "It OOMed after the second epoch.",
+            "Switching to bf16 leads to CUDA OOM on the A10G.",
+            "torch.cuda.OutOfMemoryError when loading Mixtral on two GPUs",
             // The failure's class or TensorFlow's status named in words.
             "With a batch size of 4, the model throws a ResourceExhaustedError after the predictions are done.",
             "I keep getting OutOfMemoryError when the second epoch starts.",
@@ -999,6 +1018,9 @@ mod tests {
             "You may see `CUDA out of memory` when the batch is large.",
             "If a model throws ResourceExhaustedError, lower the batch size.",
             "Seeing v1.2 release notes: OOM handling improved.",
+            "Spill buffers to the host when we are certain the device is running out of memory.",
+            "|            CUDA OOMs: 0            |        cudaMalloc retries: 0         |",
+            "Large images may run out of memory on small cards.",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
