@@ -61,12 +61,13 @@ pub(crate) fn refine(
 }
 
 /// An NVIDIA GPU by its product name (`RTX3090`, `GeForce`, `A6000`,
-/// `A100`, `H100`, `Tesla V100`, `Quadro`), as reporters name the card
-/// that failed.
+/// `A100`, `H100`, `Tesla V100`, `Quadro`; the data-center cards by their
+/// bare names too: `V100`, `T4`, `L4`, `L20`, `P100`, `K80`, `B200`), as
+/// reporters name the card that failed.
 static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
-        r"(?-u:\b)(?:[AHB]100|A(?:800|6000|5000|4000|40|30|10)|H(?:800|200|20)|L40S?)(?-u:\b)"
+        r"(?-u:\b)(?:[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
     ))
     .expect("pattern compiles")
 });
@@ -134,12 +135,13 @@ static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
 /// classes), the trailer c10 adds to every CUDA or HIP error (`Device-side
 /// assertion tracking was not enabled by user`, `Compile with
 /// TORCH_USE_CUDA_DSA`), `torch.AcceleratorError` (PyTorch 2.8's class for
-/// those errors), and the frames of PyTorch and the libraries built on it.
+/// those errors), and the frames of PyTorch and the libraries built on it
+/// (pip's `site-packages`, Debian's `dist-packages`).
 static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?i:\bcuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
         r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|",
-        r"site-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
+        r"(?:site|dist)-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
     ))
     .expect("pattern compiles")
 });
@@ -298,6 +300,23 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn a_card_named_by_its_data_center_name_is_nvidia() {
+        for (text, want) in [
+            (
+                "[Bug]: llama-3.2-11B-vision run in vllm==0.6.3 OOM error（L20）",
+                DeviceKind::Cuda,
+            ),
+            ("OOM during training on a T4 (Colab)", DeviceKind::Cuda),
+            ("Out of memory on 8x V100 32GB", DeviceKind::Cuda),
+            ("OOM at level L2 of the cache", DeviceKind::Unknown),
+            ("Vulkan OOM on an A10", DeviceKind::Unknown),
+        ] {
+            let p = refined(Framework::Other, DeviceKind::Unknown, text, "");
+            assert_eq!(p.device.kind, want, "{text}");
+        }
     }
 
     #[test]
