@@ -221,10 +221,7 @@ fn framework_of(
     if around_or_then(&PYTORCH_WORDS) {
         return Some(Framework::PyTorch);
     }
-    if parsed.framework == Framework::Other
-        && parsed.device.kind == DeviceKind::Xpu
-        && SYCL_RUNTIME_ERROR.is_match(text)
-    {
+    if parsed.device.kind == DeviceKind::Xpu && SYCL_RUNTIME_ERROR.is_match(text) {
         return Some(Framework::PyTorch);
     }
     None
