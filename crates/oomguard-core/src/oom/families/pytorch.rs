@@ -146,8 +146,10 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             return Some(parsed);
         }
     }
-    if let Some(parsed) = worker_bus_error(text) {
-        return Some(parsed);
+    if text.contains("insufficient shared memory") {
+        if let Some(parsed) = worker_bus_error(text) {
+            return Some(parsed);
+        }
     }
     if let Some(c) = p.key.captures(text) {
         // Without figures, only a message that stands as an error counts:
