@@ -181,7 +181,14 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // ZeRO-3 gathers a module's parameters before its forward
                 // (`fetch_sub_module`, deepspeed/runtime/zero); its backward
                 // hooks name the backward pass above.
-                r"pre_sub_module_forward|_pre_forward_module_hook|fetch_sub_module|_all_gather_params|all_gather_coalesced",
+                r"pre_sub_module_forward|_pre_forward_module_hook|fetch_sub_module|_all_gather_params|all_gather_coalesced|",
+                // The code a module's forward calls: torch.nn's layers and
+                // functions, and the model files of transformers
+                // (`models/<name>/modeling_<name>.py`) and diffusers
+                // (`diffusers/models/`), whatever the function's name
+                // (`get_attention_scores`, `softmax`, `einsum`).
+                r"torch[/\\]nn[/\\](?:functional\.py|modules[/\\])|torch[/\\]functional\.py|",
+                r"transformers[/\\]models[/\\]\w+[/\\]modeling_\w+\.py|diffusers[/\\]models[/\\]",
             ),
         ),
     ];
@@ -835,6 +842,23 @@ mod tests {
         assert_eq!(from_traceback(&tb), Some(Phase::Generation));
         let tb = lines("Traceback (most recent call last):\nFile \"app.py\", line 42, in <module>\noutputs = model(input_tensor)\nFile \"module.py\", line 1190, in _call_impl");
         assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+
+    #[test]
+    fn model_code_is_the_forward_pass_unless_a_frame_says_more() {
+        // Only the innermost frames pasted: a model file's helper.
+        let tb = lines("  File \"/env/site-packages/diffusers/models/cross_attention.py\", line 253, in get_attention_scores\n    attention_probs = attention_scores.softmax(dim=-1)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        let tb = lines("  File \"/env/site-packages/transformers/models/llama/modeling_llama.py\", line 90, in rotate_half\n    return torch.cat((-x2, x1), dim=-1)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        let tb = lines("  File \"/env/torch/nn/functional.py\", line 1856, in softmax\n    ret = input.softmax(dim)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        // transformers' loading code is not a model file.
+        let tb = lines("  File \"/env/transformers/modeling_utils.py\", line 3, in _load_state_dict_into_model\n    module._load_from_state_dict(*args)");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        // A frame that names another phase wins over the model's code.
+        let tb = lines("Traceback (most recent call last):\n  File \"train.py\", line 9, in evaluate\n    out = model(x)\n  File \"/env/torch/nn/functional.py\", line 1856, in softmax");
+        assert_eq!(from_traceback(&tb), Some(Phase::Evaluation));
     }
 
     #[test]
