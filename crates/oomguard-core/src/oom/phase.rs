@@ -496,7 +496,10 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             Phase::Evaluation,
             concat!(
                 r"(?:evaluat\w*|validat\w*|eval\b|testing\b|predict(?:ion|ions|ing)?\b|",
-                r"test(?:ing)?\s+(?:code|script|set|data|stage|mode|phase|step|loop|time)\b)",
+                r"test(?:ing)?\s+(?:code|script|set|data|stage|mode|phase|step|loop|time)\b|",
+                // The verb or a script: "when I test", "try to do test",
+                // "running tools/test.py" (not "tests", a suite's).
+                r"test\b)",
             ),
         ),
         (
@@ -540,8 +543,9 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         .map(|(phase, p)| {
             let re =
                 // A method call names its phase after its object
-                // (`trainer.evaluate`).
-                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?(?:\\w+\\.)*{p}"))
+                // (`trainer.evaluate`), a script after its folder
+                // (`tools/test.py`).
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?(?:[\\w-]+[./\\\\])*{p}"))
                     .expect("tied pattern compiles");
             (*phase, re)
         })
@@ -802,6 +806,26 @@ mod tests {
                 "ResourceExhaustedError: OOM when allocating tensor"
             ),
             Some(Phase::Evaluation)
+        );
+        // Testing named as a verb or by its script.
+        for said in [
+            "Why do I have this problem when I test:",
+            "It fails when we test on the full-size images.",
+            "Cuda out of memory when running tools/test.py",
+        ] {
+            assert_eq!(
+                phase(said, "RuntimeError: CUDA out of memory."),
+                Some(Phase::Evaluation),
+                "{said}"
+            );
+        }
+        // A test suite is not a test pass.
+        assert_eq!(
+            phase(
+                "It crashes when I run the tests of the library:",
+                "RuntimeError: CUDA out of memory."
+            ),
+            None
         );
         // Naming a phase without speaking of the failure ties nothing.
         assert_eq!(
