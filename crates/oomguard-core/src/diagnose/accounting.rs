@@ -6,7 +6,7 @@
 //! tell this process's non-framework memory from other processes (PyTorch
 //! 1.x), the two are one "outside the framework" segment.
 
-use crate::oom::{DeviceKind, Framework, OomEvent, ProcessMemory, SglangCheck};
+use crate::oom::{DeviceKind, Framework, MemoryFigures, OomEvent, ProcessMemory, SglangCheck};
 use crate::size::format_size;
 
 /// A part of the device's memory.
@@ -101,12 +101,10 @@ impl Accounting {
         let mut process = m.process_bytes.filter(|&p| p > 0 || !in_use);
         let mut others = listed.clone();
         if process.is_none() {
-            if let (Some(reserved), [only]) = (m.reserved_bytes, listed.as_slice()) {
-                if only.bytes >= reserved && only.bytes - reserved <= CONTEXT_SLACK {
-                    acc.self_process = Some(*only);
-                    process = Some(only.bytes);
-                    others.clear();
-                }
+            if let Some(i) = self_clause(m, &listed) {
+                acc.self_process = Some(listed[i]);
+                process = Some(listed[i].bytes);
+                others.remove(i);
             }
         }
         acc.others = others;
@@ -204,6 +202,34 @@ impl Accounting {
     }
 }
 
+/// Which `Process N has` clause, if any, is this process itself: PyTorch
+/// prints one for every process on the device and, in a container, cannot
+/// tell its own pid from the host's, so it writes no "this process has".
+/// Without one, this process's reserved memory must be among the clauses:
+/// - the only clause, within [`CONTEXT_SLACK`] above the reserved memory;
+/// - or the only clause holding at least the reserved memory, when what the
+///   clauses leave of the used memory (total - free) is less than the
+///   reserved memory: this process's memory cannot lie outside them.
+fn self_clause(m: &MemoryFigures, listed: &[ProcessMemory]) -> Option<usize> {
+    let reserved = m.reserved_bytes.filter(|&r| r > 0)?;
+    let holds_reserved = |p: &ProcessMemory| p.bytes >= reserved;
+    if let [only] = listed {
+        if holds_reserved(only) && only.bytes - reserved <= CONTEXT_SLACK {
+            return Some(0);
+        }
+    }
+    let used = m.total_bytes?.checked_sub(m.free_bytes?)?;
+    let listed_sum: u64 = listed.iter().map(|p| p.bytes).sum();
+    if used.saturating_sub(listed_sum) >= reserved {
+        return None;
+    }
+    let mut holders = listed.iter().enumerate().filter(|(_, p)| holds_reserved(p));
+    match (holders.next(), holders.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
+    }
+}
+
 /// One sentence saying what failed.
 pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
     if let Some(said) = summary_from_facts(event) {
@@ -275,4 +301,79 @@ fn summary_from_facts(event: &OomEvent) -> Option<String> {
         return Some("accelerate's find_executable_batch_size halved the batch on every out-of-memory error until it reached zero: even batch size 1 did not fit.".into());
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnose::causes::testing::{event, GIB, MIB};
+    use crate::oom::Framework;
+
+    fn clauses(list: &[(u32, u64)]) -> Option<Vec<ProcessMemory>> {
+        Some(
+            list.iter()
+                .map(|&(pid, bytes)| ProcessMemory { pid, bytes })
+                .collect(),
+        )
+    }
+
+    /// PyTorch 2.1+ figures: total, free, allocated, reserved but unallocated.
+    /// Reserved is derived from them, as the parser does.
+    fn figures(total: u64, free: u64, allocated: u64, cached: u64) -> MemoryFigures {
+        let mut m = MemoryFigures {
+            total_bytes: Some(total),
+            free_bytes: Some(free),
+            allocated_bytes: Some(allocated),
+            reserved_unallocated_bytes: Some(cached),
+            ..MemoryFigures::default()
+        };
+        m.derive();
+        m
+    }
+
+    #[test]
+    fn the_only_clause_that_covers_all_used_memory_is_this_process() {
+        // A vLLM worker in a container: 22.97 GiB in use by "Process 133288"
+        // on a 23.57 GiB card with 0.59 GiB free, 20.4 GiB reserved by
+        // PyTorch: nothing else could hold this process's memory.
+        let mut m = figures(23_570 * MIB, 606 * MIB, 20_210 * MIB, 186 * MIB);
+        m.other_processes = clauses(&[(133288, 22_970 * MIB)]);
+        let acc = Accounting::of(&event(Framework::PyTorch, m));
+        assert_eq!(acc.self_process.map(|p| p.pid), Some(133288));
+        assert!(acc.others.is_empty());
+        assert_eq!(acc.bytes(SegmentKind::NonFramework), Some(2_574 * MIB));
+    }
+
+    #[test]
+    fn a_clause_is_another_process_when_this_one_fits_beside_it() {
+        // 10 GiB used outside the clause: room for this process's 6 GiB.
+        let mut m = figures(24 * GIB, GIB, 5 * GIB, GIB);
+        m.other_processes = clauses(&[(7, 9 * GIB)]);
+        let acc = Accounting::of(&event(Framework::PyTorch, m));
+        assert_eq!(acc.self_process, None);
+        assert_eq!(acc.others.len(), 1);
+    }
+
+    #[test]
+    fn among_several_clauses_the_one_that_holds_the_reserved_memory_is_this_process() {
+        // 21 GiB used, all in two clauses; only pid 2 holds the 12 GiB
+        // PyTorch reserved.
+        let mut m = figures(24 * GIB, 3 * GIB, 11 * GIB, GIB);
+        m.other_processes = clauses(&[(1, 4 * GIB), (2, 17 * GIB)]);
+        let acc = Accounting::of(&event(Framework::PyTorch, m));
+        assert_eq!(acc.self_process.map(|p| p.pid), Some(2));
+        assert_eq!(
+            acc.others,
+            vec![ProcessMemory {
+                pid: 1,
+                bytes: 4 * GIB
+            }]
+        );
+        // Two clauses that could each be this process decide nothing.
+        let mut m = figures(40 * GIB, GIB, 11 * GIB, GIB);
+        m.other_processes = clauses(&[(1, 19 * GIB), (2, 20 * GIB)]);
+        let acc = Accounting::of(&event(Framework::PyTorch, m));
+        assert_eq!(acc.self_process, None);
+        assert_eq!(acc.others.len(), 2);
+    }
 }

@@ -339,12 +339,25 @@ pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
 }
 
 /// The serving engine whose frames or log prefixes surround the failure.
-pub(crate) fn serving_engine(before: &[String], text: &str) -> Option<super::ServingEngine> {
+///
+/// `line` is the event's first line as printed: its log prefix may be all
+/// that names the engine (vLLM's workers print `(VllmWorker rank=1 pid=9)`,
+/// vllm/v1/executor/multiproc_executor.py).
+pub(crate) fn serving_engine(
+    before: &[String],
+    line: &str,
+    text: &str,
+) -> Option<super::ServingEngine> {
     let recent = &before[before.len().saturating_sub(60)..];
-    let names = |word: &str| text.contains(word) || recent.iter().any(|l| l.contains(word));
+    let names = |word: &str| {
+        text.contains(word) || line.contains(word) || recent.iter().any(|l| l.contains(word))
+    };
     if names("sglang") {
         Some(super::ServingEngine::Sglang)
-    } else if names("vllm") || names("EngineCore") || names("RayWorkerWrapper") {
+    } else if ["vllm", "Vllm", "VLLM", "EngineCore", "RayWorkerWrapper"]
+        .iter()
+        .any(|w| names(w))
+    {
         Some(super::ServingEngine::Vllm)
     } else {
         None
@@ -644,7 +657,8 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .chain(std::iter::once(text))
         .chain(after.iter().take(FOLLOWING_LINES).map(String::as_str))
         .collect();
-    tied_phase(&lines, near_before.len())
+    worker_method(&lines)
+        .or_else(|| tied_phase(&lines, near_before.len()))
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
             // compiled only once a line holds one of their words: a log dense
@@ -657,6 +671,25 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
             Some(CONTEXT_RULES.0[first])
         })
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
+}
+
+/// The phase of the method a distributed worker was running when it
+/// failed, as the engine logs it beside the error: vLLM's workers print
+/// "Exception in worker VllmWorkerProcess while processing method
+/// load_model." (vllm/executor/multiproc_worker_utils.py) or "Error
+/// executing method 'determine_num_available_blocks'. This might cause
+/// deadlock in distributed execution." (vllm/worker/worker_base.py). The
+/// method is read as a frame's function is.
+fn worker_method(lines: &[&str]) -> Option<Phase> {
+    static METHOD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?:while processing method|Error executing method)\s+'?(\w+)")
+            .expect("pattern compiles")
+    });
+    lines
+        .iter()
+        .filter(|l| l.contains(" method "))
+        .find_map(|l| METHOD.captures(l))
+        .and_then(|c| phase_of_frames(&[format!("in {}", &c[1])]))
 }
 
 /// True when the line just above the error (blank lines aside) is the
@@ -866,6 +899,47 @@ mod tests {
         assert_eq!(from_traceback(&tb), Some(Phase::Generation));
         let tb = lines("Traceback (most recent call last):\nFile \"app.py\", line 42, in <module>\noutputs = model(input_tensor)\nFile \"module.py\", line 1190, in _call_impl");
         assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+    }
+
+    #[test]
+    fn a_workers_method_names_the_phase() {
+        let oom = "torch.OutOfMemoryError: CUDA out of memory.";
+        let after = |l: &str| lines(l);
+        let none: Vec<String> = Vec::new();
+        assert_eq!(
+            from_context(&none, oom, &after("(VllmWorkerProcess pid=9) ERROR [multiproc_worker_utils.py:242] Exception in worker VllmWorkerProcess while processing method load_model.")),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            from_context(&after("ERROR worker_base.py:464] Error executing method 'determine_num_available_blocks'. This might cause deadlock in distributed execution."), oom, &none),
+            Some(Phase::Startup)
+        );
+        assert_eq!(
+            from_context(&none, oom, &after("Error executing method 'execute_model'. This might cause deadlock in distributed execution.")),
+            Some(Phase::Generation)
+        );
+        // A method that names no phase leaves it to the other rules.
+        assert_eq!(
+            from_context(&none, oom, &after("Exception in worker VllmWorkerProcess while processing method start_worker_execution_loop.")),
+            None
+        );
+    }
+
+    #[test]
+    fn a_serving_engine_is_named_by_its_logs_or_its_workers_prefix() {
+        use crate::oom::ServingEngine;
+        let none: Vec<String> = Vec::new();
+        let oom = "torch.OutOfMemoryError: CUDA out of memory.";
+        let line = format!(
+            "(VllmWorker rank=1 pid=2978) ERROR 03-19 07:27:53 [multiproc_executor.py:375] {oom}"
+        );
+        assert_eq!(serving_engine(&none, &line, oom), Some(ServingEngine::Vllm));
+        let before = lines("[2025-01-02 10:00:00] INFO sglang server starting");
+        assert_eq!(
+            serving_engine(&before, oom, oom),
+            Some(ServingEngine::Sglang)
+        );
+        assert_eq!(serving_engine(&none, oom, oom), None);
     }
 
     #[test]

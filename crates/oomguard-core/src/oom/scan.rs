@@ -423,7 +423,7 @@ fn read_event_at(
     attribution::refine(&first, &before, &text, &following, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
-    parsed.facts.serving_engine = phase::serving_engine(&before, &text);
+    parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
     if parsed.framework == Framework::PyTorch
         && families::inference_engines::printed_by_ggml(&before, &text, &following)

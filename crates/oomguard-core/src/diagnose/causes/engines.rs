@@ -156,6 +156,12 @@ pub(super) fn serving_engine(r: &mut Ranking, event: &OomEvent) {
     let (Some(engine), Framework::PyTorch) = (event.facts.serving_engine, event.framework) else {
         return;
     };
+    // The weights load before the engine sizes its share (vLLM's
+    // `load_model` runs before `determine_num_available_blocks`): no share
+    // limits them.
+    if event.phase == Phase::ModelLoad {
+        return;
+    }
     let (name, knob) = engine.name_and_knob();
     r.add_checked(
         CauseId::MemoryCap,
@@ -681,6 +687,12 @@ mod tests {
         let mut r = Ranking::new();
         serving_engine(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        // Loading the weights comes before the share is sized.
+        e.phase = Phase::ModelLoad;
+        let mut r = Ranking::new();
+        serving_engine(&mut r, &e);
+        assert!(r.0.is_empty());
+        e.phase = Phase::Unknown;
         e.framework = Framework::Vllm;
         let mut r = Ranking::new();
         serving_engine(&mut r, &e);
