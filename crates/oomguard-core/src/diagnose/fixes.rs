@@ -10,7 +10,8 @@ use super::accounting::Accounting;
 use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
-    DeviceKind, Framework, OomEvent, Phase, PyTorchEra, SglangCheck, SharedMemoryLimit, VllmCheck,
+    DeviceKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, SglangCheck,
+    SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
 use regex::Regex;
@@ -443,6 +444,9 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
         f.env = env1("PYTORCH_MPS_HIGH_WATERMARK_RATIO", "0.0");
         return vec![f];
     }
+    if let Some(limit) = host_limit(event) {
+        return vec![limit];
+    }
     match event.framework {
         Framework::Vllm => vllm_utilization(event),
         Framework::Jax => jax_prealloc(),
@@ -468,6 +472,30 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
             None,
         )],
     }
+}
+
+/// The limit a kill enforced, in the words of whoever set it: a container
+/// (`resources.limits.memory`, `docker run --memory`) or a batch job
+/// (`#SBATCH --mem`, LSF's `-M`, PBS's `-l mem`).
+fn host_limit(event: &OomEvent) -> Option<Fix> {
+    let limit = event.facts.memory_limit.or_else(|| {
+        (event.facts.oom_killer() && event.memory.allowed_bytes.is_some())
+            .then_some(MemoryLimit::Container)
+    })?;
+    Some(match limit {
+        MemoryLimit::Container => fix(
+            FixId::RaiseMemoryLimit,
+            "Raise the container's memory limit, or lower the peak under it",
+            "The kernel killed the container at its memory cgroup's limit. Give it more (the pod's resources.limits.memory, docker run --memory) if the node has it; otherwise lower host memory use below the limit.",
+            Some("kubectl describe pod POD | grep -A3 -i limits\ndocker run --memory=32g ...\ncat /sys/fs/cgroup/memory.max".into()),
+        ),
+        MemoryLimit::Job => fix(
+            FixId::RaiseMemoryLimit,
+            "Request more memory for the job",
+            "The scheduler killed the job when it passed the memory it requested. Ask for the peak it reached plus a margin; seff or sacct shows the peak (MaxRSS).",
+            Some("#SBATCH --mem=64G            # Slurm (or --mem-per-cpu)\nbsub -M 64G ...              # LSF\n#PBS -l mem=64gb             # PBS\nseff JOBID".into()),
+        ),
+    })
 }
 
 fn vllm_utilization(event: &OomEvent) -> Vec<Fix> {
@@ -639,7 +667,7 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
         "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
         Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
     ));
-    if event.facts.oom_killer() {
+    if event.facts.oom_killer() && event.facts.memory_limit != Some(MemoryLimit::Job) {
         v.push(fix(
             FixId::CheckCgroupLimit,
             "Check the container's memory limit",
@@ -993,6 +1021,43 @@ mod tests {
         let fixes = host_memory(&event);
         assert_eq!(fixes[0].id, FixId::RaiseShmSize);
         assert!(fixes[0].code.as_deref().unwrap().contains("--shm-size"));
+    }
+
+    #[test]
+    fn a_kill_at_a_limit_asks_whoever_set_it_for_more() {
+        use crate::oom::{Device, EventFacts, EventKind, Framework, MemoryFigures, Phase};
+        let mut event = OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework: Framework::Other,
+            device: Device::UNKNOWN,
+            message: String::new(),
+            memory: MemoryFigures::default(),
+            phase: Phase::Unknown,
+            ranks: None,
+            facts: EventFacts {
+                kind: EventKind::OomKill,
+                memory_limit: Some(MemoryLimit::Job),
+                ..EventFacts::default()
+            },
+        };
+        let job = memory_cap(&event);
+        assert_eq!(job[0].id, FixId::RaiseMemoryLimit);
+        assert!(job[0].code.as_deref().unwrap().contains("#SBATCH --mem"));
+        // A job's limit is not a container's cgroup to inspect.
+        assert!(host_memory(&event)
+            .iter()
+            .all(|f| f.id != FixId::CheckCgroupLimit));
+        event.facts.memory_limit = Some(MemoryLimit::Container);
+        assert!(memory_cap(&event)[0]
+            .code
+            .as_deref()
+            .unwrap()
+            .contains("docker run --memory"));
+        // The kernel's cgroup report with its limit names a container too.
+        event.facts.memory_limit = None;
+        event.memory.allowed_bytes = Some(8 << 30);
+        assert_eq!(memory_cap(&event)[0].id, FixId::RaiseMemoryLimit);
     }
 
     #[test]

@@ -140,6 +140,8 @@ pub enum FixId {
     CheckCudaSetup,
     /// Raise the shared-memory (`/dev/shm`) size the DataLoader's workers pass batches through.
     RaiseShmSize,
+    /// Raise the memory limit a container or a batch job ran under.
+    RaiseMemoryLimit,
     /// Check per-allocation, memory-fraction, MIG and driver limits when the request fitted the free memory.
     CheckLimits,
     /// Check the shape of the tensor being allocated, for a request larger than the device.
@@ -229,6 +231,7 @@ impl FixId {
             FixId::CheckCgroupLimit => "check_cgroup_limit",
             FixId::CheckCudaSetup => "check_cuda_setup",
             FixId::RaiseShmSize => "raise_shm_size",
+            FixId::RaiseMemoryLimit => "raise_memory_limit",
             FixId::CheckLimits => "check_limits",
             FixId::CheckShapes => "check_shapes",
             FixId::CheckVersions => "check_versions",

@@ -252,6 +252,8 @@ impl Grouper {
                 if p.event.facts.call.is_none() {
                     p.event.facts.call = parsed.facts.call.clone();
                 }
+                p.event.facts.memory_limit =
+                    p.event.facts.memory_limit.or(parsed.facts.memory_limit);
                 // The kernel's own report of the kill confirms a signal.
                 if parsed.facts.oom_killer() && !parsed.facts.signal_only_kill {
                     p.event.facts.signal_only_kill = false;
@@ -420,6 +422,7 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     a.absurd_request |= b.absurd_request;
     a.op = b.op.or(a.op);
     a.call = a.call.or(b.call);
+    a.memory_limit = a.memory_limit.or(b.memory_limit);
     a.fragmentation_hint |= b.fragmentation_hint;
     a.context = a.context.merge(b.context);
     a.serving_engine = a.serving_engine.or(b.serving_engine);

@@ -361,6 +361,20 @@ pub struct EventFacts {
     /// own: 64 MB by default under Docker) ran out under a DataLoader worker
     /// (SIGBUS), not the RAM as a whole.
     pub shm_full: bool,
+    /// The limit a kill enforced, when its report names one: a container's
+    /// memory cgroup or a batch job's memory request.
+    pub memory_limit: Option<MemoryLimit>,
+}
+
+/// Whose memory limit a kill enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemoryLimit {
+    /// A container's memory cgroup (Kubernetes' `OOMKilled`, Docker, runc,
+    /// the kernel's `Memory cgroup out of memory`).
+    Container,
+    /// The memory a batch scheduler's job asked for (Slurm's `--mem`, LSF's
+    /// `-M`, PBS's `-l mem`).
+    Job,
 }
 
 /// What the log lines of a serving engine or library around a failure say

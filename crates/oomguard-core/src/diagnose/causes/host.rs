@@ -3,7 +3,7 @@
 //! the system's memory, and a container's memory limit.
 
 use super::{sizes, CauseId, Ranking};
-use crate::oom::{OomEvent, Phase};
+use crate::oom::{MemoryLimit, OomEvent, Phase};
 use crate::size::format_size as fs;
 
 /// The host ran out: the killer or the CPU allocator says so; a stated
@@ -145,25 +145,11 @@ pub(super) fn ggml_host_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
-/// How a container runtime or a scheduler says the kernel killed a
-/// container in its memory cgroup: Kubernetes' container status (`Reason:
-/// OOMKilled`, "Assign Memory Resources to Containers and Pods": a container
-/// that exceeds its memory limit is terminated), `docker inspect`'s
-/// `State.OOMKilled`, runc's "container init was OOM-killed (memory limit
-/// too low?)", the kernel's own "Memory cgroup out of memory", and a
-/// scheduler's "exceeded the request memory" (OpenPAI).
-const CONTAINER_KILLED: &[&str] = &[
-    "OOMKilled",
-    "OOM-killed",
-    "Memory cgroup out of memory",
-    "memory limit too low",
-    "exceeded the request memory",
-];
-
-/// The container's limit ran out, not the machine: the OOM killer with a
-/// cgroup limit in the text, or a runtime reporting the container killed.
+/// The limit a kill enforced, not the machine: the OOM killer with a
+/// cgroup limit in the text, or a report that names a container's or a
+/// batch job's limit.
 fn container_limit(r: &mut Ranking, event: &OomEvent) {
-    let check = Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS");
+    let container_check = Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS");
     if let Some(limit) = event
         .memory
         .allowed_bytes
@@ -173,15 +159,24 @@ fn container_limit(r: &mut Ranking, event: &OomEvent) {
             CauseId::MemoryCap,
             0.88,
             format!("the container's memory cgroup is capped at {} and reached it: the limit, not the machine, ran out", fs(limit)),
-            check,
+            container_check,
         );
-    } else if CONTAINER_KILLED.iter().any(|w| event.message.contains(w)) {
-        r.add_checked(
+        return;
+    }
+    match event.facts.memory_limit {
+        Some(MemoryLimit::Container) => r.add_checked(
             CauseId::MemoryCap,
             0.88,
             "the container runtime reports the container OOMKilled: the kernel killed it at its memory cgroup's limit, which is below what it needs (a node out of memory kills containers too: the check tells them apart)",
-            check,
-        );
+            container_check,
+        ),
+        Some(MemoryLimit::Job) => r.add_checked(
+            CauseId::MemoryCap,
+            0.88,
+            "the batch scheduler killed the job at the memory it requested (Slurm's --mem or --mem-per-cpu, LSF's -M, PBS's -l mem): the job's request, not the node, ran out",
+            Some("the job's peak against its request: sacct -j JOBID --format=JobID,State,ReqMem,MaxRSS or seff JOBID (LSF: bjobs -l; PBS: qstat -f)"),
+        ),
+        None => {}
     }
 }
 
@@ -242,8 +237,7 @@ mod tests {
     fn a_container_reported_oomkilled_ran_out_of_its_limit() {
         let mut e = event(Framework::Other, MemoryFigures::default());
         e.device.kind = crate::oom::DeviceKind::Cpu;
-        e.message =
-            "Last State:     Terminated\n  Reason:       OOMKilled\n  Exit Code:    137".into();
+        e.facts.memory_limit = Some(MemoryLimit::Container);
         let mut r = Ranking::new();
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
@@ -251,65 +245,22 @@ mod tests {
     }
 
     #[test]
-    fn a_numpy_array_names_its_shape_and_is_host_memory_first() {
-        let mut e = pytorch(0, 926 << 30, 0);
-        e.device.kind = crate::oom::DeviceKind::Cpu;
-        e.memory.total_bytes = None;
-        e.memory.free_bytes = None;
-        e.message = "numpy.core._exceptions.MemoryError: Unable to allocate 926. GiB for an array with shape (6794880, 36601) and data type float32".into();
+    fn a_batch_job_killed_at_its_request_ran_out_of_its_limit() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.facts.kind = crate::oom::EventKind::OomKill;
+        e.facts.memory_limit = Some(MemoryLimit::Job);
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert!(r
+            .0
+            .iter()
+            .any(|c| c.id == CauseId::MemoryCap && c.evidence.contains("--mem")));
+        // A kill that names no limit is the machine's.
+        e.facts.memory_limit = None;
         let mut r = Ranking::new();
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::HostMemory));
-        assert!(
-            r.0[0].evidence.contains("(6794880, 36601)"),
-            "{}",
-            r.0[0].evidence
-        );
-        assert_eq!(r.score(CauseId::InvalidSize), Some(0.6));
-        assert_eq!(numpy_shape("for an array with shape (3,"), None);
-    }
-
-    #[test]
-    fn an_engine_s_system_memory_check_is_host_memory() {
-        let mut e = event(Framework::Other, MemoryFigures::default());
-        e.message =
-            "Error: model requires more system memory (164.8 GiB) than is available (13.4 GiB)"
-                .into();
-        let mut r = Ranking::new();
-        assert!(system_memory_check(&mut r, &e));
-        assert_eq!(r.top(), Some(CauseId::HostMemory));
-        e.message = "CUDA out of memory".into();
-        assert!(!system_memory_check(&mut Ranking::new(), &e));
-    }
-
-    #[test]
-    fn a_ggml_cpu_buffer_is_host_memory_then_the_model_or_the_context() {
-        let mut e = event(Framework::Other, MemoryFigures::default());
-        e.message = "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 437944320".into();
-        e.phase = Phase::ModelLoad;
-        let mut r = Ranking::new();
-        assert!(ggml_host_buffer(&mut r, &e));
-        assert_eq!(r.top(), Some(CauseId::HostMemory));
-        assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.6));
-        e.phase = Phase::Unknown;
-        let mut r = Ranking::new();
-        ggml_host_buffer(&mut r, &e);
-        assert_eq!(r.score(CauseId::KvCache), Some(0.6));
-    }
-
-    #[test]
-    fn runc_and_the_kernel_name_a_container_limit_too() {
-        for text in [
-            "container init was OOM-killed (memory limit too low?)",
-            "Memory cgroup out of memory: Killed process 4242 (python)",
-        ] {
-            let mut e = event(Framework::Other, MemoryFigures::default());
-            e.facts.kind = crate::oom::EventKind::OomKill;
-            e.message = text.into();
-            let mut r = Ranking::new();
-            host(&mut r, &e);
-            assert_eq!(r.top(), Some(CauseId::MemoryCap), "{text}");
-        }
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //! assignments, `case` labels, placeholders), and prose.
 
 use crate::oom::patterns::{device_index, re, Parsed, PartKind};
-use crate::oom::{DeviceKind, EventKind, Framework, MemoryFigures, Phase};
+use crate::oom::{DeviceKind, EventKind, Framework, MemoryFigures, MemoryLimit, Phase};
 use crate::size::log_figure_to_bytes;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -97,6 +97,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     "code 137",
     "exit status",
     "code = -9",
+    // Batch schedulers enforcing a job's memory request: Slurm's
+    // jobacct_gather (`Exceeded job memory limit`, `Exceeded step memory
+    // limit at some point`), LSF's exit reason, srun's task summary.
+    "xceeded job memory limit",
+    "xceeded step memory limit",
+    "TERM_MEMLIMIT",
     // TensorRT's builder when no tactic of a node fits the memory it could
     // get: `could not find any implementation for node X, try increasing
     // the workspace size`.
@@ -183,7 +189,13 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // Slurm's step daemon reporting its cgroup's kills (slurmstepd:
         // `Detected N oom_kill event(s) in StepId=...`, `oom-kill event(s)`
         // before 21.08) or its own enforcement of the job's limit.
-        r"detected\s*\d+\s*oom[-_]kill\s*events?|exceeded\s*memory\s*limit\s*\(\d+\s*>\s*\d+\),?\s*being\s*killed)"
+        r"detected\s*\d+\s*oom[-_]kill\s*events?|exceeded\s*memory\s*limit\s*\(\d+\s*>\s*\d+\),?\s*being\s*killed|",
+        r"exceeded\s*(?:job|step)\s*memory\s*limit|",
+        // LSF's exit reason (`TERM_MEMLIMIT: job killed after reaching LSF
+        // memory usage limit`), PBS's kill (`=>> PBS: job killed: mem 2097152kb
+        // exceeded limit 1048576kb`), srun's summary of a task the cgroup
+        // killed (`srun: error: node1: task 0: Out Of Memory`).
+        r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b)"
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
@@ -211,7 +223,8 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     )),
     code_like: re(concat!(
         r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
-        r#"XXXX|%s|\{\}|=>"#
+        // An arrow (`=>`), not PBS's `=>> PBS: job killed` banner.
+        r#"XXXX|%s|\{\}|=>(?:[^>]|$)"#
     )),
     // A string assigned to a name: source code. A keyword argument inside
     // an object's printed form (`Shard(model_id='m', ...)`) and a log's
@@ -723,6 +736,7 @@ fn killed(text: &str) -> Option<Parsed> {
     );
     parsed.facts.kind = EventKind::OomKill;
     parsed.facts.signal_only_kill = kernel.is_none();
+    parsed.facts.memory_limit = limit_of_kill(text);
     static VICTIM: LazyLock<Regex> =
         LazyLock::new(|| re(r"(?i:kill(?:ed)?\s*process)\s*(\d+)\s*\(([^)]*)\)"));
     if let Some(c) = VICTIM.captures(text) {
@@ -732,6 +746,41 @@ fn killed(text: &str) -> Option<Parsed> {
         parsed.phase_hint = Some(Phase::ModelLoad);
     }
     Some(parsed)
+}
+
+/// The limit a kill's report names, when it names one. A container's:
+/// Kubernetes' container status (`Reason: OOMKilled`; "Assign Memory
+/// Resources to Containers and Pods": a container over its limit is
+/// terminated), `docker inspect`'s `State.OOMKilled`, runc's "container init
+/// was OOM-killed (memory limit too low?)", the kernel's "Memory cgroup out
+/// of memory" and "killed as a result of limit of /docker/...", and a
+/// scheduler's "exceeded the request memory" (OpenPAI). A batch job's
+/// request: Slurm's cgroup plugin ("Detected 1 oom-kill event(s) in
+/// StepId=..."; its documentation: the job used more memory than it
+/// requested) and accounting ("exceeded memory limit (N > M), being
+/// killed", "Exceeded job memory limit"), srun's "task 0: Out Of Memory",
+/// LSF's TERM_MEMLIMIT and PBS's "job killed: mem".
+fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
+    static LIMIT: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+        (
+            re(concat!(
+                r"(?i:\boomkilled\b|oom-killed|memory\s*cgroup\s*out\s*of\s*memory|",
+                r"memory\s*limit\s*too\s*low|killed\s*as\s*a\s*result\s*of\s*limit|exceeded\s*the\s*request\s*memory)"
+            )),
+            re(concat!(
+                r"(?i:oom[-_]kill\s*events?|exceeded\s*(?:job\s*|step\s*)?memory\s*limit|",
+                r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b)"
+            )),
+        )
+    });
+    let (container, job) = &*LIMIT;
+    if job.is_match(text) {
+        Some(MemoryLimit::Job)
+    } else if container.is_match(text) {
+        Some(MemoryLimit::Container)
+    } else {
+        None
+    }
 }
 
 /// TensorRT's builder giving up on a node because none of its tactics got
@@ -1112,6 +1161,31 @@ mod tests {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.device.kind, DeviceKind::Cpu);
+        }
+    }
+
+    #[test]
+    fn kills_that_name_whose_limit_they_enforced() {
+        let job = Some(MemoryLimit::Job);
+        let container = Some(MemoryLimit::Container);
+        for (text, limit) in [
+            ("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=4351.batch. Some of your processes may have been killed by the cgroup out-of-memory handler.", job),
+            ("slurmstepd: error: Detected 2 oom_kill events in StepId=991.0.", job),
+            ("slurmstepd: error: Job 1234 exceeded memory limit (4194304 > 4096000), being killed", job),
+            ("slurmstepd: error: Exceeded job memory limit", job),
+            ("slurmstepd: error: Exceeded step memory limit at some point.", job),
+            ("srun: error: node12: task 0: Out Of Memory", job),
+            ("TERM_MEMLIMIT: job killed after reaching LSF memory usage limit.", job),
+            ("=>> PBS: job killed: mem 8421340kb exceeded limit 8388608kb", job),
+            ("      Reason:       OOMKilled", container),
+            ("container init was OOM-killed (memory limit too low?)", container),
+            ("Memory cgroup out of memory: Killed process 4242 (python)", container),
+            ("[ 4018.450000] Killed process 935 (python) total-vm:113656kB", None),
+            ("Killed", None),
+        ] {
+            let e = event(text);
+            assert!(e.facts.oom_killer(), "{text}");
+            assert_eq!(e.facts.memory_limit, limit, "{text}");
         }
     }
 
