@@ -186,6 +186,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // OOM-killed (memory limit too low?)`, also quoted in a kubelet event.
         r"container\s*init\s*was\s*oom-killed|",
         r"invoked\s*oom-killer|oom-kill:|killed\s*as\s*a\s*result\s*of\s*limit|\boomkilled\b|",
+        // A kill that states its reason: `killed out of memory`, `Killed
+        // (out of memory)`, `killed due to out of memory`.
+        r"\bkilled\s*[:(\-]?\s*(?:due\s*to\s*|because\s*of\s*)?(?:an?\s*)?out\s*of\s*memory\b|",
         // Slurm's step daemon reporting its cgroup's kills (slurmstepd:
         // `Detected N oom_kill event(s) in StepId=...`, `oom-kill event(s)`
         // before 21.08) or its own enforcement of the job's limit.
@@ -1157,6 +1160,9 @@ mod tests {
             "zsh: killed     python train.py",
             "[1]    48213 killed     python train.py --batch 64",
             "fish: Job 1, 'python train.py' terminated by signal SIGKILL (Forced quit)",
+            "killed out of memory",
+            "Process 4121 killed (out of memory)",
+            "worker killed due to out of memory",
         ] {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");
