@@ -46,7 +46,7 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             Rank::Encloses,
             concat!(
                 r"profile_run|determine_num_available_blocks|determine_available_memory|",
-                r"_initialize_kv_caches|init_device|initialize_cache|capture_model|",
+                r"_initialize_kv_caches|init_device\b|initialize_cache|capture_model|",
                 r"compile_or_warm_up_model|profile_cudagraph_memory|make_graphed_callables|",
                 r"in capture\w*\b|_dummy_run\b|_dummy_sampler_run|",
                 r"(?i:in _?warm_?up\w*\b)",
@@ -73,6 +73,10 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
                 r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
                 r"in _apply\b|::load\b|paddle[/\\]framework[/\\]io\.py|\.from_config\(|in from_config\b|",
+                // DeepSpeed's engine set-up: building a ZeRO optimizer
+                // partitions the weights and makes their fp32 copies
+                // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
+                r"in _configure_(?:zero_|basic_)?optimizer\b|DeepSpeedZeroOptimizer\w*\(|",
                 r"\brestore_(?:model|checkpoint|weights)|saver\.restore|load_opt_state|",
                 // MXNet binds a graph's memory (`GraphExecutor::Init`).
                 r"InitDataEntryMemory|simple_bind|SimpleBind|",
@@ -204,11 +208,22 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
 /// The phase of a traceback's lines, listed outermost first as printed:
 /// the module's precedence rule.
 fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
+    // IPython's frames read as Python's.
+    let lines: Vec<std::borrow::Cow<str>> = lines
+        .iter()
+        .map(|l| {
+            let l = l.as_ref();
+            match ipython_frame(l.trim_start()) {
+                Some(frame) => std::borrow::Cow::Owned(frame),
+                None => std::borrow::Cow::Borrowed(l),
+            }
+        })
+        .collect();
     let named = |rank: Rank| {
         lines.iter().rev().find_map(|line| {
             RULES
                 .iter()
-                .find(|(_, r, re)| *r == rank && re.is_match(line.as_ref()))
+                .find(|(_, r, re)| *r == rank && re.is_match(line))
                 .map(|(phase, _, _)| *phase)
         })
     };
@@ -267,6 +282,8 @@ fn is_frame_part(line: &str) -> bool {
         || line.starts_with('\t')
         || t.starts_with('^')
         || t.starts_with('~')
+        || t.starts_with("-> ")
+        || is_frame_line(t)
         || line.contains(['│', '└', '╰', '╭', '┌'])
         || (quoted && !unquoted.is_empty())
         || TAGGED_INDENT.is_match(line)
@@ -287,7 +304,21 @@ fn is_frame_line(line: &str) -> bool {
     static FRAME: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r#"^(?:>\s*)*File "[^"]+", line \d+"#).expect("pattern compiles")
     });
-    FRAME.is_match(line.trim_start())
+    let t = line.trim_start();
+    FRAME.is_match(t) || ipython_frame(t).is_some()
+}
+
+/// IPython's (8+) frame line, `File ~/x/engine.py:1184, in
+/// DeepSpeedEngine._configure_optimizer(self, client_optimizer)`: the
+/// function named as Python names it (`in _configure_optimizer`), for the
+/// rules written against Python's frames.
+fn ipython_frame(line: &str) -> Option<String> {
+    static FRAME: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^File\s+(\S[^,]*?):(\d+),\s+in\s+(?:[\w<>]+\.)*([\w<>]+)")
+            .expect("pattern compiles")
+    });
+    let c = FRAME.captures(line)?;
+    Some(format!("File \"{}\", line {}, in {}", &c[1], &c[2], &c[3]))
 }
 
 /// Raw lines after an event read for a traceback printed after it; within
@@ -303,7 +334,10 @@ const FOLLOWING_START: usize = 3;
 /// Frames without a heading count only after a sentence that introduces
 /// them (`Fully traceback is:`, `It happens around here:`): frames right
 /// after an error may be another failure's.
-fn traceback_start(after: &[String]) -> Option<usize> {
+///
+/// An event on the text's first line (an issue's title) is the one the
+/// body's frames belong to: there, frames count without an introduction.
+fn traceback_start(after: &[String], opens_text: bool) -> Option<usize> {
     let lines: Vec<(usize, &String)> = after
         .iter()
         .take(FOLLOWING_LINES)
@@ -312,22 +346,23 @@ fn traceback_start(after: &[String]) -> Option<usize> {
         .take(FOLLOWING_START)
         .collect();
     lines.iter().enumerate().find_map(|(k, (i, l))| {
-        let introduced = k > 0 && lines[k - 1].1.trim_end().ends_with(':') && is_frame_line(l);
+        let introduced =
+            (opens_text || (k > 0 && lines[k - 1].1.trim_end().ends_with(':'))) && is_frame_line(l);
         (is_traceback_start(l) || introduced).then_some(*i)
     })
 }
 
 /// True when a traceback starts right after the event (see
 /// [`traceback_start`]).
-pub(crate) fn starts_traceback(after: &[String]) -> bool {
-    traceback_start(after).is_some()
+pub(crate) fn starts_traceback(after: &[String], opens_text: bool) -> bool {
+    traceback_start(after, opens_text).is_some()
 }
 
 /// The phase a traceback printed *after* the message shows: Python's when a
 /// log line announced the error first or a report pasted the error above
 /// its frames, Rust's backtrace (`   0: crate::fn`) after a candle error.
-pub(crate) fn from_following(after: &[String]) -> Option<Phase> {
-    let start = traceback_start(after)?;
+pub(crate) fn from_following(after: &[String], opens_text: bool) -> Option<Phase> {
+    let start = traceback_start(after, opens_text)?;
     let frames: Vec<&str> = after[start..]
         .iter()
         .skip_while(|l| l.trim().is_empty())
@@ -792,11 +827,27 @@ mod tests {
     #[test]
     fn frames_introduced_by_a_sentence_follow_the_error() {
         let after = lines("Full traceback is:\n  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
-        assert_eq!(from_following(&after), Some(Phase::ModelLoad));
+        assert_eq!(from_following(&after, false), Some(Phase::ModelLoad));
         // Frames right after an error, with nothing introducing them, may
         // be another failure's.
         let after = lines("  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
-        assert_eq!(from_following(&after), None);
+        assert_eq!(from_following(&after, false), None);
+        // Under an error that opens the text (an issue's title), the
+        // body's frames are its own.
+        assert_eq!(from_following(&after, true), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn ipython_frames_read_as_python_s() {
+        let tb = lines("Traceback (most recent call last):\nFile ~/envs/t/lib/python3.11/site-packages/transformers/trainer.py:2801, in Trainer.evaluate(self, eval_dataset)\n   2799 start_time = time.time()\n-> 2801 output = eval_loop(\nFile /x/torch/nn/modules/module.py:1501, in Module._call_impl(self, *args)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Evaluation));
+        // Without a header, a run of IPython frames above the error.
+        let tb = lines("File /x/deepspeed/runtime/engine.py:1474, in DeepSpeedEngine._configure_zero_optimizer(self, optimizer)\n-> 1474         optimizer = DeepSpeedZeroOptimizer_Stage3(");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        assert_eq!(
+            ipython_frame("File <ipython-input-3>:7, in <module>").as_deref(),
+            Some("File \"<ipython-input-3>\", line 7, in <module>")
+        );
     }
 
     #[test]
@@ -881,8 +932,8 @@ mod tests {
     #[test]
     fn a_notebook_traceback_after_the_error_counts() {
         let after = lines("---------------------------------------------------------------------------\nOutOfMemoryError                          Traceback (most recent call last)\nCell In[3], line 7\n      5 ids = tok(prompt).input_ids\n----> 7 out = llm.generate(ids.to(\"cuda\"), max_new_tokens=64)\n      8 print(out)");
-        assert!(starts_traceback(&after));
-        assert_eq!(from_following(&after), Some(Phase::Generation));
+        assert!(starts_traceback(&after, false));
+        assert_eq!(from_following(&after, false), Some(Phase::Generation));
     }
 
     #[test]
@@ -976,11 +1027,14 @@ mod tests {
     #[test]
     fn a_backtrace_after_the_message_counts() {
         let after = lines("   0: candle_core::error::Error::bt\n   5: candle_core::safetensors::MmapedSafetensors::load\n  12: candle_transformers::models::falcon::Falcon::load");
-        assert_eq!(from_following(&after), Some(Phase::ModelLoad));
+        assert_eq!(from_following(&after, false), Some(Phase::ModelLoad));
         assert_eq!(
-            from_following(&lines(
-                "x\ny\nz\nTraceback (most recent call last):\n  File \"a.py\", line 1, in forward"
-            )),
+            from_following(
+                &lines(
+                    "x\ny\nz\nTraceback (most recent call last):\n  File \"a.py\", line 1, in forward"
+                ),
+                false
+            ),
             None
         );
     }

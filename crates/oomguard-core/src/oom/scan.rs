@@ -456,7 +456,8 @@ fn read_event_at(
         .or_else(|| {
             // A traceback printed after the message; it must start within
             // its first lines, so no more is read unless one does.
-            if !phase::starts_traceback(&following) {
+            let opens_text = before.iter().all(|l| l.trim().is_empty());
+            if !phase::starts_traceback(&following, opens_text) {
                 return None;
             }
             let mut following = following.clone();
@@ -465,7 +466,7 @@ fn read_event_at(
                 following.push(clean_line(&buf[pos..end]));
                 pos = end;
             }
-            phase::from_following(&following)
+            phase::from_following(&following, opens_text)
         })
         .or_else(|| phase::from_context(&before, &text, &following))
         // A runtime reserving its pool does so at start-up.
