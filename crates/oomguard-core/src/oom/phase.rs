@@ -77,6 +77,9 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // partitions the weights and makes their fp32 copies
                 // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
                 r"in _configure_(?:zero_|basic_)?optimizer\b|DeepSpeedZeroOptimizer\w*\(|",
+                // TensorRT's Python builder (build_cuda_engine before 8,
+                // build_engine, build_serialized_network).
+                r"build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|",
                 r"\brestore_(?:model|checkpoint|weights)|saver\.restore|load_opt_state|",
                 // MXNet binds a graph's memory (`GraphExecutor::Init`).
                 r"InitDataEntryMemory|simple_bind|SimpleBind|",
@@ -417,7 +420,10 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // A GPU kernel compiled before the first run (LightGBM's OpenCL).
                 r"compiling (?:the )?(?:opencl |cuda |gpu )?kernels?|",
                 // A device or runtime being set up ("running init kernel failed").
-                r"\binit kernel\b|initiali[sz]\w* (?:the )?(?:gpu|cuda|device|backend|runtime|context)\b)",
+                r"\binit kernel\b|initiali[sz]\w* (?:the )?(?:gpu|cuda|device|backend|runtime|context)\b)|",
+                // NCCL setting up a communicator (its init.cc in the error's
+                // trail, ncclCommInitRank, torch.distributed's group).
+                r"NCCL (?:INFO|WARN) init\.cc|ncclCommInit\w*|init_process_group",
             ),
         ),
         (
@@ -425,7 +431,7 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             concat!(
                 r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|",
                 r"(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|",
-                r"buildEngine|InitDataEntryMemory|load_tensors|",
+                r"buildEngine|build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|InitDataEntryMemory|load_tensors|",
                 r"llama_new_context|llama_init_from_model|kv_cache_init|graph_reserve|gallocr_reserve|",
                 // ggml reserves every buffer (weights, KV cache, compute) when
                 // a model is loaded; Ollama's runner dies while it loads.
@@ -514,6 +520,9 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "toarray(",
             "DataLoader worker",
             "init kernel",
+            "init.cc",
+            "ncclCommInit",
+            "init_process_group",
             "initiali",
             "ggml_",
             "unable to allocate",
@@ -835,6 +844,28 @@ mod tests {
         // Under an error that opens the text (an issue's title), the
         // body's frames are its own.
         assert_eq!(from_following(&after, true), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn engine_builds_and_communicator_set_up_in_the_log() {
+        let none: Vec<String> = Vec::new();
+        let oom = "Cuda Error in allocate: 2 (out of memory)";
+        assert_eq!(
+            from_context(
+                &none,
+                oom,
+                &lines("when i call builder.build_cuda_engine(network) it fails")
+            ),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            from_context(
+                &lines("ubuntu:9621:9691 [6] misc/shmutils.cc:112 NCCL WARN Error while creating shared memory segment"),
+                "NCCL WARN Error: failed to extend /dev/shm/nccl-fjwOOB to 5967876 bytes",
+                &lines("ubuntu:9621:9691 [6] NCCL INFO init.cc:1089 -> 2")
+            ),
+            Some(Phase::Startup)
+        );
     }
 
     #[test]
