@@ -87,6 +87,9 @@ pub enum TensorRole {
     AttnV,
     /// The MLP's down projection (`ffn_down`), kept at higher precision by some presets.
     FfnDown,
+    /// The fused query-key-value projection (`attn_qkv`) of the architectures
+    /// that keep one, one type up in some presets.
+    AttnQkv,
     /// Every other 2-D weight of a block.
     Other,
 }
@@ -100,6 +103,10 @@ pub struct GgufQuant {
     /// Type of `attn_v` / `ffn_down` in the layers `use_more_bits` picks.
     more_bits: Option<GgmlType>,
     output: GgmlType,
+    /// Type of a fused `attn_qkv` in every layer, when the preset raises it
+    /// (`llama_tensor_get_type`: Q3_K_M and Q3_K_L to q4_K, Q4_K_M to q5_K,
+    /// Q5_K_M to q6_K).
+    qkv: Option<GgmlType>,
 }
 
 const PRESETS: &[GgufQuant] = &[
@@ -108,114 +115,133 @@ const PRESETS: &[GgufQuant] = &[
         base: F32,
         more_bits: None,
         output: F32,
+        qkv: None,
     },
     GgufQuant {
         name: "f16",
         base: F16,
         more_bits: None,
         output: F16,
+        qkv: None,
     },
     GgufQuant {
         name: "bf16",
         base: BF16,
         more_bits: None,
         output: BF16,
+        qkv: None,
     },
     GgufQuant {
         name: "q8_0",
         base: Q8_0,
         more_bits: None,
         output: Q8_0,
+        qkv: None,
     },
     GgufQuant {
         name: "q6_k",
         base: Q6_K,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q5_k_m",
         base: Q5_K,
         more_bits: Some(Q6_K),
         output: Q6_K,
+        qkv: Some(Q6_K),
     },
     GgufQuant {
         name: "q5_k_s",
         base: Q5_K,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q5_0",
         base: Q5_0,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q5_1",
         base: Q5_1,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q4_k_m",
         base: Q4_K,
         more_bits: Some(Q6_K),
         output: Q6_K,
+        qkv: Some(Q5_K),
     },
     GgufQuant {
         name: "q4_k_s",
         base: Q4_K,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q4_0",
         base: Q4_0,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q4_1",
         base: Q4_1,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "iq4_xs",
         base: IQ4_XS,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "iq4_nl",
         base: IQ4_NL,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q3_k_l",
         base: Q3_K,
         more_bits: Some(Q5_K),
         output: Q6_K,
+        qkv: Some(Q4_K),
     },
     GgufQuant {
         name: "q3_k_m",
         base: Q3_K,
         more_bits: Some(Q4_K),
         output: Q6_K,
+        qkv: Some(Q4_K),
     },
     GgufQuant {
         name: "q3_k_s",
         base: Q3_K,
         more_bits: None,
         output: Q6_K,
+        qkv: None,
     },
     GgufQuant {
         name: "q2_k",
         base: Q2_K,
         more_bits: Some(Q3_K),
         output: Q6_K,
+        qkv: None,
     },
 ];
 
@@ -235,6 +261,7 @@ impl GgufQuant {
     pub fn tensor_type(&self, role: TensorRole, layer: u64, layers: u64) -> GgmlType {
         match role {
             TensorRole::Output => self.output,
+            TensorRole::AttnQkv => self.qkv.unwrap_or(self.base),
             TensorRole::AttnV | TensorRole::FfnDown => match self.more_bits {
                 Some(t) if use_more_bits(layer, layers) => t,
                 _ => self.base,

@@ -58,10 +58,14 @@ pub fn layout(s: &ModelShape, quant: Option<GgufQuant>) -> Option<GgufLayout> {
         |role: TensorRole, layer: u64, elements: u64| q.tensor_type(role, layer, n).bytes(elements);
     let layer_bytes = (0..n)
         .map(|i| {
-            let attn = t(TensorRole::Other, i, h * qd)
-                + t(TensorRole::Other, i, h * kvd)
-                + t(TensorRole::AttnV, i, h * kvd)
-                + t(TensorRole::Other, i, qd * h);
+            let qkv = if fused_qkv(&s.architecture) {
+                t(TensorRole::AttnQkv, i, h * (qd + 2 * kvd))
+            } else {
+                t(TensorRole::Other, i, h * qd)
+                    + t(TensorRole::Other, i, h * kvd)
+                    + t(TensorRole::AttnV, i, h * kvd)
+            };
+            let attn = qkv + t(TensorRole::Other, i, qd * h);
             let mlp = match &s.moe {
                 Some(m) if i >= m.dense_layers => {
                     let width = m.expert_intermediate_size;
@@ -95,6 +99,19 @@ pub fn layout(s: &ModelShape, quant: Option<GgufQuant>) -> Option<GgufLayout> {
         layer_bytes,
         other_bytes: ggml::F32.bytes(h),
     })
+}
+
+/// Architectures whose GGUF keeps the query, key and value projections in
+/// one `attn_qkv` tensor per layer, as llama.cpp's converter writes them
+/// (`convert_hf_to_gguf.py` maps GPT-NeoX's `query_key_value`, Falcon's and
+/// BLOOM's `query_key_value`, GPT-2's and StarCoder's `c_attn`, and Phi-3's
+/// `qkv_proj` to `attn_qkv`); `llama-quantize` types that tensor by its own
+/// rule, and an `attn_v` rule never applies to it.
+fn fused_qkv(model_type: &str) -> bool {
+    matches!(
+        model_type,
+        "gpt_neox" | "falcon" | "bloom" | "gpt2" | "gpt_bigcode" | "phi3" | "mpt" | "qwen"
+    )
 }
 
 /// KV bytes of `ctx` cells for the layers `layers` (ids), K and V at their
@@ -347,6 +364,38 @@ mod tests {
         assert!((c - 162.0).abs() / 162.0 < 0.05, "{c}");
         // 'CPU buffer size = 245.62 MiB': the token embeddings.
         assert_eq!(r.host_bytes, Some(50304 * 2560 * 2));
+    }
+
+    #[test]
+    fn a_fused_qkv_takes_the_preset_s_own_type() {
+        // llama-quantize's Q4_K_M of pythia-2.8b, as llama.cpp's CI log
+        // counts it: q4_K 81 tensors, q5_K 32 (every attn_qkv), q6_K 17
+        // (the output and the ffn_down of the 16 use_more_bits layers).
+        let l = layout(&pythia(), GgufQuant::parse("q4_k_m")).unwrap();
+        let (h, ff, vocab) = (2560u64, 10240u64, 50304u64);
+        let (q4, q5, q6) = (ggml::Q4_K, ggml::Q5_K, ggml::Q6_K);
+        let bumped = (0..32).filter(|&i| ggml::use_more_bits(i, 32)).count() as u64;
+        assert_eq!(bumped, 16);
+        let blocks = 32 * (q5.bytes(h * 3 * h) + q4.bytes(h * h) + q4.bytes(h * ff))
+            + bumped * q6.bytes(ff * h)
+            + (32 - bumped) * q4.bytes(ff * h)
+            + 32 * ggml::F32.bytes(2 * h);
+        assert_eq!(l.layer_bytes.iter().sum::<u64>(), blocks);
+        assert_eq!(l.output_bytes, q6.bytes(vocab * h));
+        assert_eq!(l.token_embd_bytes, q4.bytes(vocab * h));
+        // Llama keeps q, k and v apart: its attn_v follows use_more_bits.
+        let llama = from_config(
+            "l",
+            &json!({"model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16,
+                "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192,
+                "vocab_size": 128256, "max_position_embeddings": 8192}),
+            "c",
+        )
+        .unwrap();
+        let m = layout(&llama, GgufQuant::parse("q4_k_m")).unwrap();
+        let s = layout(&llama, GgufQuant::parse("q4_k_s")).unwrap();
+        assert!(m.layer_bytes[0] > s.layer_bytes[0]);
+        assert_eq!(m.layer_bytes[5], s.layer_bytes[5]);
     }
 
     #[test]
