@@ -650,6 +650,21 @@ fn leftovers(event: &OomEvent) -> Vec<Fix> {
 
 fn host_memory(event: &OomEvent) -> Vec<Fix> {
     let mut v = Vec::new();
+    if event.facts.compiling {
+        // ninja runs one job per core unless told; PyTorch's extension
+        // builder (torch.utils.cpp_extension) and flash-attention's setup
+        // read MAX_JOBS, nvcc's --threads splits one job further.
+        v.push(fix(
+            FixId::FewerBuildJobs,
+            "Build with fewer parallel jobs",
+            "Each compile job holds its own memory (CUDA kernels take several GB each): cap the jobs to what the RAM holds, or add swap for the build.",
+            Some("MAX_JOBS=4 pip install flash-attn --no-build-isolation\nNVCC_THREADS=1 MAX_JOBS=2 python setup.py install\nmake -j4   # cmake --build . -j 4, cargo build -j 2".into()),
+        ));
+        if event.facts.oom_killer() {
+            v.push(check_cgroup_limit());
+        }
+        return v;
+    }
     if event.facts.shm_full {
         // DataLoader workers hand batches to the main process through
         // shared memory (torch.multiprocessing); a container's /dev/shm is
@@ -668,14 +683,18 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
         Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
     ));
     if event.facts.oom_killer() && event.facts.memory_limit != Some(MemoryLimit::Job) {
-        v.push(fix(
-            FixId::CheckCgroupLimit,
-            "Check the container's memory limit",
-            "In a container the OOM killer fires at the cgroup limit, not at the machine's RAM.",
-            Some("cat /sys/fs/cgroup/memory.max".into()),
-        ));
+        v.push(check_cgroup_limit());
     }
     v
+}
+
+fn check_cgroup_limit() -> Fix {
+    fix(
+        FixId::CheckCgroupLimit,
+        "Check the container's memory limit",
+        "In a container the OOM killer fires at the cgroup limit, not at the machine's RAM.",
+        Some("cat /sys/fs/cgroup/memory.max".into()),
+    )
 }
 
 fn invalid_size(event: &OomEvent) -> Vec<Fix> {
@@ -1021,6 +1040,29 @@ mod tests {
         let fixes = host_memory(&event);
         assert_eq!(fixes[0].id, FixId::RaiseShmSize);
         assert!(fixes[0].code.as_deref().unwrap().contains("--shm-size"));
+    }
+
+    #[test]
+    fn a_build_out_of_memory_asks_for_fewer_jobs() {
+        use crate::oom::{Device, EventFacts, Framework, MemoryFigures, Phase};
+        let event = OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework: Framework::Other,
+            device: Device::UNKNOWN,
+            message: String::new(),
+            memory: MemoryFigures::default(),
+            phase: Phase::Unknown,
+            ranks: None,
+            facts: EventFacts {
+                compiling: true,
+                ..EventFacts::default()
+            },
+        };
+        let fixes = host_memory(&event);
+        assert_eq!(fixes[0].id, FixId::FewerBuildJobs);
+        assert!(fixes[0].code.as_deref().unwrap().contains("MAX_JOBS"));
+        assert!(fixes.iter().all(|f| f.id != FixId::ReduceHostMemory));
     }
 
     #[test]

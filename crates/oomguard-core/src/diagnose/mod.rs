@@ -142,6 +142,8 @@ pub enum FixId {
     RaiseShmSize,
     /// Raise the memory limit a container or a batch job ran under.
     RaiseMemoryLimit,
+    /// Build with fewer parallel compile jobs.
+    FewerBuildJobs,
     /// Check per-allocation, memory-fraction, MIG and driver limits when the request fitted the free memory.
     CheckLimits,
     /// Check the shape of the tensor being allocated, for a request larger than the device.
@@ -232,6 +234,7 @@ impl FixId {
             FixId::CheckCudaSetup => "check_cuda_setup",
             FixId::RaiseShmSize => "raise_shm_size",
             FixId::RaiseMemoryLimit => "raise_memory_limit",
+            FixId::FewerBuildJobs => "fewer_build_jobs",
             FixId::CheckLimits => "check_limits",
             FixId::CheckShapes => "check_shapes",
             FixId::CheckVersions => "check_versions",

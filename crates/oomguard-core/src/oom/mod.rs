@@ -361,6 +361,10 @@ pub struct EventFacts {
     /// own: 64 MB by default under Docker) ran out under a DataLoader worker
     /// (SIGBUS), not the RAM as a whole.
     pub shm_full: bool,
+    /// The compiler ran out, building code (gcc's `cc1plus`, nvcc's `cicc`
+    /// or `ptxas`, MSVC's heap): host memory of parallel compile jobs, not
+    /// a model's.
+    pub compiling: bool,
     /// The limit a kill enforced, when its report names one: a container's
     /// memory cgroup or a batch job's memory request.
     pub memory_limit: Option<MemoryLimit>,

@@ -12,6 +12,10 @@ use crate::size::format_size as fs;
 pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
     host_ran_out(r, event);
     container_limit(r, event);
+    // A build's memory is its parallel compile jobs': no batch to cut.
+    if event.facts.compiling {
+        return;
+    }
     sizes::host_request_suspect(r, event);
     r.add(
         CauseId::BatchTooLarge,
@@ -21,7 +25,12 @@ pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
 }
 
 fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
-    let evidence = if event.facts.oom_killer() {
+    let evidence = if event.facts.compiling {
+        format!(
+            "the compiler{} ran out of host RAM building code: each parallel compile job (ninja starts one per core, or MAX_JOBS) holds its own, several GB for CUDA kernels",
+            event.facts.call.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+        )
+    } else if event.facts.oom_killer() {
         format!(
             "the kernel's OOM killer ended {}",
             event.facts.call.as_deref().unwrap_or("the process")
@@ -242,6 +251,19 @@ mod tests {
         host(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert_eq!(r.score(CauseId::HostMemory), Some(0.85));
+    }
+
+    #[test]
+    fn a_compiler_out_of_memory_is_the_build_s_host_memory() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.facts.compiling = true;
+        e.facts.call = Some("cicc".into());
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert!(r.0[0].evidence.contains("(cicc)"));
+        assert_eq!(r.score(CauseId::BatchTooLarge), None);
     }
 
     #[test]

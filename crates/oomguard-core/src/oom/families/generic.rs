@@ -100,13 +100,17 @@ pub(super) const TRIGGERS: &[&str] = &[
     // Batch schedulers enforcing a job's memory request: Slurm's
     // jobacct_gather (`Exceeded job memory limit`, `Exceeded step memory
     // limit at some point`), LSF's exit reason, srun's task summary.
-    "xceeded job memory limit",
-    "xceeded step memory limit",
+    "xceeded",
     "TERM_MEMLIMIT",
     // TensorRT's builder when no tactic of a node fits the memory it could
     // get: `could not find any implementation for node X, try increasing
     // the workspace size`.
     "any implementation for node",
+    // Compilers out of memory while building: nvcc's tools killed, MSVC's
+    // heap (gcc's `Killed signal`, ptxas' `Memory allocation failure` and
+    // EDG's `catastrophic error: out of memory` hold phrases above).
+    "died due to signal 9",
+    "out of heap space",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -404,7 +408,8 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if p.kernel_frame.is_match(text) {
         return None;
     }
-    if let Some(parsed) = killed(text)
+    if let Some(parsed) = compiler_out_of_memory(text)
+        .or_else(|| killed(text))
         .or_else(|| paddle_host(text))
         .or_else(|| paddle_legacy_gpu(text))
         .or_else(|| metal_resource_limit(text))
@@ -747,6 +752,48 @@ fn killed(text: &str) -> Option<Parsed> {
     }
     if text.contains("Loading checkpoint") {
         parsed.phase_hint = Some(Phase::ModelLoad);
+    }
+    Some(parsed)
+}
+
+/// A compiler that ran out of host memory building code, as each says it:
+/// gcc's driver when the kernel killed its compiler proper (gcc.c
+/// `execute`: "c++: fatal error: Killed signal terminated program cc1plus";
+/// before gcc 9 "internal compiler error: Killed (program cc1plus)"),
+/// nvcc when it killed one of its tools ("nvcc error : 'cicc' died due to
+/// signal 9 (Kill signal)"), ptxas' "fatal : Memory allocation failure",
+/// MSVC's C1060/C1002 "compiler is out of heap space", and the EDG front end's "catastrophic error: out of
+/// memory" (nvcc's cudafe++, Intel's compilers). Parallel build jobs
+/// (ninja's one per core, `MAX_JOBS`, `make -j`) multiply what one takes.
+fn compiler_out_of_memory(text: &str) -> Option<Parsed> {
+    static COMPILER: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+        (
+            // Killed: the OOM killer, most likely.
+            re(concat!(
+                r"Killed\s*signal\s*terminated\s*program\s*(\S+)|",
+                r"internal\s*compiler\s*error:\s*Killed\s*\(program\s*(\S+?)\)|",
+                r"'([\w+.-]+)'\s*died\s*due\s*to\s*signal\s*9\b"
+            )),
+            // Out of memory in the compiler's own words.
+            re(concat!(
+                r"ptxas\s*fatal\s*:\s*Memory\s*allocation\s*failure|",
+                r"\bC10(?:60|02)\b.*out\s*of\s*heap\s*space|",
+                r"catastrophic\s*error\s*:\s*out\s*of\s*memory"
+            )),
+        )
+    });
+    let (killed, ran_out) = &*COMPILER;
+    let (at, kill) = match killed.captures(text) {
+        Some(c) => (c.get(0)?.start(), Some(c)),
+        None => (ran_out.find(text)?.start(), None),
+    };
+    let mut parsed = Parsed::new(Framework::Other, DeviceKind::Cpu, message_at(text, at));
+    parsed.facts.compiling = true;
+    if let Some(c) = kill {
+        parsed.facts.kind = EventKind::OomKill;
+        parsed.facts.signal_only_kill = true;
+        let tool = c.iter().skip(1).flatten().next().map(|m| m.as_str());
+        parsed.facts.call = tool.map(|t| t.trim_matches('"').to_string());
     }
     Some(parsed)
 }
@@ -1168,6 +1215,44 @@ mod tests {
             assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.device.kind, DeviceKind::Cpu);
         }
+    }
+
+    #[test]
+    fn compilers_out_of_host_memory_while_building() {
+        for (text, tool) in [
+            (
+                "c++: fatal error: Killed signal terminated program cc1plus",
+                Some("cc1plus"),
+            ),
+            (
+                "g++: internal compiler error: Killed (program cc1plus)",
+                Some("cc1plus"),
+            ),
+            (
+                "nvcc error   : 'cicc' died due to signal 9 (Kill signal)",
+                Some("cicc"),
+            ),
+            (
+                "nvcc error   : 'ptxas' died due to signal 9 (Kill signal)",
+                Some("ptxas"),
+            ),
+            ("ptxas fatal   : Memory allocation failure", None),
+            (
+                "D:/src/cute/atom/mma_traits_sm100.hpp(3324): catastrophic error : out of memory",
+                None,
+            ),
+            (
+                "x.cpp(12): fatal error C1060: compiler is out of heap space",
+                None,
+            ),
+        ] {
+            let e = event(text);
+            assert!(e.facts.compiling, "{text}");
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{text}");
+            assert_eq!(e.facts.call.as_deref(), tool, "{text}");
+        }
+        // A compiler's other fatal errors are not memory.
+        assert!(parse("c++: fatal error: no input files").is_none());
     }
 
     #[test]
