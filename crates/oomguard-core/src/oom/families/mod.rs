@@ -109,6 +109,9 @@ fn mentioned_families(text: &str) -> u32 {
 /// substring search), so a log dense with one family's lines runs that
 /// family's patterns and not every family's.
 pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
+    if is_python_warning(text) {
+        return None;
+    }
     let mentioned = mentioned_families(text);
     let mentions = |family: usize| mentioned & (1 << family) != 0;
     None.or_else(|| mentions(0).then(|| triton::parse(text))?)
@@ -123,6 +126,18 @@ pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
                 p
             })
         })
+}
+
+/// A line Python's `warnings` module printed (`formatwarning`:
+/// "{file}:{line}: {Category}: {message}", the category a `Warning`
+/// subclass): the program went on, whatever memory words it quotes (CuPy's
+/// "UserWarning: Using synchronous transfer as pinned memory (N bytes) could
+/// not be allocated ... cudaErrorMemoryAllocation: out of memory").
+fn is_python_warning(text: &str) -> bool {
+    static WARNING: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(r"^\s*\S+:\d+:\s*[A-Z]\w*Warning:\s").expect("pattern compiles")
+    });
+    text.contains("Warning:") && WARNING.is_match(text)
 }
 
 #[cfg(test)]
@@ -150,6 +165,12 @@ mod tests {
                 "{trigger:?} is not searched"
             );
         }
+    }
+
+    #[test]
+    fn a_python_warning_is_not_a_failure() {
+        assert!(parse_logical("/x/cupy/creation/from_data.py:40: UserWarning: Using synchronous transfer as pinned memory (2147483648 bytes) could not be allocated. The original error was: cudaErrorMemoryAllocation: out of memory").is_none());
+        assert!(parse_logical("RuntimeError: CUDA error: out of memory").is_some());
     }
 
     #[test]
