@@ -156,14 +156,15 @@ impl Accounting {
             push(SegmentKind::OutsideFramework, Some(outside));
         } else if others_sum > 0 {
             push(SegmentKind::OtherProcesses, Some(others_sum));
-        } else if let (Some(t), Some(f), None, Framework::Vllm) = (
+        } else if let (Some(t), Some(f), None, Framework::Vllm | Framework::TensorFlow) = (
             m.total_bytes,
             m.free_bytes,
             m.allocated_bytes,
             event.framework,
         ) {
-            // Only the device's total and free are known (vLLM's start-up
-            // check): what is used lies outside the framework's figures.
+            // Only the device's total and free are known, as the framework
+            // found them before it allocated (vLLM's start-up check,
+            // TensorFlow's device log): what is used lies outside it.
             push(SegmentKind::OutsideFramework, Some(t.saturating_sub(f)));
         }
         let used: u64 = segments.iter().map(|s| s.bytes).sum();

@@ -440,6 +440,7 @@ fn read_event_at(
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
         families::tensorflow_jax::device_from_context(&before, &mut parsed);
+        families::tensorflow_jax::fill_device_log(&before, &following, &mut parsed);
     }
     if text.contains("That was not possible") {
         families::tensorflow_jax::fill_tpu_report(&text, &following, &mut parsed.memory);

@@ -349,6 +349,60 @@ pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::Memory
     }
 }
 
+/// The device's total and free memory as TensorFlow logged them when it
+/// found the GPU, before it took its pool (core/common_runtime/gpu/
+/// gpu_device.cc: `Found device 0 with properties:` then `Total memory:
+/// 7.92GiB` and `Free memory: 190.31MiB` on their own lines in TF 1.0-1.4,
+/// `totalMemory: 7.92GiB freeMemory: 7.80GiB` on one line in 1.5-1.13).
+/// Read from the lines before the failure and after it (a report pasting
+/// them under the error); the device the failure names, else the only one
+/// logged. Fills only what the message left unknown.
+pub(crate) fn fill_device_log(before: &[String], after: &[String], parsed: &mut Parsed) {
+    static FIGURES: LazyLock<(Regex, Regex, Regex)> = LazyLock::new(|| {
+        (
+            re(r"Found\s*device\s*(\d+)\s*with\s*properties"),
+            re(r"(?:Total\s*memory:|totalMemory:)\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)"),
+            re(r"(?:Free\s*memory:|freeMemory:)\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B)"),
+        )
+    });
+    let (found, total, free) = &*FIGURES;
+    let m = &parsed.memory;
+    if m.total_bytes.is_some() && m.free_bytes.is_some() {
+        return;
+    }
+    let recent = &before[before.len().saturating_sub(60)..];
+    // (device, total, free) of each device logged, in order.
+    let mut devices: Vec<(Option<u32>, Option<u64>, Option<u64>)> = Vec::new();
+    for line in recent.iter().chain(after.iter()) {
+        if !(line.contains("emory:") || line.contains("Found device")) {
+            continue;
+        }
+        if let Some(c) = found.captures(line) {
+            devices.push((c[1].parse().ok(), None, None));
+        }
+        let size = |re: &Regex| {
+            let c = re.captures(line)?;
+            crate::size::log_figure_to_bytes(&c[1], &c[2])
+        };
+        if devices.is_empty() {
+            devices.push((None, None, None));
+        }
+        let last = devices.last_mut().expect("one device pushed");
+        last.1 = last.1.or(size(total));
+        last.2 = last.2.or(size(free));
+    }
+    let chosen = match parsed.device.index {
+        Some(i) => devices.iter().rev().find(|d| d.0 == Some(i)),
+        None if devices.len() == 1 => devices.first(),
+        None => None,
+    };
+    if let Some(&(_, t, f)) = chosen {
+        let m = &mut parsed.memory;
+        m.total_bytes = m.total_bytes.or(t);
+        m.free_bytes = m.free_bytes.or(f);
+    }
+}
+
 /// The TPU runtime's memory report printed under a failed reservation
 /// (libtpu; quoted in pytorch/xla issues 1735 and 3470 and in TensorFlow TPU
 /// reports): `HBM capacity 8.00G:` then aligned rows such as `Currently
@@ -650,6 +704,34 @@ mod tests {
         .expect("an event");
         device_from_context(&two, &mut e);
         assert_eq!(e.device.index, None);
+    }
+
+    #[test]
+    fn the_device_log_gives_total_and_free_before_the_pool() {
+        let lines = |s: &str| s.lines().map(String::from).collect::<Vec<_>>();
+        let oom =
+            "failed to allocate 190.31M (199557120 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY";
+        // TF 1.0: one figure per line.
+        let before = lines("I gpu_device.cc:885] Found device 0 with properties: \nname: GeForce GTX 1080\nTotal memory: 7.92GiB\nFree memory: 190.31MiB\nI gpu_device.cc:975] Creating TensorFlow device (/gpu:0)");
+        let mut e = parse(oom).expect("an event");
+        fill_device_log(&before, &[], &mut e);
+        assert_eq!(e.memory.total_bytes, Some(8_504_035_246));
+        assert_eq!(e.memory.free_bytes, Some(199_554_499));
+        // TF 1.5-1.13: one line; the device the failure names.
+        let before = lines("Found device 0 with properties: name: A totalMemory: 11.00GiB freeMemory: 10.50GiB\nFound device 1 with properties: name: B totalMemory: 7.00GiB freeMemory: 1.00GiB");
+        let mut e = parse(oom).expect("an event");
+        e.device.index = Some(1);
+        fill_device_log(&before, &[], &mut e);
+        assert_eq!(e.memory.total_bytes, Some(7 << 30));
+        assert_eq!(e.memory.free_bytes, Some(1 << 30));
+        // Two devices and none named: nothing is taken.
+        let mut e = parse(oom).expect("an event");
+        fill_device_log(&before, &[], &mut e);
+        assert_eq!(e.memory.total_bytes, None);
+        // Pasted under the error.
+        let mut e = parse(oom).expect("an event");
+        fill_device_log(&[], &lines("Free memory: 7.75GiB"), &mut e);
+        assert_eq!(e.memory.free_bytes, Some(8_321_499_136));
     }
 
     #[test]
