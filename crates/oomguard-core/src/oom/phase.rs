@@ -1209,6 +1209,11 @@ mod tests {
             node("\t [[Node: training/Adam/Variable_12/Assign = Assign[T=DT_FLOAT]]]"),
             Some(Phase::OptimizerStep)
         );
+        // An optimizer slot's initializer runs when the variables are made.
+        assert_eq!(
+            node("\t [[Node: embeddings/Adam/Initializer/zeros = Const[dtype=DT_FLOAT]()]]"),
+            Some(Phase::ModelLoad)
+        );
         // A bare op name says nothing; nor does a line that is not a node.
         assert_eq!(node("\t [[Node: Conv2D_1 = Conv2D[T=DT_FLOAT]]]"), None);
         assert_eq!(

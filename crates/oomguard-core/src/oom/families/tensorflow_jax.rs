@@ -520,9 +520,14 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
 pub(crate) fn phase_of_node(op: &str) -> Option<Phase> {
     if op.contains("Grad") || op.contains("gradient") {
         Some(Phase::Backward)
+    } else if op.contains("Initializer") {
+        // Initializers run when the variables are created, an optimizer's
+        // slots too (`embeddings/Adam/Initializer/zeros`, TF 1's
+        // slot_creator): before any step.
+        Some(Phase::ModelLoad)
     } else if optimizer_op(op) {
         Some(Phase::OptimizerStep)
-    } else if op.contains("Initializer") || op.contains("/Assign") || op.ends_with("Assign") {
+    } else if op.contains("/Assign") || op.ends_with("Assign") {
         Some(Phase::ModelLoad)
     } else if op.contains('/') {
         Some(Phase::Forward)
