@@ -407,6 +407,14 @@ fn corpus_fresh() {
     run_cases("oom/corpus_fresh.jsonl");
 }
 
+/// A second fresh set, collected and labelled after the rules of its
+/// session were written and never used to write one: it measures
+/// generalization again. Rows that still fail are marked `known_gap`.
+#[test]
+fn corpus_fresh2() {
+    run_cases("oom/corpus_fresh2.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
