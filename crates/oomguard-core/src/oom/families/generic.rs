@@ -402,8 +402,16 @@ fn says_fallback(text: &str) -> bool {
     FALLBACKS.iter().any(|w| lower.contains(w))
 }
 
-/// Any failed allocation or kill the family parsers did not claim.
+/// Any failed allocation or kill the family parsers did not claim, with
+/// the limit its words name (a container's or a batch job's), however it
+/// was worded.
 pub(crate) fn parse(text: &str) -> Option<Parsed> {
+    let mut parsed = parse_failure(text)?;
+    parsed.facts.memory_limit = limit_of_kill(text);
+    Some(parsed)
+}
+
+fn parse_failure(text: &str) -> Option<Parsed> {
     let p = &*P;
     if p.kernel_frame.is_match(text) {
         return None;
@@ -744,7 +752,6 @@ fn killed(text: &str) -> Option<Parsed> {
     );
     parsed.facts.kind = EventKind::OomKill;
     parsed.facts.signal_only_kill = kernel.is_none();
-    parsed.facts.memory_limit = limit_of_kill(text);
     static VICTIM: LazyLock<Regex> =
         LazyLock::new(|| re(r"(?i:kill(?:ed)?\s*process)\s*(\d+)\s*\(([^)]*)\)"));
     if let Some(c) = VICTIM.captures(text) {
@@ -823,6 +830,14 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
             )),
         )
     });
+    // Every wording holds one of these words: most failures run no regex.
+    let lower = text.to_ascii_lowercase();
+    if !["kill", "limit", "cgroup", "request memory", "task"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        return None;
+    }
     let (container, job) = &*LIMIT;
     if job.is_match(text) {
         Some(MemoryLimit::Job)
@@ -1278,6 +1293,10 @@ mod tests {
             assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.facts.memory_limit, limit, "{text}");
         }
+        // A failure worded otherwise keeps the limit its words name.
+        let e = event("RuntimeError: out of memory (memory limit too low?)");
+        assert!(!e.facts.oom_killer());
+        assert_eq!(e.facts.memory_limit, container);
     }
 
     #[test]
