@@ -10,7 +10,9 @@ use super::scan::ScanOptions;
 use super::{
     Device, DeviceKind, EngineLog, EventFacts, EventKind, Framework, OomEvent, Phase, RankDevice,
 };
+use regex::Regex;
 use std::collections::VecDeque;
+use std::sync::LazyLock;
 
 /// One parsed part with what the grouper needs to place it.
 pub(super) struct Found {
@@ -87,8 +89,9 @@ fn new_run_between(before: &[String], gap: u64) -> bool {
 /// error after the failed extension).
 const FOLLOW_UP_LINES: u64 = 5;
 
-/// True when a part adds nothing but words to the pending event: it states
-/// no figure, says the same kind of failure on the same device (or names
+/// True when a part adds nothing but words to the pending event (not to a
+/// sentence telling of the failure, which gives way to it): it states no
+/// figure, says the same kind of failure on the same device (or names
 /// none), and comes from the same software or from the generic layer.
 fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
@@ -96,11 +99,31 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         parsed.facts.kind == EventKind::Allocation || parsed.facts.kind == event.facts.kind;
     let framework_fits =
         parsed.framework == event.framework || parsed.framework == Framework::Other;
-    parsed.memory.is_empty()
+    let gives_way = match pending.kind {
+        PartKind::Reported => true,
+        PartKind::Title => says_more(parsed),
+        _ => false,
+    };
+    !gives_way
+        && parsed.memory.is_empty()
         && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
         && kind_fits
         && framework_fits
         && devices_fit(&parsed.device, &event.device)
+}
+
+/// True when a part says more of a failure than a title naming it: it
+/// states a figure, comes from a known software's own wording, or is an
+/// exception or error line (`RuntimeError: ...`), not a sentence.
+fn says_more(parsed: &Parsed) -> bool {
+    static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*(?:[A-Za-z_][\w.]*(?:Error|Exception)\b|(?i:error|fatal)\s*[:\]])")
+            .expect("pattern compiles")
+    });
+    !parsed.memory.is_empty()
+        || parsed.framework != Framework::Other
+        || parsed.facts.oom_killer()
+        || ERROR_LINE.is_match(&parsed.message)
 }
 
 /// True when two parts may name the same device: the same kind (or one
@@ -282,8 +305,8 @@ impl Grouper {
         }
         // A sentence that told of the failure gives way to the error itself.
         let reported = self.pending.as_ref().is_some_and(|p| {
-            p.kind == PartKind::Reported
-                && parsed.kind != PartKind::Reported
+            (p.kind == PartKind::Reported || (p.kind == PartKind::Title && says_more(&parsed)))
+                && !matches!(parsed.kind, PartKind::Reported | PartKind::Title)
                 && line.saturating_sub(p.last_line) <= self.options.announce_window_lines
         });
         let told_phase = if reported {

@@ -24,6 +24,11 @@ pub(crate) enum PartKind {
     /// during eval"): it stands for the failure until the error itself
     /// appears, and folds into the error printed near it.
     Reported,
+    /// A failure without a figure named on the text's first line, set apart
+    /// from the text under it (an issue's title): it stands for the failure
+    /// until a part that says more (figures, the software's own wording, an
+    /// exception) appears, and takes in parts that say no more.
+    Title,
 }
 
 /// One family parser's reading of one logical line.

@@ -9,7 +9,7 @@
 
 use super::families::{self, parse_logical, TRIGGERS};
 use super::group::{Found, Grouper};
-use super::patterns::{says_non_fatal, Parsed};
+use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
@@ -212,6 +212,8 @@ fn scan_plain<R: Read>(
     let mut total_bytes: u64 = 0;
     let mut cache = ParseCache::default();
     let mut timeouts: Vec<WatchdogTimeout> = Vec::new();
+    // Bytes were dropped from the front of `buf`: nothing in it opens the input.
+    let mut drained = false;
     loop {
         let n = read_more(&mut reader, &mut buf, chunk)?;
         total_bytes += n as u64;
@@ -249,7 +251,13 @@ fn scan_plain<R: Read>(
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
             }
-            let (found, end) = read_event_at(&buf, line_start, at, last_event_end, &mut cache);
+            let opens_input = !drained && buf[..line_start].iter().all(|b| b.is_ascii_whitespace());
+            let at_line = EventStart {
+                line_start,
+                at,
+                opens_input,
+            };
+            let (found, end) = read_event_at(&buf, at_line, last_event_end, &mut cache);
             consumed_until = end;
             if let Some(found) = found {
                 last_event_end = end;
@@ -282,6 +290,7 @@ fn scan_plain<R: Read>(
         } else {
             counted_pos -= keep_from;
         }
+        drained |= keep_from > 0;
         buf.drain(..keep_from);
         search_from -= keep_from;
         consumed_until = consumed_until.saturating_sub(keep_from);
@@ -333,16 +342,30 @@ fn line_end_of(buf: &[u8], from: usize) -> usize {
 /// (Rust backtraces, logs that print the error before the Python traceback).
 const FOLLOWING_LINES: usize = 80;
 
-/// Reads the logical line around a trigger at `at` (its line starts at
-/// `line_start`) and parses it. Returns the part found, if any, and the end
-/// of the bytes it used.
+/// Where a trigger stands in the buffer.
+struct EventStart {
+    /// The start of the trigger's line.
+    line_start: usize,
+    /// The trigger.
+    at: usize,
+    /// Only blank lines come before the line in the whole input: it is the
+    /// text's first line (an issue's title, a report's heading).
+    opens_input: bool,
+}
+
+/// Reads the logical line around a trigger and parses it. Returns the part
+/// found, if any, and the end of the bytes it used.
 fn read_event_at(
     buf: &[u8],
-    line_start: usize,
-    at: usize,
+    start: EventStart,
     after_event: usize,
     cache: &mut ParseCache,
 ) -> (Option<Found>, usize) {
+    let EventStart {
+        line_start,
+        at,
+        opens_input,
+    } = start;
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
     // Following lines that may continue the message.
@@ -420,7 +443,12 @@ fn read_event_at(
         following.push(line);
         pos = end;
     }
+    // Marked after the software is read: a title keeps to its own words.
+    let heads_paste = opens_input && heads_a_paste(&parsed, buf, used_end);
     attribution::refine(&first, &before, &text, &following, &mut parsed);
+    if heads_paste {
+        parsed.kind = PartKind::Title;
+    }
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
     parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
@@ -457,7 +485,7 @@ fn read_event_at(
         .or_else(|| {
             // A traceback printed after the message; it must start within
             // its first lines, so no more is read unless one does.
-            let opens_text = before.iter().all(|l| l.trim().is_empty());
+            let opens_text = opens_input;
             if !phase::starts_traceback(&following, opens_text) {
                 return None;
             }
@@ -482,6 +510,20 @@ fn read_event_at(
         text,
     };
     (Some(found), used_end)
+}
+
+/// True when a failure without a figure on the text's first line is set apart by a blank line from more text under it: an issue's title or
+/// a report's heading, which names the failure the paste under it shows in
+/// full ([`PartKind::Title`]); a title that is all there is stays the event. A log
+/// that starts with a failure runs on without a blank line.
+fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
+    if parsed.kind != PartKind::Primary || !parsed.memory.is_empty() {
+        return false;
+    }
+    let rest = &buf[used_end.min(buf.len())..];
+    let next_end = line_end_of(rest, 0);
+    rest[..next_end].iter().all(|b| b.is_ascii_whitespace())
+        && rest[next_end..].iter().any(|b| !b.is_ascii_whitespace())
 }
 
 /// Lines after a failure read for the program saying it recovered.
@@ -605,6 +647,30 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::PyTorch);
         let (events, _) = scan("I got an OOM error during evaluation.\n");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::Other);
+    }
+
+    #[test]
+    fn a_title_gives_way_to_the_error_pasted_under_it() {
+        let text = "ResourceExhaustedError: Out of memory error on GPU 0.\n\n\
+                    Error Message Summary:\n\
+                    Out of memory error on GPU 0. Cannot allocate 25.000244MB memory on GPU 0, available memory is only 2.349999MB.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 4);
+        assert_eq!(events[0].memory.free_bytes, Some(2464153));
+        // A title with nothing under it is the event.
+        let (events, _) =
+            scan("ResourceExhaustedError: Out of memory error on GPU 0.\n\nAny idea?\n");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 1);
+        // A sentence under it that says no more does not replace it.
+        let (events, _) = scan("RuntimeError: DataLoader worker (pid 16757) is killed by signal: Bus error.\n\nStill out of memory.\n");
+        assert_eq!(events[0].line, 1, "{events:?}");
+        // An event after another is not the text's first line, whatever
+        // lies between them.
+        let (events, _) = scan("I get a CUDA out of memory error. Then:\n\nRuntimeError: Not enough memory. Please increase --mem-fraction-static.\n\nAny idea?\n");
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::Other);
     }

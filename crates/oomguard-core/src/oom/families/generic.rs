@@ -757,10 +757,23 @@ fn killed(text: &str) -> Option<Parsed> {
     if let Some(c) = VICTIM.captures(text) {
         parsed.facts.call = Some(format!("{} (pid {})", &c[2], &c[1]));
     }
+    parsed.memory.process_bytes = victim_resident(text);
     if text.contains("Loading checkpoint") {
         parsed.phase_hint = Some(Phase::ModelLoad);
     }
     Some(parsed)
+}
+
+/// The anonymous resident memory of the process the kernel killed, from its
+/// report (mm/oom_kill.c `__oom_kill_process`: "Killed process %d (%s)
+/// total-vm:%lukB, anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB"): what
+/// the process itself held, without the file pages the kernel can drop.
+fn victim_resident(text: &str) -> Option<u64> {
+    static ANON: LazyLock<Regex> = LazyLock::new(|| re(r"\banon-rss:\s*(\d+)\s*kB"));
+    ANON.captures(text)?[1]
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1024)
 }
 
 /// A compiler that ran out of host memory building code, as each says it:
@@ -1205,6 +1218,14 @@ mod tests {
         assert_eq!(e.memory.free_bytes, Some((15.1875 * 1048576.0) as u64));
         let e = event("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)");
         assert_eq!(e.device.kind, DeviceKind::Xpu);
+    }
+
+    #[test]
+    fn a_kernel_kill_names_what_its_victim_held() {
+        let e = event("[441280.8] Out of memory: Killed process 698405 (python) total-vm:49978204kB, anon-rss:12918388kB, file-rss:68668kB, shmem-rss:53352kB");
+        assert_eq!(e.memory.process_bytes, Some(12918388 * 1024));
+        assert_eq!(e.facts.call.as_deref(), Some("python (pid 698405)"));
+        assert_eq!(event("Killed").memory.process_bytes, None);
     }
 
     #[test]
