@@ -46,6 +46,9 @@ pub struct ContextEvidence {
     pub notebook: Option<String>,
     /// Words that say the batch was already 1.
     pub batch_of_one: Option<String>,
+    /// A frame or line of an image or video diffusion pipeline: its
+    /// generation denoises latents, with no KV cache.
+    pub diffusion: Option<String>,
 }
 
 impl ContextEvidence {
@@ -63,6 +66,7 @@ impl ContextEvidence {
             kept_alive: self.kept_alive.or(other.kept_alive),
             notebook: self.notebook.or(other.notebook),
             batch_of_one: self.batch_of_one.or(other.batch_of_one),
+            diffusion: self.diffusion.or(other.diffusion),
         }
     }
 }
@@ -152,6 +156,15 @@ const BATCH_OF_ONE: &str = concat!(
     r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D)))",
 );
 
+/// Frames and lines of diffusion pipelines: diffusers' pipelines and UNet,
+/// k-diffusion's samplers, ComfyUI (its `comfy/` package and its nodes),
+/// the webui's and Forge's `modules/sd_*`, Fooocus' `ldm_patched`, and the
+/// words users name them by.
+const DIFFUSION: &str = concat!(
+    r"diffusers[/\\]|k_diffusion|comfy[/\\]|ComfyUI|KSampler|SamplerCustom|VAEDecode|VAEEncode|",
+    r"ldm_patched|modules[/\\]sd_|(?i:stable[ _-]?diffusion|\bsdxl\b|txt2img|img2img|\bunet\b|denois)",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -188,6 +201,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         kept_alive: take(Signal::KeptAlive),
         notebook: take(Signal::Notebook),
         batch_of_one: take(Signal::BatchOfOne),
+        diffusion: take(Signal::Diffusion),
     }
 }
 
@@ -201,9 +215,10 @@ enum Signal {
     KeptAlive,
     Notebook,
     BatchOfOne,
+    Diffusion,
 }
 
-const SIGNAL_COUNT: usize = 7;
+const SIGNAL_COUNT: usize = 8;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -286,6 +301,22 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "batch",
             "bs=",
             "bs ",
+            // DIFFUSION
+            "diffusers",
+            "k_diffusion",
+            "comfy",
+            "ksampler",
+            "samplercustom",
+            "vaedecode",
+            "vaeencode",
+            "ldm_patched",
+            "sd_",
+            "stable",
+            "sdxl",
+            "txt2img",
+            "img2img",
+            "unet",
+            "denois",
         ])
         .expect("the signal words build")
 });
@@ -300,6 +331,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         KEPT_ALIVE,
         NOTEBOOK,
         BATCH_OF_ONE,
+        DIFFUSION,
     ])
     .expect("the context signals compile")
 });
@@ -329,6 +361,26 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn diffusion_pipelines_are_read_by_their_frames_and_names() {
+        for line in [
+            "  File \"/app/diffusers/pipelines/flux/pipeline_flux.py\", line 889, in __call__",
+            "  File \"/ComfyUI/comfy/samplers.py\", line 700, in sample",
+            "- **Node Type:** KSampler",
+            "  File \"/Fooocus/ldm_patched/modules/model_management.py\", line 1, in load",
+            "SDXL at 1024x1024 runs out of memory",
+            "Error occurred when executing VAEDecode:",
+        ] {
+            assert!(around(line).diffusion.is_some(), "{line}");
+        }
+        for line in [
+            "  File \"/app/transformers/generation/utils.py\", line 1, in generate",
+            "Stable release 2.1",
+        ] {
+            assert!(around(line).diffusion.is_none(), "{line}");
+        }
     }
 
     #[test]

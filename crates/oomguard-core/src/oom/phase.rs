@@ -701,7 +701,9 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .chain(std::iter::once(text))
         .chain(after.iter().take(FOLLOWING_LINES).map(String::as_str))
         .collect();
-    worker_method(&lines)
+    patching_weight(text)
+        .or_else(|| worker_method(&lines))
+        .or_else(|| comfy_node(&lines))
         .or_else(|| tied_phase(&lines, near_before.len()))
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
@@ -734,6 +736,56 @@ fn worker_method(lines: &[&str]) -> Option<Phase> {
         .filter(|l| l.contains(" method "))
         .find_map(|l| METHOD.captures(l))
         .and_then(|c| phase_of_frames(&[format!("in {}", &c[1])]))
+}
+
+/// A weight being patched when the failure came: ComfyUI's, Fooocus' and
+/// the webui forks' LoRA patcher catches the error of each weight and
+/// prints it after the weight's name (`print("ERROR", key, e)`, later
+/// `"ERROR {} {} {}".format(patch, key, e)`): "ERROR
+/// diffusion_model.output_blocks.2.0.in_layers.2.weight CUDA out of
+/// memory". The model's weights are being set up on the device.
+fn patching_weight(text: &str) -> Option<Phase> {
+    static PATCH: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s*(?:ERROR\s+)?(?:\w+\s+)?\w+(?:\.\w+){2,}\.(?:weight|bias)\s+\S")
+            .expect("pattern compiles")
+    });
+    // A log prefix (`ERROR`) may have been taken off the line already.
+    (text.contains(".weight ") || text.contains(".bias "))
+        .then(|| PATCH.is_match(text))
+        .filter(|m| *m)
+        .map(|_| Phase::ModelLoad)
+}
+
+/// The phase of the ComfyUI node that failed, as ComfyUI names it: its log
+/// before 2024 ("Error occurred when executing KSampler:", execution.py)
+/// and its error report ("- **Node Type:** KSampler"). A node that loads
+/// (CheckpointLoaderSimple, UNETLoader, LoraLoader, Echo_LoadModel) loads
+/// the model; a sampler (KSampler, SamplerCustomAdvanced) or the VAE's
+/// decoding and encoding of the latents generates. Other nodes (a text
+/// encoder, which also moves its model to the GPU) say neither.
+fn comfy_node(lines: &[&str]) -> Option<Phase> {
+    static NODE: LazyLock<(Regex, Regex, Regex)> = LazyLock::new(|| {
+        let re = |p: &str| Regex::new(p).expect("pattern compiles");
+        (
+            re(r"Error occurred when executing (\w+)|Node Type:\**\s*(\w+)"),
+            re(r"(?i:loader|^load|_load)"),
+            re(r"(?i:sampler|^vae(?:decode|encode))"),
+        )
+    });
+    let (node, loads, generates) = &*NODE;
+    let name = lines
+        .iter()
+        .filter(|l| l.contains("when executing") || l.contains("Node Type"))
+        .find_map(|l| node.captures(l))
+        .and_then(|c| c.get(1).or(c.get(2)))?
+        .as_str();
+    if loads.is_match(name) {
+        Some(Phase::ModelLoad)
+    } else if generates.is_match(name) {
+        Some(Phase::Generation)
+    } else {
+        None
+    }
 }
 
 /// True when the line just above the error (blank lines aside) is the
@@ -1005,6 +1057,46 @@ mod tests {
             from_context(&none, oom, &after("Exception in worker VllmWorkerProcess while processing method start_worker_execution_loop.")),
             None
         );
+    }
+
+    #[test]
+    fn a_weight_the_lora_patcher_names_is_being_loaded() {
+        let none: Vec<String> = Vec::new();
+        for (text, want) in [
+            ("ERROR diffusion_model.output_blocks.2.0.in_layers.2.weight MPS backend out of memory (MPS allocated: 8.76 GB).", Some(Phase::ModelLoad)),
+            ("ERROR lora diffusion_model.input_blocks.4.1.proj_in.weight CUDA out of memory. Tried to allocate 20.00 MiB", Some(Phase::ModelLoad)),
+            ("diffusion_model.output_blocks.2.0.out_layers.3.weight MPS backend out of memory", Some(Phase::ModelLoad)),
+            ("ERROR: CUDA out of memory. Tried to allocate 20.00 MiB", None),
+            ("CUDA out of memory at step 3 (see model.layers.0.weight norm)", None),
+        ] {
+            assert_eq!(from_context(&none, text, &none), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn a_comfyui_node_names_the_phase() {
+        let oom = "torch.OutOfMemoryError: Allocation on device";
+        let none: Vec<String> = Vec::new();
+        for (line, want) in [
+            (
+                "Error occurred when executing KSampler:",
+                Some(Phase::Generation),
+            ),
+            (
+                "Error occurred when executing SamplerCustomAdvanced:",
+                Some(Phase::Generation),
+            ),
+            ("- **Node Type:** VAEDecodeTiled", Some(Phase::Generation)),
+            ("- **Node Type:** UNETLoader", Some(Phase::ModelLoad)),
+            (
+                "Error occurred when executing Echo_LoadModel:",
+                Some(Phase::ModelLoad),
+            ),
+            ("- **Node Type:** CLIPTextEncode", None),
+            ("- **Node Type:** SaveImage", None),
+        ] {
+            assert_eq!(from_context(&lines(line), oom, &none), want, "{line}");
+        }
     }
 
     #[test]

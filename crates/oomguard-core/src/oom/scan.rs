@@ -14,7 +14,7 @@ use super::text::{
     clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
-use super::{attribution, context, phase, Framework, OomEvent, Phase};
+use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
 use std::collections::VecDeque;
 use std::fmt;
@@ -477,6 +477,16 @@ fn read_event_at(
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
             .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
     }
+    // A batch job killed at its limit: the memory its script asked for,
+    // read further down than other lines (a script pasted under the error).
+    if parsed.facts.memory_limit == Some(MemoryLimit::Job) && parsed.memory.allowed_bytes.is_none()
+    {
+        let script = lines_from(buf, pos, JOB_SCRIPT_LINES);
+        parsed.memory.allowed_bytes = [&before, std::slice::from_ref(&text), &following, &script]
+            .into_iter()
+            .find_map(families::generic::job_memory_request);
+    }
+
     let phase = parsed
         .phase_hint
         // A TensorFlow graph node printed under the error says what ran.
@@ -526,6 +536,20 @@ fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
         && rest[next_end..].iter().any(|b| !b.is_ascii_whitespace())
 }
 
+/// Lines after a batch job's kill read for its script's memory request.
+const JOB_SCRIPT_LINES: usize = 60;
+
+/// Up to `count` cleaned lines of `buf` from `pos`.
+fn lines_from(buf: &[u8], mut pos: usize, count: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    while lines.len() < count && pos < buf.len() {
+        let end = line_end_of(buf, pos);
+        lines.push(clean_line(&buf[pos..end]));
+        pos = end;
+    }
+    lines
+}
+
 /// Lines after a failure read for the program saying it recovered.
 const RECOVERY_LINES: usize = 4;
 
@@ -534,22 +558,29 @@ const RECOVERY_LINES: usize = 4;
 /// builder skipping a tactic whose scratch memory it could not get
 /// (`Skipping tactic N due to insufficient memory`, `... due to
 /// insuficient memory`, `Tactic Device request: ... Device memory is
-/// insufficient to use tactic`). Only lines after a failure the generic layer
-/// read are decoded, so a dense log pays nothing for it.
+/// insufficient to use tactic`), unless the build then gives up (`Could
+/// not find any implementation for node`, `Engine could not be created`):
+/// no tactic was left, and the memory it lacked failed the build. Only
+/// lines after a failure the generic layer read are decoded, so a dense log
+/// pays nothing for it.
 fn recovered_by_next_lines(buf: &[u8], from: usize) -> bool {
     let mut pos = from;
-    for _ in 0..RECOVERY_LINES {
+    let mut skipped = false;
+    for _ in 0..RECOVERY_LINES * 2 {
         if pos >= buf.len() {
             break;
         }
         let end = line_end_of(buf, pos);
         let line = clean_line(&buf[pos..end]);
-        if line.contains("Skipping tactic") || line.contains("insufficient to use tactic") {
-            return true;
+        if line.contains("Could not find any implementation")
+            || line.contains("ngine could not be created")
+        {
+            return false;
         }
+        skipped |= line.contains("Skipping tactic") || line.contains("insufficient to use tactic");
         pos = end;
     }
-    false
+    skipped
 }
 
 static EXCEPTION_START: LazyLock<regex::Regex> = LazyLock::new(|| {
@@ -841,6 +872,16 @@ RuntimeError: No executable batch size found, reached zero.
 [TRT] [E] 2: [builder.cpp::buildSerializedNetwork::751] Error Code 2: Internal Error (Assertion engine != nullptr failed. )
 ";
         assert_eq!(scan(fatal).0.len(), 1);
+        // A skipped tactic after which the build gives up failed the build.
+        let gave_up = "[E] Error[1]: [defaultAllocator.cpp::allocate::31] Error Code 1: Cuda Runtime (out of memory)
+[W] [TRT] Requested amount of GPU memory (15485030400 bytes) could not be allocated. There may not be enough free memory for allocation to succeed.
+[E] Error[9]: Error Code: 9: Skipping tactic 0x0000000000000000 due to exception [tunable_graph.cpp:create:117] autotuning: User allocator error allocating 15485030400-byte buffer
+[E] Error[10]: IBuilder::buildSerializedNetwork: Error Code 10: Internal Error (Could not find any implementation for node {ForeignNode[/1/Slice_4]}.)
+[E] Engine could not be created from network
+";
+        let (events, _) = scan(gave_up);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].memory.requested_bytes, Some(15485030400));
     }
 
     #[test]

@@ -483,9 +483,42 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
 /// engine loaded twice. Returns true when one applied.
 pub(super) fn engine_messages(r: &mut Ranking, event: &OomEvent) -> bool {
     per_buffer_limit(r, event)
+        | sglang_serving(r, event)
         | tgi_warmup(r, event)
         | cuda_graph_capture(r, event)
         | tensorrt_llm_engine_copy(r, event)
+}
+
+/// SGLang's pools exhausted while serving (see the parser): the request
+/// rows, sized by --max-running-requests, or the KV tokens, sized at
+/// start-up from what --mem-fraction-static left after the weights. A pool
+/// that runs out only after a while of serving may be losing slots to
+/// requests that never returned them.
+fn sglang_serving(r: &mut Ranking, event: &OomEvent) -> bool {
+    let rows = event.message.contains("alloc_req_slots runs out of memory");
+    let tokens = event.message.contains("Prefill out of memory")
+        || event.message.contains("Decode out of memory");
+    if event.framework != Framework::Other || !(rows || tokens) {
+        return false;
+    }
+    let check = Some("SGLang's start-up log (max_total_num_tokens, max_running_requests, the KV cache's size) against the requests in flight; if the pool's free count falls while no request runs, slots are not returned");
+    r.add_checked(
+        CauseId::KvCache,
+        0.7,
+        if rows {
+            "SGLang's request pool (one row of the KV cache's token map per running request, --max-running-requests of them) had no free row for the batch: fewer running requests fit"
+        } else {
+            "SGLang's KV-cache token pool, sized at start-up, had no room for the batch's tokens: fewer running requests, a shorter context (--context-length) or an fp8 KV cache (--kv-cache-dtype fp8_e5m2) fit"
+        },
+        check,
+    );
+    r.add_checked(
+        CauseId::LeftoverTensors,
+        0.5,
+        "when it fails only after serving for a while, with few requests in flight, finished or aborted requests may keep their slots",
+        check,
+    );
+    true
 }
 
 /// TGI's warm-up (server `flash_causal_lm.py` `warmup`) allocates the KV
@@ -624,6 +657,19 @@ mod tests {
                 .collect(),
         });
         e
+    }
+
+    #[test]
+    fn sglang_s_pools_running_out_while_serving_are_its_kv_cache() {
+        let mut e = pytorch(0, 0, 0);
+        e.framework = Framework::Other;
+        e.message = "RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`.".into();
+        let mut r = Ranking::new();
+        assert!(engine_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        e.message = "RuntimeError: CUDA out of memory.".into();
+        let mut r = Ranking::new();
+        assert!(!sglang_serving(&mut r, &e));
     }
 
     #[test]

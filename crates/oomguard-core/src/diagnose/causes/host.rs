@@ -159,11 +159,21 @@ pub(super) fn ggml_host_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
 /// batch job's limit.
 fn container_limit(r: &mut Ranking, event: &OomEvent) {
     let container_check = Some("the pod's or container's memory limit (kubectl describe pod, docker inspect) against the process's peak RSS");
-    if let Some(limit) = event
+    let job_check = Some("the job's peak against its request: sacct -j JOBID --format=JobID,State,ReqMem,MaxRSS or seff JOBID (LSF: bjobs -l; PBS: qstat -f)");
+    let limit = event
         .memory
         .allowed_bytes
-        .filter(|_| event.facts.oom_killer())
-    {
+        .filter(|_| event.facts.oom_killer());
+    if let (Some(limit), Some(MemoryLimit::Job)) = (limit, event.facts.memory_limit) {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.88,
+            format!("the batch scheduler killed the job at the {} it requested: the job's request, not the node, ran out", fs(limit)),
+            job_check,
+        );
+        return;
+    }
+    if let Some(limit) = limit {
         r.add_checked(
             CauseId::MemoryCap,
             0.88,
@@ -183,7 +193,7 @@ fn container_limit(r: &mut Ranking, event: &OomEvent) {
             CauseId::MemoryCap,
             0.88,
             "the batch scheduler killed the job at the memory it requested (Slurm's --mem or --mem-per-cpu, LSF's -M, PBS's -l mem): the job's request, not the node, ran out",
-            Some("the job's peak against its request: sacct -j JOBID --format=JobID,State,ReqMem,MaxRSS or seff JOBID (LSF: bjobs -l; PBS: qstat -f)"),
+            job_check,
         ),
         None => {}
     }

@@ -226,7 +226,43 @@ pub(super) fn rapids_pools(r: &mut Ranking, event: &OomEvent) -> bool {
 /// pool, CTranslate2, MLX's Metal command buffers). Returns true when one
 /// applied.
 pub(super) fn runtime_messages(r: &mut Ranking, event: &OomEvent) -> bool {
-    cupy_pool(r, event) || ctranslate2(r, event) || mlx_command_buffer(r, event)
+    cupy_pool(r, event)
+        || ctranslate2(r, event)
+        || mlx_command_buffer(r, event)
+        || onnx_arena_limit(r, event)
+}
+
+/// ONNX Runtime's BFC arena at the limit it was given (bfc_arena.cc
+/// `BFCArena::Extend`: "Available memory of N is smaller than requested
+/// bytes of M", where N is the limit less what the arena holds). The
+/// limit is the session's (`gpu_mem_limit` of the CUDA provider,
+/// `OrtArenaCfg`'s `max_mem`), and the arena keeps what it took until the
+/// session ends.
+fn onnx_arena_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+    if event.framework != Framework::OnnxRuntime
+        || !event.message.contains("smaller than requested bytes")
+    {
+        return false;
+    }
+    let check = Some("the session's arena settings: gpu_mem_limit in the CUDA provider's options, max_mem in OrtArenaCfg, and arena_extend_strategy (kNextPowerOfTwo reserves up to twice a request)");
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.75,
+        "the arena reached the limit the session gave it, whatever the device has free: a higher limit, or kSameAsRequested extension, fits",
+        check,
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.5,
+        "a smaller batch or input asks the arena for less",
+    );
+    r.add_checked(
+        CauseId::Fragmentation,
+        0.4,
+        "the arena never returns what it took until the session ends: inputs of changing shapes leave chunks of sizes the next run cannot use",
+        check,
+    );
+    true
 }
 
 /// CuPy's pool (cupy/cuda/memory.pyx `_try_malloc`): with a limit set it
@@ -795,6 +831,21 @@ mod tests {
         );
         assert!(!rapids_pools(&mut r, &numba));
         assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn onnx_runtime_s_arena_at_its_limit_is_the_session_s_cap() {
+        let mut r = Ranking::new();
+        let e = failed(Framework::OnnxRuntime, "BFCArena::AllocateRawInternal Available memory of 0 is smaller than requested bytes of 2048", None);
+        assert!(runtime_messages(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        let mut r = Ranking::new();
+        let e = failed(
+            Framework::OnnxRuntime,
+            "Failed to allocate memory for requested buffer of size 1073741824",
+            None,
+        );
+        assert!(!runtime_messages(&mut r, &e));
     }
 
     #[test]

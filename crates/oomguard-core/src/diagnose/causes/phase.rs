@@ -78,6 +78,9 @@ pub(super) fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     match event.phase {
         Phase::ModelLoad => model_load(r, &held),
         Phase::OptimizerStep => optimizer_step(r, &held),
+        Phase::Generation if event.facts.context.diffusion.is_some() => {
+            diffusion(r, &held);
+        }
         Phase::Generation => generation(r, &held),
         Phase::Evaluation => evaluation(r, &held),
         Phase::Startup => startup(r, &held),
@@ -122,6 +125,23 @@ fn generation(r: &mut Ranking, held: &Held) {
         CauseId::BatchTooLarge,
         held.weight().min(0.55),
         held.with("fewer sequences at once shrink the KV cache and logits"),
+    );
+}
+
+/// A diffusion pipeline generating: no KV cache; the activations of the
+/// denoiser grow with the image's pixels and the batch (its attention with
+/// their square), the VAE's decode at full resolution, and the weights of
+/// the denoiser, text encoders and VAE share the card.
+fn diffusion(r: &mut Ranking, held: &Held) {
+    r.add(
+        CauseId::BatchTooLarge,
+        0.55,
+        held.with("a diffusion step's activations grow with the image's size and the batch (attention with the square of the latent's tokens), and the VAE decodes at full resolution: a smaller size or batch, or tiled VAE decoding, fits"),
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.5,
+        held.with("the denoiser's weights with the text encoders and the VAE may not fit the card together: offloading (enable_model_cpu_offload, --lowvram, --medvram) keeps only the running part on it"),
     );
 }
 
@@ -655,6 +675,12 @@ mod tests {
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         let r = at(Phase::Generation, &mut holding(10 * GIB));
         assert_eq!(r.top(), Some(CauseId::KvCache));
+        // A diffusion pipeline keeps no KV cache.
+        let mut e = holding(10 * GIB);
+        e.facts.context.diffusion = Some("File \"comfy/samplers.py\", line 1, in sample".into());
+        let r = at(Phase::Generation, &mut e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.0.iter().all(|c| c.id != CauseId::KvCache));
         let r = at(Phase::DataLoading, &mut holding(10 * GIB));
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
     }

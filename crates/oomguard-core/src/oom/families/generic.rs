@@ -82,6 +82,8 @@ pub(super) const TRIGGERS: &[&str] = &[
     "内存不足",
     "ENOMEM",
     "posix_memalign",
+    // Covers posix_memalign and NCCL's posix_fallocate in one phrase.
+    "posix_",
     // A memory cgroup at its limit: `memory: usage N kB, limit N kB, failcnt N`.
     "kB, failcnt",
     // Processes killed for memory: the kernel, a shell, a launcher.
@@ -932,6 +934,30 @@ pub(crate) fn cgroup_limit(before: &[String]) -> Option<u64> {
         .and_then(|kb| kb.checked_mul(1024))
 }
 
+/// The memory a Slurm job asked for, from its batch script or command
+/// line (`#SBATCH --mem=64G`, `srun --mem 8000`): the limit its cgroup
+/// enforces on each node. Slurm reads the figure in MiB unless a K, M, G
+/// or T follows, each 1024 times the one before (sbatch(1), `--mem`).
+/// `--mem-per-cpu` and `--mem-per-gpu` are left: their limit depends on
+/// counts the text may not give.
+pub(crate) fn job_memory_request(lines: &[String]) -> Option<u64> {
+    static MEM: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?:^|\s)--mem(?:=|\s+)(\d+)\s*([KMGTkmgt])?(?:[bB])?\b"));
+    let c = lines
+        .iter()
+        .filter(|l| l.contains("--mem"))
+        .find_map(|l| MEM.captures(l))?;
+    let n: u64 = c[1].parse().ok()?;
+    let shift = match c.get(2).map(|m| m.as_str().to_ascii_uppercase()).as_deref() {
+        Some("K") => 10,
+        None | Some("M") => 20,
+        Some("G") => 30,
+        Some("T") => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
 /// The message from the start of the sentence that holds the phrase (an
 /// exception class, a log tag) to the end of the line.
 fn message_at(text: &str, at: usize) -> String {
@@ -1024,7 +1050,11 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             ),
             (
                 DeviceKind::Mps,
-                re(r"(?i:\bmetal\b|\[metal|\bMPS\b|kIOGPU)"),
+                // MLX's `malloc_or_wait` (mlx/allocator.cpp of its 2023-24
+                // releases: `[malloc_or_wait] Unable to allocate N bytes.`)
+                // after its Metal allocator refused; MLX's CPU-only Linux
+                // build prints it too, but was rarely run then.
+                re(r"(?i:\bmetal\b|\[metal|\bMPS\b|kIOGPU)|\[malloc_or_wait\]"),
             ),
             (
                 DeviceKind::Cuda,
@@ -1226,6 +1256,21 @@ mod tests {
         assert_eq!(e.memory.process_bytes, Some(12918388 * 1024));
         assert_eq!(e.facts.call.as_deref(), Some("python (pid 698405)"));
         assert_eq!(event("Killed").memory.process_bytes, None);
+    }
+
+    #[test]
+    fn a_slurm_job_s_memory_request_is_its_limit() {
+        let lines = |t: &str| t.lines().map(str::to_string).collect::<Vec<_>>();
+        for (text, want) in [
+            ("#SBATCH --mem=64Gb", Some(64u64 << 30)),
+            ("#SBATCH --mem=16G #memory", Some(16 << 30)),
+            ("srun --mem 8000 python x.py", Some(8000 << 20)),
+            ("#SBATCH --mem=500M", Some(500 << 20)),
+            ("#SBATCH --mem-per-cpu=4G", None),
+            ("#SBATCH --ntasks=64", None),
+        ] {
+            assert_eq!(job_memory_request(&lines(text)), want, "{text}");
+        }
     }
 
     #[test]

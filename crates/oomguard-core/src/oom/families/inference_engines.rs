@@ -45,6 +45,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     // ggml-metal.m before ggml-backend: `ggml_metal_add_buffer: buffer 'data'
     // size N is larger than buffer maximum of M`.
     "buffer maximum",
+    // ONNX Runtime's arena at its limit (bfc_arena.cc, `Available memory of
+    // N is smaller than requested bytes of M`).
+    "smaller than requested bytes",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -61,14 +64,22 @@ pub(super) const WORDS: &[&str] = &[
     "allocation of size",
     // Triton Inference Server's CUDA memory pool.
     "CNMEM",
+    // ONNX Runtime's arena at its limit.
+    "requested bytes",
+    // SGLang's pools while serving.
+    "alloc_req_slots",
+    "Prefill out",
+    "Decode out",
 ];
 /// Messages of this family as the engines print them.
 #[cfg(test)]
 pub(super) const EXAMPLES: &[&str] = &[
     "onnxruntime.capi.onnxruntime_pybind11_state.RuntimeException: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. Name:'Conv_3' Status Message: Failed to allocate memory for requested buffer of size 1073741824",
+    "Status Message: bfc_arena.cc:376 void *onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream *, bool, onnxruntime::WaitNotificationFn) Available memory of 0 is smaller than requested bytes of 2048",
     "Error: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
     "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory",
     "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
+    "RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`. self.req_to_token_pool.available_size()=1, num_reqs=2,",
     "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
     "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (23392). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
     "ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
@@ -84,6 +95,7 @@ pub(super) const EXAMPLES: &[&str] = &[
 struct Patterns {
     ort_arena: Regex,
     ort_cuda: Regex,
+    ort_cap: Regex,
     ort_node: Regex,
     candle: Regex,
     llama_cuda_malloc: Regex,
@@ -101,6 +113,7 @@ struct Patterns {
     vllm_startup: Regex,
     sglang_pool: Regex,
     sglang_fraction: Regex,
+    sglang_serving: Regex,
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
@@ -108,6 +121,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"Failed\s*to\s*allocate\s*memory\s*for\s*requested\s*buffer\s*of\s*size\s*(\d+)",
     ),
     ort_cuda: re(r"CUDA\s*failure\s*2\s*:\s*out\s*of\s*memory"),
+    ort_cap: re(
+        r"Available\s*memory\s*of\s*(\d+)\s*is\s*smaller\s*than\s*requested\s*bytes\s*of\s*(\d+)",
+    ),
     ort_node: re(r"running\s*(\w+)\s*node\.\s*Name\s*:\s*'([^']*)'"),
     candle: re(r"DriverError\s*\(\s*CUDA_ERROR_OUT_OF_MEMORY"),
     llama_cuda_malloc: re(
@@ -151,6 +167,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"Not\s*enough\s*memory\.\s*Please\s*try\s*to\s*increase\s*--mem-fraction-static",
     ),
     sglang_fraction: re(r"Current\s*value\s*:\s*mem_fraction_static\s*=\s*(\d+(?:\.\d+)?)"),
+    sglang_serving: re(
+        r"alloc_req_slots\s*runs\s*out\s*of\s*memory|\b(?:Prefill|Decode)\s*out\s*of\s*memory",
+    ),
     ollama_check: re(
         r"model\s*requires\s*more\s*system\s*memory\s*\(\s*{SIZE}\s*\)\s*than\s*is\s*available\s*\(\s*{SIZE}\s*\)",
     ),
@@ -162,6 +181,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| llama_cpp(text))
         .or_else(|| vllm(text))
         .or_else(|| sglang(text))
+        .or_else(|| sglang_serving(text))
         .or_else(|| ollama(text))
         .or_else(|| triton_pool(text))
 }
@@ -218,6 +238,8 @@ fn onnxruntime(text: &str) -> Option<Parsed> {
     let p = &*P;
     let key = if p.ort_arena.is_match(text) {
         &p.ort_arena
+    } else if p.ort_cap.is_match(text) {
+        &p.ort_cap
     } else if p.ort_cuda.is_match(text) {
         &p.ort_cuda
     } else {
@@ -232,6 +254,12 @@ fn onnxruntime(text: &str) -> Option<Parsed> {
         parsed.message = text[at..].trim().chars().take(4096).collect();
     }
     parsed.memory.requested_bytes = find_u64(&p.ort_arena, text);
+    // The arena at its own limit (`BFCArena::Extend`: the limit minus what
+    // it holds is below the rounded request).
+    if let Some(c) = p.ort_cap.captures(text) {
+        parsed.memory.free_bytes = c[1].parse().ok();
+        parsed.memory.requested_bytes = c[2].parse().ok();
+    }
     if p.ort_cuda.is_match(text) || text.contains("Cuda") || text.contains("CUDA") {
         parsed.device.kind = DeviceKind::Cuda;
         static GPU_EQ: LazyLock<Regex> = LazyLock::new(|| re(r"GPU\s*=\s*(\d+)"));
@@ -481,6 +509,26 @@ fn sglang(text: &str) -> Option<Parsed> {
             mem_fraction_static,
         },
     );
+    Some(parsed)
+}
+
+/// SGLang's pools exhausted while serving: its request rows
+/// (`alloc_req_slots runs out of memory. Please set a smaller number for
+/// --max-running-requests.`, mem_cache/common.py and schedule_batch.py) or
+/// its KV tokens (`Prefill out of memory`, `Decode out of memory`, before
+/// its retraction handled them). Both pools were sized at start-up; the
+/// GPU allocator did not fail.
+fn sglang_serving(text: &str) -> Option<Parsed> {
+    let p = &*P;
+    if !p.sglang_serving.is_match(text) {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cuda,
+        message_from(text, &p.sglang_serving),
+    );
+    parsed.phase_hint = Some(Phase::Generation);
     Some(parsed)
 }
 
@@ -752,6 +800,15 @@ mod tests {
         }
         // Another pool status is not memory.
         assert!(triton_pool("Failed to allocate CUDA memory with byte size 64 on GPU 0: CNMEM_STATUS_NOT_INITIALIZED").is_none());
+    }
+
+    #[test]
+    fn onnx_runtime_s_arena_at_its_limit_gives_what_was_left_and_asked() {
+        let e = parse("Non-zero status code returned while running Cast node. Name:'cast0' Status Message: BFCArena::AllocateRawInternal Available memory of 34699008 is smaller than requested bytes of 945041920").expect("an event");
+        assert_eq!(e.framework, Framework::OnnxRuntime);
+        assert_eq!(e.memory.free_bytes, Some(34699008));
+        assert_eq!(e.memory.requested_bytes, Some(945041920));
+        assert_eq!(e.facts.op.as_deref(), Some("Cast"));
     }
 
     #[test]
