@@ -6,7 +6,9 @@
 //! tell this process's non-framework memory from other processes (PyTorch
 //! 1.x), the two are one "outside the framework" segment.
 
-use crate::oom::{DeviceKind, Framework, MemoryFigures, OomEvent, ProcessMemory, SglangCheck};
+use crate::oom::{
+    DeviceKind, Framework, MemoryFigures, MemoryLimit, OomEvent, ProcessMemory, SglangCheck,
+};
 use crate::size::format_size;
 
 /// A part of the device's memory.
@@ -168,8 +170,11 @@ impl Accounting {
             push(SegmentKind::OutsideFramework, Some(t.saturating_sub(f)));
         }
         let used: u64 = segments.iter().map(|s| s.bytes).sum();
+        // Free within a cap is the cap less what the message says is used;
+        // with nothing said to be used, free is unknown, not the whole cap
+        // (a kill's report names the limit and no usage).
         let free = m.free_bytes.or_else(|| {
-            if is_cap {
+            if is_cap && !segments.is_empty() {
                 Some(extent?.saturating_sub(used))
             } else {
                 None
@@ -273,6 +278,36 @@ pub(crate) fn summary(event: &OomEvent, acc: &Accounting) -> String {
     }
 }
 
+/// A process killed for memory: who killed it, at which limit, and what it
+/// held, as far as the text says.
+fn kill_summary(event: &OomEvent) -> String {
+    let f = &event.facts;
+    let victim = f.call.as_deref().unwrap_or(match f.memory_limit {
+        Some(MemoryLimit::Job) => "the job",
+        Some(MemoryLimit::Container) => "the container",
+        None => "the process",
+    });
+    let killer = match f.memory_limit {
+        Some(MemoryLimit::Job) => "The batch scheduler's memory enforcement ended",
+        Some(MemoryLimit::Container) => "The container's memory limit ended",
+        None if f.signal_only_kill => "A SIGKILL ended",
+        None => "The kernel's OOM killer ended",
+    };
+    let limit = event.memory.allowed_bytes.map_or(String::new(), |b| {
+        format!(" at its {} limit", format_size(b))
+    });
+    let held = event.memory.process_bytes.map_or(String::new(), |b| {
+        format!(", holding {} of its own memory", format_size(b))
+    });
+    let when = event.phase.describe();
+    let likely = if f.signal_only_kill && f.memory_limit.is_none() {
+        " (most likely the OOM killer: only the signal is shown)"
+    } else {
+        ""
+    };
+    format!("{killer} {victim}{limit}{held} during {when}{likely}.")
+}
+
 /// The sentence for messages that are not a failed allocation of device
 /// memory, where the figures-based sentence would mislead.
 fn summary_from_facts(event: &OomEvent) -> Option<String> {
@@ -297,6 +332,9 @@ fn summary_from_facts(event: &OomEvent) -> Option<String> {
         return Some(format!(
             "SGLang found no room for its KV cache at start-up: {fraction} of the GPU's memory, minus the weights, left nothing for a single token."
         ));
+    }
+    if f.oom_killer() && !f.compiling {
+        return Some(kill_summary(event));
     }
     if f.batch_search_exhausted() {
         return Some("accelerate's find_executable_batch_size halved the batch on every out-of-memory error until it reached zero: even batch size 1 did not fit.".into());
@@ -343,6 +381,50 @@ mod tests {
         assert_eq!(acc.self_process.map(|p| p.pid), Some(133288));
         assert!(acc.others.is_empty());
         assert_eq!(acc.bytes(SegmentKind::NonFramework), Some(2_574 * MIB));
+    }
+
+    #[test]
+    fn a_kill_says_who_killed_at_which_limit() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.facts.kind = crate::oom::EventKind::OomKill;
+        e.facts.memory_limit = Some(MemoryLimit::Job);
+        e.memory.allowed_bytes = Some(64 * GIB);
+        let said = summary(&e, &Accounting::of(&e));
+        assert!(
+            said.starts_with(
+                "The batch scheduler's memory enforcement ended the job at its 64.00 GiB limit"
+            ),
+            "{said}"
+        );
+        e.facts.memory_limit = None;
+        e.memory.allowed_bytes = None;
+        e.memory.process_bytes = Some(12 * GIB);
+        e.facts.call = Some("python (pid 9)".into());
+        let said = summary(&e, &Accounting::of(&e));
+        assert!(
+            said.starts_with("The kernel's OOM killer ended python (pid 9), holding 12.00 GiB"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn a_cap_with_no_usage_leaves_free_unknown() {
+        // A kill's report: the cgroup's limit, nothing about what was used.
+        let m = MemoryFigures {
+            allowed_bytes: Some(64 * GIB),
+            ..MemoryFigures::default()
+        };
+        let acc = Accounting::of(&event(Framework::Other, m));
+        assert_eq!(acc.extent, Some(64 * GIB));
+        assert_eq!(acc.bytes(SegmentKind::Free), None);
+        // With what is used, free within the cap is the rest.
+        let m = MemoryFigures {
+            allowed_bytes: Some(64 * GIB),
+            allocated_bytes: Some(60 * GIB),
+            ..MemoryFigures::default()
+        };
+        let acc = Accounting::of(&event(Framework::Other, m));
+        assert_eq!(acc.bytes(SegmentKind::Free), Some(4 * GIB));
     }
 
     #[test]

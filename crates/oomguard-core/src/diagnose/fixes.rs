@@ -10,7 +10,7 @@ use super::accounting::Accounting;
 use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
-    DeviceKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, SglangCheck,
+    DeviceKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, ServingEngine, SglangCheck,
     SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
@@ -450,6 +450,12 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
     match event.framework {
         Framework::Vllm => vllm_utilization(event),
         Framework::Jax => jax_prealloc(),
+        Framework::OnnxRuntime => vec![fix(
+            FixId::RaiseArenaLimit,
+            "Raise the limit of ONNX Runtime's arena",
+            "The session gave its arena a limit (the CUDA provider's gpu_mem_limit, OrtArenaCfg's max_mem) and the arena reached it; raise it, or let the arena grow by what each request needs (kSameAsRequested) instead of doubling.",
+            Some("providers=[(\"CUDAExecutionProvider\", {\"gpu_mem_limit\": 8 * 1024**3, \"arena_extend_strategy\": \"kSameAsRequested\"})]".into()),
+        )],
         _ if event.device.kind == DeviceKind::Xpu => vec![fix(
             FixId::SplitAllocation,
             "Split the tensor, or allow large allocations on the XPU",
@@ -609,6 +615,16 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
     }) = event.facts.sglang()
     {
         return sglang_kv_cache(*mem_fraction_static);
+    }
+    if event.facts.serving_engine == Some(ServingEngine::Sglang)
+        || event.message.contains("alloc_req_slots")
+    {
+        return vec![fix(
+            FixId::SglangMaxRunningRequests,
+            "Run fewer requests at once in SGLang",
+            "SGLang's request and KV-cache pools are sized at start-up; fewer running requests, a shorter context or an fp8 KV cache make them last. If it fails only after serving a while with few requests in flight, upgrade SGLang: finished requests may be keeping their slots.",
+            Some("python -m sglang.launch_server --model-path MODEL --max-running-requests 32 --context-length 8192 --kv-cache-dtype fp8_e5m2".into()),
+        )];
     }
     match event.framework {
         Framework::Vllm => {
@@ -1063,6 +1079,48 @@ mod tests {
         assert_eq!(fixes[0].id, FixId::FewerBuildJobs);
         assert!(fixes[0].code.as_deref().unwrap().contains("MAX_JOBS"));
         assert!(fixes.iter().all(|f| f.id != FixId::ReduceHostMemory));
+    }
+
+    #[test]
+    fn sglang_s_pools_give_sglang_s_own_knobs() {
+        use crate::oom::{Device, EventFacts, Framework, MemoryFigures, Phase};
+        let event = OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework: Framework::Other,
+            device: Device::UNKNOWN,
+            message: "RuntimeError: alloc_req_slots runs out of memory.".into(),
+            memory: MemoryFigures::default(),
+            phase: Phase::Generation,
+            ranks: None,
+            facts: EventFacts::default(),
+        };
+        let fixes = kv_cache(&event);
+        assert_eq!(fixes[0].id, FixId::SglangMaxRunningRequests);
+        assert!(fixes[0]
+            .code
+            .as_deref()
+            .unwrap()
+            .contains("--max-running-requests"));
+    }
+
+    #[test]
+    fn onnx_runtime_s_arena_cap_is_raised_in_the_session_s_options() {
+        use crate::oom::{Device, EventFacts, Framework, MemoryFigures, Phase};
+        let event = OomEvent {
+            source: "-".into(),
+            line: 1,
+            framework: Framework::OnnxRuntime,
+            device: Device::UNKNOWN,
+            message: "Available memory of 0 is smaller than requested bytes of 2048".into(),
+            memory: MemoryFigures::default(),
+            phase: Phase::Unknown,
+            ranks: None,
+            facts: EventFacts::default(),
+        };
+        let fixes = memory_cap(&event);
+        assert_eq!(fixes[0].id, FixId::RaiseArenaLimit);
+        assert!(fixes[0].code.as_deref().unwrap().contains("gpu_mem_limit"));
     }
 
     #[test]

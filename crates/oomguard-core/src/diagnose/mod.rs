@@ -144,6 +144,10 @@ pub enum FixId {
     RaiseMemoryLimit,
     /// Build with fewer parallel compile jobs.
     FewerBuildJobs,
+    /// Raise the limit ONNX Runtime's arena was given (`gpu_mem_limit`, `max_mem`).
+    RaiseArenaLimit,
+    /// Run fewer requests at once in SGLang (`--max-running-requests`), or give each less KV cache.
+    SglangMaxRunningRequests,
     /// Check per-allocation, memory-fraction, MIG and driver limits when the request fitted the free memory.
     CheckLimits,
     /// Check the shape of the tensor being allocated, for a request larger than the device.
@@ -234,6 +238,8 @@ impl FixId {
             FixId::CheckCudaSetup => "check_cuda_setup",
             FixId::RaiseShmSize => "raise_shm_size",
             FixId::RaiseMemoryLimit => "raise_memory_limit",
+            FixId::RaiseArenaLimit => "raise_arena_limit",
+            FixId::SglangMaxRunningRequests => "sglang_max_running_requests",
             FixId::FewerBuildJobs => "fewer_build_jobs",
             FixId::CheckLimits => "check_limits",
             FixId::CheckShapes => "check_shapes",

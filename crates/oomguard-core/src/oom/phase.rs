@@ -167,6 +167,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"test_function|test_loop|test_on_batch|evaluate_generator|evaluation_epoch_loop|",
                 r"_evaluation_step|sanity_check|inference_on_dataset|in (?:test|_?test_epoch|run_test\w*)\b|",
                 r#"single_gpu_test|multi_gpu_test|compute_metrics|validator\.py|[/\\]val\.py", line \d+, in run\b|"#,
+                // A script named for evaluation or inference, run as the
+                // program (`evaluate.py", line 94, in <module>`, mmdet's
+                // `tools/test.py`, `predict.py`): what it runs of the model
+                // is evaluation unless an inner frame names more.
+                r#"(?:^|[/\\"])(?:eval|evaluate|evaluation|test|testing|val|valid|validate|validation|predict|prediction|inference|infer)\.py", line \d+, in <module>|"#,
                 r"in (?:_?evaluat\w*|eval|eval_\w+|validate\w*|_?validation\w*|valid|val_\w+|_?run_validation\w*)\b",
             ),
         ),
@@ -1057,6 +1062,18 @@ mod tests {
             from_context(&none, oom, &after("Exception in worker VllmWorkerProcess while processing method start_worker_execution_loop.")),
             None
         );
+    }
+
+    #[test]
+    fn a_script_run_to_evaluate_is_evaluation_unless_a_frame_says_more() {
+        let tb = lines("Traceback (most recent call last):\n  File \"E:/x/evaluate.py\", line 94, in <module>\n    logit = net(data)\n  File \"/x/torch/nn/modules/module.py\", line 489, in __call__\n    result = self.forward(*input, **kwargs)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Evaluation));
+        let tb = lines("Traceback (most recent call last):\n  File \"tools/test.py\", line 9, in <module>\n    out = model.generate(**x)\n  File \"/x/generation/utils.py\", line 1, in generate");
+        assert_eq!(from_traceback(&tb), Some(Phase::Generation));
+        let tb = lines("Traceback (most recent call last):\n  File \"train.py\", line 9, in <module>\n    out = net(x)\n  File \"/x/torch/nn/modules/module.py\", line 489, in __call__");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        let tb = lines("Traceback (most recent call last):\n  File \"my_test.py\", line 9, in <module>\n    out = net(x)\n  File \"/x/torch/nn/modules/module.py\", line 489, in __call__");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
     }
 
     #[test]
