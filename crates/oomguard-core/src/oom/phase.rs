@@ -755,10 +755,8 @@ fn patching_weight(text: &str) -> Option<Phase> {
             .expect("pattern compiles")
     });
     // A log prefix (`ERROR`) may have been taken off the line already.
-    (text.contains(".weight ") || text.contains(".bias "))
-        .then(|| PATCH.is_match(text))
-        .filter(|m| *m)
-        .map(|_| Phase::ModelLoad)
+    let names_a_weight = text.contains(".weight ") || text.contains(".bias ");
+    (names_a_weight && PATCH.is_match(text)).then_some(Phase::ModelLoad)
 }
 
 /// The phase of the ComfyUI node that failed, as ComfyUI names it: its log

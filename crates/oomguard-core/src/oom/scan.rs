@@ -522,10 +522,11 @@ fn read_event_at(
     (Some(found), used_end)
 }
 
-/// True when a failure without a figure on the text's first line is set apart by a blank line from more text under it: an issue's title or
-/// a report's heading, which names the failure the paste under it shows in
-/// full ([`PartKind::Title`]); a title that is all there is stays the event. A log
-/// that starts with a failure runs on without a blank line.
+/// True when a failure without a figure on the text's first line is set
+/// apart by a blank line from more text under it: an issue's title or a
+/// report's heading, which names the failure the paste under it shows in
+/// full ([`PartKind::Title`]). A title that is all there is stays the
+/// event; a log that starts with a failure runs on without a blank line.
 fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
     if parsed.kind != PartKind::Primary || !parsed.memory.is_empty() {
         return false;

@@ -947,7 +947,8 @@ pub(crate) fn job_memory_request(lines: &[String]) -> Option<u64> {
         .iter()
         .filter(|l| l.contains("--mem"))
         .find_map(|l| MEM.captures(l))?;
-    let n: u64 = c[1].parse().ok()?;
+    // `--mem=0` asks for all of a node's memory: no figure.
+    let n: u64 = c[1].parse().ok().filter(|&n| n > 0)?;
     let shift = match c.get(2).map(|m| m.as_str().to_ascii_uppercase()).as_deref() {
         Some("K") => 10,
         None | Some("M") => 20,
@@ -1267,6 +1268,7 @@ mod tests {
             ("srun --mem 8000 python x.py", Some(8000 << 20)),
             ("#SBATCH --mem=500M", Some(500 << 20)),
             ("#SBATCH --mem-per-cpu=4G", None),
+            ("#SBATCH --mem=0", None),
             ("#SBATCH --ntasks=64", None),
         ] {
             assert_eq!(job_memory_request(&lines(text)), want, "{text}");
