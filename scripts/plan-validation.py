@@ -11,8 +11,11 @@ PyTorch peaks, where the rules apply). Rows marked `"scored": false` (a setup
 no flag expresses) are listed apart with their reason; rows outside their
 tolerance are listed by name.
 
-Usage: scripts/plan-validation.py [--bin PATH] [FILE ...]
+Usage: scripts/plan-validation.py [--bin PATH] [--compare PATH] [FILE ...]
        (default: the release binary, built first, and the project's files)
+       --compare PATH also runs a second binary (an older build, a trial
+       rule) on the same rows and prints both figures per split and every
+       row whose error moved.
 """
 import json
 import statistics
@@ -69,26 +72,8 @@ def table(title, groups):
         )
 
 
-def main():
-    argv = sys.argv[1:]
-    if argv[:1] in (["-h"], ["--help"]):
-        print(__doc__.strip())
-        return
-    binary = None
-    if argv[:1] == ["--bin"]:
-        if len(argv) < 2:
-            sys.exit("plan-validation: --bin needs a path")
-        binary, argv = argv[1], argv[2:]
-    unknown = [a for a in argv if a.startswith("-")]
-    if unknown:
-        sys.exit(f"plan-validation: unknown option {unknown[0]} (see --help)")
-    missing = [f for f in argv if not Path(f).is_file()]
-    if missing:
-        sys.exit(f"plan-validation: no such file: {missing[0]}")
-    files = [Path(f) for f in argv] or FILES
-    if binary is None:
-        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
-        binary = str(ROOT / "target/release/oomguard")
+def score(files, binary):
+    """Runs `binary` on every row: (scored rows, unscored rows, rows it refused)."""
     scored, unscored, errors = [], [], []
     for f in files:
         for line in f.read_text().splitlines():
@@ -116,6 +101,35 @@ def main():
                 "x4": weights * 4 / want - 1 if peak else None,
                 "plus20": weights * 1.2 / want - 1 if peak else None,
             })
+    return scored, unscored, errors
+
+
+def main():
+    argv = sys.argv[1:]
+    if argv[:1] in (["-h"], ["--help"]):
+        print(__doc__.strip())
+        return
+    binary = None
+    if argv[:1] == ["--bin"]:
+        if len(argv) < 2:
+            sys.exit("plan-validation: --bin needs a path")
+        binary, argv = argv[1], argv[2:]
+    other = None
+    if argv[:1] == ["--compare"]:
+        if len(argv) < 2:
+            sys.exit("plan-validation: --compare needs a path")
+        other, argv = argv[1], argv[2:]
+    unknown = [a for a in argv if a.startswith("-")]
+    if unknown:
+        sys.exit(f"plan-validation: unknown option {unknown[0]} (see --help)")
+    missing = [f for f in argv if not Path(f).is_file()]
+    if missing:
+        sys.exit(f"plan-validation: no such file: {missing[0]}")
+    files = [Path(f) for f in argv] or FILES
+    if binary is None:
+        subprocess.run(["cargo", "build", "--release", "-q"], cwd=ROOT, check=True)
+        binary = str(ROOT / "target/release/oomguard")
+    scored, unscored, errors = score(files, binary)
     splits = ["dev", "held-out"]
     categories = sorted({r["category"] for r in scored})
     table("By split", [(s, [r for r in scored if r["split"] == s]) for s in splits] + [("all", scored)])
@@ -148,6 +162,39 @@ def main():
         print("\nrows the binary refused (exit 2):")
         for rid, why in errors:
             print(f"- {rid}: {why}")
+    if other:
+        compare(scored, score(files, other)[0], splits)
+
+
+def signed(err):
+    return "no figure" if err is None else f"{err * 100:+.1f}%"
+
+
+def compare(scored, theirs, splits):
+    """Prints, for two binaries on the same rows, each split's median and
+    share within tolerance, and every row whose error moved."""
+    by_id = {r["id"]: r for r in theirs}
+    print("\nCompared with --compare (this binary -> the other)\n")
+    print("| split | median | within tolerance |")
+    print("|---|---|---|")
+    for s in splits + ["all"]:
+        mine = [r for r in scored if s == "all" or r["split"] == s]
+        other = [by_id[r["id"]] for r in mine if r["id"] in by_id]
+        print(
+            f"| {s} | {median_pct([r['err'] for r in mine])} -> {median_pct([r['err'] for r in other])} "
+            f"| {within_pct(mine)} -> {within_pct(other)} |"
+        )
+    moved = [
+        (r, by_id[r["id"]])
+        for r in scored
+        if r["id"] in by_id and (r["err"] is None) != (by_id[r["id"]]["err"] is None)
+        or r["id"] in by_id and r["err"] is not None and by_id[r["id"]]["err"] is not None
+        and abs(r["err"] - by_id[r["id"]]["err"]) >= 0.0005
+    ]
+    print(f"\nrows whose error moved: {len(moved)}")
+    for a, b in moved:
+        flag = "" if a["ok"] == b["ok"] else ("  now outside" if a["ok"] else "  now within")
+        print(f"- {a['id']} ({a['split']}, {a['category']}): {signed(a['err'])} -> {signed(b['err'])}{flag}")
 
 
 if __name__ == "__main__":
