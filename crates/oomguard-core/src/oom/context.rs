@@ -16,6 +16,8 @@ use std::sync::LazyLock;
 use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 
+use super::named_model::{self, NamedModel};
+
 /// Lines read above the failure: a traceback and the log lines of the step
 /// that led to it.
 const LINES_BEFORE: usize = 80;
@@ -49,6 +51,9 @@ pub struct ContextEvidence {
     /// A frame or line of an image or video diffusion pipeline: its
     /// generation denoises latents, with no KV cache.
     pub diffusion: Option<String>,
+    /// The model the text names by its size, with its weights' precision
+    /// and the GPUs they are spread over.
+    pub named_model: Option<NamedModel>,
 }
 
 impl ContextEvidence {
@@ -67,6 +72,7 @@ impl ContextEvidence {
             notebook: self.notebook.or(other.notebook),
             batch_of_one: self.batch_of_one.or(other.batch_of_one),
             diffusion: self.diffusion.or(other.diffusion),
+            named_model: self.named_model.or(other.named_model),
         }
     }
 }
@@ -202,6 +208,13 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         notebook: take(Signal::Notebook),
         batch_of_one: take(Signal::BatchOfOne),
         diffusion: take(Signal::Diffusion),
+        named_model: named_model::read(
+            before[start..]
+                .iter()
+                .map(String::as_str)
+                .chain(text.lines())
+                .chain(following.iter().map(String::as_str)),
+        ),
     }
 }
 

@@ -6,7 +6,8 @@
 //! rooms, bottom up: `patterns` (the toolbox of every parser), `families/`
 //! (one file per framework family turns a message into figures; its `mod.rs`
 //! tries each family), `text` (line cleaning), `phase`, `context` (what the
-//! frames and log lines around a failure show about its cause), `attribution` (the software and device a
+//! frames and log lines around a failure show about its cause, with `named_model`: a model
+//! named by its size), `attribution` (the software and device a
 //! message leaves unsaid, from the lines around it), `scan` (the chunked
 //! search) and `group` (one event per failure printed several times). This
 //! module holds the types they share. Deciding *why* the event happened is not done here but in
@@ -16,6 +17,7 @@ mod attribution;
 mod context;
 mod families;
 mod group;
+mod named_model;
 mod patterns;
 mod phase;
 mod scan;
@@ -25,6 +27,7 @@ mod watchdog;
 use serde::Serialize;
 
 pub use context::ContextEvidence;
+pub use named_model::NamedModel;
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
 pub use watchdog::{JobFailure, WatchdogTimeout};
 

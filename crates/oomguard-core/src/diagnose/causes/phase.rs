@@ -394,6 +394,7 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
             );
         }
     }
+    named_model(r, event);
     // No batch ran before a runtime reserved its pool or while the program
     // started: a batch of 1 says nothing about those.
     let started = event.phase == Phase::Startup || event.facts.pool_reservation();
@@ -405,6 +406,57 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
             Some("run one step at batch size 1 and print torch.cuda.memory_allocated() right after the model and optimizer are created: most of the device gone before the batch means the model"),
         );
     }
+}
+
+/// Share of the device the weights of the model the text names must take
+/// for the model to rank first: with half the card gone to weights, what a
+/// batch adds is the smaller part, and training's gradients and optimizer
+/// states come on top.
+const NAMED_MODEL_SHARE: f64 = 0.5;
+
+/// The model the text names by its size ("Llama-2-70b", "Mixtral 8x7b"), its
+/// weights at the precision the text states and spread over the GPUs it
+/// names, set against the device's total: weights that take half the card or
+/// more make the model the first cause, and weights larger than the card
+/// make it the cause whatever else the text says.
+fn named_model(r: &mut Ranking, event: &OomEvent) {
+    let Some(m) = &event.facts.context.named_model else {
+        return;
+    };
+    let Some(total) = event.memory.total_bytes.filter(|t| *t > 0) else {
+        return;
+    };
+    let weights = m.weight_bytes_per_gpu();
+    let share = weights as f64 / total as f64;
+    if share < NAMED_MODEL_SHARE {
+        return;
+    }
+    let spread = if m.gpus > 1 {
+        format!(" on each of {} GPUs", m.gpus)
+    } else {
+        String::new()
+    };
+    let (score, verdict) = if share >= 1.0 {
+        (0.9, "more than the whole device holds".to_string())
+    } else {
+        (
+            0.8,
+            format!("{} of the device before any batch", pct(weights, total)),
+        )
+    };
+    r.add_checked(
+        CauseId::ModelTooLarge,
+        score,
+        format!(
+            "the text names {} (about {:.1}B parameters): at {} its weights alone are about {}{spread}, {verdict} ({} total)",
+            m.name,
+            m.params as f64 / 1e9,
+            m.precision(),
+            fs(weights),
+            fs(total),
+        ),
+        Some("compare the weights with the card: parameters x bytes per parameter (2 for fp16/bf16, 1 for 8-bit, about 0.56 for 4-bit); for training add gradients and optimizer states; a smaller or quantized model, or more GPUs (tensor parallelism, device_map=\"auto\"), is the fix when they do not fit"),
+    );
 }
 
 /// A notebook's frames without anything else around the failure: a hint
@@ -786,6 +838,49 @@ mod tests {
         let mut e = holding(GIB);
         e.phase = Phase::Startup;
         e.facts.context.batch_of_one = Some("batch size of 1".into());
+        let mut r = Ranking::new();
+        context(&mut r, &e);
+        assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn a_named_model_larger_than_half_the_card_is_the_first_cause() {
+        let model = |billions: u64, tenth_bits: u32, gpus: u64| crate::oom::NamedModel {
+            params: billions * 1_000_000_000,
+            tenth_bits,
+            gpus,
+            name: format!("model-{billions}b"),
+        };
+        let rank = |m| {
+            // 20 of 24 GiB live, nothing else in the text.
+            let mut e = holding(20 * GIB);
+            e.facts.context.named_model = Some(m);
+            let mut r = Ranking::new();
+            context(&mut r, &e);
+            r
+        };
+        // 70B in 16 bits: 140 GB against 24 GiB.
+        let r = rank(model(70, 160, 1));
+        assert_eq!(
+            (r.top(), r.score(CauseId::ModelTooLarge)),
+            (Some(CauseId::ModelTooLarge), Some(0.9))
+        );
+        // 13B in 16 bits: 26 GB, just above 24 GiB.
+        assert_eq!(
+            rank(model(13, 160, 1)).score(CauseId::ModelTooLarge),
+            Some(0.9)
+        );
+        // 7B in 16 bits: 14 GB, 54% of the card.
+        assert_eq!(
+            rank(model(7, 160, 1)).score(CauseId::ModelTooLarge),
+            Some(0.8)
+        );
+        // 7B in 4 bits, or 13B over 4 GPUs: far below half the card.
+        assert!(rank(model(7, 45, 1)).0.is_empty());
+        assert!(rank(model(13, 160, 4)).0.is_empty());
+        // Without the device's total there is nothing to set it against.
+        let mut e = event(Framework::PyTorch, MemoryFigures::default());
+        e.facts.context.named_model = Some(model(70, 160, 1));
         let mut r = Ranking::new();
         context(&mut r, &e);
         assert!(r.0.is_empty());
