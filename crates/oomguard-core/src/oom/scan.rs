@@ -443,11 +443,23 @@ fn read_event_at(
         following.push(line);
         pos = end;
     }
-    // Marked after the software is read: a title keeps to its own words.
-    let heads_paste = opens_input && heads_a_paste(&parsed, buf, used_end);
-    attribution::refine(&first, &before, &text, &following, &mut parsed);
-    if heads_paste {
+    // Marked before the software is read: a title, or a failure told in
+    // words at the top of the text, names the software of the paste under
+    // it when its own words do not, from as many lines of the paste as a
+    // traceback under a message gets for its phase.
+    if opens_input && heads_a_paste(&parsed, buf, used_end) {
         parsed.kind = PartKind::Title;
+    }
+    if opens_input && matches!(parsed.kind, PartKind::Title | PartKind::Reported) && !stopped {
+        let mut paste = following.clone();
+        paste.extend(lines_from(
+            buf,
+            pos,
+            FOLLOWING_LINES.saturating_sub(paste.len()),
+        ));
+        attribution::refine(&first, &before, &text, &paste, &mut parsed);
+    } else {
+        attribution::refine(&first, &before, &text, &following, &mut parsed);
     }
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
@@ -705,6 +717,29 @@ mod tests {
         let (events, _) = scan("I get a CUDA out of memory error. Then:\n\nRuntimeError: Not enough memory. Please increase --mem-fraction-static.\n\nAny idea?\n");
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].framework, Framework::Other);
+    }
+
+    #[test]
+    fn a_title_takes_the_software_of_the_frames_pasted_under_it() {
+        // The engine's frames come past the lines any message reads after it.
+        let mut paste =
+            String::from("[Bug]: CUDA OOM at start-up\n\nTraceback (most recent call last):\n");
+        for i in 0..8 {
+            paste.push_str(&format!(
+                "  File \"/usr/lib/python3.10/multiprocessing/p{i}.py\", line 1, in run\n"
+            ));
+        }
+        paste.push_str("  File \"/venv/lib/python3.10/site-packages/vllm/engine/llm_engine.py\", line 339, in __init__\n");
+        let (events, _) = scan(&paste);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        // Prose under a title that retells the failure in PyTorch's words
+        // names no software.
+        let (events, _) = scan("CUDA failed with error out of memory\n\nEvery translation grows until finally cuda out of memory.\n");
+        assert_eq!(events[0].framework, Framework::Other, "{events:?}");
+        // A log pasted under a title names its engine.
+        let (events, _) = scan("Bug: error: Insufficient Memory (kIOGPUCommandBufferCallbackErrorOutOfMemory)\n\nllm_load_print_meta: model ftype = Q8_0\n");
+        assert_eq!(events[0].framework, Framework::LlamaCpp, "{events:?}");
     }
 
     #[test]
