@@ -173,6 +173,9 @@ pub struct PlanArgs {
         help_heading = "Training setup"
     )]
     pub activation_offloading: bool,
+    /// The training loop keeps the logits referenced through backward (a loop that holds the model's outputs while it calls loss.backward(); torchtune's recipes before 2024-07-28), so they coexist with the blocks' backward.
+    #[arg(long, help_heading = "Training setup")]
+    pub logits_kept: bool,
     /// Train LoRA adapters of this rank.
     #[arg(long, value_name = "RANK", value_parser = clap::value_parser!(u64).range(1..))]
     pub lora: Option<u64>,

@@ -31,7 +31,7 @@ pub fn token_mlp_width(s: &ModelShape) -> u64 {
 /// attention path saves the fp32 probabilities and their half cast.
 pub fn training_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     let e = w.activation_bytes();
-    let fp32_ops = if w.amp { 4 } else { e };
+    let fp32_ops = (if w.amp { 4 } else { e }).max(super::framework::residual_bytes(w));
     let h = s.hidden_size;
     let q = s.heads * s.head_dim;
     let kv = s.kv_heads * s.head_dim;
@@ -128,12 +128,14 @@ pub fn training_activations(s: &ModelShape, w: &Workload) -> u64 {
     let per_layer = training_bytes_per_token_per_layer(s, w);
     let kept_4bit = kept_4bit_input_bytes_per_token_per_layer(s, w)
         + super::framework::lora_dropout_bytes_per_token_per_layer(s, w);
-    let e = w.activation_bytes();
+    // The residual stream's dtype (fp32 under PEFT's 4-bit preparation, see
+    // `framework::residual_bytes`).
+    let r = super::framework::residual_bytes(w);
     // Embedding output and final norm.
-    let edges = 2 * s.hidden_size * e;
+    let edges = 2 * s.hidden_size * r;
     let per_token = if w.grad_checkpointing {
         // Each layer keeps its input; one layer is recomputed at a time.
-        layers(s) * s.hidden_size * e + per_layer + kept_4bit + edges
+        layers(s) * s.hidden_size * r + per_layer + kept_4bit + edges
     } else {
         layers(s) * (per_layer + kept_4bit) + edges
     };

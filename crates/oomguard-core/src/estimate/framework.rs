@@ -101,6 +101,41 @@ impl Framework {
     pub fn fsdp_accumulates_unsharded_gradients(self) -> bool {
         self == Framework::Litgpt
     }
+
+    /// Whether 4-bit LoRA training casts the norms to fp32: PEFT's
+    /// `prepare_model_for_kbit_training`, which transformers' and TRL's QLoRA
+    /// recipes call (TRL's `SFTTrainer` does it for any 4-bit model it is
+    /// given a LoRA config for), casts every fp16/bf16 parameter that is not
+    /// a `Params4bit` to fp32 (peft/utils/other.py, v0.13), and TRL's
+    /// `peft_module_casting_to_bf16` casts the embeddings and the head back
+    /// but keeps the norms in fp32. LitGPT and torchtune leave the norms at
+    /// the model's dtype.
+    pub fn kbit_norms_in_fp32(self) -> bool {
+        self == Framework::Hf
+    }
+}
+
+/// Bytes of one element of the residual stream (every block's input and
+/// output) in training.
+///
+/// With the norms in fp32 under 4-bit LoRA ([`Framework::kbit_norms_in_fp32`]),
+/// a norm's output is fp32 (a Llama-style RMSNorm returns its fp32 weight
+/// times its input cast back, transformers' `LlamaRMSNorm`), and
+/// bitsandbytes' `Linear4bit` casts its output back to its input's dtype
+/// (`out.to(inp_dtype)`, bitsandbytes/nn/modules.py, 0.43), so the MLP's down
+/// projection returns fp32 and the residual sum is fp32 from the first block
+/// on: every checkpointed block input is 4 bytes an element. Otherwise the
+/// activation dtype.
+pub fn residual_bytes(w: &Workload) -> u64 {
+    let fp32 = w.train
+        && w.lora.is_some()
+        && w.quant == Some(super::workload::Quant::Nf4)
+        && w.framework.kbit_norms_in_fp32();
+    if fp32 {
+        4
+    } else {
+        w.activation_bytes()
+    }
 }
 
 /// Bytes of the gradients of every block weight held by one GPU when FSDP's

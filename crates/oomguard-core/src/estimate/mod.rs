@@ -198,6 +198,28 @@ pub fn estimate(s: &ModelShape, w: &Workload) -> MemoryBreakdown {
                 .tokens()
                 .saturating_mul(activations::training_bytes_per_token_per_layer(s, &local)),
         );
+        // Backward runs the loss's nodes before any block's, and once they
+        // have run the logits' buffers are gone (the loss's inputs are
+        // referenced by nothing else: transformers' Trainer returns only the
+        // loss, torchtune's recipes `del logits`), so a block's gradients
+        // come when the logits are freed: the step holds the larger of the
+        // logits and the block's recompute plus its gradients. A loop that
+        // keeps its logits bound through backward (`--logits-kept`; LitGPT's
+        // loop; the benchmarks' `logits = model(...).logits;
+        // logits.sum().backward()`, `--loss sum`; torchtune's recipes until
+        // commit 8a98fbaa3 of 2024-07-28, "delete logits before bwd") keeps
+        // them next to the blocks' backward.
+        let kept = w.logits_kept || w.loss == Loss::Sum || w.framework == Framework::Litgpt;
+        let layer_grads = if kept {
+            layer_grads
+        } else {
+            let logits = share(logits, tp);
+            let recompute = tp_activation(recompute);
+            recompute
+                .saturating_add(layer_grads)
+                .max(logits)
+                .saturating_sub(recompute.max(logits))
+        };
         // Ring attention (context parallelism) receives the next rank's
         // keys and values while it computes with the current ones: two
         // slices of K and V in flight (torch's context_parallel ring).
@@ -481,6 +503,64 @@ mod tests {
         let inputs = 4096 * 32 * 4096 * 2 + 4096 * 2 * 4096 * 2;
         let logits = activations::training_logits(&shape, &w);
         assert_eq!(estimate(&shape, &w).activations_bytes, inputs + logits);
+    }
+
+    #[test]
+    fn a_block_s_gradients_come_after_the_logits_are_freed_unless_they_are_kept() {
+        // The same Llama 3.1 8B step: the logits outweigh the recomputed
+        // block plus its gradients, so the gradients add nothing unless the
+        // loop keeps its logits through backward.
+        let shape = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let temporaries = |logits_kept| {
+            let req = WorkloadRequest {
+                train: true,
+                dtype: Some(crate::model::Dtype::Bf16),
+                batch: Some(2),
+                seq: Some(2048),
+                grad_checkpointing: true,
+                logits_kept,
+                ..WorkloadRequest::default()
+            };
+            let w = Workload::resolve(&req, &shape).unwrap();
+            let block = w.tokens() * activations::training_bytes_per_token_per_layer(&shape, &w);
+            assert!(activations::training_logits(&shape, &w) > 2 * block);
+            (estimate(&shape, &w).temporary_bytes, block)
+        };
+        let ((freed, block), (kept, _)) = (temporaries(false), temporaries(true));
+        assert_eq!(kept - freed, block);
+    }
+
+    #[test]
+    fn peft_s_4bit_preparation_makes_the_residual_stream_fp32() {
+        // QLoRA under PEFT: norms in fp32, so every checkpointed block input
+        // is 4 bytes an element; torchtune keeps the model's dtype.
+        let shape = catalog::shape("meta-llama/Llama-3.1-8B").unwrap();
+        let acts = |framework| {
+            let req = WorkloadRequest {
+                train: true,
+                dtype: Some(crate::model::Dtype::Bf16),
+                quant: Some(super::workload::Quant::Nf4),
+                lora: Some(Lora {
+                    rank: 8,
+                    targets: LoraTargets::Qv,
+                }),
+                seq: Some(4096),
+                grad_checkpointing: true,
+                framework: Some(framework),
+                ..WorkloadRequest::default()
+            };
+            let w = Workload::resolve(&req, &shape).unwrap();
+            (
+                framework::residual_bytes(&w),
+                activations::training_activations(&shape, &w),
+            )
+        };
+        let ((hf_bytes, hf), (tt_bytes, tt)) = (acts(Framework::Hf), acts(Framework::Torchtune));
+        assert_eq!((hf_bytes, tt_bytes), (4, 2));
+        // 32 block inputs, the embedding output, the final norm and the
+        // recomputed block's two norm inputs, 4096 x 4096 elements each, 2
+        // more bytes an element.
+        assert_eq!(hf - tt, 36 * 4096 * 4096 * 2);
     }
 
     #[test]

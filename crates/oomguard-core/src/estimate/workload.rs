@@ -339,6 +339,9 @@ pub struct WorkloadRequest {
     /// Saved activations move to CPU memory in forward
     /// (`--activation-offloading`); needs full checkpointing.
     pub activation_offloading: bool,
+    /// The training loop keeps the logits referenced through backward
+    /// (`--logits-kept`).
+    pub logits_kept: bool,
     /// Of the sequence, the tokens generation produces after the prompt
     /// (`--new-tokens`); default 0, the whole sequence is the prompt.
     pub new_tokens: Option<u64>,
@@ -406,6 +409,8 @@ pub struct Workload {
     pub compile: bool,
     /// Checkpointed block inputs move to CPU memory in forward.
     pub activation_offloading: bool,
+    /// The training loop keeps the logits referenced through backward.
+    pub logits_kept: bool,
     /// Inference: of `seq`, the tokens generated after the prompt (0: the
     /// whole sequence is the prompt, one prefill over all of it).
     pub new_tokens: u64,
@@ -477,6 +482,7 @@ fn training_setup(req: &WorkloadRequest) -> Result<TrainingSetup, WorkloadError>
     train_only(req.framework.is_some(), "the training framework")?;
     train_only(req.compile, "the compiled loss")?;
     train_only(req.activation_offloading, "activation offloading")?;
+    train_only(req.logits_kept, "logits kept through backward")?;
     let grad_accum = req.grad_accum.unwrap_or(1);
     if grad_accum == 0 {
         return Err(WorkloadError::GradAccumZero);
@@ -798,6 +804,7 @@ impl Workload {
             framework: req.framework.unwrap_or_default(),
             compile: req.compile,
             activation_offloading: req.activation_offloading,
+            logits_kept: req.logits_kept,
             new_tokens,
         })
     }

@@ -116,6 +116,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         framework: args.framework.as_deref().and_then(Framework::parse),
         compile: args.compile,
         activation_offloading: args.activation_offloading,
+        logits_kept: args.logits_kept,
         new_tokens: args.new_tokens,
     }
 }
@@ -197,6 +198,7 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--framework", args.framework.is_some(), &[Hf]),
         ("--compile", args.compile, &[Hf]),
         ("--activation-offloading", args.activation_offloading, &[Hf]),
+        ("--logits-kept", args.logits_kept, &[Hf]),
         ("--zero", args.zero.is_some(), &[Hf]),
         ("--fsdp", args.fsdp, &[Hf]),
         ("--attention", args.attention.is_some(), &[Hf]),
@@ -514,6 +516,7 @@ fn training_flag(args: &PlanArgs) -> &'static str {
         ("--framework", args.framework.is_some()),
         ("--compile", args.compile),
         ("--activation-offloading", args.activation_offloading),
+        ("--logits-kept", args.logits_kept),
     ]
     .into_iter()
     .find_map(|(flag, given)| given.then_some(flag))
@@ -986,6 +989,9 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.compile {
         parts.push("compiled loss (half-precision logits kept)".into());
+    }
+    if w.logits_kept {
+        parts.push("logits referenced through backward".into());
     }
     if w.framework != Framework::Hf {
         parts.push(format!("run by {}", w.framework.as_str()));
