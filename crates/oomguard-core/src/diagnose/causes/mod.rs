@@ -72,6 +72,12 @@ impl Ranking {
         self.1 = true;
     }
 
+    /// Marks the event as one a reading of its text settles, whatever
+    /// differential the figures alone called for.
+    fn decided(&mut self) {
+        self.1 = false;
+    }
+
     /// The score of a cause, when a rule added it.
     #[cfg(test)]
     fn score(&self, id: CauseId) -> Option<f64> {

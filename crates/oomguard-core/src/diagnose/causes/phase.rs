@@ -437,6 +437,8 @@ fn named_model(r: &mut Ranking, event: &OomEvent) {
         String::new()
     };
     let (score, verdict) = if share >= 1.0 {
+        // Weights larger than the card settle it: no batch or setting fits them.
+        r.decided();
         (0.9, "more than the whole device holds".to_string())
     } else {
         (
@@ -865,6 +867,7 @@ mod tests {
             (r.top(), r.score(CauseId::ModelTooLarge)),
             (Some(CauseId::ModelTooLarge), Some(0.9))
         );
+        assert!(!r.1, "weights larger than the card decide the cause");
         // 13B in 16 bits: 26 GB, just above 24 GiB.
         assert_eq!(
             rank(model(13, 160, 1)).score(CauseId::ModelTooLarge),
