@@ -97,7 +97,7 @@ const MODEL_FRAMES: &str = concat!(
     // torch.load restoring CUDA storages onto the device.
     r"_cuda_deserialize|default_restore_location|restore_location\(|",
     // transformers, accelerate, safetensors loaders.
-    r"\bin from_pretrained\b|_load_pretrained_model|_load_state_dict_into_meta_model|",
+    r"\bin from_pretrained\b|\bin from_preset\b|\.from_preset\(|_load_pretrained_model|_load_state_dict_into_meta_model|",
     r"set_module_tensor_to_device|\bin load_state_dict\b|\.load_state_dict\(|",
     r"_move_model_to_device|\bin prepare_model\b|\bdispatch_model\b|load_checkpoint_in_model|",
     r"safe_open|safetensors\W+torch\.py|",
@@ -260,6 +260,7 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "_deserialize",
             "restore_location",
             "from_pretrained",
+            "from_preset",
             "_pretrained_model",
             "state_dict",
             "set_module_tensor",

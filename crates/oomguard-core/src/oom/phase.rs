@@ -68,7 +68,7 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             Phase::ModelLoad,
             Rank::Names,
             concat!(
-                r"from_pretrained|from_single_file|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|",
+                r"from_pretrained|from_single_file|from_preset|load_state_dict|load_checkpoint|torch\.load\b|paddle\.load\b|",
                 r"_load_state_dict|safetensors|load_model|load_weights|load_pipeline|modeling_utils\.py|",
                 r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
                 r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
@@ -434,7 +434,7 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         (
             Phase::ModelLoad,
             concat!(
-                r"Loading checkpoint shards|from_pretrained\(|load_state_dict\(|",
+                r"Loading checkpoint shards|from_pretrained\(|from_preset\(|load_state_dict\(|",
                 r"(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|",
                 r"buildEngine|build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|InitDataEntryMemory|load_tensors|",
                 r"llama_new_context|llama_init_from_model|kv_cache_init|graph_reserve|gallocr_reserve|",
@@ -504,6 +504,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "graph_reserve",
             "gallocr_reserve",
             "from_pretrained(",
+            "from_preset(",
             "build",
             "InitDataEntryMemory",
             "skipping tactic",
@@ -934,6 +935,25 @@ mod tests {
             ipython_frame("File <ipython-input-3>:7, in <module>").as_deref(),
             Some("File \"<ipython-input-3>\", line 7, in <module>")
         );
+    }
+
+    #[test]
+    fn keras_hub_s_preset_loader_loads_the_model() {
+        // Keras Hub (keras_nlp) builds a model and its weights with
+        // `from_preset`, as transformers does with `from_pretrained`.
+        let none: Vec<String> = Vec::new();
+        let code =
+            lines("keras_nlp.models.GemmaCausalLM.from_preset(\"hf://google/gemma-2-27b-it\")");
+        assert_eq!(
+            from_context(
+                &code,
+                "XlaRuntimeError: RESOURCE_EXHAUSTED: Error allocating device buffer",
+                &none
+            ),
+            Some(Phase::ModelLoad)
+        );
+        let tb = lines("Traceback (most recent call last):\n  File \"run.py\", line 3, in <module>\n    lm = keras_hub.models.Llama3CausalLM.from_preset(\"llama3_8b_en\")");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
     }
 
     #[test]
