@@ -78,8 +78,15 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
                 r"in _configure_(?:zero_|basic_)?optimizer\b|DeepSpeedZeroOptimizer\w*\(|",
                 // TensorRT's Python builder (build_cuda_engine before 8,
-                // build_engine, build_serialized_network).
-                r"build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|",
+                // build_engine, build_serialized_network) and its runtime
+                // loading a built engine.
+                r"build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|deserialize_cuda_engine\b|",
+                // A runtime's session or predictor built from a model file:
+                // ONNX Runtime's `InferenceSession` (its Python wrapper's
+                // `_create_inference_session` -> `initialize_session`, which
+                // places the initializers), Paddle Inference's
+                // `create_predictor`.
+                r"_create_inference_session\b|\binitialize_session\b|\bcreate_predictor\b|",
                 r"\brestore_(?:model|checkpoint|weights)|saver\.restore|load_opt_state|",
                 // MXNet binds a graph's memory (`GraphExecutor::Init`).
                 r"InitDataEntryMemory|simple_bind|SimpleBind|",
@@ -935,6 +942,19 @@ mod tests {
             ipython_frame("File <ipython-input-3>:7, in <module>").as_deref(),
             Some("File \"<ipython-input-3>\", line 7, in <module>")
         );
+    }
+
+    #[test]
+    fn a_runtime_s_session_or_engine_built_from_a_model_file_is_its_load() {
+        for frame in [
+            "  File \"/x/onnxruntime/capi/onnxruntime_inference_collection.py\", line 472, in _create_inference_session",
+            "    sess.initialize_session(providers, provider_options, disabled_optimizers)",
+            "    engine = runtime.deserialize_cuda_engine(f.read())",
+            "    predictor = paddle_infer.create_predictor(config)",
+        ] {
+            let tb = lines(&format!("Traceback (most recent call last):\n  File \"serve.py\", line 3, in <module>\n{frame}"));
+            assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad), "{frame}");
+        }
     }
 
     #[test]
