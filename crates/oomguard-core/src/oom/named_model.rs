@@ -130,6 +130,15 @@ pub(crate) fn read<'a>(lines: impl Iterator<Item = &'a str> + Clone) -> Option<N
 /// (`Mixtral 8x7b`, `LLaMA 65B`), or comes before a word such as "model" or
 /// "parameters" (`34b models`). A rate (`70B/s`) is not a size.
 fn sized_name(line: &str) -> Option<(f64, String)> {
+    // A size is a digit right before its `b`: most lines (an OOM message's
+    // `MiB` and `GiB` among them) have none, and skip the pattern.
+    let digit_then_b = line
+        .as_bytes()
+        .windows(2)
+        .any(|w| w[0].is_ascii_digit() && matches!(w[1], b'b' | b'B'));
+    if !digit_then_b {
+        return None;
+    }
     for c in SIZE.captures_iter(line) {
         let whole = c.get(0)?;
         let (start, end) = (whole.start(), whole.end());
