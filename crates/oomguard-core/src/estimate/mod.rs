@@ -550,6 +550,7 @@ mod tests {
                 ..WorkloadRequest::default()
             };
             let w = Workload::resolve(&req, &shape).unwrap();
+            assert_eq!(w.residual_in_fp32(), framework == Framework::Hf);
             (
                 framework::residual_bytes(&w),
                 activations::training_activations(&shape, &w),

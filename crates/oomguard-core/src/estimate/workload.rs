@@ -818,6 +818,13 @@ impl Workload {
         }
     }
 
+    /// Whether the residual stream is fp32 while the activations are half
+    /// precision: PEFT's 4-bit preparation leaves the norms in fp32
+    /// (`framework::residual_bytes`).
+    pub fn residual_in_fp32(&self) -> bool {
+        self.activation_bytes() < 4 && super::framework::residual_bytes(self) == 4
+    }
+
     /// Whether the trainable weights keep fp32 masters next to a
     /// half-precision compute path (autocast copies, half activations).
     pub fn mixed_precision(&self) -> bool {

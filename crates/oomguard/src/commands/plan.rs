@@ -993,6 +993,9 @@ fn describe_workload(w: &Workload) -> String {
     if w.logits_kept {
         parts.push("logits referenced through backward".into());
     }
+    if w.residual_in_fp32() {
+        parts.push("norms in fp32 by PEFT's 4-bit preparation (fp32 residual stream)".into());
+    }
     if w.framework != Framework::Hf {
         parts.push(format!("run by {}", w.framework.as_str()));
     }
