@@ -37,11 +37,15 @@ pub(crate) fn refine(
         |re: &Regex| re.is_match(text) || re.is_match(raw) || recent.iter().any(|l| re.is_match(l));
     // The software around a failure told in words shows in the paste
     // under the sentence (a title above its traceback) as often as above it.
-    // Under a title only the pasted lines count (frames, log lines: a path,
-    // an identifier, a prefix), not the prose that retells the failure.
+    // Under a title, and past the lines any message reads after it under a
+    // sentence, only the pasted lines count (frames, log lines: a path, an
+    // identifier, a prefix), not the prose that retells the failure.
     let pasted = |l: &String| l.contains(['/', '\\', '_', ':', '[']);
     let then = |re: &Regex| match parsed.kind {
-        PartKind::Reported => after.iter().any(|l| re.is_match(l)),
+        PartKind::Reported => after
+            .iter()
+            .enumerate()
+            .any(|(i, l)| (i < super::phase::FOLLOWING_LINES || pasted(l)) && re.is_match(l)),
         PartKind::Title => after.iter().filter(|l| pasted(l)).any(|l| re.is_match(l)),
         _ => false,
     };
