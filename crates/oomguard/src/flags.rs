@@ -181,7 +181,7 @@ pub struct PlanArgs {
     pub lora: Option<u64>,
     /// The bitsandbytes release running --quant nf4 (`pip show bitsandbytes`); before 0.43.2 its 4-bit linears keep their inputs for backward.
     #[arg(long, value_name = "X.Y.Z", requires = "quant", value_parser = parse_bitsandbytes_version)]
-    pub bitsandbytes_version: Option<oomguard_core::estimate::BitsandbytesVersion>,
+    pub bitsandbytes_version: Option<oomguard_core::estimate::Release>,
     /// Layers LoRA adapts (default qv).
     #[arg(long, value_name = "T", value_parser = ["qv", "qkvo", "all-linear"], requires = "lora")]
     pub lora_targets: Option<String>,
@@ -260,6 +260,9 @@ pub struct PlanArgs {
     /// Inference: of --seq, the tokens generate() produces after the prompt (default 0: the whole sequence is the prompt, one prefill over it).
     #[arg(long, value_name = "N")]
     pub new_tokens: Option<u64>,
+    /// The transformers release running generate() (`pip show transformers`); before 4.42 each step's outputs stay referenced through the next step's forward.
+    #[arg(long, value_name = "X.Y.Z", requires = "new_tokens", value_parser = parse_transformers_version)]
+    pub transformers_version: Option<oomguard_core::estimate::Release>,
 }
 
 #[derive(Debug, Args)]
@@ -458,9 +461,17 @@ pub struct SnapshotArgs {
 }
 
 /// `--bitsandbytes-version`: a release number such as 0.42.0.
-fn parse_bitsandbytes_version(
-    text: &str,
-) -> Result<oomguard_core::estimate::BitsandbytesVersion, String> {
-    oomguard_core::estimate::BitsandbytesVersion::parse(text)
-        .ok_or_else(|| format!("{text:?} is not a release number such as 0.42.0"))
+fn parse_bitsandbytes_version(text: &str) -> Result<oomguard_core::estimate::Release, String> {
+    parse_release(text, "0.42.0")
+}
+
+/// `--transformers-version`: a release number such as 4.38.2.
+fn parse_transformers_version(text: &str) -> Result<oomguard_core::estimate::Release, String> {
+    parse_release(text, "4.38.2")
+}
+
+/// A release number, or an error that shows one like `example`.
+fn parse_release(text: &str, example: &str) -> Result<oomguard_core::estimate::Release, String> {
+    oomguard_core::estimate::Release::parse(text)
+        .ok_or_else(|| format!("{text:?} is not a release number such as {example}"))
 }

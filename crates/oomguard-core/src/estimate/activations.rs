@@ -234,6 +234,9 @@ fn held_by_decoder_forward(s: &ModelShape) -> u64 {
 /// what the generated tokens add to the cache; with a short one the decode
 /// ends higher. Without `--new-tokens` the whole sequence is the prompt.
 pub fn inference_peak(s: &ModelShape, w: &Workload) -> (u64, u64) {
+    if w.generates_without_cache() {
+        return (uncached_generate_activations(s, w), 0);
+    }
     let whole_cache = super::kv_cache::kv_cache_bytes(s, w);
     if w.new_tokens == 0 || !matches!(s.kind, ModelKind::Decoder | ModelKind::EncoderDecoder) {
         return (inference_activations(s, w), whole_cache);
@@ -263,6 +266,27 @@ pub fn inference_peak(s: &ModelShape, w: &Workload) -> (u64, u64) {
     } else {
         decode
     }
+}
+
+/// `generate` on an encoder with a language-model head (BERT's
+/// `BertLMHeadModel` and its kin): without `is_decoder` the model returns no
+/// KV cache, so every step runs the whole sequence again and its head
+/// returns logits for every position. The peak is the last step, a forward
+/// over all but the newest token; before transformers 4.42 the previous
+/// step's logits (one token shorter) are still alive next to it.
+fn uncached_generate_activations(s: &ModelShape, w: &Workload) -> u64 {
+    let mut last = w.clone();
+    last.seq = w.seq.saturating_sub(1).max(1);
+    let forward = inference_activations(s, &last);
+    if !w.keeps_step_outputs() {
+        return forward;
+    }
+    let previous = w
+        .batch
+        .saturating_mul(last.seq.saturating_sub(1))
+        .saturating_mul(s.vocab_size)
+        .saturating_mul(w.activation_bytes());
+    forward.saturating_add(previous)
 }
 
 /// Inference: the largest transient inside one layer over the prompt
@@ -311,6 +335,51 @@ mod tests {
     use super::*;
     use crate::estimate::WorkloadRequest;
     use crate::model::{catalog, Dtype};
+
+    /// BERT-base generating `new` tokens at the end of `seq` with its LM
+    /// head in fp16, on a given transformers release.
+    fn bert_generate(seq: u64, new: u64, version: Option<&str>) -> (Workload, ModelShape) {
+        let s = catalog::shape("bert-base-uncased").unwrap();
+        let req = WorkloadRequest {
+            batch: Some(4),
+            seq: Some(seq),
+            dtype: Some(Dtype::Fp16),
+            head: Some(Head::Mlm),
+            new_tokens: Some(new),
+            transformers_version: version.and_then(crate::estimate::Release::parse),
+            ..WorkloadRequest::default()
+        };
+        (Workload::resolve(&req, &s).unwrap(), s)
+    }
+
+    #[test]
+    fn an_encoder_generates_without_a_cache_up_to_its_last_step() {
+        let (w, s) = bert_generate(356, 100, None);
+        assert!(w.generates_without_cache());
+        let (acts, kv) = inference_peak(&s, &w);
+        assert_eq!(kv, 0, "an encoder returns no KV cache");
+        // The last step is one forward over every token but the newest.
+        let mut last = w.clone();
+        last.new_tokens = 0;
+        last.seq = 355;
+        assert_eq!(acts, inference_activations(&s, &last));
+        // A longer generation ends on a longer forward.
+        let (longer, _) = bert_generate(456, 200, None);
+        assert!(inference_peak(&s, &longer).0 > acts);
+    }
+
+    #[test]
+    fn transformers_before_4_42_keeps_the_previous_steps_logits() {
+        let (current, s) = bert_generate(356, 100, Some("4.42.0"));
+        let (old, _) = bert_generate(356, 100, Some("4.38.2"));
+        assert!(!current.keeps_step_outputs());
+        assert!(old.keeps_step_outputs());
+        let previous_logits = 4 * 354 * s.vocab_size * 2;
+        assert_eq!(
+            inference_peak(&s, &old).0 - inference_peak(&s, &current).0,
+            previous_logits
+        );
+    }
 
     fn eager_minus_sdpa(model: &str, dtype: Dtype) -> u64 {
         let s = catalog::shape(model).unwrap();
@@ -465,7 +534,7 @@ mod tests {
 
     #[test]
     fn old_bitsandbytes_inputs_stay_for_every_layer_unless_checkpointed() {
-        use crate::estimate::{BitsandbytesVersion, Lora, LoraTargets, Quant};
+        use crate::estimate::{Lora, LoraTargets, Quant, Release};
         let s = catalog::shape("meta-llama/Llama-2-7b-hf").unwrap();
         let acts = |version: &str, grad_checkpointing| {
             let req = WorkloadRequest {
@@ -478,7 +547,7 @@ mod tests {
                     targets: LoraTargets::Qv,
                 }),
                 grad_checkpointing,
-                bitsandbytes_version: BitsandbytesVersion::parse(version),
+                bitsandbytes_version: Release::parse(version),
                 ..WorkloadRequest::default()
             };
             training_activations(&s, &Workload::resolve(&req, &s).unwrap())

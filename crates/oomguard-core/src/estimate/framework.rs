@@ -342,7 +342,7 @@ mod tests {
                 train: true,
                 dtype: Some(Dtype::Bf16),
                 quant: version.map(|_| crate::estimate::Quant::Nf4),
-                bitsandbytes_version: version.and_then(crate::estimate::BitsandbytesVersion::parse),
+                bitsandbytes_version: version.and_then(crate::estimate::Release::parse),
                 batch: Some(8),
                 seq: Some(512),
                 lora: Some(Lora {

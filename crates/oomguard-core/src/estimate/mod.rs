@@ -19,6 +19,7 @@ mod framework;
 mod kv_cache;
 mod linears;
 mod loss;
+mod release;
 mod training_state;
 mod weights;
 mod workload;
@@ -27,8 +28,8 @@ pub use fit::{
     larger_gpu, max_batch, max_seq, recommendations, usable_capacity, Recommendation, SAFETY_MARGIN,
 };
 pub use framework::Framework;
+pub use release::Release;
 pub use training_state::TrainingState;
-pub use weights::BitsandbytesVersion;
 pub use workload::{
     Attention, Checkpointing, Head, Lora, LoraTargets, Loss, Optimizer, Precision, PrecisionRegime,
     Quant, Workload, WorkloadError, WorkloadRequest, DEFAULT_LOSS_CHUNKS, DEFAULT_SEQ,

@@ -5,10 +5,9 @@
 
 use super::framework::Framework;
 use super::linears::{linear_params, linears};
+use super::release::Release;
 use super::workload::{Quant, Workload};
 use crate::model::{Dtype, ModelKind, ModelShape};
-use serde::{Serialize, Serializer};
-use std::fmt;
 
 /// Bytes per quantized linear parameter, scales included.
 ///
@@ -119,67 +118,15 @@ pub fn dequantized_weight_bytes(s: &ModelShape, w: &Workload) -> u64 {
     largest.saturating_mul(w.activation_bytes())
 }
 
-/// A bitsandbytes release, as `pip show bitsandbytes` prints it
-/// (`--bitsandbytes-version`): what its 4-bit matmul keeps for backward
-/// depends on it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct BitsandbytesVersion {
-    /// The first number (0 so far).
-    pub major: u32,
-    /// The second number (43 in 0.43.2).
-    pub minor: u32,
-    /// The third number (2 in 0.43.2); 0 when not given.
-    pub patch: u32,
-}
+/// The first bitsandbytes release whose `MatMul4Bit` no longer keeps its
+/// input: 0.43.2 (2024-07-23), commit 9e753741 "fix QLoRA mem bug: delete
+/// useless buffered activation" (#1270).
+pub const BNB_FREES_4BIT_INPUTS: Release = Release::new(0, 43, 2);
 
-impl BitsandbytesVersion {
-    /// The first release whose `MatMul4Bit` no longer keeps its input:
-    /// bitsandbytes 0.43.2 (2024-07-23), commit 9e753741 "fix QLoRA mem bug:
-    /// delete useless buffered activation" (#1270).
-    pub const FREES_4BIT_INPUTS: BitsandbytesVersion = BitsandbytesVersion {
-        major: 0,
-        minor: 43,
-        patch: 2,
-    };
-
-    /// Reads `MAJOR.MINOR[.PATCH]` (a local or pre-release suffix after the
-    /// numbers is ignored: `0.42.0.post2`, `0.43.0rc1`); `None` otherwise.
-    pub fn parse(text: &str) -> Option<BitsandbytesVersion> {
-        let mut parts = text.trim().split('.');
-        let mut number = |required: bool| -> Option<u32> {
-            match parts.next() {
-                Some(p) => {
-                    let digits: String = p.chars().take_while(|c| c.is_ascii_digit()).collect();
-                    digits.parse().ok()
-                }
-                None if required => None,
-                None => Some(0),
-            }
-        };
-        Some(BitsandbytesVersion {
-            major: number(true)?,
-            minor: number(true)?,
-            patch: number(false)?,
-        })
-    }
-
-    /// Whether this release's 4-bit matmul keeps each linear's input until
-    /// the step's graph is freed (every release before 0.43.2).
-    pub fn keeps_4bit_inputs(self) -> bool {
-        self < Self::FREES_4BIT_INPUTS
-    }
-}
-
-impl fmt::Display for BitsandbytesVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
-    }
-}
-
-impl Serialize for BitsandbytesVersion {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
+/// Whether this bitsandbytes release's 4-bit matmul keeps each linear's
+/// input until the step's graph is freed (every release before 0.43.2).
+pub fn keeps_4bit_inputs(bitsandbytes: Release) -> bool {
+    bitsandbytes < BNB_FREES_4BIT_INPUTS
 }
 
 /// Bytes per token and layer of the 4-bit linears' inputs that bitsandbytes
@@ -201,8 +148,7 @@ impl Serialize for BitsandbytesVersion {
 pub fn kept_4bit_input_bytes_per_token_per_layer(s: &ModelShape, w: &Workload) -> u64 {
     let keeps = w.train
         && w.quant == Some(Quant::Nf4)
-        && w.bitsandbytes_version
-            .is_some_and(|v| v.keeps_4bit_inputs());
+        && w.bitsandbytes_version.is_some_and(keeps_4bit_inputs);
     if !keeps {
         return 0;
     }
@@ -226,11 +172,7 @@ mod tests {
     use crate::model::catalog;
 
     /// bf16 LoRA training of `s` with `quant` on a given bitsandbytes release.
-    fn lora_training(
-        s: &ModelShape,
-        quant: Option<Quant>,
-        version: Option<BitsandbytesVersion>,
-    ) -> Workload {
+    fn lora_training(s: &ModelShape, quant: Option<Quant>, version: Option<Release>) -> Workload {
         lora_training_by(s, quant, version, Framework::Hf)
     }
 
@@ -238,7 +180,7 @@ mod tests {
     fn lora_training_by(
         s: &ModelShape,
         quant: Option<Quant>,
-        version: Option<BitsandbytesVersion>,
+        version: Option<Release>,
         framework: Framework,
     ) -> Workload {
         let req = WorkloadRequest {
@@ -301,23 +243,23 @@ mod tests {
 
     #[test]
     fn bitsandbytes_versions_read_and_order() {
-        let v = |t| BitsandbytesVersion::parse(t);
+        let v = |t| Release::parse(t);
         assert_eq!(v("0.42.0").unwrap().to_string(), "0.42.0");
         assert_eq!(v("0.43").unwrap().to_string(), "0.43.0");
         assert_eq!(v("0.43.2.post1").unwrap().to_string(), "0.43.2");
         assert_eq!(v("0.43.0rc1").unwrap().to_string(), "0.43.0");
         assert!(v("latest").is_none() && v("1").is_none() && v("").is_none());
-        assert!(v("0.43.1").unwrap().keeps_4bit_inputs());
-        assert!(v("0.41.1").unwrap().keeps_4bit_inputs());
-        assert!(!v("0.43.2").unwrap().keeps_4bit_inputs());
-        assert!(!v("0.45.0").unwrap().keeps_4bit_inputs());
+        assert!(keeps_4bit_inputs(v("0.43.1").unwrap()));
+        assert!(keeps_4bit_inputs(v("0.41.1").unwrap()));
+        assert!(!keeps_4bit_inputs(v("0.43.2").unwrap()));
+        assert!(!keeps_4bit_inputs(v("0.45.0").unwrap()));
     }
 
     #[test]
     fn old_bitsandbytes_keeps_each_block_input_of_its_4bit_linears() {
         let s = catalog::shape("meta-llama/Llama-2-7b-hf").unwrap();
         let kept = |version: &str, quant| {
-            let w = lora_training(&s, quant, BitsandbytesVersion::parse(version));
+            let w = lora_training(&s, quant, Release::parse(version));
             kept_4bit_input_bytes_per_token_per_layer(&s, &w)
         };
         // Attention input, output projection input, MLP input, down
@@ -333,7 +275,7 @@ mod tests {
         // the output projection's and the MLP down projection's inputs.
         let phi = catalog::shape("microsoft/phi-2").unwrap();
         assert!(phi.shared_block_norm);
-        let w = lora_training(&phi, Some(Quant::Nf4), BitsandbytesVersion::parse("0.42.0"));
+        let w = lora_training(&phi, Some(Quant::Nf4), Release::parse("0.42.0"));
         assert_eq!(
             kept_4bit_input_bytes_per_token_per_layer(&phi, &w),
             (2560 + 2560 + 10240) * 2

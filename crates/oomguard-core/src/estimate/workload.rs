@@ -311,7 +311,7 @@ pub struct WorkloadRequest {
     pub tp: Option<u64>,
     /// The bitsandbytes release running NF4 (`--bitsandbytes-version`);
     /// default: a current one.
-    pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
+    pub bitsandbytes_version: Option<super::release::Release>,
     /// Which activations are kept (`--activation-checkpointing`); when
     /// `None`, `grad_checkpointing` decides between full and none.
     pub checkpointing: Option<Checkpointing>,
@@ -345,7 +345,20 @@ pub struct WorkloadRequest {
     /// Of the sequence, the tokens generation produces after the prompt
     /// (`--new-tokens`); default 0, the whole sequence is the prompt.
     pub new_tokens: Option<u64>,
+    /// The transformers release running generation
+    /// (`--transformers-version`); default: a current one.
+    pub transformers_version: Option<super::release::Release>,
 }
+
+/// The first transformers release whose decoding loop drops each step's
+/// outputs before the next forward: 4.42.0 (`generation/utils.py`: the next
+/// token's logits are `outputs.logits[:, -1, :].clone()`, then
+/// `del outputs`). Before it, `next_token_logits = outputs.logits[:, -1, :]`
+/// was a view and `outputs` stayed bound, so the whole previous output lived
+/// through the next step's forward (read in the 4.38.2, 4.41.2 and 4.42.4
+/// wheels on PyPI).
+pub const TRANSFORMERS_FREES_STEP_OUTPUTS: super::release::Release =
+    super::release::Release::new(4, 42, 0);
 
 /// A workload with every default resolved: what the estimate computes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -402,7 +415,7 @@ pub struct Workload {
     pub seq_capped: bool,
     /// The bitsandbytes release, when the user named one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bitsandbytes_version: Option<super::weights::BitsandbytesVersion>,
+    pub bitsandbytes_version: Option<super::release::Release>,
     /// The framework running the training.
     pub framework: super::framework::Framework,
     /// The loss runs under `torch.compile`.
@@ -414,6 +427,9 @@ pub struct Workload {
     /// Inference: of `seq`, the tokens generated after the prompt (0: the
     /// whole sequence is the prompt, one prefill over all of it).
     pub new_tokens: u64,
+    /// The transformers release, when the user named one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformers_version: Option<super::release::Release>,
 }
 
 /// The regime of a resolved workload. Adapters (LoRA) are trained in fp32
@@ -587,6 +603,9 @@ pub enum WorkloadError {
     HeadNeedsEncoder,
     /// Generated tokens (`--new-tokens`) on a training workload.
     NewTokensWithTraining,
+    /// Generated tokens on a model without a language-model head (a
+    /// vision model, an encoder with a classification head or none).
+    NewTokensWithoutLanguageHead,
     /// As many generated tokens as the sequence holds, or more: no prompt.
     NewTokensNotBelowSeq {
         /// The generated tokens asked for.
@@ -651,6 +670,10 @@ impl fmt::Display for WorkloadError {
             WorkloadError::LossChunksZero => f.write_str("the loss needs at least 1 chunk"),
             WorkloadError::NewTokensWithTraining => f.write_str(
                 "generated tokens describe inference, and the workload is training",
+            ),
+            WorkloadError::NewTokensWithoutLanguageHead => f.write_str(
+                "generated tokens need a language-model head: a decoder, or an encoder \
+                 with its masked-LM head (as BertLMHeadModel generates)",
             ),
             WorkloadError::NewTokensNotBelowSeq { new_tokens, seq } => write!(
                 f,
@@ -735,6 +758,11 @@ impl Workload {
             (_, Some(_)) => return Err(WorkloadError::HeadNeedsEncoder),
             (_, None) => None,
         };
+        let generates = matches!(model.kind, ModelKind::Decoder | ModelKind::EncoderDecoder)
+            || head == Some(Head::Mlm);
+        if new_tokens > 0 && !generates {
+            return Err(WorkloadError::NewTokensWithoutLanguageHead);
+        }
         let zero = req.zero.unwrap_or(0);
         if zero > 3 {
             return Err(WorkloadError::ZeroStage(zero));
@@ -806,6 +834,7 @@ impl Workload {
             activation_offloading: req.activation_offloading,
             logits_kept: req.logits_kept,
             new_tokens,
+            transformers_version: req.transformers_version,
         })
     }
 
@@ -834,6 +863,22 @@ impl Workload {
     /// Tokens per step on one data-parallel GPU: batch times sequence length.
     pub fn tokens(&self) -> u64 {
         self.batch.saturating_mul(self.seq)
+    }
+
+    /// Generation on an encoder with a language-model head (`--head mlm`
+    /// with `--new-tokens`): such a model returns no KV cache, so every
+    /// step runs the whole sequence again.
+    pub fn generates_without_cache(&self) -> bool {
+        self.new_tokens > 0 && self.head == Some(Head::Mlm)
+    }
+
+    /// Whether generation keeps each step's outputs alive through the next
+    /// step's forward: a transformers release before 4.42 named by the user.
+    pub fn keeps_step_outputs(&self) -> bool {
+        self.new_tokens > 0
+            && self
+                .transformers_version
+                .is_some_and(|v| v < TRANSFORMERS_FREES_STEP_OUTPUTS)
     }
 
     /// Inference: the prompt's tokens per sequence, the part of `seq` the
@@ -882,6 +927,7 @@ mod error_tests {
                 cp: 2,
             },
             WorkloadError::NewTokensWithTraining,
+            WorkloadError::NewTokensWithoutLanguageHead,
             WorkloadError::NewTokensNotBelowSeq {
                 new_tokens: 2048,
                 seq: 2048,
@@ -929,6 +975,28 @@ mod head_tests {
             head_of("gpt2-large", Some(Head::Mlm)),
             Err(WorkloadError::HeadNeedsEncoder)
         );
+    }
+
+    #[test]
+    fn only_a_language_head_generates() {
+        let generate = |model: &str, head| {
+            let s = catalog::shape(model).unwrap();
+            let req = WorkloadRequest {
+                seq: Some(128),
+                new_tokens: Some(16),
+                head,
+                ..WorkloadRequest::default()
+            };
+            Workload::resolve(&req, &s).map(|w| w.generates_without_cache())
+        };
+        assert_eq!(generate("gpt2-large", None), Ok(false));
+        assert_eq!(generate("bert-base-uncased", Some(Head::Mlm)), Ok(true));
+        for head in [None, Some(Head::Classification), Some(Head::None)] {
+            assert_eq!(
+                generate("bert-base-uncased", head),
+                Err(WorkloadError::NewTokensWithoutLanguageHead)
+            );
+        }
     }
 
     #[test]

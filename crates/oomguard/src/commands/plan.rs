@@ -118,6 +118,7 @@ fn request(args: &PlanArgs, engine: EngineName) -> WorkloadRequest {
         activation_offloading: args.activation_offloading,
         logits_kept: args.logits_kept,
         new_tokens: args.new_tokens,
+        transformers_version: args.transformers_version,
     }
 }
 
@@ -194,6 +195,11 @@ fn engine_flags(args: &PlanArgs) -> Vec<(&'static str, bool, &'static [EngineNam
         ("--paged-optimizer", args.paged_optimizer, &[Hf]),
         ("--context-parallel", args.context_parallel.is_some(), &[Hf]),
         ("--new-tokens", args.new_tokens.is_some(), &[Hf]),
+        (
+            "--transformers-version",
+            args.transformers_version.is_some(),
+            &[Hf],
+        ),
         ("--sequence-parallel", args.sequence_parallel, &[Hf]),
         ("--framework", args.framework.is_some(), &[Hf]),
         ("--compile", args.compile, &[Hf]),
@@ -971,6 +977,28 @@ fn describe_workload(w: &Workload) -> String {
     }
     if w.head == Some(Head::Mlm) {
         parts.push("masked-LM head (logits over the vocabulary for every token)".into());
+    }
+    if w.new_tokens > 0 {
+        parts.push(format!(
+            "generate(): {} new tokens after a {}-token prompt{}",
+            w.new_tokens,
+            w.prompt_tokens(),
+            if w.generates_without_cache() {
+                " (no KV cache: each step reruns the whole sequence)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(v) = w.transformers_version {
+        parts.push(format!(
+            "transformers {v}{}",
+            if w.keeps_step_outputs() && w.generates_without_cache() {
+                " (each step's logits live through the next forward)"
+            } else {
+                ""
+            }
+        ));
     }
     if w.optimizer_in_backward {
         parts.push("optimizer step in backward (one parameter's gradient at a time)".into());
