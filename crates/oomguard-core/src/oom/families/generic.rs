@@ -376,7 +376,13 @@ fn names_what_code_handles(before: &str) -> bool {
     static HANDLED: LazyLock<Regex> = LazyLock::new(|| {
         re(concat!(
             r"(?i)\b(?:handl(?:e|es|ed|ing)|catch(?:es|ing)?|mitigat(?:e|es|ed|ing)|",
-            r"recover(?:s|ed|ing)?\s+from|retry(?:ing)?\s+on|in\s+case\s+of|as\s+well\s+as\s+for)",
+            r"recover(?:s|ed|ing)?\s+from|retry(?:ing)?\s+on|in\s+case\s+of|as\s+well\s+as\s+for|",
+            // What code may do, not what it did: "vmaCreateBuffer could
+            // potentially return VK_ERROR_OUT_OF_HOST_MEMORY", "the call can
+            // throw bad_alloc"; and a change's words for a branch it adds
+            // ("adds the case for UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY").
+            r"\b(?:can|could|may|might|should|would)\s+(?:\w+\s+){0,2}?(?:return|throw|raise|yield|emit)s?|",
+            r"\bcases?\s+(?:for|where|of|when))",
             r"\s+(?:[\w.`'\x22]+\s+){0,3}[\w.`'\x22]*$"
         ))
     });
@@ -1548,11 +1554,16 @@ mod tests {
             "[SYCL] Clear cache in case of PI_ERROR_OUT_OF_HOST_MEMORY",
             "Clear cache in case of PI_ERROR_OUT_OF_HOST_MEMORY as well as for PI_ERROR_OUT_OF_RESOURCES.",
             "fix: catch OutOfMemoryError when loading the checkpoint",
+            // What an API may do, and a branch a change adds.
+            "vkAllocateMemory may return VK_ERROR_OUT_OF_DEVICE_MEMORY when the heap is exhausted",
+            "note that cudaMalloc can also return cudaErrorMemoryAllocation here",
+            "This adds the case for CL_OUT_OF_RESOURCES to the retry list.",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
         // The error itself, after a verb that ends its own clause.
         assert!(parse("ERROR: failed to handle batch: out of memory").is_some());
+        assert!(parse("error: vkAllocateMemory returned VK_ERROR_OUT_OF_DEVICE_MEMORY").is_some());
         assert!(parse("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
     }
 

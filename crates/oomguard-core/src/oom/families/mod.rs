@@ -109,7 +109,7 @@ fn mentioned_families(text: &str) -> u32 {
 /// substring search), so a log dense with one family's lines runs that
 /// family's patterns and not every family's.
 pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
-    if is_python_warning(text) {
+    if is_python_warning(text) || is_source_statement(text) {
         return None;
     }
     let mentioned = mentioned_families(text);
@@ -140,9 +140,65 @@ fn is_python_warning(text: &str) -> bool {
     text.contains("Warning:") && WARNING.is_match(text)
 }
 
+/// A line of source code that names an out-of-memory code instead of
+/// reporting one: a branch or check on it (`if (res ==
+/// VK_ERROR_OUT_OF_DEVICE_MEMORY) {`, `assert(status !=
+/// cudaErrorMemoryAllocation)`, `} else if (...)`, `case X:`), a `throw`
+/// (what a handler raises, as opposed to the runtime's `terminate called
+/// after throwing`), or an entry of an error-name table (`{
+/// CL_OUT_OF_RESOURCES, "CL_OUT_OF_RESOURCES" },`). Diffs and review
+/// comments paste such lines, also joined into one.
+fn is_source_statement(text: &str) -> bool {
+    static STATEMENT: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(concat!(
+            // Opening a statement.
+            r"^\s*(?:\}\s*)?(?:else\s+)?if\s*\(|^\s*\}\s*else\b|^\s*(?:switch|assert|ASSERT\w*|CHECK\w*)\s*\(|",
+            r"^\s*case\s+[\w:.]+\s*:|^\s*throw\s+[\w:]+|^\s*\{\s*[A-Za-z_][\w:]*\s*,\s*\x22|",
+            // An out-of-memory code on either side of a comparison.
+            r"[=!]=\s*[\w:.]*(?:OUT_OF_|OutOf|ALLOC_FAIL|AllocFail|MemoryAllocation|_OOM\b)|",
+            r"(?:OUT_OF_|OutOf|ALLOC_FAIL|AllocFail|MemoryAllocation|_OOM\b)\w*\s*[=!]=",
+        ))
+        .expect("pattern compiles")
+    });
+    STATEMENT.is_match(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_code_naming_an_oom_code_is_not_a_failure() {
+        for line in [
+            "    if (res == VK_ERROR_OUT_OF_DEVICE_MEMORY) {",
+            "} else if (err == CL_OUT_OF_RESOURCES) {",
+            "    case CUDA_ERROR_OUT_OF_MEMORY:",
+            "  case UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY: return \"out of device memory\";",
+            "    throw std::bad_alloc();",
+            "  assert(status != cudaErrorMemoryAllocation);",
+            "  if (status == CUBLAS_STATUS_ALLOC_FAILED) return false;",
+            "    { VK_ERROR_OUT_OF_DEVICE_MEMORY, \"VK_ERROR_OUT_OF_DEVICE_MEMORY\" },",
+            "  return result == VK_ERROR_OUT_OF_HOST_MEMORY || result == VK_ERROR_OUT_OF_DEVICE_MEMORY;",
+            "nullptr); -  if (res == VK_ERROR_OUT_OF_DEVICE_MEMORY) { -    throw std::bad_alloc(); -  }",
+            "    elif err == OutOfMemoryError:",
+        ] {
+            assert!(parse_logical(line).is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_failure_that_prints_a_comparison_is_still_one() {
+        for line in [
+            "vkAllocateMemory failed with VK_ERROR_OUT_OF_DEVICE_MEMORY",
+            "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)",
+            "clEnqueueNDRangeKernel returned CL_OUT_OF_RESOURCES",
+            "terminate called after throwing an instance of 'std::bad_alloc'",
+            "F0412 12:00:00.000 cudnn.cc:52] Check failed: status == CUDNN_STATUS_SUCCESS (4 vs. 0) CUDNN_STATUS_ALLOC_FAILED",
+            "RuntimeError: CUDA error: out of memory",
+        ] {
+            assert!(parse_logical(line).is_some(), "{line}");
+        }
+    }
 
     /// See [`TRIGGERS`].
     const PACKED_SEARCHER_LIMIT: usize = 64;
