@@ -388,6 +388,22 @@ pub(crate) fn from_following(after: &[String], opens_text: bool) -> Option<Phase
     phase_of_frames(&frames)
 }
 
+/// The phase a traceback pasted under a failure told at the top of a text
+/// shows (an issue's title, or a report's first sentences, with the
+/// program's output pasted below): the paste is that failure's, so its
+/// first traceback counts wherever it starts, after command lines and log
+/// lines the program printed first.
+pub(crate) fn from_paste(paste: &[String]) -> Option<Phase> {
+    let start = paste.iter().position(|l| is_traceback_start(l))?;
+    let frames: Vec<&str> = paste[start..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty() || l.is_empty())
+        .take(80)
+        .map(String::as_str)
+        .collect();
+    phase_of_frames(&frames)
+}
+
 /// The serving engine whose frames or log prefixes surround the failure.
 ///
 /// `line` is the event's first line as printed: its log prefix may be all

@@ -450,17 +450,23 @@ fn read_event_at(
     if opens_input && heads_a_paste(&parsed, buf, used_end) {
         parsed.kind = PartKind::Title;
     }
-    if opens_input && matches!(parsed.kind, PartKind::Title | PartKind::Reported) && !stopped {
+    // A failure at the top of a text heads what is pasted under it, up to
+    // the same failure printed again.
+    let paste = (opens_input && !stopped).then(|| {
         let mut paste = following.clone();
         paste.extend(lines_from(
             buf,
             pos,
             FOLLOWING_LINES.saturating_sub(paste.len()),
         ));
-        attribution::refine(&first, &before, &text, &paste, &mut parsed);
-    } else {
-        attribution::refine(&first, &before, &text, &following, &mut parsed);
-    }
+        paste
+    });
+    let told_at_top = matches!(parsed.kind, PartKind::Title | PartKind::Reported);
+    let software_lines = match &paste {
+        Some(paste) if told_at_top => paste,
+        _ => &following,
+    };
+    attribution::refine(&first, &before, &text, software_lines, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
     parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
@@ -519,6 +525,7 @@ fn read_event_at(
             }
             phase::from_following(&following, opens_text)
         })
+        .or_else(|| paste.as_deref().and_then(phase::from_paste))
         .or_else(|| phase::from_context(&before, &text, &following))
         // A runtime reserving its pool does so at start-up.
         .or_else(|| parsed.facts.pool_reservation().then_some(Phase::Startup))
@@ -657,6 +664,31 @@ mod tests {
             a,
             "OutOfMemoryError        Traceback (most recent call last)"
         ));
+    }
+
+    #[test]
+    fn a_failure_at_the_top_takes_its_phase_from_the_traceback_pasted_below() {
+        // The error first, then the command, the program's log lines and
+        // the traceback: more lines than a traceback right under an error
+        // may start after.
+        let text = "RuntimeError: CUDA out of memory. Tried to allocate 50.00 MiB (GPU 0; 12.00 GiB total capacity; 11.20 GiB already allocated; 0 bytes free)\n\
+                    \n\
+                    ```\n\
+                    $ python serve.py --ckpt big.pt\n\
+                    I0928 15:25:03.815069 gpu.cc:61] device: 0, compute capability 8.6\n\
+                    Please wait a few minutes...\n\
+                    Traceback (most recent call last):\n\
+                    \x20 File \"serve.py\", line 25, in <module>\n\
+                    \x20   state = torch.load(args.ckpt, map_location='cuda')\n\
+                    \x20 File \"/x/torch/serialization.py\", line 9, in load\n\
+                    \x20   return _load(f)\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].phase, Phase::ModelLoad);
+        // Not for a failure further down a log: its traceback must follow it.
+        let log = format!("step 1 ok\n{text}");
+        let (events, _) = scan(&log);
+        assert_eq!(events[0].phase, Phase::Unknown);
     }
 
     #[test]
