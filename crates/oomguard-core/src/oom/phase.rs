@@ -590,7 +590,9 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         ),
         (
             Phase::Generation,
-            r"(?:generat(?:ing|ion)\b|sampling\b|decoding\b)",
+            // The call too: "when using `mlx_lm.generate()`", "while
+            // calling model.generate(...)".
+            r"(?:generat(?:ing|ion)\b|generate\(|sampling\b|decoding\b)",
         ),
         // Data before weights: "loading the dataset" is not the model's.
         (
@@ -631,7 +633,8 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 // A method call names its phase after its object
                 // (`trainer.evaluate`), a script after its folder
                 // (`tools/test.py`).
-                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?(?:[\\w-]+[./\\\\])*{p}"))
+                // The call may be quoted (`when using `mlx_lm.generate()``).
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?[`'\\x22]?(?:[\\w-]+[./\\\\])*{p}"))
                     .expect("tied pattern compiles");
             (*phase, re)
         })
@@ -1016,6 +1019,21 @@ mod tests {
                 "MemoryError: Unable to allocate 9 GiB"
             ),
             Some(Phase::DataLoading)
+        );
+        // The call named in backticks or quotes.
+        assert_eq!(
+            phase(
+                "When calling `pipe.generate()` on a long prompt the process dies with an error:",
+                "RuntimeError: out of memory"
+            ),
+            Some(Phase::Generation)
+        );
+        assert_eq!(
+            phase(
+                "While running 'trainer.evaluate()' I get this error:",
+                "torch.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::Evaluation)
         );
         // A prediction pass is evaluation's; the failure named as the
         // thing it comes from.
