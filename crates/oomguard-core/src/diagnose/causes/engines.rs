@@ -261,11 +261,12 @@ const LLAMA_BUFFER_CHECK: &str = "the lines around the failure: `llama_model_loa
 /// first suspect.
 const LLAMA_LARGE_UBATCH: u64 = 4 * 2048;
 /// Metal caps one buffer at `MTLDevice.maxBufferLength`, MLX at its
-/// `max_buffer_length`: the words with which ggml's Metal backend and MLX
-/// refuse a buffer above it.
+/// `max_buffer_length`: the words with which ggml's Metal backend, MLX and
+/// PyTorch's MPS allocator refuse a buffer above it.
 const PER_BUFFER_LIMIT: &[&str] = &[
     "larger than buffer maximum",
     "greater than the maximum allowed buffer size",
+    "Invalid buffer size:",
 ];
 
 pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {

@@ -25,10 +25,12 @@ use std::sync::LazyLock;
 pub(super) const TRIGGERS: &[&str] = &[
     // "out of memory", "Out of memory".
     "ut of memory",
-    "Out Of Memory",
+    // "Out Of Memory", "out of Memory".
+    "f Memory",
     "OUT OF MEMORY",
-    "out of Memory",
     "out of the memory",
+    // The adjective: "Out-of-memory error when building ...".
+    "ut-of-memory",
     // The acronym in a report's words or a bug report's title ("says cuda
     // oom when capturing cuda graphs", "[Bug]: CUDA OOM").
     "OOM",
@@ -162,7 +164,7 @@ const LOOSE_SIZE: &str =
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     failure: re(concat!(
-        r"(?i:out[ _]of[ _](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outofmemory|out_o\s?f_memory|",
+        r"(?i:out[ _-]of[ _-](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outofmemory|out_o\s?f_memory|",
         r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
         r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
         r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted)|",
@@ -382,7 +384,10 @@ fn names_what_code_handles(before: &str) -> bool {
             // throw bad_alloc"; and a change's words for a branch it adds
             // ("adds the case for UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY").
             r"\b(?:can|could|may|might|should|would)\s+(?:\w+\s+){0,2}?(?:return|throw|raise|yield|emit)s?|",
-            r"\bcases?\s+(?:for|where|of|when))",
+            r"\bcases?\s+(?:for|where|of|when)|",
+            // An exception type proposed or named for it ("Have a custom
+            // Exception for CUDA Out of Memory").
+            r"\b(?:exception|error\s+(?:type|class))e?s?\s+for)",
             r"\s+(?:[\w.`'\x22]+\s+){0,3}[\w.`'\x22]*$"
         ))
     });
@@ -1558,12 +1563,15 @@ mod tests {
             "vkAllocateMemory may return VK_ERROR_OUT_OF_DEVICE_MEMORY when the heap is exhausted",
             "note that cudaMalloc can also return cudaErrorMemoryAllocation here",
             "This adds the case for CL_OUT_OF_RESOURCES to the retry list.",
+            "Have a custom Exception for CUDA Out of Memory, rather than `RuntimeError`",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
         // The error itself, after a verb that ends its own clause.
         assert!(parse("ERROR: failed to handle batch: out of memory").is_some());
         assert!(parse("error: vkAllocateMemory returned VK_ERROR_OUT_OF_DEVICE_MEMORY").is_some());
+        assert!(parse("Exception: CUDA Out of Memory").is_some());
+        assert!(parse("Out-of-memory error when building the engine").is_some());
         assert!(parse("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
     }
 

@@ -39,6 +39,8 @@ pub(super) const TRIGGERS: &[&str] = &[
     "executable batch size found",
     // A DataLoader worker's SIGBUS handler: a full `/dev/shm`.
     "insufficient shared memory",
+    // The MPS allocator refusing a buffer above Metal's largest.
+    "nvalid buffer size",
 ];
 /// Messages of this family as PyTorch and accelerate print them.
 #[cfg(test)]
@@ -51,6 +53,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "torch.AcceleratorError: CUDA error: out of memory",
     "RuntimeError: [enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)",
     "RuntimeError: No executable batch size found, reached zero.",
+    "RuntimeError: Invalid buffer size: 3.57 GB",
 ];
 
 struct Patterns {
@@ -203,6 +206,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     }
     if p.mps.is_match(text) {
         return Some(mps(text));
+    }
+    if let Some(parsed) = mps_buffer_limit(text) {
+        return Some(parsed);
     }
     if p.thc.is_match(text) {
         let mut parsed = Parsed::new(
@@ -517,9 +523,41 @@ fn mps(text: &str) -> Parsed {
     parsed
 }
 
+/// PyTorch's MPS allocator refusing one buffer at or above the largest
+/// Metal allows (`MPSHeapAllocatorImpl::alloc_buffer_block`:
+/// `TORCH_CHECK(size < m_max_buffer_size, "Invalid buffer size: ",
+/// format_size(size))`, the limit `MTLDevice.maxBufferLength`), the size in
+/// `format_size`'s binary KB, MB or GB. Other software's "invalid buffer
+/// size" (audio, IPC) prints a bare count.
+fn mps_buffer_limit(text: &str) -> Option<Parsed> {
+    static LIMIT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"Invalid\s*buffer\s*size\s*:\s*\d+(?:\.\d+)?\s*(?:KB|MB|GB)\b"));
+    let m = LIMIT.find(text)?;
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        DeviceKind::Mps,
+        message_from(text, &LIMIT),
+    );
+    parsed.memory.requested_bytes = first_size_in(m.as_str());
+    parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
+    Some(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mps_allocator_refuses_a_buffer_above_metal_s_largest() {
+        let parsed = parse("Unable to generate image larger than 640x640 - RuntimeError: Invalid buffer size: 3.57 GB")
+            .expect("an event");
+        assert_eq!(parsed.device.kind, DeviceKind::Mps);
+        assert_eq!(parsed.memory.requested_bytes, Some(3833258312));
+        assert_eq!(parsed.message, "RuntimeError: Invalid buffer size: 3.57 GB");
+        // Other software's invalid buffer sizes are counts, not memory.
+        assert!(parse("E/AudioTrack: Invalid buffer size: -2").is_none());
+        assert!(parse("Invalid buffer size: 1024").is_none());
+    }
 
     #[test]
     fn accelerate_batch_finder_gave_up() {
