@@ -415,6 +415,15 @@ fn corpus_fresh2() {
     run_cases("oom/corpus_fresh2.jsonl");
 }
 
+/// A third fresh set (PyTorch stacks, and TensorFlow, JAX, serving engines,
+/// ggml, MLX, XPU and host failures), labelled from its threads before
+/// explain read it; every third row collected is `heldout`, never used to
+/// write a rule. Rows that still fail are marked `known_gap`.
+#[test]
+fn corpus_fresh3() {
+    run_cases("oom/corpus_fresh3.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked

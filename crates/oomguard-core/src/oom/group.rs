@@ -309,21 +309,27 @@ impl Grouper {
                 && !matches!(parsed.kind, PartKind::Reported | PartKind::Title)
                 && line.saturating_sub(p.last_line) <= self.options.announce_window_lines
         });
-        let told_phase = if reported {
-            self.pending.take().map(|p| p.event.phase)
+        let told = if reported {
+            self.pending.take().map(|p| p.event)
         } else {
             self.flush(emit);
             None
         };
-        let phase = match (phase, told_phase) {
-            (Phase::Unknown, Some(told)) => told,
+        // What the sentence's own lines showed and the error leaves unsaid:
+        // the phase, the device (a card named in the report's words).
+        let phase = match (phase, &told) {
+            (Phase::Unknown, Some(told)) => told.phase,
             _ => phase,
         };
+        let mut device = parsed.device;
+        if let Some(told) = told.filter(|_| device.kind == DeviceKind::Unknown) {
+            device.kind = told.device.kind;
+        }
         let event = OomEvent {
             source: source.to_string(),
             line,
             framework: parsed.framework,
-            device: parsed.device,
+            device,
             message: parsed.message,
             memory: parsed.memory,
             phase,

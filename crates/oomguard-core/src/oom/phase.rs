@@ -98,7 +98,7 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // Weights or parameters moved to a device one by one.
                 r"(?i:\b(?:weights?|params?|parameters?)\w*\.(?:data\.)?(?:cuda|to)\()|weighs?_to_device|weights?_to_device|",
                 // The whole model, pipeline or module moved to a device.
-                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae|module|text_encoder|transformer)\w*(?:\(\))?\.(?:cuda|to)\()",
+                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae|module|text_encoder|transformer)\w*(?:\([^()]*\))?\.(?:cuda|to)\()",
             ),
         ),
         (
@@ -466,7 +466,9 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 r"ggml_backend_\w*alloc\w*|ggml_\w*_?malloc|unable to allocate \w+ buffer|llama runner process has terminated|",
                 // TensorRT tries tactics only while it builds an engine.
                 r"skipping tactic|",
-                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\(\))?\.(?:cuda|to)\()",
+                // The object built and moved in one statement too:
+                // `Model(opt.cfg, nc=nc).to(device)`.
+                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()",
             ),
         ),
         (
@@ -592,7 +594,9 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             Phase::Generation,
             // The call too: "when using `mlx_lm.generate()`", "while
             // calling model.generate(...)".
-            r"(?:generat(?:ing|ion)\b|generate\(|sampling\b|decoding\b)",
+            // A chat model's `chat` method (ChatGLM's, InternLM's, Qwen's
+            // remote code) runs `generate` under it.
+            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b)",
         ),
         // Data before weights: "loading the dataset" is not the model's.
         (
@@ -634,7 +638,7 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 // (`trainer.evaluate`), a script after its folder
                 // (`tools/test.py`).
                 // The call may be quoted (`when using `mlx_lm.generate()``).
-                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?[`'\\x22]?(?:[\\w-]+[./\\\\])*{p}"))
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?[`'\\x22*]{{0,2}}(?:[\\w-]+[./\\\\])*{p}"))
                     .expect("tied pattern compiles");
             (*phase, re)
         })
@@ -1034,6 +1038,22 @@ mod tests {
                 "torch.OutOfMemoryError: CUDA out of memory."
             ),
             Some(Phase::Evaluation)
+        );
+        // A chat model's chat method generates; Markdown may bold it.
+        assert_eq!(
+            phase(
+                "I can load the model. However, when I call the **chat** methods, an exception occurs:",
+                "CUDA out of memory. Tried to allocate 1.57 GiB"
+            ),
+            Some(Phase::Generation)
+        );
+        // A model built and moved to the device in one statement.
+        assert_eq!(
+            phase(
+                "the error occured in model = Model(opt.cfg, nc=nc).to(device)",
+                "RuntimeError: [enforce fail at CPUAllocator.cpp:64] . DefaultCPUAllocator: can't allocate memory"
+            ),
+            Some(Phase::ModelLoad)
         );
         // A prediction pass is evaluation's; the failure named as the
         // thing it comes from.

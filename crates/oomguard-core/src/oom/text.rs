@@ -207,6 +207,9 @@ fn is_known_tail(line: &str) -> bool {
         "Free (according to CUDA)",
         // TensorFlow's line after a failed cuDNN handle
         "Memory usage:",
+        // ggml's CUDA error (ggml-cuda.cu `ggml_cuda_error`): the device and
+        // the function under `CUDA error: out of memory`.
+        "current device:",
         "PyTorch limit",
         ": ",
     ];
@@ -239,6 +242,13 @@ fn ends_with_numpy_dtype(text: &str) -> bool {
     DTYPE_END.is_match(text)
 }
 
+/// The shortest line a terminal or an editor could have wrapped: a wrapped
+/// line fills the width it was wrapped at (80 columns and more; a word wrap
+/// leaves a little less). A shorter line ended where its writer ended it (a
+/// title, `mkl_malloc: failed to allocate memory`), so the next line is not
+/// its continuation unless it is one of the known tail sentences.
+const WRAP_MIN: usize = 40;
+
 /// Joins `first` with as many of `next` as continue it: lines a terminal
 /// wrapped, and the known tail sentences of OOM messages. Returns the joined
 /// text and how many lines of `next` it took. A line break that splits a word
@@ -251,7 +261,7 @@ pub fn join_continuations(first: &str, next: &[String], max_lines: usize) -> (St
     for raw in next.iter().take(max_lines) {
         let line = strip_log_prefix(raw);
         let tail = is_known_tail(line);
-        if !tail && (starts_new_statement(line) || looks_complete(&text)) {
+        if !tail && (starts_new_statement(line) || looks_complete(&text) || prev_len < WRAP_MIN) {
             break;
         }
         let spaced = text.ends_with(char::is_whitespace) || raw.starts_with(char::is_whitespace);

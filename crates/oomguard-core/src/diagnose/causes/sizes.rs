@@ -14,8 +14,13 @@ const DEVICE_INVALID_BYTES: u64 = 1 << 40;
 /// and is more often a size computed wrong than a real need.
 pub(super) const HOST_SUSPECT_BYTES: u64 = 64 << 30;
 /// Up to this many times the device, a request is a real (too large) batch;
-/// beyond it, a shape gone wrong is likelier.
-const PLAUSIBLE_DEVICE_MULTIPLE: f64 = 4.0;
+/// beyond it, a shape gone wrong is likelier. The largest single tensors of
+/// a step grow with the square of its length (attention scores over a
+/// sequence, a feature map over an image's side): an input four times too
+/// long asks for sixteen times the memory. Reports of 5-7x requests were
+/// settled by a shorter input or a smaller tile (an unbounded sentence, a
+/// super-resolution chop size, a simulation grid).
+const PLAUSIBLE_DEVICE_MULTIPLE: f64 = 16.0;
 
 /// The message's own guard (PyTorch prints `1EB` and more for a negative
 /// or overflowed size), or a stated request of a petabyte or more.
@@ -160,10 +165,17 @@ mod tests {
             &pytorch(24 * GIB, 30 * GIB, GIB)
         ));
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        // An input a few times too long: its attention asks the square.
         let mut r = Ranking::new();
         assert!(request_exceeds_device(
             &mut r,
-            &pytorch(24 * GIB, 200 * GIB, GIB)
+            &pytorch(24 * GIB, 128 * GIB, GIB)
+        ));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        let mut r = Ranking::new();
+        assert!(request_exceeds_device(
+            &mut r,
+            &pytorch(24 * GIB, 500 * GIB, GIB)
         ));
         assert_eq!(r.top(), Some(CauseId::InvalidSize));
         let mut r = Ranking::new();
