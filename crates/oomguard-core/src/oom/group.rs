@@ -142,8 +142,18 @@ fn devices_fit(a: &Device, b: &Device) -> bool {
 /// runtime's own line under it (Ollama's `llama runner process has
 /// terminated: cudaMalloc failed: out of memory` and ggml's `failed to
 /// allocate CUDA0 buffer of size N`), one failure.
+///
+/// A bare line that the later message opens with (a page's heading
+/// `torch.cuda.OutOfMemoryError`, then the traceback, then
+/// `torch.cuda.OutOfMemoryError: CUDA out of memory. ...`) is completed
+/// across a whole traceback.
 fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
+    let window = if opened_by(event, parsed) {
+        TRACEBACK_LINES
+    } else {
+        FOLLOW_UP_LINES
+    };
     let same_software = event.framework == parsed.framework || event.framework == Framework::Other;
     let kind_fits = parsed.facts.kind == EventKind::Allocation
         || event.facts.kind == EventKind::Allocation
@@ -152,11 +162,24 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         && event.memory.is_empty()
         && !parsed.memory.is_empty()
         && parsed.kind != PartKind::Reported
-        && line.saturating_sub(pending.last_line) <= FOLLOW_UP_LINES
+        && line.saturating_sub(pending.last_line) <= window
         && same_software
         && devices_fit(&parsed.device, &event.device)
         && kind_fits
 }
+
+/// True when the pending event's whole message is how this part's message
+/// opens: a bare heading (an exception's name) and the full message.
+fn opened_by(event: &OomEvent, parsed: &Parsed) -> bool {
+    let heading = event.message.trim();
+    !heading.is_empty()
+        && parsed.message.len() > heading.len()
+        && parsed.message.starts_with(heading)
+}
+
+/// Lines a traceback between a failure's bare heading and its full message
+/// may take.
+const TRACEBACK_LINES: u64 = 80;
 
 /// Lines one kernel OOM report (with its task table) spans at most.
 const KILL_REPORT_LINES: u64 = 400;
@@ -295,6 +318,10 @@ impl Grouper {
             if announce || completes_bare(p, &parsed, line) {
                 if p.event.framework == Framework::Other {
                     p.event.framework = parsed.framework;
+                }
+                // A heading the message opens with: the event is the message.
+                if opened_by(&p.event, &parsed) {
+                    p.event.line = line;
                 }
                 p.last_line = line;
                 add_rank(&mut p.event, copy_of_rank);

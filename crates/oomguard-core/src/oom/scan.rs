@@ -692,6 +692,24 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_heading_and_its_message_under_a_traceback_are_one_failure() {
+        let text = "RuntimeError\n\
+                    torch.cuda.OutOfMemoryError\n\
+                    Stack trace\n\
+                    Traceback (most recent call last):\n\
+                    File \"app.py\", line 42, in <module>\n\
+                    outputs = model(input_tensor)\n\
+                    File \"/x/torch/nn/modules/module.py\", line 1190, in _call_impl\n\
+                    return forward_call(*input, **kwargs)\n\
+                    ...\n\
+                    torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 512.00 MiB (GPU 0; 8.00 GiB total capacity; 6.50 GiB already allocated; 256.00 MiB free; 6.70 GiB reserved in total by PyTorch)\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 10);
+        assert_eq!(events[0].memory.requested_bytes, Some(512 << 20));
+    }
+
+    #[test]
     fn a_phase_is_not_read_past_the_same_failure_printed_again() {
         let log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
                    torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
