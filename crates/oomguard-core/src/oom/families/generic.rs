@@ -29,8 +29,6 @@ pub(super) const TRIGGERS: &[&str] = &[
     "f Memory",
     "OUT OF MEMORY",
     "out of the memory",
-    // The adjective: "Out-of-memory error when building ...".
-    "ut-of-memory",
     // The acronym in a report's words or a bug report's title ("says cuda
     // oom when capturing cuda graphs", "[Bug]: CUDA OOM").
     "OOM",
