@@ -271,6 +271,10 @@ static CONTEXT_DEVICE: LazyLock<Vec<(DeviceKind, Regex)>> = LazyLock::new(|| {
         .collect()
 });
 
+/// A log line of Intel's Extension for TensorFlow (its source paths).
+static ITEX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\bitex[/\\](?:core|python)[/\\]").expect("pattern compiles"));
+
 fn device_of(
     text: &str,
     parsed: &Parsed,
@@ -283,6 +287,11 @@ fn device_of(
     }
     if kind == DeviceKind::Unknown && parsed.framework == Framework::Other && around(&CUPY) {
         return Some(DeviceKind::Cuda);
+    }
+    // Intel's Extension for TensorFlow logs from its own sources (`E
+    // itex/core/devices/bfc_allocator.cc:101]`): TensorFlow on an Intel GPU.
+    if kind == DeviceKind::Unknown && parsed.framework == Framework::TensorFlow && around(&ITEX) {
+        return Some(DeviceKind::Xpu);
     }
     // PyTorch's message names its backend (`CUDA`, `HIP`, `XPU`, `MPS`);
     // one quoted without its first words was taken for CUDA.
@@ -307,6 +316,20 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn intel_s_extension_for_tensorflow_runs_on_an_intel_gpu() {
+        let raw = "E itex/core/devices/bfc_allocator.cc:101] Allocator ran out of memory trying to allocate 10529419660 Bytes";
+        let p = refined(Framework::TensorFlow, DeviceKind::Unknown, raw, "");
+        assert_eq!(p.device.kind, DeviceKind::Xpu);
+        let p = refined(
+            Framework::TensorFlow,
+            DeviceKind::Unknown,
+            "Allocator ran out of memory trying to allocate 1024 Bytes",
+            "",
+        );
+        assert_eq!(p.device.kind, DeviceKind::Unknown);
     }
 
     #[test]

@@ -86,8 +86,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // releases (tensorflow/core/common_runtime/bfc_allocator.cc, 2015).
         r"OOM\s*when\s*allocating\s*tensor(?:\s*(?:with|of)\s*shape\s*\[([\d,\s]*)\](?:\s*and\s*type\s*(\w+))?(?:\s*on\s*(\S+))?)?",
     ),
+    // Intel's Extension for TensorFlow (itex/core/devices/bfc_allocator.cc)
+    // names no allocator and counts in `Bytes`: `Allocator ran out of memory
+    // trying to allocate N Bytes (rounded to M Bytes)`.
     bfc: re(
-        r"(?:Allocator\s*\((\w+)\)\s*ran|\bRan)\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*{SIZE}(?:\s*\(rounded\s*to\s*(\d+)\))?",
+        r"(?:Allocator\s*(?:\((\w+)\)\s*)?ran|\bRan)\s*out\s*of\s*memory\s*trying\s*to\s*allocate\s*(?:{SIZE}|(\d+)\s*Bytes)(?:\s*\(rounded\s*to\s*(\d+)(?:\s*Bytes)?\))?",
     ),
     // XLA's driver wrapper (external/local_xla/xla/stream_executor/cuda/
     // cuda_driver.cc, 2024) puts the status before the driver's code:
@@ -190,11 +193,14 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             DeviceKind::Unknown,
             message_from(text, &p.bfc),
         );
+        // The count in bytes as asked, else the rounded block (the printed
+        // size is itself rounded to two decimals).
         parsed.memory.requested_bytes = c
             .get(4)
+            .or(c.get(5))
             .and_then(|m| m.as_str().parse().ok())
             .or_else(|| size_at(&c, 2));
-        parsed.exact_request = c.get(4).is_some();
+        parsed.exact_request = c.get(5).is_some() || c.get(4).is_some();
         // The oldest BFC line names no allocator: `Ran out of memory trying
         // to allocate 2.0KiB.  See logs for memory state.`
         let allocator = c.get(1).map_or("", |m| m.as_str());
@@ -203,6 +209,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             parsed.device.index = index.split('_').next().and_then(|i| i.parse().ok());
         } else if allocator.to_ascii_lowercase().contains("cpu") {
             parsed.device.kind = DeviceKind::Cpu;
+        } else if text.contains("itex/") {
+            // ITEX runs TensorFlow on Intel GPUs.
+            parsed.device.kind = DeviceKind::Xpu;
         }
         parsed.kind = PartKind::Preliminary;
         parsed.facts.fragmentation_hint = text.contains("memory fragmentation");
@@ -571,6 +580,20 @@ fn optimizer_op(op: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn intel_s_extension_names_no_allocator_and_counts_bytes() {
+        let e = parse("E itex/core/devices/bfc_allocator.cc:101] Allocator ran out of memory trying to allocate 10529419660 Bytes (rounded to 10529419776 Bytes)")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::TensorFlow);
+        assert_eq!(e.device.kind, DeviceKind::Xpu);
+        assert_eq!(e.memory.requested_bytes, Some(10529419660));
+        // TensorFlow's own line keeps its rounded block and its GPU.
+        let e = parse("Allocator (GPU_0_bfc) ran out of memory trying to allocate 4.50GiB (rounded to 4831838208)requested by op model/conv2d/Conv2D")
+            .expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(4831838208));
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+    }
 
     #[test]
     fn the_tpu_report_under_a_failed_reservation_gives_capacity_and_allocated() {
