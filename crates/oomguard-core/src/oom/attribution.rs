@@ -39,8 +39,9 @@ pub(crate) fn refine(
     // under the sentence (a title above its traceback) as often as above it.
     // Under a title, and past the lines any message reads after it under a
     // sentence, only the pasted lines count (frames, log lines: a path, an
-    // identifier, a prefix), not the prose that retells the failure.
-    let pasted = |l: &String| l.contains(['/', '\\', '_', ':', '[']);
+    // identifier, a prefix, code quoted in backticks), not the prose that
+    // retells the failure.
+    let pasted = |l: &String| l.contains(['/', '\\', '_', ':', '[', '`']);
     let then = |re: &Regex| match parsed.kind {
         PartKind::Reported => after
             .iter()
@@ -71,12 +72,15 @@ pub(crate) fn refine(
 }
 
 /// An NVIDIA GPU by its product name (`RTX3090`, `GeForce`, `A6000`,
-/// `A100`, `H100`, `Tesla V100`, `Quadro`; the data-center cards by their
+/// `A100`, `H100`, `Tesla V100`, `Quadro`, `1080ti`; the data-center cards by their
 /// bare names too: `V100`, `T4`, `L4`, `L20`, `P100`, `K80`, `B200`), as
 /// reporters name the card that failed.
 static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
+        // A GeForce by its bare number with its Ti suffix (`1080ti`,
+        // `2080 Ti`): the suffix is NVIDIA's alone.
+        r"(?i-u:\b(?:9[5-8]0|10[5-8]0|16[56]0|20[678]0|30[5-9]0|40[6-9]0|50[6-9]0)\s?ti\b)|",
         r"(?-u:\b)(?:[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
     ))
     .expect("pattern compiles")
@@ -145,12 +149,14 @@ static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
 /// classes), the trailer c10 adds to every CUDA or HIP error (`Device-side
 /// assertion tracking was not enabled by user`, `Compile with
 /// TORCH_USE_CUDA_DSA`), `torch.AcceleratorError` (PyTorch 2.8's class for
-/// those errors), and the frames of PyTorch and the libraries built on it
+/// those errors), its exception class named in full (`torch.OutOfMemoryError`,
+/// `torch.cuda.OutOfMemoryError`: torch/cuda/__init__.py), and the frames of
+/// PyTorch and the libraries built on it
 /// (pip's `site-packages`, Debian's `dist-packages`).
 static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?i:\bcuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
-        r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|",
+        r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|\btorch\.(?:cuda\.)?OutOfMemoryError\b|",
         r"(?:site|dist)-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
     ))
     .expect("pattern compiles")

@@ -156,10 +156,14 @@ const KEPT_ALIVE: &str = concat!(
 /// A notebook's frames.
 const NOTEBOOK: &str = r"Cell In ?\[\d*\]|<ipython-input-|ipykernel_\d+|in <cell line";
 
-/// Words that say the batch was already 1.
+/// Words that say the batch was already 1; diffusion scripts name their
+/// batch by the images made at once (`--n_samples` of the Stable Diffusion
+/// scripts, "a.k.a. batch size" in their help; diffusers'
+/// `num_images_per_prompt`).
 const BATCH_OF_ONE: &str = concat!(
     r#"(?i:\b(?:micro_|per_device_\w*|train_micro_)?batch[ _-]?size\w*"?\s*(?:=|:|is|was|of|to|as|set to)?\s*"#,
-    r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D)))",
+    r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D))|",
+    r"(?:--n_samples|\bnum_images_per_prompt)\s*[= ]\s*1(?:$|[^.\d]))",
 );
 
 /// Frames and lines of diffusion pipelines: diffusers' pipelines and UNet,
@@ -315,6 +319,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "batch",
             "bs=",
             "bs ",
+            "n_samples",
+            "num_images_per_prompt",
             // DIFFUSION
             "diffusers",
             "k_diffusion",
@@ -511,10 +517,17 @@ mod tests {
             "bs=1",
             "\"train_micro_batch_size_per_gpu\": 1,",
             "per_device_train_batch_size=1,",
+            " --precision full --device cuda --bf16 --n_samples 1",
+            "pipe(prompt, num_images_per_prompt=1)",
         ] {
             assert!(around(words).batch_of_one.is_some(), "{words}");
         }
-        for words in ["batch_size=16", "batch size 128", "batch_size = 1.5"] {
+        for words in [
+            "batch_size=16",
+            "batch size 128",
+            "batch_size = 1.5",
+            "--n_samples 12",
+        ] {
             assert!(around(words).batch_of_one.is_none(), "{words}");
         }
     }

@@ -101,7 +101,7 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         parsed.framework == event.framework || parsed.framework == Framework::Other;
     let gives_way = match pending.kind {
         PartKind::Reported => true,
-        PartKind::Title => says_more(parsed),
+        PartKind::Title => title_gives_way(&event.message, parsed),
         _ => false,
     };
     !gives_way
@@ -124,6 +124,14 @@ fn says_more(parsed: &Parsed) -> bool {
         || parsed.framework != Framework::Other
         || parsed.facts.oom_killer()
         || ERROR_LINE.is_match(&parsed.message)
+}
+
+/// True when a title gives way to a part of the paste under it: the part
+/// says more, or is the very line the title copied (retyped: in another
+/// case, `Terminate called ...` over `terminate called ...`).
+fn title_gives_way(title: &str, parsed: &Parsed) -> bool {
+    let title = title.trim().to_lowercase();
+    says_more(parsed) || (!title.is_empty() && parsed.message.to_lowercase().contains(&title))
 }
 
 /// True when two parts may name the same device: the same kind (or one
@@ -332,7 +340,8 @@ impl Grouper {
         }
         // A sentence that told of the failure gives way to the error itself.
         let reported = self.pending.as_ref().is_some_and(|p| {
-            (p.kind == PartKind::Reported || (p.kind == PartKind::Title && says_more(&parsed)))
+            (p.kind == PartKind::Reported
+                || (p.kind == PartKind::Title && title_gives_way(&p.event.message, &parsed)))
                 && !matches!(parsed.kind, PartKind::Reported | PartKind::Title)
                 && line.saturating_sub(p.last_line) <= self.options.announce_window_lines
         });

@@ -380,7 +380,8 @@ pub enum MemoryLimit {
     /// the kernel's `Memory cgroup out of memory`).
     Container,
     /// The memory a batch scheduler's job asked for (Slurm's `--mem`, LSF's
-    /// `-M`, PBS's `-l mem`).
+    /// `-M`, PBS's `-l mem`), or a cluster's per-worker limit (Dask's
+    /// `memory_limit`).
     Job,
 }
 
@@ -414,6 +415,11 @@ pub struct EngineLog {
     /// (`kIOGPUCommandBufferCallbackErrorOutOfMemory`), on any line of the
     /// failure (the message is often wrapped).
     pub metal_command_buffer: bool,
+    /// The failure, or the lines just before it, says one buffer was above
+    /// the device's largest single allocation (Metal's `maxBufferLength`,
+    /// Vulkan's `maxMemoryAllocationSize`, MLX's and PyTorch MPS's buffer
+    /// limit), not that the memory ran out.
+    pub per_buffer_limit: bool,
     /// The text before the failure says the process had been running long
     /// (`long-running`, `after 14 hours`, `after many requests`).
     pub ran_long: bool,

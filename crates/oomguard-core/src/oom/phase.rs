@@ -443,7 +443,7 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 r"(?i:\bwarm[- ]?up\b|warming up|capture cuda graph|",
                 // vLLM's and SGLang's start-up logs: graph capture, the
                 // profiling run that sizes the KV cache.
-                r"captur\w* (?:the model for )?cuda ?graphs?|cuda ?graph captur\w*|",
+                r"captur\w* (?:the model for )?cuda[- ]?graphs?|cuda[- ]?graph captur\w*|",
                 r"memory profiling|profil\w* run\b|",
                 // A GPU kernel compiled before the first run (LightGBM's OpenCL).
                 r"compiling (?:the )?(?:opencl |cuda |gpu )?kernels?|",
@@ -468,7 +468,10 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 r"skipping tactic|",
                 // The object built and moved in one statement too:
                 // `Model(opt.cfg, nc=nc).to(device)`.
-                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()",
+                r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()|",
+                // A model object built: `model = WhisperModel("large-v3",
+                // device="cuda")`, `pipe = StableDiffusionPipeline(...)`.
+                r"(?i:\b(?:model|pipe|pipeline|net)\w*\s*=\s*)[\w.]*(?:Model|Pipeline|ForCausalLM|ForConditionalGeneration)\w*\(",
             ),
         ),
         (
@@ -486,7 +489,11 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // code (`log_every(loader, freq, header="Evaluation")` prints
                 // "Evaluation  [ 20/500]  eta: ...").
                 r"\*{3,}\s*Running (?:Evaluation|Prediction)\s*\*{3,}|# External evaluation\b|",
-                r"^\s*(?:Evaluation|Validation):?\s+\[\s*\d+/\d+\]",
+                r"^\s*(?:Evaluation|Validation):?\s+\[\s*\d+/\d+\]|",
+                // TensorFlow's Estimator through Python's logging
+                // (tensorflow/python/training/evaluation.py: "Starting
+                // evaluation at %s", then "Evaluation [%d/%d]" per step).
+                r"^(?:INFO|I\d*)?:?[\w.]*:?\s*(?:Starting evaluation at\b|Evaluation \[\d+/\d+\])",
             ),
         ),
         (Phase::Generation, r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)"),
@@ -535,6 +542,10 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "skipping tactic",
             ".cuda(",
             ".to(",
+            "model(",
+            "pipeline(",
+            "forcausallm(",
+            "forconditionalgeneration(",
             "evaluation",
             "validation step",
             "validating",
@@ -1376,6 +1387,11 @@ mod tests {
         // A MetricLogger whose header is Evaluation.
         assert_eq!(
             phase("Evaluation  [2060/5000]  eta: 0:02:28    time: 0.0498  data: 0.0003  max mem: 17239"),
+            Some(Phase::Evaluation)
+        );
+        // TensorFlow's Estimator, through Python's logging.
+        assert_eq!(
+            phase("INFO:tensorflow:Starting evaluation at 2017-07-28-18:09:20\nINFO:tensorflow:Evaluation [3/10]"),
             Some(Phase::Evaluation)
         );
         // Training banners are not evaluation.

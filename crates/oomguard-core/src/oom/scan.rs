@@ -338,6 +338,10 @@ fn line_end_of(buf: &[u8], from: usize) -> usize {
     memchr::memchr(b'\n', &buf[from..ceil]).map_or(ceil, |i| from + i + 1)
 }
 
+/// Lines of TensorFlow's allocator dump read after its warning for the
+/// pool's figures (one line per chunk: a dump runs to hundreds).
+const POOL_DUMP_LINES: usize = 400;
+
 /// Lines after an event read for a traceback printed after the message
 /// (Rust backtraces, logs that print the error before the Python traceback).
 const FOLLOWING_LINES: usize = 80;
@@ -485,6 +489,11 @@ fn read_event_at(
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
+        if parsed.memory.allowed_bytes.is_none() {
+            let mut dump = following.clone();
+            dump.extend(lines_from(buf, pos, POOL_DUMP_LINES));
+            families::tensorflow_jax::fill_pool_stats_after(&text, &dump, &mut parsed.memory);
+        }
         families::tensorflow_jax::device_from_context(&before, &mut parsed);
         families::tensorflow_jax::fill_device_log(&before, &following, &mut parsed);
     }
@@ -622,10 +631,13 @@ fn join_backwards(before: &[String], text: String) -> String {
         return text;
     };
     // A traceback's frame or code line never continues into the error that
-    // follows it, nor does anything continue into an exception's class.
+    // follows it, nor does anything continue into an exception's class or a
+    // line that opens a statement of its own (a C function's log prefix,
+    // `ggml_gallocr_reserve_n: failed to allocate ...`).
     if prev.starts_with([' ', '\t'])
         || prev.trim_start().starts_with("File \"")
         || EXCEPTION_START.is_match(&text)
+        || ends_continuation(&text)
     {
         return text;
     }

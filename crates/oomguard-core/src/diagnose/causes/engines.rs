@@ -260,16 +260,11 @@ const LLAMA_BUFFER_CHECK: &str = "the lines around the failure: `llama_model_loa
 /// default batch or more makes the compute buffers, which grow with it, the
 /// first suspect.
 const LLAMA_LARGE_UBATCH: u64 = 4 * 2048;
-/// Metal caps one buffer at `MTLDevice.maxBufferLength`, MLX at its
-/// `max_buffer_length`: the words with which ggml's Metal backend, MLX and
-/// PyTorch's MPS allocator refuse a buffer above it.
-const PER_BUFFER_LIMIT: &[&str] = &[
-    "larger than buffer maximum",
-    "greater than the maximum allowed buffer size",
-    "Invalid buffer size:",
-];
-
 pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
+    // Ranked with the engine's own words: one buffer above the limit.
+    if event.facts.engine_log.per_buffer_limit {
+        return;
+    }
     if let Some(kind) = event.facts.engine_log.llama_failed {
         llama_failed_buffer(r, event, kind);
         return;
@@ -443,7 +438,7 @@ fn llama_large_ubatch(r: &mut Ranking, event: &OomEvent) -> bool {
 /// backend names the weights' buffer `data`; MLX reports the array it
 /// evaluates. Returns true when it applied.
 pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
-    if !PER_BUFFER_LIMIT.iter().any(|w| event.message.contains(w)) {
+    if !event.facts.engine_log.per_buffer_limit {
         return false;
     }
     let size = event
@@ -453,7 +448,10 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
             format!("one buffer of {}", fs(q))
         });
     let check = Some("the limit in the message is the device's largest single buffer, not its memory: a smaller piece (fewer layers per buffer, a shorter prompt chunk) fits where the total does");
-    if event.message.contains("'data'") || event.phase == Phase::ModelLoad {
+    let weights = event.message.contains("'data'")
+        || event.phase == Phase::ModelLoad
+        || event.facts.engine_log.llama_failed == Some(LlamaBufferKind::Model);
+    if weights {
         r.add_checked(
             CauseId::ModelTooLarge,
             0.8,
@@ -462,8 +460,13 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
         );
         return true;
     }
-    // Frames that evaluate a KV or prompt cache say which array it is.
-    let cache = event.facts.engine_log.cache_frames;
+    // Frames that evaluate a KV or prompt cache say which array it is; a
+    // compute buffer holds the step's arrays, not the cache.
+    let log = &event.facts.engine_log;
+    let cache = match log.llama_failed {
+        Some(kind) => kind == LlamaBufferKind::KvCache,
+        None => log.cache_frames,
+    };
     r.add_checked(
         CauseId::BatchTooLarge,
         if cache { 0.5 } else { 0.65 },
@@ -805,27 +808,42 @@ mod tests {
 
     #[test]
     fn a_buffer_above_the_per_buffer_limit_is_the_weights_or_the_step() {
+        let limit = || crate::oom::EngineLog {
+            per_buffer_limit: true,
+            ..Default::default()
+        };
         let e = with_log(
             "ggml_metal_add_buffer: buffer 'data' size 18300780544 is larger than buffer maximum of 17179869184",
-            Default::default(),
+            limit(),
         );
         let mut r = Ranking::new();
         assert!(per_buffer_limit(&mut r, &e));
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         let text = "RuntimeError: [metal::malloc] Attempting to allocate 48736917632 bytes which is greater than the maximum allowed buffer size of 30150672384 bytes.";
         let mut r = Ranking::new();
-        assert!(per_buffer_limit(
-            &mut r,
-            &with_log(text, Default::default())
-        ));
+        assert!(per_buffer_limit(&mut r, &with_log(text, limit())));
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
         let cache = crate::oom::EngineLog {
             cache_frames: true,
-            ..Default::default()
+            ..limit()
         };
         let mut r = Ranking::new();
         per_buffer_limit(&mut r, &with_log(text, cache));
         assert_eq!(r.top(), Some(CauseId::KvCache));
+        // ggml's compute buffer above Vulkan's single-allocation limit: the
+        // step's arrays, and llama.cpp's own ranking of the buffer gives way.
+        let mut e = with_log(
+            "ggml_gallocr_reserve_n: failed to allocate Vulkan0 buffer of size 4757131264",
+            crate::oom::EngineLog {
+                llama_failed: Some(LlamaBufferKind::Compute),
+                ..limit()
+            },
+        );
+        e.framework = Framework::LlamaCpp;
+        let mut r = Ranking::new();
+        assert!(per_buffer_limit(&mut r, &e));
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
         let mut r = Ranking::new();
         assert!(!per_buffer_limit(
             &mut r,

@@ -260,7 +260,28 @@ pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
         // The pool's own figures decide: live tensors plus the request
         // beyond the pool is a full pool, within it a split one.
         (Some(limit), Some(in_use), Some(q)) if event.framework == Framework::TensorFlow => {
-            if in_use.saturating_add(q) > limit {
+            if q > limit {
+                // One request beyond the whole pool: no tensor freed would
+                // make room. TensorFlow's pool is what was free on the GPU
+                // when it started, times per_process_gpu_memory_fraction
+                // (gpu_options; TF-TRT hands the rest to TensorRT).
+                r.add_checked(
+                    CauseId::MemoryCap,
+                    0.7,
+                    format!(
+                        "the {} request is larger than the allocator's whole pool of {} ({} in use): the pool was capped (a memory fraction, memory another process or TensorRT held when TensorFlow started), or the request is too large for this GPU",
+                        fs(q),
+                        fs(limit),
+                        fs(in_use)
+                    ),
+                    Some("compare the dump's Limit with the GPU's memory (nvidia-smi): a Limit well below it is a fraction (gpu_options.per_process_gpu_memory_fraction) or memory others held at start"),
+                );
+                r.add(
+                    CauseId::BatchTooLarge,
+                    0.6,
+                    "if the pool spans the GPU, the one request is too large: a smaller batch or input shrinks it",
+                );
+            } else if in_use.saturating_add(q) > limit {
                 r.add(
                     CauseId::BatchTooLarge,
                     0.7,
@@ -466,6 +487,12 @@ mod tests {
         let mut r = Ranking::new();
         tensorflow_pool(&mut r, &pool(4 * GIB));
         assert_eq!(r.top(), Some(CauseId::Fragmentation));
+        // One request beyond the whole pool: the pool's size is the question.
+        let mut e = pool(4 << 20);
+        e.memory.requested_bytes = Some(11 * GIB);
+        let mut r = Ranking::new();
+        tensorflow_pool(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
     }
 
     #[test]

@@ -204,7 +204,18 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // memory usage limit`), PBS's kill (`=>> PBS: job killed: mem 2097152kb
         // exceeded limit 1048576kb`), srun's summary of a task the cgroup
         // killed (`srun: error: node1: task 0: Out Of Memory`).
-        r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b)"
+        r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b|",
+        // Dask's nanny restarting a worker above its memory_limit
+        // (distributed/nanny.py: `Worker exceeded 95% memory budget.
+        // Restarting`; `Worker tcp://... (pid=N) exceeded 95% memory
+        // budget. Restarting...` since 2022).
+        // A budget of 0% is a threshold set to nothing, not memory running out.
+        r"\bexceeded\s*[1-9]\d*%\s*memory\s*budget|",
+        // Ray's memory monitor killing a worker when the node's memory passes
+        // RAY_memory_usage_threshold (0.95 by default; Ray's "Out-Of-Memory
+        // Prevention" docs): `ray.exceptions.OutOfMemoryError: Task was
+        // killed due to the node running low on memory.`
+        r"killed\s*due\s*to\s*the\s*node\s*running\s*low\s*on\s*memory)"
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
@@ -359,7 +370,11 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
         .iter()
         .any(|w| phrase.starts_with(w));
-    if !(identifier || standalone || before.trim().is_empty() || MARKER.is_match(before)) {
+    // Markdown around a pasted line (a code span, bold, a quote) is no word.
+    let opens_line = before
+        .trim_matches(|c: char| c.is_whitespace() || matches!(c, '`' | '*' | '>'))
+        .is_empty();
+    if !(identifier || standalone || opens_line || MARKER.is_match(before)) {
         return false;
     }
     !says_fallback(text)
@@ -390,6 +405,30 @@ fn names_what_code_handles(before: &str) -> bool {
         ))
     });
     HANDLED.is_match(before)
+}
+
+/// True when a `RESOURCE_EXHAUSTED` status is a quota, not memory: gRPC
+/// gives every exhausted resource that code (grpc's status code 8: a message
+/// above the size limit, `Received message larger than max (N vs. M)`; a
+/// server's quota or rate limit, `429 Resource has been exhausted (e.g.
+/// check quota)`), printed as `StatusCode.RESOURCE_EXHAUSTED` (Python),
+/// `8-RESOURCE_EXHAUSTED` (grpc-rs), `code = ResourceExhausted` (Go). Such
+/// a status is memory only when its words say so (XLA's `RESOURCE_EXHAUSTED:
+/// Out of memory while trying to allocate`).
+fn exhausts_another_resource(phrase: &str, text: &str) -> bool {
+    static GRPC_OR_QUOTA: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i:StatusCode\.RESOURCE|\b\d+-RESOURCE_EXHAUSTED|code\s*=\s*ResourceExhausted|RpcFailure|\bgrpc|",
+            r"message\s*larger\s*than\s*max|quota|rate[\s_-]*limit|too\s*many\s*requests|\b429\b)"
+        ))
+    });
+    static MEMORY_WORDS: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i:memory|alloc|\bOOM\b|\bhbm\b|\bvram\b)"));
+    phrase
+        .get(..8)
+        .is_some_and(|w| w.eq_ignore_ascii_case("resource"))
+        && GRPC_OR_QUOTA.is_match(text)
+        && !MEMORY_WORDS.is_match(text)
 }
 
 /// True when the text says the program fell back or retried after the
@@ -424,7 +463,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 
 fn parse_failure(text: &str) -> Option<Parsed> {
     let p = &*P;
-    if p.kernel_frame.is_match(text) {
+    if p.kernel_frame.is_match(text) || oom_killed_false(text) {
         return None;
     }
     if let Some(parsed) = compiler_out_of_memory(text)
@@ -442,6 +481,9 @@ fn parse_failure(text: &str) -> Option<Parsed> {
         Some(m) if stands_as_failure(text, m.start()) => (m.start(), PartKind::Primary),
         _ => (reported_in_prose(text)?, PartKind::Reported),
     };
+    if exhausts_another_resource(&text[at..], text) {
+        return None;
+    }
     let message = message_at(text, at);
     let mut parsed = Parsed::new(framework_named(text), device_kind(text), message);
     parsed.kind = kind;
@@ -775,6 +817,17 @@ fn killed(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// A container's state field that says it was not killed for memory:
+/// `docker inspect`'s `"OOMKilled": false`, Kubernetes' `State.OOMKilled is
+/// false` as reporters quote it, often beside an exit code 137 from another
+/// SIGKILL (a failed liveness probe, `docker kill`).
+fn oom_killed_false(text: &str) -> bool {
+    static FALSE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r#"(?i:\boomkilled\b[\s*"'`:=]*(?:is|was|was set to|=|:)?[\s*"'`:=]*false\b)"#)
+    });
+    FALSE.is_match(text)
+}
+
 /// The anonymous resident memory of the process the kernel killed, from its
 /// report (mm/oom_kill.c `__oom_kill_process`: "Killed process %d (%s)
 /// total-vm:%lukB, anon-rss:%lukB, file-rss:%lukB, shmem-rss:%lukB"): what
@@ -850,15 +903,22 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
             )),
             re(concat!(
                 r"(?i:oom[-_]kill\s*events?|exceeded\s*(?:job\s*|step\s*)?memory\s*limit|",
-                r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b)"
+                r"TERM_MEMLIMIT|PBS:\s*job\s*killed:\s*v?mem\b|\btask\s*\d+:\s*out\s*of\s*memory\b|memory\s*budget)"
             )),
         )
     });
     // Every wording holds one of these words: most failures run no regex.
     let lower = text.to_ascii_lowercase();
-    if !["kill", "limit", "cgroup", "request memory", "task"]
-        .iter()
-        .any(|w| lower.contains(w))
+    if ![
+        "kill",
+        "limit",
+        "cgroup",
+        "request memory",
+        "task",
+        "budget",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
     {
         return None;
     }
@@ -1081,6 +1141,10 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                 DeviceKind::Cpu,
                 re(concat!(
                     r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM|",
+                    // The C library's allocators and the drop-in ones
+                    // (Intel MKL's `mkl_malloc`, jemalloc's, tcmalloc's,
+                    // mimalloc's, Windows' `_aligned_malloc`).
+                    r"\b(?:mkl_|je_|tc_|mi_|_aligned_)malloc\b|\b(?:calloc|realloc|aligned_alloc)\b|",
                     // ENOMEM as Python's OSError prints it, and the JVM's heap
                     // (`java.lang.OutOfMemoryError: Java heap space`).
                     r"\[Errno\s*12\]|Java\s*heap\s*space|GC\s*overhead\s*limit\s*exceeded|",
@@ -1360,6 +1424,9 @@ mod tests {
             ("srun: error: node12: task 0: Out Of Memory", job),
             ("TERM_MEMLIMIT: job killed after reaching LSF memory usage limit.", job),
             ("=>> PBS: job killed: mem 8421340kb exceeded limit 8388608kb", job),
+            ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", None),
+            ("distributed.nanny - WARNING - Worker exceeded 95% memory budget. Restarting", job),
+            ("distributed.nanny.memory - WARNING - Worker tcp://127.0.0.1:40233 (pid=5101) exceeded 95% memory budget. Restarting...", job),
             ("      Reason:       OOMKilled", container),
             ("container init was OOM-killed (memory limit too low?)", container),
             ("Memory cgroup out of memory: Killed process 4242 (python)", container),
@@ -1390,6 +1457,36 @@ mod tests {
             "case cudaErrorMemoryAllocation: return \"out of memory\";",
         ] {
             assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_container_not_oom_killed_or_a_zero_budget_is_no_kill() {
+        for text in [
+            "distributed.nanny.memory - WARNING - Worker tls://10.0.0.4:34937 (pid=129) exceeded 0% memory budget. Restarting...",
+            "1. container's **State.OOMKilled** is false, and **State.ExitCode** is 137.",
+            "            \"OOMKilled\": false,",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+        assert!(parse("            \"OOMKilled\": true,").is_some());
+    }
+
+    #[test]
+    fn a_grpc_status_or_an_api_quota_is_not_memory() {
+        for text in [
+            "gRPC error: RpcFailure: 8-RESOURCE_EXHAUSTED Received message larger than max (4563651 vs. 4194304)",
+            "\tstatus = StatusCode.RESOURCE_EXHAUSTED",
+            "rpc error: code = ResourceExhausted desc = grpc: received message larger than max (8388608 vs. 4194304)",
+            "google.api_core.exceptions.ResourceExhausted: 429 Resource has been exhausted (e.g. check quota).",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+        for text in [
+            "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.",
+            "status = StatusCode.RESOURCE_EXHAUSTED details = \"OOM when allocating tensor with shape[8,1024,1024]\"",
+        ] {
+            assert!(parse(text).is_some(), "{text}");
         }
     }
 

@@ -597,6 +597,24 @@ const MAX_ENGINES: usize = 8;
 /// What the lines around a failure say in an engine's or library's own
 /// words (see [`EngineLog`]): `before` are the lines before the message,
 /// `text` the message, `following` the lines after it.
+/// The words with which runtimes refuse one buffer above the device's
+/// largest single allocation: ggml's Metal backend (`buffer 'data' size N is
+/// larger than buffer maximum of M`), MLX (`greater than the maximum allowed
+/// buffer size`), PyTorch's MPS allocator (`Invalid buffer size: N GB`,
+/// MPSAllocator.mm) and ggml's Vulkan backend (`Requested buffer size exceeds
+/// device memory allocation limit`, ggml-vulkan.cpp, above the driver's
+/// `maxMemoryAllocationSize`).
+const PER_BUFFER_LIMIT: &[&str] = &[
+    "larger than buffer maximum",
+    "greater than the maximum allowed buffer size",
+    "Invalid buffer size:",
+    "exceeds device memory allocation limit",
+];
+
+/// Lines before and after a failure that may say its buffer was above the
+/// limit (the backend's own lines, the allocator's that names the buffer).
+const LIMIT_LINES: usize = 4;
+
 pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) -> EngineLog {
     // llama.cpp's error lines (llama-kv-cache.cpp, llama-context.cpp,
     // llama-model-loader.cpp) name the buffer that failed, right after
@@ -614,7 +632,7 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
     });
     static CAPTURE: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"(?i)captur\w*\s+(?:the model for\s+)?(?:cuda ?graph|cudagraph)|graph capturing|cuda_graph_runner|capture_generation_cuda_graphs",
+            r"(?i)captur\w*\s+(?:the model for\s+)?(?:cuda[- ]?graph|cudagraph)|graph capturing|cuda[- ]?graph captur|(?:during|while|in) (?:the )?graph capture\b|cuda_graph_runner|capture_generation_cuda_graphs",
         )
     });
     static CAPTURE_DONE: LazyLock<Regex> = LazyLock::new(|| {
@@ -650,6 +668,8 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
                 "after",
                 "hours",
                 "file \"",
+                "buffer",
+                "allocation limit",
             ])
             .expect("the engine words build")
     });
@@ -687,6 +707,9 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
         if let Some(c) = UBATCH.captures(line) {
             log.ubatch = c[1].parse().ok().or(log.ubatch);
         }
+        if i + LIMIT_LINES >= before.len() && i <= before.len() + LIMIT_LINES {
+            log.per_buffer_limit |= PER_BUFFER_LIMIT.iter().any(|w| line.contains(w));
+        }
         if i <= before.len() {
             if CAPTURE_DONE.is_match(line) {
                 capturing = false;
@@ -702,6 +725,7 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
                 innermost = Some(c[1].to_string());
             }
             log.cache_frames |= CACHE_WORDS.is_match(line);
+
             log.ran_long |= RAN_LONG.is_match(line);
         }
     }
@@ -909,6 +933,24 @@ mod tests {
             &[],
         );
         assert!(!log.cuda_graph_capture);
+        // A report's own words for the capture.
+        let log = engine_log(
+            &[],
+            "OOM during graph capture at high `--gpu-memory-utilization`",
+            &[],
+        );
+        assert!(log.cuda_graph_capture);
+        // Vulkan's single-allocation limit, said the line before the
+        // allocator's failure or after the backend's; not when said long
+        // before it.
+        let limit = "ggml_vulkan: Requested buffer size exceeds device memory allocation limit: ErrorOutOfDeviceMemory";
+        let failed = "ggml_gallocr_reserve_n: failed to allocate Vulkan0 buffer of size 4757131264";
+        assert!(engine_log(&lines(&[limit]), failed, &[]).per_buffer_limit);
+        let backend = "ggml_vulkan: Device memory allocation of size 4757131264 failed.";
+        assert!(engine_log(&[], backend, &lines(&[limit])).per_buffer_limit);
+        let mut far = lines(&[limit]);
+        far.extend(lines(&["llama_context: n_ctx = 4096"; 6]));
+        assert!(!engine_log(&far, failed, &[]).per_buffer_limit);
         let log = engine_log(
             &lines(&[
                 "When using it in a long-running process, `-ub 8192` and:",

@@ -340,18 +340,41 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// allocator was given, `InUse:` what live tensors hold, both in bytes).
 /// Only the dump closest to the failure counts.
 pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::MemoryFigures) {
+    let recent = &before[before.len().saturating_sub(60)..];
+    if let Some(stats) = pool_stats(recent.iter().rev()) {
+        set_pool_stats(stats, memory);
+    }
+}
+
+/// The same dump printed after the allocator's warning that announces it
+/// (`ran out of memory trying to allocate 2.00GiB.  Current allocation
+/// summary follows.`), when no dump came before: the first one in `after`.
+pub(crate) fn fill_pool_stats_after(
+    text: &str,
+    after: &[String],
+    memory: &mut crate::oom::MemoryFigures,
+) {
+    if !text.contains("allocation summary follows") {
+        return;
+    }
+    if let Some(stats) = pool_stats(after.iter()) {
+        set_pool_stats(stats, memory);
+    }
+}
+
+/// The first `Limit:` and `InUse:` figures in `lines`, in their order.
+fn pool_stats<'a>(lines: impl Iterator<Item = &'a String> + Clone) -> Option<(u64, u64)> {
     static LIMIT: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*Limit:\s+(\d+)\s*$"));
     static IN_USE: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*InUse:\s+(\d+)\s*$"));
-    let recent = &before[before.len().saturating_sub(60)..];
-    let last = |re: &Regex| {
-        recent
-            .iter()
-            .rev()
+    let first = |re: &Regex| {
+        lines
+            .clone()
             .find_map(|l| re.captures(l)?.get(1)?.as_str().parse::<u64>().ok())
     };
-    let (Some(limit), Some(in_use)) = (last(&LIMIT), last(&IN_USE)) else {
-        return;
-    };
+    Some((first(&LIMIT)?, first(&IN_USE)?))
+}
+
+fn set_pool_stats((limit, in_use): (u64, u64), memory: &mut crate::oom::MemoryFigures) {
     if memory.allowed_bytes.is_none() && memory.allocated_bytes.is_none() {
         memory.allowed_bytes = Some(limit);
         memory.allocated_bytes = Some(in_use);
