@@ -424,6 +424,16 @@ fn corpus_fresh3() {
     run_cases("oom/corpus_fresh3.jsonl");
 }
 
+/// A fourth set from threads no fixture had (PyTorch stacks and serving
+/// engines; TensorFlow, JAX, Paddle, MXNet, Vulkan, host and cluster kills),
+/// labelled from each thread before explain read it; every third row
+/// collected is `heldout`, never used to write a rule. Rows that still fail
+/// are marked `known_gap`.
+#[test]
+fn corpus_fresh4() {
+    run_cases("oom/corpus_fresh4.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked

@@ -16,6 +16,7 @@ use super::text::{
 use super::watchdog::{self, WatchdogTimeout};
 use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
+use regex::Regex;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read};
@@ -252,10 +253,15 @@ fn scan_plain<R: Read>(
                 counted_pos = line_start;
             }
             let opens_input = !drained && buf[..line_start].iter().all(|b| b.is_ascii_whitespace());
+            let heads_report = !drained
+                && !opens_input
+                && counted_line < REPORT_HEAD_LINES
+                && is_prose(&buf[..line_start]);
             let at_line = EventStart {
                 line_start,
                 at,
                 opens_input,
+                heads_report,
             };
             let (found, end) = read_event_at(&buf, at_line, last_event_end, &mut cache);
             consumed_until = end;
@@ -355,6 +361,29 @@ struct EventStart {
     /// Only blank lines come before the line in the whole input: it is the
     /// text's first line (an issue's title, a report's heading).
     opens_input: bool,
+    /// Only a few lines of prose come before it (a report's title and first
+    /// sentences): what is pasted under it is its own log.
+    heads_report: bool,
+}
+
+/// Lines of prose a report may open with before quoting its error.
+const REPORT_HEAD_LINES: u64 = 12;
+
+/// True when `head` reads as a report's prose: paragraphs, and no
+/// traceback, no log line (a timestamp or a level opening it), no code fence.
+fn is_prose(head: &[u8]) -> bool {
+    static LOG_LINE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"^\s*(?:\[?\d{2,4}[-/:.]\d|\[?(?:INFO|WARN|WARNING|ERROR|DEBUG|CRITICAL)\b|[IWEF]\d{4}\s)|",
+            r"Traceback \(most recent|^\s+File \x22|^\s*```"
+        ))
+        .expect("pattern compiles")
+    });
+    let head = String::from_utf8_lossy(head);
+    // A report is set in paragraphs (a title, then sentences); a log's
+    // lines run on.
+    let paragraphs = head.lines().any(|l| l.trim().is_empty());
+    paragraphs && head.lines().all(|l| !LOG_LINE.is_match(l))
 }
 
 /// Reads the logical line around a trigger and parses it. Returns the part
@@ -369,6 +398,7 @@ fn read_event_at(
         line_start,
         at,
         opens_input,
+        heads_report,
     } = start;
     let line_end = line_end_of(buf, at.max(line_start));
     let first = clean_line(&buf[line_start..line_end]);
@@ -456,7 +486,7 @@ fn read_event_at(
     }
     // A failure at the top of a text heads what is pasted under it, up to
     // the same failure printed again.
-    let paste = (opens_input && !stopped).then(|| {
+    let paste = ((opens_input || heads_report) && !stopped).then(|| {
         let mut paste = following.clone();
         paste.extend(lines_from(
             buf,
@@ -700,6 +730,15 @@ mod tests {
         // Not for a failure further down a log: its traceback must follow it.
         let log = format!("step 1 ok\n{text}");
         let (events, _) = scan(&log);
+        assert_eq!(events[0].phase, Phase::Unknown);
+        // A report's title and first sentences above it: its paste.
+        let report =
+            format!("Cannot load the checkpoint\n\nWhen I start the server it fails:\n{text}");
+        let (events, _) = scan(&report);
+        assert_eq!(events[0].phase, Phase::ModelLoad);
+        // Not under a log's lines, even set apart by a blank line.
+        let logged = format!("I0928 15:25:01.000000 gpu.cc:12] starting\n\n{text}");
+        let (events, _) = scan(&logged);
         assert_eq!(events[0].phase, Phase::Unknown);
     }
 
