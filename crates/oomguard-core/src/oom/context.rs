@@ -54,6 +54,11 @@ pub struct ContextEvidence {
     /// The model the text names by its size, with its weights' precision
     /// and the GPUs they are spread over.
     pub named_model: Option<NamedModel>,
+    /// A multi-GPU job whose ranks put memory on the first GPU: resuming
+    /// from a checkpoint every rank loads onto `cuda:0` (`torch.load`
+    /// without `map_location` restores tensors to the device they were
+    /// saved from), or every process creating its context there.
+    pub ranks_on_first_gpu: Option<String>,
 }
 
 impl ContextEvidence {
@@ -73,6 +78,7 @@ impl ContextEvidence {
             batch_of_one: self.batch_of_one.or(other.batch_of_one),
             diffusion: self.diffusion.or(other.diffusion),
             named_model: self.named_model.or(other.named_model),
+            ranks_on_first_gpu: self.ranks_on_first_gpu.or(other.ranks_on_first_gpu),
         }
     }
 }
@@ -219,7 +225,40 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
                 .chain(text.lines())
                 .chain(following.iter().map(String::as_str)),
         ),
+        // Read by the scanner, which knows a report's paste.
+        ranks_on_first_gpu: None,
     }
+}
+
+/// Lines of a multi-GPU job that put every rank's memory on its first GPU:
+/// a resume from a checkpoint (PyTorch's "Saving and loading models" notes:
+/// `torch.load` restores storages to the device they were saved from, so a
+/// checkpoint saved by rank 0 lands on `cuda:0` in every rank unless
+/// `map_location` says otherwise), or the processes said to sit on the
+/// first GPU (a rank that never called `torch.cuda.set_device` makes its
+/// context there). Read from the failure's lines and, for a report, the
+/// paste under it. Returns the line that shows the ranks' memory.
+pub(crate) fn ranks_on_first_gpu<'a>(
+    lines: impl Iterator<Item = &'a str> + Clone,
+) -> Option<String> {
+    static MULTI_GPU: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(concat!(
+            r"(?i)multi[- ]?gpu|\bddp\b|distributed|torchrun|world_size|accelerate launch|",
+            r"\b(?:[2-9]|two|four|eight|multiple|several)\s+gpus\b"
+        ))
+        .expect("pattern compiles")
+    });
+    static FIRST_GPU: LazyLock<regex::Regex> = LazyLock::new(|| {
+        regex::Regex::new(concat!(
+            r"(?i)\bresum(?:e|es|ed|ing)\b|\bmap_location\b|",
+            r"(?:process(?:es)?|contexts?)\b[^.\n]{0,40}\b(?:first gpu|gpu\s*0\b|cuda:0)"
+        ))
+        .expect("pattern compiles")
+    });
+    if !lines.clone().any(|l| MULTI_GPU.is_match(l)) {
+        return None;
+    }
+    lines.into_iter().find(|l| FIRST_GPU.is_match(l)).map(quote)
 }
 
 /// The signals, in the order of [`SIGNALS`].
@@ -506,6 +545,20 @@ mod tests {
         assert!(around("  File \"train.py\", line 3, in <module>")
             .notebook
             .is_none());
+    }
+
+    #[test]
+    fn ranks_on_the_first_gpu_need_a_multi_gpu_job() {
+        let read = |text: &str| ranks_on_first_gpu(text.lines());
+        assert!(read("Multi-GPU OOM when resuming from checkpoint").is_some());
+        assert!(read("pl.Trainer(gpus=4, distributed_backend='ddp')\nthere is an explosion of processes created on the first GPU").is_some());
+        assert!(read(
+            "torchrun --nproc_per_node 8 train.py\nstate = torch.load(path)  # no map_location"
+        )
+        .is_some());
+        // A single GPU resuming, or several GPUs without a resume.
+        assert!(read("OOM when resuming from checkpoint on one GPU").is_none());
+        assert!(read("training on 4 GPUs runs out of memory at step 40").is_none());
     }
 
     #[test]

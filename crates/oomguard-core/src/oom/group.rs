@@ -358,8 +358,14 @@ impl Grouper {
             _ => phase,
         };
         let mut device = parsed.device;
-        if let Some(told) = told.filter(|_| device.kind == DeviceKind::Unknown) {
-            device.kind = told.device.kind;
+        let mut facts = parsed.facts;
+        if let Some(told) = told {
+            if device.kind == DeviceKind::Unknown {
+                device.kind = told.device.kind;
+            }
+            // What the report's lines showed of the cause (its title's
+            // words, the paste under it) stays with the error.
+            facts.context = facts.context.merge(told.facts.context);
         }
         let event = OomEvent {
             source: source.to_string(),
@@ -370,7 +376,7 @@ impl Grouper {
             memory: parsed.memory,
             phase,
             ranks: copy_of_rank.map(|r| vec![r]),
-            facts: parsed.facts,
+            facts,
         };
         self.remember(seen);
         self.pending = Some(Pending {

@@ -344,6 +344,10 @@ fn line_end_of(buf: &[u8], from: usize) -> usize {
     memchr::memchr(b'\n', &buf[from..ceil]).map_or(ceil, |i| from + i + 1)
 }
 
+/// Lines before a failure read for a multi-GPU job's ranks on its first
+/// GPU (the launch and the resume above a traceback).
+const RANK_CONTEXT_LINES: usize = 40;
+
 /// Lines of TensorFlow's allocator dump read after its warning for the
 /// pool's figures (one line per chunk: a dump runs to hundreds).
 const POOL_DUMP_LINES: usize = 400;
@@ -503,6 +507,14 @@ fn read_event_at(
     attribution::refine(&first, &before, &text, software_lines, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
+    parsed.facts.context.ranks_on_first_gpu = context::ranks_on_first_gpu(
+        before[before.len().saturating_sub(RANK_CONTEXT_LINES)..]
+            .iter()
+            .map(String::as_str)
+            .chain(std::iter::once(first.as_str()))
+            .chain(text.lines())
+            .chain(software_lines.iter().map(String::as_str)),
+    );
     parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
     if parsed.framework == Framework::PyTorch
@@ -740,6 +752,18 @@ mod tests {
         let logged = format!("I0928 15:25:01.000000 gpu.cc:12] starting\n\n{text}");
         let (events, _) = scan(&logged);
         assert_eq!(events[0].phase, Phase::Unknown);
+    }
+
+    #[test]
+    fn a_report_s_words_stay_with_the_error_it_gives_way_to() {
+        // The title says the job resumed; the error is quoted two lines down
+        // in a sentence about several GPUs.
+        let text = "CUDA out of memory issue when resuming Torch model training\n\n\
+                    When running with multi-gpu, once the job is interrupted, I always get \
+                    `OutOfMemoryError: CUDA out of memory` at the first training step.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1);
+        assert!(events[0].facts.context.ranks_on_first_gpu.is_some());
     }
 
     #[test]

@@ -352,6 +352,21 @@ fn persistent_differential(r: &mut Ranking, held: &Held, cached_free: u64) {
 /// the batch.
 pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
     let c = &event.facts.context;
+    if let Some(line) = &c.ranks_on_first_gpu {
+        // Above a load's 0.8: a resume loads, and what it loads lands on
+        // one GPU from every rank.
+        r.add_checked(
+            CauseId::OtherProcesses,
+            0.85,
+            format!("a multi-GPU job whose ranks put memory on the first GPU (\"{line}\"): resuming, every rank loads the checkpoint where rank 0 saved it (cuda:0) unless torch.load is given map_location; a rank that never calls torch.cuda.set_device makes its CUDA context there too"),
+            Some("nvidia-smi while it starts: one process per rank on GPU 0 means the ranks share it; load with torch.load(path, map_location='cpu') (or the rank's own device) and call torch.cuda.set_device(local_rank) before any CUDA work"),
+        );
+        r.add(
+            CauseId::LeftoverTensors,
+            0.55,
+            "the loaded optimizer and model states stay referenced after they were copied into the model",
+        );
+    }
     if let Some(line) = &c.several_models {
         r.add_checked(
             CauseId::MultipleModels,

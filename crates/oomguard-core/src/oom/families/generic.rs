@@ -587,7 +587,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         [
             format!(
-                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|seeing)\s+(?:(?:an?|the|this|that|same)\s+)*(?:(?:cuda|gpu)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing))\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
                 r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
@@ -602,13 +602,19 @@ fn reported_in_prose(text: &str) -> Option<usize> {
                 r#"(?i)["'`“](?:cuda\s+)?{OOM}["'`”]?\s+(?:error\s+)?(?:appeared|appears|occurred|occurs|happened|happens|shows\s+up|showed\s+up)\b"#
             ),
             format!(r"^\s*\[(?:Bug|BUG|bug)\]:?\s.*\b(?i:{OOM})"),
+            // A title or sentence that ends on the failure named with its
+            // device ("ZeRO-3 with NVMe offload: CPU OOM").
+            format!(r"(?i)\b(?:cuda|gpu|cpu|host|v?ram)\s+{OOM}(?:\s+errors?)?\s*[.!]?\s*$"),
         ]
         .iter()
         .map(|p| re(p))
         .collect()
     });
-    // The index in REPORTS of the rule that reads what ran into the failure.
+    // The indexes in REPORTS of the rule that reads what ran into the
+    // failure, of the `[Bug]` title and of the failure that ends a title.
     const RAN_INTO: usize = 2;
+    const BUG_TITLE: usize = 4;
+    const ENDS_ON_IT: usize = 5;
     static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
         re(
             r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
@@ -637,18 +643,20 @@ fn reported_in_prose(text: &str) -> Option<usize> {
             .iter()
             .enumerate()
             .find_map(|(i, r)| Some((i, r.find(s)?)))?;
-        // A question asks; a title (the last rule) states.
-        let question = rule + 1 < REPORTS.len() && s.trim_end().ends_with('?');
+        // A question asks; a `[Bug]` title states.
+        let question = rule != BUG_TITLE && s.trim_end().ends_with('?');
         // What runs out of memory under a condition (`when we are running out
         // of memory`) is how code or docs describe the case, not a report.
         static CONDITION: LazyLock<Regex> =
             LazyLock::new(|| re(r"(?i)\b(?:when(?:ever)?|before|after|certain|until)\b"));
-        let conditional = rule == RAN_INTO && CONDITION.is_match(&s[..m.start()]);
+        let conditional =
+            matches!(rule, RAN_INTO | ENDS_ON_IT) && CONDITION.is_match(&s[..m.start()]);
         let mechanism = MECHANISM.is_match(&s[m.end()..]);
         if question
             || conditional
             || mechanism
             || HEDGED.is_match(&s[..m.start()])
+            || (rule == ENDS_ON_IT && names_what_code_handles(&s[..m.start()]))
             || looks_like_code(s.trim_start())
         {
             return None;
@@ -1227,6 +1235,12 @@ mod tests {
             // The failure's class or TensorFlow's status named in words.
             "With a batch size of 4, the model throws a ResourceExhaustedError after the predictions are done.",
             "I keep getting OutOfMemoryError when the second epoch starts.",
+            // More verbs, a word between the article and the failure, and
+            // the host's memory; a title that ends on the failure.
+            "I get the dreaded CUDA out of memory error.",
+            "multi-gpu training triggers CUDA out of memory error",
+            "I see CPU OOM errors during the partitioning of optimizer states",
+            "ZERO Stage 3 with NVME Offload CPU OOM",
         ] {
             assert!(parse(text).is_some(), "{text}");
         }
