@@ -255,10 +255,41 @@ pub(crate) fn ranks_on_first_gpu<'a>(
         ))
         .expect("pattern compiles")
     });
-    if !lines.clone().any(|l| MULTI_GPU.is_match(l)) {
-        return None;
-    }
-    lines.into_iter().find(|l| FIRST_GPU.is_match(l)).map(quote)
+    // Words one of which each pattern needs (ASCII case folded): a log
+    // dense with OOM lines runs neither pattern on most lines.
+    static FIRST_GPU_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([
+                "resum",
+                "map_location",
+                "first gpu",
+                "gpu 0",
+                "gpu0",
+                "cuda:0",
+            ])
+            .expect("the words build")
+    });
+    static MULTI_GPU_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build([
+                "gpu",
+                "ddp",
+                "distributed",
+                "torchrun",
+                "world_size",
+                "accelerate",
+            ])
+            .expect("the words build")
+    });
+    let shown = lines
+        .clone()
+        .find(|l| FIRST_GPU_WORDS.is_match(*l) && FIRST_GPU.is_match(l))?;
+    lines
+        .into_iter()
+        .any(|l| MULTI_GPU_WORDS.is_match(l) && MULTI_GPU.is_match(l))
+        .then(|| quote(shown))
 }
 
 /// The signals, in the order of [`SIGNALS`].

@@ -345,8 +345,8 @@ fn line_end_of(buf: &[u8], from: usize) -> usize {
 }
 
 /// Lines before a failure read for a multi-GPU job's ranks on its first
-/// GPU (the launch and the resume above a traceback).
-const RANK_CONTEXT_LINES: usize = 40;
+/// GPU (a report's title and sentences above the error it quotes).
+const RANK_CONTEXT_LINES: usize = 8;
 
 /// Lines of TensorFlow's allocator dump read after its warning for the
 /// pool's figures (one line per chunk: a dump runs to hundreds).
@@ -507,14 +507,18 @@ fn read_event_at(
     attribution::refine(&first, &before, &text, software_lines, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     parsed.facts.context = context::read(&before, &text, &following);
-    parsed.facts.context.ranks_on_first_gpu = context::ranks_on_first_gpu(
-        before[before.len().saturating_sub(RANK_CONTEXT_LINES)..]
-            .iter()
-            .map(String::as_str)
-            .chain(std::iter::once(first.as_str()))
-            .chain(text.lines())
-            .chain(software_lines.iter().map(String::as_str)),
-    );
+    // Told in a report's words (a title, its first sentences): a log's own
+    // failures are not read for it.
+    if opens_input || heads_report || told_at_top {
+        parsed.facts.context.ranks_on_first_gpu = context::ranks_on_first_gpu(
+            before[before.len().saturating_sub(RANK_CONTEXT_LINES)..]
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(first.as_str()))
+                .chain(text.lines())
+                .chain(software_lines.iter().map(String::as_str)),
+        );
+    }
     parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
     if parsed.framework == Framework::PyTorch
