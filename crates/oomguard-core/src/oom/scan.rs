@@ -535,10 +535,12 @@ fn read_event_at(
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
-        if parsed.memory.allowed_bytes.is_none() {
+        if parsed.memory.allowed_bytes.is_none()
+            && families::tensorflow_jax::announces_pool_dump(&text)
+        {
             let mut dump = following.clone();
-            dump.extend(lines_from(buf, pos, POOL_DUMP_LINES));
-            families::tensorflow_jax::fill_pool_stats_after(&text, &dump, &mut parsed.memory);
+            dump.extend(pool_dump_lines(buf, pos));
+            families::tensorflow_jax::fill_pool_stats_after(&dump, &mut parsed.memory);
         }
         families::tensorflow_jax::device_from_context(&before, &mut parsed);
         families::tensorflow_jax::fill_device_log(&before, &following, &mut parsed);
@@ -613,6 +615,26 @@ fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
 
 /// Lines after a batch job's kill read for its script's memory request.
 const JOB_SCRIPT_LINES: usize = 60;
+
+/// The lines of an allocator dump from `pos`: up to its `InUse:` figure,
+/// the next failure, or [`POOL_DUMP_LINES`], whichever comes first.
+fn pool_dump_lines(buf: &[u8], mut pos: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    while lines.len() < POOL_DUMP_LINES && pos < buf.len() {
+        let end = line_end_of(buf, pos);
+        let line = clean_line(&buf[pos..end]);
+        pos = end;
+        if line.contains("ran out of memory") {
+            break;
+        }
+        let last = line.trim_start().starts_with("InUse:");
+        lines.push(line);
+        if last {
+            break;
+        }
+    }
+    lines
+}
 
 /// Up to `count` cleaned lines of `buf` from `pos`.
 fn lines_from(buf: &[u8], mut pos: usize, count: usize) -> Vec<String> {
@@ -756,6 +778,25 @@ mod tests {
         let logged = format!("I0928 15:25:01.000000 gpu.cc:12] starting\n\n{text}");
         let (events, _) = scan(&logged);
         assert_eq!(events[0].phase, Phase::Unknown);
+    }
+
+    #[test]
+    fn tensorflow_s_pool_dump_under_its_warning_gives_the_pool() {
+        let warning = "W tensorflow/core/common_runtime/bfc_allocator.cc:275] Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.00GiB.  Current allocation summary follows.";
+        let text = format!(
+            "{warning}\nI bfc_allocator.cc:630] Bin (256): Total Chunks: 0\n\
+             I bfc_allocator.cc:680] Stats: \nLimit:                  2118451200\n\
+             InUse:                     3846144\nMaxInUse:               1317554688\n"
+        );
+        let (events, _) = scan(&text);
+        assert_eq!(events[0].memory.allowed_bytes, Some(2118451200));
+        assert_eq!(events[0].memory.allocated_bytes, Some(3846144));
+        // The read stops at its `InUse:` line, or at the next failure,
+        // whose dump is not this one's.
+        let after = text.split_once('\n').unwrap().1;
+        assert_eq!(pool_dump_lines(after.as_bytes(), 0).len(), 4);
+        let next = format!("I Bin (256)\n{warning}\nLimit: 1\nInUse: 1\n");
+        assert_eq!(pool_dump_lines(next.as_bytes(), 0).len(), 1);
     }
 
     #[test]

@@ -346,17 +346,16 @@ pub(crate) fn fill_pool_stats(before: &[String], memory: &mut crate::oom::Memory
     }
 }
 
-/// The same dump printed after the allocator's warning that announces it
-/// (`ran out of memory trying to allocate 2.00GiB.  Current allocation
-/// summary follows.`), when no dump came before: the first one in `after`.
-pub(crate) fn fill_pool_stats_after(
-    text: &str,
-    after: &[String],
-    memory: &mut crate::oom::MemoryFigures,
-) {
-    if !text.contains("allocation summary follows") {
-        return;
-    }
+/// True when the allocator's warning announces its dump under it (`ran out
+/// of memory trying to allocate 2.00GiB.  Current allocation summary
+/// follows.`).
+pub(crate) fn announces_pool_dump(text: &str) -> bool {
+    text.contains("allocation summary follows")
+}
+
+/// The same dump printed after the warning that announces it, when no dump
+/// came before: the first one in `after`.
+pub(crate) fn fill_pool_stats_after(after: &[String], memory: &mut crate::oom::MemoryFigures) {
     if let Some(stats) = pool_stats(after.iter()) {
         set_pool_stats(stats, memory);
     }
