@@ -529,6 +529,24 @@ fn vllm_sampler_warmup_lowers_max_num_seqs() {
         .contains("--max-num-seqs 128"));
 }
 
+/// A PyTorch OOM while TGI's launcher starts is its warm-up: the prefill
+/// budget first, then the KV-cache budget, with the launcher's flags as the
+/// fix instead of a training loader's batch.
+#[test]
+fn tgi_warm_up_speaks_the_launcher_s_token_budgets() {
+    let text = "can't start server with small --max-total-tokens\n\nwhen I run text-generation-launcher --model-id /models/ --max-input-length 64 --max-total-tokens 128 it says\n\ntorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 MiB. GPU  has a total capacity of 44.53 GiB of which 1.94 MiB is free. Of the allocated memory 40.92 GiB is allocated by PyTorch, and 754.08 MiB is reserved by PyTorch but unallocated.\n";
+    let (ids, ev) = fixes_of(text);
+    assert_eq!(ev["phase"], "startup");
+    assert_eq!(ev["causes"][0]["id"], "batch_too_large", "{}", ev["causes"]);
+    assert_eq!(ev["causes"][1]["id"], "kv_cache", "{}", ev["causes"]);
+    assert_eq!(ids[0], "tgi_token_budget", "{ids:?}");
+    assert!(!ids.contains(&"reduce_batch".to_string()), "{ids:?}");
+    assert!(ev["fixes"][0]["code"]
+        .as_str()
+        .unwrap()
+        .contains("--max-batch-prefill-tokens"));
+}
+
 /// A training OOM speaks the Trainer's knobs: the micro-batch with the
 /// accumulation that keeps the effective batch, checkpointing and bf16.
 #[test]

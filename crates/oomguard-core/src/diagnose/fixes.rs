@@ -104,6 +104,16 @@ pub(super) fn propose(
         fixes.retain(|f| f.id == FixId::StopOtherProcess);
         fixes.insert(0, vllm_max_num_seqs(seqs));
     }
+    // TGI's batch and KV cache are its launcher's token budgets: a training
+    // loader's batch size or a `generate` call do not apply.
+    if served_by_tgi(event)
+        && causes
+            .iter()
+            .any(|c| matches!(c.id, CauseId::BatchTooLarge | CauseId::KvCache))
+    {
+        fixes.retain(|f| !FOR_TRAINING_OR_LIBRARY_USE.contains(&f.id));
+        fixes.insert(0, tgi_token_budget());
+    }
     // The step's own temporaries come before a smaller batch, which does not
     // shrink them: right after the first fix.
     if event.framework == Framework::PyTorch && event.phase == Phase::OptimizerStep {
@@ -234,6 +244,34 @@ static WARMUP: LazyLock<Regex> = LazyLock::new(|| {
 /// The dummy requests of a failed vLLM warm-up, from its message.
 fn warmup_requests(message: &str) -> Option<u64> {
     WARMUP.captures(message)?.get(1)?.as_str().parse().ok()
+}
+
+/// Fixes written for a training loop or a library call (a loader's batch,
+/// mixed precision, `generate`'s arguments), which a server's user cannot
+/// apply.
+const FOR_TRAINING_OR_LIBRARY_USE: [FixId; 5] = [
+    FixId::ReduceBatch,
+    FixId::ReduceEvalBatch,
+    FixId::MixedPrecisionCheckpointing,
+    FixId::ShorterGeneration,
+    FixId::TruncateSequences,
+];
+
+/// The failure is TGI's: its launcher or server named around it, or its own
+/// warm-up message naming its budgets.
+fn served_by_tgi(event: &OomEvent) -> bool {
+    event.facts.serving_engine == Some(ServingEngine::Tgi)
+        || event.message.contains("--max-batch-prefill-tokens")
+        || event.message.contains("--max-batch-total-tokens")
+}
+
+fn tgi_token_budget() -> Fix {
+    fix(
+        FixId::TgiTokenBudget,
+        "Set TGI's token budgets explicitly",
+        "TGI's warm-up runs one prefill of --max-batch-prefill-tokens and then sizes the KV cache for --max-batch-total-tokens (from the memory left when unset). Lower the prefill budget (and --max-input-tokens with it), and give the total budget a value that fits next to the weights; a quantized model (--quantize) or more shards (--num-shard) leave more for both.",
+        Some("text-generation-launcher --model-id MODEL --max-input-tokens 2048 --max-total-tokens 4096 --max-batch-prefill-tokens 4096 --max-batch-total-tokens 16384".into()),
+    )
 }
 
 fn vllm_max_num_seqs(seqs: u64) -> Fix {

@@ -226,6 +226,8 @@ pub enum FixId {
     ReduceEvalBatch,
     /// Lower vLLM's `--max-num-seqs`.
     VllmMaxNumSeqs,
+    /// Set TGI's token budgets (`--max-batch-prefill-tokens`, `--max-batch-total-tokens`).
+    TgiTokenBudget,
 }
 
 impl FixId {
@@ -280,6 +282,7 @@ impl FixId {
             FixId::FusedOptimizer => "fused_optimizer",
             FixId::ReduceEvalBatch => "reduce_eval_batch",
             FixId::VllmMaxNumSeqs => "vllm_max_num_seqs",
+            FixId::TgiTokenBudget => "tgi_token_budget",
         }
     }
 }

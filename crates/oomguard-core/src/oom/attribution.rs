@@ -115,6 +115,13 @@ static JAX_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\bjax|external/org_tensorflow/|external/xla/").expect("pattern compiles")
 });
 
+/// JAX named by itself, its library, its client's settings
+/// (`XLA_PYTHON_CLIENT_MEM_FRACTION`, jax/_src/xla_bridge.py) or its
+/// sources, for an error no parser attributed.
+static JAX_OWN_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:jax(?:lib)?)|XLA_PYTHON_CLIENT_|jax[/\\]_src\b").expect("pattern compiles")
+});
+
 /// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
 /// JAX logs from `external/xla/` or `external/org_tensorflow/`.
 static TENSORFLOW_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
@@ -237,6 +244,9 @@ fn framework_of(
     if around_or_then(&PYTORCH_WORDS) {
         return Some(Framework::PyTorch);
     }
+    if around_or_then(&JAX_OWN_WORDS) {
+        return Some(Framework::Jax);
+    }
     if parsed.device.kind == DeviceKind::Xpu && SYCL_RUNTIME_ERROR.is_match(text) {
         return Some(Framework::PyTorch);
     }
@@ -336,6 +346,20 @@ mod tests {
             "",
         );
         assert_eq!(p.device.kind, DeviceKind::Unknown);
+    }
+
+    #[test]
+    fn an_unattributed_error_among_jax_s_words_is_jax() {
+        let raw = "However, with this I get OOM warnings and errors";
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cuda,
+            raw,
+            r#"os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = ".10""#,
+        );
+        assert_eq!(p.framework, Framework::Jax);
+        let p = refined(Framework::Other, DeviceKind::Cuda, raw, "import numpy");
+        assert_eq!(p.framework, Framework::Other);
     }
 
     #[test]

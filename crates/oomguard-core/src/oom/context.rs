@@ -59,6 +59,10 @@ pub struct ContextEvidence {
     /// without `map_location` restores tensors to the device they were
     /// saved from), or every process creating its context there.
     pub ranks_on_first_gpu: Option<String>,
+    /// A framework's or engine's memory share set below 0.6 of the GPU
+    /// (XLA_PYTHON_CLIENT_MEM_FRACTION, set_per_process_memory_fraction,
+    /// gpu_memory_utilization, ...): the program may use only that part.
+    pub low_fraction: Option<String>,
 }
 
 impl ContextEvidence {
@@ -79,6 +83,7 @@ impl ContextEvidence {
             diffusion: self.diffusion.or(other.diffusion),
             named_model: self.named_model.or(other.named_model),
             ranks_on_first_gpu: self.ranks_on_first_gpu.or(other.ranks_on_first_gpu),
+            low_fraction: self.low_fraction.or(other.low_fraction),
         }
     }
 }
@@ -156,7 +161,11 @@ const KEPT_ALIVE: &str = concat!(
     r"\b(?:second|2nd) (?:run|time|call|generation|try|attempt)\b|\brun(?:ning)? (?:it )?(?:again|twice)\b|",
     r"\b(?:doesn'?t|does not|don'?t|never|won'?t) (?:go|come) (?:back )?down\b|",
     r"\b(?:memory|vram|usage)\b[^.\n]{0,20}\b(?:keeps? (?:growing|increasing|rising|climbing)|grows|increases|leaks?)\b|",
-    r"\bmemory leak)",
+    r"\bmemory leak|",
+    // A loop around the whole run: "if you run it in a loop", "called
+    // repeatedly". (Time alone, "after some time", also tells of a
+    // training run reaching a longer input: not read.)
+    r"\bin a loop\b|\brepeatedly\b|\bover and over\b)",
 );
 
 /// A notebook's frames.
@@ -179,6 +188,20 @@ const BATCH_OF_ONE: &str = concat!(
 const DIFFUSION: &str = concat!(
     r"diffusers[/\\]|k_diffusion|comfy[/\\]|ComfyUI|KSampler|SamplerCustom|VAEDecode|VAEEncode|",
     r"ldm_patched|modules[/\\]sd_|(?i:stable[ _-]?diffusion|\bsdxl\b|txt2img|img2img|\bunet\b|denois)",
+);
+
+/// A memory share set below 0.6 of the GPU, by the knob of each stack: JAX
+/// (XLA_PYTHON_CLIENT_MEM_FRACTION, default .75), TensorFlow 1
+/// (per_process_gpu_memory_fraction), PyTorch
+/// (torch.cuda.set_per_process_memory_fraction), Paddle
+/// (FLAGS_fraction_of_gpu_memory_to_use, default .92), vLLM
+/// (gpu_memory_utilization, default .9), TGI (--cuda-memory-fraction, 1.0)
+/// and SGLang (--mem-fraction-static, about .88). Every default is above
+/// 0.6: a value below it was set on purpose, and caps the program there.
+const LOW_FRACTION: &str = concat!(
+    r#"(?i:(?:XLA_PYTHON_CLIENT_MEM_FRACTION|per_process_gpu_memory_fraction|set_per_process_memory_fraction|"#,
+    r#"fraction_of_gpu_memory_to_use|gpu[_-]memory[_-]utilization|cuda[_-]memory[_-]fraction|mem[_-]fraction[_-]static)"#,
+    r#"["'\]\s]*[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))"#,
 );
 
 /// Reads the lines before the failure, its own text and the lines after.
@@ -218,6 +241,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         notebook: take(Signal::Notebook),
         batch_of_one: take(Signal::BatchOfOne),
         diffusion: take(Signal::Diffusion),
+        low_fraction: take(Signal::LowFraction),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -303,9 +327,10 @@ enum Signal {
     Notebook,
     BatchOfOne,
     Diffusion,
+    LowFraction,
 }
 
-const SIGNAL_COUNT: usize = 8;
+const SIGNAL_COUNT: usize = 9;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -380,6 +405,9 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "grow",
             "increas",
             "leak",
+            "loop",
+            "repeatedly",
+            "over and over",
             // NOTEBOOK
             "cell in",
             "ipython-input",
@@ -407,6 +435,9 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "img2img",
             "unet",
             "denois",
+            // LOW_FRACTION
+            "fraction",
+            "utilization",
         ])
         .expect("the signal words build")
 });
@@ -422,6 +453,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         NOTEBOOK,
         BATCH_OF_ONE,
         DIFFUSION,
+        LOW_FRACTION,
     ])
     .expect("the context signals compile")
 });
@@ -451,6 +483,27 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn a_share_set_below_the_defaults_is_read_with_its_knob() {
+        for line in [
+            r#"Setting os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = ".10" leads to jax to only preallocate 10%"#,
+            "torch.cuda.set_per_process_memory_fraction(0.5, 0)",
+            "config.gpu_options.per_process_gpu_memory_fraction = 0.4",
+            "vllm serve m --gpu-memory-utilization 0.3",
+            "--mem-fraction-static=0.2",
+        ] {
+            assert!(around(line).low_fraction.is_some(), "{line}");
+        }
+        for line in [
+            "vllm serve m --gpu-memory-utilization 0.90",
+            "XLA_PYTHON_CLIENT_MEM_FRACTION=.95",
+            "--cuda-memory-fraction 0.99",
+            "the fraction of memory in use is 0.3",
+        ] {
+            assert!(around(line).low_fraction.is_none(), "{line}");
+        }
     }
 
     #[test]
@@ -560,11 +613,16 @@ mod tests {
             "it stays in 14gb doesnt go down after certain generations",
             "The first call works, the second run fails",
             "GPU memory keeps increasing every epoch",
+            "If you run the code in a loop, you will encounter the errors",
         ] {
             assert!(around(words).kept_alive.is_some(), "{words}");
         }
         assert!(around("after the first epoch").kept_alive.is_none());
         assert!(around("Epoch 1/3, step 10/36").kept_alive.is_none());
+        assert!(around("in the training loop").kept_alive.is_none());
+        assert!(around("I get the error after some time")
+            .kept_alive
+            .is_none());
     }
 
     #[test]

@@ -514,6 +514,11 @@ pub enum ServingEngine {
     Vllm,
     /// SGLang: `--mem-fraction-static`.
     Sglang,
+    /// Hugging Face Text Generation Inference: `--cuda-memory-fraction`;
+    /// its warm-up sizes the KV cache from what is left
+    /// (`--max-batch-total-tokens` when unset) after one prefill of
+    /// `--max-batch-prefill-tokens`.
+    Tgi,
 }
 
 impl ServingEngine {
@@ -522,6 +527,7 @@ impl ServingEngine {
         match self {
             ServingEngine::Vllm => ("vLLM", "gpu_memory_utilization"),
             ServingEngine::Sglang => ("SGLang", "--mem-fraction-static"),
+            ServingEngine::Tgi => ("TGI", "--cuda-memory-fraction"),
         }
     }
 }

@@ -72,7 +72,7 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"_load_state_dict|safetensors|load_model|load_weights|load_pipeline|modeling_utils\.py|",
                 r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
                 r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
-                r"in _apply\b|::load\b|paddle[/\\]framework[/\\]io\.py|\.from_config\(|in from_config\b|",
+                r"in _apply\b|\._apply\(|::load\b|paddle[/\\]framework[/\\]io\.py|\.from_config\(|in from_config\b|",
                 // DeepSpeed's engine set-up: building a ZeRO optimizer
                 // partitions the weights and makes their fp32 copies
                 // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
@@ -88,6 +88,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // `create_predictor`.
                 r"_create_inference_session\b|\binitialize_session\b|\bcreate_predictor\b|",
                 r"\brestore_(?:model|checkpoint|weights)|saver\.restore|load_opt_state|",
+                // TensorFlow 1's initializer op builds every variable's
+                // memory (tf.compat.v1 `variables_initializer`,
+                // `global_variables_initializer`, the older
+                // `initialize_all_variables`).
+                r"variables_initializer\b|initialize_all_variables\b|",
                 // MXNet binds a graph's memory (`GraphExecutor::Init`).
                 r"InitDataEntryMemory|simple_bind|SimpleBind|",
                 // Wrapping a model for a device or a method: accelerate's
@@ -251,10 +256,7 @@ fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
 /// `Traceback (most recent call last):` among `before`, else the run of frame
 /// lines immediately above the error.
 fn traceback_lines(before: &[String]) -> &[String] {
-    if let Some(start) = before
-        .iter()
-        .rposition(|l| l.contains("Traceback (most recent call last)"))
-    {
+    if let Some(start) = before.iter().rposition(|l| is_traceback_header(l)) {
         return &before[start..];
     }
     // No header in the window: take the frames directly above the error.
@@ -304,9 +306,15 @@ fn is_frame_part(line: &str) -> bool {
         || TAGGED_INDENT.is_match(line)
 }
 
+/// Python's traceback header, also as a paste lowercased it (a report's
+/// editor or a chat client capitalising sentences the other way).
+fn is_traceback_header(line: &str) -> bool {
+    line.contains("raceback (most recent call last)")
+}
+
 fn is_traceback_start(line: &str) -> bool {
     let t = line.trim_start();
-    t.contains("Traceback (most recent call last)")
+    is_traceback_header(t)
         || t.starts_with("0: ")
         || t.starts_with("Stack backtrace")
         // dmlc's fatal log (MXNet, XGBoost): `Stack trace returned 10 entries:`.
@@ -327,13 +335,28 @@ fn is_frame_line(line: &str) -> bool {
 /// DeepSpeedEngine._configure_optimizer(self, client_optimizer)`: the
 /// function named as Python names it (`in _configure_optimizer`), for the
 /// rules written against Python's frames.
+///
+/// IPython before 8 printed a frame as the file, then the function and its
+/// arguments (`/x/keras/engine/training.py in _fit_loop(self, f, ins)`,
+/// `<ipython-input-5-0a1b> in <module>()`), with no line number.
 fn ipython_frame(line: &str) -> Option<String> {
-    static FRAME: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^File\s+(\S[^,]*?):(\d+),\s+in\s+(?:[\w<>]+\.)*([\w<>]+)")
-            .expect("pattern compiles")
+    static FRAME: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+        let re = |p: &str| Regex::new(p).expect("pattern compiles");
+        (
+            re(r"^File\s+(\S[^,]*?):(\d+),\s+in\s+(?:[\w<>]+\.)*([\w<>]+)"),
+            re(r"^(\S+\.py|<ipython-input-[\w-]+>)\s+in\s+([\w<>]+)\("),
+        )
     });
-    let c = FRAME.captures(line)?;
-    Some(format!("File \"{}\", line {}, in {}", &c[1], &c[2], &c[3]))
+    let (modern, old) = &*FRAME;
+    if let Some(c) = modern.captures(line) {
+        return Some(format!("File \"{}\", line {}, in {}", &c[1], &c[2], &c[3]));
+    }
+    // Cheap test first: an old frame holds " in " right after a file name.
+    if !line.contains(" in ") {
+        return None;
+    }
+    let c = old.captures(line)?;
+    Some(format!("File \"{}\", line 0, in {}", &c[1], &c[2]))
 }
 
 /// Raw lines after an event read for a traceback printed after it; within
@@ -361,8 +384,12 @@ fn traceback_start(after: &[String], opens_text: bool) -> Option<usize> {
         .take(FOLLOWING_START)
         .collect();
     lines.iter().enumerate().find_map(|(k, (i, l))| {
+        // A frame right under the error, with no header: a debugger's
+        // report (VS Code's "Exception has occurred") lists the frames
+        // there, innermost first.
         let introduced =
-            (opens_text || (k > 0 && lines[k - 1].1.trim_end().ends_with(':'))) && is_frame_line(l);
+            (opens_text || *i == 0 || (k > 0 && lines[k - 1].1.trim_end().ends_with(':')))
+                && is_frame_line(l);
         (is_traceback_start(l) || introduced).then_some(*i)
     })
 }
@@ -420,6 +447,16 @@ pub(crate) fn serving_engine(
     };
     if names("sglang") {
         Some(super::ServingEngine::Sglang)
+    } else if [
+        // TGI's launcher, its Python server package and its image.
+        "text-generation-launcher",
+        "text_generation_server",
+        "text-generation-inference",
+    ]
+    .iter()
+    .any(|w| names(w))
+    {
+        Some(super::ServingEngine::Tgi)
     } else if ["vllm", "Vllm", "VLLM", "EngineCore", "RayWorkerWrapper"]
         .iter()
         .any(|w| names(w))
@@ -580,7 +617,9 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// evaluation step", "ran out of memory while loading the model", "when
 /// it comes to evaluation ... this error".
 static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
-    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|from|run|runs|running|ran)\b(?:\s+[\w'-]+){0,6}?\s+";
+    // A failure told as what could not be done ("can't start server",
+    // "unable to load the model") ties its phase as a time word does.
+    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|from|run|runs|running|ran|can[’']?t|cannot|couldn[’']?t|unable\s+to|fail(?:s|ed)?\s+to)\b(?:\s+[\w'-]+){0,6}?\s+";
     let rules: &[(Phase, &str)] = &[
         (
             Phase::Startup,
@@ -707,7 +746,7 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 
 /// Words that say a sentence speaks of the failure.
 static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\boccur\w*|\bhappen\w*|\bappear\w*|\bproblem|killed|runs? out|ran out|报错|错误|显存不足|内存不足|爆显存|溢出")
+    Regex::new(r"(?i)error|out of memory|\boom\b|crash|\bfail|exception|\bcan[’']?t\b|\bcannot\b|\bcouldn[’']?t\b|\bunable to\b|\boccur\w*|\bhappen\w*|\bappear\w*|\bproblem|killed|runs? out|ran out|报错|错误|显存不足|内存不足|爆显存|溢出")
         .expect("pattern compiles")
 });
 
@@ -751,6 +790,7 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
     patching_weight(text)
         .or_else(|| worker_method(&lines))
         .or_else(|| comfy_node(&lines))
+        .or_else(|| paddle_operator(&lines))
         .or_else(|| tied_phase(&lines, near_before.len()))
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
@@ -818,12 +858,7 @@ fn comfy_node(lines: &[&str]) -> Option<Phase> {
         )
     });
     let (node, loads, generates) = &*NODE;
-    let name = lines
-        .iter()
-        .filter(|l| l.contains("when executing") || l.contains("Node Type"))
-        .find_map(|l| node.captures(l))
-        .and_then(|c| c.get(1).or(c.get(2)))?
-        .as_str();
+    let name = named_in(lines, &["when executing", "Node Type"], node)?;
     if loads.is_match(name) {
         Some(Phase::ModelLoad)
     } else if generates.is_match(name) {
@@ -831,6 +866,48 @@ fn comfy_node(lines: &[&str]) -> Option<Phase> {
     } else {
         None
     }
+}
+
+/// The name the first line holding one of `words` gives in `re`'s first
+/// or second group (a pattern with two spellings of one name).
+fn named_in<'a>(lines: &[&'a str], words: &[&str], re: &Regex) -> Option<&'a str> {
+    lines
+        .iter()
+        .filter(|l| words.iter().any(|w| l.contains(w)))
+        .find_map(|l| re.captures(l))
+        .and_then(|c| c.get(1).or(c.get(2)))
+        .map(|m| m.as_str())
+}
+
+/// The phase of the operator PaddlePaddle names with its error: Paddle 2
+/// ends the message with `[operator < conv2d_grad > error]`, Fluid logged
+/// `lookup_table raises an exception paddle::memory::allocation::BadAlloc`
+/// (paddle/fluid/framework/operator.cc). A gradient operator (`_grad`
+/// suffix, Paddle's naming for the backward kernel of an op) runs in the
+/// backward pass, an optimizer's update operator in its step, any other in
+/// the forward pass.
+fn paddle_operator(lines: &[&str]) -> Option<Phase> {
+    static OP: LazyLock<(Regex, Regex)> = LazyLock::new(|| {
+        let re = |p: &str| Regex::new(p).expect("pattern compiles");
+        (
+            re(r"\[operator < (\w+) > error\]|\b(\w+) raises an exception paddle::"),
+            // paddle/fluid/operators/optimizers/: adam, adamw, sgd,
+            // momentum, lamb, lars_momentum, rmsprop, adagrad, adadelta,
+            // adamax, ftrl, and their merged_ forms.
+            re(
+                r"^(?:merged_)?(?:adamw?|sgd|momentum|lamb|lars_momentum|rmsprop|adagrad|adadelta|adamax|ftrl|dpsgd|decayed_adagrad)$",
+            ),
+        )
+    });
+    let (op, optimizer) = &*OP;
+    let name = named_in(lines, &["operator <", "raises an exception"], op)?;
+    Some(if name.ends_with("_grad") || name.contains("_grad_") {
+        Phase::Backward
+    } else if optimizer.is_match(name) {
+        Phase::OptimizerStep
+    } else {
+        Phase::Forward
+    })
 }
 
 /// True when the line just above the error (blank lines aside) is the
@@ -890,6 +967,40 @@ mod tests {
     }
 
     #[test]
+    fn a_paddle_operator_names_its_pass() {
+        let phase = |line: &str| paddle_operator(&[line]);
+        assert_eq!(
+            phase("  [operator < conv2d_grad > error]"),
+            Some(Phase::Backward)
+        );
+        assert_eq!(
+            phase("  [operator < softmax > error]"),
+            Some(Phase::Forward)
+        );
+        assert_eq!(
+            phase("  [operator < adamw > error]"),
+            Some(Phase::OptimizerStep)
+        );
+        assert_eq!(
+            phase("W0223 operator.cc:179] lookup_table raises an exception paddle::memory::allocation::BadAlloc, "),
+            Some(Phase::Forward)
+        );
+        assert_eq!(phase("the operator raised an exception"), None);
+    }
+
+    #[test]
+    fn old_ipython_frames_and_a_debuggers_frames_are_read() {
+        let after = lines("/x/keras/backend/tensorflow_backend.py in get_session()\n    199   if uninitialized_vars:\n--> 200       session.run(tf.variables_initializer(uninitialized_vars))");
+        assert_eq!(from_following(&after, true), Some(Phase::ModelLoad));
+        // VS Code lists the frames right under the error, innermost first.
+        let after = lines("  File \"/m/layers.py\", line 248, in forward\n    x = a * b\n  File \"/m/trainer.py\", line 210, in run_epoch");
+        assert_eq!(from_following(&after, false), Some(Phase::Forward));
+        // A lowercased header still opens a traceback.
+        let after = lines("traceback (most recent call last):\n  File \"/w/ui_model_menu.py\", line 213, in load_model_wrapper");
+        assert_eq!(from_following(&after, false), Some(Phase::ModelLoad));
+    }
+
+    #[test]
     fn the_innermost_frame_that_names_a_phase_wins() {
         // An evaluation loop that reloads the best weights: the load is innermost.
         let tb = lines("Traceback (most recent call last):\n  File \"run.py\", line 9, in main\n    trainer.evaluate()\n  File \"/x/trainer.py\", line 3, in evaluate\n    self._load_best()\n  File \"/x/trainer.py\", line 7, in _load_best\n    model.load_state_dict(sd)");
@@ -934,9 +1045,10 @@ mod tests {
     fn frames_introduced_by_a_sentence_follow_the_error() {
         let after = lines("Full traceback is:\n  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
         assert_eq!(from_following(&after, false), Some(Phase::ModelLoad));
-        // Frames right after an error, with nothing introducing them, may
-        // be another failure's.
-        let after = lines("  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
+        // Frames after a blank line under an error, with nothing
+        // introducing them, may be another failure's.
+        let after =
+            lines("\n  File \"train.py\", line 5, in main\n    load_checkpoint(model, path)");
         assert_eq!(from_following(&after, false), None);
         // Under an error that opens the text (an issue's title), the
         // body's frames are its own.
@@ -1034,6 +1146,21 @@ mod tests {
                 "MemoryError: Unable to allocate 9 GiB"
             ),
             Some(Phase::DataLoading)
+        );
+        // What could not be done ties its phase.
+        assert_eq!(
+            phase(
+                "can't start server with small --max-total-tokens",
+                "torch.cuda.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::Startup)
+        );
+        assert_eq!(
+            phase(
+                "Unable to load the 13B model on my card",
+                "torch.cuda.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::ModelLoad)
         );
         // The call named in backticks or quotes.
         assert_eq!(

@@ -3,7 +3,9 @@
 //! budget, and llama.cpp's offloaded layers and context.
 
 use super::{CauseId, Ranking, GIB};
-use crate::oom::{Framework, LlamaBufferKind, OomEvent, Phase, SglangCheck, VllmCheck};
+use crate::oom::{
+    Framework, LlamaBufferKind, OomEvent, Phase, ServingEngine, SglangCheck, VllmCheck,
+};
 use crate::size::format_size as fs;
 use regex::Regex;
 use std::sync::LazyLock;
@@ -160,6 +162,10 @@ pub(super) fn serving_engine(r: &mut Ranking, event: &OomEvent) {
     // `load_model` runs before `determine_num_available_blocks`): no share
     // limits them.
     if event.phase == Phase::ModelLoad {
+        return;
+    }
+    if engine == ServingEngine::Tgi {
+        tgi_startup(r, event);
         return;
     }
     let (name, knob) = engine.name_and_knob();
@@ -448,9 +454,14 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
             format!("one buffer of {}", fs(q))
         });
     let check = Some("the limit in the message is the device's largest single buffer, not its memory: a smaller piece (fewer layers per buffer, a shorter prompt chunk) fits where the total does");
+    // llama.cpp loads the weights and creates the context (KV cache,
+    // compute buffers) in one "model load": the buffer its log names wins
+    // over the phase.
     let weights = event.message.contains("'data'")
-        || event.phase == Phase::ModelLoad
-        || event.facts.engine_log.llama_failed == Some(LlamaBufferKind::Model);
+        || match event.facts.engine_log.llama_failed {
+            Some(kind) => kind == LlamaBufferKind::Model,
+            None => event.phase == Phase::ModelLoad && !event.message.contains("gallocr"),
+        };
     if weights {
         r.add_checked(
             CauseId::ModelTooLarge,
@@ -523,6 +534,29 @@ fn sglang_serving(r: &mut Ranking, event: &OomEvent) -> bool {
         check,
     );
     true
+}
+
+/// A PyTorch failure while TGI starts: after the weights, its warm-up runs
+/// one prefill of `--max-batch-prefill-tokens` tokens and sizes the KV cache
+/// for `--max-batch-total-tokens` (server `flash_causal_lm.py` `warmup`).
+/// The prefill's activations are the batch; the cache comes after. Its
+/// share (`--cuda-memory-fraction`) is 1.0 unless set, so no cap is
+/// assumed. While serving, the ordinary rules read the figures.
+fn tgi_startup(r: &mut Ranking, event: &OomEvent) {
+    if event.phase != Phase::Startup {
+        return;
+    }
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.6,
+        "TGI's warm-up runs one prefill of --max-batch-prefill-tokens tokens (with --max-concurrent-requests and --max-input-length behind it) next to the weights",
+        Some("the launcher's Args line: max_batch_prefill_tokens, max_input_tokens and max_concurrent_requests"),
+    );
+    r.add(
+        CauseId::KvCache,
+        0.55,
+        "the warm-up then reserves the KV cache for --max-batch-total-tokens; left unset, TGI sizes it from what the prefill left, so set it explicitly to a budget that fits",
+    );
 }
 
 /// TGI's warm-up (server `flash_causal_lm.py` `warmup`) allocates the KV
@@ -630,7 +664,7 @@ fn tensorrt_llm_engine_copy(r: &mut Ranking, event: &OomEvent) -> bool {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::oom::{MemoryFigures, Phase, ServingEngine};
+    use crate::oom::{MemoryFigures, Phase};
 
     fn vllm_start(free: u64, asked: u64) -> OomEvent {
         event(

@@ -319,6 +319,11 @@ pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
 /// (184549376B) on device ordinal 0`).
 const POOL_REQUEST_REFUSED: &str = "Failed to allocate request for";
 
+/// What JAX's default fraction (75%, XLA_PYTHON_CLIENT_MEM_FRACTION) holds
+/// back on a 16 GiB card, the smallest common training card (T4, V100 16
+/// GB): a single request above it does not come from the fraction there.
+const FRACTION_HEADROOM_OF_A_16_GIB_CARD: u64 = 4 << 30;
+
 /// The BFC pool refused a request and the message states no figure of the
 /// device. The pool is smaller than the GPU: JAX preallocates a fixed
 /// fraction of it (75% by default, XLA_PYTHON_CLIENT_MEM_FRACTION; JAX's
@@ -331,10 +336,32 @@ pub(super) fn xla_pool_request(r: &mut Ranking, event: &OomEvent) {
     }
     r.undecided();
     let others = Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv before the program starts: memory another process holds is missing from the pool");
+    let large = event
+        .memory
+        .requested_bytes
+        .is_some_and(|q| q > FRACTION_HEADROOM_OF_A_16_GIB_CARD);
+    if event.framework == Framework::Jax && large {
+        // One array of many GiB is the work's own size: a batch's
+        // activations, or whole weights, at once. The fraction held back
+        // would not hold it on common cards.
+        let q = fs(event.memory.requested_bytes.unwrap_or(0));
+        r.add_checked(
+            CauseId::BatchTooLarge,
+            0.55,
+            format!("one array of {q} in a single request is the step's own size (batch x sequence or image size); raising JAX's fraction from 75% gives at most a quarter of the GPU more"),
+            Some("rerun with half the batch or input length: the failing request should halve"),
+        );
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            0.5,
+            format!("if the input is already small, an array of {q} is the model's own (a weight or an optimizer state made at once)"),
+            Some("the sizes of the largest parameters: jax.tree_util.tree_map(lambda x: x.nbytes, params)"),
+        );
+    }
     if event.framework == Framework::Jax {
         r.add_checked(
             CauseId::MemoryCap,
-            0.5,
+            if large { 0.45 } else { 0.5 },
             "JAX's pool is the fraction of the GPU it preallocated (75% by default): the request did not fit what is left of that fraction",
             Some("echo $XLA_PYTHON_CLIENT_MEM_FRACTION $XLA_PYTHON_CLIENT_PREALLOCATE; the GPU's total against the fraction; cuDNN and cuBLAS need room outside the pool"),
         );
@@ -376,6 +403,14 @@ mod tests {
         let mut r = Ranking::new();
         xla_pool_request(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        // Many GiB in one request are the work's own size first.
+        e.framework = Framework::Jax;
+        e.message = "RESOURCE_EXHAUSTED: Failed to allocate request for 35.58GiB (38204550232B) on device ordinal 0".into();
+        e.memory.requested_bytes = Some(38204550232);
+        let mut r = Ranking::new();
+        xla_pool_request(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.score(CauseId::MemoryCap).is_some());
         e.message = "Resource exhausted: OOM when allocating tensor".into();
         let mut r = Ranking::new();
         xla_pool_request(&mut r, &e);

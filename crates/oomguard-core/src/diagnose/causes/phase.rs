@@ -367,6 +367,14 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
             "the loaded optimizer and model states stay referenced after they were copied into the model",
         );
     }
+    if let Some(line) = &c.low_fraction {
+        r.add_checked(
+            CauseId::MemoryCap,
+            0.75,
+            format!("the text sets the program's share of the GPU below its default (\"{line}\"): it may use only that part, whatever else is free"),
+            Some("nvidia-smi while it runs: memory free on the GPU while the program fails at its share means the cap; raise the fraction (or unset it) and rerun"),
+        );
+    }
     if let Some(line) = &c.several_models {
         r.add_checked(
             CauseId::MultipleModels,
