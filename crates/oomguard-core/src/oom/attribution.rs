@@ -67,9 +67,23 @@ pub(crate) fn refine(
         let names = |re: &Regex| around(re) || next.iter().any(|l| re.is_match(l));
         if !names(&CROSS_VENDOR_API) && names(&NVIDIA_GPU) {
             parsed.device.kind = DeviceKind::Cuda;
+        } else if names(&APPLE_GPU) && !names(&NVIDIA_GPU) {
+            parsed.device.kind = DeviceKind::Mps;
         }
     }
 }
+
+/// Apple's GPU by its runtime or its chips: MLX and Metal (whose buffer
+/// limit is `MTLDevice.maxBufferLength`, "the maximum allowed buffer
+/// size"), Apple silicon and its Macs. Their memory is the GPU's too
+/// (unified), so an allocation that names no device was the GPU's.
+static APPLE_GPU: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i:\bmlx\b|\bmlx[_-]|\bmetal\b|apple\s+silicon|\bmac\s*book|\bmac\s*(?:mini|studio|pro)\b|\bmac\b)|",
+        r"(?-u:\b)M[1-5](?:\s+(?:Pro|Max|Ultra))?(?-u:\b)\s+(?:Mac|chip|GPU)|maximum allowed buffer size"
+    ))
+    .expect("pattern compiles")
+});
 
 /// An NVIDIA GPU by its product name (`RTX3090`, `GeForce`, `A6000`,
 /// `A100`, `H100`, `Tesla V100`, `Quadro`, `1080ti`; the data-center cards by their
@@ -119,7 +133,7 @@ static JAX_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// (`XLA_PYTHON_CLIENT_MEM_FRACTION`, jax/_src/xla_bridge.py) or its
 /// sources, for an error no parser attributed.
 static JAX_OWN_WORDS: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i:jax(?:lib)?)|XLA_PYTHON_CLIENT_|jax[/\\]_src\b").expect("pattern compiles")
+    Regex::new(r"(?i:\bjax(?:lib)?\b)|XLA_PYTHON_CLIENT_|jax[/\\]_src\b").expect("pattern compiles")
 });
 
 /// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
@@ -358,8 +372,37 @@ mod tests {
             r#"os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = ".10""#,
         );
         assert_eq!(p.framework, Framework::Jax);
-        let p = refined(Framework::Other, DeviceKind::Cuda, raw, "import numpy");
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cuda,
+            raw,
+            "Running on jax 0.4.23",
+        );
+        assert_eq!(p.framework, Framework::Jax);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cuda,
+            raw,
+            "import numpy as ajax_helper",
+        );
         assert_eq!(p.framework, Framework::Other);
+    }
+
+    #[test]
+    fn an_allocation_on_a_mac_that_names_no_device_is_apple_s_gpu() {
+        let raw = "libc++abi: terminating due to uncaught exception of type std::runtime_error: Attempting to allocate 19081554496 bytes which is greater than the maximum allowed buffer size of 17179869184 bytes.";
+        let p = refined(Framework::Other, DeviceKind::Unknown, raw, "");
+        assert_eq!(p.device.kind, DeviceKind::Mps);
+        let raw = "RuntimeError: failed to allocate 4096 bytes";
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            raw,
+            "Running mlx_lm.generate on my M2 Max",
+        );
+        assert_eq!(p.device.kind, DeviceKind::Mps);
+        let p = refined(Framework::Other, DeviceKind::Unknown, raw, "on a Linux box");
+        assert_eq!(p.device.kind, DeviceKind::Unknown);
     }
 
     #[test]

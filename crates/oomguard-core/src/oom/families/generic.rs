@@ -126,6 +126,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ERROR:torch.distributed.elastic.multiprocessing.api:failed (exitcode: -9) local_rank: 0 (pid: 2410412) of binary: /bin/python",
     "Killed",
     "ERROR: Job failed: exit code 137",
+    "MIOpen Error: /data/repo/MIOpen/src/hip/handlehip.cpp:68: Memory not available to allocate buffer: 528515072",
+    "radv/amdgpu: Not enough memory for command submission.",
     // Found by this layer's `killed`, read by the PyTorch family.
     "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
     "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
@@ -178,6 +180,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // A single buffer above the runtime's limit (Metal's maximum buffer size).
         r"(?:greater\s*than|exceeds?)\s*the\s*maximum\s*(?:allowed\s*)?(?:buffer|allocation)\s*size|",
         r"\bbad_alloc\b|MemoryError\b|内存不足|",
+        // MIOpen's handle refusing a buffer (src/hip/handlehip.cpp:
+        // `Memory not available to allocate buffer: N`).
+        r"[Mm]emory\s*not\s*available\s*to\s*allocate\b|",
         // Language runtimes that abort when the host has no memory left:
         // Rust (`memory allocation of N bytes failed`, std's
         // default_alloc_error_hook; `allocator memory exhausted` before 1.28),
@@ -215,7 +220,13 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // RAY_memory_usage_threshold (0.95 by default; Ray's "Out-Of-Memory
         // Prevention" docs): `ray.exceptions.OutOfMemoryError: Task was
         // killed due to the node running low on memory.`
-        r"killed\s*due\s*to\s*the\s*node\s*running\s*low\s*on\s*memory)"
+        r"killed\s*due\s*to\s*the\s*node\s*running\s*low\s*on\s*memory|",
+        // Ray's raylet summing up its monitor's kills (node_manager.cc: `1
+        // Workers (tasks / actors) killed due to memory pressure (OOM)`).
+        r"(?:^|\D)[1-9]\d*\s*workers\s*\(tasks\s*/\s*actors\)\s*killed\s*due\s*to\s*memory\s*pressure|",
+        // The kubelet evicting a pod when the node runs out (its eviction
+        // manager: `The node was low on resource: memory.`).
+        r"\bthe\s*node\s*was\s*low\s*on\s*resource:\s*memory\b)"
     )),
     shell_killed: re(concat!(
         r"(?:^|[\s\]|*>])(?:Killed|已杀死)\**\s*(?:`+|'|\x22)?\s*$|",
@@ -341,7 +352,9 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
             .is_some_and(|w| w.contains('_') || w.chars().skip(1).any(|c| c.is_ascii_uppercase()));
     static MARKER: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w.]+:\s*$",
+            // A component's tag before the phrase (`ggml_vulkan:`,
+            // `radv/amdgpu:`, `ggml-cuda:`) names who failed.
+            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w./-]+:\s*$",
         )
     });
     // An exception class opening a line and followed by prose, not by its
@@ -364,7 +377,7 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
             return false;
         }
     }
-    if names_what_code_handles(before) {
+    if names_what_code_handles(before) || plans_work(before) {
         return false;
     }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
@@ -378,6 +391,19 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
         return false;
     }
     !says_fallback(text)
+}
+
+/// True when the line names itself as planned work, not a failure seen: a
+/// tracking issue, an RFC, a feature request, a proposal or a roadmap
+/// ("[Bug]: TRACKING ISSUE: CUDA OOM with Logprobs", "[RFC]: Avoid OOM in
+/// ..."). Issue templates put these words before the title's subject.
+fn plans_work(before: &str) -> bool {
+    static PLAN: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)\btracking\s+issue\b|\[\s*(?:rfc|feature(?:\s+request)?|proposal|roadmap)\s*\]|\b(?:rfc|feature\s+request|proposal)\s*:",
+        )
+    });
+    PLAN.is_match(before)
 }
 
 /// True when the words just before a failure's name make it the object of
@@ -657,6 +683,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
             || mechanism
             || HEDGED.is_match(&s[..m.start()])
             || (rule == ENDS_ON_IT && names_what_code_handles(&s[..m.start()]))
+            || plans_work(&s[..m.end()])
             || looks_like_code(s.trim_start())
         {
             return None;
@@ -1439,6 +1466,8 @@ mod tests {
             ("TERM_MEMLIMIT: job killed after reaching LSF memory usage limit.", job),
             ("=>> PBS: job killed: mem 8421340kb exceeded limit 8388608kb", job),
             ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", None),
+            ("(raylet) node_manager.cc:2963: 1 Workers (tasks / actors) killed due to memory pressure (OOM), 0 Workers crashed due to other reasons at node (ID: effcf9eb)", None),
+            ("The node was low on resource: memory. Container notebook was using 7Gi, which exceeds its request of 1Gi.", None),
             ("distributed.nanny - WARNING - Worker exceeded 95% memory budget. Restarting", job),
             ("distributed.nanny.memory - WARNING - Worker tcp://127.0.0.1:40233 (pid=5101) exceeded 95% memory budget. Restarting...", job),
             ("      Reason:       OOMKilled", container),
@@ -1658,6 +1687,19 @@ mod tests {
         // intel/intel-xpu-backend-for-triton issue 1346, vladmandic/sdnext issue 1526.
         let e = event("RuntimeError: Native API failed. Native API returns: -5 (PI_ERROR_OUT_OF_RESOURCES) -5 (PI_ERROR_OUT_OF_RESOURCES)");
         assert_eq!(e.device.kind, DeviceKind::Xpu);
+    }
+
+    #[test]
+    fn planned_work_is_no_failure() {
+        for text in [
+            "[Bug]: TRACKING ISSUE: CUDA OOM with Logprobs",
+            "[RFC]: Avoid OOM when loading sharded checkpoints",
+            "[Feature]: retry with a smaller batch when the GPU runs out of memory",
+            "Feature request: report OOM per rank",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+        assert!(parse("[Bug]: CUDA out of memory with Logprobs").is_some());
     }
 
     #[test]
