@@ -548,6 +548,15 @@ fn read_event_at(
     if text.contains("That was not possible") {
         families::tensorflow_jax::fill_tpu_report(&text, &following, &mut parsed.memory);
     }
+    // The kernel's report of a memory cgroup's OOM names the cgroup's
+    // functions in its call trace under the first line: a container's limit.
+    if parsed.facts.oom_killer()
+        && parsed.facts.memory_limit.is_none()
+        && (families::generic::memcg_trace(std::slice::from_ref(&text))
+            || families::generic::memcg_trace(&following))
+    {
+        parsed.facts.memory_limit = Some(MemoryLimit::Container);
+    }
     if parsed.facts.oom_killer() && parsed.memory.allowed_bytes.is_none() {
         parsed.memory.allowed_bytes = families::generic::cgroup_limit(&before)
             .or_else(|| families::generic::cgroup_limit(std::slice::from_ref(&text)));
@@ -1102,5 +1111,20 @@ Killed
         assert_eq!(events.len(), 1);
         assert!(!events[0].facts.signal_only_kill);
         assert_eq!(events[0].facts.call.as_deref(), Some("python (pid 5121)"));
+    }
+
+    #[test]
+    fn a_kernel_report_whose_trace_is_a_memory_cgroup_s_is_a_container_limit() {
+        let log = "kernel: [75254.207495] supervisord invoked oom-killer: gfp_mask=0xd0, order=0, oom_score_adj=0
+kernel: [75254.229995]  [<ffffffff8114e30a>] ? oom_kill_process+0x28a/0x3e0
+kernel: [75254.231977]  [<ffffffff811b1faf>] ? mem_cgroup_oom_synchronize+0x50f/0x580
+";
+        let (events, _) = scan(log);
+        assert_eq!(events[0].facts.memory_limit, Some(MemoryLimit::Container));
+        let (events, _) = scan(
+            "kernel: [1.0] python invoked oom-killer: gfp_mask=0x100cca, order=0
+",
+        );
+        assert_eq!(events[0].facts.memory_limit, None);
     }
 }

@@ -273,9 +273,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     // before 2.0 (paddle/fluid/memory/detail/system_allocator.cc,
     // `PADDLE_ENFORCE_EQ(posix_memalign(&p, alignment, size), 0, "Alloc %ld
     // error!", size)`): `Alloc N error!`.
-    size_exact: re(
-        r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]|\bAlloc\s*(\d+)\s*error!",
-    ),
+    size_exact: re(concat!(
+        r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]|\bAlloc\s*(\d+)\s*error!|",
+        // MIOpen's refused buffer, in bytes (src/hip/handlehip.cpp).
+        r"not\s*available\s*to\s*allocate\s*buffer:\s*(\d+)\b",
+    )),
     size_requested: re(
         r"(?i:requested\s*(?:amount\s*of\s*(?:gpu\s*)?memory|size\s*was|buffer\s*of\s*size)\s*(?:was\s*)?\(?\s*(\d+)\s*(?:bytes)?)",
     ),
@@ -536,15 +538,7 @@ fn parse_failure(text: &str) -> Option<Parsed> {
         mem.requested_bytes = p
             .size_exact
             .captures(text)
-            .and_then(|c| {
-                c.get(1)
-                    .or(c.get(2))
-                    .or(c.get(3))
-                    .or(c.get(4))?
-                    .as_str()
-                    .parse()
-                    .ok()
-            })
+            .and_then(|c| c.iter().skip(1).flatten().next()?.as_str().parse().ok())
             .or_else(|| {
                 p.size_requested
                     .captures(text)?
@@ -1028,6 +1022,17 @@ pub(crate) fn fill_from_next_lines(text: &str, following: &[String], memory: &mu
 
 /// The memory cgroup's limit the kernel printed before killing
 /// (`memory: usage 1048576kB, limit 1048576kB, failcnt 189`), in bytes.
+/// True when a kernel OOM report's lines show a memory cgroup at its
+/// limit: the call trace's memcg functions (mm/memcontrol.c:
+/// `mem_cgroup_oom_synchronize`, `mem_cgroup_out_of_memory`, `try_charge`
+/// through `mem_cgroup_charge`) or the cgroup's stats the report prints
+/// (`Memory cgroup stats for /docker/...`).
+pub(crate) fn memcg_trace(lines: &[String]) -> bool {
+    lines
+        .iter()
+        .any(|l| l.contains("mem_cgroup_") || l.contains("Memory cgroup stats"))
+}
+
 pub(crate) fn cgroup_limit(before: &[String]) -> Option<u64> {
     static LIMIT: LazyLock<Regex> =
         LazyLock::new(|| re(r"memory:\s*usage\s*\d+kB,\s*limit\s*(\d+)kB"));
@@ -1151,7 +1156,8 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             ),
             (
                 DeviceKind::Rocm,
-                re(r"\bHIP\b|\bhip[A-Z_]|ROCm|\brocm|HIP_ERROR"),
+                // MIOpen is AMD's (ROCm's) library of deep-learning kernels.
+                re(r"\bHIP\b|\bhip[A-Z_]|ROCm|\brocm|HIP_ERROR|MIOpen|miopen"),
             ),
             (
                 DeviceKind::Mps,
@@ -1687,6 +1693,13 @@ mod tests {
         // intel/intel-xpu-backend-for-triton issue 1346, vladmandic/sdnext issue 1526.
         let e = event("RuntimeError: Native API failed. Native API returns: -5 (PI_ERROR_OUT_OF_RESOURCES) -5 (PI_ERROR_OUT_OF_RESOURCES)");
         assert_eq!(e.device.kind, DeviceKind::Xpu);
+    }
+
+    #[test]
+    fn miopen_s_refused_buffer_is_a_rocm_request() {
+        let e = event("MIOpen Error: /data/repo/MIOpen/src/hip/handlehip.cpp:68: Memory not available to allocate buffer: 528515072");
+        assert_eq!(e.device.kind, DeviceKind::Rocm);
+        assert_eq!(e.memory.requested_bytes, Some(528515072));
     }
 
     #[test]
