@@ -228,11 +228,12 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
 /// The phase of a traceback's lines, listed outermost first as printed:
 /// the module's precedence rule.
 fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
+    let lines = unwrapped_frames(lines);
     // IPython's frames read as Python's.
     let lines: Vec<std::borrow::Cow<str>> = lines
         .iter()
         .map(|l| {
-            let l = l.as_ref();
+            let l = l.as_str();
             match ipython_frame(l.trim_start()) {
                 Some(frame) => std::borrow::Cow::Owned(frame),
                 None => std::borrow::Cow::Borrowed(l),
@@ -250,6 +251,26 @@ fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
     named(Rank::Encloses)
         .or_else(|| named(Rank::Names))
         .or_else(|| named(Rank::Fallback))
+}
+
+/// The lines with each frame a terminal wrapped inside its file's path
+/// (`File "/x/torch/utils/data/dataload` over `er.py", line 301, in
+/// __iter__`) joined again, so the path and function read whole.
+fn unwrapped_frames<S: AsRef<str>>(lines: &[S]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(lines.len());
+    let mut open = false;
+    for l in lines {
+        let l = l.as_ref();
+        match out.last_mut() {
+            Some(last) if open => last.push_str(l.trim_start()),
+            _ => out.push(l.to_string()),
+        }
+        let last = out.last().map_or("", String::as_str);
+        open = last
+            .rfind("File \"")
+            .is_some_and(|at| !last[at + 6..].contains('"'));
+    }
+    out
 }
 
 /// The lines of the traceback that ends just before the error: from the last
@@ -284,6 +305,15 @@ fn traceback_lines(before: &[String]) -> &[String] {
     &before[start..end]
 }
 
+/// The second half of a frame line wrapped inside its file's path: the
+/// path's end, with no space and no opening quote in it (the quote is on
+/// the line before), then `", line N`.
+fn is_wrapped_frame_tail(t: &str) -> bool {
+    t.split_once("\", line ").is_some_and(|(path, _)| {
+        !path.is_empty() && !path.contains(char::is_whitespace) && !path.contains('"')
+    })
+}
+
 /// A line of a traceback printed without its header: a frame, its code,
 /// the carets under it, a line of rich's boxed traceback (`│ x.py:3 in f`),
 /// also quoted (`> `) or behind a launcher's tag.
@@ -301,6 +331,9 @@ fn is_frame_part(line: &str) -> bool {
         || t.starts_with('~')
         || t.starts_with("-> ")
         || is_frame_line(t)
+        // The rest of a frame a terminal wrapped inside its path
+        // (`er.py", line 301, in __iter__`).
+        || is_wrapped_frame_tail(t)
         || line.contains(['│', '└', '╰', '╭', '┌'])
         || (quoted && !unquoted.is_empty())
         || TAGGED_INDENT.is_match(line)
@@ -964,6 +997,15 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_frame_wrapped_inside_its_path_reads_whole() {
+        let tb = lines("Traceback (most recent call last):\n  File \"/a/torch/utils/data/dataload\ner.py\", line 301, in __iter__\n    return DataLoaderIter(self)\n  File \"/a/multiprocessing/forking.py\", line 121, \nin __init__\n    self.pid = os.fork()");
+        assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
+        // Without the header, the frames above the error are found whole.
+        let tb = lines("why this happened ?\nFile \"/a/torch/utils/data/dataload\ner.py\", line 158, in __init__\n    w.start()\n  File \"/a/multiprocessing/forking.py\", line 121, \nin __init__\n    self.pid = os.fork()");
+        assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
     }
 
     #[test]

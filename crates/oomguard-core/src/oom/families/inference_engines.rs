@@ -308,11 +308,11 @@ fn llama_cpp(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = c[3].parse().ok();
         parsed.exact_request = true;
         parsed.kind = PartKind::Preliminary;
-        parsed.phase_hint = Some(if text.contains("gallocr") || text.contains("compute") {
-            Phase::Startup
-        } else {
-            Phase::ModelLoad
-        });
+        // Weights, KV cache and compute buffers are all placed while the
+        // model loads (llama_model_load, then the context's
+        // llama_init_from_model): the runner reports any of them as a
+        // failed load ("unable to load model").
+        parsed.phase_hint = Some(Phase::ModelLoad);
         return Some(parsed);
     }
     if let Some(c) = p.llama_alloc_buffer.captures(text) {
