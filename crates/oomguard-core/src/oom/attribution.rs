@@ -365,27 +365,17 @@ mod tests {
     #[test]
     fn an_unattributed_error_among_jax_s_words_is_jax() {
         let raw = "However, with this I get OOM warnings and errors";
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Cuda,
-            raw,
-            r#"os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = ".10""#,
-        );
-        assert_eq!(p.framework, Framework::Jax);
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Cuda,
-            raw,
-            "Running on jax 0.4.23",
-        );
-        assert_eq!(p.framework, Framework::Jax);
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Cuda,
-            raw,
-            "import numpy as ajax_helper",
-        );
-        assert_eq!(p.framework, Framework::Other);
+        for (before, want) in [
+            (
+                r#"os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = ".10""#,
+                Framework::Jax,
+            ),
+            ("Running on jax 0.4.23", Framework::Jax),
+            ("import numpy as ajax_helper", Framework::Other),
+        ] {
+            let p = refined(Framework::Other, DeviceKind::Cuda, raw, before);
+            assert_eq!(p.framework, want, "{before}");
+        }
     }
 
     #[test]

@@ -228,17 +228,10 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
 /// The phase of a traceback's lines, listed outermost first as printed:
 /// the module's precedence rule.
 fn phase_of_frames<S: AsRef<str>>(lines: &[S]) -> Option<Phase> {
-    let lines = unwrapped_frames(lines);
-    // IPython's frames read as Python's.
-    let lines: Vec<std::borrow::Cow<str>> = lines
-        .iter()
-        .map(|l| {
-            let l = l.as_str();
-            match ipython_frame(l.trim_start()) {
-                Some(frame) => std::borrow::Cow::Owned(frame),
-                None => std::borrow::Cow::Borrowed(l),
-            }
-        })
+    // Wrapped frames joined, IPython's frames read as Python's.
+    let lines: Vec<String> = unwrapped_frames(lines)
+        .into_iter()
+        .map(|l| ipython_frame(l.trim_start()).unwrap_or(l))
         .collect();
     let named = |rank: Rank| {
         lines.iter().rev().find_map(|line| {
