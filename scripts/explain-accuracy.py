@@ -93,6 +93,16 @@ class Tally:
             f"{c['false_events']}/{c['not_oom']}" if c["not_oom"] else "-",
         ]
 
+    def calibration(self):
+        """Top cause right per stated confidence, and the right cause anywhere in the list."""
+        c = self.c
+
+        def frac(a, b):
+            return f"{c[a]}/{c[b]} ({100 * c[a] / c[b]:.0f}%)" if c[b] else "-"
+
+        levels = [frac(f"conf_{lv}_ok", f"conf_{lv}_rows") for lv in ("high", "medium", "low")]
+        return levels + [frac("listed_ok", "cause_rows")]
+
 
 def evaluate(binary, row):
     """Returns (tally counts, failure lines) for one row."""
@@ -124,8 +134,13 @@ def evaluate(binary, row):
     fails += bad
     if has_causes:
         top = ev["causes"][0]["id"] if ev["causes"] else None
+        level = ev.get("confidence") or "none"
+        out[f"conf_{level}_rows"] = 1
+        if any(c["id"] in expect["causes_ok"] for c in ev["causes"]):
+            out["listed_ok"] = 1
         if top in expect["causes_ok"]:
             out["cause_ok"] = 1
+            out[f"conf_{level}_ok"] = 1
         else:
             fails.append(f"top cause {top}, want one of {expect['causes_ok']}")
     listed = [c["id"] for c in ev["causes"]]
@@ -190,6 +205,11 @@ def main():
     print("|---|---|---|---|---|")
     for split in sorted(by_split, key=lambda s: (s == "all", s)):
         print(f"| {split} | " + " | ".join(by_split[split].cells()) + " |")
+    print()
+    print("| split | top cause right, confidence high | medium | low | right cause anywhere in the list |")
+    print("|---|---|---|---|---|")
+    for split in sorted(by_split, key=lambda s: (s == "all", s)):
+        print(f"| {split} | " + " | ".join(by_split[split].calibration()) + " |")
     print()
     print(head.format("split / category"))
     print("|---|---|---|---|---|")

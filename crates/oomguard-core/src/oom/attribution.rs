@@ -42,7 +42,8 @@ pub(crate) fn refine(
     // identifier, a prefix, code quoted in backticks), not the prose that
     // retells the failure.
     let pasted = |l: &String| l.contains(['/', '\\', '_', ':', '[', '`']);
-    let then = |re: &Regex| match parsed.kind {
+    let kind = parsed.kind;
+    let then = |re: &Regex| match kind {
         PartKind::Reported => after
             .iter()
             .enumerate()
@@ -64,7 +65,7 @@ pub(crate) fn refine(
     }
     if parsed.device.kind == DeviceKind::Unknown && !parsed.facts.oom_killer() {
         let next = &after[..after.len().min(NAMING_LINES)];
-        let names = |re: &Regex| around(re) || next.iter().any(|l| re.is_match(l));
+        let names = |re: &Regex| around(re) || then(re) || next.iter().any(|l| re.is_match(l));
         if !names(&CROSS_VENDOR_API) && names(&NVIDIA_GPU) {
             parsed.device.kind = DeviceKind::Cuda;
         } else if names(&APPLE_GPU) && !names(&NVIDIA_GPU) {
@@ -87,15 +88,15 @@ static APPLE_GPU: LazyLock<Regex> = LazyLock::new(|| {
 
 /// An NVIDIA GPU by its product name (`RTX3090`, `GeForce`, `A6000`,
 /// `A100`, `H100`, `Tesla V100`, `Quadro`, `1080ti`; the data-center cards by their
-/// bare names too: `V100`, `T4`, `L4`, `L20`, `P100`, `K80`, `B200`), as
-/// reporters name the card that failed.
+/// bare names too: `V100`, `T4`, `L4`, `L20`, `P100`, `K80`, `B200`; its
+/// Jetson modules and DGX systems), as reporters name the card that failed.
 static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
         // A GeForce by its bare number with its Ti suffix (`1080ti`,
         // `2080 Ti`): the suffix is NVIDIA's alone.
         r"(?i-u:\b(?:9[5-8]0|10[5-8]0|16[56]0|20[678]0|30[5-9]0|40[6-9]0|50[6-9]0)\s?ti\b)|",
-        r"(?-u:\b)(?:[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
+        r"(?-u:\b)(?:Jetson|DGX|[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
     ))
     .expect("pattern compiles")
 });
@@ -183,6 +184,18 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("pattern compiles")
 });
 
+/// PyTorch named in the words around a failure no parser attributed: its
+/// module (`torch`, in `import torch`, `torch.load`, or prose such as "a
+/// torch out of memory error"), DeepSpeed (a PyTorch library; its `deepspeed`
+/// launcher), and PyTorch's own wrappers (`DataParallel`,
+/// `DistributedDataParallel`, `FSDP`).
+static PYTORCH_NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?-u:\b)torch(?-u:\b)|(?i:\bdeepspeed\b)|\b(?:Distributed)?DataParallel\b|\bFSDP\b",
+    )
+    .expect("pattern compiles")
+});
+
 /// TensorFlow's own words: its status class (`ResourceExhaustedError`,
 /// tensorflow/python/framework/errors_impl.py), its Python tree in frames,
 /// and its stream executor's `failed to allocate N from device:`
@@ -260,6 +273,16 @@ fn framework_of(
     }
     if around_or_then(&JAX_OWN_WORDS) {
         return Some(Framework::Jax);
+    }
+    // Runtimes that word their own errors keep them: CTranslate2's (`CUDA
+    // failed with error out of memory`, its `CUDA_CHECK` in src/cuda/utils.h;
+    // faster-whisper and WhisperX load PyTorch models beside it) and
+    // Triton's on-chip memory (`OutOfResources: out of resource: shared
+    // memory`, raised under torch.compile's frames).
+    let own_wording =
+        text.contains("CUDA failed with error") || parsed.facts.shared_memory().is_some();
+    if !own_wording && around_or_then(&PYTORCH_NAMED) {
+        return Some(Framework::PyTorch);
     }
     if parsed.device.kind == DeviceKind::Xpu && SYCL_RUNTIME_ERROR.is_match(text) {
         return Some(Framework::PyTorch);
@@ -409,6 +432,32 @@ mod tests {
         ] {
             let p = refined(Framework::Other, DeviceKind::Unknown, text, "");
             assert_eq!(p.device.kind, want, "{text}");
+        }
+    }
+
+    #[test]
+    fn an_unattributed_failure_among_pytorch_s_names_is_pytorch() {
+        for (before, raw) in [
+            ("When switching models a torch \"out of memory\" error appeared.", "RuntimeError: out of memory"),
+            ("I run `deepspeed pretrain.py --deepspeed ds_config_zero3.json`", "I get CUDA OOM if I try to train"),
+            ("model = nn.DataParallel(model)", "RuntimeError: after cudaLaunch in triple_chevron_launcher::launch(): out of memory"),
+        ] {
+            assert_eq!(refined(Framework::Other, DeviceKind::Cuda, raw, before).framework, Framework::PyTorch, "{before}");
+        }
+        // Only the module's name as a word: `torch_xla`, `pytorch-lightning`
+        // text and CTranslate2's own wording keep theirs.
+        for (before, raw) in [
+            ("pip install torchvision", "RuntimeError: out of memory"),
+            (
+                "I tried torch.cuda.empty_cache()",
+                "RuntimeError: CUDA failed with error out of memory",
+            ),
+        ] {
+            assert_eq!(
+                refined(Framework::Other, DeviceKind::Cuda, raw, before).framework,
+                Framework::Other,
+                "{before}"
+            );
         }
     }
 

@@ -101,7 +101,7 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         parsed.framework == event.framework || parsed.framework == Framework::Other;
     let gives_way = match pending.kind {
         PartKind::Reported => true,
-        PartKind::Title => title_gives_way(&event.message, parsed),
+        PartKind::Title => title_gives_way(event, parsed),
         _ => false,
     };
     !gives_way
@@ -113,9 +113,11 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 }
 
 /// True when a part says more of a failure than a title naming it: it
-/// states a figure, comes from a known software's own wording, or is an
-/// exception or error line (`RuntimeError: ...`), not a sentence.
-fn says_more(parsed: &Parsed) -> bool {
+/// states a figure, comes from a known software's own wording, names the
+/// kind of device a title in plain words left out (a runtime's error code:
+/// `CUDA_ERROR_OUT_OF_MEMORY`), or is an exception or error line
+/// (`RuntimeError: ...`), not a sentence.
+fn says_more(title: &OomEvent, parsed: &Parsed) -> bool {
     static ERROR_LINE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"^\s*(?:[A-Za-z_][\w.]*(?:Error|Exception)\b|(?i:error|fatal)\s*[:\]])")
             .expect("pattern compiles")
@@ -123,15 +125,19 @@ fn says_more(parsed: &Parsed) -> bool {
     !parsed.memory.is_empty()
         || parsed.framework != Framework::Other
         || parsed.facts.oom_killer()
+        || (parsed.device.kind != DeviceKind::Unknown
+            && title.device.kind == DeviceKind::Unknown
+            && title.framework == Framework::Other)
         || ERROR_LINE.is_match(&parsed.message)
 }
 
 /// True when a title gives way to a part of the paste under it: the part
 /// says more, or is the very line the title copied (retyped: in another
 /// case, `Terminate called ...` over `terminate called ...`).
-fn title_gives_way(title: &str, parsed: &Parsed) -> bool {
-    let title = title.trim().to_lowercase();
-    says_more(parsed) || (!title.is_empty() && parsed.message.to_lowercase().contains(&title))
+fn title_gives_way(event: &OomEvent, parsed: &Parsed) -> bool {
+    let title = event.message.trim().to_lowercase();
+    says_more(event, parsed)
+        || (!title.is_empty() && parsed.message.to_lowercase().contains(&title))
 }
 
 /// True when two parts may name the same device: the same kind (or one
@@ -341,7 +347,7 @@ impl Grouper {
         // A sentence that told of the failure gives way to the error itself.
         let reported = self.pending.as_ref().is_some_and(|p| {
             (p.kind == PartKind::Reported
-                || (p.kind == PartKind::Title && title_gives_way(&p.event.message, &parsed)))
+                || (p.kind == PartKind::Title && title_gives_way(&p.event, &parsed)))
                 && !matches!(parsed.kind, PartKind::Reported | PartKind::Title)
                 && line.saturating_sub(p.last_line) <= self.options.announce_window_lines
         });

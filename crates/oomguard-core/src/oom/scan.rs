@@ -922,6 +922,19 @@ mod tests {
     }
 
     #[test]
+    fn a_title_in_plain_words_gives_way_to_a_runtime_error_naming_the_device() {
+        let text = "Out of memory\n\nMeshing at 1024^3 on my card:\n\n```\n13:27:53 ERROR    Uncaught exception: gpu_memory.h:523 cuMemCreate(&h, n, &prop, 0) failed with error CUDA_ERROR_OUT_OF_MEMORY\n```\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cuda);
+        // A title in a runtime's own words stays the event: a sentence
+        // quoting the CUDA call under it says no more.
+        let text = "llama_model_load: error loading model: unable to allocate backend buffer\n\nA call to `cudaMalloc` failed with an \"out of memory\" error, which is outside llama.cpp.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events[0].framework, Framework::LlamaCpp, "{events:?}");
+    }
+
+    #[test]
     fn a_bare_wrapper_line_takes_the_figures_printed_under_it() {
         let text = "Error: llama runner process has terminated: cudaMalloc failed: out of memory\n\
                     ggml_gallocr_reserve_n: failed to allocate CUDA0 buffer of size 838447104\n";

@@ -94,6 +94,37 @@ pub(super) fn system_memory_check(r: &mut Ranking, event: &OomEvent) -> bool {
 /// ggml's CPU backend (llama.cpp, Ollama) could not get a host buffer
 /// (`ggml_backend_cpu_buffer_type_alloc_buffer`, `failed to allocate CPU
 /// buffer`): the layers kept on the CPU, or the context, in host RAM.
+/// The calls that allocate page-locked (pinned) host memory for a GPU: the
+/// CUDA runtime's `cudaHostAlloc` / `cudaMallocHost`, the driver's
+/// `cuMemHostAlloc` / `cuMemAllocHost`, HIP's `hipHostMalloc` /
+/// `hipHostAlloc` / `hipMallocHost` (each runtime's API reference). Their
+/// failure is host memory, or the locked-memory limit, whatever the device
+/// has free.
+const PINNED_HOST_CALLS: &[&str] = &[
+    "cudaHostAlloc",
+    "cudaMallocHost",
+    "cuMemHostAlloc",
+    "cuMemAllocHost",
+    "hipHostMalloc",
+    "hipHostAlloc",
+    "hipMallocHost",
+];
+
+/// A failed pinned host allocation: the host's RAM or the process's
+/// locked-memory limit (`ulimit -l`, a container's memlock), not the GPU.
+pub(super) fn pinned_host_alloc(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !PINNED_HOST_CALLS.iter().any(|c| event.message.contains(c)) {
+        return false;
+    }
+    r.add_checked(
+        CauseId::HostMemory,
+        0.8,
+        "the failed call allocates page-locked (pinned) host memory for transfers: the host's RAM or the locked-memory limit ran out, not the GPU",
+        Some("free -g and ulimit -l (in a container, its memory and memlock limits); fewer data-loader workers or pin_memory=False lower what is pinned"),
+    );
+    true
+}
+
 const GGML_HOST_BUFFER: &[&str] = &["cpu_buffer_type_alloc_buffer", "allocate CPU buffer"];
 
 /// The size in the message is one an inference engine computed from the
@@ -222,6 +253,23 @@ mod tests {
         ggml_host_buffer(&mut r, &e);
         assert!(r.score(CauseId::InvalidSize).is_none());
         assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn a_failed_pinned_host_allocation_is_host_memory() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        for message in [
+            "[arena.cc:250] Init] cudaHostAlloc failed, ret[2], out of memory",
+            "cuMemHostAlloc failed: CUDA_ERROR_OUT_OF_MEMORY",
+            "hipHostMalloc(&ptr, size) returned hipErrorOutOfMemory",
+        ] {
+            e.message = message.into();
+            let mut r = Ranking::new();
+            assert!(pinned_host_alloc(&mut r, &e), "{message}");
+            assert_eq!(r.top(), Some(CauseId::HostMemory), "{message}");
+        }
+        e.message = "cudaMalloc failed: out of memory".into();
+        assert!(!pinned_host_alloc(&mut Ranking::new(), &e));
     }
 
     #[test]

@@ -588,6 +588,69 @@ fn parse_failure(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// Words before a failure's name that hedge, advise or deny ("if you see",
+/// "to avoid", "it may", "I didn't get"): no report of a failure seen.
+static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
+    )
+});
+
+/// One sentence: up to its stop (Latin or CJK) or the line's end.
+static SENTENCE: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?:[^.!?;。！？\n]|[.!?;][^\s.!?;])+(?:[.!?;。！？]|\n|$)"));
+
+/// Words that make what follows a condition (`when we are running out of
+/// memory`): how code or docs describe the case, not a report.
+static CONDITION: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(?i)\b(?:when(?:ever)?|before|after|certain|until)\b"));
+
+/// Where a sentence of `text` tells that a process, a run or a job was
+/// killed, in words ("the training gets killed", "it ends with Killed
+/// error", "the process was directly killed by the system", "keeps getting
+/// killed"): with no other reason given, the kernel's OOM killer. A kill by
+/// a named other signal or by a person (`killed by signal: Segmentation
+/// fault`, `by SIGTERM`, `by the user`), a question, a condition ("when a
+/// job is killed by the oom killer") and hedged words tell of none.
+fn killed_in_prose(text: &str) -> Option<usize> {
+    static TOLD: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r#"(?i)\b(?:gets?|got|getting|was|were|been|being|ends?\s+(?:up\s+)?with(?:\s+an?|\s+the)?|keeps?\s+(?:getting|being))\s+"#,
+            r#"(?:(?:directly|silently|just|always|randomly|suddenly|automatically)\s+)?["'`*]*killed\b"#
+        ))
+    });
+    static OTHER_KILLER: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i)^[\x22'`*]*\s*by\s+(?:signal\s*:?\s*(?:segmentation|bus|terminated|abort|sig(?:term|int|segv|abrt|bus)|15|11|7|6|2)\b|",
+            r"sig(?:term|int|segv|abrt|bus)\b|(?:the\s+|a\s+)?(?:user|me|admin\w*|ctrl)\b)"
+        ))
+    });
+    // What asks about the kill ("why it is killed") or says what happens to
+    // some or any process ("some processes get killed by the OOM killer")
+    // tells of none.
+    static ASKS: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i)\b(?:why|what|how|some|any|many|most|all|every|each)\b"));
+    if !text.contains("killed") && !text.contains("Killed") {
+        return None;
+    }
+    SENTENCE.find_iter(text).find_map(|sentence| {
+        let s = sentence.as_str();
+        let m = TOLD.find(s)?;
+        let before = &s[..m.start()];
+        if s.trim_end().ends_with('?')
+            || HEDGED.is_match(before)
+            || CONDITION.is_match(before)
+            || ASKS.is_match(before)
+            || OTHER_KILLER.is_match(&s[m.end()..])
+            || plans_work(before)
+            || looks_like_code(s.trim_start())
+        {
+            return None;
+        }
+        Some(sentence.start() + m.start())
+    })
+}
+
 /// Where a sentence of `text` reports that an out-of-memory failure
 /// happened, in words rather than as the error itself: someone got, hit,
 /// received or ran into it ("I received a CUDA out of memory during
@@ -635,13 +698,6 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     const RAN_INTO: usize = 2;
     const BUG_TITLE: usize = 4;
     const ENDS_ON_IT: usize = 5;
-    static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
-        re(
-            r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
-        )
-    });
-    static SENTENCE: LazyLock<Regex> =
-        LazyLock::new(|| re(r"(?:[^.!?;。！？\n]|[.!?;][^\s.!?;])+(?:[.!?;。！？]|\n|$)"));
     let lower = text.to_ascii_lowercase();
     if !(lower.contains("oom")
         || lower.contains("of memory")
@@ -667,8 +723,6 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         let question = rule != BUG_TITLE && s.trim_end().ends_with('?');
         // What runs out of memory under a condition (`when we are running out
         // of memory`) is how code or docs describe the case, not a report.
-        static CONDITION: LazyLock<Regex> =
-            LazyLock::new(|| re(r"(?i)\b(?:when(?:ever)?|before|after|certain|until)\b"));
         let conditional =
             matches!(rule, RAN_INTO | ENDS_ON_IT) && CONDITION.is_match(&s[..m.start()]);
         let mechanism = MECHANISM.is_match(&s[m.end()..]);
@@ -823,15 +877,15 @@ fn killed(text: &str) -> Option<Parsed> {
     let kernel = p.kernel_kill.find(text);
     let shell = p.shell_killed.find(text);
     let launcher = p.launcher_kill.find(text);
-    let at = kernel.or(shell).or(launcher)?;
+    let (at, kind) = match kernel.or(shell).or(launcher) {
+        Some(m) => (m.start(), PartKind::Primary),
+        None => (killed_in_prose(text)?, PartKind::Reported),
+    };
     if looks_like_code(text.trim_start()) {
         return None;
     }
-    let mut parsed = Parsed::new(
-        Framework::Other,
-        DeviceKind::Cpu,
-        message_at(text, at.start()),
-    );
+    let mut parsed = Parsed::new(Framework::Other, DeviceKind::Cpu, message_at(text, at));
+    parsed.kind = kind;
     parsed.facts.kind = EventKind::OomKill;
     parsed.facts.signal_only_kill = kernel.is_none();
     static VICTIM: LazyLock<Regex> =
@@ -1504,6 +1558,34 @@ mod tests {
             "  out_of_memory+0x6d/0xd0",
             "The process was killed by the user",
             "case cudaErrorMemoryAllocation: return \"out of memory\";",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_kill_told_in_words_is_a_reported_kill_unless_asked_hedged_or_another_signal() {
+        for text in [
+            "Training gets killed",
+            "I try to run the train command, but it ends with Killed error again..",
+            "The training process was directly killed by the system",
+            "The 7B checkpoint keeps getting killed while loading.",
+        ] {
+            let p = parse(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(
+                (p.kind, p.facts.kind),
+                (PartKind::Reported, EventKind::OomKill),
+                "{text}"
+            );
+        }
+        for text in [
+            "Why is my training killed?",
+            "The logs show nothing about why it is killed.",
+            "When a job is killed by the oom killer, it may not be evident to the user.",
+            "The worker was killed by signal: Segmentation fault.",
+            "The run was killed by the user after an hour.",
+            "If the process gets killed, restart it.",
+            "The job was not killed.",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
