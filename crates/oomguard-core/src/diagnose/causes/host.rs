@@ -94,6 +94,44 @@ pub(super) fn system_memory_check(r: &mut Ranking, event: &OomEvent) -> bool {
 /// ggml's CPU backend (llama.cpp, Ollama) could not get a host buffer
 /// (`ggml_backend_cpu_buffer_type_alloc_buffer`, `failed to allocate CPU
 /// buffer`): the layers kept on the CPU, or the context, in host RAM.
+/// The JVM's own limits, as `java.lang.OutOfMemoryError` names them
+/// (OpenJDK's messages): the heap (`Java heap space`, `GC overhead limit
+/// exceeded`; its size is `-Xmx`, under Spark `spark.driver.memory` /
+/// `spark.executor.memory`), `Metaspace` / `Compressed class space`
+/// (`-XX:MaxMetaspaceSize`) and `Direct buffer memory`
+/// (`-XX:MaxDirectMemorySize`). Each is a configured cap the process
+/// reached, whatever the machine has free.
+const JVM_LIMITS: &[&str] = &[
+    "Java heap space",
+    "GC overhead limit exceeded",
+    "Metaspace",
+    "Compressed class space",
+    "Direct buffer memory",
+];
+
+/// A JVM that reached its own heap or metaspace limit: the cap first, the
+/// host's RAM (when the cap is raised) second.
+pub(super) fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+    let m = &event.message;
+    if !m.to_ascii_lowercase().contains("outofmemoryerror")
+        || !JVM_LIMITS.iter().any(|l| m.contains(l))
+    {
+        return false;
+    }
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.8,
+        "the JVM reached its own limit (the heap's -Xmx; under Spark spark.driver.memory or spark.executor.memory; -XX:MaxMetaspaceSize, -XX:MaxDirectMemorySize), not the machine's RAM: raise it, or process the data in smaller parts",
+        Some("the limit in effect: jcmd <pid> VM.flags | grep -i max (or the Spark UI's Environment tab), against free -g"),
+    );
+    r.add(
+        CauseId::HostMemory,
+        0.4,
+        "a limit raised past the machine's free RAM moves the failure to the host",
+    );
+    true
+}
+
 /// The calls that allocate page-locked (pinned) host memory for a GPU: the
 /// CUDA runtime's `cudaHostAlloc` / `cudaMallocHost`, the driver's
 /// `cuMemHostAlloc` / `cuMemAllocHost`, HIP's `hipHostMalloc` /
@@ -253,6 +291,25 @@ mod tests {
         ggml_host_buffer(&mut r, &e);
         assert!(r.score(CauseId::InvalidSize).is_none());
         assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn a_jvm_at_its_own_heap_limit_is_a_cap() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        for message in [
+            "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space",
+            "I get the error  **java.lang.OutofMemoryError: Java heap space.**",
+            "java.lang.OutOfMemoryError: GC overhead limit exceeded",
+        ] {
+            e.message = message.into();
+            let mut r = Ranking::new();
+            assert!(jvm_limit(&mut r, &e), "{message}");
+            assert_eq!(r.top(), Some(CauseId::MemoryCap), "{message}");
+        }
+        // The JVM's native memory is the host's.
+        e.message =
+            "# There is insufficient memory for the Java Runtime Environment to continue.".into();
+        assert!(!jvm_limit(&mut Ranking::new(), &e));
     }
 
     #[test]

@@ -426,6 +426,9 @@ fn names_what_code_handles(before: &str) -> bool {
             // ("adds the case for UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY").
             r"\b(?:can|could|may|might|should|would)\s+(?:\w+\s+){0,2}?(?:return|throw|raise|yield|emit)s?|",
             r"\bcases?\s+(?:for|where|of|when)|",
+            // A request to tell the failure better ("Better reporting about
+            // OOMed containers", "Improve the error message on OOM").
+            r"\b(?:better|improve[sd]?|improving|clearer)\s+(?:the\s+)?(?:error\s+)?(?:report(?:ing|s)?|messages?|handling|detection|logging)\s+(?:about|of|for|on|when)|",
             // An exception type proposed or named for it ("Have a custom
             // Exception for CUDA Out of Memory").
             r"\b(?:exception|error\s+(?:type|class))e?s?\s+for)",
@@ -497,6 +500,7 @@ fn parse_failure(text: &str) -> Option<Parsed> {
     if let Some(parsed) = compiler_out_of_memory(text)
         .or_else(|| killed(text))
         .or_else(|| paddle_host(text))
+        .or_else(|| jvm_native(text))
         .or_else(|| paddle_legacy_gpu(text))
         .or_else(|| metal_resource_limit(text))
         .or_else(|| opencl_error_text(text))
@@ -592,7 +596,7 @@ fn parse_failure(text: &str) -> Option<Parsed> {
 /// "to avoid", "it may", "I didn't get"): no report of a failure seen.
 static HEDGED: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|you|your|users?|people)\b",
+        r"(?i)\b(?:if|unless|whether|avoid\w*|prevent\w*|how\s+to|to\s+fix|without|never|not|no|don't|doesn't|didn't|won't|can't|may|might|could|would|should|can|will|often|usually|sometimes|typically|instead|once|possible|you|your|users?|people)\b",
     )
 });
 
@@ -730,7 +734,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
             || conditional
             || mechanism
             || HEDGED.is_match(&s[..m.start()])
-            || (rule == ENDS_ON_IT && names_what_code_handles(&s[..m.start()]))
+            || names_what_code_handles(&s[..m.start()])
             || plans_work(&s[..m.end()])
             || looks_like_code(s.trim_start())
         {
@@ -753,6 +757,30 @@ fn paddle_host(text: &str) -> Option<Parsed> {
         message_at(text, c.get(0)?.start()),
     );
     parsed.memory.requested_bytes = c[1].parse().ok();
+    parsed.exact_request = parsed.memory.requested_bytes.is_some();
+    Some(parsed)
+}
+
+/// The JVM's fatal error when the host gives it no native memory (OpenJDK's
+/// hotspot/share/utilities/vmError.cpp prints a `#` banner: "There is
+/// insufficient memory for the Java Runtime Environment to continue." and
+/// "Native memory allocation (mmap) failed to map N bytes for committing
+/// reserved memory."; `malloc` for its own allocations): host memory, with
+/// the size it asked for. The banner's `#` is no comment.
+fn jvm_native(text: &str) -> Option<Parsed> {
+    static NATIVE: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"insufficient\s*memory\s*for\s*the\s*Java\s*Runtime\s*Environment|",
+            r"Native\s*memory\s*allocation\s*\((?:mmap|malloc)\)\s*failed\s*to\s*(?:map|allocate)\s*(\d+)\s*bytes"
+        ))
+    });
+    let c = NATIVE.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.memory.requested_bytes = c.get(1).and_then(|m| m.as_str().parse().ok());
     parsed.exact_request = parsed.memory.requested_bytes.is_some();
     Some(parsed)
 }
@@ -1810,6 +1838,8 @@ mod tests {
             "note that cudaMalloc can also return cudaErrorMemoryAllocation here",
             "This adds the case for CL_OUT_OF_RESOURCES to the retry list.",
             "Have a custom Exception for CUDA Out of Memory, rather than `RuntimeError`",
+            "Better reporting about OOMed containers.",
+            "Improve the error message on CUDA OOM",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
