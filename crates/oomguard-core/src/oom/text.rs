@@ -19,7 +19,7 @@ pub fn clean_line(raw: &[u8]) -> String {
     // the line itself, with no character-by-character rebuild.
     if memchr::memchr2(0x1b, b'\r', raw).is_none() {
         if let Ok(text) = std::str::from_utf8(raw) {
-            return text.to_string();
+            return without_collector_timestamp(text).to_string();
         }
     }
     let text = String::from_utf8_lossy(raw);
@@ -40,7 +40,55 @@ pub fn clean_line(raw: &[u8]) -> String {
     }
     // Trailing white space is kept: where a terminal wrapped a line, the
     // space at its end is the one between two words.
-    out
+    match without_collector_timestamp(&out).len() {
+        n if n == out.len() => out,
+        n => out.split_off(out.len() - n),
+    }
+}
+
+/// The line a log collector stamped, without its stamp: `docker logs -t`,
+/// `kubectl logs --timestamps` and GitHub Actions put an RFC 3339 time
+/// (`2023-11-16T11:45:51.142376502Z`, or with an offset) and one space
+/// before each line as the program wrote it, indentation included. The
+/// program's own timestamps (a space, not `T`, between date and time) stay.
+fn without_collector_timestamp(line: &str) -> &str {
+    let b = line.as_bytes();
+    let digits =
+        |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = digits(0..4)
+        && b.get(4) == Some(&b'-')
+        && digits(5..7)
+        && b.get(7) == Some(&b'-')
+        && digits(8..10)
+        && b.get(10) == Some(&b'T')
+        && digits(11..13)
+        && b.get(13) == Some(&b':')
+        && digits(14..16)
+        && b.get(16) == Some(&b':')
+        && digits(17..19);
+    if !shape {
+        return line;
+    }
+    let mut i = 19;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z') => i += 1,
+        Some(b'+' | b'-')
+            if digits(i + 1..i + 3) && b.get(i + 3) == Some(&b':') && digits(i + 4..i + 6) =>
+        {
+            i += 6
+        }
+        _ => return line,
+    }
+    match b.get(i) {
+        Some(b' ') => &line[i + 1..],
+        _ => line,
+    }
 }
 
 fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
@@ -298,6 +346,31 @@ mod tests {
         assert_eq!(clean_line(b" 10%|#  \r 50%|#####\n"), " 50%|#####");
         assert_eq!(clean_line(b"wrapped at a space \n"), "wrapped at a space ");
         assert_eq!(clean_line(b"\x1b]0;title\x07text"), "text");
+    }
+
+    #[test]
+    fn a_collector_s_timestamp_goes_and_the_indentation_under_it_stays() {
+        assert_eq!(
+            clean_line(b"2023-11-16T11:45:51.142378377Z     for segment in segments:\n"),
+            "    for segment in segments:"
+        );
+        assert_eq!(
+            clean_line(b"2024-01-02T03:04:05+02:00 File \"x.py\", line 1, in f"),
+            "File \"x.py\", line 1, in f"
+        );
+        assert_eq!(
+            clean_line(b"2023-11-16T11:45:51Z \x1b[31mERROR\x1b[0m boom"),
+            "ERROR boom"
+        );
+        // A program's own timestamp stays for the log-prefix reader.
+        assert_eq!(
+            clean_line(b"2023-11-16 11:45:51.142 ERROR boom"),
+            "2023-11-16 11:45:51.142 ERROR boom"
+        );
+        assert_eq!(
+            clean_line(b"2023-11-16T11:45:51Zx"),
+            "2023-11-16T11:45:51Zx"
+        );
     }
 
     #[test]
