@@ -153,6 +153,7 @@ struct Patterns {
     free_after: Regex,
     allocated_before: Regex,
     pool_total: Regex,
+    driver_report: Regex,
     negative_size: Regex,
 }
 
@@ -289,6 +290,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?i:{LOOSE_SIZE}\s*memory\s*has\s*been\s*allocated|已分配\s*{LOOSE_SIZE}|allocated\s*so\s*far\s*:\s*{LOOSE_SIZE})"
     )),
     pool_total: re(r"\(total\s*(\d[\d,]*)\s*bytes\)"),
+    // Theano's CUDA backend (theano/sandbox/cuda/cuda_ndarray.cu): `Error
+    // allocating N bytes of device memory (out of memory). Driver report F
+    // bytes free and T bytes total`, the driver's cuMemGetInfo.
+    driver_report: re(r"Driver\s*report\s*(\d+)\s*bytes\s*free\s*and\s*(\d+)\s*bytes\s*total"),
     // A byte count printed with a minus sign: a size held in a signed
     // integer that overflowed upstream. Go before 1.6 printed the heap's
     // request as int64 (golang/go#11789: `cannot allocate
@@ -560,6 +565,11 @@ fn parse_failure(text: &str) -> Option<Parsed> {
         .free_after
         .captures(text)
         .and_then(|c| loose_bytes(&c[1], &c[2]));
+    if let Some(c) = p.driver_report.captures(text) {
+        mem.free_bytes = c[1].parse().ok();
+        mem.total_bytes = c[2].parse().ok();
+        parsed.device.kind = DeviceKind::Cuda;
+    }
     mem.allocated_bytes = p.allocated_before.captures(text).and_then(|c| {
         let (v, u) = if c.get(1).is_some() {
             (1, 2)
@@ -1288,10 +1298,17 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
     if text.contains("OpenCL") || text.contains("CL_") {
         return DeviceKind::Unknown;
     }
-    KINDS
+    let kind = KINDS
         .iter()
         .find(|(_, re)| re.is_match(text))
-        .map_or(DeviceKind::Unknown, |(kind, _)| *kind)
+        .map_or(DeviceKind::Unknown, |(kind, _)| *kind);
+    // A runtime that raises Python's MemoryError for a device's memory
+    // (Theano: `MemoryError: Error allocating N bytes of device memory`)
+    // names no host.
+    if kind == DeviceKind::Cpu && text.contains("device memory") {
+        return DeviceKind::Unknown;
+    }
+    kind
 }
 
 #[cfg(test)]
@@ -1589,6 +1606,15 @@ mod tests {
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn theano_s_driver_report_gives_free_and_total() {
+        let p = parse("MemoryError: Error allocating 45158400 bytes of device memory (out of memory). Driver report 44666880 bytes free and 536543232 bytes total").unwrap();
+        assert_eq!(p.memory.requested_bytes, Some(45158400));
+        assert_eq!(p.memory.free_bytes, Some(44666880));
+        assert_eq!(p.memory.total_bytes, Some(536543232));
+        assert_eq!(p.device.kind, DeviceKind::Cuda);
     }
 
     #[test]
