@@ -10,6 +10,10 @@ use crate::size::format_size as fs;
 /// limit with the killer is the container's; a huge host request is a size
 /// gone wrong; the batch and the data loading lower host memory.
 pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
+    // The JVM's own limit, not the host's RAM, stopped it.
+    if jvm_limit(r, event) {
+        return;
+    }
     host_ran_out(r, event);
     container_limit(r, event);
     // A build's memory is its parallel compile jobs': no batch to cut.
@@ -111,7 +115,7 @@ const JVM_LIMITS: &[&str] = &[
 
 /// A JVM that reached its own heap or metaspace limit: the cap first, the
 /// host's RAM (when the cap is raised) second.
-pub(super) fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
     let m = &event.message;
     if !m.to_ascii_lowercase().contains("outofmemoryerror")
         || !JVM_LIMITS.iter().any(|l| m.contains(l))
@@ -303,8 +307,9 @@ mod tests {
         ] {
             e.message = message.into();
             let mut r = Ranking::new();
-            assert!(jvm_limit(&mut r, &e), "{message}");
+            host(&mut r, &e);
             assert_eq!(r.top(), Some(CauseId::MemoryCap), "{message}");
+            assert!(r.score(CauseId::HostMemory) < r.score(CauseId::MemoryCap));
         }
         // The JVM's native memory is the host's.
         e.message =

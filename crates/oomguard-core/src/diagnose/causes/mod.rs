@@ -165,7 +165,6 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     host::system_memory_check(r, event);
     host::ggml_host_buffer(r, event);
     host::pinned_host_alloc(r, event);
-    host::jvm_limit(r, event);
     // The words of a library's own error, or of the report, name what
     // filled the device when no figure does; the differential of a bare
     // failure still follows them, with its checks.
