@@ -137,6 +137,20 @@ static JAX_OWN_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:\bjax(?:lib)?\b)|XLA_PYTHON_CLIENT_|jax[/\\]_src\b").expect("pattern compiles")
 });
 
+/// XLA run from Elixir (EXLA, under Nx and Bumblebee): its words, its
+/// shell (`iex`), Elixir's raised-exception format (`** (RuntimeError)`),
+/// and the Logger's default console line (`13:21:27.502 [error] ...`, or
+/// `[error] ...` without its time: a lowercase level in brackets, which
+/// Python's logging and absl never print).
+static ELIXIR_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bEXLA\b|\bBumblebee\b|\biex\b|\*\* \(\w+(?:Error|Exception)\)")
+        .expect("pattern compiles")
+});
+static ELIXIR_LOGGER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^\s*(?:\d{2}:\d{2}:\d{2}\.\d{3}\s+)?\[(?:debug|info|notice|warning|error)\]\s")
+        .expect("pattern compiles")
+});
+
 /// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
 /// JAX logs from `external/xla/` or `external/org_tensorflow/`.
 static TENSORFLOW_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
@@ -243,6 +257,10 @@ fn framework_of(
     );
     if xla_family && around(&TORCH_XLA) {
         return Some(Framework::PyTorch);
+    }
+    if parsed.framework == Framework::Jax && (ELIXIR_LOGGER.is_match(raw) || around(&ELIXIR_WORDS))
+    {
+        return Some(Framework::Other);
     }
     if parsed.framework == Framework::Jax && around(&TENSORFLOW_WORDS) && !around(&JAX_WORDS) {
         return Some(Framework::TensorFlow);
@@ -491,6 +509,9 @@ mod tests {
             (F::Jax, D::Unknown, "RuntimeError: Bad StatusOr access: RESOURCE_EXHAUSTED: Ran out of memory in memory space hbm. Used 9G of 8G hbm.", F::PyTorch, D::Unknown),
             (F::Jax, D::Unknown, "E1201 tensorflow/compiler/xla/xla_client/xla_util.cc:90] RESOURCE_EXHAUSTED: Attempting to reserve 2G", F::PyTorch, D::Unknown),
             (F::Jax, D::Unknown, "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8 bytes.", F::Jax, D::Unknown),
+            // XLA under Elixir's EXLA: its Logger's line, its exception format.
+            (F::Jax, D::Unknown, "13:21:27.502 [error] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 117964800 bytes.", F::Other, D::Unknown),
+            (F::Jax, D::Unknown, "** (RuntimeError) Out of memory while trying to allocate 117964800 bytes.", F::Other, D::Unknown),
             // TensorFlow's graph nodes and log paths; XLA from JAX's tree stays JAX.
             (F::Jax, D::Cuda, "  (0) Resource exhausted: Failed to allocate request for 1.00GiB on device ordinal 0\n\t [[{{node Conv2D}}]]", F::TensorFlow, D::Cuda),
             (F::Other, D::Rocm, "2023-01-01 10:00:00.1: E tensorflow/compiler/xla/stream_executor/rocm/rocm_driver.cc:606] failed to allocate 1.0G (1073741824 bytes) from device: HIP_ERROR_OutOfMemory", F::TensorFlow, D::Rocm),

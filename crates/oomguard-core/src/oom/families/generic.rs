@@ -619,6 +619,20 @@ static SENTENCE: LazyLock<Regex> =
 static CONDITION: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)\b(?:when(?:ever)?|before|after|certain|until)\b"));
 
+/// `before` without the spans that tell how long a run went before it failed
+/// ("after three hours training", "after 2 epochs"): a report's time, not
+/// the condition of a general statement ("after you run out of memory").
+fn without_elapsed(before: &str) -> std::borrow::Cow<'_, str> {
+    static ELAPSED: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i)\bafter\s+(?:\w+ing\s+)?(?:\S+\s+)?(?:for\s+)?",
+            r"(?:\d+|a\s+few|a\s+couple\s+of|several|some|one|two|three|four|five|six|seven|eight|nine|ten|many)\s+",
+            r"(?:hours?|hrs?|minutes?|mins?|days?|epochs?|steps?|iterations?|iters?|batches|images)\b"
+        ))
+    });
+    ELAPSED.replace_all(before, "")
+}
+
 /// Where a sentence of `text` tells that a process, a run or a job was
 /// killed, in words ("the training gets killed", "it ends with Killed
 /// error", "the process was directly killed by the system", "keeps getting
@@ -737,8 +751,8 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         let question = rule != BUG_TITLE && s.trim_end().ends_with('?');
         // What runs out of memory under a condition (`when we are running out
         // of memory`) is how code or docs describe the case, not a report.
-        let conditional =
-            matches!(rule, RAN_INTO | ENDS_ON_IT) && CONDITION.is_match(&s[..m.start()]);
+        let conditional = matches!(rule, RAN_INTO | ENDS_ON_IT)
+            && CONDITION.is_match(&without_elapsed(&s[..m.start()]));
         let mechanism = MECHANISM.is_match(&s[m.end()..]);
         if question
             || conditional
@@ -1603,6 +1617,22 @@ mod tests {
             "  out_of_memory+0x6d/0xd0",
             "The process was killed by the user",
             "case cudaErrorMemoryAllocation: return \"out of memory\";",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_run_that_failed_after_a_time_is_a_report_not_a_condition() {
+        for text in [
+            "After three hours training, the GPU ran out of memory trying to allocate some memory.",
+            "after 2 epochs the job runs out of memory",
+        ] {
+            assert!(parse(text).is_some(), "{text}");
+        }
+        for text in [
+            "After the model runs out of memory, the server restarts it.",
+            "Before it runs out of memory, the loader spills to disk.",
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
