@@ -462,8 +462,8 @@ mod tests {
         ] {
             assert_eq!(refined(Framework::Other, DeviceKind::Cuda, raw, before).framework, Framework::PyTorch, "{before}");
         }
-        // Only the module's name as a word: `torch_xla`, `pytorch-lightning`
-        // text and CTranslate2's own wording keep theirs.
+        // Only the module's name as a word (`torchvision` is another
+        // package), and CTranslate2's own wording keeps its software.
         for (before, raw) in [
             ("pip install torchvision", "RuntimeError: out of memory"),
             (

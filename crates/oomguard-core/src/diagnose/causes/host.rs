@@ -116,9 +116,11 @@ const JVM_LIMITS: &[&str] = &[
 /// A JVM that reached its own heap or metaspace limit: the cap first, the
 /// host's RAM (when the cap is raised) second.
 fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+    // The limit's words first: most host events name none, and only those
+    // that do pay for the case-folded copy (`OutofMemoryError` as typed).
     let m = &event.message;
-    if !m.to_ascii_lowercase().contains("outofmemoryerror")
-        || !JVM_LIMITS.iter().any(|l| m.contains(l))
+    if !JVM_LIMITS.iter().any(|l| m.contains(l))
+        || !m.to_ascii_lowercase().contains("outofmemoryerror")
     {
         return false;
     }
