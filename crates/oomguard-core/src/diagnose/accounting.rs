@@ -138,13 +138,16 @@ impl Accounting {
             push(SegmentKind::NonFramework, non_framework);
         } else if let Some(nf) = non_framework {
             push(SegmentKind::NonFramework, Some(nf));
-            if others_sum > 0 {
-                push(SegmentKind::OtherProcesses, Some(others_sum));
-            } else if let (Some(t), Some(f), Some(p)) = (m.total_bytes, m.free_bytes, process) {
-                let rest = t.saturating_sub(f).saturating_sub(p);
-                if rest > 0 {
-                    push(SegmentKind::OtherProcesses, Some(rest));
-                }
+            // What the device has in use beyond this process is other
+            // processes', listed or not: a container's NVML lists only the
+            // processes it can see, so the clauses can fall short of it.
+            let rest = match (m.total_bytes, m.free_bytes, process) {
+                (Some(t), Some(f), Some(p)) => t.saturating_sub(f).saturating_sub(p),
+                _ => 0,
+            };
+            let others = others_sum.max(rest);
+            if others > 0 {
+                push(SegmentKind::OtherProcesses, Some(others));
             }
         } else if let (Some(t), Some(f), Some(r)) = (m.total_bytes, m.free_bytes, m.reserved_bytes)
         {

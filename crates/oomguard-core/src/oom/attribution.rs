@@ -170,9 +170,10 @@ static SYCL_RUNTIME_ERROR: LazyLock<Regex> = LazyLock::new(|| {
 /// `ggml-metal-context.m:235: fatal error`) right before the runtime's own
 /// words for the failure (Metal's `Insufficient Memory
 /// (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)`): llama.cpp and
-/// the tools built on ggml.
+/// the tools built on ggml. ggml's assertion macro (`GGML_ASSERT:
+/// ggml-opencl.cpp:1758: false`) names it too.
 static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bggml[_-](?:metal|vulkan|vk|sycl|cann|cuda|hip|backend)")
+    Regex::new(r"\bggml[_-](?:metal|vulkan|vk|sycl|cann|cuda|hip|musa|opencl|kompute|rpc|backend)|\bGGML_ASSERT\b")
         .expect("pattern compiles")
 });
 
@@ -401,6 +402,24 @@ mod tests {
             "",
         );
         assert_eq!(p.device.kind, DeviceKind::Unknown);
+    }
+
+    #[test]
+    fn ggml_s_backends_and_its_assertion_name_llama_cpp() {
+        for raw in [
+            "CLBlast: OpenCL error: clEnqueueNDRangeKernel: -4 GGML_ASSERT: ggml-opencl.cpp:1758: false",
+            "ggml_opencl: clCreateBuffer error -4 at ggml-opencl.cpp:1450",
+        ] {
+            let p = refined(Framework::Other, DeviceKind::Unknown, raw, "");
+            assert_eq!(p.framework, Framework::LlamaCpp, "{raw}");
+        }
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "clEnqueueNDRangeKernel: -4",
+            "",
+        );
+        assert_eq!(p.framework, Framework::Other);
     }
 
     #[test]

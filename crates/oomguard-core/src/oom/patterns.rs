@@ -188,8 +188,6 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
         "will retry",
         "retrying with",
         "falling back",
-        "skipping batch",
-        "skipping this batch",
         // XLA's convolution autotuner when no candidate fits: a warning, the
         // default algorithm runs (gpu_conv_algorithm_picker.cc,
         // `LOG(WARNING) << "Failed to determine best cudnn convolution
@@ -311,6 +309,11 @@ mod tests {
             "The caller indicates that this is not a failure, but may mean"
         ));
         assert!(!says_non_fatal("CUDA out of memory."));
+        // A batch skipped after a caught OOM (fairseq's trainer) lost its
+        // work: the allocation failed.
+        assert!(!says_non_fatal(
+            "WARNING: ran out of memory with exception: CUDA out of memory. Tried to allocate 1.16 GiB; Skipping batch"
+        ));
     }
 
     /// XLA's autotuner warnings are not failures; Triton's pool fallback is

@@ -1,13 +1,13 @@
 //! The streaming scanner: reads any byte stream (plain or gzip) in fixed-size
-//! chunks, looks for the trigger phrases of every family with one
-//! multi-pattern search, and only around a hit decodes lines, joins wrapped
+//! chunks, looks for the trigger phrases of every family with packed
+//! multi-pattern searchers, and only around a hit decodes lines, joins wrapped
 //! ones and asks the family parsers. Memory stays bounded whatever the size of
 //! the input or of its longest line.
 //!
 //! The parts found go to the grouper (`group`), which makes one event of
 //! each failure printed several times.
 
-use super::families::{self, parse_logical, TRIGGERS};
+use super::families::{self, parse_logical, PHRASES_PER_SEARCHER, TRIGGERS};
 use super::group::{Found, Grouper};
 use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
@@ -35,12 +35,58 @@ const CONTINUATION_LINES: usize = 10;
 /// How far one line is read either side of a trigger: a 100 MB line is cut.
 const MAX_LINE_SIDE: usize = 16 << 10;
 
-static FINDER: LazyLock<AhoCorasick> = LazyLock::new(|| {
-    AhoCorasick::builder()
-        .match_kind(MatchKind::LeftmostFirst)
-        .build(TRIGGERS.iter().chain([&watchdog::TRIGGER]))
-        .expect("trigger automaton builds")
+/// The phrases searched for: every family's triggers, then the watchdog's
+/// (its index is `TRIGGERS.len()`).
+fn searched_phrases() -> Vec<&'static str> {
+    TRIGGERS
+        .iter()
+        .copied()
+        .chain([watchdog::TRIGGER])
+        .collect()
+}
+
+/// The searchers, each for an even share of [`searched_phrases`] small
+/// enough for the fast packed search, with the index in that list of each
+/// of its phrases (see `families::TRIGGERS` for the measurements). The
+/// phrases are shared out in byte order: the packed search sorts candidates
+/// by a phrase's first bytes, and phrases that begin alike in one searcher
+/// leave it fewer false candidates to check. On the 1 GiB benchmark log
+/// two searchers so filled took 0.50 s, as one searcher of the 63 phrases
+/// before them did, against 0.60 s filled in list order.
+static FINDERS: LazyLock<Vec<(Vec<usize>, AhoCorasick)>> = LazyLock::new(|| {
+    let phrases = searched_phrases();
+    let mut order: Vec<usize> = (0..phrases.len()).collect();
+    order.sort_by_key(|&i| phrases[i].as_bytes());
+    let searchers = phrases.len().div_ceil(PHRASES_PER_SEARCHER).max(1);
+    let share = phrases.len().div_ceil(searchers).max(1);
+    order
+        .chunks(share)
+        .map(|ids| {
+            let finder = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostFirst)
+                .build(ids.iter().map(|&i| phrases[i]))
+                .expect("trigger automaton builds");
+            (ids.to_vec(), finder)
+        })
+        .collect()
 });
+
+/// Where a phrase starts in `hay`, in order, with its index in
+/// [`searched_phrases`], into `hits`. Two searchers' hits may overlap or
+/// fall on one line; the caller skips what an event already consumed.
+fn phrase_hits(hay: &[u8], hits: &mut Vec<(usize, usize)>) {
+    hits.clear();
+    for (ids, finder) in FINDERS.iter() {
+        hits.extend(
+            finder
+                .find_iter(hay)
+                .map(|m| (m.start(), ids[m.pattern().as_usize()])),
+        );
+    }
+    if FINDERS.len() > 1 {
+        hits.sort_unstable();
+    }
+}
 
 /// Knobs of a scan.
 #[derive(Debug, Clone)]
@@ -213,6 +259,7 @@ fn scan_plain<R: Read>(
     let mut total_bytes: u64 = 0;
     let mut cache = ParseCache::default();
     let mut timeouts: Vec<WatchdogTimeout> = Vec::new();
+    let mut hits: Vec<(usize, usize)> = Vec::new();
     // Bytes were dropped from the front of `buf`: nothing in it opens the input.
     let mut drained = false;
     loop {
@@ -224,12 +271,13 @@ fn scan_plain<R: Read>(
         } else {
             buf.len().saturating_sub(LOOKAHEAD).max(search_from)
         };
-        for m in FINDER.find_iter(&buf[search_from..]) {
-            let at = search_from + m.start();
+        phrase_hits(&buf[search_from..], &mut hits);
+        for &(start, phrase) in &hits {
+            let at = search_from + start;
             if at >= scan_end {
                 break;
             }
-            if m.pattern().as_usize() == TRIGGERS.len() {
+            if phrase == TRIGGERS.len() {
                 let line_start = line_start_of(&buf, at);
                 if line_start >= counted_pos {
                     counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
@@ -737,6 +785,28 @@ fn join_backwards(before: &[String], text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_phrase_is_found_by_its_searcher_and_hits_come_in_order() {
+        let phrases = searched_phrases();
+        assert!(FINDERS.len() >= 2, "the test covers a merge");
+        let mut hits = Vec::new();
+        for (i, phrase) in phrases.iter().enumerate() {
+            phrase_hits(phrase.as_bytes(), &mut hits);
+            assert_eq!(hits.first().map(|h| h.0), Some(0), "{phrase:?}");
+            assert!(
+                hits.iter().any(|&(_, p)| phrases[p] == *phrase || p == i),
+                "{phrase:?}"
+            );
+        }
+        // A phrase of the last searcher before one of the first.
+        let (last, first) = (phrases[phrases.len() - 1], phrases[0]);
+        let text = format!("{last} ... {first}");
+        phrase_hits(text.as_bytes(), &mut hits);
+        let starts: Vec<usize> = hits.iter().map(|h| h.0).collect();
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+        assert_eq!(hits.last().map(|h| phrases[h.1]), Some(first));
+    }
 
     #[test]
     fn the_same_message_with_other_figures_is_read_as_again() {

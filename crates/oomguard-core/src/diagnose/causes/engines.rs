@@ -498,10 +498,36 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
 /// engine loaded twice. Returns true when one applied.
 pub(super) fn engine_messages(r: &mut Ranking, event: &OomEvent) -> bool {
     per_buffer_limit(r, event)
+        | ggml_context_pool(r, event)
         | sglang_serving(r, event)
         | tgi_warmup(r, event)
         | cuda_graph_capture(r, event)
         | tensorrt_llm_engine_copy(r, event)
+}
+
+/// A ggml context's fixed pool without room for one more tensor (see the
+/// parser): the program sized the pool for the batch, prompt or context it
+/// expected, and one tensor of this step is larger, or its estimate of the
+/// size is wrong (ggml's issues trace several such pools to a size
+/// computed too small, fixed in a later release). Not the device's memory.
+fn ggml_context_pool(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.message.contains("context's memory pool") {
+        return false;
+    }
+    let check = Some("whether a smaller batch (n_batch) or a shorter prompt or context passes; if the same input passed on an older release, the program's pool estimate is at fault: update it");
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.75,
+        "one tensor of this step is larger than the pool the program set aside for it: a batch (n_batch), prompt or context larger than the pool was sized for",
+        check,
+    );
+    r.add_checked(
+        CauseId::InvalidSize,
+        0.5,
+        "the program computed its pool too small: a sizing bug, not a lack of memory",
+        check,
+    );
+    true
 }
 
 /// SGLang's pools exhausted while serving (see the parser): the request
@@ -838,6 +864,23 @@ mod tests {
         let mut r = Ranking::new();
         llama(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn a_ggml_context_pool_too_small_is_the_step_or_its_sizing() {
+        let e = with_log(
+            "ggml_new_object: not enough space in the context's memory pool (needed 13340448, available 10485760)",
+            Default::default(),
+        );
+        let mut r = Ranking::new();
+        assert!(engine_messages(&mut r, &e));
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.score(CauseId::InvalidSize).is_some());
+        assert!(!ggml_context_pool(
+            &mut Ranking::new(),
+            &with_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512.00 MiB on device 0: cudaMalloc failed: out of memory", Default::default())
+        ));
     }
 
     #[test]

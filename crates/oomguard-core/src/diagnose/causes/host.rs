@@ -95,9 +95,6 @@ pub(super) fn system_memory_check(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
-/// ggml's CPU backend (llama.cpp, Ollama) could not get a host buffer
-/// (`ggml_backend_cpu_buffer_type_alloc_buffer`, `failed to allocate CPU
-/// buffer`): the layers kept on the CPU, or the context, in host RAM.
 /// The JVM's own limits, as `java.lang.OutOfMemoryError` names them
 /// (OpenJDK's messages): the heap (`Java heap space`, `GC overhead limit
 /// exceeded`; its size is `-Xmx`, under Spark `spark.driver.memory` /
@@ -113,15 +110,31 @@ const JVM_LIMITS: &[&str] = &[
     "Direct buffer memory",
 ];
 
+/// Spark's start-up check that the heap it was given holds its reserved
+/// memory (UnifiedMemoryManager: `System memory N must be at least M.
+/// Please increase heap size using the --driver-memory option or
+/// spark.driver.memory ...`, and the executor's): the heap setting, too low.
+fn spark_heap_check(message: &str) -> bool {
+    message.contains("must be at least")
+        && [
+            "--driver-memory",
+            "--executor-memory",
+            "spark.driver.memory",
+            "spark.executor.memory",
+        ]
+        .iter()
+        .any(|k| message.contains(k))
+}
+
 /// A JVM that reached its own heap or metaspace limit: the cap first, the
 /// host's RAM (when the cap is raised) second.
 fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
     // The limit's words first: most host events name none, and only those
     // that do pay for the case-folded copy (`OutofMemoryError` as typed).
     let m = &event.message;
-    if !JVM_LIMITS.iter().any(|l| m.contains(l))
-        || !m.to_ascii_lowercase().contains("outofmemoryerror")
-    {
+    let out_of_memory = JVM_LIMITS.iter().any(|l| m.contains(l))
+        && m.to_ascii_lowercase().contains("outofmemoryerror");
+    if !out_of_memory && !spark_heap_check(m) {
         return false;
     }
     r.add_checked(
@@ -169,6 +182,9 @@ pub(super) fn pinned_host_alloc(r: &mut Ranking, event: &OomEvent) -> bool {
     true
 }
 
+/// ggml's CPU backend (llama.cpp, Ollama) could not get a host buffer
+/// (`ggml_backend_cpu_buffer_type_alloc_buffer`, `failed to allocate CPU
+/// buffer`): the layers kept on the CPU, or the context, in host RAM.
 const GGML_HOST_BUFFER: &[&str] = &["cpu_buffer_type_alloc_buffer", "allocate CPU buffer"];
 
 /// The size in the message is one an inference engine computed from the
@@ -306,6 +322,7 @@ mod tests {
             "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space",
             "I get the error  **java.lang.OutofMemoryError: Java heap space.**",
             "java.lang.OutOfMemoryError: GC overhead limit exceeded",
+            "java.lang.IllegalArgumentException: System memory 466092032 must be at least 471859200. Please increase heap size using the --driver-memory option or spark.driver.memory in Spark configuration.",
         ] {
             e.message = message.into();
             let mut r = Ranking::new();

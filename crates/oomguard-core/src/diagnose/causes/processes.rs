@@ -32,26 +32,39 @@ pub(super) fn outside_the_framework(r: &mut Ranking, event: &OomEvent, acc: &Acc
     non_framework(r, event, acc, t);
 }
 
-/// Other processes hold a fifth of the device: the listed clauses, else
-/// what the figures leave to other processes.
+/// Other processes hold a fifth of the device: what the figures leave
+/// outside this process, which holds the listed clauses and, in a
+/// container, processes NVML could not list.
 fn other_processes(r: &mut Ranking, acc: &Accounting, t: u64) {
     let listed: u64 = acc.others.iter().map(|p| p.bytes).sum();
+    let others = acc.bytes(SegmentKind::OtherProcesses).unwrap_or(0);
     if listed > 0 {
-        if a_fifth_of(listed, t) {
+        if a_fifth_of(others, t) {
             let list: Vec<String> = acc
                 .others
                 .iter()
                 .map(|p| format!("pid {} holds {}", p.pid, fs(p.bytes)))
                 .collect();
+            let unlisted = if others > listed {
+                format!(
+                    ", and processes the message does not list (another container's) {}",
+                    fs(others - listed)
+                )
+            } else {
+                String::new()
+            };
             r.add(
                 CauseId::OtherProcesses,
                 0.85,
-                format!("{} ({} of the device)", list.join(", "), pct(listed, t)),
+                format!(
+                    "{}{unlisted} ({} of the device)",
+                    list.join(", "),
+                    pct(others, t)
+                ),
             );
         }
         return;
     }
-    let others = acc.bytes(SegmentKind::OtherProcesses).unwrap_or(0);
     if a_fifth_of(others, t) {
         r.add(
             CauseId::OtherProcesses,
@@ -178,6 +191,22 @@ mod tests {
         };
         let r = ranked(&modern(100 * MIB, 5 * GIB, vec![other]));
         assert_eq!(r.score(CauseId::OtherProcesses), Some(0.85));
+    }
+
+    #[test]
+    fn memory_beyond_the_listed_processes_is_other_processes_too() {
+        // This process 5 GiB and one listed process 2 GiB on a full 24 GiB
+        // device: 17 GiB is held by processes the message cannot list.
+        let other = ProcessMemory {
+            pid: 4242,
+            bytes: 2 * GIB,
+        };
+        let r = ranked(&modern(100 * MIB, 5 * GIB, vec![other]));
+        assert_eq!(r.score(CauseId::OtherProcesses), Some(0.85));
+        // When this process and the listed ones fill the device, the small
+        // listed process is no cause.
+        let e = modern(100 * MIB, 24 * GIB - 100 * MIB - 2 * GIB, vec![other]);
+        assert!(ranked(&e).score(CauseId::OtherProcesses).is_none());
     }
 
     #[test]

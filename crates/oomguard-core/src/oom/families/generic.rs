@@ -99,6 +99,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "code 137",
     "exit status",
     "code = -9",
+    // Hadoop's NodeManager killing a container (`is running beyond physical
+    // memory limits. Current usage: ...`); Spark's words hold `killed`.
+    "limits. Current usage",
     // Batch schedulers enforcing a job's memory request: Slurm's
     // jobacct_gather (`Exceeded job memory limit`, `Exceeded step memory
     // limit at some point`), LSF's exit reason, srun's task summary.
@@ -225,6 +228,19 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // Ray's raylet summing up its monitor's kills (node_manager.cc: `1
         // Workers (tasks / actors) killed due to memory pressure (OOM)`).
         r"(?:^|\D)[1-9]\d*\s*workers\s*\(tasks\s*/\s*actors\)\s*killed\s*due\s*to\s*memory\s*pressure|",
+        // The monitor's full report of one kill (`... which exceeds the
+        // memory usage threshold of 0.95. Ray killed this worker (ID: ...)
+        // because it was the most recently scheduled task`).
+        r"\bexceeds\s*the\s*memory\s*usage\s*threshold\b[^\n]*?\bray\s*killed\s*this\s*worker\b|",
+        // YARN ending a container above its memory allocation: Spark's
+        // YarnAllocator (`Container killed by YARN for exceeding memory
+        // limits. 7.2 GB of 4.2 GB virtual memory used.`, later `exceeding
+        // physical memory limits`) and Hadoop's NodeManager (`Container
+        // [pid=N,containerID=...] is running beyond physical memory limits.
+        // Current usage: 2.1 GB of 2 GB physical memory used; ... Killing
+        // container.`).
+        r"container\s*killed\s*by\s*yarn\s*for\s*exceeding\s*(?:physical\s*|virtual\s*)?memory\s*limits|",
+        r"\bis\s*running\s*beyond\s*(?:physical|virtual)\s*memory\s*limits|",
         // The kubelet evicting a pod when the node runs out (its eviction
         // manager: `The node was low on resource: memory.`).
         r"\bthe\s*node\s*was\s*low\s*on\s*resource:\s*memory\b)"
@@ -343,10 +359,21 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
     }
     let before = &text[..at];
     // Inside a short backticked span (`rmm::bad_alloc` in prose): a
-    // mention. A paste that opens with a backtick and runs on is not.
+    // mention. A paste that opens with a backtick and runs on is not, nor a
+    // span that holds the C++ runtime's abort banner before the phrase
+    // (`terminate called after throwing`, libc++abi's `terminating due to
+    // uncaught exception`): nobody writes those to name a case.
     let ticks = before.matches('`').count();
     if ticks % 2 == 1 && text[at..].chars().take(60).any(|c| c == '`') {
-        return false;
+        static ABORT: LazyLock<Regex> = LazyLock::new(|| {
+            re(
+                r"terminate\s*called\s*after\s*throwing|terminating\s*due\s*to\s*uncaught\s*exception",
+            )
+        });
+        let span = &before[before.rfind('`').map_or(0, |i| i + 1)..];
+        if !ABORT.is_match(span) {
+            return false;
+        }
     }
     // Prose around a phrase in words: only an error marker before it, or
     // the phrase opening the line, makes it the failure; identifiers
@@ -516,7 +543,10 @@ fn parse_failure(text: &str) -> Option<Parsed> {
     }
     let (at, kind) = match p.failure.find(text) {
         Some(m) if stands_as_failure(text, m.start()) => (m.start(), PartKind::Primary),
-        _ => (reported_in_prose(text)?, PartKind::Reported),
+        _ => (
+            reported_in_prose(text).or_else(|| reported_in_cjk(text))?,
+            PartKind::Reported,
+        ),
     };
     if exhausts_another_resource(&text[at..], text) {
         return None;
@@ -768,6 +798,36 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     })
 }
 
+/// A failure told in Chinese prose: a verb of reporting or meeting before
+/// the failure's name (`也会报OOM`, `训练时出现out of memory`, `遇到OOM`),
+/// or the name with the particle of a change that happened (`跑到一半就
+/// OOM了`). Not in a question, a negation, a condition or advice (`不会`,
+/// `没有`, `如果`, `如何避免`, `是否`).
+fn reported_in_cjk(text: &str) -> Option<usize> {
+    static REPORT: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i)(?:报|出现|遇到|碰到|发生|产生|提示|出|爆)了?\s*(?:cuda\s*|gpu\s*|显存\s*)?",
+            r"(?:oom|out[ -]of[ -]memory|outofmemory(?:error)?)(?:\b|[^\x00-\x7F])|",
+            r"(?i)(?:oom|out[ -]of[ -]memory)\s*了"
+        ))
+    });
+    static NOT_A_REPORT: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"不会|没有|没|未|不再|避免|防止|如果|假如|若|如何|怎么|怎样|是否|能否|可能")
+    });
+    if !text.bytes().any(|b| b >= 0x80) {
+        return None;
+    }
+    SENTENCE.find_iter(text).find_map(|sentence| {
+        let s = sentence.as_str();
+        let m = REPORT.find(s)?;
+        let question = s.trim_end().ends_with(['?', '？']) || s.contains('吗');
+        if question || NOT_A_REPORT.is_match(&s[..m.start()]) || looks_like_code(s.trim_start()) {
+            return None;
+        }
+        Some(sentence.start() + m.start())
+    })
+}
+
 /// Paddle's host allocator when `posix_memalign` fails (CPUAllocator::Alloc
 /// in paddle/fluid/memory/detail/system_allocator.cc raises ResourceExhausted
 /// `Fail to alloc memory of N size, error code is E.`): N bytes of host memory.
@@ -946,10 +1006,27 @@ fn killed(text: &str) -> Option<Parsed> {
         parsed.facts.call = Some(format!("{} (pid {})", &c[2], &c[1]));
     }
     parsed.memory.process_bytes = victim_resident(text);
+    parsed.memory.allowed_bytes = yarn_container_limit(text);
     if text.contains("Loading checkpoint") {
         parsed.phase_hint = Some(Phase::ModelLoad);
     }
     Some(parsed)
+}
+
+/// The container's allocation YARN enforced, from its usage report (`7.2
+/// GB of 4.2 GB virtual memory used`, Hadoop's binary units: a GB is 2^30
+/// bytes, StringUtils.TraditionalBinaryPrefix).
+fn yarn_container_limit(text: &str) -> Option<u64> {
+    static USED: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"\b\d+(?:\.\d+)?\s*[KMGT]B\s*of\s*(\d+(?:\.\d+)?)\s*([KMGT]B)\s*(?:physical|virtual)\s*memory\s*used",
+        )
+    });
+    if !text.contains("memory used") {
+        return None;
+    }
+    let c = USED.captures(text)?;
+    log_figure_to_bytes(&c[1], &c[2])
 }
 
 /// A container's state field that says it was not killed for memory:
@@ -1034,7 +1111,8 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
         (
             re(concat!(
                 r"(?i:\boomkilled\b|oom-killed|memory\s*cgroup\s*out\s*of\s*memory|",
-                r"memory\s*limit\s*too\s*low|killed\s*as\s*a\s*result\s*of\s*limit|exceeded\s*the\s*request\s*memory)"
+                r"memory\s*limit\s*too\s*low|killed\s*as\s*a\s*result\s*of\s*limit|exceeded\s*the\s*request\s*memory|",
+                r"killed\s*by\s*yarn|running\s*beyond\s*(?:physical|virtual)\s*memory)"
             )),
             re(concat!(
                 r"(?i:oom[-_]kill\s*events?|exceeded\s*(?:job\s*|step\s*)?memory\s*limit|",
@@ -1176,7 +1254,7 @@ pub(crate) fn job_memory_request(lines: &[String]) -> Option<u64> {
 
 /// The message from the start of the sentence that holds the phrase (an
 /// exception class, a log tag) to the end of the line.
-fn message_at(text: &str, at: usize) -> String {
+pub(super) fn message_at(text: &str, at: usize) -> String {
     static MARKER: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?:[A-Za-z_][\w.:]*(?:Error|Exception)\s*:\s|\[E\]|ERROR\b|what\(\):|terminate called)")
             .expect("pattern compiles")
@@ -1594,15 +1672,54 @@ mod tests {
             ("Memory cgroup out of memory: Killed process 4242 (python)", container),
             ("[ 4018.450000] Killed process 935 (python) total-vm:113656kB", None),
             ("Killed", None),
+            ("Memory on the node (IP: 10.0.0.2, ID: 708c) where the task (actor ID: 0dab, name=RayWorkerVllm.__init__, pid=308, memory used=11.15GB) was running was 12.49GB / 13.15GB (0.950003), which exceeds the memory usage threshold of 0.95. Ray killed this worker (ID: 79a5) because it was the most recently scheduled task", None),
+            ("17/11/25 18:23:24 ERROR YarnClusterScheduler: Lost executor 9 on h1: Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used. Consider boosting spark.yarn.executor.memoryOverhead.", container),
+            ("Container [pid=2301,containerID=container_1_0001_01_000002] is running beyond physical memory limits. Current usage: 2.1 GB of 2 GB physical memory used; 3.9 GB of 4.2 GB virtual memory used. Killing container.", container),
         ] {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.facts.memory_limit, limit, "{text}");
         }
+        // YARN's report gives the container's allocation.
+        let e = event("Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used.");
+        assert_eq!(
+            e.memory.allowed_bytes,
+            Some((4.2 * (1u64 << 30) as f64).round() as u64)
+        );
         // A failure worded otherwise keeps the limit its words name.
         let e = event("RuntimeError: out of memory (memory limit too low?)");
         assert!(!e.facts.oom_killer());
         assert_eq!(e.facts.memory_limit, container);
+    }
+
+    #[test]
+    fn a_runtime_abort_in_backticks_is_the_failure() {
+        let e = parse("`libc++abi: terminating due to uncaught exception of type std::runtime_error: [malloc_or_wait] Unable to allocate 12 bytes.`")
+            .expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Mps);
+        // A short span naming the case stays a mention.
+        assert!(parse("When it fails it throws `rmm::bad_alloc` and exits").is_none());
+    }
+
+    #[test]
+    fn a_failure_told_in_chinese_prose_is_reported() {
+        for text in [
+            "就算batch设为1，用deepspeed zero2也会报OOM。",
+            "训练到第三个epoch时出现CUDA out of memory",
+            "跑到一半就OOM了",
+        ] {
+            let e = parse(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(e.kind, PartKind::Reported, "{text}");
+        }
+        for text in [
+            "如何避免出现OOM？",
+            "这样会不会出现OOM",
+            "设置这个参数后没有出现OOM",
+            "如果出现OOM，请减小batch size",
+            "用zero3会报OOM吗",
+        ] {
+            assert!(parse(text).is_none(), "{text}");
+        }
     }
 
     #[test]

@@ -46,9 +46,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     // size N is larger than buffer maximum of M`.
     "buffer maximum",
     // ONNX Runtime's arena at its limit (bfc_arena.cc, `Available memory of
-    // N is smaller than requested bytes of M`) has no phrase of its own
-    // here: any added to a full set slowed the 1 GiB scan by about 15%
-    // (fat Teddy's buckets), so it is read when its line holds another.
+    // N is smaller than requested bytes of M`).
+    "smaller than requested bytes",
+    // A ggml context's fixed pool (ggml.c, `ggml_new_object` and before it
+    // `ggml_new_tensor_impl`: `not enough space in the context's memory
+    // pool (needed N, available M)`).
+    "not enough space in the context",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -67,6 +70,8 @@ pub(super) const WORDS: &[&str] = &[
     "CNMEM",
     // ONNX Runtime's arena at its limit.
     "requested bytes",
+    // A ggml context's pool.
+    "memory pool",
     // SGLang's pools while serving.
     "alloc_req_slots",
     "Prefill out",
@@ -78,6 +83,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "onnxruntime.capi.onnxruntime_pybind11_state.RuntimeException: [ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running Conv node. Name:'Conv_3' Status Message: Failed to allocate memory for requested buffer of size 1073741824",
     "Error: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
     "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory",
+    "ggml_new_object: not enough space in the context's memory pool (needed 3539648, available 3539280)",
     "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
     "RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`. self.req_to_token_pool.available_size()=1, num_reqs=2,",
     "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
@@ -184,6 +190,31 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| sglang_serving(text))
         .or_else(|| ollama(text))
         .or_else(|| triton_pool(text))
+        .or_else(|| ggml_context_pool(text))
+}
+
+/// A ggml context's pool, sized once by the program that made the context,
+/// without room for one more tensor (ggml.c: `ggml_new_object: not enough
+/// space in the context's memory pool (needed N, available M)`, before 2023
+/// `ggml_new_tensor_impl`). Host memory the program set aside, not the
+/// device: the tensor that did not fit grows with the batch, prompt or
+/// context the program was asked for, or the pool was sized wrong. Apps on
+/// ggml (llama.cpp, whisper.cpp, llama-cpp-python) print it alike.
+fn ggml_context_pool(text: &str) -> Option<Parsed> {
+    static POOL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"not\s*enough\s*space\s*in\s*the\s*context'?s\s*memory\s*pool\s*\(\s*needed\s*(\d+)\s*,\s*available\s*(\d+)\s*\)",
+        )
+    });
+    let c = POOL.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::LlamaCpp,
+        DeviceKind::Unknown,
+        message_from(text, &POOL),
+    );
+    parsed.memory.requested_bytes = c[1].parse().ok();
+    parsed.exact_request = true;
+    Some(parsed)
 }
 
 /// Triton Inference Server's CUDA memory pool (CNMeM, sized by

@@ -12,6 +12,7 @@
 pub(super) mod cuda_libs;
 pub(super) mod generic;
 pub(super) mod inference_engines;
+pub(super) mod other_runtimes;
 pub(super) mod pytorch;
 pub(super) mod tensorflow_jax;
 pub(super) mod triton;
@@ -27,6 +28,7 @@ const FAMILY_TRIGGERS: &[&[&str]] = &[
     inference_engines::TRIGGERS,
     tensorflow_jax::TRIGGERS,
     pytorch::TRIGGERS,
+    other_runtimes::TRIGGERS,
     generic::TRIGGERS,
 ];
 
@@ -37,19 +39,23 @@ const FAMILY_TRIGGERS: &[&[&str]] = &[
 /// trigger specific: one that fires on ordinary log lines slows the scan,
 /// though the parsers still reject the lines.
 ///
-/// Keep them under 64 with the watchdog's phrase: aho-corasick's packed
-/// SIMD searcher takes at most 64 patterns and gives way to a much slower
-/// automaton past that; past 32 it uses its wider variant, which costs
-/// about a third more instructions (callgrind on a 16 MiB training log, 45 M
-/// against 60 M); and at 64 exactly the 1 GiB benchmark log took a fifth
-/// more user time than at 63 (0.57 s against 0.46 s, three runs each). A new wording
-/// that would pass the limit goes in under a shorter phrase that several
-/// wordings share (`t allocate` finds `cannot allocate`, `can't allocate`
-/// and `could not allocate`). The search is case-sensitive (the packed
-/// searcher is off for case-insensitive searches), so a wording's
-/// capitalized forms are listed, or a trigger starts after its first letter.
+/// The scanner splits them over packed SIMD searchers (aho-corasick's
+/// Teddy), each of at most [`PHRASES_PER_SEARCHER`]: one searcher past 64
+/// patterns gives way to a much slower automaton. Two searchers of 36 each
+/// scan the 1 GiB benchmark log as fast as one of 64 did (0.53-0.54 s
+/// against 0.54-0.55 s, three runs each), a third costs a tenth more. Keep
+/// the list within two searchers; a wording past that goes in under a
+/// shorter phrase that several wordings share (`t allocate` finds `cannot
+/// allocate`, `can't allocate` and `could not allocate`). The search is
+/// case-sensitive (the packed searcher is off for case-insensitive
+/// searches), so a wording's capitalized forms are listed, or a trigger
+/// starts after its first letter.
 pub(super) static TRIGGERS: LazyLock<Vec<&'static str>> =
     LazyLock::new(|| searched_triggers(FAMILY_TRIGGERS.iter().flat_map(|f| f.iter().copied())));
+
+/// The most phrases one packed searcher takes: a margin under the 64 past
+/// which it is no longer the fast one (see [`TRIGGERS`]).
+pub(super) const PHRASES_PER_SEARCHER: usize = 40;
 
 /// `triggers` each once, in order, without those that hold another.
 fn searched_triggers<'a>(triggers: impl Iterator<Item = &'a str> + Clone) -> Vec<&'a str> {
@@ -121,6 +127,7 @@ pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
         .or_else(|| mentions(2).then(|| inference_engines::parse(text))?)
         .or_else(|| mentions(3).then(|| tensorflow_jax::parse(text))?)
         .or_else(|| pytorch::parse(text))
+        .or_else(|| other_runtimes::parse(text))
         .or_else(|| cuda_libs::parse_generic(text))
         .or_else(|| {
             generic::parse(text).map(|mut p| {
@@ -134,12 +141,17 @@ pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
 /// "{file}:{line}: {Category}: {message}", the category a `Warning`
 /// subclass): the program went on, whatever memory words it quotes (CuPy's
 /// "UserWarning: Using synchronous transfer as pinned memory (N bytes) could
-/// not be allocated ... cudaErrorMemoryAllocation: out of memory").
+/// not be allocated ... cudaErrorMemoryAllocation: out of memory"). Unless
+/// the warning quotes a caught error with the request that failed (FSDP's
+/// `UserWarning: Failed to clone() tensor with name X. ... Error: CUDA out
+/// of memory. Tried to allocate N`): that allocation did fail, and the
+/// warning is the only place it is told.
 fn is_python_warning(text: &str) -> bool {
     static WARNING: LazyLock<regex::Regex> = LazyLock::new(|| {
         regex::Regex::new(r"^\s*\S+:\d+:\s*[A-Z]\w*Warning:\s").expect("pattern compiles")
     });
-    text.contains("Warning:") && WARNING.is_match(text)
+    let quotes_failed_request = text.contains("Error: ") && text.contains("Tried to allocate");
+    text.contains("Warning:") && WARNING.is_match(text) && !quotes_failed_request
 }
 
 /// A line of source code that names an out-of-memory code instead of
@@ -202,9 +214,6 @@ mod tests {
         }
     }
 
-    /// See [`TRIGGERS`]: the packed searcher's fast size.
-    const PACKED_SEARCHER_LIMIT: usize = 63;
-
     #[test]
     fn a_trigger_that_holds_another_is_not_searched_twice() {
         let searched = searched_triggers(
@@ -229,13 +238,18 @@ mod tests {
     fn a_python_warning_is_not_a_failure() {
         assert!(parse_logical("/x/cupy/creation/from_data.py:40: UserWarning: Using synchronous transfer as pinned memory (2147483648 bytes) could not be allocated. The original error was: cudaErrorMemoryAllocation: out of memory").is_none());
         assert!(parse_logical("RuntimeError: CUDA error: out of memory").is_some());
+        // A warning that quotes the caught error with its request tells a
+        // failed allocation.
+        let fsdp = parse_logical("/x/torch/distributed/fsdp/fully_sharded_data_parallel.py:2224: UserWarning: Failed to clone() tensor with name lm_head.weight. Error: CUDA out of memory. Tried to allocate 502.00 MiB (GPU 1; 39.59 GiB total capacity; 35.54 GiB already allocated; 276.19 MiB free; 37.22 GiB reserved in total by PyTorch)")
+            .expect("an event");
+        assert_eq!(fsdp.device.index, Some(1));
     }
 
     #[test]
-    fn the_triggers_fit_the_fast_packed_searcher() {
+    fn the_triggers_fit_two_fast_packed_searchers() {
         // The scanner searches for the watchdog's phrase too.
         let searched = TRIGGERS.len() + 1;
-        assert!(searched <= PACKED_SEARCHER_LIMIT, "{searched} triggers");
+        assert!(searched <= 2 * PHRASES_PER_SEARCHER, "{searched} triggers");
     }
 
     /// Every family's examples hold one of that family's own triggers (so
@@ -256,6 +270,11 @@ mod tests {
                 tensorflow_jax::EXAMPLES,
             ),
             ("pytorch", pytorch::TRIGGERS, pytorch::EXAMPLES),
+            (
+                "other_runtimes",
+                other_runtimes::TRIGGERS,
+                other_runtimes::EXAMPLES,
+            ),
             ("generic", generic::TRIGGERS, generic::EXAMPLES),
         ];
         for (name, triggers, examples) in families {

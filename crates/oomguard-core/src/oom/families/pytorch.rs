@@ -41,6 +41,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     "insufficient shared memory",
     // The MPS allocator refusing a buffer above Metal's largest.
     "nvalid buffer size",
+    // The CPU allocator handed a size that wrapped below zero
+    // (c10/core/impl/alloc_cpu.cpp, `alloc_cpu() seems to have been called
+    // with negative number: N`).
+    "called with negative number",
 ];
 /// Messages of this family as PyTorch and accelerate print them.
 #[cfg(test)]
@@ -54,6 +58,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "RuntimeError: [enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate 1125899906842624 bytes. Error code 12 (Cannot allocate memory)",
     "RuntimeError: No executable batch size found, reached zero.",
     "RuntimeError: Invalid buffer size: 3.57 GB",
+    "RuntimeError: [enforce fail at CPUAllocator.cpp:47] ((ptrdiff_t)nbytes) >= 0. alloc_cpu() seems to have been called with negative number: 18446744072009756672",
 ];
 
 struct Patterns {
@@ -235,6 +240,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     if let Some(m) = p.batch_finder.find(text) {
         return batch_finder(text, m.start());
     }
+    if let Some(parsed) = negative_cpu_size(text) {
+        return Some(parsed);
+    }
     if p.cpu.is_match(text) {
         let mut parsed = Parsed::new(
             Framework::PyTorch,
@@ -248,6 +256,30 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     None
+}
+
+/// The CPU allocator's check that the size is not negative
+/// (c10/core/impl/alloc_cpu.cpp: `TORCH_CHECK(((ptrdiff_t)nbytes) >= 0,
+/// "alloc_cpu() seems to have been called with negative number: ", nbytes)`).
+/// The printed figure is the negative size read as unsigned: no request the
+/// host could meet, but a size computed wrong (an overflow, a shape bug).
+fn negative_cpu_size(text: &str) -> Option<Parsed> {
+    static NEGATIVE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"alloc_cpu\(\)\s*seems\s*to\s*have\s*been\s*called\s*with\s*negative\s*number")
+    });
+    let m = NEGATIVE.find(text)?;
+    let mut parsed = Parsed::new(
+        Framework::PyTorch,
+        DeviceKind::Cpu,
+        text[text[..m.start()].rfind("RuntimeError").unwrap_or(m.start())..]
+            .trim()
+            .chars()
+            .take(4096)
+            .collect(),
+    );
+    parsed.facts.absurd_request = true;
+    parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
+    Some(parsed)
 }
 
 /// The worker's own SIGBUS handler (torch/csrc/DataLoader.cpp,
@@ -557,6 +589,18 @@ mod tests {
         // Other software's invalid buffer sizes are counts, not memory.
         assert!(parse("E/AudioTrack: Invalid buffer size: -2").is_none());
         assert!(parse("Invalid buffer size: 1024").is_none());
+    }
+
+    #[test]
+    fn a_negative_cpu_size_is_a_size_computed_wrong() {
+        let parsed = parse("RuntimeError: [enforce fail at CPUAllocator.cpp:47] ((ptrdiff_t)nbytes) >= 0. alloc_cpu() seems to have been called with negative number: 18446744072009756672")
+            .expect("an event");
+        assert_eq!(parsed.framework, Framework::PyTorch);
+        assert_eq!(parsed.device.kind, DeviceKind::Cpu);
+        assert!(parsed.facts.absurd_request);
+        // The wrapped figure is no request.
+        assert_eq!(parsed.memory.requested_bytes, None);
+        assert!(parsed.message.starts_with("RuntimeError: [enforce fail"));
     }
 
     #[test]
