@@ -63,6 +63,10 @@ pub struct ContextEvidence {
     /// (XLA_PYTHON_CLIENT_MEM_FRACTION, set_per_process_memory_fraction,
     /// gpu_memory_utilization, ...): the program may use only that part.
     pub low_fraction: Option<String>,
+    /// Words that name the KV cache or the context length an inference run
+    /// was given (`--max-model-len`, `n_ctx`, `num_ctx`, `--kv-...`,
+    /// "context size"): the cache sized from it is a candidate.
+    pub long_context: Option<String>,
 }
 
 impl ContextEvidence {
@@ -84,6 +88,7 @@ impl ContextEvidence {
             named_model: self.named_model.or(other.named_model),
             ranks_on_first_gpu: self.ranks_on_first_gpu.or(other.ranks_on_first_gpu),
             low_fraction: self.low_fraction.or(other.low_fraction),
+            long_context: self.long_context.or(other.long_context),
         }
     }
 }
@@ -148,7 +153,12 @@ const SEVERAL_MODELS: &str = concat!(
     r"\b(?:second|another|previous|old|both|two|multiple) (?:models|model|checkpoints?|pipelines?)\b|",
     r"\b(?:[2-9]|three|four|several) models\b|\bmodels (?:concurrently|at (?:the same|once))\b|",
     r"\bmodels?\b[^.\n]{0,20}\b(?:not|never|doesn'?t|does not|didn'?t|won'?t) (?:get )?(?:be )?(?:unload|release|free)|",
-    r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model)|",
+    r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model|",
+    // Work that keeps several models on the device by design: distillation
+    // (a teacher beside the student), speculative decoding (a draft model
+    // beside the target), RLHF (reward, reference and critic models beside
+    // the policy).
+    r"\b(?:teacher|student|draft|reward|reference|critic) models?\b|\bspeculative decoding\b|\bknowledge distillation\b)|",
     "重新加载模型|切换模型|老模型|旧模型",
 );
 
@@ -204,6 +214,16 @@ const LOW_FRACTION: &str = concat!(
     r#"["'\]\s]*[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))"#,
 );
 
+/// The KV cache or the context length an inference run was given, by the
+/// knob of each engine: vLLM's `--max-model-len` / `max_model_len`,
+/// llama.cpp's `-c` / `--ctx-size` / `n_ctx`, Ollama's `num_ctx`, SGLang's
+/// `--context-length`, engines' `--kv-...` flags, and the words users name
+/// them by ("KV cache", "context size", "context length").
+const LONG_CONTEXT: &str = concat!(
+    r"(?i:\bkv[-_ ]?cache\b|--kv-[a-z][\w-]*|\bn_ctx\b|--ctx-size\b|\bnum_ctx\b|--max-model-len\b|\bmax_model_len\b|",
+    r"--context-length\b|\bcontext[ _](?:size|length|window)s?\b|\bctx[-_]size\b)",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -242,6 +262,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         batch_of_one: take(Signal::BatchOfOne),
         diffusion: take(Signal::Diffusion),
         low_fraction: take(Signal::LowFraction),
+        long_context: take(Signal::LongContext),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -328,9 +349,10 @@ enum Signal {
     BatchOfOne,
     Diffusion,
     LowFraction,
+    LongContext,
 }
 
-const SIGNAL_COUNT: usize = 9;
+const SIGNAL_COUNT: usize = 10;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -393,6 +415,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "model",
             "checkpoint",
             "pipeline",
+            "speculative",
+            "distillation",
             "模型",
             // KEPT_ALIVE
             "after",
@@ -438,6 +462,12 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             // LOW_FRACTION
             "fraction",
             "utilization",
+            // LONG_CONTEXT
+            "kv",
+            "ctx",
+            "model-len",
+            "model_len",
+            "context",
         ])
         .expect("the signal words build")
 });
@@ -454,6 +484,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         BATCH_OF_ONE,
         DIFFUSION,
         LOW_FRACTION,
+        LONG_CONTEXT,
     ])
     .expect("the context signals compile")
 });
@@ -483,6 +514,20 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn the_kv_cache_or_context_length_is_read() {
+        for line in [
+            "ft serve --model m --kv-reserve-tokens 131072",
+            "vllm serve m --max-model-len 131072",
+            "llama_new_context_with_model: n_ctx      = 65536",
+            "running out of memory with context sizes larger than 56k",
+            "the default size of KV-cache is very small",
+        ] {
+            assert!(around(line).long_context.is_some(), "{line}");
+        }
+        assert!(around("the context manager exits").long_context.is_none());
     }
 
     #[test]
@@ -596,6 +641,9 @@ mod tests {
             "选择ChatGLM-6B-int8 重新加载模型后，报错",
             "I load two models on one GPU",
             "tried accessing all 3 models concurrently through api",
+            "loading the draft model next to the 70B one",
+            "the teacher model and the student both on one A100",
+            "PPO with the reward model and the reference model on each GPU",
         ] {
             assert!(around(words).several_models.is_some(), "{words}");
         }

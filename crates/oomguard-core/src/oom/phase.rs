@@ -566,10 +566,12 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         ),
         // Weakest: a serving engine's own start-up banner. vLLM reserves
         // its KV cache while it starts, so its failures without a nearer
-        // marker come from start-up (vllm/engine/llm_engine.py's banner).
+        // marker come from start-up (vllm/engine/llm_engine.py's banner);
+        // a server that says it is starting (`Starting server, this might
+        // take a few minutes...`) has not served yet.
         (
             Phase::Startup,
-            r"Initializing an? (?:V1 )?LLM engine|Initializing a V1 LLM engine",
+            r"Initializing an? (?:V1 )?LLM engine|Initializing a V1 LLM engine|(?i:\bstarting (?:the )?(?:\w+ )?server\b)",
         ),
     ];
     let set = RegexSet::new(rules.iter().map(|(_, p)| *p)).expect("context patterns compile");
@@ -633,6 +635,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "unable to allocate",
             "llama runner",
             "Initializing a",
+            "starting",
         ])
         .expect("context words build")
 });
@@ -1109,6 +1112,17 @@ mod tests {
                 &lines("ubuntu:9621:9691 [6] NCCL INFO init.cc:1089 -> 2")
             ),
             Some(Phase::Startup)
+        );
+    }
+
+    #[test]
+    fn a_server_still_starting_is_start_up() {
+        let before = lines("tabby_1  | INFO tabby::serve: Starting server, this might takes a few minutes...\ntabby_1  | ggml_init_cublas: found 1 CUDA devices:");
+        let oom = "CUDA error 2 at ggml-cuda.cu:7641: out of memory";
+        assert_eq!(from_context(&before, oom, &[]), Some(Phase::Startup));
+        assert_eq!(
+            from_context(&lines("Server started on port 8080"), oom, &[]),
+            None
         );
     }
 

@@ -367,6 +367,21 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
             "the loaded optimizer and model states stay referenced after they were copied into the model",
         );
     }
+    if let Some(line) = &c.long_context {
+        // Training keeps no KV cache: only an inference run's cache counts.
+        let training = matches!(
+            event.phase,
+            Phase::Backward | Phase::OptimizerStep | Phase::DataLoading
+        );
+        if !training {
+            r.add_checked(
+                CauseId::KvCache,
+                0.55,
+                format!("the text names the KV cache or the context length the run was given (\"{line}\"): the cache sized from that length may be what fills the device"),
+                Some("rerun with half the context length (--max-model-len, -c / n_ctx, num_ctx, the engine's KV reservation): if the failure moves or goes, it was the cache"),
+            );
+        }
+    }
     if let Some(line) = &c.low_fraction {
         r.add_checked(
             CauseId::MemoryCap,
