@@ -41,10 +41,10 @@ const FAMILY_TRIGGERS: &[&[&str]] = &[
 ///
 /// The scanner splits them over packed SIMD searchers (aho-corasick's
 /// Teddy), each of at most [`PHRASES_PER_SEARCHER`]: one searcher past 64
-/// patterns gives way to a much slower automaton. Two searchers of 36 each
-/// scan the 1 GiB benchmark log as fast as one of 64 did (0.53-0.54 s
-/// against 0.54-0.55 s, three runs each), a third costs a tenth more. Keep
-/// the list within two searchers; a wording past that goes in under a
+/// patterns gives way to a much slower automaton (1.94 s against 0.50 s on
+/// the 1 GiB benchmark log for 75 phrases), and three searchers took
+/// longer than two (see `scan::FINDERS`). Keep the list within
+/// two searchers; a wording past that goes in under a
 /// shorter phrase that several wordings share (`t allocate` finds `cannot
 /// allocate`, `can't allocate` and `could not allocate`). The search is
 /// case-sensitive (the packed searcher is off for case-insensitive
