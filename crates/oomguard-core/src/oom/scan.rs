@@ -664,13 +664,33 @@ fn read_event_at(
 /// full ([`PartKind::Title`]). A title that is all there is stays the
 /// event; a log that starts with a failure runs on without a blank line.
 fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
-    if parsed.kind != PartKind::Primary || !parsed.memory.is_empty() {
+    if parsed.kind != PartKind::Primary {
         return false;
     }
     let rest = &buf[used_end.min(buf.len())..];
     let next_end = line_end_of(rest, 0);
-    rest[..next_end].iter().all(|b| b.is_ascii_whitespace())
-        && rest[next_end..].iter().any(|b| !b.is_ascii_whitespace())
+    let set_apart = rest[..next_end].iter().all(|b| b.is_ascii_whitespace())
+        && rest[next_end..].iter().any(|b| !b.is_ascii_whitespace());
+    set_apart && (parsed.memory.is_empty() || copied_from_below(&parsed.message, &rest[next_end..]))
+}
+
+/// True when a heading's last clause, with the size it states, is
+/// printed again in `below` (`Error while finetuning: Unable to allocate 12
+/// bytes.` over the runtime's `[malloc_or_wait] Unable to allocate 12
+/// bytes.`): the heading copied the failure the paste shows, and names no
+/// other.
+fn copied_from_below(heading: &str, below: &[u8]) -> bool {
+    let clause = heading
+        .rsplit(':')
+        .next()
+        .unwrap_or(heading)
+        .trim()
+        .trim_end_matches(['.', '!', ' ']);
+    if clause.len() < 12 || super::patterns::first_size_in(clause).is_none() {
+        return false;
+    }
+    let below = &below[..below.len().min(LOOKAHEAD)];
+    memchr::memmem::find(below, clause.as_bytes()).is_some()
 }
 
 /// Lines after a batch job's kill read for its script's memory request.
@@ -788,6 +808,24 @@ fn join_backwards(before: &[String], text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_heading_that_copies_the_failure_below_is_a_title() {
+        let below = b"Loading\n`libc++abi: terminating due to uncaught exception of type std::runtime_error: [malloc_or_wait] Unable to allocate 12 bytes.`\n";
+        assert!(copied_from_below(
+            "Error while finetuning with LoRA: Unable to allocate 12 bytes.",
+            below
+        ));
+        // A clause without a size, or not printed again, is no copy.
+        assert!(!copied_from_below(
+            "error: No space left on device (28)",
+            b"error: No space left on device (28)\n"
+        ));
+        assert!(!copied_from_below(
+            "Error: Unable to allocate 16 bytes.",
+            below
+        ));
+    }
 
     #[test]
     fn every_phrase_is_found_by_its_searcher_and_hits_come_in_order() {
