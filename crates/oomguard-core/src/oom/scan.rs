@@ -49,8 +49,10 @@ fn searched_phrases() -> Vec<&'static str> {
 /// enough for the fast packed search, with the index in that list of each
 /// of its phrases. The phrases are shared out in byte order: the packed
 /// search buckets phrases by their first bytes, and phrases that begin
-/// alike in one searcher left fewer false candidates to check. Searching
-/// alone (the scanner's search loop over 1 MiB chunks, 75 phrases), two
+/// alike in one searcher left fewer false candidates to check. Timing the
+/// search alone (a stand-alone loop of these searchers over 1 MiB chunks,
+/// 75 phrases, best of two runs; `scripts/bench-explain.sh` times the whole
+/// scan against grep), two
 /// searchers so filled took 0.50 s on the 1 GiB benchmark log, as one
 /// searcher of the 63 phrases before them did, against 0.60 s filled in
 /// list order and 0.72 s for three; on 300 MiB of the corpus files' texts,
