@@ -267,15 +267,11 @@ fn negative_cpu_size(text: &str) -> Option<Parsed> {
     static NEGATIVE: LazyLock<Regex> = LazyLock::new(|| {
         re(r"alloc_cpu\(\)\s*seems\s*to\s*have\s*been\s*called\s*with\s*negative\s*number")
     });
-    let m = NEGATIVE.find(text)?;
+    NEGATIVE.find(text)?;
     let mut parsed = Parsed::new(
         Framework::PyTorch,
         DeviceKind::Cpu,
-        text[text[..m.start()].rfind("RuntimeError").unwrap_or(m.start())..]
-            .trim()
-            .chars()
-            .take(4096)
-            .collect(),
+        message_from(text, &NEGATIVE),
     );
     parsed.facts.absurd_request = true;
     parsed.facts.pytorch_era = Some(PyTorchEra::Unversioned);
