@@ -7,6 +7,7 @@
 //! batch-size finder reached zero (never a smaller batch for those two).
 
 use super::accounting::Accounting;
+use super::causes::ManagedHeap;
 use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
@@ -485,6 +486,9 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
     if let Some(limit) = host_limit(event) {
         return vec![limit];
     }
+    if let Some(heap) = runtime_heap_limit(event) {
+        return vec![heap];
+    }
     match event.framework {
         Framework::Vllm => vllm_utilization(event),
         Framework::Jax => jax_prealloc(),
@@ -516,6 +520,26 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
             None,
         )],
     }
+}
+
+/// The heap limit of the managed runtime the message names: the JVM's
+/// (`-Xmx`; Spark's `spark.driver.memory` / `spark.executor.memory`) or
+/// V8's (`--max-old-space-size`, in MiB).
+fn runtime_heap_limit(event: &OomEvent) -> Option<Fix> {
+    Some(match super::causes::managed_heap(&event.message)? {
+        ManagedHeap::V8 => fix(
+            FixId::RaiseHeapLimit,
+            "Raise V8's heap limit",
+            "Node.js sets the old space's size from the machine's memory unless told; give it more with --max-old-space-size (MiB), within the RAM that is free, or process the data in smaller parts.",
+            Some("NODE_OPTIONS=--max-old-space-size=8192 node app.js".into()),
+        ),
+        ManagedHeap::Jvm => fix(
+            FixId::RaiseHeapLimit,
+            "Raise the JVM's heap limit",
+            "The heap is capped by -Xmx (under Spark, spark.driver.memory and spark.executor.memory); raise it within the RAM that is free, or process the data in smaller partitions.",
+            Some("java -Xmx8g ...   # Spark: spark-submit --driver-memory 8g --executor-memory 8g ...".into()),
+        ),
+    })
 }
 
 /// The limit a kill enforced, in the words of whoever set it: a container
@@ -730,12 +754,21 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
             Some("docker run --shm-size=8g ...   # or --ipc=host\ndf -h /dev/shm\ntorch.multiprocessing.set_sharing_strategy('file_system')".into()),
         ));
     }
-    v.push(fix(
-        FixId::ReduceHostMemory,
-        "Lower host memory use",
-        "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
-        Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
-    ));
+    if super::causes::windows_commit_limit(&event.message) {
+        v.push(fix(
+            FixId::ReduceHostMemory,
+            "Start fewer processes, or enlarge the paging file",
+            "Windows' commit limit is RAM plus the paging file; every DataLoader worker is a new process that loads the CUDA libraries again. Use fewer workers (num_workers=0 or 2), or let Windows manage a larger paging file (System > Advanced system settings > Performance > Virtual memory) on a drive with room.",
+            Some("DataLoader(dataset, num_workers=0)".into()),
+        ));
+    } else {
+        v.push(fix(
+            FixId::ReduceHostMemory,
+            "Lower host memory use",
+            "Fewer DataLoader workers (each copies the dataset object), memory-mapped datasets, loading weights straight to the GPU (low_cpu_mem_usage / device_map), or more swap.",
+            Some("DataLoader(dataset, num_workers=2)\nAutoModel.from_pretrained(name, low_cpu_mem_usage=True, device_map='cuda')".into()),
+        ));
+    }
     if event.facts.oom_killer() && event.facts.memory_limit != Some(MemoryLimit::Job) {
         v.push(check_cgroup_limit());
     }
@@ -1027,6 +1060,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_managed_runtime_at_its_heap_limit_gets_that_limit_raised() {
+        for (message, title) in [
+            (
+                "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory",
+                "V8",
+            ),
+            ("java.lang.OutOfMemoryError: Java heap space", "JVM"),
+        ] {
+            let mut e = crate::diagnose::causes::testing::event(
+                Framework::Other,
+                crate::oom::MemoryFigures::default(),
+            );
+            e.device.kind = DeviceKind::Cpu;
+            e.message = message.into();
+            let fixes = memory_cap(&e);
+            assert_eq!(fixes[0].id, FixId::RaiseHeapLimit, "{message}");
+            assert!(fixes[0].title.contains(title), "{message}");
+        }
+    }
+
+    #[test]
     fn sglang_fraction_steps_up_to_the_cap() {
         assert_eq!(sglang_next_fraction(Some(0.8)), Some(0.85));
         assert_eq!(sglang_next_fraction(Some(0.88)), Some(0.93));
@@ -1090,6 +1144,10 @@ mod tests {
             facts: EventFacts::default(),
         };
         assert_eq!(host_memory(&event)[0].id, FixId::ReduceHostMemory);
+        event.message =
+            "OSError: [WinError 1455] The paging file is too small for this operation to complete."
+                .into();
+        assert!(host_memory(&event)[0].detail.contains("paging file"));
         event.facts.shm_full = true;
         let fixes = host_memory(&event);
         assert_eq!(fixes[0].id, FixId::RaiseShmSize);

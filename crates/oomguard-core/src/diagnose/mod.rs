@@ -228,6 +228,8 @@ pub enum FixId {
     VllmMaxNumSeqs,
     /// Set TGI's token budgets (`--max-batch-prefill-tokens`, `--max-batch-total-tokens`).
     TgiTokenBudget,
+    /// Raise a managed runtime's own heap limit (the JVM's `-Xmx`, V8's `--max-old-space-size`).
+    RaiseHeapLimit,
 }
 
 impl FixId {
@@ -283,6 +285,7 @@ impl FixId {
             FixId::ReduceEvalBatch => "reduce_eval_batch",
             FixId::VllmMaxNumSeqs => "vllm_max_num_seqs",
             FixId::TgiTokenBudget => "tgi_token_budget",
+            FixId::RaiseHeapLimit => "raise_heap_limit",
         }
     }
 }

@@ -67,6 +67,10 @@ pub struct ContextEvidence {
     /// was given (`--max-model-len`, `n_ctx`, `num_ctx`, `--kv-...`,
     /// "context size"): the cache sized from it is a candidate.
     pub long_context: Option<String>,
+    /// Words of a report that doubt the device is large enough for the
+    /// model: how much memory the model needs, a minimum requirement, a
+    /// bigger GPU, a smaller model that works.
+    pub capacity_doubt: Option<String>,
 }
 
 impl ContextEvidence {
@@ -89,6 +93,7 @@ impl ContextEvidence {
             ranks_on_first_gpu: self.ranks_on_first_gpu.or(other.ranks_on_first_gpu),
             low_fraction: self.low_fraction.or(other.low_fraction),
             long_context: self.long_context.or(other.long_context),
+            capacity_doubt: self.capacity_doubt.or(other.capacity_doubt),
         }
     }
 }
@@ -224,6 +229,22 @@ const LONG_CONTEXT: &str = concat!(
     r"--context-length\b|\bcontext[ _](?:size|length|window)s?\b|\bctx[-_]size\b)",
 );
 
+/// Words of a report that doubt the device is large enough for the model:
+/// a question on how much memory it needs or requires, a minimum
+/// requirement, the reporter's own GPU to upgrade, a smaller model that
+/// works, memory simply too little. Advice to switch to a larger GPU or a
+/// smaller model (a guide's fixes pasted with the error) is not read, nor
+/// asking what another user's run took ("how much memory did you use"):
+/// neither doubts this device.
+const CAPACITY_DOUBT: &str = concat!(
+    r"(?i:\bhow much (?:gpu |cuda |video |system )?(?:memory|v?ram)\b[^.?\n]{0,30}\b(?:need|needs|needed|require|requires|required)\b|",
+    r"\bminimum (?:gpu |system |hardware )?(?:memory|v?ram|requirements?)\b|",
+    r"\bupgrade (?:my|our) (?:gpu|graphics card|video card)\b|\b(?:i|we) (?:need|have to buy) (?:a )?(?:bigger|larger) (?:gpu|graphics card)\b|",
+    r"\bwork(?:s|ed)? (?:fine |well |ok )?(?:with|on|for) (?:the |a )?(?:smaller|medium|base|small|tiny)\b|",
+    r"\bsmaller models? (?:works?|runs?|is fine)\b|\bwith (?:a |the )?smaller models?,? (?:it )?(?:works?|runs?)\b|",
+    r"\b(?:simply|just) too (?:little|small)\b|\btoo (?:little|small) (?:gpu |video )?(?:memory|v?ram)\b)",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -263,6 +284,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         diffusion: take(Signal::Diffusion),
         low_fraction: take(Signal::LowFraction),
         long_context: take(Signal::LongContext),
+        capacity_doubt: take(Signal::CapacityDoubt),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -350,9 +372,10 @@ enum Signal {
     Diffusion,
     LowFraction,
     LongContext,
+    CapacityDoubt,
 }
 
-const SIGNAL_COUNT: usize = 10;
+const SIGNAL_COUNT: usize = 11;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -468,6 +491,22 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "model-len",
             "model_len",
             "context",
+            // CAPACITY_DOUBT
+            "how much",
+            "minimum",
+            "upgrade",
+            "bigger",
+            "larger",
+            "works ",
+            "worked ",
+            "work fine",
+            "work well",
+            "work with",
+            "work on",
+            "work for",
+            "smaller model",
+            "too little",
+            "too small",
         ])
         .expect("the signal words build")
 });
@@ -485,6 +524,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         DIFFUSION,
         LOW_FRACTION,
         LONG_CONTEXT,
+        CAPACITY_DOUBT,
     ])
     .expect("the context signals compile")
 });
@@ -514,6 +554,30 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn a_report_that_doubts_the_device_is_large_enough_is_read() {
+        for line in [
+            "how much memory this model require ?",
+            "How much VRAM do I need to run it?",
+            "Minimum RAM for M1 Mac? 8GB doesn't seem to be enough.",
+            "does this mean I need to upgrade my GPU?",
+            "works fine with medium model.",
+            "With a smaller model it runs.",
+            "Maybe 512mb video memory is simply too little?",
+        ] {
+            assert!(around(line).capacity_doubt.is_some(), "{line}");
+        }
+        for line in [
+            "how much memory did you use for training?",
+            "the network works with fp16",
+            "a larger batch makes it fail",
+            "Switch to a RunPod instance with a larger GPU memory capacity or optimize the model to be smaller.",
+            "Try a smaller model or a larger GPU.",
+        ] {
+            assert!(around(line).capacity_doubt.is_none(), "{line}");
+        }
     }
 
     #[test]

@@ -7,11 +7,12 @@
 //! The parts found go to the grouper (`group`), which makes one event of
 //! each failure printed several times.
 
-use super::families::{self, parse_logical, PHRASES_PER_SEARCHER, TRIGGERS};
+use super::families::{self, parse_logical_at, PHRASES_PER_SEARCHER, TRIGGERS};
 use super::group::{Found, Grouper};
 use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
-    clean_line, ends_continuation, join_continuations, process_tag, rank_tag, strip_log_prefix,
+    clean_line, ends_continuation, error_level, join_continuations, process_tag, rank_tag,
+    strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
 use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
@@ -362,7 +363,7 @@ fn scan_plain<R: Read>(
 /// is parsed once; identical text always parses the same.
 #[derive(Default)]
 struct ParseCache {
-    entries: VecDeque<(String, Option<Parsed>)>,
+    entries: VecDeque<(String, bool, Option<Parsed>)>,
 }
 
 /// Logical lines a [`ParseCache`] remembers (each at most 16 KiB).
@@ -370,16 +371,22 @@ const PARSE_CACHE_LINES: usize = 8;
 
 impl ParseCache {
     /// The family parsers' reading of `text`, `None` when no family claims
-    /// it or it says the failure is not fatal.
-    fn parse(&mut self, text: &str) -> Option<Parsed> {
-        if let Some((_, parsed)) = self.entries.iter().find(|(t, _)| t == text) {
+    /// it or it says the failure is not fatal. `error_level`: the log
+    /// prefix stripped from the line put it at error level.
+    fn parse(&mut self, text: &str, error_level: bool) -> Option<Parsed> {
+        if let Some((_, _, parsed)) = self
+            .entries
+            .iter()
+            .find(|(t, level, _)| t == text && *level == error_level)
+        {
             return parsed.clone();
         }
-        let parsed = parse_logical(text).filter(|_| !says_non_fatal(text));
+        let parsed = parse_logical_at(text, error_level).filter(|_| !says_non_fatal(text));
         if self.entries.len() == PARSE_CACHE_LINES {
             self.entries.pop_front();
         }
-        self.entries.push_back((text.to_string(), parsed.clone()));
+        self.entries
+            .push_back((text.to_string(), error_level, parsed.clone()));
         parsed
     }
 }
@@ -499,7 +506,7 @@ fn read_event_at(
     let text = join_backwards(&before, text);
     // A rejected line claims only itself: a line joined to it as its
     // continuation may hold the failure.
-    let Some(mut parsed) = cache.parse(&text) else {
+    let Some(mut parsed) = cache.parse(&text, error_level(&first)) else {
         return (None, line_end);
     };
     if parsed.generic {
@@ -1161,6 +1168,22 @@ llama_new_context_with_model: failed to allocate compute buffers
         assert!(events.is_empty());
         assert_eq!(summary.watchdog_timeouts.len(), 1);
         assert_eq!(summary.watchdog_timeouts[0].rank, Some(3));
+    }
+
+    #[test]
+    fn a_log_level_of_error_makes_a_worded_failure_behind_it_the_failure() {
+        let (events, _) = scan(
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory\n",
+        );
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cpu);
+        // The same words at warning level, or with no level, are a notice.
+        for quiet in [
+            "[WARNING] Reached heap limit Allocation failed\n",
+            "the run reached heap limit allocation failed twice\n",
+        ] {
+            assert!(scan(quiet).0.is_empty(), "{quiet}");
+        }
     }
 
     #[test]

@@ -183,6 +183,21 @@ pub fn strip_log_prefix(line: &str) -> &str {
     s
 }
 
+/// True when the log prefixes [`strip_log_prefix`] removes from `line`
+/// put it at error level or worse: a bare or bracketed `ERROR`, `FATAL` or
+/// `CRITICAL`, vLLM's `ERROR 06-12 ...`, glog's and absl's `E0612`/`F0612`,
+/// TensorFlow's `E tensorflow/...]`. The level is the log's own word that
+/// the line reports a failure; stripping it must not lose that.
+pub fn error_level(line: &str) -> bool {
+    static LEVEL: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\b(?:ERROR|FATAL|CRITICAL)\b|(?:^|\s)[EF]\d{4} |(?:^|\s)[EF] [\w/.\-]+:\d+\]")
+            .expect("pattern compiles")
+    });
+    let rest = strip_log_prefix(line);
+    let prefix = &line[..line.len() - rest.len()];
+    !prefix.is_empty() && LEVEL.is_match(prefix)
+}
+
 /// The rank a launcher tagged the line with: torchrun's `[rank3]:` (its
 /// `--tee` and log redirects print `[default3]:`, the local rank), `3: `
 /// (`srun --label`), Open MPI's `--tag-output` `[1,3]<stderr>:` (job, rank),
@@ -371,6 +386,27 @@ mod tests {
             clean_line(b"2023-11-16T11:45:51Zx"),
             "2023-11-16T11:45:51Zx"
         );
+    }
+
+    #[test]
+    fn an_error_level_is_read_from_the_stripped_prefix_only() {
+        for line in [
+            "FATAL ERROR: Reached heap limit Allocation failed",
+            "[ERROR] ggml: buffer allocation failed",
+            "ERROR 06-12 10:11:12 [core.py:1] worker: allocation failed",
+            "E0612 10:11:12.123456  1234 alloc.cc:12] buffer allocation failed",
+            "2024-01-01 10:00:00 E tensorflow/core/x.cc:12] allocation failed",
+        ] {
+            assert!(error_level(line), "{line}");
+        }
+        for line in [
+            "[WARNING] buffer allocation failed, retrying",
+            "INFO: allocation failed counter reset",
+            "buffer allocation failed: ERROR 2",
+            "RuntimeError: out of memory",
+        ] {
+            assert!(!error_level(line), "{line}");
+        }
     }
 
     #[test]

@@ -10,8 +10,8 @@ use crate::size::format_size as fs;
 /// limit with the killer is the container's; a huge host request is a size
 /// gone wrong; the batch and the data loading lower host memory.
 pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
-    // The JVM's own limit, not the host's RAM, stopped it.
-    if jvm_limit(r, event) {
+    // The JVM's or V8's own limit, not the host's RAM, stopped it.
+    if runtime_heap_limit(r, event) {
         return;
     }
     host_ran_out(r, event);
@@ -39,6 +39,8 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
             "the kernel's OOM killer ended {}",
             event.facts.call.as_deref().unwrap_or("the process")
         )
+    } else if windows_commit_limit(&event.message) {
+        "Windows could not commit the memory (error 1455): RAM plus the paging file is used up. Each process that loads the CUDA libraries commits several GB for them, and on Windows every DataLoader worker is a new process that loads them again".into()
     } else {
         match (event.memory.requested_bytes, numpy_shape(&event.message)) {
             (Some(q), Some(shape)) => format!(
@@ -49,7 +51,16 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
             (None, _) => "the CPU allocator ran out of host RAM".into(),
         }
     };
-    r.add(CauseId::HostMemory, 0.85, evidence);
+    if windows_commit_limit(&event.message) {
+        r.add_checked(
+            CauseId::HostMemory,
+            0.85,
+            evidence,
+            Some("Task Manager > Performance > Memory while it starts: Committed near its limit (the second figure) means the commit limit; rerun with num_workers=0"),
+        );
+    } else {
+        r.add(CauseId::HostMemory, 0.85, evidence);
+    }
     // SIGKILL alone is likely the OOM killer, not certainly.
     if event.facts.signal_only_kill {
         r.undecided();
@@ -126,23 +137,60 @@ fn spark_heap_check(message: &str) -> bool {
         .any(|k| message.contains(k))
 }
 
-/// A JVM that reached its own heap or metaspace limit: the cap first, the
-/// host's RAM (when the cap is raised) second.
-fn jvm_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+/// Windows' `ERROR_COMMITMENT_LIMIT` (1455, "The paging file is too small
+/// for this operation to complete"), as Python's `OSError: [WinError 1455]`
+/// and a DLL loader's `Error code 1455` print it: the system's commit
+/// limit, RAM plus the paging file, is used up.
+pub(in crate::diagnose) fn windows_commit_limit(message: &str) -> bool {
+    ["WinError 1455", "code 1455"].iter().any(|w| {
+        message
+            .match_indices(w)
+            .any(|(at, _)| !message[at + w.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    })
+}
+
+/// A managed runtime whose own heap limit the message says it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::diagnose) enum ManagedHeap {
+    /// The JVM: its heap or metaspace (`JVM_LIMITS`), or Spark's start-up
+    /// check of the heap it was given.
+    Jvm,
+    /// V8 (Node.js, Electron and the JavaScript tools built on them):
+    /// `FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap
+    /// out of memory` (older releases: `CALL_AND_RETRY_LAST Allocation
+    /// failed`, `Ineffective mark-compacts near heap limit`). Its limit is
+    /// the old space's size, `--max-old-space-size` (MiB), which Node sets
+    /// from the machine's memory unless told.
+    V8,
+}
+
+/// The managed runtime whose own heap limit `message` says it reached.
+pub(in crate::diagnose) fn managed_heap(message: &str) -> Option<ManagedHeap> {
+    if message.contains("JavaScript heap out of memory") {
+        return Some(ManagedHeap::V8);
+    }
     // The limit's words first: most host events name none, and only those
     // that do pay for the case-folded copy (`OutofMemoryError` as typed).
-    let m = &event.message;
-    let out_of_memory = JVM_LIMITS.iter().any(|l| m.contains(l))
-        && m.to_ascii_lowercase().contains("outofmemoryerror");
-    if !out_of_memory && !spark_heap_check(m) {
-        return false;
-    }
-    r.add_checked(
-        CauseId::MemoryCap,
-        0.8,
-        "the JVM reached its own limit (the heap's -Xmx; under Spark spark.driver.memory or spark.executor.memory; -XX:MaxMetaspaceSize, -XX:MaxDirectMemorySize), not the machine's RAM: raise it, or process the data in smaller parts",
-        Some("the limit in effect: jcmd <pid> VM.flags | grep -i max (or the Spark UI's Environment tab), against free -g"),
-    );
+    let jvm = JVM_LIMITS.iter().any(|l| message.contains(l))
+        && message.to_ascii_lowercase().contains("outofmemoryerror");
+    (jvm || spark_heap_check(message)).then_some(ManagedHeap::Jvm)
+}
+
+/// A JVM or V8 that reached its own heap limit: the cap first, the host's
+/// RAM (when the cap is raised) second.
+fn runtime_heap_limit(r: &mut Ranking, event: &OomEvent) -> bool {
+    let evidence = match managed_heap(&event.message) {
+        None => return false,
+        Some(ManagedHeap::Jvm) => (
+            "the JVM reached its own limit (the heap's -Xmx; under Spark spark.driver.memory or spark.executor.memory; -XX:MaxMetaspaceSize, -XX:MaxDirectMemorySize), not the machine's RAM: raise it, or process the data in smaller parts",
+            "the limit in effect: jcmd <pid> VM.flags | grep -i max (or the Spark UI's Environment tab), against free -g",
+        ),
+        Some(ManagedHeap::V8) => (
+            "V8 reached its heap limit (the old space's size, --max-old-space-size), not the machine's RAM: raise it, or process the data in smaller parts",
+            "node -e \"console.log(require('v8').getHeapStatistics().heap_size_limit / 2**20)\" prints the limit in MiB, against free -g",
+        ),
+    };
+    r.add_checked(CauseId::MemoryCap, 0.8, evidence.0, Some(evidence.1));
     r.add(
         CauseId::HostMemory,
         0.4,
@@ -316,7 +364,23 @@ mod tests {
     }
 
     #[test]
-    fn a_jvm_at_its_own_heap_limit_is_a_cap() {
+    fn windows_commit_limit_is_host_memory_with_its_own_check() {
+        let mut e = event(Framework::PyTorch, MemoryFigures::default());
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.message =
+            "OSError: [WinError 1455] The paging file is too small for this operation to complete."
+                .into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        let host_cause = r.0.iter().find(|c| c.id == CauseId::HostMemory).unwrap();
+        assert!(host_cause.evidence.contains("paging file"));
+        assert!(host_cause.check.as_deref().unwrap().contains("Committed"));
+        assert!(!windows_commit_limit("RuntimeError: Error code 14550"));
+    }
+
+    #[test]
+    fn a_jvm_or_v8_at_its_own_heap_limit_is_a_cap() {
         let mut e = event(Framework::Other, MemoryFigures::default());
         for message in [
             "Exception in thread \"main\" java.lang.OutOfMemoryError: Java heap space",
@@ -330,10 +394,16 @@ mod tests {
             assert_eq!(r.top(), Some(CauseId::MemoryCap), "{message}");
             assert!(r.score(CauseId::HostMemory) < r.score(CauseId::MemoryCap));
         }
+        e.message =
+            "FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory"
+                .into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
         // The JVM's native memory is the host's.
         e.message =
             "# There is insufficient memory for the Java Runtime Environment to continue.".into();
-        assert!(!jvm_limit(&mut Ranking::new(), &e));
+        assert!(!runtime_heap_limit(&mut Ranking::new(), &e));
     }
 
     #[test]

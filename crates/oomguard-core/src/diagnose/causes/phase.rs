@@ -343,6 +343,12 @@ fn persistent_differential(r: &mut Ranking, held: &Held, cached_free: u64) {
     );
 }
 
+/// The model's score when the report doubts the device is large enough
+/// for it: above the batch's score from the figures of a full device (at
+/// most 0.65) and of a bare failure (0.45), below the readings that decide
+/// (a load in the frames, a second model: 0.8 and more).
+const CAPACITY_DOUBT_SCORE: f64 = 0.66;
+
 /// What the text around the failure shows, as evidence for a cause: the
 /// lines themselves are quoted. A second model or a model switched in the
 /// same process outweighs a model load (the load fails because the first
@@ -381,6 +387,14 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
                 Some("rerun with half the context length (--max-model-len, -c / n_ctx, num_ctx, the engine's KV reservation): if the failure moves or goes, it was the cache"),
             );
         }
+    }
+    if let Some(line) = &c.capacity_doubt {
+        r.add_checked(
+            CauseId::ModelTooLarge,
+            CAPACITY_DOUBT_SCORE,
+            format!("the report doubts the device is large enough for the model (\"{line}\"): its weights, and for training its gradients and optimizer states, may not fit whatever the batch"),
+            Some("estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32, about 0.5 for 4-bit); for training add about 16 bytes per parameter with Adam in mixed precision; compare with the device's memory"),
+        );
     }
     if let Some(line) = &c.low_fraction {
         r.add_checked(
@@ -865,6 +879,20 @@ mod tests {
         });
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         assert_eq!(r.score(CauseId::MultipleModels), Some(0.6));
+    }
+
+    #[test]
+    fn a_doubt_on_the_device_s_size_puts_the_model_ahead_of_a_full_device_s_batch() {
+        let mut e = holding(GIB);
+        e.facts.context.capacity_doubt = Some("how much memory this model require".into());
+        let mut r = Ranking::new();
+        r.add(CauseId::BatchTooLarge, 0.65, "a full device");
+        context(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        let mut r = Ranking::new();
+        r.add(CauseId::ModelTooLarge, 0.8, "a load in the frames");
+        context(&mut r, &e);
+        assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.8));
     }
 
     #[test]

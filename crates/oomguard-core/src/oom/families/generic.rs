@@ -116,6 +116,11 @@ pub(super) const TRIGGERS: &[&str] = &[
     // EDG's `catastrophic error: out of memory` hold phrases above).
     "died due to signal 9",
     "out of heap space",
+    // Windows' commit limit (ERROR_COMMITMENT_LIMIT, 1455) as Python's
+    // `OSError: [WinError 1455]` and a DLL loader's `Error code 1455` print
+    // it, in any language of the system.
+    "WinError 1455",
+    "code 1455",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -135,6 +140,9 @@ pub(super) const EXAMPLES: &[&str] = &[
     "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
     "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
     "[E] [TRT] Internal error: could not find any implementation for node conv1, try increasing the workspace size with IBuilder::setMaxWorkspaceSize()",
+    // Windows' commit limit, in the system's language.
+    "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading \"C:\\Python\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
+    "Could not load library cudnn_cnn_infer64_8.dll. Error code 1455",
     // Reports in words.
     "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
     "[Bug]: CUDA OOM (due to flaky profiler?)",
@@ -351,8 +359,9 @@ fn looks_like_code(text: &str) -> bool {
 
 /// True when the phrase at `at` is the failure itself, not a mention: the
 /// text is not a warning, not source code, and the phrase is neither quoted
-/// nor backticked.
-fn stands_as_failure(text: &str, at: usize) -> bool {
+/// nor backticked. A line its log put at error level (`error_level`) needs
+/// no error word of its own before the phrase.
+fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
     let head = text.trim_start();
     if is_quiet_level(head) || looks_like_code(head) {
         return false;
@@ -421,7 +430,7 @@ fn stands_as_failure(text: &str, at: usize) -> bool {
     let opens_line = before
         .trim_matches(|c: char| c.is_whitespace() || matches!(c, '`' | '*' | '>'))
         .is_empty();
-    if !(identifier || standalone || opens_line || MARKER.is_match(before)) {
+    if !(identifier || standalone || opens_line || error_level || MARKER.is_match(before)) {
         return false;
     }
     !says_fallback(text)
@@ -517,14 +526,15 @@ fn says_fallback(text: &str) -> bool {
 
 /// Any failed allocation or kill the family parsers did not claim, with
 /// the limit its words name (a container's or a batch job's), however it
-/// was worded.
-pub(crate) fn parse(text: &str) -> Option<Parsed> {
-    let mut parsed = parse_failure(text)?;
+/// was worded. `error_level`: the line's log prefix, stripped from `text`,
+/// put it at error level.
+pub(crate) fn parse(text: &str, error_level: bool) -> Option<Parsed> {
+    let mut parsed = parse_failure(text, error_level)?;
     parsed.facts.memory_limit = limit_of_kill(text);
     Some(parsed)
 }
 
-fn parse_failure(text: &str) -> Option<Parsed> {
+fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
     let p = &*P;
     if p.kernel_frame.is_match(text) || oom_killed_false(text) {
         return None;
@@ -538,11 +548,14 @@ fn parse_failure(text: &str) -> Option<Parsed> {
         .or_else(|| opencl_error_text(text))
         .or_else(|| cgroup_at_limit(text))
         .or_else(|| tensorrt_no_tactic(text))
+        .or_else(|| windows_commit_limit(text))
     {
         return Some(parsed);
     }
     let (at, kind) = match p.failure.find(text) {
-        Some(m) if stands_as_failure(text, m.start()) => (m.start(), PartKind::Primary),
+        Some(m) if stands_as_failure(text, m.start(), error_level) => {
+            (m.start(), PartKind::Primary)
+        }
         _ => (
             reported_in_prose(text).or_else(|| reported_in_cjk(text))?,
             PartKind::Reported,
@@ -1145,6 +1158,32 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
     }
 }
 
+/// Windows' commit limit (`ERROR_COMMITMENT_LIMIT`, 1455: "The paging file
+/// is too small for this operation to complete"), as Python prints it
+/// (`OSError: [WinError 1455] ... Error loading "...\torch\lib\cudnn_cnn_infer64_8.dll"
+/// or one of its dependencies`, in the system's language) and as a DLL
+/// loader does (`Could not load library cudnn_cnn_infer64_8.dll. Error code
+/// 1455`): RAM plus the paging file is used up, host memory. A library
+/// under `torch\lib` is PyTorch loading its own.
+fn windows_commit_limit(text: &str) -> Option<Parsed> {
+    static COMMIT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)"));
+    let m = COMMIT.find(text)?;
+    if looks_like_code(text.trim_start()) || is_quiet_level(text.trim_start()) {
+        return None;
+    }
+    let framework = if text.contains(r"torch\lib") || text.contains("torch/lib") {
+        Framework::PyTorch
+    } else {
+        framework_named(text)
+    };
+    Some(Parsed::new(
+        framework,
+        DeviceKind::Cpu,
+        message_at(text, m.start()),
+    ))
+}
+
 /// TensorRT's builder giving up on a node because none of its tactics got
 /// the device memory it needed (TensorRT 7: `Internal error: could not find
 /// any implementation for node X, try increasing the workspace size with
@@ -1370,9 +1409,10 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                     // (Intel MKL's `mkl_malloc`, jemalloc's, tcmalloc's,
                     // mimalloc's, Windows' `_aligned_malloc`).
                     r"\b(?:mkl_|je_|tc_|mi_|_aligned_)malloc\b|\b(?:calloc|realloc|aligned_alloc)\b|",
-                    // ENOMEM as Python's OSError prints it, and the JVM's heap
-                    // (`java.lang.OutOfMemoryError: Java heap space`).
-                    r"\[Errno\s*12\]|Java\s*heap\s*space|GC\s*overhead\s*limit\s*exceeded|",
+                    // ENOMEM as Python's OSError prints it, the JVM's heap
+                    // (`java.lang.OutOfMemoryError: Java heap space`) and V8's
+                    // (`JavaScript heap out of memory`).
+                    r"\[Errno\s*12\]|Java\s*heap\s*space|GC\s*overhead\s*limit\s*exceeded|JavaScript\s*heap|",
                     // The Rust and Go runtimes' own words (see `failure`), and
                     // Go's fatal throw (`fatal error: runtime: out of memory`,
                     // runtime/mem_linux.go, malloc.go) and heap report
@@ -1422,17 +1462,22 @@ mod tests {
     fn an_exception_class_followed_by_prose_is_a_heading() {
         let at = |t: &str| t.find("OutOfMemoryError").unwrap();
         let heading = "torch.cuda.OutOfMemoryError Stack trace";
-        assert!(!stands_as_failure(heading, at(heading)));
+        assert!(!stands_as_failure(heading, at(heading), false));
         for raised in [
             "torch.cuda.OutOfMemoryError: CUDA out of memory.",
             "cupy.cuda.memory.OutOfMemoryError: out of memory to allocate 8 bytes",
             "OutOfMemoryError",
         ] {
-            assert!(stands_as_failure(raised, at(raised)), "{raised}");
+            assert!(stands_as_failure(raised, at(raised), false), "{raised}");
         }
     }
 
     use super::*;
+
+    /// A line read with no log level in front of it.
+    fn parse_line(text: &str) -> Option<Parsed> {
+        parse(text, false)
+    }
 
     #[test]
     fn a_report_in_words_is_an_event() {
@@ -1466,7 +1511,7 @@ mod tests {
             "I see CPU OOM errors during the partitioning of optimizer states",
             "ZERO Stage 3 with NVME Offload CPU OOM",
         ] {
-            assert!(parse(text).is_some(), "{text}");
+            assert!(parse_line(text).is_some(), "{text}");
         }
     }
 
@@ -1491,20 +1536,20 @@ mod tests {
             "|            CUDA OOMs: 0            |        cudaMalloc retries: 0         |",
             "Large images may run out of memory on small cards.",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
     #[test]
     fn printed_objects_and_log_fields_are_not_code() {
-        assert!(parse("Error processing tensor for shard Shard(model_id='m', start_layer=0): CUDA Error 2, out of memory").is_some());
-        assert!(parse(r#"Error: container create failed: time="2022-09-14T11:35:13Z" level=error msg="runc create failed: unable to start container process: container init was OOM-killed (memory limit too low?)""#).is_some());
+        assert!(parse_line("Error processing tensor for shard Shard(model_id='m', start_layer=0): CUDA Error 2, out of memory").is_some());
+        assert!(parse_line(r#"Error: container create failed: time="2022-09-14T11:35:13Z" level=error msg="runc create failed: unable to start container process: container init was OOM-killed (memory limit too low?)""#).is_some());
         // A string assigned to a name stays source code.
-        assert!(parse(r#"msg = "CUDA error: out of memory""#).is_none());
+        assert!(parse_line(r#"msg = "CUDA error: out of memory""#).is_none());
     }
 
     fn event(text: &str) -> Parsed {
-        parse(text).unwrap_or_else(|| panic!("an event in {text:?}"))
+        parse_line(text).unwrap_or_else(|| panic!("an event in {text:?}"))
     }
 
     #[test]
@@ -1646,7 +1691,7 @@ mod tests {
             assert_eq!(e.facts.call.as_deref(), tool, "{text}");
         }
         // A compiler's other fatal errors are not memory.
-        assert!(parse("c++: fatal error: no input files").is_none());
+        assert!(parse_line("c++: fatal error: no input files").is_none());
     }
 
     #[test]
@@ -1694,11 +1739,11 @@ mod tests {
 
     #[test]
     fn a_runtime_abort_in_backticks_is_the_failure() {
-        let e = parse("`libc++abi: terminating due to uncaught exception of type std::runtime_error: [malloc_or_wait] Unable to allocate 12 bytes.`")
+        let e = parse_line("`libc++abi: terminating due to uncaught exception of type std::runtime_error: [malloc_or_wait] Unable to allocate 12 bytes.`")
             .expect("an event");
         assert_eq!(e.device.kind, DeviceKind::Mps);
         // A short span naming the case stays a mention.
-        assert!(parse("When it fails it throws `rmm::bad_alloc` and exits").is_none());
+        assert!(parse_line("When it fails it throws `rmm::bad_alloc` and exits").is_none());
     }
 
     #[test]
@@ -1708,7 +1753,7 @@ mod tests {
             "训练到第三个epoch时出现CUDA out of memory",
             "跑到一半就OOM了",
         ] {
-            let e = parse(text).unwrap_or_else(|| panic!("{text}"));
+            let e = parse_line(text).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(e.kind, PartKind::Reported, "{text}");
         }
         for text in [
@@ -1718,7 +1763,7 @@ mod tests {
             "如果出现OOM，请减小batch size",
             "用zero3会报OOM吗",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
@@ -1735,7 +1780,7 @@ mod tests {
             "The process was killed by the user",
             "case cudaErrorMemoryAllocation: return \"out of memory\";",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
@@ -1745,19 +1790,19 @@ mod tests {
             "After three hours training, the GPU ran out of memory trying to allocate some memory.",
             "after 2 epochs the job runs out of memory",
         ] {
-            assert!(parse(text).is_some(), "{text}");
+            assert!(parse_line(text).is_some(), "{text}");
         }
         for text in [
             "After the model runs out of memory, the server restarts it.",
             "Before it runs out of memory, the loader spills to disk.",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
     #[test]
     fn theano_s_driver_report_gives_free_and_total() {
-        let p = parse("MemoryError: Error allocating 45158400 bytes of device memory (out of memory). Driver report 44666880 bytes free and 536543232 bytes total").unwrap();
+        let p = parse_line("MemoryError: Error allocating 45158400 bytes of device memory (out of memory). Driver report 44666880 bytes free and 536543232 bytes total").unwrap();
         assert_eq!(p.memory.requested_bytes, Some(45158400));
         assert_eq!(p.memory.free_bytes, Some(44666880));
         assert_eq!(p.memory.total_bytes, Some(536543232));
@@ -1772,7 +1817,7 @@ mod tests {
             "The training process was directly killed by the system",
             "The 7B checkpoint keeps getting killed while loading.",
         ] {
-            let p = parse(text).unwrap_or_else(|| panic!("{text}"));
+            let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(
                 (p.kind, p.facts.kind),
                 (PartKind::Reported, EventKind::OomKill),
@@ -1788,7 +1833,7 @@ mod tests {
             "If the process gets killed, restart it.",
             "The job was not killed.",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
@@ -1799,9 +1844,9 @@ mod tests {
             "1. container's **State.OOMKilled** is false, and **State.ExitCode** is 137.",
             "            \"OOMKilled\": false,",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
-        assert!(parse("            \"OOMKilled\": true,").is_some());
+        assert!(parse_line("            \"OOMKilled\": true,").is_some());
     }
 
     #[test]
@@ -1812,13 +1857,13 @@ mod tests {
             "rpc error: code = ResourceExhausted desc = grpc: received message larger than max (8388608 vs. 4194304)",
             "google.api_core.exceptions.ResourceExhausted: 429 Resource has been exhausted (e.g. check quota).",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
         for text in [
             "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 17179869184 bytes.",
             "status = StatusCode.RESOURCE_EXHAUSTED details = \"OOM when allocating tensor with shape[8,1024,1024]\"",
         ] {
-            assert!(parse(text).is_some(), "{text}");
+            assert!(parse_line(text).is_some(), "{text}");
         }
     }
 
@@ -1861,7 +1906,7 @@ mod tests {
             "[ERROR] [launch.py:341:sigkill_handler] exits with return code = -2",
             "sent SIGTERM to the trainer",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
@@ -1877,7 +1922,7 @@ mod tests {
             assert!(!e.facts.oom_killer());
         }
         // 22 is EINVAL, a bad alignment: not memory.
-        assert!(parse(
+        assert!(parse_line(
             "[enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 22 vs 0"
         )
         .is_none());
@@ -1899,11 +1944,11 @@ mod tests {
             assert_eq!(e.framework, Framework::Other, "{text}");
             assert_eq!(e.device.kind, DeviceKind::Mps, "{text}");
         }
-        assert!(parse(
+        assert!(parse_line(
             r#"        raise RuntimeError("[metal::malloc] Resource limit (499000) exceeded.")"#
         )
         .is_none());
-        assert!(parse(
+        assert!(parse_line(
             "Track the metal resource limit `iogpu.rsrc_limit` and throw if it is exceeded."
         )
         .is_none());
@@ -1967,7 +2012,7 @@ mod tests {
             "The cluster ran Out of Resources today",
             "what():  Out of Resources for the job queue",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
     }
 
@@ -1993,9 +2038,9 @@ mod tests {
             "[Feature]: retry with a smaller batch when the GPU runs out of memory",
             "Feature request: report OOM per rank",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
-        assert!(parse("[Bug]: CUDA out of memory with Logprobs").is_some());
+        assert!(parse_line("[Bug]: CUDA out of memory with Logprobs").is_some());
     }
 
     #[test]
@@ -2014,14 +2059,16 @@ mod tests {
             "Better reporting about OOMed containers.",
             "Improve the error message on CUDA OOM",
         ] {
-            assert!(parse(text).is_none(), "{text}");
+            assert!(parse_line(text).is_none(), "{text}");
         }
         // The error itself, after a verb that ends its own clause.
-        assert!(parse("ERROR: failed to handle batch: out of memory").is_some());
-        assert!(parse("error: vkAllocateMemory returned VK_ERROR_OUT_OF_DEVICE_MEMORY").is_some());
-        assert!(parse("Exception: CUDA Out of Memory").is_some());
-        assert!(parse("Out-of-memory error when building the engine").is_some());
-        assert!(parse("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
+        assert!(parse_line("ERROR: failed to handle batch: out of memory").is_some());
+        assert!(
+            parse_line("error: vkAllocateMemory returned VK_ERROR_OUT_OF_DEVICE_MEMORY").is_some()
+        );
+        assert!(parse_line("Exception: CUDA Out of Memory").is_some());
+        assert!(parse_line("Out-of-memory error when building the engine").is_some());
+        assert!(parse_line("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
     }
 
     #[test]
@@ -2031,7 +2078,7 @@ mod tests {
         assert_eq!(e.facts.op.as_deref(), Some("fc_out"));
         assert_eq!(e.phase_hint, Some(Phase::ModelLoad));
         // TensorRT 8's wording names no workspace: unsupported layers give it too.
-        assert!(parse(
+        assert!(parse_line(
             "[E] Error[10]: Could not find any implementation for node {ForeignNode[/Gather]}."
         )
         .is_none());

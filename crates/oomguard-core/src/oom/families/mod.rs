@@ -116,7 +116,15 @@ fn mentioned_families(text: &str) -> u32 {
 /// Each family is tried only when the text holds one of its words (a plain
 /// substring search), so a log dense with one family's lines runs that
 /// family's patterns and not every family's.
+#[cfg(test)]
 pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
+    parse_logical_at(text, false)
+}
+
+/// [`parse_logical`] of a line whose log prefix, stripped from `text`, put
+/// it at error level (`error_level`): the generic layer takes that level
+/// as the word that makes its phrase the failure.
+pub(crate) fn parse_logical_at(text: &str, error_level: bool) -> Option<Parsed> {
     if is_python_warning(text) || is_source_statement(text) {
         return None;
     }
@@ -130,7 +138,7 @@ pub(crate) fn parse_logical(text: &str) -> Option<Parsed> {
         .or_else(|| other_runtimes::parse(text))
         .or_else(|| cuda_libs::parse_generic(text))
         .or_else(|| {
-            generic::parse(text).map(|mut p| {
+            generic::parse(text, error_level).map(|mut p| {
                 p.generic = true;
                 p
             })

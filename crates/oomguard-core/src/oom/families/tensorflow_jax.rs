@@ -31,6 +31,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "out of GPU memory",
     // The stream executor's context creation (see `context_retain`).
     "CUDA_ERROR_OUT_OF_MEMORY",
+    // A copy whose destination buffer the device could not allocate (see
+    // `dst_uninitialized`).
+    "Dst tensor is not initialized",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -49,6 +52,7 @@ pub(super) const WORDS: &[&str] = &[
     "EigenAllocator",
     "out of GPU memory",
     "PrimaryCtxRetain",
+    "Dst tensor",
 ];
 /// Messages of this family as TensorFlow, XLA and JAX print them.
 #[cfg(test)]
@@ -61,6 +65,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "Compilation failure: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm. Exceeded hbm capacity by 5.03G.",
     "F tensorflow/core/common_runtime/gpu/gpu_device.cc:103] EigenAllocator for GPU ran out of memory when allocating 0. See error logs for more detailed info.",
     "Internal: failed call to cuDevicePrimaryCtxRetain: CUDA_ERROR_OUT_OF_MEMORY; total memory reported: 12782075904",
+    "tensorflow.python.framework.errors_impl.InternalError: Failed copying input tensor from /job:localhost/replica:0/task:0/device:CPU:0 to /job:localhost/replica:0/task:0/device:GPU:0 in order to run _EagerConst: Dst tensor is not initialized.",
 ];
 
 struct Patterns {
@@ -75,6 +80,8 @@ struct Patterns {
     tpu_reserve: Regex,
     eigen: Regex,
     context_retain: Regex,
+    dst_uninitialized: Regex,
+    copy_destination: Regex,
     op: Regex,
     tf_device: Regex,
 }
@@ -139,6 +146,17 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     context_retain: re(
         r"failed\s*call\s*to\s*cuDevicePrimaryCtxRetain\s*:\s*CUDA_ERROR_OUT_OF_MEMORY(?:\s*:\s*out\s*of\s*memory)?(?:\s*;\s*total\s*memory\s*reported\s*:\s*(\d+))?",
     ),
+    // A copy between devices whose destination buffer is null: the
+    // device's allocator returned nothing for it (TensorFlow's copy checks,
+    // common_runtime/gpu/gpu_util.cc and pluggable_device_util.cc: `if
+    // (dst->TotalBytes() > 0 && !dst->IsInitialized()) return
+    // errors::Internal("Dst tensor is not initialized.")`). Raised as
+    // `InternalError`, often after `Failed copying input tensor from
+    // /job:.../device:CPU:0 to /job:.../device:GPU:0 in order to run X`.
+    dst_uninitialized: re(
+        r"(?:Failed\s*copying\s*input\s*tensor\s*from\s*\S+\s*to\s*\S+\s*in\s*order\s*to\s*run\s*\w+\s*:\s*)?Dst\s*tensor\s*is\s*not\s*initialized",
+    ),
+    copy_destination: re(r"\bto\s*/job:\S*?/device:(GPU|CPU):(\d+)"),
     op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
     // TensorFlow before 1.4 printed legacy device names (`/job:localhost/
     // replica:0/task:0/gpu:0`, DeviceNameUtils::LegacyName in
@@ -274,6 +292,24 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         parsed.memory.requested_bytes = c[1].parse().ok();
         parsed.exact_request = true;
         parsed.kind = PartKind::Preliminary;
+        return Some(parsed);
+    }
+    if p.dst_uninitialized.is_match(text) {
+        let mut parsed = Parsed::new(
+            Framework::TensorFlow,
+            DeviceKind::Unknown,
+            message_from(text, &p.dst_uninitialized),
+        );
+        // The copy's destination names the device that had no room.
+        if let Some(c) = p.copy_destination.captures(text) {
+            parsed.device.kind = if &c[1] == "GPU" {
+                DeviceKind::Cuda
+            } else {
+                DeviceKind::Cpu
+            };
+            parsed.device.index = c[2].parse().ok();
+        }
+        tf_op(text, &mut parsed);
         return Some(parsed);
     }
     // XLA's compiler reports a program that does not fit a memory space
