@@ -503,6 +503,50 @@ fn exhausts_another_resource(phrase: &str, text: &str) -> bool {
         && !MEMORY_WORDS.is_match(text)
 }
 
+/// True when a failure to allocate names what it could not get, and that
+/// is no memory: a port, an address, a terminal, a file descriptor, a GPU
+/// or CPU as a scheduler hands them out, a node, an id, a slot, a licence
+/// (`failed to allocate port`, `Failed to allocate GPU: no devices
+/// available`, `Failed to allocate a TTY`). Followed by a memory word, the
+/// same nouns are memory (`failed to allocate GPU memory`, `CPU buffer`,
+/// `address space`).
+fn allocates_another_resource(phrase: &str, after: &str) -> bool {
+    static OTHER: LazyLock<Regex> = LazyLock::new(|| {
+        re(concat!(
+            r"(?i)^\s*(?:(?:an?|the|new|free|enough)\s+)*",
+            r"(?:ports?|ips?|ipv[46]|address(?:es)?|tty|pty|terminals?|file\s*descriptors?|fds?|sockets?|",
+            r"gpus?|cpus?|cores?|nodes?|ids?|slots?|licen[cs]es?|leases?|threads?|workers?|containers?|",
+            r"volumes?|disks?|inodes?|pids?|subnets?|vlans?|tickets?|devices?)\b[\s:]*(\w*)"
+        ))
+    });
+    if !phrase.to_ascii_lowercase().contains("alloc") {
+        return false;
+    }
+    let Some(c) = OTHER.captures(after) else {
+        return false;
+    };
+    let next = c[1].to_ascii_lowercase();
+    !matches!(
+        next.as_str(),
+        "memory"
+            | "mem"
+            | "buffer"
+            | "buffers"
+            | "ram"
+            | "vram"
+            | "space"
+            | "tensor"
+            | "tensors"
+            | "array"
+            | "pool"
+            | "block"
+            | "blocks"
+            | "storage"
+            | "heap"
+            | "bytes"
+    )
+}
+
 /// True when the text says the program fell back or retried after the
 /// failed allocation (pinned memory, mlock, autotuners, TensorRT tactics):
 /// it went on.
@@ -552,7 +596,11 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
     {
         return Some(parsed);
     }
-    let (at, kind) = match p.failure.find(text) {
+    let found = p.failure.find(text);
+    if found.is_some_and(|m| allocates_another_resource(m.as_str(), &text[m.end()..])) {
+        return None;
+    }
+    let (at, kind) = match found {
         Some(m) if stands_as_failure(text, m.start(), error_level) => {
             (m.start(), PartKind::Primary)
         }
@@ -1477,6 +1525,27 @@ mod tests {
     /// A line read with no log level in front of it.
     fn parse_line(text: &str) -> Option<Parsed> {
         parse(text, false)
+    }
+
+    #[test]
+    fn a_failure_to_allocate_something_other_than_memory_is_no_event() {
+        for text in [
+            "E0612 10:11:12.123456  1234 server.cc:12] failed to allocate port",
+            "ERROR: failed to allocate an IP address for the container",
+            "[ERROR] Failed to allocate GPU: no devices available",
+            "Error: Failed to allocate a TTY",
+            "RuntimeError: Failed to allocate a file descriptor",
+        ] {
+            assert!(parse_line(text).is_none(), "{text}");
+        }
+        for text in [
+            "RuntimeError: Failed to allocate GPU memory",
+            "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate CPU buffer of size 1024",
+            "Error: unable to allocate address space",
+            "failed to allocate 2.00 GiB on device 0",
+        ] {
+            assert!(parse_line(text).is_some(), "{text}");
+        }
     }
 
     #[test]
