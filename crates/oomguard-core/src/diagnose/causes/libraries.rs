@@ -38,10 +38,47 @@ fn library_with_room(r: &mut Ranking, event: &OomEvent) {
 }
 
 fn cublas(r: &mut Ranking, event: &OomEvent) {
-    // cuBLAS reports a full device and a broken set-up with the same
+    handle_differential(r, event, "cuBLAS");
+}
+
+/// The CUDA math libraries other than cuBLAS, by the status each returns
+/// when its handle, plan or workspace cannot get device memory (the
+/// libraries' API references: `CUSOLVER_STATUS_ALLOC_FAILED`,
+/// `CUSPARSE_STATUS_ALLOC_FAILED`, `CUFFT_ALLOC_FAILED`,
+/// `CURAND_STATUS_ALLOCATION_FAILED`).
+const MATH_LIBRARY_STATUSES: &[(&str, &str)] = &[
+    ("CUSOLVER_STATUS_ALLOC_FAILED", "cuSOLVER"),
+    ("CUSPARSE_STATUS_ALLOC_FAILED", "cuSPARSE"),
+    ("CUFFT_ALLOC_FAILED", "cuFFT"),
+    ("CURAND_STATUS_ALLOCATION_FAILED", "cuRAND"),
+];
+
+/// The CUDA math library whose allocation status the message prints.
+pub(super) fn math_library(event: &OomEvent) -> Option<&'static str> {
+    MATH_LIBRARY_STATUSES
+        .iter()
+        .find(|(status, _)| event.message.contains(status))
+        .map(|(_, name)| *name)
+}
+
+/// A CUDA math library that could not allocate its handle, plan or
+/// workspace: like cuBLAS, it allocates outside the framework's cache, and
+/// the same status comes from a full device or a broken set-up.
+pub(super) fn math_library_alloc(r: &mut Ranking, event: &OomEvent, library: &str) {
+    library_with_room(r, event);
+    handle_differential(r, event, library);
+}
+
+/// The differential of a CUDA library that failed to create its handle or
+/// workspace: the device was full (of the model before any batch ran, of
+/// the batch after), another process, a set-up the status also covers, and
+/// the library's own memory outside the framework's cache.
+fn handle_differential(r: &mut Ranking, event: &OomEvent, library: &str) {
+    // The library reports a full device and a broken set-up with the same
     // status: a differential, each with its check.
     r.undecided();
-    let call = event.facts.call.as_deref().unwrap_or("a cuBLAS call");
+    let any_call = format!("a {library} call");
+    let call = event.facts.call.as_deref().unwrap_or(&any_call);
     if matches!(event.phase, Phase::ModelLoad | Phase::Startup) {
         // No batch has run yet: what filled the device is the model.
         r.add(
@@ -59,7 +96,7 @@ fn cublas(r: &mut Ranking, event: &OomEvent) {
     r.add(
         CauseId::OtherProcesses,
         0.45,
-        "another process on the same GPU leaves cuBLAS no room for its handle",
+        format!("another process on the same GPU leaves {library} no room for its handle"),
     );
     r.add_checked(
         CauseId::NotMemory,
@@ -733,6 +770,31 @@ mod tests {
         );
         assert_eq!(r.top(), Some(CauseId::NotMemory));
         assert_eq!(r.score(CauseId::NotMemory), Some(0.75));
+    }
+
+    #[test]
+    fn the_other_cuda_math_libraries_get_cublas_s_differential_in_their_name() {
+        let e = failed(
+            Framework::Other,
+            "RuntimeError: cusolver error: CUSOLVER_STATUS_ALLOC_FAILED, when calling `cusolverDnCreate(handle)`",
+            None,
+        );
+        assert_eq!(math_library(&e), Some("cuSOLVER"));
+        let mut r = Ranking::new();
+        math_library_alloc(&mut r, &e, "cuSOLVER");
+        assert!(r.1);
+        assert!(r
+            .0
+            .iter()
+            .any(|c| c.id == CauseId::OtherProcesses && c.evidence.contains("cuSOLVER")));
+        assert_eq!(
+            math_library(&failed(
+                Framework::Other,
+                "CUBLAS_STATUS_ALLOC_FAILED",
+                None
+            )),
+            None
+        );
     }
 
     #[test]

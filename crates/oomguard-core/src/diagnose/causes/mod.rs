@@ -185,7 +185,11 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             }
         }
         _ if ggml => engines::llama(r, event),
-        _ => {}
+        _ => {
+            if let Some(library) = libraries::math_library(event) {
+                libraries::math_library_alloc(r, event, library);
+            }
+        }
     }
     all_figures(r, event, acc);
     phase::by_phase(r, event, acc);

@@ -1441,7 +1441,7 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             (
                 DeviceKind::Cuda,
                 re(concat!(
-                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn)|torch\.(?:cuda\.)?OutOfMemoryError|",
+                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn|\bcu(?:fft|solver|sparse|rand)\w*)|torch\.(?:cuda\.)?OutOfMemoryError|",
                     // TensorRT's own log (`[TRT]`, `nvinfer1::`) and its
                     // error format `[file::function::line] Error Code 2:
                     // OutOfMemory` (NvInferRuntimeBase.h's ErrorCode, virtual
