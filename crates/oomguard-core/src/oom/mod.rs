@@ -28,6 +28,7 @@ use serde::Serialize;
 
 pub use context::ContextEvidence;
 pub use named_model::NamedModel;
+pub(crate) use patterns::windows_commit_limit_at;
 pub use scan::{scan_reader, ScanError, ScanOptions, ScanSummary};
 pub use watchdog::{JobFailure, WatchdogTimeout};
 

@@ -63,6 +63,18 @@ impl Parsed {
     }
 }
 
+/// Where a message states Windows' commit limit (`ERROR_COMMITMENT_LIMIT`,
+/// 1455: "The paging file is too small for this operation to complete"),
+/// as Python's `OSError: [WinError 1455]` prints it in any system
+/// language, and a DLL loader's `Error code 1455`: RAM plus the paging file
+/// is used up. The parser places the event there; the diagnosis reads the
+/// same words, so both follow this one reading.
+pub(crate) fn windows_commit_limit_at(text: &str) -> Option<usize> {
+    static COMMIT: LazyLock<Regex> =
+        LazyLock::new(|| re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)"));
+    COMMIT.find(text).map(|m| m.start())
+}
+
 /// Compiles a pattern known at build time; `{SIZE}` expands to [`SIZE`].
 pub(crate) fn re(pattern: &str) -> Regex {
     Regex::new(&pattern.replace("{SIZE}", SIZE)).expect("built-in pattern compiles")

@@ -506,7 +506,9 @@ fn read_event_at(
     let text = join_backwards(&before, text);
     // A rejected line claims only itself: a line joined to it as its
     // continuation may hold the failure.
-    let Some(mut parsed) = cache.parse(&text, error_level(&first)) else {
+    // The log prefixes stripped above, which may put the line at error level.
+    let prefix = &first[..first.len() - stripped.len()];
+    let Some(mut parsed) = cache.parse(&text, error_level(prefix)) else {
         return (None, line_end);
     };
     if parsed.generic {

@@ -183,18 +183,17 @@ pub fn strip_log_prefix(line: &str) -> &str {
     s
 }
 
-/// True when the log prefixes [`strip_log_prefix`] removes from `line`
-/// put it at error level or worse: a bare or bracketed `ERROR`, `FATAL` or
-/// `CRITICAL`, vLLM's `ERROR 06-12 ...`, glog's and absl's `E0612`/`F0612`,
-/// TensorFlow's `E tensorflow/...]`. The level is the log's own word that
-/// the line reports a failure; stripping it must not lose that.
-pub fn error_level(line: &str) -> bool {
+/// True when `prefix`, the log prefixes [`strip_log_prefix`] removed from a
+/// line, puts it at error level or worse: a bare or bracketed `ERROR`,
+/// `FATAL` or `CRITICAL`, vLLM's `ERROR 06-12 ...`, glog's and absl's
+/// `E0612`/`F0612`, TensorFlow's `E tensorflow/...]`. The level is the
+/// log's own word that the line reports a failure; stripping it must not
+/// lose that.
+pub fn error_level(prefix: &str) -> bool {
     static LEVEL: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"\b(?:ERROR|FATAL|CRITICAL)\b|(?:^|\s)[EF]\d{4} |(?:^|\s)[EF] [\w/.\-]+:\d+\]")
             .expect("pattern compiles")
     });
-    let rest = strip_log_prefix(line);
-    let prefix = &line[..line.len() - rest.len()];
     !prefix.is_empty() && LEVEL.is_match(prefix)
 }
 
@@ -390,6 +389,10 @@ mod tests {
 
     #[test]
     fn an_error_level_is_read_from_the_stripped_prefix_only() {
+        let error_level = |line: &str| {
+            let rest = strip_log_prefix(line);
+            super::error_level(&line[..line.len() - rest.len()])
+        };
         for line in [
             "FATAL ERROR: Reached heap limit Allocation failed",
             "[ERROR] ggml: buffer allocation failed",

@@ -137,16 +137,10 @@ fn spark_heap_check(message: &str) -> bool {
         .any(|k| message.contains(k))
 }
 
-/// Windows' `ERROR_COMMITMENT_LIMIT` (1455, "The paging file is too small
-/// for this operation to complete"), as Python's `OSError: [WinError 1455]`
-/// and a DLL loader's `Error code 1455` print it: the system's commit
-/// limit, RAM plus the paging file, is used up.
+/// Windows' commit limit stated in the message (see
+/// `oom::windows_commit_limit_at`, the reading the parser used).
 pub(in crate::diagnose) fn windows_commit_limit(message: &str) -> bool {
-    ["WinError 1455", "code 1455"].iter().any(|w| {
-        message
-            .match_indices(w)
-            .any(|(at, _)| !message[at + w.len()..].starts_with(|c: char| c.is_ascii_digit()))
-    })
+    crate::oom::windows_commit_limit_at(message).is_some()
 }
 
 /// A managed runtime whose own heap limit the message says it reached.

@@ -14,7 +14,7 @@
 //! and autotuner skips, source code (quoted or backticked phrases, diffs,
 //! assignments, `case` labels, placeholders), and prose.
 
-use crate::oom::patterns::{device_index, re, Parsed, PartKind};
+use crate::oom::patterns::{device_index, re, windows_commit_limit_at, Parsed, PartKind};
 use crate::oom::{DeviceKind, EventKind, Framework, MemoryFigures, MemoryLimit, Phase};
 use crate::size::log_figure_to_bytes;
 use regex::Regex;
@@ -1214,9 +1214,7 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
 /// 1455`): RAM plus the paging file is used up, host memory. A library
 /// under `torch\lib` is PyTorch loading its own.
 fn windows_commit_limit(text: &str) -> Option<Parsed> {
-    static COMMIT: LazyLock<Regex> =
-        LazyLock::new(|| re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)"));
-    let m = COMMIT.find(text)?;
+    let at = windows_commit_limit_at(text)?;
     if looks_like_code(text.trim_start()) || is_quiet_level(text.trim_start()) {
         return None;
     }
@@ -1228,7 +1226,7 @@ fn windows_commit_limit(text: &str) -> Option<Parsed> {
     Some(Parsed::new(
         framework,
         DeviceKind::Cpu,
-        message_at(text, m.start()),
+        message_at(text, at),
     ))
 }
 
