@@ -192,7 +192,8 @@ static GGML_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
 /// (pip's `site-packages`, Debian's `dist-packages`).
 static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i:\bcuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
+        // An ASCII boundary: Chinese reports run the words on ("报错CUDA out of memory").
+        r"(?i:(?-u:\b)cuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
         r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|\btorch\.(?:cuda\.)?OutOfMemoryError\b|",
         r"(?:site|dist)-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
     ))
@@ -202,14 +203,19 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// PyTorch named in the words around a failure no parser attributed: its
 /// module (`torch`, in `import torch`, `torch.load`, or prose such as "a
 /// torch out of memory error"), DeepSpeed (a PyTorch library; its `deepspeed`
-/// launcher), and PyTorch's own wrappers (`DataParallel`,
-/// `DistributedDataParallel`, `FSDP`).
+/// launcher, and its ZeRO stages, written as DeepSpeed writes them), and
+/// PyTorch's own wrappers (`DataParallel`, `DistributedDataParallel`,
+/// `FSDP`).
 static PYTORCH_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?-u:\b)torch(?-u:\b)|(?i:\bdeepspeed\b)|\b(?:Distributed)?DataParallel\b|\bFSDP\b",
+        r"(?-u:\b)torch(?-u:\b)|(?i:\bdeepspeed\b)|\bZeRO\b|\b(?:Distributed)?DataParallel\b|\bFSDP\b",
     )
     .expect("pattern compiles")
 });
+
+/// vLLM by its name, as users and its own logs write it.
+static VLLM_NAMED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)vllm(?-u:\b))").expect("pattern compiles"));
 
 /// TensorFlow's own words: its status class (`ResourceExhaustedError`,
 /// tensorflow/python/framework/errors_impl.py), its Python tree in frames,
@@ -292,6 +298,12 @@ fn framework_of(
     }
     if around_or_then(&JAX_OWN_WORDS) {
         return Some(Framework::Jax);
+    }
+    // A failure told in words or titled, by a report that names the
+    // serving engine it ran ("out of memory running mixtral in vllm
+    // 0.2.7"): the engine, ahead of the PyTorch it runs on.
+    if matches!(parsed.kind, PartKind::Reported | PartKind::Title) && around_or_then(&VLLM_NAMED) {
+        return Some(Framework::Vllm);
     }
     // Runtimes that word their own errors keep them: CTranslate2's (`CUDA
     // failed with error out of memory`, its `CUDA_CHECK` in src/cuda/utils.h;
@@ -420,6 +432,41 @@ mod tests {
             "",
         );
         assert_eq!(p.framework, Framework::Other);
+    }
+
+    #[test]
+    fn frameworks_named_around_a_failure_told_in_words() {
+        // Chinese runs the words on: the boundary is ASCII's.
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "请教：batchsize=1, 还是报错CUDA out of memory",
+            "",
+        );
+        assert_eq!(p.framework, Framework::PyTorch);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "but got OOM error with stage=2",
+            "ZeRO Stage 2 consumes more GPU memory than Stage 1",
+        );
+        assert_eq!(p.framework, Framework::PyTorch);
+        let zero = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "but got OOM error with stage=2",
+            "zero stage is not the issue",
+        );
+        assert_eq!(zero.framework, Framework::Other);
+        let mut told = Parsed::new(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "out of memory running mixtral gptq model in vllm 0.2.7".into(),
+        );
+        told.kind = PartKind::Title;
+        let raw = told.message.clone();
+        refine(&raw, &[], &raw, &[], &mut told);
+        assert_eq!(told.framework, Framework::Vllm);
     }
 
     #[test]

@@ -61,7 +61,9 @@ pub struct ContextEvidence {
     pub ranks_on_first_gpu: Option<String>,
     /// A framework's or engine's memory share set below 0.6 of the GPU
     /// (XLA_PYTHON_CLIENT_MEM_FRACTION, set_per_process_memory_fraction,
-    /// gpu_memory_utilization, ...): the program may use only that part.
+    /// gpu_memory_utilization, ...), or a limit set in megabytes
+    /// (TensorFlow's `memory_limit`, `TF_MEMORY_ALLOCATION`): the program
+    /// may use only that part.
     pub low_fraction: Option<String>,
     /// Words that name the KV cache or the context length an inference run
     /// was given (`--max-model-len`, `n_ctx`, `num_ctx`, `--kv-...`,
@@ -71,6 +73,11 @@ pub struct ContextEvidence {
     /// model: how much memory the model needs, a minimum requirement, a
     /// bigger GPU, a smaller model that works.
     pub capacity_doubt: Option<String>,
+    /// Words or code that show TensorFlow taking the GPU in a process that
+    /// runs another framework (JAX or PyTorch with TensorFlow for its data
+    /// pipeline): TensorFlow reserves most of the device when it starts,
+    /// and the other framework's allocations fail beside it.
+    pub second_framework: Option<String>,
 }
 
 impl ContextEvidence {
@@ -94,6 +101,7 @@ impl ContextEvidence {
             low_fraction: self.low_fraction.or(other.low_fraction),
             long_context: self.long_context.or(other.long_context),
             capacity_doubt: self.capacity_doubt.or(other.capacity_doubt),
+            second_framework: self.second_framework.or(other.second_framework),
         }
     }
 }
@@ -213,10 +221,17 @@ const DIFFUSION: &str = concat!(
 /// (gpu_memory_utilization, default .9), TGI (--cuda-memory-fraction, 1.0)
 /// and SGLang (--mem-fraction-static, about .88). Every default is above
 /// 0.6: a value below it was set on purpose, and caps the program there.
+/// Knobs that set a limit whatever their value cap it too: TensorFlow's
+/// `LogicalDeviceConfiguration(memory_limit=MB)` (and the older
+/// `VirtualDeviceConfiguration`), and NVIDIA Merlin's and NVTabular's
+/// `TF_MEMORY_ALLOCATION` (a fraction below 1, megabytes above; unset it
+/// is 0.5), which they hand to TensorFlow as that `memory_limit`.
 const LOW_FRACTION: &str = concat!(
     r#"(?i:(?:XLA_PYTHON_CLIENT_MEM_FRACTION|per_process_gpu_memory_fraction|set_per_process_memory_fraction|"#,
     r#"fraction_of_gpu_memory_to_use|gpu[_-]memory[_-]utilization|cuda[_-]memory[_-]fraction|mem[_-]fraction[_-]static)"#,
-    r#"["'\]\s]*[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))"#,
+    r#"["'\]\s]*[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))|"#,
+    r#"(?:Logical|Virtual)DeviceConfiguration\(\s*memory_limit\s*=\s*\d|"#,
+    r#"\bTF_MEMORY_ALLOCATION["'\]\s]*[=:]\s*["']?\d*\.?\d"#,
 );
 
 /// The KV cache or the context length an inference run was given, by the
@@ -243,6 +258,17 @@ const CAPACITY_DOUBT: &str = concat!(
     r"\bwork(?:s|ed)? (?:fine |well |ok )?(?:with|on|for) (?:the |a )?(?:smaller|medium|base|small|tiny)\b|",
     r"\bsmaller models? (?:works?|runs?|is fine)\b|\bwith (?:a |the )?smaller models?,? (?:it )?(?:works?|runs?)\b|",
     r"\b(?:simply|just) too (?:little|small)\b|\btoo (?:little|small) (?:gpu |video )?(?:memory|v?ram)\b)",
+);
+
+/// TensorFlow holding the GPU beside another framework. TensorFlow maps
+/// nearly all of a GPU's memory when it first touches it (its
+/// `allow_growth` is off by default), and JAX's GPU memory notes tell
+/// users who load data with TensorFlow to hide the GPU from it with
+/// `tf.config.set_visible_devices([], "GPU")`: that line in a report, or
+/// words saying TensorFlow grabs, eats or preallocates all of the memory.
+const SECOND_FRAMEWORK: &str = concat!(
+    r#"set_visible_devices\(\s*\[\s*\]\s*,\s*["']GPU["']\s*\)|"#,
+    r"(?i:\b(?:tf|tensorflow)\b[^.\n]{0,40}?\b(?:grab|eat|take|hog|prealloc\w*|reserv)\w*\s+(?:up\s+)?(?:all|most|the\s+whole|the\s+entire)\b)",
 );
 
 /// Reads the lines before the failure, its own text and the lines after.
@@ -285,6 +311,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         low_fraction: take(Signal::LowFraction),
         long_context: take(Signal::LongContext),
         capacity_doubt: take(Signal::CapacityDoubt),
+        second_framework: take(Signal::SecondFramework),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -373,9 +400,10 @@ enum Signal {
     LowFraction,
     LongContext,
     CapacityDoubt,
+    SecondFramework,
 }
 
-const SIGNAL_COUNT: usize = 11;
+const SIGNAL_COUNT: usize = 12;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -485,6 +513,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             // LOW_FRACTION
             "fraction",
             "utilization",
+            "memory_limit",
+            "tf_memory_allocation",
             // LONG_CONTEXT
             "kv",
             "ctx",
@@ -507,6 +537,10 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "smaller model",
             "too little",
             "too small",
+            // SECOND_FRAMEWORK
+            "set_visible_devices",
+            "tf",
+            "tensorflow",
         ])
         .expect("the signal words build")
 });
@@ -525,6 +559,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         LOW_FRACTION,
         LONG_CONTEXT,
         CAPACITY_DOUBT,
+        SECOND_FRAMEWORK,
     ])
     .expect("the context signals compile")
 });
@@ -554,6 +589,25 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn tensorflow_holding_the_gpu_beside_another_framework_is_read() {
+        for line in [
+            "Recent TF breaks JAX on GPU by eating all memory",
+            r#"tf.config.experimental.set_visible_devices([], "GPU")"#,
+            "tensorflow_datasets makes TensorFlow preallocate all the GPU memory",
+            "TF grabs all GPU memory when the dataset is built",
+        ] {
+            assert!(around(line).second_framework.is_some(), "{line}");
+        }
+        for line in [
+            "tf.config.set_visible_devices(gpus[0], 'GPU')",
+            "TF used all the data it was given",
+            "the stuff takes all memory",
+        ] {
+            assert!(around(line).second_framework.is_none(), "{line}");
+        }
     }
 
     #[test]
@@ -602,6 +656,10 @@ mod tests {
             "config.gpu_options.per_process_gpu_memory_fraction = 0.4",
             "vllm serve m --gpu-memory-utilization 0.3",
             "--mem-fraction-static=0.2",
+            r#"os.environ["TF_MEMORY_ALLOCATION"] = "0.7""#,
+            "TF_MEMORY_ALLOCATION=8000 python train.py",
+            "[tf.config.LogicalDeviceConfiguration(memory_limit=1024)])",
+            "tf.config.experimental.VirtualDeviceConfiguration(memory_limit=4096)",
         ] {
             assert!(around(line).low_fraction.is_some(), "{line}");
         }
@@ -610,6 +668,8 @@ mod tests {
             "XLA_PYTHON_CLIENT_MEM_FRACTION=.95",
             "--cuda-memory-fraction 0.99",
             "the fraction of memory in use is 0.3",
+            "memory_limit: 0",
+            "TF_MEMORY_ALLOCATION is a fraction of GPU memory if below 1",
         ] {
             assert!(around(line).low_fraction.is_none(), "{line}");
         }

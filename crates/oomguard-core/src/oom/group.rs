@@ -500,7 +500,6 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
     a.op = b.op.or(a.op);
     a.call = a.call.or(b.call);
     a.memory_limit = a.memory_limit.or(b.memory_limit);
-    a.fragmentation_hint |= b.fragmentation_hint;
     a.context = a.context.merge(b.context);
     a.serving_engine = a.serving_engine.or(b.serving_engine);
     a.llama_offload = a.llama_offload.or(b.llama_offload);

@@ -342,9 +342,6 @@ pub struct EventFacts {
     /// The failing call, when a library names it (`cublasCreate(handle)`),
     /// or the process the OOM killer ended (`python (pid 935)`).
     pub call: Option<String>,
-    /// The allocator's own message points at fragmentation (TensorFlow's
-    /// BFC "If the cause is memory fragmentation ...").
-    pub fragmentation_hint: bool,
     /// What the frames and log lines around the failure show about its
     /// cause (weights loaded or gathered, a second model, memory kept from
     /// earlier steps, a batch of one).

@@ -146,6 +146,10 @@ const PREFIX_PATTERNS: &[&str] = &[
     r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
     // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
     r"^\[?(?:DEBUG|INFO|WARN|WARNING|ERROR|CRITICAL|FATAL)\]?(?::[\w.]+:|\s*[:\-]\s*|\s+)",
+    // loguru's `| ERROR    | module:function:12 - ` after its timestamp,
+    // and loggers that print the level in lower case between bars
+    // (Tenstorrent's `| critical |`)
+    r"^\|\s*(?i:trace|debug|info|success|warning|warn|error|critical|fatal)\s*\|\s*(?:[\w.<>]+:[\w.<>]+:\d+\s+-\s+)?",
     // logging module's `[logger.py:12:func]`
     r"^\[[\w./]+:\d+(?::\w+)?\]\s*",
 ];
@@ -191,7 +195,7 @@ pub fn strip_log_prefix(line: &str) -> &str {
 /// lose that.
 pub fn error_level(prefix: &str) -> bool {
     static LEVEL: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\b(?:ERROR|FATAL|CRITICAL)\b|(?:^|\s)[EF]\d{4} |(?:^|\s)[EF] [\w/.\-]+:\d+\]")
+        Regex::new(r"\b(?:ERROR|FATAL|CRITICAL)\b|\|\s*(?i:error|fatal|critical)\s*\||(?:^|\s)[EF]\d{4} |(?:^|\s)[EF] [\w/.\-]+:\d+\]")
             .expect("pattern compiles")
     });
     !prefix.is_empty() && LEVEL.is_match(prefix)
@@ -399,6 +403,8 @@ mod tests {
             "ERROR 06-12 10:11:12 [core.py:1] worker: allocation failed",
             "E0612 10:11:12.123456  1234 alloc.cc:12] buffer allocation failed",
             "2024-01-01 10:00:00 E tensorflow/core/x.cc:12] allocation failed",
+            "2024-01-01 10:00:00.123 | ERROR    | app.server:load:42 - allocation failed",
+            "2025-09-29 11:43:46.065 | critical |      Out of Memory: Not enough space",
         ] {
             assert!(error_level(line), "{line}");
         }
@@ -407,6 +413,7 @@ mod tests {
             "INFO: allocation failed counter reset",
             "buffer allocation failed: ERROR 2",
             "RuntimeError: out of memory",
+            "2024-01-01 10:00:00.123 | WARNING  | app:run:7 - allocation failed, retrying",
         ] {
             assert!(!error_level(line), "{line}");
         }
@@ -425,6 +432,14 @@ mod tests {
                 "(EngineCore_0 pid=4242) ERROR 06-12 10:11:12 [core.py:123] ValueError: No"
             ),
             "ValueError: No"
+        );
+        assert_eq!(
+            strip_log_prefix("2024-01-01 10:00:00.123 | ERROR    | app.server:load:42 - msg"),
+            "msg"
+        );
+        assert_eq!(
+            strip_log_prefix("2025-09-29 11:43:46.065 | critical |      msg"),
+            "msg"
         );
         assert_eq!(
             strip_log_prefix("2024-02-20 11:05:31.402118: W tensorflow/x.cc:1] msg"),

@@ -305,11 +305,10 @@ pub(super) fn tensorflow_pool(r: &mut Ranking, event: &OomEvent) {
                 );
             }
         }
-        _ if event.facts.fragmentation_hint => r.add(
-            CauseId::Fragmentation,
-            0.55,
-            "TensorFlow's BFC allocator failed and itself points at fragmentation of its pool",
-        ),
+        // The BFC allocator's "If the cause is memory fragmentation maybe
+        // ... TF_GPU_ALLOCATOR=cuda_malloc_async" follows every failure it
+        // logs (bfc_allocator.cc prints it unconditionally): a standing
+        // hint, no evidence of a split pool.
         _ => {}
     }
 }
@@ -415,6 +414,22 @@ mod tests {
         let mut r = Ranking::new();
         xla_pool_request(&mut r, &e);
         assert!(r.0.is_empty());
+    }
+
+    #[test]
+    fn the_bfc_allocator_s_standing_fragmentation_hint_is_no_evidence() {
+        // bfc_allocator.cc prints the hint after every failure it logs.
+        let mut e = event(
+            Framework::TensorFlow,
+            MemoryFigures {
+                requested_bytes: Some(77070336),
+                ..MemoryFigures::default()
+            },
+        );
+        e.message = "Allocator (GPU_0_bfc) ran out of memory trying to allocate 73.50MiB (rounded to 77070336)requested by op Mul\nIf the cause is memory fragmentation maybe the environment variable 'TF_GPU_ALLOCATOR=cuda_malloc_async' will improve the situation.".into();
+        let mut r = Ranking::new();
+        tensorflow_pool(&mut r, &e);
+        assert_eq!(r.score(CauseId::Fragmentation), None);
     }
 
     #[test]

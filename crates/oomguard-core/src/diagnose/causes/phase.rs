@@ -396,11 +396,21 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
             Some("estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32, about 0.5 for 4-bit); for training add about 16 bytes per parameter with Adam in mixed precision; compare with the device's memory"),
         );
     }
+    if let Some(line) = &c.second_framework {
+        if event.framework != Framework::TensorFlow {
+            r.add_checked(
+                CauseId::NonFrameworkMemory,
+                0.8,
+                format!("TensorFlow holds the GPU in the same process (\"{line}\"): it reserves most of the device when it starts, outside this framework's allocator, and what this framework asks for next does not fit"),
+                Some("nvidia-smi right after TensorFlow is imported and used for data: most of the GPU taken by this process before the model runs is TensorFlow's; hide the GPU from it with tf.config.set_visible_devices([], \"GPU\") and rerun"),
+            );
+        }
+    }
     if let Some(line) = &c.low_fraction {
         r.add_checked(
             CauseId::MemoryCap,
             0.75,
-            format!("the text sets the program's share of the GPU below its default (\"{line}\"): it may use only that part, whatever else is free"),
+            format!("the text caps the program's share of the GPU (\"{line}\"): it may use only that part, whatever else is free"),
             Some("nvidia-smi while it runs: memory free on the GPU while the program fails at its share means the cap; raise the fraction (or unset it) and rerun"),
         );
     }
@@ -626,10 +636,11 @@ pub(super) fn bare_failure(r: &mut Ranking, event: &OomEvent) {
         "a second model or inference session on the same device halves what each gets",
     );
     if matches!(event.framework, Framework::TensorFlow | Framework::Jax) {
-        r.add(
+        r.add_checked(
             CauseId::Fragmentation,
             0.2,
             "the framework's pool can hold enough free bytes in pieces too small for one tensor",
+            Some("the allocator's dump logged after the failure: its Stats' InUse near Limit is a full pool, well below it a split one; or rerun with TF_GPU_ALLOCATOR=cuda_malloc_async"),
         );
     }
 }

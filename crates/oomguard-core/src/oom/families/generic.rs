@@ -136,6 +136,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ERROR: Job failed: exit code 137",
     "MIOpen Error: /data/repo/MIOpen/src/hip/handlehip.cpp:68: Memory not available to allocate buffer: 528515072",
     "radv/amdgpu: Not enough memory for command submission.",
+    "ManagedCuda.NPP.NPPException: Device allocation error",
     // Found by this layer's `killed`, read by the PyTorch family.
     "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
     "subprocess.CalledProcessError: Command '['python', 'train.py']' died with <Signals.SIGKILL: 9>.",
@@ -179,7 +180,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?i:out[ _-]of[ _-](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outofmemory|out_o\s?f_memory|",
         r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
         r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
-        r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted)|",
+        r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted|",
+        // NPP's NPP_MEMORY_ALLOCATION_ERR as ManagedCuda words it (`NPPException:
+        // Device allocation error`), and C libraries' `Memory allocation error`.
+        r"(?:device|host|gpu|memory)\s*allocation\s*error)|",
         // SYCL's out-of-resources codes: the Unified Runtime's, OpenCL's, and
         // the plugin interface's before UR (sycl/include/sycl/detail/pi_error.def
         // in intel/llvm: `PI_ERROR_OUT_OF_RESOURCES`, -5).
@@ -394,11 +398,14 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             .next()
             .is_some_and(|w| w.contains('_') || w.chars().skip(1).any(|c| c.is_ascii_uppercase()));
     static MARKER: LazyLock<Regex> = LazyLock::new(|| {
-        re(
+        re(concat!(
             // A component's tag before the phrase (`ggml_vulkan:`,
             // `radv/amdgpu:`, `ggml-cuda:`) names who failed.
-            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w./-]+:\s*$",
-        )
+            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w./-]+:\s*$|",
+            // .NET's exception properties as a debugger dumps them
+            // (`HResult=...`, `Message=...`, `Source=...`).
+            r"^\s*Message\s*=\s*$",
+        ))
     });
     // An exception class opening a line and followed by prose, not by its
     // message (`Name: ...`), is a heading or a mention ("OutOfMemoryError
@@ -420,7 +427,7 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             return false;
         }
     }
-    if names_what_code_handles(before) || plans_work(before) {
+    if names_what_code_handles(before) || plans_work(before) || supposes(before) {
         return false;
     }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
@@ -434,6 +441,18 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
         return false;
     }
     !says_fallback(text)
+}
+
+/// True when the phrase is the condition of a supposition: "one can run
+/// into errors if there is not enough memory", "unless the device is out
+/// of memory", "in case of an OOM". A condition puts the failure in a
+/// general statement or advice, not in what happened. At most three words
+/// stand between the conjunction and the phrase (the phrase may start
+/// inside "not").
+fn supposes(before: &str) -> bool {
+    static SUPPOSE: LazyLock<Regex> =
+        LazyLock::new(|| re(r"(?i)\b(?:if|unless|whenever|in\s+case)\s+(?:[\w']+\s+){0,3}n?$"));
+    SUPPOSE.is_match(before)
 }
 
 /// True when the line names itself as planned work, not a failure seen: a
@@ -1439,7 +1458,9 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             (
                 DeviceKind::Cuda,
                 re(concat!(
-                    r"(?i:\bcuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn|\bcu(?:fft|solver|sparse|rand)\w*)|torch\.(?:cuda\.)?OutOfMemoryError|",
+                    // An ASCII boundary: Chinese reports run the words on ("报错CUDA").
+                    // NPP, NVIDIA's image primitives (CUDA only).
+                    r"\bNPP\b|(?i:(?-u:\b)cuda|cudaMalloc|cupy|\brmm\b|thrust|\bGPU\b|TensorRT|cublas|cudnn|\bcu(?:fft|solver|sparse|rand)\w*)|torch\.(?:cuda\.)?OutOfMemoryError|",
                     // TensorRT's own log (`[TRT]`, `nvinfer1::`) and its
                     // error format `[file::function::line] Error Code 2:
                     // OutOfMemory` (NvInferRuntimeBase.h's ErrorCode, virtual
@@ -2108,6 +2129,38 @@ mod tests {
             assert!(parse_line(text).is_none(), "{text}");
         }
         assert!(parse_line("[Bug]: CUDA out of memory with Logprobs").is_some());
+    }
+
+    #[test]
+    fn an_allocation_error_of_device_or_memory_is_a_failure() {
+        let e = event("ManagedCuda.NPP.NPPException: Device allocation error");
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        // A debugger's dump of the exception's properties.
+        assert!(parse_line("  Message=Device allocation error").is_some());
+        for text in [
+            "the memory allocation error handling was rewritten",
+            "Fixed a memory allocation error in the parser",
+            "  Source=Device allocation error",
+        ] {
+            assert!(parse_line(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_supposed_shortage_is_no_failure() {
+        for text in [
+            "However, one can run into errors if there is not enough memory to support the load.",
+            "The loader raises an error if the GPU runs out of memory.",
+            "Errors are retried unless the device is out of memory.",
+        ] {
+            assert!(parse_line(text).is_none(), "{text}");
+        }
+        for text in [
+            "RuntimeError: not enough memory: you tried to allocate 2147483648 bytes.",
+            "Error: out of memory if I run it on the GPU",
+        ] {
+            assert!(parse_line(text).is_some(), "{text}");
+        }
     }
 
     #[test]

@@ -48,10 +48,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     // ONNX Runtime's arena at its limit (bfc_arena.cc, `Available memory of
     // N is smaller than requested bytes of M`).
     "smaller than requested bytes",
-    // A ggml context's fixed pool (ggml.c, `ggml_new_object` and before it
+    // A ggml context's fixed pools (ggml.c, `ggml_new_object` and before it
     // `ggml_new_tensor_impl`: `not enough space in the context's memory
-    // pool (needed N, available M)`).
-    "not enough space in the context",
+    // pool (needed N, available M)`, `... in the scratch memory pool`).
+    "ot enough space in the",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
@@ -70,8 +70,9 @@ pub(super) const WORDS: &[&str] = &[
     "CNMEM",
     // ONNX Runtime's arena at its limit.
     "requested bytes",
-    // A ggml context's pool.
+    // A ggml context's pools.
     "memory pool",
+    "scratch memory",
     // SGLang's pools while serving.
     "alloc_req_slots",
     "Prefill out",
@@ -84,6 +85,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "Error: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")",
     "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 144817.04 MiB on device 0: cudaMalloc failed: out of memory",
     "ggml_new_object: not enough space in the context's memory pool (needed 3539648, available 3539280)",
+    "ggml_new_tensor_impl: not enough space in the scratch memory pool (needed 877775360, available 536870912)",
+    "ggml_new_tensor_impl: not enough space in the scratch memory",
     "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
     "RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`. self.req_to_token_pool.available_size()=1, num_reqs=2,",
     "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
@@ -196,14 +199,16 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 /// A ggml context's pool, sized once by the program that made the context,
 /// without room for one more tensor (ggml.c: `ggml_new_object: not enough
 /// space in the context's memory pool (needed N, available M)`, before 2023
-/// `ggml_new_tensor_impl`). Host memory the program set aside, not the
+/// `ggml_new_tensor_impl`), or its scratch buffer, the pool 2023's ggml
+/// put intermediate tensors in (`not enough space in the scratch memory`,
+/// later with `pool (needed N, available M)`). Host memory the program set aside, not the
 /// device: the tensor that did not fit grows with the batch, prompt or
 /// context the program was asked for, or the pool was sized wrong. Apps on
 /// ggml (llama.cpp, whisper.cpp, llama-cpp-python) print it alike.
 fn ggml_context_pool(text: &str) -> Option<Parsed> {
     static POOL: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"not\s*enough\s*space\s*in\s*the\s*context'?s\s*memory\s*pool\s*\(\s*needed\s*(\d+)\s*,\s*available\s*(\d+)\s*\)",
+            r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*(\d+)\s*\))?",
         )
     });
     let c = POOL.captures(text)?;
@@ -212,8 +217,10 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
         DeviceKind::Unknown,
         message_from(text, &POOL),
     );
-    parsed.memory.requested_bytes = c[1].parse().ok();
-    parsed.exact_request = true;
+    if let Some(needed) = c.get(1) {
+        parsed.memory.requested_bytes = needed.as_str().parse().ok();
+        parsed.exact_request = true;
+    }
     Some(parsed)
 }
 

@@ -232,7 +232,6 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             parsed.device.kind = DeviceKind::Xpu;
         }
         parsed.kind = PartKind::Preliminary;
-        parsed.facts.fragmentation_hint = text.contains("memory fragmentation");
         if says_non_fatal(text) {
             return None;
         }
