@@ -181,7 +181,7 @@ fn training_step(r: &mut Ranking, event: &OomEvent, held: &Held) {
     if held.known && held.dominant() && event.phase == Phase::Unknown && small_request(event) {
         match nothing_freed(event) {
             Some(cached_free) => persistent_differential(r, held, cached_free),
-            None => full_device_differential(r, held),
+            None => full_device_differential(r, held, small_device(event)),
         }
     } else if held.known && held.dominant() {
         let what = if event.phase == Phase::Backward {
@@ -244,25 +244,53 @@ fn small_request(event: &OomEvent) -> bool {
     }
 }
 
+/// Devices of at most this size (with the rounding of printed figures) are
+/// small for deep-learning work: the 2, 3 and 4 GiB cards of laptops and
+/// entry desktops (GeForce MX, GTX 1050/1650, Quadro P1000). A model of one
+/// billion parameters in fp16 takes 2 GiB of weights, Stable Diffusion 1.5's
+/// UNet, text encoder and VAE about 2 GiB, and the CUDA context a few hundred
+/// MiB more (2 bytes a parameter; the context's size varies with the driver
+/// and the libraries loaded): on such a card the model's own memory is most
+/// of the device before any batch.
+const SMALL_DEVICE: u64 = (4 << 30) + (512 << 20);
+
+/// The device (or the cap the framework had) is a small one.
+fn small_device(event: &OomEvent) -> bool {
+    let m = &event.memory;
+    m.total_bytes
+        .or(m.allowed_bytes)
+        .is_some_and(|t| t <= SMALL_DEVICE)
+}
+
 /// The device is full of this framework's tensors, the request is small and
 /// nothing names the phase: the text cannot tell a batch's activations from
 /// the model's own states, tensors kept alive from earlier steps or a second
 /// model. The batch still leads by a hair (the most common cause of full
-/// devices in a training loop), and each candidate carries the check that
-/// tells it apart.
-fn full_device_differential(r: &mut Ranking, held: &Held) {
+/// devices in a training loop) unless the device is small, where the model's
+/// own memory leads; each candidate carries the check that tells it apart.
+fn full_device_differential(r: &mut Ranking, held: &Held, small_device: bool) {
     let lead = held.weight();
+    let (batch, model) = if small_device {
+        (lead - 0.05, lead)
+    } else {
+        (lead, lead - 0.05)
+    };
     r.undecided();
     r.add_checked(
         CauseId::BatchTooLarge,
-        lead,
+        batch,
         held.with("the device was full before a small request; in a training or batched loop the activations of the batch are the usual filler"),
         Some("rerun with half the batch (or sequence length, image size): if it passes, the batch's activations were the limit"),
     );
+    let small = if small_device {
+        "on a device this small the model's own memory (weights, and for training gradients and optimizer states, plus the CUDA context) is most of it before any batch"
+    } else {
+        "if it fails on the first step or at batch size 1, the model's own memory (weights, and for training gradients and optimizer states) fills the device"
+    };
     r.add_checked(
         CauseId::ModelTooLarge,
-        lead - 0.05,
-        "if it fails on the first step or at batch size 1, the model's own memory (weights, and for training gradients and optimizer states) fills the device",
+        model,
+        small,
         Some("run one step at batch size 1 and print torch.cuda.memory_allocated() after loading the model: most of the device already gone means the model"),
     );
     r.add_checked(
@@ -729,6 +757,21 @@ mod tests {
         // A named phase decides too.
         e.memory.requested_bytes = Some(GIB);
         assert!(!at(Phase::Backward, &mut e).1);
+    }
+
+    #[test]
+    fn on_a_small_device_the_full_device_differential_leads_with_the_model() {
+        // 3.35 of 4 GiB live, a 72 MiB request, 60 MiB cached but free.
+        let mut e = pytorch(4 * GIB, 72 * MIB, 0);
+        e.memory.allocated_bytes = Some(3430 * MIB);
+        e.memory.reserved_bytes = Some(3490 * MIB);
+        let r = at(Phase::Unknown, &mut e);
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.score(CauseId::BatchTooLarge).is_some());
+        // The same shares on a 24 GiB card keep the batch first.
+        let r = at(Phase::Unknown, &mut holding(20 * GIB));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
     }
 
     #[test]

@@ -808,7 +808,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         [
             format!(
-                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing))\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
                 r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
@@ -2141,6 +2141,28 @@ mod tests {
             "the memory allocation error handling was rewritten",
             "Fixed a memory allocation error in the parser",
             "  Source=Device allocation error",
+        ] {
+            assert!(parse_line(text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_program_that_shows_or_prompts_the_failure_reports_it() {
+        for text in [
+            "When I run the model it prompts an \"out of memory\" error.",
+            "The webui showed CUDA out of memory after the second image.",
+            "nvcc gave an out of memory error at link time.",
+            "Then a dialog pops up with \"Out of memory\".",
+        ] {
+            let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(p.kind, PartKind::Reported, "{text}");
+        }
+        for text in [
+            "If it shows an out of memory error, lower the batch.",
+            "Does it report OOM when the cache is full?",
+            // What a tool does in general, not what happened.
+            "TensorRT reports a build OOM as a missing implementation.",
+            "This snippet gives an OOM error, as intended.",
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }
