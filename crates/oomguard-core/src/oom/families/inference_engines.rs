@@ -50,8 +50,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "smaller than requested bytes",
     // A ggml context's fixed pools (ggml.c, `ggml_new_object` and before it
     // `ggml_new_tensor_impl`: `not enough space in the context's memory
-    // pool (needed N, available M)`, `... in the scratch memory pool`).
-    "ot enough space in the",
+    // pool (needed N, available M)`, `... in the scratch memory pool`);
+    // lower case as ggml prints it (a shorter phrase slows the search).
+    "not enough space in the",
 ];
 /// Words one of which every message `parse` reads holds.
 pub(super) const WORDS: &[&str] = &[
