@@ -66,12 +66,14 @@ impl Parsed {
 /// Where a message states Windows' commit limit (`ERROR_COMMITMENT_LIMIT`,
 /// 1455: "The paging file is too small for this operation to complete"),
 /// as Python's `OSError: [WinError 1455]` prints it in any system
-/// language, and a DLL loader's `Error code 1455`: RAM plus the paging file
+/// language, a DLL loader's `Error code 1455`, and Rust's `io::Error`
+/// (`... (os error 1455)`, as tauri or a Rust server passes it on): RAM plus the paging file
 /// is used up. The parser places the event there; the diagnosis reads the
 /// same words, so both follow this one reading.
 pub(crate) fn windows_commit_limit_at(text: &str) -> Option<usize> {
-    static COMMIT: LazyLock<Regex> =
-        LazyLock::new(|| re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)"));
+    static COMMIT: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)|\(os error 1455\)")
+    });
     COMMIT.find(text).map(|m| m.start())
 }
 
@@ -209,6 +211,14 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
         // raises `... algorithm for:` as an error instead.
         "performance may be suboptimal",
         "failed to determine best cudnn convolution algorithm: ",
+        // XLA's and TensorFlow's redzone checker when it cannot get its
+        // scratch buffer (redzone_allocator / gpu_conv_algorithm_picker:
+        // "Failed to allocate memory for convolution redzone checking;
+        // skipping this check. This is benign and only means that we won't
+        // check cudnn for out-of-bounds reads and writes."): the autotuner
+        // goes on without the check.
+        "this is benign",
+        "skipping this check",
     ];
     // Triton Inference Server falls back to pinned host memory when its CUDA
     // pool is out (core's memory.cc), but backends that need the tensor on
@@ -344,6 +354,10 @@ mod tests {
         ));
         assert!(!says_non_fatal(
             "W0410 13:51:44.743979 1 memory.cc:212] Failed to allocate CUDA memory with byte size 102236160 on GPU 0: CNMEM_STATUS_OUT_OF_MEMORY, falling back to pinned system memory"
+        ));
+        // The redzone checker's notice says it is benign.
+        assert!(says_non_fatal(
+            "W external/xla/xla/service/gpu/buffer_comparator.cc:1054] Failed to allocate memory for convolution redzone checking; skipping this check. This is benign and only means that we won't check cudnn for out-of-bounds reads and writes."
         ));
         // Other fallbacks stay non-fatal.
         assert!(says_non_fatal(

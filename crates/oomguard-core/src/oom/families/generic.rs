@@ -117,10 +117,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     "died due to signal 9",
     "out of heap space",
     // Windows' commit limit (ERROR_COMMITMENT_LIMIT, 1455) as Python's
-    // `OSError: [WinError 1455]` and a DLL loader's `Error code 1455` print
-    // it, in any language of the system.
+    // `OSError: [WinError 1455]`, a DLL loader's `Error code 1455` and
+    // Rust's `io::Error` (`(os error 1455)`) print it, in any language of
+    // the system.
     "WinError 1455",
     "code 1455",
+    "os error 1455",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -144,6 +146,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     // Windows' commit limit, in the system's language.
     "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading \"C:\\Python\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
     "Could not load library cudnn_cnn_infer64_8.dll. Error code 1455",
+    "Error: Failed to map the model file: The paging file is too small for this operation to complete. (os error 1455)",
     // Reports in words.
     "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
     "[Bug]: CUDA OOM (due to flaky profiler?)",
