@@ -38,6 +38,11 @@ pub(super) const TRIGGERS: &[&str] = &[
     "OUT_OF_",
     "out_of_memory",
     "OutOfMemory",
+    // Vulkan's device result as vulkan.hpp names it (`to_string(Result)`:
+    // `vk::Device::allocateMemory: ErrorOutOfDeviceMemory`; the exception
+    // `vk::OutOfDeviceMemoryError`). Its host twin, `ErrorOutOfHostMemory`,
+    // has no phrase of its own: the searchers are full.
+    "OutOfDeviceMemory",
     "RESOURCE_EXHAUSTED",
     // "Resource exhausted"; MLX's `[metal::malloc] Resource limit (N)
     // exceeded`; Boost.Compute's `Out of Resources` (CL_OUT_OF_RESOURCES).
@@ -138,6 +143,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ERROR: Job failed: exit code 137",
     "MIOpen Error: /data/repo/MIOpen/src/hip/handlehip.cpp:68: Memory not available to allocate buffer: 528515072",
     "radv/amdgpu: Not enough memory for command submission.",
+    "ggml_vulkan: vk::Device::allocateMemory: ErrorOutOfDeviceMemory",
     "ManagedCuda.NPP.NPPException: Device allocation error",
     // Found by this layer's `killed`, read by the PyTorch family.
     "RuntimeError: DataLoader worker (pid 4312) is killed by signal: Bus error. It is possible that dataloader's workers are out of shared memory. Please try to raise your shared memory limit.",
@@ -180,7 +186,7 @@ const LOOSE_SIZE: &str =
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     failure: re(concat!(
-        r"(?i:out[ _-]of[ _-](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outofmemory|out_o\s?f_memory|",
+        r"(?i:out[ _-]of[ _-](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outof(?:device|host)?memory|out_o\s?f_memory|",
         r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
         r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
         r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted|",
