@@ -415,6 +415,9 @@ fn model_too_large(event: &OomEvent) -> Vec<Fix> {
     if event.facts.batch_search_exhausted() {
         return fit_model_for_training();
     }
+    if event.facts.context.for_checkpoint {
+        return vec![save_state_on_cpu()];
+    }
     match event.framework {
         Framework::LlamaCpp => llama_layers(event),
         Framework::Vllm => {
@@ -1029,6 +1032,15 @@ fn triton_shared_memory(shm: &SharedMemoryLimit) -> Vec<Fix> {
     ]
 }
 
+fn save_state_on_cpu() -> Fix {
+    fix(
+        FixId::SaveStateOnCpu,
+        "Put the checkpoint's state dict together on the CPU, on rank 0 only",
+        "Saving a full state dict gathers every shard of the model (and of the optimizer's states) onto one GPU that still holds what training keeps there. FSDP can gather onto the CPU of rank 0 instead; DeepSpeed ZeRO-3 can save its shards as they are and merge them afterwards. Training itself needs no change.",
+        Some("# FSDP\nfrom torch.distributed.fsdp import FullStateDictConfig, StateDictType\ncfg = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)\nwith FSDP.state_dict_type(model, StateDictType.FULL_STATE_DICT, cfg):\n    state = model.state_dict()\n# or save sharded: StateDictType.SHARDED_STATE_DICT (torch.distributed.checkpoint)\n# DeepSpeed ZeRO-3: \"stage3_gather_16bit_weights_on_model_save\": false, then\npython zero_to_fp32.py CHECKPOINT_DIR pytorch_model.bin".into()),
+    )
+}
+
 fn fit_model_for_training() -> Vec<Fix> {
     vec![
         fix(
@@ -1078,6 +1090,25 @@ mod tests {
             assert_eq!(fixes[0].id, FixId::RaiseHeapLimit, "{message}");
             assert!(fixes[0].title.contains(title), "{message}");
         }
+    }
+
+    #[test]
+    fn a_checkpoint_gathered_on_the_gpu_is_saved_through_the_cpu() {
+        let mut e = crate::diagnose::causes::testing::event(
+            Framework::PyTorch,
+            crate::oom::MemoryFigures::default(),
+        );
+        assert_ne!(model_too_large(&e)[0].id, FixId::SaveStateOnCpu);
+        e.facts.context.model_states = Some("in _full_pre_state_dict_hook".into());
+        e.facts.context.gathering = true;
+        e.facts.context.for_checkpoint = true;
+        let fixes = model_too_large(&e);
+        assert_eq!(fixes[0].id, FixId::SaveStateOnCpu);
+        assert!(fixes[0]
+            .code
+            .as_deref()
+            .unwrap()
+            .contains("rank0_only=True"));
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub enum FixId {
     SglangTensorParallel,
     /// Shard the model across GPUs or load it quantized or in half precision.
     ShardOrQuantize,
+    /// Gather a checkpoint's full state dict onto the CPU, on rank 0 only.
+    SaveStateOnCpu,
     /// Generate for fewer sequences at once, or fewer new tokens.
     ShorterGeneration,
     /// Split the tensor into chunks, or allow large allocations on Intel XPUs.
@@ -270,6 +272,7 @@ impl FixId {
             FixId::SglangQuantize => "sglang_quantize",
             FixId::SglangTensorParallel => "sglang_tensor_parallel",
             FixId::ShardOrQuantize => "shard_or_quantize",
+            FixId::SaveStateOnCpu => "save_state_on_cpu",
             FixId::ShorterGeneration => "shorter_generation",
             FixId::SplitAllocation => "split_allocation",
             FixId::StopOtherProcess => "stop_other_process",

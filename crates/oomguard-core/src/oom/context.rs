@@ -38,6 +38,11 @@ pub struct ContextEvidence {
     /// Of `model_states`, whether the line gathers parameters across ranks
     /// (ZeRO-3, FSDP) rather than loading or moving them.
     pub gathering: bool,
+    /// Of a gathering `model_states`, whether the gather builds a state dict
+    /// to save a checkpoint (FSDP's full state dict, ZeRO-3's 16-bit
+    /// consolidation, a distributed checkpoint's full state dict): the whole
+    /// model, not a layer, is put together on one GPU.
+    pub for_checkpoint: bool,
     /// Words or logs that show a second model, a switch or a reload in the
     /// same process.
     pub several_models: Option<String>,
@@ -83,14 +88,15 @@ pub struct ContextEvidence {
 impl ContextEvidence {
     /// Readings from two printings of one failure: the first that has each.
     pub fn merge(self, other: ContextEvidence) -> ContextEvidence {
-        let gathering = if self.model_states.is_some() {
-            self.gathering
+        let (gathering, for_checkpoint) = if self.model_states.is_some() {
+            (self.gathering, self.for_checkpoint)
         } else {
-            other.gathering
+            (other.gathering, other.for_checkpoint)
         };
         ContextEvidence {
             model_states: self.model_states.or(other.model_states),
             gathering,
+            for_checkpoint,
             several_models: self.several_models.or(other.several_models),
             kept_alive: self.kept_alive.or(other.kept_alive),
             notebook: self.notebook.or(other.notebook),
@@ -114,6 +120,23 @@ const GATHER: &str = concat!(
     r"fetch_sub_module|_all_?gather_params|all_gather_coalesced|partition_parameters\.py|",
     r"GatheredParameters|\bin _?unshard\b|wait_for_unshard|_all_gather_flat_param|",
     r"foreach_all_gather|\bin all_gather\b",
+);
+
+/// A state dict put together to save a checkpoint: FSDP's full state dict
+/// hooks and the warning its clone prints when that runs out of memory
+/// (`torch/distributed/fsdp/_state_dict_utils.py`), its optimizer-state
+/// gather (`full_optim_state_dict`, `_all_gather_optim_state`), the
+/// distributed checkpoint's `get_model_state_dict`/`_gather_state_dict`,
+/// ZeRO-3's `_zero3_consolidated_16bit_state_dict`, `ZeroRedundancyOptimizer`'s
+/// `consolidate_state_dict`, and a save call of the trainer or the user's
+/// code (`save_model`, `_save_checkpoint`, `save_pretrained`, `fsdp_save_*`):
+/// a GPU that runs out of memory while saving holds the gathered model.
+const SAVE_GATHER: &str = concat!(
+    r"_full_(?:pre|post)_state_dict_hook|_common_unshard_(?:pre|post)_state_dict_hook|",
+    r"Failed to clone\(\) tensor with name|full_optim_state_dict|_all_gather_optim_state|",
+    r"_gather_orig_param_state|\bget_(?:model|optimizer)_state_dict\b|_gather_state_dict|",
+    r"consolidated_16bit_state_dict|\bin save_16bit_model\b|\bin consolidate_state_dict\b|",
+    r"\bin _?save_(?:model|checkpoint|pretrained)\w*\b|\bin \w*fsdp_save\w*\b",
 );
 
 /// Frames and calls that build, move or load weights.
@@ -297,9 +320,11 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         }
     }
     let take = |s: Signal| found[s as usize].clone();
-    let gathered = take(Signal::Gather);
+    let saved = take(Signal::SaveGather);
+    let gathered = saved.clone().or_else(|| take(Signal::Gather));
     ContextEvidence {
         gathering: gathered.is_some(),
+        for_checkpoint: saved.is_some(),
         model_states: gathered
             .or_else(|| take(Signal::ModelFrame))
             .or_else(|| take(Signal::ModelLog)),
@@ -389,6 +414,7 @@ pub(crate) fn ranks_on_first_gpu<'a>(
 /// The signals, in the order of [`SIGNALS`].
 #[derive(Clone, Copy)]
 enum Signal {
+    SaveGather,
     Gather,
     ModelFrame,
     ModelLog,
@@ -403,7 +429,7 @@ enum Signal {
     SecondFramework,
 }
 
-const SIGNAL_COUNT: usize = 12;
+const SIGNAL_COUNT: usize = 13;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -413,6 +439,10 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
         .build([
+            // SAVE_GATHER
+            "state_dict",
+            "failed to clone",
+            "save_",
             // GATHER
             "gather",
             "unshard",
@@ -548,6 +578,7 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 /// Every signal's pattern in one set, so a line is read once.
 static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
     RegexSet::new([
+        SAVE_GATHER,
         GATHER,
         MODEL_FRAMES,
         MODEL_LOGS,
@@ -707,6 +738,33 @@ mod tests {
             let e = around(frame);
             assert!(e.gathering, "{frame}");
             assert_eq!(e.model_states.as_deref(), Some(frame.trim()), "{frame}");
+        }
+    }
+
+    #[test]
+    fn state_dicts_built_to_save_read_as_the_model_gathered_for_a_checkpoint() {
+        for frame in [
+            "  File \".../torch/distributed/fsdp/_state_dict_utils.py\", line 303, in _full_pre_state_dict_hook",
+            "[rank7]:     _common_unshard_pre_state_dict_hook(",
+            ".../fully_sharded_data_parallel.py:2224: UserWarning: Failed to clone() tensor with name lm_head.weight.",
+            "    optim_state = FSDP.full_optim_state_dict(model, optimizer)",
+            "  File \".../deepspeed/runtime/engine.py\", line 3300, in _zero3_consolidated_16bit_state_dict",
+            "  File \".../torch/distributed/checkpoint/state_dict.py\", line 1, in get_model_state_dict",
+            "  File \"/x/transformers/trainer.py\", line 2790, in _save_checkpoint",
+            "  File \"/x/train/fsdp_utils.py\", line 109, in fsdp_save_ckpt",
+        ] {
+            let e = around(frame);
+            assert!(e.gathering && e.for_checkpoint, "{frame}");
+            assert_eq!(e.model_states.as_deref(), Some(frame.trim()), "{frame}");
+        }
+        // Loading a state dict, or a gather that runs a layer, is not a save.
+        for frame in [
+            "  File \".../fsdp/_state_dict_utils.py\", line 849, in _pre_load_state_dict_hook",
+            "  File \"/x/transformers/modeling_utils.py\", line 717, in _load_state_dict_into_meta_model",
+            "  File \".../torch/distributed/fsdp/_flat_param.py\", line 1, in _unshard",
+            "save_steps=500, eval_steps=500",
+        ] {
+            assert!(!around(frame).for_checkpoint, "{frame}");
         }
     }
 

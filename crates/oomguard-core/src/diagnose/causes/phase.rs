@@ -464,16 +464,19 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
         );
     }
     if let Some(line) = &c.model_states {
-        let (score, what) = if c.gathering {
-            (0.8, "parameters are being gathered across ranks (ZeRO-3, FSDP): the full weights of the layers gathered, with each rank's gradients and optimizer states, take the memory, not the batch")
+        let (what, check) = if c.for_checkpoint {
+            ("a state dict is being put together to save a checkpoint (a full state dict of FSDP, ZeRO-3's 16-bit consolidation): the whole model's weights, or its optimizer states, gathered onto one GPU beside what training keeps there, not the batch",
+             "save with the gathered state offloaded to the CPU (FSDP: FullStateDictConfig(offload_to_cpu=True, rank0_only=True); DeepSpeed: stage3_gather_16bit_weights_on_model_save false and zero_to_fp32.py afterwards): a save that then passes was the gather")
+        } else if c.gathering {
+            ("parameters are being gathered across ranks (ZeRO-3, FSDP): the full weights of the layers gathered, with each rank's gradients and optimizer states, take the memory, not the batch", ESTIMATE_WEIGHTS)
         } else {
-            (0.8, "weights are being built, loaded or moved to the device: the model's own memory (and, when training starts, its gradients and optimizer states) fills it before any batch runs")
+            ("weights are being built, loaded or moved to the device: the model's own memory (and, when training starts, its gradients and optimizer states) fills it before any batch runs", ESTIMATE_WEIGHTS)
         };
         r.add_checked(
             CauseId::ModelTooLarge,
-            score,
+            0.8,
             format!("{what} (\"{line}\")"),
-            Some("estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32); for training add gradients and optimizer states (about 16 bytes per parameter with Adam in mixed precision); compare with the device"),
+            Some(check),
         );
         if let Some(cell) = &c.notebook {
             r.add_checked(
@@ -497,6 +500,9 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
         );
     }
 }
+
+/// The check that sets the model's own memory against the device.
+const ESTIMATE_WEIGHTS: &str = "estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32); for training add gradients and optimizer states (about 16 bytes per parameter with Adam in mixed precision); compare with the device";
 
 /// Share of the device the weights of the model the text names must take
 /// for the model to rank first: with half the card gone to weights, what a
@@ -892,6 +898,23 @@ mod tests {
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         assert!(r.0[0].evidence.contains("in fetch_sub_module"));
         assert!(r.0[0].check.is_some());
+    }
+
+    #[test]
+    fn a_state_dict_gathered_to_save_is_the_model_with_the_offload_as_check() {
+        let r = with_context(crate::oom::ContextEvidence {
+            model_states: Some("in _full_pre_state_dict_hook".into()),
+            gathering: true,
+            for_checkpoint: true,
+            ..Default::default()
+        });
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert!(r.0[0].evidence.contains("save a checkpoint"));
+        assert!(r.0[0]
+            .check
+            .as_deref()
+            .unwrap()
+            .contains("offload_to_cpu=True"));
     }
 
     #[test]
