@@ -23,6 +23,15 @@ use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 use std::sync::LazyLock;
 
+/// A loop head that draws the next batch from a loader (`for i, (x, y) in
+/// enumerate(train_loader):`, `for b in tqdm(self.val_dataloader, ...):`),
+/// for the frame rules and the sentences that name where a failure came.
+macro_rules! loop_head {
+    () => {
+        r"for\b[^\n]{0,80}?\bin\s+(?:(?:enumerate|tqdm|iter)\(\s*)*(?:self\.)?\w*loader\w*\b[^\n]{0,40}?:"
+    };
+}
+
 /// How a rule's phase ranks against the others (see the module's rule).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Rank {
@@ -117,7 +126,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // generator thread, tf.data's iterator, 🤗 datasets' map.
                 r"pandas[/\\](?:io|core)[/\\]|pandas[/\\]_libs[/\\]parsers|pandas\._libs\.parsers|",
                 r"\bread_(?:json|table|feather|orc|hdf|excel|fwf)\(|cudf[/\\]io[/\\]|",
-                r"data_generator_task|iterator_ops\.py|datasets[/\\]arrow_dataset\.py|in _?preprocess\w*\b",
+                r"data_generator_task|iterator_ops\.py|datasets[/\\]arrow_dataset\.py|in _?preprocess\w*\b|",
+                // The loop head that draws the next batch from a loader:
+                // the frame that shows it is iterating, not running the model.
+                r"\b",
+                loop_head!(),
             ),
         ),
         (
@@ -681,6 +694,9 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
         (
             Phase::DataLoading,
             concat!(
+                // "at `for i, (x, y) in enumerate(train_loader):`".
+                loop_head!(),
+                "|",
                 r"(?:reading\b|preprocess\w*|tokeniz\w*|",
                 r"load(?:ing)?\s+(?:the\s+|my\s+|a\s+)?(?:\S+\s+)?(?:data|datasets?|batch\w*|csv|images|corpus)\b)",
             ),
@@ -1211,6 +1227,14 @@ mod tests {
             ),
             Some(Phase::ModelLoad)
         );
+        // A loader's loop head named as where it failed.
+        assert_eq!(
+            phase(
+                "Massive RAM requirement",
+                "I got `OSError: [Errno 12] Cannot allocate memory` at `for i, (v, b, q, a) in enumerate(train_loader):`."
+            ),
+            Some(Phase::DataLoading)
+        );
         // The call named in backticks or quotes.
         assert_eq!(
             phase(
@@ -1497,6 +1521,25 @@ mod tests {
         // pandas building a frame: data loading.
         assert_eq!(
             phase("  File \"/x/pandas/core/internals.py\", line 4107, in _stack_arrays\n    stacked = np.empty(shape, dtype=dtype)\n"),
+            Some(Phase::DataLoading)
+        );
+        // A loop head drawing the next batch from a loader: data loading.
+        for head in [
+            "    for i, (v, b, q, a) in enumerate(train_loader):",
+            "    for batch in tqdm(self.val_dataloader, desc=\"eval\"):",
+            "    for x, y in loader:",
+        ] {
+            assert_eq!(
+                phase(&format!(
+                    "  File \"/w/train.py\", line 88, in train\n{head}\n"
+                )),
+                Some(Phase::DataLoading),
+                "{head}"
+            );
+        }
+        // A loop over something else is no loader.
+        assert_ne!(
+            phase("  File \"/w/train.py\", line 88, in train\n    for layer in self.layers:\n"),
             Some(Phase::DataLoading)
         );
     }

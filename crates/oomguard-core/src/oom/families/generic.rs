@@ -153,6 +153,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading \"C:\\Python\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
     "Could not load library cudnn_cnn_infer64_8.dll. Error code 1455",
     "Error: Failed to map the model file: The paging file is too small for this operation to complete. (os error 1455)",
+    // std::bad_alloc in Microsoft's C++ runtime.
+    "OnnxRuntimeGenAIException: 'bad allocation' when option `max_length` is not set",
     // Reports in words.
     "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
     "[Bug]: CUDA OOM (due to flaky profiler?)",
@@ -205,6 +207,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // A single buffer above the runtime's limit (Metal's maximum buffer size).
         r"(?:greater\s*than|exceeds?)\s*the\s*maximum\s*(?:allowed\s*)?(?:buffer|allocation)\s*size|",
         r"\bbad_alloc\b|MemoryError\b|内存不足|",
+        // std::bad_alloc's text in Microsoft's C++ runtime (vcruntime_exception.h:
+        // `bad_alloc() noexcept : exception("bad allocation", 1)`), as a
+        // Windows program or its Python binding prints it.
+        r"\bbad\s*allocation\b|",
         // MIOpen's handle refusing a buffer (src/hip/handlehip.cpp:
         // `Memory not available to allocate buffer: N`).
         r"[Mm]emory\s*not\s*available\s*to\s*allocate\b|",
@@ -384,16 +390,19 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
     // mention. A paste that opens with a backtick and runs on is not, nor a
     // span that holds the C++ runtime's abort banner before the phrase
     // (`terminate called after throwing`, libc++abi's `terminating due to
-    // uncaught exception`): nobody writes those to name a case.
+    // uncaught exception`), nor one that opens with the raised exception's
+    // class and its colon, as Python and Java print an error (`OSError:
+    // [Errno 12] Cannot allocate memory`): nobody writes those to name a case.
     let ticks = before.matches('`').count();
     if ticks % 2 == 1 && text[at..].chars().take(60).any(|c| c == '`') {
-        static ABORT: LazyLock<Regex> = LazyLock::new(|| {
-            re(
-                r"terminate\s*called\s*after\s*throwing|terminating\s*due\s*to\s*uncaught\s*exception",
-            )
+        static PRINTED: LazyLock<Regex> = LazyLock::new(|| {
+            re(concat!(
+                r"terminate\s*called\s*after\s*throwing|terminating\s*due\s*to\s*uncaught\s*exception|",
+                r"^\s*[\w.]*(?:Error|Exception):\s*(?:\[\w+\s*-?\d+\]\s*)?$",
+            ))
         });
         let span = &before[before.rfind('`').map_or(0, |i| i + 1)..];
-        if !ABORT.is_match(span) {
+        if !PRINTED.is_match(span) {
             return false;
         }
     }
@@ -1366,7 +1375,8 @@ pub(crate) fn job_memory_request(lines: &[String]) -> Option<u64> {
 }
 
 /// The message from the start of the sentence that holds the phrase (an
-/// exception class, a log tag) to the end of the line.
+/// exception class, a log tag) to the end of the line, or to the end of
+/// the code span it was quoted in (`I got `OSError: ...` at ...`).
 pub(super) fn message_at(text: &str, at: usize) -> String {
     static MARKER: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(r"(?:[A-Za-z_][\w.:]*(?:Error|Exception)\s*:\s|\[E\]|ERROR\b|what\(\):|terminate called)")
@@ -1376,7 +1386,12 @@ pub(super) fn message_at(text: &str, at: usize) -> String {
         .find_iter(&text[..at])
         .last()
         .map_or(0, |m| m.start());
-    let msg = text[start..].trim();
+    let in_span = text[..start].matches('`').count() % 2 == 1;
+    let end = in_span
+        .then(|| text[at..].find('`').map(|i| at + i))
+        .flatten()
+        .unwrap_or(text.len());
+    let msg = text[start..end].trim();
     match msg.char_indices().nth(4096) {
         Some((i, _)) => format!("{}…", &msg[..i]),
         None => msg.to_string(),
@@ -1436,7 +1451,10 @@ fn framework_named(text: &str) -> Framework {
         Framework::PyTorch
     } else if text.contains("tensorflow") || text.contains("TensorFlow") {
         Framework::TensorFlow
-    } else if text.contains("onnxruntime") || text.contains("ONNXRuntime") {
+    } else if text.contains("onnxruntime")
+        || text.contains("ONNXRuntime")
+        || text.contains("OnnxRuntime")
+    {
         Framework::OnnxRuntime
     } else {
         Framework::Other
@@ -1480,7 +1498,7 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             (
                 DeviceKind::Cpu,
                 re(concat!(
-                    r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM|",
+                    r"\bMemoryError|_ArrayMemoryError|numpy|\bhost\b|\bRAM\b|bad_alloc|\bbad\s*allocation\b|DefaultCPUAllocator|posix_memalign|\bmalloc\b|\bmmap\b|ENOMEM|",
                     // The C library's allocators and the drop-in ones
                     // (Intel MKL's `mkl_malloc`, jemalloc's, tcmalloc's,
                     // mimalloc's, Windows' `_aligned_malloc`).
@@ -1832,6 +1850,36 @@ mod tests {
         let e = event("RuntimeError: out of memory (memory limit too low?)");
         assert!(!e.facts.oom_killer());
         assert_eq!(e.facts.memory_limit, container);
+    }
+
+    #[test]
+    fn std_bad_alloc_as_microsoft_s_runtime_words_it_is_the_failure() {
+        for line in [
+            "OnnxRuntimeGenAIException: 'bad allocation' when option `max_length` is not set",
+            "MemoryError: bad allocation",
+            "Unhandled exception: bad allocation",
+        ] {
+            let e = parse_line(line).expect(line);
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{line}");
+        }
+        for line in [
+            "A bad allocation of work across the nodes slows the job",
+            "it crashed with a `bad allocation` exception",
+        ] {
+            assert!(parse_line(line).is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn an_exception_printed_in_backticks_in_a_sentence_is_the_failure() {
+        let e = parse_line(
+            "I got `OSError: [Errno 12] Cannot allocate memory` at `for i, b in enumerate(loader):`.",
+        )
+        .expect("a raised error quoted in a sentence");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.message, "OSError: [Errno 12] Cannot allocate memory");
+        // A name in a code span, with no class and colon before it, stays a mention.
+        assert!(parse_line("It handles `Cannot allocate memory` by retrying").is_none());
     }
 
     #[test]
