@@ -101,10 +101,13 @@ static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     .expect("pattern compiles")
 });
 
-/// APIs that run on any vendor's GPU (Vulkan, OpenCL): the card's name does
-/// not say which runtime ran out.
-static CROSS_VENDOR_API: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i:vulkan|\bvk::|opencl)|\bCL_").expect("pattern compiles"));
+/// APIs that run on any vendor's GPU (Vulkan, OpenCL, DirectML and
+/// torch-directml's `not enough GPU video memory`): the card's name does not
+/// say which runtime ran out.
+static CROSS_VENDOR_API: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:vulkan|\bvk::|opencl|directml)|\bCL_|GPU video memory")
+        .expect("pattern compiles")
+});
 
 /// torch_xla prints XLA's words (`RESOURCE_EXHAUSTED`, `hbm`) but is
 /// PyTorch: its C++ client raises `RuntimeError: Bad StatusOr access`
@@ -195,7 +198,11 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         // An ASCII boundary: Chinese reports run the words on ("报错CUDA out of memory").
         r"(?i:(?-u:\b)cuda\s+out\s+of\s+memory\b)|RuntimeError:\s*(?i:cuda\s+error:\s*out\s+of\s+memory)|",
         r"Device-side assertion tracking was not enabled|TORCH_USE_(?:CUDA|HIP)_DSA|\bAcceleratorError\b|\btorch\.(?:cuda\.)?OutOfMemoryError\b|",
-        r"(?:site|dist)-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]",
+        r"(?:site|dist)-packages[/\\](?:torch|transformers|diffusers|vllm|accelerate|peft|pytorch_lightning|lightning|sglang|deepspeed)[/\\]|",
+        // Image generators built on PyTorch: ComfyUI's error report
+        // (app/logger's "# ComfyUI Error Report") and its frames, the
+        // webui's frames.
+        r"ComfyUI Error Report|\b(?:ComfyUI|comfy|stable-diffusion-webui(?:-forge)?)[/\\]\w+\.py",
     ))
     .expect("pattern compiles")
 });
@@ -525,6 +532,9 @@ mod tests {
             ("When switching models a torch \"out of memory\" error appeared.", "RuntimeError: out of memory"),
             ("I run `deepspeed pretrain.py --deepspeed ds_config_zero3.json`", "I get CUDA OOM if I try to train"),
             ("model = nn.DataParallel(model)", "RuntimeError: after cudaLaunch in triple_chevron_launcher::launch(): out of memory"),
+            // An app built on PyTorch: ComfyUI's report and its frames.
+            ("# ComfyUI Error Report", "- **Exception Message:** Could not allocate tensor with 2025000000 bytes."),
+            ("  File \"D:\\SD\\ComfyUI\\execution.py\", line 323, in execute", "RuntimeError: Could not allocate tensor with 2025000000 bytes."),
         ] {
             assert_eq!(refined(Framework::Other, DeviceKind::Cuda, raw, before).framework, Framework::PyTorch, "{before}");
         }

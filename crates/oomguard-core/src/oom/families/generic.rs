@@ -297,7 +297,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"\bexit\s*status\s*:?\s*-9\b|\breturn\s*code\s*=\s*-9\b|SIGKILL\s*\(\s*-9\s*\))",
     )),
     code_like: re(concat!(
-        r#"^(?:[+\-]\s|case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
+        // A diff's line, not a Markdown list item with a bold key and its
+        // colon (ComfyUI's error report: `- **Exception Message:** ...`).
+        r#"^[+\-]\s*$|^[+\-]\s(?:[^*]|\*[^*]|\*\*[^*\n]*(?:[^:*\n]\*|\*[^*]))|^(?:case\s|#\s*define|return\s|raise\s|except\s|if\s|elif\s|//|/\*|\*\s|>>>|def\s|class\s)|"#,
         // An arrow (`=>`), not PBS's `=>> PBS: job killed` banner.
         r#"XXXX|%s|\{\}|=>(?:[^>]|$)"#
     )),
@@ -320,7 +322,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     size_exact: re(concat!(
         r"\((\d+)\s*bytes\)|cannot\s*allocate\s*(\d+)-byte\s*block|resource\[\w*Memory\]\s*with\s*info\s*\[size:(\d+)\]|\bAlloc\s*(\d+)\s*error!|",
         // MIOpen's refused buffer, in bytes (src/hip/handlehip.cpp).
-        r"not\s*available\s*to\s*allocate\s*buffer:\s*(\d+)\b",
+        r"not\s*available\s*to\s*allocate\s*buffer:\s*(\d+)\b|",
+        // A tensor's bytes as torch-directml words its refusal (`Could not
+        // allocate tensor with N bytes. There is not enough GPU video memory
+        // available!`).
+        r"allocate\s*tensor\s*with\s*(\d+)\s*bytes\b",
     )),
     size_requested: re(
         r"(?i:requested\s*(?:amount\s*of\s*(?:gpu\s*)?memory|size\s*was|buffer\s*of\s*size)\s*(?:was\s*)?\(?\s*(\d+)\s*(?:bytes)?)",
@@ -1391,7 +1397,11 @@ pub(super) fn message_at(text: &str, at: usize) -> String {
         .then(|| text[at..].find('`').map(|i| at + i))
         .flatten()
         .unwrap_or(text.len());
+    // A Markdown item's bold key before the message (`- **Exception
+    // Message:** ...`) is no part of it.
+    static BOLD_KEY: LazyLock<Regex> = LazyLock::new(|| re(r"^\s*[-*]\s+\*\*[^*\n]{1,40}:\*\*\s*"));
     let msg = text[start..end].trim();
+    let msg = BOLD_KEY.find(msg).map_or(msg, |k| &msg[k.end()..]);
     match msg.char_indices().nth(4096) {
         Some((i, _)) => format!("{}…", &msg[..i]),
         None => msg.to_string(),
@@ -1521,7 +1531,9 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             ),
         ]
     });
-    if text.contains("OpenCL") || text.contains("CL_") {
+    // OpenCL and DirectML (torch-directml: `There is not enough GPU video
+    // memory available!`) run on any vendor's GPU: the words name none.
+    if text.contains("OpenCL") || text.contains("CL_") || text.contains("GPU video memory") {
         return DeviceKind::Unknown;
     }
     let kind = KINDS
@@ -1850,6 +1862,21 @@ mod tests {
         let e = event("RuntimeError: out of memory (memory limit too low?)");
         assert!(!e.facts.oom_killer());
         assert_eq!(e.facts.memory_limit, container);
+    }
+
+    #[test]
+    fn a_markdown_item_with_a_bold_key_is_no_diff_line() {
+        // ComfyUI's error report, DirectML's wording.
+        let e = parse_line("- **Exception Message:** Could not allocate tensor with 2025000000 bytes. There is not enough GPU video memory available!")
+            .expect("the report's message");
+        assert!(
+            e.message.starts_with("Could not allocate tensor"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.memory.requested_bytes, Some(2_025_000_000));
+        assert_eq!(e.device.kind, DeviceKind::Unknown);
+        assert!(parse_line("- Could not allocate tensor with 2025000000 bytes").is_none());
     }
 
     #[test]
