@@ -254,8 +254,13 @@ static PADDLE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// (`llm_load_print_meta:`, `llama_model_load:`, `llama_new_context_with_model:`,
 /// `llama_kv_cache_init:`; src/llama*.cpp).
 static LLAMA_CPP_LOG: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\b(?:llm_load_\w+|llama_model_load\w*|llama_new_context\w*|llama_kv_cache_init|llama_init_from_model):")
-        .expect("pattern compiles")
+    Regex::new(concat!(
+        r"\b(?:llm_load_\w+|llama_model_load\w*|llama_new_context\w*|llama_kv_cache_init|llama_init_from_model):|",
+        // llama.cpp's programs and its release builds (`llama-server`,
+        // `llama-cli`, `llama-b6996-bin-ubuntu-vulkan-x64`).
+        r"\bllama-(?:server|cli|bench|b\d{4}-bin)\b",
+    ))
+    .expect("pattern compiles")
 });
 
 fn framework_of(
@@ -437,6 +442,22 @@ mod tests {
             DeviceKind::Unknown,
             "clEnqueueNDRangeKernel: -4",
             "",
+        );
+        assert_eq!(p.framework, Framework::Other);
+        // Its programs and release builds named above a failure.
+        for before in [
+            "llama-b6996-bin-ubuntu-vulkan-x64",
+            "./llama-server -m m.gguf -ngl 99",
+        ] {
+            let raw = "radv/amdgpu: Not enough memory for command submission.";
+            let p = refined(Framework::Other, DeviceKind::Unknown, raw, before);
+            assert_eq!(p.framework, Framework::LlamaCpp, "{before}");
+        }
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "out of memory",
+            "pip install llama-index",
         );
         assert_eq!(p.framework, Framework::Other);
     }

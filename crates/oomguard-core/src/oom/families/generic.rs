@@ -425,7 +425,8 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
         re(concat!(
             // A component's tag before the phrase (`ggml_vulkan:`,
             // `radv/amdgpu:`, `ggml-cuda:`) names who failed.
-            r"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*[\w./-]+:\s*$|",
+            // The line may open with the quote mark of a pasted message.
+            r#"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*["'“]?[\w./-]+:\s*$|"#,
             // .NET's exception properties as a debugger dumps them
             // (`HResult=...`, `Message=...`, `Source=...`).
             r"^\s*Message\s*=\s*$",
@@ -832,7 +833,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         [
             format!(
-                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|giving|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
                 r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
@@ -1865,6 +1866,15 @@ mod tests {
     }
 
     #[test]
+    fn a_component_s_message_quoted_on_its_own_line_is_the_failure() {
+        let e = parse_line("\"radv/amdgpu: Not enough memory for command submission.\" This problem did not exist in earlier versions.")
+            .expect("Mesa's RADV message, quoted");
+        assert!(e.message.contains("radv/amdgpu"), "{}", e.message);
+        // Prose that quotes no component keeps the phrase a mention.
+        assert!(parse_line("\"Not enough memory\" is what the docs call it.").is_none());
+    }
+
+    #[test]
     fn a_markdown_item_with_a_bold_key_is_no_diff_line() {
         // ComfyUI's error report, DirectML's wording.
         let e = parse_line("- **Exception Message:** Could not allocate tensor with 2025000000 bytes. There is not enough GPU video memory available!")
@@ -2237,6 +2247,7 @@ mod tests {
             "The webui showed CUDA out of memory after the second image.",
             "nvcc gave an out of memory error at link time.",
             "Then a dialog pops up with \"Out of memory\".",
+            "i have 40GB of vram space still it is giving OOM",
         ] {
             let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(p.kind, PartKind::Reported, "{text}");
