@@ -46,27 +46,31 @@ fn searched_phrases() -> Vec<&'static str> {
         .collect()
 }
 
-/// The searchers, each for an even share of [`searched_phrases`] small
-/// enough for the fast packed search, with the index in that list of each
-/// of its phrases. The phrases are shared out in byte order: the packed
-/// search buckets phrases by their first bytes, and phrases that begin
-/// alike in one searcher left fewer false candidates to check. Timing the
-/// search alone (a stand-alone loop of these searchers over 1 MiB chunks,
-/// 75 phrases, best of two runs; `scripts/bench-explain.sh` times the whole
-/// scan against grep), two
-/// searchers so filled took 0.50 s on the 1 GiB benchmark log, as one
-/// searcher of the 63 phrases before them did, against 0.60 s filled in
-/// list order and 0.72 s for three; on 300 MiB of the corpus files' texts,
-/// dense with failures, 0.53 s against 0.62 s in list order and 0.69 s for
-/// the one searcher of 63.
+/// The searchers of [`searched_phrases`], with the index in that list of
+/// each of their phrases. aho-corasick's packed search (Teddy) compares as
+/// many leading bytes as its shortest phrase has, up to four, and runs its
+/// slim form, 32 bytes a step, for up to 32 phrases, its fat form, 16 bytes a
+/// step, for up to 64 (`packed/teddy/builder.rs`). So the first searcher is a
+/// slim one: it takes the phrases shorter than four bytes (`OOM`) and the
+/// first others in byte order up to 32; the rest, in byte order too (phrases
+/// that begin alike share buckets and leave fewer false candidates), go to
+/// as few fat searchers as hold them, in even shares. Timed on the 1 GiB
+/// benchmark log (`scripts/bench-explain.sh`, five runs alternating): 0.59 s
+/// against 0.62-0.70 s for two even shares of 40 in byte order, where
+/// `OOM` shortened a fat searcher's mask to three bytes. Earlier measures of
+/// the search alone (75 phrases): two even searchers 0.50 s, three 0.72 s,
+/// one automaton past Teddy's 64 phrases 1.94 s.
 static FINDERS: LazyLock<Vec<(Vec<usize>, AhoCorasick)>> = LazyLock::new(|| {
     let phrases = searched_phrases();
     let mut order: Vec<usize> = (0..phrases.len()).collect();
-    order.sort_by_key(|&i| phrases[i].as_bytes());
-    let searchers = phrases.len().div_ceil(PHRASES_PER_SEARCHER).max(1);
-    let share = phrases.len().div_ceil(searchers).max(1);
-    order
-        .chunks(share)
+    order.sort_by_key(|&i| (phrases[i].len() >= PACKED_MASK, phrases[i].as_bytes()));
+    let slim = order.len().min(SLIM_PHRASES);
+    let rest = &order[slim..];
+    let fat_max = 2 * PHRASES_PER_SEARCHER - SLIM_PHRASES;
+    let fat = rest.len().div_ceil(fat_max);
+    let share = rest.len().div_ceil(fat.max(1)).max(1);
+    std::iter::once(&order[..slim])
+        .chain(rest.chunks(share))
         .map(|ids| {
             let finder = AhoCorasick::builder()
                 .match_kind(MatchKind::LeftmostFirst)
@@ -76,6 +80,12 @@ static FINDERS: LazyLock<Vec<(Vec<usize>, AhoCorasick)>> = LazyLock::new(|| {
         })
         .collect()
 });
+
+/// The leading bytes the packed search compares at most.
+const PACKED_MASK: usize = 4;
+
+/// The most phrases the packed search takes in its slim form.
+const SLIM_PHRASES: usize = 32;
 
 /// Where a phrase starts in `hay`, in order, with its index in
 /// [`searched_phrases`], into `hits`. Two searchers' hits may overlap or
@@ -836,6 +846,21 @@ mod tests {
             "Error: Unable to allocate 16 bytes.",
             below
         ));
+    }
+
+    #[test]
+    fn the_short_phrases_share_the_slim_searcher_and_the_rest_fit_fat_ones() {
+        let phrases = searched_phrases();
+        let (slim, fat) = FINDERS.split_first().expect("a searcher");
+        assert!(slim.0.len() <= SLIM_PHRASES);
+        for (i, p) in phrases.iter().enumerate() {
+            if p.len() < PACKED_MASK {
+                assert!(slim.0.contains(&i), "{p:?}");
+            }
+        }
+        assert!(fat.iter().all(|(ids, _)| ids.len() <= 64));
+        let all: usize = FINDERS.iter().map(|(ids, _)| ids.len()).sum();
+        assert_eq!(all, phrases.len());
     }
 
     #[test]

@@ -39,11 +39,12 @@ const FAMILY_TRIGGERS: &[&[&str]] = &[
 /// trigger specific: one that fires on ordinary log lines slows the scan,
 /// though the parsers still reject the lines.
 ///
-/// The scanner splits them over packed SIMD searchers (aho-corasick's
-/// Teddy), each of at most [`PHRASES_PER_SEARCHER`]: one searcher past 64
-/// patterns gives way to a much slower automaton (1.94 s against 0.50 s on
-/// the 1 GiB benchmark log for 75 phrases), and three searchers took
-/// longer than two (see `scan::FINDERS`). Keep the list within
+/// The scanner splits them over two packed SIMD searchers (aho-corasick's
+/// Teddy; a slim one that holds the phrases under four bytes, and a fat one,
+/// see `scan::FINDERS`), together at most twice [`PHRASES_PER_SEARCHER`]:
+/// one searcher past 64 patterns gives way to a much slower automaton (1.94 s
+/// against 0.50 s on the 1 GiB benchmark log for 75 phrases), and three
+/// searchers took longer than two. Keep the list within
 /// two searchers; a wording past that goes in under a
 /// shorter phrase that several wordings share (`t allocate` finds `cannot
 /// allocate`, `can't allocate` and `could not allocate`). The search is
