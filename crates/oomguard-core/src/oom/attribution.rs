@@ -224,6 +224,13 @@ static PYTORCH_NAMED: LazyLock<Regex> = LazyLock::new(|| {
 static VLLM_NAMED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)vllm(?-u:\b))").expect("pattern compiles"));
 
+/// vLLM started by its own command or module (`vllm serve MODEL`, `python -m
+/// vllm.entrypoints.openai.api_server`) in the lines above an error no
+/// parser attributed: the engine printed it.
+static VLLM_STARTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\bvllm\s+serve\b|\bvllm\.entrypoints\b").expect("pattern compiles")
+});
+
 /// TensorFlow's own words: its status class (`ResourceExhaustedError`,
 /// tensorflow/python/framework/errors_impl.py), its Python tree in frames,
 /// and its stream executor's `failed to allocate N from device:`
@@ -315,6 +322,9 @@ fn framework_of(
     // serving engine it ran ("out of memory running mixtral in vllm
     // 0.2.7"): the engine, ahead of the PyTorch it runs on.
     if matches!(parsed.kind, PartKind::Reported | PartKind::Title) && around_or_then(&VLLM_NAMED) {
+        return Some(Framework::Vllm);
+    }
+    if around(&VLLM_STARTED) {
         return Some(Framework::Vllm);
     }
     // Runtimes that word their own errors keep them: CTranslate2's (`CUDA
@@ -460,6 +470,18 @@ mod tests {
             "pip install llama-index",
         );
         assert_eq!(p.framework, Framework::Other);
+    }
+
+    #[test]
+    fn an_error_under_vllm_s_own_command_is_vllm_s() {
+        let raw = "ValueError: Paged attention: not enough Metal memory for KV cache.";
+        let under =
+            |before: &str| refined(Framework::Other, DeviceKind::Mps, raw, before).framework;
+        assert_eq!(
+            under("vllm serve openai/gpt-oss-20b --max-model-len 8192"),
+            Framework::Vllm
+        );
+        assert_eq!(under("pip install vllm-metal"), Framework::Other);
     }
 
     #[test]

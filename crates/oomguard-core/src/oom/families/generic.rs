@@ -63,7 +63,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     // "cannot allocate", "can't allocate", "could not allocate".
     "t allocate",
     "ould not be allocated",
-    "ot enough memory",
+    // "Not enough memory", "not enough GPU memory", "not enough Metal memory
+    // for KV cache" (vllm-metal), "not enough space in the context's memory
+    // pool" (ggml).
+    "ot enough ",
     // "insufficient memory", "Insufficient Memory".
     "nsufficient",
     // Rust's allocation-error hook (`memory allocation of N bytes failed`,
@@ -190,7 +193,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     failure: re(concat!(
         r"(?i:out[ _-]of[ _-](?:device[ _]|host[ _]|gpu[ _]|the[ _])?memory|outof(?:device|host)?memory|out_o\s?f_memory|",
         r"(?:failed|unable|cannot|can't|could\s*not)\s*(?:to\s*)?(?:allocate|alloc)\b|could\s*not\s*be\s*allocated|",
-        r"not\s*enough\s*(?:gpu\s*|device\s*|host\s*)?memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
+        // The memory named by its device or kind, up to two words
+        // (`not enough GPU video memory`, `not enough Metal memory`), not
+        // the on-chip shared memory of a kernel.
+        r"not\s*enough\s*(?:(?:gpu|device|host|metal|system|free|video|vram|cuda|unified|physical|available)\s*){0,2}memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
         r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted|",
         // NPP's NPP_MEMORY_ALLOCATION_ERR as ManagedCuda words it (`NPPException:
         // Device allocation error`), and C libraries' `Memory allocation error`.
@@ -404,7 +410,11 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
         static PRINTED: LazyLock<Regex> = LazyLock::new(|| {
             re(concat!(
                 r"terminate\s*called\s*after\s*throwing|terminating\s*due\s*to\s*uncaught\s*exception|",
-                r"^\s*[\w.]*(?:Error|Exception):\s*(?:\[\w+\s*-?\d+\]\s*)?$",
+                r"^\s*[\w.]*(?:Error|Exception):\s*(?:\[\w+\s*-?\d+\]\s*)?$|",
+                // A runtime's own prefix (`CUDA error: out of memory`), and a
+                // log line cut from its source location (`bfc_arena.cc ...
+                // Failed to allocate memory for requested buffer`).
+                r"^\s*\w+\s+(?i:error):\s*$|^\s*[\w./-]+\.(?:cc|cpp|cxx|c|h|hpp|cu|py|rs|go)\b",
             ))
         });
         let span = &before[before.rfind('`').map_or(0, |i| i + 1)..];
@@ -429,7 +439,10 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             r#"(?i:error|exception|fatal|failed|failure|abort|terminate|what\(\)|\[E\]|panic)|^[EF]\d{4}\s|报错|错误|^\s*["'“]?[\w./-]+:\s*$|"#,
             // .NET's exception properties as a debugger dumps them
             // (`HResult=...`, `Message=...`, `Source=...`).
-            r"^\s*Message\s*=\s*$",
+            r"^\s*Message\s*=\s*$|",
+            // The source location a C++ or Python log line starts with
+            // (`bfc_arena.cc:380]`, `bfc_arena.cc ...` as a reporter cuts it).
+            r"\b[\w-]+\.(?:cc|cpp|cxx|c|h|hpp|cu|py|rs|go)(?::\d+)?\]?[\s.…]*$",
         ))
     });
     // An exception class opening a line and followed by prose, not by its
@@ -1465,6 +1478,11 @@ fn framework_named(text: &str) -> Framework {
     } else if text.contains("onnxruntime")
         || text.contains("ONNXRuntime")
         || text.contains("OnnxRuntime")
+        || text.contains("ONNX Runtime")
+        // Its arena (onnxruntime/core/framework/bfc_arena.cc); TensorFlow's
+        // is `bfc_allocator.cc`.
+        || text.contains("BFCArena")
+        || text.contains("bfc_arena")
     {
         Framework::OnnxRuntime
     } else {
@@ -1890,6 +1908,17 @@ mod tests {
     }
 
     #[test]
+    fn not_enough_memory_named_by_its_kind_is_a_failure() {
+        for line in [
+            "ValueError: Paged attention: not enough Metal memory for KV cache.",
+            "RuntimeError: not enough GPU memory to load the model",
+        ] {
+            assert!(parse_line(line).is_some(), "{line}");
+        }
+        assert!(parse_line("error: not enough shared memory for this kernel").is_none());
+    }
+
+    #[test]
     fn std_bad_alloc_as_microsoft_s_runtime_words_it_is_the_failure() {
         for line in [
             "OnnxRuntimeGenAIException: 'bad allocation' when option `max_length` is not set",
@@ -1915,6 +1944,12 @@ mod tests {
         .expect("a raised error quoted in a sentence");
         assert_eq!(e.device.kind, DeviceKind::Cpu);
         assert_eq!(e.message, "OSError: [Errno 12] Cannot allocate memory");
+        for line in [
+            "processing the request crashes with `CUDA error: out of memory` on 160Gb",
+            "the arena fragments → `bfc_arena.cc ... Failed to allocate memory for requested buffer` on every batch",
+        ] {
+            assert!(parse_line(line).is_some(), "{line}");
+        }
         // A name in a code span, with no class and colon before it, stays a mention.
         assert!(parse_line("It handles `Cannot allocate memory` by retrying").is_none());
     }

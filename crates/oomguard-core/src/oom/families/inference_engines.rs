@@ -33,7 +33,7 @@ pub(super) const TRIGGERS: &[&str] = &[
     "KV cache",
     "on startup is less than desired",
     // SGLang's `Not enough memory. Please try to increase --mem-fraction-static.`
-    "ot enough memory",
+    "ot enough ",
     // Ollama's check before it loads a model (llm/server.go): `model
     // requires more system memory (X) than is available (Y)`.
     "more system memory",
