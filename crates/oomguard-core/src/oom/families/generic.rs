@@ -38,11 +38,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     "OUT_OF_",
     "out_of_memory",
     "OutOfMemory",
-    // Vulkan's device result as vulkan.hpp names it (`to_string(Result)`:
-    // `vk::Device::allocateMemory: ErrorOutOfDeviceMemory`; the exception
-    // `vk::OutOfDeviceMemoryError`). Its host twin, `ErrorOutOfHostMemory`,
-    // has no phrase of its own: the searchers are full.
+    // Vulkan's results as vulkan.hpp names them (`to_string(Result)`:
+    // `vk::Device::allocateMemory: ErrorOutOfDeviceMemory`, its host twin
+    // `ErrorOutOfHostMemory`; the exceptions `vk::OutOfDeviceMemoryError`,
+    // `vk::OutOfHostMemoryError`).
     "OutOfDeviceMemory",
+    "OutOfHostMemory",
     "RESOURCE_EXHAUSTED",
     // "Resource exhausted"; MLX's `[metal::malloc] Resource limit (N)
     // exceeded`; Boost.Compute's `Out of Resources` (CL_OUT_OF_RESOURCES).
@@ -156,6 +157,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading \"C:\\Python\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
     "Could not load library cudnn_cnn_infer64_8.dll. Error code 1455",
     "Error: Failed to map the model file: The paging file is too small for this operation to complete. (os error 1455)",
+    // Vulkan's host result as vulkan.hpp names it.
+    "vk::Device::allocateMemory: ErrorOutOfHostMemory",
     // std::bad_alloc in Microsoft's C++ runtime.
     "OnnxRuntimeGenAIException: 'bad allocation' when option `max_length` is not set",
     // Reports in words.
