@@ -104,7 +104,7 @@ static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
 /// APIs that run on any vendor's GPU (Vulkan, OpenCL, DirectML and
 /// torch-directml's `not enough GPU video memory`): the card's name does not
 /// say which runtime ran out.
-static CROSS_VENDOR_API: LazyLock<Regex> = LazyLock::new(|| {
+pub(crate) static CROSS_VENDOR_API: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:vulkan|\bvk::|opencl|directml)|\bCL_|GPU video memory")
         .expect("pattern compiles")
 });

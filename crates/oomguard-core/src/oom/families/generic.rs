@@ -1553,9 +1553,8 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
             ),
         ]
     });
-    // OpenCL and DirectML (torch-directml: `There is not enough GPU video
-    // memory available!`) run on any vendor's GPU: the words name none.
-    if text.contains("OpenCL") || text.contains("CL_") || text.contains("GPU video memory") {
+    // OpenCL, Vulkan and DirectML run on any vendor's GPU: the words name none.
+    if crate::oom::attribution::CROSS_VENDOR_API.is_match(text) {
         return DeviceKind::Unknown;
     }
     let kind = KINDS
