@@ -183,9 +183,15 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 }
 
 /// True when the pending event's whole message is how this part's message
-/// opens: a bare heading (an exception's name) and the full message.
+/// opens: a bare heading (an exception's name) and the full message, or a
+/// quote of it cut short with an ellipsis (`Tried to allocate...` in a
+/// report's words, the whole error pasted under it).
 fn opened_by(event: &OomEvent, parsed: &Parsed) -> bool {
-    let heading = event.message.trim();
+    let heading = event
+        .message
+        .trim()
+        .trim_end_matches(['.', '\u{2026}'])
+        .trim_end();
     !heading.is_empty()
         && parsed.message.len() > heading.len()
         && parsed.message.starts_with(heading)

@@ -225,7 +225,12 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // (`diffusers/models/`), whatever the function's name
                 // (`get_attention_scores`, `softmax`, `einsum`).
                 r"torch[/\\]nn[/\\](?:functional\.py|modules[/\\])|torch[/\\]functional\.py|",
-                r"transformers[/\\]models[/\\]\w+[/\\]modeling_\w+\.py|diffusers[/\\]models[/\\]",
+                r"transformers[/\\]models[/\\]\w+[/\\]modeling_\w+\.py|diffusers[/\\]models[/\\]|",
+                // The same functions when a paste lost the frame's path: the
+                // bindings torch.nn.functional calls (`torch._C._nn.`), and a
+                // loss computed from the outputs (`in cross_entropy`,
+                // `in compute_mlm_loss`).
+                r"torch\._C\._nn\.|in \w*(?:cross_entropy|_loss)\b",
             ),
         ),
     ];
@@ -1444,6 +1449,11 @@ mod tests {
         let tb = lines("  File \"/env/site-packages/transformers/models/llama/modeling_llama.py\", line 90, in rotate_half\n    return torch.cat((-x2, x1), dim=-1)");
         assert_eq!(from_traceback(&tb), Some(Phase::Forward));
         let tb = lines("  File \"/env/torch/nn/functional.py\", line 1856, in softmax\n    ret = input.softmax(dim)");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        // The same code when the paste lost the frame's path.
+        let tb = lines("line 3479, in cross_entropy\n    return torch._C._nn.cross_entropy_loss(");
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        let tb = lines("  File \"run.py\", line 12, in compute_mlm_loss\n    l = crit(logits, y)");
         assert_eq!(from_traceback(&tb), Some(Phase::Forward));
         // transformers' loading code is not a model file.
         let tb = lines("  File \"/env/transformers/modeling_utils.py\", line 3, in _load_state_dict_into_model\n    module._load_from_state_dict(*args)");

@@ -986,6 +986,20 @@ mod tests {
     }
 
     #[test]
+    fn a_quote_cut_short_gives_way_to_the_whole_error_below() {
+        let text = "No matter what flags I set, I get:\n\
+                    torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate...\n\
+                    I am using FSDP on four GPUs.\n\
+                    ### Error logs\n\
+                    torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 1000.00 MiB (GPU 2; 15.57 GiB total capacity; 12.77 GiB already allocated; 793.38 MiB free; 14.55 GiB reserved in total by PyTorch)\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 5);
+        assert_eq!(events[0].device.index, Some(2));
+        assert_eq!(events[0].memory.requested_bytes, Some(1000 << 20));
+    }
+
+    #[test]
     fn a_phase_is_not_read_past_the_same_failure_printed_again() {
         let log = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
                    torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.00 GiB. GPU 0 has a total capacity of 23.65 GiB of which 1.06 GiB is free.\n\
