@@ -228,7 +228,23 @@ pub fn process_tag(line: &str) -> Option<String> {
 /// and is none of the known tail sentences.
 pub fn ends_continuation(raw: &str) -> bool {
     let line = strip_log_prefix(raw);
-    starts_new_statement(line) && !is_known_tail(line)
+    (starts_new_statement(line) || starts_log_record(raw)) && !is_known_tail(line)
+}
+
+/// True when a raw line opens a record of glog/absl (`E1103 18:23:55.103186
+/// 3413767 file.cc:366] `) or of TensorFlow's logger (`E tensorflow/x.cc:12]
+/// `, after its timestamp). These loggers write their prefix once per
+/// record, at its start (a record's own line breaks carry none), so such a
+/// line never continues the record before it, however that one ends.
+fn starts_log_record(raw: &str) -> bool {
+    static RECORD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"^\s*(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?:?\s*)?",
+            r"(?:[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]|[IWEF] [\w/.\-]+:\d+\])"
+        ))
+        .expect("pattern compiles")
+    });
+    RECORD.is_match(raw)
 }
 
 /// True when `line` (prefix stripped) clearly begins a new statement rather
@@ -327,7 +343,8 @@ pub fn join_continuations(first: &str, next: &[String], max_lines: usize) -> (St
     for raw in next.iter().take(max_lines) {
         let line = strip_log_prefix(raw);
         let tail = is_known_tail(line);
-        if !tail && (starts_new_statement(line) || looks_complete(&text) || prev_len < WRAP_MIN) {
+        let new_record = starts_new_statement(line) || starts_log_record(raw);
+        if !tail && (new_record || looks_complete(&text) || prev_len < WRAP_MIN) {
             break;
         }
         let spaced = text.ends_with(char::is_whitespace) || raw.starts_with(char::is_whitespace);
@@ -353,6 +370,27 @@ pub fn join_continuations(first: &str, next: &[String], max_lines: usize) -> (St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_glog_record_never_continues_the_one_before() {
+        let first = "E1103 18:23:55.103160 3413767 gpu_cudamallocasync_allocator.cc:361] gpu_async_1 cuMemAllocAsync failed to allocate 1225195446464 bytes: RESOURCE_EXHAUSTED: : CUDA_ERROR_OUT_OF_MEMORY: out of memory";
+        let next = [
+            " Reported by CUDA: Free memory/Total memory: 22635544576/85095874560".to_string(),
+            "E1103 18:23:55.103186 3413767 gpu_cudamallocasync_allocator.cc:366] Stats: Limit:                               0".to_string(),
+            "InUse:                     61982909300".to_string(),
+        ];
+        let (text, taken) = join_continuations(strip_log_prefix(first), &next, 8);
+        assert_eq!(taken, 1, "{text}");
+        assert!(
+            text.ends_with("Free memory/Total memory: 22635544576/85095874560"),
+            "{text}"
+        );
+        assert!(ends_continuation(&next[1]));
+        assert!(ends_continuation(
+            "2024-01-02 10:11:12.123: E tensorflow/core/x.cc:12] next record"
+        ));
+        assert!(!ends_continuation("Reported by CUDA: Free memory"));
+    }
 
     #[test]
     fn cleans_ansi_crlf_and_invalid_utf8() {

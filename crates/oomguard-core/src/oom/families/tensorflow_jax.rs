@@ -64,6 +64,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Failed to allocate request for 48.09GiB (51635652936B) on device ordinal 0",
     "Compilation failure: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm. Exceeded hbm capacity by 5.03G.",
     "F tensorflow/core/common_runtime/gpu/gpu_device.cc:103] EigenAllocator for GPU ran out of memory when allocating 0. See error logs for more detailed info.",
+    "E1103 18:23:55.103160 3413767 gpu_cudamallocasync_allocator.cc:361] gpu_async_1 cuMemAllocAsync failed to allocate 1225195446464 bytes: RESOURCE_EXHAUSTED: : CUDA_ERROR_OUT_OF_MEMORY: out of memory",
     "Internal: failed call to cuDevicePrimaryCtxRetain: CUDA_ERROR_OUT_OF_MEMORY; total memory reported: 12782075904",
     "tensorflow.python.framework.errors_impl.InternalError: Failed copying input tensor from /job:localhost/replica:0/task:0/device:CPU:0 to /job:localhost/replica:0/task:0/device:GPU:0 in order to run _EagerConst: Dst tensor is not initialized.",
 ];
@@ -73,6 +74,8 @@ struct Patterns {
     bfc: Regex,
     stream_executor: Regex,
     host_alloc: Regex,
+    malloc_async: Regex,
+    driver_free_total: Regex,
     resource_exhausted: Regex,
     xla_bytes: Regex,
     xla_request: Regex,
@@ -108,6 +111,13 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     host_alloc: re(
         r"failed\s*to\s*alloc\s*(\d+)\s*bytes\s*on\s*host\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
     ),
+    // The cudaMallocAsync allocator (TF_GPU_ALLOCATOR=cuda_malloc_async in
+    // TensorFlow, XLA's `gpu_cudamallocasync_allocator.cc` under JAX):
+    // `gpu_async_0 cuMemAllocAsync failed to allocate N bytes: <status>` and,
+    // on the record's next line, ` Reported by CUDA: Free memory/Total
+    // memory: F/T`, both in bytes, from cuMemGetInfo after the failure.
+    malloc_async: re(r"cuMemAllocAsync\s*failed\s*to\s*allocate\s*(\d+)\s*bytes"),
+    driver_free_total: re(r"Free\s*memory\s*/\s*Total\s*memory\s*:\s*(\d+)\s*/\s*(\d+)"),
     resource_exhausted: re(r"RESOURCE_EXHAUSTED|Resource\s*exhausted"),
     xla_bytes: re(
         r"Out\s*of\s*memory\s*(?:while\s*trying\s*to\s*allocate|allocating)\s*(\d+)\s*bytes",
@@ -246,6 +256,27 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     } else {
         Framework::TensorFlow
     };
+    if let Some(c) = p.malloc_async.captures(text) {
+        // The same file serves both; TensorFlow's copy logs from its own
+        // tree or from `external/local_xla/`.
+        let framework = if text.contains("tensorflow") || text.contains("local_xla") {
+            Framework::TensorFlow
+        } else {
+            Framework::Jax
+        };
+        let mut parsed = Parsed::new(
+            framework,
+            DeviceKind::Cuda,
+            message_from(text, &p.malloc_async),
+        );
+        parsed.memory.requested_bytes = c[1].parse().ok();
+        parsed.exact_request = true;
+        if let Some(f) = p.driver_free_total.captures(text) {
+            parsed.memory.free_bytes = f[1].parse().ok();
+            parsed.memory.total_bytes = f[2].parse().ok();
+        }
+        return Some(parsed);
+    }
     if let Some(c) = p.stream_executor.captures(text) {
         let kind = if c[4].starts_with("hip") {
             DeviceKind::Rocm
