@@ -220,6 +220,14 @@ static PYTORCH_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     .expect("pattern compiles")
 });
 
+/// TensorFlow named in the words around a failure no parser attributed:
+/// its name (`TensorFlow`, a `tensorflow:2.4` image, `KERAS_BACKEND =
+/// "tensorflow"`) or Keras (whose default backend it is; a Keras run on
+/// another backend names that backend too, which is read first).
+static TENSORFLOW_NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:(?-u:\b)(?:tensorflow|keras)(?-u:\b))").expect("pattern compiles")
+});
+
 /// vLLM by its name, as users and its own logs write it.
 static VLLM_NAMED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)vllm(?-u:\b))").expect("pattern compiles"));
@@ -336,6 +344,9 @@ fn framework_of(
         text.contains("CUDA failed with error") || parsed.facts.shared_memory().is_some();
     if !own_wording && around_or_then(&PYTORCH_NAMED) {
         return Some(Framework::PyTorch);
+    }
+    if !own_wording && around_or_then(&TENSORFLOW_NAMED) {
+        return Some(Framework::TensorFlow);
     }
     if parsed.device.kind == DeviceKind::Xpu && SYCL_RUNTIME_ERROR.is_match(text) {
         return Some(Framework::PyTorch);
@@ -517,6 +528,21 @@ mod tests {
         let raw = told.message.clone();
         refine(&raw, &[], &raw, &[], &mut told);
         assert_eq!(told.framework, Framework::Vllm);
+        // TensorFlow or Keras named, PyTorch not.
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cpu,
+            "terminate called after throwing an instance of 'std::bad_alloc'",
+            "INFO:tensorflow:Evaluation [3/10]",
+        );
+        assert_eq!(p.framework, Framework::TensorFlow);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            "failed to allocate memory",
+            "os.environ[\"KERAS_BACKEND\"] = \"torch\"; import keras",
+        );
+        assert_eq!(p.framework, Framework::PyTorch);
     }
 
     #[test]
