@@ -66,13 +66,16 @@ impl Parsed {
 /// Where a message states Windows' commit limit (`ERROR_COMMITMENT_LIMIT`,
 /// 1455: "The paging file is too small for this operation to complete"),
 /// as Python's `OSError: [WinError 1455]` prints it in any system
-/// language, a DLL loader's `Error code 1455`, and Rust's `io::Error`
-/// (`... (os error 1455)`, as tauri or a Rust server passes it on): RAM plus the paging file
-/// is used up. The parser places the event there; the diagnosis reads the
+/// language, a DLL loader's `Error code 1455`, Rust's `io::Error` (`...
+/// (os error 1455)`, as tauri or a Rust server passes it on), a runtime's
+/// `error 1455`, or the English system message alone: RAM plus the paging
+/// file is used up. The parser places the event there; the diagnosis reads the
 /// same words, so both follow this one reading.
 pub(crate) fn windows_commit_limit_at(text: &str) -> Option<usize> {
     static COMMIT: LazyLock<Regex> = LazyLock::new(|| {
-        re(r"\[WinError\s*1455\]|(?i:\berror\s*code\s*:?\s*1455\b)|\(os error 1455\)")
+        re(
+            r"\[WinError\s*1455\]|(?i:\berror\s*(?:code\s*)?:?\s*1455\b)|\(os error 1455\)|The paging file is too small for this operation to complete",
+        )
     });
     COMMIT.find(text).map(|m| m.start())
 }

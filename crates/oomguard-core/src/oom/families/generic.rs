@@ -128,10 +128,11 @@ pub(super) const TRIGGERS: &[&str] = &[
     // Windows' commit limit (ERROR_COMMITMENT_LIMIT, 1455) as Python's
     // `OSError: [WinError 1455]`, a DLL loader's `Error code 1455` and
     // Rust's `io::Error` (`(os error 1455)`) print it, in any language of
-    // the system.
-    "WinError 1455",
+    // the system (`r 1455` finds the first and the last), and its English
+    // system message quoted without the code.
+    "r 1455",
     "code 1455",
-    "os error 1455",
+    "aging file is too small",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -157,6 +158,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "OSError: [WinError 1455] The paging file is too small for this operation to complete. Error loading \"C:\\Python\\lib\\site-packages\\torch\\lib\\cudnn_cnn_infer64_8.dll\" or one of its dependencies.",
     "Could not load library cudnn_cnn_infer64_8.dll. Error code 1455",
     "Error: Failed to map the model file: The paging file is too small for this operation to complete. (os error 1455)",
+    "Unexpected error 1455 in `std.os.windows.CreateProcessW`: `The paging file is too small for this operation to complete.`",
     // Vulkan's host result as vulkan.hpp names it.
     "vk::Device::allocateMemory: ErrorOutOfHostMemory",
     // std::bad_alloc in Microsoft's C++ runtime.
