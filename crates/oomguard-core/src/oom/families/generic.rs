@@ -186,6 +186,7 @@ struct Patterns {
     pool_total: Regex,
     driver_report: Regex,
     negative_size: Regex,
+    wrapped_size: Regex,
 }
 
 /// A size with thousands separators or a bare trailing dot (numpy prints
@@ -361,7 +362,16 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     // signed sizes the same way (`Out of memory trying to allocate
     // -41183520 bytes`, UModel's `Trying to allocate -773094096 bytes`).
     negative_size: re(r"(?i:allocat\w*\s*(?:a\s*)?-\d+(?:-byte|\s*bytes?\b))"),
+    // The same overflow printed unsigned: a count of 19-20 digits after an
+    // allocation's words (`new(sz=18446744073709551615)`, `malloc of
+    // 18446744073709551615 bytes`), checked against 2^63 below.
+    wrapped_size: re(r"(?i:(?:allocat\w*|malloc|\bnew|\bsz|\bsize)\W{0,3}(\d{19,20})\b)"),
 });
+
+/// The smallest count a signed 64-bit size that went negative prints as
+/// when printed unsigned (2^63): no machine has that memory, so such a
+/// request is a size computed wrong.
+const WRAPPED_SIZE_MIN: u64 = 1 << 63;
 
 fn loose_bytes(value: &str, unit: &str) -> Option<u64> {
     let value = value.replace(',', "");
@@ -696,6 +706,16 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
         }
     }
     parsed.facts.absurd_request |= p.negative_size.is_match(text);
+    let wrapped = p
+        .wrapped_size
+        .captures(text)
+        .and_then(|c| c[1].parse::<u64>().ok())
+        .filter(|n| *n >= WRAPPED_SIZE_MIN);
+    if let Some(n) = wrapped {
+        mem.requested_bytes = Some(n);
+        parsed.exact_request = true;
+        parsed.facts.absurd_request = true;
+    }
     if mem.requested_bytes.is_none() {
         mem.requested_bytes = p
             .size_exact
@@ -1737,9 +1757,14 @@ mod tests {
         for text in [
             "runtime: out of memory: cannot allocate 4194304-byte block (3407872 in use)",
             "Out of memory - trying to allocate 41183520 bytes",
+            "std::bad_alloc: malloc of 9223372036854775807 bytes failed",
         ] {
             assert!(!event(text).facts.absurd_request, "{text}");
         }
+        // A negative size printed unsigned (2^64 - 1 is -1).
+        let e = event("tensorflow new(sz=18446744073709551615) got std::bad_alloc");
+        assert!(e.facts.absurd_request);
+        assert_eq!(e.memory.requested_bytes, Some(u64::MAX));
     }
 
     #[test]
