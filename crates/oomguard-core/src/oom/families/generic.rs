@@ -37,13 +37,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     // CL_OUT_OF_HOST_MEMORY, CL_OUT_OF_RESOURCES.
     "OUT_OF_",
     "out_of_memory",
-    "OutOfMemory",
-    // Vulkan's results as vulkan.hpp names them (`to_string(Result)`:
-    // `vk::Device::allocateMemory: ErrorOutOfDeviceMemory`, its host twin
-    // `ErrorOutOfHostMemory`; the exceptions `vk::OutOfDeviceMemoryError`,
-    // `vk::OutOfHostMemoryError`).
-    "OutOfDeviceMemory",
-    "OutOfHostMemory",
+    // `OutOfMemoryError`, and Vulkan's results as vulkan.hpp names them
+    // (`to_string(Result)`: `vk::Device::allocateMemory:
+    // ErrorOutOfDeviceMemory`, its host twin `ErrorOutOfHostMemory`; the
+    // exceptions `vk::OutOfDeviceMemoryError`, `vk::OutOfHostMemoryError`),
+    // in one phrase.
+    "OutOf",
     "RESOURCE_EXHAUSTED",
     // "Resource exhausted"; MLX's `[metal::malloc] Resource limit (N)
     // exceeded`; Boost.Compute's `Out of Resources` (CL_OUT_OF_RESOURCES).

@@ -30,6 +30,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     // as ArrayFire does, `clCreateBuffer error -4` as ggml did), and the
     // size error by name.
     "clCreateBuffer",
+    // OpenCL allocates a buffer's memory when a command first uses it, so a
+    // shortage often surfaces at the enqueue (`clEnqueueNDRangeKernel (-4)`,
+    // `clEnqueueWriteBuffer: -4`).
+    "clEnqueue",
     "penCL error",
     "penCL Error",
     "INVALID_BUFFER_SIZE",
@@ -46,6 +50,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "Failure in vkAllocateMemory at 191 /home/x/src/mvulkan.cpp  ErrCode=-2",
     "OpenCL Error (-61): Invalid Buffer Size when calling clCreateBuffer",
     "CLBlast: OpenCL error: clEnqueueNDRangeKernel: -4",
+    "sa-solver clEnqueueNDRangeKernel (-4) error",
 ];
 
 pub(super) fn parse(text: &str) -> Option<Parsed> {
@@ -156,11 +161,13 @@ fn opencl_code(text: &str) -> Option<Parsed> {
         re(concat!(
             r"(?i:OpenCL\s*error)\s*\((-(?:4|5|6|61))\)|",
             r"\bcl[A-Z]\w*\b[^\n]{0,80}?(?:\b(?:err(?:or)?|returned|code|status)\s*[=:(]?\s*|:\s*)(-(?:4|5|6|61))\b|",
+            // The code in parentheses right after the call's name.
+            r"\bcl[A-Z]\w*\s*\((-(?:4|5|6|61))\)|",
             r"\b(CL_INVALID_BUFFER_SIZE)\b"
         ))
     });
     let c = CODE.captures(text)?;
-    let code = c.get(1).or(c.get(2)).or(c.get(3))?.as_str();
+    let code = c.get(1).or(c.get(2)).or(c.get(3)).or(c.get(4))?.as_str();
     let kind = if code == "-6" {
         DeviceKind::Cpu
     } else {
@@ -259,6 +266,7 @@ mod tests {
         assert!(parse("clCreateBuffer returned error -4").is_some());
         assert!(parse(EXAMPLES[5]).is_some());
         assert!(parse("ggml_opencl: clCreateBuffer error -4 at ggml-opencl.cpp:1450").is_some());
+        assert!(parse("sa-solver clEnqueueNDRangeKernel (-4) error").is_some());
         // CL_INVALID_CONTEXT (-34) is not memory.
         assert!(parse("clCreateBuffer returned error -34").is_none());
     }
