@@ -361,12 +361,17 @@ static IPEX_LIMIT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"Current platform can NOT allocate memory block").expect("pattern compiles")
 });
 
-/// CuPy's memory pool (`cupy/cuda/memory.pyx`, `OutOfMemoryError`):
-/// `Out of memory allocating N bytes (allocated so far: M bytes)`, or its
-/// frames.
-static CUPY: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"Out of memory allocating [\d,]+ bytes \(allocated so far|cupy[/\\.]cuda|\bcupy\b")
-        .expect("pattern compiles")
+/// Libraries that run on CUDA alone: CuPy's memory pool
+/// (`cupy/cuda/memory.pyx`, `OutOfMemoryError`: `Out of memory allocating N
+/// bytes (allocated so far: M bytes)`) or its frames, and RAPIDS (its memory
+/// manager RMM, `RMM_ERROR_OUT_OF_MEMORY` and `rmm.rmm.RMMError`, and the
+/// libraries on it: cuDF, cuML, cuGraph, dask-cuda).
+static CUDA_ONLY_LIBRARY: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"Out of memory allocating [\d,]+ bytes \(allocated so far|cupy[/\\.]cuda|\bcupy\b|",
+        r"\bRMM_|(?i:\brmm\b)|\bcu(?:df|ml|graph)\b|\bdask[_-]cuda\b"
+    ))
+    .expect("pattern compiles")
 });
 
 /// The code around a PyTorch error that puts tensors on a device other
@@ -402,7 +407,10 @@ fn device_of(
     if IPEX_LIMIT.is_match(text) {
         return Some(DeviceKind::Xpu);
     }
-    if kind == DeviceKind::Unknown && parsed.framework == Framework::Other && around(&CUPY) {
+    if kind == DeviceKind::Unknown
+        && parsed.framework == Framework::Other
+        && around(&CUDA_ONLY_LIBRARY)
+    {
         return Some(DeviceKind::Cuda);
     }
     // Intel's Extension for TensorFlow logs from its own sources (`E
@@ -661,9 +669,11 @@ mod tests {
             (F::Jax, D::Cuda, "  (0) Resource exhausted: Failed to allocate request for 1.00GiB on device ordinal 0\n\t [[{{node Conv2D}}]]", F::TensorFlow, D::Cuda),
             (F::Other, D::Rocm, "2023-01-01 10:00:00.1: E tensorflow/compiler/xla/stream_executor/rocm/rocm_driver.cc:606] failed to allocate 1.0G (1073741824 bytes) from device: HIP_ERROR_OutOfMemory", F::TensorFlow, D::Rocm),
             (F::Jax, D::Unknown, "E0101 external/org_tensorflow/tensorflow/compiler/xla/pjrt/x.cc:1] Execution failed: Resource exhausted: Out of memory [[{{node x}}]]", F::Jax, D::Unknown),
-            // IPEX's 4 GB limit, CuPy's pool, SYCL's codes through PyTorch.
+            // IPEX's 4 GB limit, CuPy's pool, RAPIDS, SYCL's codes through PyTorch.
             (F::PyTorch, D::Cuda, "RuntimeError: Current platform can NOT allocate memory block with size larger than 4GB! Tried to allocate 7.62 GiB (GPU  0; 15.11 GiB total capacity)", F::PyTorch, D::Xpu),
             (F::Other, D::Unknown, "Exception in main training loop: Out of memory allocating 25,600,000 bytes (allocated so far: 3,635,267,072 bytes).", F::Other, D::Cuda),
+            // RAPIDS' memory manager and the libraries on it.
+            (F::Other, D::Unknown, "rmm.rmm.RMMError: RMM_ERROR_OUT_OF_MEMORY while trying to create cudf.DataFrame", F::Other, D::Cuda),
             (F::Other, D::Xpu, "RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)", F::PyTorch, D::Xpu),
             // PyTorch's words and c10's trailer; CTranslate2's and the CUDA
             // runtime's own words stay unattributed.
