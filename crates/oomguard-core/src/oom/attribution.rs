@@ -228,6 +228,21 @@ static TENSORFLOW_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:(?-u:\b)(?:tensorflow|keras)(?-u:\b))").expect("pattern compiles")
 });
 
+/// Ollama, which runs llama.cpp, by its own command (`ollama run`, `ollama
+/// create`, `ollama serve`), its settings (`OLLAMA_NUM_PARALLEL`,
+/// `OLLAMA_VULKAN`) or the journal's tag of its service (`ollama[27678]:`,
+/// as `journalctl -u ollama` prints every line of it).
+static OLLAMA_STARTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\bollama\s+(?:run|serve|create|show|pull|ps|list)\b|\bollama\[\d+\]:|\bOLLAMA_[A-Z_]+\b",
+    )
+    .expect("pattern compiles")
+});
+
+/// Ollama by its name, for a failure told in words or titled.
+static OLLAMA_NAMED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)ollama(?-u:\b))").expect("pattern compiles"));
+
 /// vLLM by its name, as users and its own logs write it.
 static VLLM_NAMED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)vllm(?-u:\b))").expect("pattern compiles"));
@@ -322,6 +337,11 @@ fn framework_of(
     }
     if around_or_then(&PYTORCH_WORDS) {
         return Some(Framework::PyTorch);
+    }
+    // Ollama's events are llama.cpp's, the engine it runs.
+    let told = matches!(parsed.kind, PartKind::Reported | PartKind::Title);
+    if around_or_then(&OLLAMA_STARTED) || (told && around_or_then(&OLLAMA_NAMED)) {
+        return Some(Framework::LlamaCpp);
     }
     if around_or_then(&JAX_OWN_WORDS) {
         return Some(Framework::Jax);
@@ -536,6 +556,21 @@ mod tests {
         let raw = told.message.clone();
         refine(&raw, &[], &raw, &[], &mut told);
         assert_eq!(told.framework, Framework::Vllm);
+        // Ollama's service in the journal, or its settings: llama.cpp.
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Rocm,
+            "Feb 18 16:56:30 host ollama[27678]: ROCm error: out of memory",
+            "",
+        );
+        assert_eq!(p.framework, Framework::LlamaCpp);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cuda,
+            "CUDA error: out of memory",
+            "OLLAMA_NUM_PARALLEL=4 OLLAMA_FLASH_ATTENTION=1",
+        );
+        assert_eq!(p.framework, Framework::LlamaCpp);
         // TensorFlow or Keras named, PyTorch not.
         let p = refined(
             Framework::Other,
