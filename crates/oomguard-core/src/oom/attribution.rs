@@ -525,28 +525,59 @@ mod tests {
 
     #[test]
     fn frameworks_named_around_a_failure_told_in_words() {
-        // Chinese runs the words on: the boundary is ASCII's.
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Unknown,
-            "请教：batchsize=1, 还是报错CUDA out of memory",
-            "",
-        );
-        assert_eq!(p.framework, Framework::PyTorch);
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Unknown,
-            "but got OOM error with stage=2",
-            "ZeRO Stage 2 consumes more GPU memory than Stage 1",
-        );
-        assert_eq!(p.framework, Framework::PyTorch);
-        let zero = refined(
-            Framework::Other,
-            DeviceKind::Unknown,
-            "but got OOM error with stage=2",
-            "zero stage is not the issue",
-        );
-        assert_eq!(zero.framework, Framework::Other);
+        use DeviceKind as D;
+        use Framework as F;
+        let cases: &[(D, &str, &str, F)] = &[
+            // Chinese runs the words on: the boundary is ASCII's.
+            (
+                D::Unknown,
+                "请教：batchsize=1, 还是报错CUDA out of memory",
+                "",
+                F::PyTorch,
+            ),
+            (
+                D::Unknown,
+                "but got OOM error with stage=2",
+                "ZeRO Stage 2 consumes more GPU memory than Stage 1",
+                F::PyTorch,
+            ),
+            (
+                D::Unknown,
+                "but got OOM error with stage=2",
+                "zero stage is not the issue",
+                F::Other,
+            ),
+            // Ollama's service in the journal, or its settings: llama.cpp.
+            (
+                D::Rocm,
+                "Feb 18 16:56:30 host ollama[27678]: ROCm error: out of memory",
+                "",
+                F::LlamaCpp,
+            ),
+            (
+                D::Cuda,
+                "CUDA error: out of memory",
+                "OLLAMA_NUM_PARALLEL=4 OLLAMA_FLASH_ATTENTION=1",
+                F::LlamaCpp,
+            ),
+            // TensorFlow or Keras named, PyTorch not.
+            (
+                D::Cpu,
+                "terminate called after throwing an instance of 'std::bad_alloc'",
+                "INFO:tensorflow:Evaluation [3/10]",
+                F::TensorFlow,
+            ),
+            (
+                D::Unknown,
+                "failed to allocate memory",
+                "os.environ[\"KERAS_BACKEND\"] = \"torch\"; import keras",
+                F::PyTorch,
+            ),
+        ];
+        for (kind, raw, before, want) in cases {
+            let p = refined(F::Other, *kind, raw, before);
+            assert_eq!(p.framework, *want, "{raw} / {before}");
+        }
         let mut told = Parsed::new(
             Framework::Other,
             DeviceKind::Unknown,
@@ -556,36 +587,6 @@ mod tests {
         let raw = told.message.clone();
         refine(&raw, &[], &raw, &[], &mut told);
         assert_eq!(told.framework, Framework::Vllm);
-        // Ollama's service in the journal, or its settings: llama.cpp.
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Rocm,
-            "Feb 18 16:56:30 host ollama[27678]: ROCm error: out of memory",
-            "",
-        );
-        assert_eq!(p.framework, Framework::LlamaCpp);
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Cuda,
-            "CUDA error: out of memory",
-            "OLLAMA_NUM_PARALLEL=4 OLLAMA_FLASH_ATTENTION=1",
-        );
-        assert_eq!(p.framework, Framework::LlamaCpp);
-        // TensorFlow or Keras named, PyTorch not.
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Cpu,
-            "terminate called after throwing an instance of 'std::bad_alloc'",
-            "INFO:tensorflow:Evaluation [3/10]",
-        );
-        assert_eq!(p.framework, Framework::TensorFlow);
-        let p = refined(
-            Framework::Other,
-            DeviceKind::Unknown,
-            "failed to allocate memory",
-            "os.environ[\"KERAS_BACKEND\"] = \"torch\"; import keras",
-        );
-        assert_eq!(p.framework, Framework::PyTorch);
     }
 
     #[test]
