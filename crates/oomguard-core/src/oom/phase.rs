@@ -716,7 +716,17 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     ];
     // Chinese puts the time word after the phase: 验证时 "when
     // validating", 加载模型时 "when loading the model".
+    // A program that does not come up at all ("fails to start on current
+    // main", "the server won't start."), but not a step it did not begin
+    // ("failed to start training").
     let cjk: &[(Phase, &str)] = &[
+        (
+            Phase::Startup,
+            concat!(
+                r"(?i)\b(?:fail(?:s|ed|ing)?\s+to|won[’']?t|doesn[’']?t|does\s+not|will\s+not|cannot|can[’']?t|unable\s+to)\s+",
+                r"start(?:\s*$|[.,;:!)]|\s+(?:on|with|after|when|up|anymore|properly|at\s+all)\b)"
+            ),
+        ),
         (
             Phase::Startup,
             r"(?:启动|初始化)(?:的)?(?:时|时候|阶段|过程)",
@@ -1133,6 +1143,26 @@ mod tests {
                 &lines("ubuntu:9621:9691 [6] NCCL INFO init.cc:1089 -> 2")
             ),
             Some(Phase::Startup)
+        );
+    }
+
+    #[test]
+    fn a_program_that_does_not_come_up_is_start_up() {
+        let oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.";
+        for told in [
+            "The model fails to start on current main.",
+            "After the update the server failed to start",
+        ] {
+            assert_eq!(
+                from_context(&lines(told), oom, &[]),
+                Some(Phase::Startup),
+                "{told}"
+            );
+        }
+        // A step it did not begin is not start-up.
+        assert_eq!(
+            from_context(&lines("It failed to start training"), oom, &[]),
+            None
         );
     }
 
