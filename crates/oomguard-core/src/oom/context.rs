@@ -190,6 +190,10 @@ const SEVERAL_MODELS: &str = concat!(
     r"\b(?:[2-9]|three|four|several) models\b|\bmodels (?:concurrently|at (?:the same|once))\b|",
     r"\bmodels?\b[^.\n]{0,20}\b(?:not|never|doesn'?t|does not|didn'?t|won'?t) (?:get )?(?:be )?(?:unload|release|free)|",
     r"\bunload(?:ing)? (?:the )?(?:previous|old|other|first) model|",
+    // A model built or loaded over and over (in a loop, per request): each
+    // copy stays until the last reference to it goes.
+    r"\b(?:models?|pipelines?)\b[^.\n]{0,20}\bin a loop\b|",
+    r"\b(?:continuously|repeatedly)\s+(?:\w+\s+)?(?:initiali[sz]\w*|creat\w*|load\w*|instantiat\w*|build\w*)\b[^.\n]{0,40}\bmodels?\b|",
     // Work that keeps several models on the device by design: distillation
     // (a teacher beside the student), speculative decoding (a draft model
     // beside the target), RLHF (reward, reference and critic models beside
@@ -826,6 +830,8 @@ mod tests {
             "loading the draft model next to the 70B one",
             "the teacher model and the student both on one A100",
             "PPO with the reward model and the reference model on each GPU",
+            "caused by continuously initializing `keras.applications` models in a loop",
+            "the pipeline is created in a loop for every request",
         ] {
             assert!(around(words).several_models.is_some(), "{words}");
         }

@@ -707,6 +707,13 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             ),
         ),
         (Phase::ModelLoad, r"(?:loading|load)\b"),
+        // Building a model makes its weights, as its constructor's frame
+        // says ("when initializing `keras.applications` models in a loop",
+        // "while creating the model").
+        (
+            Phase::ModelLoad,
+            r"(?:initiali[sz]\w*|creat(?:e|es|ed|ing)|instantiat\w*|build(?:s|ing)?)\s+(?:the\s+|a\s+|an\s+|new\s+)?(?:[`\w.-]+\s+){0,2}?models?\b",
+        ),
         (
             Phase::Backward,
             r"(?:backward(?: pass)?|backprop\w*|gradient computation)\b",
@@ -780,6 +787,10 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "sampling",
             "decoding",
             "load",
+            "initiali",
+            "creat",
+            "instantiat",
+            "build",
             "reading",
             "preprocess",
             "tokeniz",
@@ -1143,6 +1154,23 @@ mod tests {
                 &lines("ubuntu:9621:9691 [6] NCCL INFO init.cc:1089 -> 2")
             ),
             Some(Phase::Startup)
+        );
+    }
+
+    #[test]
+    fn building_a_model_is_loading_it() {
+        let oom = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB.";
+        assert_eq!(
+            from_context(&lines("I encountered an OOM problem when continuously initializing `keras.applications` models"), oom, &[]),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            from_context(
+                &lines("It ran out of memory while creating the model"),
+                oom,
+                &[]
+            ),
+            Some(Phase::ModelLoad)
         );
     }
 
