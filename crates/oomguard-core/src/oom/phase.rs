@@ -577,7 +577,16 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 r"^(?:INFO|I\d*)?:?[\w.]*:?\s*(?:Starting evaluation at\b|Evaluation \[\d+/\d+\])",
             ),
         ),
-        (Phase::Generation, r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)"),
+        (
+            Phase::Generation,
+            concat!(
+                r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)|",
+                // The serving router's tracing spans of a request's two
+                // steps (TGI's and LoRAX's `batch{batch_size=1}:prefill:
+                // prefill{id=13 size=1}: ...`, `decode{size=4}`).
+                r"(?:^|[:\s])(?:prefill|decode)\{(?:id|size|batch_size)=",
+            ),
+        ),
         (
             Phase::DataLoading,
             r"(?i:preprocess|DMatrix\(|read_csv|todense\(|toarray\(|DataLoader worker)",
@@ -638,6 +647,8 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "evaluating",
             "running prediction",
             "generating",
+            "prefill{",
+            "decode{",
             "preprocess",
             "DMatrix(",
             "read_csv",
@@ -1155,6 +1166,14 @@ mod tests {
             ),
             Some(Phase::Startup)
         );
+    }
+
+    #[test]
+    fn a_serving_router_s_prefill_or_decode_span_is_generation() {
+        let oom = "batch{batch_size=1}:prefill:prefill{id=13 size=1}:prefill{id=13 size=1}: text_generation_client: router/client/src/lib.rs:33: Server error: CUDA out of memory. Tried to allocate 2.00 MiB";
+        assert_eq!(from_context(&[], oom, &[]), Some(Phase::Generation));
+        let oom = "batch{batch_size=4}:decode:decode{size=4}:decode{size=4}: text_generation_client: router/client/src/lib.rs:33: Server error: CUDA out of memory.";
+        assert_eq!(from_context(&[], oom, &[]), Some(Phase::Generation));
     }
 
     #[test]
