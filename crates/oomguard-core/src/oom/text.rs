@@ -122,6 +122,20 @@ fn skip_escape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     }
 }
 
+/// The prefix glog and absl write at the start of each record.
+macro_rules! glog_record {
+    () => {
+        r"[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]"
+    };
+}
+
+/// The prefix TensorFlow's logger writes after its timestamp.
+macro_rules! tf_record {
+    () => {
+        r"[IWEF] [\w/.\-]+:\d+\]"
+    };
+}
+
 /// Log prefixes, each anchored at the start of the line, tried in order.
 const PREFIX_PATTERNS: &[&str] = &[
     // docker compose: `service-1  | `
@@ -139,9 +153,9 @@ const PREFIX_PATTERNS: &[&str] = &[
     r"^[A-Z][a-z]{2}\s+\d{1,2} \d{2}:\d{2}:\d{2} \S+ \S+?:\s*",
     r"^\[\s*\d+\.\d+\]\s*",
     // glog / absl: `E0612 10:11:12.123456  1234 file.cc:12] `
-    r"^[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]\s*",
+    concat!("^", glog_record!(), r"\s*"),
     // TensorFlow after its timestamp: `E tensorflow/core/x.cc:12] `
-    r"^[IWEF] [\w/.\-]+:\d+\]\s*",
+    concat!("^", tf_record!(), r"\s*"),
     // vLLM style: `ERROR 06-12 10:11:12 [core.py:123] `, `INFO 06-12 10:11:12 file.py:1] `
     r"^(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\s+\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)?\s+\[?[\w./]+:\d+\]\s*",
     // bare or bracketed levels: `ERROR:root:`, `[ERROR]`, `ERROR - `
@@ -240,7 +254,11 @@ fn starts_log_record(raw: &str) -> bool {
     static RECORD: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"^\s*(?:\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?:?\s*)?",
-            r"(?:[IWEF]\d{4} \d{2}:\d{2}:\d{2}\.\d+\s+\d+\s+\S+:\d+\]|[IWEF] [\w/.\-]+:\d+\])"
+            "(?:",
+            glog_record!(),
+            "|",
+            tf_record!(),
+            ")"
         ))
         .expect("pattern compiles")
     });
