@@ -94,6 +94,9 @@ pub struct BatchSearch {
     /// above the largest success doubles with each (the line is flat on the
     /// allocator's stair).
     beyond_line: u32,
+    /// The batch just below a failure the line pointed past failed too:
+    /// the line is wrong near the limit, so no more of those guesses.
+    below_failure_failed: bool,
     tried: Vec<u64>,
 }
 
@@ -113,6 +116,7 @@ impl BatchSearch {
             capacity: None,
             needs: Vec::new(),
             beyond_line: 0,
+            below_failure_failed: false,
             tried: Vec::new(),
         }
     }
@@ -198,6 +202,24 @@ impl BatchSearch {
         Some(lo.saturating_add(batch_at((capacity - peak) as f64 / slope)))
     }
 
+    /// When the line through two successes' peaks puts the limit on the
+    /// smallest failure or one batch past it, the batch just below that
+    /// failure. A peak read a little low (a sampled high-water mark) is
+    /// enough to put the line a batch past the limit, and the one failure
+    /// says no more than that; a line further off is left to regula falsi
+    /// and bisection. Guessed once per search: if it fails too, the line is
+    /// off by more than a batch.
+    fn below_failure(&self) -> Option<u64> {
+        if self.below_failure_failed || self.peaks.len() < 2 {
+            return None;
+        }
+        let failed = self.hi?;
+        let p = self.predicted()?;
+        let (low, high) = self.bracket();
+        let near = (failed..=failed.saturating_add(1)).contains(&p);
+        (near && low <= high && !self.tried.contains(&high)).then_some(high)
+    }
+
     /// The next batch to try, or `None` when the answer is known.
     pub fn next(&self) -> Option<u64> {
         if self.tried.is_empty() {
@@ -225,6 +247,9 @@ impl BatchSearch {
                 return Some(p);
             }
         }
+        if let Some(b) = self.below_failure() {
+            return Some(b);
+        }
         if let Some(p) = self.predicted_between() {
             if (low..=high).contains(&p) && !self.tried.contains(&p) {
                 return Some(p);
@@ -247,6 +272,11 @@ impl BatchSearch {
     /// Records what trying `batch` showed.
     pub fn record(&mut self, batch: u64, outcome: &TrialOutcome) {
         let predicted = self.predicted();
+        if matches!(outcome, TrialOutcome::OutOfMemory { .. })
+            && self.below_failure() == Some(batch)
+        {
+            self.below_failure_failed = true;
+        }
         self.tried.push(batch);
         match outcome {
             TrialOutcome::Succeeded {
@@ -564,6 +594,49 @@ mod tests {
         });
         assert_eq!(answer, Some(5000));
         assert!(tried.len() <= 30, "{tried:?}");
+    }
+
+    #[test]
+    fn a_line_one_batch_past_the_limit_is_checked_just_below_the_failure() {
+        // A host job under an address-space limit: each success's peak is a
+        // sampled high-water mark a little under the true peak, and a
+        // failure's need (high-water mark plus the request) lies well above
+        // the failing step's peak. The line through the peaks points one
+        // batch past the limit; the batch below that failure fits. Before
+        // the guess below the failure, regula falsi aimed low and bisection
+        // followed: 8, 25, 54, 47, 50, 52, 53 in one real run; here 8, 59,
+        // 47, 54, 50, 51, 53.
+        let per = 800_000u64;
+        let base = 3_470_000_000u64;
+        let limit = base + per * 53 + per / 2;
+        let run = |low_by: u64, need_over: u64| {
+            search_with(|b| {
+                let peak = base + per * b;
+                if peak <= limit {
+                    TrialOutcome::Succeeded {
+                        baseline_bytes: Some(base),
+                        peak_bytes: Some(peak - low_by),
+                        capacity_bytes: Some(limit),
+                    }
+                } else {
+                    TrialOutcome::OutOfMemory {
+                        event: None,
+                        baseline_bytes: Some(base),
+                        host_need: Some((peak + need_over, limit)),
+                    }
+                }
+            })
+        };
+        let (answer, tried) = run(per * 3 / 4, 8 * per);
+        assert_eq!(answer, Some(53));
+        assert_eq!(tried, [8, 59, 47, 54, 53]);
+        // A line two batches past the limit costs the one guess below the
+        // failure (55 fails, then 54), never a walk down one batch at a
+        // time: 9 trials against 8 without the guess (regula falsi on the
+        // high need still creeps up from below: 51, 52, 53).
+        let (answer, tried) = run(per * 2, 8 * per);
+        assert_eq!(answer, Some(53));
+        assert!(tried.len() <= 9, "{tried:?}");
     }
 
     #[test]

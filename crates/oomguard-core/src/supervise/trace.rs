@@ -124,12 +124,13 @@ impl TraceFold {
     /// The trace so far, for a process on the host: there memory climbs
     /// while libraries load and the model is built, so the baseline is the
     /// level it last rested at before its peak (the model, before the first
-    /// step), not its lowest reading.
+    /// step), not its lowest reading. Unknown when memory never rested
+    /// before its peak (a first step that began while the samples still saw
+    /// libraries loading): the lowest reading is then the process at its
+    /// start, and a line from it would count the libraries as batch.
     pub fn host_trace(&self) -> MemoryTrace {
         let mut t = self.trace();
-        if let Some(rest) = rest_before_peak(&t.timeline) {
-            t.baseline_bytes = Some(rest);
-        }
+        t.baseline_bytes = rest_before_peak(&t.timeline);
         t
     }
 
@@ -411,6 +412,26 @@ mod tests {
         }
         assert_eq!(f.host_trace().baseline_bytes, Some(3400 * MIB));
         assert_eq!(f.trace().baseline_bytes, Some(20 * MIB));
+    }
+
+    #[test]
+    fn on_the_host_memory_that_never_rested_has_no_baseline() {
+        // A real trial under `prlimit --as` sampled every 0.26 s: torch
+        // loads (rising by less each sample), the first step jumps and
+        // fails. No level held before the peak.
+        let mib = [
+            1, 2794, 2944, 3003, 3025, 3043, 3075, 3283, 3295, 3334, 3320, 3320,
+        ];
+        let mut f = TraceFold::default();
+        for (i, m) in mib.iter().enumerate() {
+            f.add(Reading {
+                seconds: i as f64 * 0.26,
+                mine: m * MIB,
+                ..Reading::default()
+            });
+        }
+        assert_eq!(f.host_trace().baseline_bytes, None);
+        assert_eq!(f.trace().baseline_bytes, Some(MIB));
     }
 
     #[test]
