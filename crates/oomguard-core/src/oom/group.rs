@@ -161,6 +161,13 @@ fn devices_fit(a: &Device, b: &Device) -> bool {
 /// `torch.cuda.OutOfMemoryError`, then the traceback, then
 /// `torch.cuda.OutOfMemoryError: CUDA out of memory. ...`) is completed
 /// across a whole traceback.
+///
+/// Keras's line over an error it re-raises from a layer's call is that
+/// error, whatever backend the words around it name: the original message
+/// follows it (keras/src/utils/traceback_utils.py: Keras 3's
+/// `OutOfMemoryError: Exception encountered when calling Softmax.call().`
+/// over PyTorch's `CUDA out of memory. Tried to allocate ...`; Keras 2.9+'s
+/// `Exception encountered when calling layer "dense" (type Dense).`).
 fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
     let window = if opened_by(event, parsed) {
@@ -168,7 +175,9 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     } else {
         FOLLOW_UP_LINES
     };
-    let same_software = event.framework == parsed.framework || event.framework == Framework::Other;
+    let same_software = event.framework == parsed.framework
+        || event.framework == Framework::Other
+        || keras_wrapper(event);
     let kind_fits = parsed.facts.kind == EventKind::Allocation
         || event.facts.kind == EventKind::Allocation
         || parsed.facts.kind == event.facts.kind;
@@ -195,6 +204,11 @@ fn opened_by(event: &OomEvent, parsed: &Parsed) -> bool {
     !heading.is_empty()
         && parsed.message.len() > heading.len()
         && parsed.message.starts_with(heading)
+}
+
+/// Keras's own line over an error it re-raises from a layer's call.
+fn keras_wrapper(event: &OomEvent) -> bool {
+    event.message.contains("Exception encountered when calling")
 }
 
 /// Lines a traceback between a failure's bare heading and its full message
@@ -336,7 +350,7 @@ impl Grouper {
                 && p.event.framework == parsed.framework
                 && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
             if announce || completes_bare(p, &parsed, line) {
-                if p.event.framework == Framework::Other {
+                if p.event.framework == Framework::Other || keras_wrapper(&p.event) {
                     p.event.framework = parsed.framework;
                 }
                 // A heading the message opens with: the event is the message.

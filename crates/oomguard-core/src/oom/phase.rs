@@ -591,6 +591,12 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             Phase::DataLoading,
             r"(?i:preprocess|DMatrix\(|read_csv|todense\(|toarray\(|DataLoader worker)",
         ),
+        // Keras re-raises an error from a layer's call with its own line
+        // above the original message (keras/src/utils/traceback_utils.py:
+        // Keras 2.9+ `Exception encountered when calling layer "dense"
+        // (type Dense).`, Keras 3 `... when calling Softmax.call().`): the
+        // layer was running its forward computation.
+        (Phase::Forward, r"Exception encountered when calling\b"),
         // Weakest: a serving engine's own start-up banner. vLLM reserves
         // its KV cache while it starts, so its failures without a nearer
         // marker come from start-up (vllm/engine/llm_engine.py's banner);
@@ -655,6 +661,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "todense(",
             "toarray(",
             "DataLoader worker",
+            "Exception encountered when calling",
             "init kernel",
             "init.cc",
             "ncclCommInit",

@@ -1115,6 +1115,22 @@ mod tests {
     }
 
     #[test]
+    fn keras_s_line_over_a_layer_s_error_is_that_error() {
+        // Keras 3 on the torch backend, in a report that names the other
+        // backends: one PyTorch event with its figures, in the forward pass.
+        let text = "Inference worked with the `jax` and `tensorflow` backends.\n\n\
+                    OutOfMemoryError: Exception encountered when calling Softmax.call().\n\n\
+                    CUDA out of memory. Tried to allocate 1.53 GiB. GPU 0 has a total capacity of 14.56 GiB of which 155.81 MiB is free.\n\n\
+                    Arguments received by Softmax.call():\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        assert_eq!(events[0].device.index, Some(0));
+        assert!(events[0].memory.requested_bytes.is_some());
+        assert_eq!(events[0].phase, Phase::Forward);
+    }
+
+    #[test]
     fn ggml_s_error_handler_is_llama_cpp_s_and_names_the_device() {
         let text = "CUDA error: out of memory\n  current device: 1, in function ggml_cuda_pool_malloc_vmm at ggml-cuda.cu:8583\n  cuMemCreate(&handle, reserve_size, &prop, 0)\n";
         let (events, _) = scan(text);
