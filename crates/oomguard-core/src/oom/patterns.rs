@@ -222,6 +222,15 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
         // goes on without the check.
         "this is benign",
         "skipping this check",
+        // TensorFlow's BFC allocator when an allocation that may fail
+        // returns null to its caller (bfc_allocator.cc, `AllocateRaw`:
+        // "... ran out of memory trying to allocate 2.39GiB with
+        // freed_by_count=0.", then "The caller indicates that this is not a
+        // failure" unless the caller retries). The caller that cannot go on
+        // raises its own error (`OOM when allocating tensor`); the failing
+        // path logs "(rounded to N)" and an allocation summary instead. An
+        // issue's title often quotes the line's first sentence alone.
+        "with freed_by_count=",
     ];
     // Triton Inference Server falls back to pinned host memory when its CUDA
     // pool is out (core's memory.cc), but backends that need the tensor on
@@ -334,6 +343,14 @@ mod tests {
             "The caller indicates that this is not a failure, but may mean"
         ));
         assert!(!says_non_fatal("CUDA out of memory."));
+        // TensorFlow's BFC line for a caller that may fail, quoted alone in
+        // an issue's title; the failing path's line is a failure.
+        assert!(says_non_fatal(
+            "Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.39GiB with freed_by_count=0."
+        ));
+        assert!(!says_non_fatal(
+            "Allocator (GPU_0_bfc) ran out of memory trying to allocate 1.2KiB (rounded to 1280)requested by op Conv2D"
+        ));
         // A batch skipped after a caught OOM (fairseq's trainer) lost its
         // work: the allocation failed.
         assert!(!says_non_fatal(
