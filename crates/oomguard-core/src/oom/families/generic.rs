@@ -431,7 +431,13 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
                 // A runtime's own prefix (`CUDA error: out of memory`), and a
                 // log line cut from its source location (`bfc_arena.cc ...
                 // Failed to allocate memory for requested buffer`).
-                r"^\s*\w+\s+(?i:error):\s*$|^\s*[\w./-]+\.(?:cc|cpp|cxx|c|h|hpp|cu|py|rs|go)\b",
+                r"^\s*\w+\s+(?i:error):\s*$|^\s*[\w./-]+\.(?:cc|cpp|cxx|c|h|hpp|cu|py|rs|go)\b|",
+                // An error chained through the layers that passed it on,
+                // each adding its words and a colon (`returned 500:
+                // transcription failed: CUDA failed with error out of
+                // memory`, as Go and Rust services and Python wrappers
+                // print a cause).
+                r"(?i:\b(?:failed|error)\s*:\s)",
             ))
         });
         let span = &before[before.rfind('`').map_or(0, |i| i + 1)..];
@@ -1978,6 +1984,8 @@ mod tests {
         for line in [
             "processing the request crashes with `CUDA error: out of memory` on 160Gb",
             "the arena fragments → `bfc_arena.cc ... Failed to allocate memory for requested buffer` on every batch",
+            // An error chained through the services that passed it on.
+            "An upload failed: `voice-server transcribe-meeting returned 500: transcription failed: CUDA failed with error out of memory`.",
         ] {
             assert!(parse_line(line).is_some(), "{line}");
         }
