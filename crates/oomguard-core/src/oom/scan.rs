@@ -795,6 +795,12 @@ fn same_but_digits(a: &str, b: &str) -> bool {
 
 /// Prepends the line before when the trigger line continues it (a terminal
 /// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`).
+/// A word that marks a line as an error's.
+static ERROR_WORD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:\berror\b|\bfail(?:ed|ure)?\b|exception|\[enforce fail)")
+        .expect("pattern compiles")
+});
+
 fn join_backwards(before: &[String], text: String) -> String {
     let Some(prev) = before.last() else {
         return text;
@@ -813,6 +819,15 @@ fn join_backwards(before: &[String], text: String) -> String {
     let prev = strip_log_prefix(prev);
     let trimmed = prev.trim_end();
     let open = trimmed.ends_with([',', '(', ';']) && trimmed.chars().count() >= 40;
+    // An error's label cut from its message at the colon (`[enforce fail at
+    // alloc_cpu.cpp:115] data. DefaultCPUAllocator:` over `not enough
+    // memory: you tried to allocate ...`, a terminal or a paste wrapping the
+    // line): the message goes on in lower case.
+    let label = trimmed.ends_with(':')
+        && trimmed.chars().count() >= 40
+        && ERROR_WORD.is_match(trimmed)
+        && text.starts_with(|c: char| c.is_ascii_lowercase());
+    let open = open || label;
     let mid_word = prev.chars().count() >= 60
         && !trimmed.ends_with(['.', ')', ':', ']'])
         && text.starts_with(|c: char| c.is_ascii_lowercase())
@@ -1112,6 +1127,17 @@ mod tests {
         );
         let (events, _) = scan(&apart);
         assert_eq!(events.len(), 2, "{events:?}");
+    }
+
+    #[test]
+    fn an_error_s_label_wrapped_at_its_colon_joins_its_message() {
+        let text = "ERROR [enforce fail at alloc_cpu.cpp:115] data. DefaultCPUAllocator:\n\
+                    not enough memory: you tried to allocate 67731356304 bytes.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, Framework::PyTorch);
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cpu);
+        assert_eq!(events[0].memory.requested_bytes, Some(67731356304));
     }
 
     #[test]
