@@ -155,9 +155,12 @@ static ELIXIR_LOGGER: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// A glog prefix whose source path is TensorFlow's tree (`E tensorflow/...`);
-/// JAX logs from `external/xla/` or `external/org_tensorflow/`.
+/// JAX logs from `external/xla/` or `external/org_tensorflow/`. A log that
+/// keeps only the file's name (a TPU worker's, `W1110 07:24:24.387306 892
+/// op_kernel.cc:1639]`) names TensorFlow by its op kernels' file, which XLA
+/// and JAX do not have.
 static TENSORFLOW_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:^|\s)[IWEF]\d*(?:\s+[\d:.]+\s+\d+)?\s+(?:[A-Za-z]:\\\S*?\\)?tensorflow[/\\][\w/\\.\-]+:\d+\]")
+    Regex::new(r"(?:^|\s)[IWEF]\d*(?:\s+[\d:.]+\s+\d+)?\s+(?:(?:[A-Za-z]:\\\S*?\\)?tensorflow[/\\][\w/\\.\-]+|op_kernel\.cc):\d+\]")
         .expect("pattern compiles")
 });
 
@@ -603,6 +606,21 @@ mod tests {
             let p = refined(Framework::Other, DeviceKind::Cuda, raw, before);
             assert_eq!(p.framework, want, "{before}");
         }
+    }
+
+    #[test]
+    fn a_glog_line_of_tensorflow_s_tree_or_its_op_kernels_is_tensorflow_s() {
+        for raw in [
+            "W1110 07:24:24.387306     892 op_kernel.cc:1639] Resource exhausted: Compilation failure: Ran out of memory in memory space hbm.",
+            "2021-01-05 W tensorflow/core/framework/op_kernel.cc:1763] OP_REQUIRES failed at conv_ops.cc:539 : Resource exhausted: OOM",
+        ] {
+            let p = refined(Framework::Jax, DeviceKind::Unknown, raw, "");
+            assert_eq!(p.framework, Framework::TensorFlow, "{raw}");
+        }
+        // XLA's own files stay JAX's.
+        let raw = "W1110 07:32:01.391885 918 hlo_rematerialization.cc:1363] Can't reduce memory use below 13.58GiB";
+        let p = refined(Framework::Jax, DeviceKind::Unknown, raw, "");
+        assert_eq!(p.framework, Framework::Jax);
     }
 
     #[test]
