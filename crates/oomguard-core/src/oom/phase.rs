@@ -711,7 +711,10 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             // calling model.generate(...)".
             // A chat model's `chat` method (ChatGLM's, InternLM's, Qwen's
             // remote code) runs `generate` under it.
-            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b)",
+            // An LLM runner's prefill of the prompt ("during prompt
+            // reading", "prompt processing", "prompt eval") is generation's
+            // first step, not reading data.
+            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b|prompt\s+(?:reading|processing|eval\w*)\b)",
         ),
         // Data before weights: "loading the dataset" is not the model's.
         (
@@ -802,6 +805,7 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "test",
             "predict",
             "generat",
+            "prompt",
             "sampling",
             "decoding",
             "load",
@@ -1301,6 +1305,20 @@ mod tests {
             ),
             Some(Phase::DataLoading)
         );
+        // An LLM runner reading its prompt is generating, not loading data.
+        for sentence in [
+            "During prompt reading, here is the error",
+            "It crashes during prompt processing with this error",
+        ] {
+            assert_eq!(
+                phase(
+                    sentence,
+                    "ggml_tallocr_alloc: not enough space in the buffer (needed 155582464, largest block available 151388160)"
+                ),
+                Some(Phase::Generation),
+                "{sentence}"
+            );
+        }
         // What could not be done ties its phase.
         assert_eq!(
             phase(

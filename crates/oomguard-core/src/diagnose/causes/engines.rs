@@ -499,6 +499,7 @@ pub(super) fn per_buffer_limit(r: &mut Ranking, event: &OomEvent) -> bool {
 pub(super) fn engine_messages(r: &mut Ranking, event: &OomEvent) -> bool {
     per_buffer_limit(r, event)
         | ggml_context_pool(r, event)
+        | ggml_graph_buffer(r, event)
         | sglang_serving(r, event)
         | tgi_warmup(r, event)
         | cuda_graph_capture(r, event)
@@ -525,6 +526,33 @@ fn ggml_context_pool(r: &mut Ranking, event: &OomEvent) -> bool {
         CauseId::InvalidSize,
         0.5,
         "the program computed its pool too small: a sizing bug, not a lack of memory",
+        check,
+    );
+    true
+}
+
+/// ggml's graph allocator without a block for a tensor in the compute
+/// buffer it measured for the same graph beforehand (see the parser): the
+/// measurement and the allocation disagree, an allocator bug of that
+/// release (llama.cpp traced such reports to a node order that split the
+/// buffer's free space, and fixed them in later releases), not the
+/// device's memory running out. The largest free block below the need
+/// says the free space was there, in pieces.
+fn ggml_graph_buffer(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.message.contains("not enough space in the buffer") {
+        return false;
+    }
+    let check = Some("update llama.cpp (or the app that bundles it) and rerun the same input: if it passes, it was the allocator's bug; a different batch (-b, -ub) changes the graph and may pass meanwhile");
+    r.add_checked(
+        CauseId::NotMemory,
+        0.75,
+        "the graph allocator could not place a tensor in the compute buffer it had measured for this very graph: a sizing bug of this release, not a lack of device memory",
+        check,
+    );
+    r.add_checked(
+        CauseId::Fragmentation,
+        0.6,
+        "the buffer's free space was split into blocks each smaller than the tensor (the largest block available is below what was needed)",
         check,
     );
     true
@@ -881,6 +909,21 @@ mod tests {
             &mut Ranking::new(),
             &with_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512.00 MiB on device 0: cudaMalloc failed: out of memory", Default::default())
         ));
+    }
+
+    #[test]
+    fn ggml_s_graph_buffer_without_a_block_is_its_allocator_not_the_device() {
+        for message in [
+            "ggml_tallocr_alloc: not enough space in the buffer (needed 155582464, largest block available 151388160)",
+            "ggml_dyn_tallocr_alloc: not enough space in the buffer to allocate 155582464 bytes, largest block available 151388160 bytes",
+        ] {
+            let e = with_log(message, Default::default());
+            let mut r = Ranking::new();
+            assert!(engine_messages(&mut r, &e));
+            llama(&mut r, &e);
+            assert_eq!(r.top(), Some(CauseId::NotMemory), "{message}");
+            assert!(r.score(CauseId::Fragmentation).is_some());
+        }
     }
 
     #[test]

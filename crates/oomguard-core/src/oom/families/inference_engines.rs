@@ -88,6 +88,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ggml_new_object: not enough space in the context's memory pool (needed 3539648, available 3539280)",
     "ggml_new_tensor_impl: not enough space in the scratch memory pool (needed 877775360, available 536870912)",
     "ggml_new_tensor_impl: not enough space in the scratch memory",
+    "ggml_tallocr_alloc: not enough space in the buffer (needed 155582464, largest block available 151388160)",
+    "ggml_dyn_tallocr_alloc: not enough space in the buffer to allocate 155582464 bytes, largest block available 151388160 bytes",
     "alloc_tensor_range: failed to allocate CUDA0 buffer of size 151851674624",
     "RuntimeError: alloc_req_slots runs out of memory. Please set a smaller number for `--max-running-requests`. self.req_to_token_pool.available_size()=1, num_reqs=2,",
     "ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.",
@@ -212,6 +214,31 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
             r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*(\d+)\s*\))?",
         )
     });
+    // ggml's graph allocator placing a tensor in the compute buffer it
+    // measured beforehand (ggml-alloc.c: `ggml_tallocr_alloc: not enough
+    // space in the buffer (needed N, largest block available M)` with its
+    // assertion, later `ggml_dyn_tallocr_alloc: not enough space in the
+    // buffer to allocate N bytes, largest block available M bytes` and
+    // "graph allocation: failed to reserve memory"). Only with its figures:
+    // the words alone are common in other programs.
+    static BUFFER: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"not\s*enough\s*space\s*in\s*the\s*buffer\s*(?:\(\s*needed\s*(\d+)|to\s*allocate\s*(\d+)\s*bytes)\s*,\s*largest\s*block\s*available\s*\d+",
+        )
+    });
+    if let Some(c) = BUFFER.captures(text) {
+        let mut parsed = Parsed::new(
+            Framework::LlamaCpp,
+            DeviceKind::Unknown,
+            message_from(text, &BUFFER),
+        );
+        parsed.memory.requested_bytes = c
+            .get(1)
+            .or_else(|| c.get(2))
+            .and_then(|m| m.as_str().parse().ok());
+        parsed.exact_request = true;
+        return Some(parsed);
+    }
     let c = POOL.captures(text)?;
     let mut parsed = Parsed::new(
         Framework::LlamaCpp,
