@@ -584,7 +584,12 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // The serving router's tracing spans of a request's two
                 // steps (TGI's and LoRAX's `batch{batch_size=1}:prefill:
                 // prefill{id=13 size=1}: ...`, `decode{size=4}`).
-                r"(?:^|[:\s])(?:prefill|decode)\{(?:id|size|batch_size)=",
+                r"(?:^|[:\s])(?:prefill|decode)\{(?:id|size|batch_size)=|",
+                // transformers' generation logging: `generate()` logs its
+                // config as it starts ("Generate config GenerationConfig
+                // {"), and the text-generation pipelines log from their own
+                // files (`[WARNING|text2text_generation.py:307]`).
+                r"Generate config GenerationConfig\b|\btext2?text_generation\.py\b",
             ),
         ),
         (
@@ -654,6 +659,8 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "running prediction",
             "generating",
             "prefill{",
+            "Generate config",
+            "_generation.py",
             "decode{",
             "preprocess",
             "DMatrix(",
@@ -1304,6 +1311,14 @@ mod tests {
                 "MemoryError: Unable to allocate 9 GiB"
             ),
             Some(Phase::DataLoading)
+        );
+        // transformers' generation logs name the phase.
+        assert_eq!(
+            phase(
+                "[INFO|configuration_utils.py:577] 2023-10-10 15:56:27,605 >> Generate config GenerationConfig {",
+                "2023-10-10 15:56:29,603 - machine.jobs - ERROR - CUDA out of memory. Tried to allocate 16.00 MiB"
+            ),
+            Some(Phase::Generation)
         );
         // An LLM runner reading its prompt is generating, not loading data.
         for sentence in [
