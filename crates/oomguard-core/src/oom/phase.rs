@@ -164,7 +164,13 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             Phase::Generation,
             Rank::Names,
             concat!(
-                r"\.generate\(|\b_?\w*_generate\(|in (?:_\w*)?generate(?:_\w+)?\b|generation[/\\]utils\.py|",
+                // A function that generates output (`generate`,
+                // `generate_step`, `generate_segments`, `_generate_with_fallback`),
+                // not one that builds a tensor inside a model's forward
+                // (`generate_qkv`, `generate_anchors`, `generate_mask`).
+                r"\.generate\(|\b_?\w*_generate\(|in (?:_\w*)?generate\b|",
+                r"in (?:_\w*)?generate_(?:step|until|with_\w+|segments?|latents\w*|video\w*|audio|speech|images?|text\w*|tokens?\w*|stream\w*|sequences?|batch\w*|beams?\w*|greedy\w*|no_beam\w*|sample\w*|samples|responses?|completions?|outputs?|ids|answers?|captions?|chunks?|\w*search)\b|",
+                r"generation[/\\]utils\.py|",
                 r"in _?sample\b|greedy_search|beam_search|contrastive_search|sampler\.py|generate_until|",
                 r"\blogits\b.*(?:temperature|\.sort\(|top_[kp])|logits_sort|",
                 // Diffusion pipelines (diffusers' `pipeline_*.py` `__call__`,
@@ -1095,6 +1101,21 @@ mod tests {
             Some(Phase::Forward)
         );
         assert_eq!(phase("the operator raised an exception"), None);
+    }
+
+    #[test]
+    fn a_helper_that_builds_a_tensor_is_not_generating() {
+        let tb = lines(concat!(
+            "  File \"/x/accelerate/hooks.py\", line 164, in new_forward\n",
+            "  File \"/w/mistral_attn_hijack_flash.py\", line 228, in flashattn_forward\n",
+            "  File \"/w/mistral_attn_hijack_flash.py\", line 340, in generate_qkv\n",
+        ));
+        assert_eq!(from_traceback(&tb), Some(Phase::Forward));
+        let tb = lines(concat!(
+            "  File \"/x/faster_whisper/transcribe.py\", line 1100, in generate_segments\n",
+            "  File \"/x/faster_whisper/transcribe.py\", line 1300, in encode\n",
+        ));
+        assert_eq!(from_traceback(&tb), Some(Phase::Generation));
     }
 
     #[test]
