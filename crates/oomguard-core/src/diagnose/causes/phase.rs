@@ -697,6 +697,14 @@ fn tiny_request_alone(r: &mut Ranking, event: &OomEvent) {
     else {
         return;
     };
+    // TensorFlow's BFC pool on a GPU is reserved when the process starts
+    // (its `allow_growth` is off by default): a running op's tensor that
+    // does not fit it (`OOM when allocating tensor with shape[...] ... by
+    // allocator GPU_0_bfc`) found this process's own pool full, which no
+    // other process can take from; the step's tensors filled it.
+    if event.framework == Framework::TensorFlow && event.message.contains("_bfc") {
+        return;
+    }
     r.add_checked(
         CauseId::OtherProcesses,
         0.5,
@@ -1079,6 +1087,19 @@ mod tests {
             .any(|c| c.id == CauseId::OtherProcesses && c.check.is_some()));
         // A large request alone is the usual differential.
         e.memory.requested_bytes = Some(2 * GIB);
+        let mut r = Ranking::new();
+        bare_failure(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        // A running op's tensor in TensorFlow's pool, reserved at start:
+        // the pool is this process's own, filled by the step.
+        let mut e = event(
+            Framework::TensorFlow,
+            MemoryFigures {
+                requested_bytes: Some(20 * MIB),
+                ..MemoryFigures::default()
+            },
+        );
+        e.message = "OOM when allocating tensor with shape[10,128,64,64] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc".into();
         let mut r = Ranking::new();
         bare_failure(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
