@@ -793,14 +793,15 @@ fn same_but_digits(a: &str, b: &str) -> bool {
     a.len().abs_diff(b.len()) <= 32 && words(a).eq(words(b))
 }
 
-/// Prepends the line before when the trigger line continues it (a terminal
-/// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`).
 /// A word that marks a line as an error's.
 static ERROR_WORD: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:\berror\b|\bfail(?:ed|ure)?\b|exception|\[enforce fail)")
         .expect("pattern compiles")
 });
 
+/// Prepends the line before when the trigger line continues it (a terminal
+/// wrapped the phrase itself, as in `CUDA out of mem` / `ory. Tried to ...`,
+/// or an error's label at its colon).
 fn join_backwards(before: &[String], text: String) -> String {
     let Some(prev) = before.last() else {
         return text;

@@ -605,7 +605,7 @@ mod tests {
         // batch past the limit; the batch below that failure fits. Before
         // the guess below the failure, regula falsi aimed low and bisection
         // followed: 8, 25, 54, 47, 50, 52, 53 in one real run; here 8, 59,
-        // 47, 54, 50, 51, 53.
+        // 47, 54, 50, 51, 52, 53.
         let per = 800_000u64;
         let base = 3_470_000_000u64;
         let limit = base + per * 53 + per / 2;
