@@ -196,6 +196,7 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         .or_else(|| sglang_serving(text))
         .or_else(|| ollama(text))
         .or_else(|| triton_pool(text))
+        .or_else(|| ggml_graph_buffer(text))
         .or_else(|| ggml_context_pool(text))
 }
 
@@ -211,44 +212,44 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
 fn ggml_context_pool(text: &str) -> Option<Parsed> {
     static POOL: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*(\d+)\s*\))?",
+            r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*\d+\s*\))?",
         )
     });
-    // ggml's graph allocator placing a tensor in the compute buffer it
-    // measured beforehand (ggml-alloc.c: `ggml_tallocr_alloc: not enough
-    // space in the buffer (needed N, largest block available M)` with its
-    // assertion, later `ggml_dyn_tallocr_alloc: not enough space in the
-    // buffer to allocate N bytes, largest block available M bytes` and
-    // "graph allocation: failed to reserve memory"). Only with its figures:
-    // the words alone are common in other programs.
+    ggml_no_space(text, &POOL)
+}
+
+/// ggml's graph allocator placing a tensor in the compute buffer it
+/// measured beforehand (ggml-alloc.c: `ggml_tallocr_alloc: not enough space
+/// in the buffer (needed N, largest block available M)` with its assertion,
+/// later `ggml_dyn_tallocr_alloc: not enough space in the buffer to
+/// allocate N bytes, largest block available M bytes` and "graph
+/// allocation: failed to reserve memory"). Only with its figures: the words
+/// alone are common in other programs.
+fn ggml_graph_buffer(text: &str) -> Option<Parsed> {
     static BUFFER: LazyLock<Regex> = LazyLock::new(|| {
         re(
             r"not\s*enough\s*space\s*in\s*the\s*buffer\s*(?:\(\s*needed\s*(\d+)|to\s*allocate\s*(\d+)\s*bytes)\s*,\s*largest\s*block\s*available\s*\d+",
         )
     });
-    if let Some(c) = BUFFER.captures(text) {
-        let mut parsed = Parsed::new(
-            Framework::LlamaCpp,
-            DeviceKind::Unknown,
-            message_from(text, &BUFFER),
-        );
-        parsed.memory.requested_bytes = c
-            .get(1)
-            .or_else(|| c.get(2))
-            .and_then(|m| m.as_str().parse().ok());
-        parsed.exact_request = true;
-        return Some(parsed);
-    }
-    let c = POOL.captures(text)?;
+    ggml_no_space(text, &BUFFER)
+}
+
+/// A ggml space that `pattern` finds full: llama.cpp's event, the request
+/// the first group that matched (the bytes needed), when printed.
+fn ggml_no_space(text: &str, pattern: &Regex) -> Option<Parsed> {
+    let c = pattern.captures(text)?;
     let mut parsed = Parsed::new(
         Framework::LlamaCpp,
         DeviceKind::Unknown,
-        message_from(text, &POOL),
+        message_from(text, pattern),
     );
-    if let Some(needed) = c.get(1) {
-        parsed.memory.requested_bytes = needed.as_str().parse().ok();
-        parsed.exact_request = true;
-    }
+    parsed.memory.requested_bytes = c
+        .iter()
+        .skip(1)
+        .flatten()
+        .next()
+        .and_then(|m| m.as_str().parse().ok());
+    parsed.exact_request = parsed.memory.requested_bytes.is_some();
     Some(parsed)
 }
 
