@@ -1209,6 +1209,17 @@ mod tests {
     }
 
     #[test]
+    fn tensorflow_s_smaller_retry_of_a_refused_region_is_the_same_failure() {
+        let log = r"2018-03-14 11:33:52.456418: E c:\users\u\tensorflow\stream_executor\cuda\cuda_driver.cc:924] failed to allocate 968.17M (1015196672 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY
+2018-03-14 11:33:52.486808: E c:\users\u\tensorflow\stream_executor\cuda\cuda_driver.cc:924] failed to allocate 871.35M (913677056 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1, "{events:#?}");
+        assert_eq!(events[0].memory.requested_bytes, Some(1_015_196_672));
+        assert!(events[0].message.starts_with("failed to allocate 968.17M"));
+    }
+
+    #[test]
     fn a_llama_cpp_failure_carries_the_offload_its_log_reported() {
         let log = "llm_load_tensors: offloaded 41/41 layers to GPU
 llm_load_tensors:        CPU buffer size =  1640.62 MiB

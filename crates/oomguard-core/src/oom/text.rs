@@ -129,10 +129,12 @@ macro_rules! glog_record {
     };
 }
 
-/// The prefix TensorFlow's logger writes after its timestamp.
+/// The prefix TensorFlow's logger writes after its timestamp. Its Windows
+/// builds write the source file's build path with a drive and backslashes
+/// (`E c:\tf_jenkins\...\cuda_driver.cc:1002] `).
 macro_rules! tf_record {
     () => {
-        r"[IWEF] [\w/.\-]+:\d+\]"
+        r"[IWEF] (?:[A-Za-z]:)?[\w/\\.\-]+:\d+\]"
     };
 }
 
@@ -408,6 +410,30 @@ mod tests {
             "2024-01-02 10:11:12.123: E tensorflow/core/x.cc:12] next record"
         ));
         assert!(!ends_continuation("Reported by CUDA: Free memory"));
+    }
+
+    #[test]
+    fn a_tensorflow_record_from_a_windows_build_never_continues_the_one_before() {
+        let record = |file: &str, text: &str| {
+            format!(
+                r"E c:\tf_jenkins\home\workspace\release-win\device\gpu\os\windows\tensorflow\stream_executor\cuda\{file}] {text}"
+            )
+        };
+        let first = record(
+            "cuda_driver.cc:1002",
+            "failed to allocate 3.00G (3221225472 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY",
+        );
+        let next = [record(
+            "cuda_driver.cc:1002",
+            "failed to allocate 2.70G (2899102720 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY",
+        )];
+        let stripped = strip_log_prefix(&first);
+        assert!(
+            stripped.starts_with("failed to allocate 3.00G"),
+            "{stripped}"
+        );
+        let (text, taken) = join_continuations(stripped, &next, 8);
+        assert_eq!(taken, 0, "{text}");
     }
 
     #[test]
