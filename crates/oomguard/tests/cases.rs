@@ -553,6 +553,18 @@ fn corpus_fresh15() {
     run_cases("oom/corpus_fresh15.jsonl");
 }
 
+/// A sixteenth unseen set of 58 real texts (39 OOM, 19 misleading): GPUs
+/// another process filled, evaluation that fails after training worked,
+/// NCCL and cuDNN inside TensorFlow and JAX, ROCm and MPS, serving engines
+/// and ggml runners, image apps, host kills and allocators, Paddle and
+/// ONNX Runtime, with misleading driver, assert, shared-memory and warning
+/// texts. Labelled from each thread before the tool read it. Every third
+/// row is `heldout`; rows that still fail are marked `known_gap`.
+#[test]
+fn corpus_fresh16() {
+    run_cases("oom/corpus_fresh16.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
