@@ -352,6 +352,8 @@ fn is_frame_part(line: &str) -> bool {
         // (`er.py", line 301, in __iter__`).
         || is_wrapped_frame_tail(t)
         || line.contains(['│', '└', '╰', '╭', '┌'])
+        // The mark a paste leaves where it cut frames out.
+        || matches!(t.trim_end(), "..." | "…" | "[...]" | "(...)")
         || (quoted && !unquoted.is_empty())
         || TAGGED_INDENT.is_match(line)
 }
@@ -697,7 +699,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
 static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
     // A failure told as what could not be done ("can't start server",
     // "unable to load the model") ties its phase as a time word does.
-    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|from|run|runs|running|ran|can[’']?t|cannot|couldn[’']?t|unable\s+to|fail(?:s|ed)?\s+to)\b(?:\s+[\w'-]+){0,6}?\s+";
+    const WHEN: &str = r"\b(?:during|while|when|whilst|in|at|on|upon|from|run|runs|running|ran|can[’']?t|cannot|couldn[’']?t|could\s+not|unable\s+to|fail(?:s|ed)?\s+to|try(?:ing)?\s+to)\b(?:\s+[\w'-]+){0,6}?\s+";
     let rules: &[(Phase, &str)] = &[
         (
             Phase::Startup,
@@ -737,7 +739,7 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 loop_head!(),
                 "|",
                 r"(?:reading\b|preprocess\w*|tokeniz\w*|",
-                r"load(?:ing)?\s+(?:the\s+|my\s+|a\s+)?(?:\S+\s+)?(?:data|datasets?|batch\w*|csv|images|corpus)\b)",
+                r"(?:load|process)(?:ing)?\s+(?:the\s+|my\s+|a\s+)?(?:\S+\s+)?(?:data|datasets?|batch\w*|csv|images|corpus)\b)",
             ),
         ),
         (Phase::ModelLoad, r"(?:loading|load)\b"),
@@ -789,7 +791,7 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 // (`trainer.evaluate`), a script after its folder
                 // (`tools/test.py`).
                 // The call may be quoted (`when using `mlx_lm.generate()``).
-                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?[`'\\x22*]{{0,2}}(?:[\\w-]+[./\\\\])*{p}"))
+                Regex::new(&format!("(?i){WHEN}(?:the\\s+)?[`'\\x22*]{{0,2}}(?:[\\w-]+[./\\\\])*(?:{p})"))
                     .expect("tied pattern compiles");
             (*phase, re)
         })
@@ -827,7 +829,8 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "instantiat",
             "build",
             "reading",
-            "preprocess",
+            // "preprocess" too.
+            "process",
             "tokeniz",
             "compil",
             "backward",
@@ -856,6 +859,16 @@ static FAILURE: LazyLock<Regex> = LazyLock::new(|| {
         .expect("pattern compiles")
 });
 
+/// Fixed wordings of a tool that hold a phase's word without naming the
+/// program's phase: googletest's report of an exception
+/// (googletest/src/gtest.cc: `C++ exception with description "..." thrown
+/// in the test body.`, `... in the test fixture's constructor.`) says where
+/// the test harness caught it.
+static FIXED_PHRASES: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"thrown in the test (?:body|fixture's (?:constructor|destructor))")
+        .expect("pattern compiles")
+});
+
 /// The phase a sentence of `lines` ties to the failure (see [`TIED_RULES`]),
 /// the sentence nearest the error first. A phrase on the error's own line
 /// speaks of it ("`RuntimeError: CUDA out of memory. ...` at eval stage"),
@@ -870,8 +883,9 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
             return None;
         }
         let on_error_line = i == error_at;
+        let line = FIXED_PHRASES.replace_all(lines[i], "");
         SENTENCE_END
-            .split(lines[i])
+            .split(&line)
             .filter(|s| on_error_line || FAILURE.is_match(s))
             .find_map(|s| {
                 TIED_RULES
@@ -1079,6 +1093,36 @@ mod tests {
         // Without the header, the frames above the error are found whole.
         let tb = lines("why this happened ?\nFile \"/a/torch/utils/data/dataload\ner.py\", line 158, in __init__\n    w.start()\n  File \"/a/multiprocessing/forking.py\", line 121, \nin __init__\n    self.pid = os.fork()");
         assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
+    }
+
+    #[test]
+    fn a_test_harness_s_report_is_not_an_evaluation() {
+        let gtest = "unknown file: error: C++ exception with description \"Non-zero status code returned while running FusedMatMul node. Status Message: bad allocation\" thrown in the test body.";
+        assert_eq!(tied_phase(&[gtest], 0), None);
+        assert_eq!(
+            tied_phase(&["CUDA out of memory in the test step"], 0),
+            Some(Phase::Evaluation)
+        );
+        assert_eq!(
+            tied_phase(
+                &["Error: Could not load the stable-diffusion model! Reason: CUDA out of memory."],
+                0
+            ),
+            Some(Phase::ModelLoad)
+        );
+    }
+
+    #[test]
+    fn frames_cut_short_by_the_paste_still_name_the_pass() {
+        let tb = lines(concat!(
+            "Llama 3.1 8B failed with OOM.\n",
+            "    File \"/v/torch/_functorch/_aot_autograd/runtime_wrappers.py\", line 2324, in impl_fn\n",
+            "      out = CompiledFunction._backward_impl(ctx, all_args)\n",
+            "    File \"/v/torch/_functorch/_aot_autograd/runtime_wrappers.py\", line 2494, in _backward_impl\n",
+            "      out = call_func_at_runtime_with_args(\n",
+            "...",
+        ));
+        assert_eq!(from_traceback(&tb), Some(Phase::Backward));
     }
 
     #[test]

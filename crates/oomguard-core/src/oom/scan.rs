@@ -505,6 +505,9 @@ fn read_event_at(
         end = start;
     }
     before.reverse();
+    if in_diff_block(&before) {
+        return (None, line_end);
+    }
 
     let stripped = strip_log_prefix(&first).to_string();
     let (text, taken) = join_continuations(&stripped, &after, CONTINUATION_LINES);
@@ -677,6 +680,22 @@ fn read_event_at(
         text,
     };
     (Some(found), used_end)
+}
+
+/// True when the lines above open a Markdown code block of a diff (```` ```diff
+/// ````, ```` ```patch ````) that has not closed: a pull request's change to a
+/// README or to code, whose lines quote an error (a troubleshooting section
+/// titled with it, a handler that catches it) without any program failing.
+fn in_diff_block(before: &[String]) -> bool {
+    before
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with("```"))
+        .is_some_and(|fence| {
+            let lang = fence.trim_start_matches('`').trim();
+            lang.eq_ignore_ascii_case("diff") || lang.eq_ignore_ascii_case("patch")
+        })
 }
 
 /// True when a failure without a figure on the text's first line is set
@@ -1206,6 +1225,20 @@ mod tests {
         })
         .expect("scans");
         (events, summary)
+    }
+
+    #[test]
+    fn an_error_quoted_in_a_diff_is_no_failure_and_the_text_after_it_is_read() {
+        let text = "huggingface/README.md:115
+```diff
+ ### Problem with Azure Authentication
+-### `RuntimeError: CUDA out of memory` error
++### In case of `RuntimeError: CUDA out of memory` error
+```
+";
+        assert!(scan(text).0.is_empty());
+        let after = format!("{text}Then the run itself:\nRuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB (GPU 0; 7.79 GiB total capacity; 6.31 GiB already allocated; 1.06 MiB free; 6.39 GiB reserved in total by PyTorch)\n");
+        assert_eq!(scan(&after).0.len(), 1);
     }
 
     #[test]

@@ -126,10 +126,15 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         let mut parsed = Parsed::new(Framework::Cudnn, DeviceKind::Cuda, message_from(text, key));
         parsed.device.index = device_index(text);
         parsed.facts.kind = EventKind::LibraryHandle;
-        // TensorFlow prints the device's memory after a failed handle.
+        // TensorFlow and XLA print the device's memory after a failed handle
+        // (stream_executor/cuda/cuda_dnn.cc: `Memory usage: N bytes free, M
+        // bytes total.`).
         if let Some(c) = p.memory_usage.captures(text) {
             parsed.memory.free_bytes = c[1].parse().ok();
             parsed.memory.total_bytes = c[2].parse().ok();
+        }
+        if ample_free(parsed.memory.free_bytes, parsed.memory.total_bytes) {
+            return None;
         }
         return Some(parsed);
     }
@@ -153,6 +158,18 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
     }
     None
 }
+
+/// Free memory no handle could lack: half the device and at least
+/// [`HANDLE_ROOM`]. A handle that failed with that much free failed for
+/// another reason (a library the build does not match, a driver), and the
+/// report the runtime printed under it says so.
+fn ample_free(free: Option<u64>, total: Option<u64>) -> bool {
+    matches!((free, total), (Some(free), Some(total)) if free >= HANDLE_ROOM && free.saturating_mul(2) >= total)
+}
+
+/// More than a cuDNN or cuBLAS handle takes with its workspace and the
+/// kernels it loads (hundreds of MiB; CUDA's lazy loading makes it less).
+const HANDLE_ROOM: u64 = 2 << 30;
 
 /// NCCL could not size a shared-memory segment in `/dev/shm` (host memory,
 /// a tmpfs a container keeps small: Docker's default is 64 MiB). The
@@ -230,5 +247,21 @@ mod tests {
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_cudnn_handle_with_most_of_the_device_free_is_not_a_memory_failure() {
+        let handle = "Could not create cudnn handle: CUDNN_STATUS_INTERNAL_ERROR";
+        let with = |free: u64, total: u64| {
+            parse(&format!(
+                "{handle} Memory usage: {free} bytes free, {total} bytes total."
+            ))
+        };
+        assert!(with(15_993_929_728, 17_179_344_896).is_none());
+        let full = with(190_840_832, 8_513_978_368).expect("a full device's handle");
+        assert_eq!(full.memory.free_bytes, Some(190_840_832));
+        // Half of a small card is too little to rule memory out.
+        assert!(with(1 << 30, 2 << 30).is_some());
+        assert!(parse(handle).is_some());
     }
 }

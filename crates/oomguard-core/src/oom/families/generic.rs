@@ -250,6 +250,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // before 21.08) or its own enforcement of the job's limit.
         r"detected\s*\d+\s*oom[-_]kill\s*events?|exceeded\s*memory\s*limit\s*\(\d+\s*>\s*\d+\),?\s*being\s*killed|",
         r"exceeded\s*(?:job|step)\s*memory\s*limit|",
+        // systemd's report of a service the kernel killed for its memory
+        // (src/core/unit.c: `A process of this unit has been killed by the
+        // OOM killer.`; the unit's result, `Failed with result 'oom-kill'.`).
+        r"process\s*of\s*this\s*unit\s*has\s*been\s*killed\s*by\s*the\s*oom\s*killer|result\s*'oom-kill'|",
         // LSF's exit reason (`TERM_MEMLIMIT: job killed after reaching LSF
         // memory usage limit`), PBS's kill (`=>> PBS: job killed: mem 2097152kb
         // exceeded limit 1048576kb`), srun's summary of a task the cgroup
@@ -293,8 +297,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // Killed   python x.py`, zsh's `zsh: killed     python x.py` and
         // `[1]    1234 killed     python x.py` (zsh's signal names are
         // lower case, Src/signames2.awk), fish's `terminated by signal
-        // SIGKILL`.
-        r"^\s*(?:\[\d+\]\s*[+-]?|\w*sh:)\s+(?:\d+\s+)?(?:Killed|killed)\s+\S|",
+        // SIGKILL`. A progress bar that never ended its line (tqdm's
+        // `7/8 [00:12<00:01,  1.84s/it]`) may come first.
+        r"(?:^\s*|(?:it/s|s/it)\]\s*)(?:\[\d+\]\s*[+-]?|\w*sh:)\s+(?:\d+\s+)?(?:Killed|killed)\s+\S|",
         r"terminated\s*by\s*signal\s*SIGKILL"
     )),
     // A launcher or runner reporting its child's SIGKILL: torchrun
@@ -1828,8 +1833,11 @@ mod tests {
             "[1]+  Killed                  python train.py",
             "zsh: killed     python train.py",
             "[1]    48213 killed     python train.py --batch 64",
+            "Loading checkpoint shards:  88%|███▊  | 7/8 [00:12<00:01,  1.84s/it][1]    14875 killed     python main.py",
             "fish: Job 1, 'python train.py' terminated by signal SIGKILL (Forced quit)",
             "killed out of memory",
+            "ollama.service: A process of this unit has been killed by the OOM killer.",
+            "Failed with result 'oom-kill'.",
             "Process 4121 killed (out of memory)",
             "worker killed due to out of memory",
         ] {

@@ -69,8 +69,9 @@ pub(super) const WORDS: &[&str] = &[
     "allocation of size",
     // Triton Inference Server's CUDA memory pool.
     "CNMEM",
-    // ONNX Runtime's arena at its limit.
+    // ONNX Runtime's arena at its limit, and its allocation cut short.
     "requested bytes",
+    "BFCArena",
     // A ggml context's pools.
     "memory pool",
     "scratch memory",
@@ -106,6 +107,7 @@ pub(super) const EXAMPLES: &[&str] = &[
 
 struct Patterns {
     ort_arena: Regex,
+    ort_arena_cut: Regex,
     ort_cuda: Regex,
     ort_cap: Regex,
     ort_node: Regex,
@@ -132,6 +134,12 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     ort_arena: re(
         r"Failed\s*to\s*allocate\s*memory\s*for\s*requested\s*buffer\s*of\s*size\s*(\d+)",
     ),
+    // The arena's allocation throws only for memory (bfc_arena.cc
+    // `AllocateRawInternal`: `Failed to allocate memory for requested buffer
+    // of size N`, or `Extend`'s status): its name before a message a title
+    // cut short (`... AllocateRawInternal(size_t, bool, ...) Failed to
+    // alloc`) is the same failure without its size.
+    ort_arena_cut: re(r"BFCArena::AllocateRawInternal\b[^\n]{0,240}?Failed\s*to\s*alloc"),
     ort_cuda: re(r"CUDA\s*failure\s*2\s*:\s*out\s*of\s*memory"),
     ort_cap: re(
         r"Available\s*memory\s*of\s*(\d+)\s*is\s*smaller\s*than\s*requested\s*bytes\s*of\s*(\d+)",
@@ -309,6 +317,8 @@ fn onnxruntime(text: &str) -> Option<Parsed> {
         &p.ort_cap
     } else if p.ort_cuda.is_match(text) {
         &p.ort_cuda
+    } else if p.ort_arena_cut.is_match(text) {
+        &p.ort_arena_cut
     } else {
         return None;
     };
@@ -900,6 +910,16 @@ mod tests {
         assert_eq!(e.memory.free_bytes, Some(34699008));
         assert_eq!(e.memory.requested_bytes, Some(945041920));
         assert_eq!(e.facts.op.as_deref(), Some("Cast"));
+    }
+
+    #[test]
+    fn onnx_runtime_s_arena_cut_before_its_size_is_still_its_failure() {
+        // Through the families' dispatch: the family's words must admit it.
+        let e = crate::oom::families::parse_logical("/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 void* onnxruntime::BFCArena::AllocateRawInternal(size_t, bool, onnxruntime::Stream*, bool, onnxruntime::WaitNotificationFn) Failed to alloc").expect("an event");
+        assert_eq!(e.framework, Framework::OnnxRuntime);
+        assert_eq!(e.memory.requested_bytes, None);
+        // Another function's failure to allocate is not the arena's.
+        assert!(onnxruntime("ArenaWrapper::Init Failed to alloc").is_none());
     }
 
     #[test]

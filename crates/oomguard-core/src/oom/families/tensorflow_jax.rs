@@ -86,6 +86,7 @@ struct Patterns {
     dst_uninitialized: Regex,
     copy_destination: Regex,
     op: Regex,
+    kernel_file: Regex,
     tf_device: Regex,
 }
 
@@ -168,6 +169,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     ),
     copy_destination: re(r"\bto\s*/job:\S*?/device:(GPU|CPU):(\d+)"),
     op: re(r"\[Op:(\w+)\]|(?i:node):?\s+([\w/.\-]+)|by\s*op\s+(\w+)"),
+    kernel_file: re(r"OP_REQUIRES\s*failed\s*at\s*(\w+)\.cc:\d+"),
     // TensorFlow before 1.4 printed legacy device names (`/job:localhost/
     // replica:0/task:0/gpu:0`, DeviceNameUtils::LegacyName in
     // tensorflow/core/util/device_name_utils.cc); later ones `/device:GPU:0`.
@@ -608,6 +610,29 @@ fn tf_op(text: &str, parsed: &mut Parsed) {
             parsed.facts.op = Some(op);
         }
     }
+    if parsed.phase_hint.is_none() {
+        parsed.phase_hint = P
+            .kernel_file
+            .captures(text)
+            .and_then(|c| phase_of_kernel_file(&c[1]));
+    }
+}
+
+/// The pass a kernel's source file serves, from the `OP_REQUIRES failed at
+/// conv_grad_input_ops.cc:408` TensorFlow logs: tensorflow/core/kernels
+/// puts gradient kernels in files named for them (`conv_grad_input_ops.cc`,
+/// `conv_grad_filter_ops.cc`, `depthwise_conv_grad_op.cc`) and the
+/// optimizers' update kernels in `training_ops.cc`. Other files hold
+/// forward kernels, some with their gradients beside them, so they say
+/// nothing.
+fn phase_of_kernel_file(file: &str) -> Option<Phase> {
+    if file.contains("_grad") {
+        Some(Phase::Backward)
+    } else if file == "training_ops" {
+        Some(Phase::OptimizerStep)
+    } else {
+        None
+    }
 }
 
 /// What a graph node's path says it computes: gradients are the backward
@@ -788,6 +813,18 @@ mod tests {
         let e = parse("OOM when allocating tensor with shape[64,128] and type float [[{{node training/Adam/gradients/dense/MatMul_grad/MatMul}}]]")
             .expect("an event");
         assert_eq!(e.phase_hint, Some(Phase::Backward));
+    }
+
+    #[test]
+    fn the_kernel_s_source_file_names_its_pass() {
+        let at = |file: &str| {
+            parse(&format!("W tensorflow/core/framework/op_kernel.cc:1745] OP_REQUIRES failed at {file}.cc:408 : RESOURCE_EXHAUSTED: OOM when allocating tensor with shape[128,256,28,28] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc"))
+                .expect("an event")
+                .phase_hint
+        };
+        assert_eq!(at("conv_grad_input_ops"), Some(Phase::Backward));
+        assert_eq!(at("training_ops"), Some(Phase::OptimizerStep));
+        assert_eq!(at("conv_ops"), None);
     }
 
     #[test]
