@@ -1574,6 +1574,9 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                     // (`java.lang.OutOfMemoryError: Java heap space`) and V8's
                     // (`JavaScript heap out of memory`).
                     r"\[Errno\s*12\]|Java\s*heap\s*space|GC\s*overhead\s*limit\s*exceeded|JavaScript\s*heap|",
+                    // The processor's memory named in words ("CPU OOM
+                    // errors", "CPU out of memory", "CPU RAM").
+                    r"\bCPU\s*(?:OOM|out\s*of\s*memory|RAM|memory)\b|",
                     // The Rust and Go runtimes' own words (see `failure`), and
                     // Go's fatal throw (`fatal error: runtime: out of memory`,
                     // runtime/mem_linux.go, malloc.go) and heap report

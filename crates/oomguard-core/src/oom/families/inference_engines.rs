@@ -223,7 +223,9 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
             r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*\d+\s*\))?",
         )
     });
-    ggml_no_space(text, &POOL)
+    // ggml_init takes the pool from the host's allocator, but the program
+    // sized it: the host's memory did not run out, so no kind is named.
+    ggml_no_space(text, &POOL, DeviceKind::Unknown)
 }
 
 /// ggml's graph allocator placing a tensor in the compute buffer it
@@ -239,18 +241,16 @@ fn ggml_graph_buffer(text: &str) -> Option<Parsed> {
             r"not\s*enough\s*space\s*in\s*the\s*buffer\s*(?:\(\s*needed\s*(\d+)|to\s*allocate\s*(\d+)\s*bytes)\s*,\s*largest\s*block\s*available\s*\d+",
         )
     });
-    ggml_no_space(text, &BUFFER)
+    // The compute buffer is the backend's: a GPU's or the host's.
+    ggml_no_space(text, &BUFFER, DeviceKind::Unknown)
 }
 
-/// A ggml space that `pattern` finds full: llama.cpp's event, the request
-/// the first group that matched (the bytes needed), when printed.
-fn ggml_no_space(text: &str, pattern: &Regex) -> Option<Parsed> {
+/// A ggml space on `kind` of memory that `pattern` finds full: llama.cpp's
+/// event, the request the first group that matched (the bytes needed), when
+/// printed.
+fn ggml_no_space(text: &str, pattern: &Regex, kind: DeviceKind) -> Option<Parsed> {
     let c = pattern.captures(text)?;
-    let mut parsed = Parsed::new(
-        Framework::LlamaCpp,
-        DeviceKind::Unknown,
-        message_from(text, pattern),
-    );
+    let mut parsed = Parsed::new(Framework::LlamaCpp, kind, message_from(text, pattern));
     parsed.memory.requested_bytes = c
         .iter()
         .skip(1)

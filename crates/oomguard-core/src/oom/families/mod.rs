@@ -18,6 +18,7 @@ pub(super) mod tensorflow_jax;
 pub(super) mod triton;
 
 use super::patterns::Parsed;
+use super::DeviceKind;
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use std::sync::LazyLock;
 
@@ -129,6 +130,24 @@ pub(crate) fn parse_logical_at(text: &str, error_level: bool) -> Option<Parsed> 
     if is_python_warning(text) || is_source_statement(text) {
         return None;
     }
+    parse_families(text, error_level).map(|mut parsed| {
+        if parsed.device.kind == DeviceKind::Unknown && says_enomem(text) {
+            parsed.device.kind = DeviceKind::Cpu;
+        }
+        parsed
+    })
+}
+
+/// The C library's text for ENOMEM (`strerror(ENOMEM)`, "Cannot allocate
+/// memory", as glibc and musl word errno 12): the operating system refused
+/// the process memory (a JIT's code pages, a thread's stack, pinned or
+/// shared host memory), whatever library passed the error on. GPU runtimes
+/// have codes of their own.
+fn says_enomem(text: &str) -> bool {
+    text.contains("Cannot allocate memory")
+}
+
+fn parse_families(text: &str, error_level: bool) -> Option<Parsed> {
     let mentioned = mentioned_families(text);
     let mentions = |family: usize| mentioned & (1 << family) != 0;
     None.or_else(|| mentions(0).then(|| triton::parse(text))?)
@@ -207,6 +226,27 @@ mod tests {
         ] {
             assert!(parse_logical(line).is_none(), "{line}");
         }
+    }
+
+    #[test]
+    fn the_memory_each_wording_names_is_the_device() {
+        let kind = |line: &str| parse_logical(line).expect(line).device.kind;
+        // ENOMEM passed on by a JIT.
+        assert_eq!(
+            kind("BUG: JIT session error: Cannot allocate memory"),
+            DeviceKind::Cpu
+        );
+        assert_eq!(
+            generic::device_kind(
+                "ZeRO Stage 3 with NVMe offload: CPU OOM errors while partitioning"
+            ),
+            DeviceKind::Cpu
+        );
+        // A GPU's own code keeps its device.
+        assert_eq!(
+            kind("RuntimeError: CUDA error: out of memory"),
+            DeviceKind::Cuda
+        );
     }
 
     #[test]
