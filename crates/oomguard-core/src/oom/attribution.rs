@@ -93,9 +93,10 @@ static APPLE_GPU: LazyLock<Regex> = LazyLock::new(|| {
 static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
-        // A GeForce by its bare number with its Ti suffix (`1080ti`,
-        // `2080 Ti`): the suffix is NVIDIA's alone.
-        r"(?i-u:\b(?:9[5-8]0|10[5-8]0|16[56]0|20[678]0|30[5-9]0|40[6-9]0|50[6-9]0)\s?ti\b)|",
+        // A GeForce by its bare number with its Ti or Super suffix
+        // (`1080ti`, `2080 Ti`, `1660 super`): the suffixes are NVIDIA's
+        // alone.
+        r"(?i-u:\b(?:9[5-8]0|10[5-8]0|16[56]0|20[678]0|30[5-9]0|40[6-9]0|50[6-9]0)\s?(?:ti|super)\b)|",
         r"(?-u:\b)(?:Jetson|DGX|[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
     ))
     .expect("pattern compiles")
@@ -651,6 +652,11 @@ mod tests {
             ("Out of memory on 8x V100 32GB", DeviceKind::Cuda),
             ("OOM at level L2 of the cache", DeviceKind::Unknown),
             ("Vulkan OOM on an A10", DeviceKind::Unknown),
+            ("Out of memory on my GTX 1660 super", DeviceKind::Cuda),
+            (
+                "Out of memory with the super resolution model",
+                DeviceKind::Unknown,
+            ),
         ] {
             let p = refined(Framework::Other, DeviceKind::Unknown, text, "");
             assert_eq!(p.device.kind, want, "{text}");

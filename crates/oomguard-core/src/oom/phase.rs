@@ -555,6 +555,11 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 r"ggml_backend_\w*alloc\w*|ggml_\w*_?malloc|unable to allocate \w+ buffer|llama runner process has terminated|",
                 // TensorRT tries tactics only while it builds an engine.
                 r"skipping tactic|",
+                // ONNX Runtime's session set-up, which places the model's
+                // initializers (its weights) and plans its memory
+                // (onnxruntime/core/session/inference_session.cc,
+                // `Initialize`: "Exception during initialization: ").
+                r"Exception during initialization:|",
                 // The object built and moved in one statement too:
                 // `Model(opt.cfg, nc=nc).to(device)`.
                 r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()|",
@@ -1093,6 +1098,12 @@ mod tests {
         // Without the header, the frames above the error are found whole.
         let tb = lines("why this happened ?\nFile \"/a/torch/utils/data/dataload\ner.py\", line 158, in __init__\n    w.start()\n  File \"/a/multiprocessing/forking.py\", line 121, \nin __init__\n    self.pid = os.fork()");
         assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
+    }
+
+    #[test]
+    fn onnx_runtime_s_session_set_up_loads_the_model() {
+        let line = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: D:\\a\\_work\\1\\s\\onnxruntime\\core\\framework\\bfc_arena.cc:331 onnxruntime::BFCArena::AllocateRawInternal Failed to allocate memory for requested buffer of size 150994944";
+        assert_eq!(from_context(&[], line, &[]), Some(Phase::ModelLoad));
     }
 
     #[test]
