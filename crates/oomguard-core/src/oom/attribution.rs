@@ -206,7 +206,12 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         // Image generators built on PyTorch: ComfyUI's error report
         // (app/logger's "# ComfyUI Error Report") and its frames, the
         // webui's frames.
-        r"ComfyUI Error Report|\b(?:ComfyUI|comfy|stable-diffusion-webui(?:-forge)?)[/\\]\w+\.py",
+        r"ComfyUI Error Report|\b(?:ComfyUI|comfy|stable-diffusion-webui(?:-forge)?)[/\\]\w+\.py|",
+        // Its C++ core, also under bindings (Rust's tch, libtorch): c10's
+        // namespace and library, and its host allocator's check
+        // (c10/core/CPUAllocator.cpp, c10/core/impl/alloc_cpu.cpp: `[enforce
+        // fail at CPUAllocator.cpp:56] posix_memalign(...) == 0. 12 vs 0`).
+        r"\bc10::\w|\blibc10\.(?:so|dylib)\b|\b(?:CPUAllocator|alloc_cpu)\.cpp:\d",
     ))
     .expect("pattern compiles")
 });
@@ -465,6 +470,27 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn pytorch_s_host_allocator_under_a_binding_is_pytorch_s() {
+        let raw = r#"value: TorchError { c_error: "[enforce fail at CPUAllocator.cpp:56] posix_memalign(&data, gAlignment, nbytes) == 0. 12 vs 0"#;
+        let p = refined(Framework::Other, DeviceKind::Cpu, raw, "");
+        assert_eq!(p.framework, Framework::PyTorch);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cpu,
+            "posix_memalign: Cannot allocate memory",
+            "frame #2: c10::alloc_cpu(unsigned long) + 0x65e",
+        );
+        assert_eq!(p.framework, Framework::PyTorch);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Cpu,
+            "posix_memalign: Cannot allocate memory",
+            "",
+        );
+        assert_eq!(p.framework, Framework::Other);
     }
 
     #[test]
