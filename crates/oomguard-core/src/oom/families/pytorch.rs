@@ -70,6 +70,7 @@ struct Patterns {
     async_backend: Regex,
     async_cut: Regex,
     requested: Regex,
+    request_told: Regex,
     absurd: Regex,
     total_v1: Regex,
     total_v2: Regex,
@@ -117,6 +118,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     // 5166, 5511, 6073, 6176).
     async_cut: re(r"Allocation\s*on\s*device\s*$"),
     requested: re(r"Tried\s*to\s*allocate\s*{SIZE}"),
+    request_told: re(
+        r"(?i:\b(?:memory\s*error|oom(?:\s*error)?|error))\s*[:\-]\s*Tried\s*to\s*allocate\s*{SIZE}",
+    ),
     absurd: re(r"Tried\s*to\s*allocate\s*more\s*than\s*1\s*EB"),
     total_v1: re(r"{SIZE}\s*total\s*capac"),
     total_v2: re(r"total\s*capac\w*\s*of\s*{SIZE}"),
@@ -174,10 +178,13 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         };
         return Some(caching_allocator(text, kind));
     }
-    // A message quoted from "Tried to allocate" on, without its first words.
+    // A message quoted from "Tried to allocate" on, without its first words:
+    // with the device's figures, or after words that call it the error
+    // ("Memory error: Tried to allocate 1024.00 GiB" in a report's title).
     if p.requested.is_match(text)
-        && p.gpu_index.is_match(text)
-        && (p.total_v1.is_match(text) || p.total_v2.is_match(text))
+        && ((p.gpu_index.is_match(text)
+            && (p.total_v1.is_match(text) || p.total_v2.is_match(text)))
+            || p.request_told.is_match(text))
     {
         return Some(caching_allocator(text, DeviceKind::Cuda));
     }
@@ -611,6 +618,16 @@ mod tests {
             parsed.message,
             "RuntimeError: No executable batch size found, reached zero."
         );
+    }
+
+    #[test]
+    fn a_request_quoted_as_the_error_is_pytorch_s() {
+        let e = parse("[Bug]: Phi-3-small-128k-instruct on 4 T4 GPUs - Memory error: Tried to allocate 1024.00 GiB")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::PyTorch);
+        assert_eq!(e.memory.requested_bytes, Some(1 << 40));
+        // A figure in words, with nothing that calls it the error.
+        assert!(parse("I tried to allocate 2.00 GiB with torch.empty and it worked").is_none());
     }
 
     #[test]
