@@ -277,7 +277,11 @@ fn starts_new_statement(line: &str) -> bool {
             r"-{8,}\s*$|[\w.]+\s+Traceback \(most recent call last\)|",
             r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
-            r"[a-z]+_[a-z0-9_]*:\s)"
+            r"[a-z]+_[a-z0-9_]*:\s|",
+            // NCCL's record after its `host:pid:tid [dev]` prefix, with the
+            // source file on WARN lines (src/debug.cc: `include/shm.h:28 NCCL
+            // WARN ...`, `NCCL INFO ...`).
+            r"(?:[\w/.\-]+:\d+\s+)?NCCL\s+(?:INFO|WARN|ERROR|TRACE|ABORT)\b)"
         ))
         .expect("pattern compiles")
     });
@@ -410,6 +414,19 @@ mod tests {
             "2024-01-02 10:11:12.123: E tensorflow/core/x.cc:12] next record"
         ));
         assert!(!ends_continuation("Reported by CUDA: Free memory"));
+    }
+
+    #[test]
+    fn an_nccl_record_never_continues_the_one_before() {
+        let first = "[3] include/shm.h:28 NCCL WARN Call to posix_fallocate failed : No space left on device";
+        let next = [
+            "[3] NCCL INFO include/shm.h:41 -> 2".to_string(),
+            "include/shm.h:48 NCCL WARN Error while creating shared memory segment nccl-shm-recv-1 (size 9637888)".to_string(),
+        ];
+        let (text, taken) = join_continuations(strip_log_prefix(first), &next, 8);
+        assert_eq!(taken, 0, "{text}");
+        let (text, taken) = join_continuations(strip_log_prefix(first), &next[1..], 8);
+        assert_eq!(taken, 0, "{text}");
     }
 
     #[test]
