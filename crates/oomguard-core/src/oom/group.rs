@@ -537,19 +537,18 @@ fn merge_facts(mut a: EventFacts, b: EventFacts) -> EventFacts {
 /// bfc_allocator.cc `Extend`, `kBackpedalFactor = 0.9`), printing
 /// `968.17M (1015196672 bytes)` then `871.35M (913677056 bytes)`.
 fn mask_digits(framework: Framework, message: &str) -> (Framework, String) {
-    let mut masked = String::with_capacity(message.len());
-    let mut in_digits = false;
-    for c in message.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                masked.push('#');
-            }
-            in_digits = true;
-        } else {
-            masked.push(c);
-            in_digits = false;
+    // Bytes, not chars: an ASCII digit is never part of a longer UTF-8
+    // sequence, so the other bytes copied as they are stay valid UTF-8.
+    let bytes = message.as_bytes();
+    let mut masked = Vec::with_capacity(bytes.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        if !b.is_ascii_digit() {
+            masked.push(b);
+        } else if i == 0 || !bytes[i - 1].is_ascii_digit() {
+            masked.push(b'#');
         }
     }
+    let masked = String::from_utf8(masked).expect("ASCII digits replaced by ASCII");
     (framework, masked)
 }
 

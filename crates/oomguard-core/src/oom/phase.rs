@@ -834,8 +834,16 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "instantiat",
             "build",
             "reading",
-            // "preprocess" too.
-            "process",
+            // Not "process" alone: a memory report's "this process has ..."
+            // holds it, and every line of a log dense with OOM lines would
+            // be split and matched for nothing.
+            "preprocess",
+            "processing",
+            "process the",
+            "process my",
+            "process a ",
+            "process data",
+            "process csv",
             "tokeniz",
             "compil",
             "backward",
@@ -888,7 +896,11 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
             return None;
         }
         let on_error_line = i == error_at;
-        let line = FIXED_PHRASES.replace_all(lines[i], "");
+        let line = if lines[i].contains("thrown in the test") {
+            FIXED_PHRASES.replace_all(lines[i], "")
+        } else {
+            std::borrow::Cow::Borrowed(lines[i])
+        };
         SENTENCE_END
             .split(&line)
             .filter(|s| on_error_line || FAILURE.is_match(s))
