@@ -215,7 +215,10 @@ const KEPT_ALIVE: &str = concat!(
     // A loop around the whole run: "if you run it in a loop", "called
     // repeatedly". (Time alone, "after some time", also tells of a
     // training run reaching a longer input: not read.)
-    r"\bin a loop\b|\brepeatedly\b|\bover and over\b)",
+    r"\bin a loop\b|\brepeatedly\b|\bover and over\b)|",
+    // The same growth in Chinese reports: 显存一直增加 "GPU memory keeps
+    // increasing", 内存不断增长 "memory grows and grows".
+    r"(?:显存|内存)(?:占用|使用)?量?(?:一直|持续|不断|逐渐|越来越)在?(?:增加|增长|上涨|升高|变大|多)",
 );
 
 /// A notebook's frames.
@@ -517,6 +520,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "loop",
             "repeatedly",
             "over and over",
+            "显存",
+            "内存",
             // NOTEBOOK
             "cell in",
             "ipython-input",
@@ -849,11 +854,13 @@ mod tests {
             "it stays in 14gb doesnt go down after certain generations",
             "The first call works, the second run fails",
             "GPU memory keeps increasing every epoch",
+            "训练时显存一直增加，最后出现 out of memory",
             "If you run the code in a loop, you will encounter the errors",
         ] {
             assert!(around(words).kept_alive.is_some(), "{words}");
         }
         assert!(around("after the first epoch").kept_alive.is_none());
+        assert!(around("显存不足，训练失败").kept_alive.is_none());
         assert!(around("Epoch 1/3, step 10/36").kept_alive.is_none());
         assert!(around("in the training loop").kept_alive.is_none());
         assert!(around("I get the error after some time")

@@ -581,7 +581,10 @@ fn read_event_at(
     };
     attribution::refine(&first, &before, &text, software_lines, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
-    parsed.facts.context = context::read(&before, &text, &following);
+    // A failure at the top of a text: the report under it tells of that
+    // failure (memory that kept growing, the model it loaded), further down
+    // than a log's next lines.
+    parsed.facts.context = context::read(&before, &text, paste.as_ref().unwrap_or(&following));
     // Told in a report's words (a title, its first sentences): a log's own
     // failures are not read for it.
     if opens_input || heads_report || told_at_top {
@@ -1225,6 +1228,27 @@ mod tests {
         })
         .expect("scans");
         (events, summary)
+    }
+
+    #[test]
+    fn a_failure_at_the_top_reads_the_report_under_it_for_its_cause() {
+        let text = "Out of memory error on GPU 0. Cannot allocate 182.531494MB memory on GPU 0, 22.313599GB memory has been allocated and available memory is only 69.937500MB.
+
+ 1. PaddleSeg version: 2.4
+ 2. PaddlePaddle version: 2.1.3
+ 3. Operation system: Linux
+ 4. Python version: 3.8.10
+ 5. CUDA/cuDNN version: CUDA9.0/cuDNN 7.6.5
+
+While training, GPU memory keeps increasing from 3G to 22G until it runs out.
+";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].facts.context.kept_alive.is_some());
+        // In a log, lines that far below are another story.
+        let log = format!("step 1\n{text}");
+        let (events, _) = scan(&log);
+        assert!(events[0].facts.context.kept_alive.is_none());
     }
 
     #[test]
