@@ -14,7 +14,7 @@
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use regex::RegexSet;
+use regex::{Regex, RegexSet};
 
 use super::named_model::{self, NamedModel};
 
@@ -234,6 +234,17 @@ const BATCH_OF_ONE: &str = concat!(
     r"(?:--n_samples|\bnum_images_per_prompt)\s*[= ]\s*1(?:$|[^.\d]))",
 );
 
+/// Words that say a batch of one runs ("There's no error when the batch
+/// size is 1", "batch size 1 works"): the batch was not already 1, it is
+/// what a smaller one fixes.
+static BATCH_OF_ONE_WORKS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(concat!(
+        r"(?i:\bno (?:errors?|problems?|issues?|oom)\s+(?:when|with|at|if|for)\b|",
+        r"\b(?:batch[ _-]?size|bs)\s*(?:=|:|of|is)?\s*1\s+(?:works|worked|runs|ran|is fine|is ok|trains)\b)"
+    ))
+    .expect("pattern compiles")
+});
+
 /// Frames and lines of diffusion pipelines: diffusers' pipelines and UNet,
 /// k-diffusion's samplers, ComfyUI (its `comfy/` package and its nodes),
 /// the webui's and Forge's `modules/sd_*`, Fooocus' `ldm_patched`, and the
@@ -321,6 +332,9 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         let matched = SIGNALS.matches(line);
         for i in matched.iter() {
             if i == Signal::ModelLog as usize && !near {
+                continue;
+            }
+            if i == Signal::BatchOfOne as usize && BATCH_OF_ONE_WORKS.is_match(line) {
                 continue;
             }
             found[i].get_or_insert_with(|| quote(line));
@@ -861,6 +875,27 @@ mod tests {
         }
         assert!(around("after the first epoch").kept_alive.is_none());
         assert!(around("显存不足，训练失败").kept_alive.is_none());
+    }
+
+    #[test]
+    fn a_batch_of_one_that_runs_is_not_a_batch_already_one() {
+        assert!(
+            around("Even when I am using batch size of 1, still cuda out of memory")
+                .batch_of_one
+                .is_some()
+        );
+        for words in [
+            "There's no error when the batch size is 1. Is there a way to fix this?",
+            "batch size 1 works, 2 fails",
+        ] {
+            assert!(around(words).batch_of_one.is_none(), "{words}");
+        }
+        // Trying a batch of one without success is one.
+        assert!(
+            around("even i tried to see if it works with bs=1, but no success")
+                .batch_of_one
+                .is_some()
+        );
         assert!(around("Epoch 1/3, step 10/36").kept_alive.is_none());
         assert!(around("in the training loop").kept_alive.is_none());
         assert!(around("I get the error after some time")
