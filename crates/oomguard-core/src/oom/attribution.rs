@@ -302,6 +302,18 @@ static LLAMA_CPP_LOG: LazyLock<Regex> = LazyLock::new(|| {
     .expect("pattern compiles")
 });
 
+/// The Microsoft Cognitive Toolkit by its name, its Python package and its
+/// C++ namespace.
+static CNTK_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:\bcntk\b|[/\\]cntk[/\\]|_cntk_py)|Microsoft::MSR::CNTK")
+        .expect("pattern compiles")
+});
+
+/// ONNX Runtime by its names.
+static ORT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:onnx\s*runtime|onnxruntime)|\bORT\b").expect("pattern compiles")
+});
+
 fn framework_of(
     raw: &str,
     text: &str,
@@ -318,6 +330,14 @@ fn framework_of(
     }
     if parsed.framework == Framework::Jax && (ELIXIR_LOGGER.is_match(raw) || around(&ELIXIR_WORDS))
     {
+        return Some(Framework::Other);
+    }
+    // CNTK's CUDA check raises the words ONNX Runtime's later copied
+    // (`Microsoft::MSR::CNTK::RuntimeError("%s failure %d: %s ; GPU=%d ;
+    // hostname=%s ; expr=%s", ...)`, without ONNX Runtime's `; file=` and
+    // trailing message); CNTK named around it, and not ONNX Runtime, is
+    // CNTK's.
+    if parsed.framework == Framework::OnnxRuntime && around(&CNTK_WORDS) && !around(&ORT_WORDS) {
         return Some(Framework::Other);
     }
     if parsed.framework == Framework::Jax && around(&TENSORFLOW_WORDS) && !around(&JAX_WORDS) {
@@ -470,6 +490,20 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn cntk_s_cuda_check_is_not_onnx_runtime_s() {
+        let raw = "CUDA failure 2: out of memory ; GPU=0 ; hostname=MSI ; expr=cudaMalloc((void**) &deviceBufferPtr, sizeof(AllocatedElemType) * numElements)";
+        let p = refined(
+            Framework::OnnxRuntime,
+            DeviceKind::Cuda,
+            raw,
+            "I tried to increase the size of the convolution kernel and the cntk showed cuda failure error.",
+        );
+        assert_eq!(p.framework, Framework::Other);
+        let p = refined(Framework::OnnxRuntime, DeviceKind::Cuda, raw, "");
+        assert_eq!(p.framework, Framework::OnnxRuntime);
     }
 
     #[test]

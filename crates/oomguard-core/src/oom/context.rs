@@ -83,6 +83,12 @@ pub struct ContextEvidence {
     /// pipeline): TensorFlow reserves most of the device when it starts,
     /// and the other framework's allocations fail beside it.
     pub second_framework: Option<String>,
+    /// Words that put TensorFlow or JAX in the process (their names,
+    /// `MirroredStrategy`, JAX's memory variables, the `nccl_archive` their
+    /// builds bundle NCCL as): both reserve most of the GPU for their own
+    /// pool when they start, so a library that allocates outside that pool
+    /// (NCCL, cuDNN) finds little left.
+    pub preallocating_framework: Option<String>,
 }
 
 impl ContextEvidence {
@@ -108,6 +114,9 @@ impl ContextEvidence {
             long_context: self.long_context.or(other.long_context),
             capacity_doubt: self.capacity_doubt.or(other.capacity_doubt),
             second_framework: self.second_framework.or(other.second_framework),
+            preallocating_framework: self
+                .preallocating_framework
+                .or(other.preallocating_framework),
         }
     }
 }
@@ -312,6 +321,15 @@ const SECOND_FRAMEWORK: &str = concat!(
     r"(?i:\b(?:tf|tensorflow)\b[^.\n]{0,40}?\b(?:grab|eat|take|hog|prealloc\w*|reserv)\w*\s+(?:up\s+)?(?:all|most|the\s+whole|the\s+entire)\b)",
 );
 
+/// TensorFlow or JAX in the process (see
+/// [`ContextEvidence::preallocating_framework`]); TensorFlow's bazel
+/// workspace names its NCCL `nccl_archive` (tensorflow/workspace2.bzl), and
+/// XLA kept the name.
+const PREALLOCATING_FRAMEWORK: &str = concat!(
+    r"(?i:\btensorflow\b|\btf-nightly|MirroredStrategy|\bjax(?:lib)?\b|XLA_PYTHON_CLIENT_\w+|\bnccl_archive\b)|",
+    r"\bTF\b",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -358,6 +376,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         long_context: take(Signal::LongContext),
         capacity_doubt: take(Signal::CapacityDoubt),
         second_framework: take(Signal::SecondFramework),
+        preallocating_framework: take(Signal::PreallocatingFramework),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -448,9 +467,10 @@ enum Signal {
     LongContext,
     CapacityDoubt,
     SecondFramework,
+    PreallocatingFramework,
 }
 
-const SIGNAL_COUNT: usize = 13;
+const SIGNAL_COUNT: usize = 14;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -590,6 +610,14 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "smaller model",
             "too little",
             "too small",
+            // PREALLOCATING_FRAMEWORK ("tf" also finds "TF").
+            "tensorflow",
+            "tf-nightly",
+            "mirroredstrategy",
+            "jax",
+            "xla_python_client",
+            "nccl_archive",
+            "tf",
             // SECOND_FRAMEWORK
             "set_visible_devices",
             "tf",
@@ -614,6 +642,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         LONG_CONTEXT,
         CAPACITY_DOUBT,
         SECOND_FRAMEWORK,
+        PREALLOCATING_FRAMEWORK,
     ])
     .expect("the context signals compile")
 });
@@ -661,6 +690,24 @@ mod tests {
             "the stuff takes all memory",
         ] {
             assert!(around(line).second_framework.is_none(), "{line}");
+        }
+    }
+
+    #[test]
+    fn tensorflow_or_jax_in_the_process_is_read() {
+        for line in [
+            "I was trying to run a official TF model, which used to run before.",
+            "MirroredStrategy() crashes with NVLinked GPUs",
+            "bazel-out/k8-py2-opt/bin/external/nccl_archive/alloc.h:40 NCCL WARN Cuda failure 'out of memory'",
+            "export XLA_PYTHON_CLIENT_MEM_FRACTION=.8",
+        ] {
+            assert!(around(line).preallocating_framework.is_some(), "{line}");
+        }
+        for line in [
+            "torch.cuda.OutOfMemoryError: CUDA out of memory",
+            "the tfrecord reader",
+        ] {
+            assert!(around(line).preallocating_framework.is_none(), "{line}");
         }
     }
 

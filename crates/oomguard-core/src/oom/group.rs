@@ -113,7 +113,8 @@ fn is_follow_up(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 }
 
 /// True when a part says more of a failure than a title naming it: it
-/// states a figure, comes from a known software's own wording, names the
+/// states a figure or the device's number, comes from a known software's
+/// own wording, names the
 /// kind of device a title in plain words left out (a runtime's error code:
 /// `CUDA_ERROR_OUT_OF_MEMORY`), or is an exception or error line
 /// (`RuntimeError: ...`), not a sentence.
@@ -125,6 +126,7 @@ fn says_more(title: &OomEvent, parsed: &Parsed) -> bool {
     !parsed.memory.is_empty()
         || parsed.framework != Framework::Other
         || parsed.facts.oom_killer()
+        || (parsed.device.index.is_some() && title.device.index.is_none())
         || (parsed.device.kind != DeviceKind::Unknown
             && title.device.kind == DeviceKind::Unknown
             && title.framework == Framework::Other)

@@ -154,6 +154,18 @@ fn nccl(r: &mut Ranking, event: &OomEvent) {
         Some(q) => format!("NCCL could not allocate {} for its buffers", fs(q)),
         None => "NCCL could not allocate device memory for its buffers".into(),
     };
+    // TensorFlow and JAX reserve most of the GPU for their own pool when
+    // they start (TensorFlow's `allow_growth` is off by default, JAX takes
+    // 75%): NCCL allocates outside that pool, so what it lacks is the room
+    // the pool left, whatever the batch.
+    if let Some(line) = &event.facts.context.preallocating_framework {
+        r.add_checked(
+            CauseId::NonFrameworkMemory,
+            0.65,
+            format!("{what}: the process runs TensorFlow or JAX (\"{line}\"), whose own pool takes most of the GPU when it starts and leaves NCCL only the rest"),
+            Some("let the framework grow its pool instead (TF_FORCE_GPU_ALLOW_GROWTH=true, or XLA_PYTHON_CLIENT_MEM_FRACTION=0.7 / XLA_PYTHON_CLIENT_PREALLOCATE=false), or shrink NCCL's buffers (NCCL_BUFFSIZE=2097152): if NCCL then starts, the pool had left it too little"),
+        );
+    }
     // NCCL's buffers are small next to a training job's tensors:
     // when they do not fit, the job had already filled the GPU.
     r.add(
@@ -830,6 +842,16 @@ mod tests {
             &failed(Framework::Nccl, "NCCL failure: out of memory", None),
         );
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        // Inside TensorFlow or JAX, their pool left NCCL too little.
+        let mut e = failed(
+            Framework::Nccl,
+            "NCCL WARN Cuda failure 'out of memory'",
+            None,
+        );
+        e.facts.context.preallocating_framework = Some("MirroredStrategy() crashes".into());
+        let mut r = Ranking::new();
+        library(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
     }
 
     #[test]
