@@ -1136,6 +1136,23 @@ mod tests {
     }
 
     #[test]
+    fn every_alternative_of_a_tied_rule_needs_its_time_word() {
+        // The data-loading rule's second alternative once stood alone.
+        let told = "Reading the logs below, it seems it triggers an OOM on my system.";
+        assert_eq!(tied_phase(&[told], 0), None);
+        assert_eq!(
+            tied_phase(&["It fails with OOM while reading the dataset."], 0),
+            Some(Phase::DataLoading)
+        );
+        // The start-up rule's second alternative too.
+        assert_eq!(tied_phase(&["Starting the server gave an OOM."], 0), None);
+        assert_eq!(
+            tied_phase(&["OOM when starting the vllm server."], 0),
+            Some(Phase::Startup)
+        );
+    }
+
+    #[test]
     fn frames_cut_short_by_the_paste_still_name_the_pass() {
         let tb = lines(concat!(
             "Llama 3.1 8B failed with OOM.\n",
