@@ -225,7 +225,7 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
     });
     // ggml_init takes the pool from the host's allocator, but the program
     // sized it: the host's memory did not run out, so no kind is named.
-    ggml_no_space(text, &POOL, DeviceKind::Unknown)
+    ggml_no_space(text, &POOL)
 }
 
 /// ggml's graph allocator placing a tensor in the compute buffer it
@@ -242,15 +242,19 @@ fn ggml_graph_buffer(text: &str) -> Option<Parsed> {
         )
     });
     // The compute buffer is the backend's: a GPU's or the host's.
-    ggml_no_space(text, &BUFFER, DeviceKind::Unknown)
+    ggml_no_space(text, &BUFFER)
 }
 
-/// A ggml space on `kind` of memory that `pattern` finds full: llama.cpp's
-/// event, the request the first group that matched (the bytes needed), when
-/// printed.
-fn ggml_no_space(text: &str, pattern: &Regex, kind: DeviceKind) -> Option<Parsed> {
+/// A ggml space that `pattern` finds full: llama.cpp's event on memory of
+/// no named kind, the request the first group that matched (the bytes
+/// needed), when printed.
+fn ggml_no_space(text: &str, pattern: &Regex) -> Option<Parsed> {
     let c = pattern.captures(text)?;
-    let mut parsed = Parsed::new(Framework::LlamaCpp, kind, message_from(text, pattern));
+    let mut parsed = Parsed::new(
+        Framework::LlamaCpp,
+        DeviceKind::Unknown,
+        message_from(text, pattern),
+    );
     parsed.memory.requested_bytes = c
         .iter()
         .skip(1)
