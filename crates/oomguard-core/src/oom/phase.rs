@@ -909,7 +909,30 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
                     .iter()
                     .find(|(_, re)| re.is_match(s))
                     .map(|(phase, _)| *phase)
+                    .or_else(|| leading_gerund(s))
             })
+    })
+}
+
+/// A sentence whose subject is the phase's act and whose verb the failure:
+/// "Loading a quantized GGUF model with CUDA fails with:", "Loading a
+/// model with safetensors results in ...", "Evaluating on the test set
+/// throws OOM". The failure must follow in the same clause, so "Loading
+/// took a minute, then training crashed" ties nothing. Reading is left
+/// out: "Reading the logs below, ..." introduces a paste.
+fn leading_gerund(sentence: &str) -> Option<Phase> {
+    static GERUND: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"(?i)^\W{0,3}(loading|evaluating|validating|generating)\b[^,;]{0,80}?",
+            r"\b(?:fail\w*|crash\w*|errors?|oom|out of memory|runs? out|ran out|throws|gives|shows|results? in|raises?)\b"
+        ))
+        .expect("pattern compiles")
+    });
+    let act = GERUND.captures(sentence)?;
+    Some(match act[1].to_ascii_lowercase().as_str() {
+        "loading" => Phase::ModelLoad,
+        "generating" => Phase::Generation,
+        _ => Phase::Evaluation,
     })
 }
 
@@ -1146,6 +1169,26 @@ mod tests {
         );
         // The start-up rule's second alternative too.
         assert_eq!(tied_phase(&["Starting the server gave an OOM."], 0), None);
+        assert_eq!(
+            tied_phase(
+                &["Loading a simple quantized GGUF model with CUDA fails with:"],
+                0
+            ),
+            Some(Phase::ModelLoad)
+        );
+        assert_eq!(
+            tied_phase(&["Evaluating on the test set throws OOM."], 0),
+            Some(Phase::Evaluation)
+        );
+        // The failure is another clause's.
+        assert_eq!(
+            tied_phase(&["Loading took a minute, then training crashed."], 0),
+            None
+        );
+        assert_eq!(
+            tied_phase(&["Reading the logs below, it fails with OOM."], 0),
+            None
+        );
         assert_eq!(
             tied_phase(&["OOM when starting the vllm server."], 0),
             Some(Phase::Startup)
