@@ -198,7 +198,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     }
     // What the text around the failure shows weighs in over the figures'
     // and the phase's ranking, and over the differential of a bare failure.
-    phase::context(r, event);
+    phase::context(r, event, acc);
     phase::notebook(r, event);
 }
 

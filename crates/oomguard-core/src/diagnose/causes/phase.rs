@@ -5,8 +5,9 @@
 //! batch-size finder that gave up), what the process's memory did before it failed, and the
 //! differential for a failure that states nothing.
 
+use super::processes::CONTEXT_AND_DISPLAY;
 use super::{pct, CauseId, Ranking};
-use crate::diagnose::accounting::Accounting;
+use crate::diagnose::accounting::{Accounting, SegmentKind};
 use crate::diagnose::trend::MemoryTrend;
 use crate::diagnose::Cause;
 use crate::oom::{Framework, OomEvent, Phase};
@@ -371,6 +372,18 @@ fn persistent_differential(r: &mut Ranking, held: &Held, cached_free: u64) {
     );
 }
 
+/// What the device's figures put beside this process's allocator (other
+/// processes, listed or inferred, and memory outside the framework), where
+/// they say.
+fn ranks_room(acc: &Accounting) -> Option<u64> {
+    let others = acc.bytes(SegmentKind::OtherProcesses);
+    let outside = acc.bytes(SegmentKind::OutsideFramework);
+    match (others, outside) {
+        (None, None) => None,
+        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+    }
+}
+
 /// The model's score when the report doubts the device is large enough
 /// for it: above the batch's score from the figures of a full device (at
 /// most 0.65) and of a bare failure (0.45), below the readings that decide
@@ -384,20 +397,25 @@ const CAPACITY_DOUBT_SCORE: f64 = 0.66;
 /// the batch of the step that failed; weights being loaded, moved or
 /// gathered, or a batch that was already 1, put the model's states ahead of
 /// the batch.
-pub(super) fn context(r: &mut Ranking, event: &OomEvent) {
+pub(super) fn context(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     let c = &event.facts.context;
     if let Some(line) = &c.ranks_on_first_gpu {
         // Above a load's 0.8: a resume loads, and what it loads lands on
-        // one GPU from every rank.
+        // one GPU from every rank. Unless the figures show no more memory
+        // beside this process's allocator than its own context and a
+        // display take: then the other ranks hold little there, and the
+        // reading stays a candidate with its check.
+        let beside = ranks_room(acc);
+        let shown = beside.is_none_or(|b| b > CONTEXT_AND_DISPLAY);
         r.add_checked(
             CauseId::OtherProcesses,
-            0.85,
+            if shown { 0.85 } else { 0.4 },
             format!("a multi-GPU job whose ranks put memory on the first GPU (\"{line}\"): resuming, every rank loads the checkpoint where rank 0 saved it (cuda:0) unless torch.load is given map_location; a rank that never calls torch.cuda.set_device makes its CUDA context there too"),
             Some("nvidia-smi while it starts: one process per rank on GPU 0 means the ranks share it; load with torch.load(path, map_location='cpu') (or the rank's own device) and call torch.cuda.set_device(local_rank) before any CUDA work"),
         );
         r.add(
             CauseId::LeftoverTensors,
-            0.55,
+            if shown { 0.55 } else { 0.3 },
             "the loaded optimizer and model states stay referenced after they were copied into the model",
         );
     }
@@ -741,6 +759,31 @@ mod tests {
     }
 
     #[test]
+    fn ranks_on_the_first_gpu_need_room_beside_the_allocator() {
+        let ranked = |e: &OomEvent| {
+            let mut r = Ranking::new();
+            context(&mut r, e, &Accounting::of(e));
+            r.score(CauseId::OtherProcesses)
+        };
+        // PyTorch 1.x figures of a resumed two-GPU run: 47.54 GiB device,
+        // 40 GiB reserved, 5.76 GiB free, so 1.78 GiB beside the allocator,
+        // no more than this process's context and a display.
+        let mut e = pytorch(47540 * MIB, 6730 * MIB, 5760 * MIB);
+        e.memory.allocated_bytes = Some(39430 * MIB);
+        e.memory.reserved_bytes = Some(40 * GIB);
+        e.facts.context.ranks_on_first_gpu = Some("resume=True on 2 GPUs".into());
+        assert_eq!(ranked(&e), Some(0.4));
+        // 10 GiB beside it: the ranks' memory shows.
+        e.memory.reserved_bytes = Some(30 * GIB);
+        e.memory.allocated_bytes = Some(29 * GIB);
+        assert_eq!(ranked(&e), Some(0.85));
+        // No figures: the words decide.
+        let mut bare = event(Framework::PyTorch, MemoryFigures::default());
+        bare.facts.context.ranks_on_first_gpu = Some("resume=True on 2 GPUs".into());
+        assert_eq!(ranked(&bare), Some(0.85));
+    }
+
+    #[test]
     fn the_batch_weighs_by_the_share_of_live_tensors() {
         let r = at(Phase::Forward, &mut holding(20 * GIB));
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
@@ -892,7 +935,7 @@ mod tests {
         let mut e = holding(GIB);
         e.facts.context = c;
         let mut r = Ranking::new();
-        context(&mut r, &e);
+        context(&mut r, &e, &Accounting::of(&e));
         r
     }
 
@@ -972,11 +1015,11 @@ mod tests {
         e.facts.context.capacity_doubt = Some("how much memory this model require".into());
         let mut r = Ranking::new();
         r.add(CauseId::BatchTooLarge, 0.65, "a full device");
-        context(&mut r, &e);
+        context(&mut r, &e, &Accounting::of(&e));
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         let mut r = Ranking::new();
         r.add(CauseId::ModelTooLarge, 0.8, "a load in the frames");
-        context(&mut r, &e);
+        context(&mut r, &e, &Accounting::of(&e));
         assert_eq!(r.score(CauseId::ModelTooLarge), Some(0.8));
     }
 
@@ -992,7 +1035,7 @@ mod tests {
         e.phase = Phase::Startup;
         e.facts.context.batch_of_one = Some("batch size of 1".into());
         let mut r = Ranking::new();
-        context(&mut r, &e);
+        context(&mut r, &e, &Accounting::of(&e));
         assert!(r.0.is_empty());
     }
 
@@ -1009,7 +1052,7 @@ mod tests {
             let mut e = holding(20 * GIB);
             e.facts.context.named_model = Some(m);
             let mut r = Ranking::new();
-            context(&mut r, &e);
+            context(&mut r, &e, &Accounting::of(&e));
             r
         };
         // 70B in 16 bits: 140 GB against 24 GiB.
@@ -1036,7 +1079,7 @@ mod tests {
         let mut e = event(Framework::PyTorch, MemoryFigures::default());
         e.facts.context.named_model = Some(model(70, 160, 1));
         let mut r = Ranking::new();
-        context(&mut r, &e);
+        context(&mut r, &e, &Accounting::of(&e));
         assert!(r.0.is_empty());
     }
 

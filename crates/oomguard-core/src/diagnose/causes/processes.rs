@@ -92,7 +92,7 @@ fn other_processes(r: &mut Ranking, acc: &Accounting, t: u64) {
 /// (2108 MiB in Comfy-Org/ComfyUI_frontend#3272): memory of other processes
 /// in the strict sense, but not another job, and the text cannot tell them
 /// apart from one.
-const CONTEXT_AND_DISPLAY: u64 = 2 * GIB;
+pub(super) const CONTEXT_AND_DISPLAY: u64 = 2 * GIB;
 
 /// A quarter of the device (and at least 1 GiB) outside the framework, when
 /// the message cannot tell this process from others (PyTorch 1.x): another
