@@ -302,7 +302,7 @@ const LONG_CONTEXT: &str = concat!(
 /// asking what another user's run took ("how much memory did you use"):
 /// neither doubts this device.
 const CAPACITY_DOUBT: &str = concat!(
-    r"(?i:\bhow much (?:gpu |cuda |video |system )?(?:memory|v?ram)\b[^.?\n]{0,30}\b(?:need|needs|needed|require|requires|required)\b|",
+    r"(?i:\bhow much (?:gpu |cuda |video |graphics |system )?(?:memory|v?ram)\b[^.?\n]{0,30}\b(?:need|needs|needed|require|requires|required)\b|",
     r"\bminimum (?:gpu |system |hardware )?(?:memory|v?ram|requirements?)\b|",
     r"\bupgrade (?:my|our) (?:gpu|graphics card|video card)\b|\b(?:i|we) (?:need|have to buy) (?:a )?(?:bigger|larger) (?:gpu|graphics card)\b|",
     r"\bwork(?:s|ed)? (?:fine |well |ok )?(?:with|on|for) (?:the |a )?(?:smaller|medium|base|small|tiny)\b|",
@@ -716,6 +716,7 @@ mod tests {
         for line in [
             "how much memory this model require ?",
             "How much VRAM do I need to run it?",
+            "how much Graphics Memory is required to use the function.",
             "Minimum RAM for M1 Mac? 8GB doesn't seem to be enough.",
             "does this mean I need to upgrade my GPU?",
             "works fine with medium model.",
