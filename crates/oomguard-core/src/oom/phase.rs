@@ -712,7 +712,11 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
                 r"(?:start-?up|warm[- ]?up|launch(?:ing)?|boot(?:ing)?|(?:jit[- ])?compil(?:ing|ation))\b|",
                 // "when I start the server", "when starting the vllm engine".
                 r"start(?:ing)?\s+(?:up\s+)?(?:the\s+|my\s+|a\s+)?(?:[\w.-]+\s+)?",
-                r"(?:server|service|engine|container|app|application|program|webui|daemon|api|instance|pod)\b",
+                r"(?:server|service|engine|container|app|application|program|webui|daemon|api|instance|pod)\b|",
+                // "Failed to initialize executor on rank 1" (TensorRT-LLM),
+                // "while initializing the LLM engine": the serving runtime
+                // coming up, not a model being built.
+                r"initiali[sz](?:e|es|ed|ing)\s+(?:the\s+|an?\s+)?(?:[\w.-]+\s+)?(?:executor|engine|runtime|backend)\b",
             ),
         ),
         (
@@ -1169,6 +1173,17 @@ mod tests {
         );
         // The start-up rule's second alternative too.
         assert_eq!(tied_phase(&["Starting the server gave an OOM."], 0), None);
+        assert_eq!(
+            tied_phase(
+                &["[E] Failed to initialize executor on rank 1: Executor creation failed due to insufficient GPU memory."],
+                0
+            ),
+            Some(Phase::Startup)
+        );
+        assert_eq!(
+            tied_phase(&["OOM while initializing the model."], 0),
+            Some(Phase::ModelLoad)
+        );
         assert_eq!(
             tied_phase(
                 &["Loading a simple quantized GGUF model with CUDA fails with:"],

@@ -1382,6 +1382,43 @@ pub(crate) fn fill_from_next_lines(text: &str, following: &[String], memory: &mu
             memory.free_bytes = FREE.captures(line).and_then(|c| c[1].parse().ok());
         }
     }
+    fill_executor_report(text, following, memory);
+}
+
+/// Lines of TensorRT-LLM's executor report read for its figures.
+const EXECUTOR_REPORT_LINES: usize = 6;
+
+/// The device's figures in TensorRT-LLM's report of an executor it could
+/// not create (tensorrt_llm/_torch/pyexecutor/py_executor_creator.py,
+/// `_ExecutorMemoryMonitor`): under `Executor creation failed due to
+/// insufficient GPU memory.` and the component that failed, `Total GPU
+/// memory (GiB): 140.06` and `Free GPU memory before component creation
+/// attempt (GiB): 108.86`, both from `torch.cuda.mem_get_info()` with two
+/// decimals. The free figure is the device's before the component began,
+/// what it had to fit in.
+fn fill_executor_report(text: &str, following: &[String], memory: &mut MemoryFigures) {
+    static FIGURE: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"^\s*(Total|Free) GPU memory (?:before component creation attempt )?\(GiB\):\s*(\d+(?:\.\d+)?)\s*$",
+        )
+    });
+    if !text.contains("Executor creation failed") {
+        return;
+    }
+    for line in following.iter().take(EXECUTOR_REPORT_LINES) {
+        let Some(c) = FIGURE.captures(line) else {
+            continue;
+        };
+        let bytes = log_figure_to_bytes(&c[2], "GiB");
+        let slot = if &c[1] == "Total" {
+            &mut memory.total_bytes
+        } else {
+            &mut memory.free_bytes
+        };
+        if slot.is_none() {
+            *slot = bytes;
+        }
+    }
 }
 
 /// The memory cgroup's limit the kernel printed before killing
@@ -1638,6 +1675,33 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn tensorrt_llm_executor_report_gives_the_device_figures() {
+        let following: Vec<String> = [
+            "",
+            "The following component could not be created: KV cache",
+            "Total GPU memory (GiB): 140.06",
+            "Free GPU memory before component creation attempt (GiB): 108.86",
+            "",
+            "Previously created components and free GPU memory before/after creation (GiB):",
+            "Model: 139.55 / 110.70",
+        ]
+        .map(String::from)
+        .to_vec();
+        let mut m = MemoryFigures::default();
+        fill_from_next_lines(
+            "[TRT-LLM] [RANK 1] [E] Failed to initialize executor on rank 1: Executor creation failed due to insufficient GPU memory.",
+            &following,
+            &mut m,
+        );
+        assert_eq!(m.total_bytes, log_figure_to_bytes("140.06", "GiB"));
+        assert_eq!(m.free_bytes, log_figure_to_bytes("108.86", "GiB"));
+        // The same lines under another message are not read.
+        let mut other = MemoryFigures::default();
+        fill_from_next_lines("CUDA error: out of memory", &following, &mut other);
+        assert_eq!(other.total_bytes, None);
+    }
 
     /// A line read with no log level in front of it.
     fn parse_line(text: &str) -> Option<Parsed> {
