@@ -620,6 +620,13 @@ fn read_event_at(
             dump.extend(pool_dump_lines(buf, pos));
             families::tensorflow_jax::fill_pool_stats_after(&dump, &mut parsed.memory);
         }
+        // A title or a failure told at the top, with the allocator's dump
+        // pasted under it: the dump is that failure's.
+        if let (Some(paste), true) = (&paste, told_at_top) {
+            if parsed.memory.allowed_bytes.is_none() {
+                families::tensorflow_jax::fill_pool_stats_after(paste, &mut parsed.memory);
+            }
+        }
         families::tensorflow_jax::device_from_context(&before, &mut parsed);
         families::tensorflow_jax::fill_device_log(&before, &following, &mut parsed);
     }
@@ -972,6 +979,25 @@ mod tests {
         let logged = format!("I0928 15:25:01.000000 gpu.cc:12] starting\n\n{text}");
         let (events, _) = scan(&logged);
         assert_eq!(events[0].phase, Phase::Unknown);
+    }
+
+    #[test]
+    fn a_title_reads_the_pool_dump_pasted_under_it() {
+        let report = concat!(
+            "OOM when allocating tensor with shape[1,4500,100,134]\n\n",
+            "Whenever the execution occurs, the OOM appears\n",
+            "boxes, scores, labels = model.predict_on_batch(image)\n",
+            "2021-01-04 13:56:22.058249: I tensorflow/core/common_runtime/bfc_allocator.cc:1048] Stats:\n",
+            "Limit:                      1435228569\n",
+            "InUse:                      1099622912\n",
+        );
+        let (events, _) = scan(report);
+        assert_eq!(events[0].memory.allowed_bytes, Some(1435228569));
+        assert_eq!(events[0].memory.allocated_bytes, Some(1099622912));
+        // Under a log's own failure, a later dump is not read.
+        let logged = format!("I0104 13:56:20.000000 step 1\n{report}");
+        let (events, _) = scan(&logged);
+        assert_eq!(events[0].memory.allowed_bytes, None);
     }
 
     #[test]
