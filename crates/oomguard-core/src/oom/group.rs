@@ -392,8 +392,11 @@ impl Grouper {
                 device.kind = told.device.kind;
             }
             // What the report's lines showed of the cause (its title's
-            // words, the paste under it) stays with the error.
+            // words, the paste under it) stays with the error, and so does
+            // the serving engine its title names ("[Bug]: vLLM 0.11.1 runs
+            // into OOM ..." over a worker's PyTorch error).
             facts.context = facts.context.merge(told.facts.context);
+            facts.serving_engine = facts.serving_engine.or(told.facts.serving_engine);
         }
         let event = OomEvent {
             source: source.to_string(),

@@ -509,9 +509,17 @@ pub(crate) fn serving_engine(
     .any(|w| names(w))
     {
         Some(super::ServingEngine::Tgi)
-    } else if ["vllm", "Vllm", "VLLM", "EngineCore", "RayWorkerWrapper"]
-        .iter()
-        .any(|w| names(w))
+    } else if [
+        "vllm",
+        "Vllm",
+        "VLLM",
+        // The project's own spelling, in report titles.
+        "vLLM",
+        "EngineCore",
+        "RayWorkerWrapper",
+    ]
+    .iter()
+    .any(|w| names(w))
     {
         Some(super::ServingEngine::Vllm)
     } else {
@@ -1718,6 +1726,8 @@ mod tests {
             serving_engine(&before, oom, oom),
             Some(ServingEngine::Sglang)
         );
+        let titled = lines("[Bug]: vLLM 0.11.1 runs into OOM error when loading lora adaptors.");
+        assert_eq!(serving_engine(&titled, oom, oom), Some(ServingEngine::Vllm));
         assert_eq!(serving_engine(&none, oom, oom), None);
     }
 

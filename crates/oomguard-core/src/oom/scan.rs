@@ -982,6 +982,22 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_a_title_names_stays_with_the_error_under_it() {
+        let report = concat!(
+            "[Bug]: vLLM 0.11.1 runs into OOM error with lora adaptors.\n\n```\n",
+            "(Worker_TP0 pid=134744) ERROR 12-15 22:17:19 [multiproc_executor.py:822] ",
+            "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 126.00 MiB. ",
+            "GPU 0 has a total capacity of 31.36 GiB of which 111.94 MiB is free.\n```\n",
+        );
+        let (events, _) = scan(report);
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0].facts.serving_engine,
+            Some(crate::oom::ServingEngine::Vllm)
+        );
+    }
+
+    #[test]
     fn a_title_reads_the_pool_dump_pasted_under_it() {
         let report = concat!(
             "OOM when allocating tensor with shape[1,4500,100,134]\n\n",
