@@ -598,7 +598,10 @@ fn read_event_at(
         );
     }
     parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
+    // A parser that read a per-buffer limit in the message itself keeps it.
+    let per_buffer_limit = parsed.facts.engine_log.per_buffer_limit;
     parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
+    parsed.facts.engine_log.per_buffer_limit |= per_buffer_limit;
     if parsed.framework == Framework::PyTorch
         && families::inference_engines::printed_by_ggml(&before, &text, &following)
     {

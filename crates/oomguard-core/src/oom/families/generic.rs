@@ -115,8 +115,10 @@ pub(super) const TRIGGERS: &[&str] = &[
     "limits. Current usage",
     // Batch schedulers enforcing a job's memory request: Slurm's
     // jobacct_gather (`Exceeded job memory limit`, `Exceeded step memory
-    // limit at some point`), LSF's exit reason, srun's task summary.
-    "xceeded",
+    // limit at some point`), LSF's exit reason, srun's task summary; and
+    // Metal's validation of a buffer above `maxBufferLength` (`newBufferWith*:
+    // length 0x6692c000 must not exceed 1024 MB.`, read by other_runtimes).
+    "xceed",
     "TERM_MEMLIMIT",
     // TensorRT's builder when no tactic of a node fits the memory it could
     // get: `could not find any implementation for node X, try increasing

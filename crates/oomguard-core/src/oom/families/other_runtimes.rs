@@ -40,7 +40,8 @@ pub(super) const TRIGGERS: &[&str] = &[
     "INVALID_BUFFER_SIZE",
     // OpenVINO's GPU plugin (intel_gpu, `Exceeded max size of memory object
     // allocation: requested N bytes, but max alloc size supported by device
-    // is M bytes`) holds `xceeded`, searched by the generic layer.
+    // is M bytes`) and Metal's buffer validation (`must not exceed 1024 MB`)
+    // hold `xceed`, searched by the generic layer.
 ];
 /// Messages of this family as the runtimes print them.
 #[cfg(test)]
@@ -57,6 +58,7 @@ pub(super) fn parse(text: &str) -> Option<Parsed> {
     mindspore(text)
         .or_else(|| spark_minimum(text))
         .or_else(|| openvino_largest_allocation(text))
+        .or_else(|| metal_buffer_validation(text))
         .or_else(|| vulkan_code(text))
         .or_else(|| opencl_code(text))
 }
@@ -201,9 +203,55 @@ fn openvino_largest_allocation(text: &str) -> Option<Parsed> {
     Some(parsed)
 }
 
+/// Metal's validation layer refusing a buffer longer than the device's
+/// `maxBufferLength` (the largest single MTLBuffer, 256 MB to a few GB by
+/// device): `newBufferWith*:length 0x6692c000 must not exceed 1024 MB.`,
+/// the length in hex bytes and the limit in MB (MiB). One buffer above the
+/// limit, not the memory running out. Metal's other buffer validations
+/// (a zero length, an unaligned pointer) are no event.
+fn metal_buffer_validation(text: &str) -> Option<Parsed> {
+    static LENGTH: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"newBufferWith\*?\w*:length\s*(?:0x([0-9a-fA-F]+)|(\d+))\s*must\s*not\s*exceed\s*(\d+)\s*MB",
+        )
+    });
+    let c = LENGTH.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Mps,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.memory.requested_bytes = match (c.get(1), c.get(2)) {
+        (Some(hex), _) => u64::from_str_radix(hex.as_str(), 16).ok(),
+        (_, Some(dec)) => dec.as_str().parse().ok(),
+        _ => None,
+    };
+    parsed.memory.allowed_bytes = c[3]
+        .parse::<u64>()
+        .ok()
+        .and_then(|mb| mb.checked_mul(1 << 20));
+    parsed.exact_request = true;
+    parsed.facts.engine_log.per_buffer_limit = true;
+    Some(parsed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metal_s_buffer_validation_is_one_buffer_above_the_limit() {
+        let parsed =
+            parse("newBufferWith*:length 0x6692c000 must not exceed 1024 MB.").expect("an event");
+        assert_eq!(parsed.memory.requested_bytes, Some(0x6692c000));
+        assert_eq!(parsed.memory.allowed_bytes, Some(1024 << 20));
+        assert_eq!(parsed.device.kind, DeviceKind::Mps);
+        assert!(parsed.facts.engine_log.per_buffer_limit);
+        assert!(
+            parse("failed assertion `Buffer Validation Cannot create buffer of zero length`.")
+                .is_none()
+        );
+    }
 
     #[test]
     fn mindspore_s_pool_check_gives_in_use_request_and_total() {
