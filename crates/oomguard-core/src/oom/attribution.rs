@@ -237,6 +237,13 @@ static TENSORFLOW_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:(?-u:\b)(?:tensorflow|keras)(?-u:\b))").expect("pattern compiles")
 });
 
+/// Keras run on Theano or CNTK: the line Keras prints when it loads the
+/// backend, the setting that chooses it, or Theano named.
+static OTHER_KERAS_BACKEND: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"Using (?:Theano|CNTK) backend|KERAS_BACKEND\W{1,6}(?:theano|cntk)\b|(?i:(?-u:\b)theano(?-u:\b))"#)
+        .expect("pattern compiles")
+});
+
 /// Ollama, which runs llama.cpp, by its own command (`ollama run`, `ollama
 /// create`, `ollama serve`), its settings (`OLLAMA_NUM_PARALLEL`,
 /// `OLLAMA_VULKAN`) or the journal's tag of its service (`ollama[27678]:`,
@@ -393,6 +400,12 @@ fn framework_of(
         text.contains("CUDA failed with error") || parsed.facts.shared_memory().is_some();
     if !own_wording && around_or_then(&PYTORCH_NAMED) {
         return Some(Framework::PyTorch);
+    }
+    // Keras on Theano or CNTK prints its backend when imported (`Using
+    // Theano backend.`, keras/backend/__init__.py of Keras 1 and 2): Keras
+    // there names no TensorFlow.
+    if !own_wording && around_or_then(&OTHER_KERAS_BACKEND) {
+        return Some(Framework::Other);
     }
     if !own_wording && around_or_then(&TENSORFLOW_NAMED) {
         return Some(Framework::TensorFlow);
@@ -636,6 +649,13 @@ mod tests {
                 "failed to allocate memory",
                 "os.environ[\"KERAS_BACKEND\"] = \"torch\"; import keras",
                 F::PyTorch,
+            ),
+            // Keras on Theano: no TensorFlow.
+            (
+                D::Cpu,
+                "MemoryError",
+                "Using Theano backend.\n  File \"c:\\keras-1.0.3\\keras\\utils\\np_utils.py\", line 14",
+                F::Other,
             ),
         ];
         for (kind, raw, before, want) in cases {
