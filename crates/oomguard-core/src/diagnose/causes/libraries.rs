@@ -79,6 +79,7 @@ fn handle_differential(r: &mut Ranking, event: &OomEvent, library: &str) {
     r.undecided();
     let any_call = format!("a {library} call");
     let call = event.facts.call.as_deref().unwrap_or(&any_call);
+    preallocated_pool(r, event, &format!("{call} failed"), library, "");
     if matches!(event.phase, Phase::ModelLoad | Phase::Startup) {
         // No batch has run yet: what filled the device is the model.
         r.add(
@@ -108,6 +109,25 @@ fn handle_differential(r: &mut Ranking, event: &OomEvent, library: &str) {
         CauseId::NonFrameworkMemory,
         0.35,
         format!("{call} allocates outside the framework's cache, which already took the GPU"),
+    );
+}
+
+/// A library that allocates outside the framework's pool (NCCL's buffers,
+/// a math library's handle), in a process that runs TensorFlow or JAX:
+/// both reserve most of the GPU for their pool when they start
+/// (TensorFlow's `allow_growth` is off by default, JAX takes 75%), so what
+/// the library lacks is the room the pool left, whatever the batch.
+/// `what` tells the failure, `library` names it, `also` adds a fix of the
+/// library's own to the check.
+fn preallocated_pool(r: &mut Ranking, event: &OomEvent, what: &str, library: &str, also: &str) {
+    let Some(line) = &event.facts.context.preallocating_framework else {
+        return;
+    };
+    r.add_checked(
+        CauseId::NonFrameworkMemory,
+        0.65,
+        format!("{what}: the process runs TensorFlow or JAX (\"{line}\"), whose own pool takes most of the GPU when it starts and leaves {library} only the rest"),
+        Some(&format!("let the framework grow its pool instead (TF_FORCE_GPU_ALLOW_GROWTH=true, or XLA_PYTHON_CLIENT_MEM_FRACTION=0.7 / XLA_PYTHON_CLIENT_PREALLOCATE=false){also}: if {library} then works, the pool had left it too little")),
     );
 }
 
@@ -158,14 +178,13 @@ fn nccl(r: &mut Ranking, event: &OomEvent) {
     // they start (TensorFlow's `allow_growth` is off by default, JAX takes
     // 75%): NCCL allocates outside that pool, so what it lacks is the room
     // the pool left, whatever the batch.
-    if let Some(line) = &event.facts.context.preallocating_framework {
-        r.add_checked(
-            CauseId::NonFrameworkMemory,
-            0.65,
-            format!("{what}: the process runs TensorFlow or JAX (\"{line}\"), whose own pool takes most of the GPU when it starts and leaves NCCL only the rest"),
-            Some("let the framework grow its pool instead (TF_FORCE_GPU_ALLOW_GROWTH=true, or XLA_PYTHON_CLIENT_MEM_FRACTION=0.7 / XLA_PYTHON_CLIENT_PREALLOCATE=false), or shrink NCCL's buffers (NCCL_BUFFSIZE=2097152): if NCCL then starts, the pool had left it too little"),
-        );
-    }
+    preallocated_pool(
+        r,
+        event,
+        &what,
+        "NCCL",
+        ", or shrink NCCL's buffers (NCCL_BUFFSIZE=2097152)",
+    );
     // NCCL's buffers are small next to a training job's tensors:
     // when they do not fit, the job had already filled the GPU.
     r.add(
@@ -852,6 +871,23 @@ mod tests {
         let mut r = Ranking::new();
         library(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
+    }
+
+    #[test]
+    fn a_handle_that_fails_beside_tensorflow_s_pool_is_the_pool_s_doing() {
+        let mut e = failed(
+            Framework::Cublas,
+            "failed to create cublas handle: CUBLAS_STATUS_ALLOC_FAILED",
+            None,
+        );
+        let mut r = Ranking::new();
+        math_library_alloc(&mut r, &e, "cuBLAS");
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        e.facts.context.preallocating_framework = Some("According to TF documentation".into());
+        let mut r = Ranking::new();
+        math_library_alloc(&mut r, &e, "cuBLAS");
+        assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
+        assert!(r.0[0].check.as_deref().unwrap().contains("ALLOW_GROWTH"));
     }
 
     #[test]

@@ -452,7 +452,14 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             );
         }
     }
-    if let Some(line) = &c.low_fraction {
+    // The share caps the framework's own pool; a library that allocates
+    // outside it (cuBLAS's and cuDNN's handles, NCCL's buffers) finds more
+    // room the lower the share, so the cap is no cause of its failure.
+    let outside_the_pool = matches!(
+        event.framework,
+        Framework::Cublas | Framework::Cudnn | Framework::Nccl
+    );
+    if let (Some(line), false) = (&c.low_fraction, outside_the_pool) {
         r.add_checked(
             CauseId::MemoryCap,
             0.75,
@@ -756,6 +763,20 @@ mod tests {
         e.memory.allocated_bytes = Some(allocated);
         e.memory.reserved_bytes = Some(allocated + 4 * GIB);
         e
+    }
+
+    #[test]
+    fn a_framework_s_share_is_no_cause_of_a_library_s_failure() {
+        let capped = |framework: Framework| {
+            let mut e = event(framework, MemoryFigures::default());
+            e.facts.context.low_fraction = Some("memory_limit=5* 1024".into());
+            let mut r = Ranking::new();
+            context(&mut r, &e, &Accounting::of(&e));
+            r.score(CauseId::MemoryCap)
+        };
+        assert_eq!(capped(Framework::TensorFlow), Some(0.75));
+        assert_eq!(capped(Framework::Cublas), None);
+        assert_eq!(capped(Framework::Nccl), None);
     }
 
     #[test]
