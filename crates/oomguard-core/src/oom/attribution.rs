@@ -298,13 +298,17 @@ static PADDLE_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 
 /// llama.cpp's loader and context set-up log under their own names
 /// (`llm_load_print_meta:`, `llama_model_load:`, `llama_new_context_with_model:`,
-/// `llama_kv_cache_init:`; src/llama*.cpp).
+/// `llama_kv_cache_init:`; src/llama*.cpp), its programs and its KV cache's
+/// error.
 static LLAMA_CPP_LOG: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
         r"\b(?:llm_load_\w+|llama_model_load\w*|llama_new_context\w*|llama_kv_cache_init|llama_init_from_model):|",
         // llama.cpp's programs and its release builds (`llama-server`,
         // `llama-cli`, `llama-b6996-bin-ubuntu-vulkan-x64`).
-        r"\bllama-(?:server|cli|bench|b\d{4}-bin)\b",
+        r"\bllama-(?:server|cli|bench|b\d{4}-bin)\b|",
+        // Its KV cache's own error (src/llama-kv-cache.cpp throws `failed to
+        // allocate buffer for kv cache`), as apps on it (LM Studio) relay it.
+        r"failed to allocate buffer for kv cache",
     ))
     .expect("pattern compiles")
 });
@@ -635,6 +639,13 @@ mod tests {
                 D::Cuda,
                 "CUDA error: out of memory",
                 "OLLAMA_NUM_PARALLEL=4 OLLAMA_FLASH_ATTENTION=1",
+                F::LlamaCpp,
+            ),
+            // llama.cpp's KV-cache error, relayed by an app on it.
+            (
+                D::Unknown,
+                "Failed to initialize the context: failed to allocate buffer for kv cache",
+                "",
                 F::LlamaCpp,
             ),
             // TensorFlow or Keras named, PyTorch not.
