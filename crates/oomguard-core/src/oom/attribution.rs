@@ -55,6 +55,19 @@ pub(crate) fn refine(
     if let Some(framework) = framework_of(raw, text, parsed, &around, &around_or_then) {
         parsed.framework = framework;
     }
+    // ggml's Metal backend logs the command buffer that failed next to the
+    // error Metal gave it (ggml-metal: `ggml_metal_graph_compute: command
+    // buffer 3 failed with status 5`, then `error: Insufficient Memory
+    // (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)`): a Metal
+    // error with that line just under it is ggml's.
+    if parsed.framework == Framework::Other
+        && after
+            .iter()
+            .take(NAMING_LINES)
+            .any(|l| l.contains("ggml_metal_"))
+    {
+        parsed.framework = Framework::LlamaCpp;
+    }
     let code = &before[before.len().saturating_sub(CODE_LINES)..];
     let in_code = |re: &Regex| re.is_match(text) || code.iter().any(|l| re.is_match(l));
     if let Some(kind) = device_of(text, parsed, &around, &in_code) {
@@ -507,6 +520,25 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn a_metal_error_over_ggml_s_command_buffer_line_is_ggml_s() {
+        let raw =
+            "error: Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)";
+        let under = |line: &str| {
+            let mut parsed = Parsed::new(Framework::Other, DeviceKind::Mps, raw.to_string());
+            refine(raw, &[], raw, &[line.to_string()], &mut parsed);
+            parsed.framework
+        };
+        assert_eq!(
+            under("ggml_metal_graph_compute: command buffer 3 failed with status 5"),
+            Framework::LlamaCpp
+        );
+        assert_eq!(
+            under("[METAL] Command buffer execution failed"),
+            Framework::Other
+        );
     }
 
     #[test]
