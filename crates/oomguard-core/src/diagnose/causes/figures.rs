@@ -134,6 +134,22 @@ pub(super) fn fitted_free_memory(r: &mut Ranking, event: &OomEvent, acc: &Accoun
 /// driver; the text cannot tell which.
 fn fitted_free(r: &mut Ranking, q: u64, f: u64) {
     let far = f >= q.saturating_mul(2) && f - q >= GIB;
+    // Just above the request, the free figure counts every piece the
+    // device or pool has left: a request that needs one piece that large
+    // can fail on it (a pool's free chunks, the driver's mapped segments).
+    // Far above it, pieces do not explain the failure.
+    if !far {
+        r.add_checked(
+            CauseId::Fragmentation,
+            0.55,
+            format!(
+                "{} was free, only a little more than the {} requested: the free figure adds up every piece left, and none was as large as the request",
+                fs(f),
+                fs(q)
+            ),
+            Some("rerun with the request halved (half the batch or chunk): if it passes while the free figure stays the same, the free memory was in pieces"),
+        );
+    }
     let how = if far { "far more than" } else { "more than" };
     r.undecided();
     r.add_checked(
@@ -474,6 +490,14 @@ mod tests {
         let mut r = Ranking::new();
         fitted_free_memory(&mut r, &capped, &acc(&capped));
         assert!(r.0.is_empty());
+        // Just above the request (11.35 GiB asked, 12.18 GiB free): the
+        // free memory in pieces leads the same differential.
+        let near = pytorch(24 * GIB, 11622 * MIB, 12472 * MIB);
+        let mut r = Ranking::new();
+        fitted_free_memory(&mut r, &near, &acc(&near));
+        assert!(r.1);
+        assert_eq!(r.top(), Some(CauseId::Fragmentation));
+        assert!(r.0.iter().all(|c| c.check.is_some()));
     }
 
     #[test]
