@@ -89,6 +89,9 @@ pub struct ContextEvidence {
     /// pool when they start, so a library that allocates outside that pool
     /// (NCCL, cuDNN) finds little left.
     pub preallocating_framework: Option<String>,
+    /// Words that name Whisper (openai-whisper, whisper.cpp, faster-whisper,
+    /// WhisperX): a speech model whose decoder keeps a short, fixed context.
+    pub speech_model: Option<String>,
 }
 
 impl ContextEvidence {
@@ -117,6 +120,7 @@ impl ContextEvidence {
             preallocating_framework: self
                 .preallocating_framework
                 .or(other.preallocating_framework),
+            speech_model: self.speech_model.or(other.speech_model),
         }
     }
 }
@@ -330,6 +334,11 @@ const PREALLOCATING_FRAMEWORK: &str = concat!(
     r"\bTF\b",
 );
 
+/// Whisper by its names: openai-whisper, whisper.cpp (`whisper_full`,
+/// `whisper_init`), faster-whisper, WhisperX, and apps that say
+/// "whisper: transcription failed".
+const SPEECH_MODEL: &str = r"(?i:\bwhisper(?:x|\.cpp|_\w+)?\b|faster[-_]whisper)";
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -377,6 +386,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         capacity_doubt: take(Signal::CapacityDoubt),
         second_framework: take(Signal::SecondFramework),
         preallocating_framework: take(Signal::PreallocatingFramework),
+        speech_model: take(Signal::SpeechModel),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -468,9 +478,10 @@ enum Signal {
     CapacityDoubt,
     SecondFramework,
     PreallocatingFramework,
+    SpeechModel,
 }
 
-const SIGNAL_COUNT: usize = 14;
+const SIGNAL_COUNT: usize = 15;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -622,6 +633,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "set_visible_devices",
             "tf",
             "tensorflow",
+            // SPEECH_MODEL
+            "whisper",
         ])
         .expect("the signal words build")
 });
@@ -643,6 +656,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         CAPACITY_DOUBT,
         SECOND_FRAMEWORK,
         PREALLOCATING_FRAMEWORK,
+        SPEECH_MODEL,
     ])
     .expect("the context signals compile")
 });
@@ -672,6 +686,19 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn whisper_is_read_as_a_speech_model() {
+        for line in [
+            "whisper: transcription failed with code -7",
+            "I'm using whisper.cpp as a C++ library",
+            "from faster_whisper import WhisperModel",
+            "whisper_full_with_state: failed to encode",
+        ] {
+            assert!(around(line).speech_model.is_some(), "{line}");
+        }
+        assert!(around("whispering gallery").speech_model.is_none());
     }
 
     #[test]

@@ -68,6 +68,14 @@ impl Ranking {
         }
     }
 
+    /// Lowers a cause to at most `max`, saying why, when a rule added it.
+    fn limit(&mut self, id: CauseId, max: f64, why: &str) {
+        if let Some(c) = self.0.iter_mut().find(|c| c.id == id && c.score > max) {
+            c.score = max;
+            c.evidence = format!("{}; {why}", c.evidence);
+        }
+    }
+
     /// Marks the event as one whose text covers several causes.
     fn undecided(&mut self) {
         self.1 = true;
@@ -200,6 +208,23 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // and the phase's ranking, and over the differential of a bare failure.
     phase::context(r, event, acc);
     phase::notebook(r, event);
+    speech_model(r, event);
+}
+
+/// Whisper's decoder attends to at most 448 text tokens and its encoder to
+/// 1500 audio frames (openai/whisper's `ModelDimensions`: `n_text_ctx` 448,
+/// `n_audio_ctx` 1500, for every size; whisper.cpp reads the same
+/// hyperparameters): its KV cache is small and bounded, so a failure in a
+/// Whisper run is its weights or its batch, not a cache grown by a long
+/// context.
+fn speech_model(r: &mut Ranking, event: &OomEvent) {
+    if event.facts.context.speech_model.is_some() {
+        r.limit(
+            CauseId::KvCache,
+            0.3,
+            "but Whisper's decoder keeps at most 448 tokens, so its KV cache stays small",
+        );
+    }
 }
 
 /// The message states no figure of the device or the framework.
@@ -274,6 +299,20 @@ mod tests {
 
     fn ranked(event: &OomEvent) -> Ranked {
         rank(event, &Accounting::of(event))
+    }
+
+    #[test]
+    fn whisper_s_kv_cache_is_no_lead() {
+        let mut r = Ranking::new();
+        r.add(CauseId::KvCache, 0.6, "the context");
+        r.add(CauseId::ModelTooLarge, 0.5, "the weights");
+        let mut e = pytorch(8 * GIB, 20 * MIB, 0);
+        speech_model(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        e.facts.context.speech_model = Some("whisper: transcription failed".into());
+        speech_model(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        assert_eq!(r.score(CauseId::KvCache), Some(0.3));
     }
 
     #[test]
