@@ -590,6 +590,18 @@ fn exhausts_another_resource(phrase: &str, text: &str) -> bool {
         && !MEMORY_WORDS.is_match(text)
 }
 
+/// A kernel library's fixed workspace that ran out, not the device:
+/// FlashInfer carves its temporary buffers out of one workspace the engine
+/// allocated up front (include/flashinfer/allocator.h, `AlignedAllocator`:
+/// `Failed to allocate memory for batch_prefill_tmp_v with size N and
+/// alignment 16 in AlignedAllocator`, later `Buffer overflow when allocating
+/// memory for ... but only M bytes available in AlignedAllocator. Increase
+/// the workspace buffer size.`). The device may have room; the workspace's
+/// size is a setting.
+fn fixed_workspace_full(text: &str) -> bool {
+    text.contains("in AlignedAllocator")
+}
+
 /// True when a failure to allocate names what it could not get, and that
 /// is no memory: a port, an address, a terminal, a file descriptor, a GPU
 /// or CPU as a scheduler hands them out, a node, an id, a slot, a licence
@@ -667,7 +679,7 @@ pub(crate) fn parse(text: &str, error_level: bool) -> Option<Parsed> {
 
 fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
     let p = &*P;
-    if p.kernel_frame.is_match(text) || oom_killed_false(text) {
+    if p.kernel_frame.is_match(text) || oom_killed_false(text) || fixed_workspace_full(text) {
         return None;
     }
     if let Some(parsed) = compiler_out_of_memory(text)
@@ -1718,6 +1730,8 @@ mod tests {
             "[ERROR] Failed to allocate GPU: no devices available",
             "Error: Failed to allocate a TTY",
             "RuntimeError: Failed to allocate a file descriptor",
+            "RuntimeError: Failed to allocate memory for batch_prefill_tmp_v with size 435814400 and alignment 16 in AlignedAllocator",
+            "flashinfer/allocator.h:49: Buffer overflow when allocating memory for batch_prefill_tmp_v with size 283115520 and alignment 16, but only 268435456 bytes available in AlignedAllocator. Increase the workspace buffer size.",
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }
