@@ -97,9 +97,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     "posix_",
     // A memory cgroup at its limit: `memory: usage N kB, limit N kB, failcnt N`.
     "kB, failcnt",
-    // Processes killed for memory: the kernel, a shell, a launcher.
-    "Killed",
-    "killed",
+    // Processes killed for memory: the kernel, a shell, a launcher (one
+    // phrase for `Killed` and `killed`).
+    "illed",
+    // Google Colab's notice when the VM's RAM ran out: `Your session crashed
+    // after using all available RAM.`
+    "all available RAM",
     "已杀死",
     "oom-kill",
     "exitcode: -9",
@@ -590,6 +593,20 @@ fn exhausts_another_resource(phrase: &str, text: &str) -> bool {
         && !MEMORY_WORDS.is_match(text)
 }
 
+/// Google Colab's notice that the VM's host memory ran out and the
+/// runtime restarted: `Your session crashed after using all available RAM.`
+/// (often followed by an offer of high-RAM runtimes). The host's RAM, not
+/// the GPU's.
+fn colab_ram(text: &str) -> Option<Parsed> {
+    let at = text.find("crashed after using all available RAM")?;
+    let start = text[..at].rfind("Your session").unwrap_or(at);
+    Some(Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, start),
+    ))
+}
+
 /// A kernel library's fixed workspace that ran out, not the device:
 /// FlashInfer carves its temporary buffers out of one workspace the engine
 /// allocated up front (include/flashinfer/allocator.h, `AlignedAllocator`:
@@ -692,6 +709,7 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
         .or_else(|| cgroup_at_limit(text))
         .or_else(|| tensorrt_no_tactic(text))
         .or_else(|| windows_commit_limit(text))
+        .or_else(|| colab_ram(text))
     {
         return Some(parsed);
     }
@@ -1720,6 +1738,14 @@ mod tests {
     /// A line read with no log level in front of it.
     fn parse_line(text: &str) -> Option<Parsed> {
         parse(text, false)
+    }
+
+    #[test]
+    fn colab_s_notice_is_host_memory() {
+        let p = parse_line("> Your session crashed after using all available RAM. If you are interested in access to high-RAM runtimes, you may want to check out Colab Pro.")
+            .expect("an event");
+        assert_eq!(p.device.kind, DeviceKind::Cpu);
+        assert!(p.message.contains("Your session crashed"), "{}", p.message);
     }
 
     #[test]
