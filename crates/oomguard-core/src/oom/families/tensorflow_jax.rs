@@ -540,15 +540,30 @@ pub(crate) fn fill_tpu_report(
 /// graph node printed under it (`[[Node: ... _device="/job:localhost/
 /// replica:0/task:0/gpu:0"](...)]]`), indented by spaces or a tab.
 pub(crate) fn device_from_node_lines(after: &[String], parsed: &mut Parsed) {
-    if parsed.device.kind != DeviceKind::Unknown {
+    if parsed.device.kind != DeviceKind::Unknown && parsed.device.index.is_some() {
         return;
     }
-    let node = after
-        .iter()
-        .take(4)
-        .find(|l| l.trim_start().starts_with("[[") && l.contains("_device="));
-    if let Some(line) = node {
-        tf_device(line, parsed);
+    // The node line may keep its log level (`E \t [[Node: ...]]`).
+    let node = after.iter().take(4).find(|l| {
+        let l = l.trim_start();
+        let l = l
+            .strip_prefix(['E', 'W', 'I', 'F'])
+            .filter(|rest| rest.starts_with([' ', '\t']))
+            .unwrap_or(l);
+        l.trim_start().starts_with("[[") && l.contains("_device=")
+    });
+    let Some(line) = node else {
+        return;
+    };
+    // What the event already knew stays; the node fills what it did not.
+    let known = parsed.device;
+    tf_device(line, parsed);
+    if known.kind != DeviceKind::Unknown {
+        if parsed.device.kind != known.kind {
+            parsed.device = known;
+        } else if known.index.is_some() {
+            parsed.device.index = known.index;
+        }
     }
 }
 
@@ -797,6 +812,16 @@ mod tests {
         none.device.index = None;
         device_from_node_lines(&[], &mut none);
         assert_eq!(none.device.kind, DeviceKind::Unknown);
+        // A node line that kept its log level gives the index the error's
+        // own words left out.
+        let mut indexless = e.clone();
+        indexless.device.index = None;
+        let logged = vec![
+            "E \t [[Node: tower_1/ReverseSequence = ReverseSequence[T=DT_FLOAT, _device=\"/job:localhost/replica:0/task:0/gpu:1\"](a, b)]]".to_string(),
+        ];
+        device_from_node_lines(&logged, &mut indexless);
+        assert_eq!(indexless.device.kind, DeviceKind::Cuda);
+        assert_eq!(indexless.device.index, Some(1));
     }
 
     #[test]
