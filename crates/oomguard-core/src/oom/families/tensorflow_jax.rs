@@ -555,15 +555,12 @@ pub(crate) fn device_from_node_lines(after: &[String], parsed: &mut Parsed) {
     let Some(line) = node else {
         return;
     };
-    // What the event already knew stays; the node fills what it did not.
+    // The index is what is missing here; a node on another kind of device
+    // than the event already names is not this failure's.
     let known = parsed.device;
     tf_device(line, parsed);
-    if known.kind != DeviceKind::Unknown {
-        if parsed.device.kind != known.kind {
-            parsed.device = known;
-        } else if known.index.is_some() {
-            parsed.device.index = known.index;
-        }
+    if known.kind != DeviceKind::Unknown && parsed.device.kind != known.kind {
+        parsed.device = known;
     }
 }
 
