@@ -92,6 +92,12 @@ pub struct ContextEvidence {
     /// Words that name Whisper (openai-whisper, whisper.cpp, faster-whisper,
     /// WhisperX): a speech model whose decoder keeps a short, fixed context.
     pub speech_model: Option<String>,
+    /// Words or frames that show a training run: a training script or
+    /// loop, epochs, fine-tuning, a backward pass or an optimizer's step.
+    /// Its batch is a knob the run sets; an app that only runs a model
+    /// (a desktop image generator, a transcriber) has the model's size as
+    /// its lever.
+    pub training: Option<String>,
 }
 
 impl ContextEvidence {
@@ -121,6 +127,7 @@ impl ContextEvidence {
                 .preallocating_framework
                 .or(other.preallocating_framework),
             speech_model: self.speech_model.or(other.speech_model),
+            training: self.training.or(other.training),
         }
     }
 }
@@ -339,6 +346,15 @@ const PREALLOCATING_FRAMEWORK: &str = concat!(
 /// "whisper: transcription failed".
 const SPEECH_MODEL: &str = r"(?i:\bwhisper(?:x|\.cpp|_\w+)?\b|faster[-_]whisper)";
 
+/// A training run by its words and frames: train, training, fine-tuning
+/// (in English and Chinese, 训练 "train", 微调 "fine-tune"), epochs, a
+/// `train.py`, a backward pass or an optimizer's step. "Pre-trained" and
+/// "trained" say what a model is, not what the run does: not read.
+const TRAINING: &str = concat!(
+    r"(?i:\btrain(?:s|ing)?\b|\bfine-?tun(?:e|es|ed|ing)\b|\bepochs?\b|\btrainer\.train\(|",
+    r"\.backward\(|\brun_backward\b|\boptimizer\.step\(|训练|微调)",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -387,6 +403,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         second_framework: take(Signal::SecondFramework),
         preallocating_framework: take(Signal::PreallocatingFramework),
         speech_model: take(Signal::SpeechModel),
+        training: take(Signal::Training),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -479,9 +496,10 @@ enum Signal {
     SecondFramework,
     PreallocatingFramework,
     SpeechModel,
+    Training,
 }
 
-const SIGNAL_COUNT: usize = 15;
+const SIGNAL_COUNT: usize = 16;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -635,6 +653,14 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "tensorflow",
             // SPEECH_MODEL
             "whisper",
+            // TRAINING
+            "train",
+            "fine",
+            "epoch",
+            "backward",
+            "optimizer",
+            "训练",
+            "微调",
         ])
         .expect("the signal words build")
 });
@@ -657,6 +683,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         SECOND_FRAMEWORK,
         PREALLOCATING_FRAMEWORK,
         SPEECH_MODEL,
+        TRAINING,
     ])
     .expect("the context signals compile")
 });
@@ -686,6 +713,28 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn a_training_run_is_read() {
+        for line in [
+            "  File \"train.py\", line 88, in <module>",
+            "I'm using a very small data set for training NER using roberta-base",
+            "Epoch: [3] \t Batch_speed: 3158.273 samples/sec",
+            "fine-tuning llama-7b with LoRA",
+            "    loss.backward()",
+            "训练模型时显存爆了",
+            "    optimizer.step()",
+        ] {
+            assert!(around(line).training.is_some(), "{line}");
+        }
+        for line in [
+            "loading the pre-trained weights",
+            "a model trained on ImageNet",
+            "python generate.py --prompt cat",
+        ] {
+            assert!(around(line).training.is_none(), "{line}");
+        }
     }
 
     #[test]
@@ -908,7 +957,12 @@ mod tests {
             "  File \"/x/torch/utils/data/dataloader.py\", line 1, in __next__\n",
             "Epoch 3:  45%|████▌     | 450/1000 [01:02<01:16, loss=0.31]",
         ));
-        assert!(quiet(&e), "{e:?}");
+        // The epoch says a run trains; nothing says the model's states.
+        assert!(e.training.is_some());
+        assert!(quiet(&ContextEvidence {
+            training: None,
+            ..e
+        }));
     }
 
     #[test]

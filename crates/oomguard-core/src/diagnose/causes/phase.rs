@@ -182,7 +182,7 @@ fn training_step(r: &mut Ranking, event: &OomEvent, held: &Held) {
     if held.known && held.dominant() && event.phase == Phase::Unknown && small_request(event) {
         match nothing_freed(event) {
             Some(cached_free) => persistent_differential(r, held, cached_free),
-            None => full_device_differential(r, held, small_device(event)),
+            None => full_device_differential(r, held, model_leads_on_small_device(event)),
         }
     } else if held.known && held.dominant() {
         let what = if event.phase == Phase::Backward {
@@ -255,12 +255,16 @@ fn small_request(event: &OomEvent) -> bool {
 /// of the device before any batch.
 const SMALL_DEVICE: u64 = (4 << 30) + (512 << 20);
 
-/// The device (or the cap the framework had) is a small one.
-fn small_device(event: &OomEvent) -> bool {
+/// The device (or the cap the framework had) is a small one, and nothing
+/// shows a training run: a run that trains sets its batch (and on a small
+/// card picks a small model to begin with), so its batch stays the first
+/// lever; an app that only runs a model has the model's size as its own.
+fn model_leads_on_small_device(event: &OomEvent) -> bool {
     let m = &event.memory;
     m.total_bytes
         .or(m.allowed_bytes)
         .is_some_and(|t| t <= SMALL_DEVICE)
+        && event.facts.context.training.is_none()
 }
 
 /// The device is full of this framework's tensors, the request is small and
@@ -847,6 +851,12 @@ mod tests {
         assert!(r.1);
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         assert!(r.score(CauseId::BatchTooLarge).is_some());
+        // A run that trains keeps its batch first on the same card.
+        e.facts.context.training = Some("File \"train.py\", line 9".into());
+        assert_eq!(
+            at(Phase::Unknown, &mut e).top(),
+            Some(CauseId::BatchTooLarge)
+        );
         // The same shares on a 24 GiB card keep the batch first.
         let r = at(Phase::Unknown, &mut holding(20 * GIB));
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
