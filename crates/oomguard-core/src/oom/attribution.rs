@@ -220,6 +220,10 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         // (app/logger's "# ComfyUI Error Report") and its frames, the
         // webui's frames.
         r"ComfyUI Error Report|\b(?:ComfyUI|comfy|stable-diffusion-webui(?:-forge)?)[/\\]\w+\.py|",
+        // torch-directml's refusal (PyTorch's DirectML backend, on AMD and
+        // Intel GPUs under Windows): "Could not allocate tensor with N
+        // bytes. There is not enough GPU video memory available!".
+        r"Could not allocate tensor with \d+ bytes\. There is not enough GPU video memory|",
         // Its C++ core, also under bindings (Rust's tch, libtorch): c10's
         // namespace and library, and its host allocator's check
         // (c10/core/CPUAllocator.cpp, c10/core/impl/alloc_cpu.cpp: `[enforce
@@ -795,6 +799,8 @@ mod tests {
             // An app built on PyTorch: ComfyUI's report and its frames.
             ("# ComfyUI Error Report", "- **Exception Message:** Could not allocate tensor with 2025000000 bytes."),
             ("  File \"D:\\SD\\ComfyUI\\execution.py\", line 323, in execute", "RuntimeError: Could not allocate tensor with 2025000000 bytes."),
+            // torch-directml's own wording, alone.
+            ("", "Could not allocate tensor with 1073741824 bytes. There is not enough GPU video memory available!"),
         ] {
             assert_eq!(refined(Framework::Other, DeviceKind::Cuda, raw, before).framework, Framework::PyTorch, "{before}");
         }

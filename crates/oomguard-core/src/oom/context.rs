@@ -17,6 +17,7 @@ use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
 
 use super::named_model::{self, NamedModel};
+use super::phase::load_done_at;
 
 /// Lines read above the failure: a traceback and the log lines of the step
 /// that led to it.
@@ -218,7 +219,10 @@ const SEVERAL_MODELS: &str = concat!(
     // (a teacher beside the student), speculative decoding (a draft model
     // beside the target), RLHF (reward, reference and critic models beside
     // the policy).
-    r"\b(?:teacher|student|draft|reward|reference|critic) models?\b|\bspeculative decoding\b|\bknowledge distillation\b)|",
+    r"\b(?:teacher|student|draft|reward|reference|critic) models?\b|\bspeculative decoding\b|\bknowledge distillation\b|",
+    // A model said to stay resident beside the work ("while the 27B model
+    // was resident", "two resident models").
+    r"\bresident\b[^.\n]{0,15}\bmodels?\b|\bmodels?\b[^.\n]{0,20}\b(?:was|were|is|are|stays?|stayed|remains?|remained|kept) (?:still )?resident\b)|",
     "重新加载模型|切换模型|老模型|旧模型",
 );
 
@@ -359,6 +363,9 @@ const TRAINING: &str = concat!(
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
     let log_from = before.len().saturating_sub(LOG_LINES_BEFORE);
+    // A loader's line counts only near the error and after the last line
+    // that says a load finished.
+    let log_from = log_from.max(load_done_at(before).map_or(0, |d| d + 1));
     let lines = before[start..]
         .iter()
         .enumerate()
@@ -716,6 +723,15 @@ mod tests {
     }
 
     #[test]
+    fn a_loader_s_line_above_a_finished_load_is_not_read() {
+        let e = around("Loading model.safetensors...\nLoaded 1324 weights from 1 file(s)");
+        assert!(e.model_states.is_none(), "{e:?}");
+        assert!(around("Loading model.safetensors...")
+            .model_states
+            .is_some());
+    }
+
+    #[test]
     fn a_training_run_is_read() {
         for line in [
             "  File \"train.py\", line 88, in <module>",
@@ -980,9 +996,13 @@ mod tests {
             "PPO with the reward model and the reference model on each GPU",
             "caused by continuously initializing `keras.applications` models in a loop",
             "the pipeline is created in a loop for every request",
+            "using the video model while the 4-bit 27B model was resident",
         ] {
             assert!(around(words).several_models.is_some(), "{words}");
         }
+        assert!(around("resident memory of the process grew")
+            .several_models
+            .is_none());
         assert!(around("Loading model resnet50").several_models.is_none());
         assert!(around("the model is too big for my card")
             .several_models

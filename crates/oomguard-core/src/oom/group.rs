@@ -282,7 +282,7 @@ impl Grouper {
                 return false;
             }
             let same_words = r.words == seen.words;
-            if !same_words && r.figures != seen.figures {
+            if !same_words && !r.figures.fits(&seen.figures) {
                 return false;
             }
             let other_rank = matches!((r.rank, seen.rank), (Some(a), Some(b)) if a != b);
@@ -303,7 +303,7 @@ impl Grouper {
             let near_copy =
                 gap <= NEAR_COPY_LINES && (r.message != seen.message || r.text == seen.text);
             let other_process = matches!((&r.process, &seen.process), (Some(a), Some(b)) if a != b);
-            let reprint = r.figures == seen.figures
+            let reprint = r.figures.fits(&seen.figures)
                 && (same_line || near_copy || retold || other_process || is_chained(&before, gap));
             let retry = pending_is_preliminary && same_words && gap <= REPRINT_LINES;
             (other_rank && same_words) || other_device || reprint || retry
@@ -328,6 +328,11 @@ impl Grouper {
                 p.last_line = line;
                 if p.event.device.kind == DeviceKind::Unknown {
                     p.event.device.kind = parsed.device.kind;
+                }
+                // A copy that names the device's number the first left out
+                // (not another rank's copy, whose device is its own).
+                if p.event.device.index.is_none() && rank.is_none() {
+                    p.event.device.index = parsed.device.index;
                 }
                 add_rank(&mut p.event, copy_of_rank);
                 p.event.memory.fill_from(&parsed.memory);
@@ -569,6 +574,18 @@ enum Signature {
 }
 
 impl Signature {
+    /// True when two signatures may be one failure: equal, or the same
+    /// figures where one names no device or no index (TensorFlow's second
+    /// root error, its device cut from the message, under the first).
+    fn fits(&self, other: &Signature) -> bool {
+        match (self, other) {
+            (Signature::Figures(fa, da, a), Signature::Figures(fb, db, b)) => {
+                fa == fb && a == b && devices_fit(da, db)
+            }
+            _ => self == other,
+        }
+    }
+
     /// The signature as one line of text.
     fn text(&self) -> String {
         match self {

@@ -545,7 +545,7 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // A GPU kernel compiled before the first run (LightGBM's OpenCL).
                 r"compiling (?:the )?(?:opencl |cuda |gpu )?kernels?|",
                 // A device or runtime being set up ("running init kernel failed").
-                r"\binit kernel\b|initiali[sz]\w* (?:the )?(?:gpu|cuda|device|backend|runtime|context)\b)|",
+                r"\binit kernel\b|initiali[sz]\w* (?:of )?(?:the )?(?:gpu|cuda|device|backend|runtime|context)\b)|",
                 // NCCL setting up a communicator (its init.cc in the error's
                 // trail, ncclCommInitRank, torch.distributed's group).
                 r"NCCL (?:INFO|WARN) init\.cc|ncclCommInit\w*|init_process_group",
@@ -967,15 +967,40 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
             // compiled only once a line holds one of their words: a log dense
-            // with bare OOM lines never pays for them.
+            // with bare OOM lines never pays for them. A load the log then
+            // says finished is not where the failure came.
+            let done = load_done_at(near_before);
             let first = lines
                 .iter()
-                .filter(|l| CONTEXT_WORDS.is_match(**l))
-                .filter_map(|l| CONTEXT_RULES.1.matches(l).iter().next())
+                .enumerate()
+                .filter(|(_, l)| CONTEXT_WORDS.is_match(**l))
+                .filter_map(|(i, l)| {
+                    CONTEXT_RULES.1.matches(l).iter().find(|&rule| {
+                        CONTEXT_RULES.0[rule] != Phase::ModelLoad || done.is_none_or(|d| i > d)
+                    })
+                })
                 .min()?;
             Some(CONTEXT_RULES.0[first])
         })
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
+}
+
+/// The last line before the failure that says a model finished loading:
+/// "Loaded 1324 weights from 1 file(s)", "Model loaded in 12.3s",
+/// "Finished loading model", "done loading". Loader lines above it are a
+/// load that ended; the failure came in what followed. (A progress bar at
+/// 100% is not read: frameworks move or dispatch the weights after it.)
+pub(crate) fn load_done_at(before: &[String]) -> Option<usize> {
+    static DONE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"(?i)^\W*loaded\b|\b(?:model|weights|checkpoint)s? (?:was |were |is )?(?:successfully )?loaded\b|",
+            r"\b(?:finished|done|completed) loading\b|\bloading (?:the )?(?:model|weights|checkpoint) (?:done|finished|complete)"
+        ))
+        .expect("pattern compiles")
+    });
+    before
+        .iter()
+        .rposition(|l| l.to_ascii_lowercase().contains("load") && DONE.is_match(l))
 }
 
 /// The phase of the method a distributed worker was running when it
@@ -1021,20 +1046,25 @@ fn patching_weight(text: &str) -> Option<Phase> {
 /// decoding and encoding of the latents generates. Other nodes (a text
 /// encoder, which also moves its model to the GPU) say neither.
 fn comfy_node(lines: &[&str]) -> Option<Phase> {
-    static NODE: LazyLock<(Regex, Regex, Regex)> = LazyLock::new(|| {
+    static NODE: LazyLock<(Regex, Regex, Regex, Regex)> = LazyLock::new(|| {
         let re = |p: &str| Regex::new(p).expect("pattern compiles");
         (
             re(r"Error occurred when executing (\w+)|Node Type:\**\s*(\w+)"),
             re(r"(?i:loader|^load|_load)"),
             re(r"(?i:sampler|^vae(?:decode|encode))"),
+            // An upscaler network run once over the image, in tiles
+            // (ComfyUI's `ImageUpscaleWithModel`): one forward pass.
+            re(r"(?i:upscale\w*with\w*model)"),
         )
     });
-    let (node, loads, generates) = &*NODE;
+    let (node, loads, generates, runs) = &*NODE;
     let name = named_in(lines, &["when executing", "Node Type"], node)?;
     if loads.is_match(name) {
         Some(Phase::ModelLoad)
     } else if generates.is_match(name) {
         Some(Phase::Generation)
+    } else if runs.is_match(name) {
+        Some(Phase::Forward)
     } else {
         None
     }
@@ -1403,6 +1433,25 @@ mod tests {
     }
 
     #[test]
+    fn a_load_the_log_says_finished_is_not_the_phase() {
+        let oom = "Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)";
+        let before = lines("Loading model.safetensors...\nLoaded 1324 weights from 1 file(s)\nPrecomputing layer weights...");
+        assert_eq!(from_context(&before, oom, &[]), None);
+        let before = lines("Loading model.safetensors...\nPrecomputing layer weights...");
+        assert_eq!(from_context(&before, oom, &[]), Some(Phase::ModelLoad));
+        // A second load begun after the first ended is where it failed.
+        let before = lines("Loading model a...\nModel loaded in 3.1s\nLoading model b...");
+        assert_eq!(from_context(&before, oom, &[]), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn a_device_that_fails_to_initialise_is_start_up() {
+        let oom = "Error allocating 24 bytes of device memory (out of memory).";
+        let after = lines("ERROR (theano.sandbox.cuda): ERROR: Not using GPU. Initialisation of device gpu failed:");
+        assert_eq!(from_context(&[], oom, &after), Some(Phase::Startup));
+    }
+
+    #[test]
     fn a_server_still_starting_is_start_up() {
         let before = lines("tabby_1  | INFO tabby::serve: Starting server, this might takes a few minutes...\ntabby_1  | ggml_init_cublas: found 1 CUDA devices:");
         let oom = "CUDA error 2 at ggml-cuda.cu:7641: out of memory";
@@ -1705,6 +1754,14 @@ mod tests {
                 "Error occurred when executing Echo_LoadModel:",
                 Some(Phase::ModelLoad),
             ),
+            (
+                "Error occurred when executing ImageUpscaleWithModel:",
+                Some(Phase::Forward),
+            ),
+            (
+                "- **Node Type:** UpscaleModelLoader",
+                Some(Phase::ModelLoad),
+            ),
             ("- **Node Type:** CLIPTextEncode", None),
             ("- **Node Type:** SaveImage", None),
         ] {
@@ -1949,6 +2006,15 @@ mod tests {
         assert_eq!(
             node("\t [[Node: embeddings/Adam/Initializer/zeros = Const[dtype=DT_FLOAT]()]]"),
             Some(Phase::ModelLoad)
+        );
+        // GPT-2's sampling loop generates; a decoder's loop may train.
+        assert_eq!(
+            node("\t [[{{node sample_sequence/while/concat}}]]"),
+            Some(Phase::Generation)
+        );
+        assert_eq!(
+            node("\t [[{{node decoder/while/concat}}]]"),
+            Some(Phase::Forward)
         );
         // A bare op name says nothing; nor does a line that is not a node.
         assert_eq!(node("\t [[Node: Conv2D_1 = Conv2D[T=DT_FLOAT]]]"), None);

@@ -1344,6 +1344,24 @@ llama_new_context_with_model: failed to allocate compute buffers
     }
 
     #[test]
+    fn tensorflow_s_root_errors_of_one_step_are_one_failure() {
+        // The second root error's device was cut from the paste.
+        let log = "ResourceExhaustedError: 2 root error(s) found.
+  (0) Resource exhausted: OOM when allocating tensor with shape[20,48,2,25,201,64] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc
+	 [[{{node sample_sequence/while/concat}}]]
+Hint: If you want to see a list of allocated tensors when OOM happens, add report_tensor_allocations_upon_oom to RunOptions for current allocation info.
+
+	 [[strided_slice/_1363]]
+Hint: If you want to see a list of allocated tensors when OOM happens, add report_tensor_allocations_upon_oom to RunOptions for current allocation info.
+
+  (1) Resource exhausted: OOM when allocating tensor with shape[20,48,2,25,201,64] and type float on /job:localhost/replica:0
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].device.index, Some(0));
+    }
+
+    #[test]
     fn identical_lines_parse_the_same_through_the_cache() {
         let line = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 MiB (GPU 0; 10.92 GiB total capacity; 10.17 GiB already allocated; 1.56 MiB free; 10.30 GiB reserved in total by PyTorch)\n";
         let mut log = String::new();

@@ -360,6 +360,22 @@ fn llama_failed_buffer(r: &mut Ranking, event: &OomEvent, kind: LlamaBufferKind)
         .requested_bytes
         .map_or(String::new(), |q| format!(" ({})", fs(q)));
     match kind {
+        LlamaBufferKind::KvCache if event.facts.context.speech_model.is_some() => {
+            // whisper.cpp keeps one decoder cache per beam (or best-of
+            // candidate) and per parallel processor: its context is short,
+            // its cache grows with them.
+            r.add_checked(
+                CauseId::KvCache,
+                0.85,
+                format!("whisper.cpp says its KV-cache buffer{size} could not be allocated: the decoder keeps one cache per beam and per parallel processor, so fewer beams (--beam-size) or processors fit"),
+                Some("rerun with --beam-size 1 (or a lower best-of): if it passes, the per-beam caches were the limit"),
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.45,
+                "a smaller or quantized model leaves more room for the caches",
+            );
+        }
         LlamaBufferKind::KvCache => {
             r.add_checked(
                 CauseId::KvCache,

@@ -216,9 +216,12 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
 /// `n_audio_ctx` 1500, for every size; whisper.cpp reads the same
 /// hyperparameters): its KV cache is small and bounded, so a failure in a
 /// Whisper run is its weights or its batch, not a cache grown by a long
-/// context.
+/// context. Unless the program's own line says the cache's buffer failed
+/// (whisper.cpp's `whisper_kv_cache_init`): one cache per beam adds up.
 fn speech_model(r: &mut Ranking, event: &OomEvent) {
-    if event.facts.context.speech_model.is_some() {
+    let cache_failed =
+        event.facts.engine_log.llama_failed == Some(crate::oom::LlamaBufferKind::KvCache);
+    if event.facts.context.speech_model.is_some() && !cache_failed {
         r.limit(
             CauseId::KvCache,
             0.3,
@@ -239,7 +242,7 @@ fn without_figures(event: &OomEvent) -> bool {
 /// Rules over the figures any framework may state, in the order they weigh
 /// in. A request larger than the whole device decides alone.
 fn all_figures(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
-    if sizes::request_exceeds_device(r, event) {
+    if sizes::device_reports_no_memory(r, event) || sizes::request_exceeds_device(r, event) {
         return;
     }
     figures::fragmentation(r, event, acc);

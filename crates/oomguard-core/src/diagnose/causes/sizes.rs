@@ -84,6 +84,26 @@ pub(super) fn host_request_suspect(r: &mut Ranking, event: &OomEvent) {
     }
 }
 
+/// A device whose memory the driver reports as 0 bytes in total: the
+/// query behind the figure failed (cudaMemGetInfo returns zeros when the
+/// context could not be created), so the device or its driver is not
+/// working, and no request of any size would be served. A real device
+/// always reports its capacity. Returns true when it applied (the other
+/// figure rules then stay silent: every comparison with a zero total is
+/// meaningless).
+pub(super) fn device_reports_no_memory(r: &mut Ranking, event: &OomEvent) -> bool {
+    if event.memory.total_bytes != Some(0) || event.device.kind == DeviceKind::Cpu {
+        return false;
+    }
+    r.add_checked(
+        CauseId::NotMemory,
+        0.9,
+        "the driver reports 0 bytes in total for the device: it could not read the device's memory at all, so the device or the driver failed to initialise (a driver older than the CUDA runtime, a GPU in a bad state), not a lack of memory",
+        Some("run nvidia-smi: if it errors or lists no memory for the GPU, reload or reinstall the driver; then compare the driver's CUDA version with the one the framework was built for"),
+    );
+    true
+}
+
 /// A single request larger than the whole device can never fit: a batch a
 /// few times too large, or, far beyond the device, a shape gone wrong.
 /// Returns true when it applied (the other figure rules then stay silent).
@@ -91,7 +111,8 @@ pub(super) fn request_exceeds_device(r: &mut Ranking, event: &OomEvent) -> bool 
     let (Some(q), Some(t)) = (event.memory.requested_bytes, event.memory.total_bytes) else {
         return false;
     };
-    if q <= t || event.facts.absurd_request {
+    // A total of 0 is no device size to compare with (see above).
+    if q <= t || t == 0 || event.facts.absurd_request {
         return false;
     }
     let ratio = q as f64 / t as f64;
@@ -119,6 +140,18 @@ pub(super) fn request_exceeds_device(r: &mut Ranking, event: &OomEvent) -> bool 
 mod tests {
     use super::super::testing::*;
     use super::*;
+
+    #[test]
+    fn a_device_with_no_memory_at_all_is_a_broken_device_not_a_shortage() {
+        let mut r = Ranking::new();
+        let mut e = pytorch(0, 24, 0);
+        assert!(device_reports_no_memory(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::NotMemory));
+        let mut r = Ranking::new();
+        e.memory.total_bytes = Some(GIB);
+        assert!(!device_reports_no_memory(&mut r, &e));
+        assert_eq!(r.top(), None);
+    }
 
     #[test]
     fn the_printed_guard_and_a_petabyte_request_are_invalid_sizes() {

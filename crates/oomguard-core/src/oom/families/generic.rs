@@ -498,7 +498,7 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             return false;
         }
     }
-    if names_what_code_handles(before) || plans_work(before) || supposes(before) {
+    if names_what_code_handles(before) || plans_work(before) || supposes(before) || asks(text, at) {
         return false;
     }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
@@ -512,6 +512,21 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
         return false;
     }
     !says_fallback(text)
+}
+
+/// True when the phrase at `at` sits in a yes-or-no question: a sentence
+/// that opens with an auxiliary ("Is this error an out of memory error?",
+/// "Does it run out of memory with SDXL?") and ends with a question mark
+/// asks whether the failure is one; the error it asks about, pasted below,
+/// is the event. A question of how or why ("How to solve OutOfMemory
+/// error?") takes the failure as given: not read.
+fn asks(text: &str, at: usize) -> bool {
+    static INTERROGATIVE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"(?i)^[\s*>#`]*(?:is|are|was|were|do|does|did|can|could|should|would|will|has|have)\b")
+    });
+    let start = text[..at].rfind(['.', '!', '?', '\n']).map_or(0, |i| i + 1);
+    let end = text[at..].find(['.', '!', '?', '\n']).map(|i| at + i);
+    end.is_some_and(|e| text[e..].starts_with('?')) && INTERROGATIVE.is_match(&text[start..at])
 }
 
 /// True when the phrase is the condition of a supposition: "one can run
@@ -1707,6 +1722,29 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_question_about_the_failure_is_no_failure() {
+        let at = |t: &str| t.find("out of memory").unwrap();
+        for asked in [
+            "Is this error an out of memory error?",
+            "Does the error say out of memory?",
+        ] {
+            assert!(!stands_as_failure(asked, at(asked), false), "{asked}");
+        }
+        for told in [
+            "RuntimeError: CUDA error: out of memory",
+            "Error: out of memory. Is this a bug?",
+        ] {
+            assert!(stands_as_failure(told, at(told), false), "{told}");
+        }
+        let how = "How to solve OutOfMemory error except changing a larger GPU?";
+        assert!(stands_as_failure(
+            how,
+            how.find("OutOfMemory").unwrap(),
+            false
+        ));
+    }
 
     #[test]
     fn tensorrt_llm_executor_report_gives_the_device_figures() {

@@ -702,7 +702,11 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
     // ggml's allocation failure.
     static LLAMA_FAILED: LazyLock<Regex> = LazyLock::new(|| {
         re(concat!(
-            r"(failed to allocate buffer for kv cache|llama_kv_cache_init\(\) failed|",
+            // whisper.cpp, on the same ggml buffers, words its own:
+            // "whisper_kv_cache_init: failed to allocate memory for the kv
+            // cache", "whisper_kv_cache_init() failed for self-attention
+            // cache".
+            r"(failed to allocate (?:buffer|memory) for (?:the )?kv cache|(?:llama|whisper)_kv_cache_init\(\) failed|",
             r"failed to allocate compute (?:pp )?buffers|compute buffer allocation failed|",
             r"error loading model: unable to allocate|failed to load model|",
             r"alloc_tensor_range: failed to allocate)"
@@ -1002,6 +1006,13 @@ mod tests {
         );
         assert_eq!(log.llama_failed, Some(LlamaBufferKind::KvCache));
         assert_eq!(log.ubatch, Some(4096));
+        // whisper.cpp words the same failure its own way.
+        let log = engine_log(
+            &[],
+            "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 560.00 MiB on device 0: cudaMalloc failed: out of memory",
+            &lines(&["whisper_kv_cache_init: failed to allocate memory for the kv cache"]),
+        );
+        assert_eq!(log.llama_failed, Some(LlamaBufferKind::KvCache));
         let log = engine_log(
             &lines(&[
                 "INFO model_runner.py:625] Capturing the model for CUDA graphs.",

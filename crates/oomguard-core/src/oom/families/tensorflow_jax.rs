@@ -663,11 +663,25 @@ pub(crate) fn phase_of_node(op: &str) -> Option<Phase> {
         Some(Phase::OptimizerStep)
     } else if op.contains("/Assign") || op.ends_with("Assign") {
         Some(Phase::ModelLoad)
+    } else if op.split('/').any(samples_tokens) {
+        Some(Phase::Generation)
     } else if op.contains('/') {
         Some(Phase::Forward)
     } else {
         None
     }
+}
+
+/// True for a name scope of a token-sampling loop: GPT-2's
+/// `sample_sequence` (openai/gpt-2 src/sample.py, and the tools built on
+/// it), a beam search, a `generate` or greedy-decoding scope. A decoder's
+/// own scope (`decoder/while`) also runs in training: not read.
+fn samples_tokens(scope: &str) -> bool {
+    let s = scope.to_ascii_lowercase();
+    s == "sample_sequence"
+        || s.starts_with("beam_search")
+        || s.starts_with("generate")
+        || s.starts_with("greedy")
 }
 
 /// True for an op an optimizer adds: TensorFlow's update kernels
