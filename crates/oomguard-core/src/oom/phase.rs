@@ -82,6 +82,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"set_module_tensor_to_device|dispatch_model|_cuda_deserialize|restore_location|",
                 r"create_weights|_initialize_model|model_loader|llama_model_load|load_tensors|LoadParams|",
                 r"in _apply\b|\._apply\(|::load\b|paddle[/\\]framework[/\\]io\.py|\.from_config\(|in from_config\b|",
+                // The source lines of `Module.to` and `Module._apply`
+                // (torch/nn/modules/module.py: `convert`'s `return t.to(device,
+                // dtype if t.is_floating_point() ...)`, `param_applied =
+                // fn(param)`), pasted without their frames.
+                r"return t\.to\(device, dtype if t\.is_floating_point\(\)|param_applied = fn\(param\)|",
                 // DeepSpeed's engine set-up: building a ZeRO optimizer
                 // partitions the weights and makes their fp32 copies
                 // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
@@ -610,7 +615,10 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // config as it starts ("Generate config GenerationConfig
                 // {"), and the text-generation pipelines log from their own
                 // files (`[WARNING|text2text_generation.py:307]`).
-                r"Generate config GenerationConfig\b|\btext2?text_generation\.py\b",
+                r"Generate config GenerationConfig\b|\btext2?text_generation\.py\b|",
+                // The call quoted in the report ("an input of 17,000 tokens
+                // into `model.generate(x, temperature)`").
+                r"\b(?:model|pipe|pipeline|llm|generator)\w*\.generate\(",
             ),
         ),
         (
@@ -681,6 +689,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "generating",
             "prefill{",
             "Generate config",
+            ".generate(",
             "_generation.py",
             "decode{",
             "preprocess",
@@ -746,7 +755,9 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             // An LLM runner's prefill of the prompt ("during prompt
             // reading", "prompt processing", "prompt eval") is generation's
             // first step, not reading data.
-            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b|prompt\s+(?:reading|processing|eval\w*)\b)",
+            // A diffusion pipeline's last step, the VAE decoding the latents
+            // to pixels ("OOM error during VAE decode"), is its generation.
+            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b|prompt\s+(?:reading|processing|eval\w*)\b|vae[ _-]?decod\w*)",
         ),
         // Data before weights: "loading the dataset" is not the model's.
         (
@@ -839,6 +850,7 @@ static PHASE_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "generat",
             "prompt",
             "sampling",
+            "vae",
             "decoding",
             "load",
             "initiali",
@@ -913,6 +925,13 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
         } else {
             std::borrow::Cow::Borrowed(lines[i])
         };
+        // A task named by what it generates, trained ("scene graph
+        // generation training", "image generation fine-tuning"): training,
+        // not the generation phase.
+        let line = match TRAINED_TASK.replace_all(&line, "training") {
+            std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s),
+            std::borrow::Cow::Borrowed(_) => line,
+        };
         SENTENCE_END
             .split(&line)
             .filter(|s| on_error_line || FAILURE.is_match(s))
@@ -925,6 +944,12 @@ fn tied_phase(lines: &[&str], error_at: usize) -> Option<Phase> {
             })
     })
 }
+
+/// A generation task named as what is trained (see [`tied_phase`]).
+static TRAINED_TASK: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i)\bgenerat(?:ion|ive)\s+(?:model\s+)?(?:training|train|fine-?tuning)\b")
+        .expect("pattern compiles")
+});
 
 /// A sentence whose subject is the phase's act and whose verb the failure:
 /// "Loading a quantized GGUF model with CUDA fails with:", "Loading a
@@ -1442,6 +1467,32 @@ mod tests {
         // A second load begun after the first ended is where it failed.
         let before = lines("Loading model a...\nModel loaded in 3.1s\nLoading model b...");
         assert_eq!(from_context(&before, oom, &[]), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn module_to_s_source_line_without_its_frame_is_a_model_load() {
+        let tb = lines(" return t.to(device, dtype if t.is_floating_point() or t.is_complex() else None, non_blocking)");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+    }
+
+    #[test]
+    fn a_vae_decode_or_a_quoted_generate_call_is_generation() {
+        let oom = "RuntimeError: out of memory";
+        let told = lines("[enhancement]: OOM error during VAE decode");
+        assert_eq!(from_context(&told, oom, &[]), Some(Phase::Generation));
+        let told = lines(
+            "If it put an input of 17,000 tokens into `model.generate(x, temperature)` I get",
+        );
+        assert_eq!(from_context(&told, oom, &[]), Some(Phase::Generation));
+    }
+
+    #[test]
+    fn a_generation_task_being_trained_is_not_generation() {
+        let oom = "CUDA out of memory. Tried to allocate 294.00 MiB";
+        let told = lines("out of memory problem in object detection training and scene graph generation training won't occur");
+        assert_ne!(from_context(&told, oom, &[]), Some(Phase::Generation));
+        let told = lines("it runs out of memory during generation");
+        assert_eq!(from_context(&told, oom, &[]), Some(Phase::Generation));
     }
 
     #[test]
