@@ -164,6 +164,10 @@ const SAVE_GATHER: &str = concat!(
 const MODEL_FRAMES: &str = concat!(
     // Built: parameter initialisation, materialising meta tensors.
     r"reset_parameters|\bin _?init_weights\b|\bin to_empty\b|\bin _materialize|zero_init|",
+    // A layer's constructor making its weight (`self.weight =
+    // Parameter(torch.empty(out, in))`, as torch.nn's and Megatron's
+    // parallel layers write it).
+    r"\bParameter\(\s*torch\.(?:Tensor|empty|zeros|ones|randn?)\(|",
     r"init_empty_weights|_initialize_missing_keys|\bin initialize_weights\b|",
     // Moved or cast: nn.Module.to/.cuda/.half all go through _apply.
     r"\bin _apply\b|\b(?:self|module)\._apply\(|param_applied = fn\(param\)|",
@@ -320,7 +324,9 @@ const CAPACITY_DOUBT: &str = concat!(
     r"(?i:\bhow much (?:gpu |cuda |video |graphics |system )?(?:memory|v?ram)\b[^.?\n]{0,30}\b(?:need|needs|needed|require|requires|required)\b|",
     r"\bminimum (?:gpu |system |hardware )?(?:memory|v?ram|requirements?)\b|",
     r"\bupgrade (?:my|our) (?:gpu|graphics card|video card)\b|\b(?:i|we) (?:need|have to buy) (?:a )?(?:bigger|larger) (?:gpu|graphics card)\b|",
-    r"\bwork(?:s|ed)? (?:fine |well |ok )?(?:with|on|for) (?:the |a )?(?:smaller|medium|base|small|tiny)\b|",
+    // A smaller model that works: the size word names a model, not a data
+    // set ("works well on small pool" is the data).
+    r"\bwork(?:s|ed)? (?:fine |well |ok )?(?:with|on|for) (?:the |a )?(?:smaller|medium|base|small|tiny)(?:[ -][\w.]+)?[ -](?:models?|ones?|versions?|variants?|checkpoints?)\b|",
     r"\bsmaller models? (?:works?|runs?|is fine)\b|\bwith (?:a |the )?smaller models?,? (?:it )?(?:works?|runs?)\b|",
     r"\b(?:simply|just) too (?:little|small)\b|\btoo (?:little|small) (?:gpu |video )?(?:memory|v?ram)\b)",
 );
@@ -527,6 +533,7 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "fetch_sub_module",
             // MODEL_FRAMES
             "reset_parameters",
+            "parameter(",
             "init_weights",
             "init_empty",
             "to_empty",
@@ -723,6 +730,13 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_making_its_weight_is_model_states() {
+        let e = around("self.weight = Parameter(torch.Tensor(self.output_size_per_partition, self.in_features))");
+        assert!(e.model_states.is_some());
+        assert!(around("p = nn.Parameter(x)").model_states.is_none());
+    }
+
+    #[test]
     fn a_loader_s_line_above_a_finished_load_is_not_read() {
         let e = around("Loading model.safetensors...\nLoaded 1324 weights from 1 file(s)");
         assert!(e.model_states.is_none(), "{e:?}");
@@ -823,6 +837,7 @@ mod tests {
             "a larger batch makes it fail",
             "Switch to a RunPod instance with a larger GPU memory capacity or optimize the model to be smaller.",
             "Try a smaller model or a larger GPU.",
+            "For GPU mode CLI version works well on small pool, for the big pool it stops",
         ] {
             assert!(around(line).capacity_doubt.is_none(), "{line}");
         }

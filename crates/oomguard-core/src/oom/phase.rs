@@ -87,6 +87,9 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // dtype if t.is_floating_point() ...)`, `param_applied =
                 // fn(param)`), pasted without their frames.
                 r"return t\.to\(device, dtype if t\.is_floating_point\(\)|param_applied = fn\(param\)|",
+                // A layer's constructor making its weight (`self.weight =
+                // Parameter(torch.empty(out, in))`).
+                r"\bParameter\(\s*torch\.(?:Tensor|empty|zeros|ones|randn?)\(|",
                 // DeepSpeed's engine set-up: building a ZeRO optimizer
                 // partitions the weights and makes their fp32 copies
                 // (deepspeed/runtime/engine.py `_configure_zero_optimizer`).
@@ -576,6 +579,9 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // The object built and moved in one statement too:
                 // `Model(opt.cfg, nc=nc).to(device)`.
                 r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()|",
+                // A layer's constructor making its weight, quoted without
+                // its frame (`self.weight = Parameter(torch.Tensor(...))`).
+                r"\bParameter\(\s*torch\.(?:Tensor|empty|zeros|ones|randn?)\(|",
                 // A model object built: `model = WhisperModel("large-v3",
                 // device="cuda")`, `pipe = StableDiffusionPipeline(...)`.
                 r"(?i:\b(?:model|pipe|pipeline|net)\w*\s*=\s*)[\w.]*(?:Model|Pipeline|ForCausalLM|ForConditionalGeneration)\w*\(",
@@ -585,6 +591,9 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             Phase::Evaluation,
             concat!(
                 r"(?i:evaluation step|during evaluation|in the evaluation|validation step|",
+                // The validation stage by its short name ("(Only with val
+                // stage)", "OOM at the val step").
+                r"\bval (?:stage|phase|step|loop)\b|",
                 // A validation or test loop's progress bar (Lightning's).
                 r"\b(?:validating|validation|testing|sanity checking|evaluating)\b[^|]{0,30}\d+%\s*\|)|",
                 // The header an evaluation or prediction pass logs when it
@@ -616,6 +625,10 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // {"), and the text-generation pipelines log from their own
                 // files (`[WARNING|text2text_generation.py:307]`).
                 r"Generate config GenerationConfig\b|\btext2?text_generation\.py\b|",
+                // An engine's prefill of a request failing ("Prefill failed
+                // for chatcmpl-...: RuntimeError: ..."): generation's first
+                // step.
+                r"(?i:\bprefill(?:ing)?\s+(?:failed|error)|\bfailed\s+(?:during|in)\s+(?:the\s+)?prefill)|",
                 // The call quoted in the report ("an input of 17,000 tokens
                 // into `model.generate(x, temperature)`").
                 r"\b(?:model|pipe|pipeline|llm|generator)\w*\.generate\(",
@@ -674,6 +687,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "skipping tactic",
             ".cuda(",
             ".to(",
+            "parameter(",
             "model(",
             "pipeline(",
             "forcausallm(",
@@ -687,7 +701,8 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "evaluating",
             "running prediction",
             "generating",
-            "prefill{",
+            "prefill",
+            "val ",
             "Generate config",
             ".generate(",
             "_generation.py",
@@ -1473,6 +1488,24 @@ mod tests {
     fn module_to_s_source_line_without_its_frame_is_a_model_load() {
         let tb = lines(" return t.to(device, dtype if t.is_floating_point() or t.is_complex() else None, non_blocking)");
         assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        let tb = lines("    self.weight = Parameter(torch.Tensor(self.output_size_per_partition, self.in_features))");
+        assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad));
+        let quoted = lines("``` self.weight = Parameter(torch.Tensor(self.output_size_per_partition, self.in_features))");
+        assert_eq!(
+            from_context(&quoted, "torch.OutOfMemoryError: CUDA out of memory.", &[]),
+            Some(Phase::ModelLoad)
+        );
+    }
+
+    #[test]
+    fn a_failed_prefill_is_generation_and_the_val_stage_evaluation() {
+        let oom = "RuntimeError: [metal::malloc] Attempting to allocate 21902407808 bytes";
+        let line =
+            format!("ERROR:vmlx_engine.mllm_batch_generator:Prefill failed for chatcmpl-b8: {oom}");
+        assert_eq!(from_context(&[], &line, &[]), Some(Phase::Generation));
+        let told =
+            lines("Is something wrong?Or I indeed need a more memory GPU?(Only with val stage)");
+        assert_eq!(from_context(&[], oom, &told), Some(Phase::Evaluation));
     }
 
     #[test]

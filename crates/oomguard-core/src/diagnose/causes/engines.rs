@@ -261,6 +261,17 @@ fn llama_stage(event: &OomEvent) -> LlamaStage {
     }
 }
 
+/// The model the text names and an upper bound of its weights, when one
+/// buffer asked for more than that: a GGUF's weights take at most 16 bits
+/// a parameter (its quantizations take fewer), so a larger buffer cannot
+/// be the weights being placed.
+fn beyond_named_weights(event: &OomEvent) -> Option<(String, u64)> {
+    let m = event.facts.context.named_model.as_ref()?;
+    let bound = m.params.saturating_mul(2).max(m.weight_bytes_per_gpu());
+    let q = event.memory.requested_bytes?;
+    (q > bound).then(|| (m.name.clone(), bound))
+}
+
 /// Where to look in llama.cpp's log to tell the weights from the context.
 const LLAMA_BUFFER_CHECK: &str = "the lines around the failure: `llama_model_load: ... unable to allocate` is the weights (lower -ngl / num_gpu), `llama_kv_cache_init: failed` the context (lower -c / num_ctx), `failed to allocate compute buffers` the compute graph (lower -b / -ub)";
 
@@ -296,6 +307,29 @@ pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
         return;
     }
     match llama_stage(event) {
+        LlamaStage::Weights if beyond_named_weights(event).is_some() => {
+            let (name, bound) = beyond_named_weights(event).unwrap_or_default();
+            r.add_checked(
+                CauseId::KvCache,
+                0.8,
+                format!(
+                    "one buffer of {} is more than all the weights of {name} (at most {} even at 16 bits): it is the context's, the KV cache sized for n_ctx or the compute buffers (flash attention, -fa, shrinks those); a smaller -c / num_ctx fits",
+                    fs(q.unwrap_or_default()),
+                    fs(bound)
+                ),
+                Some(LLAMA_BUFFER_CHECK),
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.6,
+                "the compute buffers also grow with the batch (-b / -ub)",
+            );
+            r.add(
+                CauseId::ModelTooLarge,
+                0.4,
+                "fewer offloaded layers leave room for the context",
+            );
+        }
         LlamaStage::Weights => {
             r.add_checked(
                 CauseId::ModelTooLarge,
@@ -1051,5 +1085,26 @@ mod tests {
         let mut r = Ranking::new();
         llama(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn a_buffer_larger_than_the_named_model_s_weights_is_the_context() {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.phase = Phase::ModelLoad;
+        e.memory.requested_bytes = Some(8849 * MIB);
+        e.facts.context.named_model = Some(crate::oom::NamedModel {
+            params: 1_000_000_000,
+            tenth_bits: 160,
+            gpus: 1,
+            name: "Llama-3.2-1B".into(),
+        });
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        // A buffer the weights could fill stays the weights.
+        e.memory.requested_bytes = Some(1500 * MIB);
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
     }
 }

@@ -83,7 +83,7 @@ pub(super) fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
             diffusion(r, &held);
         }
         Phase::Generation => generation(r, &held),
-        Phase::Evaluation => evaluation(r, &held),
+        Phase::Evaluation => evaluation(r, event, &held),
         Phase::Startup => startup(r, &held),
         Phase::DataLoading => data_loading(r, &held),
         Phase::Forward | Phase::Backward | Phase::Unknown => training_step(r, event, &held),
@@ -146,7 +146,28 @@ fn diffusion(r: &mut Ranking, held: &Held) {
     );
 }
 
-fn evaluation(r: &mut Ranking, held: &Held) {
+/// A request of at least this share of the device (1/4) is one tensor of
+/// the input's size, not the small allocations of graphs kept alive.
+const LARGE_REQUEST_SHARE: u64 = 4;
+
+fn evaluation(r: &mut Ranking, event: &OomEvent, held: &Held) {
+    let m = &event.memory;
+    if let (Some(q), Some(t)) = (m.requested_bytes, m.total_bytes) {
+        if q.saturating_mul(LARGE_REQUEST_SHARE) >= t {
+            // Evaluation often runs whole images or sequences where training
+            // ran crops or windows: one tensor of that input is the limit.
+            r.add_checked(
+                CauseId::BatchTooLarge,
+                0.65,
+                format!(
+                    "one request of {} is {} of the device: a single tensor of the evaluated input (a full-resolution image, a whole sequence where training used crops or windows) does not fit",
+                    fs(q),
+                    pct(q, t)
+                ),
+                Some("evaluate with a smaller batch or in tiles or chunks (sliding-window inference): if it passes, the input's size was the limit"),
+            );
+        }
+    }
     r.add(
         CauseId::LeftoverTensors,
         0.5,
@@ -930,6 +951,15 @@ mod tests {
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
         assert!(r.0.iter().all(|c| c.id != CauseId::KvCache));
         let r = at(Phase::DataLoading, &mut holding(10 * GIB));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+    }
+
+    #[test]
+    fn evaluation_s_single_large_tensor_is_its_input() {
+        // 7.08 GiB asked of a 12 GiB card with 4.87 GiB live.
+        let mut e = pytorch(12 * GIB, 7 * GIB, 5 * GIB);
+        e.memory.allocated_bytes = Some(5 * GIB);
+        let r = at(Phase::Evaluation, &mut e);
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
     }
 

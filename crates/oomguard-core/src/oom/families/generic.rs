@@ -1148,7 +1148,8 @@ fn opencl_error_text(text: &str) -> Option<Parsed> {
             r"(?:LightGBMError|what\(\)|\[Fatal\])\s*:?\s*(Memory\s*Object\s*Allocation\s*Failure|Out\s*of\s*Resources|Out\s*of\s*Host\s*Memory)\s*$",
         )
     });
-    let c = WHAT.captures(text.trim_end())?;
+    // A Markdown fence closing the paste on the same line is no word.
+    let c = WHAT.captures(text.trim_end().trim_end_matches('`').trim_end())?;
     let kind = if c[1].ends_with("Host Memory") {
         DeviceKind::Cpu
     } else {
@@ -2408,6 +2409,11 @@ mod tests {
             ),
             (
                 "lightgbm.basic.LightGBMError: Out of Host Memory",
+                DeviceKind::Cpu,
+            ),
+            // The paste's closing fence on the same line.
+            (
+                "lightgbm.basic.LightGBMError: Out of Host Memory ```",
                 DeviceKind::Cpu,
             ),
             (
