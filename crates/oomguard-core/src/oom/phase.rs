@@ -644,6 +644,11 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         // (type Dense).`, Keras 3 `... when calling Softmax.call().`): the
         // layer was running its forward computation.
         (Phase::Forward, r"Exception encountered when calling\b"),
+        // MATLAB's stack as it prints it under an error (`Error in
+        // dagnn.Conv/forward (line 11)`, MatConvNet's and the Deep Learning
+        // Toolbox's layers): the method the failure came from.
+        (Phase::Backward, r"\w/backward \(line \d+\)"),
+        (Phase::Forward, r"\w/forward \(line \d+\)"),
         // Weakest: a serving engine's own start-up banner. vLLM reserves
         // its KV cache while it starts, so its failures without a nearer
         // marker come from start-up (vllm/engine/llm_engine.py's banner);
@@ -714,6 +719,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "toarray(",
             "DataLoader worker",
             "Exception encountered when calling",
+            "ward (line",
             "init kernel",
             "init.cc",
             "ncclCommInit",
@@ -1494,6 +1500,19 @@ mod tests {
         assert_eq!(
             from_context(&quoted, "torch.OutOfMemoryError: CUDA out of memory.", &[]),
             Some(Phase::ModelLoad)
+        );
+    }
+
+    #[test]
+    fn matlab_s_stack_names_the_method() {
+        let oom = "vl::impl::nnconv_forward_blas: getWorkspace [out of memory error] .";
+        assert_eq!(
+            from_context(&[], oom, &lines("dagnn.Conv/forward (line 11)")),
+            Some(Phase::Forward)
+        );
+        assert_eq!(
+            from_context(&[], oom, &lines("Error in dagnn.Conv/backward (line 40)")),
+            Some(Phase::Backward)
         );
     }
 

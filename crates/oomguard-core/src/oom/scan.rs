@@ -1264,6 +1264,12 @@ mod tests {
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0].memory.requested_bytes, Some(33554432));
         assert_eq!(events[0].memory.free_bytes, Some(8126464));
+        // XGBoost 2's units, in a worker's error quoted as a Python string.
+        let text = r#"Exception: "XGBoostError('[11:17:11] /workspace/src/common/device_vector.cu:23: Memory allocation error on worker 0: std::bad_alloc: cudaErrorMemoryAllocation: out of memory\n- Free memory: 53.1098GB\n- Requested memory: 64GB\n\nStack trace:\n')""#;
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].memory.requested_bytes, Some(64 << 30));
+        assert_eq!(events[0].memory.free_bytes, Some(57026213524));
     }
 
     fn scan(text: &str) -> (Vec<OomEvent>, ScanSummary) {

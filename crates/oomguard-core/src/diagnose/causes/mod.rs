@@ -159,6 +159,10 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         phase::batch_search_exhausted(r);
         return;
     }
+    if without_figures(event) && phase::llvm_ran_out(r, event) {
+        r.undecided();
+        return;
+    }
     sizes::absurd_request(r, event);
     sizes::device_request_invalid(r, event);
     if let Some(check) = event.facts.vllm() {
@@ -374,5 +378,15 @@ mod tests {
         let r = ranked(&e);
         assert_eq!(r.causes[0].id, CauseId::BatchTooLarge);
         assert!(r.causes.iter().all(|c| c.id != CauseId::Fragmentation));
+    }
+
+    #[test]
+    fn llvm_running_out_is_no_device_shortage_in_any_phase() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message = "LLVM ERROR: out of memory".into();
+        e.phase = Phase::Startup;
+        let r = ranked(&e);
+        assert_eq!(r.causes[0].id, CauseId::NotMemory);
+        assert!(r.undecided);
     }
 }

@@ -672,6 +672,28 @@ pub(in crate::diagnose) fn from_trend(causes: &mut Vec<Cause>, trend: Option<Mem
     *causes = r.0;
 }
 
+/// LLVM's own error (`LLVM ERROR: out of memory`, its `report_bad_alloc`):
+/// a GPU runtime's kernel compiler (OpenCL, a graphics driver, TensorRT's
+/// JIT) ran out while compiling, whatever the program was doing. A driver
+/// or toolchain fault far more often than a full device; the host's RAM
+/// next. Returns true when it applied.
+pub(super) fn llvm_ran_out(r: &mut Ranking, event: &OomEvent) -> bool {
+    if !event.message.contains("LLVM") {
+        return false;
+    }
+    r.add(
+        CauseId::NotMemory,
+        0.6,
+        "LLVM ran out while compiling a kernel: a driver or toolchain fault far more often than a full device",
+    );
+    r.add(
+        CauseId::HostMemory,
+        0.45,
+        "the compiler runs in host memory: a machine short of RAM fails here too",
+    );
+    true
+}
+
 /// A failure with no figures and no phase: the text covers several causes
 /// and cannot rank them; each gets the check that tells it apart. The batch
 /// is the most common cause of these on real reports (19 of 33 bare
@@ -680,17 +702,7 @@ pub(in crate::diagnose) fn from_trend(causes: &mut Vec<Cause>, trend: Option<Mem
 /// usually not the device's memory at all.
 pub(super) fn bare_failure(r: &mut Ranking, event: &OomEvent) {
     r.undecided();
-    if event.message.contains("LLVM") {
-        r.add(
-            CauseId::NotMemory,
-            0.6,
-            "LLVM ran out while compiling a kernel: a driver or toolchain fault far more often than a full device",
-        );
-        r.add(
-            CauseId::HostMemory,
-            0.45,
-            "the compiler runs in host memory: a machine short of RAM fails here too",
-        );
+    if llvm_ran_out(r, event) {
         return;
     }
     tiny_request_alone(r, event);

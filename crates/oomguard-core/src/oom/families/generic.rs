@@ -1410,24 +1410,38 @@ const FIGURE_LINES: usize = 3;
 /// `std::bad_alloc` (src/common/device_helpers.cuh: `- Free memory: N`,
 /// `- Requested memory: N`). The report's lines may also have been joined to
 /// the message as its continuation (`text`), so it is read there too.
+///
+/// XGBoost 2 and later print the two with a unit (`- Free memory:
+/// 53.1098GB`, `- Requested memory: 64GB`, its `HumanMemUnit`, powers of
+/// 1024), and a worker's error quoted as a Python string keeps its line
+/// breaks as `\n`.
 pub(crate) fn fill_from_next_lines(text: &str, following: &[String], memory: &mut MemoryFigures) {
     static REQUESTED: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"Requested\s*amount\s*of\s*(?:GPU\s*)?memory\s*\((\d+)\s*bytes\)\s*could\s*not|(?:^|\s)-\s*Requested\s*memory\s*:\s*(\d+)(?:\s|$)",
+            r"Requested\s*amount\s*of\s*(?:GPU\s*)?memory\s*\((\d+)\s*bytes\)\s*could\s*not|(?:^|\s|\\n)-\s*Requested\s*memory\s*:\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?(?:\s|$|\\)",
         )
     });
-    static FREE: LazyLock<Regex> =
-        LazyLock::new(|| re(r"(?:^|\s)-\s*Free\s*memory\s*:\s*(\d+)(?:\s|$)"));
+    static FREE: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"(?:^|\s|\\n)-\s*Free\s*memory\s*:\s*(\d+(?:\.\d+)?)\s*([KMGT]?B)?(?:\s|$|\\)")
+    });
+    // A figure with XGBoost's unit, or bytes without one.
+    let bytes = |value: Option<regex::Match>, unit: Option<regex::Match>| {
+        let value = value?.as_str();
+        match unit {
+            Some(u) => log_figure_to_bytes(value, u.as_str()),
+            None => value.parse().ok(),
+        }
+    };
     let lines =
         std::iter::once(text).chain(following.iter().take(FIGURE_LINES).map(String::as_str));
     for line in lines {
         if memory.requested_bytes.is_none() {
             memory.requested_bytes = REQUESTED
                 .captures(line)
-                .and_then(|c| c.get(1).or(c.get(2))?.as_str().parse().ok());
+                .and_then(|c| bytes(c.get(1).or(c.get(2)), c.get(3)));
         }
         if memory.free_bytes.is_none() {
-            memory.free_bytes = FREE.captures(line).and_then(|c| c[1].parse().ok());
+            memory.free_bytes = FREE.captures(line).and_then(|c| bytes(c.get(1), c.get(2)));
         }
     }
     fill_executor_report(text, following, memory);
@@ -1522,7 +1536,9 @@ pub(crate) fn job_memory_request(lines: &[String]) -> Option<u64> {
 /// the code span it was quoted in (`I got `OSError: ...` at ...`).
 pub(super) fn message_at(text: &str, at: usize) -> String {
     static MARKER: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:[A-Za-z_][\w.:]*(?:Error|Exception)\s*:\s|\[E\]|ERROR\b|what\(\):|terminate called)")
+        // An upper-case tag before `ERROR` names who failed (`LLVM ERROR:
+        // out of memory`, `CUDA ERROR`): it stays with the message.
+        Regex::new(r"(?:[A-Za-z_][\w.:]*(?:Error|Exception)\s*:\s|\[E\]|(?:\b[A-Z][A-Z0-9]{1,9} )?ERROR\b|what\(\):|terminate called)")
             .expect("pattern compiles")
     });
     let start = MARKER
