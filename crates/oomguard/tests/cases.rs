@@ -613,6 +613,19 @@ fn corpus_fresh20() {
     run_cases("oom/corpus_fresh20.jsonl");
 }
 
+/// A twenty-first unseen set of 52 real texts (36 OOM, 16 misleading):
+/// PyTorch's messages of every era in training, notebooks and multi-GPU
+/// runs, TensorFlow and JAX on GPUs and TPUs, ColabFold and GraphCast,
+/// torch-directml and TensorFlow-DirectML, MXNet, nnabla, DL4J, ggml,
+/// YARN and Windows host limits, with misleading illegal-access, assert,
+/// driver, summary, warning and preallocation texts. Labelled from each
+/// thread before the tool read it. Every third row is `heldout`; rows that
+/// still fail are marked `known_gap`.
+#[test]
+fn corpus_fresh21() {
+    run_cases("oom/corpus_fresh21.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked

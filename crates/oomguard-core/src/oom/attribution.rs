@@ -147,6 +147,11 @@ static JAX_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"\bjax|external/org_tensorflow/|external/xla/").expect("pattern compiles")
 });
 
+/// A log line's source path in the trees jaxlib builds XLA from.
+static JAX_VENDORED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:^|\s)external/(?:tsl|xla|org_tensorflow)/").expect("pattern compiles")
+});
+
 /// JAX named by itself, its library, its client's settings
 /// (`XLA_PYTHON_CLIENT_MEM_FRACTION`, jax/_src/xla_bridge.py) or its
 /// sources, for an error no parser attributed.
@@ -233,7 +238,9 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     .expect("pattern compiles")
 });
 
-/// PyTorch named in the words around a failure no parser attributed: its
+/// PyTorch named in the words around a failure no parser attributed (its
+/// modules' `load_state_dict` call counts: no other framework names the
+/// method so): its
 /// module (`torch`, in `import torch`, `torch.load`, or prose such as "a
 /// torch out of memory error"), DeepSpeed (a PyTorch library; its `deepspeed`
 /// launcher, and its ZeRO stages, written as DeepSpeed writes them), and
@@ -241,7 +248,7 @@ static PYTORCH_WORDS: LazyLock<Regex> = LazyLock::new(|| {
 /// `FSDP`).
 static PYTORCH_NAMED: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?-u:\b)torch(?-u:\b)|(?i:\bdeepspeed\b)|\bZeRO\b|\b(?:Distributed)?DataParallel\b|\bFSDP\b",
+        r"(?-u:\b)torch(?-u:\b)|(?i:\bdeepspeed\b)|\bZeRO\b|\b(?:Distributed)?DataParallel\b|\bFSDP\b|\.load_state_dict\(",
     )
     .expect("pattern compiles")
 });
@@ -370,6 +377,14 @@ fn framework_of(
     }
     if parsed.framework == Framework::Jax && around(&TENSORFLOW_WORDS) && !around(&JAX_WORDS) {
         return Some(Framework::TensorFlow);
+    }
+    // TensorFlow's allocator as jaxlib vendors it logs from the trees JAX
+    // builds XLA from (`external/tsl/tsl/framework/bfc_allocator.cc`,
+    // `external/xla/...`, `external/org_tensorflow/...` in jaxlib before
+    // 0.4); TensorFlow names its own copies `local_tsl` and `local_xla`
+    // (tensorflow/workspace3.bzl).
+    if parsed.framework == Framework::TensorFlow && JAX_VENDORED.is_match(raw) {
+        return Some(Framework::Jax);
     }
     if matches!(parsed.framework, Framework::Jax | Framework::Other)
         && !parsed.facts.oom_killer()
@@ -542,6 +557,21 @@ mod tests {
         assert_eq!(
             under("[METAL] Command buffer execution failed"),
             Framework::Other
+        );
+    }
+
+    #[test]
+    fn tensorflow_s_allocator_inside_jaxlib_is_jax_s() {
+        for raw in [
+            "W external/tsl/tsl/framework/bfc_allocator.cc:485] Allocator (GPU_0_bfc) ran out of memory trying to allocate 85.87GiB (rounded to 92198188544)requested by op",
+            "E external/org_tensorflow/tensorflow/core/common_runtime/bfc_allocator.cc:1 Allocator (GPU_0_bfc) ran out of memory trying to allocate 45.45GiB",
+        ] {
+            assert_eq!(refined(Framework::TensorFlow, DeviceKind::Cuda, raw, "").framework, Framework::Jax, "{raw}");
+        }
+        let tf = "W external/local_tsl/tsl/framework/bfc_allocator.cc:485] Allocator (GPU_0_bfc) ran out of memory trying to allocate 2.0GiB";
+        assert_eq!(
+            refined(Framework::TensorFlow, DeviceKind::Cuda, tf, "").framework,
+            Framework::TensorFlow
         );
     }
 
@@ -799,6 +829,7 @@ mod tests {
             // An app built on PyTorch: ComfyUI's report and its frames.
             ("# ComfyUI Error Report", "- **Exception Message:** Could not allocate tensor with 2025000000 bytes."),
             ("  File \"D:\\SD\\ComfyUI\\execution.py\", line 323, in execute", "RuntimeError: Could not allocate tensor with 2025000000 bytes."),
+            ("    113 model.load_state_dict(checkpoint[\"model_state_dict\"])", "OutOfMemoryError                          Traceback (most recent call last)"),
             // torch-directml's own wording, alone.
             ("", "Could not allocate tensor with 1073741824 bytes. There is not enough GPU video memory available!"),
         ] {

@@ -577,10 +577,18 @@ impl Signature {
     /// True when two signatures may be one failure: equal, or the same
     /// figures where one names no device or no index (TensorFlow's second
     /// root error, its device cut from the message, under the first).
+    ///
+    /// TensorFlow's BFC allocator (also inside jaxlib) logs the request
+    /// rounded up to its 256-byte unit (`rounded to 92198188544`, its
+    /// `RoundedBytes`, kMinAllocationSize), while XLA's raised error gives
+    /// the bytes asked (`92198188384`): the same request.
     fn fits(&self, other: &Signature) -> bool {
         match (self, other) {
             (Signature::Figures(fa, da, a), Signature::Figures(fb, db, b)) => {
-                fa == fb && a == b && devices_fit(da, db)
+                let bfc = matches!(fa, Framework::TensorFlow | Framework::Jax);
+                let request = a[0] == b[0]
+                    || (bfc && a[0].map(|q| q.div_ceil(256)) == b[0].map(|q| q.div_ceil(256)));
+                fa == fb && request && a[1..] == b[1..] && devices_fit(da, db)
             }
             _ => self == other,
         }

@@ -1350,6 +1350,17 @@ llama_new_context_with_model: failed to allocate compute buffers
     }
 
     #[test]
+    fn jax_s_allocator_line_and_its_raised_error_are_one_failure() {
+        let log = "2023-09-15 15:37:48.396554: W external/tsl/tsl/framework/bfc_allocator.cc:485] Allocator (GPU_0_bfc) ran out of memory trying to allocate 85.87GiB (rounded to 92198188544)requested by op
+2023-09-15 15:37:48.398429: W external/tsl/tsl/framework/bfc_allocator.cc:497] ******______________________________________________________________________________________________
+2023-09-15 15:37:48.404245: E external/xla/xla/pjrt/pjrt_stream_executor_client.cc:2593] Execution of replica 0 failed: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 92198188384 bytes.
+";
+        let (events, _) = scan(log);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].framework, crate::oom::Framework::Jax);
+    }
+
+    #[test]
     fn tensorflow_s_root_errors_of_one_step_are_one_failure() {
         // The second root error's device was cut from the paste.
         let log = "ResourceExhaustedError: 2 root error(s) found.
