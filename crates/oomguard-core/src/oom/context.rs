@@ -369,26 +369,35 @@ const TRAINING: &str = concat!(
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
     let log_from = before.len().saturating_sub(LOG_LINES_BEFORE);
-    // A loader's line counts only near the error and after the last line
-    // that says a load finished.
-    let log_from = log_from.max(load_done_at(before).map_or(0, |d| d + 1));
+    // Each line with its index among `before` (none for the event's own
+    // text and the lines after it).
     let lines = before[start..]
         .iter()
         .enumerate()
-        .map(|(i, l)| (start + i >= log_from, l.as_str()))
-        .chain(text.lines().map(|l| (true, l)))
-        .chain(following.iter().map(|l| (true, l.as_str())));
+        .map(|(i, l)| (Some(start + i), l.as_str()))
+        .chain(text.lines().map(|l| (None, l)))
+        .chain(following.iter().map(|l| (None, l.as_str())));
+    // The last line before the event saying a load finished, looked for
+    // only once a loader's line needs it (a log dense with OOM lines has
+    // none).
+    let mut done: Option<Option<usize>> = None;
     // One pass of the set over each line; the first line matching each
-    // signal is its evidence (the loader log lines only near the error).
+    // signal is its evidence (a loader's log line only near the error and
+    // after the last line that says a load finished).
     let mut found: [Option<String>; SIGNAL_COUNT] = Default::default();
-    for (near, line) in lines {
+    for (at, line) in lines {
         if !SIGNAL_WORDS.is_match(line) {
             continue;
         }
         let matched = SIGNALS.matches(line);
         for i in matched.iter() {
-            if i == Signal::ModelLog as usize && !near {
-                continue;
+            if i == Signal::ModelLog as usize {
+                if let Some(at) = at {
+                    let finished = *done.get_or_insert_with(|| load_done_at(before));
+                    if at < log_from || finished.is_some_and(|d| at <= d) {
+                        continue;
+                    }
+                }
             }
             if i == Signal::BatchOfOne as usize && BATCH_OF_ONE_WORKS.is_match(line) {
                 continue;

@@ -1015,14 +1015,18 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
             // compiled only once a line holds one of their words: a log dense
             // with bare OOM lines never pays for them. A load the log then
             // says finished is not where the failure came.
-            let done = load_done_at(near_before);
+            // Computed once a loader's line needs it.
+            let mut done: Option<Option<usize>> = None;
             let first = lines
                 .iter()
                 .enumerate()
                 .filter(|(_, l)| CONTEXT_WORDS.is_match(**l))
                 .filter_map(|(i, l)| {
                     CONTEXT_RULES.1.matches(l).iter().find(|&rule| {
-                        CONTEXT_RULES.0[rule] != Phase::ModelLoad || done.is_none_or(|d| i > d)
+                        CONTEXT_RULES.0[rule] != Phase::ModelLoad
+                            || done
+                                .get_or_insert_with(|| load_done_at(near_before))
+                                .is_none_or(|d| i > d)
                     })
                 })
                 .min()?;
@@ -1044,9 +1048,16 @@ pub(crate) fn load_done_at(before: &[String]) -> Option<usize> {
         ))
         .expect("pattern compiles")
     });
+    // Lines without the word skip the pattern, with no allocation: a log
+    // dense with OOM lines reads this for every event.
+    let says_load = |l: &str| {
+        l.as_bytes()
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"load"))
+    };
     before
         .iter()
-        .rposition(|l| l.to_ascii_lowercase().contains("load") && DONE.is_match(l))
+        .rposition(|l| says_load(l) && DONE.is_match(l))
 }
 
 /// The phase of the method a distributed worker was running when it
