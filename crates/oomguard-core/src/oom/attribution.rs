@@ -105,7 +105,8 @@ static APPLE_GPU: LazyLock<Regex> = LazyLock::new(|| {
 /// Jetson modules and DGX systems), as reporters name the card that failed.
 static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
+        // Laptop parts add an `M` (`GTX960M`, `GTX 1060M`).
+        r"(?-u:\b)(?:RTX|GTX)\s*-?\s*(?:A\s*)?\d{3,4}M?(?-u:\b)|(?-u:\b)(?:GeForce|Quadro)(?-u:\b)|(?-u:\b)Tesla\s*[KPVMT]\d|",
         // A GeForce by its bare number with its Ti or Super suffix
         // (`1080ti`, `2080 Ti`, `1660 super`): the suffixes are NVIDIA's
         // alone.
@@ -810,6 +811,7 @@ mod tests {
             ("OOM at level L2 of the cache", DeviceKind::Unknown),
             ("Vulkan OOM on an A10", DeviceKind::Unknown),
             ("Out of memory on my GTX 1660 super", DeviceKind::Cuda),
+            ("OOM when run in windows + GTX960M", DeviceKind::Cuda),
             (
                 "Out of memory with the super resolution model",
                 DeviceKind::Unknown,

@@ -114,8 +114,11 @@ pub(super) const TRIGGERS: &[&str] = &[
     "exit status",
     "code = -9",
     // Hadoop's NodeManager killing a container (`is running beyond physical
-    // memory limits. Current usage: ...`); Spark's words hold `killed`.
+    // memory limits. Current usage: ...`, Hadoop 3's `is running N B beyond
+    // the 'VIRTUAL' memory limit. Current usage: ...`); Spark's words hold
+    // `killed`.
     "limits. Current usage",
+    "' memory limit",
     // Batch schedulers enforcing a job's memory request: Slurm's
     // jobacct_gather (`Exceeded job memory limit`, `Exceeded step memory
     // limit at some point`), LSF's exit reason, srun's task summary; and
@@ -291,6 +294,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // container.`).
         r"container\s*killed\s*by\s*yarn\s*for\s*exceeding\s*(?:physical\s*|virtual\s*)?memory\s*limits|",
         r"\bis\s*running\s*beyond\s*(?:physical|virtual)\s*memory\s*limits|",
+        r"\bis\s*running\s*\d+B\s*beyond\s*the\s*'(?:physical|virtual)'\s*memory\s*limit\b|",
         // The kubelet evicting a pod when the node runs out (its eviction
         // manager: `The node was low on resource: memory.`).
         r"\bthe\s*node\s*was\s*low\s*on\s*resource:\s*memory\b)"
@@ -1223,13 +1227,21 @@ fn killed(text: &str) -> Option<Parsed> {
 fn yarn_container_limit(text: &str) -> Option<u64> {
     static USED: LazyLock<Regex> = LazyLock::new(|| {
         re(
-            r"\b\d+(?:\.\d+)?\s*[KMGT]B\s*of\s*(\d+(?:\.\d+)?)\s*([KMGT]B)\s*(?:physical|virtual)\s*memory\s*used",
+            r"\b\d+(?:\.\d+)?\s*[KMGT]B\s*of\s*(\d+(?:\.\d+)?)\s*([KMGT]B)\s*(physical|virtual)\s*memory\s*used",
         )
     });
     if !text.contains("memory used") {
         return None;
     }
-    let c = USED.captures(text)?;
+    // The limit the kill names (Hadoop 3's `beyond the 'VIRTUAL' memory
+    // limit`, the older `beyond virtual memory limits`); else the first.
+    let lower = text.to_ascii_lowercase();
+    let virtual_kill =
+        lower.contains("beyond the 'virtual'") || lower.contains("beyond virtual memory");
+    let c = virtual_kill
+        .then(|| USED.captures_iter(text).find(|c| &c[3] == "virtual"))
+        .flatten()
+        .or_else(|| USED.captures(text))?;
     log_figure_to_bytes(&c[1], &c[2])
 }
 
@@ -1316,7 +1328,7 @@ fn limit_of_kill(text: &str) -> Option<MemoryLimit> {
             re(concat!(
                 r"(?i:\boomkilled\b|oom-killed|memory\s*cgroup\s*out\s*of\s*memory|",
                 r"memory\s*limit\s*too\s*low|killed\s*as\s*a\s*result\s*of\s*limit|exceeded\s*the\s*request\s*memory|",
-                r"killed\s*by\s*yarn|running\s*beyond\s*(?:physical|virtual)\s*memory)"
+                r"killed\s*by\s*yarn|running\s*beyond\s*(?:physical|virtual)\s*memory|beyond\s*the\s*'(?:physical|virtual)'\s*memory\s*limit)"
             )),
             re(concat!(
                 r"(?i:oom[-_]kill\s*events?|exceeded\s*(?:job\s*|step\s*)?memory\s*limit|",
@@ -2075,6 +2087,8 @@ mod tests {
             ("Memory on the node (IP: 10.0.0.2, ID: 708c) where the task (actor ID: 0dab, name=RayWorkerVllm.__init__, pid=308, memory used=11.15GB) was running was 12.49GB / 13.15GB (0.950003), which exceeds the memory usage threshold of 0.95. Ray killed this worker (ID: 79a5) because it was the most recently scheduled task", None),
             ("17/11/25 18:23:24 ERROR YarnClusterScheduler: Lost executor 9 on h1: Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used. Consider boosting spark.yarn.executor.memoryOverhead.", container),
             ("Container [pid=2301,containerID=container_1_0001_01_000002] is running beyond physical memory limits. Current usage: 2.1 GB of 2 GB physical memory used; 3.9 GB of 4.2 GB virtual memory used. Killing container.", container),
+            // Hadoop 3's wording.
+            ("2018-12-12 19:43:26 ERROR TonyApplicationMaster:935 - [2018-12-12 19:43:25.607]Container [pid=12069,containerID=container_1544604976318_0003_01_000003] is running 22081205248B beyond the 'VIRTUAL' memory limit. Current usage: 979.3 MB of 2 GB physical memory used; 24.8 GB of 4.2 GB virtual memory used. Killing container.", container),
         ] {
             let e = event(text);
             assert!(e.facts.oom_killer(), "{text}");
@@ -2082,6 +2096,12 @@ mod tests {
         }
         // YARN's report gives the container's allocation.
         let e = event("Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used.");
+        assert_eq!(
+            e.memory.allowed_bytes,
+            Some((4.2 * (1u64 << 30) as f64).round() as u64)
+        );
+        // Hadoop 3 names the limit that was crossed: the virtual one here.
+        let e = event("Container [pid=1,containerID=c_3] is running 22081205248B beyond the 'VIRTUAL' memory limit. Current usage: 979.3 MB of 2 GB physical memory used; 24.8 GB of 4.2 GB virtual memory used. Killing container.");
         assert_eq!(
             e.memory.allowed_bytes,
             Some((4.2 * (1u64 << 30) as f64).round() as u64)
