@@ -678,7 +678,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "whisper",
             // TRAINING
             "train",
-            "fine",
+            "fine-tun",
+            "finetun",
             "epoch",
             "backward",
             "optimizer",

@@ -265,11 +265,48 @@ fn llama_stage(event: &OomEvent) -> LlamaStage {
 /// buffer asked for more than that: a GGUF's weights take at most 16 bits
 /// a parameter (its quantizations take fewer), so a larger buffer cannot
 /// be the weights being placed.
-fn beyond_named_weights(event: &OomEvent) -> Option<(String, u64)> {
+fn beyond_named_weights(event: &OomEvent) -> Option<BeyondWeights> {
     let m = event.facts.context.named_model.as_ref()?;
     let bound = m.params.saturating_mul(2).max(m.weight_bytes_per_gpu());
-    let q = event.memory.requested_bytes?;
-    (q > bound).then(|| (m.name.clone(), bound))
+    let request = event.memory.requested_bytes?;
+    (request > bound).then(|| BeyondWeights {
+        name: m.name.clone(),
+        bound,
+        request,
+    })
+}
+
+/// One llama.cpp buffer larger than the named model's weights.
+struct BeyondWeights {
+    name: String,
+    /// The weights' bytes at 16 bits a parameter (or at the named precision).
+    bound: u64,
+    request: u64,
+}
+
+/// The buffer is the context's: its KV cache or compute buffers.
+fn llama_context_buffer(r: &mut Ranking, b: &BeyondWeights) {
+    r.add_checked(
+        CauseId::KvCache,
+        0.8,
+        format!(
+            "one buffer of {} is more than all the weights of {} (at most {} even at 16 bits): it is the context's, the KV cache sized for n_ctx or the compute buffers (flash attention, -fa, shrinks those); a smaller -c / num_ctx fits",
+            fs(b.request),
+            b.name,
+            fs(b.bound)
+        ),
+        Some(LLAMA_BUFFER_CHECK),
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.6,
+        "the compute buffers also grow with the batch (-b / -ub)",
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.4,
+        "fewer offloaded layers leave room for the context",
+    );
 }
 
 /// Where to look in llama.cpp's log to tell the weights from the context.
@@ -306,30 +343,14 @@ pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
         );
         return;
     }
-    match llama_stage(event) {
-        LlamaStage::Weights if beyond_named_weights(event).is_some() => {
-            let (name, bound) = beyond_named_weights(event).unwrap_or_default();
-            r.add_checked(
-                CauseId::KvCache,
-                0.8,
-                format!(
-                    "one buffer of {} is more than all the weights of {name} (at most {} even at 16 bits): it is the context's, the KV cache sized for n_ctx or the compute buffers (flash attention, -fa, shrinks those); a smaller -c / num_ctx fits",
-                    fs(q.unwrap_or_default()),
-                    fs(bound)
-                ),
-                Some(LLAMA_BUFFER_CHECK),
-            );
-            r.add(
-                CauseId::BatchTooLarge,
-                0.6,
-                "the compute buffers also grow with the batch (-b / -ub)",
-            );
-            r.add(
-                CauseId::ModelTooLarge,
-                0.4,
-                "fewer offloaded layers leave room for the context",
-            );
+    let stage = llama_stage(event);
+    if stage == LlamaStage::Weights {
+        if let Some(beyond) = beyond_named_weights(event) {
+            llama_context_buffer(r, &beyond);
+            return;
         }
+    }
+    match stage {
         LlamaStage::Weights => {
             r.add_checked(
                 CauseId::ModelTooLarge,
