@@ -536,6 +536,12 @@ fn runtime_heap_limit(event: &OomEvent) -> Option<Fix> {
             "Node.js sets the old space's size from the machine's memory unless told; give it more with --max-old-space-size (MiB), within the RAM that is free, or process the data in smaller parts.",
             Some("NODE_OPTIONS=--max-old-space-size=8192 node app.js".into()),
         ),
+        ManagedHeap::Android => fix(
+            FixId::RaiseHeapLimit,
+            "Use Android's large heap, or avoid one large array",
+            "An app's heap stops at its growth limit; android:largeHeap=\"true\" in the manifest raises it to the device's larger heap size. Better still, let the runtime read the model from a file path (ONNX Runtime, TensorFlow Lite and PyTorch Mobile accept one) or a memory-mapped buffer, so the whole file is never copied into the Java heap.",
+            Some("<application android:largeHeap=\"true\" ...>   <!-- AndroidManifest.xml -->".into()),
+        ),
         ManagedHeap::Jvm => fix(
             FixId::RaiseHeapLimit,
             "Raise the JVM's heap limit",

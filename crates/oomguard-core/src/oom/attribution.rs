@@ -111,6 +111,9 @@ static NVIDIA_GPU: LazyLock<Regex> = LazyLock::new(|| {
         // (`1080ti`, `2080 Ti`, `1660 super`): the suffixes are NVIDIA's
         // alone.
         r"(?i-u:\b(?:9[5-8]0|10[5-8]0|16[56]0|20[678]0|30[5-9]0|40[6-9]0|50[6-9]0)\s?(?:ti|super)\b)|",
+        // CUDA's variable choosing the GPUs a run sees, set on the command
+        // that failed (`CUDA_VISIBLE_DEVICES=0 vllm serve ...`).
+        r"(?-u:\b)CUDA_VISIBLE_DEVICES(?-u:\b)|",
         r"(?-u:\b)(?:Jetson|DGX|[AHB]100|A(?:800|6000|5500|5000|4500|4000|40|30|16|10|2)|H(?:800|200|20)|L40S?|L20|L4|T4|V100S?|P100|P40|P4|K80|GB?200|TITAN\s*[XVR]\w*)(?-u:\b)"
     ))
     .expect("pattern compiles")
@@ -812,6 +815,10 @@ mod tests {
             ("Vulkan OOM on an A10", DeviceKind::Unknown),
             ("Out of memory on my GTX 1660 super", DeviceKind::Cuda),
             ("OOM when run in windows + GTX960M", DeviceKind::Cuda),
+            (
+                "OOM with CUDA_VISIBLE_DEVICES=0 llamafactory-cli api",
+                DeviceKind::Cuda,
+            ),
             (
                 "Out of memory with the super resolution model",
                 DeviceKind::Unknown,

@@ -345,6 +345,14 @@ fn is_wrapped_frame_tail(t: &str) -> bool {
 fn is_frame_part(line: &str) -> bool {
     static TAGGED_INDENT: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"^\S.*?[\]:|]\s{2,}\S").expect("pattern compiles"));
+    // A code span a report opened on the first pasted line (`` `    return
+    // t.to(...)``) keeps what follows it as pasted.
+    if let Some(rest) = line
+        .strip_prefix('`')
+        .filter(|r| !r.is_empty() && !r.starts_with('`'))
+    {
+        return is_frame_part(rest);
+    }
     let unquoted = line.trim_start_matches(['>', ' ']);
     let quoted = unquoted.len() + 1 < line.len() && line.trim_start().starts_with('>');
     let t = line.trim_start();
@@ -1223,6 +1231,14 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_code_span_opening_the_paste_keeps_its_source_line() {
+        let before = lines("Hi,\n\n`    return t.to(device, dtype if t.is_floating_point() or t.is_complex() else None, non_blocking)");
+        assert_eq!(from_traceback(&before), Some(Phase::ModelLoad));
+        assert!(!is_frame_part("```"));
+        assert!(!is_frame_part("`code` in prose"));
     }
 
     #[test]

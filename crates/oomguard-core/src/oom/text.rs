@@ -318,9 +318,24 @@ fn is_known_tail(line: &str) -> bool {
         "current device:",
         "PyTorch limit",
         ": ",
+        // ComfyUI's footer under the exception it caught (execution.py:
+        // `This error means you ran out of memory on your GPU.` and its
+        // TIPS): an explanation of the error above, not a second failure.
+        "This error means you ran out of memory",
     ];
     TAILS.iter().any(|t| line.starts_with(t))
         || (line.starts_with("Process ") && line.contains(" memory in use"))
+        || pytorch_sentence(line)
+}
+
+/// A sentence of PyTorch 2's caching-allocator message on a line of its own,
+/// as a report retyped it one sentence per line: the request (`Tried to
+/// allocate 66.54 GiB.`) and the device's capacity (`GPU 0 has a total
+/// capacity of 96.00 GiB of which ...`; PyTorch 2.1 spelled it `capacty`,
+/// c10/cuda/CUDACachingAllocator.cpp).
+fn pytorch_sentence(line: &str) -> bool {
+    line.starts_with("Tried to allocate ")
+        || (line.starts_with("GPU ") && line.contains(" has a total capac"))
 }
 
 /// True when the text reads as a finished message: parentheses balanced and
@@ -570,6 +585,34 @@ mod tests {
         assert_eq!(taken, 2);
         assert!(joined.contains("total capacity; 6.50 GiB"));
         assert!(joined.ends_with("max_split_size_mb"));
+    }
+
+    #[test]
+    fn pytorch_s_sentences_retyped_one_per_line_are_joined() {
+        let next: Vec<String> = [
+            "GPU 0 has a total capacity of 96.00 GiB of which 10.75 GiB is free.",
+            "Of the allocated memory 84.36 GiB is allocated by PyTorch,",
+            "and 360.11 MiB is reserved by PyTorch but unallocated.",
+            "",
+            "This error means you ran out of memory on your GPU.",
+        ]
+        .map(String::from)
+        .to_vec();
+        let (joined, taken) =
+            join_continuations("HIP out of memory. Tried to allocate 66.54 GiB.", &next, 8);
+        assert_eq!(taken, 3, "{joined}");
+        assert!(
+            joined.ends_with("reserved by PyTorch but unallocated."),
+            "{joined}"
+        );
+        let next = ["Tried to allocate 20.00 MiB (GPU 0; 4.00 GiB total capacity)".to_string()];
+        let (joined, taken) = join_continuations("RuntimeError: CUDA out of memory.", &next, 8);
+        assert_eq!(taken, 1, "{joined}");
+        let next = ["GPU 1 is busy".to_string()];
+        assert_eq!(
+            join_continuations("RuntimeError: CUDA out of memory.", &next, 8).1,
+            0
+        );
     }
 
     #[test]

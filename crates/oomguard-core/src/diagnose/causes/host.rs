@@ -156,12 +156,21 @@ pub(in crate::diagnose) enum ManagedHeap {
     /// the old space's size, `--max-old-space-size` (MiB), which Node sets
     /// from the machine's memory unless told.
     V8,
+    /// Android's runtime (ART): an app's Java heap stops at its growth
+    /// limit (`dalvik.vm.heapgrowthlimit`, or `dalvik.vm.heapsize` for an
+    /// app that asks for `android:largeHeap`), far below the phone's RAM.
+    /// Its message counts down to it (`... free bytes and 164MB until OOM`,
+    /// art/runtime/gc/heap.cc).
+    Android,
 }
 
 /// The managed runtime whose own heap limit `message` says it reached.
 pub(in crate::diagnose) fn managed_heap(message: &str) -> Option<ManagedHeap> {
     if message.contains("JavaScript heap out of memory") {
         return Some(ManagedHeap::V8);
+    }
+    if message.contains(" until OOM") {
+        return Some(ManagedHeap::Android);
     }
     // The limit's words first: most host events name none, and only those
     // that do pay for the case-folded copy (`OutofMemoryError` as typed).
@@ -178,6 +187,10 @@ fn runtime_heap_limit(r: &mut Ranking, event: &OomEvent) -> bool {
         Some(ManagedHeap::Jvm) => (
             "the JVM reached its own limit (the heap's -Xmx; under Spark spark.driver.memory or spark.executor.memory; -XX:MaxMetaspaceSize, -XX:MaxDirectMemorySize), not the machine's RAM: raise it, or process the data in smaller parts",
             "the limit in effect: jcmd <pid> VM.flags | grep -i max (or the Spark UI's Environment tab), against free -g",
+        ),
+        Some(ManagedHeap::Android) => (
+            "Android's runtime refused the app's Java heap at its growth limit, a per-app cap far below the phone's RAM: a whole model or file read into one byte array needs that much heap at once",
+            "adb shell getprop dalvik.vm.heapgrowthlimit (and dalvik.vm.heapsize, what android:largeHeap=\"true\" gives): a request near the limit needs the large heap, or the data read from a file path or a memory-mapped buffer instead of one array",
         ),
         Some(ManagedHeap::V8) => (
             "V8 reached its heap limit (the old space's size, --max-old-space-size), not the machine's RAM: raise it, or process the data in smaller parts",

@@ -502,7 +502,12 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             return false;
         }
     }
-    if names_what_code_handles(before) || plans_work(before) || supposes(before) || asks(text, at) {
+    if names_what_code_handles(before)
+        || plans_work(before)
+        || supposes(before)
+        || explains(before)
+        || asks(text, at)
+    {
         return false;
     }
     let standalone = ["bad_alloc", "内存不足", "posix_memalign", "malloc", "mmap"]
@@ -531,6 +536,17 @@ fn asks(text: &str, at: usize) -> bool {
     let start = text[..at].rfind(['.', '!', '?', '\n']).map_or(0, |i| i + 1);
     let end = text[at..].find(['.', '!', '?', '\n']).map(|i| at + i);
     end.is_some_and(|e| text[e..].starts_with('?')) && INTERROGATIVE.is_match(&text[start..at])
+}
+
+/// True when the phrase is said of an error shown elsewhere: "This error
+/// means you ran out of memory on your GPU." (ComfyUI's footer under the
+/// exception it caught, execution.py), "the message means ...". The error
+/// it explains is the event.
+fn explains(before: &str) -> bool {
+    static EXPLAIN: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"(?i)\b(?:this|the|that)\s+(?:error|exception|message)\s+(?:means|indicates)\b")
+    });
+    EXPLAIN.is_match(before)
 }
 
 /// True when the phrase is the condition of a supposition: "one can run
@@ -1751,6 +1767,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn an_explanation_of_an_error_is_no_failure() {
+        let at = |t: &str| t.find("out of memory").unwrap();
+        let footer = "This error means you ran out of memory on your GPU.";
+        assert!(!stands_as_failure(footer, at(footer), false));
+        let told = "Error: this process ran out of memory on your GPU.";
+        assert!(stands_as_failure(told, at(told), false));
+    }
 
     #[test]
     fn a_question_about_the_failure_is_no_failure() {

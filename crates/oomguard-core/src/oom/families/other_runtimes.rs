@@ -1,6 +1,6 @@
 //! Runtimes with failure wordings of their own that share no words with the
 //! generic layer's: MindSpore's device memory manager, Spark's start-up
-//! memory check, OpenVINO's GPU plugin, and the numeric result codes of
+//! memory check, Android's app heap, OpenVINO's GPU plugin, and the numeric result codes of
 //! Vulkan and OpenCL calls.
 //! Each becomes an event of framework `other`, with the figures it prints.
 
@@ -41,7 +41,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     // OpenVINO's GPU plugin (intel_gpu, `Exceeded max size of memory object
     // allocation: requested N bytes, but max alloc size supported by device
     // is M bytes`) and Metal's buffer validation (`must not exceed 1024 MB`)
-    // hold `xceed`, searched by the generic layer.
+    // hold `xceed`, searched by the generic layer; Android's heap
+    // (`java.lang.OutOfMemoryError: Failed to allocate a N byte allocation`)
+    // its `OutOfMemory`.
 ];
 /// Messages of this family as the runtimes print them.
 #[cfg(test)]
@@ -57,6 +59,7 @@ pub(super) const EXAMPLES: &[&str] = &[
 pub(super) fn parse(text: &str) -> Option<Parsed> {
     mindspore(text)
         .or_else(|| spark_minimum(text))
+        .or_else(|| android_heap(text))
         .or_else(|| openvino_largest_allocation(text))
         .or_else(|| metal_buffer_validation(text))
         .or_else(|| vulkan_code(text))
@@ -123,6 +126,32 @@ fn spark_minimum(text: &str) -> Option<Parsed> {
     );
     parsed.memory.allowed_bytes = c[1].parse().ok();
     parsed.memory.requested_bytes = c[2].parse().ok();
+    parsed.exact_request = true;
+    Some(parsed)
+}
+
+/// Android's runtime (ART) refusing an allocation on an app's Java heap
+/// (art/runtime/gc/heap.cc, `ThrowOutOfMemoryError`: `Failed to allocate a
+/// N byte allocation with M free bytes and XMB until OOM, target footprint
+/// F, growth limit G`; releases before Android 10 end at `until OOM`). The
+/// heap is capped per app at its growth limit (`dalvik.vm.heapgrowthlimit`,
+/// `dalvik.vm.heapsize` with `android:largeHeap`), well below the phone's
+/// RAM: the growth limit is the limit the program may use.
+fn android_heap(text: &str) -> Option<Parsed> {
+    static ART: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"Failed\s*to\s*allocate\s*a\s*(\d+)\s*byte\s*allocation\s*with\s*(\d+)\s*free\s*bytes\s*and\s*[\d.]+\s*[KMG]?B\s*until\s*OOM(?:,\s*target\s*footprint\s*\d+,\s*growth\s*limit\s*(\d+))?",
+        )
+    });
+    let c = ART.captures(text)?;
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cpu,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.memory.requested_bytes = c[1].parse().ok();
+    parsed.memory.free_bytes = c[2].parse().ok();
+    parsed.memory.allowed_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
     parsed.exact_request = true;
     Some(parsed)
 }
@@ -285,6 +314,22 @@ mod tests {
             .starts_with("java.lang.IllegalArgumentException"));
         // Other sizes that must be at least something are no memory check.
         assert!(parse("ValueError: batch size 0 must be at least 1").is_none());
+    }
+
+    #[test]
+    fn android_s_app_heap_gives_the_request_and_the_growth_limit() {
+        let parsed = parse("java.lang.OutOfMemoryError: Failed to allocate a 361332168 byte allocation with 8388608 free bytes and 164MB until OOM, target footprint 372920392, growth limit 536870912")
+            .expect("an event");
+        assert_eq!(parsed.device.kind, DeviceKind::Cpu);
+        assert_eq!(parsed.memory.requested_bytes, Some(361_332_168));
+        assert_eq!(parsed.memory.free_bytes, Some(8_388_608));
+        assert_eq!(parsed.memory.allowed_bytes, Some(536_870_912));
+        assert!(parsed.message.starts_with("java.lang.OutOfMemoryError"));
+        // Releases before Android 10 print no footprint and no limit.
+        let old = parse("java.lang.OutOfMemoryError: Failed to allocate a 3110412 byte allocation with 1048576 free bytes and 2MB until OOM")
+            .expect("an event");
+        assert_eq!(old.memory.requested_bytes, Some(3_110_412));
+        assert_eq!(old.memory.allowed_bytes, None);
     }
 
     #[test]
