@@ -290,11 +290,15 @@ fn kill_summary(event: &OomEvent) -> String {
         Some(MemoryLimit::Container) => "the container",
         None => "the process",
     });
-    let killer = match f.memory_limit {
-        Some(MemoryLimit::Job) => "The batch scheduler's memory enforcement ended",
-        Some(MemoryLimit::Container) => "The container's memory limit ended",
-        None if f.signal_only_kill => "A SIGKILL ended",
-        None => "The kernel's OOM killer ended",
+    let killer = match (
+        super::causes::memory_monitor(&event.message),
+        f.memory_limit,
+    ) {
+        (Some(monitor), _) => format!("{monitor} stopped"),
+        (None, Some(MemoryLimit::Job)) => "The batch scheduler's memory enforcement ended".into(),
+        (None, Some(MemoryLimit::Container)) => "The container's memory limit ended".into(),
+        (None, None) if f.signal_only_kill => "A SIGKILL ended".into(),
+        (None, None) => "The kernel's OOM killer ended".into(),
     };
     let limit = event.memory.allowed_bytes.map_or(String::new(), |b| {
         format!(" at its {} limit", format_size(b))
@@ -406,6 +410,15 @@ mod tests {
         let said = summary(&e, &Accounting::of(&e));
         assert!(
             said.starts_with("The kernel's OOM killer ended python (pid 9), holding 12.00 GiB"),
+            "{said}"
+        );
+        // A framework's monitor stops the work before the kernel does.
+        e.message = "ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.".into();
+        e.facts.call = None;
+        e.memory.process_bytes = None;
+        let said = summary(&e, &Accounting::of(&e));
+        assert!(
+            said.starts_with("Ray's memory monitor stopped the process"),
             "{said}"
         );
     }

@@ -697,6 +697,14 @@ fn kv_cache(event: &OomEvent) -> Vec<Fix> {
             Some("python -m sglang.launch_server --model-path MODEL --max-running-requests 32 --context-length 8192 --kv-cache-dtype fp8_e5m2".into()),
         )];
     }
+    if super::causes::turbomind_failure(&event.message).is_some() {
+        return vec![fix(
+            FixId::TurbomindCacheShare,
+            "Give TurboMind's KV cache a smaller share",
+            "TurboMind hands cache_max_entry_count (0.8 by default) of the memory left after the weights to its KV cache at start-up; a smaller share leaves room for the buffers of the requests in flight. Fewer concurrent requests or a shorter session_len help as well.",
+            Some("lmdeploy serve api_server MODEL --cache-max-entry-count 0.2   # Python: TurbomindEngineConfig(cache_max_entry_count=0.2)".into()),
+        )];
+    }
     match event.framework {
         Framework::Vllm => {
             let mut v = vllm_utilization(event);

@@ -232,6 +232,8 @@ pub enum FixId {
     TgiTokenBudget,
     /// Raise a managed runtime's own heap limit (the JVM's `-Xmx`, V8's `--max-old-space-size`).
     RaiseHeapLimit,
+    /// Lower the share of free memory LMDeploy's TurboMind gives its KV cache (`cache_max_entry_count`).
+    TurbomindCacheShare,
 }
 
 impl FixId {
@@ -289,6 +291,7 @@ impl FixId {
             FixId::VllmMaxNumSeqs => "vllm_max_num_seqs",
             FixId::TgiTokenBudget => "tgi_token_budget",
             FixId::RaiseHeapLimit => "raise_heap_limit",
+            FixId::TurbomindCacheShare => "turbomind_cache_share",
         }
     }
 }

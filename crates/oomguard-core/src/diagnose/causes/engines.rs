@@ -578,6 +578,74 @@ pub(super) fn engine_messages(r: &mut Ranking, event: &OomEvent) -> bool {
         | tgi_warmup(r, event)
         | cuda_graph_capture(r, event)
         | tensorrt_llm_engine_copy(r, event)
+        | turbomind(r, event)
+}
+
+/// Where LMDeploy's TurboMind engine failed, by the source file its error
+/// names (`[TM][ERROR] CUDA runtime error: out of memory
+/// .../turbomind/utils/allocator.h:223`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(in crate::diagnose) enum TurbomindFailure {
+    /// Its allocator (`allocator.h`), or its cache manager out of entries
+    /// (`No enough cache entries`): at start-up TurboMind gives the KV cache
+    /// `cache_max_entry_count` of the memory left after the weights (0.8 by
+    /// default; lmdeploy/messages.py), so the buffers of the requests that
+    /// follow find little. LMDeploy's FAQ puts this failure on that share.
+    Runtime,
+    /// `memory_utils.cu`'s `deviceMalloc`, with which TurboMind's weight
+    /// classes allocate the model's weights: the weights do not fit.
+    Weights,
+}
+
+/// TurboMind's failure, from its tag (`[TM]`) or its sources' path.
+pub(in crate::diagnose) fn turbomind_failure(message: &str) -> Option<TurbomindFailure> {
+    if !(message.contains("[TM]") || message.contains("turbomind/")) {
+        return None;
+    }
+    if message.contains("allocator.h") || message.contains("cache entries") {
+        Some(TurbomindFailure::Runtime)
+    } else if message.contains("memory_utils.cu") {
+        Some(TurbomindFailure::Weights)
+    } else {
+        None
+    }
+}
+
+/// LMDeploy's TurboMind ran out: its KV-cache share, or the weights. Returns
+/// true when it applied.
+fn turbomind(r: &mut Ranking, event: &OomEvent) -> bool {
+    let check = Some("lmdeploy's log of the KV cache blocks it allocated at start-up; rerun with --cache-max-entry-count 0.2 (TurbomindEngineConfig(cache_max_entry_count=0.2)): if it passes, the cache's share was the cause; if it still fails while loading, the weights do not fit");
+    match turbomind_failure(&event.message) {
+        None => return false,
+        Some(TurbomindFailure::Runtime) => {
+            r.add_checked(
+                CauseId::KvCache,
+                0.8,
+                "TurboMind's allocator failed after start-up: the KV cache took its share (cache_max_entry_count, 0.8 of the memory left after the weights by default) and the buffers of the requests in flight find too little beside it",
+                check,
+            );
+            r.add(
+                CauseId::BatchTooLarge,
+                0.45,
+                "more requests at once (max_batch_size, the client's concurrency) or longer sessions need more of what the cache left",
+            );
+        }
+        Some(TurbomindFailure::Weights) => {
+            r.add_checked(
+                CauseId::ModelTooLarge,
+                0.75,
+                "TurboMind failed allocating with deviceMalloc (memory_utils.cu), as it allocates the model's weights: the weights do not fit the GPU (or its share with tensor parallelism)",
+                Some("parameters x bytes per parameter (2 for bf16/fp16, about 0.5 for 4-bit AWQ) against the GPU's memory; split it with --tp N or load a quantized (AWQ) model"),
+            );
+            r.add_checked(
+                CauseId::KvCache,
+                0.4,
+                "a KV-cache share set before the weights were placed leaves them less",
+                check,
+            );
+        }
+    }
+    true
 }
 
 /// A ggml context's fixed pool without room for one more tensor (see the
@@ -823,6 +891,22 @@ mod tests {
                 .collect(),
         });
         e
+    }
+
+    #[test]
+    fn turbomind_s_allocator_is_its_kv_cache_share_and_device_malloc_its_weights() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.message = "what():  [TM][ERROR] CUDA runtime error: out of memory /opt/tritonserver/lmdeploy/src/turbomind/utils/allocator.h:223".into();
+        let mut r = Ranking::new();
+        assert!(turbomind(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::KvCache));
+        e.message = "RuntimeError: [TM][ERROR] CUDA runtime error: out of memory /lmdeploy/src/turbomind/utils/memory_utils.cu:32".into();
+        let mut r = Ranking::new();
+        assert!(turbomind(&mut r, &e));
+        assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
+        // Another engine's allocator.h is not TurboMind's.
+        e.message = "CUDA error: out of memory at src/utils/allocator.h:40".into();
+        assert!(!turbomind(&mut Ranking::new(), &e));
     }
 
     #[test]

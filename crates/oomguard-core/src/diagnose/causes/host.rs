@@ -34,6 +34,8 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
             "the compiler{} ran out of host RAM building code: each parallel compile job (ninja starts one per core, or MAX_JOBS) holds its own, several GB for CUDA kernels",
             event.facts.call.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
         )
+    } else if let Some(monitor) = memory_monitor(&event.message) {
+        format!("{monitor} stopped the work when the node's memory passed its threshold, before the kernel's OOM killer would have: the processes on the node together hold too much")
     } else if event.facts.oom_killer() {
         format!(
             "the kernel's OOM killer ended {}",
@@ -64,6 +66,27 @@ fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
     // SIGKILL alone is likely the OOM killer, not certainly.
     if event.facts.signal_only_kill {
         r.undecided();
+    }
+}
+
+/// A framework's own monitor of the node's memory that stops work before
+/// the kernel must: Ray's (`RayOutOfMemoryError` before 1.0, then the
+/// raylet killing a worker past `RAY_memory_usage_threshold`, Ray's
+/// "Out-Of-Memory Prevention" docs) and Dask's nanny (a worker past its
+/// memory budget, distributed/nanny.py).
+pub(in crate::diagnose) fn memory_monitor(message: &str) -> Option<&'static str> {
+    const RAY: &[&str] = &[
+        "RayOutOfMemoryError",
+        "running low on memory",
+        "Ray killed this worker",
+        "killed due to memory pressure",
+    ];
+    if RAY.iter().any(|w| message.contains(w)) {
+        Some("Ray's memory monitor")
+    } else if message.contains("memory budget") {
+        Some("Dask's nanny")
+    } else {
+        None
     }
 }
 

@@ -535,10 +535,12 @@ fn process_lister(event: &OomEvent) -> &'static str {
 /// Words with which a report or a server's log says that several models
 /// share the device: Triton Inference Server (its binary and its
 /// `instance_group` count, each instance a full copy of the model, per
-/// triton-inference-server/server#6928), and users saying so.
+/// triton-inference-server/server#6928), and users saying so. A directory
+/// of that name (`/opt/tritonserver/lmdeploy/...`, the path of NVIDIA's
+/// Triton container that other servers build on) is no running server.
 static SEVERAL_MODELS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(concat!(
-        r"(?i)\btritonserver\b|\binstance[_ ]group\b|\binstance count\b|",
+        r"(?i)(?:^|[^/\w])tritonserver(?:[^/\w]|$)|\binstance[_ ]group\b|\binstance count\b|",
         r"\b(?:other|several|multiple|many|\d+) models\b|\bmodels concurrently\b|",
         r"\bswitch(?:ing)? (?:the |between |to another )?models?\b|\bunloading all loaded models\b"
     ))
@@ -557,7 +559,7 @@ pub(super) fn several_models(r: &mut Ranking, event: &OomEvent) -> bool {
         0.6,
         format!(
             "the text says several models share the device (\"{}\"): each keeps its weights and its runtime's memory pool, so the allocation that fails needs room the others hold",
-            found.as_str()
+            found.as_str().trim_matches(|c: char| !c.is_alphanumeric())
         ),
         Some("nvidia-smi --query-compute-apps=pid,used_memory --format=csv, and the server's loaded models (Triton: GET /v2/repository/index): load one model per GPU or lower the instance count"),
     );
@@ -982,6 +984,15 @@ mod tests {
             None,
         );
         assert!(!several_models(&mut r, &alone));
+        // Triton's server by its name, not a directory named after it.
+        let triton = failed(
+            Framework::Other,
+            "I0730 tritonserver: CUDA runtime error: out of memory",
+            None,
+        );
+        assert!(several_models(&mut Ranking::new(), &triton));
+        let path = failed(Framework::Other, "[TM][ERROR] CUDA runtime error: out of memory /opt/tritonserver/lmdeploy/src/turbomind/utils/allocator.h:223", None);
+        assert!(!several_models(&mut Ranking::new(), &path));
     }
 
     #[test]

@@ -21,7 +21,8 @@ mod phase;
 mod processes;
 mod sizes;
 
-pub(super) use host::{managed_heap, windows_commit_limit, ManagedHeap};
+pub(super) use engines::turbomind_failure;
+pub(super) use host::{managed_heap, memory_monitor, windows_commit_limit, ManagedHeap};
 pub(super) use libraries::shared_memory_gpu_class;
 pub(super) use phase::from_trend;
 

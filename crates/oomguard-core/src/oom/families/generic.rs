@@ -285,6 +285,10 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // memory usage threshold of 0.95. Ray killed this worker (ID: ...)
         // because it was the most recently scheduled task`).
         r"\bexceeds\s*the\s*memory\s*usage\s*threshold\b[^\n]*?\bray\s*killed\s*this\s*worker\b|",
+        // Ray's monitor before 1.0 raising instead of killing
+        // (python/ray/memory_monitor.py, RayOutOfMemoryError: `More than 95%
+        // of the memory on node X is used (15.98 / 16.82 GB).`).
+        r"\bmore\s*than\s*\d+%\s*of\s*the\s*memory\s*on\s*node\s*\S+\s*is\s*used\b|",
         // YARN ending a container above its memory allocation: Spark's
         // YarnAllocator (`Container killed by YARN for exceeding memory
         // limits. 7.2 GB of 4.2 GB virtual memory used.`, later `exceeding
@@ -1231,10 +1235,25 @@ fn killed(text: &str) -> Option<Parsed> {
     }
     parsed.memory.process_bytes = victim_resident(text);
     parsed.memory.allowed_bytes = yarn_container_limit(text);
+    parsed.memory.total_bytes = ray_monitor_total(text);
     if text.contains("Loading checkpoint") {
         parsed.phase_hint = Some(Phase::ModelLoad);
     }
     Some(parsed)
+}
+
+/// The node's memory as Ray's monitor before 1.0 reported it (`is used
+/// (15.98 / 16.82 GB)`): psutil's total, or the cgroup's limit when lower,
+/// divided by 1e9 (python/ray/memory_monitor.py), so decimal gigabytes.
+fn ray_monitor_total(text: &str) -> Option<u64> {
+    static TOTAL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"of\s*the\s*memory\s*on\s*node\s*\S+\s*is\s*used\s*\(\s*\d+(?:\.\d+)?\s*/\s*(\d+(?:\.\d+)?)\s*GB\s*\)",
+        )
+    });
+    let gb: f64 = TOTAL.captures(text)?[1].parse().ok()?;
+    // At most a petabyte: a figure beyond is no node's memory.
+    (gb > 0.0 && gb < 1e6).then(|| (gb * 1e9).round() as u64)
 }
 
 /// The container's allocation YARN enforced, from its usage report (`7.2
@@ -2109,6 +2128,7 @@ mod tests {
             ("Memory cgroup out of memory: Killed process 4242 (python)", container),
             ("[ 4018.450000] Killed process 935 (python) total-vm:113656kB", None),
             ("Killed", None),
+            ("ray.memory_monitor.RayOutOfMemoryError: More than 95% of the memory on node Local is used (15.98 / 16.82 GB). The top 5 memory consumers are:", None),
             ("Memory on the node (IP: 10.0.0.2, ID: 708c) where the task (actor ID: 0dab, name=RayWorkerVllm.__init__, pid=308, memory used=11.15GB) was running was 12.49GB / 13.15GB (0.950003), which exceeds the memory usage threshold of 0.95. Ray killed this worker (ID: 79a5) because it was the most recently scheduled task", None),
             ("17/11/25 18:23:24 ERROR YarnClusterScheduler: Lost executor 9 on h1: Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used. Consider boosting spark.yarn.executor.memoryOverhead.", container),
             ("Container [pid=2301,containerID=container_1_0001_01_000002] is running beyond physical memory limits. Current usage: 2.1 GB of 2 GB physical memory used; 3.9 GB of 4.2 GB virtual memory used. Killing container.", container),
@@ -2119,6 +2139,9 @@ mod tests {
             assert!(e.facts.oom_killer(), "{text}");
             assert_eq!(e.facts.memory_limit, limit, "{text}");
         }
+        // Ray's old monitor gives the node's memory in decimal gigabytes.
+        let e = event("ray.memory_monitor.RayOutOfMemoryError: More than 95% of the memory on node Local is used (15.98 / 16.82 GB).");
+        assert_eq!(e.memory.total_bytes, Some(16_820_000_000));
         // YARN's report gives the container's allocation.
         let e = event("Container killed by YARN for exceeding memory limits. 7.2 GB of 4.2 GB virtual memory used.");
         assert_eq!(
