@@ -294,11 +294,13 @@ const DIFFUSION: &str = concat!(
 /// `LogicalDeviceConfiguration(memory_limit=MB)` (and the older
 /// `VirtualDeviceConfiguration`), and NVIDIA Merlin's and NVTabular's
 /// `TF_MEMORY_ALLOCATION` (a fraction below 1, megabytes above; unset it
-/// is 0.5), which they hand to TensorFlow as that `memory_limit`.
+/// is 0.5), which they hand to TensorFlow as that `memory_limit`. Paddle's
+/// own OOM message states the share in effect (`FLAGS_fraction_of_gpu_
+/// memory_to_use is 0.50 now`), whatever the code tried to set.
 const LOW_FRACTION: &str = concat!(
     r#"(?i:(?:XLA_PYTHON_CLIENT_MEM_FRACTION|per_process_gpu_memory_fraction|set_per_process_memory_fraction|"#,
     r#"fraction_of_gpu_memory_to_use|gpu[_-]memory[_-]utilization|cuda[_-]memory[_-]fraction|mem[_-]fraction[_-]static)"#,
-    r#"["'\]\s]*[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))|"#,
+    r#"["'\]\s]*(?:is\s+)?[=:(,]?\s*["']?0?\.[0-5]\d*(?:$|[^\d.]))|"#,
     r#"(?:Logical|Virtual)DeviceConfiguration\(\s*memory_limit\s*=\s*\d|"#,
     r#"\bTF_MEMORY_ALLOCATION["'\]\s]*[=:]\s*["']?\d*\.?\d"#,
 );
@@ -879,6 +881,7 @@ mod tests {
             "TF_MEMORY_ALLOCATION=8000 python train.py",
             "[tf.config.LogicalDeviceConfiguration(memory_limit=1024)])",
             "tf.config.experimental.VirtualDeviceConfiguration(memory_limit=4096)",
+            "   2) FLAGS_fraction_of_gpu_memory_to_use is 0.50 now, please set it to a higher value but less than 1.0.",
         ] {
             assert!(around(line).low_fraction.is_some(), "{line}");
         }
@@ -887,6 +890,7 @@ mod tests {
             "XLA_PYTHON_CLIENT_MEM_FRACTION=.95",
             "--cuda-memory-fraction 0.99",
             "the fraction of memory in use is 0.3",
+            "   2) FLAGS_fraction_of_gpu_memory_to_use is 0.92 now, please set it to a higher value but less than 1.0.",
             "memory_limit: 0",
             "TF_MEMORY_ALLOCATION is a fraction of GPU memory if below 1",
         ] {

@@ -353,6 +353,17 @@ fn is_frame_part(line: &str) -> bool {
     {
         return is_frame_part(rest);
     }
+    // A log collector's timestamp and its one separating space before each
+    // line (`2025-10-27 18:45:39   File "x.py", line 3, in f`): the
+    // traceback's own indentation follows it.
+    static STAMP: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\[?\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?\]? ")
+            .expect("pattern compiles")
+    });
+    if let Some(m) = STAMP.find(line) {
+        let rest = &line[m.end()..];
+        return rest.starts_with([' ', '\t']) && is_frame_part(rest);
+    }
     let unquoted = line.trim_start_matches(['>', ' ']);
     let quoted = unquoted.len() + 1 < line.len() && line.trim_start().starts_with('>');
     let t = line.trim_start();
@@ -624,6 +635,9 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             Phase::Generation,
             concat!(
                 r"(?i:\bgenerating\b[^|]{0,30}\d+%\s*\|)|",
+                // A program's status line as it starts generating
+                // ("Generating response...", "> Generating...").
+                r"(?i:^\W{0,3}generating\b[^.\n]{0,40}(?:\.\.\.|…)\s*$)|",
                 // The serving router's tracing spans of a request's two
                 // steps (TGI's and LoRAX's `batch{batch_size=1}:prefill:
                 // prefill{id=13 size=1}: ...`, `decode{size=4}`).
@@ -1033,7 +1047,7 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
                     CONTEXT_RULES.1.matches(l).iter().find(|&rule| {
                         CONTEXT_RULES.0[rule] != Phase::ModelLoad
                             || done
-                                .get_or_insert_with(|| load_done_at(near_before))
+                                .get_or_insert_with(|| load_done_at(&lines))
                                 .is_none_or(|d| i > d)
                     })
                 })
@@ -1043,12 +1057,13 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
 }
 
-/// The last line before the failure that says a model finished loading:
+/// The last line that says a model finished loading (read over the lines
+/// around a failure, a report's paste under it included):
 /// "Loaded 1324 weights from 1 file(s)", "Model loaded in 12.3s",
 /// "Finished loading model", "done loading". Loader lines above it are a
 /// load that ended; the failure came in what followed. (A progress bar at
 /// 100% is not read: frameworks move or dispatch the weights after it.)
-pub(crate) fn load_done_at(before: &[String]) -> Option<usize> {
+pub(crate) fn load_done_at<S: AsRef<str>>(before: &[S]) -> Option<usize> {
     static DONE: LazyLock<Regex> = LazyLock::new(|| {
         Regex::new(concat!(
             r"(?i)^\W*loaded\b|\b(?:model|weights|checkpoint)s? (?:was |were |is )?(?:successfully )?loaded\b|",
@@ -1065,6 +1080,7 @@ pub(crate) fn load_done_at(before: &[String]) -> Option<usize> {
     };
     before
         .iter()
+        .map(AsRef::as_ref)
         .rposition(|l| says_load(l) && DONE.is_match(l))
 }
 
@@ -1231,6 +1247,18 @@ mod tests {
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn frames_behind_a_collector_s_timestamp_are_read() {
+        let before = lines(concat!(
+            "2025-10-27 18:45:39   File \"/x/zipvoice/models/modules/zipformer.py\", line 1295, in forward\n",
+            "2025-10-27 18:45:39     attn_weights = softmax(attn_scores, dim=-1)\n",
+            "2025-10-27 18:45:39   File \"/x/zipvoice/models/modules/scaling.py\", line 308, in forward\n",
+            "2025-10-27 18:45:39     ans = x.softmax(dim=dim)",
+        ));
+        assert_eq!(from_traceback(&before), Some(Phase::Forward));
+        assert!(!is_frame_part("2025-10-27 18:45:39 INFO epoch 3 done"));
     }
 
     #[test]
@@ -1515,6 +1543,19 @@ mod tests {
         // A second load begun after the first ended is where it failed.
         let before = lines("Loading model a...\nModel loaded in 3.1s\nLoading model b...");
         assert_eq!(from_context(&before, oom, &[]), Some(Phase::ModelLoad));
+        // A report's paste under the failure it tells: the load finished,
+        // and the program's status line says what it did next.
+        let paste = lines("> Loading model...\n> Model loaded\n> Generating response...\n> Killed");
+        assert_eq!(
+            from_context(&[], "The program gets killed with oom-error.", &paste),
+            Some(Phase::Generation)
+        );
+        // A title naming the step is no status line.
+        assert_eq!(
+            from_context(&[], "Generating images fails with Killed", &[]),
+            Some(Phase::Generation)
+        );
+        assert_eq!(from_context(&[], "Generating a report. Killed", &[]), None);
     }
 
     #[test]

@@ -326,6 +326,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"terminated\s*with\s*signal\s*SIGKILL|\bsignal:\s*killed\b|",
         r"\bexit(?:ed)?\s*(?:with\s*)?(?:status\s*|code\s*)*[:=]?\s*\(?137\b|",
         r"\bstatus\s*(?:code\s*)?[:=]?\s*137\b|\binterrupted\s*by\s*signal\s*9\b|",
+        // The same status in a report's words (`crashes with error code
+        // 137`, `returns error code 137`, `exitCode: 137` of a pod's status).
+        r"\b(?:error|return|exit)\s*code\s*[:=]?\s*137\b|\bcrash(?:es|ed)?\s*with\s*code\s*137\b|",
         r"\bexit\s*status\s*:?\s*-9\b|\breturn\s*code\s*=\s*-9\b|SIGKILL\s*\(\s*-9\s*\))",
     )),
     code_like: re(concat!(
@@ -506,6 +509,11 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             return false;
         }
     }
+    // The class's message as a subject ("better MemoryError message", a
+    // changelog's or a pull request's words about the text), not a raise.
+    if identifier && names_its_message(phrase) {
+        return false;
+    }
     if names_what_code_handles(before)
         || plans_work(before)
         || supposes(before)
@@ -540,6 +548,19 @@ fn asks(text: &str, at: usize) -> bool {
     let start = text[..at].rfind(['.', '!', '?', '\n']).map_or(0, |i| i + 1);
     let end = text[at..].find(['.', '!', '?', '\n']).map(|i| at + i);
     end.is_some_and(|e| text[e..].starts_with('?')) && INTERROGATIVE.is_match(&text[start..at])
+}
+
+/// True when an exception class's name is followed by the word "message":
+/// the text is about the error's wording, as a changelog or a pull request
+/// says "a better MemoryError message".
+fn names_its_message(phrase: &str) -> bool {
+    let end = phrase
+        .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '.'))
+        .unwrap_or(phrase.len());
+    let next = phrase[end..].trim_start_matches(' ');
+    end < phrase.len()
+        && next.starts_with("message")
+        && !next["message".len()..].starts_with(|c: char| c.is_alphanumeric() && c != 's')
 }
 
 /// True when the phrase is said of an error shown elsewhere: "This error
@@ -1788,6 +1809,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_error_s_message_as_a_subject_is_no_failure() {
+        let at = |t: &str| t.find("MemoryError").unwrap();
+        let title = "MAINT: better MemoryError message (#13225)";
+        assert!(!stands_as_failure(title, at(title), false));
+        let raised = "MemoryError: Unable to allocate 1.00 GiB for an array";
+        assert!(stands_as_failure(raised, at(raised), false));
+        let named = "numpy.core._exceptions.MemoryError messages are raised";
+        assert!(!stands_as_failure(named, at(named), false));
+    }
+
+    #[test]
     fn an_explanation_of_an_error_is_no_failure() {
         let at = |t: &str| t.find("out of memory").unwrap();
         let footer = "This error means you ran out of memory on your GPU.";
@@ -2375,6 +2407,7 @@ mod tests {
             "trainer exited with code 137",
             "Process finished with exit code 137 (interrupted by signal 9:SIGKILL)",
             "Task failed with status code 137",
+            "When I test the container with 20 requests, it eventually crashes with error code 137",
             "subprocess.CalledProcessError: Command '['python', 'sft.py']' returned non-zero exit status -9.",
             "[ERROR] [launch.py:341:sigkill_handler] ['python', '-u', 'train.py'] exits with return code = -9",
             "joblib.externals.loky.process_executor.TerminatedWorkerError: A worker process managed by the executor was unexpectedly terminated. The exit codes of the workers are {SIGKILL(-9)}",
