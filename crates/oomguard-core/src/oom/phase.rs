@@ -1032,6 +1032,7 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .or_else(|| comfy_node(&lines))
         .or_else(|| paddle_operator(&lines))
         .or_else(|| tied_phase(&lines, near_before.len()))
+        .or_else(|| loading_data_last(near_before))
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
             // compiled only once a line holds one of their words: a log dense
@@ -1055,6 +1056,33 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
             Some(CONTEXT_RULES.0[first])
         })
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
+}
+
+/// How many of the last printed lines before a failure show the step it
+/// came in.
+const LAST_STEP_LINES: usize = 4;
+
+/// A log line that loads a data set, images or samples ("Loading NeRF
+/// dataset from ...", "Loaded 70 images of size 4032x3024", "[LoadImages]
+/// begin") among the last lines printed before the failure: it came while
+/// the data was being read in, before training or inference began. Farther
+/// up, a later step ("Training") may have followed, so only the last lines
+/// count.
+fn loading_data_last(before: &[String]) -> Option<Phase> {
+    static DATA: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(concat!(
+            r"(?i)\bload(?:ing|ed)\s+(?:the\s+|all\s+)?(?:\d+\s+)?(?:[\w-]+\s+)?(?:data(?:set)?s?|images|samples|annotations|features)\b|",
+            r"\[LoadImages\]"
+        ))
+        .expect("pattern compiles")
+    });
+    before
+        .iter()
+        .rev()
+        .filter(|l| !l.trim().is_empty())
+        .take(LAST_STEP_LINES)
+        .any(|l| DATA.is_match(l))
+        .then_some(Phase::DataLoading)
 }
 
 /// The last line that says a model finished loading (read over the lines
@@ -1531,6 +1559,16 @@ mod tests {
             from_context(&lines("It failed to start training"), oom, &[]),
             None
         );
+    }
+
+    #[test]
+    fn data_loaded_just_before_the_failure_is_data_loading() {
+        let oom = "13:54:28 ERROR    Uncaught exception: Could not allocate memory";
+        let before = lines("13:54:27 INFO     Loading NeRF dataset from\n13:54:27 INFO       C:\\data\\transforms.json\n13:54:28 SUCCESS  Loaded 70 images of size 4032x3024 after 0s\n13:54:28 INFO       cam_aabb=[min=[-1.0], max=[2.0]]");
+        assert_eq!(from_context(&before, oom, &[]), Some(Phase::DataLoading));
+        // A later step printed after the data was loaded is where it failed.
+        let before = lines("Loading datasets\nTraining\nstep 1\nstep 2\nstep 3\nstep 4");
+        assert_eq!(from_context(&before, oom, &[]), None);
     }
 
     #[test]
