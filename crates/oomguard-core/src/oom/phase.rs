@@ -1033,6 +1033,7 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
         .or_else(|| paddle_operator(&lines))
         .or_else(|| tied_phase(&lines, near_before.len()))
         .or_else(|| loading_data_last(near_before))
+        .or_else(|| training_fine_then_testing(&lines))
         .or_else(|| {
             // The first rule, in order, that any line matches. The rules are
             // compiled only once a line holds one of their words: a log dense
@@ -1056,6 +1057,40 @@ pub(crate) fn from_context(before: &[String], text: &str, after: &[String]) -> O
             Some(CONTEXT_RULES.0[first])
         })
         .or_else(|| follows_command(near_before).then_some(Phase::Startup))
+}
+
+/// A report that says training runs fine and then names testing,
+/// evaluation, prediction or validation ("train is ok. test is error.",
+/// "Train正常Evaluate & Predict失败", "while training is fine in evaluation
+/// loop I get CUDA out of memory"): the failure is the second step's.
+fn training_fine_then_testing(lines: &[&str]) -> Option<Phase> {
+    static FINE: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\btrain(?:ing)?\s*(?:is |was |works? |worked |runs? |ran |goes )?(?:ok|okay|fine|normal(?:ly)?|well|正常|没问题)")
+            .expect("pattern compiles")
+    });
+    static SECOND: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"(?i)\b(?:test(?:ing)?|eval\w*|predict\w*|validat\w*|inference)\b|Evaluate|Predict|测试|验证|推理")
+            .expect("pattern compiles")
+    });
+    // A line must hold the word before a pattern runs, and only the first
+    // few such lines are read: a training log names training on every line.
+    let says_train = |l: &&str| {
+        l.as_bytes()
+            .windows(5)
+            .any(|w| w.eq_ignore_ascii_case(b"train"))
+    };
+    lines
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| says_train(l))
+        .take(3)
+        .find_map(|(i, l)| {
+            let fine = FINE.find(l)?;
+            std::iter::once(&l[fine.end()..])
+                .chain(lines[i + 1..].iter().take(7).copied())
+                .any(|r| SECOND.is_match(r))
+                .then_some(Phase::Evaluation)
+        })
 }
 
 /// How many of the last printed lines before a failure show the step it
@@ -1557,6 +1592,23 @@ mod tests {
         // A step it did not begin is not start-up.
         assert_eq!(
             from_context(&lines("It failed to start training"), oom, &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn training_that_works_and_testing_that_fails_is_evaluation() {
+        let oom = "RuntimeError: CUDA out of memory. Tried to allocate 38.00 MiB";
+        let before = lines("I run this USAD.ipynb in jupyter-notebook.\n\ntrain is ok.\ntest is error.\nerror message is below.\n");
+        assert_eq!(from_context(&before, oom, &[]), Some(Phase::Evaluation));
+        assert_eq!(
+            from_context(&[], "Train正常Evaluate & Predict失败", &[]),
+            Some(Phase::Evaluation)
+        );
+        // Training named without saying it works is no contrast.
+        let before = lines("train.py --epochs 3\nvalidation every 100 steps");
+        assert_eq!(
+            training_fine_then_testing(&before.iter().map(String::as_str).collect::<Vec<_>>()),
             None
         );
     }
