@@ -43,6 +43,20 @@ enum Rank {
     Fallback,
 }
 
+/// torch.nn's own source lines pasted without their frames: a layer's call
+/// into torch.nn.functional (`return F.conv2d(input, weight, ...)`,
+/// `return F.linear(...)`) and functional.py's own (`result =
+/// torch.relu(input)`). Names torchvision's transforms (also imported as
+/// `F`) share, such as `pad` and `resize`, are not read.
+macro_rules! torch_nn_source {
+    () => {
+        concat!(
+            r"\breturn F\.(?:conv\d?d|conv_transpose\dd|linear|bilinear|(?:layer|group|batch|instance)_norm|embedding|scaled_dot_product_attention|multi_head_attention_forward|gelu|silu|relu|softmax|log_softmax|dropout|interpolate|cross_entropy)\(|",
+            r"\bresult = torch\.\w+\(input\b",
+        )
+    };
+}
+
 /// (phase, rank, pattern over one line of a frame: its file and function,
 /// or its code line). Sources: the frames PyTorch (`torch/autograd`,
 /// `torch/optim`, `torch/utils/data`, `torch/serialization.py`), Hugging Face
@@ -244,7 +258,8 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // bindings torch.nn.functional calls (`torch._C._nn.`), and a
                 // loss computed from the outputs (`in cross_entropy`,
                 // `in compute_mlm_loss`).
-                r"torch\._C\._nn\.|in \w*(?:cross_entropy|_loss)\b",
+                r"torch\._C\._nn\.|in \w*(?:cross_entropy|_loss)\b|",
+                torch_nn_source!(),
             ),
         ),
     ];
@@ -666,6 +681,9 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         // (type Dense).`, Keras 3 `... when calling Softmax.call().`): the
         // layer was running its forward computation.
         (Phase::Forward, r"Exception encountered when calling\b"),
+        // The same source lines flush left, as a paste outside a code block
+        // leaves them.
+        (Phase::Forward, torch_nn_source!()),
         // MATLAB's stack as it prints it under an error (`Error in
         // dagnn.Conv/forward (line 11)`, MatConvNet's and the Deep Learning
         // Toolbox's layers): the method the failure came from.
@@ -741,6 +759,8 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "toarray(",
             "DataLoader worker",
             "Exception encountered when calling",
+            "return F.",
+            "result = torch.",
             "ward (line",
             "init kernel",
             "init.cc",
@@ -1592,6 +1612,27 @@ mod tests {
         // A step it did not begin is not start-up.
         assert_eq!(
             from_context(&lines("It failed to start training"), oom, &[]),
+            None
+        );
+    }
+
+    #[test]
+    fn torch_nn_s_source_lines_without_their_frames_are_the_forward_pass() {
+        for line in [
+            "    return F.conv2d(input, weight, bias, self.stride,",
+            "    result = torch.relu(input)",
+            "    return F.linear(input, self.weight, self.bias)",
+        ] {
+            assert_eq!(from_traceback(&lines(line)), Some(Phase::Forward), "{line}");
+        }
+        let flush = lines("i got this error with main.py ..\nresult = torch.relu(input)");
+        assert_eq!(
+            from_context(&flush, "RuntimeError: CUDA out of memory.", &[]),
+            Some(Phase::Forward)
+        );
+        // torchvision's transforms are imported as F too: no layer.
+        assert_eq!(
+            from_traceback(&lines("    return F.pad(img, padding)")),
             None
         );
     }
