@@ -385,7 +385,19 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             parsed.memory.requested_bytes = size_at(&c, 2);
             parsed.memory.total_bytes = size_at(&c, 4);
         }
-        if text.contains("OOM when allocating") || text.contains("tensorflow") {
+        // TensorFlow's own words around XLA's: its exception class, the
+        // function graph it names (`{{function_node __inference_train_
+        // function_453721}}`) and its count of a step's errors (`9 root
+        // error(s) found.`). The status `Resource exhausted:` is no mark:
+        // jaxlib before 0.4 raised `RuntimeError: Resource exhausted: ...`.
+        const TENSORFLOW_WORDS: &[&str] = &[
+            "OOM when allocating",
+            "tensorflow",
+            "ResourceExhaustedError",
+            "{{function_node",
+            "root error(s) found",
+        ];
+        if TENSORFLOW_WORDS.iter().any(|w| text.contains(w)) {
             parsed.framework = Framework::TensorFlow;
         }
         // A bare RESOURCE_EXHAUSTED may be a quota or rate limit (gRPC uses
@@ -937,5 +949,13 @@ mod tests {
             e.memory.requested_bytes,
             crate::size::log_figure_to_bytes("20.51", "G")
         );
+        // The same compiler's words raised through TensorFlow.
+        let e = parse("(0) Resource exhausted: {{function_node __inference_train_function_453721}} Compilation failure: Ran out of memory in memory space hbm. Used 16.79G of 7.48G hbm. Exceeded hbm capacity by 9.31G.")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::TensorFlow);
+        // jaxlib's own status in old releases.
+        let e = parse("RuntimeError: Resource exhausted: Ran out of memory in memory space hbm. Used 20.51G of 15.48G hbm.")
+            .expect("an event");
+        assert_eq!(e.framework, Framework::Jax);
     }
 }
