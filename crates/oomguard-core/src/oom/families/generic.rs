@@ -622,7 +622,11 @@ fn names_what_code_handles(before: &str) -> bool {
             r"\b(?:better|improve[sd]?|improving|clearer)\s+(?:the\s+)?(?:error\s+)?(?:report(?:ing|s)?|messages?|handling|detection|logging)\s+(?:about|of|for|on|when)|",
             // An exception type proposed or named for it ("Have a custom
             // Exception for CUDA Out of Memory").
-            r"\b(?:exception|error\s+(?:type|class))e?s?\s+for)",
+            r"\b(?:exception|error\s+(?:type|class))e?s?\s+for|",
+            // A change's title that opens with what the code will do with
+            // the failure ("Report CUDA out of memory errors", "Expose other
+            // errors except `cudaErrorMemoryAllocation` to users.").
+            r"^\W*(?:report|expose|surface|propagate))",
             r"\s+(?:[\w.`'\x22]+\s+){0,3}[\w.`'\x22]*$"
         ))
     });
@@ -1807,6 +1811,27 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_change_that_reports_or_exposes_the_failure_is_no_failure() {
+        for title in [
+            "Report CUDA out of memory errors",
+            "Expose other errors except `cudaErrorMemoryAllocation` to users.",
+        ] {
+            let at = title
+                .find("out of memory")
+                .or_else(|| title.find("cudaError"))
+                .unwrap();
+            assert!(!stands_as_failure(title, at, false), "{title}");
+        }
+        for told in [
+            "Report: CUDA error: out of memory when training",
+            "Bug report CUDA error: out of memory on A100",
+        ] {
+            let at = told.find("out of memory").unwrap();
+            assert!(stands_as_failure(told, at, false), "{told}");
+        }
+    }
 
     #[test]
     fn an_error_s_message_as_a_subject_is_no_failure() {
