@@ -107,7 +107,7 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     // cuda_driver.cc, 2024) puts the status before the driver's code:
     // `from device: RESOURCE_EXHAUSTED: : CUDA_ERROR_OUT_OF_MEMORY`.
     stream_executor: re(
-        r"failed\s*to\s*allocate\s*{SIZE}\s*\((\d+)\s*bytes\)\s*from\s*device\s*:\s*(?:RESOURCE_EXHAUSTED\s*:\s*:?\s*)?(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
+        r"failed\s*to\s*allocate\s*{SIZE}\s*(?:\((\d+)\s*bytes\)\s*)?from\s*device\s*:\s*(?:RESOURCE_EXHAUSTED\s*:\s*:?\s*)?(CUDA_ERROR_OUT_OF_MEMORY|hipError_t\(1002\))",
     ),
     host_alloc: re(
         r"failed\s*to\s*alloc\s*(\d+)\s*bytes\s*on\s*host\s*:\s*CUDA_ERROR_OUT_OF_MEMORY",
@@ -286,8 +286,10 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             DeviceKind::Cuda
         };
         let mut parsed = Parsed::new(framework, kind, message_from(text, &p.stream_executor));
-        parsed.memory.requested_bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
-        parsed.exact_request = true;
+        // hipTensorFlow (2017) printed the size alone, without its bytes.
+        let bytes = c.get(3).and_then(|m| m.as_str().parse().ok());
+        parsed.exact_request = bytes.is_some();
+        parsed.memory.requested_bytes = bytes.or_else(|| size_at(&c, 1));
         parsed.kind = PartKind::Preliminary;
         parsed.facts.kind = EventKind::PoolReservation;
         return Some(parsed);
@@ -809,6 +811,12 @@ mod tests {
         let e = parse("E C:\\tf_jenkins\\home\\workspace\\rel-win\\M\\windows-gpu\\PY\\35\\tensorflow\\stream_executor\\cuda\\cuda_driver.cc:924] failed to allocate 2.44G (2617515264 bytes) from device: CUDA_ERROR_OUT_OF_MEMORY")
             .expect("an event");
         assert_eq!(e.memory.requested_bytes, Some(2617515264));
+        // hipTensorFlow's line without the bytes: the size as printed.
+        let e = parse("mnist.py: failed to allocate 8.00G from device: hipError_t(1002)")
+            .expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Rocm);
+        assert!(e.facts.pool_reservation());
+        assert_eq!(e.memory.requested_bytes, Some(8 << 30));
     }
 
     #[test]
