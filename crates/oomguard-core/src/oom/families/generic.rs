@@ -535,6 +535,21 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
     !says_fallback(text)
 }
 
+/// How a line that names the failure at `at` stands: printed by the
+/// program, or the reporter's question about it ("unable to allocate buffer
+/// on vulkan?"): a sentence that runs from the failure to a question mark,
+/// off any log level, is the reporter's words telling of the failure, which
+/// give way to the error pasted under them. Runtimes end no error line with
+/// a question mark.
+fn printed_or_asked(text: &str, at: usize, error_level: bool) -> PartKind {
+    let ends = text[at..].find(['.', '!', '?', '\n']).map(|i| at + i);
+    if !error_level && ends.is_some_and(|e| text[e..].starts_with('?')) {
+        PartKind::Reported
+    } else {
+        PartKind::Primary
+    }
+}
+
 /// True when the phrase at `at` sits in a yes-or-no question: a sentence
 /// that opens with an auxiliary ("Is this error an out of memory error?",
 /// "Does it run out of memory with SDXL?") and ends with a question mark
@@ -783,7 +798,7 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
     }
     let (at, kind) = match found {
         Some(m) if stands_as_failure(text, m.start(), error_level) => {
-            (m.start(), PartKind::Primary)
+            (m.start(), printed_or_asked(text, m.start(), error_level))
         }
         _ => (
             reported_in_prose(text).or_else(|| reported_in_cjk(text))?,
@@ -2638,6 +2653,23 @@ mod tests {
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_question_tells_of_the_failure_it_asks_about() {
+        for text in [
+            "unable to allocate buffer on vulkan?",
+            "Failed to allocate memory on a 24GB card?",
+        ] {
+            let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(p.kind, PartKind::Reported, "{text}");
+        }
+        // A quoted error inside a sentence that ends in a question is the
+        // error; so is a line at a log's error level.
+        let text = "I'm getting an \"Error allocating 45158400 bytes of device memory (out of memory). Driver report 44666880 bytes free\". Maybe 512mb is too little?";
+        assert_eq!(parse_line(text).map(|p| p.kind), Some(PartKind::Primary));
+        let logged = parse("failed to allocate buffer?", true).map(|p| p.kind);
+        assert_eq!(logged, Some(PartKind::Primary));
     }
 
     #[test]
