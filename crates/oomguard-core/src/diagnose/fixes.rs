@@ -762,12 +762,13 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
     }
     if event.facts.shm_full {
         // DataLoader workers hand batches to the main process through
-        // shared memory (torch.multiprocessing); a container's /dev/shm is
-        // its own size (Docker: 64 MB unless --shm-size or --ipc=host).
+        // shared memory (torch.multiprocessing), NCCL and MPI keep their
+        // intra-node buffers there; a container's /dev/shm is its own size
+        // (Docker: 64 MB unless --shm-size or --ipc=host).
         v.push(fix(
             FixId::RaiseShmSize,
             "Give /dev/shm more room",
-            "The DataLoader's workers pass every batch through shared memory, which a container sizes apart from its RAM (64 MB by default under Docker). Raise it, or share through files instead.",
+            "DataLoader workers pass every batch through shared memory, and NCCL and MPI keep their buffers between processes there; a container sizes it apart from its RAM (64 MB by default under Docker). Raise it, or let the DataLoader share through files instead.",
             Some("docker run --shm-size=8g ...   # or --ipc=host\ndf -h /dev/shm\ntorch.multiprocessing.set_sharing_strategy('file_system')".into()),
         ));
     }

@@ -76,6 +76,10 @@ pub(crate) fn refine(
     if parsed.framework == Framework::TensorFlow {
         super::families::tensorflow_jax::device_from_node_lines(after, parsed);
     }
+    if matches!(parsed.framework, Framework::TensorFlow | Framework::Jax) {
+        super::families::tensorflow_jax::device_from_allocator_lines(before, after, parsed);
+    }
+    shared_memory_named(before, text, after, parsed);
     if parsed.device.kind == DeviceKind::Unknown && !parsed.facts.oom_killer() {
         let next = &after[..after.len().min(NAMING_LINES)];
         let names = |re: &Regex| around(re) || then(re) || next.iter().any(|l| re.is_match(l));
@@ -84,6 +88,44 @@ pub(crate) fn refine(
         } else if names(&APPLE_GPU) && !names(&NVIDIA_GPU) {
             parsed.device.kind = DeviceKind::Mps;
         }
+    }
+}
+
+/// Shared memory named as what ran out: the tmpfs at `/dev/shm` (POSIX
+/// segments: UCX's `Please check that /dev/shm ... has more available
+/// memory`), System V segments (`shmget(...) failed: No space left on
+/// device, please check shared memory limits by 'ipcs -l'`), or a hint that
+/// blames it (`insufficient shared memory`, `out of shared memory`). A
+/// command line that sizes it (`--shm-size`) names nothing that ran out.
+static SHARED_MEMORY_RAN_OUT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"(?i)/dev/shm\b|\bshmget\b|shared memory limits|(?:insufficient|out of) shared memory",
+    )
+    .expect("pattern compiles")
+});
+
+/// Lines on each side of a failure read for the shared memory it names.
+const SHM_LINES: usize = 2;
+
+/// A failure off any GPU whose line, or a line next to it, names shared
+/// memory as what ran out filled host shared memory (a tmpfs or the
+/// kernel's segment limits, sized apart from RAM), whichever runtime
+/// reported it.
+fn shared_memory_named(before: &[String], text: &str, after: &[String], parsed: &mut Parsed) {
+    let near = before
+        .iter()
+        .rev()
+        .take(SHM_LINES)
+        .chain(after.iter().take(SHM_LINES));
+    let named = SHARED_MEMORY_RAN_OUT.is_match(text)
+        || near.clone().any(|l| SHARED_MEMORY_RAN_OUT.is_match(l));
+    let on_host = matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cpu);
+    if !named || !on_host || parsed.facts.shared_memory().is_some() {
+        return;
+    }
+    parsed.facts.shm_full = true;
+    if parsed.device.kind == DeviceKind::Unknown {
+        parsed.device.kind = DeviceKind::Cpu;
     }
 }
 
@@ -543,6 +585,36 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn shared_memory_named_next_to_a_failure_is_what_filled() {
+        let raw = "UCX  ERROR failed to allocate 4208440835 bytes using md posix: Out of memory";
+        let shm = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            raw,
+            "mm_posix.c:88   UCX  ERROR Not enough memory to write total of 4208440835 bytes. Please check that /dev/shm or the directory you specified has more available memory.",
+        );
+        assert!(shm.facts.shm_full);
+        assert_eq!(shm.device.kind, DeviceKind::Cpu);
+        // A command that sizes shared memory names nothing that ran out,
+        // and a GPU's failure keeps its device.
+        let sized = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            raw,
+            "docker run --shm-size 1g image",
+        );
+        assert!(!sized.facts.shm_full);
+        let gpu = refined(
+            Framework::PyTorch,
+            DeviceKind::Cuda,
+            "CUDA out of memory.",
+            "ls /dev/shm",
+        );
+        assert_eq!(gpu.device.kind, DeviceKind::Cuda);
+        assert!(!gpu.facts.shm_full);
     }
 
     #[test]

@@ -1282,6 +1282,21 @@ mod tests {
     }
 
     #[test]
+    fn zsh_s_job_report_is_a_kill_after_its_job_number_is_read_as_a_tag() {
+        for text in [
+            "[1]    29982 killed     python pmf2.py\n",
+            "[2]    4711 killed     python train.py --fp16\n",
+        ] {
+            let (events, _) = scan(text);
+            assert_eq!(events.len(), 1, "{text}");
+            assert!(events[0].facts.oom_killer(), "{text}");
+        }
+        assert!(scan("[1]    29982 done       python pmf2.py\n")
+            .0
+            .is_empty());
+    }
+
+    #[test]
     fn a_failure_at_the_top_reads_the_report_under_it_for_its_cause() {
         let text = "Out of memory error on GPU 0. Cannot allocate 182.531494MB memory on GPU 0, 22.313599GB memory has been allocated and available memory is only 69.937500MB.
 

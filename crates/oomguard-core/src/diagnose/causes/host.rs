@@ -28,6 +28,30 @@ pub(super) fn host(r: &mut Ranking, event: &OomEvent) {
     );
 }
 
+/// Shared memory filled: a tmpfs (`/dev/shm`) or the kernel's System V
+/// segment limits, each sized apart from RAM (Docker gives a container a
+/// 64 MB /dev/shm unless `--shm-size` or `--ipc=host`; docs.docker.com,
+/// `docker run --shm-size`): the size set for it, not the machine's RAM,
+/// ran out first.
+pub(super) fn shared_memory_full(r: &mut Ranking) {
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.9,
+        "shared memory ran out: /dev/shm (or the System V segment limits) is sized apart from RAM, 64 MB in a Docker container by default, and filled before the machine's memory did",
+        Some("df -h /dev/shm (and ipcs -lm for System V segments) while it runs: Use% at 100 means the shared-memory size, not RAM"),
+    );
+    r.limit(
+        CauseId::HostMemory,
+        0.7,
+        "though shared memory has a size of its own, below the RAM",
+    );
+    r.limit(
+        CauseId::BatchTooLarge,
+        0.4,
+        "a smaller batch only shrinks what each worker passes through shared memory",
+    );
+}
+
 fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
     let evidence = if event.facts.compiling {
         format!(
@@ -391,6 +415,19 @@ mod tests {
         ggml_host_buffer(&mut r, &e);
         assert!(r.score(CauseId::InvalidSize).is_none());
         assert_eq!(r.top(), Some(CauseId::KvCache));
+    }
+
+    #[test]
+    fn full_shared_memory_is_its_size_not_the_ram() {
+        let mut e = event(Framework::Other, MemoryFigures::default());
+        e.device.kind = crate::oom::DeviceKind::Cpu;
+        e.message = "UCX ERROR failed to allocate 4259952 bytes using md sysv for mm_recv_desc: Out of memory".into();
+        let mut r = Ranking::new();
+        host(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        shared_memory_full(&mut r);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert!(r.score(CauseId::HostMemory).is_some_and(|s| s <= 0.7));
     }
 
     #[test]

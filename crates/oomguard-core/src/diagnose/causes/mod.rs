@@ -176,6 +176,9 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if event.facts.oom_killer() || event.device.kind == DeviceKind::Cpu {
         host::host(r, event);
     }
+    if event.facts.shm_full {
+        host::shared_memory_full(r);
+    }
     host::system_memory_check(r, event);
     host::ggml_host_buffer(r, event);
     host::pinned_host_alloc(r, event);

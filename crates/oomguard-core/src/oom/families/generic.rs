@@ -313,6 +313,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // SIGKILL`. A progress bar that never ended its line (tqdm's
         // `7/8 [00:12<00:01,  1.84s/it]`) may come first.
         r"(?:^\s*|(?:it/s|s/it)\]\s*)(?:\[\d+\]\s*[+-]?|\w*sh:)\s+(?:\d+\s+)?(?:Killed|killed)\s+\S|",
+        // zsh's job report once a log reader took its `[1]` for a tag: the
+        // pid, then `killed` padded to its column.
+        r"^\s*\d+\s+killed\s{2,}\S|",
         r"terminated\s*by\s*signal\s*SIGKILL"
     )),
     // A launcher or runner reporting its child's SIGKILL: torchrun

@@ -578,6 +578,50 @@ pub(crate) fn device_from_node_lines(after: &[String], parsed: &mut Parsed) {
     }
 }
 
+/// Lines around an XLA or TensorFlow error read for the allocator that
+/// refused it.
+const ALLOCATOR_LINES: usize = 6;
+
+/// Fills the device of a TensorFlow or JAX error that names none from the
+/// BFC allocator's own lines a few lines around it: the allocator is named
+/// for its device (`Allocator (GPU_0_bfc) ran out of memory trying to
+/// allocate 3.37GiB`, tsl/framework/bfc_allocator.cc), also when it logs a
+/// retry as no failure before JAX raises `RESOURCE_EXHAUSTED: Out of memory
+/// while trying to allocate N bytes`.
+pub(crate) fn device_from_allocator_lines(
+    before: &[String],
+    after: &[String],
+    parsed: &mut Parsed,
+) {
+    static ALLOCATOR: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\bAllocator \((GPU|CPU)_(\d+)_bfc\)|\bby allocator (GPU|CPU)_(\d+)_bfc\b")
+            .expect("pattern compiles")
+    });
+    if parsed.device.kind != DeviceKind::Unknown {
+        return;
+    }
+    let near = before
+        .iter()
+        .rev()
+        .take(ALLOCATOR_LINES)
+        .chain(after.iter().take(ALLOCATOR_LINES));
+    let Some(c) = near.filter_map(|l| ALLOCATOR.captures(l)).next() else {
+        return;
+    };
+    let (kind, index) = match (c.get(1).or(c.get(3)), c.get(2).or(c.get(4))) {
+        (Some(k), Some(i)) => (k.as_str(), i.as_str()),
+        _ => return,
+    };
+    parsed.device.kind = if kind == "GPU" {
+        DeviceKind::Cuda
+    } else {
+        DeviceKind::Cpu
+    };
+    if parsed.device.index.is_none() {
+        parsed.device.index = index.parse().ok();
+    }
+}
+
 fn tf_device(text: &str, parsed: &mut Parsed) {
     if let Some(c) = P.tf_device.captures(text) {
         let name = c.get(1).or(c.get(2)).map_or("", |m| m.as_str());
@@ -853,6 +897,23 @@ mod tests {
         device_from_node_lines(&logged, &mut indexless);
         assert_eq!(indexless.device.kind, DeviceKind::Cuda);
         assert_eq!(indexless.device.index, Some(1));
+    }
+
+    #[test]
+    fn the_allocator_s_lines_around_an_xla_error_name_its_device() {
+        let mut e = parse("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while trying to allocate 3199993600 bytes.")
+            .expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Unknown);
+        let after = vec![
+            String::new(),
+            "2025-05-18 21:59:55.086788: W external/xla/xla/tsl/framework/bfc_allocator.cc:310] Allocator (GPU_1_bfc) ran out of memory trying to allocate 3.37GiB with freed_by_count=0. The caller indicates that this is not a failure".to_string(),
+        ];
+        let mut unnamed = e.clone();
+        device_from_allocator_lines(&[], &after, &mut e);
+        assert_eq!((e.device.kind, e.device.index), (DeviceKind::Cuda, Some(1)));
+        // Nothing near names an allocator: the device stays unknown.
+        device_from_allocator_lines(&[], &[], &mut unnamed);
+        assert_eq!(unnamed.device.kind, DeviceKind::Unknown);
     }
 
     #[test]

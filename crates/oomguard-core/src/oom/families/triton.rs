@@ -44,9 +44,17 @@ struct Patterns {
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    key: re(r"out\s*of\s*resource\s*:\s*shared\s*memory"),
+    // The resource by its name, or by the Inductor kernel that ran out of
+    // it (`out of resource: triton_per_fused_add_7` then `Required: 327768
+    // Hardware limit:232448`, as torch.compile's Triton build words it;
+    // Inductor names its kernels `triton_poi_`, `triton_per_`, `triton_red_`).
+    // Other resources (`threads`) are no memory.
+    key: re(concat!(
+        r"out\s*of\s*resource\s*:\s*shared\s*memory|",
+        r"out\s*of\s*resource\s*:\s*triton_\w+[\s\S]{0,400}?Required\s*:\s*\d+\s*,?\s*Hardware\s*limit"
+    )),
     figures: re(
-        r"out\s*of\s*resource\s*:\s*shared\s*memory\s*,\s*Required\s*:\s*(\d+)\s*,\s*Hardware\s*limit(?:ation)?\s*:\s*(\d+)",
+        r"out\s*of\s*resource\s*:[\s\S]{0,400}?Required\s*:\s*(\d+)\s*,?\s*Hardware\s*limit(?:ation)?\s*:\s*(\d+)",
     ),
     // A torch logging record's compile id (`[0/0]`, `[2/1_1]`) before the
     // words: Inductor's select_algorithm.py logging a skipped candidate.
@@ -134,6 +142,14 @@ mod tests {
         assert!(wrapped
             .message
             .starts_with("torch._inductor.exc.InductorError: "));
+        // The kernel named for the resource, its figures on the next line.
+        let kernel = parse("OutOfMemoryError: out of resource: triton_per_fused_add_div_7\nRequired: 327768 Hardware limit:232448 Reducing block sizes or `num_stages` may help.").expect("an event");
+        let shm = kernel.facts.shared_memory().copied().expect("facts");
+        assert_eq!(
+            (shm.required_bytes, shm.limit_bytes),
+            (Some(327_768), Some(232_448))
+        );
+        assert!(parse("RuntimeError: out of resource: quota exceeded").is_none());
         let bare = parse("out of resource: shared memory, Required: 98304, Hardware limit: 65536.")
             .expect("an event");
         let spelled = parse("triton.runtime.errors.OutOfResources: out of resource: shared memory, Required: 163842, Hardware limitation: 101376. reducing the block size or `num_stages` may help").expect("an event");
