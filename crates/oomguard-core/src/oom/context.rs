@@ -259,7 +259,10 @@ const NOTEBOOK: &str = r"Cell In ?\[\d*\]|<ipython-input-|ipykernel_\d+|in <cell
 const BATCH_OF_ONE: &str = concat!(
     r#"(?i:\b(?:micro_|per_device_\w*|train_micro_)?batch[ _-]?size\w*"?\s*(?:=|:|is|was|of|to|as|set to)?\s*"#,
     r"1(?:$|[^.\d]|\.(?:$|\D))|\bbs[ =]1(?:$|[^.\d]|\.(?:$|\D))|",
-    r"(?:--n_samples|\bnum_images_per_prompt)\s*[= ]\s*1(?:$|[^.\d]))",
+    r"(?:--n_samples|\bnum_images_per_prompt)\s*[= ]\s*1(?:$|[^.\d])|",
+    // The number before the words ("to train the model with 1 batch
+    // size"), or spelled out ("a batch size of one").
+    r"(?:^|[^.\d])\b1 batch[ _-]size\b|\bbatch[ _-]size (?:of |is |was )?one\b)",
 );
 
 /// Words that say a batch of one runs ("There's no error when the batch
@@ -1115,6 +1118,8 @@ mod tests {
             "bs=1",
             "\"train_micro_batch_size_per_gpu\": 1,",
             "per_device_train_batch_size=1,",
+            "I used 8 GPUs to train the model with 1 batch size.",
+            "even with a batch size of one",
             " --precision full --device cuda --bf16 --n_samples 1",
             "pipe(prompt, num_images_per_prompt=1)",
         ] {
@@ -1125,6 +1130,8 @@ mod tests {
             "batch size 128",
             "batch_size = 1.5",
             "--n_samples 12",
+            "Parallel:1 BatchSize:512",
+            "0.1 batch size",
         ] {
             assert!(around(words).batch_of_one.is_none(), "{words}");
         }

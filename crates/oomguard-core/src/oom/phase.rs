@@ -2309,6 +2309,11 @@ mod tests {
             node("\t [[Node: embeddings/Adam/Initializer/zeros = Const[dtype=DT_FLOAT]()]]"),
             Some(Phase::ModelLoad)
         );
+        // So does the constant a variable starts from.
+        assert_eq!(
+            node("\t [[Node: Variable_10/initial_value = Const[dtype=DT_FLOAT]()]]"),
+            Some(Phase::ModelLoad)
+        );
         // GPT-2's sampling loop generates; a decoder's loop may train.
         assert_eq!(
             node("\t [[{{node sample_sequence/while/concat}}]]"),

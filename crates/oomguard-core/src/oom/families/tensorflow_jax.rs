@@ -712,10 +712,12 @@ fn phase_of_kernel_file(file: &str) -> Option<Phase> {
 pub(crate) fn phase_of_node(op: &str) -> Option<Phase> {
     if op.contains("Grad") || op.contains("gradient") {
         Some(Phase::Backward)
-    } else if op.contains("Initializer") {
+    } else if op.contains("Initializer") || op.contains("/initial_value") {
         // Initializers run when the variables are created, an optimizer's
         // slots too (`embeddings/Adam/Initializer/zeros`, TF 1's
-        // slot_creator): before any step.
+        // slot_creator), and so does the constant a variable starts from
+        // (`Variable_10/initial_value`, tf.Variable's own scope in
+        // ops/variables.py): before any step.
         Some(Phase::ModelLoad)
     } else if optimizer_op(op) {
         Some(Phase::OptimizerStep)
