@@ -254,7 +254,7 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
 /// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
 pub(crate) fn device_index(text: &str) -> Option<u32> {
     static IDX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:\bGPU\s*=?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:GPU:|GPU_)(\d{1,3})(?-u:\b)")
+        Regex::new(r"(?:\bGPU\s*[=#]?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:GPU:|GPU_)(\d{1,3})(?-u:\b)")
             .expect("pattern compiles")
     });
     IDX.captures(text)?.get(1)?.as_str().parse().ok()
@@ -316,6 +316,11 @@ mod tests {
             ("device:GPU:0", Some(0)),
             // Paddle's Chinese message runs the next word on.
             ("GPU 0上出现内存不足错误", Some(0)),
+            // fairseq's trainer after catching the OOM.
+            (
+                "| WARNING: ran out of memory on GPU #2, skipping batch",
+                Some(2),
+            ),
             ("no device here", None),
         ] {
             assert_eq!(device_index(text), want, "{text}");

@@ -229,6 +229,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             message_from(text, &p.thc),
         );
         parsed.facts.pytorch_era = Some(PyTorchEra::Thc);
+        // THC names no device; a trainer's line joined to it may (fairseq's
+        // `| WARNING: ran out of memory on GPU #2, skipping batch`).
+        parsed.device.index = device_index(text);
         return Some(parsed);
     }
     if let Some(c) = p.cuda_error.captures(text) {
@@ -581,6 +584,21 @@ fn mps_buffer_limit(text: &str) -> Option<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn thc_s_failure_takes_the_device_a_trainer_s_line_joined_to_it_names() {
+        let thc = "THCudaCheck FAIL file=/pytorch/torch/lib/THC/generic/THCStorage.cu line=58 error=2 : out of memory";
+        let alone = parse(thc).expect("an event");
+        assert_eq!(
+            (alone.device.kind, alone.device.index),
+            (DeviceKind::Cuda, None)
+        );
+        let joined = parse(&format!(
+            "{thc} | WARNING: ran out of memory on GPU #2, skipping batch"
+        ))
+        .expect("an event");
+        assert_eq!(joined.device.index, Some(2));
+    }
 
     #[test]
     fn the_mps_allocator_refuses_a_buffer_above_metal_s_largest() {
