@@ -820,7 +820,7 @@ static TIED_RULES: LazyLock<Vec<(Phase, Regex)>> = LazyLock::new(|| {
             // first step, not reading data.
             // A diffusion pipeline's last step, the VAE decoding the latents
             // to pixels ("OOM error during VAE decode"), is its generation.
-            r"(?:generat(?:ing|ion)\b|generate\(|chat(?:ting|\(\))?\b|sampling\b|decoding\b|prompt\s+(?:reading|processing|eval\w*)\b|vae[ _-]?decod\w*)",
+            r"(?:generat(?:ing|ion)\b|generate(?:\(|\s+(?:an?|the|some|my|\d+)\s+(?:\w+\s+)?(?:images?|pictures?|videos?|text|tokens?|responses?|answers?|samples?)\b)|chat(?:ting|\(\))?\b|sampling\b|decoding\b|prompt\s+(?:reading|processing|eval\w*)\b|vae[ _-]?decod\w*)",
         ),
         // Data before weights: "loading the dataset" is not the model's.
         (
@@ -1856,6 +1856,22 @@ mod tests {
                 "{sentence}"
             );
         }
+        // The verb with what it makes ("when I try to generate an image,
+        // this error appears"); the verb alone is no phase.
+        assert_eq!(
+            phase(
+                "it started today when I try to generate an image, this error appears",
+                "torch.cuda.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::Generation)
+        );
+        assert_ne!(
+            phase(
+                "the error appears when I try to generate the config file",
+                "torch.cuda.OutOfMemoryError: CUDA out of memory."
+            ),
+            Some(Phase::Generation)
+        );
         // What could not be done ties its phase.
         assert_eq!(
             phase(
