@@ -333,6 +333,14 @@ static OLLAMA_NAMED: LazyLock<Regex> =
 static VLLM_NAMED: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i:(?-u:\b)vllm(?-u:\b))").expect("pattern compiles"));
 
+/// llama.cpp, or an app that runs it (LM Studio, KoboldCpp, whisper.cpp on
+/// the same ggml), by its name as reports write it (`llama.cpp`,
+/// `llama-cpp`, `llama_cpp`, `llama-cpp-python`).
+static LLAMA_CPP_NAMED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:(?-u:\b)(?:llama[.\-_]?cpp|lm[ -]?studio|koboldcpp|whisper\.cpp)(?-u:\b))")
+        .expect("pattern compiles")
+});
+
 /// vLLM started by its own command or module (`vllm serve MODEL`, `python -m
 /// vllm.entrypoints.openai.api_server`) in the lines above an error no
 /// parser attributed: the engine printed it.
@@ -472,6 +480,11 @@ fn framework_of(
     }
     if around(&VLLM_STARTED) {
         return Some(Framework::Vllm);
+    }
+    // The same for llama.cpp and the apps on it ("CUDA OOM ... before
+    // running llama-cpp"), whose events are llama.cpp's as Ollama's are.
+    if told && around_or_then(&LLAMA_CPP_NAMED) {
+        return Some(Framework::LlamaCpp);
     }
     // Runtimes that word their own errors keep them: CTranslate2's (`CUDA
     // failed with error out of memory`, its `CUDA_CHECK` in src/cuda/utils.h;
@@ -824,6 +837,31 @@ mod tests {
         let raw = told.message.clone();
         refine(&raw, &[], &raw, &[], &mut told);
         assert_eq!(told.framework, Framework::Vllm);
+        // llama.cpp and the apps on it, named by a report; a printed error
+        // keeps its own software.
+        for (message, want) in [
+            (
+                "LM Studio 0.2.22 running out of memory with context sizes larger than 56k",
+                Framework::LlamaCpp,
+            ),
+            (
+                "CUDA OOM with llama-cpp-python on 2x3090",
+                Framework::LlamaCpp,
+            ),
+            ("CUDA OOM with my own server on 2x3090", Framework::Other),
+        ] {
+            let mut told = Parsed::new(Framework::Other, DeviceKind::Unknown, message.into());
+            told.kind = PartKind::Title;
+            refine(message, &[], message, &[], &mut told);
+            assert_eq!(told.framework, want, "{message}");
+        }
+        let printed = refined(
+            F::Other,
+            D::Cuda,
+            "CUDA error: out of memory",
+            "pip install llama-cpp-python",
+        );
+        assert_eq!(printed.framework, F::Other);
     }
 
     #[test]
