@@ -662,6 +662,17 @@ fn corpus_fresh24() {
     run_cases("oom/corpus_fresh24.jsonl");
 }
 
+/// A twenty-fifth unseen set of 52 real texts (38 OOM, 14 misleading):
+/// LLM fine-tuning and serving of 2023-2026 (PEFT, TRL, Unsloth, vLLM,
+/// SGLang, llama.cpp), speech, vision and diffusion, and older stacks
+/// (Theano, CNTK, Caffe2, MXNet, RAPIDS, ITEX, MIOpen, darknet, Ray and
+/// Kubernetes kills). Labelled from each thread before the tool read it.
+/// Every third row is `heldout`; rows that still fail are marked `known_gap`.
+#[test]
+fn corpus_fresh25() {
+    run_cases("oom/corpus_fresh25.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
