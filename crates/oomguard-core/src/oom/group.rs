@@ -198,14 +198,42 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 /// quote of it cut short with an ellipsis (`Tried to allocate...` in a
 /// report's words, the whole error pasted under it).
 fn opened_by(event: &OomEvent, parsed: &Parsed) -> bool {
-    let heading = event
-        .message
-        .trim()
+    let heading = quoted_heading(&event.message)
         .trim_end_matches(['.', '\u{2026}'])
         .trim_end();
-    !heading.is_empty()
-        && parsed.message.len() > heading.len()
-        && parsed.message.starts_with(heading)
+    let (heading, message) = (squeezed(heading), squeezed(&parsed.message));
+    !heading.is_empty() && message.len() > heading.len() && message.starts_with(&heading)
+}
+
+/// The words a report quotes at its start ("“RuntimeError：CUDA out of
+/// memory”， I had set the batch to 4"): the error it names, without the
+/// sentence around it. Text that opens with no quote mark is all heading.
+fn quoted_heading(message: &str) -> &str {
+    let text = message.trim();
+    let Some(open) = text.chars().next().filter(|c| "\"'`“‘「".contains(*c)) else {
+        return text;
+    };
+    let close = match open {
+        '“' => '”',
+        '‘' => '’',
+        '「' => '」',
+        other => other,
+    };
+    let inner = &text[open.len_utf8()..];
+    inner.find(close).map_or(text, |end| &inner[..end])
+}
+
+/// Text without white space, with the full-width colon and comma CJK
+/// reports type read as ASCII: the same words however they were spaced.
+fn squeezed(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_whitespace())
+        .map(|c| match c {
+            '：' => ':',
+            '，' => ',',
+            other => other,
+        })
+        .collect()
 }
 
 /// Keras's own line over an error it re-raises from a layer's call.
@@ -655,6 +683,26 @@ fn figures_signature(parsed: &Parsed) -> Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quoted_heading_opens_the_message_it_names() {
+        assert_eq!(
+            quoted_heading("“RuntimeError：CUDA out of memory”， I had set train.batch_size to 4"),
+            "RuntimeError：CUDA out of memory"
+        );
+        assert_eq!(
+            quoted_heading("`CUDA out of memory` again"),
+            "CUDA out of memory"
+        );
+        assert_eq!(quoted_heading("CUDA out of memory"), "CUDA out of memory");
+        // An open quote that never closes leaves the text whole.
+        assert_eq!(
+            quoted_heading("\"CUDA out of memory"),
+            "\"CUDA out of memory"
+        );
+        assert!(squeezed("RuntimeError：CUDA out of memory")
+            .starts_with(&squeezed("RuntimeError: CUDA out of memory")));
+    }
 
     /// Signatures compare as their texts did, and only a signature of words
     /// stands for no figures.

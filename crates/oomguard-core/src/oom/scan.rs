@@ -1282,6 +1282,21 @@ mod tests {
     }
 
     #[test]
+    fn a_report_that_opens_on_the_quoted_error_is_the_error_pasted_under_it() {
+        let text = concat!(
+            "“RuntimeError：CUDA out of memory”， I had set train.batch_size to very small like 4， but the problem still existed.\n",
+            "Traceback (most recent call last):\n",
+            "  File \"bin/main.py\", line 141, in train\n",
+            "    loss.backward()\n",
+            "RuntimeError: CUDA out of memory. Tried to allocate 88.00 MiB (GPU 0; 7.93 GiB total capacity; 7.09 GiB already allocated; 12.56 MiB free; 7.34 GiB reserved in total by PyTorch)\n",
+        );
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 5);
+        assert_eq!(events[0].memory.requested_bytes, Some(88 << 20));
+    }
+
+    #[test]
     fn zsh_s_job_report_is_a_kill_after_its_job_number_is_read_as_a_tag() {
         for text in [
             "[1]    29982 killed     python pmf2.py\n",
