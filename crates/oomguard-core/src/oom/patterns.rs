@@ -254,7 +254,7 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
 /// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
 pub(crate) fn device_index(text: &str) -> Option<u32> {
     static IDX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:\bGPU\s*[=#]?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:GPU:|GPU_)(\d{1,3})(?-u:\b)")
+        Regex::new(r"(?:\bGPU\s*[=#]?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:[GX]PU:|GPU_|\bcuda_gpu_id:\s*)(\d{1,3})(?-u:\b)")
             .expect("pattern compiles")
     });
     IDX.captures(text)?.get(1)?.as_str().parse().ok()
@@ -321,6 +321,13 @@ mod tests {
                 "| WARNING: ran out of memory on GPU #2, skipping batch",
                 Some(2),
             ),
+            // TensorFlow's device name for an Intel GPU (ITEX), and Caffe2's
+            // device option.
+            (
+                "on /job:localhost/replica:0/task:0/device:XPU:1 by allocator",
+                Some(1),
+            ),
+            ("device_option { device_type: 1 cuda_gpu_id: 3 }", Some(3)),
             ("no device here", None),
         ] {
             assert_eq!(device_index(text), want, "{text}");
