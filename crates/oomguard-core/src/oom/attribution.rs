@@ -112,15 +112,18 @@ const SHM_LINES: usize = 2;
 /// kernel's segment limits, sized apart from RAM), whichever runtime
 /// reported it.
 fn shared_memory_named(before: &[String], text: &str, after: &[String], parsed: &mut Parsed) {
-    let near = before
+    let on_host = matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cpu);
+    if !on_host || parsed.facts.shared_memory().is_some() {
+        return;
+    }
+    let mut near = before
         .iter()
         .rev()
         .take(SHM_LINES)
         .chain(after.iter().take(SHM_LINES));
-    let named = SHARED_MEMORY_RAN_OUT.is_match(text)
-        || near.clone().any(|l| SHARED_MEMORY_RAN_OUT.is_match(l));
-    let on_host = matches!(parsed.device.kind, DeviceKind::Unknown | DeviceKind::Cpu);
-    if !named || !on_host || parsed.facts.shared_memory().is_some() {
+    let named =
+        SHARED_MEMORY_RAN_OUT.is_match(text) || near.any(|l| SHARED_MEMORY_RAN_OUT.is_match(l));
+    if !named {
         return;
     }
     parsed.facts.shm_full = true;

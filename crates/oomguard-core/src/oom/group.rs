@@ -172,25 +172,24 @@ fn devices_fit(a: &Device, b: &Device) -> bool {
 /// `Exception encountered when calling layer "dense" (type Dense).`).
 fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
-    let window = if opened_by(event, parsed) {
-        TRACEBACK_LINES
-    } else {
-        FOLLOW_UP_LINES
-    };
     let same_software = event.framework == parsed.framework
         || event.framework == Framework::Other
         || keras_wrapper(event);
     let kind_fits = parsed.facts.kind == EventKind::Allocation
         || event.facts.kind == EventKind::Allocation
         || parsed.facts.kind == event.facts.kind;
+    let gap = line.saturating_sub(pending.last_line);
+    // The heading's comparison, the one that copies text, comes last: a
+    // log dense with failures reaches it only for a bare heading.
     pending.kind == PartKind::Primary
         && event.memory.is_empty()
         && !parsed.memory.is_empty()
         && parsed.kind != PartKind::Reported
-        && line.saturating_sub(pending.last_line) <= window
+        && gap <= TRACEBACK_LINES
         && same_software
         && devices_fit(&parsed.device, &event.device)
         && kind_fits
+        && (gap <= FOLLOW_UP_LINES || opened_by(event, parsed))
 }
 
 /// True when the pending event's whole message is how this part's message
