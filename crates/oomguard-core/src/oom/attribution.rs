@@ -346,9 +346,12 @@ static LLAMA_CPP_NAMED: LazyLock<Regex> = LazyLock::new(|| {
 
 /// vLLM started by its own command or module (`vllm serve MODEL`, `python -m
 /// vllm.entrypoints.openai.api_server`) in the lines above an error no
-/// parser attributed: the engine printed it.
+/// parser attributed, or its own allocator's source (`csrc/cumem_allocator.cpp`,
+/// the CUDA virtual-memory pool behind its sleep mode, which reports `Cuda
+/// error: out of memory at .../cumem_allocator.cpp: 62`): the engine printed it.
 static VLLM_STARTED: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\bvllm\s+serve\b|\bvllm\.entrypoints\b").expect("pattern compiles")
+    Regex::new(r"\bvllm\s+serve\b|\bvllm\.entrypoints\b|\bcumem_allocator\.cpp\b")
+        .expect("pattern compiles")
 });
 
 /// TensorFlow's own words: its status class (`ResourceExhaustedError`,
@@ -798,6 +801,13 @@ mod tests {
                 "CUDA error: out of memory",
                 "OLLAMA_NUM_PARALLEL=4 OLLAMA_FLASH_ATTENTION=1",
                 F::LlamaCpp,
+            ),
+            // vLLM's own allocator (its sleep mode's pool) names vLLM.
+            (
+                D::Cuda,
+                "Runtime Error: Cuda error: out of memory at /workspace/csrc/cumem_allocator.cpp: 62",
+                "",
+                F::Vllm,
             ),
             // llama.cpp's KV-cache error, relayed by an app on it.
             (

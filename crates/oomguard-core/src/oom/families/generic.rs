@@ -281,6 +281,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // Ray's raylet summing up its monitor's kills (node_manager.cc: `1
         // Workers (tasks / actors) killed due to memory pressure (OOM)`).
         r"(?:^|\D)[1-9]\d*\s*workers\s*\(tasks\s*/\s*actors\)\s*killed\s*due\s*to\s*memory\s*pressure|",
+        // The same line cut before its count (an issue's title) or wrapped
+        // inside `(tasks /` and `actors)`: its own `(OOM)` marks it.
+        r"^\W*(?:actors\)\s*)?killed\s*due\s*to\s*memory\s*pressure\s*\(OOM\)|",
         // The monitor's full report of one kill (`... which exceeds the
         // memory usage threshold of 0.95. Ray killed this worker (ID: ...)
         // because it was the most recently scheduled task`).
@@ -2195,6 +2198,9 @@ mod tests {
             ("=>> PBS: job killed: mem 8421340kb exceeded limit 8388608kb", job),
             ("ray.exceptions.OutOfMemoryError: Task was killed due to the node running low on memory.", None),
             ("(raylet) node_manager.cc:2963: 1 Workers (tasks / actors) killed due to memory pressure (OOM), 0 Workers crashed due to other reasons at node (ID: effcf9eb)", None),
+            // Cut before its count, or wrapped inside `(tasks / actors)`.
+            ("killed due to memory pressure (OOM), 0 Workers crashed due to other reasons at node", None),
+            (" actors) killed due to memory pressure (OOM), 0 Workers crashed due to other reasons at node (ID: abd4)", None),
             ("The node was low on resource: memory. Container notebook was using 7Gi, which exceeds its request of 1Gi.", None),
             ("distributed.nanny - WARNING - Worker exceeded 95% memory budget. Restarting", job),
             ("distributed.nanny.memory - WARNING - Worker tcp://127.0.0.1:40233 (pid=5101) exceeded 95% memory budget. Restarting...", job),
@@ -2656,6 +2662,11 @@ mod tests {
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn ray_s_summary_of_no_kills_is_none() {
+        assert!(parse_line("(raylet) node_manager.cc:3007: 0 Workers (tasks / actors) killed due to memory pressure (OOM), 3 Workers crashed due to other reasons at node (ID: abd4)").is_none());
     }
 
     #[test]
