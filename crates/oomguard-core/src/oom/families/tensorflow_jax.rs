@@ -234,11 +234,9 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         // The oldest BFC line names no allocator: `Ran out of memory trying
         // to allocate 2.0KiB.  See logs for memory state.`
         let allocator = c.get(1).map_or("", |m| m.as_str());
-        if let Some(index) = allocator.strip_prefix("GPU_") {
-            parsed.device.kind = DeviceKind::Cuda;
-            parsed.device.index = index.split('_').next().and_then(|i| i.parse().ok());
-        } else if allocator.to_ascii_lowercase().contains("cpu") {
-            parsed.device.kind = DeviceKind::Cpu;
+        if let Some((kind, index)) = allocator_device(allocator) {
+            parsed.device.kind = kind;
+            parsed.device.index = index;
         } else if text.contains("itex/") {
             // ITEX runs TensorFlow on Intel GPUs.
             parsed.device.kind = DeviceKind::Xpu;
@@ -594,7 +592,7 @@ pub(crate) fn device_from_allocator_lines(
     parsed: &mut Parsed,
 ) {
     static ALLOCATOR: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\bAllocator \((GPU|CPU)_(\d+)_bfc\)|\bby allocator (GPU|CPU)_(\d+)_bfc\b")
+        Regex::new(r"\bAllocator \((\w+_bfc)\)|\bby allocator (\w+_bfc)\b")
             .expect("pattern compiles")
     });
     if parsed.device.kind != DeviceKind::Unknown {
@@ -605,20 +603,25 @@ pub(crate) fn device_from_allocator_lines(
         .rev()
         .take(ALLOCATOR_LINES)
         .chain(after.iter().take(ALLOCATOR_LINES));
-    let Some(c) = near.filter_map(|l| ALLOCATOR.captures(l)).next() else {
-        return;
-    };
-    let (kind, index) = match (c.get(1).or(c.get(3)), c.get(2).or(c.get(4))) {
-        (Some(k), Some(i)) => (k.as_str(), i.as_str()),
-        _ => return,
-    };
-    parsed.device.kind = if kind == "GPU" {
-        DeviceKind::Cuda
+    let found = near
+        .filter_map(|l| ALLOCATOR.captures(l))
+        .find_map(|c| allocator_device(c.get(1).or(c.get(2))?.as_str()));
+    if let Some((kind, index)) = found {
+        parsed.device.kind = kind;
+        parsed.device.index = parsed.device.index.or(index);
+    }
+}
+
+/// The device a BFC allocator is named for (`GPU_0_bfc`: GPU 0, `cpu`:
+/// the host), `None` for a name that gives none.
+fn allocator_device(allocator: &str) -> Option<(DeviceKind, Option<u32>)> {
+    if let Some(index) = allocator.strip_prefix("GPU_") {
+        let index = index.split('_').next().and_then(|i| i.parse().ok());
+        Some((DeviceKind::Cuda, index))
+    } else if allocator.to_ascii_lowercase().contains("cpu") {
+        Some((DeviceKind::Cpu, None))
     } else {
-        DeviceKind::Cpu
-    };
-    if parsed.device.index.is_none() {
-        parsed.device.index = index.parse().ok();
+        None
     }
 }
 
