@@ -99,6 +99,11 @@ pub struct ContextEvidence {
     /// (a desktop image generator, a transcriber) has the model's size as
     /// its lever.
     pub training: Option<String>,
+    /// Words that name a GPU of at most 4 GB: a card sold with no more
+    /// (GeForce MX, the 900M laptops, GTX 750 to 1650, Jetson Nano), a
+    /// card written with its size (`GTX 1060 3GB`), a stated video memory
+    /// (`2GB VRAM`), or an `nvidia-smi` row whose total is that small.
+    pub small_device: Option<String>,
 }
 
 impl ContextEvidence {
@@ -129,6 +134,7 @@ impl ContextEvidence {
                 .or(other.preallocating_framework),
             speech_model: self.speech_model.or(other.speech_model),
             training: self.training.or(other.training),
+            small_device: self.small_device.or(other.small_device),
         }
     }
 }
@@ -370,6 +376,23 @@ const TRAINING: &str = concat!(
     r"\.backward\(|\brun_backward\b|\boptimizer\.step\(|训练|微调)",
 );
 
+/// A GPU of at most 4 GB by its name or its stated size. The names are of
+/// cards every variant of which has at most 4 GB (NVIDIA's product
+/// specification pages: GeForce MX110-MX550 2-4 GB; GeForce 810M-960M 1-4
+/// GB; GT 710-740 and GT 1010/1030 1-4 GB; GTX 750-780 1-3 GB (4 GB
+/// variants of 750 Ti, 760, 770), GTX 950-970 2-4 GB, GTX 1050/1050 Ti 2-4
+/// GB, GTX 1630/1650 4 GB; Jetson Nano 2-4 GB shared with its CPU); a card
+/// written with a size of 1-4 GB after its number (`GTX 1060 3GB`, `RTX 3050
+/// 4GB`); 1-4 GB of VRAM, video or GPU memory in words; and `nvidia-smi`'s
+/// usage column (`262MiB / 976MiB`) with a total up to 4608 MiB.
+const SMALL_DEVICE: &str = concat!(
+    r"(?i:\bgeforce\s*mx\s?\d{3}\b|\bmx\s?[1-5][1-5]0\b|\b(?:8[1-6]0|9[1-6]0)mx?\b|",
+    r"\bgtx\s?(?:7[5-8]0|9[5-7]0|10[35]0|16[35]0)(?:\s?ti)?\b|\bgt\s?(?:7[1-4]0|10[13]0)\b|\bjetson\s+nano\b|",
+    r"\b(?:gtx?|rtx)\s?\d{3,4}(?:\s?ti)?\s?[1-4]\s?gb?\b|",
+    r"\b[1-4](?:\.\d)?\s?gb?\s*(?:of\s+)?(?:vram|video\s*memory|gpu\s*memory|显存)|\b[1-4]\s?gb?\s+(?:gpu|graphics\s*card|video\s*card)\b|",
+    r"\bmib\s*/\s*(?:[1-9]\d{2}|[1-3]\d{3}|4[0-5]\d{2}|460[0-8])\s?mib\b)",
+);
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
@@ -431,6 +454,7 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         preallocating_framework: take(Signal::PreallocatingFramework),
         speech_model: take(Signal::SpeechModel),
         training: take(Signal::Training),
+        small_device: take(Signal::SmallDevice),
         named_model: named_model::read(
             before[start..]
                 .iter()
@@ -524,9 +548,10 @@ enum Signal {
     PreallocatingFramework,
     SpeechModel,
     Training,
+    SmallDevice,
 }
 
-const SIGNAL_COUNT: usize = 16;
+const SIGNAL_COUNT: usize = 17;
 
 /// Words at least one of which every signal's pattern needs (ASCII case
 /// folded): a line with none of them is skipped without running the set,
@@ -690,6 +715,36 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "optimizer",
             "训练",
             "微调",
+            // SMALL_DEVICE
+            "geforce",
+            "mx1",
+            "mx2",
+            "mx3",
+            "mx4",
+            "mx5",
+            "mx 1",
+            "mx 2",
+            "mx 3",
+            "mx 4",
+            "mx 5",
+            "0m",
+            "gtx",
+            "gt 7",
+            "gt 10",
+            "gt7",
+            "gt10",
+            "rtx",
+            "jetson",
+            "vram",
+            "video memory",
+            "gpu memory",
+            "gb gpu",
+            "g gpu",
+            "gb graphics",
+            "gb video",
+            "显存",
+            "mib /",
+            "mib/",
         ])
         .expect("the signal words build")
 });
@@ -713,6 +768,7 @@ static SIGNALS: LazyLock<RegexSet> = LazyLock::new(|| {
         PREALLOCATING_FRAMEWORK,
         SPEECH_MODEL,
         TRAINING,
+        SMALL_DEVICE,
     ])
     .expect("the context signals compile")
 });
@@ -742,6 +798,33 @@ mod tests {
 
     fn around(before: &str) -> ContextEvidence {
         read(&lines(before), "RuntimeError: CUDA out of memory.", &[])
+    }
+
+    #[test]
+    fn a_gpu_of_at_most_4_gb_by_name_or_size_is_a_small_device() {
+        for line in [
+            "Graphic NVIDIA Geforce 920M",
+            "win10 x64 8G RAM NVIDIA GeForce 940MX",
+            "Out of memory on SubCenter-ArcFace-r100-gpu (ubuntu 22.04, Nvidia GTX 10603gb)",
+            "a laptop with a GeForce MX130",
+            "GTX 1650 Super",
+            "I only have 2GB VRAM",
+            "RTX 3050 4GB laptop",
+            "|   0  GeForce GTX 750     Off  |  |    262MiB /   976MiB |",
+            "on a Jetson Nano",
+        ] {
+            assert!(around(line).small_device.is_some(), "{line}");
+        }
+        for line in [
+            "win10 x64 8G RAM",
+            "RTX 3060 12GB",
+            "24GB VRAM",
+            "GTX 1080 Ti",
+            "|    262MiB / 24576MiB |",
+            "14GB of GPU memory",
+        ] {
+            assert!(around(line).small_device.is_none(), "{line}");
+        }
     }
 
     #[test]

@@ -153,12 +153,7 @@ fn sized_name(line: &str) -> Option<(f64, String)> {
                 .chars()
                 .next_back()
                 .is_some_and(|c| c.is_ascii_alphanumeric());
-        let after_name = prev == Some(' ')
-            && head
-                .trim_end()
-                .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '"' || c == '\'')
-                .next()
-                .is_some_and(|w| w.starts_with(|c: char| c.is_ascii_uppercase()) && w.len() > 1);
+        let after_name = prev == Some(' ') && follows_name(head);
         let before_word = MODEL_WORD_AFTER.is_match(tail);
         let starts_cleanly = prev.is_none_or(|c| !c.is_ascii_alphanumeric() && c != '.');
         if !starts_cleanly || !(joined || after_name || before_word) {
@@ -174,6 +169,41 @@ fn sized_name(line: &str) -> Option<(f64, String)> {
         }
     }
     None
+}
+
+/// Splits a line's text before a size into words, as a name is written.
+fn words_before(head: &str) -> impl Iterator<Item = &str> {
+    head.trim_end()
+        .rsplit(|c: char| c.is_whitespace() || c == '(' || c == '"' || c == '\'')
+}
+
+/// The words before a size name a model: a capitalized name (`LLaMA 65B`),
+/// a name with its version joined (`GPT-3 6.7B`, `llama-2 70B`) or a
+/// capitalized name then its version (`Llama 2 70B`, `Llama 3.1 8B`): model
+/// families write their generation between the name and the size.
+fn follows_name(head: &str) -> bool {
+    let capitalized = |w: &str| w.starts_with(|c: char| c.is_ascii_uppercase()) && w.len() > 1;
+    let version = |w: &str| {
+        let mut parts = w.splitn(2, '.');
+        let digits = |p: Option<&str>| {
+            p.is_some_and(|p| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let first = parts.next();
+        digits(first) && parts.next().is_none_or(|p| digits(Some(p)))
+    };
+    let mut words = words_before(head);
+    let Some(last) = words.next() else {
+        return false;
+    };
+    if capitalized(last) {
+        return true;
+    }
+    if let Some((name, v)) = last.rsplit_once('-') {
+        if name.len() > 1 && name.bytes().all(|b| b.is_ascii_alphabetic()) && version(v) {
+            return true;
+        }
+    }
+    version(last) && words.next().is_some_and(capitalized)
 }
 
 /// The word that holds the size, as written: `DeepSeek-R1:70B`,
@@ -192,10 +222,17 @@ fn name_around(line: &str, start: usize, end: usize) -> String {
         .map_or(line.len(), |(i, _)| end + i);
     let word = line[from..to].trim_matches(|c: char| ".:/".contains(c));
     if word.len() == line[start..end].len() {
-        // A size on its own after a name: take the name too ("Mixtral 8x7b").
-        let prev = line[..start].trim_end().rsplit(char::is_whitespace).next();
-        if let Some(prev) = prev.filter(|w| w.starts_with(|c: char| c.is_ascii_uppercase())) {
+        // A size on its own after a name: take the name too ("Mixtral 8x7b",
+        // "Llama 3.1 8B").
+        let mut before = line[..start].trim_end().rsplit(char::is_whitespace);
+        if let Some(prev) = before.next().filter(|w| follows_name(w)) {
             return format!("{prev} {word}");
+        }
+        let version = line[..start].trim_end().rsplit(char::is_whitespace).next();
+        if let (Some(v), Some(name)) = (version, before.next()) {
+            if follows_name(&format!("{name} {v}")) {
+                return format!("{name} {v} {word}");
+            }
         }
     }
     word.to_string()
@@ -235,6 +272,14 @@ mod tests {
             ("loading LLaMA 65B in fp16", 65.0, "LLaMA 65B"),
             ("Qwen2.5-1.5B-Instruct", 1.5, "Qwen2.5-1.5B-Instruct"),
             ("two 34b models", 34.0, "34b"),
+            (
+                "Solution to loading Llama 2 70B on 8 GPUs?",
+                70.0,
+                "Llama 2 70B",
+            ),
+            ("Model: Llama 3.1 8B", 8.0, "Llama 3.1 8B"),
+            ("fine-tuning GPT-3 6.7B on one RTX 3090", 6.7, "GPT-3 6.7B"),
+            ("we can't run llama-2 70B on 4*A10G", 70.0, "llama-2 70B"),
         ] {
             let m = named(text).unwrap_or_else(|| panic!("{text}"));
             assert!(
@@ -255,6 +300,8 @@ mod tests {
             "0x7B is the opcode",
             "version 1.2b",
             "step 7b of 10",
+            "step 2 7b of 10",
+            "v-2 3b",
             "it took 3000b",
         ] {
             assert_eq!(named(text), None, "{text}");

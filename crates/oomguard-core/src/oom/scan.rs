@@ -11,8 +11,8 @@ use super::families::{self, parse_logical_at, PHRASES_PER_SEARCHER, TRIGGERS};
 use super::group::{Found, Grouper};
 use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
-    clean_line, ends_continuation, error_level, join_continuations, process_tag, rank_tag,
-    strip_log_prefix,
+    clean_line, ends_continuation, error_level, join_continuations, opens_markdown_block,
+    process_tag, rank_tag, strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
 use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
@@ -683,6 +683,13 @@ fn read_event_at(
         .or_else(|| phase::from_context(&before, &text, &following))
         // A runtime reserving its pool does so at start-up.
         .or_else(|| parsed.facts.pool_reservation().then_some(Phase::Startup))
+        // ONNX Runtime failing while it runs a graph node (`Non-zero status
+        // code returned while running Conv node`) was executing a session's
+        // Run: an inference's forward pass, when nothing above says more.
+        .or_else(|| {
+            (parsed.framework == Framework::OnnxRuntime && parsed.facts.op.is_some())
+                .then_some(Phase::Forward)
+        })
         .unwrap_or(Phase::Unknown);
     let found = Found {
         parsed,
@@ -722,9 +729,13 @@ fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
     }
     let rest = &buf[used_end.min(buf.len())..];
     let next_end = line_end_of(rest, 0);
-    let set_apart = rest[..next_end].iter().all(|b| b.is_ascii_whitespace())
-        && rest[next_end..].iter().any(|b| !b.is_ascii_whitespace());
-    set_apart && (parsed.memory.is_empty() || copied_from_below(&parsed.message, &rest[next_end..]))
+    // Set apart by a blank line, or by the Markdown block the body opens
+    // with (`**command**`, a code fence, a heading).
+    let blank = rest[..next_end].iter().all(|b| b.is_ascii_whitespace());
+    let block = opens_markdown_block(&String::from_utf8_lossy(&rest[..next_end]));
+    let below = if blank { &rest[next_end..] } else { rest };
+    let set_apart = (blank || block) && below.iter().any(|b| !b.is_ascii_whitespace());
+    set_apart && (parsed.memory.is_empty() || copied_from_below(&parsed.message, below))
 }
 
 /// True when a heading's last clause, with the size it states, is

@@ -247,6 +247,16 @@ pub fn ends_continuation(raw: &str) -> bool {
     (starts_new_statement(line) || starts_log_record(raw)) && !is_known_tail(line)
 }
 
+/// True when a line opens a block of a Markdown report: a heading, a code
+/// fence, a line in bold alone. What stood above it was a paragraph (an
+/// issue's title) of its own.
+pub fn opens_markdown_block(raw: &str) -> bool {
+    static BLOCK: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s{0,3}(?:#{1,6}\s|```|\*\*[^*]+\*\*:?\s*$)").expect("pattern compiles")
+    });
+    BLOCK.is_match(raw)
+}
+
 /// True when a raw line opens a record of glog/absl (`E1103 18:23:55.103186
 /// 3413767 file.cc:366] `) or of TensorFlow's logger (`E tensorflow/x.cc:12]
 /// `, after its timestamp). These loggers write their prefix once per
@@ -276,6 +286,9 @@ fn starts_new_statement(line: &str) -> bool {
             // Jupyter's rule and traceback heading (`OutOfMemoryError    Traceback (most recent call last)`)
             r"-{8,}\s*$|[\w.]+\s+Traceback \(most recent call last\)|",
             r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
+            // A Markdown block's start: a code fence, a line in bold alone
+            // (an issue template's `**command**`, `**Describe the bug**`).
+            r"```|\*\*[^*]+\*\*:?\s*$|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
             r"[a-z]+_[a-z0-9_]*:\s|",
             // NCCL's record after its `host:pid:tid [dev]` prefix, with the
@@ -409,6 +422,31 @@ pub fn join_continuations(first: &str, next: &[String], max_lines: usize) -> (St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_markdown_block_never_continues_a_title() {
+        for line in [
+            "**command**",
+            "```",
+            "### Describe the bug",
+            "**Describe the bug:**",
+        ] {
+            assert!(opens_markdown_block(line), "{line}");
+            let (text, taken) = join_continuations(
+                "RuntimeError: CUDA out of memory occurred when testing",
+                &[line.to_string()],
+                4,
+            );
+            assert_eq!(taken, 0, "{text}");
+        }
+        for line in [
+            "the **model** is big",
+            "#include <x.h>",
+            "  reserved in total by PyTorch",
+        ] {
+            assert!(!opens_markdown_block(line), "{line}");
+        }
+    }
 
     #[test]
     fn a_glog_record_never_continues_the_one_before() {

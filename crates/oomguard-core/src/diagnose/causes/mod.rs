@@ -370,6 +370,20 @@ mod tests {
         assert!(r.undecided);
         assert_eq!(r.causes[0].id, CauseId::BatchTooLarge);
         assert!(r.causes.iter().any(|c| c.id == CauseId::OtherProcesses));
+        // A card of at most 4 GB named in the text puts the model first,
+        // unless the run trains.
+        let top = |e: &OomEvent| {
+            let r = ranked(e);
+            r.causes
+                .iter()
+                .max_by(|a, b| a.score.total_cmp(&b.score))
+                .map(|c| c.id)
+        };
+        let mut e = e;
+        e.facts.context.small_device = Some("NVIDIA GeForce 940MX".into());
+        assert_eq!(top(&e), Some(CauseId::ModelTooLarge));
+        e.facts.context.training = Some("python train.py".into());
+        assert_eq!(top(&e), Some(CauseId::BatchTooLarge));
     }
 
     #[test]

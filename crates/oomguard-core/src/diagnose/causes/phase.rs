@@ -276,16 +276,18 @@ fn small_request(event: &OomEvent) -> bool {
 /// of the device before any batch.
 const SMALL_DEVICE: u64 = (4 << 30) + (512 << 20);
 
-/// The device (or the cap the framework had) is a small one, and nothing
+/// The device (or the cap the framework had) is a small one, by its figures
+/// or, when the message has none, by the card the text names; and nothing
 /// shows a training run: a run that trains sets its batch (and on a small
 /// card picks a small model to begin with), so its batch stays the first
 /// lever; an app that only runs a model has the model's size as its own.
 fn model_leads_on_small_device(event: &OomEvent) -> bool {
     let m = &event.memory;
-    m.total_bytes
-        .or(m.allowed_bytes)
-        .is_some_and(|t| t <= SMALL_DEVICE)
-        && event.facts.context.training.is_none()
+    let small = match m.total_bytes.or(m.allowed_bytes) {
+        Some(t) => t <= SMALL_DEVICE,
+        None => event.facts.context.small_device.is_some(),
+    };
+    small && event.facts.context.training.is_none()
 }
 
 /// The device is full of this framework's tensors, the request is small and
@@ -541,7 +543,18 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     // No batch ran before a runtime reserved its pool or while the program
     // started: a batch of 1 says nothing about those.
     let started = event.phase == Phase::Startup || event.facts.pool_reservation();
-    if let Some(line) = c.batch_of_one.as_ref().filter(|_| !started) {
+    let huge = event
+        .memory
+        .requested_bytes
+        .filter(|&q| q >= LARGEST_WEIGHT_TENSOR);
+    if let (Some(line), Some(q)) = (c.batch_of_one.as_ref().filter(|_| !started), huge) {
+        r.add_checked(
+            CauseId::BatchTooLarge,
+            0.75,
+            format!("the batch was already 1 (\"{line}\") and one request is {}: no model's weight tensor is that large, so one sample's activations are (a long audio, sequence or video, a high resolution)", fs(q)),
+            Some("cut the sample: split long audio or text into chunks (sliding windows), lower the resolution or the frame count; if memory drops with it, the input's size was the limit"),
+        );
+    } else if let Some(line) = c.batch_of_one.as_ref().filter(|_| !started) {
         r.add_checked(
             CauseId::ModelTooLarge,
             0.75,
@@ -550,6 +563,14 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         );
     }
 }
+
+/// A single request at least this large is no weight tensor: the largest
+/// tensors of published models are a few GiB (Llama 3.1 405B's embedding,
+/// 128256 x 16384 in bf16, is 3.9 GiB, from its config.json's vocab_size
+/// and hidden_size; a fused MoE layer's experts in DeepSeek-V3, 256 x 2 x
+/// 2048 x 7168 in fp8, are 7 GiB), so a request above 16 GiB holds
+/// activations of the input.
+const LARGEST_WEIGHT_TENSOR: u64 = 16 << 30;
 
 /// The check that sets the model's own memory against the device.
 const ESTIMATE_WEIGHTS: &str = "estimate the weights: parameters x bytes per parameter (2 for fp16/bf16, 4 for fp32); for training add gradients and optimizer states (about 16 bytes per parameter with Adam in mixed precision); compare with the device";
@@ -711,11 +732,19 @@ pub(super) fn bare_failure(r: &mut Ranking, event: &OomEvent) {
         0.45,
         "the message gives no figures; in a training or batched loop the batch (or sequence, image size) is the usual cause",
     );
-    r.add(
-        CauseId::ModelTooLarge,
-        0.42,
-        "if it fails on the first step, or at any batch size, the model itself does not fit next to what else the device holds",
-    );
+    match event.facts.context.small_device.as_ref() {
+        Some(card) if model_leads_on_small_device(event) => r.add_checked(
+            CauseId::ModelTooLarge,
+            0.47,
+            format!("the text names a GPU of at most 4 GB (\"{card}\"): the model's own memory (weights, the CUDA context) is most of such a card before any input"),
+            Some(ESTIMATE_WEIGHTS),
+        ),
+        _ => r.add(
+            CauseId::ModelTooLarge,
+            0.42,
+            "if it fails on the first step, or at any batch size, the model itself does not fit next to what else the device holds",
+        ),
+    }
     r.add(
         CauseId::OtherProcesses,
         0.4,
@@ -1110,6 +1139,13 @@ mod tests {
         let mut r = Ranking::new();
         context(&mut r, &e, &Accounting::of(&e));
         assert!(r.0.is_empty());
+        // One request larger than any weight tensor at batch 1: one sample.
+        let mut e = event(Framework::PyTorch, MemoryFigures::default());
+        e.memory.requested_bytes = Some(92 * GIB);
+        e.facts.context.batch_of_one = Some("transcribe(audio, batch_size=1)".into());
+        let mut r = Ranking::new();
+        context(&mut r, &e, &Accounting::of(&e));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
     }
 
     #[test]

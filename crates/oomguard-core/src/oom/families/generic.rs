@@ -946,7 +946,7 @@ fn without_elapsed(before: &str) -> std::borrow::Cow<'_, str> {
 fn killed_in_prose(text: &str) -> Option<usize> {
     static TOLD: LazyLock<Regex> = LazyLock::new(|| {
         re(concat!(
-            r#"(?i)\b(?:gets?|got|getting|was|were|been|being|ends?\s+(?:up\s+)?with(?:\s+an?|\s+the)?|keeps?\s+(?:getting|being))\s+"#,
+            r#"(?i)\b(?:gets?|got|getting|was|were|been|being|ends?\s+(?:up\s+)?with(?:\s+an?|\s+the)?|keeps?\s+(?:getting|being)|(?:gets?|got|getting|see|saw)\s+(?:the\s+|an?\s+)?(?:error|message|output)\s*:?)\s+"#,
             r#"(?:(?:directly|silently|just|always|randomly|suddenly|automatically)\s+)?["'`*]*killed\b"#
         ))
     });
@@ -2393,6 +2393,8 @@ mod tests {
             "I try to run the train command, but it ends with Killed error again..",
             "The training process was directly killed by the system",
             "The 7B checkpoint keeps getting killed while loading.",
+            "I run it on an image and I get the error \"killed\".",
+            "I ran the script and got the message killed and nothing more.",
         ] {
             let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
             assert_eq!(
@@ -2409,6 +2411,7 @@ mod tests {
             "The run was killed by the user after an hour.",
             "If the process gets killed, restart it.",
             "The job was not killed.",
+            "If you get the error \"killed\", add swap.",
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }

@@ -97,6 +97,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "ValueError: The model's max seq len (32768) is larger than the maximum number of tokens that can be stored in KV cache (23392). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine.",
     "ValueError: Free memory on device cuda:0 (15.32/22.04 GiB) on startup is less than desired GPU memory utilization (0.88, 19.39 GiB). Decrease GPU memory utilization or reduce GPU memory used by other processes.",
     "RuntimeError: Not enough memory. Please try to increase --mem-fraction-static. Current value: mem_fraction_static=0.8",
+    "ValueError: Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static=0.88. Raise --mem-fraction-static above 0.912",
     "Error: model requires more system memory (7.5 GiB) than is available (5.1 GiB)",
     "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 2147483648",
     "ggml_backend_sycl_buffer_type_alloc_buffer: can't allocate 3503030272 Bytes of memory on device",
@@ -183,10 +184,15 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     vllm_startup: re(
         r"Free\s*memory\s*on\s*device\s*(?:cuda:(\d+)\s*)?\(\s*(\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)\s*(GiB|GB)\s*\)\s*on\s*startup\s*is\s*less\s*than\s*desired\s*GPU\s*memory\s*utilization\s*\(\s*(\d+(?:\.\d+)?)\s*,\s*{SIZE}\s*\)",
     ),
+    // Its older and its newer words (model_runner.py, 2026: `Loaded weights
+    // leave no GPU memory for the KV cache under --mem-fraction-static=F.
+    // Raise --mem-fraction-static above G`).
     sglang_pool: re(
-        r"Not\s*enough\s*memory\.\s*Please\s*try\s*to\s*increase\s*--mem-fraction-static",
+        r"Not\s*enough\s*memory\.\s*Please\s*try\s*to\s*increase\s*--mem-fraction-static|Loaded\s*weights\s*leave\s*no\s*GPU\s*memory\s*for\s*the\s*KV\s*cache",
     ),
-    sglang_fraction: re(r"Current\s*value\s*:\s*mem_fraction_static\s*=\s*(\d+(?:\.\d+)?)"),
+    sglang_fraction: re(
+        r"(?:Current\s*value\s*:\s*mem_fraction_static\s*=|KV\s*cache\s*under\s*--mem-fraction-static\s*=)\s*(\d+(?:\.\d+)?)",
+    ),
     sglang_serving: re(
         r"alloc_req_slots\s*runs\s*out\s*of\s*memory|\b(?:Prefill|Decode)\s*out\s*of\s*memory",
     ),
@@ -1092,6 +1098,15 @@ mod tests {
         assert!(new.message.starts_with("RuntimeError: Not enough memory."));
         // The fraction is a share, not bytes: no memory figure.
         assert_eq!(new.memory.allowed_bytes, None);
+        let weights = parse("ValueError: Loaded weights leave no GPU memory for the KV cache under --mem-fraction-static=0.88. Raise --mem-fraction-static above 0.912")
+            .expect("an event");
+        assert_eq!(
+            weights.facts.sglang().cloned(),
+            Some(SglangCheck::NoKvCacheRoom {
+                mem_fraction_static: Some(0.88)
+            })
+        );
+        assert!(weights.message.starts_with("ValueError: Loaded weights"));
     }
 
     #[test]

@@ -14,8 +14,10 @@ use std::sync::LazyLock;
 pub(super) const TRIGGERS: &[&str] = &[
     // MindSpore's runtime (ccsrc/runtime/graph_scheduler): `Device(id:N)
     // memory isn't enough and alloc failed, kernel name: K, alloc size: NB.`;
-    // its CPU device `Memory isn't enough and alloc failed, ...`.
-    "isn't enough and alloc failed",
+    // its CPU device `Memory isn't enough and alloc failed, ...`; the
+    // kernel runners' `Malloc for kernel output failed, Memory isn't
+    // enough, node:N` (input, output and workspace alike).
+    "emory isn't enough",
     // MindSpore's dynamic pool (mem_dynamic_allocator.cc): `TotalUsedMem
     // Statistics : N [plus TotalUsedByEventMemStatistics : M and] plus alloc
     // size : K is more than total mem size : T.`
@@ -54,6 +56,7 @@ pub(super) const EXAMPLES: &[&str] = &[
     "Failure in vkAllocateMemory at 191 /home/x/src/mvulkan.cpp  ErrCode=-2",
     "OpenCL Error (-61): Invalid Buffer Size when calling clCreateBuffer",
     "CLBlast: OpenCL error: clEnqueueNDRangeKernel: -4",
+    "RuntimeError: Malloc for kernel output failed, Memory isn't enough, node:Default/Cast-op446",
 ];
 
 pub(super) fn parse(text: &str) -> Option<Parsed> {
@@ -95,7 +98,21 @@ fn mindspore(text: &str) -> Option<Parsed> {
         parsed.exact_request = true;
         return Some(parsed);
     }
-    let c = REFUSED.captures(text)?;
+    static KERNEL: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"Malloc\s*for\s*kernel\s*(?:input|output|workspace)s?\s*failed\s*,\s*Memory\s*isn't\s*enough",
+        )
+    });
+    let Some(c) = REFUSED.captures(text) else {
+        // The kernel runner's words name no device and no size: a device
+        // kernel's buffers (the CPU runner refuses with its own words).
+        let m = KERNEL.find(text)?;
+        return Some(Parsed::new(
+            Framework::Other,
+            DeviceKind::Unknown,
+            message_at(text, m.start()),
+        ));
+    };
     let on_device = c.get(1).is_some() || c.get(2).is_some();
     let kind = if on_device {
         DeviceKind::Unknown
@@ -289,6 +306,15 @@ mod tests {
         assert_eq!(parsed.memory.requested_bytes, Some(301_990_400));
         assert_eq!(parsed.memory.total_bytes, Some(29_464_985_600));
         assert!(parsed.message.contains("TotalUsedMemStatistics"));
+    }
+
+    #[test]
+    fn mindspore_s_kernel_runner_refusal_is_an_event_without_figures() {
+        let p = parse("RuntimeError: Malloc for kernel input failed, Memory isn't enough, node:Default/ReduceMean-op0")
+            .expect("read");
+        assert_eq!(p.framework, Framework::Other);
+        assert_eq!(p.memory.requested_bytes, None);
+        assert!(parse("the GPU memory isn't enough for this model, I think").is_none());
     }
 
     #[test]
