@@ -697,6 +697,18 @@ fn corpus_fresh27() {
     run_cases("oom/corpus_fresh27.jsonl");
 }
 
+/// A twenty-eighth unseen set of 51 real texts (38 OOM, 13 misleading):
+/// research model repos (NeRF and splatting, SAM, Grounded-SAM, AlphaFold
+/// profiles), ColossalAI and Megatron, JAX on TPU, OpenVINO, ROCm and XPU
+/// builds, ggml servers, Java's heap and Windows' paging file; reports
+/// that tell the failure only in words. Labelled from each thread before
+/// the tool read it. Every third row is `heldout`; rows that still fail
+/// are marked `known_gap`.
+#[test]
+fn corpus_fresh28() {
+    run_cases("oom/corpus_fresh28.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
