@@ -556,6 +556,20 @@ fn printed_or_asked(text: &str, at: usize, error_level: bool) -> PartKind {
     }
 }
 
+/// Where the reporter's own sentence that tells of the failure at `at`
+/// begins ("other plugins have the same error \"out of memory\""): a verb of
+/// meeting it earlier in the same sentence, off any log level, makes the
+/// quoted failure the reporter's words, which give way to the error pasted
+/// under them.
+fn told_before(text: &str, at: usize, error_level: bool) -> Option<usize> {
+    if error_level {
+        return None;
+    }
+    let from = reported_in_prose(text).filter(|&p| p < at)?;
+    let between = &text[from..at];
+    (!between.contains(['.', '!', '?', '\n'])).then_some(from)
+}
+
 /// True when the phrase at `at` sits in a yes-or-no question: a sentence
 /// that opens with an auxiliary ("Is this error an out of memory error?",
 /// "Does it run out of memory with SDXL?") and ends with a question mark
@@ -804,7 +818,11 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
     }
     let (at, kind) = match found {
         Some(m) if stands_as_failure(text, m.start(), error_level) => {
-            (m.start(), printed_or_asked(text, m.start(), error_level))
+            let kind = match told_before(text, m.start(), error_level) {
+                Some(_) => PartKind::Reported,
+                None => printed_or_asked(text, m.start(), error_level),
+            };
+            (m.start(), kind)
         }
         _ => (
             reported_in_prose(text).or_else(|| reported_in_cjk(text))?,
@@ -1001,7 +1019,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
     static REPORTS: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         [
             format!(
-                r#"(?i)\b(?:got|get|gets|getting|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|giving|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
+                r#"(?i)\b(?:got|get|gets|getting|ha(?:ve|s|d|ving)|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|giving|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
                 r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
@@ -1060,7 +1078,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         if question
             || conditional
             || mechanism
-            || HEDGED.is_match(&s[..m.start()])
+            || HEDGED.is_match(after_contrast(&s[..m.start()]))
             || names_what_code_handles(&s[..m.start()])
             || plans_work(&s[..m.end()])
             || looks_like_code(s.trim_start())
@@ -1069,6 +1087,16 @@ fn reported_in_prose(text: &str) -> Option<usize> {
         }
         Some(sentence.start() + m.start())
     })
+}
+
+/// The words after the last contrast ("it can run with one plugin, but
+/// the others have the same error"): a clause after `but` states what
+/// happened, whatever the clause before it hedged.
+fn after_contrast(before: &str) -> &str {
+    static BUT: LazyLock<Regex> = LazyLock::new(|| re(r"(?i),?\s+but\s+"));
+    BUT.find_iter(before)
+        .last()
+        .map_or(before, |m| &before[m.end()..])
 }
 
 /// A failure told in Chinese prose: a verb of reporting or meeting before
@@ -1994,6 +2022,16 @@ mod tests {
         ] {
             assert!(parse_line(text).is_some(), "{text}");
         }
+        // What a run has: the error the reporter names, also after a
+        // clause that hedged ("it can run ..., but").
+        for text in [
+            "it can run with hybrid_parallel plugin, but other plugins have the same error \"out of memory\"",
+            "in fact I get the error `CUDA failed with error out of memory`, it seems like it wants to dump it all",
+            "The second GPU has an OOM error while the first one is fine.",
+        ] {
+            let p = parse_line(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(p.kind, PartKind::Reported, "{text}");
+        }
     }
 
     #[test]
@@ -2007,6 +2045,8 @@ mod tests {
             "[Bugfix] fix confusing OOM errors during v1 init",
             "Current OOM error messages in SGLang give one-sided or generic advice",
             "Did you get an OOM during evaluation?",
+            "Models that can have OOM errors need a smaller batch.",
+            "Do you have an OOM error too?",
             "Some processes get killed by the OOM killer when memory runs low.",
             "The workers hit the oom-kill path and exit.",
             "Training is slow and OOM during evaluation is a known problem.",

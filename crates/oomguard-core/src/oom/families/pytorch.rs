@@ -110,7 +110,11 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
     cpu: re(
         r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)|Torch\s*:\s*not\s*enough\s*memory",
     ),
-    async_backend: re(r"Allocation\s*on\s*device\s*(\d+)\s*would\s*exceed\s*allowed\s*memory"),
+    // The allocator streams the device's index as a raw byte (a
+    // `c10::DeviceIndex`, an int8, in CUDAMallocAsyncAllocator.cpp's
+    // message), so device 0 prints an invisible NUL that pastes drop:
+    // `Allocation on device  would exceed allowed memory`.
+    async_backend: re(r"Allocation\s*on\s*device\s*(\d+)?\s*would\s*exceed\s*allowed\s*memory"),
     // The same message with nothing after its first words: ComfyUI's error
     // report and log show the cudaMallocAsync OOM as `Exception Message:
     // Allocation on device ` and `!!! Exception during processing !!!
@@ -598,6 +602,20 @@ mod tests {
         ))
         .expect("an event");
         assert_eq!(joined.device.index, Some(2));
+    }
+
+    #[test]
+    fn the_async_allocator_s_message_reads_without_its_device_byte() {
+        let text = "torch.OutOfMemoryError: Allocation on device  would exceed allowed memory. (out of memory) Currently allocated     : 10.24 GiB Requested               : 114.00 MiB Device limit            : 23.57 GiB Free (according to CUDA): 16.12 MiB";
+        let parsed = parse(text).expect("an event");
+        assert_eq!(
+            (parsed.device.kind, parsed.device.index),
+            (DeviceKind::Cuda, None)
+        );
+        assert_eq!(parsed.memory.requested_bytes, Some(114 << 20));
+        assert!(parsed.memory.total_bytes.is_some());
+        let numbered = parse(&text.replace("device  would", "device 1 would")).expect("an event");
+        assert_eq!(numbered.device.index, Some(1));
     }
 
     #[test]
