@@ -286,9 +286,6 @@ fn starts_new_statement(line: &str) -> bool {
             // Jupyter's rule and traceback heading (`OutOfMemoryError    Traceback (most recent call last)`)
             r"-{8,}\s*$|[\w.]+\s+Traceback \(most recent call last\)|",
             r"[\w.]*(?:Error|Exception|Warning)\b\s*:|>>>|\$ |#|Epoch\b|step\b|\d+%\||\[[EWIF]\]\s|",
-            // A Markdown block's start: a code fence, a line in bold alone
-            // (an issue template's `**command**`, `**Describe the bug**`).
-            r"```|\*\*[^*]+\*\*:?\s*$|",
             // C function-name prefixes: `llama_model_load: `, `ggml_gallocr_reserve_n: `
             r"[a-z]+_[a-z0-9_]*:\s|",
             // NCCL's record after its `host:pid:tid [dev]` prefix, with the
@@ -298,7 +295,9 @@ fn starts_new_statement(line: &str) -> bool {
         ))
         .expect("pattern compiles")
     });
-    line.is_empty() || NEW.is_match(line)
+    // A Markdown block's start (a code fence, a line in bold alone: an
+    // issue template's `**command**`) never continues a message either.
+    line.is_empty() || NEW.is_match(line) || opens_markdown_block(line)
 }
 
 /// Sentences PyTorch and others print after a figure-bearing message that

@@ -547,20 +547,20 @@ pub(super) fn context(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         .memory
         .requested_bytes
         .filter(|&q| q >= LARGEST_WEIGHT_TENSOR);
-    if let (Some(line), Some(q)) = (c.batch_of_one.as_ref().filter(|_| !started), huge) {
-        r.add_checked(
+    match (c.batch_of_one.as_ref().filter(|_| !started), huge) {
+        (Some(line), Some(q)) => r.add_checked(
             CauseId::BatchTooLarge,
             0.75,
             format!("the batch was already 1 (\"{line}\") and one request is {}: no model's weight tensor is that large, so one sample's activations are (a long audio, sequence or video, a high resolution)", fs(q)),
             Some("cut the sample: split long audio or text into chunks (sliding windows), lower the resolution or the frame count; if memory drops with it, the input's size was the limit"),
-        );
-    } else if let Some(line) = c.batch_of_one.as_ref().filter(|_| !started) {
-        r.add_checked(
+        ),
+        (Some(line), None) => r.add_checked(
             CauseId::ModelTooLarge,
             0.75,
             format!("the batch was already 1 (\"{line}\"): what remains is the model's weights, gradients and optimizer states, or one very long sample"),
             Some("run one step at batch size 1 and print torch.cuda.memory_allocated() right after the model and optimizer are created: most of the device gone before the batch means the model"),
-        );
+        ),
+        (None, _) => {}
     }
 }
 
