@@ -709,6 +709,19 @@ fn corpus_fresh28() {
     run_cases("oom/corpus_fresh28.jsonl");
 }
 
+/// A twenty-ninth unseen set of 52 real texts (38 OOM, 14 misleading):
+/// ggml runners on CUDA, ROCm, Metal and Jetson, TensorRT and TensorRT-LLM,
+/// Keras' BFC limits, fairseq's old THC messages, image and video research
+/// repos, DataLoader and NCCL shared memory, the kernel's OOM killer behind
+/// Docker; mlock warnings, mmap questions and TensorRT's skipped tactics
+/// among the misleading. Labelled from each thread before the tool read it.
+/// Every third row is `heldout`; rows that still fail are marked
+/// `known_gap`.
+#[test]
+fn corpus_fresh29() {
+    run_cases("oom/corpus_fresh29.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
