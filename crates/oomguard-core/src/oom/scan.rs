@@ -12,7 +12,7 @@ use super::group::{Found, Grouper};
 use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
     clean_line, ends_continuation, error_level, join_continuations, opens_markdown_block,
-    process_tag, rank_tag, strip_log_prefix,
+    opens_own_words, process_tag, rank_tag, strip_log_prefix,
 };
 use super::watchdog::{self, WatchdogTimeout};
 use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
@@ -613,6 +613,10 @@ fn read_event_at(
             parsed.device.index =
                 families::inference_engines::ggml_current_device(&text, &following);
         }
+        if let (None, Some(index)) = (parsed.memory.free_bytes, parsed.device.index) {
+            parsed.memory.free_bytes =
+                families::inference_engines::ggml_device_free(&before, index);
+        }
     }
     if parsed.framework == Framework::TensorFlow {
         families::tensorflow_jax::fill_pool_stats(&before, &mut parsed.memory);
@@ -729,10 +733,12 @@ fn heads_a_paste(parsed: &Parsed, buf: &[u8], used_end: usize) -> bool {
     }
     let rest = &buf[used_end.min(buf.len())..];
     let next_end = line_end_of(rest, 0);
-    // Set apart by a blank line, or by the Markdown block the body opens
-    // with (`**command**`, a code fence, a heading).
+    // Set apart by a blank line, by the Markdown block the body opens with
+    // (`**command**`, a code fence, a heading), or by the reporter's first
+    // sentence (`I am running:`).
     let blank = rest[..next_end].iter().all(|b| b.is_ascii_whitespace());
-    let block = opens_markdown_block(&String::from_utf8_lossy(&rest[..next_end]));
+    let next = String::from_utf8_lossy(&rest[..next_end]);
+    let block = opens_markdown_block(&next) || opens_own_words(&next);
     let below = if blank { &rest[next_end..] } else { rest };
     let set_apart = (blank || block) && below.iter().any(|b| !b.is_ascii_whitespace());
     set_apart && (parsed.memory.is_empty() || copied_from_below(&parsed.message, below))

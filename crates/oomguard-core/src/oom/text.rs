@@ -257,6 +257,18 @@ pub fn opens_markdown_block(raw: &str) -> bool {
     BLOCK.is_match(raw)
 }
 
+/// True when a line opens the reporter's own sentence, in the first person
+/// or with a greeting (an issue's body under its title: `I am running:`,
+/// `Hi all!`, `We hit this on 4 GPUs`): no program's message wraps onto
+/// it, and what stood above it was a paragraph of its own.
+pub fn opens_own_words(raw: &str) -> bool {
+    static OWN: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^\s{0,3}(?:(?:I|I'm|I've|We|We're|We've|My|Our)\s|(?:Hi|Hello|Hey)\b)")
+            .expect("pattern compiles")
+    });
+    OWN.is_match(raw)
+}
+
 /// True when a raw line opens a record of glog/absl (`E1103 18:23:55.103186
 /// 3413767 file.cc:366] `) or of TensorFlow's logger (`E tensorflow/x.cc:12]
 /// `, after its timestamp). These loggers write their prefix once per
@@ -297,7 +309,7 @@ fn starts_new_statement(line: &str) -> bool {
     });
     // A Markdown block's start (a code fence, a line in bold alone: an
     // issue template's `**command**`) never continues a message either.
-    line.is_empty() || NEW.is_match(line) || opens_markdown_block(line)
+    line.is_empty() || NEW.is_match(line) || opens_markdown_block(line) || opens_own_words(line)
 }
 
 /// Sentences PyTorch and others print after a figure-bearing message that
@@ -445,6 +457,24 @@ mod tests {
         ] {
             assert!(!opens_markdown_block(line), "{line}");
         }
+    }
+
+    #[test]
+    fn the_reporter_s_own_sentence_never_continues_a_title() {
+        let title = "Failed to allocate memory for requested buffer of size";
+        for line in [
+            "I am running:",
+            "Hi all!",
+            "We hit this on 4 GPUs",
+            "My setup:",
+        ] {
+            let (text, taken) = join_continuations(title, &[line.to_string()], 4);
+            assert_eq!(taken, 0, "{text}");
+        }
+        // A wrapped figure still continues it.
+        let (text, taken) = join_continuations(title, &["33554432".to_string()], 4);
+        assert_eq!(taken, 1, "{text}");
+        assert!(text.ends_with("of size 33554432"), "{text}");
     }
 
     #[test]

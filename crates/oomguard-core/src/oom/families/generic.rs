@@ -1357,10 +1357,17 @@ fn yarn_container_limit(text: &str) -> Option<u64> {
 /// A container's state field that says it was not killed for memory:
 /// `docker inspect`'s `"OOMKilled": false`, Kubernetes' `State.OOMKilled is
 /// false` as reporters quote it, often beside an exit code 137 from another
-/// SIGKILL (a failed liveness probe, `docker kill`).
+/// SIGKILL (a failed liveness probe, `docker kill`); or the reporter's
+/// words that deny it in the sentence of the kill (`Container Exited with
+/// code 137 but no OOM`, `killed with signal 9, not an OOM`).
 fn oom_killed_false(text: &str) -> bool {
     static FALSE: LazyLock<Regex> = LazyLock::new(|| {
-        re(r#"(?i:\boomkilled\b[\s*"'`:=]*(?:is|was|was set to|=|:)?[\s*"'`:=]*false\b)"#)
+        re(concat!(
+            r#"(?i:\boomkilled\b[\s*"'`:=]*(?:is|was|was set to|=|:)?[\s*"'`:=]*false\b|"#,
+            r"\b(?:137|sigkill|killed|signal\s*9)\b[^.\n]{0,60}?(?:\bbut|,)\s+(?:there\s+(?:is|was)\s+)?",
+            r"(?:no\s+|not\s+(?:an?\s+)?)(?:oom|out[ -]of[ -]memory)\b|",
+            r"\b(?:137|sigkill|killed|signal\s*9)\b[^.\n]{0,60}?\bwithout\s+(?:an?\s+)?(?:oom|out[ -]of[ -]memory)\b)"
+        ))
     });
     FALSE.is_match(text)
 }
@@ -1808,7 +1815,12 @@ pub(crate) fn device_kind(text: &str) -> DeviceKind {
                     // numpy's message names no module when printed alone
                     // (`_ArrayMemoryError.__str__`: `Unable to allocate {size}
                     // for an array with shape {shape} and data type {dtype}`).
-                    r"array\s*with\s*shape\s*\([\d,\s]*\)\s*and\s*data\s*type\b"
+                    r"array\s*with\s*shape\s*\([\d,\s]*\)\s*and\s*data\s*type\b|",
+                    // OpenCV's host allocator (modules/core/src/alloc.cpp,
+                    // `OutOfMemoryError`: `Failed to allocate N bytes`, raised
+                    // as `StsNoMem`, printed `(-4:Insufficient memory)`); its
+                    // CUDA module reports a GPU API error (-217) instead.
+                    r"\(-4:Insufficient\s*memory\)"
                 )),
             ),
         ]
@@ -2078,6 +2090,14 @@ mod tests {
         let e = event("Unable to allocate 139. MiB for an array with shape (9131294, 2) and data type float64");
         assert_eq!(e.device.kind, DeviceKind::Cpu);
         assert_eq!(e.memory.requested_bytes, Some(9_131_294 * 2 * 8));
+    }
+
+    #[test]
+    fn opencv_s_allocator_is_host_memory() {
+        // ultralytics/yolov5 issue 10276, caching images in RAM.
+        let e = event("cv2.error: OpenCV(4.6.0) /io/opencv/modules/core/src/alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate 4672512 bytes in function 'OutOfMemoryError'");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        assert_eq!(e.memory.requested_bytes, Some(4_672_512));
     }
 
     #[test]
@@ -2463,10 +2483,14 @@ mod tests {
             "distributed.nanny.memory - WARNING - Worker tls://10.0.0.4:34937 (pid=129) exceeded 0% memory budget. Restarting...",
             "1. container's **State.OOMKilled** is false, and **State.ExitCode** is 137.",
             "            \"OOMKilled\": false,",
+            "Container Exited with code 137 but no OOM",
+            "The worker was killed with signal 9, not an OOM: the liveness probe failed",
+            "Pod exited with code 137 without an OOM event in dmesg",
         ] {
             assert!(parse_line(text).is_none(), "{text}");
         }
         assert!(parse_line("            \"OOMKilled\": true,").is_some());
+        assert!(parse_line("Container exited with code 137 (OOM)").is_some());
     }
 
     #[test]

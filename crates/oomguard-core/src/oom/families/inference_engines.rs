@@ -895,9 +895,82 @@ pub(crate) fn ggml_current_device(text: &str, after: &[String]) -> Option<u32> {
         .and_then(|c| c[1].parse().ok())
 }
 
+/// The free memory llama.cpp reported for the device `index` when it began
+/// to load the model (src/llama.cpp, `llama_model_load_from_file`: one
+/// `using device CUDA0 (NVIDIA GeForce RTX 4090) - 23008 MiB free` line per
+/// device, from `ggml_backend_dev_memory`, in whole MiB). The last such
+/// line for the device counts: a server reloads. Devices are named by
+/// backend and number (`CUDA0`, `ROCm1`, `Vulkan0`, `SYCL0`); a device
+/// without a number (`Metal`) is device 0 when it is the only one listed.
+pub(crate) fn ggml_device_free(before: &[String], index: u32) -> Option<u64> {
+    static USING: LazyLock<Regex> = LazyLock::new(|| {
+        re(r"\busing\s+device\s+([A-Za-z]+)(\d*)\s+\(.*\)\s+-\s+(\d+)\s*MiB\s+free")
+    });
+    let mut unnumbered = None;
+    let mut numbered = None;
+    let mut devices = 0usize;
+    for line in before {
+        if !line.contains("MiB free") {
+            continue;
+        }
+        let Some(c) = USING.captures(line) else {
+            continue;
+        };
+        let Some(free) = c[3]
+            .parse::<u64>()
+            .ok()
+            .and_then(|m| m.checked_mul(1 << 20))
+        else {
+            continue;
+        };
+        devices += 1;
+        match c[2].parse::<u32>() {
+            Ok(n) if n == index => numbered = Some(free),
+            Ok(_) => {}
+            Err(_) => unnumbered = Some(free),
+        }
+    }
+    numbered.or(unnumbered.filter(|_| index == 0 && devices == 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_memory_llama_cpp_reported_for_the_failing_device() {
+        // ollama/ollama issue 8776 (three MI210s, ROCm0 failed).
+        let lines: Vec<String> = [
+            "llama_load_model_from_file: using device ROCm1 (AMD Instinct MI210) - 65430 MiB free",
+            "llama_load_model_from_file: using device ROCm2 (AMD Instinct MI210) - 65430 MiB free",
+            "llama_load_model_from_file: using device ROCm0 (AMD Instinct MI210) - 64468 MiB free",
+            "llm_load_print_meta: expert_weights_norm  = 1",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(ggml_device_free(&lines, 0), Some(64468 << 20));
+        assert_eq!(ggml_device_free(&lines, 1), Some(65430 << 20));
+        assert_eq!(ggml_device_free(&lines, 3), None);
+        let metal = [
+            "llama_model_load_from_file_impl: using device Metal (Apple M2 Max) - 49151 MiB free"
+                .to_string(),
+        ];
+        assert_eq!(ggml_device_free(&metal, 0), Some(49151 << 20));
+        assert_eq!(ggml_device_free(&metal, 1), None);
+        let two = [
+            metal[0].clone(),
+            "llama_model_load_from_file_impl: using device BLAS (Accelerate) - 0 MiB free"
+                .to_string(),
+        ];
+        assert_eq!(ggml_device_free(&two, 0), None);
+        assert_eq!(
+            ggml_device_free(
+                &["using device CUDA0 (x) - 99999999999999999999 MiB free".to_string()],
+                0
+            ),
+            None
+        );
+    }
 
     #[test]
     fn triton_s_cuda_pool_out_of_memory() {
