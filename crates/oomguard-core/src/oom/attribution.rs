@@ -560,6 +560,18 @@ static CONTEXT_DEVICE: LazyLock<Vec<(DeviceKind, Regex)>> = LazyLock::new(|| {
 static ITEX: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\bitex[/\\](?:core|python)[/\\]").expect("pattern compiles"));
 
+/// OpenVINO named around a failure, and its GPU plugin (`intel_gpu`), which
+/// runs on Intel GPUs only (docs.openvino.ai, "GPU Device": integrated and
+/// discrete Intel GPUs).
+static OPENVINO: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:openvino)|\bintel_gpu\b").expect("pattern compiles"));
+
+/// Words of an NVIDIA device in the failure's own text.
+static NVIDIA_WORDS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?i:\bcuda|nvidia|\bcudnn|\bcublas|geforce|\brtx\b|\bgtx\b)")
+        .expect("pattern compiles")
+});
+
 fn device_of(
     text: &str,
     parsed: &Parsed,
@@ -575,6 +587,14 @@ fn device_of(
         && around(&CUDA_ONLY_LIBRARY)
     {
         return Some(DeviceKind::Cuda);
+    }
+    // A failure of OpenVINO's GPU plugin, whose words say only `GPU`.
+    if matches!(kind, DeviceKind::Unknown | DeviceKind::Cuda)
+        && parsed.framework == Framework::Other
+        && around(&OPENVINO)
+        && !NVIDIA_WORDS.is_match(text)
+    {
+        return Some(DeviceKind::Xpu);
     }
     // Intel's Extension for TensorFlow logs from its own sources (`E
     // itex/core/devices/bfc_allocator.cc:101]`): TensorFlow on an Intel GPU.
@@ -604,6 +624,24 @@ mod tests {
         let before: Vec<String> = before.lines().map(str::to_string).collect();
         refine(raw, &before, raw, &[], &mut parsed);
         parsed
+    }
+
+    #[test]
+    fn openvino_s_gpu_plugin_is_an_intel_gpu() {
+        // openvinotoolkit/openvino issue 35723.
+        let raw = "Gemma4 E4B runs very fast on GPU, but after several conversation turns it fails with CL_OUT_OF_RESOURCES.";
+        let before = "OS: Ubuntu 26.04\nGPU: Intel Arc B580 12GB\nOpenVINO: 2026.2.0.dev20260506\nDevice: GPU.1";
+        let e = refined(Framework::Other, DeviceKind::Cuda, raw, before);
+        assert_eq!(e.device.kind, DeviceKind::Xpu);
+        // Named beside a CUDA failure, OpenVINO is not the device.
+        let cuda = "RuntimeError: CUDA error: out of memory";
+        let e = refined(
+            Framework::Other,
+            DeviceKind::Cuda,
+            cuda,
+            "pip install openvino",
+        );
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
     }
 
     #[test]

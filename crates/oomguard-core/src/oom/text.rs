@@ -263,7 +263,10 @@ pub fn opens_markdown_block(raw: &str) -> bool {
 /// it, and what stood above it was a paragraph of its own.
 pub fn opens_own_words(raw: &str) -> bool {
     static OWN: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^\s{0,3}(?:(?:I|I'm|I've|We|We're|We've|My|Our)\s|(?:Hi|Hello|Hey)\b)")
+        Regex::new(concat!(
+            r"^\s{0,3}(?:(?:When|While|After|Before|If|Since|Today|Recently|Now|So|Also|Then)\s+(?:\w+,?\s+)?)?",
+            r"(?:(?:I|I'm|I've|We|we|We're|We've|My|my|Our|our)\s|(?:Hi|Hello|Hey)\b)"
+        ))
             .expect("pattern compiles")
     });
     OWN.is_match(raw)
@@ -467,9 +470,17 @@ mod tests {
             "Hi all!",
             "We hit this on 4 GPUs",
             "My setup:",
+            "When I run Fooocus, Did not run successfully",
+            "After upgrading, we see it on every run",
         ] {
             let (text, taken) = join_continuations(title, &[line.to_string()], 4);
             assert_eq!(taken, 0, "{text}");
+        }
+        for line in [
+            "When memory is short",
+            "If reserved but unallocated memory is large",
+        ] {
+            assert!(!opens_own_words(line), "{line}");
         }
         // A wrapped figure still continues it.
         let (text, taken) = join_continuations(title, &["33554432".to_string()], 4);

@@ -493,12 +493,24 @@ fn set_sglang(parsed: &mut Parsed, check: SglangCheck) {
     parsed.facts.kind = EventKind::EngineCheck(EngineCheck::Sglang(check));
 }
 
+/// The device of vLLM's start-up checks: its CPU backend words them with
+/// the setting that sizes its KV cache in host memory (vllm's CPU worker:
+/// "Try increasing `VLLM_CPU_KVCACHE_SPACE` ..."); the GPU backends name
+/// `gpu_memory_utilization`, and leave the kind to the rest of the text.
+fn vllm_device(text: &str) -> DeviceKind {
+    if text.contains("VLLM_CPU_KVCACHE_SPACE") {
+        DeviceKind::Cpu
+    } else {
+        DeviceKind::Unknown
+    }
+}
+
 fn vllm(text: &str) -> Option<Parsed> {
     let p = &*P;
     if p.vllm_blocks.is_match(text) {
         let mut parsed = Parsed::new(
             Framework::Vllm,
-            DeviceKind::Unknown,
+            vllm_device(text),
             message_from(text, &p.vllm_blocks),
         );
         parsed.phase_hint = Some(Phase::Startup);
@@ -508,7 +520,7 @@ fn vllm(text: &str) -> Option<Parsed> {
     if let Some(c) = p.vllm_new_len.captures(text) {
         let mut parsed = Parsed::new(
             Framework::Vllm,
-            DeviceKind::Unknown,
+            vllm_device(text),
             message_from(text, &p.vllm_new_len),
         );
         let needed = size_at(&c, 2);
@@ -531,7 +543,7 @@ fn vllm(text: &str) -> Option<Parsed> {
     if let Some(c) = p.vllm_old_len.captures(text) {
         let mut parsed = Parsed::new(
             Framework::Vllm,
-            DeviceKind::Unknown,
+            vllm_device(text),
             message_from(text, &p.vllm_old_len),
         );
         parsed.phase_hint = Some(Phase::Startup);
@@ -936,6 +948,15 @@ pub(crate) fn ggml_device_free(before: &[String], index: u32) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vllm_s_cpu_backend_checks_are_host_memory() {
+        // opea-project/GenAIExamples pull 1762.
+        let e = parse("ValueError: The model's max seq len (131072) is larger than the maximum number of tokens that can be stored in KV cache (21840). Try increasing `VLLM_CPU_KVCACHE_SPACE` or decreasing `max_model_len` when initializing the engine.").expect("an event");
+        assert_eq!(e.device.kind, DeviceKind::Cpu);
+        let gpu = parse("ValueError: No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine.").expect("an event");
+        assert_eq!(gpu.device.kind, DeviceKind::Unknown);
+    }
 
     #[test]
     fn free_memory_llama_cpp_reported_for_the_failing_device() {

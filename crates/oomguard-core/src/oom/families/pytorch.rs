@@ -400,6 +400,7 @@ fn stands_as_error(text: &str, at: usize) -> bool {
 
 fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     let p = &*P;
+    let text = first_message(text);
     let key = if p.key.is_match(text) {
         &p.key
     } else {
@@ -480,6 +481,33 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
         ..EventFacts::default()
     };
     parsed
+}
+
+/// The first of two caching-allocator messages run together on one line:
+/// two processes that share a terminal (two jobs on one GPU, the ranks of
+/// one job) interleave their output, so another process's message may
+/// begin before this one ended (`... See documentation ftorch.cuda.
+/// OutOfMemoryError: CUDA out of memory. Tried to allocate ...`). Each
+/// names the other as `Process N`; the figures are the first one's. Text
+/// whose first part states no request is kept whole.
+fn first_message(text: &str) -> &str {
+    let p = &*P;
+    let mut keys = p.key.find_iter(text);
+    let (Some(first), Some(second)) = (keys.next(), keys.next()) else {
+        return text;
+    };
+    // Back from the second message to its exception's name (`torch.cuda.
+    // OutOfMemoryError:`, `RuntimeError:`).
+    let head = text[..second.start()].trim_end();
+    let cut = if head.ends_with(':') {
+        head.rfind(char::is_whitespace).map_or(0, |i| i + 1)
+    } else {
+        second.start()
+    };
+    if cut <= first.end() || !p.requested.is_match(&text[first.end()..cut]) {
+        return text;
+    }
+    &text[..cut]
 }
 
 /// PyTorch's message for a request of 1 EB or more, which prints no size.
@@ -588,6 +616,23 @@ fn mps_buffer_limit(text: &str) -> Option<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_processes_messages_run_together_give_the_first_one_s_figures() {
+        // hiyouga/LlamaFactory issue 4652: two LoRA jobs on one GPU.
+        let text = "torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 136.00 MiB. GPU 0 has a total capacty of 31.73 GiB of which 24.69 MiB is free. Process 149826 has 16.98 GiB memory in use. Including non-PyTorch memory, this process has 14.72 GiB memory in use. Of the allocated memory 14.41 GiB is allocated by PyTorch, and 11.15 MiB is reserved by PyTorch but unallocated. See documentation ftorch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate 50.00 MiB. GPU 0 has a total capacty of 31.73 GiB of which 24.69 MiB is free. Including non-PyTorch memory, this process has 16.98 GiB memory in use. Process 150072 has 14.72 GiB memory in use.";
+        let e = parse(text).expect("an event");
+        assert_eq!(e.memory.requested_bytes, Some(136 << 20));
+        let others = e.memory.other_processes.expect("other processes");
+        assert_eq!(others.len(), 1);
+        assert_eq!(others[0].pid, 149826);
+        assert!(!e.message.contains("50.00 MiB"), "{}", e.message);
+        // One message, and a title without figures before one: kept whole.
+        let one = "RuntimeError: CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 3.82 GiB total capacity; 2.41 GiB already allocated; 5.06 MiB free; 2.50 GiB reserved in total by PyTorch)";
+        assert_eq!(first_message(one), one);
+        let titled = format!("CUDA out of memory when training: {one}");
+        assert_eq!(first_message(&titled), titled);
+    }
 
     #[test]
     fn thc_s_failure_takes_the_device_a_trainer_s_line_joined_to_it_names() {
