@@ -230,7 +230,8 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
         )
     });
     // ggml_init takes the pool from the host's allocator, but the program
-    // sized it: the host's memory did not run out, so no kind is named.
+    // sized it: the host's memory did not run out, so no kind is named (a
+    // host kind would put the host's memory first).
     ggml_no_space(text, &POOL)
 }
 

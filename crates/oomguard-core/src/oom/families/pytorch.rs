@@ -324,7 +324,9 @@ fn worker_bus_error(text: &str) -> Option<Parsed> {
 fn dataloader_worker(text: &str) -> Option<Parsed> {
     static WORKER: LazyLock<Regex> = LazyLock::new(|| {
         re(concat!(
-            r"DataLoader[\s>]*worker[\s>]*\(pid[\s>]*(\d+)\)[\s>]*is[\s>]*killed[\s>]*by[\s>]*",
+            // The pid as printed, or as a reporter masked it (`(pid n)`,
+            // `(pid ...)`, `(pid XXXX)`).
+            r"DataLoader[\s>]*worker[\s>]*\(pid[\s>]*([^()\s]{1,12})\)[\s>]*is[\s>]*killed[\s>]*by[\s>]*",
             r"signal[\s>]*:[\s>]*(Bus[\s>]*error|Killed)\b"
         ))
     });
@@ -340,7 +342,11 @@ fn dataloader_worker(text: &str) -> Option<Parsed> {
     if c[2].starts_with("Killed") {
         parsed.facts.kind = EventKind::OomKill;
         parsed.facts.signal_only_kill = true;
-        parsed.facts.call = Some(format!("a DataLoader worker (pid {})", &c[1]));
+        parsed.facts.call = Some(if c[1].bytes().all(|b| b.is_ascii_digit()) {
+            format!("a DataLoader worker (pid {})", &c[1])
+        } else {
+            "a DataLoader worker".to_string()
+        });
     } else {
         parsed.facts.shm_full = true;
     }
@@ -718,6 +724,24 @@ mod tests {
         )
         .is_none());
         assert!(parse(r#"if "No executable batch size found" in str(e):"#).is_none());
+    }
+
+    #[test]
+    fn a_dataloader_worker_killed_with_its_pid_masked() {
+        for text in [
+            "RuntimeError: DataLoader worker (pid n) is killed by signal: Killed",
+            "RuntimeError: DataLoader worker (pid ...) is killed by signal: Killed.",
+        ] {
+            let e = parse(text).expect("an event");
+            assert_eq!(e.framework, Framework::PyTorch, "{text}");
+            assert_eq!(e.facts.call.as_deref(), Some("a DataLoader worker"));
+        }
+        let e = parse("RuntimeError: DataLoader worker (pid 22048) is killed by signal: Killed.")
+            .expect("an event");
+        assert_eq!(
+            e.facts.call.as_deref(),
+            Some("a DataLoader worker (pid 22048)")
+        );
     }
 
     #[test]
