@@ -1022,13 +1022,13 @@ fn reported_in_prose(text: &str) -> Option<usize> {
                 r#"(?i)\b(?:got|get|gets|getting|ha(?:ve|s|d|ving)|received?|receiving|hit|hits|hitting|encounter(?:s|ed|ing)?|rais(?:e|es|ed|ing)|throw(?:s|n|ing)?|threw|says|said|run\s+into|ran\s+into|runs\s+into|running\s+into|met|facing|faced|experienc(?:e|es|ed|ing)|(?:came|come|comes|coming)\s+(?:up\s+with|across)|saw|see|sees|seeing|trigger(?:s|ed|ing)?|produc(?:e|es|ed|ing)|showed|gave|giving|reported|returned|displayed|printed|prompt(?:s|ed|ing)?|pop(?:s|ped)?\s+up(?:\s+with)?)\s+(?:(?:an?|the|this|that|same)\s+(?:\w+\s+)?)*(?:(?:cuda|gpu|cpu|host|hip|mps|v?ram)\s+|(?:errors?:?\s+)?["'`“‘](?:[\w:.]+\s+){{0,4}}?)?{OOM}"#
             ),
             format!(
-                r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:cuda\s+|gpu\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+\w"#
+                r#"(?i)^\s*(?:\[[^\]]*\]:?\s*)?["'`“‘]?(?:(?:cuda|gpu|xpu|hip|npu|tpu)\s+|(?:\w+\.)+)?{OOM}["'`”’]?(?:\s+error)?\s+(?:during|while|when|at|in|on|for|with|after)\s+[\w`'"(-]"#
             ),
             // The failure as what something ran into or led to ("the job
             // runs out of memory at step 40", "it OOMed", "went OOM", "leads
             // to CUDA OOM"); not `OOMs`, a count's noun as often as a verb.
             format!(
-                r#"(?i)\b(?:r[au]n(?:s|ning)?\s+out[ -]of[ -](?:gpu\s+|cuda\s+|device\s+|v?ram\s+)?memory\b|oom(?:ed|ing|'d)\b|(?:goes|went|going)\s+oom\b|(?:leads?|led)\s+to\s+(?:an?\s+)?(?:cuda\s+|gpu\s+)?{OOM}|(?:caus(?:es|ed)|results?\s+in|resulted\s+in|end(?:s|ed)?\s+(?:up\s+)?with|crash(?:es|ed)?\s+with)\s+(?:an?\s+|the\s+)?(?:cuda\s+|gpu\s+)?{OOM})"#
+                r#"(?i)\b(?:r[au]n(?:s|ning)?\s+out[ -]of[ -](?:gpu\s+|cuda\s+|device\s+|v?ram\s+)?memory\b|oom(?:ed|ing|'d)\b|(?:goes|went|going)\s+oom\b|(?:leads?|led)\s+to\s+(?:an?\s+)?(?:cuda\s+|gpu\s+)?{OOM}|(?:caus(?:e|es|ed)|results?\s+in|resulted\s+in|end(?:s|ed)?\s+(?:up\s+)?with|crash(?:es|ed)?\s+with)\s+(?:an?\s+|the\s+)?(?:cuda\s+|gpu\s+)?{OOM})"#
             ),
             format!(
                 r#"(?i)["'`“](?:cuda\s+)?{OOM}["'`”]?\s+(?:error\s+)?(?:appeared|appears|occurred|occurs|happened|happens|shows\s+up|showed\s+up)\b"#
@@ -1036,7 +1036,7 @@ fn reported_in_prose(text: &str) -> Option<usize> {
             format!(r"^\s*\[(?:Bug|BUG|bug)\]:?\s.*\b(?i:{OOM})"),
             // A title or sentence that ends on the failure named with its
             // device ("ZeRO-3 with NVMe offload: CPU OOM").
-            format!(r"(?i)\b(?:cuda|gpu|cpu|host|v?ram)\s+{OOM}(?:\s+errors?)?\s*[.!]?\s*$"),
+            format!(r"(?i)\b(?:cuda|gpu|cpu|host|v?ram|hbm|tpu|xpu|npu)\s+{OOM}(?:\s+(?:errors?|problems?|issues?))?\s*[.!]?\s*$"),
         ]
         .iter()
         .map(|p| re(p))
@@ -2031,6 +2031,12 @@ mod tests {
             "multi-gpu training triggers CUDA out of memory error",
             "I see CPU OOM errors during the partitioning of optimizer states",
             "ZERO Stage 3 with NVME Offload CPU OOM",
+            // The device's own words before the failure, quoted; a title
+            // that names the failure with a noun after it.
+            "`XPU out of memory` error with `-tp=4`, but model loads fine with `-tp=2` or `-tp=1`",
+            "GPU OOM problem",
+            "hbm OOM",
+            "it cause OOM when the training iteration is about 5k.",
         ] {
             assert!(parse_line(text).is_some(), "{text}");
         }
