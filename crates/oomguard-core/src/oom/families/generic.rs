@@ -1364,9 +1364,11 @@ fn oom_killed_false(text: &str) -> bool {
     static FALSE: LazyLock<Regex> = LazyLock::new(|| {
         re(concat!(
             r#"(?i:\boomkilled\b[\s*"'`:=]*(?:is|was|was set to|=|:)?[\s*"'`:=]*false\b|"#,
-            r"\b(?:137|sigkill|killed|signal\s*9)\b[^.\n]{0,60}?(?:\bbut|,)\s+(?:there\s+(?:is|was)\s+)?",
-            r"(?:no\s+|not\s+(?:an?\s+)?)(?:oom|out[ -]of[ -]memory)\b|",
-            r"\b(?:137|sigkill|killed|signal\s*9)\b[^.\n]{0,60}?\bwithout\s+(?:an?\s+)?(?:oom|out[ -]of[ -]memory)\b)"
+            // The kill, then in the same sentence "but no OOM", ", not an
+            // OOM" or "without an OOM".
+            r"\b(?:137|sigkill|killed|signal\s*9)\b[^.\n]{0,60}?",
+            r"(?:(?:\bbut|,)\s+(?:there\s+(?:is|was)\s+)?(?:no\s+|not\s+(?:an?\s+)?)|\bwithout\s+(?:an?\s+)?)",
+            r"(?:oom|out[ -]of[ -]memory)\b)"
         ))
     });
     FALSE.is_match(text)
