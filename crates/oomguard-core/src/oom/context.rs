@@ -285,10 +285,18 @@ static BATCH_OF_ONE_WORKS: LazyLock<Regex> = LazyLock::new(|| {
 /// Frames and lines of diffusion pipelines: diffusers' pipelines and UNet,
 /// k-diffusion's samplers, ComfyUI (its `comfy/` package and its nodes),
 /// the webui's and Forge's `modules/sd_*`, Fooocus' `ldm_patched`, and the
-/// words users name them by.
+/// words users name them by: the image and video diffusion models by their
+/// published names (FLUX.1, SD3, Wan 2.x, HunyuanVideo, CogVideoX,
+/// LTX-Video, AnimateDiff, Stable Video Diffusion), image-to-video or
+/// text-to-video work, and the VAE decoding latents. FLUX is read only
+/// with its version or variant, as Julia's `Flux` is a training library.
 const DIFFUSION: &str = concat!(
     r"diffusers[/\\]|k_diffusion|comfy[/\\]|ComfyUI|KSampler|SamplerCustom|VAEDecode|VAEEncode|",
-    r"ldm_patched|modules[/\\]sd_|(?i:stable[ _-]?diffusion|\bsdxl\b|txt2img|img2img|\bunet\b|denois)",
+    r"ldm_patched|modules[/\\]sd_|(?i:stable[ _-]?diffusion|\bsdxl\b|txt2img|img2img|\bunet\b|denois|",
+    r"\bflux[ ._-]?(?:1|dev|schnell|krea|kontext|fill)|\bsd3|\bwan[ _-]?2(?:\.\d)?\b|wan2gp|",
+    r"hunyuan[ _-]?video|cogvideo|\bltx[ _-]?v(?:ideo)?\b|animatediff|stable[ _-]video|",
+    r"\b(?:image|img|text|txt)[ _-]?(?:2|to)[ _-]?vid(?:eo)?\b|\b[it]2v\b|video[ _-]generation|",
+    r"\bvae[ _.-]?(?:decod|encod|tiled|tiling)|decod\w*\s+(?:the\s+)?latents\b)",
 );
 
 /// A memory share set below 0.6 of the GPU, by the knob of each stack: JAX
@@ -317,10 +325,11 @@ const LOW_FRACTION: &str = concat!(
 /// The KV cache or the context length an inference run was given, by the
 /// knob of each engine: vLLM's `--max-model-len` / `max_model_len`,
 /// llama.cpp's `-c` / `--ctx-size` / `n_ctx`, Ollama's `num_ctx`, SGLang's
-/// `--context-length`, engines' `--kv-...` flags, and the words users name
-/// them by ("KV cache", "context size", "context length").
+/// `--context-length`, engines' `--kv-...` flags, the cache by its name in
+/// code (Transformers' `past_key_values`, MLX-LM's `prompt_cache`), and the
+/// words users name them by ("KV cache", "context size", "context length").
 const LONG_CONTEXT: &str = concat!(
-    r"(?i:\bkv[-_ ]?cache\b|--kv-[a-z][\w-]*|\bn_ctx\b|--ctx-size\b|\bnum_ctx\b|--max-model-len\b|\bmax_model_len\b|",
+    r"(?i:\bkv[-_ ]?cache\b|\bpast_key_values\b|\bprompt_cache\b|--kv-[a-z][\w-]*|\bn_ctx\b|--ctx-size\b|\bnum_ctx\b|--max-model-len\b|\bmax_model_len\b|",
     r"--context-length\b|\bcontext[ _](?:size|length|window)s?\b|\bctx[-_]size\b)",
 );
 
@@ -665,6 +674,17 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "img2img",
             "unet",
             "denois",
+            "flux",
+            "sd3",
+            "wan",
+            "hunyuan",
+            "cogvideo",
+            "ltx",
+            "animatediff",
+            "vid",
+            "2v",
+            "vae",
+            "latents",
             // LOW_FRACTION
             "fraction",
             "utilization",
@@ -676,6 +696,8 @@ static SIGNAL_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "model-len",
             "model_len",
             "context",
+            "past_key_values",
+            "prompt_cache",
             // CAPACITY_DOUBT
             "how much",
             "minimum",
@@ -949,6 +971,8 @@ mod tests {
             "llama_new_context_with_model: n_ctx      = 65536",
             "running out of memory with context sizes larger than 56k",
             "the default size of KV-cache is very small",
+            "    mx.eval([c.state for c in self.prompt_cache])",
+            "    outputs = model(input_ids, past_key_values=past_key_values)",
         ] {
             assert!(around(line).long_context.is_some(), "{line}");
         }
@@ -993,12 +1017,21 @@ mod tests {
             "  File \"/Fooocus/ldm_patched/modules/model_management.py\", line 1, in load",
             "SDXL at 1024x1024 runs out of memory",
             "Error occurred when executing VAEDecode:",
+            "Tested with Wan2.2: Image2video Enhanced Lightning v2 14B",
+            "OOM while the pipeline goes to decoding the latents.",
+            "I was using FLUX.1-dev at 1024x1024",
+            "HunyuanVideo at 720p runs out of memory",
+            "Out of memory while VAE decoding on Wan 2.2 t2v 5b.",
+            "any video generation preset",
         ] {
             assert!(around(line).diffusion.is_some(), "{line}");
         }
         for line in [
             "  File \"/app/transformers/generation/utils.py\", line 1, in generate",
             "Stable release 2.1",
+            "using Flux.jl with a Chain of Dense layers",
+            "train a VAE on MNIST",
+            "model = Wan(...) # a wide area network model",
         ] {
             assert!(around(line).diffusion.is_none(), "{line}");
         }

@@ -82,7 +82,7 @@ pub(super) fn by_phase(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         Phase::Generation if event.facts.context.diffusion.is_some() => {
             diffusion(r, &held);
         }
-        Phase::Generation => generation(r, &held),
+        Phase::Generation => generation(r, event, &held),
         Phase::Evaluation => evaluation(r, event, &held),
         Phase::Startup => startup(r, &held),
         Phase::DataLoading => data_loading(r, &held),
@@ -116,10 +116,24 @@ fn optimizer_step(r: &mut Ranking, held: &Held) {
     );
 }
 
-fn generation(r: &mut Ranking, held: &Held) {
+/// KV cache's score when the text names the cache or the context length
+/// the run was given, and when it does not: a model generating in a
+/// training framework (`generate()`, a sampler loop) holds its cache as
+/// ordinary tensors of the batch, and reports of such runs are cut by
+/// fewer or shorter sequences, so the batch leads unless the text speaks
+/// of the cache.
+const KV_NAMED: f64 = 0.6;
+const KV_UNNAMED: f64 = 0.45;
+
+fn generation(r: &mut Ranking, event: &OomEvent, held: &Held) {
+    let kv = if event.facts.context.long_context.is_some() {
+        KV_NAMED
+    } else {
+        KV_UNNAMED
+    };
     r.add(
         CauseId::KvCache,
-        0.6,
+        kv,
         held.with("generation grows the KV cache with every token, batch x length"),
     );
     r.add(
@@ -983,8 +997,14 @@ mod tests {
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         let r = at(Phase::OptimizerStep, &mut holding(10 * GIB));
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
-        let r = at(Phase::Generation, &mut holding(10 * GIB));
-        assert_eq!(r.top(), Some(CauseId::KvCache));
+        // Generating with the cache named: the cache; without: the batch
+        // of sequences, with the cache still a candidate.
+        let mut e = holding(20 * GIB);
+        e.facts.context.long_context = Some("max_new_tokens=4096".into());
+        assert_eq!(at(Phase::Generation, &mut e).top(), Some(CauseId::KvCache));
+        let r = at(Phase::Generation, &mut holding(20 * GIB));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        assert!(r.0.iter().any(|c| c.id == CauseId::KvCache));
         // A diffusion pipeline keeps no KV cache.
         let mut e = holding(10 * GIB);
         e.facts.context.diffusion = Some("File \"comfy/samplers.py\", line 1, in sample".into());
