@@ -421,6 +421,15 @@ pub struct EngineLog {
     /// The text before the failure says the process had been running long
     /// (`long-running`, `after 14 hours`, `after many requests`).
     pub ran_long: bool,
+    /// ggml's graph allocator failed (`ggml_gallocr_reserve_n: failed to
+    /// allocate <dev> buffer`, ggml-alloc.c): the buffer held one compute
+    /// graph's tensors, never the weights or the KV cache, which ggml
+    /// allocates apart (`alloc_tensor_range`).
+    pub graph_failed: bool,
+    /// The lines before the failure show a request being served or an
+    /// input being encoded (llama.cpp's `srv` / `slot` lines, an image
+    /// through a vision projector, Ollama's `loading cache slot`).
+    pub serving_request: bool,
 }
 
 /// llama.cpp's account of a model load, from the lines it prints before

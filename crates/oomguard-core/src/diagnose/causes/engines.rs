@@ -329,6 +329,11 @@ pub(super) fn llama(r: &mut Ranking, event: &OomEvent) {
     if llama_large_ubatch(r, event) {
         return;
     }
+    let log = &event.facts.engine_log;
+    if log.graph_failed && log.serving_request && llama_stage(event) != LlamaStage::Compute {
+        llama_request_graph(r, event);
+        return;
+    }
     let q = event.memory.requested_bytes;
     if event.phase != Phase::ModelLoad {
         r.add(
@@ -482,6 +487,36 @@ fn llama_failed_buffer(r: &mut Ranking, event: &OomEvent, kind: LlamaBufferKind)
             );
         }
     }
+}
+
+/// ggml's graph allocator failed while a request was served or an input
+/// encoded, with no word from llama.cpp that it was creating the context
+/// (`failed to allocate compute buffers`) and no KV cache placed before
+/// it: the graph of one request (an image through a vision encoder, a
+/// prompt batch) is sized by that input, so the input and the micro-batch
+/// lead. At load, the graph reserved is the context's worst case, ranked
+/// by the load's own rules.
+fn llama_request_graph(r: &mut Ranking, event: &OomEvent) {
+    let size = event
+        .memory
+        .requested_bytes
+        .map_or(String::new(), |q| format!(" of {}", fs(q)));
+    r.add_checked(
+        CauseId::BatchTooLarge,
+        0.75,
+        format!("ggml could not reserve a compute graph's buffer{size}: it holds one request's tensors (an image through the vision encoder, a batch of prompt tokens) and grows with that input; a smaller image, a smaller -b / -ub, or the projector on the CPU (--no-mmproj-offload) fits"),
+        Some(LLAMA_BUFFER_CHECK),
+    );
+    r.add(
+        CauseId::KvCache,
+        0.5,
+        "the graph's attention also grows with the context it reads (-c / num_ctx)",
+    );
+    r.add(
+        CauseId::ModelTooLarge,
+        0.45,
+        "fewer offloaded layers (-ngl / num_gpu) leave room for the graph",
+    );
 }
 
 /// A micro-batch far above llama.cpp's default, outside model loading: the
@@ -1037,6 +1072,39 @@ mod tests {
         let mut r = Ranking::new();
         llama(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+    }
+
+    #[test]
+    fn a_request_s_graph_that_failed_is_its_input() {
+        // `ggml_gallocr_reserve_n: failed` while a vision encoder
+        // reserves an image's graph: the input.
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.phase = Phase::ModelLoad;
+        e.memory.requested_bytes = Some(4 * GIB);
+        e.facts.engine_log.graph_failed = true;
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_ne!(
+            r.top(),
+            Some(CauseId::BatchTooLarge),
+            "no request in the log"
+        );
+        e.facts.engine_log.serving_request = true;
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
+        // After the KV cache was placed, the context's compute buffers.
+        e.facts.llama_offload = Some(crate::oom::LlamaOffload {
+            buffers: vec![crate::oom::LlamaBuffer {
+                device: "CUDA0".into(),
+                kind: LlamaBufferKind::KvCache,
+                bytes: GIB,
+            }],
+            ..Default::default()
+        });
+        let mut r = Ranking::new();
+        llama(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::KvCache));
     }
 
     #[test]

@@ -751,6 +751,16 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
         )
     });
     static FRAME: LazyLock<Regex> = LazyLock::new(|| re(r#"^\s*File "[^"]*", line \d+, in (\S+)"#));
+    // A request being served or an input being encoded, in the words of
+    // llama.cpp's server (`srv  process_chun: processing image`,
+    // `slot launch_slot_`), its multimodal tools (`--mmproj`, `--image`,
+    // `clip_image_...`, `encoding image slice`) and Ollama's runner
+    // (`loading cache slot`).
+    static SERVING_REQUEST: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i)^\s*(?:srv|slot)\s+\w+:|process_chun|processing image|encoding image|image slice|--mmproj\b|--image\b|\bclip_image|loading cache slot|launch_slot",
+        )
+    });
     // Words at least one of which each pattern above needs (ASCII case
     // folded): other lines are skipped, which keeps a log dense with OOM
     // messages fast.
@@ -774,6 +784,11 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
                 "file \"",
                 "buffer",
                 "allocation limit",
+                "srv",
+                "slot",
+                "process_chun",
+                "image",
+                "mmproj",
             ])
             .expect("the engine words build")
     });
@@ -803,6 +818,7 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
             // report its consequences (a context that could not be made).
             log.llama_failed.get_or_insert(kind);
         }
+        log.graph_failed |= line.contains("gallocr_reserve_n: failed to allocate");
         if line.contains("kIOGPUCommandBufferCallbackErrorOutOfMemory")
             || line.contains("Command buffer execution failed: Insufficient Memory")
         {
@@ -831,6 +847,7 @@ pub(crate) fn engine_log(before: &[String], text: &str, following: &[String]) ->
             log.cache_frames |= CACHE_WORDS.is_match(line);
 
             log.ran_long |= RAN_LONG.is_match(line);
+            log.serving_request |= SERVING_REQUEST.is_match(line);
         }
     }
     log.cuda_graph_capture = capturing;
@@ -1149,6 +1166,24 @@ mod tests {
         let limit = "ggml_vulkan: Requested buffer size exceeds device memory allocation limit: ErrorOutOfDeviceMemory";
         let failed = "ggml_gallocr_reserve_n: failed to allocate Vulkan0 buffer of size 4757131264";
         assert!(engine_log(&lines(&[limit]), failed, &[]).per_buffer_limit);
+        assert!(engine_log(&[], failed, &[]).graph_failed);
+        for said in [
+            "srv  process_chun: processing image...",
+            "llama-qwen2vl-cli -m q.gguf --mmproj mmproj.gguf --image facture_1.png",
+            "time=2025-05-18T08:36:01.003Z level=DEBUG source=cache.go:136 msg=\"loading cache slot\" id=0",
+        ] {
+            assert!(engine_log(&lines(&[said]), failed, &[]).serving_request, "{said}");
+        }
+        assert!(
+            !engine_log(
+                &lines(&["llama_new_context_with_model: n_ctx = 4096"]),
+                failed,
+                &[]
+            )
+            .serving_request
+        );
+        let cuda = "ggml_backend_cuda_buffer_type_alloc_buffer: allocating 4514.05 MiB on device 0: cudaMalloc failed: out of memory";
+        assert!(!engine_log(&[], cuda, &[]).graph_failed);
         let backend = "ggml_vulkan: Device memory allocation of size 4757131264 failed.";
         assert!(engine_log(&[], backend, &lines(&[limit])).per_buffer_limit);
         let mut far = lines(&[limit]);
