@@ -402,22 +402,40 @@ const SMALL_DEVICE: &str = concat!(
     r"\bmib\s*/\s*(?:[1-9]\d{2}|[1-3]\d{3}|4[0-5]\d{2}|460[0-8])\s?mib\b)",
 );
 
+/// Where a line read for the context stands.
+#[derive(Clone, Copy)]
+enum At {
+    /// Its index among the lines before the failure.
+    Before(usize),
+    /// A line of the failure's own text.
+    Own,
+    /// Its index among the lines after the failure.
+    After(usize),
+}
+
 /// Reads the lines before the failure, its own text and the lines after.
 pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> ContextEvidence {
     let start = before.len().saturating_sub(LINES_BEFORE);
     let log_from = before.len().saturating_sub(LOG_LINES_BEFORE);
-    // Each line with its index among `before` (none for the event's own
-    // text and the lines after it).
+    // Each line with where it stands: its index among `before`, the
+    // event's own text, or its index among the lines after.
     let lines = before[start..]
         .iter()
         .enumerate()
-        .map(|(i, l)| (Some(start + i), l.as_str()))
-        .chain(text.lines().map(|l| (None, l)))
-        .chain(following.iter().map(|l| (None, l.as_str())));
-    // The last line before the event saying a load finished, looked for
-    // only once a loader's line needs it (a log dense with OOM lines has
-    // none).
+        .map(|(i, l)| (At::Before(start + i), l.as_str()))
+        .chain(text.lines().map(|l| (At::Own, l)))
+        .chain(
+            following
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (At::After(i), l.as_str())),
+        );
+    // The last line before the event saying a load finished, and the last
+    // after it (a report's log pasted under the error is the run that led
+    // to it), looked for only once a loader's line needs it (a log dense
+    // with OOM lines has none).
     let mut done: Option<Option<usize>> = None;
+    let mut done_after: Option<Option<usize>> = None;
     // One pass of the set over each line; the first line matching each
     // signal is its evidence (a loader's log line only near the error and
     // after the last line that says a load finished).
@@ -429,11 +447,20 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
         let matched = SIGNALS.matches(line);
         for i in matched.iter() {
             if i == Signal::ModelLog as usize {
-                if let Some(at) = at {
-                    let finished = *done.get_or_insert_with(|| load_done_at(before));
-                    if at < log_from || finished.is_some_and(|d| at <= d) {
-                        continue;
+                match at {
+                    At::Before(at) => {
+                        let finished = *done.get_or_insert_with(|| load_done_at(before));
+                        if at < log_from || finished.is_some_and(|d| at <= d) {
+                            continue;
+                        }
                     }
+                    At::After(at) => {
+                        let finished = *done_after.get_or_insert_with(|| load_done_at(following));
+                        if finished.is_some_and(|d| at <= d) {
+                            continue;
+                        }
+                    }
+                    At::Own => {}
                 }
             }
             if i == Signal::BatchOfOne as usize && BATCH_OF_ONE_WORKS.is_match(line) {
@@ -1110,6 +1137,16 @@ mod tests {
         ] {
             assert!(around(log).model_states.is_some(), "{log}");
         }
+    }
+
+    #[test]
+    fn a_load_that_finished_in_the_log_pasted_under_the_error_is_not_model_states() {
+        let oom = "torch.OutOfMemoryError: HIP out of memory. Tried to allocate 47.98 GiB.";
+        let log = lines("Requested to load WAN21\nloaded completely 56256.66 2706.17 True");
+        assert!(read(&[], oom, &log).model_states.is_none());
+        // A load the pasted log shows unfinished is still read.
+        let log = lines("Requested to load WAN21");
+        assert!(read(&[], oom, &log).model_states.is_some());
     }
 
     #[test]

@@ -192,6 +192,29 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         && (gap <= FOLLOW_UP_LINES || opened_by(event, parsed))
 }
 
+/// True when the pending event is the text's first line (an issue's
+/// title) and this part, further down, is the failure it names with at
+/// least as many figures: the same software's wording, the same device, and the same request and capacity where both state
+/// them. A title that restates the error, whole or cut short, and the paste
+/// under it are one failure, whatever lies between (the reporter's setup,
+/// a heading); the paste's own figures win.
+fn titled_by(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
+    let event = &pending.event;
+    let agree = |a: Option<u64>, b: Option<u64>| match (a, b) {
+        (Some(a), Some(b)) => a.abs_diff(b) <= a.max(b) / 100,
+        _ => true,
+    };
+    event.line == 1
+        && pending.kind == PartKind::Primary
+        && parsed.kind == PartKind::Primary
+        && line.saturating_sub(pending.last_line) <= TRACEBACK_LINES
+        && event.framework == parsed.framework
+        && devices_fit(&parsed.device, &event.device)
+        && parsed.memory.count() >= event.memory.count()
+        && agree(event.memory.requested_bytes, parsed.memory.requested_bytes)
+        && agree(event.memory.total_bytes, parsed.memory.total_bytes)
+}
+
 /// True when the pending event's whole message is how this part's message
 /// opens: a bare heading (an exception's name) and the full message, or a
 /// quote of it cut short with an ellipsis (`Tried to allocate...` in a
@@ -383,16 +406,26 @@ impl Grouper {
             let announce = p.kind == PartKind::Preliminary
                 && p.event.framework == parsed.framework
                 && line.saturating_sub(p.event.line) <= self.options.announce_window_lines;
-            if announce || completes_bare(p, &parsed, line) {
+            let titled = titled_by(p, &parsed, line);
+            if announce || titled || completes_bare(p, &parsed, line) {
                 if p.event.framework == Framework::Other || keras_wrapper(&p.event) {
                     p.event.framework = parsed.framework;
                 }
-                // A heading the message opens with: the event is the message.
-                if opened_by(&p.event, &parsed) {
+                // A heading the message opens with, or a title over the
+                // paste: the event is the message.
+                if titled || opened_by(&p.event, &parsed) {
                     p.event.line = line;
                 }
                 p.last_line = line;
                 add_rank(&mut p.event, copy_of_rank);
+                let mut parsed = parsed;
+                if titled {
+                    // The paste's own surroundings read first: the title's
+                    // reading ran over the lines under it, before the
+                    // paste showed where its failure came.
+                    let title = std::mem::take(&mut p.event.facts.context);
+                    parsed.facts.context = std::mem::take(&mut parsed.facts.context).merge(title);
+                }
                 merge_announced(p, parsed, phase);
                 self.remember(seen);
                 return;

@@ -220,6 +220,26 @@ impl MemoryFigures {
         );
     }
 
+    /// How many figures are known.
+    pub fn count(&self) -> usize {
+        macro_rules! count {
+            ($($f:ident),*) => { 0 $( + usize::from(self.$f.is_some()) )* };
+        }
+        count!(
+            requested_bytes,
+            total_bytes,
+            free_bytes,
+            allocated_bytes,
+            reserved_bytes,
+            reserved_unallocated_bytes,
+            process_bytes,
+            non_framework_bytes,
+            other_processes,
+            allowed_bytes,
+            private_pools_bytes
+        )
+    }
+
     /// True when the message stated no figure at all.
     pub fn is_empty(&self) -> bool {
         *self == MemoryFigures::default()

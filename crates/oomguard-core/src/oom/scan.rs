@@ -1160,6 +1160,33 @@ mod tests {
     }
 
     #[test]
+    fn a_first_line_restating_the_error_and_the_paste_under_it_are_one_failure() {
+        // A bare title over the reporter's setup, then the whole error.
+        let text = "HIP out of memory\n\
+                    AMD AI MAX+395, ubuntu 24.04\n\
+                    When I run the workflow it asks for 48G.\n\
+                    torch.OutOfMemoryError: HIP out of memory. Tried to allocate 47.98 GiB. GPU 0 has a total capacity of 64.00 GiB of which 5.04 GiB is free. Of the allocated memory 58.21 GiB is allocated by PyTorch, and 242.67 MiB is reserved by PyTorch but unallocated.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 4);
+        assert_eq!(events[0].device.index, Some(0));
+        assert!(events[0].memory.allocated_bytes.is_some());
+        // A title cut short, from another run (its free figure differs):
+        // the paste's figures win.
+        let text = "3080 12G: CUDA out of memory. Tried to allocate 884.00 MiB. GPU 0 has a total capacity of 12.00 GiB of which 135.00 MiB is free.\n\
+                    memory grows over time\n\
+                    torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 884.00 MiB. GPU 0 has a total capacity of 12.00 GiB of which 38.73 MiB is free. Of the allocated memory 6.68 GiB is allocated by PyTorch, and 3.96 GiB is reserved by PyTorch but unallocated.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].memory.free_bytes, Some(40_611_348));
+        // A first line asking for another size is another failure.
+        let text = "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 8.00 GiB total capacity; 7.00 GiB already allocated; 0 bytes free; 7.31 GiB reserved in total by PyTorch)\n\
+                    retrying with a smaller batch\n\
+                    RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 8.00 GiB total capacity; 5.00 GiB already allocated; 1.00 GiB free; 5.31 GiB reserved in total by PyTorch)\n";
+        assert_eq!(scan(text).0.len(), 2);
+    }
+
+    #[test]
     fn a_title_takes_the_software_of_the_frames_pasted_under_it() {
         // The engine's frames come past the lines any message reads after it.
         let mut paste =
