@@ -126,10 +126,12 @@ pub(super) const TRIGGERS: &[&str] = &[
     // length 0x6692c000 must not exceed 1024 MB.`, read by other_runtimes).
     "xceed",
     "TERM_MEMLIMIT",
-    // TensorRT's builder when no tactic of a node fits the memory it could
-    // get: `could not find any implementation for node X, try increasing
-    // the workspace size`.
-    "any implementation for node",
+    // TensorRT's builder when its workspace pool is too small: no tactic of
+    // a node fits (`could not find any implementation for node X, try
+    // increasing the workspace size`), or a plugin asks more scratch memory
+    // than the pool allows (`plugin node X requires N bytes of scratch
+    // space, but only M is available. Try increasing the workspace size`).
+    "workspace size",
     // Compilers out of memory while building: nvcc's tools killed, MSVC's
     // heap (gcc's `Killed signal`, ptxas' `Memory allocation failure` and
     // EDG's `catastrophic error: out of memory` hold phrases above).
@@ -176,6 +178,8 @@ pub(super) const EXAMPLES: &[&str] = &[
     // Reports in words.
     "Gemma 2 9b on 8xL4(24gb) says cuda oom when capturing cuda graphs",
     "[Bug]: CUDA OOM (due to flaky profiler?)",
+    // TensorRT's builder above its workspace pool.
+    "[TRT] [E] IBuilder::buildSerializedNetwork: Error Code 4: Internal Error (Internal error: plugin node gpt_attention requires 210571452800 bytes of scratch space, but only 47697362944 is available. Try increasing the workspace size with IBuilderConfig::setMemoryPoolLimit().",
 ];
 
 struct Patterns {
@@ -807,6 +811,7 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
         .or_else(|| opencl_error_text(text))
         .or_else(|| cgroup_at_limit(text))
         .or_else(|| tensorrt_no_tactic(text))
+        .or_else(|| tensorrt_scratch(text))
         .or_else(|| windows_commit_limit(text))
         .or_else(|| colab_ram(text))
     {
@@ -1526,6 +1531,35 @@ fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
         message_at(text, c.get(0)?.start()),
     );
     parsed.facts.op = Some(c[1].trim().to_string());
+    parsed.phase_hint = Some(Phase::ModelLoad);
+    Some(parsed)
+}
+
+/// TensorRT's builder refusing a plugin more scratch memory than the
+/// builder's workspace pool allows (`Internal error: plugin node X requires
+/// N bytes of scratch space, but only M is available. Try increasing the
+/// workspace size with IBuilderConfig::setMemoryPoolLimit()`; TensorRT 7
+/// follows it with `OutOfMemory Error in buildSingleLayer`): the pool's
+/// limit is the configured cap, the plugin's need the request.
+fn tensorrt_scratch(text: &str) -> Option<Parsed> {
+    static SCRATCH: LazyLock<Regex> = LazyLock::new(|| {
+        re(
+            r"(?i:(?:plugin\s*node\s*(.+?)\s*)?requires\s*(\d+)\s*bytes\s*of\s*scratch\s*space,?\s*but\s*only\s*(\d+)\s*(?:bytes\s*)?(?:is|are)\s*available)",
+        )
+    });
+    let c = SCRATCH.captures(text)?;
+    if looks_like_code(text.trim_start()) {
+        return None;
+    }
+    let mut parsed = Parsed::new(
+        Framework::Other,
+        DeviceKind::Cuda,
+        message_at(text, c.get(0)?.start()),
+    );
+    parsed.memory.requested_bytes = c[2].parse().ok();
+    parsed.memory.allowed_bytes = c[3].parse().ok();
+    parsed.exact_request = true;
+    parsed.facts.op = c.get(1).map(|m| m.as_str().trim().to_string());
     parsed.phase_hint = Some(Phase::ModelLoad);
     Some(parsed)
 }
@@ -2804,6 +2838,18 @@ mod tests {
         assert!(parse_line("Exception: CUDA Out of Memory").is_some());
         assert!(parse_line("Out-of-memory error when building the engine").is_some());
         assert!(parse_line("RuntimeError: Native API failed. Native API returns: 39 (UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY)").is_some());
+    }
+
+    #[test]
+    fn tensorrt_plugin_asks_more_scratch_than_its_workspace_pool() {
+        let e = event("[TRT] [E] IBuilder::buildSerializedNetwork: Error Code 4: Internal Error (Internal error: plugin node L0/gpt_attention requires 210571452800 bytes of scratch space, but only 47697362944 is available. Try increasing the workspace size with IBuilderConfig::setMemoryPoolLimit().");
+        assert_eq!(e.device.kind, DeviceKind::Cuda);
+        assert_eq!(e.memory.requested_bytes, Some(210_571_452_800));
+        assert_eq!(e.memory.allowed_bytes, Some(47_697_362_944));
+        assert_eq!(e.facts.op.as_deref(), Some("L0/gpt_attention"));
+        // TensorRT 7's plugin wording, glued to its node's name.
+        let e = event("Internal error: plugin node (Unnamed Layer* 0) [PluginV2Ext]requires 20677888 bytes of scratch space, but only 20624360 is available.");
+        assert_eq!(e.memory.allowed_bytes, Some(20_624_360));
     }
 
     #[test]

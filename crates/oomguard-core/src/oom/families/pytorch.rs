@@ -107,8 +107,12 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?:cuda\s*runtime\s*error\s*\(2\)\s*:\s*out\s*of\s*memory|THCudaCheck\s*FAIL.*?error=2\s*:\s*out\s*of\s*memory)",
     ),
     cuda_error: re(r"\b(CUDA|HIP)\s*error\s*:\s*out\s*of\s*memory"),
+    // c10's host allocator names itself `DefaultCPUAllocator`
+    // (c10/core/impl/alloc_cpu.cpp); Caffe2's jemalloc build
+    // `JEMallocCPUAllocator`; reports that quote it cut short keep
+    // `CPUAllocator: not enough memory: you tried to allocate N bytes`.
     cpu: re(
-        r"DefaultCPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)|Torch\s*:\s*not\s*enough\s*memory",
+        r"\b(?:Default|JEMalloc)?CPUAllocator\s*:\s*(?:not\s*enough\s*memory|can't\s*allocate\s*memory)|Torch\s*:\s*not\s*enough\s*memory",
     ),
     // The allocator streams the device's index as a raw byte (a
     // `c10::DeviceIndex`, an int8, in CUDAMallocAsyncAllocator.cpp's
@@ -691,6 +695,21 @@ mod tests {
         // The wrapped figure is no request.
         assert_eq!(parsed.memory.requested_bytes, None);
         assert!(parsed.message.starts_with("RuntimeError: [enforce fail"));
+    }
+
+    #[test]
+    fn the_host_allocator_by_each_of_its_names() {
+        for text in [
+            "RuntimeError: [enforce fail at alloc_cpu.cpp:114] data. DefaultCPUAllocator: not enough memory: you tried to allocate 6553600 bytes.",
+            "RuntimeError: CPUAllocator: not enough memory: you tried to allocate 6553600 bytes.",
+            "[enforce fail at context.cc:48] data. JEMallocCPUAllocator: not enough memory: you tried to allocate 6553600 bytes.",
+        ] {
+            let parsed = parse(text).expect(text);
+            assert_eq!(parsed.device.kind, DeviceKind::Cpu, "{text}");
+            assert_eq!(parsed.memory.requested_bytes, Some(6_553_600), "{text}");
+        }
+        assert!(parse("class GPUAllocator: not enough memory here")
+            .is_none_or(|p| p.device.kind != DeviceKind::Cpu));
     }
 
     #[test]
