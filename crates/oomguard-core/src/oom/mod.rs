@@ -147,6 +147,26 @@ pub struct ProcessMemory {
     pub bytes: u64,
 }
 
+/// Calls macro `$m` with every field of [`MemoryFigures`], so that code
+/// that visits each figure lists them once.
+macro_rules! figure_fields {
+    ($m:ident) => {
+        $m!(
+            requested_bytes,
+            total_bytes,
+            free_bytes,
+            allocated_bytes,
+            reserved_bytes,
+            reserved_unallocated_bytes,
+            process_bytes,
+            non_framework_bytes,
+            other_processes,
+            allowed_bytes,
+            private_pools_bytes
+        )
+    };
+}
+
 /// The figures an OOM message states, in bytes, mapped onto the reference's (docs/reference.md)
 /// meanings whatever the framework's own words. `None` is "the text does not
 /// say", never zero.
@@ -205,19 +225,7 @@ impl MemoryFigures {
         macro_rules! fill {
             ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = other.$f.clone(); } )* };
         }
-        fill!(
-            requested_bytes,
-            total_bytes,
-            free_bytes,
-            allocated_bytes,
-            reserved_bytes,
-            reserved_unallocated_bytes,
-            process_bytes,
-            non_framework_bytes,
-            other_processes,
-            allowed_bytes,
-            private_pools_bytes
-        );
+        figure_fields!(fill);
     }
 
     /// How many figures are known.
@@ -225,19 +233,7 @@ impl MemoryFigures {
         macro_rules! count {
             ($($f:ident),*) => { 0 $( + usize::from(self.$f.is_some()) )* };
         }
-        count!(
-            requested_bytes,
-            total_bytes,
-            free_bytes,
-            allocated_bytes,
-            reserved_bytes,
-            reserved_unallocated_bytes,
-            process_bytes,
-            non_framework_bytes,
-            other_processes,
-            allowed_bytes,
-            private_pools_bytes
-        )
+        figure_fields!(count)
     }
 
     /// True when the message stated no figure at all.

@@ -1522,6 +1522,14 @@ fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
         )
     });
     let c = NO_TACTIC.captures(text)?;
+    let mut parsed = tensorrt_builder(text, &c)?;
+    parsed.facts.op = Some(c[1].trim().to_string());
+    Some(parsed)
+}
+
+/// A failure of TensorRT's engine builder found at `c`: a CUDA device's,
+/// while the engine is built (the model's load), unless the line is code.
+fn tensorrt_builder(text: &str, c: &regex::Captures) -> Option<Parsed> {
     if looks_like_code(text.trim_start()) {
         return None;
     }
@@ -1530,7 +1538,6 @@ fn tensorrt_no_tactic(text: &str) -> Option<Parsed> {
         DeviceKind::Cuda,
         message_at(text, c.get(0)?.start()),
     );
-    parsed.facts.op = Some(c[1].trim().to_string());
     parsed.phase_hint = Some(Phase::ModelLoad);
     Some(parsed)
 }
@@ -1548,19 +1555,11 @@ fn tensorrt_scratch(text: &str) -> Option<Parsed> {
         )
     });
     let c = SCRATCH.captures(text)?;
-    if looks_like_code(text.trim_start()) {
-        return None;
-    }
-    let mut parsed = Parsed::new(
-        Framework::Other,
-        DeviceKind::Cuda,
-        message_at(text, c.get(0)?.start()),
-    );
+    let mut parsed = tensorrt_builder(text, &c)?;
     parsed.memory.requested_bytes = c[2].parse().ok();
     parsed.memory.allowed_bytes = c[3].parse().ok();
     parsed.exact_request = true;
     parsed.facts.op = c.get(1).map(|m| m.as_str().trim().to_string());
-    parsed.phase_hint = Some(Phase::ModelLoad);
     Some(parsed)
 }
 
