@@ -194,10 +194,12 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
 
 /// True when the pending event is the text's first line (an issue's
 /// title) and this part, further down, is the failure it names with at
-/// least as many figures: the same software's wording, the same device, and the same request and capacity where both state
-/// them. A title that restates the error, whole or cut short, and the paste
-/// under it are one failure, whatever lies between (the reporter's setup,
-/// a heading); the paste's own figures win.
+/// least as many figures: the same software's wording, the same device,
+/// and the same request and capacity where both state them. A title that
+/// restates the error, whole or cut short, and the paste under it are one
+/// failure, whatever lies between (the reporter's setup, a heading); the
+/// paste's own figures win. A log whose first line is a failure joins a
+/// second failure of the same size within a traceback's length to it.
 fn titled_by(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
     let event = &pending.event;
     let agree = |a: Option<u64>, b: Option<u64>| match (a, b) {
