@@ -11,8 +11,8 @@ use super::causes::ManagedHeap;
 use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
-    DeviceKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, ServingEngine, SglangCheck,
-    SharedMemoryLimit, VllmCheck,
+    DeviceKind, EventKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, ServingEngine,
+    SglangCheck, SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
 use regex::Regex;
@@ -488,6 +488,14 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
     }
     if let Some(limit) = host_limit(event) {
         return vec![limit];
+    }
+    if event.facts.kind == EventKind::LockedMemory {
+        return vec![fix(
+            FixId::RaiseMemoryLimit,
+            "Raise the locked-memory limit (ulimit -l)",
+            "Buffers registered with the network card are pinned, and pinned pages count against RLIMIT_MEMLOCK, which is often a few MB. Set memlock to unlimited for the user in /etc/security/limits.conf (a new login or a reboot applies it; check it under the launcher), or pass it to the container.",
+            Some("* soft memlock unlimited   # /etc/security/limits.conf\n* hard memlock unlimited\ndocker run --ulimit memlock=-1 ...\nmpirun -np 2 bash -c 'ulimit -l'".into()),
+        )];
     }
     if let Some(heap) = runtime_heap_limit(event) {
         return vec![heap];

@@ -329,6 +329,10 @@ pub enum EventKind {
     /// A batch-size finder halved the batch on every OOM until it reached
     /// zero (accelerate's `find_executable_batch_size`): batch 1 failed too.
     BatchSearchExhausted,
+    /// Memory could not be pinned for a network card or the GPU (NCCL's
+    /// `ibv_reg_mr` refused with ENOMEM): the process's locked-memory limit
+    /// (`ulimit -l`, RLIMIT_MEMLOCK), not its RAM, stopped it.
+    LockedMemory,
 }
 
 /// The start-up check of a serving engine that failed.

@@ -52,6 +52,26 @@ pub(super) fn shared_memory_full(r: &mut Ranking) {
     );
 }
 
+/// Memory the network card (or the GPU) must pin could not be locked:
+/// pinned pages count against the process's locked-memory limit
+/// (RLIMIT_MEMLOCK, `ulimit -l`), which distributions set to a few MB and
+/// containers inherit, so registration fails long before RAM runs out
+/// (NCCL's InfiniBand troubleshooting; RDMA stacks ask for `memlock
+/// unlimited` in /etc/security/limits.conf).
+pub(super) fn locked_memory_limit(r: &mut Ranking) {
+    r.add_checked(
+        CauseId::MemoryCap,
+        0.9,
+        "registering buffers for the network card failed with ENOMEM: pinned memory counts against the locked-memory limit (ulimit -l), often a few MB, not against RAM; raise memlock to unlimited in /etc/security/limits.conf (or docker run --ulimit memlock=-1) for the processes the launcher starts",
+        Some("ulimit -l inside the job, as the launcher starts it (mpirun/srun/torchrun -- bash -c 'ulimit -l'): a number in KB rather than unlimited is the limit"),
+    );
+    r.add(
+        CauseId::HostMemory,
+        0.35,
+        "only if the limit is already unlimited: the host's RAM itself is short",
+    );
+}
+
 fn host_ran_out(r: &mut Ranking, event: &OomEvent) {
     let evidence = if event.facts.compiling {
         format!(
@@ -428,6 +448,17 @@ mod tests {
         shared_memory_full(&mut r);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert!(r.score(CauseId::HostMemory).is_some_and(|s| s <= 0.7));
+    }
+
+    #[test]
+    fn buffers_the_locked_memory_limit_refused_are_that_cap() {
+        let mut r = Ranking::new();
+        locked_memory_limit(&mut r);
+        assert_eq!(r.top(), Some(CauseId::MemoryCap));
+        assert!(r.0[0]
+            .check
+            .as_deref()
+            .is_some_and(|c| c.contains("ulimit -l")));
     }
 
     #[test]

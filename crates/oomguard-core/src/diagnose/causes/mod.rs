@@ -28,7 +28,7 @@ pub(super) use phase::from_trend;
 
 use super::accounting::Accounting;
 use super::{Cause, CauseId};
-use crate::oom::{DeviceKind, Framework, OomEvent};
+use crate::oom::{DeviceKind, EventKind, Framework, OomEvent};
 
 pub(super) const GIB: u64 = 1 << 30;
 
@@ -154,6 +154,10 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     }
     if let Some(check) = event.facts.sglang() {
         engines::sglang(r, check);
+        return;
+    }
+    if event.facts.kind == EventKind::LockedMemory {
+        host::locked_memory_limit(r);
         return;
     }
     if event.facts.batch_search_exhausted() {

@@ -44,6 +44,8 @@ pub(super) const WORDS: &[&str] = &[
     "calloc",
     "/dev/shm/nccl-",
     "posix_fallocate",
+    "ibv_reg",
+    "register memory",
 ];
 /// Messages of this family as the libraries and the kernel print them.
 #[cfg(test)]
@@ -70,6 +72,7 @@ struct Patterns {
     nccl_calloc: Regex,
     nccl_shm_extend: Regex,
     nccl_shm_failed: Regex,
+    nccl_registration: Regex,
     driver: Regex,
     runtime: Regex,
     oom_killer: Regex,
@@ -93,6 +96,16 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         r"(?:Error\s*while\s*creating\s*shared\s*memory\s*segment\s*/dev/shm/nccl-|",
         r"Call\s*to\s*posix_fallocate\s*failed)",
         r".*?(?:No\s*space\s*left\s*on\s*device|Cannot\s*allocate\s*memory)"
+    )),
+    // NCCL's network transports pin their buffers for the NIC: the verbs
+    // call (`Call to ibv_reg_mr failed with error Cannot allocate memory`,
+    // misc/ibvwrap.cc) or the OFI plugin (`NET/OFI Unable to register
+    // memory ... RC: 12, Error: Cannot allocate memory`) refused with
+    // ENOMEM: the process's locked-memory limit (RLIMIT_MEMLOCK), not RAM.
+    // The generic layer's trigger for `Cannot allocate memory` finds them.
+    nccl_registration: re(concat!(
+        r"NCCL\s*WARN.*?(?:ibv_reg_(?:dmabuf_)?mr\w*|Unable\s*to\s*register\s*memory)",
+        r".*?(?:Cannot\s*allocate\s*memory|RC:\s*12\b)"
     )),
     driver: re(r"CUDA_ERROR_OUT_OF_MEMORY"),
     runtime: re(r"cudaErrorMemoryAllocation"),
@@ -139,6 +152,16 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
         return Some(parsed);
     }
     if let Some(parsed) = nccl_shared_memory(text) {
+        return Some(parsed);
+    }
+    if p.nccl_registration.is_match(text) {
+        let message = text[text.find("NCCL WARN").unwrap_or(0)..]
+            .trim()
+            .chars()
+            .take(4096)
+            .collect();
+        let mut parsed = Parsed::new(Framework::Nccl, DeviceKind::Cpu, message);
+        parsed.facts.kind = EventKind::LockedMemory;
         return Some(parsed);
     }
     if p.nccl_cuda.is_match(text) || p.nccl_calloc.is_match(text) {
@@ -225,6 +248,22 @@ pub(crate) fn parse_generic(text: &str) -> Option<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nccl_buffers_the_locked_memory_limit_refused() {
+        for line in [
+            "gpu7:311:402 [0] misc/ibvwrap.cc:278 NCCL WARN Call to ibv_reg_mr_iova2 failed with error Cannot allocate memory",
+            "ip-10:149:298 [5] register_mr_buffers:465 NCCL WARN NET/OFI Unable to register memory (type = 1) for device 0. RC: 12, Error: Cannot allocate memory",
+        ] {
+            let e = parse(line).expect(line);
+            assert_eq!(e.framework, Framework::Nccl, "{line}");
+            assert_eq!(e.device.kind, DeviceKind::Cpu, "{line}");
+            assert_eq!(e.facts.kind, EventKind::LockedMemory, "{line}");
+            assert!(e.message.starts_with("NCCL WARN"), "{line}");
+        }
+        // Another errno is not memory.
+        assert!(parse("gpu7:311:402 [0] misc/ibvwrap.cc:278 NCCL WARN Call to ibv_reg_mr failed with error Bad address").is_none());
+    }
 
     #[test]
     fn nccl_shared_memory_segments_that_do_not_fit() {
