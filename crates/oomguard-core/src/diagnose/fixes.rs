@@ -11,8 +11,8 @@ use super::causes::ManagedHeap;
 use super::next_batch::{next_batch, BatchFigures, Caution};
 use super::{Cause, CauseId, DiagnoseContext, Fix, FixId};
 use crate::oom::{
-    DeviceKind, EventKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, ServingEngine,
-    SglangCheck, SharedMemoryLimit, VllmCheck,
+    DeviceKind, Framework, MemoryLimit, OomEvent, Phase, PyTorchEra, ServingEngine, SglangCheck,
+    SharedMemoryLimit, VllmCheck,
 };
 use crate::size::format_size as fs;
 use regex::Regex;
@@ -489,7 +489,7 @@ fn memory_cap(event: &OomEvent) -> Vec<Fix> {
     if let Some(limit) = host_limit(event) {
         return vec![limit];
     }
-    if event.facts.kind == EventKind::LockedMemory {
+    if event.facts.locked_memory() {
         return vec![fix(
             FixId::RaiseMemoryLimit,
             "Raise the locked-memory limit (ulimit -l)",

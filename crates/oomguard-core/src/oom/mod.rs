@@ -509,6 +509,11 @@ impl EventFacts {
         self.kind == EventKind::BatchSearchExhausted
     }
 
+    /// The locked-memory limit refused memory to pin.
+    pub fn locked_memory(&self) -> bool {
+        self.kind == EventKind::LockedMemory
+    }
+
     /// Triton's shared-memory figures, when that is what ran out.
     pub fn shared_memory(&self) -> Option<&SharedMemoryLimit> {
         match &self.kind {

@@ -28,7 +28,7 @@ pub(super) use phase::from_trend;
 
 use super::accounting::Accounting;
 use super::{Cause, CauseId};
-use crate::oom::{DeviceKind, EventKind, Framework, OomEvent};
+use crate::oom::{DeviceKind, Framework, OomEvent};
 
 pub(super) const GIB: u64 = 1 << 30;
 
@@ -156,7 +156,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
         engines::sglang(r, check);
         return;
     }
-    if event.facts.kind == EventKind::LockedMemory {
+    if event.facts.locked_memory() {
         host::locked_memory_limit(r);
         return;
     }
