@@ -26,7 +26,16 @@ pub(super) struct Found {
     pub before: Vec<String>,
     /// The logical line, prefix removed, as read.
     pub text: String,
+    /// Reads what the part's surroundings say of its cause into its facts,
+    /// given `before` and `text`. Run only for a part that stands as an
+    /// event or merges into one: a copy folded into the event before it
+    /// adds nothing of these, so a log dense with one failure reads them
+    /// once and not once per line.
+    pub read_facts: ReadFacts,
 }
+
+/// See [`Found::read_facts`].
+pub(super) type ReadFacts = Box<dyn FnOnce(&[String], &str, &mut Parsed)>;
 
 /// An event already seen, as the grouper remembers it.
 struct Seen {
@@ -306,6 +315,7 @@ impl Grouper {
             process,
             before,
             text,
+            read_facts,
         } = found;
         if self.fold_report(&parsed, phase, line) {
             return;
@@ -404,6 +414,8 @@ impl Grouper {
             self.remember(seen);
             return;
         }
+        let mut parsed = parsed;
+        read_facts(&before, &seen.text, &mut parsed);
         if let Some(p) = &mut self.pending {
             let announce = p.kind == PartKind::Preliminary
                 && p.event.framework == parsed.framework
@@ -736,6 +748,38 @@ mod tests {
         );
         assert!(squeezed("RuntimeError：CUDA out of memory")
             .starts_with(&squeezed("RuntimeError: CUDA out of memory")));
+    }
+
+    /// The same line printed again right under itself is a copy: its
+    /// surroundings are never read, the first line's are read once.
+    #[test]
+    fn a_copy_folded_away_never_reads_its_surroundings() {
+        use std::cell::Cell;
+        use std::rc::Rc;
+        let reads = Rc::new(Cell::new(0));
+        let message = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB";
+        let found = |reads: &Rc<Cell<u32>>| {
+            let reads = Rc::clone(reads);
+            let mut parsed = Parsed::new(Framework::PyTorch, DeviceKind::Cuda, message.into());
+            parsed.memory.requested_bytes = Some(2 << 30);
+            Found {
+                parsed,
+                phase: Phase::Unknown,
+                rank: None,
+                process: None,
+                before: Vec::new(),
+                text: message.into(),
+                read_facts: Box::new(move |_, _, _| reads.set(reads.get() + 1)),
+            }
+        };
+        let mut grouper = Grouper::new(ScanOptions::default());
+        let mut events = Vec::new();
+        for line in 1..=3 {
+            grouper.push("log", line, found(&reads), &mut |e| events.push(e));
+        }
+        grouper.finish(&mut |e| events.push(e));
+        assert_eq!(events.len(), 1);
+        assert_eq!(reads.get(), 1);
     }
 
     /// Signatures compare as their texts did, and only a signature of words

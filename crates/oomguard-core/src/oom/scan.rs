@@ -8,7 +8,7 @@
 //! each failure printed several times.
 
 use super::families::{self, parse_logical_at, PHRASES_PER_SEARCHER, TRIGGERS};
-use super::group::{Found, Grouper};
+use super::group::{Found, Grouper, ReadFacts};
 use super::patterns::{says_non_fatal, Parsed, PartKind};
 use super::text::{
     clean_line, ends_continuation, error_level, join_continuations, opens_markdown_block,
@@ -584,31 +584,12 @@ fn read_event_at(
     // A failure at the top of a text: the report under it tells of that
     // failure (memory that kept growing, the model it loaded), further down
     // than a log's next lines.
-    parsed.facts.context = context::read(&before, &text, paste.as_ref().unwrap_or(&following));
-    // Told in a report's words (a title, its first sentences): a log's own
-    // failures are not read for it.
-    if opens_input || heads_report || told_at_top {
-        parsed.facts.context.ranks_on_first_gpu = context::ranks_on_first_gpu(
-            before[before.len().saturating_sub(RANK_CONTEXT_LINES)..]
-                .iter()
-                .map(String::as_str)
-                .chain(std::iter::once(first.as_str()))
-                .chain(text.lines())
-                .chain(software_lines.iter().map(String::as_str)),
-        );
-    }
-    parsed.facts.serving_engine = phase::serving_engine(&before, &first, &text);
-    // A parser that read a per-buffer limit in the message itself keeps it.
-    let per_buffer_limit = parsed.facts.engine_log.per_buffer_limit;
-    parsed.facts.engine_log = families::inference_engines::engine_log(&before, &text, &following);
-    parsed.facts.engine_log.per_buffer_limit |= per_buffer_limit;
     if parsed.framework == Framework::PyTorch
         && families::inference_engines::printed_by_ggml(&before, &text, &following)
     {
         parsed.framework = Framework::LlamaCpp;
     }
     if parsed.framework == Framework::LlamaCpp {
-        parsed.facts.llama_offload = families::inference_engines::llama_offload(&before);
         if parsed.device.index.is_none() {
             parsed.device.index =
                 families::inference_engines::ggml_current_device(&text, &following);
@@ -695,15 +676,75 @@ fn read_event_at(
                 .then_some(Phase::Forward)
         })
         .unwrap_or(Phase::Unknown);
+    let rank = rank_tag(&first);
+    let process = process_tag(&first);
+    let report_words = opens_input || heads_report || told_at_top;
+    let read_facts: ReadFacts = Box::new(move |before, text, parsed| {
+        let context_lines = match &paste {
+            Some(paste) => paste,
+            None => &following,
+        };
+        let software_lines = if told_at_top {
+            context_lines
+        } else {
+            &following
+        };
+        read_surroundings(
+            before,
+            &first,
+            text,
+            context_lines,
+            software_lines,
+            report_words,
+            parsed,
+        );
+        // A parser that read a per-buffer limit in the message itself keeps it.
+        let per_buffer_limit = parsed.facts.engine_log.per_buffer_limit;
+        parsed.facts.engine_log = families::inference_engines::engine_log(before, text, &following);
+        parsed.facts.engine_log.per_buffer_limit |= per_buffer_limit;
+    });
     let found = Found {
         parsed,
         phase,
-        rank: rank_tag(&first),
-        process: process_tag(&first),
+        rank,
+        process,
         before,
         text,
+        read_facts,
     };
     (Some(found), used_end)
+}
+
+/// What the lines around a failure say of its cause: the context (the
+/// model, the batch, what ran before), the ranks sharing the first GPU when
+/// a report's own words tell of the failure, the serving engine, and for
+/// ggml the layers it offloaded.
+fn read_surroundings(
+    before: &[String],
+    first: &str,
+    text: &str,
+    context_lines: &[String],
+    software_lines: &[String],
+    report_words: bool,
+    parsed: &mut Parsed,
+) {
+    parsed.facts.context = context::read(before, text, context_lines);
+    // Told in a report's words (a title, its first sentences): a log's own
+    // failures are not read for it.
+    if report_words {
+        parsed.facts.context.ranks_on_first_gpu = context::ranks_on_first_gpu(
+            before[before.len().saturating_sub(RANK_CONTEXT_LINES)..]
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(first))
+                .chain(text.lines())
+                .chain(software_lines.iter().map(String::as_str)),
+        );
+    }
+    parsed.facts.serving_engine = phase::serving_engine(before, first, text);
+    if parsed.framework == Framework::LlamaCpp {
+        parsed.facts.llama_offload = families::inference_engines::llama_offload(before);
+    }
 }
 
 /// True when the lines above open a Markdown code block of a diff (```` ```diff
