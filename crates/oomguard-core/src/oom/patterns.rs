@@ -251,6 +251,17 @@ pub(crate) fn says_non_fatal(text: &str) -> bool {
         .any(|m| m.pattern().as_usize() < WORDS.len())
 }
 
+/// True when `hay` holds `needle` in any ASCII case, without a lowered copy
+/// of `hay`.
+pub(crate) fn contains_ignore_case(hay: &str, needle: &str) -> bool {
+    let needle = needle.as_bytes();
+    needle.is_empty()
+        || hay
+            .as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
 pub(crate) fn device_index(text: &str) -> Option<u32> {
     static IDX: LazyLock<Regex> = LazyLock::new(|| {
@@ -305,6 +316,17 @@ mod tests {
             find_size(&total, "GPU 0;15.90 GiB total capacity"),
             Some(17_072_495_002)
         );
+    }
+
+    #[test]
+    fn a_phrase_is_found_in_any_case() {
+        assert!(contains_ignore_case(
+            "Capture CUDA Graph failed",
+            "cuda graph"
+        ));
+        assert!(!contains_ignore_case("cuda  graph", "cuda graph"));
+        assert!(contains_ignore_case("", ""));
+        assert!(!contains_ignore_case("gra", "graph"));
     }
 
     #[test]

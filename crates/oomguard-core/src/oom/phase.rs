@@ -18,6 +18,7 @@
 //! a validation bar), then the shell command printed right above the error
 //! (the program failed before printing anything: start-up).
 
+use super::patterns::contains_ignore_case;
 use super::Phase;
 use aho_corasick::AhoCorasick;
 use regex::{Regex, RegexSet};
@@ -1094,11 +1095,7 @@ fn training_fine_then_testing(lines: &[&str]) -> Option<Phase> {
     });
     // A line must hold the word before a pattern runs, and only the first
     // few such lines are read: a training log names training on every line.
-    let says_train = |l: &&str| {
-        l.as_bytes()
-            .windows(5)
-            .any(|w| w.eq_ignore_ascii_case(b"train"))
-    };
+    let says_train = |l: &&str| contains_ignore_case(l, "train");
     lines
         .iter()
         .enumerate()
@@ -1156,11 +1153,7 @@ pub(crate) fn load_done_at<S: AsRef<str>>(before: &[S]) -> Option<usize> {
     });
     // Lines without the word skip the pattern, with no allocation: a log
     // dense with OOM lines reads this for every event.
-    let says_load = |l: &str| {
-        l.as_bytes()
-            .windows(4)
-            .any(|w| w.eq_ignore_ascii_case(b"load"))
-    };
+    let says_load = |l: &str| contains_ignore_case(l, "load");
     before
         .iter()
         .map(AsRef::as_ref)

@@ -15,7 +15,8 @@
 //! part, 1.4+'s `reserved in total by PyTorch` is all the allocator holds.
 
 use crate::oom::patterns::{
-    device_index, find_size, find_u64, first_size_in, message_from, re, size_at, Parsed, PartKind,
+    contains_ignore_case, device_index, find_size, find_u64, first_size_in, message_from, re,
+    size_at, Parsed, PartKind,
 };
 use crate::oom::{DeviceKind, EventFacts, EventKind, Framework, Phase, ProcessMemory, PyTorchEra};
 use aho_corasick::AhoCorasick;
@@ -171,18 +172,24 @@ pub(crate) fn parse(text: &str) -> Option<Parsed> {
             return Some(parsed);
         }
     }
-    if let Some(c) = p.key.captures(text) {
+    if let Some(key) = p.key.find(text) {
         // Without figures, only a message that stands as an error counts:
         // "CUDA out of memory" inside a help text or a sentence is not one.
         let has_figures = p.requested.is_match(text) || is_absurd(text);
-        if !has_figures && !stands_as_error(text, c.get(0)?.start()) {
+        if !has_figures && !stands_as_error(text, key.start()) {
             return None;
         }
-        let kind = match c.get(1)?.as_str() {
-            "HIP" => DeviceKind::Rocm,
-            "XPU" => DeviceKind::Xpu,
-            "MTIA" | "NPU" => DeviceKind::Unknown,
-            _ => DeviceKind::Cuda,
+        // The device's name opens the match (a plain search: capture groups
+        // cost a pass of their own on every line of a dense log).
+        let device = key.as_str();
+        let kind = if device.starts_with("HIP") {
+            DeviceKind::Rocm
+        } else if device.starts_with("XPU") {
+            DeviceKind::Xpu
+        } else if device.starts_with("MTIA") || device.starts_with("NPU") {
+            DeviceKind::Unknown
+        } else {
+            DeviceKind::Cuda
         };
         return Some(caching_allocator(text, kind));
     }
@@ -423,13 +430,21 @@ fn caching_allocator(text: &str, kind: DeviceKind) -> Parsed {
     );
     // An engine's CUDA-graph capture at start-up (SGLang's `Capture cuda
     // graph failed: ...`, vLLM's capture_model).
-    if text.to_ascii_lowercase().contains("cuda graph") {
+    if contains_ignore_case(text, "cuda graph") {
         parsed.phase_hint = Some(crate::oom::Phase::Startup);
     }
+    // The index is the match's only digits (read from the match, as the
+    // figures below are, not from a capture group).
     parsed.device.index = p
         .gpu_index
-        .captures(text)
-        .and_then(|c| c.get(1)?.as_str().parse().ok())
+        .find(text)
+        .and_then(|m| {
+            let digits = m.as_str().trim_start_matches(|c: char| !c.is_ascii_digit());
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            digits[..end].parse().ok()
+        })
         .or_else(|| device_index(text));
     let m = &mut parsed.memory;
     // Each figure's pattern runs only where its words are: the patterns open
@@ -525,27 +540,29 @@ fn is_absurd(text: &str) -> bool {
     text.contains("EB") && P.absurd.is_match(text)
 }
 
+/// The phrases a caching-allocator message ends with, in its eras.
+const MESSAGE_ENDS: [&str; 9] = [
+    "reserved in total by PyTorch)",
+    "cached)",
+    "is reserved by PyTorch but unallocated.",
+    "to avoid fragmentation.",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "PYTORCH_HIP_ALLOC_CONF",
+    "PYTORCH_ALLOC_CONF",
+    "#environment-variables)",
+    "unoccupied cached memory.",
+];
+
 /// Cuts what follows the caching allocator's message on the same logical
 /// line (a web page's next heading, a log's next sentence): the message ends
 /// with the last of the phrases it is known to end with.
 fn trim_after_message(msg: &str) -> String {
-    // The last end of any of these phrases: one overlapping search finds
-    // every occurrence of each.
-    static ENDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
-        AhoCorasick::new([
-            "reserved in total by PyTorch)",
-            "cached)",
-            "is reserved by PyTorch but unallocated.",
-            "to avoid fragmentation.",
-            "PYTORCH_CUDA_ALLOC_CONF",
-            "PYTORCH_HIP_ALLOC_CONF",
-            "PYTORCH_ALLOC_CONF",
-            "#environment-variables)",
-            "unoccupied cached memory.",
-        ])
-        .expect("phrases build")
-    });
-    let end = ENDS.find_overlapping_iter(msg).map(|m| m.end()).max();
+    // The last end of any of these phrases. No phrase overlaps another (nor
+    // itself), so one plain search meets every occurrence of each; the test
+    // below keeps it so.
+    static ENDS: LazyLock<AhoCorasick> =
+        LazyLock::new(|| AhoCorasick::new(MESSAGE_ENDS).expect("phrases build"));
+    let end = ENDS.find_iter(msg).last().map(|m| m.end());
     match end {
         // "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True": keep the value.
         Some(end) => {
@@ -626,6 +643,23 @@ fn mps_buffer_limit(text: &str) -> Option<Parsed> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`trim_after_message`] finds every occurrence of each phrase with one
+    /// plain (non-overlapping) search only while no phrase holds another
+    /// nor begins with another's end.
+    #[test]
+    fn the_message_ends_never_overlap() {
+        for a in MESSAGE_ENDS {
+            for b in MESSAGE_ENDS {
+                if a != b {
+                    assert!(!a.contains(b), "{a} holds {b}");
+                }
+                for k in 1..a.len().min(b.len()) {
+                    assert!(a[a.len() - k..] != b[..k], "{a} ends as {b} begins");
+                }
+            }
+        }
+    }
 
     #[test]
     fn two_processes_messages_run_together_give_the_first_one_s_figures() {
