@@ -780,7 +780,17 @@ fn host_memory(event: &OomEvent) -> Vec<Fix> {
             Some("docker run --shm-size=8g ...   # or --ipc=host\ndf -h /dev/shm\ntorch.multiprocessing.set_sharing_strategy('file_system')".into()),
         ));
     }
-    if super::causes::windows_commit_limit(&event.message) {
+    if event.device.kind == DeviceKind::Mps {
+        // An Apple GPU has no memory of its own: Metal allocates from the
+        // Mac's RAM, which every app and the system share.
+        v.push(fix(
+            FixId::ReduceHostMemory,
+            "Free the Mac's unified memory",
+            "The GPU allocates from the machine's RAM: quit other memory-heavy apps (browsers, other model servers), load the weights in half precision, or run a smaller step. A CI runner or a small Mac may simply not hold the model.",
+            Some("model = model.to('mps', dtype=torch.float16)
+# watch Activity Monitor > Memory: Memory Pressure and Swap Used".into()),
+        ));
+    } else if super::causes::windows_commit_limit(&event.message) {
         v.push(fix(
             FixId::ReduceHostMemory,
             "Start fewer processes, or enlarge the paging file",

@@ -70,7 +70,8 @@ pub(crate) fn refine(
     }
     let code = &before[before.len().saturating_sub(CODE_LINES)..];
     let in_code = |re: &Regex| re.is_match(text) || code.iter().any(|l| re.is_match(l));
-    if let Some(kind) = device_of(text, parsed, &around, &in_code) {
+    let tpu_named = around_or_then(&TPU);
+    if let Some(kind) = device_of(text, parsed, &around, &in_code, tpu_named) {
         parsed.device.kind = kind;
     }
     if parsed.framework == Framework::TensorFlow {
@@ -171,6 +172,15 @@ pub(crate) static CROSS_VENDOR_API: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:vulkan|\bvk::|opencl|directml)|\bCL_|GPU video memory")
         .expect("pattern compiles")
 });
+
+/// A TPU named by its users and its library (`TPU v3-8`, `libtpu`,
+/// `jax[tpu]`); not an issue template's question `(CPU?/GPU?/TPU?)`.
+static TPU: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:\b(?:lib)?tpus?(?:$|[^?\w]))").expect("pattern compiles"));
+
+/// A message that names a GPU or CUDA itself.
+static GPU_NAMED: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?i:\bgpu|cuda)").expect("pattern compiles"));
 
 /// torch_xla prints XLA's words (`RESOURCE_EXHAUSTED`, `hbm`) but is
 /// PyTorch: its C++ client raises `RuntimeError: Bad StatusOr access`
@@ -409,6 +419,14 @@ static ORT_WORDS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"(?i:onnx\s*runtime|onnxruntime)|\bORT\b").expect("pattern compiles")
 });
 
+/// ONNX Runtime's own printing (see [`framework_of`]).
+static ORT_PRINTED: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r"\[[EWF]:onnxruntime:|onnxruntime::|onnxruntime_pybind11_state|\[ONNXRuntimeError\]",
+    )
+    .expect("pattern compiles")
+});
+
 fn framework_of(
     raw: &str,
     text: &str,
@@ -466,6 +484,14 @@ fn framework_of(
         && !around_or_then(&PADDLE_WORDS)
     {
         return Some(Framework::TensorFlow);
+    }
+    // ONNX Runtime's own printing around a failure no parser claimed: its
+    // log prefix (`[E:onnxruntime:, inference_session.cc:1484 ...]`), its
+    // C++ namespace in a frame or lambda, its Python module's binary, its
+    // exception tag. A PyTorch script running an ORT session shows torch's
+    // frames too; the failure is the runtime's that printed it.
+    if around_or_then(&ORT_PRINTED) {
+        return Some(Framework::OnnxRuntime);
     }
     if around_or_then(&PYTORCH_WORDS) {
         return Some(Framework::PyTorch);
@@ -572,11 +598,15 @@ static NVIDIA_WORDS: LazyLock<Regex> = LazyLock::new(|| {
         .expect("pattern compiles")
 });
 
+/// The device kind the lines around a message show when its parser could
+/// not tell; `tpu_named`: a TPU is named around it or in the paste under a
+/// title.
 fn device_of(
     text: &str,
     parsed: &Parsed,
     around: &dyn Fn(&Regex) -> bool,
     in_code: &dyn Fn(&Regex) -> bool,
+    tpu_named: bool,
 ) -> Option<DeviceKind> {
     let kind = parsed.device.kind;
     if IPEX_LIMIT.is_match(text) {
@@ -601,6 +631,18 @@ fn device_of(
     if kind == DeviceKind::Unknown && parsed.framework == Framework::TensorFlow && around(&ITEX) {
         return Some(DeviceKind::Xpu);
     }
+    // XLA's `Failed to allocate request for N on device ordinal K` is
+    // StreamExecutor's, on any platform: the parser took the ordinal for a
+    // GPU's, which a TPU named around the failure ("Colab TPU", "TPU VM
+    // v3-8", `libtpu`) corrects when the message names no GPU. A TPU has no
+    // kind of its own: unknown.
+    if matches!(parsed.framework, Framework::TensorFlow | Framework::Jax)
+        && kind == DeviceKind::Cuda
+        && !GPU_NAMED.is_match(text)
+        && tpu_named
+    {
+        return Some(DeviceKind::Unknown);
+    }
     // PyTorch's message names its backend (`CUDA`, `HIP`, `XPU`, `MPS`);
     // one quoted without its first words was taken for CUDA.
     let names_backend = ["CUDA", "cuda", "HIP", "XPU", "MPS"]
@@ -618,6 +660,39 @@ fn device_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn onnx_runtime_s_log_names_a_failure_no_parser_claimed() {
+        let raw = "8007000E Not enough memory resources are available to complete this operation.";
+        let log = "2022-10-10 10:05:28.0893026 [E:onnxruntime:, inference_session.cc:1484 onnxruntime::InferenceSession::Initialize] Exception during initialization";
+        let p = refined(Framework::Other, DeviceKind::Unknown, raw, log);
+        assert_eq!(p.framework, Framework::OnnxRuntime);
+        let p = refined(
+            Framework::Other,
+            DeviceKind::Unknown,
+            raw,
+            "pip install onnxruntime-directml",
+        );
+        assert_eq!(p.framework, Framework::Other);
+    }
+
+    #[test]
+    fn xla_s_device_ordinal_on_a_tpu_is_no_gpu() {
+        let raw = "ResourceExhaustedError: Failed to allocate request for 64.00MiB (67108864B) on device ordinal 0";
+        let tpu = "I'm training an XLM model on a small dataset using Colab TPU.";
+        let p = refined(Framework::TensorFlow, DeviceKind::Cuda, raw, tpu);
+        assert_eq!(p.device.kind, DeviceKind::Unknown);
+        for before in [
+            "- Flax version (CPU?/GPU?/TPU?): 0.3.4 (cpu)",
+            "on my RTX 3090",
+        ] {
+            let p = refined(Framework::Jax, DeviceKind::Cuda, raw, before);
+            assert_eq!(p.device.kind, DeviceKind::Cuda, "{before}");
+        }
+        let on_gpu = "RESOURCE_EXHAUSTED: Out of memory allocating on GPU 0";
+        let p = refined(Framework::Jax, DeviceKind::Cuda, on_gpu, tpu);
+        assert_eq!(p.device.kind, DeviceKind::Cuda);
+    }
 
     fn refined(framework: Framework, kind: DeviceKind, raw: &str, before: &str) -> Parsed {
         let mut parsed = Parsed::new(framework, kind, raw.to_string());

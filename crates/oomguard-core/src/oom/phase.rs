@@ -598,6 +598,10 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
             Phase::ModelLoad,
             concat!(
                 r"Loading checkpoint shards|from_pretrained\(|from_preset\(|load_state_dict\(|",
+                // torch.load's safe unpickler names itself in the errors it
+                // raises while it reads a checkpoint
+                // (torch/_weights_only_unpickler.py, torch/serialization.py).
+                r"WeightsUnpickler error|",
                 r"(?i:failed to load|loading (?:the )?(?:model|weights|checkpoint)|build(?:ing)? (?:the )?engine)|",
                 r"buildEngine|build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|InitDataEntryMemory|load_tensors|",
                 r"llama_new_context|llama_init_from_model|kv_cache_init|graph_reserve|gallocr_reserve|",
@@ -728,6 +732,7 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "gallocr_reserve",
             "from_pretrained(",
             "from_preset(",
+            "WeightsUnpickler",
             "build",
             "InitDataEntryMemory",
             "skipping tactic",

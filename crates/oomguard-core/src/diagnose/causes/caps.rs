@@ -60,6 +60,7 @@ fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
     }
     // Printed figures are rounded: within 2% of the cap is at it.
     if ((a + nf + q) as f64) < cap as f64 * PRINTED_ROUNDING {
+        below_the_watermark(r, a, nf, q, cap);
         return;
     }
     let check = Some("rerun with PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 and watch Activity Monitor's memory pressure: if it passes without swapping, the cap was the limit");
@@ -111,6 +112,32 @@ fn mps_watermark(r: &mut Ranking, event: &OomEvent) {
             fs(cap)
         ),
         check,
+    );
+}
+
+/// MPS refusing a request below its watermark: PyTorch raises the same
+/// message when Metal itself could not allocate (`MPSAllocator.mm`: the
+/// watermark reached, or the device out of memory). An Apple GPU's memory
+/// is the Mac's unified memory, shared with every app and the system, so
+/// that is the machine's memory running out. With nothing allocated the
+/// backend failed outright (see `figures::mps_nothing_allocated`).
+fn below_the_watermark(r: &mut Ranking, a: u64, nf: u64, q: u64, cap: u64) {
+    if a <= 1 << 20 {
+        return;
+    }
+    // The figures show the cap had room: they outrank what the phase
+    // alone suggests (a model being loaded).
+    r.add_checked(
+        CauseId::HostMemory,
+        0.85,
+        format!(
+            "{} allocated + {} other + {} requested is below the {} high-watermark cap, so Metal itself refused the allocation: the Mac's unified memory, shared with other apps and the system, ran out",
+            fs(a),
+            fs(nf),
+            fs(q),
+            fs(cap)
+        ),
+        Some("watch Activity Monitor's Memory Pressure and swap while it runs: red pressure means the machine's memory, so close other apps or use a smaller model or step"),
     );
 }
 
@@ -212,11 +239,17 @@ mod tests {
         configured_caps(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::MemoryCap));
         assert_eq!(r.score(CauseId::MemoryCap), Some(0.8));
-        // Far below the cap: not this rule's.
+        // Far below the cap: not the cap, Metal itself refused.
         e.memory.allocated_bytes = Some(4000 * MIB);
         let mut r = Ranking::new();
         configured_caps(&mut r, &e);
-        assert!(r.0.is_empty());
+        assert_eq!(r.top(), Some(CauseId::HostMemory));
+        assert_eq!(r.score(CauseId::MemoryCap), None);
+        // Nothing allocated: the backend failed, a rule of its own.
+        e.memory.allocated_bytes = Some(0);
+        let mut r = Ranking::new();
+        configured_caps(&mut r, &e);
+        assert_eq!(r.score(CauseId::HostMemory), None);
     }
 
     #[test]

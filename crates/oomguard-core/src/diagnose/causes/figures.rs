@@ -345,8 +345,12 @@ const FRACTION_HEADROOM_OF_A_16_GIB_CARD: u64 = 4 << 30;
 /// "GPU memory allocation" notes), TensorFlow grabs what was free when it
 /// started, so another process running then shrinks it. The text cannot
 /// decide; each candidate carries its check.
+///
+/// Not on a TPU (the device left unknown where the text names one): a TPU's
+/// memory belongs to one process and has no fraction held back, so the
+/// program itself did not fit.
 pub(super) fn xla_pool_request(r: &mut Ranking, event: &OomEvent) {
-    if !event.message.contains(POOL_REQUEST_REFUSED) {
+    if !event.message.contains(POOL_REQUEST_REFUSED) || event.device.kind == DeviceKind::Unknown {
         return;
     }
     r.undecided();
@@ -418,6 +422,12 @@ mod tests {
         let mut r = Ranking::new();
         xla_pool_request(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::OtherProcesses));
+        // On a TPU neither the fraction nor a neighbour holds the memory.
+        e.device.kind = DeviceKind::Unknown;
+        let mut r = Ranking::new();
+        xla_pool_request(&mut r, &e);
+        assert!(r.0.is_empty());
+        e.device.kind = DeviceKind::Cuda;
         // Many GiB in one request are the work's own size first.
         e.framework = Framework::Jax;
         e.message = "RESOURCE_EXHAUSTED: Failed to allocate request for 35.58GiB (38204550232B) on device ordinal 0".into();

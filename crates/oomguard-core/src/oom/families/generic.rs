@@ -494,6 +494,12 @@ fn stands_as_failure(text: &str, at: usize, error_level: bool) -> bool {
             // .NET's exception properties as a debugger dumps them
             // (`HResult=...`, `Message=...`, `Source=...`).
             r"^\s*Message\s*=\s*$|",
+            // A failure's HRESULT printed before its text, as Windows
+            // formats one (`8007000E Not enough memory resources are
+            // available to complete this operation.`, E_OUTOFMEMORY;
+            // `0x80070008`, ERROR_NOT_ENOUGH_MEMORY): a failure code has its
+            // high bit set (winerror.h).
+            r"\b(?:0[xX])?[89A-F][0-9A-F]{7}\s*:?\s*$|\b0[xX][89a-fA-F][0-9a-fA-F]{7}\s*:?\s*$|",
             // The source location a C++ or Python log line starts with
             // (`bfc_arena.cc:380]`, `bfc_arena.cc ...` as a reporter cuts it).
             r"\b[\w-]+\.(?:cc|cpp|cxx|c|h|hpp|cu|py|rs|go)(?::\d+)?\]?[\s.…]*$",
@@ -2375,6 +2381,23 @@ mod tests {
             assert!(parse_line(line).is_some(), "{line}");
         }
         assert!(parse_line("error: not enough shared memory for this kernel").is_none());
+    }
+
+    #[test]
+    fn windows_out_of_memory_after_its_hresult_is_a_failure() {
+        for line in [
+            "8007000E Not enough memory resources are available to complete this operation.",
+            "0x80070008 Not enough memory resources are available to process this command.",
+        ] {
+            assert!(parse_line(line).is_some(), "{line}");
+        }
+        // A number that is no failure code, and prose, stay mentions.
+        for line in [
+            "12345678 Not enough memory resources are available to complete this operation.",
+            "I wonder if not enough memory resources are available here",
+        ] {
+            assert!(parse_line(line).is_none(), "{line}");
+        }
     }
 
     #[test]
