@@ -139,6 +139,14 @@ impl ContextEvidence {
     }
 }
 
+/// A serving engine's own collectives (vLLM's `device_communicators`,
+/// SGLang's `distributed` package): tensor parallelism there gathers
+/// activations and logits; the weights stay sharded and are never gathered.
+static ENGINE_COLLECTIVE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?:vllm|sglang)[/\\](?:\w+[/\\])*(?:distributed|device_communicators)[/\\]")
+        .expect("pattern compiles")
+});
+
 /// Parameters gathered across ranks before a layer runs: DeepSpeed ZeRO-3's
 /// coordinator (`fetch_sub_module`, `__all_gather_params`,
 /// `GatheredParameters`), FSDP's unshard (`_unshard`, `wait_for_unshard`,
@@ -464,6 +472,9 @@ pub(crate) fn read(before: &[String], text: &str, following: &[String]) -> Conte
                 }
             }
             if i == Signal::BatchOfOne as usize && BATCH_OF_ONE_WORKS.is_match(line) {
+                continue;
+            }
+            if i == Signal::Gather as usize && ENGINE_COLLECTIVE.is_match(line) {
                 continue;
             }
             found[i].get_or_insert_with(|| quote(line));
@@ -1303,6 +1314,19 @@ mod tests {
         );
         let q = e.model_states.expect("read after the failure");
         assert!(q.chars().count() <= QUOTE_CHARS + 3);
+    }
+
+    #[test]
+    fn a_serving_engine_s_tensor_parallel_gather_is_no_weight_gather() {
+        let torch =
+            r#"  File "/x/torch/distributed/distributed_c10d.py", line 1432, in all_gather"#;
+        assert!(around(torch).gathering);
+        for line in [
+            r#"  File "/x/site-packages/vllm/distributed/device_communicators/base_device_communicator.py", line 58, in all_gather"#,
+            r#"  File "/x/sglang/srt/distributed/parallel_state.py", line 9, in all_gather"#,
+        ] {
+            assert!(!around(line).gathering, "{line}");
+        }
     }
 
     #[test]
