@@ -648,7 +648,13 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // TensorFlow's Estimator through Python's logging
                 // (tensorflow/python/training/evaluation.py: "Starting
                 // evaluation at %s", then "Evaluation [%d/%d]" per step).
-                r"^(?:INFO|I\d*)?:?[\w.]*:?\s*(?:Starting evaluation at\b|Evaluation \[\d+/\d+\])",
+                r"^(?:INFO|I\d*)?:?[\w.]*:?\s*(?:Starting evaluation at\b|Evaluation \[\d+/\d+\])|",
+                // detectron2's evaluation loop and its forks' (fastreid,
+                // AdelaiDet): `inference_on_dataset` logs "Start inference
+                // on N batches", then "Inference done i/N" through the
+                // `<pkg>.evaluation.evaluator` logger
+                // (detectron2/evaluation/evaluator.py).
+                r"\b\w+\.evaluation\.evaluator\]|\bStart inference on \d+ (?:batches|images)\b|\bInference done \d+/\d+\.",
             ),
         ),
         (
@@ -744,6 +750,8 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "forcausallm(",
             "forconditionalgeneration(",
             "evaluation",
+            "inference on",
+            "inference done",
             "validation step",
             "validating",
             "validation",
@@ -2286,6 +2294,13 @@ mod tests {
             phase("INFO:tensorflow:Starting evaluation at 2017-07-28-18:09:20\nINFO:tensorflow:Evaluation [3/10]"),
             Some(Phase::Evaluation)
         );
+        // detectron2's evaluation loop, and a fork's logger.
+        for log in [
+            "[06/18 17:46:24 fastreid.evaluation.evaluator]: Inference done 1573/2165. 0.1668 s / batch. ETA=0:01:42",
+            "[d2.evaluation.evaluator]: Start inference on 5000 batches",
+        ] {
+            assert_eq!(phase(log), Some(Phase::Evaluation), "{log}");
+        }
         // Training banners are not evaluation.
         assert_eq!(
             phase("***** Running training *****\n  Num examples = 872"),
