@@ -581,9 +581,6 @@ fn read_event_at(
     };
     attribution::refine(&first, &before, &text, software_lines, &mut parsed);
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
-    // A failure at the top of a text: the report under it tells of that
-    // failure (memory that kept growing, the model it loaded), further down
-    // than a log's next lines.
     if parsed.framework == Framework::PyTorch
         && families::inference_engines::printed_by_ggml(&before, &text, &following)
     {
@@ -680,6 +677,9 @@ fn read_event_at(
     let process = process_tag(&first);
     let report_words = opens_input || heads_report || told_at_top;
     let read_facts: ReadFacts = Box::new(move |before, text, parsed| {
+        // A failure at the top of a text: the report under it tells of that
+        // failure (memory that kept growing, the model it loaded), further
+        // down than a log's next lines.
         let context_lines = match &paste {
             Some(paste) => paste,
             None => &following,

@@ -346,8 +346,9 @@ const FRACTION_HEADROOM_OF_A_16_GIB_CARD: u64 = 4 << 30;
 /// started, so another process running then shrinks it. The text cannot
 /// decide; each candidate carries its check.
 ///
-/// Not on a TPU (the device left unknown where the text names one): a TPU's
-/// memory belongs to one process and has no fraction held back, so the
+/// Only on a GPU: on a device left unknown (a TPU named around the failure,
+/// or no device named at all) neither reason is known to hold, and a TPU's
+/// memory belongs to one process with no fraction held back, so there the
 /// program itself did not fit.
 pub(super) fn xla_pool_request(r: &mut Ranking, event: &OomEvent) {
     if !event.message.contains(POOL_REQUEST_REFUSED) || event.device.kind == DeviceKind::Unknown {
