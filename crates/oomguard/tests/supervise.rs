@@ -1352,9 +1352,10 @@ fn real_pytorch_on_the_cpu_is_tuned_from_its_memory_line() {
     assert!(trials.contains(&(found + 1, false)), "{trials:?}");
     assert!((24..=96).contains(&found), "{trials:?}");
     // Lightning's rule from 8 to 53 takes 9 trials. The memory line took 4
-    // in 16 of 16 runs here (8, 24 or 25, 54 fails, 53); one spare trial for
-    // a guess below the failure that a loaded machine's noisier peaks spoil.
-    assert!(trials.len() <= 5, "{trials:?}");
+    // in 16 of 16 runs here (8, 24 or 25, 54 fails, 53); two spare trials
+    // for guesses that a loaded machine's noisier peaks spoil (a fresh-clone
+    // run on a busy host took 6: 8, 25, 55 and 54 fail, 48, 53).
+    assert!(trials.len() <= 6, "{trials:?}");
     assert!(json["trials"][0]["peak_bytes"].as_u64().is_some(), "{json}");
 }
 
