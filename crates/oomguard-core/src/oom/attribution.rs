@@ -70,7 +70,11 @@ pub(crate) fn refine(
     }
     let code = &before[before.len().saturating_sub(CODE_LINES)..];
     let in_code = |re: &Regex| re.is_match(text) || code.iter().any(|l| re.is_match(l));
-    let tpu_named = around_or_then(&TPU);
+    // Read only where it can change the device: XLA's events taken for a
+    // GPU's (every event runs this, copies in a dense log too).
+    let tpu_named = matches!(parsed.framework, Framework::TensorFlow | Framework::Jax)
+        && parsed.device.kind == DeviceKind::Cuda
+        && around_or_then(&TPU);
     if let Some(kind) = device_of(text, parsed, &around, &in_code, tpu_named) {
         parsed.device.kind = kind;
     }
