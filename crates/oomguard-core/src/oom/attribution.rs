@@ -100,14 +100,33 @@ pub(crate) fn refine(
 /// segments: UCX's `Please check that /dev/shm ... has more available
 /// memory`), System V segments (`shmget(...) failed: No space left on
 /// device, please check shared memory limits by 'ipcs -l'`), or a hint that
-/// blames it (`insufficient shared memory`, `out of shared memory`). A
-/// command line that sizes it (`--shm-size`) names nothing that ran out.
+/// blames it (`insufficient shared memory`, `out of shared memory`), or
+/// pandarallel's transfer through it (`Pandarallel will use Memory file
+/// system to transfer data`, its `use_memory_fs` on `/dev/shm`). A command
+/// line that sizes it (`--shm-size`) names nothing that ran out.
 static SHARED_MEMORY_RAN_OUT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)/dev/shm\b|\bshmget\b|shared memory limits|(?:insufficient|out of) shared memory",
+        r"(?i)/dev/shm\b|\bshmget\b|shared memory limits|(?:insufficient|out of) shared memory|\bmemory file system\b",
     )
     .expect("pattern compiles")
 });
+
+/// Lines on each side of a file system running out of space read for the
+/// shared memory it was: a traceback's frames and the log lines above it.
+const SPACE_LINES: usize = 12;
+
+/// True when a file system that ran out of space (ENOSPC) was shared
+/// memory: its line, or one of the lines around it, names shared memory as
+/// what filled.
+pub(crate) fn space_was_shared_memory(before: &[String], text: &str, after: &[String]) -> bool {
+    SHARED_MEMORY_RAN_OUT.is_match(text)
+        || before
+            .iter()
+            .rev()
+            .take(SPACE_LINES)
+            .chain(after.iter().take(SPACE_LINES))
+            .any(|l| SHARED_MEMORY_RAN_OUT.is_match(l))
+}
 
 /// Lines on each side of a failure read for the shared memory it names.
 const SHM_LINES: usize = 2;
@@ -721,6 +740,35 @@ mod tests {
             "pip install openvino",
         );
         assert_eq!(e.device.kind, DeviceKind::Cuda);
+    }
+
+    #[test]
+    fn a_full_file_system_was_shared_memory_when_its_surroundings_say_so() {
+        let lines = |v: &[&str]| v.iter().map(|l| l.to_string()).collect::<Vec<_>>();
+        let pandarallel = lines(&[
+            "INFO: Pandarallel will use Memory file system to transfer data between the main process and workers.",
+            "Traceback (most recent call last):",
+            "  File \"/site-packages/pandarallel/core.py\", line 263, in closure",
+            "    pickle.dump(chunk, filedescriptor)",
+        ]);
+        let enospc = "OSError: [Errno 28] No space left on device";
+        assert!(space_was_shared_memory(&pandarallel, enospc, &[]));
+        assert!(space_was_shared_memory(
+            &[],
+            "I get `No space left on device`: /dev/shm is 64 MB",
+            &[]
+        ));
+        // A disk that filled, or a command sizing shared memory, is not.
+        let disk = lines(&[
+            "  File \"torch/serialization.py\", line 1, in save",
+            "docker run --shm-size 1g",
+        ]);
+        assert!(!space_was_shared_memory(&disk, enospc, &[]));
+        // Lines too far from the failure say nothing of it.
+        let mut far = pandarallel.clone();
+        far.truncate(1);
+        far.extend(lines(&["step"; SPACE_LINES]));
+        assert!(!space_was_shared_memory(&far, enospc, &[]));
     }
 
     #[test]

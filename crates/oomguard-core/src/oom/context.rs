@@ -196,8 +196,10 @@ const MODEL_FRAMES: &str = concat!(
     r"\bin _*load_(?:\w+_)?(?:model|models|weights|checkpoint|state_dict)\w*\b|",
     r"\bin model_load\b|load_models_gpu|load_checkpoint_guess_config|",
     // DeepSpeed's and FSDP's set-up: weights, gradients and optimizer
-    // states placed before the first step.
-    r"deepspeed\.initialize\(|DeepSpeedEngine\(|_configure_zero_optimizer|",
+    // states placed before the first step (ZeRO-3's optimizer builds its
+    // fp32 partitions and states in `_setup_for_real_optimizer`,
+    // deepspeed/runtime/zero/stage3.py).
+    r"deepspeed\.initialize\(|DeepSpeedEngine\(|_configure_zero_optimizer|_setup_for_real_optimizer|",
     r"initialize_optimizer_states|_create_fp32_partitions|_configure_distributed_model|",
     r"_broadcast_model|_init_param_handle_from_module|_move_module_to_device|",
     r"_sync_module_params_and_buffers|",

@@ -149,6 +149,36 @@ fn title_gives_way(event: &OomEvent, parsed: &Parsed) -> bool {
     let title = event.message.trim().to_lowercase();
     says_more(event, parsed)
         || (!title.is_empty() && parsed.message.to_lowercase().contains(&title))
+        || shares_error_code(&event.message, &parsed.message)
+}
+
+/// True when a title and a line under it name the same runtime error code,
+/// in full or by its tail (`OUT_OF_DEVICE_MEMORY` in a title over SYCL's
+/// `UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY`, `CUBLAS_STATUS_ALLOC_FAILED`
+/// over the line that raised it): the title names the failure the paste
+/// prints.
+fn shares_error_code(title: &str, line: &str) -> bool {
+    let title_codes: Vec<&str> = error_codes(title).collect();
+    !title_codes.is_empty()
+        && error_codes(line).any(|code| {
+            title_codes
+                .iter()
+                .any(|t| code.ends_with(t) || t.ends_with(code))
+        })
+}
+
+/// The words of `text` written as C error codes: upper-case parts joined by
+/// at least two underscores (`CUDA_ERROR_OUT_OF_MEMORY`, `CL_OUT_OF_RESOURCES`).
+fn error_codes(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map(|w| w.trim_matches('_'))
+        .filter(|w| {
+            w.matches('_').count() >= 2
+                && w.starts_with(|c: char| c.is_ascii_uppercase())
+                && !w.contains("__")
+                && w.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
 }
 
 /// True when two parts may name the same device: the same kind (or one
@@ -729,6 +759,27 @@ fn figures_signature(parsed: &Parsed) -> Signature {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_are_upper_case_words_of_three_parts() {
+        let codes: Vec<&str> = error_codes(
+            "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)` (CUDA_VISIBLE, OOM_ERROR, cuda_error_out_of_memory)",
+        )
+        .collect();
+        assert_eq!(codes, ["CUBLAS_STATUS_ALLOC_FAILED"]);
+        assert!(shares_error_code(
+            "OUT_OF_DEVICE_MEMORY on Arc",
+            "failed with error: 39 [UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY]"
+        ));
+        assert!(!shares_error_code(
+            "OUT_OF_DEVICE_MEMORY on Arc",
+            "failed with error: 5 [UR_RESULT_ERROR_OUT_OF_HOST_MEMORY]"
+        ));
+        assert!(!shares_error_code(
+            "CUDA out of memory",
+            "CUDA_ERROR_OUT_OF_MEMORY"
+        ));
+    }
 
     #[test]
     fn a_quoted_heading_opens_the_message_it_names() {

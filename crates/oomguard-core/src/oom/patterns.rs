@@ -45,6 +45,10 @@ pub(crate) struct Parsed {
     pub exact_request: bool,
     /// Read by the generic layer, no family parser claimed it.
     pub generic: bool,
+    /// A file system ran out of space (`No space left on device`, ENOSPC):
+    /// a failure of memory only where the lines around it name shared
+    /// memory, whose tmpfs RAM backs; a full disk is no event.
+    pub space_ran_out: bool,
 }
 
 impl Parsed {
@@ -59,6 +63,7 @@ impl Parsed {
             kind: PartKind::Primary,
             exact_request: false,
             generic: false,
+            space_ran_out: false,
         }
     }
 }

@@ -113,6 +113,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 // build_engine, build_serialized_network) and its runtime
                 // loading a built engine.
                 r"build_(?:cuda_|serialized_)?engine\b|build_serialized_network\b|deserialize_cuda_engine\b|",
+                // TensorRT-LLM's runners made from a built engine's directory
+                // (tensorrt_llm/runtime/model_runner.py and
+                // model_runner_cpp.py: `ModelRunner.from_dir`), which load
+                // the engine and its runtime buffers.
+                r"\bin from_dir\b|\.from_dir\(|",
                 // A runtime's session or predictor built from a model file:
                 // ONNX Runtime's `InferenceSession` (its Python wrapper's
                 // `_create_inference_session` -> `initialize_session`, which
@@ -1790,6 +1795,8 @@ mod tests {
             "    sess.initialize_session(providers, provider_options, disabled_optimizers)",
             "    engine = runtime.deserialize_cuda_engine(f.read())",
             "    predictor = paddle_infer.create_predictor(config)",
+            "    runner = runner_cls.from_dir(**runner_kwargs)",
+            "  File \"/x/tensorrt_llm/runtime/model_runner_cpp.py\", line 169, in from_dir",
         ] {
             let tb = lines(&format!("Traceback (most recent call last):\n  File \"serve.py\", line 3, in <module>\n{frame}"));
             assert_eq!(from_traceback(&tb), Some(Phase::ModelLoad), "{frame}");

@@ -580,6 +580,14 @@ fn read_event_at(
         _ => &following,
     };
     attribution::refine(&first, &before, &text, software_lines, &mut parsed);
+    // A full file system is a failure of memory only when it was shared
+    // memory, which RAM backs.
+    if parsed.space_ran_out {
+        if !attribution::space_was_shared_memory(&before, &text, software_lines) {
+            return (None, line_end);
+        }
+        parsed.facts.shm_full = true;
+    }
     families::generic::fill_from_next_lines(&text, &following, &mut parsed.memory);
     if parsed.framework == Framework::PyTorch
         && families::inference_engines::printed_by_ggml(&before, &text, &following)
@@ -1261,6 +1269,35 @@ mod tests {
         let text = "llama_model_load: error loading model: unable to allocate backend buffer\n\nA call to `cudaMalloc` failed with an \"out of memory\" error, which is outside llama.cpp.\n";
         let (events, _) = scan(text);
         assert_eq!(events[0].framework, Framework::LlamaCpp, "{events:?}");
+    }
+
+    #[test]
+    fn a_title_naming_an_error_code_gives_way_to_the_line_that_prints_it() {
+        let text = "SYCL backend: UR_RESULT_ERROR_DEVICE_LOST + OUT_OF_DEVICE_MEMORY on two Arc cards\n\
+                    ## Hardware\n\
+                    - 2x Arc B70\n\n\
+                    Models in the 20-33 GB range fail with:\n\
+                    ```\n\
+                    level_zero backend failed with error: 39 [UR_RESULT_ERROR_OUT_OF_DEVICE_MEMORY]\n\
+                    ```\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].line, 7);
+    }
+
+    #[test]
+    fn a_full_file_system_is_an_event_only_when_it_was_shared_memory() {
+        let shm = "INFO: Pandarallel will use Memory file system to transfer data between the main process and workers.\n\
+                   Traceback (most recent call last):\n  File \"pandarallel/core.py\", line 263, in closure\n\
+                   \x20   pickle.dump(chunk, filedescriptor)\n\
+                   OSError: [Errno 28] No space left on device\n";
+        let (events, _) = scan(shm);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].facts.shm_full);
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cpu);
+        let disk = "  File \"torch/serialization.py\", line 652, in save\n\
+                    OSError: [Errno 28] No space left on device\n";
+        assert!(scan(disk).0.is_empty());
     }
 
     #[test]

@@ -689,7 +689,7 @@ fn turbomind(r: &mut Ranking, event: &OomEvent) -> bool {
 /// size is wrong (ggml's issues trace several such pools to a size
 /// computed too small, fixed in a later release). Not the device's memory.
 fn ggml_context_pool(r: &mut Ranking, event: &OomEvent) -> bool {
-    if !event.message.contains("context's memory pool") {
+    if !ggml_fixed_pool(event) {
         return false;
     }
     let check = Some("whether a smaller batch (n_batch) or a shorter prompt or context passes; if the same input passed on an older release, the program's pool estimate is at fault: update it");
@@ -706,6 +706,14 @@ fn ggml_context_pool(r: &mut Ranking, event: &OomEvent) -> bool {
         check,
     );
     true
+}
+
+/// True when the event is a ggml pool the program sized (a context's pool,
+/// or the scratch buffer 2023's ggml put intermediate tensors in): host
+/// memory set aside, not the host's memory running out.
+pub(super) fn ggml_fixed_pool(event: &OomEvent) -> bool {
+    event.message.contains("space in the context's memory pool")
+        || event.message.contains("space in the scratch memory")
 }
 
 /// ggml's graph allocator without a block for a tensor in the compute
@@ -1131,6 +1139,15 @@ mod tests {
         llama(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
         assert!(r.score(CauseId::InvalidSize).is_some());
+        // 2023's scratch buffer is such a pool too.
+        let scratch = with_log(
+            "ggml_new_tensor_impl: not enough space in the scratch memory",
+            Default::default(),
+        );
+        assert!(ggml_fixed_pool(&scratch));
+        let mut r = Ranking::new();
+        assert!(engine_messages(&mut r, &scratch));
+        assert_eq!(r.top(), Some(CauseId::BatchTooLarge));
         assert!(!ggml_context_pool(
             &mut Ranking::new(),
             &with_log("ggml_backend_cuda_buffer_type_alloc_buffer: allocating 512.00 MiB on device 0: cudaMalloc failed: out of memory", Default::default())

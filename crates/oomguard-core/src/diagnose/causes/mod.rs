@@ -177,7 +177,10 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     if event.device.kind == DeviceKind::Mps {
         figures::mps_nothing_allocated(r, event);
     }
-    if event.facts.oom_killer() || event.device.kind == DeviceKind::Cpu {
+    // A pool the program sized on the host is not the host's memory.
+    if event.facts.oom_killer()
+        || (event.device.kind == DeviceKind::Cpu && !engines::ggml_fixed_pool(event))
+    {
         host::host(r, event);
     }
     if event.facts.shm_full {
@@ -314,6 +317,26 @@ mod tests {
 
     fn ranked(event: &OomEvent) -> Ranked {
         rank(event, &Accounting::of(event))
+    }
+
+    #[test]
+    fn a_ggml_pool_on_the_host_is_not_the_host_s_memory_running_out() {
+        let mut e = event(Framework::LlamaCpp, MemoryFigures::default());
+        e.device = crate::oom::Device {
+            kind: DeviceKind::Cpu,
+            index: None,
+        };
+        e.message = "ggml_new_object: not enough space in the context's memory pool (needed 13340448, available 10485760)".into();
+        let causes = ranked(&e).causes;
+        assert_eq!(causes[0].id, CauseId::BatchTooLarge, "{causes:?}");
+        assert!(
+            causes.iter().all(|c| c.id != CauseId::HostMemory),
+            "{causes:?}"
+        );
+        // The host's own allocation failing is.
+        e.message =
+            "ggml_aligned_malloc: insufficient memory (attempted to allocate 24576.00 MB)".into();
+        assert_eq!(ranked(&e).causes[0].id, CauseId::HostMemory);
     }
 
     #[test]

@@ -68,8 +68,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "ould not be allocated",
     // "Not enough memory", "not enough GPU memory", "not enough Metal memory
     // for KV cache" (vllm-metal), "not enough space in the context's memory
-    // pool" (ggml).
-    "ot enough ",
+    // pool" (ggml), "you may not have enough available memory" (Ollama),
+    // "Memory isn't enough" (MindSpore): one phrase for them all.
+    "enough",
     // "insufficient memory", "Insufficient Memory".
     "nsufficient",
     // Rust's allocation-error hook (`memory allocation of N bytes failed`,
@@ -145,6 +146,9 @@ pub(super) const TRIGGERS: &[&str] = &[
     "rror 1455",
     "code 1455",
     "aging file is too small",
+    // A file system out of space, read only where shared memory filled
+    // (`OSError: [Errno 28] No space left on device`).
+    "o space left on device",
 ];
 /// Failures of this layer as runtimes, shells and launchers print them.
 #[cfg(test)]
@@ -216,7 +220,9 @@ static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
         // The memory named by its device or kind, up to two words
         // (`not enough GPU video memory`, `not enough Metal memory`), not
         // the on-chip shared memory of a kernel.
-        r"not\s*enough\s*(?:(?:gpu|device|host|metal|system|free|video|vram|cuda|unified|physical|available)\s*){0,2}memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
+        // Also as a program guesses it (Ollama's `llama runner exited, you
+        // may not have enough available memory to run this model`).
+        r"not\s*(?:have\s*)?enough\s*(?:(?:gpu|device|host|metal|system|free|video|vram|cuda|unified|physical|available)\s*){0,2}memory|insufficient\s*(?:gpu\s*|device\s*)?memory|",
         r"allocation[_ ]failure|alloc_failed|allocation\s*failed|errormemoryallocation|resource[_ ]exhausted|",
         // NPP's NPP_MEMORY_ALLOCATION_ERR as ManagedCuda words it (`NPPException:
         // Device allocation error`), and C libraries' `Memory allocation error`.
@@ -820,6 +826,7 @@ fn parse_failure(text: &str, error_level: bool) -> Option<Parsed> {
         .or_else(|| tensorrt_scratch(text))
         .or_else(|| windows_commit_limit(text))
         .or_else(|| colab_ram(text))
+        .or_else(|| space_ran_out(text))
     {
         return Some(parsed);
     }
@@ -1512,6 +1519,22 @@ fn windows_commit_limit(text: &str) -> Option<Parsed> {
         DeviceKind::Cpu,
         message_at(text, at),
     ))
+}
+
+/// A file system out of space (`strerror(ENOSPC)`, "No space left on
+/// device", as Python's `OSError: [Errno 28]` and C programs print it). It
+/// stands for a failure of memory only where the lines around it say the
+/// file system was shared memory (see [`Parsed::space_ran_out`]): a tmpfs
+/// such as `/dev/shm` holds its files in RAM, within the size it was
+/// mounted with.
+fn space_ran_out(text: &str) -> Option<Parsed> {
+    let at = text.find("o space left on device")?.checked_sub(1)?;
+    if looks_like_code(text.trim_start()) || is_quiet_level(text.trim_start()) {
+        return None;
+    }
+    let mut parsed = Parsed::new(framework_named(text), DeviceKind::Cpu, message_at(text, at));
+    parsed.space_ran_out = true;
+    Some(parsed)
 }
 
 /// TensorRT's builder giving up on a node because none of its tactics got
@@ -2381,6 +2404,22 @@ mod tests {
             assert!(parse_line(line).is_some(), "{line}");
         }
         assert!(parse_line("error: not enough shared memory for this kernel").is_none());
+        // A program's guess after its worker died is the failure it tells.
+        let ollama = "Error: llama runner exited, you may not have enough available memory to run this model";
+        assert!(parse_line(ollama).is_some());
+        assert!(parse_line("You may not have enough patience for this").is_none());
+    }
+
+    #[test]
+    fn a_file_system_out_of_space_is_marked_for_its_surroundings() {
+        let p = parse_line("OSError: [Errno 28] No space left on device").expect("a part");
+        assert!(p.space_ran_out);
+        assert_eq!(p.device.kind, DeviceKind::Cpu);
+        assert!(p.message.contains("No space left"), "{}", p.message);
+        // Other failures are not.
+        let p = parse_line("RuntimeError: unable to allocate 2 GiB").expect("a part");
+        assert!(!p.space_ran_out);
+        assert!(parse_line("    if err == \"No space left on device\":").is_none());
     }
 
     #[test]

@@ -229,10 +229,11 @@ fn ggml_context_pool(text: &str) -> Option<Parsed> {
             r"not\s*enough\s*space\s*in\s*the\s*(?:context'?s\s*memory\s*pool|scratch\s*memory(?:\s*pool)?)(?:\s*\(\s*needed\s*(\d+)\s*,\s*available\s*\d+\s*\))?",
         )
     });
-    // ggml_init takes the pool from the host's allocator, but the program
-    // sized it: the host's memory did not run out, so no kind is named (a
-    // host kind would put the host's memory first).
-    ggml_no_space(text, &POOL)
+    // ggml_init takes the pool from the host's allocator (ggml.c:
+    // `ggml_aligned_malloc` for the context's buffer; the scratch buffer was
+    // the program's own host buffer): host memory, though it did not run
+    // out; the program sized the pool.
+    ggml_no_space(text, &POOL, DeviceKind::Cpu)
 }
 
 /// ggml's graph allocator placing a tensor in the compute buffer it
@@ -249,19 +250,15 @@ fn ggml_graph_buffer(text: &str) -> Option<Parsed> {
         )
     });
     // The compute buffer is the backend's: a GPU's or the host's.
-    ggml_no_space(text, &BUFFER)
+    ggml_no_space(text, &BUFFER, DeviceKind::Unknown)
 }
 
 /// A ggml space that `pattern` finds full: llama.cpp's event on memory of
-/// no named kind, the request the first group that matched (the bytes
+/// the `kind` given, the request the first group that matched (the bytes
 /// needed), when printed.
-fn ggml_no_space(text: &str, pattern: &Regex) -> Option<Parsed> {
+fn ggml_no_space(text: &str, pattern: &Regex, kind: DeviceKind) -> Option<Parsed> {
     let c = pattern.captures(text)?;
-    let mut parsed = Parsed::new(
-        Framework::LlamaCpp,
-        DeviceKind::Unknown,
-        message_from(text, pattern),
-    );
+    let mut parsed = Parsed::new(Framework::LlamaCpp, kind, message_from(text, pattern));
     parsed.memory.requested_bytes = c
         .iter()
         .skip(1)
@@ -906,10 +903,13 @@ pub(crate) fn printed_by_ggml(before: &[String], text: &str, after: &[String]) -
 /// last error lines after them (llm/server.go: `llama runner process has
 /// terminated: %w`, `llama runner process no longer running`; 2024's
 /// dynamic-library server: `an unknown error was encountered while running
-/// the model`).
+/// the model`; before 0.1.20, llm/llama.go's predict loop when the runner
+/// died under it: `llama runner exited: %v`, or without its last error,
+/// `llama runner exited, you may not have enough available memory to run
+/// this model`).
 pub(crate) static OLLAMA_RUNNER: LazyLock<Regex> = LazyLock::new(|| {
     re(concat!(
-        r"llama\s*runner\s*process\s*(?:has\s*terminated|no\s*longer\s*running)|",
+        r"llama\s*runner\s*(?:process\s*(?:has\s*terminated|no\s*longer\s*running)|exited\b)|",
         r"an\s*unknown\s*error\s*was\s*encountered\s*while\s*running\s*the\s*model"
     ))
 });
