@@ -159,11 +159,16 @@ fn title_gives_way(event: &OomEvent, parsed: &Parsed) -> bool {
 /// prints.
 fn shares_error_code(title: &str, line: &str) -> bool {
     let title_codes: Vec<&str> = error_codes(title).collect();
+    // One code is the other's tail at a part's boundary (`_` before it).
+    let tail_of = |long: &str, short: &str| {
+        long.strip_suffix(short)
+            .is_some_and(|head| head.is_empty() || head.ends_with('_'))
+    };
     !title_codes.is_empty()
         && error_codes(line).any(|code| {
             title_codes
                 .iter()
-                .any(|t| code.ends_with(t) || t.ends_with(code))
+                .any(|t| tail_of(code, t) || tail_of(t, code))
         })
 }
 
@@ -777,6 +782,15 @@ mod tests {
         ));
         assert!(!shares_error_code(
             "CUDA out of memory",
+            "CUDA_ERROR_OUT_OF_MEMORY"
+        ));
+        // A tail inside a part is no shared code.
+        assert!(!shares_error_code(
+            "ERROR_OUT_OF_MEMORY here",
+            "HIP_XERROR_OUT_OF_MEMORY"
+        ));
+        assert!(shares_error_code(
+            "CUDA_ERROR_OUT_OF_MEMORY",
             "CUDA_ERROR_OUT_OF_MEMORY"
         ));
     }
