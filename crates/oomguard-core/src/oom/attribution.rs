@@ -119,12 +119,18 @@ const SPACE_LINES: usize = 12;
 /// memory: its line, or one of the lines around it, names shared memory as
 /// what filled.
 pub(crate) fn space_was_shared_memory(before: &[String], text: &str, after: &[String]) -> bool {
+    names_shared_memory(before, text, after, SPACE_LINES)
+}
+
+/// True when `text`, or one of the `lines` next to it on either side,
+/// names shared memory as what ran out.
+fn names_shared_memory(before: &[String], text: &str, after: &[String], lines: usize) -> bool {
     SHARED_MEMORY_RAN_OUT.is_match(text)
         || before
             .iter()
             .rev()
-            .take(SPACE_LINES)
-            .chain(after.iter().take(SPACE_LINES))
+            .take(lines)
+            .chain(after.iter().take(lines))
             .any(|l| SHARED_MEMORY_RAN_OUT.is_match(l))
 }
 
@@ -140,14 +146,7 @@ fn shared_memory_named(before: &[String], text: &str, after: &[String], parsed: 
     if !on_host || parsed.facts.shared_memory().is_some() {
         return;
     }
-    let mut near = before
-        .iter()
-        .rev()
-        .take(SHM_LINES)
-        .chain(after.iter().take(SHM_LINES));
-    let named =
-        SHARED_MEMORY_RAN_OUT.is_match(text) || near.any(|l| SHARED_MEMORY_RAN_OUT.is_match(l));
-    if !named {
+    if !names_shared_memory(before, text, after, SHM_LINES) {
         return;
     }
     parsed.facts.shm_full = true;
