@@ -794,6 +794,20 @@ fn corpus_fresh34() {
     run_cases("oom/corpus_fresh34.jsonl");
 }
 
+/// A thirty-fifth unseen set: PyTorch on CUDA and XPU, DeepSpeed, JAX,
+/// TensorFlow, MXNet, PaddlePaddle, numpy, shared memory, kernel and Slurm
+/// kills; vLLM, TGI, TensorRT-LLM, llama.cpp runners, DirectML, MLX,
+/// OpenVINO, NCCL, cuBLAS and Triton among the serving stacks; host-buffer
+/// fallbacks, tactic skips, preallocation questions, a full disk and a busy
+/// device among the misleading. Labelled from each thread before the tool
+/// read it and measured first on `6cbf9cd`, before any rule was written
+/// from it. Every third row is `heldout`; rows that still fail are marked
+/// `known_gap`.
+#[test]
+fn corpus_fresh35() {
+    run_cases("oom/corpus_fresh35.jsonl");
+}
+
 /// Real OOM texts collected to measure the cause rules (host memory,
 /// container limits, MPS, serving engines, library pools), labelled before
 /// any rule was written from them; rows that still fail are marked
