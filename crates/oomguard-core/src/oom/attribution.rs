@@ -102,11 +102,13 @@ pub(crate) fn refine(
 /// device, please check shared memory limits by 'ipcs -l'`), or a hint that
 /// blames it (`insufficient shared memory`, `out of shared memory`), or
 /// pandarallel's transfer through it (`Pandarallel will use Memory file
-/// system to transfer data`, its `use_memory_fs` on `/dev/shm`). A command
-/// line that sizes it (`--shm-size`) names nothing that ran out.
+/// system to transfer data`, its `use_memory_fs` on `/dev/shm`), or
+/// PyTorch's own segment for a tensor that crosses processes, which it
+/// names `/torch_<pid>_<random>` and prints in angle brackets. A command line that
+/// sizes it (`--shm-size`) names nothing that ran out.
 static SHARED_MEMORY_RAN_OUT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)/dev/shm\b|\bshmget\b|shared memory limits|(?:insufficient|out of) shared memory|\bmemory file system\b",
+        r"(?i)/dev/shm\b|\bshmget\b|shared memory limits|(?:insufficient|out of) shared memory|\bmemory file system\b|</torch_\d+_\d+",
     )
     .expect("pattern compiles")
 });

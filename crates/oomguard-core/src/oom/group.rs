@@ -223,6 +223,7 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         || event.facts.kind == EventKind::Allocation
         || parsed.facts.kind == event.facts.kind;
     let gap = line.saturating_sub(pending.last_line);
+    let heads_report = heads_its_report(&event.message);
     // The heading's comparison, the one that copies text, comes last: a
     // log dense with failures reaches it only for a bare heading.
     pending.kind == PartKind::Primary
@@ -231,9 +232,24 @@ fn completes_bare(pending: &Pending, parsed: &Parsed, line: u64) -> bool {
         && parsed.kind != PartKind::Reported
         && gap <= TRACEBACK_LINES
         && same_software
-        && devices_fit(&parsed.device, &event.device)
+        && (heads_report || devices_fit(&parsed.device, &event.device))
         && kind_fits
-        && (gap <= FOLLOW_UP_LINES || opened_by(event, parsed))
+        && (gap <= FOLLOW_UP_LINES || heads_report || opened_by(event, parsed))
+}
+
+/// True when the event's message is an exception's name and a colon with
+/// nothing after it: the exception's text starts on the next line, a
+/// report the program formatted itself (PaddlePaddle raises `MemoryError: `
+/// over its C++ traceback and the `Error Message Summary` that names the
+/// GPU). The class says nothing of the device; the report under it does.
+/// Python prints an exception raised without text as its bare name, with
+/// no colon.
+fn heads_its_report(message: &str) -> bool {
+    let Some(name) = message.trim().strip_suffix(':') else {
+        return false;
+    };
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    (name.ends_with("Error") || name.ends_with("Exception")) && name.chars().all(is_name)
 }
 
 /// True when the pending event is the text's first line (an issue's
@@ -436,6 +452,12 @@ impl Grouper {
                 if p.event.facts.call.is_none() {
                     p.event.facts.call = parsed.facts.call.clone();
                 }
+                // A copy another component passed on can name the engine
+                // (TGI's router logs the shard's error it relays).
+                if p.event.facts.serving_engine.is_none() {
+                    p.event.facts.serving_engine =
+                        super::phase::serving_engine(&[], &seen.text, &seen.text);
+                }
                 p.event.facts.memory_limit =
                     p.event.facts.memory_limit.or(parsed.facts.memory_limit);
                 // The kernel's own report of the kill confirms a signal.
@@ -460,10 +482,15 @@ impl Grouper {
                 if p.event.framework == Framework::Other || keras_wrapper(&p.event) {
                     p.event.framework = parsed.framework;
                 }
-                // A heading the message opens with, or a title over the
-                // paste: the event is the message.
-                if titled || opened_by(&p.event, &parsed) {
+                // A heading the message opens with, an exception's name
+                // over the report it raised, or a title over the paste: the
+                // event is the message, on the device the report names.
+                let heading = heads_its_report(&p.event.message);
+                if titled || heading || opened_by(&p.event, &parsed) {
                     p.event.line = line;
+                }
+                if heading && parsed.device.kind != DeviceKind::Unknown {
+                    p.event.device.kind = parsed.device.kind;
                 }
                 p.last_line = line;
                 add_rank(&mut p.event, copy_of_rank);
@@ -879,5 +906,25 @@ mod tests {
         assert!(figures(Some(1)).stands_for_figures("CUDA out of memory (None)"));
         assert!(!figures(Some(1)).stands_for_figures(" Some(0) }|Some(1)|None|None|None|None"));
         assert!(Signature::Shared(Framework::Other, Some(1), None).stands_for_figures("x"));
+    }
+
+    #[test]
+    fn an_exception_s_name_and_an_empty_text_head_a_report() {
+        for heading in [
+            "MemoryError:",
+            "MemoryError: ",
+            "torch.cuda.OutOfMemoryError:",
+        ] {
+            assert!(heads_its_report(heading), "{heading}");
+        }
+        // Python's bare name, with no colon, is an exception raised without
+        // text; words are no name.
+        for other in [
+            "MemoryError",
+            "CUDA out of memory:",
+            "RuntimeError: CUDA error:",
+        ] {
+            assert!(!heads_its_report(other), "{other}");
+        }
     }
 }

@@ -267,10 +267,11 @@ pub(crate) fn contains_ignore_case(hay: &str, needle: &str) -> bool {
             .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
-/// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`.
+/// The device index in `GPU 3`, `device 3`, `cuda:3`, `CUDA3`, `GPU=3`,
+/// ggml-cuda's `current device: 3`.
 pub(crate) fn device_index(text: &str) -> Option<u32> {
     static IDX: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"(?:\bGPU\s*[=#]?\s*|\bdevice\s+(?:ordinal\s+)?|cuda:|\bCUDA|device:[GX]PU:|GPU_|\bcuda_gpu_id:\s*)(\d{1,3})(?-u:\b)")
+        Regex::new(r"(?:\bGPU\s*[=#]?\s*|\bdevice\s+(?:ordinal\s+)?|\bcurrent\s+device:\s*|cuda:|\bCUDA|device:[GX]PU:|GPU_|\bcuda_gpu_id:\s*)(\d{1,3})(?-u:\b)")
             .expect("pattern compiles")
     });
     IDX.captures(text)?.get(1)?.as_str().parse().ok()
@@ -355,6 +356,8 @@ mod tests {
                 Some(1),
             ),
             ("device_option { device_type: 1 cuda_gpu_id: 3 }", Some(3)),
+            // ggml-cuda's error handler.
+            ("current device: 1, in function cublas_handle", Some(1)),
             ("no device here", None),
         ] {
             assert_eq!(device_index(text), want, "{text}");

@@ -155,6 +155,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
                 r"pandas[/\\](?:io|core)[/\\]|pandas[/\\]_libs[/\\]parsers|pandas\._libs\.parsers|",
                 r"\bread_(?:json|table|feather|orc|hdf|excel|fwf)\(|cudf[/\\]io[/\\]|",
                 r"data_generator_task|iterator_ops\.py|datasets[/\\]arrow_dataset\.py|in _?preprocess\w*\b|",
+                // A storage put in shared memory to cross a process queue
+                // (torch/multiprocessing/reductions.py `reduce_storage`, the
+                // storage's `_share_fd_`/`_share_filename_`, 2017's
+                // `_new_shared`): a worker handing a batch to the loop.
+                r"\bin reduce_storage\b|\._share_(?:fd|filename)_(?:cpu_)?\(|\._new_shared\(|",
                 // The loop head that draws the next batch from a loader:
                 // the frame that shows it is iterating, not running the model.
                 r"\b",
@@ -548,10 +553,13 @@ pub(crate) fn serving_engine(
     if names("sglang") {
         Some(super::ServingEngine::Sglang)
     } else if [
-        // TGI's launcher, its Python server package and its image.
+        // TGI's launcher, its Python server package, its image, and its
+        // router's client crate, which logs a shard's error as it passes it on
+        // (`text_generation_client: router/client/src/lib.rs: Server error`).
         "text-generation-launcher",
         "text_generation_server",
         "text-generation-inference",
+        "text_generation_client",
     ]
     .iter()
     .any(|w| names(w))
@@ -1370,6 +1378,17 @@ mod tests {
         // Without the header, the frames above the error are found whole.
         let tb = lines("why this happened ?\nFile \"/a/torch/utils/data/dataload\ner.py\", line 158, in __init__\n    w.start()\n  File \"/a/multiprocessing/forking.py\", line 121, \nin __init__\n    self.pid = os.fork()");
         assert_eq!(from_traceback(&tb), Some(Phase::DataLoading));
+    }
+
+    #[test]
+    fn a_storage_shared_to_cross_a_process_queue_is_data_loading() {
+        for frame in [
+            "  File \"/a/torch/multiprocessing/reductions.py\", line 369, in reduce_storage\n    fd, size = storage._share_fd_cpu_()",
+            "  File \"/a/torch/utils/data/dataloader.py\", line 89, in default_collate\n    storage = batch[0].storage()._new_shared(numel)",
+        ] {
+            let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
+            assert_eq!(from_traceback(&tb), Some(Phase::DataLoading), "{frame}");
+        }
     }
 
     #[test]

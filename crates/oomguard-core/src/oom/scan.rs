@@ -1135,6 +1135,39 @@ mod tests {
     }
 
     #[test]
+    fn an_exception_s_name_over_the_report_it_raised_is_that_report() {
+        let text = "MemoryError: \n\n\
+                    --------------------------------------\n\
+                    C++ Traceback (most recent call last):\n\
+                    --------------------------------------\n\
+                    Not support stack backtrace yet.\n\n\
+                    ----------------------\n\
+                    Error Message Summary:\n\
+                    ----------------------\n\
+                    ResourceExhaustedError: \n\n\
+                    Out of memory error on GPU 0. Cannot allocate 128.000000MB memory on GPU 0, 7.995605GB memory has been allocated and available memory is only 0.000000B.\n";
+        let (events, _) = scan(text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0].device.kind, crate::oom::DeviceKind::Cuda);
+        assert_eq!(events[0].memory.requested_bytes, Some(128 << 20));
+    }
+
+    #[test]
+    fn a_copy_relayed_by_an_engine_s_router_names_the_engine() {
+        let oom = "CUDA out of memory. Tried to allocate 18.00 MiB. GPU 0 has a total capacty of 79.11 GiB of which 14.62 MiB is free.";
+        let text = format!(
+            "torch.cuda.OutOfMemoryError: {oom}\n\n\
+             2023-12-18T02:36:47Z ERROR batch{{batch_size=1}}:prefill: text_generation_client: router/client/src/lib.rs:33: Server error: {oom}\n"
+        );
+        let (events, _) = scan(&text);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            events[0].facts.serving_engine,
+            Some(crate::oom::ServingEngine::Tgi)
+        );
+    }
+
+    #[test]
     fn a_quote_cut_short_gives_way_to_the_whole_error_below() {
         let text = "No matter what flags I set, I get:\n\
                     torch.cuda.OutOfMemoryError: CUDA out of memory. Tried to allocate...\n\
@@ -1298,6 +1331,11 @@ mod tests {
         let disk = "  File \"torch/serialization.py\", line 652, in save\n\
                     OSError: [Errno 28] No space left on device\n";
         assert!(scan(disk).0.is_empty());
+        // PyTorch's own shared-memory file for a tensor crossing processes.
+        let torch_shm = "RuntimeError: unable to write to file </torch_32096_1415667320_0>: No space left on device (28)\n";
+        let (events, _) = scan(torch_shm);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].facts.shm_full);
     }
 
     #[test]

@@ -165,7 +165,11 @@ pub(super) fn serving_engine(r: &mut Ranking, event: &OomEvent) {
         return;
     }
     if engine == ServingEngine::Tgi {
-        tgi_startup(r, event);
+        if event.phase == Phase::Startup {
+            tgi_startup(r);
+        } else {
+            tgi_serving(r);
+        }
         return;
     }
     let (name, knob) = engine.name_and_knob();
@@ -780,11 +784,8 @@ fn sglang_serving(r: &mut Ranking, event: &OomEvent) -> bool {
 /// for `--max-batch-total-tokens` (server `flash_causal_lm.py` `warmup`).
 /// The prefill's activations are the batch; the cache comes after. Its
 /// share (`--cuda-memory-fraction`) is 1.0 unless set, so no cap is
-/// assumed. While serving, the ordinary rules read the figures.
-fn tgi_startup(r: &mut Ranking, event: &OomEvent) {
-    if event.phase != Phase::Startup {
-        return;
-    }
+/// assumed.
+fn tgi_startup(r: &mut Ranking) {
     r.add_checked(
         CauseId::BatchTooLarge,
         0.6,
@@ -796,6 +797,43 @@ fn tgi_startup(r: &mut Ranking, event: &OomEvent) {
         0.55,
         "the warm-up then reserves the KV cache for --max-batch-total-tokens; left unset, TGI sizes it from what the prefill left, so set it explicitly to a budget that fits",
     );
+}
+
+/// A PyTorch failure while TGI serves: the warm-up gave the KV cache what
+/// its one prefill left of the device (`--max-batch-total-tokens`, inferred
+/// when unset), so PyTorch's allocator holding nearly the whole device is
+/// the cache by design, not the weights. A step that needs more than the
+/// warm-up measured (a decode batch grown to the inferred total, a longer
+/// prefill than the warm-up's) finds nothing left.
+fn tgi_serving(r: &mut Ranking) {
+    r.add_checked(
+        CauseId::KvCache,
+        0.7,
+        "TGI sized its KV cache at warm-up to fill what its prefill left (--max-batch-total-tokens, inferred when unset): serving a full batch leaves no headroom for a step that needs more than the warm-up measured",
+        Some("the launcher's log: the inferred max_batch_total_tokens; set --max-batch-total-tokens (or --cuda-memory-fraction) lower so the cache leaves room"),
+    );
+    r.add(
+        CauseId::BatchTooLarge,
+        0.6,
+        "fewer or shorter requests at once (--max-batch-prefill-tokens, --max-concurrent-requests, --max-input-length) need less than that headroom",
+    );
+}
+
+/// While TGI serves, PyTorch's allocator holding the whole device is its KV
+/// cache by design ([`tgi_serving`]): the figures' reading of the weights
+/// filling the device gives way to the cache. Weights too large for the
+/// device fail the warm-up, before any request.
+pub(super) fn tgi_cache_fills_the_device(r: &mut Ranking, event: &OomEvent) {
+    let serving = event.facts.serving_engine == Some(ServingEngine::Tgi)
+        && event.framework == Framework::PyTorch
+        && !matches!(event.phase, Phase::Startup | Phase::ModelLoad);
+    if serving {
+        r.limit(
+            CauseId::ModelTooLarge,
+            0.65,
+            "but TGI's warm-up sized its KV cache to fill what the weights left, so a full device while serving is the cache, not weights too large (those fail the warm-up)",
+        );
+    }
 }
 
 /// TGI's warm-up (server `flash_causal_lm.py` `warmup`) allocates the KV

@@ -80,7 +80,23 @@ fn handle_differential(r: &mut Ranking, event: &OomEvent, library: &str) {
     let any_call = format!("a {library} call");
     let call = event.facts.call.as_deref().unwrap_or(&any_call);
     preallocated_pool(r, event, &format!("{call} failed"), library, "");
-    if matches!(event.phase, Phase::ModelLoad | Phase::Startup) {
+    if GGML_MARKS.iter().any(|m| event.message.contains(m)) {
+        // ggml sizes its weights, KV cache and compute buffers when the
+        // model loads and creates the handle at the first product of
+        // matrices: no batch grows after that, the load's buffers left no
+        // room.
+        r.add_checked(
+            CauseId::NonFrameworkMemory,
+            0.55,
+            format!("{call} failed in a ggml program: the weights, KV cache and compute buffers it placed when the model loaded left no room for {library}'s handle and workspace, which it creates at the first prompt"),
+            Some("nvidia-smi after the model has loaded, before the first prompt: with almost nothing free, offload one or two layers fewer (--n-gpu-layers) or shorten the context, and the handle fits"),
+        );
+        r.add(
+            CauseId::ModelTooLarge,
+            0.5,
+            "the layers offloaded to the GPU take nearly all of it",
+        );
+    } else if matches!(event.phase, Phase::ModelLoad | Phase::Startup) {
         // No batch has run yet: what filled the device is the model.
         r.add(
             CauseId::ModelTooLarge,
@@ -1018,5 +1034,19 @@ mod tests {
         library(&mut r, &e);
         assert_eq!(r.top(), Some(CauseId::ModelTooLarge));
         assert_eq!(r.score(CauseId::BatchTooLarge), None);
+    }
+
+    #[test]
+    fn a_ggml_program_s_cublas_handle_lacks_the_room_its_load_left() {
+        let e = failed(
+            Framework::Cublas,
+            "CUDA error: the resource allocation failed current device: 0, in function cublas_handle at ggml/src/ggml-cuda/common.cuh:1500 cublasCreate_v2(&cublas_handles[device])",
+            None,
+        );
+        let mut r = Ranking::new();
+        library(&mut r, &e);
+        assert_eq!(r.top(), Some(CauseId::NonFrameworkMemory));
+        assert_eq!(r.score(CauseId::BatchTooLarge), None);
+        assert!(r.score(CauseId::ModelTooLarge).is_some());
     }
 }

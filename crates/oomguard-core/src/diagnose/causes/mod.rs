@@ -224,6 +224,7 @@ fn rank_into(r: &mut Ranking, event: &OomEvent, acc: &Accounting) {
     phase::context(r, event, acc);
     phase::notebook(r, event);
     speech_model(r, event);
+    engines::tgi_cache_fills_the_device(r, event);
 }
 
 /// Whisper's decoder attends to at most 448 text tokens and its encoder to
@@ -317,6 +318,21 @@ mod tests {
 
     fn ranked(event: &OomEvent) -> Ranked {
         rank(event, &Accounting::of(event))
+    }
+
+    #[test]
+    fn a_full_device_while_tgi_serves_is_its_kv_cache() {
+        let mut e = pytorch(79 * GIB, 18 * MIB, 14 * MIB);
+        e.memory.allocated_bytes = Some(78 * GIB);
+        e.memory.reserved_bytes = Some(78 * GIB + 128 * MIB);
+        e.facts.serving_engine = Some(crate::oom::ServingEngine::Tgi);
+        e.phase = Phase::Generation;
+        let causes = ranked(&e).causes;
+        assert_eq!(causes[0].id, CauseId::KvCache, "{causes:?}");
+        // Weights too large fail TGI's warm-up: there the cache rules stand aside.
+        e.phase = Phase::Startup;
+        let causes = ranked(&e).causes;
+        assert_ne!(causes[0].id, CauseId::KvCache, "{causes:?}");
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(super) const TRIGGERS: &[&str] = &[
 /// runs on every line no framework claimed).
 pub(super) const WORDS: &[&str] = &[
     "CUBLAS",
+    "cublas",
     "CUDNN",
     "cuDNN",
     "cudnn",
@@ -79,7 +80,17 @@ struct Patterns {
 }
 
 static P: LazyLock<Patterns> = LazyLock::new(|| Patterns {
-    cublas: re(r"CUBLAS_STATUS_ALLOC_FAILED|CUBLAS_STATUS_NOT_INITIALIZED"),
+    // cuBLAS's own text for CUBLAS_STATUS_ALLOC_FAILED, as
+    // `cublasGetStatusString` words it ("the resource allocation failed"),
+    // is what XLA (`failed to create cublas handle: ...`), ggml (`CUDA
+    // error: ... in function cublas_handle`) and ONNX Runtime (`CUBLAS
+    // failure 3: ...`) print since CUDA 12; cuTENSOR words its status the
+    // same, so the line must name cuBLAS.
+    cublas: re(concat!(
+        r"CUBLAS_STATUS_ALLOC_FAILED|CUBLAS_STATUS_NOT_INITIALIZED|",
+        r"(?i:cublas).{0,300}?the\s*resource\s*allocation\s*failed|",
+        r"the\s*resource\s*allocation\s*failed.{0,300}?(?i:cublas)"
+    )),
     cublas_call: re(r"when\s*calling\s*`([^`]+)`"),
     cudnn: re(r"CUDNN_STATUS_(?:NOT_INITIALIZED|ALLOC_FAILED)"),
     cudnn_handle: re(r"Could\s*not\s*create\s*cudnn\s*handle\s*:\s*CUDNN_STATUS_\w+"),
@@ -286,6 +297,21 @@ mod tests {
         ] {
             assert!(parse(text).is_none(), "{text}");
         }
+    }
+
+    #[test]
+    fn cublas_s_own_words_for_a_failed_allocation_are_a_cublas_handle_failure() {
+        for line in [
+            "E external/local_xla/xla/stream_executor/cuda/cuda_blas.cc:185] failed to create cublas handle: the resource allocation failed",
+            "CUDA error: the resource allocation failed current device: 0, in function cublas_handle at ggml/src/ggml-cuda/common.cuh:1500 cublasCreate_v2(&cublas_handles[device])",
+            "CUBLAS failure 3: the resource allocation failed ; GPU=0 ; hostname=a ; file=cuda_execution_provider.cc ; line=170",
+        ] {
+            let e = parse(line).expect(line);
+            assert_eq!(e.framework, Framework::Cublas, "{line}");
+            assert_eq!(e.facts.kind, EventKind::LibraryHandle, "{line}");
+        }
+        // cuTENSOR words its status the same; without cuBLAS named it is not one.
+        assert!(parse("CUTENSOR error: the resource allocation failed").is_none());
     }
 
     #[test]
