@@ -17,6 +17,7 @@ use super::text::{
 use super::watchdog::{self, WatchdogTimeout};
 use super::{attribution, context, phase, Framework, MemoryLimit, OomEvent, Phase};
 use aho_corasick::{AhoCorasick, MatchKind};
+use memchr::memmem;
 use regex::Regex;
 use std::collections::VecDeque;
 use std::fmt;
@@ -46,24 +47,32 @@ fn searched_phrases() -> Vec<&'static str> {
         .collect()
 }
 
-/// The searchers of [`searched_phrases`], with the index in that list of
-/// each of their phrases. aho-corasick's packed search (Teddy) compares as
-/// many leading bytes as its shortest phrase has, up to four, and runs its
-/// slim form, 32 bytes a step, for up to 32 phrases, its fat form, 16 bytes a
-/// step, for up to 64 (`packed/teddy/builder.rs`). So the first searcher is a
-/// slim one: it takes the phrases shorter than four bytes (`OOM`) and the
-/// first others in byte order up to 32; the rest, in byte order too (phrases
-/// that begin alike share buckets and leave fewer false candidates), go to
-/// as few fat searchers as hold them, in even shares. Timed on the 1 GiB
-/// benchmark log (`scripts/bench-explain.sh`, five runs alternating): 0.59 s
-/// against 0.62-0.70 s for two even shares of 40 in byte order, where
-/// `OOM` shortened a fat searcher's mask to three bytes. Earlier measures of
-/// the search alone (75 phrases): two even searchers 0.50 s, three 0.72 s,
-/// one automaton past Teddy's 64 phrases 1.94 s.
+/// The packed searchers of [`searched_phrases`] of at least
+/// [`PACKED_MASK`] bytes, with the index in that list of each of their
+/// phrases. aho-corasick's packed search (Teddy) compares as many leading
+/// bytes as its shortest phrase has, up to four, and runs its slim form, 32
+/// bytes a step, for up to 32 phrases, its fat form, 16 bytes a step, for
+/// up to 64 (`packed/teddy/builder.rs`). A phrase shorter than four bytes
+/// (`OOM`) would shorten a searcher's mask and multiply the candidates it
+/// checks on ordinary text, so it has a single-phrase finder of its own
+/// ([`SHORT_FINDERS`]). The first searcher is a slim one with the first
+/// phrases in byte order; the rest, in byte order too (phrases that begin
+/// alike share buckets and leave fewer false candidates), go to as few fat
+/// searchers as hold them, in even shares.
+///
+/// Counted with cachegrind on the 1 GiB benchmark log
+/// (`scripts/bench-explain.sh`): the two searchers plus the `OOM` finder
+/// run 10% fewer instructions than `OOM` inside the slim searcher (whose
+/// mask it cut to three bytes); two even fat searchers ran as many as
+/// before. Earlier wall-clock measures of the search alone (75 phrases):
+/// two searchers 0.50 s, three 0.72 s, one automaton past Teddy's 64
+/// phrases 1.94 s.
 static FINDERS: LazyLock<Vec<(Vec<usize>, AhoCorasick)>> = LazyLock::new(|| {
     let phrases = searched_phrases();
-    let mut order: Vec<usize> = (0..phrases.len()).collect();
-    order.sort_by_key(|&i| (phrases[i].len() >= PACKED_MASK, phrases[i].as_bytes()));
+    let mut order: Vec<usize> = (0..phrases.len())
+        .filter(|&i| phrases[i].len() >= PACKED_MASK)
+        .collect();
+    order.sort_by_key(|&i| phrases[i].as_bytes());
     let slim = order.len().min(SLIM_PHRASES);
     let rest = &order[slim..];
     let fat_max = 2 * PHRASES_PER_SEARCHER - SLIM_PHRASES;
@@ -78,6 +87,17 @@ static FINDERS: LazyLock<Vec<(Vec<usize>, AhoCorasick)>> = LazyLock::new(|| {
                 .expect("trigger automaton builds");
             (ids.to_vec(), finder)
         })
+        .collect()
+});
+
+/// A finder for each phrase shorter than [`PACKED_MASK`], with its index in
+/// [`searched_phrases`].
+static SHORT_FINDERS: LazyLock<Vec<(usize, memmem::Finder<'static>)>> = LazyLock::new(|| {
+    searched_phrases()
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.len() < PACKED_MASK)
+        .map(|(i, p)| (i, memmem::Finder::new(p.as_bytes())))
         .collect()
 });
 
@@ -99,7 +119,10 @@ fn phrase_hits(hay: &[u8], hits: &mut Vec<(usize, usize)>) {
                 .map(|m| (m.start(), ids[m.pattern().as_usize()])),
         );
     }
-    if FINDERS.len() > 1 {
+    for (phrase, finder) in SHORT_FINDERS.iter() {
+        hits.extend(finder.find_iter(hay).map(|at| (at, *phrase)));
+    }
+    if FINDERS.len() + SHORT_FINDERS.len() > 1 {
         hits.sort_unstable();
     }
 }
@@ -234,24 +257,29 @@ pub fn scan_reader<R: Read>(
     Ok(ScanSummary { events, ..summary })
 }
 
-/// Reads into `buf` until `want` more bytes or end of input; returns the count.
-fn read_more<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + want, 0);
-    let mut filled = start;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
+/// Reads into `store` after its first `filled` bytes until `want` more
+/// bytes or end of input; returns the count. The store only grows (zeroed
+/// once): a chunk read into it is not zeroed first.
+fn read_more<R: Read>(
+    reader: &mut R,
+    store: &mut Vec<u8>,
+    filled: &mut usize,
+    want: usize,
+) -> io::Result<usize> {
+    let start = *filled;
+    let end = start + want;
+    if store.len() < end {
+        store.resize(end, 0);
+    }
+    while *filled < end {
+        match reader.read(&mut store[*filled..end]) {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(n) => *filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
-    buf.truncate(filled);
-    Ok(filled - start)
+    Ok(*filled - start)
 }
 
 fn scan_plain<R: Read>(
@@ -262,7 +290,9 @@ fn scan_plain<R: Read>(
     emit: &mut dyn FnMut(OomEvent),
 ) -> io::Result<ScanSummary> {
     let chunk = chunk.max(1);
-    let mut buf: Vec<u8> = Vec::with_capacity(chunk + CONTEXT_BYTES + LOOKAHEAD);
+    // The bytes read and kept are `store[..filled]`, seen as `buf`.
+    let mut store: Vec<u8> = Vec::new();
+    let mut filled: usize = 0;
     // Line number (1-based) at `counted_pos` in `buf`.
     let mut counted_line: u64 = 1;
     let mut counted_pos: usize = 0;
@@ -279,7 +309,8 @@ fn scan_plain<R: Read>(
     // Bytes were dropped from the front of `buf`: nothing in it opens the input.
     let mut drained = false;
     loop {
-        let n = read_more(&mut reader, &mut buf, chunk)?;
+        let n = read_more(&mut reader, &mut store, &mut filled, chunk)?;
+        let buf = &store[..filled];
         total_bytes += n as u64;
         let eof = n < chunk;
         let scan_end = if eof {
@@ -294,12 +325,12 @@ fn scan_plain<R: Read>(
                 break;
             }
             if phrase == TRIGGERS.len() {
-                let line_start = line_start_of(&buf, at);
+                let line_start = line_start_of(buf, at);
                 if line_start >= counted_pos {
                     counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                     counted_pos = line_start;
                 }
-                let raw = &buf[line_start..line_end_of(&buf, at)];
+                let raw = &buf[line_start..line_end_of(buf, at)];
                 if let Some(t) = watchdog::parse(raw, source, counted_line) {
                     if timeouts.len() < watchdog::MAX_TIMEOUTS && !watchdog::repeats(&timeouts, &t)
                     {
@@ -311,7 +342,7 @@ fn scan_plain<R: Read>(
             if at < consumed_until {
                 continue;
             }
-            let line_start = line_start_of(&buf, at);
+            let line_start = line_start_of(buf, at);
             if line_start >= counted_pos {
                 counted_line += bytecount::count(&buf[counted_pos..line_start], b'\n') as u64;
                 counted_pos = line_start;
@@ -327,7 +358,7 @@ fn scan_plain<R: Read>(
                 opens_input,
                 heads_report,
             };
-            let (found, end) = read_event_at(&buf, at_line, last_event_end, &mut cache);
+            let (found, end) = read_event_at(buf, at_line, last_event_end, &mut cache);
             consumed_until = end;
             if let Some(found) = found {
                 last_event_end = end;
@@ -361,7 +392,8 @@ fn scan_plain<R: Read>(
             counted_pos -= keep_from;
         }
         drained |= keep_from > 0;
-        buf.drain(..keep_from);
+        store.copy_within(keep_from..filled, 0);
+        filled -= keep_from;
         search_from -= keep_from;
         consumed_until = consumed_until.saturating_sub(keep_from);
         last_event_end = last_event_end.saturating_sub(keep_from);
@@ -963,18 +995,19 @@ mod tests {
     }
 
     #[test]
-    fn the_short_phrases_share_the_slim_searcher_and_the_rest_fit_fat_ones() {
+    fn short_phrases_have_their_own_finders_and_the_rest_fit_packed_ones() {
         let phrases = searched_phrases();
         let (slim, fat) = FINDERS.split_first().expect("a searcher");
         assert!(slim.0.len() <= SLIM_PHRASES);
-        for (i, p) in phrases.iter().enumerate() {
-            if p.len() < PACKED_MASK {
-                assert!(slim.0.contains(&i), "{p:?}");
-            }
-        }
         assert!(fat.iter().all(|(ids, _)| ids.len() <= 64));
+        for (ids, _) in FINDERS.iter() {
+            assert!(ids.iter().all(|&i| phrases[i].len() >= PACKED_MASK));
+        }
+        assert!(SHORT_FINDERS
+            .iter()
+            .all(|&(i, _)| phrases[i].len() < PACKED_MASK));
         let all: usize = FINDERS.iter().map(|(ids, _)| ids.len()).sum();
-        assert_eq!(all, phrases.len());
+        assert_eq!(all + SHORT_FINDERS.len(), phrases.len());
     }
 
     #[test]
