@@ -628,6 +628,22 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
                 // (onnxruntime/core/session/inference_session.cc,
                 // `Initialize`: "Exception during initialization: ").
                 r"Exception during initialization:|",
+                // The same set-up named by its method in ONNX Runtime's log
+                // prefix (`inference_session.cc:1268
+                // onnxruntime::InferenceSession::Initialize::<lambda>`),
+                // when a wrapped line leaves the message under it; Triton
+                // Inference Server's backends loading a model
+                // (`TRITONBACKEND_ModelInitialize`,
+                // `TRITONBACKEND_ModelInstanceInitialize`); a serving
+                // engine loading a built engine file ("Loading TensorRT
+                // engine: vae.plan").
+                r"InferenceSession::Initialize\b|TRITONBACKEND_Model(?:Instance)?Initialize\b|(?i:\bloading (?:the )?(?:\w+ )?engine\b)|",
+                // A call whose name says it loads a model's parameters
+                // (`load_and_format_params(ckpt_path)`, ncnn's
+                // `load_param("x.param")`). Not `load_model(`: a script
+                // pasted above the error loads its model in its first lines
+                // and fails later, where it runs it.
+                r"\bload(?:_\w+?)?_(?:params?|weights?|checkpoint)\(|",
                 // The object built and moved in one statement too:
                 // `Model(opt.cfg, nc=nc).to(device)`.
                 r"(?i:\b(?:model|pipe|pipeline|net|unet|vae)\w*(?:\([^()]*\))?\.(?:cuda|to)\()|",
@@ -1388,6 +1404,27 @@ mod tests {
         ] {
             let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
             assert_eq!(from_traceback(&tb), Some(Phase::DataLoading), "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_runtime_loading_its_model_names_the_load() {
+        let oom = "CUDA failure 2: out of memory ; GPU=0 ; expr=cudaMalloc((void**)&p, size);";
+        for before in [
+            "2021-01-28 18:18:38.42 [E:onnxruntime:, inference_session.cc:1268 onnxruntime::InferenceSession::Initialize::<lambda_c6>::operator ()] Exception during",
+            "I0620 22:58:13.155567 1 tensorflow.cc:2025] TRITONBACKEND_ModelInstanceInitialize: bert_large (device 0)",
+            "Loading TensorRT engine: engine/vae.plan",
+            "ran out of memory on step `params = params_lib.load_and_format_params(ckpt_path)`",
+            "squeezenet.load_param(\"squeezenet_v1.1.param\");",
+        ] {
+            let before = vec![before.to_string()];
+            assert_eq!(from_context(&before, oom, &[]), Some(Phase::ModelLoad), "{before:?}");
+        }
+        // A loader of data is no model's, and a script's `load_model(` is
+        // where it starts, not where it failed.
+        for before in ["batch = load_batch(data_dir)", "model = load_model('m.h5')"] {
+            let before = vec![before.to_string()];
+            assert_ne!(from_context(&before, oom, &[]), Some(Phase::ModelLoad));
         }
     }
 
