@@ -71,6 +71,11 @@ static RULES: LazyLock<Vec<(Phase, Rank, Regex)>> = LazyLock::new(|| {
             concat!(
                 r"profile_run|determine_num_available_blocks|determine_available_memory|",
                 r"_initialize_kv_caches|init_device\b|initialize_cache|capture_model|",
+                // vLLM V1's workers allocating the KV cache the engine sized
+                // (`Worker.initialize_from_config(kv_cache_config)` ->
+                // `GPUModelRunner.initialize_kv_cache` ->
+                // `_allocate_kv_cache_tensors`); SGLang's `init_memory_pool`.
+                r"\binitialize_from_config\b|\binitialize_kv_cache\w*|_allocate_kv_cache\w*|\binit_memory_pool\b|",
                 r"compile_or_warm_up_model|profile_cudagraph_memory|make_graphed_callables|",
                 r"in capture\w*\b|_dummy_run\b|_dummy_sampler_run|",
                 r"(?i:in _?warm_?up\w*\b)",
@@ -1404,6 +1409,18 @@ mod tests {
         ] {
             let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
             assert_eq!(from_traceback(&tb), Some(Phase::DataLoading), "{frame}");
+        }
+    }
+
+    #[test]
+    fn a_serving_engine_s_workers_allocating_the_kv_cache_start_up() {
+        for frame in [
+            "  File \"/x/vllm/v1/worker/gpu_worker.py\", line 560, in initialize_from_config\n    self.model_runner.initialize_kv_cache(kv_cache_config)",
+            "  File \"/x/vllm/v1/worker/gpu_model_runner.py\", line 3001, in _allocate_kv_cache_tensors\n    tensor = torch.zeros(kv_cache_tensor.size)",
+            "  File \"/x/sglang/srt/model_executor/model_runner.py\", line 700, in init_memory_pool\n    self.token_to_kv_pool = MHATokenToKVPool(",
+        ] {
+            let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
+            assert_eq!(from_traceback(&tb), Some(Phase::Startup), "{frame}");
         }
     }
 
