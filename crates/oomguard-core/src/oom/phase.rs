@@ -726,14 +726,6 @@ static CONTEXT_RULES: LazyLock<(Vec<Phase>, RegexSet)> = LazyLock::new(|| {
         // (type Dense).`, Keras 3 `... when calling Softmax.call().`): the
         // layer was running its forward computation.
         (Phase::Forward, r"Exception encountered when calling\b"),
-        // ONNX Runtime's executor running a session's graph (`Run`): a
-        // kernel failed (onnxruntime/core/framework/sequential_executor.cc,
-        // `ExecuteKernel`: "Non-zero status code returned while running
-        // MatMul node. Name:'...'").
-        (
-            Phase::Forward,
-            r"Non-zero status code returned while running \w+ node\b",
-        ),
         // The same source lines flush left, as a paste outside a code block
         // leaves them.
         (Phase::Forward, torch_nn_source!()),
@@ -815,7 +807,6 @@ static CONTEXT_WORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
             "toarray(",
             "DataLoader worker",
             "Exception encountered when calling",
-            "non-zero status code",
             "return F.",
             "result = torch.",
             "ward (line",
@@ -1431,12 +1422,6 @@ mod tests {
             let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
             assert_eq!(from_traceback(&tb), Some(Phase::Startup), "{frame}");
         }
-    }
-
-    #[test]
-    fn onnx_runtime_running_a_node_is_the_forward_pass() {
-        let line = "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Non-zero status code returned while running FusedMatMul node. Name:'MatMul_With_Transpose' Status Message: bad allocation";
-        assert_eq!(from_context(&[], line, &[]), Some(Phase::Forward));
     }
 
     #[test]
