@@ -1407,9 +1407,14 @@ mod tests {
             "  File \"/a/torch/multiprocessing/reductions.py\", line 369, in reduce_storage\n    fd, size = storage._share_fd_cpu_()",
             "  File \"/a/torch/utils/data/dataloader.py\", line 89, in default_collate\n    storage = batch[0].storage()._new_shared(numel)",
         ] {
-            let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
-            assert_eq!(from_traceback(&tb), Some(Phase::DataLoading), "{frame}");
+            assert_frame_reads_as(frame, Phase::DataLoading);
         }
+    }
+
+    /// `frame` under a traceback's header reads as `phase`.
+    fn assert_frame_reads_as(frame: &str, phase: Phase) {
+        let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
+        assert_eq!(from_traceback(&tb), Some(phase), "{frame}");
     }
 
     #[test]
@@ -1419,8 +1424,7 @@ mod tests {
             "  File \"/x/vllm/v1/worker/gpu_model_runner.py\", line 3001, in _allocate_kv_cache_tensors\n    tensor = torch.zeros(kv_cache_tensor.size)",
             "  File \"/x/sglang/srt/model_executor/model_runner.py\", line 700, in init_memory_pool\n    self.token_to_kv_pool = MHATokenToKVPool(",
         ] {
-            let tb = lines(&format!("Traceback (most recent call last):\n{frame}"));
-            assert_eq!(from_traceback(&tb), Some(Phase::Startup), "{frame}");
+            assert_frame_reads_as(frame, Phase::Startup);
         }
     }
 
